@@ -1,0 +1,201 @@
+"""Typed configuration: one YAML file, validated once at start-up.
+
+Secrets are never stored in the file; a value ``os.environ/NAME`` is read
+from the environment when the file is loaded, and a missing variable is a
+start-up error naming the file and the path inside it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DeploymentConfig",
+    "GatewayConfig",
+    "KeyConfig",
+    "ModelConfig",
+    "Secret",
+    "ServerConfig",
+    "TimeoutConfig",
+    "bundled_config_path",
+    "load_config",
+    "parse_config",
+]
+
+ENV_PREFIX = "os.environ/"
+ProviderName = Literal["openai", "anthropic", "gemini", "simulator"]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names file, path and problem."""
+
+
+class Secret:
+    """A string that never shows itself in ``repr`` or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class TimeoutConfig(_Strict):
+    """Per-deployment upstream timeouts, in seconds."""
+
+    connect_s: float = Field(default=5.0, gt=0)
+    # Time allowed for the response head and between two streamed chunks.
+    read_s: float = Field(default=120.0, gt=0)
+    # Whole non-streaming request; streams are bounded by read_s per chunk.
+    total_s: float = Field(default=600.0, gt=0)
+
+
+class DeploymentConfig(_Strict):
+    id: str = Field(min_length=1)
+    provider: ProviderName
+    model: str | None = None
+    base_url: str | None = None
+    api_key: Secret | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    max_connections: int = Field(default=256, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> DeploymentConfig:
+        if self.provider != "simulator" and not self.model:
+            raise ValueError(f"provider {self.provider!r} needs `model` (the upstream model name)")
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError("provider 'openai' needs `base_url` (e.g. http://127.0.0.1:8000/v1)")
+        return self
+
+
+class ModelConfig(_Strict):
+    name: str = Field(min_length=1)
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+
+
+class KeyConfig(_Strict):
+    name: str = Field(min_length=1)
+    key: Secret
+
+
+class ServerConfig(_Strict):
+    max_request_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    access_log: bool = True
+
+
+class GatewayConfig(_Strict):
+    models: list[ModelConfig] = Field(min_length=1)
+    keys: list[KeyConfig] = Field(min_length=1)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> GatewayConfig:
+        _require_unique("model name", [m.name for m in self.models])
+        _require_unique("deployment id", [d.id for m in self.models for d in m.deployments])
+        _require_unique("key name", [k.name for k in self.keys])
+        return self
+
+
+def _require_unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} {name!r}")
+        seen.add(name)
+
+
+_SECRET_FIELDS = {"api_key", "key"}
+
+
+def _resolve_secrets(node: Any, path: str, source: str, env: dict[str, str]) -> Any:
+    """Replace ``os.environ/NAME`` strings and wrap secret fields in ``Secret``."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            child = f"{path}.{key}" if path else str(key)
+            resolved = _resolve_secrets(value, child, source, env)
+            if key in _SECRET_FIELDS and isinstance(resolved, str):
+                resolved = Secret(resolved)
+            out[key] = resolved
+        return out
+    if isinstance(node, list):
+        return [_resolve_secrets(v, f"{path}[{i}]", source, env) for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith(ENV_PREFIX):
+        name = node[len(ENV_PREFIX) :]
+        if name not in env:
+            raise ConfigError(f"{source}: {path}: environment variable {name} is not set")
+        return env[name]
+    return node
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def parse_config(
+    raw: Any, source: str = "<config>", env: dict[str, str] | None = None
+) -> GatewayConfig:
+    """Validate already-parsed YAML data; errors name ``source`` and the path."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    resolved = _resolve_secrets(raw, "", source, dict(os.environ) if env is None else env)
+    try:
+        return GatewayConfig.model_validate(resolved)
+    except ValidationError as exc:
+        problems = [
+            f"{source}: {_format_location(err['loc'])}: {err['msg']}" for err in exc.errors()
+        ]
+        raise ConfigError("\n".join(problems)) from None
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    return parse_config(raw, str(path), env)
+
+
+def bundled_config_path() -> Path:
+    """The default configuration: simulator models only, nothing else needed."""
+    return Path(__file__).with_name("default_config.yaml")

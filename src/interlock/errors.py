@@ -1,0 +1,165 @@
+"""The gateway's error tree.
+
+Every error that can reach a client is an ``InterlockError``; it states its
+HTTP status and OpenAI error ``type`` itself, so the HTTP edge maps errors in
+exactly one place (``interlock.api.errors``)::
+
+    InterlockError
+    ├── InvalidRequest          400 invalid_request_error
+    │   └── UnsupportedOperation   400 (model cannot do this, e.g. embeddings)
+    ├── AuthenticationFailed    401 authentication_error
+    ├── ModelNotFound           404 invalid_request_error / model_not_found
+    ├── NotFound                404 (unknown route)
+    ├── MethodNotAllowed        405
+    ├── PayloadTooLarge         413
+    ├── ServiceUnavailable      503 (draining, overloaded)
+    └── ProviderError           raised by adapters, classified where they enter
+        ├── UpstreamStatusError     upstream answered with an error status
+        ├── UpstreamConnectionError 502 could not connect / connection reset
+        ├── UpstreamTimeout         504
+        └── UpstreamProtocolError   502 garbage or unexpected body
+
+Anything else escaping a handler is our own bug and becomes a 500.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailed",
+    "InterlockError",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "ModelNotFound",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProviderError",
+    "ServiceUnavailable",
+    "UnsupportedOperation",
+    "UpstreamConnectionError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+    "UpstreamTimeout",
+]
+
+
+class InterlockError(Exception):
+    """Base class: an error with an HTTP status and an OpenAI error body."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, object]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(InterlockError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class UnsupportedOperation(InvalidRequest):
+    code = "unsupported_operation"
+
+
+class AuthenticationFailed(InterlockError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(InterlockError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+    def __init__(self, model: str):
+        super().__init__(
+            f"The model `{model}` does not exist or you do not have access to it.",
+            param="model",
+        )
+
+
+class NotFound(InterlockError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(InterlockError):
+    status_code = 405
+    error_type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(InterlockError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ServiceUnavailable(InterlockError):
+    status_code = 503
+    error_type = "server_error"
+    code = "service_unavailable"
+
+
+class ProviderError(InterlockError):
+    """An upstream model server failed; ``deployment`` names which one."""
+
+    status_code = 502
+    error_type = "upstream_error"
+
+    def __init__(self, message: str, *, deployment: str = "", code: str | None = None):
+        super().__init__(message, code=code)
+        self.deployment = deployment
+
+
+class UpstreamStatusError(ProviderError):
+    """The upstream answered with an error status.
+
+    Client mistakes the upstream reports (400, 404, 413, 422) keep their
+    status so the caller sees what to fix; rate limiting stays 429; the
+    upstream rejecting *our* credentials (401/403) and upstream 5xx are the
+    gateway's problem, so they become 502.
+    """
+
+    _PASS_THROUGH = {400: "invalid_request_error", 404: "invalid_request_error",
+                     413: "invalid_request_error", 422: "invalid_request_error",
+                     429: "rate_limit_error"}
+
+    def __init__(self, upstream_status: int, message: str, *, deployment: str = ""):
+        super().__init__(message, deployment=deployment, code=f"upstream_{upstream_status}")
+        self.upstream_status = upstream_status
+        if upstream_status in self._PASS_THROUGH:
+            self.status_code = upstream_status
+            self.error_type = self._PASS_THROUGH[upstream_status]
+        else:
+            self.status_code = 502
+
+
+class UpstreamConnectionError(ProviderError):
+    code = "upstream_connection_error"
+
+
+class UpstreamTimeout(ProviderError):
+    status_code = 504
+    code = "upstream_timeout"
+
+
+class UpstreamProtocolError(ProviderError):
+    code = "upstream_protocol_error"

@@ -1,0 +1,63 @@
+"""The provider adapter interface.
+
+Adapters translate between the OpenAI wire shape and one upstream's wire
+shape. They do no policy: no retries, no fallbacks, no timeouts of their own
+beyond the pooled client they are given. Failures are raised as
+``interlock.errors.ProviderError`` subclasses.
+
+Shapes crossing this interface are OpenAI's:
+
+- ``chat`` returns a ``chat.completion`` object as a dict;
+- ``stream_chat`` yields each ``chat.completion.chunk`` as JSON *bytes*, so an
+  OpenAI-compatible upstream's chunks are forwarded without re-serialising;
+- ``embed`` returns an embeddings ``list`` object with vectors as float lists
+  (the HTTP edge applies ``encoding_format``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from interlock.errors import UnsupportedOperation
+
+__all__ = ["CallContext", "Provider"]
+
+JSONDict = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What an adapter may know about the call besides the request body."""
+
+    request_id: str
+    public_model: str
+
+
+class Provider(ABC):
+    """One deployment's adapter. ``deployment_id`` names it in errors."""
+
+    deployment_id: str
+    # Shown as ``owned_by`` in /v1/models; the simulator says so.
+    owned_by: str = "interlock"
+
+    @abstractmethod
+    async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        """One non-streaming chat completion."""
+
+    @abstractmethod
+    def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
+        """Stream ``chat.completion.chunk`` JSON objects as bytes."""
+
+    async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        raise UnsupportedOperation(
+            f"The model `{ctx.public_model}` does not support embeddings.", param="model"
+        )
+
+    async def start(self) -> None:
+        """Open pooled connections; called once in the app's lifespan."""
+
+    async def aclose(self) -> None:
+        """Release pooled connections."""

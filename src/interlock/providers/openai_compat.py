@@ -1,0 +1,94 @@
+"""Adapter for OpenAI-compatible upstreams: OpenAI, vLLM, Ollama, DeepSeek,
+llama.cpp server, Together, LM Studio ...
+
+The wire shape is already ours, so this adapter only swaps the model name,
+adds credentials and forwards streamed chunks as the bytes it received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from interlock.config import DeploymentConfig
+from interlock.errors import UpstreamProtocolError, UpstreamStatusError
+from interlock.providers.base import CallContext, JSONDict, Provider
+from interlock.providers.http import UpstreamClient, upstream_error_message
+
+__all__ = ["OpenAICompatibleProvider"]
+
+_DONE = b"[DONE]"
+
+
+class OpenAICompatibleProvider(Provider):
+    def __init__(self, deployment: DeploymentConfig):
+        assert deployment.base_url and deployment.model  # guaranteed by config validation
+        self.deployment_id = deployment.id
+        self._model = deployment.model
+        self._base_url = deployment.base_url
+        headers = {}
+        if deployment.api_key is not None:
+            headers["authorization"] = f"Bearer {deployment.api_key.reveal()}"
+        self._client = UpstreamClient(
+            deployment.id, deployment.timeouts, deployment.max_connections, headers
+        )
+
+    async def start(self) -> None:
+        await self._client.start()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _upstream_body(self, body: JSONDict) -> JSONDict:
+        return {**body, "model": self._model}
+
+    @staticmethod
+    def _headers(ctx: CallContext) -> dict[str, str]:
+        return {"x-request-id": ctx.request_id}
+
+    async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        upstream = self._upstream_body(body)
+        upstream.pop("stream", None)
+        upstream.pop("stream_options", None)
+        result = await self._client.request_json(
+            "POST", f"{self._base_url}/chat/completions", upstream, self._headers(ctx)
+        )
+        return self._expect_object(result, "choices")
+
+    async def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
+        upstream = self._upstream_body(body)
+        upstream["stream"] = True
+        events = self._client.stream_sse(
+            f"{self._base_url}/chat/completions", upstream, self._headers(ctx)
+        )
+        async for event in events:
+            data = event.data
+            if data == _DONE:
+                return
+            if not data.startswith(b"{"):
+                raise UpstreamProtocolError(
+                    "upstream sent a stream event that is not a JSON object",
+                    deployment=self.deployment_id,
+                )
+            if data.startswith(b'{"error"'):
+                raise UpstreamStatusError(
+                    502, upstream_error_message(data), deployment=self.deployment_id
+                )
+            yield data
+
+    async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        # Always ask for floats: the HTTP edge applies the client's encoding.
+        upstream = {**self._upstream_body(body), "encoding_format": "float"}
+        result = await self._client.request_json(
+            "POST", f"{self._base_url}/embeddings", upstream, self._headers(ctx)
+        )
+        return self._expect_object(result, "data")
+
+    def _expect_object(self, result: Any, required: str) -> JSONDict:
+        if not isinstance(result, dict) or required not in result:
+            raise UpstreamProtocolError(
+                f"upstream response has no `{required}`", deployment=self.deployment_id
+            )
+        return result

@@ -1,0 +1,29 @@
+"""Chooses and builds the adapter for a deployment (the one place that knows them all)."""
+
+from __future__ import annotations
+
+from interlock.config import DeploymentConfig
+from interlock.providers.base import Provider
+from interlock.tokens import TokenCounter
+
+__all__ = ["build_provider"]
+
+
+def build_provider(deployment: DeploymentConfig, counter: TokenCounter) -> Provider:
+    if deployment.provider == "simulator":
+        from interlock.providers.simulator import SimulatorProvider
+
+        return SimulatorProvider(deployment, counter)
+    if deployment.provider == "openai":
+        from interlock.providers.openai_compat import OpenAICompatibleProvider
+
+        return OpenAICompatibleProvider(deployment)
+    if deployment.provider == "anthropic":
+        from interlock.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(deployment)
+    if deployment.provider == "gemini":
+        from interlock.providers.gemini import GeminiProvider
+
+        return GeminiProvider(deployment)
+    raise ValueError(f"unknown provider {deployment.provider!r}")  # config validation prevents

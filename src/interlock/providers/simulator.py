@@ -1,0 +1,263 @@
+"""The built-in simulator: the embedded default model and the chaos tool.
+
+Output is deterministic for a given seed and prompt. Behaviour comes from the
+deployment's ``params``:
+
+==================  =======================================================
+``seed``            int, default 0: varies the text for the same prompt
+``ttft_ms``         delay before the first token (default 0)
+``tokens_per_s``    streaming pace; 0 means as fast as possible (default 0)
+``max_tokens``      natural response length upper bound (default 64)
+``error_rate``      probability in [0, 1] that a call fails (default 0)
+``error_kind``      server_error | rate_limit | unavailable | bad_request |
+                    timeout | connection (default server_error)
+``cut_after_tokens`` streams break (connection lost) after this many tokens
+``dimensions``      embedding size (default 256)
+==================  =======================================================
+
+It is named a simulator in ``/v1/models`` (``owned_by``) and in
+``system_fingerprint``; it never pretends to be a real model. Call counters
+live on the instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from interlock.config import DeploymentConfig
+from interlock.errors import (
+    ProviderError,
+    UpstreamConnectionError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from interlock.providers.base import CallContext, JSONDict, Provider
+from interlock.tokens import TokenCounter, count_chat_prompt, message_text
+
+__all__ = ["SimulatorParams", "SimulatorProvider"]
+
+FINGERPRINT = "interlock-simulator"
+_VOCABULARY = (
+    "the gateway routes each request along a safe path while the model server "
+    "streams tokens back to the client and every stage records what it did so "
+    "operators can see latency cost and errors at a glance when traffic grows "
+    "circuits open retries back off budgets hold and caches answer quickly"
+).split()
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class SimulatorParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 0
+    ttft_ms: float = Field(default=0.0, ge=0)
+    tokens_per_s: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=64, ge=1)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    error_kind: Literal[
+        "server_error", "rate_limit", "unavailable", "bad_request", "timeout", "connection"
+    ] = "server_error"
+    cut_after_tokens: int | None = Field(default=None, ge=0)
+    dimensions: int = Field(default=256, ge=1, le=8192)
+
+
+class SimulatorProvider(Provider):
+    owned_by = FINGERPRINT
+
+    def __init__(
+        self,
+        deployment: DeploymentConfig,
+        counter: TokenCounter,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ):
+        self.deployment_id = deployment.id
+        self.params = SimulatorParams.model_validate(deployment.params)
+        self._counter = counter
+        self._sleep = sleep
+        self._rng = rng or random.Random(self.params.seed)
+        self.calls = 0
+        self.failures = 0
+
+    # -- text generation -------------------------------------------------
+
+    def _words(self, body: JSONDict, choice: int) -> tuple[list[str], str]:
+        """The completion's pieces for this prompt, and its finish reason."""
+        prompt = "\n".join(message_text(m.get("content")) for m in body.get("messages", ()))
+        digest = hashlib.blake2b(
+            f"{self.params.seed}:{choice}:{prompt}".encode(), digest_size=8
+        ).digest()
+        rng = random.Random(int.from_bytes(digest, "big"))
+        natural = rng.randint(max(1, self.params.max_tokens // 2), self.params.max_tokens)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or natural
+        length = min(natural, int(limit))
+        words = [(" " if i else "") + rng.choice(_VOCABULARY) for i in range(length)]
+        finish = "length" if length < natural else "stop"
+        return _apply_stop(words, body.get("stop"), finish)
+
+    async def _maybe_fail(self) -> None:
+        self.calls += 1
+        if self.params.error_rate and self._rng.random() < self.params.error_rate:
+            self.failures += 1
+            raise self._error()
+
+    def _error(self) -> ProviderError:
+        kind, dep = self.params.error_kind, self.deployment_id
+        statuses = {"server_error": 500, "rate_limit": 429, "unavailable": 503, "bad_request": 400}
+        if kind in statuses:
+            return UpstreamStatusError(statuses[kind], f"simulated {kind}", deployment=dep)
+        if kind == "timeout":
+            return UpstreamTimeout("simulated upstream timeout", deployment=dep)
+        return UpstreamConnectionError("simulated connection reset", deployment=dep)
+
+    def _usage(self, body: JSONDict, completions: list[list[str]]) -> JSONDict:
+        prompt_tokens = count_chat_prompt(self._counter, body.get("messages", ()))
+        completion_tokens = sum(self._counter.count("".join(words)) for words in completions)
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+
+    # -- Provider --------------------------------------------------------
+
+    async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        await self._maybe_fail()
+        choices, completions = [], []
+        for index in range(int(body.get("n") or 1)):
+            words, finish = self._words(body, index)
+            completions.append(words)
+            choices.append(
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": "".join(words), "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            )
+        total = max((len(w) for w in completions), default=0)
+        await self._sleep(self.params.ttft_ms / 1000 + self._token_interval() * total)
+        return {
+            "id": _completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": ctx.public_model,
+            "choices": choices,
+            "usage": self._usage(body, completions),
+            "system_fingerprint": FINGERPRINT,
+        }
+
+    async def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
+        await self._maybe_fail()
+        completion_id, created = _completion_id(), int(time.time())
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(choices: list[JSONDict], usage: JSONDict | None = None) -> bytes:
+            out: JSONDict = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": ctx.public_model,
+                "system_fingerprint": FINGERPRINT,
+                "choices": choices,
+            }
+            if include_usage:
+                out["usage"] = usage
+            return orjson.dumps(out)
+
+        n = int(body.get("n") or 1)
+        plans = [self._words(body, index) for index in range(n)]
+        await self._sleep(self.params.ttft_ms / 1000)
+        for index in range(n):
+            yield chunk([_choice(index, {"role": "assistant", "content": ""})])
+        interval, sent = self._token_interval(), 0
+        for position in range(max(len(words) for words, _ in plans)):
+            if self.params.cut_after_tokens is not None and sent >= self.params.cut_after_tokens:
+                raise UpstreamConnectionError(
+                    "simulated mid-stream cut", deployment=self.deployment_id
+                )
+            if interval and position:
+                await self._sleep(interval)
+            for index, (words, _) in enumerate(plans):
+                if position < len(words):
+                    yield chunk([_choice(index, {"content": words[position]})])
+            sent += 1
+        for index, (_, finish) in enumerate(plans):
+            yield chunk([_choice(index, {}, finish)])
+        if include_usage:
+            yield chunk([], self._usage(body, [words for words, _ in plans]))
+
+    async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        await self._maybe_fail()
+        inputs = _embedding_inputs(body.get("input"))
+        dimensions = int(body.get("dimensions") or self.params.dimensions)
+        data = [
+            {"object": "embedding", "index": i, "embedding": self._vector(text, dimensions)}
+            for i, text in enumerate(inputs)
+        ]
+        tokens = sum(self._counter.count(text) for text in inputs)
+        return {
+            "object": "list",
+            "data": data,
+            "model": ctx.public_model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    def _vector(self, text: str, dimensions: int) -> list[float]:
+        digest = hashlib.blake2b(f"{self.params.seed}:{text}".encode(), digest_size=8).digest()
+        rng = random.Random(int.from_bytes(digest, "big"))
+        values = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+        norm = math.sqrt(sum(v * v for v in values)) or 1.0
+        return [v / norm for v in values]
+
+    def _token_interval(self) -> float:
+        return 1.0 / self.params.tokens_per_s if self.params.tokens_per_s else 0.0
+
+
+def _choice(index: int, delta: JSONDict, finish: str | None = None) -> JSONDict:
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+
+def _completion_id() -> str:
+    return "chatcmpl-sim-" + os.urandom(12).hex()
+
+
+def _apply_stop(words: list[str], stop: Any, finish: str) -> tuple[list[str], str]:
+    stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if isinstance(s, str)]
+    if not stops:
+        return words, finish
+    text = "".join(words)
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    if cut < 0:
+        return words, finish
+    kept, length = [], 0
+    for word in words:
+        if length + len(word) > cut:
+            if cut > length:
+                kept.append(word[: cut - length])
+            break
+        kept.append(word)
+        length += len(word)
+    return kept, "stop"
+
+
+def _embedding_inputs(raw: Any) -> list[str]:
+    """Strings as given; token-id arrays are hashed by their decimal text."""
+    if isinstance(raw, str):
+        return [raw]
+    items = list(raw or [])
+    if items and all(isinstance(x, int) for x in items):
+        return [" ".join(map(str, items))]
+    return [x if isinstance(x, str) else " ".join(map(str, x)) for x in items]

@@ -1,0 +1,77 @@
+"""Runs the app under uvicorn with graceful drain on SIGTERM/SIGINT.
+
+On the first signal: readiness turns 503, listeners close (new connections
+are refused), in-flight requests and streams finish for up to
+``drain_timeout_s``, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import TextIO
+
+import uvicorn
+
+from interlock.api.middleware import DrainState
+from interlock.app import create_app
+from interlock.config import GatewayConfig
+
+__all__ = ["GatewayServer", "serve"]
+
+
+class GatewayServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain: DrainState, banner: list[str], out: TextIO):
+        super().__init__(config)
+        self._drain = drain
+        self._banner = banner
+        self._out = out
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Unlike uvicorn's, this does not re-raise the signal after shutdown:
+        # a drained gateway exits 0.
+        self._drain.draining = True
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.started:
+            return
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                self._out.write(f"Interlock listening on http://{host}:{port}\n")
+        for line in self._banner:
+            self._out.write(line + "\n")
+        self._out.flush()
+
+
+def serve(
+    config: GatewayConfig,
+    host: str,
+    port: int,
+    banner: list[str] | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    drain = DrainState()
+    app = create_app(config, drain=drain)
+    uv_config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(config.server.drain_timeout_s),
+    )
+    server = GatewayServer(uv_config, drain, banner or [], out)
+    server.run()
+    return 0 if server.started else 1

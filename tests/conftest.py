@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.support.servers import FakeUpstream, GatewayProcess
+
+TEST_KEY = "sk-test-interlock"
+
+
+def simulator_config(**params: Any) -> dict[str, Any]:
+    """A minimal valid config: one simulator model, one key from the environment."""
+    return {
+        "models": [
+            {"name": "sim", "deployments": [{"id": "sim-1", "provider": "simulator", "params": params}]},
+            {
+                "name": "embed",
+                "deployments": [{"id": "emb-1", "provider": "simulator", "params": {"dimensions": 8}}],
+            },
+        ],
+        "keys": [{"name": "test", "key": "os.environ/TEST_KEY"}],
+    }
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    started: list[GatewayProcess] = []
+
+    def start(config: dict[str, Any] | None, **kwargs: Any) -> GatewayProcess:
+        env = {"TEST_KEY": TEST_KEY, **kwargs.pop("env", {})}
+        gateway = GatewayProcess(config, tmp_path, env=env, **kwargs)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.close()
+
+
+@pytest.fixture
+def fake_upstream() -> Iterator[Callable[[web.Application], FakeUpstream]]:
+    started: list[FakeUpstream] = []
+
+    def start(app: web.Application) -> FakeUpstream:
+        upstream = FakeUpstream(app)
+        started.append(upstream)
+        return upstream
+
+    yield start
+    for upstream in started:
+        upstream.close()

@@ -1,0 +1,148 @@
+"""Real servers on loopback for tests: fake upstreams and a live gateway.
+
+``FakeUpstream`` runs an aiohttp application in a background thread with its
+own event loop, so it serves the gateway subprocess, sync SDK clients and
+in-process async tests alike. ``GatewayProcess`` runs ``interlock serve`` as
+a child process, the way users run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+__all__ = ["FakeUpstream", "GatewayProcess"]
+
+
+class FakeUpstream:
+    """Serve ``app`` on 127.0.0.1 (random port) until ``close()``."""
+
+    def __init__(self, app: web.Application):
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake upstream did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._start())
+        self._ready.set()
+        self.loop.run_forever()
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    def __enter__(self) -> FakeUpstream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class GatewayProcess:
+    """``interlock serve --config FILE --port 0`` as a child process."""
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None,
+        tmp_path: Path,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ):
+        args = [sys.executable, "-m", "interlock", "serve", "--host", "127.0.0.1", "--port", "0"]
+        if config is not None:
+            path = tmp_path / "interlock.yaml"
+            path.write_text(yaml.safe_dump(config))
+            args += ["--config", str(path)]
+        args += extra_args or []
+        self.stderr_lines: queue.Queue[str] = queue.Queue()
+        self.stdout_lines: list[str] = []
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        self.base_url = self._wait_for_address()
+
+    def _pump_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.put(line.rstrip("\n"))
+
+    def _wait_for_address(self) -> str:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.stdout_lines.append(line.rstrip("\n"))
+            if line.startswith("Interlock listening on "):
+                address = line.split()[-1]
+                # Keep reading the banner in the background so stdout never blocks.
+                threading.Thread(target=self._pump_stdout, daemon=True).start()
+                return address
+        raise RuntimeError(f"gateway exited early: {self.drain_stderr()}")
+
+    def _pump_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.stdout_lines.append(line.rstrip("\n"))
+
+    def drain_stderr(self) -> list[str]:
+        lines = []
+        while True:
+            try:
+                lines.append(self.stderr_lines.get_nowait())
+            except queue.Empty:
+                return lines
+
+    def logs(self) -> Iterator[str]:
+        yield from self.drain_stderr()
+
+    def terminate(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def close(self) -> None:
+        self.terminate()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -16,10 +16,15 @@ def simulator_config(**params: Any) -> dict[str, Any]:
     """A minimal valid config: one simulator model, one key from the environment."""
     return {
         "models": [
-            {"name": "sim", "deployments": [{"id": "sim-1", "provider": "simulator", "params": params}]},
+            {
+                "name": "sim",
+                "deployments": [{"id": "sim-1", "provider": "simulator", "params": params}],
+            },
             {
                 "name": "embed",
-                "deployments": [{"id": "emb-1", "provider": "simulator", "params": {"dimensions": 8}}],
+                "deployments": [
+                    {"id": "emb-1", "provider": "simulator", "params": {"dimensions": 8}}
+                ],
             },
         ],
         "keys": [{"name": "test", "key": "os.environ/TEST_KEY"}],

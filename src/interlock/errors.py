@@ -138,9 +138,13 @@ class UpstreamStatusError(ProviderError):
     gateway's problem, so they become 502.
     """
 
-    _PASS_THROUGH = {400: "invalid_request_error", 404: "invalid_request_error",
-                     413: "invalid_request_error", 422: "invalid_request_error",
-                     429: "rate_limit_error"}
+    _PASS_THROUGH = {
+        400: "invalid_request_error",
+        404: "invalid_request_error",
+        413: "invalid_request_error",
+        422: "invalid_request_error",
+        429: "rate_limit_error",
+    }
 
     def __init__(self, upstream_status: int, message: str, *, deployment: str = ""):
         super().__init__(message, deployment=deployment, code=f"upstream_{upstream_status}")

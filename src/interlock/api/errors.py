@@ -42,8 +42,12 @@ async def _interlock_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ProviderError):
         log.warning(
             "upstream failure",
-            extra={"request_id": _request_id(request), "deployment": exc.deployment,
-                   "status": exc.status_code, "error": exc.message},
+            extra={
+                "request_id": _request_id(request),
+                "deployment": exc.deployment,
+                "status": exc.status_code,
+                "error": exc.message,
+            },
         )
     return error_response(exc)
 
@@ -58,12 +62,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error(
-        "unhandled error", exc_info=exc, extra={"request_id": _request_id(request)}
-    )
-    return error_response(
-        InterlockError("The server had an error while processing your request.")
-    )
+    log.error("unhandled error", exc_info=exc, extra={"request_id": _request_id(request)})
+    return error_response(InterlockError("The server had an error while processing your request."))
 
 
 exception_handlers = {

@@ -74,7 +74,12 @@ async def embeddings(request: Request) -> Response:
 
 
 def _model_card(route: ModelRoute) -> dict[str, Any]:
-    return {"id": route.name, "object": "model", "created": route.created, "owned_by": route.owned_by}
+    return {
+        "id": route.name,
+        "object": "model",
+        "created": route.created,
+        "owned_by": route.owned_by,
+    }
 
 
 async def list_models(request: Request) -> Response:

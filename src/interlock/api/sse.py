@@ -55,8 +55,11 @@ class SSEResponse:
             except InterlockError as exc:
                 log.warning(
                     "stream failed after first byte",
-                    extra={"request_id": scope.get("interlock.request_id"),
-                           "error": exc.message, "status": exc.status_code},
+                    extra={
+                        "request_id": scope.get("interlock.request_id"),
+                        "error": exc.message,
+                        "status": exc.status_code,
+                    },
                 )
                 await send(_body(error_event(exc)))
             await send({"type": "http.response.body", "body": _DONE, "more_body": False})

@@ -56,8 +56,8 @@ class Provider(ABC):
             f"The model `{ctx.public_model}` does not support embeddings.", param="model"
         )
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook, most adapters need it
         """Open pooled connections; called once in the app's lifespan."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027
         """Release pooled connections."""

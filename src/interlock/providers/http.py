@@ -11,7 +11,6 @@ bodies line by line without extra copies.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -166,7 +165,7 @@ class UpstreamClient:
             yield
         except ProviderError:
             raise
-        except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(
                 f"upstream timed out ({type(exc).__name__})", deployment=self.deployment_id
             ) from None

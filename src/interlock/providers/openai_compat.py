@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
 from interlock.config import DeploymentConfig
 from interlock.errors import UpstreamProtocolError, UpstreamStatusError
 from interlock.providers.base import CallContext, JSONDict, Provider

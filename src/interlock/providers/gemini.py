@@ -36,16 +36,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
 from interlock.config import DeploymentConfig
 from interlock.errors import InvalidRequest, UpstreamProtocolError, UpstreamStatusError
 from interlock.providers.base import CallContext, JSONDict, Provider
-from interlock.providers.http import SSEEvent, UpstreamClient, upstream_error_message
+from interlock.providers.http import UpstreamClient, upstream_error_message
 
 __all__ = ["GeminiProvider"]
 
@@ -426,10 +426,7 @@ class GeminiProvider(Provider):
         url = f"{self._model_url}:streamGenerateContent?alt=sse"
         # stream_sse is an async generator; closing it at once closes the upstream
         # connection when our caller stops early or we raise.
-        events = cast(
-            AsyncGenerator[SSEEvent, None],
-            self._client.stream_sse(url, request, self._headers(ctx)),
-        )
+        events = self._client.stream_sse(url, request, self._headers(ctx))
         async with aclosing(events):
             async for event in events:
                 response = self._parse_event(event.data)

@@ -11,7 +11,7 @@ bodies line by line without extra copies.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -133,7 +133,7 @@ class UpstreamClient:
 
     async def stream_sse(
         self, url: str, body: Any, headers: Mapping[str, str] | None = None
-    ) -> AsyncIterator[SSEEvent]:
+    ) -> AsyncGenerator[SSEEvent, None]:
         """POST ``body`` and yield the server-sent events of the response.
 
         Closing or cancelling the iterator closes the upstream connection, so

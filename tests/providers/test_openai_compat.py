@@ -1,0 +1,224 @@
+"""The OpenAI-compatible adapter against a real fake upstream on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from interlock.config import DeploymentConfig, Secret, TimeoutConfig
+from interlock.errors import (
+    UpstreamConnectionError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from interlock.providers.base import CallContext
+from interlock.providers.openai_compat import OpenAICompatibleProvider
+from tests.support.servers import FakeUpstream
+
+CTX = CallContext(request_id="req_abc", public_model="public")
+BODY = {"model": "public", "messages": [{"role": "user", "content": "hi"}], "x_extra": 1}
+COMPLETION = {
+    "id": "c",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "up",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "yo"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+
+
+def chunk(text: str) -> bytes:
+    return orjson.dumps(
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "up",
+            "choices": [{"index": 0, "delta": {"content": text}}],
+        }
+    )
+
+
+class Upstream:
+    """Scripted upstream: ``behaviour`` decides each response; requests are recorded."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, Mapping[str, str], Any]] = []
+        self.behaviour: Callable[[web.Request], Any] = lambda r: web.json_response(COMPLETION)
+        self.app = web.Application()
+        self.app.router.add_post("/v1/{tail:.*}", self.handle)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append((request.path, request.headers.copy(), body))
+        result = self.behaviour(request)
+        if hasattr(result, "__await__"):
+            result = await result
+        assert isinstance(result, web.StreamResponse)
+        return result
+
+
+@pytest.fixture
+def upstream(fake_upstream: Callable[[web.Application], FakeUpstream]) -> tuple[Upstream, str]:
+    scripted = Upstream()
+    return scripted, fake_upstream(scripted.app).url + "/v1"
+
+
+@pytest.fixture
+async def provider(upstream: tuple[Upstream, str]) -> AsyncIterator[OpenAICompatibleProvider]:
+    deployment = DeploymentConfig(
+        id="up-1",
+        provider="openai",
+        model="upstream-model",
+        base_url=upstream[1],
+        api_key=Secret("sk-upstream"),
+        timeouts=TimeoutConfig(read_s=0.5, total_s=2),
+    )
+    adapter = OpenAICompatibleProvider(deployment)
+    await adapter.start()
+    yield adapter
+    await adapter.aclose()
+
+
+async def test_chat_swaps_model_and_sends_credentials(
+    provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
+) -> None:
+    result = await provider.chat(BODY, CTX)
+    assert result["choices"][0]["message"]["content"] == "yo"
+    path, headers, sent = upstream[0].requests[0]
+    assert path == "/v1/chat/completions"
+    assert sent["model"] == "upstream-model" and sent["x_extra"] == 1
+    assert headers["Authorization"] == "Bearer sk-upstream"
+    assert headers["x-request-id"] == "req_abc"
+
+
+async def test_stream_forwards_chunks_until_done(
+    provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
+) -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        # Split across writes and with a comment line, as real servers do.
+        await response.write(b": keep-alive\n\ndata: " + chunk("a")[:10])
+        await response.write(chunk("a")[10:] + b"\n\ndata: " + chunk("b") + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    upstream[0].behaviour = stream
+    received = [c async for c in provider.stream_chat(BODY, CTX)]
+    assert received == [chunk("a"), chunk("b")]
+    assert upstream[0].requests[0][2]["stream"] is True
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [(400, 400), (404, 404), (429, 429), (401, 502), (500, 502), (503, 502)]
+)
+async def test_error_statuses(
+    provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str], status: int, expected: int
+) -> None:
+    upstream[0].behaviour = lambda r: web.json_response(
+        {"error": {"message": f"upstream says {status}"}}, status=status
+    )
+    with pytest.raises(UpstreamStatusError) as info:
+        await provider.chat(BODY, CTX)
+    assert info.value.status_code == expected
+    assert info.value.message == f"upstream says {status}"
+    assert info.value.deployment == "up-1"
+    with pytest.raises(UpstreamStatusError):
+        [c async for c in provider.stream_chat(BODY, CTX)]
+
+
+async def test_garbage_bodies_are_protocol_errors(
+    provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
+) -> None:
+    upstream[0].behaviour = lambda r: web.Response(body=b"<html>oops</html>")
+    with pytest.raises(UpstreamProtocolError):
+        await provider.chat(BODY, CTX)
+    upstream[0].behaviour = lambda r: web.json_response({"unexpected": True})
+    with pytest.raises(UpstreamProtocolError):
+        await provider.chat(BODY, CTX)
+    upstream[0].behaviour = lambda r: web.Response(
+        body=b"data: not-json\n\n", content_type="text/event-stream"
+    )
+    with pytest.raises(UpstreamProtocolError):
+        [c async for c in provider.stream_chat(BODY, CTX)]
+
+
+async def test_error_event_mid_stream(
+    provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
+) -> None:
+    body = b"data: " + chunk("a") + b'\n\ndata: {"error": {"message": "engine died"}}\n\n'
+    upstream[0].behaviour = lambda r: web.Response(body=body, content_type="text/event-stream")
+    received = []
+    with pytest.raises(UpstreamStatusError, match="engine died"):
+        async for c in provider.stream_chat(BODY, CTX):
+            received.append(c)
+    assert received == [chunk("a")]
+
+
+async def test_connection_reset_mid_stream(
+    provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
+) -> None:
+    async def reset(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: " + chunk("a") + b"\n\n")
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    upstream[0].behaviour = reset
+    with pytest.raises(UpstreamConnectionError):
+        [c async for c in provider.stream_chat(BODY, CTX)]
+
+
+async def test_connection_refused() -> None:
+    deployment = DeploymentConfig(
+        id="dead", provider="openai", model="m", base_url="http://127.0.0.1:9/v1"
+    )
+    adapter = OpenAICompatibleProvider(deployment)
+    await adapter.start()
+    try:
+        with pytest.raises(UpstreamConnectionError):
+            await adapter.chat(BODY, CTX)
+    finally:
+        await adapter.aclose()
+
+
+async def test_read_timeout(
+    provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
+) -> None:
+    import asyncio
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(2)
+        return web.json_response(COMPLETION)
+
+    upstream[0].behaviour = hang
+    with pytest.raises(UpstreamTimeout):
+        await provider.chat(BODY, CTX)
+
+
+async def test_embeddings_ask_for_floats(
+    provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
+) -> None:
+    upstream[0].behaviour = lambda r: web.json_response(
+        {
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}],
+            "model": "e",
+            "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        }
+    )
+    result = await provider.embed(
+        {"model": "public", "input": "x", "encoding_format": "base64"}, CTX
+    )
+    assert result["data"][0]["embedding"] == [0.5]
+    assert upstream[0].requests[0][2]["encoding_format"] == "float"

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from interlock.cli import main
+from interlock.config import ConfigError, Secret, bundled_config_path, load_config, parse_config
+
+VALID = """
+models:
+  - name: chat-small
+    deployments:
+      - id: sim-1
+        provider: simulator
+        params: {ttft_ms: 20, tokens_per_s: 400}
+      - id: local-vllm
+        provider: openai
+        model: Qwen/Qwen2.5-0.5B-Instruct
+        base_url: http://127.0.0.1:8000/v1
+        api_key: os.environ/VLLM_API_KEY
+keys:
+  - name: dev
+    key: os.environ/INTERLOCK_DEV_KEY
+"""
+ENV = {"VLLM_API_KEY": "vk", "INTERLOCK_DEV_KEY": "dk"}
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gw.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_issue_example_config_loads(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID), env=ENV)
+    vllm = config.models[0].deployments[1]
+    assert vllm.api_key == Secret("vk")
+    assert vllm.base_url == "http://127.0.0.1:8000/v1"
+    assert config.keys[0].key.reveal() == "dk"
+    assert config.server.max_request_body_bytes > 0
+
+
+def test_secrets_are_masked_in_repr(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID), env=ENV)
+    assert "vk" not in repr(config) and "dk" not in repr(config)
+
+
+def test_missing_environment_variable_names_file_and_path(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={"INTERLOCK_DEV_KEY": "dk"})
+    message = str(info.value)
+    assert str(path) in message
+    assert "models[0].deployments[1].api_key" in message
+    assert "VLLM_API_KEY" in message
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        ({"provider": "nope"}, "models[0].deployments[0].provider"),
+        ({"provider": "openai"}, "needs `model`"),
+        ({"provider": "openai", "model": "m"}, "needs `base_url`"),
+        ({"base_url": "ftp://x"}, "base_url must start with http"),
+        ({"surprise": 1}, "models[0].deployments[0].surprise"),
+    ],
+)
+def test_invalid_deployment_errors_name_the_path(
+    mutation: dict[str, object], expected: str
+) -> None:
+    deployment = {"id": "d", "provider": "simulator", **mutation}
+    raw = {
+        "models": [{"name": "m", "deployments": [deployment]}],
+        "keys": [{"name": "k", "key": "x"}],
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "f.yaml", env={})
+    assert "f.yaml" in str(info.value) and expected in str(info.value)
+
+
+def test_duplicate_names_are_rejected() -> None:
+    deployment = {"id": "d", "provider": "simulator"}
+    raw = {
+        "models": [{"name": "m", "deployments": [deployment]}, {"name": "m", "deployments": []}],
+        "keys": [{"name": "k", "key": "x"}],
+    }
+    with pytest.raises(ConfigError):
+        parse_config(raw, env={})
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(_write(tmp_path, "models: [unclosed"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(_write(tmp_path, "- a list"))
+
+
+def test_bundled_default_is_valid() -> None:
+    config = load_config(bundled_config_path(), env={"INTERLOCK_DEV_KEY": "k"})
+    assert all(d.provider == "simulator" for m in config.models for d in m.deployments)
+
+
+def test_check_config_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check-config", str(_write(tmp_path, VALID))]) == 0
+    assert "OK (1 models, 2 deployments)" in capsys.readouterr().out
+    monkeypatch.delenv("VLLM_API_KEY")
+    assert main(["check-config", str(_write(tmp_path, VALID))]) == 1
+    assert "VLLM_API_KEY is not set" in capsys.readouterr().err

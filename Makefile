@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 CONFIG ?=
+BENCH_ARGS ?=
 
 .PHONY: run test check install install-dev bench clean
 
@@ -29,8 +30,9 @@ check: install-dev
 test: check
 	$(BIN)/pytest
 
+# Micro-benchmark (~2.5 min): gateway overhead over a mock upstream; see bench/README.md.
 bench: install-dev
-	$(BIN)/python bench/micro.py
+	$(BIN)/python bench/micro.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

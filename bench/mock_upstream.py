@@ -1,0 +1,299 @@
+"""A very fast mock OpenAI-compatible upstream, for benchmarks only.
+
+    python bench/mock_upstream.py --port 9000 [--chunks 20 --chunk-delay-ms 10]
+
+Raw asyncio on uvloop with httptools parsing and HTTP/1.1 keep-alive (no
+framework), so it costs a few tens of microseconds a request and is never the
+bottleneck of a gateway benchmark. It serves:
+
+- ``POST /v1/chat/completions``: a canned ``chat.completion`` with usage, or,
+  with ``"stream": true``, ``--chunks`` SSE ``chat.completion.chunk`` events
+  (the first at once, then one every ``--chunk-delay-ms``) and ``data: [DONE]``;
+- ``POST /v1/embeddings``: one canned vector per input;
+- ``GET /stats``: how many POSTs it has answered, so a benchmark can check
+  that traffic through a gateway really reached it;
+- ``GET /health``.
+
+A malformed body gets a 400 and an unknown path a 404, so a load generator
+sending bad requests shows up as non-2xx responses, not as fast ones.
+Prints ``mock upstream listening on http://HOST:PORT`` when ready; SIGTERM or
+SIGINT stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import httptools
+import orjson
+import uvloop
+
+__all__ = ["MockSettings", "Request", "Stats", "respond"]
+
+CREATED = int(time.time())
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+    b"transfer-encoding: chunked\r\n\r\n"
+)
+_CHUNKED_END = b"0\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class MockSettings:
+    chunks: int = 20
+    chunk_delay_s: float = 0.0
+    dimensions: int = 16
+
+
+@dataclass(slots=True)
+class Stats:
+    requests: int = 0
+    streams: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    body: bytes
+    keep_alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A streamed answer: SSE events, sent one HTTP chunk each."""
+
+    events: list[bytes] = field(default_factory=list)
+
+
+def _json_response(status: int, content: Any, keep_alive: bool = True) -> bytes:
+    body = orjson.dumps(content)
+    close = b"" if keep_alive else b"connection: close\r\n"
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n"
+    return head % (status, _REASONS[status], len(body), close) + body
+
+
+def _error(status: int, message: str) -> bytes:
+    return _json_response(status, {"error": {"message": message, "type": "invalid_request_error"}})
+
+
+def _completion(model: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello from the mock upstream."},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16},
+    }
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": CREATED,
+        "model": model,
+        "choices": [choice],
+    }
+
+
+def _stream_events(model: str, chunks: int, include_usage: bool) -> list[bytes]:
+    payloads = []
+    for i in range(chunks):
+        delta: dict[str, Any] = {"content": f"tok{i} "}
+        if i == 0:
+            delta["role"] = "assistant"
+        payloads.append(_chunk(model, delta, "stop" if i == chunks - 1 else None))
+    if include_usage:
+        usage = {"prompt_tokens": 9, "completion_tokens": chunks, "total_tokens": 9 + chunks}
+        payloads.append({**_chunk(model, {}, None), "choices": [], "usage": usage})
+    events = [b"data: " + orjson.dumps(p) + b"\n\n" for p in payloads]
+    return [*events, b"data: [DONE]\n\n"]
+
+
+def _chat(body: dict[str, Any], settings: MockSettings) -> bytes | Stream:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return _error(400, "`messages` must be a non-empty list")
+    model = str(body.get("model", "mock-model"))
+    if body.get("stream") is True:
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return Stream(_stream_events(model, settings.chunks, include_usage))
+    return _json_response(200, _completion(model))
+
+
+def _embeddings(body: dict[str, Any], settings: MockSettings) -> bytes:
+    raw = body.get("input")
+    if not isinstance(raw, str | list) or not raw:
+        return _error(400, "`input` must be a string or a non-empty list")
+    count = len(raw) if isinstance(raw, list) and not isinstance(raw[0], int) else 1
+    vector = [0.015625] * settings.dimensions
+    data = [{"object": "embedding", "index": i, "embedding": vector} for i in range(count)]
+    model = str(body.get("model", "mock-embedding"))
+    usage = {"prompt_tokens": count, "total_tokens": count}
+    return _json_response(200, {"object": "list", "data": data, "model": model, "usage": usage})
+
+
+_POST_ROUTES = {"/v1/chat/completions": _chat, "/v1/embeddings": _embeddings}
+
+
+def respond(request: Request, settings: MockSettings, stats: Stats) -> bytes | Stream:
+    """The answer to one request: response bytes, or a stream to send over time."""
+    if request.method == "GET" and request.path == "/stats":
+        return _json_response(200, {"requests": stats.requests, "streams": stats.streams})
+    if request.method == "GET" and request.path == "/health":
+        return _json_response(200, {"status": "ok"})
+    handler = _POST_ROUTES.get(request.path)
+    if handler is None:
+        return _error(404, f"no route {request.path}")
+    if request.method != "POST":
+        return _error(405, f"{request.method} not allowed")
+    stats.requests += 1
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        return _error(400, "body is not JSON")
+    if not isinstance(body, dict):
+        return _error(400, "body is not a JSON object")
+    answer = handler(body, settings)
+    if isinstance(answer, Stream):
+        stats.streams += 1
+    return answer
+
+
+class MockProtocol(asyncio.Protocol):
+    """One HTTP/1.1 connection; pipelined requests are answered in order."""
+
+    def __init__(self, settings: MockSettings, stats: Stats):
+        self._settings = settings
+        self._stats = stats
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._body: list[bytes] = []
+        self._queue: deque[Request] = deque()
+        self._streaming = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._write(_json_response(400, {"error": {"message": "bad HTTP"}}, False))
+            self._close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._body = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        path = self._url.split(b"?", 1)[0].decode("latin-1")
+        method = self._parser.get_method().decode("latin-1")
+        keep_alive = self._parser.should_keep_alive()
+        self._queue.append(Request(method, path, b"".join(self._body), keep_alive))
+        self._serve_queued()
+
+    def _serve_queued(self) -> None:
+        while self._queue and not self._streaming and self._transport is not None:
+            request = self._queue.popleft()
+            answer = respond(request, self._settings, self._stats)
+            if isinstance(answer, Stream):
+                self._streaming = True
+                asyncio.get_running_loop().create_task(self._send_stream(answer, request))
+                return
+            self._write(answer)
+            if not request.keep_alive:
+                self._close()
+
+    async def _send_stream(self, stream: Stream, request: Request) -> None:
+        delay = self._settings.chunk_delay_s
+        framed = [b"%x\r\n%s\r\n" % (len(e), e) for e in stream.events]
+        if delay <= 0:
+            self._write(_STREAM_HEAD + b"".join(framed) + _CHUNKED_END)
+        else:
+            self._write(_STREAM_HEAD + framed[0])
+            for piece in framed[1:]:
+                await asyncio.sleep(delay)
+                if self._transport is None or self._transport.is_closing():
+                    return
+                self._write(piece)
+            self._write(_CHUNKED_END)
+        self._streaming = False
+        if not request.keep_alive:
+            self._close()
+        self._serve_queued()
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(data)
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+async def serve(host: str, port: int, settings: MockSettings) -> None:
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    server = await loop.create_server(
+        lambda: MockProtocol(settings, stats), host, port, backlog=4096, reuse_address=True
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"mock upstream listening on http://{host}:{port}", flush=True)
+    async with server:
+        await stop.wait()
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
+    parser.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between chunks")
+    parser.add_argument("--dimensions", type=int, default=16, help="embedding length")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse_args(argv)
+    if args.chunks < 1:
+        raise SystemExit("--chunks must be at least 1")
+    settings = MockSettings(args.chunks, args.chunk_delay_ms / 1000, args.dimensions)
+    uvloop.run(serve(args.host, args.port, settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+-- wrk script: POST one JSON chat completion body on every request.
+--
+--   BENCH_KEY=sk-... BENCH_MODEL=mock wrk -t1 -c32 -d5s -s bench/post.lua URL
+--
+-- BENCH_BODY, if set, replaces the whole body. At the end one line is printed
+-- for bench/micro.py to parse:
+--   BENCH_RESULT {"requests": ..., "status_errors": ..., "p50_us": ..., ...}
+-- status_errors counts non-2xx/3xx answers; a malformed request shows up
+-- there (the mock and the gateway both reject bad bodies with 4xx).
+
+local model = os.getenv("BENCH_MODEL") or "mock"
+local default_body = '{"model":"' .. model .. '","messages":[{"role":"user",'
+  .. '"content":"Say hello to the benchmark."}],"max_tokens":16}'
+
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY") or default_body
+wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("BENCH_KEY")
+if key and key ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. key
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,"status_errors":%d,'
+      .. '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"timeouts":%d,'
+      .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    summary.requests, summary.duration, summary.bytes, e.status,
+    e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean))
+end

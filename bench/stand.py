@@ -1,0 +1,185 @@
+"""The stand: mock upstream + gateway as pinned subprocesses, and how to drive them."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loadgen import StreamResult, WrkResult, run_ttft, run_wrk
+from procs import BenchError, CoreLayout, Service, cpu_seconds, free_port, start_service
+
+__all__ = ["CpuUse", "Settings", "Stand", "start_gateway", "start_mock", "stop_gateway"]
+
+BENCH_DIR = Path(__file__).resolve().parent
+WORK_DIR = BENCH_DIR / ".work"
+CHAT = "/v1/chat/completions"
+_SETTLE_S = 0.2
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration_s: float
+    reps: int
+    concurrency: int
+    streams: int
+    chunks: int
+    chunk_delay_ms: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.duration_s:g} s per run, {self.reps} runs per figure (median reported), "
+            f"direct and gateway runs interleaved; c={self.concurrency} for throughput; "
+            f"{self.streams} concurrent streams of {self.chunks} chunks "
+            f"{self.chunk_delay_ms:g} ms apart for TTFT"
+        )
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds used during one run, per process, and the run's wall time."""
+
+    wall_s: float
+    gateway_s: float
+    mock_s: float
+    load_s: float  # the load generator (wrk / ttft.py), a finished child process
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def _post_json(url: str, body: dict[str, Any], key: str) -> tuple[int, Any]:
+    data = json.dumps(body).encode()
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+@dataclass
+class Stand:
+    """The processes under test. ``gateway`` is None for the mock-alone phase."""
+
+    settings: Settings
+    layout: CoreLayout
+    mock: Service
+    gateway: Service | None
+    key: str
+    last_cpu: CpuUse | None = None
+
+    def _target(self, via_gateway: bool) -> Service:
+        if not via_gateway:
+            return self.mock
+        if self.gateway is None:
+            raise BenchError("no gateway on this stand")
+        return self.gateway
+
+    def wrk(self, via_gateway: bool, connections: int, duration_s: float = 0) -> WrkResult:
+        """One wrk run; through the gateway it also checks every request reached the mock."""
+        env = {"BENCH_KEY": self.key, "BENCH_MODEL": "mock"}
+        url = self._target(via_gateway).url + CHAT
+        seconds = duration_s or self.settings.duration_s
+        served_before = self.mock_requests()
+        before = self._cpu_now()
+        result = run_wrk(url, connections, seconds, self.layout, env)
+        self.last_cpu = self._cpu_since(before)
+        time.sleep(_SETTLE_S)  # let requests in flight when wrk stopped reach the mock
+        served = self.mock_requests() - served_before
+        # wrk counts only answers it received; up to `connections` were in flight at its end.
+        if not result.requests <= served <= result.requests + connections:
+            raise BenchError(f"wrk counted {result.requests} answers but the mock served {served}")
+        return result
+
+    def ttft(self, via_gateway: bool, duration_s: float = 0) -> StreamResult:
+        s = self.settings
+        url = self._target(via_gateway).url + CHAT
+        seconds = duration_s or s.duration_s
+        before = self._cpu_now()
+        spread = s.chunks * s.chunk_delay_ms / 1000  # one stream's length
+        result = run_ttft(url, s.streams, seconds, s.chunks, spread, self.layout, self.key)
+        self.last_cpu = self._cpu_since(before)
+        return result
+
+    def mock_requests(self) -> int:
+        count: int = _get_json(self.mock.url + "/stats")["requests"]
+        return count
+
+    def _cpu_now(self) -> tuple[float, float, float, float]:
+        gateway = cpu_seconds(self.gateway.pid) if self.gateway else 0.0
+        return time.perf_counter(), gateway, cpu_seconds(self.mock.pid), _children_cpu()
+
+    def _cpu_since(self, before: tuple[float, float, float, float]) -> CpuUse:
+        now = self._cpu_now()
+        wall, gateway, mock, load = (b - a for a, b in zip(before, now, strict=True))
+        return CpuUse(wall, gateway, mock, load)
+
+    def smoke_check(self) -> None:
+        """One chat and one embeddings call through the gateway, checked, before timing."""
+        url = self._target(True).url
+        chat = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+        status, body = _post_json(url + CHAT, chat, self.key)
+        if status != 200 or body.get("model") != "mock-model" or not body.get("choices"):
+            raise BenchError(f"gateway chat smoke check failed: {status} {body}")
+        embed = {"model": "mock-embed", "input": ["a", "b"]}
+        status, body = _post_json(url + "/v1/embeddings", embed, self.key)
+        if status != 200 or len(body.get("data", ())) != 2:
+            raise BenchError(f"gateway embeddings smoke check failed: {status} {body}")
+
+
+def start_mock(settings: Settings, layout: CoreLayout, core: int | None, tag: str) -> Service:
+    port = free_port()
+    cmd = [
+        sys.executable, str(BENCH_DIR / "mock_upstream.py"), "--port", str(port),
+        "--chunks", str(settings.chunks), "--chunk-delay-ms", f"{settings.chunk_delay_ms:g}",
+    ]  # fmt: skip
+    log = WORK_DIR / f"mock-{tag}.log"
+    url = f"http://127.0.0.1:{port}"
+    return start_service("mock upstream", layout.pinned(cmd, core), "listening on", url, log)
+
+
+def _gateway_config(mock_url: str, access_log: bool) -> dict[str, Any]:
+    def model(name: str, upstream: str) -> dict[str, Any]:
+        deployment = {"id": name, "provider": "openai", "model": upstream}
+        return {"name": name, "deployments": [{**deployment, "base_url": f"{mock_url}/v1"}]}
+
+    return {
+        "models": [model("mock", "mock-model"), model("mock-embed", "mock-embedding")],
+        "keys": [{"name": "bench", "key": "os.environ/BENCH_KEY"}],
+        "server": {"access_log": access_log, "drain_timeout_s": 5},
+    }
+
+
+def start_gateway(mock: Service, layout: CoreLayout, key: str, access_log: bool) -> Service:
+    """``interlock serve`` on the gateway core; its JSON logs go to a file under bench/.work."""
+    tag = "log-on" if access_log else "log-off"
+    config = WORK_DIR / f"gateway-{tag}.yaml"
+    config.write_text(yaml.safe_dump(_gateway_config(mock.url, access_log), sort_keys=False))
+    port = free_port()
+    interlock = str(Path(sys.executable).parent / "interlock")
+    cmd = [interlock, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "BENCH_KEY": key}
+    log = WORK_DIR / f"gateway-{tag}.log"
+    url = f"http://127.0.0.1:{port}"
+    pinned = layout.pinned(cmd, layout.gateway)
+    return start_service("gateway", pinned, "Interlock listening on", url, log, env)
+
+
+def stop_gateway(gateway: Service) -> None:
+    code = gateway.stop()
+    if code != 0:
+        raise BenchError(f"gateway exited {code} on SIGTERM (expected 0):\n{gateway.log_tail()}")

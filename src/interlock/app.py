@@ -10,18 +10,18 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from interlock.admission.keys import KeyRing
-from interlock.api.errors import exception_handlers
+from interlock.api.asgi import GatewayApp
 from interlock.api.middleware import DrainState, RequestContextMiddleware
-from interlock.api.routes import routes
+from interlock.api.routes import Services
 from interlock.config import GatewayConfig
 from interlock.pipeline import Pipeline
 from interlock.providers.base import Provider
 from interlock.providers.registry import build_provider
 from interlock.routing.router import ModelRoute, Router
+from interlock.telemetry.access_log import AccessLog
 from interlock.tokens import TokenCounter, default_counter
 
 __all__ = ["create_app"]
@@ -43,9 +43,10 @@ def create_app(
 ) -> ASGIApp:
     drain = drain or DrainState()
     router, providers = build_router(config, counter or default_counter())
+    access_log = AccessLog() if config.server.access_log else None
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan() -> AsyncIterator[None]:
         started: list[Provider] = []
         try:
             for provider in providers:
@@ -55,9 +56,13 @@ def create_app(
         finally:
             for provider in started:
                 await provider.aclose()
+            if access_log is not None:
+                access_log.flush()
 
-    app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
-    app.state.pipeline = Pipeline(KeyRing(config.keys), router)
-    app.state.max_body_bytes = config.server.max_request_body_bytes
-    app.state.drain = drain
-    return RequestContextMiddleware(app, drain, access_log_enabled=config.server.access_log)
+    services = Services(
+        pipeline=Pipeline(KeyRing(config.keys), router),
+        drain=drain,
+        max_body_bytes=config.server.max_request_body_bytes,
+    )
+    app = GatewayApp(services, lifespan)
+    return RequestContextMiddleware(app, drain, access_log)

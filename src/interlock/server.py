@@ -70,6 +70,9 @@ def serve(
         log_config=None,
         access_log=False,
         server_header=False,
+        # We log no client addresses; uvicorn's X-Forwarded-For rewriting
+        # would cost every request for nothing.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(config.server.drain_timeout_s),
     )
     server = GatewayServer(uv_config, drain, banner or [], out)

@@ -1,9 +1,9 @@
 """Errors reach HTTP here, and only here.
 
-Every ``InterlockError`` states its own status and OpenAI body; Starlette's
-routing errors (404/405) are translated into the same shape; anything else is
-our bug: logged with its traceback and answered with a 500 that hides the
-details.
+Every ``InterlockError`` states its own status and OpenAI body. The error
+boundary in ``api/asgi.py`` turns them into responses with these functions;
+anything else is our bug, logged with its traceback and answered with a 500
+that hides the details.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 
 import orjson
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
-from interlock.errors import InterlockError, MethodNotAllowed, NotFound, ProviderError
+from interlock.errors import InterlockError, ProviderError
 
-__all__ = ["error_event", "error_response", "exception_handlers"]
+__all__ = ["error_event", "error_response", "log_error"]
 
 log = logging.getLogger("interlock.errors")
 
@@ -33,41 +32,15 @@ def error_event(exc: InterlockError) -> bytes:
     return b"data: " + orjson.dumps(exc.to_body()) + b"\n\n"
 
 
-def _request_id(request: Request) -> str:
-    return str(request.scope.get("interlock.request_id", "-"))
-
-
-async def _interlock_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, InterlockError)
+def log_error(exc: InterlockError, scope: Scope) -> None:
+    """Upstream failures are worth a warning; client mistakes are not."""
     if isinstance(exc, ProviderError):
         log.warning(
             "upstream failure",
             extra={
-                "request_id": _request_id(request),
+                "request_id": scope.get("interlock.request_id"),
                 "deployment": exc.deployment,
                 "status": exc.status_code,
                 "error": exc.message,
             },
         )
-    return error_response(exc)
-
-
-async def _http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 405:
-        return error_response(MethodNotAllowed(f"Method {request.method} is not allowed here."))
-    if exc.status_code == 404:
-        return error_response(NotFound(f"Unknown path: {request.method} {request.url.path}"))
-    return error_response(InterlockError(str(exc.detail)))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error", exc_info=exc, extra={"request_id": _request_id(request)})
-    return error_response(InterlockError("The server had an error while processing your request."))
-
-
-exception_handlers = {
-    InterlockError: _interlock_error,
-    HTTPException: _http_exception,
-    Exception: _unexpected,
-}

@@ -7,7 +7,6 @@ else.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -16,10 +15,9 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interlock.errors import ServiceUnavailable
+from interlock.telemetry.access_log import AccessLog
 
 __all__ = ["DrainState", "RequestContextMiddleware"]
-
-access_log = logging.getLogger("interlock.access")
 
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -36,10 +34,10 @@ def _new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, drain: DrainState, *, access_log_enabled: bool = True):
+    def __init__(self, app: ASGIApp, drain: DrainState, access_log: AccessLog | None):
         self.app = app
         self.drain = drain
-        self.access_log_enabled = access_log_enabled
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,17 +73,16 @@ class RequestContextMiddleware:
             if not status:
                 raise
         finally:
-            if self.access_log_enabled:
-                access_log.info(
-                    "%s %s %s",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={
+            if self.access_log is not None:
+                self.access_log.write(
+                    {
+                        "msg": "request",
                         "request_id": request_id,
+                        "method": scope["method"],
+                        "path": scope["path"],
                         "status": status,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    },
+                    }
                 )
 
 

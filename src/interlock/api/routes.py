@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
+from interlock.api.middleware import DrainState
 from interlock.api.sse import SSEResponse
 from interlock.errors import InvalidRequest, PayloadTooLarge
 from interlock.pipeline import Pipeline
 from interlock.routing.router import ModelRoute
 
-__all__ = ["routes"]
+__all__ = ["Handler", "Services", "exact_routes", "prefix_routes"]
 
 
-def _pipeline(request: Request) -> Pipeline:
-    pipeline: Pipeline = request.app.state.pipeline
-    return pipeline
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What handlers may use; built once by the composition root."""
+
+    pipeline: Pipeline
+    drain: DrainState
+    max_body_bytes: int
+
+
+Handler = Callable[[Request, Services], Awaitable[ASGIApp]]
 
 
 def _json(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
-async def _read_json_object(request: Request) -> dict[str, Any]:
+async def _read_json_object(request: Request, limit: int) -> dict[str, Any]:
     """The body as a JSON object, within the configured size limit."""
-    limit: int = request.app.state.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit.")
@@ -55,10 +64,10 @@ def _request_id(request: Request) -> str:
     return str(request.scope["interlock.request_id"])
 
 
-async def chat_completions(request: Request) -> Response | SSEResponse:
-    pipeline = _pipeline(request)
+async def chat_completions(request: Request, services: Services) -> ASGIApp:
+    pipeline = services.pipeline
     pipeline.authenticate(request.headers.get("authorization"))
-    body = await _read_json_object(request)
+    body = await _read_json_object(request, services.max_body_bytes)
     if body.get("stream") is True:
         chunks = pipeline.stream_chat(body, _request_id(request))
         first = await anext(chunks, None)  # failures before the first byte keep their status
@@ -66,11 +75,10 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     return _json(await pipeline.chat(body, _request_id(request)))
 
 
-async def embeddings(request: Request) -> Response:
-    pipeline = _pipeline(request)
-    pipeline.authenticate(request.headers.get("authorization"))
-    body = await _read_json_object(request)
-    return _json(await pipeline.embed(body, _request_id(request)))
+async def embeddings(request: Request, services: Services) -> ASGIApp:
+    services.pipeline.authenticate(request.headers.get("authorization"))
+    body = await _read_json_object(request, services.max_body_bytes)
+    return _json(await services.pipeline.embed(body, _request_id(request)))
 
 
 def _model_card(route: ModelRoute) -> dict[str, Any]:
@@ -82,33 +90,37 @@ def _model_card(route: ModelRoute) -> dict[str, Any]:
     }
 
 
-async def list_models(request: Request) -> Response:
-    pipeline = _pipeline(request)
-    pipeline.authenticate(request.headers.get("authorization"))
-    return _json({"object": "list", "data": [_model_card(r) for r in pipeline.router.routes]})
+async def list_models(request: Request, services: Services) -> ASGIApp:
+    services.pipeline.authenticate(request.headers.get("authorization"))
+    cards = [_model_card(r) for r in services.pipeline.router.routes]
+    return _json({"object": "list", "data": cards})
 
 
-async def retrieve_model(request: Request) -> Response:
-    pipeline = _pipeline(request)
-    pipeline.authenticate(request.headers.get("authorization"))
-    return _json(_model_card(pipeline.router.route(request.path_params["model"])))
+async def retrieve_model(request: Request, services: Services) -> ASGIApp:
+    services.pipeline.authenticate(request.headers.get("authorization"))
+    name = request.scope["path"].removeprefix("/v1/models/")
+    return _json(_model_card(services.pipeline.router.route(name)))
 
 
-async def live(request: Request) -> Response:
+async def live(request: Request, services: Services) -> ASGIApp:
     return _json({"status": "ok"})
 
 
-async def ready(request: Request) -> Response:
-    if request.app.state.drain.draining:
+async def ready(request: Request, services: Services) -> ASGIApp:
+    if services.drain.draining:
         return _json({"status": "draining"}, 503)
     return _json({"status": "ok"})
 
 
-routes: list[BaseRoute] = [
-    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-    Route("/v1/embeddings", embeddings, methods=["POST"]),
-    Route("/v1/models", list_models, methods=["GET"]),
-    Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
-    Route("/health/live", live, methods=["GET"]),
-    Route("/health/ready", ready, methods=["GET"]),
+# path -> method -> handler. Exact paths are one dict lookup per request.
+exact_routes: dict[str, dict[str, Handler]] = {
+    "/v1/chat/completions": {"POST": chat_completions},
+    "/v1/embeddings": {"POST": embeddings},
+    "/v1/models": {"GET": list_models},
+    "/health/live": {"GET": live},
+    "/health/ready": {"GET": ready},
+}
+# Model ids may contain slashes (``Qwen/Qwen2.5-0.5B-Instruct``).
+prefix_routes: list[tuple[str, dict[str, Handler]]] = [
+    ("/v1/models/", {"GET": retrieve_model}),
 ]

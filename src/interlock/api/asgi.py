@@ -1,0 +1,85 @@
+"""The gateway's ASGI application: lifespan, dispatch, and the error boundary.
+
+A dict lookup replaces a framework router and its middleware stack: the
+gateway has six routes, and every layer on this path costs every request
+(see bench/README.md for the before/after figures). Starlette still
+provides the ``Request`` and ``Response`` types.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from interlock.api.errors import error_response, log_error
+from interlock.api.routes import Handler, Services, exact_routes, prefix_routes
+from interlock.errors import InterlockError, MethodNotAllowed, NotFound
+
+__all__ = ["GatewayApp"]
+
+log = logging.getLogger("interlock.app")
+
+Lifespan = Callable[[], AbstractAsyncContextManager[None]]
+
+
+class GatewayApp:
+    def __init__(self, services: Services, lifespan: Lifespan):
+        self.services = services
+        self._lifespan = lifespan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._run_lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        try:
+            handler = _find_handler(scope["path"], scope["method"])
+            response = await handler(request, self.services)
+        except InterlockError as exc:
+            log_error(exc, scope)
+            response = error_response(exc)
+        except Exception as exc:  # our own bug: log it, hide it, answer 500
+            log.error(
+                "unhandled error",
+                exc_info=exc,
+                extra={"request_id": scope.get("interlock.request_id")},
+            )
+            response = error_response(
+                InterlockError("The server had an error while processing your request.")
+            )
+        await response(scope, receive, send)
+
+    async def _run_lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        context = self._lifespan()
+        try:
+            await context.__aenter__()
+        except Exception as exc:
+            log.error("startup failed", exc_info=exc)
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        assert message["type"] == "lifespan.shutdown"
+        await context.__aexit__(None, None, None)
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def _find_handler(path: str, method: str) -> Handler:
+    methods = exact_routes.get(path)
+    if methods is None:
+        methods = next((m for prefix, m in prefix_routes if path.startswith(prefix)), None)
+    if methods is None:
+        raise NotFound(f"Unknown path: {method} {path}")
+    handler = methods.get(method)
+    if handler is None:
+        raise MethodNotAllowed(f"Method {method} is not allowed on {path}.")
+    return handler

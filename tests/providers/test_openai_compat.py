@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -195,8 +196,6 @@ async def test_connection_refused() -> None:
 async def test_read_timeout(
     provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
 ) -> None:
-    import asyncio
-
     async def hang(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(2)
         return web.json_response(COMPLETION)
@@ -222,3 +221,24 @@ async def test_embeddings_ask_for_floats(
     )
     assert result["data"][0]["embedding"] == [0.5]
     assert upstream[0].requests[0][2]["encoding_format"] == "float"
+
+
+async def test_streams_reuse_the_pooled_connection(
+    provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
+) -> None:
+    peers: list[asyncio.BaseTransport] = []
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport)  # held, so identity means the same connection
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: " + chunk("a") + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await asyncio.sleep(0.01)  # the body ends a moment after [DONE]
+        return response
+
+    upstream[0].behaviour = stream
+    for _ in range(3):
+        assert [c async for c in provider.stream_chat(BODY, CTX)] == [chunk("a")]
+    assert len(peers) == 3 and all(p is peers[0] for p in peers)

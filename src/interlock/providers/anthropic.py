@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -91,11 +92,13 @@ class AnthropicProvider(Provider):
         upstream = {**_translate_request(body, self._model), "stream": True}
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         translator = _StreamTranslator(self.deployment_id, self._model, include_usage)
-        async for event in self._client.stream_sse(self._url, upstream, self._headers(ctx)):
-            for chunk in translator.feed(_event_object(event.data, self.deployment_id)):
-                yield chunk
-            if translator.finished:
-                return
+        events = self._client.stream_sse(self._url, upstream, self._headers(ctx))
+        async with aclosing(events):  # closing at message_stop keeps the connection pooled
+            async for event in events:
+                for chunk in translator.feed(_event_object(event.data, self.deployment_id)):
+                    yield chunk
+                if translator.finished:
+                    return
         raise UpstreamProtocolError(
             "upstream stream ended before message_stop", deployment=self.deployment_id
         )

@@ -11,6 +11,7 @@ CPU per request against httpx's ~1,200 µs on the same machine
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ __all__ = ["SSEEvent", "UpstreamClient", "upstream_error_message"]
 # Longest single line accepted in a streamed upstream body.
 _MAX_LINE_BYTES = 4 * 1024 * 1024
 _ERROR_BODY_PREVIEW = 500
+# How long a stream's consumer that stopped at the end marker waits for the
+# body's end, to return the connection to the pool instead of closing it.
+_END_GRACE_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,11 @@ class UpstreamClient:
                     )
                 async for event in _parse_sse(resp.content):
                     yield event
+        except GeneratorExit:
+            # The consumer stopped early: usually at its protocol's end marker
+            # (``[DONE]``, ``message_stop``), a moment before the body ends.
+            await _release_if_ending(resp)
+            raise
         except BaseException:
             resp.close()
             raise
@@ -182,6 +191,22 @@ class UpstreamClient:
             raise UpstreamProtocolError(
                 f"malformed upstream stream: {exc}", deployment=self.deployment_id
             ) from None
+
+
+async def _release_if_ending(resp: aiohttp.ClientResponse) -> None:
+    """Keep the connection for reuse if the body ends within a moment with no
+    more data; otherwise (the consumer left mid-stream) close it at once."""
+    ended = resp.content.is_eof()
+    if not ended:
+        try:
+            async with asyncio.timeout(_END_GRACE_S):
+                ended = not await resp.content.readany() and resp.content.is_eof()
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            ended = False
+    if ended:
+        resp.release()
+    else:
+        resp.close()
 
 
 async def _parse_sse(content: aiohttp.StreamReader) -> AsyncIterator[SSEEvent]:

@@ -8,6 +8,7 @@ adds credentials and forwards streamed chunks as the bytes it received.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from interlock.config import DeploymentConfig
@@ -61,20 +62,21 @@ class OpenAICompatibleProvider(Provider):
         events = self._client.stream_sse(
             f"{self._base_url}/chat/completions", upstream, self._headers(ctx)
         )
-        async for event in events:
-            data = event.data
-            if data == _DONE:
-                return
-            if not data.startswith(b"{"):
-                raise UpstreamProtocolError(
-                    "upstream sent a stream event that is not a JSON object",
-                    deployment=self.deployment_id,
-                )
-            if data.startswith(b'{"error"'):
-                raise UpstreamStatusError(
-                    502, upstream_error_message(data), deployment=self.deployment_id
-                )
-            yield data
+        async with aclosing(events):  # closing at [DONE] keeps the connection pooled
+            async for event in events:
+                data = event.data
+                if data == _DONE:
+                    return
+                if not data.startswith(b"{"):
+                    raise UpstreamProtocolError(
+                        "upstream sent a stream event that is not a JSON object",
+                        deployment=self.deployment_id,
+                    )
+                if data.startswith(b'{"error"'):
+                    raise UpstreamStatusError(
+                        502, upstream_error_message(data), deployment=self.deployment_id
+                    )
+                yield data
 
     async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         # Always ask for floats: the HTTP edge applies the client's encoding.

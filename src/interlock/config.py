@@ -81,7 +81,7 @@ class DeploymentConfig(_Strict):
     api_key: Secret | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
-    max_connections: int = Field(default=256, ge=1)
+    max_connections: int = Field(default=1024, ge=1)
 
     @field_validator("base_url")
     @classmethod

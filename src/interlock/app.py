@@ -1,15 +1,19 @@
 """The composition root: builds every service from the config, once.
 
 Nothing is created at import time; ``create_app`` returns an ASGI app whose
-lifespan opens the upstream pools and closes them on shutdown.
+lifespan opens the upstream pools and closes them (and flushes telemetry)
+on shutdown.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import BinaryIO
 
+from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.types import ASGIApp
 
 from interlock.admission.keys import KeyRing
@@ -22,6 +26,10 @@ from interlock.providers.base import Provider
 from interlock.providers.registry import build_provider
 from interlock.routing.router import ModelRoute, Router
 from interlock.telemetry.access_log import AccessLog
+from interlock.telemetry.health import DeploymentHealth, HealthBoard
+from interlock.telemetry.hub import Telemetry
+from interlock.telemetry.metrics import Metrics
+from interlock.telemetry.tracing import Tracing
 from interlock.tokens import TokenCounter, default_counter
 
 __all__ = ["create_app"]
@@ -38,12 +46,53 @@ def build_router(config: GatewayConfig, counter: TokenCounter) -> tuple[Router, 
     return Router(routes_by_name), providers
 
 
+def build_telemetry(
+    config: GatewayConfig,
+    router: Router,
+    span_exporter: SpanExporter | None,
+    log_stream: BinaryIO | None = None,
+) -> Telemetry:
+    settings = config.telemetry
+    health = HealthBoard(
+        {
+            route.name: [
+                DeploymentHealth(p.deployment_id, p.provider_name) for p in route.providers
+            ]
+            for route in router.routes
+        },
+        unhealthy_after=settings.unhealthy_after_failures,
+    )
+    tracing = None
+    if settings.tracing.enabled or span_exporter is not None:
+        tracing = Tracing(
+            settings.tracing.service_name,
+            exporter=span_exporter,
+            otlp_endpoint=settings.tracing.otlp_endpoint,
+            sample_rate=settings.tracing.sample_rate,
+            batch=span_exporter is None,
+        )
+    return Telemetry(
+        settings,
+        Metrics(),
+        health,
+        access_log=AccessLog(log_stream) if config.server.access_log else None,
+        tracing=tracing,
+    )
+
+
 def create_app(
-    config: GatewayConfig, *, drain: DrainState | None = None, counter: TokenCounter | None = None
+    config: GatewayConfig,
+    *,
+    drain: DrainState | None = None,
+    counter: TokenCounter | None = None,
+    span_exporter: SpanExporter | None = None,
+    log_stream: BinaryIO | None = None,
 ) -> ASGIApp:
+    """``span_exporter`` and ``log_stream`` let tests read traces and the
+    access log in process."""
     drain = drain or DrainState()
     router, providers = build_router(config, counter or default_counter())
-    access_log = AccessLog() if config.server.access_log else None
+    telemetry = build_telemetry(config, router, span_exporter, log_stream)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -56,13 +105,17 @@ def create_app(
         finally:
             for provider in started:
                 await provider.aclose()
-            if access_log is not None:
-                access_log.flush()
+            telemetry.shutdown()
 
+    prices = {d.id: d.price for m in config.models for d in m.deployments}
+    admin_key = config.server.admin_key
     services = Services(
-        pipeline=Pipeline(KeyRing(config.keys), router),
+        pipeline=Pipeline(KeyRing(config.keys), router, telemetry, prices),
         drain=drain,
         max_body_bytes=config.server.max_request_body_bytes,
+        telemetry=telemetry,
+        admin_key_digest=hashlib.sha256(admin_key.reveal().encode()).digest()
+        if admin_key is not None
+        else None,
     )
-    app = GatewayApp(services, lifespan)
-    return RequestContextMiddleware(app, drain, access_log)
+    return RequestContextMiddleware(GatewayApp(services, lifespan), drain, telemetry)

@@ -20,8 +20,10 @@ __all__ = [
     "GatewayConfig",
     "KeyConfig",
     "ModelConfig",
+    "PriceConfig",
     "Secret",
     "ServerConfig",
+    "TelemetryConfig",
     "TimeoutConfig",
     "bundled_config_path",
     "load_config",
@@ -73,6 +75,14 @@ class TimeoutConfig(_Strict):
     total_s: float = Field(default=600.0, gt=0)
 
 
+class PriceConfig(_Strict):
+    """US dollars per million tokens."""
+
+    input_per_million: float = Field(default=0.0, ge=0)
+    output_per_million: float = Field(default=0.0, ge=0)
+    cached_input_per_million: float | None = Field(default=None, ge=0)
+
+
 class DeploymentConfig(_Strict):
     id: str = Field(min_length=1)
     provider: ProviderName
@@ -82,6 +92,7 @@ class DeploymentConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     max_connections: int = Field(default=1024, ge=1)
+    price: PriceConfig = Field(default_factory=PriceConfig)
 
     @field_validator("base_url")
     @classmethod
@@ -113,12 +124,33 @@ class ServerConfig(_Strict):
     max_request_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     drain_timeout_s: float = Field(default=30.0, ge=0)
     access_log: bool = True
+    # Protects /admin/*; the admin API is off when unset.
+    admin_key: Secret | None = None
+
+
+class TracingConfig(_Strict):
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "interlock"
+    sample_rate: float = Field(default=1.0, ge=0, le=1)
+
+
+class TelemetryConfig(_Strict):
+    # Share of requests whose stage timings go into the access log; errors
+    # and slow requests are always kept.
+    stage_sample_rate: float = Field(default=0.01, ge=0, le=1)
+    slow_request_ms: float = Field(default=2000.0, ge=0)
+    slow_requests_kept: int = Field(default=50, ge=1, le=10000)
+    # A deployment with this many consecutive upstream failures is unhealthy.
+    unhealthy_after_failures: int = Field(default=5, ge=1)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
 
 class GatewayConfig(_Strict):
     models: list[ModelConfig] = Field(min_length=1)
     keys: list[KeyConfig] = Field(min_length=1)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:
@@ -136,7 +168,7 @@ def _require_unique(what: str, names: list[str]) -> None:
         seen.add(name)
 
 
-_SECRET_FIELDS = {"api_key", "key"}
+_SECRET_FIELDS = {"api_key", "key", "admin_key"}
 
 
 def _resolve_secrets(node: Any, path: str, source: str, env: dict[str, str]) -> Any:

@@ -8,6 +8,7 @@ exactly one place (``interlock.api.errors``)::
     ├── InvalidRequest          400 invalid_request_error
     │   └── UnsupportedOperation   400 (model cannot do this, e.g. embeddings)
     ├── AuthenticationFailed    401 authentication_error
+    ├── PermissionDenied        403 permission_error
     ├── ModelNotFound           404 invalid_request_error / model_not_found
     ├── NotFound                404 (unknown route)
     ├── MethodNotAllowed        405
@@ -32,6 +33,7 @@ __all__ = [
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
+    "PermissionDenied",
     "ProviderError",
     "ServiceUnavailable",
     "UnsupportedOperation",
@@ -80,6 +82,12 @@ class AuthenticationFailed(InterlockError):
     status_code = 401
     error_type = "authentication_error"
     code = "invalid_api_key"
+
+
+class PermissionDenied(InterlockError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "permission_denied"
 
 
 class ModelNotFound(InterlockError):

@@ -146,3 +146,34 @@ class GatewayProcess:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+class InProcessGateway:
+    """The gateway app under a real uvicorn server in a background thread,
+    so tests can reach its telemetry objects (span exporter, log stream)."""
+
+    def __init__(self, app: Any):
+        import uvicorn
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_config=None, lifespan="on", http="httptools"
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        deadline = 100
+        while not self.server.started and deadline:
+            threading.Event().wait(0.05)
+            deadline -= 1
+        if not self.server.started:
+            raise RuntimeError("in-process gateway did not start")
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    def _run(self) -> None:
+        # Signals can only be handled on the main thread; uvicorn knows.
+        asyncio.run(self.server.serve())
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(10)

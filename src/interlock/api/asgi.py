@@ -40,7 +40,8 @@ class GatewayApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
         try:
-            handler = _find_handler(scope["path"], scope["method"])
+            route, handler = _find_handler(scope["path"], scope["method"])
+            scope["interlock.record"].route = route
             response = await handler(request, self.services)
         except InterlockError as exc:
             log_error(exc, scope)
@@ -73,13 +74,17 @@ class GatewayApp:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def _find_handler(path: str, method: str) -> Handler:
-    methods = exact_routes.get(path)
+def _find_handler(path: str, method: str) -> tuple[str, Handler]:
+    """The route template (a bounded metrics label) and its handler."""
+    route, methods = path, exact_routes.get(path)
     if methods is None:
-        methods = next((m for prefix, m in prefix_routes if path.startswith(prefix)), None)
+        for prefix, template, candidates in prefix_routes:
+            if path.startswith(prefix):
+                route, methods = template, candidates
+                break
     if methods is None:
         raise NotFound(f"Unknown path: {method} {path}")
     handler = methods.get(method)
     if handler is None:
         raise MethodNotAllowed(f"Method {method} is not allowed on {path}.")
-    return handler
+    return route, handler

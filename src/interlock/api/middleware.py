@@ -1,21 +1,22 @@
-"""The outermost ASGI layer: request id, drain refusal, access log.
+"""The outermost ASGI layer: request id, the request's telemetry record,
+drain refusal.
 
 Written as plain ASGI (not ``BaseHTTPMiddleware``) because it wraps every
-request and streamed chunk; it adds one header and one log line and nothing
-else.
+request and streamed chunk. After the last byte it hands the record to
+telemetry (access log, metrics, slow requests, trace span).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interlock.errors import ServiceUnavailable
-from interlock.telemetry.access_log import AccessLog
+from interlock.telemetry.hub import Telemetry
+from interlock.telemetry.record import RequestRecord
 
 __all__ = ["DrainState", "RequestContextMiddleware"]
 
@@ -34,56 +35,54 @@ def _new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, drain: DrainState, access_log: AccessLog | None):
+    def __init__(self, app: ASGIApp, drain: DrainState, telemetry: Telemetry):
         self.app = app
         self.drain = drain
-        self.access_log = access_log
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                if _VALID_REQUEST_ID.match(value):
-                    request_id = value.decode("ascii")
-                break
-        request_id = request_id or _new_request_id()
+        request_id = _request_id(scope["headers"])
+        record = RequestRecord(request_id, scope["method"], "unmatched")
         scope["interlock.request_id"] = request_id
+        scope["interlock.record"] = record
+        telemetry = self.telemetry
+        if telemetry.tracing is not None:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            telemetry.start(record, headers)
         header = (b"x-request-id", request_id.encode("ascii"))
-        started = time.perf_counter()
-        status = 0
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                record.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
+        in_flight = telemetry.metrics.in_flight
+        in_flight.inc()
         try:
-            if self.drain.draining and scope["path"] not in ("/health/live",):
+            if self.drain.draining and scope["path"] != "/health/live":
                 await _refuse(send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         except Exception:
-            # Starlette re-raises after its 500 response has been sent (and
-            # logged); if nothing was sent, there is nothing left to save.
-            if not status:
-                raise
+            if not record.status:
+                raise  # nothing was sent: let the server answer 500
         finally:
-            if self.access_log is not None:
-                self.access_log.write(
-                    {
-                        "msg": "request",
-                        "request_id": request_id,
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    }
-                )
+            in_flight.dec()
+            telemetry.finish(record)
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """A valid client-supplied ``x-request-id`` is kept, otherwise a new one."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            if _VALID_REQUEST_ID.match(value):
+                return value.decode("ascii")
+            break
+    return _new_request_id()
 
 
 async def _refuse(send: Send) -> None:

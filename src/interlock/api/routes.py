@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +15,12 @@ from starlette.types import ASGIApp
 
 from interlock.api.middleware import DrainState
 from interlock.api.sse import SSEResponse
-from interlock.errors import InvalidRequest, PayloadTooLarge
+from interlock.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, PermissionDenied
 from interlock.pipeline import Pipeline
 from interlock.routing.router import ModelRoute
+from interlock.telemetry.hub import Telemetry
+from interlock.telemetry.metrics import CONTENT_TYPE_LATEST
+from interlock.telemetry.record import RequestRecord
 
 __all__ = ["Handler", "Services", "exact_routes", "prefix_routes"]
 
@@ -27,6 +32,9 @@ class Services:
     pipeline: Pipeline
     drain: DrainState
     max_body_bytes: int
+    telemetry: Telemetry
+    # SHA-256 of the admin key; None turns the admin API off.
+    admin_key_digest: bytes | None = None
 
 
 Handler = Callable[[Request, Services], Awaitable[ASGIApp]]
@@ -60,25 +68,31 @@ async def _read_json_object(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-def _request_id(request: Request) -> str:
-    return str(request.scope["interlock.request_id"])
+def _record(request: Request) -> RequestRecord:
+    record: RequestRecord = request.scope["interlock.record"]
+    return record
+
+
+def _authenticate(request: Request, services: Services) -> RequestRecord:
+    record = _record(request)
+    services.pipeline.authenticate(request.headers.get("authorization"), record)
+    return record
 
 
 async def chat_completions(request: Request, services: Services) -> ASGIApp:
-    pipeline = services.pipeline
-    pipeline.authenticate(request.headers.get("authorization"))
+    record = _authenticate(request, services)
     body = await _read_json_object(request, services.max_body_bytes)
     if body.get("stream") is True:
-        chunks = pipeline.stream_chat(body, _request_id(request))
+        chunks = services.pipeline.stream_chat(body, record)
         first = await anext(chunks, None)  # failures before the first byte keep their status
         return SSEResponse(chunks, first)
-    return _json(await pipeline.chat(body, _request_id(request)))
+    return _json(await services.pipeline.chat(body, record))
 
 
 async def embeddings(request: Request, services: Services) -> ASGIApp:
-    services.pipeline.authenticate(request.headers.get("authorization"))
+    record = _authenticate(request, services)
     body = await _read_json_object(request, services.max_body_bytes)
-    return _json(await services.pipeline.embed(body, _request_id(request)))
+    return _json(await services.pipeline.embed(body, record))
 
 
 def _model_card(route: ModelRoute) -> dict[str, Any]:
@@ -91,13 +105,13 @@ def _model_card(route: ModelRoute) -> dict[str, Any]:
 
 
 async def list_models(request: Request, services: Services) -> ASGIApp:
-    services.pipeline.authenticate(request.headers.get("authorization"))
+    _authenticate(request, services)
     cards = [_model_card(r) for r in services.pipeline.router.routes]
     return _json({"object": "list", "data": cards})
 
 
 async def retrieve_model(request: Request, services: Services) -> ASGIApp:
-    services.pipeline.authenticate(request.headers.get("authorization"))
+    _authenticate(request, services)
     name = request.scope["path"].removeprefix("/v1/models/")
     return _json(_model_card(services.pipeline.router.route(name)))
 
@@ -107,9 +121,39 @@ async def live(request: Request, services: Services) -> ASGIApp:
 
 
 async def ready(request: Request, services: Services) -> ASGIApp:
+    """Ready unless draining or some model group has no healthy deployment."""
     if services.drain.draining:
         return _json({"status": "draining"}, 503)
+    degraded = services.telemetry.health.degraded_groups()
+    if degraded:
+        return _json({"status": "degraded", "degraded_models": degraded}, 503)
     return _json({"status": "ok"})
+
+
+async def deployments(request: Request, services: Services) -> ASGIApp:
+    return _json({"object": "list", "data": services.telemetry.health.deployments()})
+
+
+async def metrics(request: Request, services: Services) -> ASGIApp:
+    return Response(services.telemetry.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _require_admin(request: Request, services: Services) -> None:
+    if services.admin_key_digest is None:
+        raise PermissionDenied("The admin API is off: set server.admin_key in the config.")
+    _, _, token = (request.headers.get("authorization") or "").partition(" ")
+    presented = hashlib.sha256(token.strip().encode()).digest()
+    if not hmac.compare_digest(presented, services.admin_key_digest):
+        raise AuthenticationFailed("This endpoint needs the admin key.")
+
+
+async def slow_requests(request: Request, services: Services) -> ASGIApp:
+    _require_admin(request, services)
+    limit = request.query_params.get("limit", "20")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise InvalidRequest("limit must be an integer from 1 to 1000.", param="limit")
+    entries = services.telemetry.slow.slowest(int(limit))
+    return _json({"object": "list", "data": entries})
 
 
 # path -> method -> handler. Exact paths are one dict lookup per request.
@@ -119,8 +163,11 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/v1/models": {"GET": list_models},
     "/health/live": {"GET": live},
     "/health/ready": {"GET": ready},
+    "/health/deployments": {"GET": deployments},
+    "/metrics": {"GET": metrics},
+    "/admin/requests/slow": {"GET": slow_requests},
 }
 # Model ids may contain slashes (``Qwen/Qwen2.5-0.5B-Instruct``).
-prefix_routes: list[tuple[str, dict[str, Handler]]] = [
-    ("/v1/models/", {"GET": retrieve_model}),
+prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
+    ("/v1/models/", "/v1/models/{model}", {"GET": retrieve_model}),
 ]

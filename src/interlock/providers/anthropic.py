@@ -57,6 +57,8 @@ _TOOLS_UNSUPPORTED = "tool calls are not supported by the anthropic adapter yet"
 
 
 class AnthropicProvider(Provider):
+    provider_name = "anthropic"
+
     def __init__(self, deployment: DeploymentConfig):
         assert deployment.model  # guaranteed by config validation
         self.deployment_id = deployment.id
@@ -77,7 +79,7 @@ class AnthropicProvider(Provider):
 
     @staticmethod
     def _headers(ctx: CallContext) -> dict[str, str]:
-        return {"x-request-id": ctx.request_id}
+        return ctx.upstream_headers()
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         upstream = _translate_request(body, self._model)

@@ -17,8 +17,8 @@ Shapes crossing this interface are OpenAI's:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from interlock.errors import UnsupportedOperation
@@ -34,6 +34,11 @@ class CallContext:
 
     request_id: str
     public_model: str
+    # W3C trace context for the upstream call (empty when tracing is off).
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
+
+    def upstream_headers(self) -> dict[str, str]:
+        return {"x-request-id": self.request_id, **self.trace_headers}
 
 
 class Provider(ABC):
@@ -42,6 +47,8 @@ class Provider(ABC):
     deployment_id: str
     # Shown as ``owned_by`` in /v1/models; the simulator says so.
     owned_by: str = "interlock"
+    # ``gen_ai.provider.name`` in metrics and traces.
+    provider_name: str = "openai"
 
     @abstractmethod
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:

@@ -60,6 +60,8 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
 
 class GeminiProvider(Provider):
+    provider_name = "gcp.gemini"
+
     def __init__(self, deployment: DeploymentConfig):
         assert deployment.model  # guaranteed by config validation
         self.deployment_id = deployment.id
@@ -81,7 +83,7 @@ class GeminiProvider(Provider):
 
     @staticmethod
     def _headers(ctx: CallContext) -> dict[str, str]:
-        return {"x-request-id": ctx.request_id}
+        return ctx.upstream_headers()
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         request = chat_request(body)

@@ -22,6 +22,8 @@ _DONE = b"[DONE]"
 
 
 class OpenAICompatibleProvider(Provider):
+    provider_name = "openai"
+
     def __init__(self, deployment: DeploymentConfig):
         assert deployment.base_url and deployment.model  # guaranteed by config validation
         self.deployment_id = deployment.id
@@ -45,7 +47,7 @@ class OpenAICompatibleProvider(Provider):
 
     @staticmethod
     def _headers(ctx: CallContext) -> dict[str, str]:
-        return {"x-request-id": ctx.request_id}
+        return ctx.upstream_headers()
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         upstream = self._upstream_body(body)

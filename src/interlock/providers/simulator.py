@@ -74,6 +74,7 @@ class SimulatorParams(BaseModel):
 
 class SimulatorProvider(Provider):
     owned_by = FINGERPRINT
+    provider_name = "interlock.simulator"
 
     def __init__(
         self,

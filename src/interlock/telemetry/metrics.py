@@ -1,0 +1,219 @@
+"""Prometheus metrics: the gateway's own (``interlock_*``) and the
+OpenTelemetry GenAI semantic-convention ones (``gen_ai_*``, units in the
+name, attributes as labels with dots turned to underscores).
+
+Each app owns its registry (no process-global default registry). When
+``PROMETHEUS_MULTIPROC_DIR`` is set, prometheus-client keeps values in files
+shared by every worker process and ``render`` aggregates them, so the
+numbers are right with several workers.
+
+Label values are bounded sets: routes, model groups and deployments from the
+config, key *names* (never keys), statuses.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from interlock.telemetry.record import RequestRecord
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_TOKEN_GAP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+_STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1)
+# The GenAI semantic conventions' advised buckets for token counts.
+_TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
+
+GENAI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "interlock_requests",
+            "Requests answered, by route, model group, deployment and status.",
+            ["route", "model", "deployment", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "interlock_request_duration_seconds",
+            "Time from request arrival to the last response byte.",
+            ["route", "model", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "interlock_in_flight_requests",
+            "Requests being served now.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "interlock_queue_depth",
+            "Requests waiting for admission.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.stage_duration = Histogram(
+            "interlock_stage_duration_seconds",
+            "Time spent in each pipeline stage.",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "interlock_tokens",
+            "Tokens by key, model group and type (input/output).",
+            ["key", "model", "type"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "interlock_cost_usd",
+            "Cost in US dollars by key and model group.",
+            ["key", "model"],
+            registry=r,
+        )
+        self.cache_requests = Counter(
+            "interlock_cache_requests",
+            "Cache lookups by result (hit, miss, coalesced).",
+            ["result"],
+            registry=r,
+        )
+        self.limiter_rejections = Counter(
+            "interlock_limiter_rejections",
+            "Requests refused by a limit, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "interlock_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            ["deployment"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "interlock_breaker_transitions",
+            "Circuit breaker state changes.",
+            ["deployment", "from_state", "to_state"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "interlock_retries", "Upstream attempts after the first.", ["model"], registry=r
+        )
+        self.failovers = Counter(
+            "interlock_failovers",
+            "Retries that moved to another deployment.",
+            ["model"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "interlock_upstream_errors",
+            "Upstream failures by deployment and kind.",
+            ["deployment", "kind"],
+            registry=r,
+        )
+        self.guardrail_actions = Counter(
+            "interlock_guardrail_actions",
+            "Guardrail decisions by rule and action.",
+            ["rule", "action"],
+            registry=r,
+        )
+        # OpenTelemetry GenAI semantic conventions.
+        self.genai_ttft = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time to generate the first token (gen_ai.server.time_to_first_token).",
+            [*GENAI_LABELS, "deployment"],
+            buckets=_TTFT_BUCKETS,
+            registry=r,
+        )
+        self.genai_time_per_token = Histogram(
+            "gen_ai_server_time_per_output_token_seconds",
+            "Time between output chunks after the first (gen_ai.server.time_per_output_token).",
+            [*GENAI_LABELS, "deployment"],
+            buckets=_TOKEN_GAP_BUCKETS,
+            registry=r,
+        )
+        self.genai_token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per request (gen_ai.client.token.usage).",
+            [*GENAI_LABELS, "gen_ai_token_type"],
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.genai_operation_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "Upstream call duration per attempt (gen_ai.client.operation.duration).",
+            [*GENAI_LABELS, "deployment", "error_type"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    # -- recording ---------------------------------------------------------
+
+    def record_request(self, record: RequestRecord) -> None:
+        model = record.model or ""
+        status = str(record.status)
+        self.requests.labels(record.route, model, record.deployment or "", status).inc()
+        self.request_duration.labels(record.route, model, status).observe(record.duration_s)
+        for stage, seconds in record.stages.items():
+            self.stage_duration.labels(stage).observe(seconds)
+        if record.deployment is None:
+            return
+        genai = (_operation(record.route), record.provider or "", model)
+        if record.ttft_s is not None:
+            self.genai_ttft.labels(*genai, record.deployment).observe(record.ttft_s)
+        key = record.key_name or ""
+        for token_type, count in (("input", record.input_tokens), ("output", record.output_tokens)):
+            if count is not None:
+                self.tokens.labels(key, model, token_type).inc(count)
+                self.genai_token_usage.labels(*genai, token_type).observe(count)
+        if record.cost_usd:
+            self.cost.labels(key, model).inc(record.cost_usd)
+
+    def observe_token_gap(self, record: RequestRecord, seconds: float) -> None:
+        self.genai_time_per_token.labels(
+            _operation(record.route),
+            record.provider or "",
+            record.model or "",
+            record.deployment or "",
+        ).observe(seconds)
+
+    def observe_attempt(
+        self, record: RequestRecord, deployment: str, seconds: float, error_kind: str | None
+    ) -> None:
+        self.genai_operation_duration.labels(
+            _operation(record.route),
+            record.provider or "",
+            record.model or "",
+            deployment,
+            error_kind or "",
+        ).observe(seconds)
+        if error_kind is not None:
+            self.upstream_errors.labels(deployment, error_kind).inc()
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            aggregate = CollectorRegistry()
+            MultiProcessCollector(aggregate)  # type: ignore[no-untyped-call]
+            return generate_latest(aggregate)
+        return generate_latest(self.registry)
+
+
+def _operation(route: str) -> str:
+    return "embeddings" if route.endswith("/embeddings") else "chat"

@@ -11,9 +11,8 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.types import ASGIApp
 
 from interlock.admission.keys import KeyRing
@@ -29,8 +28,10 @@ from interlock.telemetry.access_log import AccessLog
 from interlock.telemetry.health import DeploymentHealth, HealthBoard
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.metrics import Metrics
-from interlock.telemetry.tracing import Tracing
 from interlock.tokens import TokenCounter, default_counter
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = ["create_app"]
 
@@ -64,6 +65,8 @@ def build_telemetry(
     )
     tracing = None
     if settings.tracing.enabled or span_exporter is not None:
+        from interlock.telemetry.tracing import Tracing  # the SDK only when tracing is on
+
         tracing = Tracing(
             settings.tracing.service_name,
             exporter=span_exporter,

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
 
 import orjson
+from opentelemetry.trace import Span, SpanKind
 
 from interlock.admission.keys import KeyRing, Principal
 from interlock.api.schemas import ChatCompletionRequest, EmbeddingRequest, validate_body
@@ -33,7 +34,6 @@ from interlock.providers.base import CallContext, JSONDict, Provider
 from interlock.routing.router import Router
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
-from interlock.telemetry.tracing import Span, SpanKind
 
 __all__ = ["Pipeline", "error_kind"]
 
@@ -173,7 +173,7 @@ class Pipeline:
         client_wants_usage: bool,
     ) -> AsyncIterator[bytes]:
         health = self.telemetry.health.by_deployment[provider.deployment_id]
-        metrics = self.telemetry.metrics
+        token_gap = self.telemetry.metrics.token_gap(record)
         health.started()
         began = last = time.perf_counter()
         kind: str | None = None
@@ -184,7 +184,7 @@ class Pipeline:
                     record.ttft_s = now - record.started
                     record.stages["upstream"] = now - began
                 else:
-                    metrics.observe_token_gap(record, now - last)
+                    token_gap.observe(now - last)
                 last = now
                 record.chunks += 1
                 if _may_carry_summary(chunk) and self._summarize(chunk, record, provider):

@@ -7,6 +7,7 @@ are refused), in-flight requests and streams finish for up to
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import sys
@@ -42,6 +43,11 @@ class GatewayServer(uvicorn.Server):
         await super().startup(sockets)
         if not self.started:
             return
+        # Everything built so far (modules, config, pools) lives for the whole
+        # process: move it out of the collector's sight, so full collections
+        # only walk per-request garbage and do not stall streams.
+        gc.collect()
+        gc.freeze()
         for server in self.servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]

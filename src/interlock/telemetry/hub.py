@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import Span, SpanKind
 
 from interlock.config import TelemetryConfig
 from interlock.telemetry.access_log import AccessLog
@@ -16,7 +19,9 @@ from interlock.telemetry.health import HealthBoard
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.record import RequestRecord
 from interlock.telemetry.slow import SlowRequests
-from interlock.telemetry.tracing import Span, SpanKind, Tracing
+
+if TYPE_CHECKING:  # the SDK is imported only when tracing is on
+    from interlock.telemetry.tracing import Tracing
 
 __all__ = ["Telemetry"]
 
@@ -64,10 +69,10 @@ class Telemetry:
 
     def finish(self, record: RequestRecord) -> None:
         record.finish()
-        self.metrics.record_request(record)
         slow = record.duration_s >= self._slow_s
+        keep_stages = record.status >= 400 or slow or self._rng.random() < self._sample_rate
+        self.metrics.record_request(record, keep_stages)
         if self.access_log is not None:
-            keep_stages = record.status >= 400 or slow or self._rng.random() < self._sample_rate
             self.access_log.write(record.log_fields(with_stages=keep_stages))
         self.slow.offer(record)
         span = self._spans.pop(id(record), None)

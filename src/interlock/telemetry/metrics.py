@@ -14,6 +14,7 @@ config, key *names* (never keys), statuses.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,6 +45,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "interlock_requests",
             "Requests answered, by route, model group, deployment and status.",
@@ -165,39 +167,54 @@ class Metrics:
         )
 
     # -- recording ---------------------------------------------------------
+    # prometheus-client's ``labels()`` validates and locks on every call; the
+    # label children are cached here instead (the label sets are bounded,
+    # and the event loop is one thread).
 
-    def record_request(self, record: RequestRecord) -> None:
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def record_request(self, record: RequestRecord, with_stages: bool) -> None:
+        """Once per request. Stage histograms only for sampled requests."""
         model = record.model or ""
         status = str(record.status)
-        self.requests.labels(record.route, model, record.deployment or "", status).inc()
-        self.request_duration.labels(record.route, model, status).observe(record.duration_s)
-        for stage, seconds in record.stages.items():
-            self.stage_duration.labels(stage).observe(seconds)
+        self._child(self.requests, record.route, model, record.deployment or "", status).inc()
+        self._child(self.request_duration, record.route, model, status).observe(record.duration_s)
+        if with_stages:
+            for stage, seconds in record.stages.items():
+                self._child(self.stage_duration, stage).observe(seconds)
         if record.deployment is None:
             return
         genai = (_operation(record.route), record.provider or "", model)
         if record.ttft_s is not None:
-            self.genai_ttft.labels(*genai, record.deployment).observe(record.ttft_s)
+            self._child(self.genai_ttft, *genai, record.deployment).observe(record.ttft_s)
         key = record.key_name or ""
         for token_type, count in (("input", record.input_tokens), ("output", record.output_tokens)):
             if count is not None:
-                self.tokens.labels(key, model, token_type).inc(count)
-                self.genai_token_usage.labels(*genai, token_type).observe(count)
+                self._child(self.tokens, key, model, token_type).inc(count)
+                self._child(self.genai_token_usage, *genai, token_type).observe(count)
         if record.cost_usd:
-            self.cost.labels(key, model).inc(record.cost_usd)
+            self._child(self.cost, key, model).inc(record.cost_usd)
 
-    def observe_token_gap(self, record: RequestRecord, seconds: float) -> None:
-        self.genai_time_per_token.labels(
+    def token_gap(self, record: RequestRecord) -> Any:
+        """The histogram child for one stream's chunk gaps (resolved once per stream)."""
+        return self._child(
+            self.genai_time_per_token,
             _operation(record.route),
             record.provider or "",
             record.model or "",
             record.deployment or "",
-        ).observe(seconds)
+        )
 
     def observe_attempt(
         self, record: RequestRecord, deployment: str, seconds: float, error_kind: str | None
     ) -> None:
-        self.genai_operation_duration.labels(
+        self._child(
+            self.genai_operation_duration,
             _operation(record.route),
             record.provider or "",
             record.model or "",
@@ -205,7 +222,7 @@ class Metrics:
             error_kind or "",
         ).observe(seconds)
         if error_kind is not None:
-            self.upstream_errors.labels(deployment, error_kind).inc()
+            self._child(self.upstream_errors, deployment, error_kind).inc()
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -121,6 +122,14 @@ def _log_lines(log: io.BytesIO) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in log.getvalue().splitlines()]
 
 
+def _eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Telemetry is recorded just after the last byte reaches the client."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "telemetry never caught up"
+        time.sleep(0.01)
+
+
 def _drive(url: str) -> dict[str, str]:
     """One of each: unary, stream, upstream failure, remote with a client traceparent."""
     ids = {}
@@ -152,6 +161,7 @@ def _drive(url: str) -> dict[str, str]:
 
 def test_metrics_count_what_happened(stack: dict[str, Any]) -> None:
     _drive(stack["url"])
+    _eventually(lambda: len(stack["spans"].get_finished_spans()) == 8)
     m = _metrics(stack["url"])
     route = "/v1/chat/completions"
     assert _value(m, "interlock_requests_total", route=route, model="sim", status="200") == 2
@@ -177,6 +187,7 @@ def test_metrics_count_what_happened(stack: dict[str, Any]) -> None:
 
 def test_one_complete_trace_per_request(stack: dict[str, Any]) -> None:
     ids = _drive(stack["url"])
+    _eventually(lambda: len(stack["spans"].get_finished_spans()) == 8)
     spans: list[ReadableSpan] = list(stack["spans"].get_finished_spans())
     roots = [s for s in spans if s.kind.name == "SERVER"]
     assert len(roots) == 4
@@ -202,6 +213,8 @@ def test_one_complete_trace_per_request(stack: dict[str, Any]) -> None:
 
 def test_access_log_lines_carry_the_fields_and_trace_ids(stack: dict[str, Any]) -> None:
     ids = _drive(stack["url"])
+    _eventually(lambda: len(stack["spans"].get_finished_spans()) == 8)
+    _eventually(lambda: len(_log_lines(stack["log"])) == 4)
     spans = {
         s.attributes["interlock.request_id"]: s
         for s in stack["spans"].get_finished_spans()
@@ -236,3 +249,47 @@ def test_health_and_slow_requests(stack: dict[str, Any]) -> None:
         assert deployments["sim-1"]["healthy"] is True
         # The admin API is off without an admin key.
         assert client.get("/admin/requests/slow").status_code == 403
+
+
+def test_admin_slow_requests_lists_the_slowest_with_stages(
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+) -> None:
+    raw = {
+        "models": [
+            {
+                "name": "sim",
+                "deployments": [
+                    {"id": "sim-1", "provider": "simulator", "params": {"max_tokens": 4}}
+                ],
+            },
+            {
+                "name": "slow",
+                "deployments": [
+                    {"id": "slow-1", "provider": "simulator", "params": {"ttft_ms": 150}}
+                ],
+            },
+        ],
+        "keys": [{"name": "alice", "key": TEST_KEY}],
+        "server": {"admin_key": "sk-admin", "access_log": False},
+    }
+    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
+    try:
+        with httpx.Client(base_url=gateway.base_url, headers=AUTH, timeout=10) as client:
+            for model in ("sim", "slow", "sim"):
+                client.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
+            assert client.get("/admin/requests/slow").status_code == 401
+            slow = client.get(
+                "/admin/requests/slow?limit=2", headers={"authorization": "Bearer sk-admin"}
+            )
+            assert (
+                client.get(
+                    "/admin/requests/slow?limit=x", headers={"authorization": "Bearer sk-admin"}
+                ).status_code
+                == 400
+            )
+    finally:
+        gateway.close()
+    entries = slow.json()["data"]
+    assert len(entries) == 2 and entries[0]["model"] == "slow"
+    assert entries[0]["duration_ms"] >= 150
+    assert {"admission", "validation", "routing", "upstream"} <= set(entries[0]["stages_ms"])

@@ -7,7 +7,7 @@ PORT ?= 8080
 CONFIG ?=
 BENCH_ARGS ?=
 
-.PHONY: run test check install install-dev bench clean
+.PHONY: run test check tools install install-dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,23 @@ check: install-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: check
+test: check tools
 	$(BIN)/pytest
+
+# promtool checks and unit-tests deploy/prometheus/ (tests/telemetry/test_deploy_assets.py).
+# As root it comes from Debian's prometheus package, without its recommends (node
+# exporter, smartmontools, ...). Without systemd running, the package's service is
+# not started; on a systemd host it is (stop and disable prometheus.service if unwanted).
+# Not root: a hint, and those tests skip (on CI, CI=true, they fail instead).
+tools:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends prometheus \
+	      || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; }; \
+	  else \
+	    echo "promtool not found; install it (Debian/Ubuntu: sudo apt-get install --no-install-recommends prometheus)."; \
+	  fi; }
 
 # Micro-benchmark (~2.5 min): gateway overhead over a mock upstream; see bench/README.md.
 bench: install-dev

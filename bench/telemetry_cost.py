@@ -12,6 +12,7 @@ import asyncio
 import io
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -24,6 +25,7 @@ from interlock.telemetry.record import RequestRecord
 from interlock.tokens import EstimatingCounter
 
 ROUNDS = 20_000
+REPEATS = 5
 
 
 class DroppingExporter(SpanExporter):
@@ -77,20 +79,25 @@ def main() -> int:
 
 
 async def _main() -> int:
-    rows = []
-    for label, access_log, tracing in (
-        ("metrics only (default minus access log)", False, False),
-        ("metrics + access log (default)", True, False),
-        ("metrics + access log + tracing (sampled 100 %)", True, True),
-    ):
-        telemetry = _telemetry(access_log, tracing)
-        rows.append((label, _per_call_us(lambda t=telemetry: _request(t))))  # type: ignore[misc]
+    variants = {
+        "metrics only (default minus access log)": _telemetry(False, False),
+        "metrics + access log (default)": _telemetry(True, False),
+        "metrics + access log + tracing (sampled 100 %)": _telemetry(True, True),
+    }
+    runs: dict[str, list[float]] = {label: [] for label in variants}
+    for _ in range(REPEATS):  # interleaved, so drift hits every variant alike
+        for label, telemetry in variants.items():
+            runs[label].append(_per_call_us(lambda t=telemetry: _request(t)))  # type: ignore[misc]
+    for telemetry in variants.values():
         telemetry.shutdown()
-    telemetry = _telemetry(False, False)
+    rows = [(label, statistics.median(values)) for label, values in runs.items()]
     record = RequestRecord("req_bench", "POST", "/v1/chat/completions")
-    gap = telemetry.metrics.token_gap(record)
+    gap = variants["metrics only (default minus access log)"].metrics.token_gap(record)
     rows.append(("per streamed chunk: gap histogram", _per_call_us(lambda: gap.observe(0.01))))
-    print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {ROUNDS} rounds each\n")
+    print(
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"median of {REPEATS} interleaved runs of {ROUNDS}\n"
+    )
     print("| telemetry per request | µs (CPU, in process) |")
     print("| --- | --- |")
     for label, micros in rows:

@@ -21,6 +21,11 @@ from interlock.telemetry.record import RequestRecord
 __all__ = ["DrainState", "RequestContextMiddleware"]
 
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+# Probes and scrapes keep working while draining: readiness reports the
+# drain itself, and the last metrics of a draining instance still count.
+_SERVED_WHILE_DRAINING = frozenset(
+    {"/health/live", "/health/ready", "/health/deployments", "/metrics"}
+)
 
 
 class DrainState:
@@ -63,7 +68,7 @@ class RequestContextMiddleware:
         in_flight = telemetry.metrics.in_flight
         in_flight.inc()
         try:
-            if self.drain.draining and scope["path"] != "/health/live":
+            if self.drain.draining and scope["path"] not in _SERVED_WHILE_DRAINING:
                 await _refuse(send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)

@@ -7,7 +7,7 @@ PORT ?= 8080
 CONFIG ?=
 BENCH_ARGS ?=
 
-.PHONY: run test check tools install install-dev bench clean
+.PHONY: run test check tools install install-dev install-bench bench bench-micro clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,16 @@ tools:
 	    echo "promtool not found; install it (Debian/Ubuntu: sudo apt-get install --no-install-recommends prometheus)."; \
 	  fi; }
 
-# Micro-benchmark (~2.5 min): gateway overhead over a mock upstream; see bench/README.md.
-bench: install-dev
+install-bench: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,bench]'
+
+# Benchmark suite (~10 min; the first run also installs LiteLLM into bench/.work/):
+# Interlock vs LiteLLM vs direct, written to bench/results/latest.md; see bench/README.md.
+bench: install-bench
+	$(BIN)/python bench/suite.py $(BENCH_ARGS)
+
+# Micro-benchmark (~2.5 min): Interlock's overhead over the mock upstream only.
+bench-micro: install-dev
 	$(BIN)/python bench/micro.py $(BENCH_ARGS)
 
 clean:

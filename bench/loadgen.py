@@ -7,6 +7,7 @@ as fast answers is worse than none.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import orjson
 
 from procs import BenchError, CoreLayout
 
-__all__ = ["StreamResult", "WrkResult", "ensure_wrk", "run_ttft", "run_wrk"]
+__all__ = ["StreamLoad", "StreamResult", "WrkResult", "ensure_wrk", "run_ttft", "run_wrk"]
 
 BENCH_DIR = Path(__file__).resolve().parent
 POST_LUA = BENCH_DIR / "post.lua"
@@ -33,14 +34,81 @@ class WrkResult:
     rps: float
     p50_ms: float
     p99_ms: float
+    cdf_ms: tuple[float, ...] = ()  # percentiles 1..99 and 99.9, for plots
+
+
+@dataclass(frozen=True)
+class StreamLoad:
+    """One run of bench/ttft.py: who to call, how many streams, and its bounds."""
+
+    url: str
+    key: str
+    model: str
+    streams: int
+    expect_chunks: int
+    duration_s: float
+    spread_s: float = 0.0
+    once: bool = False  # each worker runs a single stream (hold N open), no loop
+    deadline_s: float = 0.0  # hard stop; 0 lets the client pick duration + 60 s
+    allow_errors: bool = False  # errors are the measured outcome, not a failed run
+    at_least: bool = False  # expect_chunks is a minimum (a proxy may split the last)
+
+    def argv(self) -> list[str]:
+        cmd = [
+            sys.executable, str(TTFT_CLIENT), "--url", self.url, "--key", self.key,
+            "--model", self.model, "--streams", str(self.streams),
+            "--duration", f"{self.duration_s:g}", "--spread", f"{self.spread_s:g}",
+            "--expect-chunks", str(self.expect_chunks), "--deadline", f"{self.deadline_s:g}",
+        ]  # fmt: skip
+        flags = {
+            "--once": self.once, "--allow-errors": self.allow_errors, "--at-least": self.at_least
+        }  # fmt: skip
+        return cmd + [flag for flag, on in flags.items() if on]
+
+    @property
+    def time_limit_s(self) -> float:
+        return (self.deadline_s or self.spread_s + self.duration_s + 60) + 30
 
 
 @dataclass(frozen=True)
 class StreamResult:
+    """bench/ttft.py's summary; times in ms, NaN where no stream was counted."""
+
     streams: int
     rate: float  # completed streams per second
-    p50_ms: float
+    p50_ms: float  # time to first token
     p99_ms: float
+    gap_p50_ms: float
+    gap_p99_ms: float
+    total_p50_ms: float
+    coalesced_pct: float
+    errors: int
+    error_kinds: dict[str, int]
+    opened_streams: int  # streams that got a 200 head, counted or not
+    peak_open: int
+    ttft_cdf_ms: tuple[float, ...]
+
+    @classmethod
+    def parse(cls, summary: dict[str, Any]) -> StreamResult:
+        def ms(group: str, key: str) -> float:
+            value = summary[group][key]
+            return math.nan if value is None else float(value)
+
+        return cls(
+            streams=summary["streams"],
+            rate=summary["streams_per_s"],
+            p50_ms=ms("ttft_ms", "p50"),
+            p99_ms=ms("ttft_ms", "p99"),
+            gap_p50_ms=ms("gap_ms", "p50"),
+            gap_p99_ms=ms("gap_ms", "p99"),
+            total_p50_ms=ms("total_ms", "p50"),
+            coalesced_pct=summary["coalesced_pct"],
+            errors=summary["errors"],
+            error_kinds=summary["error_kinds"],
+            opened_streams=summary["opened"],
+            peak_open=summary["peak_open"],
+            ttft_cdf_ms=tuple(summary["ttft_cdf_ms"]),
+        )
 
 
 def ensure_wrk() -> str:
@@ -109,34 +177,23 @@ def run_wrk(
         rps=result["requests"] / (result["duration_us"] / 1e6),
         p50_ms=result["p50_us"] / 1000,
         p99_ms=result["p99_us"] / 1000,
+        cdf_ms=tuple(v / 1000 for v in result.get("cdf_us", ())),
     )
 
 
-def run_ttft(
-    url: str,
-    streams: int,
-    duration_s: float,
-    expect_chunks: int,
-    spread_s: float,
-    layout: CoreLayout,
-    key: str = "",
-) -> StreamResult:
-    """One time-bounded run of bench/ttft.py; raises ``BenchError`` on any failed stream."""
-    cmd = [
-        sys.executable, str(TTFT_CLIENT), "--url", url, "--streams", str(streams),
-        "--duration", f"{duration_s:g}", "--expect-chunks", str(expect_chunks),
-        "--spread", f"{spread_s:g}", "--key", key,
-    ]  # fmt: skip
+def run_ttft(load: StreamLoad, layout: CoreLayout) -> StreamResult:
+    """One time-bounded run of bench/ttft.py; a failed stream is a ``BenchError``
+    unless ``load.allow_errors``, in which case the errors are in the result."""
     try:
         done = subprocess.run(
-            layout.pinned(cmd, layout.load), capture_output=True, text=True, timeout=duration_s + 60
+            layout.pinned(load.argv(), layout.load),
+            capture_output=True,
+            text=True,
+            timeout=load.time_limit_s,
         )
     except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"TTFT client against {url} did not finish in time") from exc
+        raise BenchError(f"TTFT client against {load.url} did not finish in time") from exc
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        raise BenchError(f"TTFT client against {url} failed:\n{done.stdout}{done.stderr}")
-    result = orjson.loads(lines[-1])
-    return StreamResult(
-        result["streams"], result["streams_per_s"], result["p50_ms"], result["p99_ms"]
-    )
+        raise BenchError(f"TTFT client against {load.url} failed:\n{done.stdout}{done.stderr}")
+    return StreamResult.parse(orjson.loads(lines[-1]))

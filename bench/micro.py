@@ -15,13 +15,21 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from loadgen import ensure_wrk
 from procs import BenchError, CoreLayout, pin_process
 from report import Report, Section, Table, machine_info
-from stand import WORK_DIR, Settings, Stand, start_gateway, start_mock, stop_gateway
+from stand import (
+    WORK_DIR,
+    GatewayOptions,
+    Settings,
+    Stand,
+    start_gateway,
+    start_mock,
+    stop_gateway,
+)
 
 RESULTS = WORK_DIR.parent / "results" / "micro.md"
 WARMUP_S = 1.0
@@ -46,7 +54,7 @@ def full_stand(settings: Settings, layout: CoreLayout, access_log: bool) -> Iter
     key = "sk-bench-" + secrets.token_hex(12)
     mock = start_mock(settings, layout, layout.load, "shared")
     try:
-        gateway = start_gateway(mock, layout, key, access_log)
+        gateway = start_gateway(mock, layout, key, GatewayOptions(access_log))
         try:
             stand = Stand(settings, layout, mock, gateway, key)
             stand.smoke_check()
@@ -57,7 +65,8 @@ def full_stand(settings: Settings, layout: CoreLayout, access_log: bool) -> Iter
         mock.stop()
 
 
-def measure_mock(stand: Stand) -> Table:
+def measure_mock(stand: Stand, concurrencies: Sequence[int] = ()) -> Table:
+    """The mock's own figures at c=1 and at each of ``concurrencies`` (default: the settings')."""
     s = stand.settings
     table = Table(
         "Mock upstream alone",
@@ -65,16 +74,19 @@ def measure_mock(stand: Stand) -> Table:
         "the ceiling the mock puts on every figure below (c=1 here crosses cores).",
     )
     c1_p50, c1_p99 = table.add("c=1 latency p50", "ms"), table.add("c=1 latency p99", "ms")
-    rps = table.add(f"c={s.concurrency} throughput", "req/s", 0)
-    cn_p99 = table.add(f"c={s.concurrency} latency p99", "ms")
-    stand.wrk(False, s.concurrency, WARMUP_S)
+    loads = [
+        (c, table.add(f"c={c} throughput", "req/s", 0), table.add(f"c={c} latency p99", "ms"))
+        for c in concurrencies or (s.concurrency,)
+    ]
+    stand.wrk(False, loads[0][0], WARMUP_S)
     for _ in range(s.reps):
         one = stand.wrk(False, 1)
-        many = stand.wrk(False, s.concurrency)
         c1_p50.runs.values.append(one.p50_ms)
         c1_p99.runs.values.append(one.p99_ms)
-        rps.runs.values.append(many.rps)
-        cn_p99.runs.values.append(many.p99_ms)
+        for connections, rps, p99 in loads:
+            many = stand.wrk(False, connections)
+            rps.runs.values.append(many.rps)
+            p99.runs.values.append(many.p99_ms)
     return table
 
 
@@ -148,7 +160,7 @@ def measure_ttft(stand: Stand, cpu: Table) -> Section:
     s = stand.settings
     section = Section(
         f"Streaming time to first token, {s.streams} concurrent streams",
-        f"Time from sending the request to the first `data:` event, measured by an aiohttp "
+        f"Time from sending the request to the first `data:` event, measured by a raw asyncio "
         f"client (bench/ttft.py) on the mock's core. The mock sends its first chunk at once, "
         f"then one every {s.chunk_delay_ms:g} ms ({s.chunks} chunks); stream starts are "
         "staggered so the streams do not run in lock-step.",

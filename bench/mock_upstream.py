@@ -8,10 +8,14 @@ bottleneck of a gateway benchmark. It serves:
 
 - ``POST /v1/chat/completions``: a canned ``chat.completion`` with usage, or,
   with ``"stream": true``, ``--chunks`` SSE ``chat.completion.chunk`` events
-  (the first at once, then one every ``--chunk-delay-ms``) and ``data: [DONE]``;
+  (the first at once, then one every ``--chunk-delay-ms``) and ``data: [DONE]``.
+  A model named ``...stream-<chunks>x<delay_ms>`` (e.g. ``mock-stream-50x20``)
+  overrides both for that request, so one mock serves every stream shape;
 - ``POST /v1/embeddings``: one canned vector per input;
 - ``GET /stats``: how many POSTs it has answered, so a benchmark can check
-  that traffic through a gateway really reached it;
+  that traffic through a gateway really reached it, and how many streams are
+  open now and were open at most at once (``GET /stats/reset`` restarts that
+  peak);
 - ``GET /health``.
 
 A malformed body gets a 400 and an unknown path a 404, so a load generator
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import re
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httptools
@@ -43,6 +49,7 @@ _STREAM_HEAD = (
     b"transfer-encoding: chunked\r\n\r\n"
 )
 _CHUNKED_END = b"0\r\n\r\n"
+_STREAM_SHAPE = re.compile(r"stream-(\d+)x(\d+(?:\.\d+)?)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,24 @@ class MockSettings:
 class Stats:
     requests: int = 0
     streams: int = 0
+    open_streams: int = 0
+    peak_open_streams: int = 0
+
+    def stream_opened(self) -> None:
+        self.streams += 1
+        self.open_streams += 1
+        self.peak_open_streams = max(self.peak_open_streams, self.open_streams)
+
+    def stream_closed(self) -> None:
+        self.open_streams -= 1
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "streams": self.streams,
+            "open_streams": self.open_streams,
+            "peak_open_streams": self.peak_open_streams,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +93,18 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Stream:
-    """A streamed answer: SSE events, sent one HTTP chunk each."""
+    """A streamed answer: SSE events already framed as HTTP chunks, ``delay_s`` apart."""
 
-    events: list[bytes] = field(default_factory=list)
+    framed: tuple[bytes, ...]
+    delay_s: float = 0.0
+
+
+def stream_shape(model: str, settings: MockSettings) -> tuple[int, float]:
+    """Chunks and inter-chunk delay (s) for ``model``: its name may override the flags."""
+    match = _STREAM_SHAPE.search(model)
+    if match is None:
+        return settings.chunks, settings.chunk_delay_s
+    return max(1, int(match[1])), float(match[2]) / 1000
 
 
 def _json_response(status: int, content: Any, keep_alive: bool = True) -> bytes:
@@ -113,7 +147,9 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, A
     }
 
 
-def _stream_events(model: str, chunks: int, include_usage: bool) -> list[bytes]:
+@functools.lru_cache(maxsize=64)
+def _stream_events(model: str, chunks: int, include_usage: bool) -> tuple[bytes, ...]:
+    """The stream's SSE events, each framed as one HTTP chunk (shared by all streams)."""
     payloads = []
     for i in range(chunks):
         delta: dict[str, Any] = {"content": f"tok{i} "}
@@ -124,7 +160,7 @@ def _stream_events(model: str, chunks: int, include_usage: bool) -> list[bytes]:
         usage = {"prompt_tokens": 9, "completion_tokens": chunks, "total_tokens": 9 + chunks}
         payloads.append({**_chunk(model, {}, None), "choices": [], "usage": usage})
     events = [b"data: " + orjson.dumps(p) + b"\n\n" for p in payloads]
-    return [*events, b"data: [DONE]\n\n"]
+    return tuple(b"%x\r\n%s\r\n" % (len(e), e) for e in [*events, b"data: [DONE]\n\n"])
 
 
 def _chat(body: dict[str, Any], settings: MockSettings) -> bytes | Stream:
@@ -135,7 +171,8 @@ def _chat(body: dict[str, Any], settings: MockSettings) -> bytes | Stream:
     if body.get("stream") is True:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        return Stream(_stream_events(model, settings.chunks, include_usage))
+        chunks, delay_s = stream_shape(model, settings)
+        return Stream(_stream_events(model, chunks, include_usage), delay_s)
     return _json_response(200, _completion(model))
 
 
@@ -157,7 +194,10 @@ _POST_ROUTES = {"/v1/chat/completions": _chat, "/v1/embeddings": _embeddings}
 def respond(request: Request, settings: MockSettings, stats: Stats) -> bytes | Stream:
     """The answer to one request: response bytes, or a stream to send over time."""
     if request.method == "GET" and request.path == "/stats":
-        return _json_response(200, {"requests": stats.requests, "streams": stats.streams})
+        return _json_response(200, stats.as_json())
+    if request.method == "GET" and request.path == "/stats/reset":
+        stats.peak_open_streams = stats.open_streams
+        return _json_response(200, stats.as_json())
     if request.method == "GET" and request.path == "/health":
         return _json_response(200, {"status": "ok"})
     handler = _POST_ROUTES.get(request.path)
@@ -172,10 +212,7 @@ def respond(request: Request, settings: MockSettings, stats: Stats) -> bytes | S
         return _error(400, "body is not JSON")
     if not isinstance(body, dict):
         return _error(400, "body is not a JSON object")
-    answer = handler(body, settings)
-    if isinstance(answer, Stream):
-        stats.streams += 1
-    return answer
+    return handler(body, settings)
 
 
 class MockProtocol(asyncio.Protocol):
@@ -229,6 +266,7 @@ class MockProtocol(asyncio.Protocol):
             answer = respond(request, self._settings, self._stats)
             if isinstance(answer, Stream):
                 self._streaming = True
+                self._stats.stream_opened()
                 asyncio.get_running_loop().create_task(self._send_stream(answer, request))
                 return
             self._write(answer)
@@ -236,22 +274,37 @@ class MockProtocol(asyncio.Protocol):
                 self._close()
 
     async def _send_stream(self, stream: Stream, request: Request) -> None:
-        delay = self._settings.chunk_delay_s
-        framed = [b"%x\r\n%s\r\n" % (len(e), e) for e in stream.events]
-        if delay <= 0:
-            self._write(_STREAM_HEAD + b"".join(framed) + _CHUNKED_END)
-        else:
-            self._write(_STREAM_HEAD + framed[0])
-            for piece in framed[1:]:
-                await asyncio.sleep(delay)
-                if self._transport is None or self._transport.is_closing():
-                    return
-                self._write(piece)
-            self._write(_CHUNKED_END)
+        try:
+            sent = await self._send_events(stream)
+        finally:
+            self._stats.stream_closed()
+        if not sent:
+            return
         self._streaming = False
         if not request.keep_alive:
             self._close()
         self._serve_queued()
+
+    async def _send_events(self, stream: Stream) -> bool:
+        """Send the stream; False if the client went away first.
+
+        Chunk times are scheduled from the stream's start, so a late wake-up
+        does not push every later chunk back (gaps stay ``delay_s`` on average).
+        """
+        framed = stream.framed
+        if stream.delay_s <= 0:
+            self._write(_STREAM_HEAD + b"".join(framed) + _CHUNKED_END)
+            return True
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._write(_STREAM_HEAD + framed[0])
+        for i, piece in enumerate(framed[1:], start=1):
+            await asyncio.sleep(started + i * stream.delay_s - loop.time())
+            if self._transport is None or self._transport.is_closing():
+                return False
+            self._write(piece)
+        self._write(_CHUNKED_END)
+        return True
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None:

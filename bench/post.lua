@@ -7,6 +7,7 @@
 --   BENCH_RESULT {"requests": ..., "status_errors": ..., "p50_us": ..., ...}
 -- status_errors counts non-2xx/3xx answers; a malformed request shows up
 -- there (the mock and the gateway both reject bad bodies with 4xx).
+-- cdf_us lists the latency at percentiles 1, 2, ..., 99 and 99.9 (for plots).
 
 local model = os.getenv("BENCH_MODEL") or "mock"
 local default_body = '{"model":"' .. model .. '","messages":[{"role":"user",'
@@ -20,14 +21,23 @@ if key and key ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. key
 end
 
+local function cdf(latency)
+  local points = {}
+  for p = 1, 99 do
+    points[#points + 1] = tostring(latency:percentile(p))
+  end
+  points[#points + 1] = tostring(latency:percentile(99.9))
+  return "[" .. table.concat(points, ",") .. "]"
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,"status_errors":%d,'
       .. '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"timeouts":%d,'
-      .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+      .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f,"cdf_us":%s}\n',
     summary.requests, summary.duration, summary.bytes, e.status,
     e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max, latency.mean))
+    latency.max, latency.mean, cdf(latency)))
 end

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +21,13 @@ __all__ = [
     "Service",
     "cpu_seconds",
     "free_port",
+    "open_fds",
     "pin_process",
+    "process_tree",
+    "raise_fd_limit",
+    "rss_bytes",
     "start_service",
+    "tree_cpu_seconds",
 ]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -92,6 +99,14 @@ class Service:
         return self.proc.returncode
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
 def start_service(
     name: str,
     cmd: Sequence[str],
@@ -100,15 +115,23 @@ def start_service(
     log_path: Path,
     env: dict[str, str] | None = None,
     timeout_s: float = 30.0,
+    ready_path: str | None = None,
 ) -> Service:
-    """Start ``cmd`` and wait until its output contains ``ready_text``."""
+    """Start ``cmd`` and wait until its output contains ``ready_text``, or, with
+    ``ready_path``, until ``GET url + ready_path`` answers 200."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             list(cmd), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
     service = Service(name, proc, url, log_path)
     deadline = time.monotonic() + timeout_s
-    while ready_text not in log_path.read_text(errors="replace"):
+
+    def ready() -> bool:
+        if ready_path is not None:
+            return _answers(url + ready_path)
+        return ready_text in log_path.read_text(errors="replace")
+
+    while not ready():
         if proc.poll() is not None:
             raise BenchError(f"{name} exited with {proc.returncode}:\n{service.log_tail()}")
         if time.monotonic() > deadline:
@@ -123,6 +146,80 @@ def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (a server may fork workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in _listdir("/proc"):
+        if entry.isdigit():
+            stat = _read(Path(f"/proc/{entry}/stat"))
+            if stat:
+                parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by ``pid`` and its live descendants."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += cpu_seconds(member)
+        except OSError:
+            pass  # ended meanwhile
+    return total
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory (VmRSS) of ``pid`` and its descendants; 0 once gone."""
+    total_kib = 0
+    for member in process_tree(pid):
+        for line in _read(Path(f"/proc/{member}/status")).splitlines():
+            if line.startswith("VmRSS:"):
+                total_kib += int(line.split()[1])
+    return total_kib * 1024
+
+
+def open_fds(pid: int) -> int:
+    return len(_listdir(f"/proc/{pid}/fd"))
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's (and so its children's) open-file limit; return the soft limit.
+
+    Without CAP_SYS_RESOURCE the hard limit cannot go up: then the soft limit
+    goes to the hard one and the caller sizes its loads from the result.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            pass
+    target = wanted if hard == resource.RLIM_INFINITY else max(soft, min(wanted, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""  # the process or thread ended meanwhile
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def pin_process(pid: int, core: int | None) -> None:

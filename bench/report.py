@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["Comparison", "Report", "Runs", "Section", "Single", "Table", "machine_info"]
+__all__ = [
+    "Comparison",
+    "Report",
+    "Runs",
+    "Section",
+    "Single",
+    "Table",
+    "fmt",
+    "machine_info",
+    "md_row",
+]
 
 
 @dataclass
@@ -25,7 +35,7 @@ class Runs:
         return statistics.median(self.values)
 
     def spread(self, digits: int) -> str:
-        return ", ".join(_fmt(v, digits) for v in self.values)
+        return ", ".join(fmt(v, digits) for v in self.values)
 
 
 @dataclass
@@ -43,9 +53,9 @@ class Comparison:
         ratio = f"{g / d:.2f}x" if d else "n/a"
         return [
             f"{self.label} ({self.unit})",
-            _fmt(d, self.digits),
-            _fmt(g, self.digits),
-            _fmt(g - d, self.digits, signed=True),
+            fmt(d, self.digits),
+            fmt(g, self.digits),
+            fmt(g - d, self.digits, signed=True),
             ratio,
             f"{self.direct.spread(self.digits)} / {self.gateway.spread(self.digits)}",
         ]
@@ -66,8 +76,8 @@ class Section:
     def markdown(self) -> str:
         a, b = self.columns
         header = ["Figure", f"(a) {a}", f"(b) {b}", "b - a", "b / a", "Each run (a / b)"]
-        lines = [f"### {self.title}", "", self.note, "", _row(header), _row(["---"] * 6)]
-        lines += [_row(r.cells()) for r in self.rows]
+        lines = [f"### {self.title}", "", self.note, "", md_row(header), md_row(["---"] * 6)]
+        lines += [md_row(r.cells()) for r in self.rows]
         return "\n".join(lines) + "\n"
 
 
@@ -84,7 +94,7 @@ class Single:
         digits = self.digits
         return [
             f"{self.label} ({self.unit})",
-            _fmt(self.runs.median, digits),
+            fmt(self.runs.median, digits),
             self.runs.spread(digits),
         ]
 
@@ -102,8 +112,8 @@ class Table:
 
     def markdown(self) -> str:
         header = ["Figure", "Median", "Each run"]
-        lines = [f"### {self.title}", "", self.note, "", _row(header), _row(["---"] * 3)]
-        lines += [_row(r.cells()) for r in self.rows]
+        lines = [f"### {self.title}", "", self.note, "", md_row(header), md_row(["---"] * 3)]
+        lines += [md_row(r.cells()) for r in self.rows]
         return "\n".join(lines) + "\n"
 
 
@@ -115,7 +125,7 @@ class Report:
 
     def markdown(self) -> str:
         out = ["# Interlock micro-benchmark", "", "| | |", "| --- | --- |"]
-        out += [_row([k, v]) for k, v in self.machine]
+        out += [md_row([k, v]) for k, v in self.machine]
         out += [""] + [s.markdown() for s in self.sections]
         if self.notes:
             out += ["### Notes", ""] + [f"- {n}" for n in self.notes] + [""]
@@ -126,11 +136,11 @@ class Report:
         path.write_text(self.markdown(), encoding="utf-8")
 
 
-def _fmt(value: float, digits: int, signed: bool = False) -> str:
+def fmt(value: float, digits: int, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _row(cells: Sequence[str]) -> str:
+def md_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 

@@ -8,16 +8,26 @@ import resource
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from loadgen import StreamResult, WrkResult, run_ttft, run_wrk
+from loadgen import StreamLoad, StreamResult, WrkResult, run_ttft, run_wrk
 from procs import BenchError, CoreLayout, Service, cpu_seconds, free_port, start_service
 
-__all__ = ["CpuUse", "Settings", "Stand", "start_gateway", "start_mock", "stop_gateway"]
+__all__ = [
+    "CpuUse",
+    "GatewayOptions",
+    "Settings",
+    "Stand",
+    "checked_wrk",
+    "mock_stats",
+    "start_gateway",
+    "start_mock",
+    "stop_gateway",
+]
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORK_DIR = BENCH_DIR / ".work"
@@ -71,6 +81,32 @@ def _post_json(url: str, body: dict[str, Any], key: str) -> tuple[int, Any]:
         return resp.status, json.loads(resp.read())
 
 
+def mock_stats(mock: Service, reset_peak: bool = False) -> dict[str, int]:
+    """The mock's counters: requests, streams, open_streams, peak_open_streams."""
+    stats: dict[str, int] = _get_json(mock.url + ("/stats/reset" if reset_peak else "/stats"))
+    return stats
+
+
+def checked_wrk(
+    mock: Service,
+    url: str,
+    key: str,
+    connections: int,
+    duration_s: float,
+    layout: CoreLayout,
+    model: str = "mock",
+) -> WrkResult:
+    """One wrk run that also checks every answer it counted came from the mock."""
+    served_before = mock_stats(mock)["requests"]
+    result = run_wrk(url, connections, duration_s, layout, {"BENCH_KEY": key, "BENCH_MODEL": model})
+    time.sleep(_SETTLE_S)  # let requests in flight when wrk stopped reach the mock
+    served = mock_stats(mock)["requests"] - served_before
+    # wrk counts only answers it received; up to `connections` were in flight at its end.
+    if not result.requests <= served <= result.requests + connections:
+        raise BenchError(f"wrk counted {result.requests} answers but the mock served {served}")
+    return result
+
+
 @dataclass
 class Stand:
     """The processes under test. ``gateway`` is None for the mock-alone phase."""
@@ -91,33 +127,24 @@ class Stand:
 
     def wrk(self, via_gateway: bool, connections: int, duration_s: float = 0) -> WrkResult:
         """One wrk run; through the gateway it also checks every request reached the mock."""
-        env = {"BENCH_KEY": self.key, "BENCH_MODEL": "mock"}
         url = self._target(via_gateway).url + CHAT
         seconds = duration_s or self.settings.duration_s
-        served_before = self.mock_requests()
         before = self._cpu_now()
-        result = run_wrk(url, connections, seconds, self.layout, env)
+        result = checked_wrk(self.mock, url, self.key, connections, seconds, self.layout)
         self.last_cpu = self._cpu_since(before)
-        time.sleep(_SETTLE_S)  # let requests in flight when wrk stopped reach the mock
-        served = self.mock_requests() - served_before
-        # wrk counts only answers it received; up to `connections` were in flight at its end.
-        if not result.requests <= served <= result.requests + connections:
-            raise BenchError(f"wrk counted {result.requests} answers but the mock served {served}")
         return result
 
     def ttft(self, via_gateway: bool, duration_s: float = 0) -> StreamResult:
         s = self.settings
         url = self._target(via_gateway).url + CHAT
-        seconds = duration_s or s.duration_s
-        before = self._cpu_now()
         spread = s.chunks * s.chunk_delay_ms / 1000  # one stream's length
-        result = run_ttft(url, s.streams, seconds, s.chunks, spread, self.layout, self.key)
+        load = StreamLoad(
+            url, self.key, "mock", s.streams, s.chunks, duration_s or s.duration_s, spread
+        )
+        before = self._cpu_now()
+        result = run_ttft(load, self.layout)
         self.last_cpu = self._cpu_since(before)
         return result
-
-    def mock_requests(self) -> int:
-        count: int = _get_json(self.mock.url + "/stats")["requests"]
-        return count
 
     def _cpu_now(self) -> tuple[float, float, float, float]:
         gateway = cpu_seconds(self.gateway.pid) if self.gateway else 0.0
@@ -152,23 +179,41 @@ def start_mock(settings: Settings, layout: CoreLayout, core: int | None, tag: st
     return start_service("mock upstream", layout.pinned(cmd, core), "listening on", url, log)
 
 
-def _gateway_config(mock_url: str, access_log: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class GatewayOptions:
+    """What a benchmark gateway config adds to the two mock models."""
+
+    access_log: bool = False
+    stream_models: tuple[str, ...] = ()  # served by the mock under the same name
+    max_connections: int | None = None  # per-deployment upstream pool bound
+    sections: dict[str, Any] = field(default_factory=dict)  # more top-level config
+
+    @property
+    def tag(self) -> str:
+        return "log-on" if self.access_log else "log-off"
+
+
+def _gateway_config(mock_url: str, options: GatewayOptions) -> dict[str, Any]:
+    pool = {} if options.max_connections is None else {"max_connections": options.max_connections}
+
     def model(name: str, upstream: str) -> dict[str, Any]:
-        deployment = {"id": name, "provider": "openai", "model": upstream}
+        deployment = {"id": name, "provider": "openai", "model": upstream, **pool}
         return {"name": name, "deployments": [{**deployment, "base_url": f"{mock_url}/v1"}]}
 
+    models = [model("mock", "mock-model"), model("mock-embed", "mock-embedding")]
     return {
-        "models": [model("mock", "mock-model"), model("mock-embed", "mock-embedding")],
+        "models": models + [model(name, name) for name in options.stream_models],
         "keys": [{"name": "bench", "key": "os.environ/BENCH_KEY"}],
-        "server": {"access_log": access_log, "drain_timeout_s": 5},
+        "server": {"access_log": options.access_log, "drain_timeout_s": 5},
+        **options.sections,
     }
 
 
-def start_gateway(mock: Service, layout: CoreLayout, key: str, access_log: bool) -> Service:
+def start_gateway(mock: Service, layout: CoreLayout, key: str, options: GatewayOptions) -> Service:
     """``interlock serve`` on the gateway core; its JSON logs go to a file under bench/.work."""
-    tag = "log-on" if access_log else "log-off"
+    tag = options.tag
     config = WORK_DIR / f"gateway-{tag}.yaml"
-    config.write_text(yaml.safe_dump(_gateway_config(mock.url, access_log), sort_keys=False))
+    config.write_text(yaml.safe_dump(_gateway_config(mock.url, options), sort_keys=False))
     port = free_port()
     interlock = str(Path(sys.executable).parent / "interlock")
     cmd = [interlock, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]

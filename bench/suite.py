@@ -1,0 +1,349 @@
+"""Interlock benchmark suite: direct vs Interlock vs the LiteLLM proxy, one gateway core.
+
+    make bench        # or: .venv/bin/python bench/suite.py [--reps 3 --duration 3]
+    .venv/bin/python bench/suite.py --quick     # a smoke run, written to bench/.work/
+
+Starts the mock upstream (bench/mock_upstream.py), Interlock and the LiteLLM
+proxy (installed into its own venv by bench/litellm_proxy.py) as pinned
+subprocesses, runs scenarios (1)-(4) of bench/scenarios.py against all three
+with wrk and bench/ttft.py, and writes bench/results/latest.md, latest.json
+and latest.png. bench/README.md explains every figure and the caveats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from litellm_proxy import LITELLM_VERSION, ensure_litellm, start_litellm
+from loadgen import StreamLoad, ensure_wrk, run_ttft
+from micro import measure_mock, mock_alone
+from plot import draw
+from procs import BenchError, CoreLayout, Service, open_fds, raise_fd_limit
+from report import Table, machine_info
+from scenarios import (
+    Curves,
+    Lineup,
+    Side,
+    StreamShape,
+    SuiteSettings,
+    hold_streams,
+    latency_c1,
+    streaming,
+    throughput,
+)
+from stand import WORK_DIR, GatewayOptions, Settings, Stand, start_gateway, start_mock, stop_gateway
+from suite_report import Figures, SuiteReport
+from targets import HOLD_TARGET, HoldGoal, verdicts
+
+RESULTS = WORK_DIR.parent / "results"
+FD_WANTED = 65_536
+FD_RESERVE = 64  # listening socket, log files, epoll, imports: never more than this
+MAX_CONNECTIONS = 12_000  # Interlock's upstream pool bound in the bench config
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _micro_settings(settings: SuiteSettings) -> Settings:
+    return Settings(settings.duration_s, settings.reps, 32, 50, 20, 10.0)
+
+
+def _litellm_smoke(service: Service, key: str) -> None:
+    body = b'{"model":"mock","messages":[{"role":"user","content":"hi"}]}'
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+    request = urllib.request.Request(service.url + "/v1/chat/completions", body, headers)
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        if resp.status != 200 or b"chat.completion" not in resp.read():
+            raise BenchError(f"LiteLLM smoke request failed: {resp.status}")
+
+
+def _warm_up(lineup: Lineup, side: Side, shape: StreamShape) -> None:
+    """LiteLLM's first requests are slow (lazy imports, first client): pay that here."""
+    lineup.wrk(side, 8, 3.0)
+    load = StreamLoad(
+        side.url, side.key, shape.model, 20, shape.chunks, 2.0, 1.0,
+        deadline_s=30, allow_errors=True, at_least=True,
+    )  # fmt: skip
+    run_ttft(load, lineup.layout)
+
+
+@contextmanager
+def running_stack(settings: SuiteSettings, layout: CoreLayout) -> Iterator[Lineup]:
+    """Mock on the load core; Interlock and LiteLLM on the gateway core, one at a time busy."""
+    mock = start_mock(_micro_settings(settings), layout, layout.load, "suite")
+    key = "sk-bench-" + secrets.token_hex(12)
+    options = GatewayOptions(
+        False, settings.stream_models(), MAX_CONNECTIONS, _admission_limits(MAX_CONNECTIONS)
+    )
+    litellm: Service | None = None
+    interlock: Service | None = None
+    try:
+        interlock = start_gateway(mock, layout, key, options)
+        Stand(_micro_settings(settings), layout, mock, interlock, key).smoke_check()
+        models = [("mock", "mock-model")] + [(m, m) for m in settings.stream_models()]
+        litellm_key = "sk-litellm-" + secrets.token_hex(12)
+        litellm = start_litellm(mock, layout, models, litellm_key, MAX_CONNECTIONS)
+        _litellm_smoke(litellm, litellm_key)
+        sides = [
+            Side("direct", mock, ""),
+            Side("interlock", interlock, key),
+            Side("litellm", litellm, litellm_key, lenient=True),
+        ]
+        lineup = Lineup(mock, sides, layout, settings)
+        _warm_up(lineup, sides[2], settings.stream_loads[0])
+        yield lineup
+    finally:
+        if litellm is not None:
+            litellm.stop(timeout_s=10)
+        if interlock is not None:
+            stop_gateway(interlock)
+        mock.stop()
+
+
+def hold_goal(lineup: Lineup, wanted: int) -> HoldGoal:
+    """As many streams as wanted, or as the open-file limit lets one proxy hold."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    idle = max(open_fds(side.server.pid) for side in lineup.sides)
+    most = (limit - idle - FD_RESERVE) // 2  # a proxied stream holds two sockets
+    if most >= wanted:
+        reason = "" if wanted >= HOLD_TARGET else f"{wanted} asked for (--hold-streams/--quick)"
+        return HoldGoal(wanted, reason)
+    return HoldGoal(
+        most,
+        f"the open-file limit here is {limit} and cannot be raised (no CAP_SYS_RESOURCE); "
+        f"a proxied stream holds 2 sockets, so one process can hold at most {most}",
+    )
+
+
+def _background_busy(seconds: float = 1.0) -> float:
+    """Percent of all cores busy with anything, over ``seconds`` before we start."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return 100 * (1 - (idle1 - idle0) / max(total1 - total0, 1))
+
+
+def _commit() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    dirty = " (+ uncommitted changes in src/)" if git("status", "--porcelain", "--", "src") else ""
+    return (git("log", "-1", "--format=%h %s") or "unknown") + dirty
+
+
+def _admission_limits(cap: int) -> dict[str, Any]:
+    """Interlock's load-shedding caps raised to ``cap``, where its config has them.
+
+    The defaults (2,048 requests in flight, 256 streams per key) would shed
+    the hold scenario, which sends every stream with one key.
+    """
+    from interlock.config import GatewayConfig
+
+    limits = GatewayConfig.model_fields.get("limits")
+    fields = getattr(limits.annotation, "model_fields", {}) if limits else {}
+    caps = {name: cap for name in ("max_in_flight", "max_streams_per_key") if name in fields}
+    return {"limits": caps} if caps else {}
+
+
+def _pipeline_note() -> str:
+    from interlock.config import GatewayConfig
+
+    present = sorted(set(GatewayConfig.model_fields) & {"cache", "guardrails"})
+    if not present:
+        return "not measurable at this commit: the gateway has no response cache or guardrails yet"
+    return f"not measured: the config now has {present}, which this suite does not drive yet"
+
+
+def _machine(layout: CoreLayout, settings: SuiteSettings, busy: float) -> list[tuple[str, str]]:
+    rows = dict(machine_info(os.cpu_count() or 1, layout.describe(), _describe(settings)))
+    rows["Commit"] = _commit()
+    rows["Interlock"] = importlib.metadata.version("interlock")
+    rows["LiteLLM"] = f"{LITELLM_VERSION} (litellm[proxy] from PyPI, own venv, 1 worker)"
+    rows["Interlock config"] = (
+        f"bench/.work/gateway-log-off.yaml: access log off, upstream max_connections "
+        f"{MAX_CONNECTIONS}, {_admission_limits(MAX_CONNECTIONS) or 'no admission limits'}"
+    )
+    rows["Open-file limit"] = str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    rows["Background CPU before start"] = f"{busy:.0f} % of all cores"
+    return list(rows.items())
+
+
+def _describe(s: SuiteSettings) -> str:
+    return (
+        f"{s.duration_s:g} s per wrk run, {s.reps} runs per figure (median reported); "
+        f"streams: {s.stream_duration_s:g} s counted per run after a warm-up of one stream "
+        f"length; hold: one run per side, ramp {s.hold_ramp_s:g} s"
+    )
+
+
+def _scenarios(s: SuiteSettings, goal: HoldGoal) -> list[str]:
+    loads = "; ".join(shape.describe() for shape in s.stream_loads)
+    hold = s.hold
+    return [
+        "- **(1) c=1**: one wrk connection, one request at a time (non-streaming chat "
+        "completion with usage). Added latency = gateway - direct, within the same repetition.",
+        f"- **(2) c={'/'.join(map(str, s.concurrencies))}**: wrk connections each sending the "
+        "next request when the last is answered; the gateway has one core.",
+        f"- **(3) streaming**: {loads}; bench/ttft.py keeps that many streams open (closed "
+        "loop, starts staggered over one stream length). TTFT overhead = gateway - direct, "
+        "same repetition; a gap is the time between two SSE events as read by the client.",
+        f"- **(4) hold**: {goal.streams} streams of {hold.chunks} chunks {hold.delay_ms} ms "
+        f"apart, opened once over {s.hold_ramp_s:g} s and held; server RSS sampled every "
+        "0.25 s from /proc (process and children). One run per side (it is the longest).",
+        "- **(5) cache hit**: not run (see Targets).",
+    ]
+
+
+def _labels(s: SuiteSettings, goal: HoldGoal) -> dict[str, str]:
+    first = s.stream_loads[0]
+    return {
+        "title": f"Interlock vs LiteLLM vs direct ({os.cpu_count()} cores; gateway on one core)",
+        "c1": "(1) latency at c=1, non-streaming (CDF, last run)",
+        "ttft": f"(3) time to first token, {first.describe()} (CDF, last run)",
+        "memory": f"(4) server RSS while {goal.streams} streams open (ramp-up)",
+        "per_stream": f"(4) memory per open stream ({goal.streams} streams)",
+    }
+
+
+def _notes(mock: Table, figures: Figures, goal: HoldGoal, busy: float) -> list[str]:
+    headroom = mock.rows[2].runs.median / figures["c32.rps"].median("interlock")
+    notes = [
+        f"Only {os.cpu_count()} cores: the mock upstream, the load generators and this driver "
+        "share the load core, so direct figures are the mock and its load generator competing "
+        "for one core, and the gateway under test has the other to itself.",
+        f"The mock alone serves {headroom:.0f}x Interlock's c=32 throughput on one core "
+        "(Mock upstream alone table): it is not the bottleneck of any gateway figure.",
+        "LiteLLM sends `finish_reason` in an extra last chunk, so its streams are checked for "
+        "at least the mock's chunk count; Interlock's and direct streams for exactly that count.",
+        "LiteLLM's stream runs are bounded in time and their errors (including streams still "
+        "unfinished at the bound) are reported, not fatal; every other run fails the suite on "
+        "any error.",
+        "wrk is closed-loop: a slow answer delays that connection's next request rather than "
+        "being counted as queueing (no coordinated-omission correction).",
+        "Server CPU per request/chunk is the server process's CPU time from /proc over the run "
+        "divided by what it served; for streams it includes opening them.",
+    ]
+    if goal.reason:
+        notes.append(f"Scenario (4) held {goal.streams} streams, not {HOLD_TARGET}: {goal.reason}.")
+    if busy > 10:
+        notes.append(f"Other processes used {busy:.0f} % of the machine just before the run.")
+    return notes
+
+
+def run(settings: SuiteSettings, layout: CoreLayout, out: Path) -> None:
+    started = time.monotonic()
+    busy = _background_busy()
+    _say(f"Pinning: {layout.describe()}; background CPU {busy:.0f} %")
+    figures, curves = Figures(), Curves()
+    _say("== mock upstream alone ==")
+    with mock_alone(_micro_settings(settings), layout) as stand:
+        mock = measure_mock(stand, settings.concurrencies)
+    _say(mock.markdown())
+    with running_stack(settings, layout) as lineup:
+        goal = hold_goal(lineup, settings.hold.streams)
+        phases: list[tuple[str, Callable[[], None]]] = [
+            ("(1) c=1", lambda: latency_c1(lineup, figures, curves)),
+            ("(2) throughput", lambda: throughput(lineup, figures)),
+            ("(3) streaming", lambda: streaming(lineup, figures, curves)),
+            ("(4) hold", lambda: hold_streams(lineup, figures, curves, goal.streams)),
+        ]
+        for name, phase in phases:
+            _say(f"== {name} ({time.monotonic() - started:.0f} s in) ==")
+            phase()
+    report = SuiteReport(
+        "Interlock benchmark suite",
+        f"Interlock against the LiteLLM proxy and against the mock upstream directly, each "
+        f"on one pinned core of a {os.cpu_count()}-core machine (a small machine: see Notes). "
+        f"Suite wall time {time.monotonic() - started:.0f} s.",
+        _machine(layout, settings, busy),
+        mock,
+        figures,
+        verdicts(figures, goal, _pipeline_note()),
+        _scenarios(settings, goal),
+        _notes(mock, figures, goal, busy),
+        out.with_suffix(".png").name,
+    )
+    _write(report, curves, _labels(settings, goal), out)
+
+
+def _write(report: SuiteReport, curves: Curves, labels: dict[str, str], out: Path) -> None:
+    memory = {side: [list(asdict(s).values()) for s in v] for side, v in curves.memory.items()}
+    data = {
+        "figures": report.figures.as_json(),
+        "curves": {"c1_cdf_ms": curves.c1_cdf_ms, "ttft_cdf_ms": curves.ttft_cdf_ms},
+        "labels": labels,
+    }
+    data["curves"]["memory"] = memory
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(data, indent=1))
+    draw(data, out.with_suffix(".png"))
+    report.write(out)
+    _say(report.markdown())
+
+
+def _parse_args(argv: list[str] | None) -> tuple[SuiteSettings, Path]:
+    parser = argparse.ArgumentParser(description="Interlock benchmark suite")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run (whole)")
+    parser.add_argument("--reps", type=int, default=3, help="runs per figure (median kept)")
+    parser.add_argument("--hold-streams", type=int, default=HOLD_TARGET, help="scenario (4)")
+    parser.add_argument("--quick", action="store_true", help="smoke run into bench/.work/")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.md")
+    a = parser.parse_args(argv)
+    defaults = SuiteSettings()
+    hold = replace(defaults.hold, streams=a.hold_streams)
+    settings = replace(defaults, duration_s=a.duration, reps=a.reps, hold=hold)
+    if a.quick:
+        quick_hold = StreamShape(min(a.hold_streams, 2000), 10, 1000)
+        settings = replace(settings, duration_s=2.0, reps=1, stream_duration_s=1.5)
+        settings = replace(settings, hold=quick_hold, hold_ramp_s=2.0, hold_grace_s=15.0)
+        return settings, WORK_DIR / "quick.md"
+    return settings, a.out
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings, out = _parse_args(argv)
+    if not sys.platform.startswith("linux"):
+        _say("bench/suite.py needs Linux (/proc, taskset)")
+        return 2
+    try:
+        ensure_wrk()
+        WORK_DIR.mkdir(parents=True, exist_ok=True)
+        ensure_litellm(_say)
+        limit = raise_fd_limit(FD_WANTED)
+        _say(f"Open-file limit for this run and its children: {limit}")
+        layout = CoreLayout.detect()
+        if layout.load is not None:
+            os.sched_setaffinity(0, {layout.load})  # keep this driver off the gateway's core
+        run(settings, layout, out)
+    except BenchError as exc:
+        _say(f"BENCHMARK FAILED: {exc}")
+        return 1
+    with suppress(ValueError):
+        out = out.relative_to(Path.cwd())
+    _say(f"Wrote {out} (+ .json, .png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The issue's benchmark targets, judged from the suite's figures (pure functions)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from suite_report import Figures, Verdict
+
+__all__ = ["HoldGoal", "verdicts"]
+
+HOLD_TARGET = 10_000
+RSS_LIMIT_MIB = 1024.0
+
+
+def _median(figures: Figures, key: str, side: str = "interlock") -> float:
+    return figures[key].median(side) if key in figures else math.nan
+
+
+def _judge(target: str, value: float, text: Callable[[float], str], ok: bool) -> Verdict:
+    if math.isnan(value):
+        return Verdict(target, "not measured in this run", None)
+    return Verdict(target, text(value), ok)
+
+
+def _latency(figures: Figures) -> list[Verdict]:
+    p50, p99 = _median(figures, "c1.added_p50"), _median(figures, "c1.added_p99")
+    return [
+        _judge("(1) added latency at c=1, median ≤ 0.5 ms", p50, "{:.3f} ms".format, p50 <= 0.5),
+        _judge("(1) added latency at c=1, p99 ≤ 1.5 ms", p99, "{:.3f} ms".format, p99 <= 1.5),
+    ]
+
+
+def _throughput(figures: Figures) -> list[Verdict]:
+    ratio = figures["c32.rps"].ratio() if "c32.rps" in figures else math.nan
+    share = _median(figures, "c32.share")
+    rps, direct = _median(figures, "c32.rps"), _median(figures, "c32.rps", "direct")
+
+    def share_text(value: float) -> str:
+        return f"{value:.1f} % ({rps:.0f} vs {direct:.0f} req/s direct)"
+
+    return [
+        _judge("(2) throughput at c=32 ≥ 20x LiteLLM's", ratio, "{:.1f}x".format, ratio >= 20),
+        _judge(
+            "(2) throughput at c=32 ≥ 1/3 of the mock's served directly",
+            share,
+            share_text,
+            share >= 100 / 3,
+        ),
+    ]
+
+
+def _streaming(figures: Figures) -> list[Verdict]:
+    over99 = _median(figures, "s100.over_p99")
+    gap, direct_gap = _median(figures, "s100.gap_p50"), _median(figures, "s100.gap_p50", "direct")
+    glued = _median(figures, "s100.coalesced")
+    direct_glued = _median(figures, "s100.coalesced", "direct")
+    forwarded = abs(gap - direct_gap) <= 1.0 and glued <= direct_glued + 1.0
+
+    def gap_text(value: float) -> str:
+        return (
+            f"gap p50 {value:.2f} ms (direct {direct_gap:.2f}); "
+            f"{glued:.1f} % of chunks coalesced (direct {direct_glued:.1f} %)"
+        )
+
+    return [
+        _judge(
+            "(3) TTFT overhead p99 ≤ 2 ms at 100 streams", over99, "{:.3f} ms".format, over99 <= 2
+        ),
+        _judge(
+            "(3) chunks forwarded as they arrive (gap p50 within 1 ms of direct, "
+            "≤ 1 point more chunks coalesced)",
+            gap,
+            gap_text,
+            forwarded,
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class HoldGoal:
+    """Scenario (4): how many streams were held, and why fewer than the target, if so."""
+
+    streams: int
+    reason: str = ""
+
+
+def _hold(figures: Figures, goal: HoldGoal) -> list[Verdict]:
+    errors, open_ = _median(figures, "hold.errors"), _median(figures, "hold.peak_open")
+    peak, idle = _median(figures, "hold.rss_peak"), _median(figures, "hold.rss_idle")
+    per_stream_kib = _median(figures, "hold.per_stream")
+    projected = idle + per_stream_kib * HOLD_TARGET / 1024
+    rss = peak if goal.streams >= HOLD_TARGET else projected
+    held = errors == 0 and open_ >= goal.streams
+    scaled = "" if goal.streams >= HOLD_TARGET else f" ({goal.reason})"
+
+    def held_text(value: float) -> str:
+        return f"{value:.0f} errors, {open_:.0f} of {goal.streams} open at once{scaled}"
+
+    def rss_text(value: float) -> str:
+        if goal.streams >= HOLD_TARGET:
+            return f"{value:.0f} MiB at peak"
+        return (
+            f"{peak:.0f} MiB at {goal.streams} streams; {value:.0f} MiB projected at "
+            f"{HOLD_TARGET} ({per_stream_kib:.1f} KiB per stream)"
+        )
+
+    return [
+        _judge(f"(4) {HOLD_TARGET} open streams, zero errors", errors, held_text, held),
+        _judge(
+            f"(4) RSS ≤ 1 GiB with {HOLD_TARGET} open streams", rss, rss_text, rss <= RSS_LIMIT_MIB
+        ),
+    ]
+
+
+def _not_yet(pipeline_note: str) -> list[Verdict]:
+    return [
+        Verdict("(5) cache-hit path", pipeline_note, None),
+        Verdict(
+            "full pipeline costs ≤ 30 % throughput against the bare proxy path", pipeline_note, None
+        ),
+    ]
+
+
+def verdicts(figures: Figures, goal: HoldGoal, pipeline_note: str) -> list[Verdict]:
+    """Every target; ``pipeline_note`` says why (5) and the pipeline cost are not measured."""
+    return [
+        *_latency(figures),
+        *_throughput(figures),
+        *_streaming(figures),
+        *_hold(figures, goal),
+        *_not_yet(pipeline_note),
+    ]

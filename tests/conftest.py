@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from tests.state.harness import BACKENDS, StoreHarness, open_harness
 from tests.support.servers import FakeUpstream, GatewayProcess
 
 TEST_KEY = "sk-test-interlock"
@@ -58,3 +59,10 @@ def fake_upstream() -> Iterator[Callable[[web.Application], FakeUpstream]]:
     yield start
     for upstream in started:
         upstream.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def store_harness(request: pytest.FixtureRequest) -> AsyncIterator[StoreHarness]:
+    """Each state-store test runs against memory and Redis (db 15, a prefix per test)."""
+    async with open_harness(request.param) as harness:
+        yield harness

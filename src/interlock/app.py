@@ -8,22 +8,30 @@ on shutdown.
 from __future__ import annotations
 
 import hashlib
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, BinaryIO
 
 from starlette.types import ASGIApp
 
+from interlock.admission.concurrency import InFlightLimiter, KeyStreamLimiter
 from interlock.admission.keys import KeyRing
 from interlock.api.asgi import GatewayApp
 from interlock.api.middleware import DrainState, RequestContextMiddleware
 from interlock.api.routes import Services
-from interlock.config import GatewayConfig
+from interlock.config import DeploymentConfig, GatewayConfig
 from interlock.pipeline import Pipeline
 from interlock.providers.base import Provider
 from interlock.providers.registry import build_provider
-from interlock.routing.router import ModelRoute, Router
+from interlock.routing.base import DeploymentInfo
+from interlock.routing.breaker import STATE_GAUGE, BreakerConfig, BreakerState, CircuitBreaker
+from interlock.routing.chaos import ChaosControl, ChaosProvider
+from interlock.routing.retry import RetryBudget, RetryPolicy
+from interlock.routing.router import Deployment, ModelGroup, Router
+from interlock.routing.strategies import build_strategy
+from interlock.state import StateStore, build_state_store
 from interlock.telemetry.access_log import AccessLog
 from interlock.telemetry.health import DeploymentHealth, HealthBoard
 from interlock.telemetry.hub import Telemetry
@@ -36,30 +44,95 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 
-def build_router(config: GatewayConfig, counter: TokenCounter) -> tuple[Router, list[Provider]]:
-    created = int(time.time())
-    providers: list[Provider] = []
-    routes_by_name = {}
+def build_providers(
+    config: GatewayConfig, counter: TokenCounter, chaos: ChaosControl
+) -> dict[str, Provider]:
+    """Adapters by deployment id, each behind the chaos wrapper when chaos is
+    configured (so rules can be switched on at run time)."""
+    providers = {}
     for model in config.models:
-        built = [build_provider(d, counter) for d in model.deployments]
-        providers.extend(built)
-        routes_by_name[model.name] = ModelRoute(model.name, built, created)
-    return Router(routes_by_name), providers
+        for deployment in model.deployments:
+            provider = build_provider(deployment, counter)
+            if config.chaos.enabled or config.chaos.rules:
+                provider = ChaosProvider(provider, chaos)
+            providers[deployment.id] = provider
+    return providers
+
+
+def build_router(
+    config: GatewayConfig,
+    providers: Mapping[str, Provider],
+    telemetry: Telemetry,
+    store: StateStore,
+    rng: random.Random,
+) -> Router:
+    created = int(time.time())
+    metrics = telemetry.metrics
+
+    def on_transition(deployment: str, before: BreakerState, after: BreakerState) -> None:
+        metrics.breaker_transitions.labels(deployment, before.value, after.value).inc()
+        metrics.breaker_state.labels(deployment).set(STATE_GAUGE[after])
+
+    groups = {}
+    for model in config.models:
+        settings = model.routing
+        breaker_config = BreakerConfig(**settings.breaker.model_dump())
+        deployments = [
+            Deployment(
+                provider=providers[d.id],
+                info=_deployment_info(d),
+                breaker=CircuitBreaker(d.id, store, breaker_config, on_transition=on_transition),
+                health=telemetry.health.by_deployment[d.id],
+                timeouts=d.timeouts,
+            )
+            for d in model.deployments
+        ]
+        for d in model.deployments:
+            metrics.breaker_state.labels(d.id).set(0)
+        retry = RetryPolicy(
+            settings.max_attempts,
+            settings.backoff_base_s,
+            settings.backoff_max_s,
+            settings.max_retry_after_s,
+            rng=rng,
+        )
+        groups[model.name] = ModelGroup(
+            model.name,
+            deployments,
+            build_strategy(settings.strategy, settings.params, rng),
+            settings,
+            retry,
+            RetryBudget(settings.retry_budget_ratio),
+            created,
+        )
+    return Router(groups, metrics)
+
+
+def _deployment_info(deployment: DeploymentConfig) -> DeploymentInfo:
+    return DeploymentInfo(
+        id=deployment.id,
+        weight=deployment.weight,
+        priority=deployment.priority,
+        input_price=deployment.price.input_per_million,
+        output_price=deployment.price.output_per_million,
+        version=deployment.version,
+        tags=frozenset(deployment.tags),
+    )
 
 
 def build_telemetry(
     config: GatewayConfig,
-    router: Router,
+    providers: Mapping[str, Provider],
     span_exporter: SpanExporter | None,
     log_stream: BinaryIO | None = None,
 ) -> Telemetry:
     settings = config.telemetry
     health = HealthBoard(
         {
-            route.name: [
-                DeploymentHealth(p.deployment_id, p.provider_name) for p in route.providers
+            model.name: [
+                DeploymentHealth(d.id, providers[d.id].provider_name) for d in model.deployments
             ]
-            for route in router.routes
+            for model in config.models
         },
         unhealthy_after=settings.unhealthy_after_failures,
     )
@@ -90,26 +163,40 @@ def create_app(
     counter: TokenCounter | None = None,
     span_exporter: SpanExporter | None = None,
     log_stream: BinaryIO | None = None,
+    rng: random.Random | None = None,
 ) -> ASGIApp:
     """``span_exporter`` and ``log_stream`` let tests read traces and the
-    access log in process."""
+    access log in process; ``rng`` makes routing reproducible."""
     drain = drain or DrainState()
-    router, providers = build_router(config, counter or default_counter())
-    telemetry = build_telemetry(config, router, span_exporter, log_stream)
+    rng = rng or random.Random()
+    chaos = ChaosControl(config.chaos)
+    providers = build_providers(config, counter or default_counter(), chaos)
+    telemetry = build_telemetry(config, providers, span_exporter, log_stream)
+    metrics = telemetry.metrics
+    chaos.on_inject = lambda deployment, fault: metrics.chaos_injections.labels(
+        deployment, fault
+    ).inc()
+    store = build_state_store(config.state.backend, config.state.url, prefix=config.state.prefix)
+    router = build_router(config, providers, telemetry, store, rng)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         started: list[Provider] = []
         try:
-            for provider in providers:
+            for provider in providers.values():
                 await provider.start()
                 started.append(provider)
             yield
         finally:
             for provider in started:
                 await provider.aclose()
+            await store.aclose()
             telemetry.shutdown()
 
+    def reject(reason: str) -> None:
+        metrics.limiter_rejections.labels(reason).inc()
+
+    limits = config.limits
     prices = {d.id: d.price for m in config.models for d in m.deployments}
     admin_key = config.server.admin_key
     services = Services(
@@ -117,6 +204,12 @@ def create_app(
         drain=drain,
         max_body_bytes=config.server.max_request_body_bytes,
         telemetry=telemetry,
+        in_flight=InFlightLimiter(
+            limits.max_in_flight, limits.max_queue, limits.queue_timeout_s, reject
+        ),
+        key_streams=KeyStreamLimiter(limits.max_streams_per_key, reject),
+        chaos=chaos,
+        known_deployments=frozenset(providers),
         admin_key_digest=hashlib.sha256(admin_key.reveal().encode()).digest()
         if admin_key is not None
         else None,

@@ -15,14 +15,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "BreakerSettings",
+    "ChaosConfig",
+    "ChaosRule",
     "ConfigError",
     "DeploymentConfig",
     "GatewayConfig",
     "KeyConfig",
+    "LimitsConfig",
     "ModelConfig",
     "PriceConfig",
+    "RoutingConfig",
     "Secret",
     "ServerConfig",
+    "StateConfig",
     "TelemetryConfig",
     "TimeoutConfig",
     "bundled_config_path",
@@ -69,9 +75,12 @@ class TimeoutConfig(_Strict):
     """Per-deployment upstream timeouts, in seconds."""
 
     connect_s: float = Field(default=5.0, gt=0)
-    # Time allowed for the response head and between two streamed chunks.
+    # Socket-level: time allowed for any single read from the upstream.
     read_s: float = Field(default=120.0, gt=0)
-    # Whole non-streaming request; streams are bounded by read_s per chunk.
+    # Router-level: first streamed chunk, and the longest gap between chunks.
+    ttft_s: float = Field(default=60.0, gt=0)
+    idle_s: float = Field(default=60.0, gt=0)
+    # Whole non-streaming request (streams are bounded by ttft_s and idle_s).
     total_s: float = Field(default=600.0, gt=0)
 
 
@@ -93,6 +102,11 @@ class DeploymentConfig(_Strict):
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     max_connections: int = Field(default=1024, ge=1)
     price: PriceConfig = Field(default_factory=PriceConfig)
+    # Routing facts used by strategies.
+    weight: float = Field(default=1.0, gt=0)
+    priority: int = 0
+    version: str | None = None
+    tags: list[str] = Field(default_factory=list)
 
     @field_validator("base_url")
     @classmethod
@@ -110,9 +124,49 @@ class DeploymentConfig(_Strict):
         return self
 
 
+class BreakerSettings(_Strict):
+    consecutive_failures: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=30.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+    open_s: float = Field(default=5.0, gt=0)
+    max_open_s: float = Field(default=60.0, gt=0)
+    half_open_probes: int = Field(default=1, ge=1)
+    close_after: int = Field(default=2, ge=1)
+    refresh_s: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _open_bounds(self) -> BreakerSettings:
+        if self.open_s > self.max_open_s:
+            raise ValueError("open_s must not exceed max_open_s")
+        return self
+
+
+class RoutingConfig(_Strict):
+    """Per model group. The defaults protect a user who lists two upstreams
+    and reads nothing: spread load, retry once elsewhere, trip breakers."""
+
+    strategy: str = "weighted"
+    params: dict[str, Any] = Field(default_factory=dict)
+    max_attempts: int = Field(default=2, ge=1, le=10)
+    backoff_base_s: float = Field(default=0.05, ge=0)
+    backoff_max_s: float = Field(default=2.0, ge=0)
+    # Longest upstream Retry-After honoured before failing over instead.
+    max_retry_after_s: float = Field(default=5.0, ge=0)
+    retry_budget_ratio: float = Field(default=0.2, ge=0, le=1)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    # While the first token is awaited: after this long, the response starts
+    # and SSE comment heartbeats are sent every heartbeat_interval_s.
+    heartbeat_after_s: float = Field(default=2.0, gt=0)
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    # Opt-in: continue a stream on another deployment if one dies mid-way.
+    mid_stream_failover: bool = False
+
+
 class ModelConfig(_Strict):
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
 
 class KeyConfig(_Strict):
@@ -126,6 +180,45 @@ class ServerConfig(_Strict):
     access_log: bool = True
     # Protects /admin/*; the admin API is off when unset.
     admin_key: Secret | None = None
+
+
+class LimitsConfig(_Strict):
+    """Load shedding: a global cap on in-flight requests with a short bounded
+    wait queue, and a per-key cap on concurrent streams."""
+
+    max_in_flight: int = Field(default=2048, ge=1)
+    max_queue: int = Field(default=512, ge=0)
+    queue_timeout_s: float = Field(default=1.0, ge=0)
+    max_streams_per_key: int = Field(default=256, ge=1)
+
+
+class StateConfig(_Strict):
+    backend: Literal["memory", "redis"] = "memory"
+    url: str | None = None
+    prefix: str = "interlock:"
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> StateConfig:
+        if self.backend == "redis" and not self.url:
+            raise ValueError("state.backend 'redis' needs `url` (e.g. redis://127.0.0.1:6379/0)")
+        return self
+
+
+class ChaosRule(_Strict):
+    deployment: str
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    error_status: int = Field(default=500, ge=400, le=599)
+    latency_ms: float = Field(default=0.0, ge=0)
+    timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    reset_rate: float = Field(default=0.0, ge=0, le=1)
+    cut_after_chunks: int | None = Field(default=None, ge=0)
+
+
+class ChaosConfig(_Strict):
+    """Fault injection; nothing is injected unless ``enabled`` is true."""
+
+    enabled: bool = False
+    rules: list[ChaosRule] = Field(default_factory=list)
 
 
 class TracingConfig(_Strict):
@@ -151,6 +244,9 @@ class GatewayConfig(_Strict):
     keys: list[KeyConfig] = Field(min_length=1)
     server: ServerConfig = Field(default_factory=ServerConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    chaos: ChaosConfig = Field(default_factory=ChaosConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:

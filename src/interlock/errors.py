@@ -13,7 +13,10 @@ exactly one place (``interlock.api.errors``)::
     ├── NotFound                404 (unknown route)
     ├── MethodNotAllowed        405
     ├── PayloadTooLarge         413
-    ├── ServiceUnavailable      503 (draining, overloaded)
+    ├── TooManyRequests         429 rate_limit_error (per-key caps)
+    ├── ServiceUnavailable      503 (draining)
+    │   ├── Overloaded             503 global in-flight cap and queue full
+    │   └── NoHealthyDeployment    503 every deployment of a model group is out
     └── ProviderError           raised by adapters, classified where they enter
         ├── UpstreamStatusError     upstream answered with an error status
         ├── UpstreamConnectionError 502 could not connect / connection reset
@@ -31,11 +34,14 @@ __all__ = [
     "InvalidRequest",
     "MethodNotAllowed",
     "ModelNotFound",
+    "NoHealthyDeployment",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
     "ProviderError",
     "ServiceUnavailable",
+    "TooManyRequests",
     "UnsupportedOperation",
     "UpstreamConnectionError",
     "UpstreamProtocolError",
@@ -51,12 +57,21 @@ class InterlockError(Exception):
     error_type: str = "server_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
         if code is not None:
             self.code = code
+        # Sent as ``Retry-After`` (whole seconds, at least 1).
+        self.retry_after_s = retry_after_s
 
     def to_body(self) -> dict[str, object]:
         return {
@@ -126,15 +141,45 @@ class ServiceUnavailable(InterlockError):
     code = "service_unavailable"
 
 
+class Overloaded(ServiceUnavailable):
+    """The global in-flight cap and its wait queue are full."""
+
+    code = "overloaded"
+
+
+class NoHealthyDeployment(ServiceUnavailable):
+    code = "no_healthy_deployment"
+
+
+class TooManyRequests(InterlockError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
 class ProviderError(InterlockError):
     """An upstream model server failed; ``deployment`` names which one."""
 
     status_code = 502
     error_type = "upstream_error"
 
-    def __init__(self, message: str, *, deployment: str = "", code: str | None = None):
-        super().__init__(message, code=code)
+    # True for faults the chaos tool injected on purpose.
+    injected: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        deployment: str = "",
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ):
+        super().__init__(message, code=code, retry_after_s=retry_after_s)
         self.deployment = deployment
+
+    def mark_injected(self) -> ProviderError:
+        self.injected = True
+        return self
 
 
 class UpstreamStatusError(ProviderError):
@@ -154,8 +199,20 @@ class UpstreamStatusError(ProviderError):
         429: "rate_limit_error",
     }
 
-    def __init__(self, upstream_status: int, message: str, *, deployment: str = ""):
-        super().__init__(message, deployment=deployment, code=f"upstream_{upstream_status}")
+    def __init__(
+        self,
+        upstream_status: int,
+        message: str,
+        *,
+        deployment: str = "",
+        retry_after_s: float | None = None,
+    ):
+        super().__init__(
+            message,
+            deployment=deployment,
+            code=f"upstream_{upstream_status}",
+            retry_after_s=retry_after_s,
+        )
         self.upstream_status = upstream_status
         if upstream_status in self._PASS_THROUGH:
             self.status_code = upstream_status

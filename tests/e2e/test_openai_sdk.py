@@ -175,8 +175,11 @@ def test_schema_violations_are_bad_request(
 def test_upstream_failure_is_server_error(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(model="broken", messages=MESSAGES)
-    assert info.value.status_code == 502
-    assert info.value.type == "upstream_error"
+    # The group's only deployment failed: 503 naming the model, with the cause.
+    assert info.value.status_code == 503
+    assert info.value.code == "all_deployments_failed"
+    assert "simulated server_error" in info.value.message
+    assert info.value.response.headers["retry-after"]
 
 
 def test_upstream_failure_before_first_byte_keeps_status_when_streaming(

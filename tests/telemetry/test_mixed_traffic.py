@@ -147,7 +147,7 @@ def _drive(url: str) -> dict[str, str]:
         # Usage was asked upstream for accounting, but not sent to this client.
         assert body.endswith(b"data: [DONE]\n\n") and b'"usage":{' not in body
         failed = client.post("/v1/chat/completions", json={"model": "broken", "messages": MESSAGES})
-        assert failed.status_code == 502
+        assert failed.status_code == 503
         ids["failed"] = failed.headers["x-request-id"]
         traced = client.post(
             "/v1/chat/completions",
@@ -165,7 +165,7 @@ def test_metrics_count_what_happened(stack: dict[str, Any]) -> None:
     m = _metrics(stack["url"])
     route = "/v1/chat/completions"
     assert _value(m, "interlock_requests_total", route=route, model="sim", status="200") == 2
-    assert _value(m, "interlock_requests_total", route=route, model="broken", status="502") == 1
+    assert _value(m, "interlock_requests_total", route=route, model="broken", status="503") == 1
     assert (
         _value(m, "interlock_upstream_errors_total", deployment="broken-1", kind="server_error")
         == 1

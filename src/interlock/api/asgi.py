@@ -39,23 +39,39 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
+        limited = scope["path"].startswith("/v1/")
+        holding = False
         try:
-            route, handler = _find_handler(scope["path"], scope["method"])
-            scope["interlock.record"].route = route
-            response = await handler(request, self.services)
-        except InterlockError as exc:
-            log_error(exc, scope)
-            response = error_response(exc)
-        except Exception as exc:  # our own bug: log it, hide it, answer 500
-            log.error(
-                "unhandled error",
-                exc_info=exc,
-                extra={"request_id": scope.get("interlock.request_id")},
-            )
-            response = error_response(
-                InterlockError("The server had an error while processing your request.")
-            )
-        await response(scope, receive, send)
+            try:
+                route, handler = _find_handler(scope["path"], scope["method"])
+                scope["interlock.record"].route = route
+                if limited:
+                    await self._acquire_slot()
+                    holding = True
+                response = await handler(request, self.services)
+            except InterlockError as exc:
+                log_error(exc, scope)
+                response = error_response(exc)
+            except Exception as exc:  # our own bug: log it, hide it, answer 500
+                log.error(
+                    "unhandled error",
+                    exc_info=exc,
+                    extra={"request_id": scope.get("interlock.request_id")},
+                )
+                response = error_response(
+                    InterlockError("The server had an error while processing your request.")
+                )
+            await response(scope, receive, send)
+        finally:
+            if holding:  # held until the last byte, streams included
+                self.services.in_flight.release()
+                self.services.telemetry.metrics.queue_depth.set(self.services.in_flight.queued)
+
+    async def _acquire_slot(self) -> None:
+        limiter = self.services.in_flight
+        if limiter.queued or limiter.in_flight >= limiter.max_in_flight:
+            self.services.telemetry.metrics.queue_depth.set(limiter.queued + 1)
+        await limiter.acquire()
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -9,6 +9,7 @@ that hides the details.
 from __future__ import annotations
 
 import logging
+import math
 
 import orjson
 from starlette.responses import Response
@@ -22,8 +23,14 @@ log = logging.getLogger("interlock.errors")
 
 
 def error_response(exc: InterlockError) -> Response:
+    headers = None
+    if exc.retry_after_s is not None:
+        headers = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))}
     return Response(
-        orjson.dumps(exc.to_body()), status_code=exc.status_code, media_type="application/json"
+        orjson.dumps(exc.to_body()),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=headers,
     )
 
 

@@ -62,7 +62,7 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 record.status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), header, *_routing(record)]
             await send(message)
 
         in_flight = telemetry.metrics.in_flight
@@ -78,6 +78,21 @@ class RequestContextMiddleware:
         finally:
             in_flight.dec()
             telemetry.finish(record)
+
+
+def _routing(record: RequestRecord) -> list[tuple[bytes, bytes]]:
+    """How the request was routed, for the client and for incident review."""
+    if record.deployment is None:
+        return []
+    headers = [
+        (b"x-interlock-deployment", record.deployment.encode()),
+        (b"x-interlock-attempts", str(record.attempts).encode()),
+    ]
+    if record.route_reason:
+        headers.append((b"x-interlock-route", record.route_reason.encode()))
+    for name, value in record.route_labels.items():
+        headers.append((f"x-interlock-{name}".encode(), value.encode()))
+    return headers
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str:

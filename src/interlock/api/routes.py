@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from interlock.admission.concurrency import InFlightLimiter, KeyStreamLimiter
 from interlock.api.middleware import DrainState
 from interlock.api.sse import SSEResponse
+from interlock.config import ChaosConfig
 from interlock.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, PermissionDenied
-from interlock.pipeline import Pipeline
-from interlock.routing.router import ModelRoute
+from interlock.pipeline import Pipeline, StreamPlan
+from interlock.routing.chaos import ChaosControl
+from interlock.routing.router import ModelGroup
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.metrics import CONTENT_TYPE_LATEST
 from interlock.telemetry.record import RequestRecord
@@ -33,6 +39,10 @@ class Services:
     drain: DrainState
     max_body_bytes: int
     telemetry: Telemetry
+    in_flight: InFlightLimiter
+    key_streams: KeyStreamLimiter
+    chaos: ChaosControl
+    known_deployments: frozenset[str]
     # SHA-256 of the admin key; None turns the admin API off.
     admin_key_digest: bytes | None = None
 
@@ -82,38 +92,62 @@ def _authenticate(request: Request, services: Services) -> RequestRecord:
 async def chat_completions(request: Request, services: Services) -> ASGIApp:
     record = _authenticate(request, services)
     body = await _read_json_object(request, services.max_body_bytes)
-    if body.get("stream") is True:
-        chunks = services.pipeline.stream_chat(body, record)
-        first = await anext(chunks, None)  # failures before the first byte keep their status
-        return SSEResponse(chunks, first)
-    return _json(await services.pipeline.chat(body, record))
+    pin = request.headers.get("x-interlock-pin")
+    if body.get("stream") is not True:
+        return _json(await services.pipeline.chat(body, record, pin))
+    plan = services.pipeline.stream_chat(body, record, pin)
+    key = record.key_name or ""
+    services.key_streams.acquire(key)
+    try:
+        return await _start_stream(plan, partial(services.key_streams.release, key))
+    except BaseException:
+        services.key_streams.release(key)
+        raise
+
+
+async def _start_stream(plan: StreamPlan, release: Callable[[], None]) -> ASGIApp:
+    """Wait briefly for the first token so fast failures keep their status;
+    a slow first token starts the response with heartbeats instead."""
+    start = asyncio.ensure_future(plan.start())
+    try:
+        done, _ = await asyncio.wait({start}, timeout=plan.heartbeat_after_s)
+    except BaseException:
+        start.cancel()
+        raise
+    if done:
+        first, chunks = start.result()
+        return SSEResponse(chunks, first, on_close=release)
+    return SSEResponse(
+        pending=start, heartbeat_interval_s=plan.heartbeat_interval_s, on_close=release
+    )
 
 
 async def embeddings(request: Request, services: Services) -> ASGIApp:
     record = _authenticate(request, services)
     body = await _read_json_object(request, services.max_body_bytes)
-    return _json(await services.pipeline.embed(body, record))
+    pin = request.headers.get("x-interlock-pin")
+    return _json(await services.pipeline.embed(body, record, pin))
 
 
-def _model_card(route: ModelRoute) -> dict[str, Any]:
+def _model_card(group: ModelGroup) -> dict[str, Any]:
     return {
-        "id": route.name,
+        "id": group.name,
         "object": "model",
-        "created": route.created,
-        "owned_by": route.owned_by,
+        "created": group.created,
+        "owned_by": group.owned_by,
     }
 
 
 async def list_models(request: Request, services: Services) -> ASGIApp:
     _authenticate(request, services)
-    cards = [_model_card(r) for r in services.pipeline.router.routes]
+    cards = [_model_card(g) for g in services.pipeline.router.groups]
     return _json({"object": "list", "data": cards})
 
 
 async def retrieve_model(request: Request, services: Services) -> ASGIApp:
     _authenticate(request, services)
     name = request.scope["path"].removeprefix("/v1/models/")
-    return _json(_model_card(services.pipeline.router.route(name)))
+    return _json(_model_card(services.pipeline.router.group(name)))
 
 
 async def live(request: Request, services: Services) -> ASGIApp:
@@ -156,6 +190,29 @@ async def slow_requests(request: Request, services: Services) -> ASGIApp:
     return _json({"object": "list", "data": entries})
 
 
+async def get_chaos(request: Request, services: Services) -> ASGIApp:
+    _require_admin(request, services)
+    return _json(services.chaos.config.model_dump())
+
+
+async def put_chaos(request: Request, services: Services) -> ASGIApp:
+    """Replace the chaos settings: ``{"enabled": true, "rules": [...]}``."""
+    _require_admin(request, services)
+    body = await _read_json_object(request, services.max_body_bytes)
+    try:
+        config = ChaosConfig.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise InvalidRequest(f"Invalid chaos settings: {first['msg']}.", param=param) from None
+    known = services.known_deployments
+    unknown = [rule.deployment for rule in config.rules if rule.deployment not in known]
+    if unknown:
+        raise InvalidRequest(f"Unknown deployment(s): {', '.join(unknown)}.", param="rules")
+    services.chaos.config = config
+    return _json(config.model_dump())
+
+
 # path -> method -> handler. Exact paths are one dict lookup per request.
 exact_routes: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": chat_completions},
@@ -166,6 +223,7 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/health/deployments": {"GET": deployments},
     "/metrics": {"GET": metrics},
     "/admin/requests/slow": {"GET": slow_requests},
+    "/admin/chaos": {"GET": get_chaos, "PUT": put_chaos},
 }
 # Model ids may contain slashes (``Qwen/Qwen2.5-0.5B-Instruct``).
 prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [

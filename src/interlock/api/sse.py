@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.types import Receive, Scope, Send
 
@@ -26,6 +26,7 @@ __all__ = ["SSEResponse"]
 log = logging.getLogger("interlock.stream")
 
 _DONE = b"data: [DONE]\n\n"
+_HEARTBEAT = b": heartbeat\n\n"
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -33,10 +34,29 @@ _HEADERS = [
 ]
 
 
+Start = tuple[bytes | None, AsyncIterator[bytes]]
+
+
 class SSEResponse:
-    def __init__(self, chunks: AsyncIterator[bytes], first: bytes | None):
+    """Either the stream has started (``first`` and ``chunks`` given), or it
+    is still waiting for its first token (``pending``): then the response
+    starts now and SSE comment heartbeats keep proxies from timing out until
+    the first token comes, or the failure becomes an SSE error event."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes] | None = None,
+        first: bytes | None = None,
+        *,
+        pending: asyncio.Future[Start] | None = None,
+        heartbeat_interval_s: float = 10.0,
+        on_close: Callable[[], None] | None = None,
+    ):
         self._chunks = chunks
         self._first = first
+        self._pending = pending
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -47,14 +67,17 @@ class SSEResponse:
         )
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-            if self._first is not None:
-                await send(_body(b"data: " + self._first + b"\n\n"))
             try:
+                if self._pending is not None:
+                    self._first, self._chunks = await self._await_start(self._pending, send)
+                if self._first is not None:
+                    await send(_body(b"data: " + self._first + b"\n\n"))
+                assert self._chunks is not None
                 async for chunk in self._chunks:
                     await send(_body(b"data: " + chunk + b"\n\n"))
             except InterlockError as exc:
                 log.warning(
-                    "stream failed after first byte",
+                    "stream failed after the response started",
                     extra={
                         "request_id": scope.get("interlock.request_id"),
                         "error": exc.message,
@@ -75,7 +98,23 @@ class SSEResponse:
             )
         finally:
             watcher.cancel()
+            await self._close()
+
+    async def _await_start(self, pending: asyncio.Future[Start], send: Send) -> Start:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=self._heartbeat_interval_s)
+            if done:
+                return pending.result()
+            await send(_body(_HEARTBEAT))
+
+    async def _close(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.cancel()
+            await asyncio.gather(self._pending, return_exceptions=True)
+        if self._chunks is not None:
             await _close(self._chunks)
+        if self._on_close is not None:
+            self._on_close()
 
 
 def _body(data: bytes) -> dict[str, object]:

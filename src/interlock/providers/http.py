@@ -126,7 +126,10 @@ class UpstreamClient:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise UpstreamStatusError(
-                        resp.status, upstream_error_message(raw), deployment=self.deployment_id
+                        resp.status,
+                        upstream_error_message(raw),
+                        deployment=self.deployment_id,
+                        retry_after_s=_retry_after(resp),
                     )
         try:
             return orjson.loads(raw)
@@ -153,7 +156,10 @@ class UpstreamClient:
                 if resp.status >= 400:
                     raw = await resp.read()
                     raise UpstreamStatusError(
-                        resp.status, upstream_error_message(raw), deployment=self.deployment_id
+                        resp.status,
+                        upstream_error_message(raw),
+                        deployment=self.deployment_id,
+                        retry_after_s=_retry_after(resp),
                     )
                 async for event in _parse_sse(resp.content):
                     yield event
@@ -191,6 +197,15 @@ class UpstreamClient:
             raise UpstreamProtocolError(
                 f"malformed upstream stream: {exc}", deployment=self.deployment_id
             ) from None
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    """``Retry-After`` in delta-seconds (the form model APIs send), else None."""
+    value = resp.headers.get("retry-after", "").strip()
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 async def _release_if_ending(resp: aiohttp.ClientResponse) -> None:

@@ -1,53 +1,248 @@
-"""Maps a public model name to the deployment that serves this call.
+"""The router: every failure-handling decision lives here.
 
-For now the strategy is round-robin over a model's deployments; strategies,
-circuit breakers, retries and failover land here (and only here) later.
+For one request it asks the model group's strategy for a preference order,
+skips deployments whose breaker is open, and tries them in turn: a failed
+attempt (an upstream fault, never a client error) counts against the
+deployment's breaker and, while attempts and the retry budget allow, moves
+on to the next deployment after a jittered backoff. When nothing is
+eligible the answer is a fast 503 naming the model group.
+
+Adapters stay dumb; the pipeline supplies the attempt itself (the adapter
+call plus its telemetry) as a callback.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Mapping, Sequence
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
-from interlock.errors import ModelNotFound
+from interlock.config import RoutingConfig, TimeoutConfig
+from interlock.errors import (
+    ModelNotFound,
+    NoHealthyDeployment,
+    ProviderError,
+    UpstreamConnectionError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
 from interlock.providers.base import Provider
+from interlock.routing.base import Candidate, DeploymentInfo, Outcome, RouteContext, Strategy
+from interlock.routing.breaker import CircuitBreaker
+from interlock.routing.retry import RETRYABLE_KINDS, RetryBudget, RetryPolicy
+from interlock.telemetry.health import DeploymentHealth
+from interlock.telemetry.metrics import Metrics
+from interlock.telemetry.record import RequestRecord
 
-__all__ = ["ModelRoute", "Router"]
+__all__ = ["Deployment", "ModelGroup", "Router", "error_kind"]
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+# Upstream faults: they count against a breaker and may be retried elsewhere.
+# A client error (the upstream rejected the request's content) is neither.
+CLIENT_ERROR = "client_error"
 
 
-class ModelRoute:
-    """The deployments behind one public model name."""
+@dataclass(slots=True)
+class Deployment:
+    """One deployment at run time: its adapter and its resilience state."""
 
-    def __init__(self, name: str, providers: Sequence[Provider], created: int):
-        if not providers:
+    provider: Provider
+    info: DeploymentInfo
+    breaker: CircuitBreaker
+    health: DeploymentHealth
+    timeouts: TimeoutConfig
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+
+class ModelGroup:
+    """The deployments behind one public model name, and how to route among them."""
+
+    def __init__(
+        self,
+        name: str,
+        deployments: Sequence[Deployment],
+        strategy: Strategy,
+        settings: RoutingConfig,
+        retry: RetryPolicy,
+        budget: RetryBudget,
+        created: int,
+    ):
+        if not deployments:
             raise ValueError(f"model {name!r} has no deployments")
         self.name = name
-        self.providers = tuple(providers)
+        self.deployments = {d.id: d for d in deployments}
+        self.strategy = strategy
+        self.settings = settings
+        self.retry = retry
+        self.budget = budget
         self.created = created
-        self._turn: Iterator[Provider] = itertools.cycle(self.providers)
+
+    @property
+    def providers(self) -> tuple[Provider, ...]:
+        return tuple(d.provider for d in self.deployments.values())
 
     @property
     def owned_by(self) -> str:
-        owners = {p.owned_by for p in self.providers}
+        owners = {d.provider.owned_by for d in self.deployments.values()}
         return owners.pop() if len(owners) == 1 else "interlock"
 
-    def pick(self) -> Provider:
-        return next(self._turn)
+    def candidates(self) -> list[Candidate]:
+        return [
+            Candidate(d.info, d.health.in_flight, d.health.latency_avg_s)
+            for d in self.deployments.values()
+        ]
 
 
 class Router:
-    def __init__(self, routes: Mapping[str, ModelRoute]):
-        self._routes = dict(routes)
+    def __init__(
+        self,
+        groups: Mapping[str, ModelGroup],
+        metrics: Metrics,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._groups = dict(groups)
+        self._metrics = metrics
+        self._sleep = sleep
+        self._clock = clock
 
-    def route(self, model: str) -> ModelRoute:
-        route = self._routes.get(model)
-        if route is None:
+    def group(self, model: str) -> ModelGroup:
+        group = self._groups.get(model)
+        if group is None:
             raise ModelNotFound(model)
-        return route
-
-    def pick(self, model: str) -> Provider:
-        return self.route(model).pick()
+        return group
 
     @property
-    def routes(self) -> Sequence[ModelRoute]:
-        return tuple(self._routes.values())
+    def groups(self) -> Sequence[ModelGroup]:
+        return tuple(self._groups.values())
+
+    async def run(
+        self,
+        group: ModelGroup,
+        record: RequestRecord,
+        route: RouteContext,
+        attempt: Callable[[Deployment], Awaitable[T]],
+    ) -> T:
+        """Try deployments in the strategy's order until one answers."""
+        began = time.perf_counter()
+        decision = group.strategy.choose(group.candidates(), route)
+        record.route_reason = f"{group.strategy.name}:{decision.reason}"
+        record.route_labels = decision.labels
+        group.budget.record_request()
+        record.stages["routing"] = time.perf_counter() - began
+        last_error: ProviderError | None = None
+        gave_up_early = False
+        for candidate in decision.order:
+            if record.attempts >= group.settings.max_attempts:
+                gave_up_early = True
+                break
+            deployment = group.deployments[candidate.id]
+            if not await deployment.breaker.allow():
+                continue
+            if record.attempts and not await self._before_retry(group, record):
+                gave_up_early = True
+                break
+            try:
+                return await self._attempt(group, deployment, record, attempt)
+            except ProviderError as exc:
+                if not self._retryable(exc):
+                    raise
+                last_error = exc
+        if last_error is not None and gave_up_early:
+            raise last_error  # attempts or retry budget ran out with deployments left
+        raise self._unavailable(group, last_error)
+
+    @staticmethod
+    def _unavailable(group: ModelGroup, last_error: ProviderError | None) -> NoHealthyDeployment:
+        """Every deployment was tried or is behind an open breaker: a fast 503."""
+        retry_after = group.settings.breaker.open_s
+        if last_error is None:
+            return NoHealthyDeployment(
+                f"No healthy deployment is available for model `{group.name}`; retry shortly.",
+                retry_after_s=retry_after,
+            )
+        error = NoHealthyDeployment(
+            f"Every deployment of model `{group.name}` failed; last error: {last_error.message}",
+            code="all_deployments_failed",
+            retry_after_s=retry_after,
+        )
+        error.__cause__ = last_error
+        return error
+
+    async def _attempt(
+        self,
+        group: ModelGroup,
+        deployment: Deployment,
+        record: RequestRecord,
+        attempt: Callable[[Deployment], Awaitable[T]],
+    ) -> T:
+        record.attempts += 1
+        record.deployment = deployment.id
+        record.provider = deployment.provider.provider_name
+        started = self._clock()
+        # Every allow() that said yes gets exactly one record_*: a half-open
+        # probe slot must never be left taken.
+        try:
+            result = await attempt(deployment)
+        except ProviderError as exc:
+            kind = error_kind(exc)
+            if exc.injected:
+                record.injected.append(f"{deployment.id}:{kind}")
+            if kind == CLIENT_ERROR:  # the deployment answered; the request was at fault
+                await deployment.breaker.record_success()
+            else:
+                await deployment.breaker.record_failure()
+                group.strategy.observe(deployment.id, Outcome(False, self._clock() - started))
+            raise
+        except BaseException:  # cancelled (client left) or our own bug: no verdict
+            await asyncio.shield(deployment.breaker.record_ignored())
+            raise
+        await deployment.breaker.record_success()
+        group.strategy.observe(deployment.id, Outcome(True, self._clock() - started))
+        record.error_type = None  # an earlier attempt's failure was recovered
+        return result
+
+    @staticmethod
+    def _retryable(exc: ProviderError) -> bool:
+        """Worth another deployment? (How many attempts remain is the loop's business.)"""
+        return error_kind(exc) in RETRYABLE_KINDS
+
+    async def _before_retry(self, group: ModelGroup, record: RequestRecord) -> bool:
+        """Spend retry budget and back off; False means stop trying."""
+        if not group.budget.try_spend():
+            return False
+        # A Retry-After speaks for the deployment that sent it; the retry goes
+        # to another one, so only the jittered backoff applies.
+        delay = group.retry.backoff(record.attempts, None)
+        self._metrics.retries.labels(group.name).inc()
+        self._metrics.failovers.labels(group.name).inc()
+        if delay > 0:
+            await self._sleep(delay)
+        return True
+
+
+def error_kind(exc: ProviderError) -> str:
+    """A small fixed vocabulary for metrics, logs, breakers and retries."""
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, UpstreamConnectionError):
+        return "connection"
+    if isinstance(exc, UpstreamProtocolError):
+        return "protocol"
+    if isinstance(exc, UpstreamStatusError):
+        if exc.upstream_status == 429:
+            return "rate_limited"
+        if exc.upstream_status in (401, 403):
+            return "upstream_auth"
+        if exc.upstream_status < 500:
+            return CLIENT_ERROR
+    return "server_error"

@@ -130,6 +130,12 @@ class Metrics:
             ["deployment", "kind"],
             registry=r,
         )
+        self.chaos_injections = Counter(
+            "interlock_chaos_injections",
+            "Faults injected on purpose by the chaos tool.",
+            ["deployment", "fault"],
+            registry=r,
+        )
         self.guardrail_actions = Counter(
             "interlock_guardrail_actions",
             "Guardrail decisions by rule and action.",

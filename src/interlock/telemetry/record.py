@@ -29,6 +29,8 @@ class RequestRecord:
     deployment: str | None = None
     provider: str | None = None
     attempts: int = 0
+    route_reason: str | None = None
+    route_labels: dict[str, str] = field(default_factory=dict)
     stream: bool = False
     # Seconds from the request's start to the first streamed chunk.
     ttft_s: float | None = None
@@ -41,6 +43,8 @@ class RequestRecord:
     cache: str | None = None
     guardrails: list[str] = field(default_factory=list)
     error_type: str | None = None
+    # Chaos faults injected into this request's attempts (labelled, never hidden).
+    injected: list[str] = field(default_factory=list)
     trace_id: str | None = None
     stages: dict[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
@@ -72,6 +76,10 @@ class RequestRecord:
             "deployment": self.deployment,
             "attempts": self.attempts,
         }
+        if self.route_reason is not None:
+            fields["route"] = self.route_reason
+            if self.route_labels:
+                fields["route_labels"] = self.route_labels
         if self.stream:
             fields["stream"] = True
             fields["ttft_ms"] = None if self.ttft_s is None else round(self.ttft_s * 1000, 3)
@@ -85,6 +93,8 @@ class RequestRecord:
             fields["guardrails"] = self.guardrails
         if self.error_type is not None:
             fields["error_type"] = self.error_type
+        if self.injected:
+            fields["chaos_injected"] = self.injected
         if with_stages:
             fields["stages_ms"] = {k: round(v * 1000, 3) for k, v in self.stages.items()}
         return fields

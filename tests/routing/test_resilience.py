@@ -1,0 +1,256 @@
+"""The router against real failing upstreams: failover, breakers, fast 503s,
+load shedding."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from interlock.app import create_app
+from interlock.config import parse_config
+from tests.conftest import TEST_KEY
+from tests.support.servers import FakeUpstream, InProcessGateway
+
+AUTH = {"authorization": f"Bearer {TEST_KEY}"}
+CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+COMPLETION = {
+    "id": "c",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+
+
+class Upstream:
+    """An OpenAI-compatible upstream failing ``failure_rate`` of its calls
+    with a mix of 500s, hangs (timeouts) and connection resets."""
+
+    def __init__(
+        self, failure_rate: float, seed: int, faults: tuple[str, ...] = ("500", "hang", "reset")
+    ):
+        self.failure_rate = failure_rate
+        self.faults = faults
+        self.rng = random.Random(seed)
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.app = web.Application()
+        self.app.router.add_post("/v1/chat/completions", self.handle)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        with self.lock:
+            self.calls += 1
+            draw = self.rng.random()
+        if draw >= self.failure_rate:
+            return web.json_response(COMPLETION)
+        fault = self.faults[int(draw / self.failure_rate * len(self.faults))]
+        if fault == "500":
+            return web.json_response({"error": {"message": "boom"}}, status=500)
+        if fault == "hang":
+            await asyncio.sleep(5)  # far past the gateway's timeout
+            return web.json_response(COMPLETION)
+        assert request.transport is not None
+        request.transport.abort()  # connection reset
+        return web.Response()
+
+
+def _config(urls: list[str], **extra: Any) -> dict[str, Any]:
+    deployments = [
+        {
+            "id": f"up-{i}",
+            "provider": "openai",
+            "model": "m",
+            "base_url": url + "/v1",
+            "timeouts": {"total_s": 0.3, "ttft_s": 0.3, "connect_s": 1},
+        }
+        for i, url in enumerate(urls)
+    ]
+    return {
+        "models": [{"name": "chat", "deployments": deployments}],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "server": {"access_log": False},
+        **extra,
+    }
+
+
+@pytest.fixture
+def gateway_for() -> Iterator[Callable[[dict[str, Any]], InProcessGateway]]:
+    started: list[InProcessGateway] = []
+
+    def start(raw: dict[str, Any]) -> InProcessGateway:
+        app = create_app(parse_config(raw, env={}), rng=random.Random(7))
+        gateway = InProcessGateway(app)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.close()
+
+
+async def _load(url: str, total: int, concurrency: int) -> tuple[list[int], float]:
+    statuses: list[int] = []
+    slowest = 0.0
+    counter = itertools.count()
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(headers=AUTH, timeout=timeout) as session:
+
+        async def worker() -> None:
+            nonlocal slowest
+            while next(counter) < total:
+                began = time.monotonic()
+                async with session.post(url + "/v1/chat/completions", json=CHAT) as response:
+                    await response.read()
+                    statuses.append(response.status)
+                slowest = max(slowest, time.monotonic() - began)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses, slowest
+
+
+def test_one_flaky_upstream_of_two_is_invisible_to_clients(
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    good, flaky = Upstream(0.0, 1), Upstream(0.5, 2)
+    urls = [fake_upstream(good.app).url, fake_upstream(flaky.app).url]
+    gateway = gateway_for(_config(urls))
+    statuses, slowest = asyncio.run(_load(gateway.base_url, 2000, 20))
+    assert len(statuses) == 2000  # nothing hung: every request came back
+    assert statuses.count(200) / len(statuses) >= 0.999, {
+        s: statuses.count(s) for s in set(statuses)
+    }
+    assert slowest < 5  # a hang upstream became a timeout and a failover, not a hang
+    assert flaky.calls > 0 and good.calls > flaky.calls  # the breaker kept traffic away
+
+
+def test_every_deployment_down_fails_fast_with_503(
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    # Errors and resets, not hangs, so "fast" is the gateway's doing.
+    down = [Upstream(1.0, 3, ("500", "reset")), Upstream(1.0, 4, ("500", "reset"))]
+    urls = [fake_upstream(u.app).url for u in down]
+    gateway = gateway_for(_config(urls))
+    statuses, _ = asyncio.run(_load(gateway.base_url, 200, 10))
+    assert set(statuses) == {503}
+    began = time.monotonic()
+    statuses, _ = asyncio.run(_load(gateway.base_url, 50, 10))
+    assert set(statuses) == {503}
+    assert time.monotonic() - began < 1.0  # breakers open: no upstream waits at all
+
+
+def test_load_shedding_at_five_times_the_cap(
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    raw = {
+        "models": [
+            {
+                "name": "chat",
+                "deployments": [
+                    {
+                        "id": "sim",
+                        "provider": "simulator",
+                        "params": {"ttft_ms": 200, "max_tokens": 2},
+                    }
+                ],
+            }
+        ],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "server": {"access_log": False},
+        "limits": {"max_in_flight": 20, "max_queue": 10, "queue_timeout_s": 0.05},
+    }
+    gateway = gateway_for(raw)
+
+    async def burst() -> list[tuple[int, str | None]]:
+        async with aiohttp.ClientSession(headers=AUTH) as session:
+
+            async def one() -> tuple[int, str | None]:
+                async with session.post(
+                    gateway.base_url + "/v1/chat/completions", json=CHAT
+                ) as response:
+                    await response.read()
+                    return response.status, response.headers.get("retry-after")
+
+            return await asyncio.gather(*(one() for _ in range(100)))
+
+    results = asyncio.run(burst())
+    admitted = [r for r in results if r[0] == 200]
+    shed = [r for r in results if r[0] == 503]
+    assert len(admitted) + len(shed) == 100  # nothing else: no errors, no hangs
+    assert 20 <= len(admitted) <= 30  # the cap, plus what the short queue absorbed
+    assert all(retry_after == "1" for _, retry_after in shed)
+
+
+def test_key_stream_cap_is_429(gateway_for: Callable[[dict[str, Any]], InProcessGateway]) -> None:
+    raw = {
+        "models": [
+            {
+                "name": "chat",
+                "deployments": [
+                    {
+                        "id": "sim",
+                        "provider": "simulator",
+                        "params": {"tokens_per_s": 20, "max_tokens": 10},
+                    }
+                ],
+            }
+        ],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "server": {"access_log": False},
+        "limits": {"max_streams_per_key": 2},
+    }
+    gateway = gateway_for(raw)
+
+    async def streams() -> list[int]:
+        async with aiohttp.ClientSession(headers=AUTH) as session:
+
+            async def one() -> int:
+                body = {**CHAT, "stream": True}
+                async with session.post(gateway.base_url + "/v1/chat/completions", json=body) as r:
+                    await r.read()
+                    return r.status
+
+            return await asyncio.gather(*(one() for _ in range(4)))
+
+    statuses = asyncio.run(streams())
+    assert sorted(statuses) == [200, 200, 429, 429]
+
+
+def test_routing_headers_say_how_it_was_routed(
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    always_down, fine = Upstream(1.0, 5, ("500",)), Upstream(0.0, 6)
+    urls = [fake_upstream(always_down.app).url, fake_upstream(fine.app).url]
+    raw = _config(urls)
+    raw["models"][0]["routing"] = {"strategy": "priority"}
+    raw["models"][0]["deployments"][1]["priority"] = 1
+    gateway = gateway_for(raw)
+
+    async def one() -> aiohttp.ClientResponse:
+        async with (
+            aiohttp.ClientSession(headers=AUTH) as session,
+            session.post(gateway.base_url + "/v1/chat/completions", json=CHAT) as response,
+        ):
+            await response.read()
+            return response
+
+    response = asyncio.run(one())
+    assert response.status == 200
+    assert response.headers["x-interlock-deployment"] == "up-1"
+    assert response.headers["x-interlock-attempts"] == "2"
+    assert response.headers["x-interlock-route"].startswith("priority:")

@@ -254,3 +254,66 @@ def test_routing_headers_say_how_it_was_routed(
     assert response.headers["x-interlock-deployment"] == "up-1"
     assert response.headers["x-interlock-attempts"] == "2"
     assert response.headers["x-interlock-route"].startswith("priority:")
+
+
+async def _raw_stream(url: str) -> tuple[int, list[bytes]]:
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.post(url + "/v1/chat/completions", json={**CHAT, "stream": True}) as response,
+    ):
+        return response.status, (await response.read()).split(b"\n\n")
+
+
+def test_heartbeats_while_waiting_for_the_first_token(
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    raw = {
+        "models": [
+            {
+                "name": "chat",
+                "deployments": [
+                    {
+                        "id": "slow",
+                        "provider": "simulator",
+                        "params": {"ttft_ms": 500, "max_tokens": 2},
+                    }
+                ],
+                "routing": {"heartbeat_after_s": 0.05, "heartbeat_interval_s": 0.1},
+            }
+        ],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "server": {"access_log": False},
+    }
+    status, events = asyncio.run(_raw_stream(gateway_for(raw).base_url))
+    assert status == 200
+    first_data = next(i for i, e in enumerate(events) if e.startswith(b"data: {"))
+    assert events[:first_data] and all(e == b": heartbeat" for e in events[:first_data])
+    assert events[-2] == b"data: [DONE]"
+
+
+def test_stalled_stream_ends_with_an_error_event(
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    raw = {
+        "models": [
+            {
+                "name": "chat",
+                "deployments": [
+                    {
+                        "id": "stall",
+                        "provider": "simulator",
+                        "params": {"tokens_per_s": 2, "max_tokens": 10},
+                        "timeouts": {"idle_s": 0.1},
+                    }
+                ],
+            }
+        ],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "server": {"access_log": False},
+    }
+    began = time.monotonic()
+    status, events = asyncio.run(_raw_stream(gateway_for(raw).base_url))
+    assert status == 200 and time.monotonic() - began < 2
+    error = next(e for e in events if b'"error"' in e)
+    assert b"no next chunk within 0.1 s" in error
+    assert events[-2] == b"data: [DONE]"  # a proper end of stream, not a hang

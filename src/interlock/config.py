@@ -169,9 +169,14 @@ class ModelConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
 
+Permission = Literal["force_deployment"]
+
+
 class KeyConfig(_Strict):
     name: str = Field(min_length=1)
     key: Secret
+    # force_deployment: may send x-interlock-force-deployment (incident repro).
+    permissions: list[Permission] = Field(default_factory=list)
 
 
 class ServerConfig(_Strict):

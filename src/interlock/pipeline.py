@@ -32,10 +32,21 @@ from interlock.streams import StreamWatch, observe_stream
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
 
-__all__ = ["Pipeline", "StreamPlan"]
+__all__ = ["NO_HINTS", "Pipeline", "RouteHints", "StreamPlan"]
 
 T = TypeVar("T")
 StreamStart = tuple[bytes | None, AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteHints:
+    """Per-request routing inputs from headers."""
+
+    pin: str | None = None  # x-interlock-pin: sticky routing key
+    forced: str | None = None  # x-interlock-force-deployment (permission checked at the edge)
+
+
+NO_HINTS = RouteHints()
 
 
 @dataclass(slots=True)
@@ -81,7 +92,9 @@ class Pipeline:
 
     # -- operations ----------------------------------------------------------
 
-    async def chat(self, body: JSONDict, record: RequestRecord, pin: str | None = None) -> JSONDict:
+    async def chat(
+        self, body: JSONDict, record: RequestRecord, hints: RouteHints = NO_HINTS
+    ) -> JSONDict:
         with record.stage("validation"):
             request = validate_body(ChatCompletionRequest, body)
         group = self._group(request.model, record)
@@ -90,7 +103,11 @@ class Pipeline:
             return await self._unary(record, deployment, deployment.provider.chat, body)
 
         result = await self.router.run(
-            group, record, self._route_context(body, record, pin), attempt
+            group,
+            record,
+            self._route_context(body, record, hints.pin),
+            attempt,
+            forced=hints.forced,
         )
         choices = result.get("choices") or [{}]
         record.finish_reason = choices[0].get("finish_reason")
@@ -98,7 +115,7 @@ class Pipeline:
         return result
 
     def stream_chat(
-        self, body: JSONDict, record: RequestRecord, pin: str | None = None
+        self, body: JSONDict, record: RequestRecord, hints: RouteHints = NO_HINTS
     ) -> StreamPlan:
         """Validate and find the model group now; errors raise before any byte."""
         with record.stage("validation"):
@@ -110,7 +127,7 @@ class Pipeline:
         # is dropped again for clients that did not ask for it.
         options = {**(body.get("stream_options") or {}), "include_usage": True}
         upstream_body = {**body, "stream_options": options}
-        route = self._route_context(body, record, pin)
+        route = self._route_context(body, record, hints.pin)
 
         async def attempt(deployment: Deployment) -> StreamStart:
             chunks = self._watched_stream(record, deployment, upstream_body, wants_usage)
@@ -121,11 +138,11 @@ class Pipeline:
         return StreamPlan(
             settings.heartbeat_after_s,
             settings.heartbeat_interval_s,
-            lambda: self.router.run(group, record, route, attempt),
+            lambda: self.router.run(group, record, route, attempt, forced=hints.forced),
         )
 
     async def embed(
-        self, body: JSONDict, record: RequestRecord, pin: str | None = None
+        self, body: JSONDict, record: RequestRecord, hints: RouteHints = NO_HINTS
     ) -> JSONDict:
         with record.stage("validation"):
             request = validate_body(EmbeddingRequest, body)
@@ -135,7 +152,11 @@ class Pipeline:
             return await self._unary(record, deployment, deployment.provider.embed, body)
 
         result = await self.router.run(
-            group, record, self._route_context(body, record, pin), attempt
+            group,
+            record,
+            self._route_context(body, record, hints.pin),
+            attempt,
+            forced=hints.forced,
         )
         if request.encoding_format == "base64":
             for item in result.get("data", ()):

@@ -317,3 +317,41 @@ def test_stalled_stream_ends_with_an_error_event(
     error = next(e for e in events if b'"error"' in e)
     assert b"no next chunk within 0.1 s" in error
     assert events[-2] == b"data: [DONE]"  # a proper end of stream, not a hang
+
+
+def test_forcing_a_deployment_needs_the_permission(
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    raw = {
+        "models": [
+            {
+                "name": "chat",
+                "deployments": [
+                    {"id": "a", "provider": "simulator"},
+                    {"id": "b", "provider": "simulator"},
+                ],
+            }
+        ],
+        "keys": [
+            {"name": "k", "key": TEST_KEY},
+            {"name": "oncall", "key": "sk-oncall", "permissions": ["force_deployment"]},
+        ],
+        "server": {"access_log": False},
+    }
+    url = gateway_for(raw).base_url + "/v1/chat/completions"
+
+    async def post(key: str, deployment: str) -> aiohttp.ClientResponse:
+        headers = {"authorization": f"Bearer {key}", "x-interlock-force-deployment": deployment}
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.post(url, json=CHAT) as response,
+        ):
+            await response.read()
+            return response
+
+    assert asyncio.run(post(TEST_KEY, "b")).status == 403
+    for _ in range(3):
+        forced = asyncio.run(post("sk-oncall", "b"))
+        assert forced.status == 200 and forced.headers["x-interlock-deployment"] == "b"
+        assert forced.headers["x-interlock-route"] == "forced:header"
+    assert asyncio.run(post("sk-oncall", "zzz")).status == 400

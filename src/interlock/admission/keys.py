@@ -18,15 +18,19 @@ __all__ = ["KeyRing", "Principal"]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the configured key's name."""
+    """Who is calling: the configured key's name and what it may do."""
 
     name: str
+    permissions: frozenset[str] = frozenset()
 
 
 class KeyRing:
     def __init__(self, keys: Iterable[KeyConfig]):
         self._by_digest = {
-            hashlib.sha256(k.key.reveal().encode()).digest(): Principal(k.name) for k in keys
+            hashlib.sha256(k.key.reveal().encode()).digest(): Principal(
+                k.name, frozenset(k.permissions)
+            )
+            for k in keys
         }
 
     def authenticate(self, authorization: str | None) -> Principal:

@@ -21,7 +21,7 @@ from interlock.api.middleware import DrainState
 from interlock.api.sse import SSEResponse
 from interlock.config import ChaosConfig
 from interlock.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, PermissionDenied
-from interlock.pipeline import Pipeline, StreamPlan
+from interlock.pipeline import Pipeline, RouteHints, StreamPlan
 from interlock.routing.chaos import ChaosControl
 from interlock.routing.router import ModelGroup
 from interlock.telemetry.hub import Telemetry
@@ -89,13 +89,25 @@ def _authenticate(request: Request, services: Services) -> RequestRecord:
     return record
 
 
+def _route_hints(request: Request, services: Services) -> RouteHints:
+    """Routing headers; forcing a deployment needs the key's permission."""
+    forced = request.headers.get("x-interlock-force-deployment")
+    if forced is not None:
+        principal = services.pipeline.keys.authenticate(request.headers.get("authorization"))
+        if "force_deployment" not in principal.permissions:
+            raise PermissionDenied(
+                "This key may not force a deployment (permission `force_deployment`)."
+            )
+    return RouteHints(pin=request.headers.get("x-interlock-pin"), forced=forced)
+
+
 async def chat_completions(request: Request, services: Services) -> ASGIApp:
     record = _authenticate(request, services)
     body = await _read_json_object(request, services.max_body_bytes)
-    pin = request.headers.get("x-interlock-pin")
+    hints = _route_hints(request, services)
     if body.get("stream") is not True:
-        return _json(await services.pipeline.chat(body, record, pin))
-    plan = services.pipeline.stream_chat(body, record, pin)
+        return _json(await services.pipeline.chat(body, record, hints))
+    plan = services.pipeline.stream_chat(body, record, hints)
     key = record.key_name or ""
     services.key_streams.acquire(key)
     try:
@@ -125,8 +137,7 @@ async def _start_stream(plan: StreamPlan, release: Callable[[], None]) -> ASGIAp
 async def embeddings(request: Request, services: Services) -> ASGIApp:
     record = _authenticate(request, services)
     body = await _read_json_object(request, services.max_body_bytes)
-    pin = request.headers.get("x-interlock-pin")
-    return _json(await services.pipeline.embed(body, record, pin))
+    return _json(await services.pipeline.embed(body, record, _route_hints(request, services)))
 
 
 def _model_card(group: ModelGroup) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from interlock.config import RoutingConfig, TimeoutConfig
 from interlock.errors import (
+    InvalidRequest,
     ModelNotFound,
     NoHealthyDeployment,
     ProviderError,
@@ -131,10 +132,21 @@ class Router:
         record: RequestRecord,
         route: RouteContext,
         attempt: Callable[[Deployment], Awaitable[T]],
+        *,
+        forced: str | None = None,
+        exclude: frozenset[str] = frozenset(),
     ) -> T:
-        """Try deployments in the strategy's order until one answers."""
+        """Try deployments in the strategy's order until one answers.
+
+        ``forced`` (a permitted caller reproducing an incident) goes to that
+        deployment only, past its breaker; ``exclude`` leaves deployments out
+        (mid-stream failover never returns to the one that just died).
+        """
         began = time.perf_counter()
-        decision = group.strategy.choose(group.candidates(), route)
+        if forced is not None:
+            return await self._forced(group, record, forced, attempt)
+        candidates = [c for c in group.candidates() if c.id not in exclude]
+        decision = group.strategy.choose(candidates, route)
         record.route_reason = f"{group.strategy.name}:{decision.reason}"
         record.route_labels = decision.labels
         group.budget.record_request()
@@ -160,6 +172,23 @@ class Router:
         if last_error is not None and gave_up_early:
             raise last_error  # attempts or retry budget ran out with deployments left
         raise self._unavailable(group, last_error)
+
+    async def _forced(
+        self,
+        group: ModelGroup,
+        record: RequestRecord,
+        deployment_id: str,
+        attempt: Callable[[Deployment], Awaitable[T]],
+    ) -> T:
+        deployment = group.deployments.get(deployment_id)
+        if deployment is None:
+            raise InvalidRequest(
+                f"Model `{group.name}` has no deployment `{deployment_id}`.",
+                param="x-interlock-force-deployment",
+            )
+        record.route_reason = "forced:header"
+        await deployment.breaker.allow()  # keeps probe accounting whole; the answer is ignored
+        return await self._attempt(group, deployment, record, attempt)
 
     @staticmethod
     def _unavailable(group: ModelGroup, last_error: ProviderError | None) -> NoHealthyDeployment:

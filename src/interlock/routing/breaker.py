@@ -35,38 +35,30 @@ compare-and-set when the store returns.
 
 Outcomes are matched to probes by count, not by request: while this instance
 holds probe slots, the next outcome it is told about is taken as a probe's.
+
+The states, the stored record and the rolling window live in ``breaker_state``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
+from interlock.routing.breaker_state import (
+    STATE_GAUGE,
+    BreakerRecord,
+    BreakerState,
+    OutcomeWindow,
+)
 from interlock.state.base import StateStore, StateStoreUnavailable
 
 __all__ = ["STATE_GAUGE", "BreakerConfig", "BreakerState", "CircuitBreaker", "TransitionCallback"]
 
 log = logging.getLogger("interlock.breaker")
-
-
-class BreakerState(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-# Values of the ``interlock_breaker_state`` gauge.
-STATE_GAUGE: Mapping[BreakerState, int] = {
-    BreakerState.CLOSED: 0,
-    BreakerState.HALF_OPEN: 1,
-    BreakerState.OPEN: 2,
-}
 
 TransitionCallback = Callable[[str, BreakerState, BreakerState], None]
 
@@ -105,68 +97,6 @@ class BreakerConfig:
         return min(self.max_open_s, self.open_s * 2.0 ** min(level, 62))
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:
-    """The shared decision. Half-open is not stored: it is open with ``open_until`` past."""
-
-    open_until: float | None = None  # epoch seconds; None while closed
-    level: int = 0
-    gen: int = 0
-
-    def state_at(self, wall_now: float) -> BreakerState:
-        if self.open_until is None:
-            return BreakerState.CLOSED
-        return BreakerState.OPEN if wall_now < self.open_until else BreakerState.HALF_OPEN
-
-    def dump(self) -> bytes:
-        state = "closed" if self.open_until is None else "open"
-        body = {"state": state, "open_until": self.open_until, "level": self.level, "gen": self.gen}
-        return json.dumps(body, separators=(",", ":")).encode()
-
-    @classmethod
-    def load(cls, raw: bytes | None) -> _Record:
-        if raw is None:
-            return cls()
-        try:
-            body = json.loads(raw)
-            until = body["open_until"]
-            return cls(
-                None if until is None else float(until), int(body["level"]), int(body["gen"])
-            )
-        except (ValueError, TypeError, KeyError):
-            # Unreadable (another version?): treat as closed; our next write replaces it.
-            log.warning("unreadable breaker record %r; treating it as closed", raw[:200])
-            return cls()
-
-
-class _Window:
-    """Outcome counts over roughly the last ``window_s``, in fixed buckets (O(1) memory)."""
-
-    BUCKETS = 10
-
-    def __init__(self, window_s: float):
-        self._width = window_s / self.BUCKETS
-        self._buckets: deque[list[int]] = deque()  # [bucket index, requests, failures]
-
-    def add(self, now: float, failed: bool) -> None:
-        index = math.floor(now / self._width)
-        if not self._buckets or self._buckets[-1][0] != index:
-            self._buckets.append([index, 0, 0])
-        bucket = self._buckets[-1]
-        bucket[1] += 1
-        bucket[2] += failed
-
-    def counts(self, now: float) -> tuple[int, int]:
-        """(requests, failures) in the buckets still inside the window."""
-        oldest = math.floor(now / self._width) - self.BUCKETS + 1
-        while self._buckets and self._buckets[0][0] < oldest:
-            self._buckets.popleft()
-        return sum(b[1] for b in self._buckets), sum(b[2] for b in self._buckets)
-
-    def clear(self) -> None:
-        self._buckets.clear()
-
-
 class CircuitBreaker:
     """The breaker for one deployment on one gateway instance.
 
@@ -192,14 +122,14 @@ class CircuitBreaker:
         self._wall = wall
         self._on_transition = on_transition
         self._key = f"breaker:{deployment_id}"
-        self._record = _Record()
+        self._record = BreakerRecord()
         self._raw: bytes | None = None  # the stored bytes behind _record: our CAS base
         self._fetched_at = -math.inf
         self._decisions = 0  # bumped by each local decision; see _adopt
         self._reported = BreakerState.CLOSED
         # Local counts for the trip decision.
         self._consecutive = 0
-        self._window = _Window(self.config.window_s)
+        self._window = OutcomeWindow(self.config.window_s)
         # Probe slots this instance holds: (generation, taken in the store?).
         self._probes: deque[tuple[int, bool]] = deque()
         self._local_successes = (0, 0)  # (generation, count) while the store is down
@@ -235,7 +165,7 @@ class CircuitBreaker:
         gen = await self._finish_probe()
         if gen is not None:
             if await self._count_probe_success(gen) >= self.config.close_after:
-                await self._transition(lambda r: _Record(None, 0, r.gen + 1), gen)
+                await self._transition(lambda r: BreakerRecord(None, 0, r.gen + 1), gen)
             self._observe()
         elif self._record.open_until is None:
             self._consecutive = 0
@@ -282,15 +212,17 @@ class CircuitBreaker:
             requests >= cfg.min_requests and failures >= cfg.error_rate * requests
         )
 
-    def _tripped(self, base: _Record) -> _Record:
-        return _Record(self._wall() + self.config.open_for(0), 0, base.gen + 1)
+    def _tripped(self, base: BreakerRecord) -> BreakerRecord:
+        return BreakerRecord(self._wall() + self.config.open_for(0), 0, base.gen + 1)
 
-    def _reopened(self, base: _Record) -> _Record:
+    def _reopened(self, base: BreakerRecord) -> BreakerRecord:
         cfg = self.config
         level = base.level + 1 if cfg.open_for(base.level) < cfg.max_open_s else base.level
-        return _Record(self._wall() + cfg.open_for(level), level, base.gen + 1)
+        return BreakerRecord(self._wall() + cfg.open_for(level), level, base.gen + 1)
 
-    async def _transition(self, make: Callable[[_Record], _Record], gen: int | None) -> None:
+    async def _transition(
+        self, make: Callable[[BreakerRecord], BreakerRecord], gen: int | None
+    ) -> None:
         """Move the shared record with ``make``, by compare-and-set.
 
         ``gen`` pins the generation the move is about (a probe's); None means
@@ -317,7 +249,7 @@ class CircuitBreaker:
                 self._store_lost(exc)
                 self._apply_locally(new)
                 return
-            base = _Record.load(base_raw)
+            base = BreakerRecord.load(base_raw)
         self._adopt(base_raw, started)
 
     async def _refresh(self) -> None:
@@ -339,7 +271,7 @@ class CircuitBreaker:
         self._store_back()
         self._adopt(raw, started)
 
-    def _decide(self, record: _Record) -> None:
+    def _decide(self, record: BreakerRecord) -> None:
         """Take a record this instance just decided on (and stored, if it could)."""
         self._decisions += 1
         self._adopt(record.dump(), self._decisions)
@@ -356,13 +288,13 @@ class CircuitBreaker:
         self._fetched_at = self._clock()
         if raw == self._raw:
             return
-        record = _Record.load(raw)
+        record = BreakerRecord.load(raw)
         if record.gen != self._record.gen:
             self._consecutive = 0
             self._window.clear()
         self._record, self._raw = record, raw
 
-    def _apply_locally(self, new: _Record) -> None:
+    def _apply_locally(self, new: BreakerRecord) -> None:
         if not self._unsynced:
             self._unsynced, self._sync_base = True, self._raw
         self._decide(new)

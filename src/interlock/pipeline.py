@@ -25,6 +25,7 @@ from interlock.admission.keys import KeyRing, Principal
 from interlock.api.schemas import ChatCompletionRequest, EmbeddingRequest, validate_body
 from interlock.config import PriceConfig
 from interlock.errors import ProviderError, UpstreamTimeout
+from interlock.failover import continue_on_failure
 from interlock.providers.base import CallContext, JSONDict
 from interlock.routing.base import RouteContext
 from interlock.routing.router import Deployment, ModelGroup, Router, error_kind
@@ -129,17 +130,30 @@ class Pipeline:
         upstream_body = {**body, "stream_options": options}
         route = self._route_context(body, record, hints.pin)
 
-        async def attempt(deployment: Deployment) -> StreamStart:
-            chunks = self._watched_stream(record, deployment, upstream_body, wants_usage)
-            first = await anext(chunks, None)  # raises the attempt's failure, if any
-            return first, chunks
+        def attempt_with(request_body: JSONDict) -> Callable[[Deployment], Awaitable[StreamStart]]:
+            async def attempt(deployment: Deployment) -> StreamStart:
+                chunks = self._watched_stream(record, deployment, request_body, wants_usage)
+                first = await anext(chunks, None)  # raises the attempt's failure, if any
+                return first, chunks
+
+            return attempt
+
+        async def start() -> StreamStart:
+            first, chunks = await self.router.run(
+                group, record, route, attempt_with(upstream_body), forced=hints.forced
+            )
+            if not group.settings.mid_stream_failover or hints.forced is not None:
+                return first, chunks
+
+            async def resume(continuation: JSONDict, exclude: frozenset[str]) -> StreamStart:
+                return await self.router.run(
+                    group, record, route, attempt_with(continuation), exclude=exclude
+                )
+
+            return None, continue_on_failure(first, chunks, upstream_body, record, resume)
 
         settings = group.settings
-        return StreamPlan(
-            settings.heartbeat_after_s,
-            settings.heartbeat_interval_s,
-            lambda: self.router.run(group, record, route, attempt, forced=hints.forced),
-        )
+        return StreamPlan(settings.heartbeat_after_s, settings.heartbeat_interval_s, start)
 
     async def embed(
         self, body: JSONDict, record: RequestRecord, hints: RouteHints = NO_HINTS

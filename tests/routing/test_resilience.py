@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 
@@ -355,3 +356,70 @@ def test_forcing_a_deployment_needs_the_permission(
         assert forced.status == 200 and forced.headers["x-interlock-deployment"] == "b"
         assert forced.headers["x-interlock-route"] == "forced:header"
     assert asyncio.run(post("sk-oncall", "zzz")).status == 400
+
+
+def test_mid_stream_failover_continues_the_same_answer(
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    raw = {
+        "models": [
+            {
+                "name": "chat",
+                "routing": {"strategy": "priority", "mid_stream_failover": True},
+                "deployments": [
+                    {
+                        "id": "dies",
+                        "provider": "simulator",
+                        "priority": 0,
+                        "params": {"cut_after_tokens": 3, "max_tokens": 20},
+                    },
+                    {
+                        "id": "steady",
+                        "provider": "simulator",
+                        "priority": 1,
+                        "params": {"max_tokens": 8},
+                    },
+                ],
+            }
+        ],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "server": {"access_log": False},
+    }
+    status, events = asyncio.run(_raw_stream(gateway_for(raw).base_url))
+    assert status == 200
+    chunks = [orjson.loads(e[len(b"data: ") :]) for e in events if e.startswith(b"data: {")]
+    assert not any("error" in c for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1  # one stream, as far as the client can tell
+    roles = [c for c in chunks if c["choices"] and "role" in c["choices"][0]["delta"]]
+    assert len(roles) == 1
+    text = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert len([t for t in text if t]) > 3  # the 3 tokens from `dies`, then `steady`'s
+    assert chunks[-1]["choices"][0]["finish_reason"] in {"stop", "length"}
+    assert events[-2] == b"data: [DONE]"
+
+
+def test_without_mid_stream_failover_a_cut_is_an_error_event(
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    raw = {
+        "models": [
+            {
+                "name": "chat",
+                "routing": {"strategy": "priority"},
+                "deployments": [
+                    {
+                        "id": "dies",
+                        "provider": "simulator",
+                        "priority": 0,
+                        "params": {"cut_after_tokens": 3, "max_tokens": 20},
+                    },
+                    {"id": "steady", "provider": "simulator", "priority": 1},
+                ],
+            }
+        ],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "server": {"access_log": False},
+    }
+    _, events = asyncio.run(_raw_stream(gateway_for(raw).base_url))
+    assert any(b'"error"' in e for e in events)
+    assert events[-2] == b"data: [DONE]"

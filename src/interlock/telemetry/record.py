@@ -30,6 +30,7 @@ class RequestRecord:
     provider: str | None = None
     attempts: int = 0
     route_reason: str | None = None
+    failovers_mid_stream: int = 0
     route_labels: dict[str, str] = field(default_factory=dict)
     stream: bool = False
     # Seconds from the request's start to the first streamed chunk.
@@ -76,6 +77,8 @@ class RequestRecord:
             "deployment": self.deployment,
             "attempts": self.attempts,
         }
+        if self.failovers_mid_stream:
+            fields["mid_stream_failovers"] = self.failovers_mid_stream
         if self.route_reason is not None:
             fields["route"] = self.route_reason
             if self.route_labels:

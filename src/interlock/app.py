@@ -93,7 +93,6 @@ def build_router(
             settings.max_attempts,
             settings.backoff_base_s,
             settings.backoff_max_s,
-            settings.max_retry_after_s,
             rng=rng,
         )
         groups[model.name] = ModelGroup(

@@ -1,4 +1,4 @@
-"""``interlock serve`` and ``interlock check-config``."""
+"""``interlock serve``, ``interlock check-config`` and ``interlock chaos``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,53 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=os.environ.get("INTERLOCK_LOG_LEVEL", "info"))
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("config")
+    _add_chaos(commands)
     return parser
+
+
+def _add_chaos(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    chaos = commands.add_parser(
+        "chaos",
+        help="run a fault-injection drill against a running gateway",
+        description="Put a named chaos rule on one deployment of a running gateway for a "
+        "while, then restore the previous chaos settings (also on Ctrl-C). "
+        "`interlock chaos list` prints the scenarios; `interlock chaos off` clears all rules.",
+    )
+    chaos.add_argument("scenario", metavar="SCENARIO", help="a scenario name, `list` or `off`")
+    chaos.add_argument(
+        "--url",
+        default=os.environ.get("INTERLOCK_URL", "http://127.0.0.1:8080"),
+        help="the gateway (default: $INTERLOCK_URL or http://127.0.0.1:8080)",
+    )
+    chaos.add_argument(
+        "--admin-key",
+        default=os.environ.get("INTERLOCK_ADMIN_KEY"),
+        help="server.admin_key (default: $INTERLOCK_ADMIN_KEY)",
+    )
+    chaos.add_argument("--deployment", help="the deployment id the drill targets")
+    chaos.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    chaos.add_argument(
+        "--interval", type=float, default=10.0, help="flapping: seconds on, then off (default 10)"
+    )
+    chaos.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per admin call (default 10)"
+    )
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from interlock import chaos_cli  # only this command needs it
+
+    return chaos_cli.main(
+        chaos_cli.ChaosArgs(
+            scenario=args.scenario,
+            url=args.url,
+            admin_key=args.admin_key,
+            deployment=args.deployment,
+            duration_s=args.duration,
+            interval_s=args.interval,
+            timeout_s=args.timeout,
+        )
+    )
 
 
 def _load_for_serve(path: str | None) -> tuple[GatewayConfig, list[str]]:
@@ -43,6 +89,8 @@ def _load_for_serve(path: str | None) -> tuple[GatewayConfig, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "chaos":
+        return _chaos(args)
     if args.command == "check-config":
         try:
             config = load_config(args.config)

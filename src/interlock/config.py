@@ -151,8 +151,6 @@ class RoutingConfig(_Strict):
     max_attempts: int = Field(default=2, ge=1, le=10)
     backoff_base_s: float = Field(default=0.05, ge=0)
     backoff_max_s: float = Field(default=2.0, ge=0)
-    # Longest upstream Retry-After honoured before failing over instead.
-    max_retry_after_s: float = Field(default=5.0, ge=0)
     retry_budget_ratio: float = Field(default=0.2, ge=0, le=1)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     # While the first token is awaited: after this long, the response starts

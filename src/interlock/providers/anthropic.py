@@ -23,8 +23,9 @@ import orjson
 
 from interlock.config import DeploymentConfig
 from interlock.errors import InvalidRequest, UpstreamProtocolError, UpstreamStatusError
-from interlock.providers.base import CallContext, JSONDict, Provider
-from interlock.providers.http import UpstreamClient
+from interlock.providers.base import CallContext, JSONDict
+from interlock.providers.http import HttpProvider
+from interlock.providers.shapes import chunk_bytes, chunk_choice
 
 __all__ = ["AnthropicProvider"]
 
@@ -56,30 +57,17 @@ _INPUT_TOKEN_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creatio
 _TOOLS_UNSUPPORTED = "tool calls are not supported by the anthropic adapter yet"
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HttpProvider):
     provider_name = "anthropic"
 
     def __init__(self, deployment: DeploymentConfig):
         assert deployment.model  # guaranteed by config validation
-        self.deployment_id = deployment.id
-        self._model = deployment.model
-        self._url = f"{deployment.base_url or DEFAULT_BASE_URL}/v1/messages"
         headers = {"anthropic-version": API_VERSION}
         if deployment.api_key is not None:
             headers["x-api-key"] = deployment.api_key.reveal()
-        self._client = UpstreamClient(
-            deployment.id, deployment.timeouts, deployment.max_connections, headers
-        )
-
-    async def start(self) -> None:
-        await self._client.start()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    @staticmethod
-    def _headers(ctx: CallContext) -> dict[str, str]:
-        return ctx.upstream_headers()
+        super().__init__(deployment, headers)
+        self._model = deployment.model
+        self._url = f"{deployment.base_url or DEFAULT_BASE_URL}/v1/messages"
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         upstream = _translate_request(body, self._model)
@@ -335,21 +323,18 @@ class _StreamTranslator:
         return chunks
 
     def _chunk(self, choices: list[JSONDict], usage: JSONDict | None = None) -> bytes:
-        out: JSONDict = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "system_fingerprint": None,
-            "choices": choices,
-        }
-        if self._include_usage:
-            out["usage"] = usage
-        return orjson.dumps(out)
+        return chunk_bytes(
+            self._id,
+            self._created,
+            self._model,
+            choices,
+            include_usage=self._include_usage,
+            usage=usage,
+        )
 
 
 def _choice(delta: JSONDict, finish_reason: str | None = None) -> JSONDict:
-    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    return chunk_choice(0, delta, finish_reason)
 
 
 def _stream_error(event: JSONDict, deployment_id: str) -> UpstreamStatusError:

@@ -42,7 +42,7 @@ import orjson
 
 from interlock.config import DeploymentConfig
 from interlock.errors import UpstreamProtocolError, UpstreamStatusError
-from interlock.providers.base import CallContext, JSONDict, Provider
+from interlock.providers.base import CallContext, JSONDict
 from interlock.providers.gemini_wire import (
     ChunkStream,
     ShapeError,
@@ -52,38 +52,25 @@ from interlock.providers.gemini_wire import (
     embedding_texts,
     embeddings,
 )
-from interlock.providers.http import UpstreamClient, upstream_error_message
+from interlock.providers.http import HttpProvider, upstream_error_message
 
 __all__ = ["GeminiProvider"]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(HttpProvider):
     provider_name = "gcp.gemini"
 
     def __init__(self, deployment: DeploymentConfig):
         assert deployment.model  # guaranteed by config validation
-        self.deployment_id = deployment.id
-        self._model = deployment.model.removeprefix("models/")
-        base_url = deployment.base_url or DEFAULT_BASE_URL
-        self._model_url = f"{base_url}/v1beta/models/{self._model}"
         headers = {}
         if deployment.api_key is not None:
             headers["x-goog-api-key"] = deployment.api_key.reveal()
-        self._client = UpstreamClient(
-            deployment.id, deployment.timeouts, deployment.max_connections, headers
-        )
-
-    async def start(self) -> None:
-        await self._client.start()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    @staticmethod
-    def _headers(ctx: CallContext) -> dict[str, str]:
-        return ctx.upstream_headers()
+        super().__init__(deployment, headers)
+        self._model = deployment.model.removeprefix("models/")
+        base_url = deployment.base_url or DEFAULT_BASE_URL
+        self._model_url = f"{base_url}/v1beta/models/{self._model}"
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         request = chat_request(body)

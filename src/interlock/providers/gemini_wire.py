@@ -10,10 +10,9 @@ import os
 import time
 from typing import Any
 
-import orjson
-
 from interlock.errors import InvalidRequest
 from interlock.providers.base import JSONDict
+from interlock.providers.shapes import chunk_bytes, chunk_choice
 
 __all__ = [
     "ChunkStream",
@@ -342,21 +341,18 @@ class ChunkStream:
         return [self._chunk([], _usage(self._usage_metadata))] if self._include_usage else []
 
     def _chunk(self, choices: list[JSONDict], usage: JSONDict | None = None) -> bytes:
-        chunk: JSONDict = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "system_fingerprint": None,
-            "choices": choices,
-        }
-        if self._include_usage:
-            chunk["usage"] = usage
-        return orjson.dumps(chunk)
+        return chunk_bytes(
+            self._id,
+            self._created,
+            self._model,
+            choices,
+            include_usage=self._include_usage,
+            usage=usage,
+        )
 
 
 def _delta(index: int, delta: JSONDict, finish: str | None = None) -> JSONDict:
-    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return chunk_choice(index, delta, finish)
 
 
 def choice_count(body: JSONDict) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from interlock.config import TimeoutConfig
+from interlock.config import DeploymentConfig, TimeoutConfig
 from interlock.errors import (
     ProviderError,
     UpstreamConnectionError,
@@ -28,8 +28,9 @@ from interlock.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from interlock.providers.base import CallContext, Provider
 
-__all__ = ["SSEEvent", "UpstreamClient", "upstream_error_message"]
+__all__ = ["HttpProvider", "SSEEvent", "UpstreamClient", "upstream_error_message"]
 
 # Longest single line accepted in a streamed upstream body.
 _MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -260,3 +261,23 @@ def _parse_event(block: bytes) -> SSEEvent | None:
             name = line[6:].strip().decode("utf-8", "replace")
         # ``id:``, ``retry:`` and ``:`` comments carry nothing we use.
     return SSEEvent(name or "message", b"\n".join(data)) if data else None
+
+
+class HttpProvider(Provider):
+    """Base for network adapters: owns the deployment's pooled client."""
+
+    def __init__(self, deployment: DeploymentConfig, headers: Mapping[str, str]):
+        self.deployment_id = deployment.id
+        self._client = UpstreamClient(
+            deployment.id, deployment.timeouts, deployment.max_connections, headers
+        )
+
+    async def start(self) -> None:
+        await self._client.start()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    @staticmethod
+    def _headers(ctx: CallContext) -> dict[str, str]:
+        return ctx.upstream_headers()

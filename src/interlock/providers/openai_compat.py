@@ -13,41 +13,28 @@ from typing import Any
 
 from interlock.config import DeploymentConfig
 from interlock.errors import UpstreamProtocolError, UpstreamStatusError
-from interlock.providers.base import CallContext, JSONDict, Provider
-from interlock.providers.http import UpstreamClient, upstream_error_message
+from interlock.providers.base import CallContext, JSONDict
+from interlock.providers.http import HttpProvider, upstream_error_message
 
 __all__ = ["OpenAICompatibleProvider"]
 
 _DONE = b"[DONE]"
 
 
-class OpenAICompatibleProvider(Provider):
+class OpenAICompatibleProvider(HttpProvider):
     provider_name = "openai"
 
     def __init__(self, deployment: DeploymentConfig):
         assert deployment.base_url and deployment.model  # guaranteed by config validation
-        self.deployment_id = deployment.id
-        self._model = deployment.model
-        self._base_url = deployment.base_url
         headers = {}
         if deployment.api_key is not None:
             headers["authorization"] = f"Bearer {deployment.api_key.reveal()}"
-        self._client = UpstreamClient(
-            deployment.id, deployment.timeouts, deployment.max_connections, headers
-        )
-
-    async def start(self) -> None:
-        await self._client.start()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+        super().__init__(deployment, headers)
+        self._model = deployment.model
+        self._base_url = deployment.base_url
 
     def _upstream_body(self, body: JSONDict) -> JSONDict:
         return {**body, "model": self._model}
-
-    @staticmethod
-    def _headers(ctx: CallContext) -> dict[str, str]:
-        return ctx.upstream_headers()
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         upstream = self._upstream_body(body)

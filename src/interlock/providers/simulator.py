@@ -31,7 +31,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from interlock.config import DeploymentConfig
@@ -42,6 +41,7 @@ from interlock.errors import (
     UpstreamTimeout,
 )
 from interlock.providers.base import CallContext, JSONDict, Provider
+from interlock.providers.shapes import chunk_bytes, chunk_choice
 from interlock.tokens import TokenCounter, count_chat_prompt, message_text
 
 __all__ = ["SimulatorParams", "SimulatorProvider"]
@@ -166,17 +166,15 @@ class SimulatorProvider(Provider):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def chunk(choices: list[JSONDict], usage: JSONDict | None = None) -> bytes:
-            out: JSONDict = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": ctx.public_model,
-                "system_fingerprint": FINGERPRINT,
-                "choices": choices,
-            }
-            if include_usage:
-                out["usage"] = usage
-            return orjson.dumps(out)
+            return chunk_bytes(
+                completion_id,
+                created,
+                ctx.public_model,
+                choices,
+                include_usage=include_usage,
+                usage=usage,
+                fingerprint=FINGERPRINT,
+            )
 
         n = int(body.get("n") or 1)
         plans = [self._words(body, index) for index in range(n)]
@@ -227,8 +225,7 @@ class SimulatorProvider(Provider):
         return 1.0 / self.params.tokens_per_s if self.params.tokens_per_s else 0.0
 
 
-def _choice(index: int, delta: JSONDict, finish: str | None = None) -> JSONDict:
-    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+_choice = chunk_choice
 
 
 def _completion_id() -> str:

@@ -32,7 +32,7 @@ from interlock.errors import (
 )
 from interlock.providers.base import Provider
 from interlock.routing.base import Candidate, DeploymentInfo, Outcome, RouteContext, Strategy
-from interlock.routing.breaker import CircuitBreaker
+from interlock.routing.breaker import BreakerState, CircuitBreaker
 from interlock.routing.retry import RETRYABLE_KINDS, RetryBudget, RetryPolicy
 from interlock.telemetry.health import DeploymentHealth
 from interlock.telemetry.metrics import Metrics
@@ -145,7 +145,15 @@ class Router:
         began = time.perf_counter()
         if forced is not None:
             return await self._forced(group, record, forced, attempt)
-        candidates = [c for c in group.candidates() if c.id not in exclude]
+        # Open breakers are left out before the strategy chooses, so sticky
+        # strategies' labels (canary, arm) describe what really serves. Half-open
+        # ones stay in: allow() below decides who probes.
+        candidates = [
+            c
+            for c in group.candidates()
+            if c.id not in exclude
+            and group.deployments[c.id].breaker.state is not BreakerState.OPEN
+        ]
         decision = group.strategy.choose(candidates, route)
         record.route_reason = f"{group.strategy.name}:{decision.reason}"
         record.route_labels = decision.labels
@@ -236,7 +244,8 @@ class Router:
             await asyncio.shield(deployment.breaker.record_ignored())
             raise
         await deployment.breaker.record_success()
-        group.strategy.observe(deployment.id, Outcome(True, self._clock() - started))
+        cost = record.cost_usd or 0.0  # known here for unary calls; streams learn without it
+        group.strategy.observe(deployment.id, Outcome(True, self._clock() - started, cost))
         record.error_type = None  # an earlier attempt's failure was recovered
         return result
 

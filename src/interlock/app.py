@@ -47,13 +47,17 @@ __all__ = ["create_app"]
 def build_providers(
     config: GatewayConfig, counter: TokenCounter, chaos: ChaosControl
 ) -> dict[str, Provider]:
-    """Adapters by deployment id, each behind the chaos wrapper when chaos is
-    configured (so rules can be switched on at run time)."""
+    """Adapters by deployment id. They sit behind the chaos wrapper when chaos
+    is configured or the admin API is on, so PUT /admin/chaos can arm drills
+    at run time; otherwise streams skip the wrapper's per-chunk step."""
+    chaos_armed = bool(
+        config.chaos.enabled or config.chaos.rules or config.server.admin_key is not None
+    )
     providers = {}
     for model in config.models:
         for deployment in model.deployments:
             provider = build_provider(deployment, counter)
-            if config.chaos.enabled or config.chaos.rules:
+            if chaos_armed:
                 provider = ChaosProvider(provider, chaos)
             providers[deployment.id] = provider
     return providers

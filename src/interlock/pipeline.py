@@ -241,7 +241,7 @@ class Pipeline:
     def _context(self, record: RequestRecord, span: Span | None) -> CallContext:
         tracing = self.telemetry.tracing
         headers = tracing.inject(span) if span is not None and tracing is not None else {}
-        return CallContext(record.request_id, record.model or "", headers)
+        return CallContext(record.request_id, record.model or "", headers, record.injected)
 
     def _attempt_done(
         self,

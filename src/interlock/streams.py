@@ -77,6 +77,8 @@ async def observe_stream(chunks: AsyncIterator[bytes], watch: StreamWatch) -> As
             yield chunk
     except ProviderError as exc:
         kind = record.error_type = error_kind(exc)
+        if exc.injected:
+            record.injected.append(f"{watch.deployment.id}:{kind}")
         raise
     finally:
         end = time.perf_counter()

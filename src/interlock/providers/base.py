@@ -36,6 +36,9 @@ class CallContext:
     public_model: str
     # W3C trace context for the upstream call (empty when tracing is off).
     trace_headers: Mapping[str, str] = field(default_factory=dict)
+    # Where the chaos wrapper notes faults it injected that raise nothing
+    # (added latency), so the request's log line shows them.
+    injected: list[str] = field(default_factory=list)
 
     def upstream_headers(self) -> dict[str, str]:
         return {"x-request-id": self.request_id, **self.trace_headers}

@@ -80,15 +80,15 @@ class ChaosProvider(Provider):
         await self.inner.aclose()
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
-        await self._before_call()
+        await self._before_call(ctx)
         return await self.inner.chat(body, ctx)
 
     async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:
-        await self._before_call()
+        await self._before_call(ctx)
         return await self.inner.embed(body, ctx)
 
     async def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
-        await self._before_call()
+        await self._before_call(ctx)
         rule = self._control.rule_for(self.deployment_id)
         cut = rule.cut_after_chunks if rule is not None else None
         sent = 0
@@ -98,12 +98,13 @@ class ChaosProvider(Provider):
             yield chunk
             sent += 1
 
-    async def _before_call(self) -> None:
+    async def _before_call(self, ctx: CallContext) -> None:
         rule = self._control.rule_for(self.deployment_id)
         if rule is None:
             return
         if rule.latency_ms:
             self._control.injected(self.deployment_id, "latency")
+            ctx.injected.append(f"{self.deployment_id}:latency")
             await self._sleep(rule.latency_ms / 1000)
         draw = self._rng.random()
         if draw < rule.error_rate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 import threading
 import time
@@ -423,3 +424,50 @@ def test_without_mid_stream_failover_a_cut_is_an_error_event(
     _, events = asyncio.run(_raw_stream(gateway_for(raw).base_url))
     assert any(b'"error"' in e for e in events)
     assert events[-2] == b"data: [DONE]"
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_memory_stays_flat_under_repeated_overload(
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    raw = {
+        "models": [
+            {
+                "name": "chat",
+                "deployments": [
+                    {
+                        "id": "sim",
+                        "provider": "simulator",
+                        "params": {"ttft_ms": 20, "max_tokens": 2},
+                    }
+                ],
+            }
+        ],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "server": {"access_log": False},
+        "limits": {"max_in_flight": 10, "max_queue": 10, "queue_timeout_s": 0.01},
+    }
+    url = gateway_for(raw).base_url + "/v1/chat/completions"
+
+    async def bursts(rounds: int) -> None:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(headers=AUTH, connector=connector) as session:
+
+            async def one() -> int:
+                async with session.post(url, json=CHAT) as response:
+                    await response.read()
+                    return response.status
+
+            for _ in range(rounds):
+                statuses = await asyncio.gather(*(one() for _ in range(250)))
+                assert set(statuses) <= {200, 503}
+
+    asyncio.run(bursts(3))  # warm up: pools, caches, allocator arenas
+    before = _rss_bytes()
+    asyncio.run(bursts(10))  # 2,500 more requests at 25x the cap
+    assert _rss_bytes() - before < 32 * 1024 * 1024

@@ -20,7 +20,16 @@ import orjson
 
 from procs import BenchError, CoreLayout
 
-__all__ = ["StreamLoad", "StreamResult", "WrkResult", "ensure_wrk", "run_ttft", "run_wrk"]
+__all__ = [
+    "StreamLoad",
+    "StreamResult",
+    "WrkResult",
+    "ensure_wrk",
+    "finish_ttft",
+    "run_ttft",
+    "run_wrk",
+    "start_ttft",
+]
 
 BENCH_DIR = Path(__file__).resolve().parent
 POST_LUA = BENCH_DIR / "post.lua"
@@ -181,19 +190,31 @@ def run_wrk(
     )
 
 
-def run_ttft(load: StreamLoad, layout: CoreLayout) -> StreamResult:
-    """One time-bounded run of bench/ttft.py; a failed stream is a ``BenchError``
-    unless ``load.allow_errors``, in which case the errors are in the result."""
+def start_ttft(load: StreamLoad, layout: CoreLayout) -> subprocess.Popen[str]:
+    """bench/ttft.py started on the load core; ``finish_ttft`` collects it."""
+    return subprocess.Popen(
+        layout.pinned(load.argv(), layout.load),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish_ttft(proc: subprocess.Popen[str], load: StreamLoad) -> StreamResult:
+    """Wait (bounded) for the client; a failed stream is a ``BenchError`` unless
+    ``load.allow_errors``, in which case the errors are in the result."""
     try:
-        done = subprocess.run(
-            layout.pinned(load.argv(), layout.load),
-            capture_output=True,
-            text=True,
-            timeout=load.time_limit_s,
-        )
+        stdout, stderr = proc.communicate(timeout=load.time_limit_s)
     except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.communicate()
         raise BenchError(f"TTFT client against {load.url} did not finish in time") from exc
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise BenchError(f"TTFT client against {load.url} failed:\n{done.stdout}{done.stderr}")
+    lines = stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise BenchError(f"TTFT client against {load.url} failed:\n{stdout}{stderr}")
     return StreamResult.parse(orjson.loads(lines[-1]))
+
+
+def run_ttft(load: StreamLoad, layout: CoreLayout) -> StreamResult:
+    """One time-bounded run of bench/ttft.py (see ``finish_ttft``)."""
+    return finish_ttft(start_ttft(load, layout), load)

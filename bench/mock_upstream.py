@@ -10,7 +10,11 @@ bottleneck of a gateway benchmark. It serves:
   with ``"stream": true``, ``--chunks`` SSE ``chat.completion.chunk`` events
   (the first at once, then one every ``--chunk-delay-ms``) and ``data: [DONE]``.
   A model named ``...stream-<chunks>x<delay_ms>`` (e.g. ``mock-stream-50x20``)
-  overrides both for that request, so one mock serves every stream shape;
+  overrides both for that request, so one mock serves every stream shape.
+  ``...hold-<chunks>x<delay_ms>`` streams the same way but holds the stream
+  open before its last event until ``GET /hold/release``, and sends whatever
+  is left at once after it (``GET /hold/reset`` holds new streams again): a
+  benchmark can keep N streams open for as long as opening them takes;
 - ``POST /v1/embeddings``: one canned vector per input;
 - ``GET /stats``: how many POSTs it has answered, so a benchmark can check
   that traffic through a gateway really reached it, and how many streams are
@@ -33,7 +37,7 @@ import re
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import httptools
@@ -49,7 +53,7 @@ _STREAM_HEAD = (
     b"transfer-encoding: chunked\r\n\r\n"
 )
 _CHUNKED_END = b"0\r\n\r\n"
-_STREAM_SHAPE = re.compile(r"stream-(\d+)x(\d+(?:\.\d+)?)$")
+_STREAM_SHAPE = re.compile(r"(stream|hold)-(\d+)x(\d+(?:\.\d+)?)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,7 @@ class Stats:
     streams: int = 0
     open_streams: int = 0
     peak_open_streams: int = 0
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # lets held streams end
 
     def stream_opened(self) -> None:
         self.streams += 1
@@ -97,14 +102,15 @@ class Stream:
 
     framed: tuple[bytes, ...]
     delay_s: float = 0.0
+    hold: bool = False  # wait for Stats.release before the last event
 
 
-def stream_shape(model: str, settings: MockSettings) -> tuple[int, float]:
-    """Chunks and inter-chunk delay (s) for ``model``: its name may override the flags."""
+def stream_shape(model: str, settings: MockSettings) -> tuple[int, float, bool]:
+    """Chunks, inter-chunk delay (s) and hold for ``model``: its name may override the flags."""
     match = _STREAM_SHAPE.search(model)
     if match is None:
-        return settings.chunks, settings.chunk_delay_s
-    return max(1, int(match[1])), float(match[2]) / 1000
+        return settings.chunks, settings.chunk_delay_s, False
+    return max(1, int(match[2])), float(match[3]) / 1000, match[1] == "hold"
 
 
 def _json_response(status: int, content: Any, keep_alive: bool = True) -> bytes:
@@ -171,8 +177,8 @@ def _chat(body: dict[str, Any], settings: MockSettings) -> bytes | Stream:
     if body.get("stream") is True:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        chunks, delay_s = stream_shape(model, settings)
-        return Stream(_stream_events(model, chunks, include_usage), delay_s)
+        chunks, delay_s, hold = stream_shape(model, settings)
+        return Stream(_stream_events(model, chunks, include_usage), delay_s, hold)
     return _json_response(200, _completion(model))
 
 
@@ -191,15 +197,38 @@ def _embeddings(body: dict[str, Any], settings: MockSettings) -> bytes:
 _POST_ROUTES = {"/v1/chat/completions": _chat, "/v1/embeddings": _embeddings}
 
 
+def _stats(stats: Stats) -> bytes:
+    return _json_response(200, stats.as_json())
+
+
+def _reset_peak(stats: Stats) -> bytes:
+    stats.peak_open_streams = stats.open_streams
+    return _stats(stats)
+
+
+def _release(stats: Stats) -> bytes:
+    stats.release.set()
+    return _stats(stats)
+
+
+def _hold_again(stats: Stats) -> bytes:
+    stats.release.clear()
+    return _stats(stats)
+
+
+_GET_ROUTES = {
+    "/stats": _stats,
+    "/stats/reset": _reset_peak,
+    "/hold/release": _release,
+    "/hold/reset": _hold_again,
+    "/health": lambda _: _json_response(200, {"status": "ok"}),
+}
+
+
 def respond(request: Request, settings: MockSettings, stats: Stats) -> bytes | Stream:
     """The answer to one request: response bytes, or a stream to send over time."""
-    if request.method == "GET" and request.path == "/stats":
-        return _json_response(200, stats.as_json())
-    if request.method == "GET" and request.path == "/stats/reset":
-        stats.peak_open_streams = stats.open_streams
-        return _json_response(200, stats.as_json())
-    if request.method == "GET" and request.path == "/health":
-        return _json_response(200, {"status": "ok"})
+    if request.method == "GET" and request.path in _GET_ROUTES:
+        return _GET_ROUTES[request.path](stats)
     handler = _POST_ROUTES.get(request.path)
     if handler is None:
         return _error(404, f"no route {request.path}")
@@ -292,14 +321,18 @@ class MockProtocol(asyncio.Protocol):
         does not push every later chunk back (gaps stay ``delay_s`` on average).
         """
         framed = stream.framed
-        if stream.delay_s <= 0:
+        if stream.delay_s <= 0 and not stream.hold:
             self._write(_STREAM_HEAD + b"".join(framed) + _CHUNKED_END)
             return True
         loop = asyncio.get_running_loop()
         started = loop.time()
+        release = self._stats.release
         self._write(_STREAM_HEAD + framed[0])
         for i, piece in enumerate(framed[1:], start=1):
-            await asyncio.sleep(started + i * stream.delay_s - loop.time())
+            if stream.hold and i == len(framed) - 1:
+                await release.wait()  # held open until the benchmark lets go
+            elif not (stream.hold and release.is_set()):
+                await asyncio.sleep(started + i * stream.delay_s - loop.time())
             if self._transport is None or self._transport.is_closing():
                 return False
             self._write(piece)

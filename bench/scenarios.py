@@ -7,11 +7,12 @@ LiteLLM), so drift hits all alike and ratios can be taken pair by pair.
 from __future__ import annotations
 
 import math
+import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from loadgen import StreamLoad, StreamResult, WrkResult, run_ttft
+from loadgen import StreamLoad, StreamResult, WrkResult, finish_ttft, run_ttft, start_ttft
 from memory import MIB, MemorySampler, Sample
 from procs import BenchError, CoreLayout, Service, rss_bytes, tree_cpu_seconds
 from stand import CHAT, checked_wrk, mock_stats
@@ -43,10 +44,11 @@ class StreamShape:
     streams: int
     chunks: int
     delay_ms: int
+    hold: bool = False  # the mock holds each stream before its end until released
 
     @property
     def model(self) -> str:
-        return f"mock-stream-{self.chunks}x{self.delay_ms}"
+        return f"mock-{'hold' if self.hold else 'stream'}-{self.chunks}x{self.delay_ms}"
 
     @property
     def length_s(self) -> float:
@@ -63,9 +65,10 @@ class SuiteSettings:
     concurrencies: tuple[int, ...] = (32, 128)
     stream_loads: tuple[StreamShape, ...] = (StreamShape(100, 50, 20), StreamShape(1000, 50, 100))
     stream_duration_s: float = 3.0
-    hold: StreamShape = StreamShape(10_000, 30, 1000)
-    hold_ramp_s: float = 5.0
-    hold_grace_s: float = 40.0
+    hold: StreamShape = StreamShape(10_000, 20, 2000, hold=True)
+    hold_ramp_s: float = 5.0  # the client starts its streams over this long
+    hold_open_s: float = 60.0  # the most a server gets to have them all open
+    hold_dwell_s: float = 2.0  # all open this long before they are released
 
     def stream_models(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(s.model for s in (*self.stream_loads, self.hold)))
@@ -240,7 +243,7 @@ def _per_chunk(cpu_s: float, result: StreamResult, shape: StreamShape) -> float:
 
 def hold_streams(lineup: Lineup, figures: Figures, curves: Curves, streams: int) -> None:
     """(4) ``streams`` long streams opened once and held: memory, errors, how many at once."""
-    shape = StreamShape(streams, lineup.settings.hold.chunks, lineup.settings.hold.delay_ms)
+    shape = replace(lineup.settings.hold, streams=streams)
     sc = f"(4) {streams} open streams"
     new = figures.new
     opened = new("hold.peak_open", sc, "streams open at once (client)", "", 0)
@@ -279,16 +282,33 @@ def _hold_once(
     s = lineup.settings
     load = StreamLoad(
         side.url, side.key, shape.model, shape.streams, shape.chunks, 0.0,
-        spread_s=s.hold_ramp_s, once=True,
-        deadline_s=s.hold_ramp_s + shape.length_s + s.hold_grace_s,
+        spread_s=s.hold_ramp_s, once=True, deadline_s=s.hold_open_s + 30,
         allow_errors=True, at_least=side.lenient,
     )  # fmt: skip
-    mock_stats(lineup.mock, reset_peak=True)
+    mock_stats(lineup.mock, "/hold/reset")
+    mock_stats(lineup.mock, "/stats/reset")
     rss_before = rss_bytes(side.server.pid) / MIB
 
     def open_streams() -> int:
         return mock_stats(lineup.mock)["open_streams"]
 
     with MemorySampler(side.server.pid, open_streams) as sampler:
-        result = run_ttft(load, lineup.layout)
+        client = start_ttft(load, lineup.layout)
+        try:
+            _release_when_open(lineup.mock, client, shape.streams, s)
+        finally:
+            mock_stats(lineup.mock, "/hold/release")
+        result = finish_ttft(client, load)
     return result, sampler, rss_before
+
+
+def _release_when_open(
+    mock: Service, client: subprocess.Popen[str], streams: int, s: SuiteSettings
+) -> None:
+    """Return once ``streams`` streams have been open for ``hold_dwell_s``, or at the bound."""
+    deadline = time.monotonic() + s.hold_open_s
+    while time.monotonic() < deadline and client.poll() is None:
+        if mock_stats(mock)["open_streams"] >= streams:
+            time.sleep(s.hold_dwell_s)
+            return
+        time.sleep(0.25)

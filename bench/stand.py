@@ -81,9 +81,10 @@ def _post_json(url: str, body: dict[str, Any], key: str) -> tuple[int, Any]:
         return resp.status, json.loads(resp.read())
 
 
-def mock_stats(mock: Service, reset_peak: bool = False) -> dict[str, int]:
-    """The mock's counters: requests, streams, open_streams, peak_open_streams."""
-    stats: dict[str, int] = _get_json(mock.url + ("/stats/reset" if reset_peak else "/stats"))
+def mock_stats(mock: Service, path: str = "/stats") -> dict[str, int]:
+    """The mock's counters (requests, streams, open_streams, peak_open_streams),
+    after the action of ``path`` (/stats/reset, /hold/release, /hold/reset)."""
+    stats: dict[str, int] = _get_json(mock.url + path)
     return stats
 
 

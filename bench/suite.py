@@ -24,7 +24,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,17 +130,41 @@ def hold_goal(lineup: Lineup, wanted: int) -> HoldGoal:
     )
 
 
-def _background_busy(seconds: float = 1.0) -> float:
-    """Percent of all cores busy with anything, over ``seconds`` before we start."""
+@dataclass(frozen=True)
+class CpuMark:
+    """Machine-wide busy CPU seconds, and the part this driver and its children used."""
 
-    def sample() -> tuple[int, int]:
+    at: float
+    busy_s: float
+    ours_s: float
+
+    @classmethod
+    def now(cls) -> CpuMark:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # not idle/iowait
+        own = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        ours = sum(u.ru_utime + u.ru_stime for u in own)
+        return cls(time.monotonic(), busy, ours)
 
-    idle0, total0 = sample()
-    time.sleep(seconds)
-    idle1, total1 = sample()
-    return 100 * (1 - (idle1 - idle0) / max(total1 - total0, 1))
+    def others_since(self, start: CpuMark) -> float:
+        """Percent of one core used by other processes between ``start`` and this mark.
+
+        Exact once every child has been waited for (at the end of the run).
+        """
+        foreign = (self.busy_s - start.busy_s) - (self.ours_s - start.ours_s)
+        return 100 * max(foreign, 0.0) / max(self.at - start.at, 1e-9)
+
+
+def _wait_quiet(limit_pct: float = 10.0, patience_s: float = 120.0) -> float:
+    """Wait (bounded) until other processes use under ``limit_pct`` % of the machine."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        before = CpuMark.now()
+        time.sleep(1.0)
+        busy = CpuMark.now().others_since(before) / (os.cpu_count() or 1)
+        if busy < limit_pct or time.monotonic() > deadline:
+            return busy
+        _say(f"Other processes use {busy:.0f} % of the machine; waiting for quiet ...")
 
 
 def _commit() -> str:
@@ -175,7 +199,9 @@ def _pipeline_note() -> str:
     return f"not measured: the config now has {present}, which this suite does not drive yet"
 
 
-def _machine(layout: CoreLayout, settings: SuiteSettings, busy: float) -> list[tuple[str, str]]:
+def _machine(
+    layout: CoreLayout, settings: SuiteSettings, busy: float, others: float
+) -> list[tuple[str, str]]:
     rows = dict(machine_info(os.cpu_count() or 1, layout.describe(), _describe(settings)))
     rows["Commit"] = _commit()
     rows["Interlock"] = importlib.metadata.version("interlock")
@@ -185,7 +211,10 @@ def _machine(layout: CoreLayout, settings: SuiteSettings, busy: float) -> list[t
         f"{MAX_CONNECTIONS}, {_admission_limits(MAX_CONNECTIONS) or 'no admission limits'}"
     )
     rows["Open-file limit"] = str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    rows["Background CPU before start"] = f"{busy:.0f} % of all cores"
+    rows["Other processes' CPU"] = (
+        f"{busy:.0f} % of the machine just before the start; {others:.0f} % of one core "
+        "on average during the run (machine busy time minus this suite's)"
+    )
     return list(rows.items())
 
 
@@ -193,7 +222,7 @@ def _describe(s: SuiteSettings) -> str:
     return (
         f"{s.duration_s:g} s per wrk run, {s.reps} runs per figure (median reported); "
         f"streams: {s.stream_duration_s:g} s counted per run after a warm-up of one stream "
-        f"length; hold: one run per side, ramp {s.hold_ramp_s:g} s"
+        "length; hold: one run per side"
     )
 
 
@@ -208,9 +237,11 @@ def _scenarios(s: SuiteSettings, goal: HoldGoal) -> list[str]:
         f"- **(3) streaming**: {loads}; bench/ttft.py keeps that many streams open (closed "
         "loop, starts staggered over one stream length). TTFT overhead = gateway - direct, "
         "same repetition; a gap is the time between two SSE events as read by the client.",
-        f"- **(4) hold**: {goal.streams} streams of {hold.chunks} chunks {hold.delay_ms} ms "
-        f"apart, opened once over {s.hold_ramp_s:g} s and held; server RSS sampled every "
-        "0.25 s from /proc (process and children). One run per side (it is the longest).",
+        f"- **(4) hold**: {goal.streams} streams started once over {s.hold_ramp_s:g} s; the "
+        f"mock sends a chunk every {hold.delay_ms} ms (at most {hold.chunks}) and holds each "
+        f"stream open before its end until all are open at once (or {s.hold_open_s:g} s have "
+        f"passed), then {s.hold_dwell_s:g} s more, then lets them all finish. Server RSS "
+        "(process and children) sampled from /proc every 0.25 s. One run per side.",
         "- **(5) cache hit**: not run (see Targets).",
     ]
 
@@ -226,7 +257,7 @@ def _labels(s: SuiteSettings, goal: HoldGoal) -> dict[str, str]:
     }
 
 
-def _notes(mock: Table, figures: Figures, goal: HoldGoal, busy: float) -> list[str]:
+def _notes(mock: Table, figures: Figures, goal: HoldGoal, others: float) -> list[str]:
     headroom = mock.rows[2].runs.median / figures["c32.rps"].median("interlock")
     notes = [
         f"Only {os.cpu_count()} cores: the mock upstream, the load generators and this driver "
@@ -246,15 +277,19 @@ def _notes(mock: Table, figures: Figures, goal: HoldGoal, busy: float) -> list[s
     ]
     if goal.reason:
         notes.append(f"Scenario (4) held {goal.streams} streams, not {HOLD_TARGET}: {goal.reason}.")
-    if busy > 10:
-        notes.append(f"Other processes used {busy:.0f} % of the machine just before the run.")
+    if others > 5:
+        notes.append(
+            f"Other processes used {others:.0f} % of one core on average during the run: "
+            "figures are disturbed by that much (tails most); rerun on a quiet machine."
+        )
     return notes
 
 
 def run(settings: SuiteSettings, layout: CoreLayout, out: Path) -> None:
-    started = time.monotonic()
-    busy = _background_busy()
-    _say(f"Pinning: {layout.describe()}; background CPU {busy:.0f} %")
+    busy = _wait_quiet()
+    start = CpuMark.now()
+    started = start.at
+    _say(f"Pinning: {layout.describe()}; other processes {busy:.0f} % of the machine")
     figures, curves = Figures(), Curves()
     _say("== mock upstream alone ==")
     with mock_alone(_micro_settings(settings), layout) as stand:
@@ -271,17 +306,18 @@ def run(settings: SuiteSettings, layout: CoreLayout, out: Path) -> None:
         for name, phase in phases:
             _say(f"== {name} ({time.monotonic() - started:.0f} s in) ==")
             phase()
+    others = CpuMark.now().others_since(start)
     report = SuiteReport(
         "Interlock benchmark suite",
         f"Interlock against the LiteLLM proxy and against the mock upstream directly, each "
         f"on one pinned core of a {os.cpu_count()}-core machine (a small machine: see Notes). "
         f"Suite wall time {time.monotonic() - started:.0f} s.",
-        _machine(layout, settings, busy),
+        _machine(layout, settings, busy, others),
         mock,
         figures,
         verdicts(figures, goal, _pipeline_note()),
         _scenarios(settings, goal),
-        _notes(mock, figures, goal, busy),
+        _notes(mock, figures, goal, others),
         out.with_suffix(".png").name,
     )
     _write(report, curves, _labels(settings, goal), out)
@@ -314,9 +350,9 @@ def _parse_args(argv: list[str] | None) -> tuple[SuiteSettings, Path]:
     hold = replace(defaults.hold, streams=a.hold_streams)
     settings = replace(defaults, duration_s=a.duration, reps=a.reps, hold=hold)
     if a.quick:
-        quick_hold = StreamShape(min(a.hold_streams, 2000), 10, 1000)
+        quick_hold = replace(settings.hold, streams=min(a.hold_streams, 2000))
         settings = replace(settings, duration_s=2.0, reps=1, stream_duration_s=1.5)
-        settings = replace(settings, hold=quick_hold, hold_ramp_s=2.0, hold_grace_s=15.0)
+        settings = replace(settings, hold=quick_hold, hold_ramp_s=2.0, hold_open_s=30.0)
         return settings, WORK_DIR / "quick.md"
     return settings, a.out
 

@@ -1,0 +1,131 @@
+"""The records store's tables, one definition for SQLite and PostgreSQL.
+
+Portable types only: JSON columns are ``JSON`` (text on SQLite, ``json`` on
+PostgreSQL), timestamps go through ``UTCDateTime`` so both backends hand back
+aware UTC datetimes, and the ledger's id is a ``BIGINT`` that becomes SQLite's
+``INTEGER PRIMARY KEY`` (the only kind SQLite auto-increments).
+
+``api_keys.updated_at`` is set on every change (create, revoke), so cache
+invalidation polls one indexed column (``KeyStore.changed_since``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import FunctionElement
+
+__all__ = ["UTCDateTime", "api_keys", "metadata", "schema_migrations", "usage_ledger", "utc_day"]
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware timestamp stored in UTC.
+
+    SQLite has no timestamp type: SQLAlchemy stores naive ISO text, which
+    orders correctly only if every value is in the same zone, so values are
+    converted to UTC on the way in and labelled UTC on the way out. Naive
+    datetimes are refused: their zone would be a guess.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the records store needs tz-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class utc_day(FunctionElement[str]):
+    """The UTC calendar day of a ``UTCDateTime`` column, as ``YYYY-MM-DD`` text."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(utc_day, "sqlite")
+def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"date({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    # timestamptz -> UTC wall time -> text, independent of the session's TimeZone.
+    column = compiler.process(element.clauses, **kw)
+    return f"to_char(({column}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("key_prefix", sa.String(16), nullable=False),
+    sa.Column("tier", sa.String(64), nullable=False),
+    # SQL NULL (not JSON null) means "every model".
+    sa.Column("allowed_models", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("limits", sa.JSON, nullable=False),
+    sa.Column("budget_usd_day", sa.Float, nullable=True),
+    sa.Column("budget_usd_month", sa.Float, nullable=True),
+    sa.Column("permissions", sa.JSON, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("rotated_from", sa.String(64), nullable=True),
+    sa.Index("ix_api_keys_key_hash", "key_hash", unique=True),
+    sa.Index("ix_api_keys_updated_at", "updated_at"),
+)
+
+usage_ledger = sa.Table(
+    "usage_ledger",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("ts", UTCDateTime, nullable=False),
+    sa.Column("request_id", sa.String(), nullable=False),
+    # Unbounded text: a client's long X-Request-ID must not make a batch fail forever.
+    # Keys from the config file have no row in api_keys: key_id is NULL, key_name says who.
+    sa.Column("key_id", sa.String(64), nullable=True),
+    sa.Column("key_name", sa.String(), nullable=False),
+    sa.Column("model", sa.String(), nullable=False),
+    sa.Column("deployment", sa.String(), nullable=True),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("cache_hit", sa.Boolean, nullable=False),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Index("ix_usage_ledger_ts", "ts"),
+    sa.Index("ix_usage_ledger_key_id", "key_id"),
+    # Budgets ask "this key's spend since T" on every admission cache miss.
+    sa.Index("ix_usage_ledger_key_name_ts", "key_name", "ts"),
+)

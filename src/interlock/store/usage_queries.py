@@ -1,0 +1,74 @@
+"""The ledger's read queries, as statements (built here, run by ``UsageLedger``).
+
+Kept apart from the writer so each reads on its own: these are pure
+functions from filters to SQL, the same SQL on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from interlock.store.schema import usage_ledger, utc_day
+
+__all__ = ["GroupBy", "spend_query", "totals_query"]
+
+GroupBy = Literal["key", "model", "day"]
+
+_c = usage_ledger.c
+
+
+def _group_column(group_by: GroupBy) -> sa.ColumnElement[Any]:
+    if group_by == "key":
+        return _c.key_name
+    if group_by == "model":
+        return _c.model
+    if group_by == "day":
+        return utc_day(_c.ts)
+    raise ValueError(f"cannot group usage by {group_by!r}")
+
+
+def _window(since: datetime | None, until: datetime | None) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(_c.ts >= since)
+    if until is not None:
+        conditions.append(_c.ts < until)
+    return conditions
+
+
+def totals_query(
+    key_name: str | None,
+    model: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    group_by: GroupBy | None,
+) -> sa.Select[Any]:
+    """Request count, token and cost sums and cache hits, optionally per group."""
+    totals: list[sa.ColumnElement[Any]] = [
+        sa.func.count().label("requests"),
+        sa.func.coalesce(sa.func.sum(_c.prompt_tokens), 0).label("prompt_tokens"),
+        sa.func.coalesce(sa.func.sum(_c.completion_tokens), 0).label("completion_tokens"),
+        sa.func.coalesce(sa.func.sum(_c.cost_usd), 0.0).label("cost_usd"),
+        sa.func.coalesce(sa.func.sum(sa.case((_c.cache_hit, 1), else_=0)), 0).label("cache_hits"),
+    ]
+    conditions = _window(since, until)
+    if key_name is not None:
+        conditions.append(_c.key_name == key_name)
+    if model is not None:
+        conditions.append(_c.model == model)
+    if group_by is None:
+        return sa.select(*totals).where(*conditions)
+    group = _group_column(group_by)
+    return (
+        sa.select(group.label("group"), *totals).where(*conditions).group_by(group).order_by(group)
+    )
+
+
+def spend_query(key_name: str, since: datetime, until: datetime | None) -> sa.Select[Any]:
+    """The key's summed cost over ``[since, until)``; zero when it has none."""
+    return sa.select(sa.func.coalesce(sa.func.sum(_c.cost_usd), 0.0)).where(
+        _c.key_name == key_name, *_window(since, until)
+    )

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from interlock.store.migrations import MIGRATIONS, Migration, migrate
+from interlock.store.schema import schema_migrations
+from tests.store.conftest import Backend
+
+
+async def _tables(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set(await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names()))
+
+
+async def _versions(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as conn:
+        result = await conn.execute(sa.select(schema_migrations.c.version))
+        return sorted(result.scalars())
+
+
+async def test_migrate_creates_the_tables_once(backend: Backend) -> None:
+    engine = backend.engine()
+    assert await migrate(engine) == [1]
+    assert await migrate(engine) == []
+    assert await _versions(engine) == [1]
+    assert await _tables(engine) >= {"api_keys", "usage_ledger", "schema_migrations"}
+
+
+async def test_a_failing_migration_leaves_no_trace(backend: Backend) -> None:
+    async def half_done(conn: AsyncConnection) -> None:
+        await conn.execute(sa.text("CREATE TABLE half_done (x INTEGER)"))
+        raise RuntimeError("step 2 broke")
+
+    engine = backend.engine()
+    with pytest.raises(RuntimeError, match="step 2 broke"):
+        await migrate(engine, (*MIGRATIONS, Migration(2, "breaks", half_done)))
+    # One transaction: v1's tables, the version table and step 2's table are all gone.
+    assert await _tables(engine) == set()
+    assert await migrate(engine) == [1]
+
+
+async def test_migrations_run_in_version_order(backend: Backend) -> None:
+    seen: list[int] = []
+
+    def step(version: int) -> Migration:
+        async def apply(conn: AsyncConnection) -> None:
+            seen.append(version)
+
+        return Migration(version, f"v{version}", apply)
+
+    engine = backend.engine()
+    assert await migrate(engine, (step(3), *MIGRATIONS, step(2))) == [1, 2, 3]
+    assert seen == [2, 3]
+    assert await migrate(engine, (step(3), *MIGRATIONS, step(2), step(4))) == [4]
+
+
+async def test_gateways_starting_together_migrate_once(backend: Backend) -> None:
+    engines = [backend.engine() for _ in range(4)]
+    results = await asyncio.gather(*(migrate(engine) for engine in engines))
+    assert sorted(results) == [[], [], [], [1]]
+    assert await _versions(engines[0]) == [1]

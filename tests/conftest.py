@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,10 @@ from tests.state.harness import BACKENDS, StoreHarness, open_harness
 from tests.support.servers import FakeUpstream, GatewayProcess
 
 TEST_KEY = "sk-test-interlock"
+
+# Every gateway a test starts (in process or as a child) keeps its SQLite
+# records here, not in the checkout.
+os.environ.setdefault("INTERLOCK_DATA_DIR", tempfile.mkdtemp(prefix="interlock-test-"))
 
 
 def simulator_config(**params: Any) -> dict[str, Any]:

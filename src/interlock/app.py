@@ -7,6 +7,7 @@ on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from starlette.types import ASGIApp
 
+from interlock.admission.accounting import Accounting
 from interlock.admission.concurrency import InFlightLimiter, KeyStreamLimiter
 from interlock.admission.keys import KeyRing
 from interlock.api.asgi import GatewayApp
 from interlock.api.middleware import DrainState, RequestContextMiddleware
-from interlock.api.routes import Services
+from interlock.api.routes import RecordsRef, Services
 from interlock.config import DeploymentConfig, GatewayConfig
 from interlock.pipeline import Pipeline
 from interlock.providers.base import Provider
@@ -32,6 +34,7 @@ from interlock.routing.retry import RetryBudget, RetryPolicy
 from interlock.routing.router import Deployment, ModelGroup, Router
 from interlock.routing.strategies import build_strategy
 from interlock.state import StateStore, build_state_store
+from interlock.store import open_store
 from interlock.telemetry.access_log import AccessLog
 from interlock.telemetry.health import DeploymentHealth, HealthBoard
 from interlock.telemetry.hub import Telemetry
@@ -179,21 +182,36 @@ def create_app(
     chaos.on_inject = lambda deployment, fault: metrics.chaos_injections.labels(
         deployment, fault
     ).inc()
-    store = build_state_store(config.state.backend, config.state.url, prefix=config.state.prefix)
-    router = build_router(config, providers, telemetry, store, rng)
+    state = build_state_store(config.state.backend, config.state.url, prefix=config.state.prefix)
+    router = build_router(config, providers, telemetry, state, rng)
+    keys = KeyRing(config.keys, config.tiers)
+    accounting = Accounting()
+    records = RecordsRef()
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         started: list[Provider] = []
+        refresher: asyncio.Task[None] | None = None
         try:
+            records.store = await open_store(config.store.url)
+            keys.use_store(records.store.keys)
+            await keys.refresh()
+            refresher = asyncio.create_task(keys.run_refresher(config.admission.key_refresh_s))
+            accounting.ledger = records.store.ledger
             for provider in providers.values():
                 await provider.start()
                 started.append(provider)
             yield
         finally:
+            # Requests have drained by now: stop polling, release upstreams,
+            # then flush the usage ledger so nothing is lost on SIGTERM.
+            if refresher is not None:
+                refresher.cancel()
             for provider in started:
                 await provider.aclose()
-            await store.aclose()
+            if records.store is not None:
+                await records.store.aclose()
+            await state.aclose()
             telemetry.shutdown()
 
     def reject(reason: str) -> None:
@@ -203,7 +221,7 @@ def create_app(
     prices = {d.id: d.price for m in config.models for d in m.deployments}
     admin_key = config.server.admin_key
     services = Services(
-        pipeline=Pipeline(KeyRing(config.keys), router, telemetry, prices),
+        pipeline=Pipeline(keys, router, telemetry, prices),
         drain=drain,
         max_body_bytes=config.server.max_request_body_bytes,
         telemetry=telemetry,
@@ -213,8 +231,9 @@ def create_app(
         key_streams=KeyStreamLimiter(limits.max_streams_per_key, reject),
         chaos=chaos,
         known_deployments=frozenset(providers),
+        records=records,
         admin_key_digest=hashlib.sha256(admin_key.reveal().encode()).digest()
         if admin_key is not None
         else None,
     )
-    return RequestContextMiddleware(GatewayApp(services, lifespan), drain, telemetry)
+    return RequestContextMiddleware(GatewayApp(services, lifespan), drain, telemetry, accounting)

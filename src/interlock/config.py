@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "AdmissionConfig",
     "BreakerSettings",
     "ChaosConfig",
     "ChaosRule",
@@ -22,6 +23,7 @@ __all__ = [
     "DeploymentConfig",
     "GatewayConfig",
     "KeyConfig",
+    "KeyLimits",
     "LimitsConfig",
     "ModelConfig",
     "PriceConfig",
@@ -29,7 +31,9 @@ __all__ = [
     "Secret",
     "ServerConfig",
     "StateConfig",
+    "StoreConfig",
     "TelemetryConfig",
+    "TierConfig",
     "TimeoutConfig",
     "bundled_config_path",
     "load_config",
@@ -170,9 +174,41 @@ class ModelConfig(_Strict):
 Permission = Literal["force_deployment"]
 
 
+class KeyLimits(_Strict):
+    """Per-key limits; None means the tier's default (and a tier's None: unlimited)."""
+
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    tokens_per_day: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
+
+
+class TierConfig(_Strict):
+    limits: KeyLimits = Field(default_factory=KeyLimits)
+    # Higher tiers are served first from the load-shedding wait queue.
+    priority: int = 0
+
+
+def _default_tiers() -> dict[str, TierConfig]:
+    return {
+        "anonymous": TierConfig(limits=KeyLimits(rpm=20, tpm=20_000, max_concurrent=2)),
+        "standard": TierConfig(
+            limits=KeyLimits(rpm=600, tpm=1_000_000, max_concurrent=64), priority=1
+        ),
+        "premium": TierConfig(
+            limits=KeyLimits(rpm=6_000, tpm=10_000_000, max_concurrent=512), priority=2
+        ),
+    }
+
+
 class KeyConfig(_Strict):
     name: str = Field(min_length=1)
     key: Secret
+    tier: str = "standard"
+    limits: KeyLimits = Field(default_factory=KeyLimits)
+    allowed_models: list[str] | None = None
+    budget_usd_day: float | None = Field(default=None, ge=0)
+    budget_usd_month: float | None = Field(default=None, ge=0)
     # force_deployment: may send x-interlock-force-deployment (incident repro).
     permissions: list[Permission] = Field(default_factory=list)
 
@@ -224,6 +260,19 @@ class ChaosConfig(_Strict):
     rules: list[ChaosRule] = Field(default_factory=list)
 
 
+class StoreConfig(_Strict):
+    """Durable records (keys, usage ledger). Default: SQLite in the data directory."""
+
+    url: str | None = None
+
+
+class AdmissionConfig(_Strict):
+    # When Redis is unreachable: keep serving with per-instance limits, or refuse.
+    on_state_failure: Literal["fail_open_local", "fail_closed"] = "fail_open_local"
+    # How often each instance re-reads changed keys (revocations) from the store.
+    key_refresh_s: float = Field(default=0.5, gt=0, le=60)
+
+
 class TracingConfig(_Strict):
     enabled: bool = False
     otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
@@ -249,6 +298,9 @@ class GatewayConfig(_Strict):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    tiers: dict[str, TierConfig] = Field(default_factory=_default_tiers)
     chaos: ChaosConfig = Field(default_factory=ChaosConfig)
 
     @model_validator(mode="after")
@@ -256,6 +308,9 @@ class GatewayConfig(_Strict):
         _require_unique("model name", [m.name for m in self.models])
         _require_unique("deployment id", [d.id for m in self.models for d in m.deployments])
         _require_unique("key name", [k.name for k in self.keys])
+        for key in self.keys:
+            if key.tier not in self.tiers:
+                raise ValueError(f"key {key.name!r}: unknown tier {key.tier!r}")
         return self
 
 

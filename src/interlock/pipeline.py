@@ -24,7 +24,7 @@ from opentelemetry.trace import Span, SpanKind
 from interlock.admission.keys import KeyRing, Principal
 from interlock.api.schemas import ChatCompletionRequest, EmbeddingRequest, validate_body
 from interlock.config import PriceConfig
-from interlock.errors import ProviderError, UpstreamTimeout
+from interlock.errors import PermissionDenied, ProviderError, UpstreamTimeout
 from interlock.failover import continue_on_failure
 from interlock.providers.base import CallContext, JSONDict
 from interlock.routing.base import RouteContext
@@ -45,6 +45,7 @@ class RouteHints:
 
     pin: str | None = None  # x-interlock-pin: sticky routing key
     forced: str | None = None  # x-interlock-force-deployment (permission checked at the edge)
+    principal: Principal | None = None  # for per-key model allow-lists
 
 
 NO_HINTS = RouteHints()
@@ -79,11 +80,17 @@ class Pipeline:
         principal = self.keys.authenticate(authorization)
         record.stages["admission"] = time.perf_counter() - began
         record.key_name = principal.name
+        record.key_id = principal.key_id
         return principal
 
-    def _group(self, model: str, record: RequestRecord) -> ModelGroup:
+    def _group(self, model: str, record: RequestRecord, hints: RouteHints) -> ModelGroup:
         record.model = model
-        return self.router.group(model)
+        group = self.router.group(model)
+        if hints.principal is not None and not hints.principal.may_use(model):
+            raise PermissionDenied(
+                f"This key may not use the model `{model}`.", code="model_not_allowed"
+            )
+        return group
 
     @staticmethod
     def _route_context(body: JSONDict, record: RequestRecord, pin: str | None) -> RouteContext:
@@ -98,7 +105,7 @@ class Pipeline:
     ) -> JSONDict:
         with record.stage("validation"):
             request = validate_body(ChatCompletionRequest, body)
-        group = self._group(request.model, record)
+        group = self._group(request.model, record, hints)
 
         async def attempt(deployment: Deployment) -> JSONDict:
             return await self._unary(record, deployment, deployment.provider.chat, body)
@@ -121,7 +128,7 @@ class Pipeline:
         """Validate and find the model group now; errors raise before any byte."""
         with record.stage("validation"):
             request = validate_body(ChatCompletionRequest, body)
-        group = self._group(request.model, record)
+        group = self._group(request.model, record, hints)
         record.stream = True
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         # Always ask for usage, so every stream is accounted; the usage chunk
@@ -160,7 +167,7 @@ class Pipeline:
     ) -> JSONDict:
         with record.stage("validation"):
             request = validate_body(EmbeddingRequest, body)
-        group = self._group(request.model, record)
+        group = self._group(request.model, record, hints)
 
         async def attempt(deployment: Deployment) -> JSONDict:
             return await self._unary(record, deployment, deployment.provider.embed, body)

@@ -1,40 +1,91 @@
-"""API key authentication: bearer key -> principal.
+"""API key authentication: bearer key -> principal, without a database hit.
 
-Keys are held only as SHA-256 digests, so a lookup compares digests (no
-timing signal about the key's prefix) and a memory dump shows no keys.
+Keys come from the config file (development, CI) and from the durable key
+store (created through the admin API or ``interlock keys``). Both live in
+one in-memory map from SHA-256 digest to ``Principal``, so a lookup is a
+hash and a dict access; a background refresher polls the store for keys
+changed since its last look (``refresh_s``, 0.5 s by default), so a
+revocation reaches every instance within a second.
+
+401: no key or an unknown key. 403: a revoked or expired key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from interlock.config import KeyConfig
-from interlock.errors import AuthenticationFailed
+from interlock.config import KeyConfig, KeyLimits, TierConfig
+from interlock.errors import AuthenticationFailed, PermissionDenied
+from interlock.store.keys import KeyRecord, KeyStore
 
 __all__ = ["KeyRing", "Principal"]
+
+log = logging.getLogger("interlock.keys")
+
+# Clocks of instances and database commit times differ; re-read a little
+# behind the last poll so no change falls between two polls.
+_POLL_OVERLAP = timedelta(seconds=5)
+
+
+_UNLIMITED = KeyLimits()
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the configured key's name and what it may do."""
+    """Who is calling and what they may do, tier defaults already applied."""
 
     name: str
     permissions: frozenset[str] = frozenset()
+    key_id: str | None = None  # None for keys from the config file
+    tier: str = "standard"
+    limits: KeyLimits = _UNLIMITED
+    allowed_models: frozenset[str] | None = None
+    budget_usd_day: float | None = None
+    budget_usd_month: float | None = None
+    priority: int = 0
+    expires_at: datetime | None = None
+    revoked: bool = False
+
+    def may_use(self, model: str) -> bool:
+        return self.allowed_models is None or model in self.allowed_models
+
+
+def _effective_limits(own: KeyLimits, tier: TierConfig | None) -> KeyLimits:
+    base = tier.limits if tier is not None else KeyLimits()
+    return KeyLimits(
+        rpm=own.rpm or base.rpm,
+        tpm=own.tpm or base.tpm,
+        tokens_per_day=own.tokens_per_day or base.tokens_per_day,
+        max_concurrent=own.max_concurrent or base.max_concurrent,
+    )
 
 
 class KeyRing:
-    def __init__(self, keys: Iterable[KeyConfig]):
-        self._by_digest = {
-            hashlib.sha256(k.key.reveal().encode()).digest(): Principal(
-                k.name, frozenset(k.permissions)
-            )
-            for k in keys
-        }
+    def __init__(
+        self,
+        keys: Iterable[KeyConfig],
+        tiers: Mapping[str, TierConfig] | None = None,
+        store: KeyStore | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._tiers = dict(tiers or {})
+        self._store = store
+        self._clock = clock
+        self._by_digest: dict[bytes, Principal] = {}
+        for key in keys:
+            digest = hashlib.sha256(key.key.reveal().encode()).digest()
+            self._by_digest[digest] = self._from_config(key)
+        self._config_digests = frozenset(self._by_digest)
+        self._polled_at: datetime | None = None
 
     def authenticate(self, authorization: str | None) -> Principal:
-        """Resolve an ``Authorization`` header value, or raise 401."""
+        """Resolve an ``Authorization`` header value, or raise 401/403."""
         if not authorization:
             raise AuthenticationFailed(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
@@ -49,4 +100,80 @@ class KeyRing:
         principal = self._by_digest.get(hashlib.sha256(token.encode()).digest())
         if principal is None:
             raise AuthenticationFailed("Incorrect API key provided.")
+        if principal.revoked:
+            raise PermissionDenied("This API key has been revoked.", code="key_revoked")
+        if principal.expires_at is not None and principal.expires_at <= self._clock():
+            raise PermissionDenied("This API key has expired.", code="key_expired")
         return principal
+
+    # -- the durable store -------------------------------------------------
+
+    def use_store(self, store: KeyStore) -> None:
+        """Attach the key store once it is open (in the app's lifespan)."""
+        self._store = store
+
+    async def refresh(self) -> int:
+        """Load keys changed since the last poll (all of them the first time)."""
+        if self._store is None:
+            return 0
+        now = self._clock()
+        if self._polled_at is None:
+            records = await self._store.list(include_revoked=True)
+        else:
+            records = await self._store.changed_since(self._polled_at - _POLL_OVERLAP)
+        self._polled_at = now
+        for record in records:
+            digest = bytes.fromhex(record.key_hash)
+            if digest not in self._config_digests:  # the config file wins
+                self._by_digest[digest] = self._from_record(record)
+        return len(records)
+
+    async def run_refresher(self, interval_s: float) -> None:
+        """Poll forever; a failed poll is logged and retried next interval."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.refresh()
+            except Exception as exc:  # the store may be briefly unreachable
+                log.warning("key refresh failed", extra={"error": str(exc)})
+
+    # -- building principals -------------------------------------------------
+
+    def _tier(self, name: str) -> TierConfig | None:
+        return self._tiers.get(name)
+
+    def _from_config(self, key: KeyConfig) -> Principal:
+        tier = self._tier(key.tier)
+        return Principal(
+            name=key.name,
+            permissions=frozenset(key.permissions),
+            tier=key.tier,
+            limits=_effective_limits(key.limits, tier),
+            allowed_models=frozenset(key.allowed_models) if key.allowed_models else None,
+            budget_usd_day=key.budget_usd_day,
+            budget_usd_month=key.budget_usd_month,
+            priority=tier.priority if tier else 0,
+        )
+
+    def _from_record(self, record: KeyRecord) -> Principal:
+        tier = self._tier(record.tier)
+        stored = record.limits
+        own = KeyLimits(
+            rpm=stored.rpm,
+            tpm=stored.tpm,
+            tokens_per_day=stored.tokens_per_day,
+            max_concurrent=stored.max_concurrent,
+        )
+        return Principal(
+            name=record.name,
+            permissions=record.permissions,
+            key_id=record.id,
+            tier=record.tier,
+            limits=_effective_limits(own, tier),
+            allowed_models=frozenset(record.allowed_models) if record.allowed_models else None,
+            budget_usd_day=record.budget_usd_day,
+            budget_usd_month=record.budget_usd_month,
+            priority=tier.priority if tier else 0,
+            expires_at=record.expires_at,
+            revoked=record.revoked_at is not None,
+        )

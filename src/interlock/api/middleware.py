@@ -14,6 +14,7 @@ import re
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from interlock.admission.accounting import Accounting
 from interlock.errors import ServiceUnavailable
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
@@ -40,10 +41,13 @@ def _new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, drain: DrainState, telemetry: Telemetry):
+    def __init__(
+        self, app: ASGIApp, drain: DrainState, telemetry: Telemetry, accounting: Accounting
+    ):
         self.app = app
         self.drain = drain
         self.telemetry = telemetry
+        self.accounting = accounting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,6 +82,7 @@ class RequestContextMiddleware:
         finally:
             in_flight.dec()
             telemetry.finish(record)
+            await self.accounting.finish(record)
 
 
 def _routing(record: RequestRecord) -> list[tuple[bytes, bytes]]:

@@ -17,18 +17,38 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from interlock.admission.concurrency import InFlightLimiter, KeyStreamLimiter
+from interlock.admission.keys import Principal
 from interlock.api.middleware import DrainState
 from interlock.api.sse import SSEResponse
 from interlock.config import ChaosConfig
-from interlock.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, PermissionDenied
+from interlock.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    PayloadTooLarge,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from interlock.pipeline import Pipeline, RouteHints, StreamPlan
 from interlock.routing.chaos import ChaosControl
 from interlock.routing.router import ModelGroup
+from interlock.store import Store
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.metrics import CONTENT_TYPE_LATEST
 from interlock.telemetry.record import RequestRecord
 
 __all__ = ["Handler", "Services", "exact_routes", "prefix_routes"]
+
+
+@dataclass(slots=True)
+class RecordsRef:
+    """The durable store, set once it is open in the app's lifespan."""
+
+    store: Store | None = None
+
+    def get(self) -> Store:
+        if self.store is None:
+            raise ServiceUnavailable("The records store is not open yet.")
+        return self.store
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +63,7 @@ class Services:
     key_streams: KeyStreamLimiter
     chaos: ChaosControl
     known_deployments: frozenset[str]
+    records: RecordsRef
     # SHA-256 of the admin key; None turns the admin API off.
     admin_key_digest: bytes | None = None
 
@@ -83,28 +104,28 @@ def _record(request: Request) -> RequestRecord:
     return record
 
 
-def _authenticate(request: Request, services: Services) -> RequestRecord:
+def _authenticate(request: Request, services: Services) -> tuple[RequestRecord, Principal]:
     record = _record(request)
-    services.pipeline.authenticate(request.headers.get("authorization"), record)
-    return record
+    principal = services.pipeline.authenticate(request.headers.get("authorization"), record)
+    return record, principal
 
 
-def _route_hints(request: Request, services: Services) -> RouteHints:
+def _route_hints(request: Request, principal: Principal) -> RouteHints:
     """Routing headers; forcing a deployment needs the key's permission."""
     forced = request.headers.get("x-interlock-force-deployment")
-    if forced is not None:
-        principal = services.pipeline.keys.authenticate(request.headers.get("authorization"))
-        if "force_deployment" not in principal.permissions:
-            raise PermissionDenied(
-                "This key may not force a deployment (permission `force_deployment`)."
-            )
-    return RouteHints(pin=request.headers.get("x-interlock-pin"), forced=forced)
+    if forced is not None and "force_deployment" not in principal.permissions:
+        raise PermissionDenied(
+            "This key may not force a deployment (permission `force_deployment`)."
+        )
+    return RouteHints(
+        pin=request.headers.get("x-interlock-pin"), forced=forced, principal=principal
+    )
 
 
 async def chat_completions(request: Request, services: Services) -> ASGIApp:
-    record = _authenticate(request, services)
+    record, principal = _authenticate(request, services)
     body = await _read_json_object(request, services.max_body_bytes)
-    hints = _route_hints(request, services)
+    hints = _route_hints(request, principal)
     if body.get("stream") is not True:
         return _json(await services.pipeline.chat(body, record, hints))
     plan = services.pipeline.stream_chat(body, record, hints)
@@ -135,9 +156,9 @@ async def _start_stream(plan: StreamPlan, release: Callable[[], None]) -> ASGIAp
 
 
 async def embeddings(request: Request, services: Services) -> ASGIApp:
-    record = _authenticate(request, services)
+    record, principal = _authenticate(request, services)
     body = await _read_json_object(request, services.max_body_bytes)
-    return _json(await services.pipeline.embed(body, record, _route_hints(request, services)))
+    return _json(await services.pipeline.embed(body, record, _route_hints(request, principal)))
 
 
 def _model_card(group: ModelGroup) -> dict[str, Any]:

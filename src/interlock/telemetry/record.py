@@ -25,6 +25,7 @@ class RequestRecord:
     started: float = field(default_factory=time.perf_counter)
     status: int = 0
     key_name: str | None = None
+    key_id: str | None = None  # durable keys only; config-file keys have none
     model: str | None = None
     deployment: str | None = None
     provider: str | None = None

@@ -1,0 +1,42 @@
+"""What a finished request owes: its usage-ledger row (and, with limits,
+its token reservation settled and its concurrency slot returned).
+
+Called once per request after its last byte. The ledger write is an append
+to a bounded in-memory batch; a background writer commits batches, and the
+app's shutdown flushes them, so a drained SIGTERM loses no usage.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from interlock.store.ledger import UsageLedger, UsageRecord
+from interlock.telemetry.record import RequestRecord
+
+__all__ = ["Accounting"]
+
+
+class Accounting:
+    def __init__(self, ledger: UsageLedger | None = None):
+        self.ledger = ledger
+
+    async def finish(self, record: RequestRecord) -> None:
+        if self.ledger is None or record.model is None or record.key_name is None:
+            return  # not a model request (health, metrics, auth failures)
+        self.ledger.add(
+            UsageRecord(
+                ts=datetime.now(UTC),
+                request_id=record.request_id,
+                key_name=record.key_name,
+                model=record.model,
+                key_id=record.key_id,
+                deployment=record.deployment,
+                prompt_tokens=record.input_tokens or 0,
+                completion_tokens=record.output_tokens or 0,
+                cost_usd=record.cost_usd or 0.0,
+                latency_ms=round(record.duration_s * 1000, 3),
+                status=record.status,
+                cache_hit=record.cache == "hit",
+                stream=record.stream,
+            )
+        )

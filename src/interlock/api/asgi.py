@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from interlock.api.errors import error_response, log_error
-from interlock.api.routes import Handler, Services, exact_routes, prefix_routes
+from interlock.api.routes import Handler, Services
+from interlock.api.table import exact_routes, prefix_routes
 from interlock.errors import InterlockError, MethodNotAllowed, NotFound
 
 __all__ = ["GatewayApp"]

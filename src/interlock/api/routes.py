@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
@@ -20,9 +17,7 @@ from interlock.admission.concurrency import InFlightLimiter, KeyStreamLimiter
 from interlock.admission.keys import Principal
 from interlock.api.middleware import DrainState
 from interlock.api.sse import SSEResponse
-from interlock.config import ChaosConfig
 from interlock.errors import (
-    AuthenticationFailed,
     InvalidRequest,
     PayloadTooLarge,
     PermissionDenied,
@@ -36,7 +31,7 @@ from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.metrics import CONTENT_TYPE_LATEST
 from interlock.telemetry.record import RequestRecord
 
-__all__ = ["Handler", "Services", "exact_routes", "prefix_routes"]
+__all__ = ["Handler", "RecordsRef", "Services", "json_response", "read_json_object"]
 
 
 @dataclass(slots=True)
@@ -64,6 +59,7 @@ class Services:
     chaos: ChaosControl
     known_deployments: frozenset[str]
     records: RecordsRef
+    tiers: frozenset[str]
     # SHA-256 of the admin key; None turns the admin API off.
     admin_key_digest: bytes | None = None
 
@@ -71,11 +67,11 @@ class Services:
 Handler = Callable[[Request, Services], Awaitable[ASGIApp]]
 
 
-def _json(content: Any, status_code: int = 200) -> Response:
+def json_response(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
-async def _read_json_object(request: Request, limit: int) -> dict[str, Any]:
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     """The body as a JSON object, within the configured size limit."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -124,10 +120,10 @@ def _route_hints(request: Request, principal: Principal) -> RouteHints:
 
 async def chat_completions(request: Request, services: Services) -> ASGIApp:
     record, principal = _authenticate(request, services)
-    body = await _read_json_object(request, services.max_body_bytes)
+    body = await read_json_object(request, services.max_body_bytes)
     hints = _route_hints(request, principal)
     if body.get("stream") is not True:
-        return _json(await services.pipeline.chat(body, record, hints))
+        return json_response(await services.pipeline.chat(body, record, hints))
     plan = services.pipeline.stream_chat(body, record, hints)
     key = record.key_name or ""
     services.key_streams.acquire(key)
@@ -157,8 +153,10 @@ async def _start_stream(plan: StreamPlan, release: Callable[[], None]) -> ASGIAp
 
 async def embeddings(request: Request, services: Services) -> ASGIApp:
     record, principal = _authenticate(request, services)
-    body = await _read_json_object(request, services.max_body_bytes)
-    return _json(await services.pipeline.embed(body, record, _route_hints(request, principal)))
+    body = await read_json_object(request, services.max_body_bytes)
+    return json_response(
+        await services.pipeline.embed(body, record, _route_hints(request, principal))
+    )
 
 
 def _model_card(group: ModelGroup) -> dict[str, Any]:
@@ -173,91 +171,32 @@ def _model_card(group: ModelGroup) -> dict[str, Any]:
 async def list_models(request: Request, services: Services) -> ASGIApp:
     _authenticate(request, services)
     cards = [_model_card(g) for g in services.pipeline.router.groups]
-    return _json({"object": "list", "data": cards})
+    return json_response({"object": "list", "data": cards})
 
 
 async def retrieve_model(request: Request, services: Services) -> ASGIApp:
     _authenticate(request, services)
     name = request.scope["path"].removeprefix("/v1/models/")
-    return _json(_model_card(services.pipeline.router.group(name)))
+    return json_response(_model_card(services.pipeline.router.group(name)))
 
 
 async def live(request: Request, services: Services) -> ASGIApp:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def ready(request: Request, services: Services) -> ASGIApp:
     """Ready unless draining or some model group has no healthy deployment."""
     if services.drain.draining:
-        return _json({"status": "draining"}, 503)
+        return json_response({"status": "draining"}, 503)
     degraded = services.telemetry.health.degraded_groups()
     if degraded:
-        return _json({"status": "degraded", "degraded_models": degraded}, 503)
-    return _json({"status": "ok"})
+        return json_response({"status": "degraded", "degraded_models": degraded}, 503)
+    return json_response({"status": "ok"})
 
 
 async def deployments(request: Request, services: Services) -> ASGIApp:
-    return _json({"object": "list", "data": services.telemetry.health.deployments()})
+    return json_response({"object": "list", "data": services.telemetry.health.deployments()})
 
 
 async def metrics(request: Request, services: Services) -> ASGIApp:
     return Response(services.telemetry.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-
-def _require_admin(request: Request, services: Services) -> None:
-    if services.admin_key_digest is None:
-        raise PermissionDenied("The admin API is off: set server.admin_key in the config.")
-    _, _, token = (request.headers.get("authorization") or "").partition(" ")
-    presented = hashlib.sha256(token.strip().encode()).digest()
-    if not hmac.compare_digest(presented, services.admin_key_digest):
-        raise AuthenticationFailed("This endpoint needs the admin key.")
-
-
-async def slow_requests(request: Request, services: Services) -> ASGIApp:
-    _require_admin(request, services)
-    limit = request.query_params.get("limit", "20")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        raise InvalidRequest("limit must be an integer from 1 to 1000.", param="limit")
-    entries = services.telemetry.slow.slowest(int(limit))
-    return _json({"object": "list", "data": entries})
-
-
-async def get_chaos(request: Request, services: Services) -> ASGIApp:
-    _require_admin(request, services)
-    return _json(services.chaos.config.model_dump())
-
-
-async def put_chaos(request: Request, services: Services) -> ASGIApp:
-    """Replace the chaos settings: ``{"enabled": true, "rules": [...]}``."""
-    _require_admin(request, services)
-    body = await _read_json_object(request, services.max_body_bytes)
-    try:
-        config = ChaosConfig.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
-        raise InvalidRequest(f"Invalid chaos settings: {first['msg']}.", param=param) from None
-    known = services.known_deployments
-    unknown = [rule.deployment for rule in config.rules if rule.deployment not in known]
-    if unknown:
-        raise InvalidRequest(f"Unknown deployment(s): {', '.join(unknown)}.", param="rules")
-    services.chaos.config = config
-    return _json(config.model_dump())
-
-
-# path -> method -> handler. Exact paths are one dict lookup per request.
-exact_routes: dict[str, dict[str, Handler]] = {
-    "/v1/chat/completions": {"POST": chat_completions},
-    "/v1/embeddings": {"POST": embeddings},
-    "/v1/models": {"GET": list_models},
-    "/health/live": {"GET": live},
-    "/health/ready": {"GET": ready},
-    "/health/deployments": {"GET": deployments},
-    "/metrics": {"GET": metrics},
-    "/admin/requests/slow": {"GET": slow_requests},
-    "/admin/chaos": {"GET": get_chaos, "PUT": put_chaos},
-}
-# Model ids may contain slashes (``Qwen/Qwen2.5-0.5B-Instruct``).
-prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
-    ("/v1/models/", "/v1/models/{model}", {"GET": retrieve_model}),
-]

@@ -1,0 +1,46 @@
+"""The route table: path -> method -> handler, in one place."""
+
+from __future__ import annotations
+
+from interlock.api.admin import (
+    create_key,
+    get_chaos,
+    key_action,
+    list_keys,
+    put_chaos,
+    slow_requests,
+    usage,
+)
+from interlock.api.routes import (
+    Handler,
+    chat_completions,
+    deployments,
+    embeddings,
+    list_models,
+    live,
+    metrics,
+    ready,
+    retrieve_model,
+)
+
+__all__ = ["exact_routes", "prefix_routes"]
+
+# path -> method -> handler. Exact paths are one dict lookup per request.
+exact_routes: dict[str, dict[str, Handler]] = {
+    "/v1/chat/completions": {"POST": chat_completions},
+    "/v1/embeddings": {"POST": embeddings},
+    "/v1/models": {"GET": list_models},
+    "/health/live": {"GET": live},
+    "/health/ready": {"GET": ready},
+    "/health/deployments": {"GET": deployments},
+    "/metrics": {"GET": metrics},
+    "/admin/requests/slow": {"GET": slow_requests},
+    "/admin/keys": {"GET": list_keys, "POST": create_key},
+    "/admin/usage": {"GET": usage},
+    "/admin/chaos": {"GET": get_chaos, "PUT": put_chaos},
+}
+# Model ids may contain slashes (``Qwen/Qwen2.5-0.5B-Instruct``).
+prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
+    ("/v1/models/", "/v1/models/{model}", {"GET": retrieve_model}),
+    ("/admin/keys/", "/admin/keys/{id}/{action}", {"POST": key_action}),
+]

@@ -19,7 +19,9 @@ from starlette.types import ASGIApp
 
 from interlock.admission.accounting import Accounting
 from interlock.admission.concurrency import InFlightLimiter, KeyStreamLimiter
+from interlock.admission.gate import AdmissionGate, BudgetGuard
 from interlock.admission.keys import KeyRing
+from interlock.admission.limits import FailoverLimiter, MemoryLimiter, RateLimiter, RedisLimiter
 from interlock.api.asgi import GatewayApp
 from interlock.api.middleware import DrainState, RequestContextMiddleware
 from interlock.api.routes import RecordsRef, Services
@@ -162,6 +164,23 @@ def build_telemetry(
     )
 
 
+def build_limiter(config: GatewayConfig, metrics: Metrics) -> RateLimiter:
+    """Shared limits through Redis when the state backend is Redis (with
+    per-instance limits while it is out), else in-process limits."""
+    if config.state.backend != "redis" or config.state.url is None:
+        return MemoryLimiter()
+
+    def on_change(degraded: bool) -> None:
+        metrics.limits_degraded.set(1 if degraded else 0)
+
+    return FailoverLimiter(
+        RedisLimiter.from_url(config.state.url, prefix=config.state.prefix),
+        MemoryLimiter(),
+        mode=config.admission.on_state_failure,
+        on_change=on_change,
+    )
+
+
 def create_app(
     config: GatewayConfig,
     *,
@@ -185,8 +204,14 @@ def create_app(
     state = build_state_store(config.state.backend, config.state.url, prefix=config.state.prefix)
     router = build_router(config, providers, telemetry, state, rng)
     keys = KeyRing(config.keys, config.tiers)
-    accounting = Accounting()
     records = RecordsRef()
+    limiter = build_limiter(config, metrics)
+    gate = AdmissionGate(
+        limiter,
+        BudgetGuard(lambda: records.store.ledger if records.store else None),
+        on_reject=lambda reason: metrics.limiter_rejections.labels(reason).inc(),
+    )
+    accounting = Accounting(gate=gate)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -212,6 +237,7 @@ def create_app(
             if records.store is not None:
                 await records.store.aclose()
             await state.aclose()
+            await limiter.aclose()
             telemetry.shutdown()
 
     def reject(reason: str) -> None:
@@ -232,6 +258,8 @@ def create_app(
         chaos=chaos,
         known_deployments=frozenset(providers),
         records=records,
+        tiers=frozenset(config.tiers),
+        gate=gate,
         admin_key_digest=hashlib.sha256(admin_key.reveal().encode()).digest()
         if admin_key is not None
         else None,

@@ -191,6 +191,8 @@ class TierConfig(_Strict):
 
 def _default_tiers() -> dict[str, TierConfig]:
     return {
+        # Config-file keys default to this: operators' own keys, no caps.
+        "unlimited": TierConfig(priority=1),
         "anonymous": TierConfig(limits=KeyLimits(rpm=20, tpm=20_000, max_concurrent=2)),
         "standard": TierConfig(
             limits=KeyLimits(rpm=600, tpm=1_000_000, max_concurrent=64), priority=1
@@ -204,7 +206,7 @@ def _default_tiers() -> dict[str, TierConfig]:
 class KeyConfig(_Strict):
     name: str = Field(min_length=1)
     key: Secret
-    tier: str = "standard"
+    tier: str = "unlimited"
     limits: KeyLimits = Field(default_factory=KeyLimits)
     allowed_models: list[str] | None = None
     budget_usd_day: float | None = Field(default=None, ge=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from interlock.admission.gate import AdmissionGate
 from interlock.store.ledger import UsageLedger, UsageRecord
 from interlock.telemetry.record import RequestRecord
 
@@ -17,10 +18,13 @@ __all__ = ["Accounting"]
 
 
 class Accounting:
-    def __init__(self, ledger: UsageLedger | None = None):
+    def __init__(self, ledger: UsageLedger | None = None, gate: AdmissionGate | None = None):
         self.ledger = ledger
+        self.gate = gate
 
     async def finish(self, record: RequestRecord) -> None:
+        if self.gate is not None:
+            await self.gate.settle(record)
         if self.ledger is None or record.model is None or record.key_name is None:
             return  # not a model request (health, metrics, auth failures)
         self.ledger.add(

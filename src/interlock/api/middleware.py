@@ -86,10 +86,11 @@ class RequestContextMiddleware:
 
 
 def _routing(record: RequestRecord) -> list[tuple[bytes, bytes]]:
-    """How the request was routed, for the client and for incident review."""
+    """Rate-limit state and how the request was routed."""
+    headers = [(k.encode(), v.encode()) for k, v in record.ratelimit_headers.items()]
     if record.deployment is None:
-        return []
-    headers = [
+        return headers
+    headers += [
         (b"x-interlock-deployment", record.deployment.encode()),
         (b"x-interlock-attempts", str(record.attempts).encode()),
     ]

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from interlock.admission.concurrency import InFlightLimiter, KeyStreamLimiter
+from interlock.admission.gate import AdmissionGate
 from interlock.admission.keys import Principal
 from interlock.api.middleware import DrainState
 from interlock.api.sse import SSEResponse
@@ -60,6 +61,7 @@ class Services:
     known_deployments: frozenset[str]
     records: RecordsRef
     tiers: frozenset[str]
+    gate: AdmissionGate
     # SHA-256 of the admin key; None turns the admin API off.
     admin_key_digest: bytes | None = None
 
@@ -122,6 +124,7 @@ async def chat_completions(request: Request, services: Services) -> ASGIApp:
     record, principal = _authenticate(request, services)
     body = await read_json_object(request, services.max_body_bytes)
     hints = _route_hints(request, principal)
+    await services.gate.admit(principal, record, body)
     if body.get("stream") is not True:
         return json_response(await services.pipeline.chat(body, record, hints))
     plan = services.pipeline.stream_chat(body, record, hints)
@@ -154,9 +157,9 @@ async def _start_stream(plan: StreamPlan, release: Callable[[], None]) -> ASGIAp
 async def embeddings(request: Request, services: Services) -> ASGIApp:
     record, principal = _authenticate(request, services)
     body = await read_json_object(request, services.max_body_bytes)
-    return json_response(
-        await services.pipeline.embed(body, record, _route_hints(request, principal))
-    )
+    hints = _route_hints(request, principal)
+    await services.gate.admit(principal, record, body)
+    return json_response(await services.pipeline.embed(body, record, hints))
 
 
 def _model_card(group: ModelGroup) -> dict[str, Any]:
@@ -189,9 +192,12 @@ async def ready(request: Request, services: Services) -> ASGIApp:
     if services.drain.draining:
         return json_response({"status": "draining"}, 503)
     degraded = services.telemetry.health.degraded_groups()
+    limits = "local" if getattr(services.gate.limiter, "degraded", False) else "shared"
     if degraded:
-        return json_response({"status": "degraded", "degraded_models": degraded}, 503)
-    return json_response({"status": "ok"})
+        body = {"status": "degraded", "degraded_models": degraded, "limits": limits}
+        return json_response(body, 503)
+    # Per-instance limits while Redis is out still serve: ready, but said so.
+    return json_response({"status": "ok", "limits": limits})
 
 
 async def deployments(request: Request, services: Services) -> ASGIApp:

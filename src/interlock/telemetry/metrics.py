@@ -102,6 +102,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.limits_degraded = Gauge(
+            "interlock_limits_degraded",
+            "1 while shared (Redis) rate limits are unavailable and per-instance limits apply.",
+            multiprocess_mode="max",
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "interlock_breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",

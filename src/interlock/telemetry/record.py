@@ -26,6 +26,10 @@ class RequestRecord:
     status: int = 0
     key_name: str | None = None
     key_id: str | None = None  # durable keys only; config-file keys have none
+    # OpenAI's x-ratelimit-* headers from admission, sent on every response.
+    ratelimit_headers: dict[str, str] = field(default_factory=dict)
+    # The admission limiter's token/concurrency reservation, settled at the end.
+    reservation: Any = None
     model: str | None = None
     deployment: str | None = None
     provider: str | None = None

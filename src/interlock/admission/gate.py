@@ -1,0 +1,160 @@
+"""The admission stage: per-key limits and budgets, before any upstream work.
+
+``admit`` reserves the request against the key's limits (requests, and an
+estimate of its tokens: prompt characters / 4 plus ``max_tokens``), then
+checks the key's spend against its daily and monthly budgets. A refusal is
+a 429 (``rate_limit_exceeded``, or ``insufficient_quota`` for budgets, as
+OpenAI names them) with ``Retry-After`` and OpenAI's ``x-ratelimit-*``
+headers, which admitted responses carry too. ``settle`` swaps the
+reservation for the actual usage when the response ends.
+
+The token estimate is deliberately cheap (no tokenizer on the hot path): it
+only has to be in the right range, because reconciliation corrects it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from interlock.admission.keys import Principal
+from interlock.admission.limits import Decision, KeyLimits, RateLimiter
+from interlock.config import KeyLimits as ConfiguredLimits
+from interlock.errors import ServiceUnavailable, TooManyRequests
+from interlock.store.ledger import UsageLedger
+from interlock.telemetry.record import RequestRecord
+from interlock.tokens import message_text
+
+__all__ = ["AdmissionGate", "BudgetGuard"]
+
+# Completion budget assumed when a request sets no max_tokens.
+DEFAULT_COMPLETION_ESTIMATE = 1024
+
+
+def _limiter_limits(limits: ConfiguredLimits) -> KeyLimits:
+    return KeyLimits(
+        rpm=limits.rpm,
+        tpm=limits.tpm,
+        tokens_per_day=limits.tokens_per_day,
+        max_concurrent=limits.max_concurrent,
+    )
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """Prompt characters / 4 plus the completion the request may produce."""
+    messages = body.get("messages")
+    if isinstance(messages, list):  # not yet validated: count what looks right
+        chars = sum(len(message_text(m.get("content"))) for m in messages if isinstance(m, dict))
+        completion = body.get("max_completion_tokens") or body.get("max_tokens")
+        completion = completion if isinstance(completion, int) else DEFAULT_COMPLETION_ESTIMATE
+        return chars // 4 + 8 + completion
+    raw = body.get("input")
+    items = raw if isinstance(raw, list) else [raw]
+    return sum(len(x) // 4 + 1 if isinstance(x, str) else 8 for x in items)
+
+
+class BudgetGuard:
+    """USD per day and per month, from the usage ledger, cached briefly per key
+    so the check costs a dict lookup on most requests."""
+
+    def __init__(
+        self,
+        ledger: Callable[[], UsageLedger | None],
+        *,
+        cache_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._ledger = ledger
+        self._cache_s = cache_s
+        self._clock = clock
+        self._now = now
+        self._spent: dict[tuple[str, str], tuple[float, float]] = {}
+
+    async def check(self, principal: Principal) -> None:
+        now = self._now()
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        for period, budget, since in (
+            ("day", principal.budget_usd_day, day_start),
+            ("month", principal.budget_usd_month, day_start.replace(day=1)),
+        ):
+            if (
+                budget is not None
+                and await self._spent_since(principal.name, period, since) >= budget
+            ):
+                reset = day_start + timedelta(days=1) if period == "day" else _next_month(day_start)
+                raise TooManyRequests(
+                    f"This key has used its {period}ly budget of ${budget:g}.",
+                    code="insufficient_quota",
+                    retry_after_s=(reset - now).total_seconds(),
+                )
+
+    async def _spent_since(self, key: str, period: str, since: datetime) -> float:
+        cached = self._spent.get((key, period))
+        if cached is not None and self._clock() - cached[1] < self._cache_s:
+            return cached[0]
+        ledger = self._ledger()
+        spent = 0.0 if ledger is None else await ledger.spend(key, since)
+        self._spent[(key, period)] = (spent, self._clock())
+        return spent
+
+
+def _next_month(day: datetime) -> datetime:
+    first = day.replace(day=1)
+    return (first + timedelta(days=32)).replace(day=1)
+
+
+class AdmissionGate:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        budgets: BudgetGuard,
+        on_reject: Callable[[str], None] | None = None,
+    ):
+        self.limiter = limiter
+        self.budgets = budgets
+        self._on_reject = on_reject
+
+    async def admit(
+        self, principal: Principal, record: RequestRecord, body: dict[str, Any]
+    ) -> None:
+        limits = _limiter_limits(principal.limits)
+        if any(
+            v is not None
+            for v in (limits.rpm, limits.tpm, limits.tokens_per_day, limits.max_concurrent)
+        ):
+            tokens = estimate_tokens(body) if (limits.tpm or limits.tokens_per_day) else 0
+            decision = await self.limiter.admit(principal.name, limits, tokens=tokens)
+            record.ratelimit_headers = decision.headers
+            if not decision.allowed:
+                self._reject(decision)
+            record.reservation = decision.reservation
+        await self.budgets.check(principal)
+
+    def _reject(self, decision: Decision) -> None:
+        reason = decision.reason or "limit"
+        if self._on_reject is not None:
+            self._on_reject(reason)
+        if decision.status_code == 503:
+            raise ServiceUnavailable(
+                "Rate limits are unavailable right now; retry shortly.",
+                retry_after_s=decision.retry_after_s,
+            )
+        if decision.retry_after_s is None:
+            raise TooManyRequests(
+                "This request needs more tokens than the key's whole limit allows.",
+                code="request_too_large",
+            )
+        raise TooManyRequests(
+            f"Rate limit reached for this key ({reason}); retry after the Retry-After delay.",
+            retry_after_s=decision.retry_after_s,
+        )
+
+    async def settle(self, record: RequestRecord) -> None:
+        if record.reservation is None:
+            return
+        actual = (record.input_tokens or 0) + (record.output_tokens or 0)
+        await self.limiter.finish(record.reservation, actual)
+        record.reservation = None

@@ -25,6 +25,7 @@ from interlock.admission.limits import FailoverLimiter, MemoryLimiter, RateLimit
 from interlock.api.asgi import GatewayApp
 from interlock.api.middleware import DrainState, RequestContextMiddleware
 from interlock.api.routes import RecordsRef, Services
+from interlock.cache import CacheSettings, ResponseCache
 from interlock.config import DeploymentConfig, GatewayConfig
 from interlock.pipeline import Pipeline
 from interlock.providers.base import Provider
@@ -164,6 +165,27 @@ def build_telemetry(
     )
 
 
+def build_cache(config: GatewayConfig, state: StateStore) -> ResponseCache | None:
+    settings = config.cache
+    if not settings.enabled:
+        return None
+    shared = config.state.backend == "redis"
+    return ResponseCache(
+        CacheSettings(
+            ttl_s=settings.ttl_s,
+            model_ttl_s=settings.model_ttl_s,
+            cache_nondeterministic=settings.cache_nondeterministic,
+            shared_namespace=settings.shared_namespace,
+            l1_max_entries=settings.l1_max_entries,
+            l1_max_bytes=settings.l1_max_bytes,
+            # On the memory store a second tier would only copy the first.
+            l2_enabled=shared,
+            remote_wait_s=settings.remote_wait_s if shared else 0.0,
+        ),
+        state,
+    )
+
+
 def build_limiter(config: GatewayConfig, metrics: Metrics) -> RateLimiter:
     """Shared limits through Redis when the state backend is Redis (with
     per-instance limits while it is out), else in-process limits."""
@@ -212,6 +234,7 @@ def create_app(
         on_reject=lambda reason: metrics.limiter_rejections.labels(reason).inc(),
     )
     accounting = Accounting(gate=gate)
+    cache = build_cache(config, state)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -232,6 +255,8 @@ def create_app(
             # then flush the usage ledger so nothing is lost on SIGTERM.
             if refresher is not None:
                 refresher.cancel()
+            if cache is not None:
+                await cache.aclose()
             for provider in started:
                 await provider.aclose()
             if records.store is not None:
@@ -247,7 +272,7 @@ def create_app(
     prices = {d.id: d.price for m in config.models for d in m.deployments}
     admin_key = config.server.admin_key
     services = Services(
-        pipeline=Pipeline(keys, router, telemetry, prices),
+        pipeline=Pipeline(keys, router, telemetry, prices, cache),
         drain=drain,
         max_body_bytes=config.server.max_request_body_bytes,
         telemetry=telemetry,

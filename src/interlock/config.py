@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "AdmissionConfig",
     "BreakerSettings",
+    "CacheConfig",
     "ChaosConfig",
     "ChaosRule",
     "ConfigError",
@@ -262,6 +263,24 @@ class ChaosConfig(_Strict):
     rules: list[ChaosRule] = Field(default_factory=list)
 
 
+class CacheConfig(_Strict):
+    """Exact-match response cache (off unless enabled)."""
+
+    enabled: bool = False
+    ttl_s: float = Field(default=300.0, gt=0)
+    # Per model group; 0 turns caching off for that group.
+    model_ttl_s: dict[str, float] = Field(default_factory=dict)
+    # temperature > 0 (or unset, which OpenAI treats as 1) is not cached unless true.
+    cache_nondeterministic: bool = False
+    # Tenancy: each key sees only its own entries unless a shared namespace is set.
+    shared_namespace: str | None = None
+    l1_max_entries: int = Field(default=10_000, ge=1)
+    l1_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Across instances (Redis state): wait this long for another instance's
+    # identical request instead of calling upstream; 0 turns it off.
+    remote_wait_s: float = Field(default=5.0, ge=0)
+
+
 class StoreConfig(_Strict):
     """Durable records (keys, usage ledger). Default: SQLite in the data directory."""
 
@@ -301,6 +320,7 @@ class GatewayConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     tiers: dict[str, TierConfig] = Field(default_factory=_default_tiers)
     chaos: ChaosConfig = Field(default_factory=ChaosConfig)

@@ -16,13 +16,14 @@ import sys
 import time
 from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from opentelemetry.trace import Span, SpanKind
 
 from interlock.admission.keys import KeyRing, Principal
 from interlock.api.schemas import ChatCompletionRequest, EmbeddingRequest, validate_body
+from interlock.cache import CacheRequest, ResponseCache
 from interlock.config import PriceConfig
 from interlock.errors import PermissionDenied, ProviderError, UpstreamTimeout
 from interlock.failover import continue_on_failure
@@ -46,6 +47,8 @@ class RouteHints:
     pin: str | None = None  # x-interlock-pin: sticky routing key
     forced: str | None = None  # x-interlock-force-deployment (permission checked at the edge)
     principal: Principal | None = None  # for per-key model allow-lists
+    # Request headers the cache reads (Cache-Control, x-interlock-cache-ttl).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 NO_HINTS = RouteHints()
@@ -67,10 +70,12 @@ class Pipeline:
         router: Router,
         telemetry: Telemetry,
         prices: Mapping[str, PriceConfig] | None = None,
+        cache: ResponseCache | None = None,
     ):
         self.keys = keys
         self.router = router
         self.telemetry = telemetry
+        self.cache = cache
         self._prices = dict(prices or {})
 
     # -- stages ------------------------------------------------------------
@@ -110,13 +115,22 @@ class Pipeline:
         async def attempt(deployment: Deployment) -> JSONDict:
             return await self._unary(record, deployment, deployment.provider.chat, body)
 
-        result = await self.router.run(
-            group,
-            record,
-            self._route_context(body, record, hints.pin),
-            attempt,
-            forced=hints.forced,
-        )
+        async def call() -> JSONDict:
+            return await self.router.run(
+                group,
+                record,
+                self._route_context(body, record, hints.pin),
+                attempt,
+                forced=hints.forced,
+            )
+
+        cached = await self._cache_request(record, body, hints)
+        if cached is None:
+            result = await call()
+        else:
+            assert self.cache is not None
+            result, record.cache = await self.cache.complete(cached, call)
+            self._served_without_upstream(record, result)
         choices = result.get("choices") or [{}]
         record.finish_reason = choices[0].get("finish_reason")
         record.response_model = result.get("model")
@@ -131,6 +145,9 @@ class Pipeline:
         group = self._group(request.model, record, hints)
         record.stream = True
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+        # The cache needs the usage chunk to store an answer; it drops it again
+        # for clients that did not ask.
+        watch_usage = wants_usage or (self.cache is not None and hints.forced is None)
         # Always ask for usage, so every stream is accounted; the usage chunk
         # is dropped again for clients that did not ask for it.
         options = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -139,13 +156,13 @@ class Pipeline:
 
         def attempt_with(request_body: JSONDict) -> Callable[[Deployment], Awaitable[StreamStart]]:
             async def attempt(deployment: Deployment) -> StreamStart:
-                chunks = self._watched_stream(record, deployment, request_body, wants_usage)
+                chunks = self._watched_stream(record, deployment, request_body, watch_usage)
                 first = await anext(chunks, None)  # raises the attempt's failure, if any
                 return first, chunks
 
             return attempt
 
-        async def start() -> StreamStart:
+        async def routed() -> StreamStart:
             first, chunks = await self.router.run(
                 group, record, route, attempt_with(upstream_body), forced=hints.forced
             )
@@ -159,6 +176,17 @@ class Pipeline:
 
             return None, continue_on_failure(first, chunks, upstream_body, record, resume)
 
+        async def start() -> StreamStart:
+            cached = await self._cache_request(record, body, hints)
+            if cached is None:
+                return await routed()
+            assert self.cache is not None
+            stream = await self.cache.stream(cached, routed)
+            record.cache = stream.status
+            if stream.status != "miss":
+                record.attempts = 0  # served from the cache or a peer's stream
+            return await stream.started()
+
         settings = group.settings
         return StreamPlan(settings.heartbeat_after_s, settings.heartbeat_interval_s, start)
 
@@ -169,20 +197,54 @@ class Pipeline:
             request = validate_body(EmbeddingRequest, body)
         group = self._group(request.model, record, hints)
 
-        async def attempt(deployment: Deployment) -> JSONDict:
-            return await self._unary(record, deployment, deployment.provider.embed, body)
+        async def call(request_body: JSONDict) -> JSONDict:
+            async def attempt(deployment: Deployment) -> JSONDict:
+                return await self._unary(
+                    record, deployment, deployment.provider.embed, request_body
+                )
 
-        result = await self.router.run(
-            group,
-            record,
-            self._route_context(body, record, hints.pin),
-            attempt,
-            forced=hints.forced,
-        )
+            return await self.router.run(
+                group,
+                record,
+                self._route_context(body, record, hints.pin),
+                attempt,
+                forced=hints.forced,
+            )
+
+        cached = await self._cache_request(record, body, hints, embedding=True)
+        if cached is None:
+            result = await call(body)
+        else:
+            assert self.cache is not None
+            result, record.cache = await self.cache.embed(cached, body, call)
         if request.encoding_format == "base64":
             for item in result.get("data", ()):
                 item["embedding"] = _to_base64(item["embedding"])
         return result
+
+    # -- the cache -----------------------------------------------------------
+
+    async def _cache_request(
+        self, record: RequestRecord, body: JSONDict, hints: RouteHints, *, embedding: bool = False
+    ) -> CacheRequest | None:
+        if self.cache is None or hints.forced is not None:
+            return None  # a forced deployment is an incident repro: always upstream
+        began = time.perf_counter()
+        request = await self.cache.prepare(
+            record.key_name or "", record.model or "", body, hints.headers, embedding=embedding
+        )
+        record.stages["cache"] = time.perf_counter() - began
+        return request
+
+    def _served_without_upstream(self, record: RequestRecord, result: JSONDict) -> None:
+        """A hit or a coalesced follower: original token counts, no cost."""
+        if record.cache == "miss":
+            return
+        usage = result.get("usage")
+        if isinstance(usage, dict):
+            record.input_tokens = int(usage.get("prompt_tokens") or 0)
+            record.output_tokens = int(usage.get("completion_tokens") or 0)
+        record.cost_usd = 0.0
 
     # -- one attempt ---------------------------------------------------------
 

@@ -22,6 +22,7 @@ from interlock.store.usage_queries import GroupBy
 __all__ = [
     "create_key",
     "get_chaos",
+    "invalidate_cache",
     "key_action",
     "list_keys",
     "put_chaos",
@@ -177,6 +178,24 @@ async def usage(request: Request, services: Services) -> ASGIApp:
         group_by=group_by,  # type: ignore[arg-type]  # checked against GroupBy above
     )
     return json_response({"object": "list", "data": rows})
+
+
+# -- cache ---------------------------------------------------------------------
+
+
+async def invalidate_cache(request: Request, services: Services) -> ASGIApp:
+    """DELETE /admin/cache?namespace=&model= (at least one): every instance
+    misses from then on (others within about a second)."""
+    require_admin(request, services)
+    cache = services.pipeline.cache
+    if cache is None:
+        raise InvalidRequest("The response cache is off (cache.enabled: false).")
+    namespace = request.query_params.get("namespace")
+    model = request.query_params.get("model")
+    if namespace is None and model is None:
+        raise InvalidRequest("Give namespace, model or both.", param="namespace")
+    await cache.invalidate(namespace=namespace, model=model)
+    return json_response({"invalidated": {"namespace": namespace, "model": model}})
 
 
 # -- operations ----------------------------------------------------------------

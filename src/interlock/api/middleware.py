@@ -88,6 +88,8 @@ class RequestContextMiddleware:
 def _routing(record: RequestRecord) -> list[tuple[bytes, bytes]]:
     """Rate-limit state and how the request was routed."""
     headers = [(k.encode(), v.encode()) for k, v in record.ratelimit_headers.items()]
+    if record.cache is not None:
+        headers.append((b"x-interlock-cache", record.cache.encode()))
     if record.deployment is None:
         return headers
     headers += [

@@ -116,7 +116,10 @@ def _route_hints(request: Request, principal: Principal) -> RouteHints:
             "This key may not force a deployment (permission `force_deployment`)."
         )
     return RouteHints(
-        pin=request.headers.get("x-interlock-pin"), forced=forced, principal=principal
+        pin=request.headers.get("x-interlock-pin"),
+        forced=forced,
+        principal=principal,
+        headers=request.headers,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from interlock.api.admin import (
     create_key,
     get_chaos,
+    invalidate_cache,
     key_action,
     list_keys,
     put_chaos,
@@ -37,6 +38,7 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/admin/requests/slow": {"GET": slow_requests},
     "/admin/keys": {"GET": list_keys, "POST": create_key},
     "/admin/usage": {"GET": usage},
+    "/admin/cache": {"DELETE": invalidate_cache},
     "/admin/chaos": {"GET": get_chaos, "PUT": put_chaos},
 }
 # Model ids may contain slashes (``Qwen/Qwen2.5-0.5B-Instruct``).

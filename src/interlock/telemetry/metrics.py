@@ -196,6 +196,8 @@ class Metrics:
         status = str(record.status)
         self._child(self.requests, record.route, model, record.deployment or "", status).inc()
         self._child(self.request_duration, record.route, model, status).observe(record.duration_s)
+        if record.cache is not None:
+            self._child(self.cache_requests, record.cache).inc()
         if with_stages:
             for stage, seconds in record.stages.items():
                 self._child(self.stage_duration, stage).observe(seconds)

@@ -145,9 +145,9 @@ class Pipeline:
         group = self._group(request.model, record, hints)
         record.stream = True
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
-        # The cache needs the usage chunk to store an answer; it drops it again
-        # for clients that did not ask.
-        watch_usage = wants_usage or (self.cache is not None and hints.forced is None)
+        # Whether the usage chunk is passed on: the client's wish, or the
+        # cache's need to store the answer (it drops it again for the client).
+        pass_usage = [wants_usage]
         # Always ask for usage, so every stream is accounted; the usage chunk
         # is dropped again for clients that did not ask for it.
         options = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -156,7 +156,7 @@ class Pipeline:
 
         def attempt_with(request_body: JSONDict) -> Callable[[Deployment], Awaitable[StreamStart]]:
             async def attempt(deployment: Deployment) -> StreamStart:
-                chunks = self._watched_stream(record, deployment, request_body, watch_usage)
+                chunks = self._watched_stream(record, deployment, request_body, pass_usage[0])
                 first = await anext(chunks, None)  # raises the attempt's failure, if any
                 return first, chunks
 
@@ -181,6 +181,7 @@ class Pipeline:
             if cached is None:
                 return await routed()
             assert self.cache is not None
+            pass_usage[0] = True
             stream = await self.cache.stream(cached, routed)
             record.cache = stream.status
             if stream.status != "miss":

@@ -24,6 +24,7 @@ from tests.support.servers import FakeUpstream, InProcessGateway
 
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 MESSAGES = [{"role": "user", "content": "hello"}]
+CHAT_SIM = {"model": "sim", "messages": MESSAGES}
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 
 
@@ -90,8 +91,12 @@ def stack(
                 ],
             },
         ],
-        "keys": [{"name": "alice", "key": TEST_KEY}],
+        "keys": [
+            {"name": "alice", "key": TEST_KEY},
+            {"name": "capped", "key": "sk-capped", "limits": {"rpm": 1}},
+        ],
         "telemetry": {"stage_sample_rate": 1.0},
+        "cache": {"enabled": True},
     }
     exporter = InMemorySpanExporter()
     log = io.BytesIO()
@@ -130,11 +135,16 @@ def _eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
         time.sleep(0.01)
 
 
+ROOTS, SPANS = 8, 14  # requests driven; their server spans plus one per upstream attempt
+DETERMINISTIC = {"model": "sim", "messages": MESSAGES, "temperature": 0}
+
+
 def _drive(url: str) -> dict[str, str]:
-    """One of each: unary, stream, upstream failure, remote with a client traceparent."""
+    """One of each: unary, cache hit, stream, upstream failure, remote with a
+    client traceparent, limiter rejection."""
     ids = {}
     with httpx.Client(base_url=url, headers=AUTH, timeout=10) as client:
-        ok = client.post("/v1/chat/completions", json={"model": "sim", "messages": MESSAGES})
+        ok = client.post("/v1/chat/completions", json=CHAT_SIM)
         assert ok.status_code == 200
         ids["unary"] = ok.headers["x-request-id"]
         with client.stream(
@@ -156,15 +166,31 @@ def _drive(url: str) -> dict[str, str]:
         )
         assert traced.status_code == 200
         ids["remote"] = traced.headers["x-request-id"]
+        for name in ("fill", "hit"):
+            cached = client.post("/v1/chat/completions", json=DETERMINISTIC)
+            assert cached.headers["x-interlock-cache"] == ("miss" if name == "fill" else "hit")
+            ids[name] = cached.headers["x-request-id"]
+        capped = {"authorization": "Bearer sk-capped"}
+        first = client.post("/v1/chat/completions", json=CHAT_SIM, headers=capped)
+        assert first.is_success
+        ids["capped"] = first.headers["x-request-id"]
+        limited = client.post("/v1/chat/completions", json=CHAT_SIM, headers=capped)
+        assert limited.status_code == 429 and limited.headers["retry-after"]
+        assert limited.headers["x-ratelimit-remaining-requests"] == "0"
+        ids["limited"] = limited.headers["x-request-id"]
     return ids
 
 
 def test_metrics_count_what_happened(stack: dict[str, Any]) -> None:
     _drive(stack["url"])
-    _eventually(lambda: len(stack["spans"].get_finished_spans()) == 8)
+    _eventually(lambda: len(stack["spans"].get_finished_spans()) == SPANS)
     m = _metrics(stack["url"])
     route = "/v1/chat/completions"
-    assert _value(m, "interlock_requests_total", route=route, model="sim", status="200") == 2
+    assert _value(m, "interlock_requests_total", route=route, model="sim", status="200") == 5
+    assert _value(m, "interlock_requests_total", route=route, status="429") == 1
+    assert _value(m, "interlock_cache_requests_total", result="hit") == 1
+    assert _value(m, "interlock_cache_requests_total", result="miss") == 1
+    assert _value(m, "interlock_limiter_rejections_total", reason="rpm") == 1
     assert _value(m, "interlock_requests_total", route=route, model="broken", status="503") == 1
     assert (
         _value(m, "interlock_upstream_errors_total", deployment="broken-1", kind="server_error")
@@ -180,23 +206,27 @@ def test_metrics_count_what_happened(stack: dict[str, Any]) -> None:
         == 1
     )
     assert _value(m, "gen_ai_server_time_per_output_token_seconds_count") >= 1
-    assert _value(m, "gen_ai_client_token_usage_count", gen_ai_token_type="input") == 3
-    assert _value(m, "interlock_stage_duration_seconds_count", stage="admission") == 4
+    assert _value(m, "gen_ai_client_token_usage_count", gen_ai_token_type="input") == 5
+    assert _value(m, "interlock_stage_duration_seconds_count", stage="admission") == ROOTS
     assert _value(m, "interlock_in_flight_requests") == 1  # the /metrics request itself
 
 
 def test_one_complete_trace_per_request(stack: dict[str, Any]) -> None:
     ids = _drive(stack["url"])
-    _eventually(lambda: len(stack["spans"].get_finished_spans()) == 8)
+    _eventually(lambda: len(stack["spans"].get_finished_spans()) == SPANS)
     spans: list[ReadableSpan] = list(stack["spans"].get_finished_spans())
     roots = [s for s in spans if s.kind.name == "SERVER"]
-    assert len(roots) == 4
+    assert len(roots) == ROOTS
     by_request = {s.attributes["interlock.request_id"]: s for s in roots}
     assert set(by_request) == set(ids.values())
     for root in roots:
         children = [s for s in spans if s.parent and s.parent.span_id == root.context.span_id]
-        assert [c.kind.name for c in children] == ["CLIENT"]
-        assert children[0].context.trace_id == root.context.trace_id
+        served_upstream = root.attributes["interlock.request_id"] not in {
+            ids["hit"],
+            ids["limited"],
+        }
+        assert [c.kind.name for c in children] == (["CLIENT"] if served_upstream else [])
+        assert all(c.context.trace_id == root.context.trace_id for c in children)
     unary = by_request[ids["unary"]]
     assert unary.name == "chat sim"
     assert unary.attributes["gen_ai.request.model"] == "sim"
@@ -213,8 +243,8 @@ def test_one_complete_trace_per_request(stack: dict[str, Any]) -> None:
 
 def test_access_log_lines_carry_the_fields_and_trace_ids(stack: dict[str, Any]) -> None:
     ids = _drive(stack["url"])
-    _eventually(lambda: len(stack["spans"].get_finished_spans()) == 8)
-    _eventually(lambda: len(_log_lines(stack["log"])) == 4)
+    _eventually(lambda: len(stack["spans"].get_finished_spans()) == SPANS)
+    _eventually(lambda: len(_log_lines(stack["log"])) == ROOTS)
     spans = {
         s.attributes["interlock.request_id"]: s
         for s in stack["spans"].get_finished_spans()
@@ -224,7 +254,9 @@ def test_access_log_lines_carry_the_fields_and_trace_ids(stack: dict[str, Any]) 
     for request_id in ids.values():
         line = lines[request_id]
         assert line["trace_id"] == format(spans[request_id].context.trace_id, "032x")
-        assert line["key"] == "alice"
+        assert line["key"] == (
+            "capped" if request_id in {ids["capped"], ids["limited"]} else "alice"
+        )
         assert {"model", "deployment", "attempts", "status", "duration_ms"} <= set(line)
         assert "stages_ms" in line  # sample rate 1.0 in this config
     remote = lines[ids["remote"]]

@@ -285,6 +285,7 @@ def create_app(
         records=records,
         tiers=frozenset(config.tiers),
         gate=gate,
+        state=state,
         admin_key_digest=hashlib.sha256(admin_key.reveal().encode()).digest()
         if admin_key is not None
         else None,

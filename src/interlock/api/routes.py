@@ -27,6 +27,7 @@ from interlock.errors import (
 from interlock.pipeline import Pipeline, RouteHints, StreamPlan
 from interlock.routing.chaos import ChaosControl
 from interlock.routing.router import ModelGroup
+from interlock.state import StateStore
 from interlock.store import Store
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.metrics import CONTENT_TYPE_LATEST
@@ -62,6 +63,7 @@ class Services:
     records: RecordsRef
     tiers: frozenset[str]
     gate: AdmissionGate
+    state: StateStore
     # SHA-256 of the admin key; None turns the admin API off.
     admin_key_digest: bytes | None = None
 
@@ -191,16 +193,22 @@ async def live(request: Request, services: Services) -> ASGIApp:
 
 
 async def ready(request: Request, services: Services) -> ASGIApp:
-    """Ready unless draining or some model group has no healthy deployment."""
+    """Ready unless draining, a store is unreachable, or some model group has
+    no healthy deployment. Per-instance limits while Redis is out still serve:
+    ready, and said so."""
     if services.drain.draining:
         return json_response({"status": "draining"}, 503)
+    store = services.records.store
+    checks = {
+        "state_store": await services.state.ping(),
+        "durable_store": store is not None and await store.ping(),
+    }
     degraded = services.telemetry.health.degraded_groups()
     limits = "local" if getattr(services.gate.limiter, "degraded", False) else "shared"
-    if degraded:
-        body = {"status": "degraded", "degraded_models": degraded, "limits": limits}
-        return json_response(body, 503)
-    # Per-instance limits while Redis is out still serve: ready, but said so.
-    return json_response({"status": "ok", "limits": limits})
+    body: dict[str, Any] = {"checks": checks, "limits": limits}
+    if degraded or not all(checks.values()):
+        return json_response({"status": "degraded", "degraded_models": degraded, **body}, 503)
+    return json_response({"status": "ok", **body})
 
 
 async def deployments(request: Request, services: Services) -> ASGIApp:

@@ -9,12 +9,14 @@ root calls at start-up: it connects, migrates and starts the ledger's writer;
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.engine import create_engine
@@ -67,6 +69,15 @@ class Store:
     engine: AsyncEngine
     keys: KeyStore
     ledger: UsageLedger
+
+    async def ping(self, timeout_s: float = 1.0) -> bool:
+        """Reachable within ``timeout_s``? Never raises (for readiness)."""
+        try:
+            async with asyncio.timeout(timeout_s), self.engine.connect() as connection:
+                await connection.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
     async def aclose(self) -> None:
         """Flush the ledger (within its deadline), then close the pool."""

@@ -1,4 +1,4 @@
-"""``interlock serve``, ``interlock check-config`` and ``interlock chaos``."""
+"""``interlock serve``, ``check-config``, ``chaos``, ``keys`` and ``usage``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 
+from interlock import admin_cli
 from interlock.config import ConfigError, GatewayConfig, bundled_config_path, load_config
 from interlock.telemetry.logging import configure_logging
 
@@ -27,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("config")
     _add_chaos(commands)
+    admin_cli.add_parsers(commands)
     return parser
 
 
@@ -91,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "chaos":
         return _chaos(args)
+    if args.command in ("keys", "usage"):
+        return admin_cli.main(args)
     if args.command == "check-config":
         try:
             config = load_config(args.config)

@@ -286,6 +286,7 @@ def create_app(
         tiers=frozenset(config.tiers),
         gate=gate,
         state=state,
+        state_outage_fatal=config.admission.on_state_failure == "fail_closed",
         admin_key_digest=hashlib.sha256(admin_key.reveal().encode()).digest()
         if admin_key is not None
         else None,

@@ -29,7 +29,7 @@ def test_ready_when_both_stores_answer() -> None:
     assert ready.json()["checks"] == {"state_store": True, "durable_store": True}
 
 
-def test_not_ready_when_the_state_store_is_unreachable() -> None:
+def test_state_store_outage_is_reported_and_survivable() -> None:
     dead = {"backend": "redis", "url": "redis://127.0.0.1:1/0"}
     gateway = InProcessGateway(create_app(parse_config(_config(dead), env={})))
     try:
@@ -41,6 +41,18 @@ def test_not_ready_when_the_state_store_is_unreachable() -> None:
         )
     finally:
         gateway.close()
-    assert ready.status_code == 503
+    # fail_open_local (the default): reported, but still in rotation.
+    assert ready.status_code == 200
     assert ready.json()["checks"]["state_store"] is False
     assert served.status_code == 200  # still serving: breakers and limits fall back to local
+
+
+def test_state_store_outage_is_fatal_when_fail_closed() -> None:
+    raw = _config({"backend": "redis", "url": "redis://127.0.0.1:1/0"})
+    raw["admission"] = {"on_state_failure": "fail_closed"}
+    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
+    try:
+        ready = httpx.get(gateway.base_url + "/health/ready")
+    finally:
+        gateway.close()
+    assert ready.status_code == 503

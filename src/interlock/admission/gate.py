@@ -120,6 +120,13 @@ class AdmissionGate:
     async def admit(
         self, principal: Principal, record: RequestRecord, body: dict[str, Any]
     ) -> None:
+        # Budgets first: a key out of money should not also spend a request slot.
+        try:
+            await self.budgets.check(principal)
+        except TooManyRequests:
+            if self._on_reject is not None:
+                self._on_reject("budget")
+            raise
         limits = _limiter_limits(principal.limits)
         if any(
             v is not None
@@ -131,7 +138,6 @@ class AdmissionGate:
             if not decision.allowed:
                 self._reject(decision)
             record.reservation = decision.reservation
-        await self.budgets.check(principal)
 
     def _reject(self, decision: Decision) -> None:
         reason = decision.reason or "limit"

@@ -64,6 +64,8 @@ class Services:
     tiers: frozenset[str]
     gate: AdmissionGate
     state: StateStore
+    # admission.on_state_failure == fail_closed: a state-store outage stops service.
+    state_outage_fatal: bool = False
     # SHA-256 of the admin key; None turns the admin API off.
     admin_key_digest: bytes | None = None
 
@@ -206,7 +208,11 @@ async def ready(request: Request, services: Services) -> ASGIApp:
     degraded = services.telemetry.health.degraded_groups()
     limits = "local" if getattr(services.gate.limiter, "degraded", False) else "shared"
     body: dict[str, Any] = {"checks": checks, "limits": limits}
-    if degraded or not all(checks.values()):
+    # A Redis outage in fail_open_local mode is survivable (local limits and
+    # breakers), and every instance shares that Redis: taking them all out of
+    # rotation would turn it into a full outage. So it is reported, not fatal.
+    state_fatal = not checks["state_store"] and services.state_outage_fatal
+    if degraded or not checks["durable_store"] or state_fatal:
         return json_response({"status": "degraded", "degraded_models": degraded, **body}, 503)
     return json_response({"status": "ok", **body})
 

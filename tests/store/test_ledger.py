@@ -51,12 +51,17 @@ class Writes:
     to read the rows, wait for the writer to finish (``ledger.flush()``).
     """
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, ledger: UsageLedger):
         self.commits = 0
         self.executemany = 0
         self._committed = asyncio.Event()
-        event.listen(engine.sync_engine, "commit", self._commit)
-        event.listen(engine.sync_engine, "before_cursor_execute", self._execute)
+        self._loop = asyncio.get_running_loop()
+        # On SQLite the ledger writes through its own sync engine in a worker
+        # thread (one hop per batch); elsewhere through the async engine.
+        sqlite = ledger._sqlite
+        target = sqlite._sync if sqlite is not None else engine.sync_engine
+        event.listen(target, "commit", self._commit)
+        event.listen(target, "before_cursor_execute", self._execute)
 
     async def wait(self, commits: int) -> None:
         async with asyncio.timeout(5):
@@ -65,6 +70,9 @@ class Writes:
                 await self._committed.wait()
 
     def _commit(self, conn: Any) -> None:
+        self._loop.call_soon_threadsafe(self._count_commit)
+
+    def _count_commit(self) -> None:
         self.commits += 1
         self._committed.set()
 
@@ -76,8 +84,8 @@ class Writes:
 async def test_a_thousand_adds_are_all_written_by_aclose(
     engine: AsyncEngine, make_ledger: MakeLedger
 ) -> None:
-    writes = Writes(engine)
     ledger = make_ledger()
+    writes = Writes(engine, ledger)
     ledger.start()
     for i in range(1000):
         ledger.add(usage(i, prompt_tokens=i, completion_tokens=2 * i, cache_hit=i % 4 == 0))
@@ -100,8 +108,8 @@ async def test_a_thousand_adds_are_all_written_by_aclose(
 async def test_batches_are_one_transaction_each(
     engine: AsyncEngine, make_ledger: MakeLedger
 ) -> None:
-    writes = Writes(engine)
     ledger = make_ledger(max_batch=100)
+    writes = Writes(engine, ledger)
     for i in range(1000):
         ledger.add(usage(i))
     await ledger.flush()
@@ -111,8 +119,8 @@ async def test_batches_are_one_transaction_each(
 async def test_a_full_batch_is_written_without_waiting_for_the_interval(
     engine: AsyncEngine, make_ledger: MakeLedger
 ) -> None:
-    writes = Writes(engine)
     ledger = make_ledger(max_batch=10, flush_interval_s=3600)
+    writes = Writes(engine, ledger)
     ledger.start()
     for i in range(9):
         ledger.add(usage(i))
@@ -128,8 +136,8 @@ async def test_a_full_batch_is_written_without_waiting_for_the_interval(
 async def test_a_partial_batch_is_written_after_the_interval(
     engine: AsyncEngine, make_ledger: MakeLedger
 ) -> None:
-    writes = Writes(engine)
     ledger = make_ledger(flush_interval_s=0.02)
+    writes = Writes(engine, ledger)
     ledger.start()
     ledger.add(usage())
     await writes.wait(1)

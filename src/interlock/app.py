@@ -39,6 +39,7 @@ from interlock.routing.strategies import build_strategy
 from interlock.state import StateStore, build_state_store
 from interlock.store import open_store
 from interlock.telemetry.access_log import AccessLog
+from interlock.telemetry.cache_metrics import CacheCollector
 from interlock.telemetry.health import DeploymentHealth, HealthBoard
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.metrics import Metrics
@@ -235,6 +236,8 @@ def create_app(
     )
     accounting = Accounting(gate=gate)
     cache = build_cache(config, state)
+    if cache is not None:
+        metrics.registry.register(CacheCollector(cache))
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

@@ -14,7 +14,14 @@ from starlette.types import ASGIApp
 
 from interlock.api.routes import Services, json_response, read_json_object
 from interlock.config import ChaosConfig, KeyLimits, Permission
-from interlock.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from interlock.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+)
+from interlock.state import StateStoreUnavailable
 from interlock.store.keys import KeyLimits as StoredLimits
 from interlock.store.keys import KeyNotFound, KeyRecord, KeyRevoked
 from interlock.store.usage_queries import GroupBy
@@ -194,7 +201,13 @@ async def invalidate_cache(request: Request, services: Services) -> ASGIApp:
     model = request.query_params.get("model")
     if namespace is None and model is None:
         raise InvalidRequest("Give namespace, model or both.", param="namespace")
-    await cache.invalidate(namespace=namespace, model=model)
+    try:
+        await cache.invalidate(namespace=namespace, model=model)
+    except StateStoreUnavailable:
+        raise ServiceUnavailable(
+            "The shared state store is unreachable: the invalidation did not happen.",
+            retry_after_s=5,
+        ) from None
     return json_response({"invalidated": {"namespace": namespace, "model": model}})
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 __all__ = [
     "BenchError",
     "CoreLayout",
+    "CpuMark",
     "Service",
     "cpu_seconds",
     "free_port",
@@ -139,6 +140,31 @@ def start_service(
             raise BenchError(f"{name} not ready after {timeout_s:.0f}s:\n{service.log_tail()}")
         time.sleep(0.05)
     return service
+
+
+@dataclass(frozen=True)
+class CpuMark:
+    """Machine-wide busy CPU seconds, and the part this driver and its children used."""
+
+    at: float
+    busy_s: float
+    ours_s: float
+
+    @classmethod
+    def now(cls) -> CpuMark:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # not idle/iowait
+        own = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        ours = sum(u.ru_utime + u.ru_stime for u in own)
+        return cls(time.monotonic(), busy, ours)
+
+    def others_since(self, start: CpuMark) -> float:
+        """Percent of one core used by other processes between ``start`` and this mark.
+
+        Exact once every child has been waited for (at the end of the run).
+        """
+        foreign = (self.busy_s - start.busy_s) - (self.ours_s - start.ours_s)
+        return 100 * max(foreign, 0.0) / max(self.at - start.at, 1e-9)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -9,21 +9,17 @@ from __future__ import annotations
 import math
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from loadgen import StreamLoad, StreamResult, WrkResult, finish_ttft, run_ttft, start_ttft
-from memory import MIB, MemorySampler, Sample
-from procs import BenchError, CoreLayout, Service, rss_bytes, tree_cpu_seconds
-from stand import CHAT, checked_wrk, mock_stats
+from lineup import Curves, Lineup, Side, StreamShape, SuiteSettings
+from loadgen import StreamLoad, StreamResult, finish_ttft, start_ttft
+from memory import MIB, MemorySampler
+from procs import BenchError, Service, rss_bytes
+from stand import WrkLoad, mock_stats
 from suite_report import Figure, Figures
 
 __all__ = [
-    "Curves",
-    "Lineup",
-    "Side",
-    "StreamShape",
-    "SuiteSettings",
+    "cache_hits",
     "hold_streams",
     "latency_c1",
     "streaming",
@@ -31,127 +27,12 @@ __all__ = [
 ]
 
 GATEWAYS = ("interlock", "litellm")
-_WARMUP_S = 1.0
-_DRAIN_S = 60.0
-_QUIET_WINDOW_S = 0.3
-_QUIET_CPU = 0.05  # a server using under 5 % of a core is idle
-
-
-@dataclass(frozen=True)
-class StreamShape:
-    """How many concurrent streams, and what each looks like (served by the mock)."""
-
-    streams: int
-    chunks: int
-    delay_ms: int
-    hold: bool = False  # the mock holds each stream before its end until released
-
-    @property
-    def model(self) -> str:
-        return f"mock-{'hold' if self.hold else 'stream'}-{self.chunks}x{self.delay_ms}"
-
-    @property
-    def length_s(self) -> float:
-        return self.chunks * self.delay_ms / 1000
-
-    def describe(self) -> str:
-        return f"{self.streams} streams of {self.chunks} chunks {self.delay_ms} ms apart"
-
-
-@dataclass(frozen=True)
-class SuiteSettings:
-    duration_s: float = 3.0
-    reps: int = 3
-    concurrencies: tuple[int, ...] = (32, 128)
-    stream_loads: tuple[StreamShape, ...] = (StreamShape(100, 50, 20), StreamShape(1000, 50, 100))
-    stream_duration_s: float = 3.0
-    hold: StreamShape = StreamShape(10_000, 20, 2000, hold=True)
-    hold_ramp_s: float = 5.0  # the client starts its streams over this long
-    hold_open_s: float = 60.0  # the most a server gets to have them all open
-    hold_dwell_s: float = 2.0  # all open this long before they are released
-
-    def stream_models(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s.model for s in (*self.stream_loads, self.hold)))
-
-
-@dataclass(frozen=True)
-class Side:
-    """One column: the server that answers, and how to call it."""
-
-    name: str  # "direct", "interlock" or "litellm"
-    server: Service
-    key: str
-    lenient: bool = False  # stream errors are recorded, not fatal (an overloaded LiteLLM)
-
-    @property
-    def url(self) -> str:
-        return self.server.url + CHAT
-
-
-@dataclass
-class Curves:
-    """What the plot draws: latency CDFs and the memory of the hold runs."""
-
-    c1_cdf_ms: dict[str, list[float]] = field(default_factory=dict)  # percentiles 1..99, 99.9
-    ttft_cdf_ms: dict[str, list[float]] = field(default_factory=dict)  # percentiles 0..100
-    memory: dict[str, list[Sample]] = field(default_factory=dict)
-
-
-@dataclass
-class Lineup:
-    mock: Service
-    sides: list[Side]
-    layout: CoreLayout
-    settings: SuiteSettings
-
-    def wrk(self, side: Side, connections: int, seconds: float) -> tuple[WrkResult, float]:
-        """One checked wrk run, and the CPU seconds the answering server spent on it."""
-        self.settle()
-        before = tree_cpu_seconds(side.server.pid)
-        result = checked_wrk(self.mock, side.url, side.key, connections, seconds, self.layout)
-        return result, tree_cpu_seconds(side.server.pid) - before
-
-    def stream(self, side: Side, load: StreamLoad) -> tuple[StreamResult, float]:
-        self.settle()
-        before = tree_cpu_seconds(side.server.pid)
-        result = run_ttft(load, self.layout)
-        return result, tree_cpu_seconds(side.server.pid) - before
-
-    def stream_load(self, side: Side, shape: StreamShape) -> StreamLoad:
-        """Closed loop: each of N workers opens its next stream when one ends."""
-        s = self.settings
-        spread = shape.length_s  # staggered over one stream's length: no lock-step
-        bound = spread + s.stream_duration_s + shape.length_s + 15 if side.lenient else 0
-        return StreamLoad(
-            side.url, side.key, shape.model, shape.streams, shape.chunks,
-            s.stream_duration_s, spread, deadline_s=bound,
-            allow_errors=side.lenient, at_least=side.lenient,
-        )  # fmt: skip
-
-    def rounds(self) -> Iterator[Side]:
-        """Every side once per repetition, back to back."""
-        for _ in range(self.settings.reps):
-            yield from self.sides
-
-    def settle(self) -> None:
-        """Wait until no stream of an earlier run is open and every server is idle.
-
-        An overloaded proxy keeps working on requests and streams its client
-        gave up on; that must land neither in the next run's figures nor in
-        the mock's request count that checks them.
-        """
-        deadline = time.monotonic() + _DRAIN_S
-        while not self._quiet():
-            if time.monotonic() > deadline:
-                raise BenchError(f"servers still busy {_DRAIN_S:.0f} s after a run")
-
-    def _quiet(self) -> bool:
-        servers = [side.server.pid for side in self.sides]
-        before = [tree_cpu_seconds(pid) for pid in servers]
-        time.sleep(_QUIET_WINDOW_S)
-        busy = [tree_cpu_seconds(pid) - b for pid, b in zip(servers, before, strict=True)]
-        open_streams = mock_stats(self.mock)["open_streams"]
-        return open_streams == 0 and max(busy) < _QUIET_CPU * _QUIET_WINDOW_S
+_HIT_SIDES = ("direct", "interlock")
+CACHEABLE_BODY = (
+    '{"model":"mock","messages":[{"role":"user","content":"Say hello to the benchmark."}],'
+    '"max_tokens":16,"temperature":0}'
+)
+_WARMUP_S = 2.0  # wrk warm-up per side; a cold LiteLLM at c=128 answers nothing in 1 s
 
 
 def _added(figure: Figure, side: str, value: float, direct: Figure) -> None:
@@ -166,7 +47,7 @@ def latency_c1(lineup: Lineup, figures: Figures, curves: Curves) -> None:
     p99 = figures.new("c1.p99", sc, "latency p99", "ms")
     added50 = figures.new("c1.added_p50", sc, "added latency p50", "ms", sides=GATEWAYS)
     added99 = figures.new("c1.added_p99", sc, "added latency p99", "ms", sides=GATEWAYS)
-    for side in lineup.sides:
+    for side in lineup.each_side():
         lineup.wrk(side, 1, _WARMUP_S)
 
     for side in lineup.rounds():
@@ -188,7 +69,7 @@ def throughput(lineup: Lineup, figures: Figures) -> None:
         p99 = figures.new(f"c{c}.p99", sc, "latency p99", "ms")
         share = figures.new(f"c{c}.share", sc, "share of direct throughput", "%", 1, GATEWAYS)
         cpu = figures.new(f"c{c}.cpu", sc, "server CPU per request", "µs", 0)
-        for side in lineup.sides:
+        for side in lineup.each_side():
             lineup.wrk(side, c, _WARMUP_S)
 
         for side in lineup.rounds():
@@ -227,12 +108,43 @@ def streaming(lineup: Lineup, figures: Figures, curves: Curves) -> None:
             )  # fmt: skip
             for figure, value in pairs:
                 figure.add(side.name, value)
+            lineup.record_errors(sc, side, result)
             cpu.add(side.name, _per_chunk(cpu_s, result, shape))
             if side.name != "direct":
                 _added(over50, side.name, result.p50_ms, ttft50)
                 _added(over99, side.name, result.p99_ms, ttft99)
             if shape == lineup.settings.stream_loads[0]:
                 curves.ttft_cdf_ms[side.name] = list(result.ttft_cdf_ms)
+
+
+def cache_hits(lineup: Lineup, figures: Figures) -> None:
+    """(5) The same cacheable request (temperature 0) answered from Interlock's
+    response cache, against the same request through Interlock without a cache."""
+    if lineup.cached is None:
+        return
+    sc = "(5) cache hit"
+    body = WrkLoad(CACHEABLE_BODY)
+    hit_load = WrkLoad(CACHEABLE_BODY, from_cache=True)
+    direct, uncached = lineup.sides[0], lineup.sides[1]
+    p50 = figures.new("hit.p50", sc, "c=1 latency p50, hit", "ms", sides=_HIT_SIDES)
+    p99 = figures.new("hit.p99", sc, "c=1 latency p99, hit", "ms", sides=_HIT_SIDES)
+    rps = figures.new("hit.rps", sc, "c=32 throughput, hit", "req/s", 0, sides=_HIT_SIDES)
+    cpu = figures.new("hit.cpu", sc, "server CPU per request, c=32, hit", "µs", 0, ("interlock",))
+    gain = figures.new("hit.gain", sc, "c=32 throughput, hit / uncached", "x", 2, ("interlock",))
+    for side, load in ((direct, body), (uncached, body), (lineup.cached, hit_load)):
+        lineup.wrk(side, 32, _WARMUP_S, load)  # the first fills the cache
+    for _ in range(lineup.settings.reps):
+        one, _ = lineup.wrk(direct, 1, lineup.settings.duration_s, body)
+        many, _ = lineup.wrk(direct, 32, lineup.settings.duration_s, body)
+        base, _ = lineup.wrk(uncached, 32, lineup.settings.duration_s, body)
+        hit_one, _ = lineup.wrk(lineup.cached, 1, lineup.settings.duration_s, hit_load)
+        hit, hit_cpu = lineup.wrk(lineup.cached, 32, lineup.settings.duration_s, hit_load)
+        for side, c1, c32 in (("direct", one, many), ("interlock", hit_one, hit)):
+            p50.add(side, c1.p50_ms)
+            p99.add(side, c1.p99_ms)
+            rps.add(side, c32.rps)
+        cpu.add("interlock", 1e6 * hit_cpu / hit.requests)
+        gain.add("interlock", hit.rps / base.rps)
 
 
 def _per_chunk(cpu_s: float, result: StreamResult, shape: StreamShape) -> float:
@@ -254,9 +166,10 @@ def hold_streams(lineup: Lineup, figures: Figures, curves: Curves, streams: int)
     peak = new("hold.rss_peak", sc, "server RSS at peak", "MiB", 0)
     per_stream = new("hold.per_stream", sc, "memory per open stream", "KiB", 1)
     ttft99 = new("hold.ttft_p99", sc, "TTFT p99 while opening", "ms", 0)
-    for side in lineup.sides:
+    for side in lineup.each_side():
         lineup.settle()
         result, sampler, rss_before = _hold_once(lineup, side, shape)
+        lineup.record_errors(sc, side, result)
         if side.name == "direct" and result.errors:
             raise BenchError(
                 f"the load generator could not hold {streams} streams to the bare mock "

@@ -18,10 +18,12 @@ from loadgen import StreamLoad, StreamResult, WrkResult, run_ttft, run_wrk
 from procs import BenchError, CoreLayout, Service, cpu_seconds, free_port, start_service
 
 __all__ = [
+    "PLAIN",
     "CpuUse",
     "GatewayOptions",
     "Settings",
     "Stand",
+    "WrkLoad",
     "checked_wrk",
     "mock_stats",
     "start_gateway",
@@ -88,6 +90,18 @@ def mock_stats(mock: Service, path: str = "/stats") -> dict[str, int]:
     return stats
 
 
+@dataclass(frozen=True)
+class WrkLoad:
+    """What wrk sends: the default chat body (post.lua) or ``body``, and whether
+    the answers must come from the mock or from a response cache."""
+
+    body: str | None = None
+    from_cache: bool = False
+
+
+PLAIN = WrkLoad()  # post.lua's chat body, answered by the mock
+
+
 def checked_wrk(
     mock: Service,
     url: str,
@@ -95,15 +109,22 @@ def checked_wrk(
     connections: int,
     duration_s: float,
     layout: CoreLayout,
-    model: str = "mock",
+    load: WrkLoad = PLAIN,
 ) -> WrkResult:
-    """One wrk run that also checks every answer it counted came from the mock."""
+    """One wrk run that also checks where its answers came from (see ``WrkLoad``)."""
+    env = {"BENCH_KEY": key, "BENCH_MODEL": "mock"} | (
+        {"BENCH_BODY": load.body} if load.body else {}
+    )
     served_before = mock_stats(mock)["requests"]
-    result = run_wrk(url, connections, duration_s, layout, {"BENCH_KEY": key, "BENCH_MODEL": model})
+    result = run_wrk(url, connections, duration_s, layout, env)
     time.sleep(_SETTLE_S)  # let requests in flight when wrk stopped reach the mock
     served = mock_stats(mock)["requests"] - served_before
+    if load.from_cache:
+        # Warmed: at most one fill per connection racing the first entry.
+        if served > connections:
+            raise BenchError(f"{served} of {result.requests} cache-hit requests reached the mock")
     # wrk counts only answers it received; up to `connections` were in flight at its end.
-    if not result.requests <= served <= result.requests + connections:
+    elif not result.requests <= served <= result.requests + connections:
         raise BenchError(f"wrk counted {result.requests} answers but the mock served {served}")
     return result
 
@@ -188,10 +209,11 @@ class GatewayOptions:
     stream_models: tuple[str, ...] = ()  # served by the mock under the same name
     max_connections: int | None = None  # per-deployment upstream pool bound
     sections: dict[str, Any] = field(default_factory=dict)  # more top-level config
+    label: str = ""  # names its config and log files (default: by access log)
 
     @property
     def tag(self) -> str:
-        return "log-on" if self.access_log else "log-off"
+        return self.label or ("log-on" if self.access_log else "log-off")
 
 
 def _gateway_config(mock_url: str, options: GatewayOptions) -> dict[str, Any]:

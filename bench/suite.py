@@ -24,27 +24,18 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from lineup import Curves, Lineup, Side, StreamShape, SuiteSettings
 from litellm_proxy import LITELLM_VERSION, ensure_litellm, start_litellm
 from loadgen import StreamLoad, ensure_wrk, run_ttft
 from micro import measure_mock, mock_alone
 from plot import draw
-from procs import BenchError, CoreLayout, Service, open_fds, raise_fd_limit
+from procs import BenchError, CoreLayout, CpuMark, Service, open_fds, raise_fd_limit
 from report import Table, machine_info
-from scenarios import (
-    Curves,
-    Lineup,
-    Side,
-    StreamShape,
-    SuiteSettings,
-    hold_streams,
-    latency_c1,
-    streaming,
-    throughput,
-)
+from scenarios import cache_hits, hold_streams, latency_c1, streaming, throughput
 from stand import WORK_DIR, GatewayOptions, Settings, Stand, start_gateway, start_mock, stop_gateway
 from suite_report import Figures, SuiteReport
 from targets import HOLD_TARGET, HoldGoal, verdicts
@@ -85,34 +76,62 @@ def _warm_up(lineup: Lineup, side: Side, shape: StreamShape) -> None:
 @contextmanager
 def running_stack(settings: SuiteSettings, layout: CoreLayout) -> Iterator[Lineup]:
     """Mock on the load core; Interlock and LiteLLM on the gateway core, one at a time busy."""
-    mock = start_mock(_micro_settings(settings), layout, layout.load, "suite")
-    key = "sk-bench-" + secrets.token_hex(12)
-    options = GatewayOptions(
-        False, settings.stream_models(), MAX_CONNECTIONS, _admission_limits(MAX_CONNECTIONS)
-    )
-    litellm: Service | None = None
-    interlock: Service | None = None
+    servers: list[Service] = []
     try:
-        interlock = start_gateway(mock, layout, key, options)
+        mock = start_mock(_micro_settings(settings), layout, layout.load, "suite")
+        servers.append(mock)
+        key = "sk-bench-" + secrets.token_hex(12)
+        interlock, cached = _start_interlocks(mock, layout, key, settings, servers)
         Stand(_micro_settings(settings), layout, mock, interlock, key).smoke_check()
-        models = [("mock", "mock-model")] + [(m, m) for m in settings.stream_models()]
-        litellm_key = "sk-litellm-" + secrets.token_hex(12)
-        litellm = start_litellm(mock, layout, models, litellm_key, MAX_CONNECTIONS)
-        _litellm_smoke(litellm, litellm_key)
-        sides = [
-            Side("direct", mock, ""),
-            Side("interlock", interlock, key),
-            Side("litellm", litellm, litellm_key, lenient=True),
-        ]
+        sides = [Side("direct", mock, ""), Side("interlock", interlock, key)]
         lineup = Lineup(mock, sides, layout, settings)
-        _warm_up(lineup, sides[2], settings.stream_loads[0])
+        lineup.cached = Side("interlock", cached, key) if cached else None
+        litellm_key, start_litellm_warm = _litellm_starter(lineup, servers)
+        lineup.sides.append(Side("litellm", start_litellm_warm(), litellm_key, lenient=True))
+        lineup.revive["litellm"] = start_litellm_warm
         yield lineup
     finally:
-        if litellm is not None:
-            litellm.stop(timeout_s=10)
-        if interlock is not None:
-            stop_gateway(interlock)
-        mock.stop()
+        _stop_all(servers)
+
+
+def _start_interlocks(
+    mock: Service, layout: CoreLayout, key: str, settings: SuiteSettings, servers: list[Service]
+) -> tuple[Service, Service | None]:
+    """The gateway under test, and a second one with its response cache on (if it has one)."""
+    limits = _admission_limits(MAX_CONNECTIONS)
+    options = GatewayOptions(False, settings.stream_models(), MAX_CONNECTIONS, limits)
+    interlock = start_gateway(mock, layout, key, options)
+    servers.append(interlock)
+    if not _has_section("cache"):
+        return interlock, None
+    with_cache = replace(options, sections={**limits, "cache": {"enabled": True}}, label="cache")
+    cached = start_gateway(mock, layout, key, with_cache)
+    servers.append(cached)
+    return interlock, cached
+
+
+def _litellm_starter(lineup: Lineup, servers: list[Service]) -> tuple[str, Callable[[], Service]]:
+    """LiteLLM's key, and how to start it (again, after a crash): smoke-checked and warm."""
+    key = "sk-litellm-" + secrets.token_hex(12)
+    models = [("mock", "mock-model")] + [(m, m) for m in lineup.settings.stream_models()]
+
+    def start() -> Service:
+        litellm = start_litellm(lineup.mock, lineup.layout, models, key, MAX_CONNECTIONS)
+        servers.append(litellm)
+        _litellm_smoke(litellm, key)
+        _warm_up(lineup, Side("litellm", litellm, key), lineup.settings.stream_loads[0])
+        return litellm
+
+    return key, start
+
+
+def _stop_all(servers: list[Service]) -> None:
+    """Stop in reverse order; Interlock must exit 0 on SIGTERM (a drained gateway)."""
+    for server in reversed(servers):
+        if server.name == "gateway":
+            stop_gateway(server)
+        else:
+            server.stop(timeout_s=10)
 
 
 def hold_goal(lineup: Lineup, wanted: int) -> HoldGoal:
@@ -128,31 +147,6 @@ def hold_goal(lineup: Lineup, wanted: int) -> HoldGoal:
         f"the open-file limit here is {limit} and cannot be raised (no CAP_SYS_RESOURCE); "
         f"a proxied stream holds 2 sockets, so one process can hold at most {most}",
     )
-
-
-@dataclass(frozen=True)
-class CpuMark:
-    """Machine-wide busy CPU seconds, and the part this driver and its children used."""
-
-    at: float
-    busy_s: float
-    ours_s: float
-
-    @classmethod
-    def now(cls) -> CpuMark:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # not idle/iowait
-        own = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-        ours = sum(u.ru_utime + u.ru_stime for u in own)
-        return cls(time.monotonic(), busy, ours)
-
-    def others_since(self, start: CpuMark) -> float:
-        """Percent of one core used by other processes between ``start`` and this mark.
-
-        Exact once every child has been waited for (at the end of the run).
-        """
-        foreign = (self.busy_s - start.busy_s) - (self.ours_s - start.ours_s)
-        return 100 * max(foreign, 0.0) / max(self.at - start.at, 1e-9)
 
 
 def _wait_quiet(limit_pct: float = 10.0, patience_s: float = 120.0) -> float:
@@ -190,13 +184,16 @@ def _admission_limits(cap: int) -> dict[str, Any]:
     return {"limits": caps} if caps else {}
 
 
-def _pipeline_note() -> str:
+def _has_section(name: str) -> bool:
     from interlock.config import GatewayConfig
 
-    present = sorted(set(GatewayConfig.model_fields) & {"cache", "guardrails"})
-    if not present:
-        return "not measurable at this commit: the gateway has no response cache or guardrails yet"
-    return f"not measured: the config now has {present}, which this suite does not drive yet"
+    return name in GatewayConfig.model_fields
+
+
+def _pipeline_note() -> str:
+    if not _has_section("guardrails"):
+        return "not measurable at this commit: the gateway has no guardrails yet"
+    return "not measured: this suite does not drive the guardrails yet"
 
 
 def _machine(
@@ -242,7 +239,10 @@ def _scenarios(s: SuiteSettings, goal: HoldGoal) -> list[str]:
         f"stream open before its end until all are open at once (or {s.hold_open_s:g} s have "
         f"passed), then {s.hold_dwell_s:g} s more, then lets them all finish. Server RSS "
         "(process and children) sampled from /proc every 0.25 s. One run per side.",
-        "- **(5) cache hit**: not run (see Targets).",
+        "- **(5) cache hit**: a second Interlock process with `cache.enabled: true`; the "
+        "same cacheable request (temperature 0) at c=1 and c=32, answered from its cache "
+        "(the mock's counter must not move), next to the mock directly and, for the gain, "
+        "the cache-less Interlock in the same repetition. Interlock only.",
     ]
 
 
@@ -285,6 +285,15 @@ def _notes(mock: Table, figures: Figures, goal: HoldGoal, others: float) -> list
     return notes
 
 
+def _disturbed(runs: int) -> list[str]:
+    if not runs:
+        return []
+    return [
+        f"{runs} runs started while other processes kept using more than 10 % of a core "
+        "after a minute's wait: their figures are disturbed (tails most)."
+    ]
+
+
 def run(settings: SuiteSettings, layout: CoreLayout, out: Path) -> None:
     busy = _wait_quiet()
     start = CpuMark.now()
@@ -301,11 +310,15 @@ def run(settings: SuiteSettings, layout: CoreLayout, out: Path) -> None:
             ("(1) c=1", lambda: latency_c1(lineup, figures, curves)),
             ("(2) throughput", lambda: throughput(lineup, figures)),
             ("(3) streaming", lambda: streaming(lineup, figures, curves)),
+            ("(5) cache hit", lambda: cache_hits(lineup, figures)),
             ("(4) hold", lambda: hold_streams(lineup, figures, curves, goal.streams)),
         ]
         for name, phase in phases:
             _say(f"== {name} ({time.monotonic() - started:.0f} s in) ==")
+            lineup.phase = name
             phase()
+        lineup.note_exits()
+        incidents = [*lineup.incidents, *_disturbed(lineup.disturbed_runs)]
     others = CpuMark.now().others_since(start)
     report = SuiteReport(
         "Interlock benchmark suite",
@@ -317,7 +330,7 @@ def run(settings: SuiteSettings, layout: CoreLayout, out: Path) -> None:
         figures,
         verdicts(figures, goal, _pipeline_note()),
         _scenarios(settings, goal),
-        _notes(mock, figures, goal, others),
+        _notes(mock, figures, goal, others) + incidents,
         out.with_suffix(".png").name,
     )
     _write(report, curves, _labels(settings, goal), out)

@@ -111,10 +111,11 @@ class Figures:
 class Verdict:
     target: str
     measured: str
-    passed: bool | None  # None: not measured in this run
+    passed: bool | None  # None: not judged (see status)
+    status: str = "not measured"  # shown when passed is None
 
     def cells(self) -> list[str]:
-        verdict = {True: "pass", False: "**FAIL**", None: "not measured"}[self.passed]
+        verdict = self.status if self.passed is None else ("pass" if self.passed else "**FAIL**")
         return [self.target, self.measured, verdict]
 
 

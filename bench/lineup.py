@@ -56,7 +56,7 @@ class SuiteSettings:
     stream_loads: tuple[StreamShape, ...] = (StreamShape(100, 50, 20), StreamShape(1000, 50, 100))
     stream_duration_s: float = 3.0
     hold: StreamShape = StreamShape(10_000, 20, 2000, hold=True)
-    hold_ramp_s: float = 5.0  # the client starts its streams over this long
+    hold_ramp_s: float = 10.0  # the client starts its streams over this long (1,000/s)
     hold_open_s: float = 60.0  # the most a server gets to have them all open
     hold_dwell_s: float = 2.0  # all open this long before they are released
 

@@ -1,4 +1,4 @@
-"""Scenarios (1)-(4) of the suite, each run against direct, Interlock and LiteLLM.
+"""Scenarios (1)-(5) of the suite, run against direct, Interlock and LiteLLM (5: Interlock).
 
 Within a repetition the three sides run back to back (direct, Interlock,
 LiteLLM), so drift hits all alike and ratios can be taken pair by pair.

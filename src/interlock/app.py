@@ -26,7 +26,9 @@ from interlock.api.asgi import GatewayApp
 from interlock.api.middleware import DrainState, RequestContextMiddleware
 from interlock.api.routes import RecordsRef, Services
 from interlock.cache import CacheSettings, ResponseCache
-from interlock.config import DeploymentConfig, GatewayConfig
+from interlock.config import ConfigError, DeploymentConfig, GatewayConfig
+from interlock.guardrails import Guardrails, GuardrailsConfig
+from interlock.guardrails_stage import GuardrailsStage
 from interlock.pipeline import Pipeline
 from interlock.providers.base import Provider
 from interlock.providers.registry import build_provider
@@ -166,6 +168,22 @@ def build_telemetry(
     )
 
 
+def build_guardrails(config: GatewayConfig, metrics: Metrics) -> GuardrailsStage | None:
+    """The top-level policy, overridden per model group; None when nothing is on."""
+    try:
+        base = GuardrailsConfig.from_mapping(config.guardrails)
+        by_model = {
+            model.name: Guardrails(
+                base.override(model.guardrails, f"models.{model.name}.guardrails")
+            )
+            for model in config.models
+        }
+    except ValueError as exc:
+        raise ConfigError(f"guardrails: {exc}") from None
+    stage = GuardrailsStage(by_model, metrics)
+    return stage if any(g.enabled for g in by_model.values()) else None
+
+
 def build_cache(config: GatewayConfig, state: StateStore) -> ResponseCache | None:
     settings = config.cache
     if not settings.enabled:
@@ -275,7 +293,9 @@ def create_app(
     prices = {d.id: d.price for m in config.models for d in m.deployments}
     admin_key = config.server.admin_key
     services = Services(
-        pipeline=Pipeline(keys, router, telemetry, prices, cache),
+        pipeline=Pipeline(
+            keys, router, telemetry, prices, cache, build_guardrails(config, metrics)
+        ),
         drain=drain,
         max_body_bytes=config.server.max_request_body_bytes,
         telemetry=telemetry,

@@ -170,6 +170,8 @@ class ModelConfig(_Strict):
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    # Overrides the top-level guardrails policy for this model group.
+    guardrails: dict[str, Any] | None = None
 
 
 Permission = Literal["force_deployment"]
@@ -321,6 +323,8 @@ class GatewayConfig(_Strict):
     state: StateConfig = Field(default_factory=StateConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    # Checked by interlock.guardrails.GuardrailsConfig at start-up.
+    guardrails: dict[str, Any] | None = None
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     tiers: dict[str, TierConfig] = Field(default_factory=_default_tiers)
     chaos: ChaosConfig = Field(default_factory=ChaosConfig)

@@ -27,6 +27,8 @@ from interlock.cache import CacheRequest, ResponseCache
 from interlock.config import PriceConfig
 from interlock.errors import PermissionDenied, ProviderError, UpstreamTimeout
 from interlock.failover import continue_on_failure
+from interlock.guardrails.decision import InputDecision
+from interlock.guardrails_stage import GuardrailsStage
 from interlock.providers.base import CallContext, JSONDict
 from interlock.routing.base import RouteContext
 from interlock.routing.router import Deployment, ModelGroup, Router, error_kind
@@ -71,11 +73,13 @@ class Pipeline:
         telemetry: Telemetry,
         prices: Mapping[str, PriceConfig] | None = None,
         cache: ResponseCache | None = None,
+        guardrails: GuardrailsStage | None = None,
     ):
         self.keys = keys
         self.router = router
         self.telemetry = telemetry
         self.cache = cache
+        self.guardrails = guardrails
         self._prices = dict(prices or {})
 
     # -- stages ------------------------------------------------------------
@@ -111,6 +115,7 @@ class Pipeline:
         with record.stage("validation"):
             request = validate_body(ChatCompletionRequest, body)
         group = self._group(request.model, record, hints)
+        body, guard = self._guard(request.model, body, record)
 
         async def attempt(deployment: Deployment) -> JSONDict:
             return await self._unary(record, deployment, deployment.provider.chat, body)
@@ -131,6 +136,8 @@ class Pipeline:
             assert self.cache is not None
             result, record.cache = await self.cache.complete(cached, call)
             self._served_without_upstream(record, result)
+        if self.guardrails is not None:
+            self.guardrails.filter_completion(request.model, guard, result)
         choices = result.get("choices") or [{}]
         record.finish_reason = choices[0].get("finish_reason")
         record.response_model = result.get("model")
@@ -143,6 +150,7 @@ class Pipeline:
         with record.stage("validation"):
             request = validate_body(ChatCompletionRequest, body)
         group = self._group(request.model, record, hints)
+        body, guard = self._guard(request.model, body, record)
         record.stream = True
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         # Whether the usage chunk is passed on: the client's wish, or the
@@ -176,13 +184,20 @@ class Pipeline:
 
             return None, continue_on_failure(first, chunks, upstream_body, record, resume)
 
+        async def guarded() -> StreamStart:
+            first, chunks = await routed()
+            if self.guardrails is None or guard is None:
+                return first, chunks
+            rest = self.guardrails.filter_stream(request.model, guard, _prepend(first, chunks))
+            return await anext(rest, None), rest
+
         async def start() -> StreamStart:
             cached = await self._cache_request(record, body, hints)
             if cached is None:
-                return await routed()
+                return await guarded()
             assert self.cache is not None
             pass_usage[0] = True
-            stream = await self.cache.stream(cached, routed)
+            stream = await self.cache.stream(cached, guarded)
             record.cache = stream.status
             if stream.status != "miss":
                 record.attempts = 0  # served from the cache or a peer's stream
@@ -197,6 +212,7 @@ class Pipeline:
         with record.stage("validation"):
             request = validate_body(EmbeddingRequest, body)
         group = self._group(request.model, record, hints)
+        body, _ = self._guard(request.model, body, record)
 
         async def call(request_body: JSONDict) -> JSONDict:
             async def attempt(deployment: Deployment) -> JSONDict:
@@ -222,6 +238,19 @@ class Pipeline:
             for item in result.get("data", ()):
                 item["embedding"] = _to_base64(item["embedding"])
         return result
+
+    # -- guardrails ----------------------------------------------------------
+
+    def _guard(
+        self, model: str, body: JSONDict, record: RequestRecord
+    ) -> tuple[JSONDict, InputDecision | None]:
+        if self.guardrails is None:
+            return body, None
+        began = time.perf_counter()
+        try:
+            return self.guardrails.check(model, body, record)
+        finally:
+            record.stages["guardrails"] = time.perf_counter() - began
 
     # -- the cache -----------------------------------------------------------
 
@@ -337,6 +366,13 @@ class Pipeline:
                 record.input_tokens * price.input_per_million
                 + record.output_tokens * price.output_per_million
             ) / 1_000_000
+
+
+async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _to_base64(vector: Any) -> Any:

@@ -90,6 +90,8 @@ def _routing(record: RequestRecord) -> list[tuple[bytes, bytes]]:
     headers = [(k.encode(), v.encode()) for k, v in record.ratelimit_headers.items()]
     if record.cache is not None:
         headers.append((b"x-interlock-cache", record.cache.encode()))
+    if record.guardrails:
+        headers.append((b"x-interlock-guardrails", ",".join(record.guardrails).encode()))
     if record.deployment is None:
         return headers
     headers += [

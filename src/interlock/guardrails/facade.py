@@ -1,0 +1,234 @@
+"""The guardrails facade: one configuration's checks, and the per-request book.
+
+``Guardrails.check_input(body)`` runs, in order: input limits, content
+check, prompt-injection score, PII. The first three read the client's text
+as sent; PII then redacts, pseudonymizes, annotates or blocks. The first
+block wins and nothing after it runs. ``output_stream(decision)`` gives the
+filter for the model's answer (redaction of new values and/or restoring
+pseudonyms), one per streamed choice; ``output_text`` does the same for a
+whole answer; ``redact_text`` is for anything that is logged.
+
+Everything here is pure and shareable: no I/O, no clock, no state across
+requests (the pseudonym vault travels in the decision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from interlock.guardrails.body import TextField, text_fields, with_texts
+from interlock.guardrails.config import GuardrailsConfig
+from interlock.guardrails.content import ContentClassifier, ContentVerdict, WordListClassifier
+from interlock.guardrails.decision import Action, Block, InputDecision
+from interlock.guardrails.injection import InjectionDetector, InjectionResult
+from interlock.guardrails.pseudonyms import PseudonymVault
+from interlock.guardrails.scanner import PiiScanner
+from interlock.guardrails.spans import Replacer, label_replacer, replace_spans
+from interlock.guardrails.stream import ChainedFilter, StreamRedactor, StreamRestorer, TextFilter
+from interlock.guardrails.validation import check_limits
+
+__all__ = ["Guardrails", "GuardrailsBook"]
+
+
+class Guardrails:
+    """One configuration's checks, compiled once, shared by every request."""
+
+    def __init__(
+        self,
+        config: GuardrailsConfig,
+        *,
+        classifiers: Sequence[ContentClassifier] = (),
+        max_hold: int = 128,
+    ):
+        self.config = config
+        self._max_hold = max_hold
+        pii = config.pii
+        self._pii = pii if pii is not None and pii.action != "off" else None
+        self._scanner = PiiScanner.for_types(pii.types if pii is not None else None)
+        # Logs are redacted of every known type, whatever the request policy.
+        self._log_scanner = PiiScanner.for_types()
+        injection = config.injection
+        self._injection = injection if injection is not None and injection.action != "off" else None
+        self._detector = InjectionDetector()
+        content = config.content
+        self._content = content if content is not None and content.action != "off" else None
+        self._classifiers: tuple[ContentClassifier, ...] = ()
+        if self._content is not None:
+            self._classifiers = (WordListClassifier(self._content.words), *classifiers)
+
+    @property
+    def enabled(self) -> bool:
+        """False when there is nothing to check: the pipeline may skip the stage."""
+        return bool(self._pii or self._injection or self._content or self.config.limits)
+
+    def check_input(self, body: Mapping[str, Any]) -> InputDecision:
+        if self.config.limits is not None:
+            block = check_limits(body, self.config.limits)
+            if block is not None:
+                return InputDecision(body, (Action(f"limits:{block.code}", "block"),), block)
+        fields = text_fields(body)
+        actions: list[Action] = []
+        verdict, block = self._check_content(fields, actions)
+        injection = None
+        if block is None:
+            injection, block = self._check_injection(fields, actions)
+        if block is not None:
+            return InputDecision(body, tuple(actions), block, injection=injection, content=verdict)
+        return self._apply_pii(body, fields, actions, injection, verdict)
+
+    def output_stream(self, decision: InputDecision) -> TextFilter | None:
+        """A fresh filter for one streamed choice of the answer, or ``None``."""
+        if self._pii is None:
+            return None
+        redactor = (
+            StreamRedactor(self._scanner, max_hold=self._max_hold)
+            if self._pii.output_mode == "redact"
+            else None
+        )
+        restorer = StreamRestorer(decision.vault) if decision.vault else None
+        if redactor is not None and restorer is not None:
+            return ChainedFilter(redactor, restorer)
+        return redactor or restorer
+
+    def output_text(self, decision: InputDecision, text: str) -> str:
+        """What ``output_stream`` would make of a whole (non-streamed) answer."""
+        if self._pii is None:
+            return text
+        if self._pii.output_mode == "redact":
+            text = self._scanner.redact(text)
+        return decision.vault.restore(text) if decision.vault else text
+
+    def redact_text(self, text: str) -> str:
+        """For logs: every PII type replaced by its label."""
+        return self._log_scanner.redact(text)
+
+    def _check_content(
+        self, fields: list[TextField], actions: list[Action]
+    ) -> tuple[ContentVerdict | None, Block | None]:
+        policy = self._content
+        if policy is None:
+            return None, None
+        for field in fields:
+            if field.role not in policy.roles:
+                continue
+            for classifier in self._classifiers:
+                verdict = classifier.classify(field.text)
+                if not verdict.flagged:
+                    continue
+                actions.append(Action("content", policy.action))
+                if policy.action == "block":
+                    categories = ", ".join(verdict.categories) or classifier.name
+                    message = f"The request was blocked by the content policy ({categories})."
+                    return verdict, Block(
+                        "content", "content_policy_violation", field.param, message
+                    )
+                return verdict, None
+        return ContentVerdict(False), None
+
+    def _check_injection(
+        self, fields: list[TextField], actions: list[Action]
+    ) -> tuple[InjectionResult | None, Block | None]:
+        policy = self._injection
+        if policy is None:
+            return None, None
+        worst, where = InjectionResult(0.0, ()), None
+        for field in fields:
+            if field.role in policy.roles or field.role is None:
+                result = self._detector.score(field.text)
+                if result.score > worst.score:
+                    worst, where = result, field.param
+        if worst.score < policy.threshold:
+            return worst, None
+        actions.append(Action("injection", policy.action))
+        if policy.action == "block":
+            message = "The request was blocked as a likely prompt injection."
+            return worst, Block("injection", "prompt_injection_detected", where, message)
+        return worst, None
+
+    def _apply_pii(
+        self,
+        body: Mapping[str, Any],
+        fields: list[TextField],
+        actions: list[Action],
+        injection: InjectionResult | None,
+        verdict: ContentVerdict | None,
+    ) -> InputDecision:
+        policy = self._pii
+        if policy is None:
+            return InputDecision(body, tuple(actions), injection=injection, content=verdict)
+        vault = PseudonymVault() if policy.action == "pseudonymize" else None
+        replace: Replacer = vault.placeholder if vault is not None else label_replacer
+        texts: dict[tuple[str | int, ...], str] = {}
+        for field in fields:
+            if policy.roles is not None and field.role not in policy.roles:
+                continue
+            spans = self._scanner.find(field.text)
+            if not spans:
+                continue
+            types = list(dict.fromkeys(span.type for span in spans))
+            for kind in types:
+                action = Action(f"pii:{kind.lower()}", policy.action)
+                if action not in actions:
+                    actions.append(action)
+            if policy.action == "block":
+                message = (
+                    f"The request contains personal or secret data ({', '.join(types)}) "
+                    f"in {field.param} and was not sent."
+                )
+                block = Block("pii", "pii_detected", field.param, message)
+                return InputDecision(
+                    body, tuple(actions), block, injection=injection, content=verdict
+                )
+            if policy.action != "detect":
+                texts[field.path] = replace_spans(field.text, spans, replace)
+        return InputDecision(
+            with_texts(body, texts) if texts else body,
+            tuple(actions),
+            vault=vault if vault else None,
+            injection=injection,
+            content=verdict,
+            modified=bool(texts),
+        )
+
+
+class GuardrailsBook:
+    """The guardrails for each request: the global config, then the model group's
+    override, then the key's (later wins, field by field). Overrides are validated
+    when the book is built; each distinct result is compiled once."""
+
+    def __init__(
+        self,
+        config: GuardrailsConfig,
+        *,
+        groups: Mapping[str, Mapping[str, Any]] | None = None,
+        keys: Mapping[str, Mapping[str, Any]] | None = None,
+        classifiers: Sequence[ContentClassifier] = (),
+    ):
+        self._config = config
+        self._groups = dict(groups or {})
+        self._keys = dict(keys or {})
+        self._classifiers = tuple(classifiers)
+        for name, raw in self._groups.items():
+            config.override(raw, where=f"models[{name}].guardrails")
+        for name, raw in self._keys.items():
+            config.override(raw, where=f"keys[{name}].guardrails")
+        # Bounded by the configured overrides: (groups + 1) x (keys + 1) at most.
+        self._by_pair: dict[tuple[str | None, str | None], Guardrails] = {}
+        self._by_config: dict[GuardrailsConfig, Guardrails] = {}
+
+    def for_request(self, model_group: str | None, key_name: str | None) -> Guardrails:
+        group = model_group if model_group in self._groups else None
+        key = key_name if key_name in self._keys else None
+        found = self._by_pair.get((group, key))
+        if found is None:
+            config = self._config
+            if group is not None:
+                config = config.override(self._groups[group])
+            if key is not None:
+                config = config.override(self._keys[key])
+            found = self._by_config.get(config)
+            if found is None:
+                found = self._by_config[config] = Guardrails(config, classifiers=self._classifiers)
+            self._by_pair[(group, key)] = found
+        return found

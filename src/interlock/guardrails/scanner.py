@@ -1,0 +1,112 @@
+"""The PII scanner: a set of detectors, run together, overlaps settled.
+
+``PiiScanner.for_types(["EMAIL", "CARD"])`` builds the default detectors for
+those types. The scanner is immutable and stateless: one per configuration,
+shared by every request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+from interlock.guardrails.pii_contact import EmailDetector, PhoneDetector
+from interlock.guardrails.pii_network import Ipv4Detector, Ipv6Detector
+from interlock.guardrails.pii_numbers import CardDetector, IbanDetector, SsnDetector
+from interlock.guardrails.secrets import SecretDetector
+from interlock.guardrails.spans import (
+    Continuation,
+    Detector,
+    OpenEnded,
+    Replacer,
+    Span,
+    label_replacer,
+    replace_spans,
+    resolve,
+)
+
+__all__ = ["DETECTORS", "PII_TYPES", "PiiScanner"]
+
+DETECTORS: dict[str, Callable[[], Detector]] = {
+    "EMAIL": EmailDetector,
+    "PHONE": PhoneDetector,
+    "CARD": CardDetector,
+    "US_SSN": SsnDetector,
+    "IPV4": Ipv4Detector,
+    "IPV6": Ipv6Detector,
+    "IBAN": IbanDetector,
+    "SECRET": SecretDetector,
+}
+PII_TYPES = tuple(DETECTORS)
+_TRIGGER_LOOKBACK = 64
+
+
+class PiiScanner:
+    """Runs its detectors over a text; knows what a stream must hold back."""
+
+    def __init__(self, detectors: Sequence[Detector]):
+        self._detectors = tuple(detectors)
+        self.types = frozenset(d.type for d in self._detectors)
+        # Detectors sharing a trigger are skipped together when it is absent.
+        self._triggers = {
+            source: re.compile(source)
+            for source in {d.trigger for d in self._detectors if d.trigger}
+        }
+        tails = [f"(?:{d.tail})" for d in self._detectors if d.tail]
+        self._tail = re.compile("|".join(tails)) if tails else None
+        blanks = [f"(?:{d.blank_tail})" for d in self._detectors if d.tail and d.blank_tail]
+        self._blank_tail = re.compile("|".join(blanks)) if blanks else None
+        self._open: dict[str, OpenEnded] = {
+            d.type: d for d in self._detectors if isinstance(d, OpenEnded)
+        }
+
+    @classmethod
+    def for_types(cls, types: Iterable[str] | None = None) -> PiiScanner:
+        """The built-in detectors for ``types`` (all of them when ``None``)."""
+        names = PII_TYPES if types is None else tuple(dict.fromkeys(t.upper() for t in types))
+        unknown = [name for name in names if name not in DETECTORS]
+        if unknown:
+            raise ValueError(f"unknown PII types {unknown}; known: {list(PII_TYPES)}")
+        return cls([DETECTORS[name]() for name in names])
+
+    def find_all(self, text: str, start: int = 0) -> list[Span]:
+        """Every detector's spans starting at or after ``start``, overlaps included."""
+        spans: list[Span] = []
+        # Context before ``start`` can hold a key's name (aws_secret_access_key = ...).
+        present: dict[str, bool] = {}
+        lookback = max(0, start - _TRIGGER_LOOKBACK)
+        for detector in self._detectors:
+            source = detector.trigger
+            if source:
+                if source not in present:
+                    present[source] = self._triggers[source].search(text, lookback) is not None
+                if not present[source]:
+                    continue
+            spans.extend(detector.find(text, start))
+        return spans
+
+    def find(self, text: str) -> list[Span]:
+        """Non-overlapping spans, left to right."""
+        return resolve(self.find_all(text))
+
+    def redact(self, text: str, replace: Replacer = label_replacer) -> str:
+        """``text`` with every value replaced (``[EMAIL]`` by default)."""
+        spans = self.find(text)
+        return replace_spans(text, spans, replace) if spans else text
+
+    def hold_from(self, text: str, pos: int) -> int:
+        """Where, at or after ``pos``, the suffix that could still grow into a value
+        starts; ``len(text)`` when nothing at the end needs holding."""
+        if self._tail is None:
+            return len(text)
+        if self._blank_tail is None or self._blank_tail.search(text, pos) is None:
+            # No tail can hold a blank here: it lies within the last word.
+            pos = max(pos, max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1)
+        match = self._tail.search(text, pos)
+        return len(text) if match is None else match.start()
+
+    def continuation(self, span: Span, text: str) -> Continuation | None:
+        """For a span reaching the end of ``text``: how a stream swallows the rest
+        of an open-ended value, or ``None`` (bounded value, or already complete)."""
+        detector = self._open.get(span.type)
+        return None if detector is None else detector.continuation(span, text)

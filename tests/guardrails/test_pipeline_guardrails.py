@@ -1,0 +1,169 @@
+"""Guardrails in the request path: redaction before the upstream, blocks,
+streamed output redaction across chunks, and logs free of the raw values."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiohttp import web
+
+from interlock.app import create_app
+from interlock.config import parse_config
+from tests.conftest import TEST_KEY
+from tests.support.servers import FakeUpstream, InProcessGateway
+
+AUTH = {"authorization": f"Bearer {TEST_KEY}"}
+EMAIL = "jane.roe@example.com"
+CARD = "4111 1111 1111 1111"
+
+
+class RecordingUpstream:
+    """Records the bodies it receives; streams an answer with an e-mail split
+    across two chunks."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.app = web.Application()
+        self.app.router.add_post("/v1/chat/completions", self.handle)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        with self.lock:
+            self.bodies.append(body)
+        pieces = ["Write to ", "bob.smith@exa", "mple.org today."]
+        if not body.get("stream"):
+            return web.json_response(
+                {
+                    "id": "c",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": "m",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "".join(pieces)},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+                }
+            )
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for i, piece in enumerate(pieces):
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"content": piece},
+                        "finish_reason": "stop" if i == len(pieces) - 1 else None,
+                    }
+                ],
+            }
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+
+@pytest.fixture
+def stack(
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+) -> Iterator[tuple[str, RecordingUpstream, io.BytesIO]]:
+    upstream = RecordingUpstream()
+    url = fake_upstream(upstream.app).url + "/v1"
+    raw = {
+        "models": [
+            {
+                "name": "chat",
+                "deployments": [{"id": "up", "provider": "openai", "model": "m", "base_url": url}],
+            },
+            {
+                "name": "strict",
+                "guardrails": {"pii": {"action": "block"}},
+                "deployments": [{"id": "up2", "provider": "openai", "model": "m", "base_url": url}],
+            },
+        ],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "guardrails": {"pii": {"action": "redact"}},
+        "telemetry": {"stage_sample_rate": 1.0},
+    }
+    log = io.BytesIO()
+    gateway = InProcessGateway(create_app(parse_config(raw, env={}), log_stream=log))
+    yield gateway.base_url, upstream, log
+    gateway.close()
+
+
+def _chat(model: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def test_pii_is_redacted_before_the_upstream(
+    stack: tuple[str, RecordingUpstream, io.BytesIO],
+) -> None:
+    url, upstream, _ = stack
+    response = httpx.post(
+        url + "/v1/chat/completions", json=_chat("chat", f"I am {EMAIL}, card {CARD}"), headers=AUTH
+    )
+    assert response.status_code == 200
+    sent = upstream.bodies[-1]["messages"][0]["content"]
+    assert EMAIL not in sent and "[EMAIL]" in sent and "[CARD]" in sent
+    assert "pii:email:redact" in response.headers["x-interlock-guardrails"]
+    # The answer's own e-mail is redacted on the way back too.
+    assert "bob.smith@example.org" not in response.json()["choices"][0]["message"]["content"]
+
+
+def test_block_policy_is_a_400_that_names_the_type_not_the_value(
+    stack: tuple[str, RecordingUpstream, io.BytesIO],
+) -> None:
+    url, upstream, _ = stack
+    before = len(upstream.bodies)
+    response = httpx.post(
+        url + "/v1/chat/completions", json=_chat("strict", f"mail {EMAIL}"), headers=AUTH
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "pii_detected" and "email" in error["message"].lower()
+    assert EMAIL not in response.text
+    assert error["param"].startswith("messages[0]")
+    assert len(upstream.bodies) == before  # nothing went upstream
+
+
+def test_streamed_answer_is_redacted_across_chunks(
+    stack: tuple[str, RecordingUpstream, io.BytesIO],
+) -> None:
+    url, _, _ = stack
+    with (
+        httpx.Client(headers=AUTH, timeout=10) as client,
+        client.stream(
+            "POST", url + "/v1/chat/completions", json=_chat("chat", "hello", stream=True)
+        ) as response,
+    ):
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: {")]
+    text = "".join(
+        orjson.loads(e)["choices"][0]["delta"].get("content") or ""
+        for e in events
+        if orjson.loads(e)["choices"]
+    )
+    assert "bob.smith" not in text and "[EMAIL]" in text
+    assert text.startswith("Write to ") and text.endswith(" today.")
+
+
+def test_no_raw_pii_in_any_log_line(stack: tuple[str, RecordingUpstream, io.BytesIO]) -> None:
+    url, _, log = stack
+    for model in ("chat", "strict"):
+        httpx.post(url + "/v1/chat/completions", json=_chat(model, f"{EMAIL} {CARD}"), headers=AUTH)
+    raw = log.getvalue()
+    assert raw  # the access log was written
+    for value in (EMAIL, CARD, CARD.replace(" ", "")):
+        assert value.encode() not in raw

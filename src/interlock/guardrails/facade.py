@@ -110,8 +110,8 @@ class Guardrails:
         if policy is None:
             return None, None
         for field in fields:
-            if field.role not in policy.roles:
-                continue
+            if field.role is not None and field.role not in policy.roles:
+                continue  # ``input`` / ``prompt`` text (no role) is always checked
             for classifier in self._classifiers:
                 verdict = classifier.classify(field.text)
                 if not verdict.flagged:
@@ -134,7 +134,7 @@ class Guardrails:
             return None, None
         worst, where = InjectionResult(0.0, ()), None
         for field in fields:
-            if field.role in policy.roles or field.role is None:
+            if field.role is None or field.role in policy.roles:
                 result = self._detector.score(field.text)
                 if result.score > worst.score:
                     worst, where = result, field.param

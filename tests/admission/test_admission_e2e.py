@@ -402,7 +402,7 @@ async def test_redis_outage_mid_load_serves_on_local_limits_then_recovers(
                 assert small == [200, 200, 200, 429, 429]  # rpm 3, counted locally
                 relay.restore()
                 # While degraded, one admission every 5 s probes Redis; the load drives it.
-                status, body = await _ready(session, base, "shared", 8.0)
+                status, body = await _ready(session, base, "shared", 20.0)
                 assert status == 200 and body["limits"] == "shared"
                 phase = "healed"
                 # Redis never counted `small`: shared limits admit it, local ones would not.

@@ -167,3 +167,17 @@ def test_no_raw_pii_in_any_log_line(stack: tuple[str, RecordingUpstream, io.Byte
     assert raw  # the access log was written
     for value in (EMAIL, CARD, CARD.replace(" ", "")):
         assert value.encode() not in raw
+
+
+def test_decisions_are_in_metrics_and_the_log_line(
+    stack: tuple[str, RecordingUpstream, io.BytesIO],
+) -> None:
+    url, _, log = stack
+    response = httpx.post(url + "/v1/chat/completions", json=_chat("chat", EMAIL), headers=AUTH)
+    request_id = response.headers["x-request-id"]
+    metrics = httpx.get(url + "/metrics").text
+    assert 'interlock_guardrail_actions_total{action="redact",rule="pii:email"} 1.0' in metrics
+    lines = [orjson.loads(line) for line in log.getvalue().splitlines()]
+    line = next(entry for entry in lines if entry.get("request_id") == request_id)
+    assert line["guardrails"] == ["pii:email:redact"]
+    assert "guardrails" in line["stages_ms"]

@@ -21,7 +21,7 @@ __all__ = ["Curves", "Lineup", "Side", "StreamShape", "SuiteSettings"]
 
 _DRAIN_S = 60.0  # the most a server may stay busy after a run
 _OTHERS_PATIENCE_S = 60.0  # the most we wait for other processes before one run
-_OTHERS_BUDGET_S = 180.0  # ... and over the whole suite
+_OTHERS_BUDGET_S = 60.0  # ... and over the whole suite
 _QUIET_WINDOW_S = 0.3
 _QUIET_CPU = 0.05  # a server using under 5 % of a core is idle
 _OTHERS_QUIET_PCT = 10.0  # other processes under 10 % of one core: quiet
@@ -136,7 +136,7 @@ class Lineup:
         """Closed loop: each of N workers opens its next stream when one ends."""
         s = self.settings
         spread = shape.length_s  # staggered over one stream's length: no lock-step
-        bound = spread + s.stream_duration_s + shape.length_s + 15 if side.lenient else 0
+        bound = spread + s.stream_duration_s + shape.length_s + 5 if side.lenient else 0
         return StreamLoad(
             side.url, side.key, shape.model, shape.streams, shape.chunks,
             s.stream_duration_s, spread, deadline_s=bound,

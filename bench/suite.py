@@ -150,7 +150,7 @@ def hold_goal(lineup: Lineup, wanted: int) -> HoldGoal:
     )
 
 
-def _wait_quiet(limit_pct: float = 10.0, patience_s: float = 120.0) -> float:
+def _wait_quiet(limit_pct: float = 10.0, patience_s: float = 60.0) -> float:
     """Wait (bounded) until other processes use under ``limit_pct`` % of the machine."""
     deadline = time.monotonic() + patience_s
     while True:

@@ -95,7 +95,9 @@ class Lineup:
     sides: list[Side]
     layout: CoreLayout
     settings: SuiteSettings
-    cached: Side | None = None  # Interlock with its response cache on, for (5)
+    # More Interlock processes, by role: "cache" (cache on, for (5)) and "full"
+    # (every optional stage on, for the pipeline cost); idle unless measured.
+    variants: dict[str, Side] = field(default_factory=dict)
     revive: dict[str, Callable[[], Service]] = field(default_factory=dict)
     incidents: list[str] = field(default_factory=list)
     disturbed_runs: int = 0  # runs started while other processes stayed busy
@@ -206,7 +208,7 @@ class Lineup:
         Untouched: no stream open and no request arriving during the window,
         so nothing an earlier run left in flight lands in the next one's count.
         """
-        sides = [*self.sides, *([self.cached] if self.cached else [])]
+        sides = [*self.sides, *self.variants.values()]
         servers = [side.server.pid for side in sides if side.server.proc.poll() is None]
         requests = mock_stats(self.mock)["requests"]
         mark, before = CpuMark.now(), [tree_cpu_seconds(pid) for pid in servers]

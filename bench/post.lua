@@ -2,7 +2,9 @@
 --
 --   BENCH_KEY=sk-... BENCH_MODEL=mock wrk -t1 -c32 -d5s -s bench/post.lua URL
 --
--- BENCH_BODY, if set, replaces the whole body. At the end one line is printed
+-- BENCH_BODY, if set, replaces the whole body; with BENCH_UNIQUE=<nonce> as
+-- well, every request's body has "UNIQUE" replaced by <nonce>-<n> (n counts
+-- requests), so no two are alike (a cache misses). At the end one line is printed
 -- for bench/micro.py to parse:
 --   BENCH_RESULT {"requests": ..., "status_errors": ..., "p50_us": ..., ...}
 -- status_errors counts non-2xx/3xx answers; a malformed request shows up
@@ -19,6 +21,17 @@ wrk.headers["Content-Type"] = "application/json"
 local key = os.getenv("BENCH_KEY")
 if key and key ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. key
+end
+
+local nonce = os.getenv("BENCH_UNIQUE")
+if nonce and nonce ~= "" then
+  local counter = 0
+  local template = wrk.body
+  request = function()
+    counter = counter + 1
+    local body = template:gsub("UNIQUE", nonce .. "-" .. counter)
+    return wrk.format(nil, nil, nil, body)
+  end
 end
 
 local function cdf(latency)

@@ -22,6 +22,7 @@ __all__ = [
     "cache_hits",
     "hold_streams",
     "latency_c1",
+    "pipeline_cost",
     "streaming",
     "throughput",
 ]
@@ -32,6 +33,7 @@ CACHEABLE_BODY = (
     '{"model":"mock","messages":[{"role":"user","content":"Say hello to the benchmark."}],'
     '"max_tokens":16,"temperature":0}'
 )
+UNIQUE_BODY = CACHEABLE_BODY.replace("benchmark.", "benchmark UNIQUE.")
 _WARMUP_S = 2.0  # wrk warm-up per side; a cold LiteLLM at c=128 answers nothing in 1 s
 
 
@@ -120,7 +122,8 @@ def streaming(lineup: Lineup, figures: Figures, curves: Curves) -> None:
 def cache_hits(lineup: Lineup, figures: Figures) -> None:
     """(5) The same cacheable request (temperature 0) answered from Interlock's
     response cache, against the same request through Interlock without a cache."""
-    if lineup.cached is None:
+    cached = lineup.variants.get("cache")
+    if cached is None:
         return
     sc = "(5) cache hit"
     body = WrkLoad(CACHEABLE_BODY)
@@ -131,20 +134,51 @@ def cache_hits(lineup: Lineup, figures: Figures) -> None:
     rps = figures.new("hit.rps", sc, "c=32 throughput, hit", "req/s", 0, sides=_HIT_SIDES)
     cpu = figures.new("hit.cpu", sc, "server CPU per request, c=32, hit", "µs", 0, ("interlock",))
     gain = figures.new("hit.gain", sc, "c=32 throughput, hit / uncached", "x", 2, ("interlock",))
-    for side, load in ((direct, body), (uncached, body), (lineup.cached, hit_load)):
+    for side, load in ((direct, body), (uncached, body), (cached, hit_load)):
         lineup.wrk(side, 32, _WARMUP_S, load)  # the first fills the cache
     for _ in range(lineup.settings.reps):
         one, _ = lineup.wrk(direct, 1, lineup.settings.duration_s, body)
         many, _ = lineup.wrk(direct, 32, lineup.settings.duration_s, body)
         base, _ = lineup.wrk(uncached, 32, lineup.settings.duration_s, body)
-        hit_one, _ = lineup.wrk(lineup.cached, 1, lineup.settings.duration_s, hit_load)
-        hit, hit_cpu = lineup.wrk(lineup.cached, 32, lineup.settings.duration_s, hit_load)
+        hit_one, _ = lineup.wrk(cached, 1, lineup.settings.duration_s, hit_load)
+        hit, hit_cpu = lineup.wrk(cached, 32, lineup.settings.duration_s, hit_load)
         for side, c1, c32 in (("direct", one, many), ("interlock", hit_one, hit)):
             p50.add(side, c1.p50_ms)
             p99.add(side, c1.p99_ms)
             rps.add(side, c32.rps)
         cpu.add("interlock", 1e6 * hit_cpu / hit.requests)
         gain.add("interlock", hit.rps / base.rps)
+
+
+def pipeline_cost(lineup: Lineup, figures: Figures) -> None:
+    """The full pipeline against the bare proxy path, c=32, same requests.
+
+    Every body is different and cacheable (temperature 0), so the full
+    gateway looks up, misses and fills its cache on every request; the bare
+    one (the gateway of (1)-(4)) has no cache, guardrails or access log.
+    """
+    full = lineup.variants.get("full")
+    if full is None:
+        return
+    sc = "pipeline cost"
+    sides = ("interlock",)
+    bare_rps = figures.new("pipe.bare", sc, "c=32 throughput, bare proxy path", "req/s", 0, sides)
+    full_rps = figures.new("pipe.full", sc, "c=32 throughput, full pipeline", "req/s", 0, sides)
+    bare_cpu = figures.new("pipe.bare_cpu", sc, "CPU per request, bare", "µs", 0, sides)
+    full_cpu = figures.new("pipe.full_cpu", sc, "CPU per request, full", "µs", 0, sides)
+    cost = figures.new("pipe.cost", sc, "throughput lost to the full pipeline", "%", 1, sides)
+    load = WrkLoad(UNIQUE_BODY, unique=True)
+    bare = lineup.sides[1]
+    for side in (bare, full):
+        lineup.wrk(side, 32, _WARMUP_S, load)
+    for _ in range(lineup.settings.reps):
+        plain, plain_s = lineup.wrk(bare, 32, lineup.settings.duration_s, load)
+        every, every_s = lineup.wrk(full, 32, lineup.settings.duration_s, load)
+        bare_rps.add("interlock", plain.rps)
+        full_rps.add("interlock", every.rps)
+        bare_cpu.add("interlock", 1e6 * plain_s / plain.requests)
+        full_cpu.add("interlock", 1e6 * every_s / every.requests)
+        cost.add("interlock", 100 * (1 - every.rps / plain.rps))
 
 
 def _per_chunk(cpu_s: float, result: StreamResult, shape: StreamShape) -> float:

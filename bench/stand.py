@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import secrets
 import sys
 import time
 import urllib.request
@@ -97,6 +98,7 @@ class WrkLoad:
 
     body: str | None = None
     from_cache: bool = False
+    unique: bool = False  # "UNIQUE" in the body becomes a new value on every request
 
 
 PLAIN = WrkLoad()  # post.lua's chat body, answered by the mock
@@ -115,6 +117,8 @@ def checked_wrk(
     env = {"BENCH_KEY": key, "BENCH_MODEL": "mock"} | (
         {"BENCH_BODY": load.body} if load.body else {}
     )
+    if load.unique:
+        env["BENCH_UNIQUE"] = secrets.token_hex(4)  # a new nonce: no body of an earlier run
     served_before = mock_stats(mock)["requests"]
     result = run_wrk(url, connections, duration_s, layout, env)
     time.sleep(_SETTLE_S)  # let requests in flight when wrk stopped reach the mock

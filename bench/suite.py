@@ -35,7 +35,14 @@ from micro import measure_mock, mock_alone
 from plot import draw
 from procs import BenchError, CoreLayout, CpuMark, Service, open_fds, raise_fd_limit
 from report import Table, machine_info
-from scenarios import cache_hits, hold_streams, latency_c1, streaming, throughput
+from scenarios import (
+    cache_hits,
+    hold_streams,
+    latency_c1,
+    pipeline_cost,
+    streaming,
+    throughput,
+)
 from stand import WORK_DIR, GatewayOptions, Settings, Stand, start_gateway, start_mock, stop_gateway
 from suite_report import Figures, SuiteReport
 from targets import HOLD_TARGET, HoldGoal, verdicts
@@ -45,6 +52,13 @@ FD_WANTED = 65_536
 FD_RESERVE = 64  # listening socket, log files, epoll, imports: never more than this
 MAX_CONNECTIONS = 12_000  # Interlock's upstream pool bound in the bench config
 NICE = -10
+# The guardrails of the full pipeline: every check (as bench/guardrails_cost.py's "all").
+FULL_GUARDRAILS = {
+    "pii": {"action": "redact"},
+    "injection": {"action": "flag"},
+    "content": {"action": "flag"},
+    "limits": {"max_messages": 50, "max_total_chars": 100_000, "max_tokens": 4096},
+}
 
 
 def _say(text: str) -> None:
@@ -82,11 +96,11 @@ def running_stack(settings: SuiteSettings, layout: CoreLayout) -> Iterator[Lineu
         mock = start_mock(_micro_settings(settings), layout, layout.load, "suite")
         servers.append(mock)
         key = "sk-bench-" + secrets.token_hex(12)
-        interlock, cached = _start_interlocks(mock, layout, key, settings, servers)
+        interlock, variants = _start_interlocks(mock, layout, key, settings, servers)
         Stand(_micro_settings(settings), layout, mock, interlock, key).smoke_check()
         sides = [Side("direct", mock, ""), Side("interlock", interlock, key)]
         lineup = Lineup(mock, sides, layout, settings)
-        lineup.cached = Side("interlock", cached, key) if cached else None
+        lineup.variants = {name: Side("interlock", v, key) for name, v in variants.items()}
         litellm_key, start_litellm_warm = _litellm_starter(lineup, servers)
         lineup.sides.append(Side("litellm", start_litellm_warm(), litellm_key, lenient=True))
         lineup.revive["litellm"] = start_litellm_warm
@@ -97,18 +111,24 @@ def running_stack(settings: SuiteSettings, layout: CoreLayout) -> Iterator[Lineu
 
 def _start_interlocks(
     mock: Service, layout: CoreLayout, key: str, settings: SuiteSettings, servers: list[Service]
-) -> tuple[Service, Service | None]:
-    """The gateway under test, and a second one with its response cache on (if it has one)."""
+) -> tuple[Service, dict[str, Service]]:
+    """The gateway under test, and variants: its response cache on ("cache", for
+    (5)) and every optional stage on ("full", for the pipeline cost), where it
+    has them."""
     limits = _admission_limits(MAX_CONNECTIONS)
     options = GatewayOptions(False, settings.stream_models(), MAX_CONNECTIONS, limits)
     interlock = start_gateway(mock, layout, key, options)
     servers.append(interlock)
-    if not _has_section("cache"):
-        return interlock, None
-    with_cache = replace(options, sections={**limits, "cache": {"enabled": True}}, label="cache")
-    cached = start_gateway(mock, layout, key, with_cache)
-    servers.append(cached)
-    return interlock, cached
+    variants: dict[str, GatewayOptions] = {}
+    if _has_section("cache"):
+        cache = {"cache": {"enabled": True}}
+        variants["cache"] = replace(options, sections=limits | cache, label="cache")
+        if _has_section("guardrails"):
+            full = limits | cache | {"guardrails": FULL_GUARDRAILS}
+            variants["full"] = replace(options, access_log=True, sections=full, label="full")
+    started = {name: start_gateway(mock, layout, key, o) for name, o in variants.items()}
+    servers.extend(started.values())
+    return interlock, started
 
 
 def _litellm_starter(lineup: Lineup, servers: list[Service]) -> tuple[str, Callable[[], Service]]:
@@ -200,9 +220,8 @@ def _has_section(name: str) -> bool:
 
 
 def _pipeline_note() -> str:
-    if not _has_section("guardrails"):
-        return "not measurable at this commit: the gateway has no guardrails yet"
-    return "not measured: this suite does not drive the guardrails yet"
+    missing = [name for name in ("cache", "guardrails") if not _has_section(name)]
+    return f"not measurable at this commit: the gateway has no {' or '.join(missing)} yet"
 
 
 def _machine(
@@ -256,6 +275,11 @@ def _scenarios(s: SuiteSettings, goal: HoldGoal) -> list[str]:
         "same cacheable request (temperature 0) at c=1 and c=32, answered from its cache "
         "(the mock's counter must not move), next to the mock directly and, for the gain, "
         "the cache-less Interlock in the same repetition. Interlock only.",
+        "- **pipeline cost**: c=32 through a third Interlock process with every optional "
+        "stage on (access log, response cache, guardrails: PII redaction, injection and "
+        "content checks, input limits) against the bare gateway of (1)-(4), both with the "
+        "same short cacheable requests, each body different (a cache lookup, miss and fill "
+        "every time). Admission, routing and metrics are on in both.",
     ]
 
 
@@ -324,6 +348,7 @@ def run(settings: SuiteSettings, layout: CoreLayout, out: Path) -> None:
             ("(2) throughput", lambda: throughput(lineup, figures)),
             ("(3) streaming", lambda: streaming(lineup, figures, curves)),
             ("(5) cache hit", lambda: cache_hits(lineup, figures)),
+            ("pipeline cost", lambda: pipeline_cost(lineup, figures)),
             ("(4) hold", lambda: hold_streams(lineup, figures, curves, goal.streams)),
         ]
         for name, phase in phases:

@@ -135,7 +135,8 @@ class Pipeline:
         else:
             assert self.cache is not None
             result, record.cache = await self.cache.complete(cached, call)
-            self._served_without_upstream(record, result)
+            if record.cache != "miss":
+                self._served_without_upstream(record, result.get("usage"))
         if self.guardrails is not None:
             self.guardrails.filter_completion(request.model, guard, result)
         choices = result.get("choices") or [{}]
@@ -197,7 +198,9 @@ class Pipeline:
                 return await guarded()
             assert self.cache is not None
             pass_usage[0] = True
-            stream = await self.cache.stream(cached, guarded)
+            stream = await self.cache.stream(
+                cached, guarded, on_usage=lambda usage: self._served_without_upstream(record, usage)
+            )
             record.cache = stream.status
             if stream.status != "miss":
                 record.attempts = 0  # served from the cache or a peer's stream
@@ -266,12 +269,10 @@ class Pipeline:
         record.stages["cache"] = time.perf_counter() - began
         return request
 
-    def _served_without_upstream(self, record: RequestRecord, result: JSONDict) -> None:
+    @staticmethod
+    def _served_without_upstream(record: RequestRecord, usage: Any) -> None:
         """A hit or a coalesced follower: original token counts, no cost."""
-        if record.cache == "miss":
-            return
-        usage = result.get("usage")
-        if isinstance(usage, dict):
+        if isinstance(usage, Mapping):
             record.input_tokens = int(usage.get("prompt_tokens") or 0)
             record.output_tokens = int(usage.get("completion_tokens") or 0)
         record.cost_usd = 0.0

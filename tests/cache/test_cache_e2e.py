@@ -8,11 +8,13 @@ it, so "served from the cache" means "the upstream never saw it".
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -265,6 +267,65 @@ def test_openai_sdk_parses_hits_streamed_and_not(
         assert replay.headers["x-interlock-cache"] == "hit"
         assert replay.parse().choices[0].message.content == streamed_text
     assert upstream.chat_calls == 2
+
+
+def test_streamed_hits_and_followers_are_accounted_like_unary_hits(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """Ledger and access log: a request served without an upstream call has
+    the original answer's tokens at no cost, streamed or not, whether or not
+    its client asked for the usage chunk."""
+    raw = config(upstream.url)
+    raw["models"][0]["deployments"][0]["price"] = {
+        "input_per_million": 1_000_000,
+        "output_per_million": 2_000_000,
+    }
+    raw["server"]["access_log"] = True
+    raw["store"] = {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"}
+    log = io.BytesIO()
+    gateway = InProcessGateway(create_app(parse_config(raw, env={}), log_stream=log))
+    try:
+        url = gateway.base_url
+        with_usage = chat("acct", stream=True, stream_options={"include_usage": True})
+        without_usage = chat("acct", stream=True)
+
+        async def burst() -> list[tuple[str, bytes]]:
+            both = await asyncio.gather(
+                _streams(url, with_usage, 3), _streams(url, without_usage, 3)
+            )
+            return both[0] + both[1]
+
+        seen = [status for status, _ in asyncio.run(burst())]
+        with httpx.Client(base_url=url, headers=auth(ALICE), timeout=10) as client:
+            replay = client.post("/v1/chat/completions", json=without_usage)
+            unary = client.post("/v1/chat/completions", json=chat("acct"))
+            seen += [replay.headers["x-interlock-cache"], unary.headers["x-interlock-cache"]]
+            assert seen.count("miss") == 1 and "coalesced" in seen and seen[-2:] == ["hit", "hit"]
+            assert upstream.chat_calls == 1
+            miss_cost = USAGE["prompt_tokens"] * 1.0 + USAGE["completion_tokens"] * 2.0
+            expected = {
+                "requests": 8,
+                "prompt_tokens": 8 * USAGE["prompt_tokens"],
+                "completion_tokens": 8 * USAGE["completion_tokens"],
+                "cost_usd": pytest.approx(miss_cost),  # only the miss cost anything
+            }
+            deadline = time.monotonic() + 5  # the ledger is written in batches
+            while True:
+                rows = client.get("/admin/usage?key=alice", headers=auth(ADMIN)).json()["data"]
+                got = {name: rows[0][name] for name in expected} if rows else {}
+                if got == expected or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert got == expected
+    finally:
+        gateway.close()
+    lines = [orjson.loads(line) for line in log.getvalue().splitlines()]
+    chats = [line for line in lines if line.get("path") == "/v1/chat/completions"]
+    assert sorted(line["cache"] for line in chats) == sorted(seen)
+    for line in chats:
+        tokens = (line.get("input_tokens"), line.get("output_tokens"))
+        assert tokens == (USAGE["prompt_tokens"], USAGE["completion_tokens"]), line
+        assert line["cost_usd"] == (miss_cost if line["cache"] == "miss" else 0.0), line
 
 
 @pytest.mark.parametrize("shared", [False, True])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from interlock.cache import LeaderFailed, ResponseCache
+from interlock.cache import CachedStream, LeaderFailed, ResponseCache
 from interlock.errors import UpstreamTimeout
 from interlock.state import MemoryStateStore
 from tests.cache.support import (
@@ -72,6 +72,45 @@ async def test_usage_chunk_only_for_clients_that_asked() -> None:
     replayed = parse(await consume(cache, upstream, chat_body(stream=True)))
     assert all(p["choices"] for p in replayed)
     assert upstream.calls == 1
+
+
+async def test_requests_served_without_upstream_report_the_original_usage() -> None:
+    cache = memory_cache()
+    upstream = FakeStream(stream_chunks(WORDS), hold_after=2)
+    reported: dict[str, list[Any]] = {"leader": [], "follower": [], "hit": []}
+
+    async def open_stream(body: dict[str, Any], who: str) -> CachedStream:
+        req = await prepare(cache, body)
+        return await cache.stream(req, upstream, on_usage=reported[who].append)
+
+    leader = await open_stream(STREAM_BODY, "leader")
+    follower = await open_stream(chat_body(stream=True), "follower")  # no usage chunk wanted
+    assert (leader.status, follower.status) == ("miss", "coalesced")
+    upstream.gate.set()
+    await drain(leader.chunks)
+    assert all(p["choices"] for p in parse(await drain(follower.chunks)))
+    hit = await open_stream(chat_body(stream=True), "hit")
+    assert hit.status == "hit"
+    # The leader is accounted from its own upstream stream, not by the cache.
+    assert reported == {"leader": [], "follower": [USAGE], "hit": [USAGE]}
+    assert all(p["choices"] for p in parse(await drain(hit.chunks)))
+
+
+async def test_a_follower_that_had_to_call_upstream_reports_no_usage() -> None:
+    cache = memory_cache()
+    upstream = FakeStream(stream_chunks(WORDS))
+    upstream.fail_first, upstream.fail_with = 1, UpstreamTimeout("no first token")
+    reported: list[Any] = []
+    leader = asyncio.create_task(consume(cache, upstream, STREAM_BODY))
+    await until(lambda: upstream.calls == 1)
+    req = await prepare(cache, STREAM_BODY)
+    follower = await cache.stream(req, upstream, on_usage=reported.append)
+    assert follower.status == "coalesced"
+    upstream.gate.set()
+    with pytest.raises(UpstreamTimeout):
+        await leader
+    assert await drain(follower.chunks) == upstream.chunks  # it led the fallback
+    assert reported == [] and upstream.calls == 2
 
 
 async def test_fifty_identical_streams_share_one_upstream_stream() -> None:
@@ -202,11 +241,14 @@ async def test_second_instance_replays_the_first_instances_stream() -> None:
             await drain(a_stream.chunks)
 
     b = make_cache(store, sleep=RecordingSleep(while_b_waits))
-    b_stream = await b.stream(await prepare(b, STREAM_BODY), upstream)
+    reported: list[Any] = []
+    b_req = await prepare(b, STREAM_BODY)
+    b_stream = await b.stream(b_req, upstream, on_usage=reported.append)
     assert b_stream.status == "coalesced"
     chunks = await drain(b_stream.chunks)
     assert text_of(chunks) == "".join(WORDS) and parse(chunks)[-1]["usage"] == USAGE
     assert upstream.calls == 1
+    assert reported == [USAGE]
 
 
 async def test_aclose_cancels_pumps_and_fails_their_subscribers() -> None:

@@ -33,7 +33,7 @@ from interlock.cache.l2 import SharedTier
 from interlock.cache.policy import CachePolicy, CacheSettings
 from interlock.cache.remote import InstanceLock
 from interlock.cache.request import CacheHit, CacheRequest, CacheStats, CacheStatus
-from interlock.cache.streaming import CachedStream, StartStream, StreamCoalescer
+from interlock.cache.streaming import CachedStream, OnUsage, StartStream, StreamCoalescer
 from interlock.cache.tiers import TieredStore
 from interlock.state import StateStore
 
@@ -196,15 +196,26 @@ class ResponseCache:
 
     # -- streamed chat -----------------------------------------------------------
 
-    async def stream(self, req: CacheRequest, start: StartStream) -> CachedStream:
-        """Replay a hit, join an identical stream in flight, or lead ``start``."""
+    async def stream(
+        self, req: CacheRequest, start: StartStream, on_usage: OnUsage | None = None
+    ) -> CachedStream:
+        """Replay a hit, join an identical stream in flight, or lead ``start``.
+
+        Unless this request calls upstream itself, ``on_usage`` is told the
+        original answer's usage (a streamed client may not see it): at once
+        for a hit, when it passes for a stream shared with another request.
+        """
         hit = await self._core.lookup(req)
         if hit is not None:
+            if on_usage is not None:
+                on_usage(hit.entry.usage)
             return CachedStream("hit", _replay(hit.chunks(include_usage=req.include_usage)))
-        return await self.coalesce_stream(req, start)
+        return await self.coalesce_stream(req, start, on_usage)
 
-    async def coalesce_stream(self, req: CacheRequest, start: StartStream) -> CachedStream:
-        return await self._streams.open(req, start)
+    async def coalesce_stream(
+        self, req: CacheRequest, start: StartStream, on_usage: OnUsage | None = None
+    ) -> CachedStream:
+        return await self._streams.open(req, start, on_usage=on_usage)
 
     # -- embeddings ---------------------------------------------------------------
 

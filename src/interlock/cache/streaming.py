@@ -9,6 +9,9 @@ has gone the pump is cancelled, which closes the upstream stream.
 
 The pump sees the usage-only chunk (the pipeline should always let it
 through); each subscriber gets it only if its own request asked for usage.
+A request served without calling upstream (a follower, or a leader whose
+answer came from another instance) hands that usage to its ``on_usage`` as
+it passes, so it is accounted with the original answer's token counts.
 
 A follower whose leader failed before it sent a byte falls back once: it
 looks for a new flight (the first fallback leads one, the others join it).
@@ -20,8 +23,9 @@ two upstream calls, however many requests were waiting.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
@@ -30,11 +34,13 @@ from interlock.cache.coalesce import LeaderFailed, StreamFlight, Subscription, o
 from interlock.cache.core import CacheCore
 from interlock.cache.request import CacheRequest, CacheStatus
 
-__all__ = ["CachedStream", "StreamCoalescer", "StreamStart"]
+__all__ = ["CachedStream", "OnUsage", "StreamCoalescer", "StreamStart"]
 
 # The pipeline's stream start: the first chunk (already awaited) and the rest.
 StreamStart = tuple[bytes | None, AsyncIterator[bytes]]
 StartStream = Callable[[], Awaitable[StreamStart]]
+# Told the original answer's usage when a request is served without calling upstream.
+OnUsage = Callable[[Mapping[str, Any]], None]
 
 
 @dataclass(slots=True)
@@ -54,14 +60,24 @@ class StreamCoalescer:
         self._flights: dict[str, StreamFlight] = {}
         self._pumps: set[asyncio.Task[None]] = set()
 
-    async def open(self, req: CacheRequest, start: StartStream, fallbacks: int = 1) -> CachedStream:
-        """Join the identical stream in flight, or lead a new one."""
+    async def open(
+        self,
+        req: CacheRequest,
+        start: StartStream,
+        fallbacks: int = 1,
+        on_usage: OnUsage | None = None,
+    ) -> CachedStream:
+        """Join the identical stream in flight, or lead a new one.
+
+        ``on_usage`` gets the answer's usage unless this request itself
+        calls upstream (then the pipeline accounts it from that stream).
+        """
         flight = self._flights.get(req.key)
         if flight is not None and flight.joinable and req.directive.lookup:
             self._core.stats.coalesced += 1
-            chunks = self._follow(req, flight.subscribe(), start, fallbacks)
+            chunks = self._follow(req, flight.subscribe(), start, fallbacks, on_usage)
             return CachedStream("coalesced", chunks)
-        return await self._lead(req, start, share=self._core.settings.coalesce)
+        return await self._lead(req, start, share=self._core.settings.coalesce, on_usage=on_usage)
 
     async def aclose(self) -> None:
         """Cancel every pump (shutdown); their subscribers get the failure."""
@@ -69,7 +85,9 @@ class StreamCoalescer:
             task.cancel()
         await asyncio.gather(*self._pumps, return_exceptions=True)
 
-    async def _lead(self, req: CacheRequest, start: StartStream, *, share: bool) -> CachedStream:
+    async def _lead(
+        self, req: CacheRequest, start: StartStream, *, share: bool, on_usage: OnUsage | None
+    ) -> CachedStream:
         def abandoned() -> None:
             self._forget(req.key, flight)
             task.cancel()
@@ -92,7 +110,9 @@ class StreamCoalescer:
         except BaseException:
             await subscription.aclose()
             raise
-        return CachedStream(status, _for_client(subscription, req.include_usage))
+        if status == "miss":
+            on_usage = None  # this request's own upstream call is accounted as such
+        return CachedStream(status, _for_client(subscription, req.include_usage, on_usage))
 
     async def _pump(
         self,
@@ -149,12 +169,17 @@ class StreamCoalescer:
                 await core.release(req, claim)
 
     async def _follow(
-        self, req: CacheRequest, subscription: Subscription, start: StartStream, fallbacks: int
+        self,
+        req: CacheRequest,
+        subscription: Subscription,
+        start: StartStream,
+        fallbacks: int,
+        on_usage: OnUsage | None,
     ) -> AsyncIterator[bytes]:
         sent = False
         failure: LeaderFailed | None = None
         try:
-            async for chunk in _for_client(subscription, req.include_usage):
+            async for chunk in _for_client(subscription, req.include_usage, on_usage):
                 sent = True
                 yield chunk
         except LeaderFailed as exc:
@@ -167,7 +192,7 @@ class StreamCoalescer:
         if sent or fallbacks <= 0:
             raise original_error(failure)
         self._core.stats.fallbacks += 1
-        retry = await self.open(req, start, fallbacks - 1)
+        retry = await self.open(req, start, fallbacks - 1, on_usage)
         async for chunk in retry.chunks:
             yield chunk
 
@@ -176,11 +201,20 @@ class StreamCoalescer:
             del self._flights[key]
 
 
-async def _for_client(chunks: AsyncIterator[bytes], include_usage: bool) -> AsyncIterator[bytes]:
-    """The flight's chunks as this client asked: the usage-only chunk only if wanted."""
+async def _for_client(
+    chunks: AsyncIterator[bytes], include_usage: bool, on_usage: OnUsage | None = None
+) -> AsyncIterator[bytes]:
+    """The flight's chunks as this client asked: the usage-only chunk only if
+    wanted. ``on_usage`` is told the usage as it passes, sent on or not."""
     try:
         async for chunk in chunks:
-            if include_usage or not _usage_only(chunk):
+            if include_usage and on_usage is None:
+                yield chunk
+                continue
+            usage, usage_only = _usage_of(chunk)
+            if usage is not None and on_usage is not None:
+                on_usage(usage)
+            if include_usage or not usage_only:
                 yield chunk
     finally:
         aclose = getattr(chunks, "aclose", None)
@@ -188,12 +222,16 @@ async def _for_client(chunks: AsyncIterator[bytes], include_usage: bool) -> Asyn
             await aclose()
 
 
-def _usage_only(chunk: bytes) -> bool:
+def _usage_of(chunk: bytes) -> tuple[dict[str, Any] | None, bool]:
+    """The chunk's usage object, if any, and whether it carries nothing else."""
     # Cheap test first, so only the chunk that carries usage is parsed.
     if b'"usage":{' not in chunk and b'"usage": {' not in chunk:
-        return False
+        return None, False
     try:
         parsed = orjson.loads(chunk)
     except orjson.JSONDecodeError:
-        return False
-    return not parsed.get("choices") and isinstance(parsed.get("usage"), dict)
+        return None, False
+    usage = parsed.get("usage")
+    if not isinstance(usage, dict):
+        return None, False
+    return usage, not parsed.get("choices")

@@ -279,7 +279,8 @@ class CacheConfig(_Strict):
     l1_max_entries: int = Field(default=10_000, ge=1)
     l1_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Across instances (Redis state): wait this long for another instance's
-    # identical request instead of calling upstream; 0 turns it off.
+    # identical request instead of calling upstream; 0 turns it off. A stream
+    # starts its response (and heartbeats) only after this wait.
     remote_wait_s: float = Field(default=5.0, ge=0)
 
 

@@ -63,6 +63,9 @@ class StreamPlan:
     heartbeat_after_s: float
     heartbeat_interval_s: float
     start: Callable[[], Awaitable[StreamStart]]
+    # Set by ``start`` once the cache has given its verdict (or stayed out):
+    # the response headers carry it, so the response must not start before.
+    settled: asyncio.Event
 
 
 class Pipeline:
@@ -192,9 +195,12 @@ class Pipeline:
             rest = self.guardrails.filter_stream(request.model, guard, _prepend(first, chunks))
             return await anext(rest, None), rest
 
+        settled = asyncio.Event()
+
         async def start() -> StreamStart:
             cached = await self._cache_request(record, body, hints)
             if cached is None:
+                settled.set()
                 return await guarded()
             assert self.cache is not None
             pass_usage[0] = True
@@ -204,10 +210,11 @@ class Pipeline:
             record.cache = stream.status
             if stream.status != "miss":
                 record.attempts = 0  # served from the cache or a peer's stream
+            settled.set()
             return await stream.started()
 
         settings = group.settings
-        return StreamPlan(settings.heartbeat_after_s, settings.heartbeat_interval_s, start)
+        return StreamPlan(settings.heartbeat_after_s, settings.heartbeat_interval_s, start, settled)
 
     async def embed(
         self, body: JSONDict, record: RequestRecord, hints: RouteHints = NO_HINTS

@@ -423,6 +423,46 @@ def test_invalidation_on_one_instance_reaches_the_other(
     assert upstream.chat_calls == 2
 
 
+def test_cache_header_is_set_when_the_wait_for_another_instance_outlasts_heartbeat_after(
+    upstream: Upstream, redis_prefix: str
+) -> None:
+    """The second instance waits (remote_wait_s) for the first one's answer
+    longer than heartbeat_after_s: its response must still say how it was served."""
+    raw = config(upstream.url)
+    raw["state"] = {"backend": "redis", "url": REDIS_URL, "prefix": redis_prefix}
+    raw["models"][0]["routing"] = {"heartbeat_after_s": 0.05, "heartbeat_interval_s": 0.05}
+    first, second = (InProcessGateway(create_app(parse_config(raw, env={}))) for _ in range(2))
+    body = chat("heartbeat", stream=True)
+
+    async def both() -> list[tuple[str | None, bytes, float]]:
+        async with httpx.AsyncClient(headers=auth(ALICE), timeout=10) as client:
+
+            async def ask(url: str) -> tuple[str | None, bytes, float]:
+                began = time.monotonic()
+                response = await client.post(url + "/v1/chat/completions", json=body)
+                assert response.status_code == 200, response.text
+                took = time.monotonic() - began
+                return response.headers.get("x-interlock-cache"), response.content, took
+
+            leader = asyncio.create_task(ask(first.base_url))
+            async with asyncio.timeout(5):
+                # Until the first instance holds the lock and has called upstream
+                # (a counter bumped on the upstream's thread, so polling).
+                while upstream.chat_calls == 0:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            return [await ask(second.base_url), await leader]
+
+    try:
+        (waited, waited_raw, waited_s), (led, led_raw, _) = asyncio.run(both())
+    finally:
+        first.close()
+        second.close()
+    assert upstream.chat_calls == 1
+    assert waited_s > 0.2  # the wait (about one upstream stream) outlasted heartbeat_after_s
+    assert (led, waited) == ("miss", "coalesced")
+    assert text_of(events(waited_raw)) == text_of(events(led_raw)) == f"Answer #1: {ANSWER}"
+
+
 def test_embeddings_send_only_the_uncached_inputs(
     upstream: Upstream, gateway_for: Callable[..., str]
 ) -> None:

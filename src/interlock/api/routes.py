@@ -146,14 +146,26 @@ async def chat_completions(request: Request, services: Services) -> ASGIApp:
 
 async def _start_stream(plan: StreamPlan, release: Callable[[], None]) -> ASGIApp:
     """Wait briefly for the first token so fast failures keep their status;
-    a slow first token starts the response with heartbeats instead."""
+    a slow first token starts the response with heartbeats instead.
+
+    Never before the cache's verdict, though: ``x-interlock-cache`` goes out
+    with the response start. Only a wait for another instance's identical
+    request (bounded by ``cache.remote_wait_s``) makes that later than
+    ``heartbeat_after_s``, and no token can come before the verdict anyway.
+    """
     start = asyncio.ensure_future(plan.start())
     try:
-        done, _ = await asyncio.wait({start}, timeout=plan.heartbeat_after_s)
+        await asyncio.wait({start}, timeout=plan.heartbeat_after_s)
+        if not start.done() and not plan.settled.is_set():
+            settled = asyncio.ensure_future(plan.settled.wait())
+            try:
+                await asyncio.wait({start, settled}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                settled.cancel()
     except BaseException:
         start.cancel()
         raise
-    if done:
+    if start.done():
         first, chunks = start.result()
         return SSEResponse(chunks, first, on_close=release)
     return SSEResponse(

@@ -1,7 +1,8 @@
-"""Upstream HTTP client cost: aiohttp vs httpx, CPU per request at concurrency 32.
+"""Upstream HTTP client cost: Interlock's own (h1) vs aiohttp vs httpx, CPU per
+request at concurrency 32.
 
-The gateway's upstream client sits on the hot path of every call; this is
-the measurement behind choosing aiohttp (docs/decisions/0001-http-stack.md).
+The gateway's upstream client sits on the hot path of every call; this is the
+measurement behind writing our own (docs/decisions/0008-own-upstream-client.md).
 Run: ``python bench/clients.py`` (starts bench/mock_upstream.py itself).
 """
 
@@ -18,6 +19,9 @@ import aiohttp
 import httpx
 import orjson
 import uvloop
+
+from interlock.config import TimeoutConfig
+from interlock.providers.http import UpstreamClient
 
 PORT = 8301
 URL = f"http://127.0.0.1:{PORT}/v1/chat/completions"
@@ -37,6 +41,21 @@ async def _cpu_per_request(one: Callable[[], Awaitable[None]]) -> float:
     started = time.process_time()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     return (time.process_time() - started) / REQUESTS * 1e6
+
+
+async def h1_cost() -> float:
+    """Through UpstreamClient, as the adapters call it (JSON in, parsed JSON out)."""
+    client = UpstreamClient("bench", TimeoutConfig(), 2 * CONCURRENCY)
+    await client.start()
+    body = orjson.loads(BODY)
+
+    async def one() -> None:
+        await client.request_json("POST", URL, body)
+
+    try:
+        return await _cpu_per_request(one)
+    finally:
+        await client.aclose()
 
 
 async def aiohttp_cost() -> float:
@@ -67,17 +86,17 @@ def main() -> int:
     )
     try:
         time.sleep(1.0)
-        results: dict[str, list[float]] = {"aiohttp": [], "httpx": []}
+        results: dict[str, list[float]] = {"h1": [], "aiohttp": [], "httpx": []}
         for _ in range(3):
+            results["h1"].append(uvloop.run(h1_cost()))
             results["aiohttp"].append(uvloop.run(aiohttp_cost()))
             results["httpx"].append(uvloop.run(httpx_cost()))
         print(f"| client | CPU µs per request, c={CONCURRENCY} (median of 3) |")
         print("| --- | --- |")
         for name, runs in results.items():
-            print(
-                f"| {name} {getattr(sys.modules[name], '__version__', '')} "
-                f"| {sorted(runs)[1]:.0f} |"
-            )
+            module = sys.modules.get(name)
+            version = getattr(module, "__version__", "") if module else "(interlock)"
+            print(f"| {name} {version} | {sorted(runs)[1]:.0f} |")
     finally:
         mock.terminate()
         mock.wait(10)

@@ -33,9 +33,17 @@ OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], Any]:
     factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
 
+    async def scenario_then_close_pools(coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await asyncio.wait_for(coro, 10)
+        finally:
+            while _OPEN_POOLS:
+                await _OPEN_POOLS.pop().aclose()
+            await asyncio.sleep(0.01)  # let the transports finish closing
+
     def runner(coro: Coroutine[Any, Any, Any]) -> Any:
         with asyncio.Runner(loop_factory=factory) as r:
-            return r.run(asyncio.wait_for(coro, 10))
+            return r.run(scenario_then_close_pools(coro))
 
     return runner
 
@@ -98,9 +106,15 @@ def replying(*responses: bytes, keep_open: bool = True) -> Handler:
     return handler
 
 
+# Pools made by the running scenario; the ``run`` fixture closes them after it.
+_OPEN_POOLS: list[ConnectionPool] = []
+
+
 def pool_for(url: str, max_connections: int = 4, connect_s: float = 2.0) -> ConnectionPool:
     origin, _ = split_url(url)
-    return ConnectionPool(origin, max_connections, connect_s)
+    pool = ConnectionPool(origin, max_connections, connect_s)
+    _OPEN_POOLS.append(pool)
+    return pool
 
 
 async def call(
@@ -119,7 +133,6 @@ def test_keep_alive_reuses_one_connection(run: Callable[..., Any]) -> None:
             for _ in range(3):
                 assert await call(pool, server.url) == (200, b"ok")
             assert server.connections == 1
-            await pool.aclose()
 
     run(scenario())
 

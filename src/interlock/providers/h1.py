@@ -121,7 +121,8 @@ class Response:
     async def read(self) -> bytes:
         """The whole body; the connection goes back to the pool at its end."""
         self._reading_all = True
-        self._conn.resume()
+        if not self._done:
+            self._conn.resume()
         while not self._done and self._error is None:
             await self._wait()
         if self._error is not None:
@@ -141,7 +142,8 @@ class Response:
         data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
         self._chunks.clear()
         self._buffered = 0
-        self._conn.resume()
+        if not self._done:  # once done, the connection may already serve another call
+            self._conn.resume()
         return data
 
     @property

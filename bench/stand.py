@@ -26,6 +26,7 @@ __all__ = [
     "Stand",
     "WrkLoad",
     "checked_wrk",
+    "gateway_config",
     "mock_stats",
     "start_gateway",
     "start_mock",
@@ -220,7 +221,8 @@ class GatewayOptions:
         return self.label or ("log-on" if self.access_log else "log-off")
 
 
-def _gateway_config(mock_url: str, options: GatewayOptions) -> dict[str, Any]:
+def gateway_config(mock_url: str, options: GatewayOptions) -> dict[str, Any]:
+    """The benchmark gateway's config: the mock's models, one key (``BENCH_KEY``), ``options``."""
     pool = {} if options.max_connections is None else {"max_connections": options.max_connections}
 
     def model(name: str, upstream: str) -> dict[str, Any]:
@@ -240,7 +242,7 @@ def start_gateway(mock: Service, layout: CoreLayout, key: str, options: GatewayO
     """``interlock serve`` on the gateway core; its JSON logs go to a file under bench/.work."""
     tag = options.tag
     config = WORK_DIR / f"gateway-{tag}.yaml"
-    config.write_text(yaml.safe_dump(_gateway_config(mock.url, options), sort_keys=False))
+    config.write_text(yaml.safe_dump(gateway_config(mock.url, options), sort_keys=False))
     port = free_port()
     interlock = str(Path(sys.executable).parent / "interlock")
     cmd = [interlock, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]

@@ -18,14 +18,25 @@ from collections.abc import Callable
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from interlock.app import build_router, build_telemetry
+from interlock.app import build_providers, build_telemetry
 from interlock.config import parse_config
+from interlock.routing.chaos import ChaosControl
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
 from interlock.tokens import EstimatingCounter
 
 ROUNDS = 20_000
 REPEATS = 5
+
+
+class Discard(io.RawIOBase):
+    """A log stream that writes nowhere (no file to leave open)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        return len(data)  # type: ignore[arg-type]
 
 
 class DroppingExporter(SpanExporter):
@@ -42,10 +53,10 @@ def _telemetry(access_log: bool, tracing: bool) -> Telemetry:
         "server": {"access_log": access_log},
     }
     config = parse_config(raw, env={})
-    router, _ = build_router(config, EstimatingCounter())
+    providers = build_providers(config, EstimatingCounter(), ChaosControl(config.chaos))
     exporter = DroppingExporter() if tracing else None
-    log = open(os.devnull, "wb") if access_log else io.BytesIO()
-    return build_telemetry(config, router, exporter, log)
+    log = Discard() if access_log else io.BytesIO()
+    return build_telemetry(config, providers, exporter, log)
 
 
 def _request(telemetry: Telemetry) -> None:

@@ -59,6 +59,14 @@ FULL_GUARDRAILS = {
     "content": {"action": "flag"},
     "limits": {"max_messages": 50, "max_total_chars": 100_000, "max_tokens": 4096},
 }
+# Its key: per-key rate and token limits and a daily budget, set so high that
+# nothing is refused and every request takes the full admission path.
+FULL_KEY = {
+    "name": "bench",
+    "key": "os.environ/BENCH_KEY",
+    "limits": {"rpm": 10**9, "tpm": 10**12},
+    "budget_usd_day": 10**6,
+}
 
 
 def _say(text: str) -> None:
@@ -124,7 +132,7 @@ def _start_interlocks(
         cache = {"cache": {"enabled": True}}
         variants["cache"] = replace(options, sections=limits | cache, label="cache")
         if _has_section("guardrails"):
-            full = limits | cache | {"guardrails": FULL_GUARDRAILS}
+            full = limits | cache | {"guardrails": FULL_GUARDRAILS, "keys": [FULL_KEY]}
             variants["full"] = replace(options, access_log=True, sections=full, label="full")
     started = {name: start_gateway(mock, layout, key, o) for name, o in variants.items()}
     servers.extend(started.values())

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from interlock.store.migrations import MIGRATIONS, Migration, migrate
-from interlock.store.schema import schema_migrations
+from interlock.store.schema import schema_migrations, usage_ledger
 from tests.store.conftest import Backend
 
 
@@ -24,9 +24,9 @@ async def _versions(engine: AsyncEngine) -> list[int]:
 
 async def test_migrate_creates_the_tables_once(backend: Backend) -> None:
     engine = backend.engine()
-    assert await migrate(engine) == [1]
+    assert await migrate(engine) == [1, 2]
     assert await migrate(engine) == []
-    assert await _versions(engine) == [1]
+    assert await _versions(engine) == [1, 2]
     assert await _tables(engine) >= {"api_keys", "usage_ledger", "schema_migrations"}
 
 
@@ -37,10 +37,10 @@ async def test_a_failing_migration_leaves_no_trace(backend: Backend) -> None:
 
     engine = backend.engine()
     with pytest.raises(RuntimeError, match="step 2 broke"):
-        await migrate(engine, (*MIGRATIONS, Migration(2, "breaks", half_done)))
-    # One transaction: v1's tables, the version table and step 2's table are all gone.
+        await migrate(engine, (*MIGRATIONS, Migration(99, "breaks", half_done)))
+    # One transaction: the tables, the version table and the broken step's table are all gone.
     assert await _tables(engine) == set()
-    assert await migrate(engine) == [1]
+    assert await migrate(engine) == [1, 2]
 
 
 async def test_migrations_run_in_version_order(backend: Backend) -> None:
@@ -53,13 +53,31 @@ async def test_migrations_run_in_version_order(backend: Backend) -> None:
         return Migration(version, f"v{version}", apply)
 
     engine = backend.engine()
-    assert await migrate(engine, (step(3), *MIGRATIONS, step(2))) == [1, 2, 3]
-    assert seen == [2, 3]
-    assert await migrate(engine, (step(3), *MIGRATIONS, step(2), step(4))) == [4]
+    assert await migrate(engine, (step(13), *MIGRATIONS, step(12))) == [1, 2, 12, 13]
+    assert seen == [12, 13]
+    assert await migrate(engine, (step(13), *MIGRATIONS, step(12), step(14))) == [14]
+
+
+async def test_a_version_1_store_gains_the_budget_index_and_matches_the_schema(
+    backend: Backend,
+) -> None:
+    engine = backend.engine()
+    assert await migrate(engine, MIGRATIONS[:1]) == [1]
+    assert await migrate(engine) == [2]
+
+    def indexes(sync: sa.Connection) -> dict[str, list[str | None]]:
+        found = sa.inspect(sync).get_indexes("usage_ledger")
+        return {str(i["name"]): list(i["column_names"]) for i in found}
+
+    async with engine.connect() as conn:
+        migrated = await conn.run_sync(indexes)
+    declared = {str(i.name): [c.name for c in i.columns] for i in usage_ledger.indexes}
+    assert migrated == declared
+    assert migrated["ix_usage_ledger_key_name_id"] == ["key_name", "id"]
 
 
 async def test_gateways_starting_together_migrate_once(backend: Backend) -> None:
     engines = [backend.engine() for _ in range(4)]
     results = await asyncio.gather(*(migrate(engine) for engine in engines))
-    assert sorted(results) == [[], [], [], [1]]
-    assert await _versions(engines[0]) == [1]
+    assert sorted(results) == [[], [], [], [1, 2]]
+    assert await _versions(engines[0]) == [1, 2]

@@ -21,6 +21,7 @@ from typing import Any
 
 from interlock.admission.keys import Principal
 from interlock.admission.limits import Decision, KeyLimits, RateLimiter
+from interlock.admission.spend import SpendTracker
 from interlock.config import KeyLimits as ConfiguredLimits
 from interlock.errors import ServiceUnavailable, TooManyRequests
 from interlock.store.ledger import UsageLedger
@@ -56,7 +57,8 @@ def estimate_tokens(body: dict[str, Any]) -> int:
 
 
 class BudgetGuard:
-    """USD per day and per month, from the usage ledger, cached briefly per key
+    """USD per day and per month, from the usage ledger. The spend is a running
+    total per key refreshed at most every ``cache_s`` (see ``SpendTracker``),
     so the check costs a dict lookup on most requests."""
 
     def __init__(
@@ -67,11 +69,8 @@ class BudgetGuard:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
-        self._ledger = ledger
-        self._cache_s = cache_s
-        self._clock = clock
+        self.spend = SpendTracker(ledger, refresh_s=cache_s, clock=clock)
         self._now = now
-        self._spent: dict[tuple[str, str], tuple[float, float]] = {}
 
     async def check(self, principal: Principal) -> None:
         now = self._now()
@@ -82,7 +81,7 @@ class BudgetGuard:
         ):
             if (
                 budget is not None
-                and await self._spent_since(principal.name, period, since) >= budget
+                and await self.spend.spent(principal.name, period, since) >= budget
             ):
                 reset = day_start + timedelta(days=1) if period == "day" else _next_month(day_start)
                 raise TooManyRequests(
@@ -90,15 +89,6 @@ class BudgetGuard:
                     code="insufficient_quota",
                     retry_after_s=(reset - now).total_seconds(),
                 )
-
-    async def _spent_since(self, key: str, period: str, since: datetime) -> float:
-        cached = self._spent.get((key, period))
-        if cached is not None and self._clock() - cached[1] < self._cache_s:
-            return cached[0]
-        ledger = self._ledger()
-        spent = 0.0 if ledger is None else await ledger.spend(key, since)
-        self._spent[(key, period)] = (spent, self._clock())
-        return spent
 
 
 def _next_month(day: datetime) -> datetime:

@@ -35,9 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.engine import SQLiteBatchWriter, write_engine
 from interlock.store.schema import usage_ledger
-from interlock.store.usage_queries import GroupBy, spend_query, totals_query
+from interlock.store.usage_queries import (
+    GroupBy,
+    spend_delta_query,
+    spend_query,
+    spend_seed_query,
+    totals_query,
+)
 
-__all__ = ["GroupBy", "UsageLedger", "UsageRecord"]
+__all__ = ["GroupBy", "SpendDelta", "SpendRange", "UsageLedger", "UsageRecord"]
 
 log = logging.getLogger("interlock.store")
 
@@ -64,6 +70,24 @@ class UsageRecord:
         # Refused here, on the caller's stack: in the buffer it would fail every batch.
         if self.ts.tzinfo is None:
             raise ValueError("UsageRecord.ts must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRange:
+    """A key's cost over some of its ledger rows, the highest id among them
+    (None when there were none) and how many rows were read."""
+
+    cost: float = 0.0
+    last_id: int | None = None
+    rows: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SpendDelta:
+    """``UsageLedger.spend_delta``'s answer: the new rows and the settled range."""
+
+    new: SpendRange
+    settled: SpendRange
 
 
 _COLUMNS = tuple(f.name for f in fields(UsageRecord))
@@ -201,6 +225,23 @@ class UsageLedger:
             total = (await conn.execute(spend_query(key_name, since, until))).scalar_one()
         return float(total)
 
+    async def spend_seed(self, key_name: str, since: datetime) -> SpendRange:
+        """The key's whole spend since ``since``, with its highest row id."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(spend_seed_query(key_name, since))).mappings().one()
+        return _spend_range(row)
+
+    async def spend_delta(
+        self, key_name: str, since: datetime, after_id: int, settle_from: int, settle_to: int
+    ) -> SpendDelta:
+        """The key's rows since ``since`` with ``id > after_id``, and (read again)
+        those with ``settle_from < id <= settle_to``: one statement, two index ranges."""
+        statement = spend_delta_query(key_name, since, after_id, settle_from, settle_to)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        parts = {int(row["part"]): _spend_range(row) for row in rows}
+        return SpendDelta(parts[0], parts[1])
+
     async def _run(self) -> None:
         while not self._closed:
             with contextlib.suppress(TimeoutError):
@@ -235,6 +276,13 @@ class UsageLedger:
                 self.dropped,
             )
             self._dropped_since_write = 0
+
+
+def _spend_range(row: Any) -> SpendRange:
+    last_id = row["last_id"]
+    return SpendRange(
+        float(row["cost"]), None if last_id is None else int(last_id), int(row["rows"])
+    )
 
 
 def _totals(row: Any, group_by: GroupBy | None) -> dict[str, Any]:

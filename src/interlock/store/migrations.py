@@ -12,9 +12,9 @@ Rules for a step:
 * It runs on an ``AsyncConnection`` inside the transaction that records its
   version, so a failing step leaves no trace (SQLite's DDL is transactional
   too, see ``engine``).
-* Once released it never changes. ``v1`` builds its tables from ``schema``;
-  before the first step that alters a table, freeze ``v1`` by copying the
-  table definitions it creates into this module.
+* Once released it never changes. ``v1`` builds its tables from frozen
+  copies of their first definitions (below), not from ``schema``, so that
+  ``schema`` can show today's tables while later steps alter them.
 
 Two gateways starting at once against PostgreSQL serialise on a
 transaction-scoped advisory lock (keyed by the schema), so the second sees
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from interlock.store.engine import write_engine
-from interlock.store.schema import api_keys, metadata, schema_migrations, usage_ledger
+from interlock.store.schema import UTCDateTime, metadata, schema_migrations
 
 __all__ = ["MIGRATIONS", "Migration", "migrate"]
 
@@ -49,12 +49,71 @@ class Migration(NamedTuple):
     apply: Callable[[AsyncConnection], Awaitable[None]]
 
 
+# The tables as version 1 created them: frozen, never edited.
+_v1 = sa.MetaData()
+_v1_api_keys = sa.Table(
+    "api_keys",
+    _v1,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("key_prefix", sa.String(16), nullable=False),
+    sa.Column("tier", sa.String(64), nullable=False),
+    sa.Column("allowed_models", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("limits", sa.JSON, nullable=False),
+    sa.Column("budget_usd_day", sa.Float, nullable=True),
+    sa.Column("budget_usd_month", sa.Float, nullable=True),
+    sa.Column("permissions", sa.JSON, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("rotated_from", sa.String(64), nullable=True),
+    sa.Index("ix_api_keys_key_hash", "key_hash", unique=True),
+    sa.Index("ix_api_keys_updated_at", "updated_at"),
+)
+_v1_usage_ledger = sa.Table(
+    "usage_ledger",
+    _v1,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("ts", UTCDateTime, nullable=False),
+    sa.Column("request_id", sa.String(), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=True),
+    sa.Column("key_name", sa.String(), nullable=False),
+    sa.Column("model", sa.String(), nullable=False),
+    sa.Column("deployment", sa.String(), nullable=True),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("cache_hit", sa.Boolean, nullable=False),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Index("ix_usage_ledger_ts", "ts"),
+    sa.Index("ix_usage_ledger_key_id", "key_id"),
+    sa.Index("ix_usage_ledger_key_name_ts", "key_name", "ts"),
+)
+
+
 async def _v1_keys_and_ledger(conn: AsyncConnection) -> None:
-    await conn.run_sync(metadata.create_all, tables=[api_keys, usage_ledger], checkfirst=False)
+    await conn.run_sync(_v1.create_all, checkfirst=False)
+
+
+async def _v2_ledger_key_name_id(conn: AsyncConnection) -> None:
+    # Plain DDL, the same on SQLite and PostgreSQL, frozen like v1.
+    await conn.execute(
+        sa.text("CREATE INDEX ix_usage_ledger_key_name_id ON usage_ledger (key_name, id)")
+    )
 
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
+    Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
 )
 
 

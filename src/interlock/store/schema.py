@@ -128,4 +128,6 @@ usage_ledger = sa.Table(
     sa.Index("ix_usage_ledger_key_id", "key_id"),
     # Budgets ask "this key's spend since T" on every admission cache miss.
     sa.Index("ix_usage_ledger_key_name_ts", "key_name", "ts"),
+    # Budgets then read only the key's rows newer than the last id they saw (migration 2).
+    sa.Index("ix_usage_ledger_key_name_id", "key_name", "id"),
 )

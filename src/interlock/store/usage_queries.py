@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from interlock.store.schema import usage_ledger, utc_day
 
-__all__ = ["GroupBy", "spend_query", "totals_query"]
+__all__ = ["GroupBy", "spend_delta_query", "spend_query", "spend_seed_query", "totals_query"]
 
 GroupBy = Literal["key", "model", "day"]
 
@@ -71,4 +71,40 @@ def spend_query(key_name: str, since: datetime, until: datetime | None) -> sa.Se
     """The key's summed cost over ``[since, until)``; zero when it has none."""
     return sa.select(sa.func.coalesce(sa.func.sum(_c.cost_usd), 0.0)).where(
         _c.key_name == key_name, *_window(since, until)
+    )
+
+
+def spend_seed_query(key_name: str, since: datetime) -> sa.Select[Any]:
+    """The key's summed cost since ``since``, its highest id and its row count."""
+    return sa.select(
+        sa.func.coalesce(sa.func.sum(_c.cost_usd), 0.0).label("cost"),
+        sa.func.max(_c.id).label("last_id"),
+        sa.func.count().label("rows"),
+    ).where(_c.key_name == key_name, _c.ts >= since)
+
+
+def spend_delta_query(
+    key_name: str, since: datetime, after_id: int, settle_from: int, settle_to: int
+) -> sa.CompoundSelect[Any]:
+    """Two rows, ``part`` 0 and 1, each with ``cost``, ``last_id`` and ``rows``:
+    0 sums the key's rows since ``since`` with ``id > after_id`` (the new ones),
+    1 those with ``settle_from < id <= settle_to`` (read again once, see
+    ``SpendTracker``). Both are ranges of ``ix_usage_ledger_key_name_id``.
+    """
+
+    # The period is a CASE, not a WHERE: given ``ts >= since`` PostgreSQL may
+    # scan the (key_name, ts) index, i.e. the whole period, and filter on id.
+    in_period = sa.case((_c.ts >= since, _c.cost_usd), else_=0.0)
+
+    def part(number: int, *ids: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        return sa.select(
+            sa.literal(number).label("part"),
+            sa.func.coalesce(sa.func.sum(in_period), 0.0).label("cost"),
+            sa.func.max(_c.id).label("last_id"),
+            sa.func.count().label("rows"),
+        ).where(_c.key_name == key_name, *ids)
+
+    return sa.union_all(
+        part(0, _c.id > after_id),
+        part(1, _c.id > settle_from, _c.id <= settle_to),
     )

@@ -45,7 +45,8 @@ class EmailDetector:
     """``name@example.com``: a plausible local part, labelled domain and alphabetic TLD."""
 
     type = "EMAIL"
-    trigger = "@"
+    hints: tuple[str, ...] = ("@",)
+    trigger: tuple[str, ...] = ()
     tail = r"[A-Za-z0-9._%+-]+(?:@[A-Za-z0-9.-]*)?\Z"
     blank_tail = ""
 
@@ -65,7 +66,9 @@ class PhoneDetector:
     """International ``+CC`` numbers and North American numbers."""
 
     type = "PHONE"
-    trigger = r"\d"
+    hints: tuple[str, ...] = ()
+    # "+" and a country code, or the "555-2671" that ends both North American shapes.
+    trigger: tuple[str, ...] = (r"\d", r"\+[1-9]|\d\d\d[ .-]\d{4}")
     tail = r"[+(]?\d[\d ().+-]*\Z|[+(]\Z"
     blank_tail = r"\d"
 

@@ -28,7 +28,8 @@ class Ipv4Detector:
     """Four octets, each at most 255 (no leading zeros)."""
 
     type = "IPV4"
-    trigger = r"\d\."
+    hints: tuple[str, ...] = ()
+    trigger: tuple[str, ...] = (r"\d", r"\d\.\d{1,3}\.\d")
     tail = r"\d[\d.]*\Z"
     blank_tail = ""
 
@@ -50,7 +51,8 @@ class Ipv6Detector:
     non-empty groups (so ``::``, ``std::map`` and ``dead::beef`` stay prose)."""
 
     type = "IPV6"
-    trigger = ":"
+    hints: tuple[str, ...] = (":",)
+    trigger: tuple[str, ...] = (r":[0-9A-Fa-f]{0,4}:",)  # two groups at least
     tail = r"[0-9A-Fa-f]{0,4}:[\w:.%]*\Z|[0-9A-Fa-f]{1,4}\Z"
     blank_tail = ""
 

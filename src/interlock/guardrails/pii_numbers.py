@@ -79,7 +79,11 @@ class CardDetector:
     """13-19 digits, optionally grouped by spaces or dashes, Luhn-valid, known issuer."""
 
     type = "CARD"
-    trigger = r"\d"
+    hints: tuple[str, ...] = ()
+    trigger: tuple[str, ...] = (
+        r"\d",
+        r"\d{4}[ -]?\d\d",
+    )  # the first group and the start of the second
     tail = r"\d[\d -]*\Z"
     blank_tail = r"\d"
 
@@ -101,7 +105,8 @@ class SsnDetector:
     """``AAA-GG-SSSS`` with an assignable area, group and serial."""
 
     type = "US_SSN"
-    trigger = r"\d"
+    hints: tuple[str, ...] = ()
+    trigger: tuple[str, ...] = (r"\d", r"\d-\d\d-\d")
     tail = r"\d[\d-]*\Z"
     blank_tail = ""
 
@@ -119,7 +124,8 @@ class IbanDetector:
     """Country code, check digits and BBAN, spaces allowed, mod-97 valid."""
 
     type = "IBAN"
-    trigger = r"\d"
+    hints: tuple[str, ...] = ()
+    trigger: tuple[str, ...] = (r"\d", r"[A-Z]{2}\d\d")  # country code and check digits
     tail = r"[A-Z]{1,2}\Z|[A-Z]{2}\d{1,2}[A-Z0-9 ]*\Z"
     blank_tail = r"\d"
 

@@ -47,10 +47,9 @@ class PiiScanner:
     def __init__(self, detectors: Sequence[Detector]):
         self._detectors = tuple(detectors)
         self.types = frozenset(d.type for d in self._detectors)
-        # Detectors sharing a trigger are skipped together when it is absent.
+        # Detectors sharing hints or a trigger are skipped together when it is absent.
         self._triggers = {
-            source: re.compile(source)
-            for source in {d.trigger for d in self._detectors if d.trigger}
+            source: re.compile(source) for d in self._detectors for source in d.trigger
         }
         tails = [f"(?:{d.tail})" for d in self._detectors if d.tail]
         self._tail = re.compile("|".join(tails)) if tails else None
@@ -72,18 +71,33 @@ class PiiScanner:
     def find_all(self, text: str, start: int = 0) -> list[Span]:
         """Every detector's spans starting at or after ``start``, overlaps included."""
         spans: list[Span] = []
+        hinted: dict[tuple[str, ...], bool] = {}
         # Context before ``start`` can hold a key's name (aws_secret_access_key = ...).
-        present: dict[str, bool] = {}
         lookback = max(0, start - _TRIGGER_LOOKBACK)
+        present: dict[str, bool] = {}
         for detector in self._detectors:
-            source = detector.trigger
-            if source:
-                if source not in present:
-                    present[source] = self._triggers[source].search(text, lookback) is not None
-                if not present[source]:
+            hints = detector.hints
+            if hints:
+                found = hinted.get(hints)
+                if found is None:
+                    found = hinted[hints] = any(hint in text for hint in hints)
+                if not found:
                     continue
+            if detector.trigger and not self._triggered(detector.trigger, text, lookback, present):
+                continue
             spans.extend(detector.find(text, start))
         return spans
+
+    def _triggered(
+        self, sources: tuple[str, ...], text: str, lookback: int, present: dict[str, bool]
+    ) -> bool:
+        for source in sources:
+            found = present.get(source)
+            if found is None:
+                found = present[source] = self._triggers[source].search(text, lookback) is not None
+            if not found:
+                return False
+        return True
 
     def find(self, text: str) -> list[Span]:
         """Non-overlapping spans, left to right."""

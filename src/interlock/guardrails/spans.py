@@ -43,9 +43,13 @@ class Detector(Protocol):
 
     # The type label: "EMAIL", "PHONE", ...
     type: str
-    # A regex source that any text holding a value contains (a digit, "@"): the
-    # scanner skips the detector when it is absent. "" to always run.
-    trigger: str
+    # Literal substrings one of which any text holding a value contains ("@"):
+    # the cheapest test, a substring search each. () when there are none.
+    hints: tuple[str, ...]
+    # Regex sources each of which any text holding a value contains, the cheap
+    # and shared first (a digit, then the shape of the value's start): the
+    # scanner skips the detector when one is absent. () to always run.
+    trigger: tuple[str, ...]
     # A regex source that matches, anchored at the end of a text, a suffix that
     # could still become (or extend) a value once more text arrives. A stream
     # holds that suffix back. "" when nothing needs holding.

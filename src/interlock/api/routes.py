@@ -18,6 +18,7 @@ from interlock.admission.gate import AdmissionGate
 from interlock.admission.keys import Principal
 from interlock.api.middleware import DrainState
 from interlock.api.sse import SSEResponse
+from interlock.cache.policy import TTL_HEADER
 from interlock.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -112,18 +113,26 @@ def _authenticate(request: Request, services: Services) -> tuple[RequestRecord, 
     return record, principal
 
 
+# The request headers the cache reads; handing it only these spares decoding
+# every header of every request.
+_CACHE_HEADERS = ("cache-control", TTL_HEADER)
+
+
 def _route_hints(request: Request, principal: Principal) -> RouteHints:
     """Routing headers; forcing a deployment needs the key's permission."""
-    forced = request.headers.get("x-interlock-force-deployment")
+    headers = request.headers
+    forced = headers.get("x-interlock-force-deployment")
     if forced is not None and "force_deployment" not in principal.permissions:
         raise PermissionDenied(
             "This key may not force a deployment (permission `force_deployment`)."
         )
     return RouteHints(
-        pin=request.headers.get("x-interlock-pin"),
+        pin=headers.get("x-interlock-pin"),
         forced=forced,
         principal=principal,
-        headers=request.headers,
+        headers={
+            name: value for name in _CACHE_HEADERS if (value := headers.get(name)) is not None
+        },
     )
 
 

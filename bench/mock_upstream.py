@@ -162,11 +162,18 @@ def _stream_events(model: str, chunks: int, include_usage: bool) -> tuple[bytes,
         if i == 0:
             delta["role"] = "assistant"
         payloads.append(_chunk(model, delta, "stop" if i == chunks - 1 else None))
-    if include_usage:
-        usage = {"prompt_tokens": 9, "completion_tokens": chunks, "total_tokens": 9 + chunks}
-        payloads.append({**_chunk(model, {}, None), "choices": [], "usage": usage})
     events = [b"data: " + orjson.dumps(p) + b"\n\n" for p in payloads]
-    return tuple(b"%x\r\n%s\r\n" % (len(e), e) for e in [*events, b"data: [DONE]\n\n"])
+    framed = [b"%x\r\n%s\r\n" % (len(e), e) for e in [*events, b"data: [DONE]\n\n"]]
+    if include_usage:
+        # Sent with the last content chunk, as a server does once generation is
+        # over: it takes no time slot of its own, so a stream with usage (a
+        # gateway asks for it to count tokens) keeps the same event times as one
+        # without.
+        usage = {"prompt_tokens": 9, "completion_tokens": chunks, "total_tokens": 9 + chunks}
+        payload = {**_chunk(model, {}, None), "choices": [], "usage": usage}
+        event = b"data: " + orjson.dumps(payload) + b"\n\n"
+        framed[-2] += b"%x\r\n%s\r\n" % (len(event), event)
+    return tuple(framed)
 
 
 def _chat(body: dict[str, Any], settings: MockSettings) -> bytes | Stream:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
+import trustme
 import uvloop
 
 from interlock.providers.h1 import (
@@ -319,3 +321,33 @@ def test_refused_connection_and_header_injection(run: Callable[..., Any]) -> Non
         header_block({"x-request-id": "a\r\nx-admin: 1"})
     with pytest.raises(ValueError, match="absolute http"):
         split_url("ftp://example/x")
+
+
+def test_https_with_the_servers_name_verified(run: Callable[..., Any]) -> None:
+    """Model APIs are https: the pool does the TLS handshake, checks the
+    certificate against the host name, and keeps the connection alive."""
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(replying(OK, OK), "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            url = f"https://localhost:{port}/v1/x"
+            origin, _ = split_url(url)
+            pool = ConnectionPool(origin, 2, 2.0, ssl_context=trusting)
+            _OPEN_POOLS.append(pool)
+            assert await call(pool, url) == (200, b"ok")
+            assert await call(pool, url) == (200, b"ok")
+            assert pool.open_connections == 1
+            untrusting = ConnectionPool(origin, 2, 2.0)  # the system's CAs only
+            _OPEN_POOLS.append(untrusting)
+            with pytest.raises(H1ConnectError, match="SSL"):
+                await call(untrusting, url)
+        finally:
+            server.close()
+
+    run(scenario())

@@ -351,3 +351,14 @@ def test_https_with_the_servers_name_verified(run: Callable[..., Any]) -> None:
             server.close()
 
     run(scenario())
+
+
+def test_host_header_and_target_from_the_url() -> None:
+    origin, target = split_url("https://api.example.com/v1/chat/completions?x=1")
+    assert (origin.host_header, origin.port, target) == (
+        "api.example.com",
+        443,
+        "/v1/chat/completions?x=1",
+    )
+    origin, target = split_url("http://[::1]:8000")
+    assert (origin.host, origin.host_header, target) == ("::1", "[::1]:8000", "/")

@@ -72,9 +72,17 @@ class InjectionDetector:
         normalized = normalize(text)
         present = self._anchors.groups_in(normalized)
         matched = []
+        gates: dict[re.Pattern[str], bool] = {}  # shared by rules
         for rule, group in self._gated:
             if group is not None and group not in present:
                 continue
+            gate = rule.gate
+            if gate is not None:
+                found = gates.get(gate)
+                if found is None:
+                    found = gates[gate] = gate.search(normalized) is not None
+                if not found:
+                    continue
             if rule.pattern.search(normalized):
                 matched.append(rule)
         remaining = 1.0

@@ -26,10 +26,22 @@ class Rule:
     # Literal substrings one of which any match contains: a cheap test that
     # skips the regex on most texts. Empty: always run.
     anchors: tuple[str, ...] = ()
+    # A regex that finds something in every text ``pattern`` matches, and is
+    # cheaper to search for once the anchors are present (it starts with
+    # characters ``re`` can skip to, where ``pattern`` starts with ``\b`` or
+    # ``^`` and is tried at every position). None: no second test.
+    gate: re.Pattern[str] | None = None
 
 
-def _rule(name: str, family: str, weight: float, anchors: tuple[str, ...], source: str) -> Rule:
-    return Rule(name, family, weight, re.compile(source, re.MULTILINE), anchors)
+def _rule(
+    name: str,
+    family: str,
+    weight: float,
+    anchors: tuple[str, ...],
+    source: str,
+    gate: re.Pattern[str] | None = None,
+) -> Rule:
+    return Rule(name, family, weight, re.compile(source, re.MULTILINE), anchors, gate)
 
 
 _A_IGNORE = ("ignor", "disregard", "forget", "skip", "overrid", "bypass", "neglect", "discard",
@@ -51,6 +63,16 @@ _SECRET_ADJ = r"(?:hidden|secret|confidential|internal|underlying|developer|pre-
 _PROMPT_NOUNS = r"(?:prompt|instructions|message|directives|configuration|programming|rules)"
 _LIMITS = r"(?:restrict\w*|filter\w*|rules|polic(?:y|ies)|guidelines|safety|censor\w*|limits|limitations|guardrails|ethic\w*|moral\w*)"  # noqa: E501
 _OFF = r"(?:off|disabled|removed|lifted|suspended|gone|deactivated)"
+
+# Gates (see ``Rule.gate``). Each is what follows the first word of every
+# alternative of its rules, so any match of theirs holds a match of the gate,
+# with the same characters on either side of a trailing ``\b``.
+_AUTHORITY_GATE = re.compile(
+    r" (?:your|the) (?:developer|creator|admin|administrator|system administrator|owner"
+    r"|operator)\b| (?:authori[sz]e|permit|allow) you to\b"
+)
+# A role name then a colon: in both role-marker rules, every alternative.
+_ROLE_GATE = re.compile(r"(?:system|assistant|developer|admin|ai|human)[ \t]*:")
 
 # fmt: off
 _OVERRIDE = (
@@ -103,7 +125,8 @@ _OVERRIDE = (
     _rule("authority_claim", "instruction_override", 0.45,
           ("developer", "creator", "admin", "owner", "operator", "authori", "permit", "allow"),
           r"\b(?:i am|i'm|as) (?:your|the) (?:developer|creator|admin|administrator"
-          r"|system administrator|owner|operator)\b|\bi (?:authori[sz]e|permit|allow) you to\b"),
+          r"|system administrator|owner|operator)\b|\bi (?:authori[sz]e|permit|allow) you to\b",
+          _AUTHORITY_GATE),
     _rule("never_refuse", "instruction_override", 0.6, ("refuse",),
           r"\b(?:never|must not|mustn't|don't|do not|cannot|can't) (?:ever )?refuse\b"),
 )
@@ -210,9 +233,10 @@ _SMUGGLING = (
           r"^[ \t]*(?:system|assistant|developer|admin)[ \t]*:[ \t]*(?:ignore|disregard|forget"
           r"|override|bypass|reveal|you (?:are|must|will)|new (?:rules|instructions))"
           r"|(?:^|\n\n)(?:assistant|ai)[ \t]*:[ \t]*(?:sure|ok|okay|certainly)[,!.]? "
-          r"(?:here|i'll|i will)"),
+          r"(?:here|i'll|i will)", _ROLE_GATE),
     _rule("role_markers", "delimiter_smuggling", 0.45, (":",),
-          r"^[ \t]*(?:system|assistant|developer)[ \t]*:[ \t]*\S|\n\n(?:human|assistant):"),
+          r"^[ \t]*(?:system|assistant|developer)[ \t]*:[ \t]*\S|\n\n(?:human|assistant):",
+          _ROLE_GATE),
     _rule("end_of_input", "delimiter_smuggling", 0.5, ("end of",),
           r"\bend of (?:the )?(?:user )?(?:input|prompt|context|document)\b"),
     _rule("note_to_ai", "delimiter_smuggling", 0.6,

@@ -39,6 +39,13 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
 }
 PII_TYPES = tuple(DETECTORS)
 _TRIGGER_LOOKBACK = 64
+# Past this length only a detector's first trigger is tested: a long text that
+# holds the first (a digit) mostly holds the finer ones too, or a search for
+# them that fails costs about what the detector itself does.
+_FINE_TRIGGER_MAX = 1024
+# Up to this length one regex over every detector's first test (its hints, or
+# its first trigger) clears a text with none of them in a single call.
+_QUICK_MAX = 256
 
 
 class PiiScanner:
@@ -51,6 +58,7 @@ class PiiScanner:
         self._triggers = {
             source: re.compile(source) for d in self._detectors for source in d.trigger
         }
+        self._quick = _quick_pattern(self._detectors)
         tails = [f"(?:{d.tail})" for d in self._detectors if d.tail]
         self._tail = re.compile("|".join(tails)) if tails else None
         blanks = [f"(?:{d.blank_tail})" for d in self._detectors if d.tail and d.blank_tail]
@@ -70,10 +78,13 @@ class PiiScanner:
 
     def find_all(self, text: str, start: int = 0) -> list[Span]:
         """Every detector's spans starting at or after ``start``, overlaps included."""
+        if len(text) <= _QUICK_MAX and self._quick is not None and not self._quick.search(text):
+            return []
         spans: list[Span] = []
         hinted: dict[tuple[str, ...], bool] = {}
         # Context before ``start`` can hold a key's name (aws_secret_access_key = ...).
         lookback = max(0, start - _TRIGGER_LOOKBACK)
+        fine = len(text) - lookback <= _FINE_TRIGGER_MAX
         present: dict[str, bool] = {}
         for detector in self._detectors:
             hints = detector.hints
@@ -83,7 +94,8 @@ class PiiScanner:
                     found = hinted[hints] = any(hint in text for hint in hints)
                 if not found:
                     continue
-            if detector.trigger and not self._triggered(detector.trigger, text, lookback, present):
+            trigger = detector.trigger if fine else detector.trigger[:1]
+            if trigger and not self._triggered(trigger, text, lookback, present):
                 continue
             spans.extend(detector.find(text, start))
         return spans
@@ -124,3 +136,17 @@ class PiiScanner:
         of an open-ended value, or ``None`` (bounded value, or already complete)."""
         detector = self._open.get(span.type)
         return None if detector is None else detector.continuation(span, text)
+
+
+def _quick_pattern(detectors: Sequence[Detector]) -> re.Pattern[str] | None:
+    """A regex found in every text some detector would run on; None when a
+    detector always runs. Where it finds nothing, no detector can find a value."""
+    sources: list[str] = []
+    for detector in detectors:
+        if detector.hints:
+            sources.extend(re.escape(hint) for hint in detector.hints)
+        elif detector.trigger:
+            sources.append(f"(?:{detector.trigger[0]})")
+        else:
+            return None
+    return re.compile("|".join(dict.fromkeys(sources)))

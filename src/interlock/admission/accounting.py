@@ -23,7 +23,7 @@ class Accounting:
         self.gate = gate
 
     async def finish(self, record: RequestRecord) -> None:
-        if self.gate is not None:
+        if self.gate is not None and record.reservation is not None:
             await self.gate.settle(record)
         if self.ledger is None or record.model is None or record.key_name is None:
             return  # not a model request (health, metrics, auth failures)

@@ -17,12 +17,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from interlock.admission.keys import Principal
-from interlock.admission.limits import Decision, KeyLimits, RateLimiter
+from interlock.admission.limits import Decision, RateLimiter
 from interlock.admission.spend import SpendTracker
-from interlock.config import KeyLimits as ConfiguredLimits
 from interlock.errors import ServiceUnavailable, TooManyRequests
 from interlock.store.ledger import UsageLedger
 from interlock.telemetry.record import RequestRecord
@@ -34,20 +33,16 @@ __all__ = ["AdmissionGate", "BudgetGuard"]
 DEFAULT_COMPLETION_ESTIMATE = 1024
 
 
-def _limiter_limits(limits: ConfiguredLimits) -> KeyLimits:
-    return KeyLimits(
-        rpm=limits.rpm,
-        tpm=limits.tpm,
-        tokens_per_day=limits.tokens_per_day,
-        max_concurrent=limits.max_concurrent,
-    )
-
-
 def estimate_tokens(body: dict[str, Any]) -> int:
     """Prompt characters / 4 plus the completion the request may produce."""
     messages = body.get("messages")
     if isinstance(messages, list):  # not yet validated: count what looks right
-        chars = sum(len(message_text(m.get("content"))) for m in messages if isinstance(m, dict))
+        chars = 0
+        for message in messages:
+            if isinstance(message, dict):
+                content = message.get("content")
+                # A plain string (the usual case) needs no parts joined.
+                chars += len(content) if isinstance(content, str) else len(message_text(content))
         completion = body.get("max_completion_tokens") or body.get("max_tokens")
         completion = completion if isinstance(completion, int) else DEFAULT_COMPLETION_ESTIMATE
         return chars // 4 + 8 + completion
@@ -71,24 +66,44 @@ class BudgetGuard:
     ):
         self.spend = SpendTracker(ledger, refresh_s=cache_s, clock=clock)
         self._now = now
+        self._day: tuple[datetime, datetime] | None = None  # today's start and end
 
     async def check(self, principal: Principal) -> None:
+        day_budget, month_budget = principal.budget_usd_day, principal.budget_usd_month
+        if day_budget is None and month_budget is None:
+            return
         now = self._now()
-        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        for period, budget, since in (
-            ("day", principal.budget_usd_day, day_start),
-            ("month", principal.budget_usd_month, day_start.replace(day=1)),
-        ):
-            if (
-                budget is not None
-                and await self.spend.spent(principal.name, period, since) >= budget
-            ):
-                reset = day_start + timedelta(days=1) if period == "day" else _next_month(day_start)
-                raise TooManyRequests(
-                    f"This key has used its {period}ly budget of ${budget:g}.",
-                    code="insufficient_quota",
-                    retry_after_s=(reset - now).total_seconds(),
-                )
+        day_start = self._day_start(now)
+        # Most requests find a fresh spend and need no await (``fresh``).
+        if day_budget is not None:
+            spent = self.spend.fresh(principal.name, "day", day_start)
+            if spent is None:
+                spent = await self.spend.spent(principal.name, "day", day_start)
+            if spent >= day_budget:
+                _refuse("day", day_budget, day_start + timedelta(days=1), now)
+        if month_budget is not None:
+            month_start = day_start.replace(day=1)
+            spent = self.spend.fresh(principal.name, "month", month_start)
+            if spent is None:
+                spent = await self.spend.spent(principal.name, "month", month_start)
+            if spent >= month_budget:
+                _refuse("month", month_budget, _next_month(day_start), now)
+
+    def _day_start(self, now: datetime) -> datetime:
+        """The midnight that began ``now``'s day, kept while that day lasts."""
+        day = self._day
+        if day is None or not day[0] <= now < day[1]:
+            start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            day = self._day = (start, start + timedelta(days=1))
+        return day[0]
+
+
+def _refuse(period: str, budget: float, reset: datetime, now: datetime) -> NoReturn:
+    raise TooManyRequests(
+        f"This key has used its {period}ly budget of ${budget:g}.",
+        code="insufficient_quota",
+        retry_after_s=(reset - now).total_seconds(),
+    )
 
 
 def _next_month(day: datetime) -> datetime:
@@ -117,12 +132,9 @@ class AdmissionGate:
             if self._on_reject is not None:
                 self._on_reject("budget")
             raise
-        limits = _limiter_limits(principal.limits)
-        if any(
-            v is not None
-            for v in (limits.rpm, limits.tpm, limits.tokens_per_day, limits.max_concurrent)
-        ):
-            tokens = estimate_tokens(body) if (limits.tpm or limits.tokens_per_day) else 0
+        limits = principal.rate_limits
+        if not limits.unlimited:
+            tokens = estimate_tokens(body) if limits.limits_tokens else 0
             decision = await self.limiter.admit(principal.name, limits, tokens=tokens)
             record.ratelimit_headers = decision.headers
             if not decision.allowed:

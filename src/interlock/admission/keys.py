@@ -16,9 +16,10 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from interlock.admission.limits import KeyLimits as RateLimits
 from interlock.config import KeyConfig, KeyLimits, TierConfig
 from interlock.errors import AuthenticationFailed, PermissionDenied
 from interlock.store.keys import KeyRecord, KeyStore
@@ -50,6 +51,19 @@ class Principal:
     priority: int = 0
     expires_at: datetime | None = None
     revoked: bool = False
+    # ``limits`` as the rate limiter takes them, built once: a principal
+    # lives until its key changes, and admission reads this on every request.
+    rate_limits: RateLimits = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        limits = self.limits
+        rate_limits = RateLimits(
+            rpm=limits.rpm,
+            tpm=limits.tpm,
+            tokens_per_day=limits.tokens_per_day,
+            max_concurrent=limits.max_concurrent,
+        )
+        object.__setattr__(self, "rate_limits", rate_limits)  # frozen: as dataclasses set fields
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models

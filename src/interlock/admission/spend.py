@@ -61,10 +61,15 @@ class _Running:
     settled_id: int
     last_id: int
     increments: deque[_Increment] = field(default_factory=deque)
+    # settled plus the increments, summed once per change (``recompute``)
+    # rather than on each of the many reads between refreshes.
+    value: float = field(init=False, default=0.0)
 
-    @property
-    def value(self) -> float:
-        return self.settled + sum(i.cost for i in self.increments)
+    def __post_init__(self) -> None:
+        self.recompute()
+
+    def recompute(self) -> None:
+        self.value = self.settled + sum(i.cost for i in self.increments)
 
 
 class SpendTracker:
@@ -93,17 +98,26 @@ class SpendTracker:
         self.queries = 0
         self.rows_read = 0
 
-    async def spent(self, key: str, period: str, since: datetime) -> float:
-        """The key's spend since ``since`` (the start of ``period``), at most
-        ``refresh_s`` old for the request that refreshes it."""
+    def fresh(self, key: str, period: str, since: datetime) -> float | None:
+        """The key's spend since ``since`` if a value younger than ``refresh_s``
+        is at hand (most requests), else None: then ``spent`` reads it."""
         running = self._totals.get((key, period))
-        current = running is not None and running.since == since
         if (
             running is not None
-            and current
+            and running.since == since
             and self._clock() - running.refreshed_at < self._refresh_s
         ):
             return running.value
+        return None
+
+    async def spent(self, key: str, period: str, since: datetime) -> float:
+        """The key's spend since ``since`` (the start of ``period``), at most
+        ``refresh_s`` old for the request that refreshes it."""
+        value = self.fresh(key, period, since)
+        if value is not None:
+            return value
+        running = self._totals.get((key, period))
+        current = running is not None and running.since == since
         ledger = self._ledger()
         if ledger is None:
             return 0.0
@@ -160,6 +174,7 @@ class SpendTracker:
         if delta.new.last_id is not None:
             running.increments.append(_Increment(now, delta.new.last_id, delta.new.cost))
             running.last_id = delta.new.last_id
+        running.recompute()
 
     async def _read(
         self,

@@ -10,8 +10,8 @@ failover wrapper share.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple, Protocol
 
 __all__ = [
     "Decision",
@@ -37,21 +37,23 @@ class KeyLimits:
     tpm: int | None = None
     tokens_per_day: int | None = None
     max_concurrent: int | None = None
+    # Derived once here, read on every admission: the three rates in rate
+    # order with 0 for unlimited (as the Redis script takes them), whether
+    # nothing is limited (admission needs no state), and whether tokens are.
+    rates: tuple[int, int, int] = field(init=False, repr=False, compare=False)
+    unlimited: bool = field(init=False, repr=False, compare=False)
+    limits_tokens: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "tokens_per_day", "max_concurrent"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-
-    @property
-    def unlimited(self) -> bool:
-        """True when nothing is limited: admission needs no state at all."""
-        return (self.rpm, self.tpm, self.tokens_per_day, self.max_concurrent) == (None,) * 4
-
-    @property
-    def limits_tokens(self) -> bool:
-        return self.tpm is not None or self.tokens_per_day is not None
+        rates = (self.rpm or 0, self.tpm or 0, self.tokens_per_day or 0)
+        # Frozen: the derived fields are set the way dataclasses set fields.
+        object.__setattr__(self, "rates", rates)
+        object.__setattr__(self, "unlimited", rates == (0, 0, 0) and not self.max_concurrent)
+        object.__setattr__(self, "limits_tokens", bool(rates[1] or rates[2]))
 
     def scaled(self, fraction: float) -> KeyLimits:
         """These limits times ``fraction`` (rounded up, at least 1).
@@ -85,14 +87,15 @@ class Reservation:
     released: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The answer to one admission, allowed or not.
 
     ``headers`` are OpenAI's ``x-ratelimit-*`` headers for every response.
     On refusal, ``reason`` names the binding limit and ``retry_after_s`` says
     when the same request would fit (for ``Retry-After``); ``retry_after_s``
     is None when it never will (it needs more than the limit's whole budget).
+    Immutable like a frozen dataclass, at a third of the cost to build (one
+    per request).
     """
 
     allowed: bool

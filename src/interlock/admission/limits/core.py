@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from interlock.admission.limits.base import Decision, KeyLimits, Reservation
 from interlock.admission.limits.decision import decide
 from interlock.admission.limits.gcra import Tally, micros
+from interlock.admission.limits.headers import RateHeaders
 
 __all__ = ["LimiterCore"]
 
@@ -37,6 +38,7 @@ class LimiterCore(ABC):
         # Lease ids: unique across instances (random part) and cheap (counter).
         self._lease_prefix = secrets.token_hex(6)
         self._lease_seq = itertools.count()
+        self._headers = RateHeaders()
 
     async def admit(
         self, key: str, limits: KeyLimits, *, requests: int = 1, tokens: int = 0
@@ -50,24 +52,31 @@ class LimiterCore(ABC):
             lease_id = f"{self._lease_prefix}-{next(self._lease_seq)}"
         tally = await self._tally(key, limits, requests, tokens, lease_id)
         reservation = Reservation(key, limits, tokens, lease_id, self.backend)
-        return decide(tally, reservation, self._concurrency_retry_us)
+        return decide(tally, reservation, self._concurrency_retry_us, self._headers)
 
     async def reconcile(self, reservation: Reservation, actual_tokens: int) -> None:
-        await self._finish(reservation, actual_tokens, release=False)
+        delta, lease_id = self._claim(reservation, actual_tokens, release=False)
+        if delta or lease_id is not None:
+            await self._settle(reservation.key, reservation.limits, delta, lease_id)
 
     async def release_concurrency(self, reservation: Reservation) -> None:
-        await self._finish(reservation, None, release=True)
+        delta, lease_id = self._claim(reservation, None, release=True)
+        if delta or lease_id is not None:
+            await self._settle(reservation.key, reservation.limits, delta, lease_id)
 
     async def finish(self, reservation: Reservation, actual_tokens: int) -> None:
-        await self._finish(reservation, actual_tokens, release=True)
+        delta, lease_id = self._claim(reservation, actual_tokens, release=True)
+        if delta or lease_id is not None:
+            await self._settle(reservation.key, reservation.limits, delta, lease_id)
 
     async def aclose(self) -> None:  # noqa: B027 - a no-op unless the backend holds resources
         """Release resources; nothing to do unless the backend holds connections."""
 
-    async def _finish(
+    def _claim(
         self, reservation: Reservation, actual_tokens: int | None, *, release: bool
-    ) -> None:
-        """Settle what is still open, at most once per part.
+    ) -> tuple[int, str | None]:
+        """What is still open to settle, at most once per part: the token
+        delta and the lease to free (the caller settles them if any).
 
         Flags are set before the round trip: a settle that fails is not
         retried, which errs towards over-charging (the reservation stays
@@ -87,8 +96,7 @@ class LimiterCore(ABC):
         if release and not reservation.released:
             reservation.released = True
             lease_id = reservation.lease_id
-        if delta or lease_id is not None:
-            await self._settle(reservation.key, reservation.limits, delta, lease_id)
+        return delta, lease_id
 
     @abstractmethod
     async def _tally(

@@ -16,7 +16,7 @@ up and refunds round down, so rounding never favours the caller.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from interlock.admission.limits.base import KeyLimits
 
@@ -41,12 +41,13 @@ PERIODS_US = (MINUTE_US, MINUTE_US, DAY_US)
 NEVER = -1
 
 
-@dataclass(frozen=True, slots=True)
-class Tally:
+class Tally(NamedTuple):
     """The raw outcome of one admission, as both backends report it.
 
     ``tats`` are the TATs after the charge (or as found, when refused);
     ``waits`` the microseconds until each rate would fit (0: fits, NEVER).
+    A named tuple: one is built per admission, at a third of a frozen
+    dataclass's cost.
     """
 
     allowed: bool
@@ -63,7 +64,7 @@ def micros(seconds: float) -> int:
 
 def rates(limits: KeyLimits) -> tuple[int, int, int]:
     """The three rate limits in rate order, 0 for unlimited (as the script takes them)."""
-    return (limits.rpm or 0, limits.tpm or 0, limits.tokens_per_day or 0)
+    return limits.rates
 
 
 def check(stored: int, now: int, cost: int, limit: int, period: int) -> tuple[int, int, int]:

@@ -14,9 +14,20 @@ from collections.abc import Callable
 
 from interlock.admission.limits.base import KeyLimits
 from interlock.admission.limits.core import LimiterCore
-from interlock.admission.limits.gcra import PERIODS_US, Tally, adjust, check, micros, rates
+from interlock.admission.limits.gcra import (
+    DAY_US,
+    MINUTE_US,
+    PERIODS_US,
+    Tally,
+    adjust,
+    check,
+    micros,
+)
 
 __all__ = ["MemoryLimiter"]
+
+# ``check``'s answer for an unlimited rate: no TAT, no increment, no wait.
+_UNLIMITED = (0, 0, 0)
 
 
 class MemoryLimiter(LimiterCore):
@@ -47,40 +58,50 @@ class MemoryLimiter(LimiterCore):
         self, key: str, limits: KeyLimits, requests: int, tokens: int, lease_id: str | None
     ) -> Tally:
         now = micros(self._clock())
-        self._maybe_purge(now)
-        costs = (requests, tokens, tokens)
-        tats, incs, waits = [0, 0, 0], [0, 0, 0], [0, 0, 0]
-        for i, limit in enumerate(rates(limits)):
-            if limit:
-                stored = self._tats.get((key, i), 0)
-                tats[i], incs[i], waits[i] = check(stored, now, costs[i], limit, PERIODS_US[i])
-        leases = self._live_leases(key, now) if limits.max_concurrent else {}
-        full = limits.max_concurrent is not None and len(leases) >= limits.max_concurrent
-        allowed = not full and not any(waits)
-        if allowed:
-            for i, inc in enumerate(incs):
-                if inc > 0:
-                    tats[i] += inc
-                    self._tats[(key, i)] = tats[i]
-            if lease_id is not None:
-                leases[lease_id] = now + self._lease_us
-                self._leases[key] = leases
-        return Tally(
-            allowed, now, (tats[0], tats[1], tats[2]), (waits[0], waits[1], waits[2]), full
+        if now >= self._next_purge:
+            self._purge(now)
+        stored = self._tats
+        rpm, tpm, tokens_per_day = limits.rates
+        # Rate by rate (written out: this runs per request), the TAT to charge
+        # from, the increment and the wait; an unlimited rate has none.
+        r = check(stored.get((key, 0), 0), now, requests, rpm, MINUTE_US) if rpm else _UNLIMITED
+        t = check(stored.get((key, 1), 0), now, tokens, tpm, MINUTE_US) if tpm else _UNLIMITED
+        d = (
+            check(stored.get((key, 2), 0), now, tokens, tokens_per_day, DAY_US)
+            if tokens_per_day
+            else _UNLIMITED
         )
+        waits = (r[2], t[2], d[2])
+        max_concurrent = limits.max_concurrent
+        leases = self._live_leases(key, now) if max_concurrent else {}
+        full = max_concurrent is not None and len(leases) >= max_concurrent
+        if full or any(waits):
+            return Tally(False, now, (r[0], t[0], d[0]), waits, full)
+        tats = (r[0] + r[1], t[0] + t[1], d[0] + d[1])
+        if r[1] > 0:
+            stored[(key, 0)] = tats[0]
+        if t[1] > 0:
+            stored[(key, 1)] = tats[1]
+        if d[1] > 0:
+            stored[(key, 2)] = tats[2]
+        if lease_id is not None:
+            leases[lease_id] = now + self._lease_us
+            self._leases[key] = leases
+        return Tally(True, now, tats, waits, False)
 
     async def _settle(self, key: str, limits: KeyLimits, delta: int, lease_id: str | None) -> None:
         now = micros(self._clock())
         if delta:
+            stored = self._tats
             for i in (1, 2):
-                limit = rates(limits)[i]
+                limit = limits.rates[i]
                 if not limit:
                     continue
-                tat = adjust(self._tats.get((key, i), 0), now, delta, limit, PERIODS_US[i])
+                tat = adjust(stored.get((key, i), 0), now, delta, limit, PERIODS_US[i])
                 if tat > now:
-                    self._tats[(key, i)] = tat
+                    stored[(key, i)] = tat
                 else:
-                    self._tats.pop((key, i), None)
+                    stored.pop((key, i), None)
         if lease_id is not None:
             self._leases.get(key, {}).pop(lease_id, None)
 
@@ -93,9 +114,7 @@ class MemoryLimiter(LimiterCore):
         self._leases[key] = live
         return live
 
-    def _maybe_purge(self, now: int) -> None:
-        if now < self._next_purge:
-            return
+    def _purge(self, now: int) -> None:
         self._next_purge = now + self._purge_every_us
         self._tats = {slot: tat for slot, tat in self._tats.items() if tat > now}
         for key in list(self._leases):

@@ -362,3 +362,29 @@ def test_host_header_and_target_from_the_url() -> None:
     )
     origin, target = split_url("http://[::1]:8000")
     assert (origin.host, origin.host_header, target) == ("::1", "[::1]:8000", "/")
+
+
+def test_idle_connections_are_closed_after_idle_s(run: Callable[..., Any]) -> None:
+    """After a burst, pooled connections do not hold their sockets for good."""
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.02)
+            writer.write(OK)
+
+    async def scenario() -> None:
+        async with RawServer(slow) as server:
+            origin, _ = split_url(server.url)
+            pool = ConnectionPool(origin, 8, 2.0, idle_s=0.5)
+            _OPEN_POOLS.append(pool)
+            await asyncio.gather(*(call(pool, server.url) for _ in range(3)))
+            assert pool.open_connections == 3
+            await asyncio.sleep(0.3)
+            assert await call(pool, server.url) == (200, b"ok")  # reuses one: idle anew
+            await asyncio.sleep(0.3)  # the other two have been idle 0.6 s, it 0.3 s
+            assert pool.open_connections == 1 and server.open_now == 1
+            await asyncio.sleep(0.35)
+            assert pool.open_connections == 0 and server.open_now == 0
+
+    run(scenario())

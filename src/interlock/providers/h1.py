@@ -440,7 +440,11 @@ class ConnectionPool:
         self._ssl = ssl_context
         if origin.scheme == "https" and ssl_context is None:
             self._ssl = ssl.create_default_context()
-        self._idle: list[_Connection] = []  # most recently used last
+        # Idle connections in the order they were released: the newest is
+        # reused first (warm), the oldest closed first after ``idle_s``. A dict
+        # as an ordered set: both ends and removal are O(1) at 10,000 streams.
+        self._idle: dict[_Connection, None] = {}
+        self._reaper: asyncio.TimerHandle | None = None
         self._open = 0  # connected or connecting
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
         self._closing = False
@@ -473,7 +477,10 @@ class ConnectionPool:
 
     async def aclose(self) -> None:
         self._closing = True
-        for conn in self._idle:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        for conn in list(self._idle):
             conn.abort()
         self._idle.clear()
         while self._waiters:
@@ -488,7 +495,7 @@ class ConnectionPool:
             raise H1ConnectError("connection pool closed")
         now = self.loop.time()
         while self._idle:
-            conn = self._idle.pop()
+            conn, _ = self._idle.popitem()  # the newest
             if not conn.closed and now - conn.idle_since < self._idle_s:
                 conn.reused = True
                 return conn
@@ -567,11 +574,25 @@ class ConnectionPool:
                 waiter.set_result(conn)
                 return
         conn.idle_since = self.loop.time()
-        self._idle.append(conn)
+        self._idle[conn] = None
+        if self._reaper is None:
+            self._reaper = self.loop.call_at(conn.idle_since + self._idle_s, self._reap)
+
+    def _reap(self) -> None:
+        """Close connections idle for ``idle_s``: after a burst they would
+        otherwise hold their sockets (file descriptors) for good."""
+        self._reaper = None
+        now = self.loop.time()
+        while self._idle:
+            oldest = next(iter(self._idle))
+            if now - oldest.idle_since < self._idle_s:
+                self._reaper = self.loop.call_at(oldest.idle_since + self._idle_s, self._reap)
+                return
+            del self._idle[oldest]
+            oldest.abort()
 
     def _closed(self, conn: _Connection) -> None:
-        if conn in self._idle:
-            self._idle.remove(conn)
+        self._idle.pop(conn, None)
         self._slot_freed()
 
     def _slot_freed(self) -> None:

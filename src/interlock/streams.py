@@ -40,30 +40,97 @@ class StreamWatch:
     token_gap: Any
 
 
+class _ChunkDeadline:
+    """How long the stream may wait for its next chunk, with one timer per
+    stream re-armed lazily.
+
+    A fresh ``asyncio.timeout`` per chunk (a Timeout, a timer handle and a
+    task lookup each time) was about a fifth of the gateway's own work per
+    streamed chunk. Here a wait only notes when it began; when the timer
+    fires it cancels the waiting task if that wait has run out, and otherwise
+    re-arms for when it would. A cancellation it caused is told apart from
+    any other as ``asyncio.timeout`` does it, by the task's cancel count.
+    """
+
+    __slots__ = ("_cancelling", "_fired", "_handle", "_loop", "_since", "_task", "limit")
+
+    def __init__(self, limit: float):
+        self._loop = asyncio.get_running_loop()
+        self.limit = limit
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._since: float | None = None
+        self._cancelling = 0
+        self._fired = False
+
+    def begin(self) -> None:
+        """A wait for the next chunk starts (in whichever task reads the stream)."""
+        task = self._task = asyncio.current_task()
+        assert task is not None
+        self._cancelling = task.cancelling()
+        self._since = self._loop.time()
+        if self._handle is None:
+            self._handle = self._loop.call_at(self._since + self.limit, self._check)
+
+    def end(self) -> None:
+        self._since = None
+
+    def change_limit(self, limit: float) -> None:
+        self.limit = limit
+        self.close()  # a timer armed for the old limit could fire too late
+
+    def ours(self) -> bool:
+        """After a ``CancelledError`` in a wait: whether this deadline caused it
+        (and only it), in which case the cancellation is consumed."""
+        return self._fired and self._task is not None and self._task.uncancel() <= self._cancelling
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        self._handle = None
+        since = self._since
+        if since is None or self._task is None:
+            return  # not waiting now: the next wait arms the timer again
+        due = since + self.limit
+        if self._loop.time() >= due:
+            self._fired = True
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+
 async def observe_stream(chunks: AsyncIterator[bytes], watch: StreamWatch) -> AsyncIterator[bytes]:
     record, timeouts = watch.record, watch.deployment.timeouts
     began = last = time.perf_counter()
-    limit, kind = timeouts.ttft_s, None
+    kind = None
+    deadline = _ChunkDeadline(timeouts.ttft_s)
     token_gap = watch.token_gap
     iterator = chunks.__aiter__()
     try:
         while True:
+            deadline.begin()
             try:
-                async with asyncio.timeout(limit):
-                    chunk = await anext(iterator)
+                chunk = await anext(iterator)
             except StopAsyncIteration:
                 return
-            except TimeoutError:
+            except asyncio.CancelledError:
+                if not deadline.ours():
+                    raise
                 what = "first token" if record.ttft_s is None else "next chunk"
                 raise UpstreamTimeout(
-                    f"upstream sent no {what} within {limit:g} s",
+                    f"upstream sent no {what} within {deadline.limit:g} s",
                     deployment=watch.deployment.id,
                 ) from None
+            finally:
+                deadline.end()
             now = time.perf_counter()
             if record.ttft_s is None:
                 record.ttft_s = now - record.started
                 record.stages["upstream"] = record.stages.get("upstream", 0.0) + now - began
-                limit = timeouts.idle_s
+                deadline.change_limit(timeouts.idle_s)
             else:
                 token_gap.observe(now - last)
             last = now
@@ -81,6 +148,7 @@ async def observe_stream(chunks: AsyncIterator[bytes], watch: StreamWatch) -> As
             record.injected.append(f"{watch.deployment.id}:{kind}")
         raise
     finally:
+        deadline.close()
         end = time.perf_counter()
         if record.ttft_s is not None:
             record.stages["streaming"] = end - began - record.stages.get("upstream", 0.0)

@@ -1,0 +1,66 @@
+"""Typed configuration: one YAML file, validated once at start-up.
+
+Secrets are never stored in the file; a value ``os.environ/NAME`` is read
+from the environment when the file is loaded, and a missing variable is a
+start-up error naming the file and the path inside it.
+
+One module per section; import from here, not from the modules:
+
+    base         ConfigError, Secret, the strict frozen base model
+    deployments  DeploymentConfig, TimeoutConfig, PriceConfig
+    routing      ModelConfig (a model group), RoutingConfig, BreakerSettings
+    access       KeyConfig, KeyLimits, TierConfig, AdmissionConfig
+    server       ServerConfig, LimitsConfig (load shedding)
+    state        StateConfig (memory/Redis), StoreConfig (durable records)
+    cache        CacheConfig
+    chaos        ChaosConfig, ChaosRule
+    telemetry    TelemetryConfig, TracingConfig
+    gateway      GatewayConfig, the whole file and its cross-section checks
+    loading      parse_config, load_config, bundled_config_path, os.environ/ secrets
+"""
+
+from interlock.config.access import AdmissionConfig, KeyConfig, KeyLimits, TierConfig
+from interlock.config.access import Permission as Permission
+from interlock.config.base import ConfigError, Secret
+from interlock.config.cache import CacheConfig
+from interlock.config.chaos import ChaosConfig, ChaosRule
+from interlock.config.deployments import DeploymentConfig, PriceConfig, TimeoutConfig
+from interlock.config.deployments import ProviderName as ProviderName
+from interlock.config.gateway import GatewayConfig
+from interlock.config.loading import ENV_PREFIX as ENV_PREFIX
+from interlock.config.loading import bundled_config_path, load_config, parse_config
+from interlock.config.routing import BreakerSettings, ModelConfig, RoutingConfig
+from interlock.config.server import LimitsConfig, ServerConfig
+from interlock.config.state import StateConfig, StoreConfig
+from interlock.config.telemetry import TelemetryConfig
+from interlock.config.telemetry import TracingConfig as TracingConfig
+
+# Unchanged from when this was one module. ENV_PREFIX, Permission,
+# ProviderName and TracingConfig are importable from here too (the
+# `X as X` imports above) without being part of `__all__`.
+__all__ = [
+    "AdmissionConfig",
+    "BreakerSettings",
+    "CacheConfig",
+    "ChaosConfig",
+    "ChaosRule",
+    "ConfigError",
+    "DeploymentConfig",
+    "GatewayConfig",
+    "KeyConfig",
+    "KeyLimits",
+    "LimitsConfig",
+    "ModelConfig",
+    "PriceConfig",
+    "RoutingConfig",
+    "Secret",
+    "ServerConfig",
+    "StateConfig",
+    "StoreConfig",
+    "TelemetryConfig",
+    "TierConfig",
+    "TimeoutConfig",
+    "bundled_config_path",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,62 @@
+"""Who may call: API keys, tiers and their per-key limits, and how admission
+behaves when shared state is unreachable."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from interlock.config.base import Secret, _Strict
+
+__all__ = ["AdmissionConfig", "KeyConfig", "KeyLimits", "Permission", "TierConfig"]
+
+Permission = Literal["force_deployment"]
+
+
+class KeyLimits(_Strict):
+    """Per-key limits; None means the tier's default (and a tier's None: unlimited)."""
+
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    tokens_per_day: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
+
+
+class TierConfig(_Strict):
+    limits: KeyLimits = Field(default_factory=KeyLimits)
+    # Higher tiers are served first from the load-shedding wait queue.
+    priority: int = 0
+
+
+def _default_tiers() -> dict[str, TierConfig]:
+    return {
+        # Config-file keys default to this: operators' own keys, no caps.
+        "unlimited": TierConfig(priority=1),
+        "anonymous": TierConfig(limits=KeyLimits(rpm=20, tpm=20_000, max_concurrent=2)),
+        "standard": TierConfig(
+            limits=KeyLimits(rpm=600, tpm=1_000_000, max_concurrent=64), priority=1
+        ),
+        "premium": TierConfig(
+            limits=KeyLimits(rpm=6_000, tpm=10_000_000, max_concurrent=512), priority=2
+        ),
+    }
+
+
+class KeyConfig(_Strict):
+    name: str = Field(min_length=1)
+    key: Secret
+    tier: str = "unlimited"
+    limits: KeyLimits = Field(default_factory=KeyLimits)
+    allowed_models: list[str] | None = None
+    budget_usd_day: float | None = Field(default=None, ge=0)
+    budget_usd_month: float | None = Field(default=None, ge=0)
+    # force_deployment: may send x-interlock-force-deployment (incident repro).
+    permissions: list[Permission] = Field(default_factory=list)
+
+
+class AdmissionConfig(_Strict):
+    # When Redis is unreachable: keep serving with per-instance limits, or refuse.
+    on_state_failure: Literal["fail_open_local", "fail_closed"] = "fail_open_local"
+    # How often each instance re-reads changed keys (revocations) from the store.
+    key_refresh_s: float = Field(default=0.5, gt=0, le=60)

@@ -1,0 +1,28 @@
+"""The exact-match response cache."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from interlock.config.base import _Strict
+
+__all__ = ["CacheConfig"]
+
+
+class CacheConfig(_Strict):
+    """Exact-match response cache (off unless enabled)."""
+
+    enabled: bool = False
+    ttl_s: float = Field(default=300.0, gt=0)
+    # Per model group; 0 turns caching off for that group.
+    model_ttl_s: dict[str, float] = Field(default_factory=dict)
+    # temperature > 0 (or unset, which OpenAI treats as 1) is not cached unless true.
+    cache_nondeterministic: bool = False
+    # Tenancy: each key sees only its own entries unless a shared namespace is set.
+    shared_namespace: str | None = None
+    l1_max_entries: int = Field(default=10_000, ge=1)
+    l1_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Across instances (Redis state): wait this long for another instance's
+    # identical request instead of calling upstream; 0 turns it off. A stream
+    # starts its response (and heartbeats) only after this wait.
+    remote_wait_s: float = Field(default=5.0, ge=0)

@@ -1,0 +1,26 @@
+"""Fault injection per deployment (errors, latency, timeouts, resets, cut streams)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from interlock.config.base import _Strict
+
+__all__ = ["ChaosConfig", "ChaosRule"]
+
+
+class ChaosRule(_Strict):
+    deployment: str
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    error_status: int = Field(default=500, ge=400, le=599)
+    latency_ms: float = Field(default=0.0, ge=0)
+    timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    reset_rate: float = Field(default=0.0, ge=0, le=1)
+    cut_after_chunks: int | None = Field(default=None, ge=0)
+
+
+class ChaosConfig(_Strict):
+    """Fault injection; nothing is injected unless ``enabled`` is true."""
+
+    enabled: bool = False
+    rules: list[ChaosRule] = Field(default_factory=list)

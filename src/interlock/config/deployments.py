@@ -1,0 +1,66 @@
+"""One upstream deployment: provider, model, endpoint, timeouts and price."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from interlock.config.base import Secret, _Strict
+
+__all__ = ["DeploymentConfig", "PriceConfig", "ProviderName", "TimeoutConfig"]
+
+ProviderName = Literal["openai", "anthropic", "gemini", "simulator"]
+
+
+class TimeoutConfig(_Strict):
+    """Per-deployment upstream timeouts, in seconds."""
+
+    connect_s: float = Field(default=5.0, gt=0)
+    # Socket-level: time allowed for any single read from the upstream.
+    read_s: float = Field(default=120.0, gt=0)
+    # Router-level: first streamed chunk, and the longest gap between chunks.
+    ttft_s: float = Field(default=60.0, gt=0)
+    idle_s: float = Field(default=60.0, gt=0)
+    # Whole non-streaming request (streams are bounded by ttft_s and idle_s).
+    total_s: float = Field(default=600.0, gt=0)
+
+
+class PriceConfig(_Strict):
+    """US dollars per million tokens."""
+
+    input_per_million: float = Field(default=0.0, ge=0)
+    output_per_million: float = Field(default=0.0, ge=0)
+    cached_input_per_million: float | None = Field(default=None, ge=0)
+
+
+class DeploymentConfig(_Strict):
+    id: str = Field(min_length=1)
+    provider: ProviderName
+    model: str | None = None
+    base_url: str | None = None
+    api_key: Secret | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    max_connections: int = Field(default=1024, ge=1)
+    price: PriceConfig = Field(default_factory=PriceConfig)
+    # Routing facts used by strategies.
+    weight: float = Field(default=1.0, gt=0)
+    priority: int = 0
+    version: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> DeploymentConfig:
+        if self.provider != "simulator" and not self.model:
+            raise ValueError(f"provider {self.provider!r} needs `model` (the upstream model name)")
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError("provider 'openai' needs `base_url` (e.g. http://127.0.0.1:8000/v1)")
+        return self

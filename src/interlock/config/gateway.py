@@ -1,0 +1,53 @@
+"""The whole file: every section together, with the checks that span sections
+(unique names, keys naming known tiers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from interlock.config.access import AdmissionConfig, KeyConfig, TierConfig, _default_tiers
+from interlock.config.base import _Strict
+from interlock.config.cache import CacheConfig
+from interlock.config.chaos import ChaosConfig
+from interlock.config.routing import ModelConfig
+from interlock.config.server import LimitsConfig, ServerConfig
+from interlock.config.state import StateConfig, StoreConfig
+from interlock.config.telemetry import TelemetryConfig
+
+__all__ = ["GatewayConfig"]
+
+
+class GatewayConfig(_Strict):
+    models: list[ModelConfig] = Field(min_length=1)
+    keys: list[KeyConfig] = Field(min_length=1)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    # Checked by interlock.guardrails.GuardrailsConfig at start-up.
+    guardrails: dict[str, Any] | None = None
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    tiers: dict[str, TierConfig] = Field(default_factory=_default_tiers)
+    chaos: ChaosConfig = Field(default_factory=ChaosConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> GatewayConfig:
+        _require_unique("model name", [m.name for m in self.models])
+        _require_unique("deployment id", [d.id for m in self.models for d in m.deployments])
+        _require_unique("key name", [k.name for k in self.keys])
+        for key in self.keys:
+            if key.tier not in self.tiers:
+                raise ValueError(f"key {key.name!r}: unknown tier {key.tier!r}")
+        return self
+
+
+def _require_unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} {name!r}")
+        seen.add(name)

@@ -1,0 +1,27 @@
+"""Stage-timing sampling, slow-request capture, health thresholds and tracing."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from interlock.config.base import _Strict
+
+__all__ = ["TelemetryConfig", "TracingConfig"]
+
+
+class TracingConfig(_Strict):
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "interlock"
+    sample_rate: float = Field(default=1.0, ge=0, le=1)
+
+
+class TelemetryConfig(_Strict):
+    # Share of requests whose stage timings go into the access log; errors
+    # and slow requests are always kept.
+    stage_sample_rate: float = Field(default=0.01, ge=0, le=1)
+    slow_request_ms: float = Field(default=2000.0, ge=0)
+    slow_requests_kept: int = Field(default=50, ge=1, le=10000)
+    # A deployment with this many consecutive upstream failures is unhealthy.
+    unhealthy_after_failures: int = Field(default=5, ge=1)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)

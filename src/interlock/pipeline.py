@@ -298,8 +298,11 @@ class Pipeline:
         began = time.perf_counter()
         kind: str | None = None
         try:
-            async with asyncio.timeout(deployment.timeouts.total_s):
+            if deployment.provider.bounds_call_time:
                 result = await call(body, self._context(record, span))
+            else:
+                async with asyncio.timeout(deployment.timeouts.total_s):
+                    result = await call(body, self._context(record, span))
         except TimeoutError:
             kind = record.error_type = "timeout"
             raise UpstreamTimeout(

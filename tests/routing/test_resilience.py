@@ -471,3 +471,55 @@ def test_memory_stays_flat_under_repeated_overload(
     before = _rss_bytes()
     asyncio.run(bursts(10))  # 2,500 more requests at 25x the cap
     assert _rss_bytes() - before < 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize("through", ["http", "chaos latency"])
+def test_a_unary_call_is_bounded_by_total_s(
+    through: str,
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+) -> None:
+    """Over HTTP the upstream client's own deadline ends the call; for an
+    adapter without one (here the simulator slowed by chaos) the pipeline's."""
+    if through == "http":
+
+        async def hang(request: web.Request) -> web.StreamResponse:
+            await asyncio.sleep(5)
+            return web.json_response({})
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", hang)
+        upstream = fake_upstream(app)
+        deployment = {
+            "id": "d",
+            "provider": "openai",
+            "model": "m",
+            "base_url": upstream.url + "/v1",
+        }
+        chaos: dict[str, Any] = {}
+    else:
+        deployment = {"id": "d", "provider": "simulator"}
+        chaos = {"chaos": {"enabled": True, "rules": [{"deployment": "d", "latency_ms": 5000}]}}
+    deployment["timeouts"] = {"total_s": 0.2}
+    raw = {
+        "models": [{"name": "chat", "deployments": [deployment], "routing": {"max_attempts": 1}}],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "server": {"access_log": False},
+        **chaos,
+    }
+    gateway = gateway_for(raw)
+    began = time.monotonic()
+    status, body = asyncio.run(_post_once(gateway.base_url))
+    assert time.monotonic() - began < 2
+    assert status in (503, 504), body
+    assert b"within 0.2 s" in body
+
+
+async def _post_once(base_url: str) -> tuple[int, bytes]:
+    headers = {"authorization": f"Bearer {TEST_KEY}"}
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.post(base_url + "/v1/chat/completions", json=body) as response,
+    ):
+        return response.status, await response.read()

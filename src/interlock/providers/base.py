@@ -52,6 +52,10 @@ class Provider(ABC):
     owned_by: str = "interlock"
     # ``gen_ai.provider.name`` in metrics and traces.
     provider_name: str = "openai"
+    # True when the adapter itself ends a unary call after the deployment's
+    # ``total_s`` (the HTTP client's own deadline), so the pipeline need not
+    # wrap every call in an ``asyncio.timeout`` of its own.
+    bounds_call_time: bool = False
 
     @abstractmethod
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:

@@ -250,6 +250,7 @@ class _Connection(asyncio.Protocol):
         # Timeouts: one timer re-armed lazily, instead of one per read.
         self._read_s = 0.0
         self._deadline: float | None = None
+        self._total_s: float | None = None
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -266,6 +267,7 @@ class _Connection(asyncio.Protocol):
         now = self._loop.time()
         self._read_s = read_s
         self._deadline = None if total_s is None else now + total_s
+        self._total_s = total_s
         self._last_read = now
         self._arm(now)
         assert self.transport is not None
@@ -403,7 +405,7 @@ class _Connection(asyncio.Protocol):
         self._timer = None
         now = self._loop.time()
         if self._deadline is not None and now >= self._deadline:
-            self._error(H1Timeout("upstream call took longer than its total timeout"))
+            self._error(H1Timeout(f"no complete answer from upstream within {self._total_s:g} s"))
         elif not self._paused and now - self._last_read >= self._read_s:
             self._error(H1Timeout(f"no data from upstream for {self._read_s:g} s"))
         else:

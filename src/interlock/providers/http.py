@@ -292,6 +292,8 @@ def _parse_event(block: bytes) -> SSEEvent | None:
 class HttpProvider(Provider):
     """Base for network adapters: owns the deployment's pooled client."""
 
+    bounds_call_time = True  # request_json passes total_s to the connection's deadline
+
     def __init__(self, deployment: DeploymentConfig, headers: Mapping[str, str]):
         self.deployment_id = deployment.id
         self._client = UpstreamClient(

@@ -27,7 +27,7 @@ from interlock.api.middleware import DrainState, RequestContextMiddleware
 from interlock.api.routes import RecordsRef, Services
 from interlock.cache import CacheSettings, ResponseCache
 from interlock.config import ConfigError, DeploymentConfig, GatewayConfig
-from interlock.guardrails import Guardrails, GuardrailsConfig
+from interlock.guardrails import GuardrailsBook, GuardrailsConfig
 from interlock.guardrails_stage import GuardrailsStage
 from interlock.pipeline import Pipeline
 from interlock.providers.base import Provider
@@ -169,19 +169,20 @@ def build_telemetry(
 
 
 def build_guardrails(config: GatewayConfig, metrics: Metrics) -> GuardrailsStage | None:
-    """The top-level policy, overridden per model group; None when nothing is on."""
+    """The top-level policy, overridden per model group and then per key
+    (config-file keys); None when no combination checks anything."""
+    groups = {m.name: m.guardrails for m in config.models if m.guardrails is not None}
+    keys = {k.name: k.guardrails for k in config.keys if k.guardrails is not None}
     try:
-        base = GuardrailsConfig.from_mapping(config.guardrails)
-        by_model = {
-            model.name: Guardrails(
-                base.override(model.guardrails, f"models.{model.name}.guardrails")
-            )
-            for model in config.models
-        }
+        book = GuardrailsBook(
+            GuardrailsConfig.from_mapping(config.guardrails), groups=groups, keys=keys
+        )
     except ValueError as exc:
         raise ConfigError(f"guardrails: {exc}") from None
-    stage = GuardrailsStage(by_model, metrics)
-    return stage if any(g.enabled for g in by_model.values()) else None
+    combinations = [(g, k) for g in [None, *groups] for k in [None, *keys]]
+    if not any(book.for_request(g, k).enabled for g, k in combinations):
+        return None
+    return GuardrailsStage(book, metrics)
 
 
 def build_cache(config: GatewayConfig, state: StateStore) -> ResponseCache | None:

@@ -1,39 +1,51 @@
 """The guardrails stage of the pipeline: checks the request before it goes
 upstream, and filters the answer on its way back (also when streamed).
 
-Per model group: the top-level ``guardrails:`` policy, overridden by the
-group's own. A block is a 400 naming the offending parameter and the rule,
-never echoing the value; every decision is in ``x-interlock-guardrails``,
-``interlock_guardrail_actions_total`` and the access-log line.
+Per request: the top-level ``guardrails:`` policy, overridden by the model
+group's own, then by the key's (``GuardrailsBook``). A block is a 400 naming
+the offending parameter and the rule, never echoing the value; every decision
+is in ``x-interlock-guardrails``, ``interlock_guardrail_actions_total`` and
+the access-log line.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from interlock.guardrails import Guardrails
+from interlock.guardrails import Guardrails, GuardrailsBook
 from interlock.guardrails.decision import InputDecision
 from interlock.guardrails.stream import TextFilter
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.record import RequestRecord
 
-__all__ = ["GuardrailsStage"]
+__all__ = ["Guard", "GuardrailsStage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """The policy that checked a request, and its decision: the answer is
+    filtered by the same policy."""
+
+    guardrails: Guardrails
+    decision: InputDecision
 
 
 class GuardrailsStage:
-    def __init__(self, by_model: Mapping[str, Guardrails], metrics: Metrics):
-        self._by_model = {name: g for name, g in by_model.items() if g.enabled}
+    def __init__(self, book: GuardrailsBook, metrics: Metrics):
+        self._book = book
         self._metrics = metrics
 
     def check(
         self, model: str, body: dict[str, Any], record: RequestRecord
-    ) -> tuple[dict[str, Any], InputDecision | None]:
-        """The body to send upstream (maybe redacted), and the decision; raises 400 on block."""
-        guardrails = self._by_model.get(model)
-        if guardrails is None:
+    ) -> tuple[dict[str, Any], Guard | None]:
+        """The body to send upstream (maybe redacted), and the guard for the
+        answer; raises 400 on block."""
+        guardrails = self._book.for_request(model, record.key_name)
+        if not guardrails.enabled:
             return body, None
         decision = guardrails.check_input(body)
         record.guardrails.extend(decision.labels)
@@ -41,27 +53,24 @@ class GuardrailsStage:
             self._metrics.guardrail_actions.labels(action.rule, action.action).inc()
         if decision.block is not None:
             raise decision.block.error()
-        return dict(decision.body), decision
+        return dict(decision.body), Guard(guardrails, decision)
 
-    def filter_completion(
-        self, model: str, decision: InputDecision | None, result: dict[str, Any]
-    ) -> None:
-        guardrails = self._by_model.get(model)
-        if guardrails is None or decision is None:
+    def filter_completion(self, guard: Guard | None, result: dict[str, Any]) -> None:
+        if guard is None:
             return
         for choice in result.get("choices") or ():
             message = choice.get("message") or {}
             if isinstance(message.get("content"), str):
-                message["content"] = guardrails.output_text(decision, message["content"])
+                message["content"] = guard.guardrails.output_text(
+                    guard.decision, message["content"]
+                )
 
     def filter_stream(
-        self, model: str, decision: InputDecision | None, chunks: AsyncIterator[bytes]
+        self, guard: Guard | None, chunks: AsyncIterator[bytes]
     ) -> AsyncIterator[bytes]:
-        guardrails = self._by_model.get(model)
-        if guardrails is None or decision is None:
+        if guard is None or guard.guardrails.output_stream(guard.decision) is None:
             return chunks
-        if guardrails.output_stream(decision) is None:
-            return chunks
+        guardrails, decision = guard.guardrails, guard.decision
         return _filtered(chunks, lambda: guardrails.output_stream(decision))
 
 

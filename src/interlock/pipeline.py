@@ -27,8 +27,7 @@ from interlock.cache import CacheRequest, ResponseCache
 from interlock.config import PriceConfig
 from interlock.errors import PermissionDenied, ProviderError, UpstreamTimeout
 from interlock.failover import continue_on_failure
-from interlock.guardrails.decision import InputDecision
-from interlock.guardrails_stage import GuardrailsStage
+from interlock.guardrails_stage import Guard, GuardrailsStage
 from interlock.providers.base import CallContext, JSONDict
 from interlock.routing.base import RouteContext
 from interlock.routing.router import Deployment, ModelGroup, Router, error_kind
@@ -141,7 +140,7 @@ class Pipeline:
             if record.cache != "miss":
                 self._served_without_upstream(record, result.get("usage"))
         if self.guardrails is not None:
-            self.guardrails.filter_completion(request.model, guard, result)
+            self.guardrails.filter_completion(guard, result)
         choices = result.get("choices") or [{}]
         record.finish_reason = choices[0].get("finish_reason")
         record.response_model = result.get("model")
@@ -192,7 +191,7 @@ class Pipeline:
             first, chunks = await routed()
             if self.guardrails is None or guard is None:
                 return first, chunks
-            rest = self.guardrails.filter_stream(request.model, guard, _prepend(first, chunks))
+            rest = self.guardrails.filter_stream(guard, _prepend(first, chunks))
             return await anext(rest, None), rest
 
         settled = asyncio.Event()
@@ -253,7 +252,7 @@ class Pipeline:
 
     def _guard(
         self, model: str, body: JSONDict, record: RequestRecord
-    ) -> tuple[JSONDict, InputDecision | None]:
+    ) -> tuple[JSONDict, Guard | None]:
         if self.guardrails is None:
             return body, None
         began = time.perf_counter()

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from interlock.app import create_app
-from interlock.config import parse_config
+from interlock.config import ConfigError, parse_config
 from tests.conftest import TEST_KEY
 from tests.support.servers import FakeUpstream, InProcessGateway
 
@@ -181,3 +181,55 @@ def test_decisions_are_in_metrics_and_the_log_line(
     line = next(entry for entry in lines if entry.get("request_id") == request_id)
     assert line["guardrails"] == ["pii:email:redact"]
     assert "guardrails" in line["stages_ms"]
+
+
+def test_a_keys_own_policy_overrides_its_model_groups(
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+) -> None:
+    """Top level redacts; the key `careful` blocks, the key `trusted` lets
+    e-mail through; everyone else gets the model group's redaction."""
+    upstream = RecordingUpstream()
+    url = fake_upstream(upstream.app).url + "/v1"
+    raw = {
+        "models": [
+            {
+                "name": "chat",
+                "deployments": [{"id": "up", "provider": "openai", "model": "m", "base_url": url}],
+            }
+        ],
+        "keys": [
+            {"name": "k", "key": TEST_KEY},
+            {"name": "careful", "key": "sk-careful", "guardrails": {"pii": {"action": "block"}}},
+            {"name": "trusted", "key": "sk-trusted", "guardrails": {"pii": {"action": "off"}}},
+        ],
+        "guardrails": {"pii": {"action": "redact"}},
+    }
+    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
+    try:
+
+        def post(key: str) -> httpx.Response:
+            return httpx.post(
+                gateway.base_url + "/v1/chat/completions",
+                json=_chat("chat", f"mail {EMAIL}"),
+                headers={"authorization": f"Bearer {key}"},
+            )
+
+        assert post(TEST_KEY).status_code == 200
+        assert "[EMAIL]" in upstream.bodies[-1]["messages"][0]["content"]
+        blocked = post("sk-careful")
+        assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "pii_detected"
+        passed = post("sk-trusted")
+        assert passed.status_code == 200 and "x-interlock-guardrails" not in passed.headers
+        assert EMAIL in upstream.bodies[-1]["messages"][0]["content"]
+        assert "bob.smith@example.org" in passed.json()["choices"][0]["message"]["content"]
+    finally:
+        gateway.close()
+
+
+def test_a_keys_bad_guardrails_override_fails_at_start_naming_the_key() -> None:
+    raw = {
+        "models": [{"name": "chat", "deployments": [{"id": "s", "provider": "simulator"}]}],
+        "keys": [{"name": "k", "key": TEST_KEY, "guardrails": {"pii": {"action": "shred"}}}],
+    }
+    with pytest.raises(ConfigError, match=r"keys\[k\]\.guardrails"):
+        create_app(parse_config(raw, env={}))

@@ -3,7 +3,7 @@ behaves when shared state is unreachable."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -53,6 +53,9 @@ class KeyConfig(_Strict):
     budget_usd_month: float | None = Field(default=None, ge=0)
     # force_deployment: may send x-interlock-force-deployment (incident repro).
     permissions: list[Permission] = Field(default_factory=list)
+    # Overrides the guardrails policy (top level, then the model group's) for
+    # this key's requests; checked by interlock.guardrails at start-up.
+    guardrails: dict[str, Any] | None = None
 
 
 class AdmissionConfig(_Strict):

@@ -131,12 +131,7 @@ class UpstreamClient:
                 resp.close()
                 raise
             if resp.status >= 400:
-                raise UpstreamStatusError(
-                    resp.status,
-                    upstream_error_message(raw),
-                    deployment=self.deployment_id,
-                    retry_after_s=_retry_after(resp),
-                )
+                raise self._status_error(resp, raw)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -159,13 +154,7 @@ class UpstreamClient:
         try:
             with self._classified():
                 if resp.status >= 400:
-                    raw = await resp.read()
-                    raise UpstreamStatusError(
-                        resp.status,
-                        upstream_error_message(raw),
-                        deployment=self.deployment_id,
-                        retry_after_s=_retry_after(resp),
-                    )
+                    raise self._status_error(resp, await resp.read())
                 async for event in _parse_sse(resp):
                     yield event
         except GeneratorExit:
@@ -202,6 +191,14 @@ class UpstreamClient:
                 origin, self._max_connections, self._timeouts.connect_s
             )
         return pool, encode_head(method, target, block, None if data is None else len(data))
+
+    def _status_error(self, resp: Response, body: bytes) -> UpstreamStatusError:
+        return UpstreamStatusError(
+            resp.status,
+            upstream_error_message(body),
+            deployment=self.deployment_id,
+            retry_after_s=_retry_after(resp),
+        )
 
     @contextmanager
     def _classified(self) -> Iterator[None]:

@@ -21,6 +21,8 @@ WAL journaling lets key lookups read while the ledger writes.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,12 +91,38 @@ def write_engine(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
 
 
+# How long a new connection keeps trying to switch the file to WAL.
+_WAL_SWITCH_WAIT_S = 15.0
+
+
+def enable_wal(dbapi_connection: Any, wait_s: float = _WAL_SWITCH_WAIT_S) -> None:
+    """Put the database file in WAL mode, unless it already is (the mode lives
+    in the file, so the first connection sets it for all).
+
+    Switching takes a lock for which SQLite does not wait on its busy
+    timeout: gateways starting together on one file got "database is locked"
+    from it (6 connections racing: 15 fresh files in 200). Retried here,
+    briefly, until ``wait_s``.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        deadline = time.monotonic() + wait_s
+        while cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                return  # "wal", or "memory" for an in-memory database
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+    finally:
+        cursor.close()
+
+
 def _make_sqlite_transactional(engine: AsyncEngine) -> None:
     def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
+        enable_wal(dbapi_connection)
 
     def on_begin(connection: Connection) -> None:
         begin = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN")
@@ -154,10 +182,8 @@ def _sqlite_value(value: Any) -> Any:
 def _make_sqlite_transactional_sync(engine: sa.Engine) -> None:
     def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
-        cursor.close()
+        dbapi_connection.execute("PRAGMA busy_timeout=5000")
+        enable_wal(dbapi_connection)
 
     def on_begin(connection: Connection) -> None:
         begin = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN")

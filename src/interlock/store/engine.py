@@ -107,7 +107,12 @@ def enable_wal(dbapi_connection: Any, wait_s: float = _WAL_SWITCH_WAIT_S) -> Non
     cursor = dbapi_connection.cursor()
     try:
         deadline = time.monotonic() + wait_s
-        while cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        while True:
+            # Two calls, not chained: SQLAlchemy's aiosqlite adapter does not
+            # return the cursor from ``execute``.
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0] == "wal":
+                return
             try:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 return  # "wal", or "memory" for an in-memory database

@@ -138,3 +138,33 @@ def test_bad_arguments(shell: Shell) -> None:
     status, _, err = shell("keys", "create", "--name", "x", "--expires", "2001-01-01")
     assert status == 1 and "in the past" in err
     assert shell("keys", "revoke", "key_nope") == (1, "", "error: no active key 'key_nope'\n")
+
+
+def test_a_key_with_its_own_guardrails(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    override = '{"limits": {"max_messages": 1}}'
+    status, key, _ = shell("keys", "create", "--name", "strict", "--guardrails", override)
+    assert status == 0
+    _, out, _ = shell("keys", "list", "--json")
+    assert json.loads(out)[0]["guardrails"] == {"limits": {"max_messages": 1}}
+
+    two_messages = {**CHAT, "messages": CHAT["messages"] * 2}
+    gateway = InProcessGateway(create_app(parse_config(gateway_config(), env={})))
+    try:
+        with httpx.Client(base_url=gateway.base_url, timeout=10) as client:
+            auth = {"authorization": f"Bearer {key.strip()}"}
+            refused = client.post("/v1/chat/completions", json=two_messages, headers=auth)
+            assert refused.status_code == 400
+            assert refused.json()["error"]["code"] == "too_many_messages"
+            ops = {"authorization": "Bearer sk-ops"}
+            assert client.post("/v1/chat/completions", json=two_messages, headers=ops).is_success
+    finally:
+        gateway.close()
+
+    for bad, says in [
+        ("{not json", "not JSON"),
+        ("[1]", "must be a JSON object"),
+        ('{"pii": {"action": "shred"}}', "guardrails.pii.action"),
+    ]:
+        with pytest.raises(SystemExit):
+            shell("keys", "create", "--name", "x", "--guardrails", bad)
+        assert says in capsys.readouterr().err

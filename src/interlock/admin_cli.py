@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import yaml
 
@@ -63,6 +63,25 @@ def _usd(raw: str) -> float:
         value = -1.0
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be an amount in USD >= 0, got {raw!r}")
+    return value
+
+
+def _guardrails(raw: str) -> dict[str, Any]:
+    """A guardrails override as JSON, checked as a config file's would be."""
+    from interlock.guardrails import GuardrailsConfig
+
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            'must be a JSON object, e.g. \'{"pii": {"action": "block"}}\''
+        )
+    try:
+        GuardrailsConfig().override(value, where="guardrails")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return value
 
 
@@ -110,6 +129,11 @@ def _add_create(
         dest="permissions",
     )
     create.add_argument("--expires", type=_time, help="ISO 8601 expiry (no zone: UTC)")
+    create.add_argument(
+        "--guardrails",
+        type=_guardrails,
+        help="JSON override of the gateway's guardrails for this key, as keys[].guardrails",
+    )
 
 
 def _add_usage(
@@ -180,6 +204,7 @@ async def _create(store: Store, args: argparse.Namespace, tiers: frozenset[str])
         budget_usd_month=args.budget_month,
         permissions=args.permissions,
         expires_at=args.expires,
+        guardrails=args.guardrails,
     )
     print(plain)
     _note(f"Created {record.id} ({record.name}, tier {record.tier}); {_REFRESH_NOTE}.")

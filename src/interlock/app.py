@@ -168,20 +168,20 @@ def build_telemetry(
     )
 
 
-def build_guardrails(config: GatewayConfig, metrics: Metrics) -> GuardrailsStage | None:
-    """The top-level policy, overridden per model group and then per key
-    (config-file keys); None when no combination checks anything."""
+def build_guardrails(config: GatewayConfig, metrics: Metrics) -> GuardrailsStage:
+    """The top-level policy, overridden per model group and then per key.
+
+    Always built, even with no policy anywhere in the config: a key created
+    through the admin API may bring its own. A request whose policy checks
+    nothing skips the stage after one dict lookup.
+    """
     groups = {m.name: m.guardrails for m in config.models if m.guardrails is not None}
-    keys = {k.name: k.guardrails for k in config.keys if k.guardrails is not None}
     try:
-        book = GuardrailsBook(
-            GuardrailsConfig.from_mapping(config.guardrails), groups=groups, keys=keys
-        )
+        book = GuardrailsBook(GuardrailsConfig.from_mapping(config.guardrails), groups=groups)
+        for key in config.keys:
+            book.check_key_override(key.guardrails, where=f"keys[{key.name}].guardrails")
     except ValueError as exc:
         raise ConfigError(f"guardrails: {exc}") from None
-    combinations = [(g, k) for g in [None, *groups] for k in [None, *keys]]
-    if not any(book.for_request(g, k).enabled for g, k in combinations):
-        return None
     return GuardrailsStage(book, metrics)
 
 

@@ -2,7 +2,8 @@
 upstream, and filters the answer on its way back (also when streamed).
 
 Per request: the top-level ``guardrails:`` policy, overridden by the model
-group's own, then by the key's (``GuardrailsBook``). A block is a 400 naming
+group's own, then by the key's (``GuardrailsBook``; config-file keys and
+keys created through the admin API alike). A block is a 400 naming
 the offending parameter and the rule, never echoing the value; every decision
 is in ``x-interlock-guardrails``, ``interlock_guardrail_actions_total`` and
 the access-log line.
@@ -16,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from interlock.errors import InterlockError
 from interlock.guardrails import Guardrails, GuardrailsBook
 from interlock.guardrails.decision import InputDecision
 from interlock.guardrails.stream import TextFilter
@@ -36,17 +38,26 @@ class Guard:
 
 class GuardrailsStage:
     def __init__(self, book: GuardrailsBook, metrics: Metrics):
-        self._book = book
+        self.book = book
         self._metrics = metrics
 
+    def policy_for(self, model: str, key_override: str | None) -> Guardrails:
+        """The policy for a request; a key override that no longer applies (a
+        stored key from an older gateway) fails the request rather than
+        skipping checks the key was meant to have."""
+        try:
+            return self.book.for_request(model, key_override)
+        except ValueError as exc:
+            raise InterlockError(
+                f"This key's guardrails cannot be applied ({exc}); an admin must replace the key.",
+                code="key_guardrails_invalid",
+            ) from None
+
     def check(
-        self, model: str, body: dict[str, Any], record: RequestRecord
-    ) -> tuple[dict[str, Any], Guard | None]:
+        self, guardrails: Guardrails, body: dict[str, Any], record: RequestRecord
+    ) -> tuple[dict[str, Any], Guard]:
         """The body to send upstream (maybe redacted), and the guard for the
         answer; raises 400 on block."""
-        guardrails = self._book.for_request(model, record.key_name)
-        if not guardrails.enabled:
-            return body, None
         decision = guardrails.check_input(body)
         record.guardrails.extend(decision.labels)
         for action in decision.actions:

@@ -117,7 +117,7 @@ class Pipeline:
         with record.stage("validation"):
             request = validate_body(ChatCompletionRequest, body)
         group = self._group(request.model, record, hints)
-        body, guard = self._guard(request.model, body, record)
+        body, guard = self._guard(request.model, body, record, hints)
 
         async def attempt(deployment: Deployment) -> JSONDict:
             return await self._unary(record, deployment, deployment.provider.chat, body)
@@ -153,7 +153,7 @@ class Pipeline:
         with record.stage("validation"):
             request = validate_body(ChatCompletionRequest, body)
         group = self._group(request.model, record, hints)
-        body, guard = self._guard(request.model, body, record)
+        body, guard = self._guard(request.model, body, record, hints)
         record.stream = True
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         # Whether the usage chunk is passed on: the client's wish, or the
@@ -221,7 +221,7 @@ class Pipeline:
         with record.stage("validation"):
             request = validate_body(EmbeddingRequest, body)
         group = self._group(request.model, record, hints)
-        body, _ = self._guard(request.model, body, record)
+        body, _ = self._guard(request.model, body, record, hints)
 
         async def call(request_body: JSONDict) -> JSONDict:
             async def attempt(deployment: Deployment) -> JSONDict:
@@ -251,13 +251,18 @@ class Pipeline:
     # -- guardrails ----------------------------------------------------------
 
     def _guard(
-        self, model: str, body: JSONDict, record: RequestRecord
+        self, model: str, body: JSONDict, record: RequestRecord, hints: RouteHints
     ) -> tuple[JSONDict, Guard | None]:
         if self.guardrails is None:
             return body, None
+        principal = hints.principal
+        key_override = principal.guardrails if principal is not None else None
+        policy = self.guardrails.policy_for(model, key_override)
+        if not policy.enabled:
+            return body, None
         began = time.perf_counter()
         try:
-            return self.guardrails.check(model, body, record)
+            return self.guardrails.check(policy, body, record)
         finally:
             record.stages["guardrails"] = time.perf_counter() - began
 

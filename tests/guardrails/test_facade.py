@@ -11,6 +11,7 @@ from interlock.guardrails import (
     GuardrailsBook,
     GuardrailsConfig,
     InputDecision,
+    key_override_text,
 )
 
 
@@ -186,15 +187,43 @@ def test_book_applies_group_then_key_overrides() -> None:
     book = GuardrailsBook(
         GuardrailsConfig.from_mapping({"pii": {"action": "redact"}}),
         groups={"gpt": {"pii": {"action": "block"}}},
-        keys={"trusted": {"pii": None}, "strict": {"injection": {"action": "block"}}},
     )
-    assert book.for_request("other", "anyone").config.pii is not None
-    gpt = book.for_request("gpt", "anyone")
+    trusted = book.check_key_override({"pii": None}, where="keys[trusted].guardrails")
+    strict = book.check_key_override({"injection": {"action": "block"}}, where="strict")
+    assert book.for_request("other").config.pii is not None
+    gpt = book.for_request("gpt")
     assert gpt.config.pii is not None and gpt.config.pii.action == "block"
-    assert book.for_request("gpt", "trusted").config.pii is None
-    strict = book.for_request("gpt", "strict").config
-    assert strict.pii is not None and strict.pii.action == "block" and strict.injection is not None
-    assert book.for_request("gpt", "anyone") is gpt  # compiled once
+    assert book.for_request("gpt", trusted).config.pii is None
+    strict_policy = book.for_request("gpt", strict).config
+    assert strict_policy.pii is not None and strict_policy.pii.action == "block"
+    assert strict_policy.injection is not None
+    assert book.for_request("gpt") is gpt  # compiled once
+
+
+def test_keys_with_the_same_override_share_one_policy() -> None:
+    book = GuardrailsBook(GuardrailsConfig())
+    one = key_override_text({"pii": {"action": "block", "types": ["EMAIL"]}, "injection": None})
+    other = key_override_text({"injection": None, "pii": {"types": ["EMAIL"], "action": "block"}})
+    assert one == other
+    assert book.for_request(None, one) is book.for_request(None, other)
+    assert key_override_text(None) is None and not book.for_request(None).enabled
+
+
+def test_the_book_keeps_a_bounded_number_of_policies() -> None:
+    book = GuardrailsBook(GuardrailsConfig())
+    for n in range(3000):
+        book.for_request(None, key_override_text({"limits": {"max_messages": n + 1}}))
+    assert len(book._by_pair) <= 1024 and len(book._by_config) <= 1024
+    policy = book.for_request(None, key_override_text({"limits": {"max_messages": 7}}))
+    assert policy.config.limits is not None and policy.config.limits.max_messages == 7
+
+
+def test_a_key_override_is_checked_against_every_group() -> None:
+    book = GuardrailsBook(GuardrailsConfig(), groups={"gpt": {"pii": {"action": "redact"}}})
+    with pytest.raises(ValueError, match=r"keys\[k\]\.guardrails\.pii\.types"):
+        book.check_key_override({"pii": {"types": ["NOPE"]}}, where="keys[k].guardrails")
+    with pytest.raises(ValueError, match="unknown sections"):
+        book.check_key_override({"pi": {}}, where="keys[k].guardrails")
 
 
 def test_book_validates_overrides_up_front() -> None:

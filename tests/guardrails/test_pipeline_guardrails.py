@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,10 @@ from aiohttp import web
 
 from interlock.app import create_app
 from interlock.config import ConfigError, parse_config
+from interlock.errors import InterlockError
+from interlock.guardrails import GuardrailsBook, GuardrailsConfig, key_override_text
+from interlock.guardrails_stage import GuardrailsStage
+from interlock.telemetry.metrics import Metrics
 from tests.conftest import TEST_KEY
 from tests.support.servers import FakeUpstream, InProcessGateway
 
@@ -76,6 +81,12 @@ class RecordingUpstream:
         return response
 
 
+def _model(name: str, url: str) -> dict[str, Any]:
+    """A model group of one deployment on the recording upstream."""
+    deployment = {"id": f"{name}-up", "provider": "openai", "model": "m", "base_url": url}
+    return {"name": name, "deployments": [deployment]}
+
+
 @pytest.fixture
 def stack(
     fake_upstream: Callable[[web.Application], FakeUpstream],
@@ -84,15 +95,8 @@ def stack(
     url = fake_upstream(upstream.app).url + "/v1"
     raw = {
         "models": [
-            {
-                "name": "chat",
-                "deployments": [{"id": "up", "provider": "openai", "model": "m", "base_url": url}],
-            },
-            {
-                "name": "strict",
-                "guardrails": {"pii": {"action": "block"}},
-                "deployments": [{"id": "up2", "provider": "openai", "model": "m", "base_url": url}],
-            },
+            _model("chat", url),
+            {**_model("strict", url), "guardrails": {"pii": {"action": "block"}}},
         ],
         "keys": [{"name": "k", "key": TEST_KEY}],
         "guardrails": {"pii": {"action": "redact"}},
@@ -191,12 +195,7 @@ def test_a_keys_own_policy_overrides_its_model_groups(
     upstream = RecordingUpstream()
     url = fake_upstream(upstream.app).url + "/v1"
     raw = {
-        "models": [
-            {
-                "name": "chat",
-                "deployments": [{"id": "up", "provider": "openai", "model": "m", "base_url": url}],
-            }
-        ],
+        "models": [_model("chat", url)],
         "keys": [
             {"name": "k", "key": TEST_KEY},
             {"name": "careful", "key": "sk-careful", "guardrails": {"pii": {"action": "block"}}},
@@ -233,3 +232,63 @@ def test_a_keys_bad_guardrails_override_fails_at_start_naming_the_key() -> None:
     }
     with pytest.raises(ConfigError, match=r"keys\[k\]\.guardrails"):
         create_app(parse_config(raw, env={}))
+
+
+def test_a_key_created_through_the_admin_api_brings_its_own_guardrails(
+    fake_upstream: Callable[[web.Application], FakeUpstream], tmp_path: Path
+) -> None:
+    """No guardrails in the config: only the admin-created key blocks e-mail,
+    and a bad override is refused when the key is created."""
+    upstream = RecordingUpstream()
+    url = fake_upstream(upstream.app).url + "/v1"
+    raw = {
+        "models": [_model("chat", url)],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "server": {"admin_key": "sk-admin-test"},
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
+    }
+    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
+    admin = {"authorization": "Bearer sk-admin-test"}
+    try:
+        new_key = {
+            "name": "careful",
+            "guardrails": {"pii": {"action": "block", "types": ["EMAIL"]}},
+        }
+        created = httpx.post(gateway.base_url + "/admin/keys", json=new_key, headers=admin)
+        assert created.status_code == 201, created.text
+        assert created.json()["guardrails"] == new_key["guardrails"]
+
+        def post(key: str) -> httpx.Response:
+            return httpx.post(
+                gateway.base_url + "/v1/chat/completions",
+                json=_chat("chat", f"mail {EMAIL}"),
+                headers={"authorization": f"Bearer {key}"},
+            )
+
+        blocked = post(created.json()["key"])
+        assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "pii_detected"
+        assert post(TEST_KEY).status_code == 200
+        assert EMAIL in upstream.bodies[-1]["messages"][0]["content"]
+        assert len(upstream.bodies) == 1  # the blocked request never left
+
+        listed = httpx.get(gateway.base_url + "/admin/keys", headers=admin).json()["data"]
+        assert [k["guardrails"] for k in listed] == [new_key["guardrails"]]
+
+        bad = {"name": "typo", "guardrails": {"pii": {"action": "shred"}}}
+        refused = httpx.post(gateway.base_url + "/admin/keys", json=bad, headers=admin)
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert error["param"] == "guardrails" and "guardrails.pii.action" in error["message"]
+        assert len(httpx.get(gateway.base_url + "/admin/keys", headers=admin).json()["data"]) == 1
+    finally:
+        gateway.close()
+
+
+def test_a_stored_override_that_no_longer_applies_fails_the_request_closed() -> None:
+    """A key stored by another gateway version with an override this one
+    refuses: the request fails (500), it is not sent without the key's checks."""
+    stage = GuardrailsStage(GuardrailsBook(GuardrailsConfig()), Metrics())
+    with pytest.raises(InterlockError) as caught:
+        stage.policy_for("chat", key_override_text({"pii": {"action": "shred"}}))
+    assert caught.value.status_code == 500 and caught.value.code == "key_guardrails_invalid"
+    assert "guardrails.pii.action" in caught.value.message

@@ -35,6 +35,7 @@ async def test_settings_round_trip(keys: KeyStore, clock: FakeClock) -> None:
         budget_usd_month=100.0,
         permissions=["admin", "force_deployment"],
         expires_at=expires,
+        guardrails={"pii": {"action": "block", "types": ["EMAIL"]}, "injection": None},
     )
     stored = await keys.get(record.id)
     assert stored is not None
@@ -46,6 +47,7 @@ async def test_settings_round_trip(keys: KeyStore, clock: FakeClock) -> None:
     assert stored.expires_at == expires and stored.expires_at.tzinfo is not None
     assert stored.created_at == stored.updated_at == clock.now
     assert stored.revoked_at is None and stored.rotated_from is None
+    assert stored.guardrails == {"pii": {"action": "block", "types": ["EMAIL"]}, "injection": None}
 
 
 async def test_defaults_mean_every_model_and_tier_limits(keys: KeyStore) -> None:
@@ -54,6 +56,7 @@ async def test_defaults_mean_every_model_and_tier_limits(keys: KeyStore) -> None
     assert record.limits == KeyLimits()
     assert record.permissions == frozenset()
     assert record.budget_usd_day is None and record.expires_at is None
+    assert record.guardrails is None
 
 
 async def test_unknown_keys_are_none(keys: KeyStore) -> None:
@@ -91,7 +94,12 @@ async def test_rotate_replaces_a_key_with_the_same_settings(
     keys: KeyStore, clock: FakeClock
 ) -> None:
     old, old_plain = await keys.create(
-        "svc", "premium", allowed_models=["m"], limits=KeyLimits(rpm=7), permissions=["p"]
+        "svc",
+        "premium",
+        allowed_models=["m"],
+        limits=KeyLimits(rpm=7),
+        permissions=["p"],
+        guardrails={"pii": {"action": "redact"}},
     )
     clock.advance(10)
     new, new_plain = await keys.rotate(old.id)
@@ -104,6 +112,7 @@ async def test_rotate_replaces_a_key_with_the_same_settings(
         KeyLimits(rpm=7),
         frozenset({"p"}),
     )
+    assert new.guardrails == {"pii": {"action": "redact"}}
     assert await keys.get_by_hash(hash_key(new_plain)) == new
     old_now = await keys.get_by_hash(hash_key(old_plain))
     assert old_now is not None and old_now.revoked_at == clock.now

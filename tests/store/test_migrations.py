@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from interlock.store.keys import KeyStore
 from interlock.store.migrations import MIGRATIONS, Migration, migrate
-from interlock.store.schema import schema_migrations, usage_ledger
+from interlock.store.schema import api_keys, schema_migrations, usage_ledger
 from tests.store.conftest import Backend
 
 
@@ -24,9 +26,9 @@ async def _versions(engine: AsyncEngine) -> list[int]:
 
 async def test_migrate_creates_the_tables_once(backend: Backend) -> None:
     engine = backend.engine()
-    assert await migrate(engine) == [1, 2]
+    assert await migrate(engine) == [1, 2, 3]
     assert await migrate(engine) == []
-    assert await _versions(engine) == [1, 2]
+    assert await _versions(engine) == [1, 2, 3]
     assert await _tables(engine) >= {"api_keys", "usage_ledger", "schema_migrations"}
 
 
@@ -40,7 +42,7 @@ async def test_a_failing_migration_leaves_no_trace(backend: Backend) -> None:
         await migrate(engine, (*MIGRATIONS, Migration(99, "breaks", half_done)))
     # One transaction: the tables, the version table and the broken step's table are all gone.
     assert await _tables(engine) == set()
-    assert await migrate(engine) == [1, 2]
+    assert await migrate(engine) == [1, 2, 3]
 
 
 async def test_migrations_run_in_version_order(backend: Backend) -> None:
@@ -53,7 +55,7 @@ async def test_migrations_run_in_version_order(backend: Backend) -> None:
         return Migration(version, f"v{version}", apply)
 
     engine = backend.engine()
-    assert await migrate(engine, (step(13), *MIGRATIONS, step(12))) == [1, 2, 12, 13]
+    assert await migrate(engine, (step(13), *MIGRATIONS, step(12))) == [1, 2, 3, 12, 13]
     assert seen == [12, 13]
     assert await migrate(engine, (step(13), *MIGRATIONS, step(12), step(14))) == [14]
 
@@ -63,7 +65,7 @@ async def test_a_version_1_store_gains_the_budget_index_and_matches_the_schema(
 ) -> None:
     engine = backend.engine()
     assert await migrate(engine, MIGRATIONS[:1]) == [1]
-    assert await migrate(engine) == [2]
+    assert await migrate(engine, MIGRATIONS[:2]) == [2]
 
     def indexes(sync: sa.Connection) -> dict[str, list[str | None]]:
         found = sa.inspect(sync).get_indexes("usage_ledger")
@@ -76,8 +78,31 @@ async def test_a_version_1_store_gains_the_budget_index_and_matches_the_schema(
     assert migrated["ix_usage_ledger_key_name_id"] == ["key_name", "id"]
 
 
+async def test_a_version_2_store_gains_key_guardrails_and_keeps_its_keys(backend: Backend) -> None:
+    engine = backend.engine()
+    assert await migrate(engine, MIGRATIONS[:2]) == [1, 2]
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        # Only version 2's columns: no value for guardrails is sent.
+        await conn.execute(
+            api_keys.insert().values(
+                id="key_old", name="old", key_hash="h", key_prefix="sk-il-ab", tier="standard",
+                limits={}, permissions=[], created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    assert await migrate(engine) == [3]
+
+    def columns(sync: sa.Connection) -> set[str]:
+        return {str(c["name"]) for c in sa.inspect(sync).get_columns("api_keys")}
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(columns) == {c.name for c in api_keys.columns}
+    old = await KeyStore(engine).get("key_old")
+    assert old is not None and old.name == "old" and old.guardrails is None
+
+
 async def test_gateways_starting_together_migrate_once(backend: Backend) -> None:
     engines = [backend.engine() for _ in range(4)]
     results = await asyncio.gather(*(migrate(engine) for engine in engines))
-    assert sorted(results) == [[], [], [], [1, 2]]
-    assert await _versions(engines[0]) == [1, 2]
+    assert sorted(results) == [[], [], [], [1, 2, 3]]
+    assert await _versions(engines[0]) == [1, 2, 3]

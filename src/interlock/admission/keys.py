@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from interlock.admission.limits import KeyLimits as RateLimits
 from interlock.config import KeyConfig, KeyLimits, TierConfig
 from interlock.errors import AuthenticationFailed, PermissionDenied
+from interlock.guardrails.facade import key_override_text
 from interlock.store.keys import KeyRecord, KeyStore
 
 __all__ = ["KeyRing", "Principal"]
@@ -51,6 +52,9 @@ class Principal:
     priority: int = 0
     expires_at: datetime | None = None
     revoked: bool = False
+    # The key's guardrails override as ``GuardrailsBook.for_request`` takes it
+    # (canonical JSON text), or None.
+    guardrails: str | None = None
     # ``limits`` as the rate limiter takes them, built once: a principal
     # lives until its key changes, and admission reads this on every request.
     rate_limits: RateLimits = field(init=False, repr=False, compare=False)
@@ -167,6 +171,7 @@ class KeyRing:
             budget_usd_day=key.budget_usd_day,
             budget_usd_month=key.budget_usd_month,
             priority=tier.priority if tier else 0,
+            guardrails=key_override_text(key.guardrails),
         )
 
     def _from_record(self, record: KeyRecord) -> Principal:
@@ -190,4 +195,5 @@ class KeyRing:
             priority=tier.priority if tier else 0,
             expires_at=record.expires_at,
             revoked=record.revoked_at is not None,
+            guardrails=key_override_text(record.guardrails),
         )

@@ -73,6 +73,22 @@ class NewKey(BaseModel):
     budget_usd_month: float | None = Field(default=None, ge=0)
     permissions: list[Permission] = Field(default_factory=list)
     expires_at: datetime | None = None
+    # The config file's ``keys[].guardrails`` shape, checked by ``_key_guardrails``.
+    guardrails: dict[str, Any] | None = None
+
+
+def _key_guardrails(spec: NewKey, services: Services) -> dict[str, Any] | None:
+    """The new key's guardrails override, validated as the gateway will apply it."""
+    if spec.guardrails is None:
+        return None
+    stage = services.pipeline.guardrails
+    if stage is None:
+        raise InvalidRequest("This gateway has no guardrails stage.", param="guardrails")
+    try:
+        stage.book.check_key_override(spec.guardrails, where="guardrails")
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid value for {exc}.", param="guardrails") from None
+    return spec.guardrails
 
 
 def key_json(record: KeyRecord) -> dict[str, Any]:
@@ -102,6 +118,7 @@ def key_json(record: KeyRecord) -> dict[str, Any]:
         "revoked_at": iso(record.revoked_at),
         "created_at": iso(record.created_at),
         "rotated_from": record.rotated_from,
+        "guardrails": record.guardrails,
     }
 
 
@@ -112,6 +129,7 @@ async def create_key(request: Request, services: Services) -> ASGIApp:
         raise InvalidRequest(f"Unknown tier `{spec.tier}`.", param="tier")
     if spec.expires_at is not None and spec.expires_at.tzinfo is None:
         raise InvalidRequest("expires_at needs a time zone (e.g. ...Z).", param="expires_at")
+    guardrails = _key_guardrails(spec, services)
     store = services.records.get()
     record, plain = await store.keys.create(
         spec.name,
@@ -122,6 +140,7 @@ async def create_key(request: Request, services: Services) -> ASGIApp:
         budget_usd_month=spec.budget_usd_month,
         permissions=spec.permissions,
         expires_at=spec.expires_at,
+        guardrails=guardrails,
     )
     await services.pipeline.keys.refresh()  # usable here at once, elsewhere within a second
     return json_response({**key_json(record), "key": plain}, 201)

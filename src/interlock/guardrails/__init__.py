@@ -1,7 +1,7 @@
 """Guardrails: input limits, PII detection and redaction (also in streams),
 prompt-injection scoring and content checks. Pure policy objects, no I/O.
 
-The pipeline uses ``GuardrailsBook.for_request(group, key)`` to get a
+The pipeline uses ``GuardrailsBook.for_request(group, key_override)`` to get a
 ``Guardrails``, calls ``check_input(body)`` before routing, and wraps each
 streamed choice in ``output_stream(decision)``.
 """
@@ -9,7 +9,7 @@ streamed choice in ``output_stream(decision)``.
 from interlock.guardrails.config import ContentPolicy, GuardrailsConfig, InjectionPolicy, PiiPolicy
 from interlock.guardrails.content import ContentClassifier, ContentVerdict, WordListClassifier
 from interlock.guardrails.decision import Action, Block, InputDecision
-from interlock.guardrails.facade import Guardrails, GuardrailsBook
+from interlock.guardrails.facade import Guardrails, GuardrailsBook, key_override_text
 from interlock.guardrails.injection import InjectionDetector, InjectionResult
 from interlock.guardrails.pseudonyms import PseudonymVault
 from interlock.guardrails.scanner import PII_TYPES, PiiScanner
@@ -42,4 +42,5 @@ __all__ = [
     "TextFilter",
     "WordListClassifier",
     "check_limits",
+    "key_override_text",
 ]

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from interlock.guardrails.body import TextField, text_fields, with_texts
 from interlock.guardrails.config import GuardrailsConfig
 from interlock.guardrails.content import ContentClassifier, ContentVerdict, WordListClassifier
@@ -28,7 +30,10 @@ from interlock.guardrails.spans import Replacer, label_replacer, replace_spans
 from interlock.guardrails.stream import ChainedFilter, StreamRedactor, StreamRestorer, TextFilter
 from interlock.guardrails.validation import check_limits
 
-__all__ = ["Guardrails", "GuardrailsBook"]
+__all__ = ["Guardrails", "GuardrailsBook", "key_override_text"]
+
+# Compiled policies a book keeps: (model groups + 1) x distinct key overrides.
+_MAX_POLICIES = 1024
 
 
 class Guardrails:
@@ -192,43 +197,72 @@ class Guardrails:
         )
 
 
+def key_override_text(raw: Mapping[str, Any] | None) -> str | None:
+    """A key's override as the book looks it up: canonical JSON (sorted keys),
+    so every key with the same override shares one compiled policy."""
+    if raw is None:
+        return None
+    return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode()
+
+
 class GuardrailsBook:
     """The guardrails for each request: the global config, then the model group's
-    override, then the key's (later wins, field by field). Overrides are validated
-    when the book is built; each distinct result is compiled once."""
+    override, then the key's (later wins, field by field). Group overrides are
+    validated when the book is built, key overrides by ``check_key_override``
+    (at start-up for the config file's keys, at creation for stored ones).
+    Each distinct result is compiled once."""
 
     def __init__(
         self,
         config: GuardrailsConfig,
         *,
         groups: Mapping[str, Mapping[str, Any]] | None = None,
-        keys: Mapping[str, Mapping[str, Any]] | None = None,
         classifiers: Sequence[ContentClassifier] = (),
     ):
         self._config = config
         self._groups = dict(groups or {})
-        self._keys = dict(keys or {})
         self._classifiers = tuple(classifiers)
         for name, raw in self._groups.items():
             config.override(raw, where=f"models[{name}].guardrails")
-        for name, raw in self._keys.items():
-            config.override(raw, where=f"keys[{name}].guardrails")
-        # Bounded by the configured overrides: (groups + 1) x (keys + 1) at most.
+        # Bounded: past _MAX_POLICIES (many keys with distinct overrides) both
+        # maps start over, and policies are compiled again as requests need them.
         self._by_pair: dict[tuple[str | None, str | None], Guardrails] = {}
         self._by_config: dict[GuardrailsConfig, Guardrails] = {}
 
-    def for_request(self, model_group: str | None, key_name: str | None) -> Guardrails:
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The model groups with an override of their own."""
+        return tuple(self._groups)
+
+    def check_key_override(self, raw: Mapping[str, Any] | None, where: str) -> str | None:
+        """Validate a key's override (on the global policy and on every group's);
+        return its lookup text for ``for_request``. Raises ``ValueError`` naming
+        the path (``keys[team].guardrails.pii.action``)."""
+        self._config.override(raw, where=where)
+        for raw_group in self._groups.values():
+            self._config.override(raw_group).override(raw, where=where)
+        return key_override_text(raw)
+
+    def for_request(self, model_group: str | None, key_override: str | None = None) -> Guardrails:
+        """The policy for a request to ``model_group`` with a key whose override
+        is ``key_override`` (``key_override_text``'s form, or None)."""
         group = model_group if model_group in self._groups else None
-        key = key_name if key_name in self._keys else None
-        found = self._by_pair.get((group, key))
+        found = self._by_pair.get((group, key_override))
         if found is None:
-            config = self._config
-            if group is not None:
-                config = config.override(self._groups[group])
-            if key is not None:
-                config = config.override(self._keys[key])
-            found = self._by_config.get(config)
-            if found is None:
-                found = self._by_config[config] = Guardrails(config, classifiers=self._classifiers)
-            self._by_pair[(group, key)] = found
+            found = self._compile(group, key_override)
+        return found
+
+    def _compile(self, group: str | None, key_override: str | None) -> Guardrails:
+        config = self._config
+        if group is not None:
+            config = config.override(self._groups[group])
+        if key_override is not None:
+            config = config.override(orjson.loads(key_override), where="key guardrails")
+        if len(self._by_pair) >= _MAX_POLICIES:
+            self._by_pair.clear()
+            self._by_config.clear()
+        found = self._by_config.get(config)
+        if found is None:
+            found = self._by_config[config] = Guardrails(config, classifiers=self._classifiers)
+        self._by_pair[(group, key_override)] = found
         return found

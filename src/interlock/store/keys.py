@@ -48,6 +48,7 @@ _SETTINGS = (
     "budget_usd_month",
     "permissions",
     "expires_at",
+    "guardrails",
 )
 
 
@@ -97,6 +98,8 @@ class KeyRecord:
     created_at: datetime
     updated_at: datetime
     rotated_from: str | None
+    # Overrides the gateway's guardrails for this key (``keys[].guardrails``'s shape).
+    guardrails: dict[str, Any] | None = None
 
     def usable_at(self, now: datetime) -> bool:
         """Neither revoked nor expired at ``now``."""
@@ -124,8 +127,12 @@ class KeyStore:
         budget_usd_month: float | None = None,
         permissions: Iterable[str] = (),
         expires_at: datetime | None = None,
+        guardrails: dict[str, Any] | None = None,
     ) -> tuple[KeyRecord, str]:
-        """Store a new key; return its record and the plain key, which is not kept."""
+        """Store a new key; return its record and the plain key, which is not kept.
+
+        ``guardrails`` is stored as given: the caller validates it
+        (``GuardrailsConfig.override``)."""
         values = {
             "name": name,
             "tier": tier,
@@ -135,6 +142,7 @@ class KeyStore:
             "budget_usd_month": budget_usd_month,
             "permissions": sorted(set(permissions)),
             "expires_at": expires_at,
+            "guardrails": guardrails,
             "rotated_from": None,
         }
         async with self._writer.begin() as conn:
@@ -243,4 +251,5 @@ def _record(row: sa.RowMapping) -> KeyRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         rotated_from=row["rotated_from"],
+        guardrails=row["guardrails"],
     )

@@ -111,9 +111,15 @@ async def _v2_ledger_key_name_id(conn: AsyncConnection) -> None:
     )
 
 
+async def _v3_api_keys_guardrails(conn: AsyncConnection) -> None:
+    # JSON on PostgreSQL; SQLite keeps JSON as text under any declared type.
+    await conn.execute(sa.text("ALTER TABLE api_keys ADD COLUMN guardrails JSON"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
     Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
+    Migration(3, "api_keys.guardrails: a key's guardrails override", _v3_api_keys_guardrails),
 )
 
 

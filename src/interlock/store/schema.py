@@ -96,6 +96,9 @@ api_keys = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("rotated_from", sa.String(64), nullable=True),
+    # The key's guardrails override (the config file's ``keys[].guardrails``
+    # shape); SQL NULL: none. Added by migration 3.
+    sa.Column("guardrails", sa.JSON(none_as_null=True), nullable=True),
     sa.Index("ix_api_keys_key_hash", "key_hash", unique=True),
     sa.Index("ix_api_keys_updated_at", "updated_at"),
 )

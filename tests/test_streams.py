@@ -15,7 +15,7 @@ import pytest
 
 from interlock.config import TimeoutConfig
 from interlock.errors import UpstreamTimeout
-from interlock.streams import StreamWatch, observe_stream
+from interlock.streams import StreamWatch, note_summary, observe_stream
 from interlock.telemetry.record import RequestRecord
 
 
@@ -88,3 +88,25 @@ async def test_chunks_read_from_another_task_and_outside_cancels_pass_through() 
     with pytest.raises(asyncio.CancelledError):
         await reader
     assert ended == [None]
+
+
+async def test_a_stream_served_without_upstream_still_notes_finish_reason_and_model() -> None:
+    record = RequestRecord("req_test", "POST", "/v1/chat/completions")
+    closed: list[bool] = []
+    chunks = [
+        b'{"model":"m-2024","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}',
+        b'{"model":"m-2024","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}',
+        b'{"model":"m-2024","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}',
+        b"not json",
+    ]
+
+    async def replay() -> AsyncIterator[bytes]:
+        try:
+            for chunk in chunks:
+                yield chunk
+        finally:
+            closed.append(True)
+
+    passed = [chunk async for chunk in note_summary(replay(), record)]
+    assert passed == chunks and closed == [True]
+    assert (record.finish_reason, record.response_model) == ("length", "m-2024")

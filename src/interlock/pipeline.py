@@ -31,7 +31,7 @@ from interlock.guardrails_stage import Guard, GuardrailsStage
 from interlock.providers.base import CallContext, JSONDict
 from interlock.routing.base import RouteContext
 from interlock.routing.router import Deployment, ModelGroup, Router, error_kind
-from interlock.streams import StreamWatch, observe_stream
+from interlock.streams import StreamWatch, note_summary, observe_stream
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
 
@@ -209,6 +209,7 @@ class Pipeline:
             record.cache = stream.status
             if stream.status != "miss":
                 record.attempts = 0  # served from the cache or a peer's stream
+                stream.chunks = note_summary(stream.chunks, record)
             settled.set()
             return await stream.started()
 

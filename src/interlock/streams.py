@@ -22,7 +22,7 @@ from interlock.errors import ProviderError, UpstreamTimeout
 from interlock.routing.router import Deployment, error_kind
 from interlock.telemetry.record import RequestRecord
 
-__all__ = ["StreamWatch", "observe_stream"]
+__all__ = ["StreamWatch", "note_summary", "observe_stream"]
 
 
 @dataclass(slots=True)
@@ -170,18 +170,41 @@ def _may_carry_summary(chunk: bytes) -> bool:
 
 def _summarize(chunk: bytes, watch: StreamWatch) -> bool:
     """Read finish reason and usage; True for a usage-only chunk."""
-    try:
-        parsed = orjson.loads(chunk)
-    except orjson.JSONDecodeError:
+    parsed = _note_summary(chunk, watch.record)
+    if parsed is None:
         return False
-    record = watch.record
-    choices = parsed.get("choices") or []
-    for choice in choices:
-        if choice.get("finish_reason"):
-            record.finish_reason = choice["finish_reason"]
-    record.response_model = parsed.get("model", record.response_model)
     usage = parsed.get("usage")
     if isinstance(usage, dict):
         watch.on_usage(usage)
-        return not choices
+        return not parsed.get("choices")
     return False
+
+
+def _note_summary(chunk: bytes, record: RequestRecord) -> dict[str, Any] | None:
+    """Put the chunk's finish reason and model on the record; the parsed chunk."""
+    try:
+        parsed = orjson.loads(chunk)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    for choice in parsed.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason"):
+            record.finish_reason = choice["finish_reason"]
+    record.response_model = parsed.get("model", record.response_model)
+    return parsed
+
+
+async def note_summary(chunks: AsyncIterator[bytes], record: RequestRecord) -> AsyncIterator[bytes]:
+    """``chunks`` unchanged, their finish reason and model noted on ``record``
+    on the way: for a stream served without an upstream call of its own (a
+    cache hit, a coalesced follower), which ``observe_stream`` never sees."""
+    try:
+        async for chunk in chunks:
+            if _may_carry_summary(chunk):
+                _note_summary(chunk, record)
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -325,3 +325,26 @@ def test_admin_slow_requests_lists_the_slowest_with_stages(
     assert len(entries) == 2 and entries[0]["model"] == "slow"
     assert entries[0]["duration_ms"] >= 150
     assert {"admission", "validation", "routing", "upstream"} <= set(entries[0]["stages_ms"])
+
+
+def test_a_streamed_cache_hit_is_traced_like_the_answer_it_replays(
+    stack: dict[str, Any],
+) -> None:
+    streamed = {**DETERMINISTIC, "stream": True}
+    ids = {}
+    with httpx.Client(base_url=stack["url"], headers=AUTH, timeout=10) as client:
+        for name in ("fill", "hit"):
+            with client.stream("POST", "/v1/chat/completions", json=streamed) as stream:
+                assert b"".join(stream.iter_bytes()).endswith(b"data: [DONE]\n\n")
+                assert stream.headers["x-interlock-cache"] == ("miss" if name == "fill" else "hit")
+                ids[name] = stream.headers["x-request-id"]
+    _eventually(lambda: len(stack["spans"].get_finished_spans()) == 3)  # 2 requests, 1 attempt
+    roots = {
+        s.attributes["interlock.request_id"]: s
+        for s in stack["spans"].get_finished_spans()
+        if s.parent is None
+    }
+    fill, hit = roots[ids["fill"]].attributes, roots[ids["hit"]].attributes
+    assert hit["gen_ai.response.finish_reasons"] == fill["gen_ai.response.finish_reasons"]
+    assert hit["gen_ai.response.model"] == fill["gen_ai.response.model"]
+    assert hit["gen_ai.usage.output_tokens"] == fill["gen_ai.usage.output_tokens"] > 0

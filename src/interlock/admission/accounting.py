@@ -16,6 +16,10 @@ from interlock.telemetry.record import RequestRecord
 
 __all__ = ["Accounting"]
 
+# Answers that cost no upstream call of their own (recorded with cost 0): the
+# ledger's cache_hit. "partial" (embeddings) computed some inputs upstream.
+_SERVED_WITHOUT_UPSTREAM = frozenset({"hit", "coalesced"})
+
 
 class Accounting:
     def __init__(self, ledger: UsageLedger | None = None, gate: AdmissionGate | None = None):
@@ -40,7 +44,7 @@ class Accounting:
                 cost_usd=record.cost_usd or 0.0,
                 latency_ms=round(record.duration_s * 1000, 3),
                 status=record.status,
-                cache_hit=record.cache == "hit",
+                cache_hit=record.cache in _SERVED_WITHOUT_UPSTREAM,
                 stream=record.stream,
             )
         )

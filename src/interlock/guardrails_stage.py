@@ -79,10 +79,16 @@ class GuardrailsStage:
     def filter_stream(
         self, guard: Guard | None, chunks: AsyncIterator[bytes]
     ) -> AsyncIterator[bytes]:
-        if guard is None or guard.guardrails.output_stream(guard.decision) is None:
+        if guard is None:
             return chunks
         guardrails, decision = guard.guardrails, guard.decision
-        return _filtered(chunks, lambda: guardrails.output_stream(decision))
+        first = guardrails.output_stream(decision)
+        if first is None:
+            return chunks
+        spare = [first]  # built to learn whether the answer is filtered: the first choice's
+        return _filtered(
+            chunks, lambda: spare.pop() if spare else guardrails.output_stream(decision)
+        )
 
 
 async def _filtered(chunks: AsyncIterator[bytes], new_filter: Any) -> AsyncIterator[bytes]:

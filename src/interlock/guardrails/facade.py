@@ -229,11 +229,6 @@ class GuardrailsBook:
         self._by_pair: dict[tuple[str | None, str | None], Guardrails] = {}
         self._by_config: dict[GuardrailsConfig, Guardrails] = {}
 
-    @property
-    def groups(self) -> tuple[str, ...]:
-        """The model groups with an override of their own."""
-        return tuple(self._groups)
-
     def check_key_override(self, raw: Mapping[str, Any] | None, where: str) -> str | None:
         """Validate a key's override (on the global policy and on every group's);
         return its lookup text for ``for_request``. Raises ``ValueError`` naming

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,3 +74,20 @@ async def store_harness(request: pytest.FixtureRequest) -> AsyncIterator[StoreHa
     """Each state-store test runs against memory and Redis (db 15, a prefix per test)."""
     async with open_harness(request.param) as harness:
         yield harness
+
+
+@pytest.fixture(autouse=True)
+def _no_sqlite_connection_outlives_its_test() -> Iterator[None]:
+    """aiosqlite runs each connection on a non-daemon thread: one left open
+    keeps a gateway process from exiting, and warns in whichever later test
+    the collector happens to run. Caught here, in the test that leaked it."""
+    before = set(_sqlite_workers())
+    yield
+    deadline = time.monotonic() + 2
+    while (leaked := set(_sqlite_workers()) - before) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not leaked, f"{len(leaked)} SQLite connection(s) left open by this test"
+
+
+def _sqlite_workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]

@@ -248,9 +248,10 @@ def create_app(
     keys = KeyRing(config.keys, config.tiers)
     records = RecordsRef()
     limiter = build_limiter(config, metrics)
+    budgets = BudgetGuard(lambda: records.store.ledger if records.store else None)
     gate = AdmissionGate(
         limiter,
-        BudgetGuard(lambda: records.store.ledger if records.store else None),
+        budgets,
         on_reject=lambda reason: metrics.limiter_rejections.labels(reason).inc(),
     )
     accounting = Accounting(gate=gate)
@@ -277,11 +278,17 @@ def create_app(
             # then flush the usage ledger so nothing is lost on SIGTERM.
             if refresher is not None:
                 refresher.cancel()
+                # Waited for, not only cancelled: a refresh caught mid-query must
+                # hand its connection back before the pool closes. Left pending,
+                # its aiosqlite connection (a non-daemon worker thread) outlived
+                # the loop and the process hung at exit after a clean drain.
+                await asyncio.wait([refresher])
             if cache is not None:
                 await cache.aclose()
             for provider in started:
                 await provider.aclose()
             if records.store is not None:
+                await budgets.spend.settle()
                 await records.store.aclose()
             await state.aclose()
             await limiter.aclose()

@@ -19,6 +19,7 @@ from interlock.admission.keys import Principal
 from interlock.admission.spend import SpendTracker
 from interlock.errors import TooManyRequests
 from interlock.store import UsageLedger, UsageRecord, migrate
+from interlock.store.ledger import SpendRange
 from interlock.store.schema import usage_ledger
 from tests.store.conftest import Backend
 
@@ -199,3 +200,30 @@ async def test_a_failed_refresh_keeps_the_last_value_for_the_others(
     await backend.sql("ALTER TABLE usage_ledger_gone RENAME TO usage_ledger")
     await write(ledger, 1, cost=1.0)
     assert await tracker.spent("team-a", "day", NOON) == 4.0  # the next caller retries
+
+
+class HeldLedger:
+    """A ledger whose spend query answers only when ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def spend_seed(self, key_name: str, since: datetime) -> SpendRange:
+        await self.release.wait()
+        return SpendRange(cost=2.5, last_id=7, rows=1)
+
+
+async def test_settle_waits_for_a_refresh_whose_caller_went_away() -> None:
+    ledger = HeldLedger()
+    tracker = SpendTracker(lambda: ledger, clock=Ticks())  # type: ignore[arg-type, return-value]
+    caller = asyncio.ensure_future(tracker.spent("team-a", "day", NOON))
+    await asyncio.sleep(0)
+    caller.cancel()  # a client disconnecting mid-check
+    await asyncio.sleep(0)
+    settling = asyncio.ensure_future(tracker.settle())
+    await asyncio.sleep(0.01)
+    assert not settling.done()  # the refresh still holds its connection
+    ledger.release.set()
+    await asyncio.wait_for(settling, 1)
+    assert tracker.fresh("team-a", "day", NOON) == 2.5  # it ran to the end
+    await tracker.settle()  # nothing in flight: returns at once

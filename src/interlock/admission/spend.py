@@ -131,6 +131,15 @@ class SpendTracker:
         # Shielded: a caller that goes away must not cancel the others' refresh.
         return await asyncio.shield(flight)
 
+    async def settle(self) -> None:
+        """Wait for the refreshes in flight, so the store closes under none.
+
+        A refresh outlives a caller that went away (it is shielded); at
+        shutdown it must still end before its connection's pool closes.
+        """
+        if self._flights:
+            await asyncio.wait(list(self._flights.values()))
+
     def _landed(self, flight: tuple[str, str, datetime], done: asyncio.Task[float]) -> None:
         self._flights.pop(flight, None)
         if not done.cancelled():

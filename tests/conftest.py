@@ -81,13 +81,14 @@ def _no_sqlite_connection_outlives_its_test() -> Iterator[None]:
     """aiosqlite runs each connection on a non-daemon thread: one left open
     keeps a gateway process from exiting, and warns in whichever later test
     the collector happens to run. Caught here, in the test that leaked it."""
-    before = set(_sqlite_workers())
+    before = set(sqlite_workers())
     yield
     deadline = time.monotonic() + 2
-    while (leaked := set(_sqlite_workers()) - before) and time.monotonic() < deadline:
+    while (leaked := set(sqlite_workers()) - before) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not leaked, f"{len(leaked)} SQLite connection(s) left open by this test"
 
 
-def _sqlite_workers() -> list[threading.Thread]:
+def sqlite_workers() -> list[threading.Thread]:
+    """aiosqlite's worker threads, one per open connection."""
     return [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -13,14 +12,7 @@ from typing import Any
 
 from interlock.app import create_app
 from interlock.config import parse_config
-from tests.conftest import TEST_KEY
-
-# aiosqlite runs each connection on a non-daemon thread of this name.
-_SQLITE_WORKER = "_connection_worker_thread"
-
-
-def _sqlite_workers() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if _SQLITE_WORKER in t.name]
+from tests.conftest import TEST_KEY, sqlite_workers
 
 
 async def _run_lifespan(app: Any, up_for_s: float) -> None:
@@ -55,7 +47,7 @@ def test_shutdown_during_a_key_refresh_closes_every_sqlite_connection(tmp_path: 
         "admission": {"key_refresh_s": 0.001},
         "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
     }
-    assert _sqlite_workers() == [], "another test left a SQLite connection open"
+    assert sqlite_workers() == [], "another test left a SQLite connection open"
     gc.disable()  # a collection would stop leaked workers and hide the leak
     try:
         for attempt in range(20):
@@ -63,9 +55,9 @@ def test_shutdown_during_a_key_refresh_closes_every_sqlite_connection(tmp_path: 
             # The loop closes with shutdown, as uvicorn's does.
             asyncio.run(_run_lifespan(app, up_for_s=0.005 + attempt * 0.0005))
             deadline = time.monotonic() + 5
-            while _sqlite_workers() and time.monotonic() < deadline:
+            while sqlite_workers() and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert _sqlite_workers() == [], f"a connection outlived shutdown (run {attempt})"
+            assert sqlite_workers() == [], f"a connection outlived shutdown (run {attempt})"
     finally:
         gc.enable()
         with warnings.catch_warnings():

@@ -3,10 +3,9 @@
 Operations that read and then write run as Lua scripts, which Redis executes
 atomically; they are registered once and called by SHA. Every call is bounded:
 socket connect/read timeouts, a bounded pool that waits at most ``timeout_s``
-for a free connection, no client-side retries (a retry would multiply the
-latency the caller pays while Redis is down; callers degrade instead), and an
-overall deadline. Redis exceptions are mapped to ours in one place,
-``_classify``.
+for a free connection, one retry for a dropped connection only (``redis_pool``;
+callers degrade instead of waiting out an outage), and an overall deadline.
+Redis exceptions are mapped to ours in one place, ``_classify``.
 """
 
 from __future__ import annotations
@@ -17,11 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from interlock.state.base import DEFAULT_PREFIX, StateStoreUnavailable, check_ttl
+from interlock.state.redis_pool import bounded_pool, retry_dropped
 
 __all__ = ["RedisStateStore"]
 
@@ -84,14 +82,7 @@ class RedisStateStore:
         self._timeout_s = timeout_s
         # Connect, wait for a pooled connection, then read: each bounded by timeout_s.
         self._deadline_s = 3 * timeout_s
-        self._pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._pool = bounded_pool(url, max_connections=max_connections, timeout_s=timeout_s)
         self._client = aioredis.Redis(connection_pool=self._pool)
         self._incr = self._client.register_script(_INCR)
         self._cas = self._client.register_script(_COMPARE_AND_SET)
@@ -146,6 +137,6 @@ class RedisStateStore:
         """Run one command under the deadline, classifying whatever goes wrong."""
         try:
             async with asyncio.timeout(self._deadline_s):
-                return await command()
+                return await retry_dropped(command)
         except (RedisError, OSError, TimeoutError) as exc:
             raise _classify(exc) from exc

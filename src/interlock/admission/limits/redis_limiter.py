@@ -19,14 +19,13 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from interlock.admission.limits.base import KeyLimits
 from interlock.admission.limits.core import LimiterCore
 from interlock.admission.limits.gcra import PERIODS_US, Tally, micros, rates
 from interlock.state.base import DEFAULT_PREFIX, StateStoreUnavailable
+from interlock.state.redis_pool import bounded_pool, retry_dropped
 
 __all__ = ["RedisLimiter"]
 
@@ -160,19 +159,10 @@ class RedisLimiter(LimiterCore):
         lease_s: float = 600.0,
         concurrency_retry_s: float = 1.0,
     ) -> RedisLimiter:
-        """A limiter with its own bounded client: no client retries, every wait bounded.
-
-        Retrying inside the client would multiply the latency each request
-        pays while Redis is down; the failover degrades instead.
-        """
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        """A limiter with its own bounded client (``bounded_pool``): every wait
+        bounded, only a dropped connection retried; the failover degrades
+        instead of waiting out an outage."""
+        pool = bounded_pool(url, max_connections=max_connections, timeout_s=timeout_s)
         client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         return cls(
             client,
@@ -221,6 +211,6 @@ class RedisLimiter(LimiterCore):
         """Run one script under the deadline; every failure is "unavailable"."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await command()
+                return await retry_dropped(command)
         except (RedisError, OSError, TimeoutError) as exc:
             raise StateStoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc

@@ -166,7 +166,10 @@ def test_load_shedding_at_five_times_the_cap(
                     {
                         "id": "sim",
                         "provider": "simulator",
-                        "params": {"ttft_ms": 200, "max_tokens": 2},
+                        # Long enough that the whole burst arrives while the
+                        # first 20 are still in flight, even on a loaded machine
+                        # (client and gateway share this process's GIL).
+                        "params": {"ttft_ms": 1000, "max_tokens": 2},
                     }
                 ],
             }

@@ -15,7 +15,7 @@ import pytest
 
 from interlock.config import TimeoutConfig
 from interlock.errors import UpstreamTimeout
-from interlock.streams import StreamWatch, note_summary, observe_stream
+from interlock.pipeline.watch import StreamWatch, note_summary, observe_stream
 from interlock.telemetry.record import RequestRecord
 
 

@@ -11,25 +11,33 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from starlette.types import ASGIApp
 
 from interlock.admission.accounting import Accounting
-from interlock.admission.concurrency import InFlightLimiter, KeyStreamLimiter
+from interlock.admission.concurrency import InFlightLimiter
 from interlock.admission.gate import AdmissionGate, BudgetGuard
 from interlock.admission.keys import KeyRing
 from interlock.admission.limits import FailoverLimiter, MemoryLimiter, RateLimiter, RedisLimiter
 from interlock.api.asgi import GatewayApp
 from interlock.api.middleware import DrainState, RequestContextMiddleware
-from interlock.api.routes import RecordsRef, Services
+from interlock.api.services import RecordsRef, Services
 from interlock.cache import CacheSettings, ResponseCache
 from interlock.config import ConfigError, DeploymentConfig, GatewayConfig
 from interlock.guardrails import GuardrailsBook, GuardrailsConfig
-from interlock.guardrails_stage import GuardrailsStage
-from interlock.pipeline import Pipeline
+from interlock.pipeline import (
+    AdmissionStage,
+    Attempts,
+    CacheStage,
+    GuardrailsStage,
+    Pipeline,
+    RouteStage,
+    Validation,
+)
 from interlock.providers.base import Provider
 from interlock.providers.registry import build_provider
 from interlock.routing.base import DeploymentInfo
@@ -50,7 +58,7 @@ from interlock.tokens import TokenCounter, default_counter
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
-__all__ = ["create_app"]
+__all__ = ["Gateway", "build_gateway", "create_app"]
 
 
 def build_providers(
@@ -223,6 +231,16 @@ def build_limiter(config: GatewayConfig, metrics: Metrics) -> RateLimiter:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """Every service, built; ``lifespan`` opens the stores and upstream pools
+    and closes them again (flushing the usage ledger and telemetry)."""
+
+    services: Services
+    accounting: Accounting
+    lifespan: Callable[[], AbstractAsyncContextManager[None]]
+
+
 def create_app(
     config: GatewayConfig,
     *,
@@ -232,8 +250,35 @@ def create_app(
     log_stream: BinaryIO | None = None,
     rng: random.Random | None = None,
 ) -> ASGIApp:
-    """``span_exporter`` and ``log_stream`` let tests read traces and the
-    access log in process; ``rng`` makes routing reproducible."""
+    """The gateway as an ASGI app. ``span_exporter`` and ``log_stream`` let
+    tests read traces and the access log in process; ``rng`` makes routing
+    reproducible."""
+    drain = drain or DrainState()
+    gateway = build_gateway(
+        config,
+        drain=drain,
+        counter=counter,
+        span_exporter=span_exporter,
+        log_stream=log_stream,
+        rng=rng,
+    )
+    services = gateway.services
+    return RequestContextMiddleware(
+        GatewayApp(services, gateway.lifespan), drain, services.telemetry, gateway.accounting
+    )
+
+
+def build_gateway(
+    config: GatewayConfig,
+    *,
+    drain: DrainState | None = None,
+    counter: TokenCounter | None = None,
+    span_exporter: SpanExporter | None = None,
+    log_stream: BinaryIO | None = None,
+    rng: random.Random | None = None,
+) -> Gateway:
+    """Every service from the config, for the HTTP app or any other client of
+    the pipeline (see ``create_app`` for the arguments)."""
     drain = drain or DrainState()
     rng = rng or random.Random()
     chaos = ChaosControl(config.chaos)
@@ -298,28 +343,31 @@ def create_app(
         metrics.limiter_rejections.labels(reason).inc()
 
     limits = config.limits
+    in_flight = InFlightLimiter(
+        limits.max_in_flight, limits.max_queue, limits.queue_timeout_s, reject
+    )
     prices = {d.id: d.price for m in config.models for d in m.deployments}
+    pipeline = Pipeline(
+        AdmissionStage(keys, in_flight, gate, metrics),
+        Validation(router),
+        build_guardrails(config, metrics),
+        CacheStage(cache),
+        RouteStage(router, Attempts(telemetry, prices)),
+    )
     admin_key = config.server.admin_key
     services = Services(
-        pipeline=Pipeline(
-            keys, router, telemetry, prices, cache, build_guardrails(config, metrics)
-        ),
+        pipeline=pipeline,
         drain=drain,
         max_body_bytes=config.server.max_request_body_bytes,
         telemetry=telemetry,
-        in_flight=InFlightLimiter(
-            limits.max_in_flight, limits.max_queue, limits.queue_timeout_s, reject
-        ),
-        key_streams=KeyStreamLimiter(limits.max_streams_per_key, reject),
         chaos=chaos,
         known_deployments=frozenset(providers),
         records=records,
         tiers=frozenset(config.tiers),
-        gate=gate,
         state=state,
         state_outage_fatal=config.admission.on_state_failure == "fail_closed",
         admin_key_digest=hashlib.sha256(admin_key.reveal().encode()).digest()
         if admin_key is not None
         else None,
     )
-    return RequestContextMiddleware(GatewayApp(services, lifespan), drain, telemetry, accounting)
+    return Gateway(services, accounting, lifespan)

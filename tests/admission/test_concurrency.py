@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from interlock.admission.concurrency import InFlightLimiter, KeyStreamLimiter
-from interlock.errors import Overloaded, TooManyRequests
+from interlock.admission.concurrency import InFlightLimiter
+from interlock.errors import Overloaded
 
 
 async def test_slots_then_queue_then_fast_rejection() -> None:
@@ -62,17 +62,3 @@ async def test_cancelled_waiter_does_not_leak_a_slot() -> None:
     await asyncio.gather(waiter, return_exceptions=True)
     limiter.release()
     assert limiter.in_flight == 0
-
-
-def test_key_stream_cap() -> None:
-    rejected: list[str] = []
-    limiter = KeyStreamLimiter(2, on_reject=rejected.append)
-    limiter.acquire("a")
-    limiter.acquire("a")
-    limiter.acquire("b")
-    with pytest.raises(TooManyRequests) as info:
-        limiter.acquire("a")
-    assert info.value.status_code == 429 and info.value.retry_after_s == 1.0
-    limiter.release("a")
-    limiter.acquire("a")
-    assert rejected == ["key_streams"]

@@ -18,7 +18,7 @@ from interlock.app import create_app
 from interlock.config import ConfigError, parse_config
 from interlock.errors import InterlockError
 from interlock.guardrails import GuardrailsBook, GuardrailsConfig, key_override_text
-from interlock.guardrails_stage import GuardrailsStage
+from interlock.pipeline import GuardrailsStage
 from interlock.telemetry.metrics import Metrics
 from tests.conftest import TEST_KEY
 from tests.support.servers import FakeUpstream, InProcessGateway

@@ -200,7 +200,9 @@ def test_load_shedding_at_five_times_the_cap(
     assert all(retry_after == "1" for _, retry_after in shed)
 
 
-def test_key_stream_cap_is_429(gateway_for: Callable[[dict[str, Any]], InProcessGateway]) -> None:
+def test_a_keys_concurrency_cap_counts_its_streams(
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
     raw = {
         "models": [
             {
@@ -214,9 +216,8 @@ def test_key_stream_cap_is_429(gateway_for: Callable[[dict[str, Any]], InProcess
                 ],
             }
         ],
-        "keys": [{"name": "k", "key": TEST_KEY}],
+        "keys": [{"name": "k", "key": TEST_KEY, "limits": {"max_concurrent": 2}}],
         "server": {"access_log": False},
-        "limits": {"max_streams_per_key": 2},
     }
     gateway = gateway_for(raw)
 

@@ -1,5 +1,4 @@
-"""Load shedding: a global in-flight cap with a short bounded wait queue,
-and a per-key cap on concurrent streams.
+"""Load shedding: a global in-flight cap with a short bounded wait queue.
 
 Beyond the global cap a request waits (higher priority first, then arrival
 order) for at most ``queue_timeout_s`` and only while the queue has room;
@@ -14,9 +13,9 @@ import heapq
 import itertools
 from collections.abc import Callable
 
-from interlock.errors import Overloaded, TooManyRequests
+from interlock.errors import Overloaded
 
-__all__ = ["InFlightLimiter", "KeyStreamLimiter"]
+__all__ = ["InFlightLimiter"]
 
 
 class InFlightLimiter:
@@ -47,7 +46,7 @@ class InFlightLimiter:
         if len(self._waiters) >= self.max_queue or self.queue_timeout_s <= 0:
             self._reject()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Lower number = served first; tiers map to priorities later.
+        # Lower number = served first: a higher tier's priority goes first.
         heapq.heappush(self._waiters, (-priority, next(self._order), waiter))
         try:
             async with asyncio.timeout(self.queue_timeout_s):
@@ -82,31 +81,3 @@ class InFlightLimiter:
         if self._on_reject is not None:
             self._on_reject("overloaded")
         raise Overloaded("The gateway is at capacity; retry shortly.", retry_after_s=1.0)
-
-
-class KeyStreamLimiter:
-    """At most ``max_per_key`` concurrent streams per API key: 429 beyond."""
-
-    def __init__(self, max_per_key: int, on_reject: Callable[[str], None] | None = None):
-        self.max_per_key = max_per_key
-        self._open: dict[str, int] = {}
-        self._on_reject = on_reject
-
-    def acquire(self, key: str) -> None:
-        count = self._open.get(key, 0)
-        if count >= self.max_per_key:
-            if self._on_reject is not None:
-                self._on_reject("key_streams")
-            raise TooManyRequests(
-                f"Too many concurrent streams for this key (limit {self.max_per_key}).",
-                code="concurrent_streams_exceeded",
-                retry_after_s=1.0,
-            )
-        self._open[key] = count + 1
-
-    def release(self, key: str) -> None:
-        count = self._open.get(key, 0) - 1
-        if count <= 0:
-            self._open.pop(key, None)
-        else:
-            self._open[key] = count

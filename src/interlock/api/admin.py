@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
-from interlock.api.routes import Services, json_response, read_json_object
+from interlock.api.services import Services
+from interlock.api.wire import json_response, read_json_object
 from interlock.config import ChaosConfig, KeyLimits, Permission
 from interlock.errors import (
     AuthenticationFailed,
@@ -142,7 +143,9 @@ async def create_key(request: Request, services: Services) -> ASGIApp:
         expires_at=spec.expires_at,
         guardrails=guardrails,
     )
-    await services.pipeline.keys.refresh()  # usable here at once, elsewhere within a second
+    await (
+        services.pipeline.admission.keys.refresh()
+    )  # usable here at once, elsewhere within a second
     return json_response({**key_json(record), "key": plain}, 201)
 
 
@@ -161,14 +164,14 @@ async def key_action(request: Request, services: Services) -> ASGIApp:
     if action == "revoke":
         if not await keys.revoke(key_id):
             raise NotFound(f"No active key `{key_id}`.")
-        await services.pipeline.keys.refresh()
+        await services.pipeline.admission.keys.refresh()
         return json_response({"id": key_id, "revoked": True})
     if action == "rotate":
         try:
             record, plain = await keys.rotate(key_id)
         except (KeyNotFound, KeyRevoked):
             raise NotFound(f"No active key `{key_id}`.") from None
-        await services.pipeline.keys.refresh()
+        await services.pipeline.admission.keys.refresh()
         return json_response({**key_json(record), "key": plain}, 201)
     raise NotFound(f"Unknown key action `{action}`: use revoke or rotate.")
 
@@ -213,7 +216,7 @@ async def invalidate_cache(request: Request, services: Services) -> ASGIApp:
     """DELETE /admin/cache?namespace=&model= (at least one): every instance
     misses from then on (others within about a second)."""
     require_admin(request, services)
-    cache = services.pipeline.cache
+    cache = services.pipeline.cache.cache
     if cache is None:
         raise InvalidRequest("The response cache is off (cache.enabled: false).")
     namespace = request.query_params.get("namespace")

@@ -1,9 +1,10 @@
 """The gateway's ASGI application: lifespan, dispatch, and the error boundary.
 
 A dict lookup replaces a framework router and its middleware stack: the
-gateway has six routes, and every layer on this path costs every request
-(see bench/README.md for the before/after figures). Starlette still
-provides the ``Request`` and ``Response`` types.
+gateway has a handful of routes, and every layer on this path costs every
+request (see bench/README.md for the before/after figures). Starlette still
+provides the ``Request`` and ``Response`` types. Model requests are admitted
+(keys, load shedding, limits) by the pipeline, not here.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from interlock.api.errors import error_response, log_error
-from interlock.api.routes import Handler, Services
+from interlock.api.services import Services
 from interlock.api.table import exact_routes, prefix_routes
+from interlock.api.wire import Handler
 from interlock.errors import InterlockError, MethodNotAllowed, NotFound
 
 __all__ = ["GatewayApp"]
@@ -40,39 +42,23 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        limited = scope["path"].startswith("/v1/")
-        holding = False
         try:
-            try:
-                route, handler = _find_handler(scope["path"], scope["method"])
-                scope["interlock.record"].route = route
-                if limited:
-                    await self._acquire_slot()
-                    holding = True
-                response = await handler(request, self.services)
-            except InterlockError as exc:
-                log_error(exc, scope)
-                response = error_response(exc)
-            except Exception as exc:  # our own bug: log it, hide it, answer 500
-                log.error(
-                    "unhandled error",
-                    exc_info=exc,
-                    extra={"request_id": scope.get("interlock.request_id")},
-                )
-                response = error_response(
-                    InterlockError("The server had an error while processing your request.")
-                )
-            await response(scope, receive, send)
-        finally:
-            if holding:  # held until the last byte, streams included
-                self.services.in_flight.release()
-                self.services.telemetry.metrics.queue_depth.set(self.services.in_flight.queued)
-
-    async def _acquire_slot(self) -> None:
-        limiter = self.services.in_flight
-        if limiter.queued or limiter.in_flight >= limiter.max_in_flight:
-            self.services.telemetry.metrics.queue_depth.set(limiter.queued + 1)
-        await limiter.acquire()
+            route, handler = _find_handler(scope["path"], scope["method"])
+            scope["interlock.record"].route = route
+            response = await handler(request, self.services)
+        except InterlockError as exc:
+            log_error(exc, scope)
+            response = error_response(exc)
+        except Exception as exc:  # our own bug: log it, hide it, answer 500
+            log.error(
+                "unhandled error",
+                exc_info=exc,
+                extra={"request_id": scope.get("interlock.request_id")},
+            )
+            response = error_response(
+                InterlockError("The server had an error while processing your request.")
+            )
+        await response(scope, receive, send)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -1,25 +1,26 @@
 """Server-sent events out to the client, OpenAI style.
 
-``SSEResponse`` forwards each chunk the moment it arrives (one ``send`` per
-chunk, no batching), ends with ``data: [DONE]``, and watches the client: a
-disconnect cancels the producer at once, which closes the upstream
-connection, so the model server stops generating for nobody.
+``SSEResponse`` writes a ``ChatStream`` the pipeline opened: heartbeats
+(SSE comments) while its first chunk is awaited, then each chunk the moment
+it arrives (one ``send`` per chunk, no batching), then ``data: [DONE]``. It
+watches the client: a disconnect cancels the stream at once, which closes
+the upstream connection, so the model server stops generating for nobody.
 
-The first chunk is awaited *before* the response starts, so a failure to
-reach the upstream still gets a proper HTTP status; after the first byte a
-failure becomes an SSE error event.
+When the response starts is the stream's decision (``pipeline/stream.py``):
+a failure before then got its HTTP status from the pipeline; a failure after
+the first byte becomes an SSE error event here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
 
 from starlette.types import Receive, Scope, Send
 
 from interlock.api.errors import error_event
 from interlock.errors import InterlockError
+from interlock.pipeline import ChatStream
 
 __all__ = ["SSEResponse"]
 
@@ -34,29 +35,9 @@ _HEADERS = [
 ]
 
 
-Start = tuple[bytes | None, AsyncIterator[bytes]]
-
-
 class SSEResponse:
-    """Either the stream has started (``first`` and ``chunks`` given), or it
-    is still waiting for its first token (``pending``): then the response
-    starts now and SSE comment heartbeats keep proxies from timing out until
-    the first token comes, or the failure becomes an SSE error event."""
-
-    def __init__(
-        self,
-        chunks: AsyncIterator[bytes] | None = None,
-        first: bytes | None = None,
-        *,
-        pending: asyncio.Future[Start] | None = None,
-        heartbeat_interval_s: float = 10.0,
-        on_close: Callable[[], None] | None = None,
-    ):
-        self._chunks = chunks
-        self._first = first
-        self._pending = pending
-        self._heartbeat_interval_s = heartbeat_interval_s
-        self._on_close = on_close
+    def __init__(self, stream: ChatStream):
+        self._stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -65,15 +46,15 @@ class SSEResponse:
         watcher = asyncio.get_running_loop().create_task(
             _watch_disconnect(receive, task, client_gone)
         )
+        stream = self._stream
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
             try:
-                if self._pending is not None:
-                    self._first, self._chunks = await self._await_start(self._pending, send)
-                if self._first is not None:
-                    await send(_body(b"data: " + self._first + b"\n\n"))
-                assert self._chunks is not None
-                async for chunk in self._chunks:
+                async for _ in stream.opening():
+                    await send(_body(_HEARTBEAT))
+                if stream.first is not None:
+                    await send(_body(b"data: " + stream.first + b"\n\n"))
+                async for chunk in stream.chunks:
                     await send(_body(b"data: " + chunk + b"\n\n"))
             except InterlockError as exc:
                 log.warning(
@@ -98,23 +79,7 @@ class SSEResponse:
             )
         finally:
             watcher.cancel()
-            await self._close()
-
-    async def _await_start(self, pending: asyncio.Future[Start], send: Send) -> Start:
-        while True:
-            done, _ = await asyncio.wait({pending}, timeout=self._heartbeat_interval_s)
-            if done:
-                return pending.result()
-            await send(_body(_HEARTBEAT))
-
-    async def _close(self) -> None:
-        if self._pending is not None and not self._pending.done():
-            self._pending.cancel()
-            await asyncio.gather(self._pending, return_exceptions=True)
-        if self._chunks is not None:
-            await _close(self._chunks)
-        if self._on_close is not None:
-            self._on_close()
+            await stream.aclose()
 
 
 def _body(data: bytes) -> dict[str, object]:
@@ -130,9 +95,3 @@ async def _watch_disconnect(
             client_gone.set()
             streaming_task.cancel()
             return
-
-
-async def _close(chunks: AsyncIterator[bytes]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -12,17 +12,11 @@ from interlock.api.admin import (
     slow_requests,
     usage,
 )
-from interlock.api.routes import (
-    Handler,
-    chat_completions,
-    deployments,
-    embeddings,
-    list_models,
-    live,
-    metrics,
-    ready,
-    retrieve_model,
-)
+from interlock.api.chat import chat_completions
+from interlock.api.embeddings import embeddings
+from interlock.api.health import deployments, live, metrics, ready
+from interlock.api.models import list_models, retrieve_model
+from interlock.api.wire import Handler
 
 __all__ = ["exact_routes", "prefix_routes"]
 

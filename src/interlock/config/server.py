@@ -20,9 +20,9 @@ class ServerConfig(_Strict):
 
 class LimitsConfig(_Strict):
     """Load shedding: a global cap on in-flight requests with a short bounded
-    wait queue, and a per-key cap on concurrent streams."""
+    wait queue (higher tiers served first). A key's own concurrency, streams
+    included, is its tier's ``max_concurrent``."""
 
     max_in_flight: int = Field(default=2048, ge=1)
     max_queue: int = Field(default=512, ge=0)
     queue_timeout_s: float = Field(default=1.0, ge=0)
-    max_streams_per_key: int = Field(default=256, ge=1)

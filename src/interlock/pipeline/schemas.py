@@ -1,7 +1,9 @@
-"""OpenAI request schemas, used to *validate* bodies at the edge.
+"""The pipeline's request schemas: OpenAI's, used to *validate* bodies.
 
-The validated models are not forwarded: the client's own JSON object is,
-so unknown fields pass through to OpenAI-compatible upstreams the way OpenAI
+Every edge's request arrives in these shapes (an edge for another dialect
+translates into them), and the validate stage checks it against them. The
+validated models are not forwarded: the client's own JSON object is, so
+unknown fields pass through to OpenAI-compatible upstreams the way OpenAI
 itself tolerates them. Validation is strict about types (``"1"`` is not an
 integer) because OpenAI is.
 """

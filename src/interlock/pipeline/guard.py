@@ -1,19 +1,20 @@
-"""The guardrails stage of the pipeline: checks the request before it goes
-upstream, and filters the answer on its way back (also when streamed).
+"""The guard stage: checks the request before it goes upstream, and filters
+the answer on its way back (also when streamed).
 
 Per request: the top-level ``guardrails:`` policy, overridden by the model
 group's own, then by the key's (``GuardrailsBook``; config-file keys and
 keys created through the admin API alike). A block is a 400 naming
 the offending parameter and the rule, never echoing the value; every decision
 is in ``x-interlock-guardrails``, ``interlock_guardrail_actions_total`` and
-the access-log line.
+the access-log line. A request whose policy checks nothing costs one lookup.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -23,6 +24,9 @@ from interlock.guardrails.decision import InputDecision
 from interlock.guardrails.stream import TextFilter
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.record import RequestRecord
+
+if TYPE_CHECKING:
+    from interlock.pipeline.call import ModelCall
 
 __all__ = ["Guard", "GuardrailsStage"]
 
@@ -40,6 +44,19 @@ class GuardrailsStage:
     def __init__(self, book: GuardrailsBook, metrics: Metrics):
         self.book = book
         self._metrics = metrics
+
+    def guard(self, call: ModelCall) -> None:
+        """Check the call's input: the body to send may be redacted, and the
+        call keeps the guard its answer is filtered by. Raises 400 on block."""
+        policy = self.policy_for(call.group.name, call.principal.guardrails)
+        if not policy.enabled:
+            return
+        record = call.record
+        began = time.perf_counter()
+        try:
+            call.body, call.guard = self.check(policy, call.body, record)
+        finally:
+            record.stages["guardrails"] = time.perf_counter() - began
 
     def policy_for(self, model: str, key_override: str | None) -> Guardrails:
         """The policy for a request; a key override that no longer applies (a
@@ -66,7 +83,8 @@ class GuardrailsStage:
             raise decision.block.error()
         return dict(decision.body), Guard(guardrails, decision)
 
-    def filter_completion(self, guard: Guard | None, result: dict[str, Any]) -> None:
+    @staticmethod
+    def filter_completion(guard: Guard | None, result: dict[str, Any]) -> None:
         if guard is None:
             return
         for choice in result.get("choices") or ():
@@ -76,31 +94,46 @@ class GuardrailsStage:
                     guard.decision, message["content"]
                 )
 
-    def filter_stream(
-        self, guard: Guard | None, chunks: AsyncIterator[bytes]
-    ) -> AsyncIterator[bytes]:
+    @staticmethod
+    def filter_stream(guard: Guard | None, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         if guard is None:
             return chunks
-        guardrails, decision = guard.guardrails, guard.decision
-        first = guardrails.output_stream(decision)
+        first = guard.guardrails.output_stream(guard.decision)
         if first is None:
-            return chunks
-        spare = [first]  # built to learn whether the answer is filtered: the first choice's
-        return _filtered(
-            chunks, lambda: spare.pop() if spare else guardrails.output_stream(decision)
-        )
+            return chunks  # this policy leaves answers alone
+        return _filtered(chunks, _ChoiceFilters(guard, first))
 
 
-async def _filtered(chunks: AsyncIterator[bytes], new_filter: Any) -> AsyncIterator[bytes]:
-    """Rewrite content deltas through one filter per choice; what a filter
+class _ChoiceFilters:
+    """One output filter per streamed choice, made when the choice first appears."""
+
+    __slots__ = ("_filters", "_guard", "_spare")
+
+    def __init__(self, guard: Guard, first: TextFilter):
+        self._guard = guard
+        # Built to learn whether the answer is filtered at all: the first choice's.
+        self._spare: TextFilter | None = first
+        self._filters: dict[int, TextFilter] = {}
+
+    def for_choice(self, index: int) -> TextFilter:
+        text_filter = self._filters.get(index)
+        if text_filter is None:
+            text_filter, self._spare = self._spare, None
+            if text_filter is None:
+                text_filter = self._guard.guardrails.output_stream(self._guard.decision)
+                assert text_filter is not None  # same policy and decision as the first
+            self._filters[index] = text_filter
+        return text_filter
+
+
+async def _filtered(chunks: AsyncIterator[bytes], filters: _ChoiceFilters) -> AsyncIterator[bytes]:
+    """Rewrite content deltas through each choice's filter; what a filter
     holds back (a value that may be split across chunks) is released with
     the next chunk of that choice, or with its finish chunk."""
-    filters: dict[int, TextFilter] = {}
     async for chunk in chunks:
         parsed = orjson.loads(chunk)
         for choice in parsed.get("choices") or ():
-            index = choice.get("index", 0)
-            text_filter = filters.get(index) or filters.setdefault(index, new_filter())
+            text_filter = filters.for_choice(choice.get("index", 0))
             delta = choice.get("delta") or {}
             if isinstance(delta.get("content"), str):
                 delta["content"] = text_filter.feed(delta["content"])

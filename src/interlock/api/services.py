@@ -1,0 +1,44 @@
+"""What the HTTP handlers may use, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interlock.api.middleware import DrainState
+from interlock.errors import ServiceUnavailable
+from interlock.pipeline import Pipeline
+from interlock.routing.chaos import ChaosControl
+from interlock.state import StateStore
+from interlock.store import Store
+from interlock.telemetry.hub import Telemetry
+
+__all__ = ["RecordsRef", "Services"]
+
+
+@dataclass(slots=True)
+class RecordsRef:
+    """The durable store, set once it is open in the app's lifespan."""
+
+    store: Store | None = None
+
+    def get(self) -> Store:
+        if self.store is None:
+            raise ServiceUnavailable("The records store is not open yet.")
+        return self.store
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    pipeline: Pipeline
+    drain: DrainState
+    max_body_bytes: int
+    telemetry: Telemetry
+    chaos: ChaosControl
+    known_deployments: frozenset[str]
+    records: RecordsRef
+    tiers: frozenset[str]
+    state: StateStore
+    # admission.on_state_failure == fail_closed: a state-store outage stops service.
+    state_outage_fatal: bool = False
+    # SHA-256 of the admin key; None turns the admin API off.
+    admin_key_digest: bytes | None = None

@@ -1,0 +1,89 @@
+"""Reading requests and writing JSON answers, shared by every route."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from interlock.api.services import Services
+from interlock.cache.policy import TTL_HEADER
+from interlock.errors import InvalidRequest, PayloadTooLarge
+from interlock.pipeline import ModelRequest, Operation, RequestOptions
+from interlock.telemetry.record import RequestRecord
+
+__all__ = [
+    "Handler",
+    "json_response",
+    "model_request",
+    "read_json_object",
+    "request_options",
+    "request_record",
+]
+
+Handler = Callable[[Request, Services], Awaitable[ASGIApp]]
+
+# The request headers the cache reads; handing it only these spares decoding
+# every header of every request.
+_CACHE_HEADERS = ("cache-control", TTL_HEADER)
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object, within the configured size limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit.")
+        chunks.append(chunk)
+    try:
+        body = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. Send a valid JSON object "
+            "with 'Content-Type: application/json'.",
+            code="invalid_json",
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def request_record(request: Request) -> RequestRecord:
+    """The record the outermost middleware made for this request."""
+    record: RequestRecord = request.scope["interlock.record"]
+    return record
+
+
+def request_options(request: Request) -> RequestOptions:
+    """Routing and cache headers, as the pipeline takes them."""
+    headers = request.headers
+    return RequestOptions(
+        pin=headers.get("x-interlock-pin"),
+        forced=headers.get("x-interlock-force-deployment"),
+        cache_headers={
+            name: value for name in _CACHE_HEADERS if (value := headers.get(name)) is not None
+        },
+    )
+
+
+async def model_request(request: Request, services: Services, operation: Operation) -> ModelRequest:
+    """An OpenAI-shaped request as the pipeline takes it."""
+    return ModelRequest(
+        operation,
+        await read_json_object(request, services.max_body_bytes),
+        request_record(request),
+        request.headers.get("authorization"),
+        request_options(request),
+    )

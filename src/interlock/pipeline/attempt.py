@@ -1,0 +1,143 @@
+"""The attempt stage: one call on one deployment the router picked.
+
+An attempt is the adapter call plus everything that watches it: the unary
+call's deadline, a client span for the trace, the deployment's health and
+latency, the attempt metrics, and the tokens and cost of its answer. Streams
+are watched chunk by chunk in ``watch.py``. The router decides which
+deployment and how often; adapters only translate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from opentelemetry.trace import Span, SpanKind
+
+from interlock.config import PriceConfig
+from interlock.errors import ProviderError, UpstreamTimeout
+from interlock.pipeline.call import ModelCall
+from interlock.pipeline.request import JSONDict, Operation
+from interlock.pipeline.watch import StreamWatch, observe_stream
+from interlock.providers.base import CallContext
+from interlock.routing.router import Deployment, error_kind
+from interlock.telemetry.hub import Telemetry
+from interlock.telemetry.record import RequestRecord
+
+__all__ = ["Attempt", "Attempts"]
+
+
+class Attempts:
+    """Makes attempts; one per deployment the router tries."""
+
+    def __init__(self, telemetry: Telemetry, prices: Mapping[str, PriceConfig]):
+        self.telemetry = telemetry
+        self._prices = dict(prices)
+
+    async def unary(
+        self, call: ModelCall, operation: Operation, body: JSONDict, deployment: Deployment
+    ) -> JSONDict:
+        """A chat completion or embeddings list from ``deployment``."""
+        record = call.record
+        attempt = Attempt(self, record, deployment)
+        provider = deployment.provider
+        adapter = provider.chat if operation is Operation.CHAT else provider.embed
+        began = time.perf_counter()
+        kind: str | None = None
+        try:
+            if provider.bounds_call_time:
+                result = await adapter(body, attempt.context())
+            else:
+                async with asyncio.timeout(deployment.timeouts.total_s):
+                    result = await adapter(body, attempt.context())
+        except TimeoutError:
+            kind = record.error_type = "timeout"
+            raise UpstreamTimeout(
+                f"upstream did not answer within {deployment.timeouts.total_s:g} s",
+                deployment=deployment.id,
+            ) from None
+        except ProviderError as exc:
+            kind = record.error_type = error_kind(exc)
+            raise
+        finally:
+            elapsed = time.perf_counter() - began
+            record.stages["upstream"] = record.stages.get("upstream", 0.0) + elapsed
+            attempt.ended(elapsed, kind)
+        attempt.account(result.get("usage"))
+        return result
+
+    def stream(
+        self, call: ModelCall, body: JSONDict, pass_usage: bool, deployment: Deployment
+    ) -> AsyncIterator[bytes]:
+        """``deployment``'s chunks, watched (``watch.observe_stream``).
+        ``pass_usage``: whether the usage-only chunk goes on to the reader."""
+        record = call.record
+        attempt = Attempt(self, record, deployment)
+        watch = StreamWatch(
+            record=record,
+            deployment=deployment,
+            client_wants_usage=pass_usage,
+            on_end=attempt.ended,
+            on_usage=attempt.account,
+            token_gap=self.telemetry.metrics.token_gap(record),
+        )
+        chunks = deployment.provider.stream_chat(body, attempt.context())
+        return observe_stream(chunks, watch)
+
+    def price(self, deployment_id: str) -> PriceConfig | None:
+        return self._prices.get(deployment_id)
+
+
+class Attempt:
+    """One attempt's span, health and metrics, from its start to its end."""
+
+    __slots__ = ("_attempts", "_deployment", "_record", "_span")
+
+    def __init__(self, attempts: Attempts, record: RequestRecord, deployment: Deployment):
+        self._attempts = attempts
+        self._record = record
+        self._deployment = deployment
+        self._span = self._start_span()
+        deployment.health.started()
+
+    def context(self) -> CallContext:
+        record = self._record
+        tracing = self._attempts.telemetry.tracing
+        span = self._span
+        headers = tracing.inject(span) if span is not None and tracing is not None else {}
+        return CallContext(record.request_id, record.model or "", headers, record.injected)
+
+    def ended(self, elapsed: float, kind: str | None) -> None:
+        """Once, however the attempt ended: ``kind`` is its error kind or None."""
+        telemetry = self._attempts.telemetry
+        deployment = self._deployment
+        deployment.health.finished(elapsed, ok=kind is None or kind == "client_error")
+        telemetry.metrics.observe_attempt(self._record, deployment.id, elapsed, kind)
+        if self._span is not None and telemetry.tracing is not None:
+            telemetry.tracing.end(self._span, kind)
+
+    def account(self, usage: Any) -> None:
+        """Tokens and cost of the answer, priced by the deployment that gave it."""
+        if not isinstance(usage, dict):
+            return
+        record = self._record
+        record.input_tokens = int(usage.get("prompt_tokens") or 0)
+        record.output_tokens = int(usage.get("completion_tokens") or 0)
+        price = self._attempts.price(self._deployment.id)
+        if price is not None:
+            record.cost_usd = (
+                record.input_tokens * price.input_per_million
+                + record.output_tokens * price.output_per_million
+            ) / 1_000_000
+
+    def _start_span(self) -> Span | None:
+        record, deployment = self._record, self._deployment
+        span = self._attempts.telemetry.child(record, f"upstream {deployment.id}", SpanKind.CLIENT)
+        if span is not None:
+            span.set_attribute("gen_ai.provider.name", deployment.provider.provider_name)
+            span.set_attribute("gen_ai.request.model", record.model or "")
+            span.set_attribute("interlock.deployment", deployment.id)
+            span.set_attribute("interlock.attempt", record.attempts)
+        return span

@@ -1,0 +1,111 @@
+"""The one path every model request takes, whichever edge it came in by:
+
+    admit -> validate -> guard -> cache -> route -> attempt
+
+An edge (``interlock.api``) reads the HTTP request into a ``ModelRequest``
+and hands it to ``Pipeline.run``; it gets back a value, never an HTTP
+object: the answer as a JSON object, or a ``ChatStream`` to write out. Each
+stage is its own module and times itself into the request's record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from interlock.pipeline.admit import AdmissionStage
+from interlock.pipeline.cache import CacheStage
+from interlock.pipeline.call import ModelCall
+from interlock.pipeline.guard import GuardrailsStage
+from interlock.pipeline.request import JSONDict, ModelRequest, Operation
+from interlock.pipeline.route import RouteStage
+from interlock.pipeline.stream import ChatStream, StreamSource
+from interlock.pipeline.validate import Validation
+from interlock.routing.router import ModelGroup
+
+__all__ = ["ModelGroup", "Pipeline"]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        admission: AdmissionStage,
+        validation: Validation,
+        guardrails: GuardrailsStage,
+        cache: CacheStage,
+        route: RouteStage,
+    ):
+        self.admission = admission
+        self.validation = validation
+        self.guardrails = guardrails
+        self.cache = cache
+        self.route = route
+
+    async def run(self, request: ModelRequest) -> JSONDict | ChatStream:
+        """The answer, or for a streamed chat the stream, opened. Errors raise
+        ``InterlockError``s; a stream's errors after it opened come from
+        reading it."""
+        admitted = await self.admission.admit(request)
+        try:
+            call = self.validation.check(request, admitted.principal)
+            self.guardrails.guard(call)
+            if request.operation is Operation.EMBEDDINGS:
+                answer = await self._embed(call)
+            elif not call.record.stream:
+                answer = await self._complete(call)
+            else:  # the stream holds the in-flight slot until it closes
+                settings = call.group.settings
+                stream = ChatStream(
+                    StreamSource(call, self.cache, self.route),
+                    heartbeat_after_s=settings.heartbeat_after_s,
+                    heartbeat_interval_s=settings.heartbeat_interval_s,
+                    release=admitted.release,
+                )
+                await stream.open()
+                return stream
+        except BaseException:
+            admitted.release()
+            raise
+        admitted.release()
+        return answer
+
+    @property
+    def model_groups(self) -> Sequence[ModelGroup]:
+        """The public model names this gateway serves, as the router knows them."""
+        return self.route.router.groups
+
+    def model_group(self, name: str) -> ModelGroup:
+        """One of ``model_groups``; raises ``ModelNotFound``."""
+        return self.route.router.group(name)
+
+    async def _complete(self, call: ModelCall) -> JSONDict:
+        record = call.record
+        cached = await self.cache.prepare(call)
+        if cached is None or self.cache.cache is None:
+            result = await self._chat_upstream(call)
+        else:
+            result, record.cache = await self.cache.cache.complete(
+                cached, lambda: self._chat_upstream(call)
+            )
+            if record.cache != "miss":
+                CacheStage.served_without_upstream(record, result.get("usage"))
+        GuardrailsStage.filter_completion(call.guard, result)
+        choices = result.get("choices") or [{}]
+        record.finish_reason = choices[0].get("finish_reason")
+        record.response_model = result.get("model")
+        return result
+
+    async def _chat_upstream(self, call: ModelCall) -> JSONDict:
+        return await self.route.unary(call, Operation.CHAT, call.body)
+
+    async def _embed(self, call: ModelCall) -> JSONDict:
+        cached = await self.cache.prepare(call, embedding=True)
+        if cached is None or self.cache.cache is None:
+            return await self._embed_upstream(call, call.body)
+        result, call.record.cache = await self.cache.cache.embed(
+            cached, call.body, lambda body: self._embed_upstream(call, body)
+        )
+        return result
+
+    async def _embed_upstream(self, call: ModelCall, body: JSONDict) -> JSONDict:
+        """``body``: the call's, or with only the inputs the cache lacks."""
+        return await self.route.unary(call, Operation.EMBEDDINGS, body)

@@ -1,0 +1,46 @@
+"""The validate stage: the body against its operation's schema, then the model.
+
+Strict types as OpenAI's (``"1"`` is not an integer), unknown fields allowed
+and forwarded (ADR 0002). A schema violation is a 400 naming the parameter;
+an unknown model a 404.
+It runs after admission, so a caller without a valid key learns nothing
+about the request's shape (401 before 400, as OpenAI answers).
+"""
+
+from __future__ import annotations
+
+import time
+
+from interlock.admission.keys import Principal
+from interlock.pipeline.call import ModelCall
+from interlock.pipeline.request import ModelRequest, Operation
+from interlock.pipeline.schemas import ChatCompletionRequest, EmbeddingRequest, validate_body
+from interlock.routing.base import RouteContext
+from interlock.routing.router import Router
+
+__all__ = ["Validation"]
+
+
+class Validation:
+    def __init__(self, router: Router):
+        self.router = router
+
+    def check(self, request: ModelRequest, principal: Principal) -> ModelCall:
+        record = request.record
+        with record.stage("validation"):
+            body = request.body
+            include_usage = False
+            if request.operation is Operation.CHAT:
+                chat = validate_body(ChatCompletionRequest, body)
+                model = chat.model
+                record.stream = bool(chat.stream)
+                options = chat.stream_options
+                include_usage = bool(options is not None and options.include_usage)
+            else:
+                model = validate_body(EmbeddingRequest, body).model
+            record.model = model
+            group = self.router.group(model)
+        user = body.get("user")
+        caller = user if isinstance(user, str) and user else principal.name
+        route = RouteContext(caller=caller, pin=request.options.pin, now=time.time())
+        return ModelCall(request, principal, group, route, body, include_usage)

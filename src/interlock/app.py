@@ -86,6 +86,7 @@ def build_router(
     telemetry: Telemetry,
     store: StateStore,
     rng: random.Random,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Router:
     created = int(time.time())
     metrics = telemetry.metrics
@@ -125,7 +126,7 @@ def build_router(
             RetryBudget(settings.retry_budget_ratio),
             created,
         )
-    return Router(groups, metrics)
+    return Router(groups, metrics, clock=clock)
 
 
 def _deployment_info(deployment: DeploymentConfig) -> DeploymentInfo:

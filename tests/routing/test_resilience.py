@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from email.utils import formatdate
 from typing import Any
 
 import aiohttp
@@ -527,3 +528,62 @@ async def _post_once(base_url: str) -> tuple[int, bytes]:
         session.post(base_url + "/v1/chat/completions", json=body) as response,
     ):
         return response.status, await response.read()
+
+
+class RateLimitedUpstream:
+    """Answers 429 with a Retry-After header (as OpenAI-compatible servers
+    send it), counting its calls."""
+
+    def __init__(self, headers: dict[str, str]):
+        self.headers = headers
+        self.calls = 0
+        self.app = web.Application()
+        self.app.router.add_post("/v1/chat/completions", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.calls += 1
+        body = {"error": {"message": "Rate limit reached", "type": "requests"}}
+        return web.json_response(body, status=429, headers=self.headers)
+
+
+@pytest.mark.parametrize("form", ["seconds", "milliseconds", "http-date"])
+def test_an_upstreams_retry_after_keeps_requests_away_from_it(
+    form: str,
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+    gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+) -> None:
+    """The first request learns the hint and fails over; the next ones go
+    straight to the other deployment instead of collecting another 429."""
+    headers = {
+        "seconds": {"retry-after": "30"},
+        # OpenAI's finer hint wins over its whole seconds.
+        "milliseconds": {"retry-after-ms": "30000", "retry-after": "0"},
+        "http-date": {"retry-after": formatdate(time.time() + 60, usegmt=True)},
+    }[form]
+    limited, fine = RateLimitedUpstream(headers), Upstream(0.0, 8)
+    raw = _config([fake_upstream(limited.app).url, fake_upstream(fine.app).url])
+    raw["models"][0]["routing"] = {"strategy": "priority"}
+    raw["models"][0]["deployments"][1]["priority"] = 1
+    gateway = gateway_for(raw)
+
+    async def send(n: int) -> list[tuple[int, str, str]]:
+        async with aiohttp.ClientSession(headers=AUTH) as session:
+            answers = []
+            for _ in range(n):
+                url = gateway.base_url + "/v1/chat/completions"
+                async with session.post(url, json=CHAT) as response:
+                    await response.read()
+                    answers.append(
+                        (
+                            response.status,
+                            response.headers["x-interlock-deployment"],
+                            response.headers["x-interlock-attempts"],
+                        )
+                    )
+            return answers
+
+    answers = asyncio.run(send(5))
+    assert answers[0] == (200, "up-1", "2")
+    assert answers[1:] == [(200, "up-1", "1")] * 4
+    assert limited.calls == 1

@@ -14,6 +14,7 @@ of every call. ADR 0008 has the trade-off.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from interlock.providers.h1 import (
     header_block,
     split_url,
 )
+from interlock.providers.retry_after import retry_after_from_headers
 
 __all__ = ["HttpProvider", "SSEEvent", "UpstreamClient", "upstream_error_message"]
 
@@ -226,12 +228,8 @@ class UpstreamClient:
 
 
 def _retry_after(resp: Response) -> float | None:
-    """``Retry-After`` in delta-seconds (the form model APIs send), else None."""
-    value = resp.headers.get("retry-after", "").strip()
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+    """The upstream's wait hint in seconds (the router rests the deployment)."""
+    return retry_after_from_headers(resp.headers, now=time.time())
 
 
 async def _release_if_ending(resp: Response) -> None:

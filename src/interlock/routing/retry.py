@@ -1,13 +1,14 @@
 """Retry policy: whether to try again, how long to wait, and a budget against storms.
 
-* ``RetryPolicy`` answers per request: is this error worth another attempt
-  (on this or, usually, another deployment) and how long to back off first.
+* ``RetryPolicy`` answers per request: how many attempts, and how long to
+  back off before the next one (on another deployment: see the router).
 * ``RetryBudget`` answers for a whole model group: retries may add at most
   ``ratio`` extra load, so an outage cannot multiply traffic into a storm
   that keeps the upstream down.
-* ``parse_retry_after`` / ``retry_after_from_headers`` turn an upstream's
-  ``Retry-After`` (or ``retry-after-ms``) into seconds, for adapters to attach
-  to the error they raise.
+
+An upstream's ``Retry-After`` is read by the upstream client
+(``interlock.providers.retry_after``) and honoured by the router, which
+rests the deployment that sent it.
 
 Pure policy: no sleeping and no clocks of its own; time and randomness are
 injected.
@@ -18,19 +19,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable
 from typing import Final
 
-__all__ = [
-    "RETRYABLE_KINDS",
-    "RetryBudget",
-    "RetryPolicy",
-    "parse_retry_after",
-    "parse_retry_after_ms",
-    "retry_after_from_headers",
-]
+__all__ = ["RETRYABLE_KINDS", "RetryBudget", "RetryPolicy"]
 
 # Error kinds (interlock.pipeline.error_kind's vocabulary) that are the
 # deployment's fault, so another attempt, preferably elsewhere, may succeed.
@@ -50,7 +42,8 @@ class RetryPolicy:
     Timeouts are retried although the upstream may have done (and billed) the
     work: the caller got nothing, and the budget bounds the extra spend. A
     stream that already sent bytes to the client must not be retried at all;
-    that is the caller's call, as this policy cannot see it.
+    that is the caller's call, as this policy cannot see it. Which errors are
+    worth another attempt: ``RETRYABLE_KINDS``.
     """
 
     def __init__(
@@ -58,48 +51,29 @@ class RetryPolicy:
         max_attempts: int = 2,
         base_s: float = 0.1,
         max_backoff_s: float = 2.0,
-        max_retry_after_s: float = 5.0,
         *,
         rng: random.Random,
     ):
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-        if base_s < 0 or max_backoff_s < 0 or max_retry_after_s < 0:
-            raise ValueError("backoff and Retry-After limits must not be negative")
+        if base_s < 0 or max_backoff_s < 0:
+            raise ValueError("backoff limits must not be negative")
         self.max_attempts = max_attempts
         self.base_s = base_s
         self.max_backoff_s = max_backoff_s
-        self.max_retry_after_s = max_retry_after_s
         self._rng = rng
 
-    def should_retry(self, attempt: int, error_kind: str) -> bool:
-        """After attempt number ``attempt`` (1-based) failed with ``error_kind``."""
-        return attempt < self.max_attempts and error_kind in RETRYABLE_KINDS
-
-    def backoff(self, attempt: int, retry_after_s: float | None = None) -> float:
+    def backoff(self, attempt: int) -> float:
         """Seconds to wait after attempt number ``attempt`` (1-based) failed.
 
         Full jitter, ``uniform(0, min(max_backoff_s, base_s * 2**(attempt-1)))``,
         spreads the retries of many requests that failed together instead of
-        sending them back in synchronised waves. An upstream ``Retry-After``
-        replaces the jitter (the upstream knows when it will be ready) but is
-        capped at ``max_retry_after_s``: beyond that, see ``should_fail_over``.
-        A Retry-After only speaks for the deployment that sent it; an attempt
-        on a different deployment need not wait for it.
+        sending them back in synchronised waves. An upstream's ``Retry-After``
+        does not apply: it speaks for the deployment that sent it, and the
+        next attempt goes to another one.
         """
-        if retry_after_s is not None and math.isfinite(retry_after_s):
-            return min(max(0.0, retry_after_s), self.max_retry_after_s)
         exponent = min(max(attempt, 1) - 1, 60)  # 2**60 caps any sane config
         return self._rng.uniform(0.0, min(self.max_backoff_s, self.base_s * 2.0**exponent))
-
-    def should_fail_over(self, retry_after_s: float | None) -> bool:
-        """True when the upstream asked for a longer wait than we will hold a request.
-
-        Then the same deployment is not worth retrying soon: move to another
-        deployment at once, or, with none left, return the error to the client
-        (with its Retry-After) rather than hang the request.
-        """
-        return retry_after_s is not None and retry_after_s > self.max_retry_after_s
 
 
 class RetryBudget:
@@ -173,49 +147,3 @@ class RetryBudget:
         self._requests = [0] * len(self._requests)
         self._retries = [0] * len(self._retries)
         self._total_requests = self._total_retries = 0
-
-
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """``Retry-After`` as seconds from ``now``, or None if absent or unreadable.
-
-    Accepts delta-seconds (decimals tolerated) or an HTTP-date; ``now`` is
-    wall-clock epoch seconds (``time.time()``), needed only for the date form.
-    A date in the past means "now" (0.0). Garbage is ignored, not an error: a
-    bad hint from an upstream must not fail the request.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        return _seconds_until(text, now)
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _seconds_until(http_date: str, now: float) -> float | None:
-    try:
-        when = parsedate_to_datetime(http_date)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000": HTTP dates are always UTC
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
-
-
-def parse_retry_after_ms(value: str | None) -> float | None:
-    """``retry-after-ms`` (sent by OpenAI and Azure OpenAI) as seconds, or None."""
-    if value is None:
-        return None
-    try:
-        ms = float(value.strip())
-    except ValueError:
-        return None
-    return ms / 1000.0 if math.isfinite(ms) and ms >= 0 else None
-
-
-def retry_after_from_headers(headers: Mapping[str, str], *, now: float) -> float | None:
-    """The upstream's wait hint: ``retry-after-ms`` if present (finer), else ``Retry-After``."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    ms = parse_retry_after_ms(lowered.get("retry-after-ms"))
-    return ms if ms is not None else parse_retry_after(lowered.get("retry-after"), now=now)

@@ -1,11 +1,16 @@
 """The router: every failure-handling decision lives here.
 
 For one request it asks the model group's strategy for a preference order,
-skips deployments whose breaker is open, and tries them in turn: a failed
-attempt (an upstream fault, never a client error) counts against the
-deployment's breaker and, while attempts and the retry budget allow, moves
-on to the next deployment after a jittered backoff. When nothing is
-eligible the answer is a fast 503 naming the model group.
+skips deployments whose breaker is open or that asked for a rest, and tries
+them in turn: a failed attempt (an upstream fault, never a client error)
+counts against the deployment's breaker and, while attempts and the retry
+budget allow, moves on to the next deployment after a jittered backoff.
+When nothing is eligible the answer is a fast 503 naming the model group.
+
+A deployment that refuses with ``Retry-After`` (a 429, a 503) has said when
+it will take work again: until then (at most ``breaker.max_open_s``) this
+instance routes around it, as around an open breaker, instead of sending it
+requests it announced it would refuse.
 
 Adapters stay dumb; the pipeline supplies the attempt itself (the adapter
 call plus its telemetry) as a callback.
@@ -57,10 +62,16 @@ class Deployment:
     breaker: CircuitBreaker
     health: DeploymentHealth
     timeouts: TimeoutConfig
+    # The router's clock reading before which the deployment asked not to be
+    # sent requests (its Retry-After); 0.0 when it did not.
+    resting_until: float = 0.0
 
     @property
     def id(self) -> str:
         return self.info.id
+
+    def resting(self, now: float) -> bool:
+        return now < self.resting_until
 
 
 class ModelGroup:
@@ -145,14 +156,14 @@ class Router:
         began = time.perf_counter()
         if forced is not None:
             return await self._forced(group, record, forced, attempt)
-        # Open breakers are left out before the strategy chooses, so sticky
-        # strategies' labels (canary, arm) describe what really serves. Half-open
-        # ones stay in: allow() below decides who probes.
+        # Open breakers and resting deployments are left out before the strategy
+        # chooses, so sticky strategies' labels (canary, arm) describe what
+        # really serves. Half-open ones stay in: allow() below decides who probes.
+        now = self._clock()
         candidates = [
             c
             for c in group.candidates()
-            if c.id not in exclude
-            and group.deployments[c.id].breaker.state is not BreakerState.OPEN
+            if c.id not in exclude and self._eligible(group.deployments[c.id], now)
         ]
         decision = group.strategy.choose(candidates, route)
         record.route_reason = f"{group.strategy.name}:{decision.reason}"
@@ -179,7 +190,11 @@ class Router:
                 last_error = exc
         if last_error is not None and gave_up_early:
             raise last_error  # attempts or retry budget ran out with deployments left
-        raise self._unavailable(group, last_error)
+        raise self._unavailable(group, last_error, now)
+
+    @staticmethod
+    def _eligible(deployment: Deployment, now: float) -> bool:
+        return deployment.breaker.state is not BreakerState.OPEN and not deployment.resting(now)
 
     async def _forced(
         self,
@@ -199,9 +214,16 @@ class Router:
         return await self._attempt(group, deployment, record, attempt)
 
     @staticmethod
-    def _unavailable(group: ModelGroup, last_error: ProviderError | None) -> NoHealthyDeployment:
-        """Every deployment was tried or is behind an open breaker: a fast 503."""
-        retry_after = group.settings.breaker.open_s
+    def _unavailable(
+        group: ModelGroup, last_error: ProviderError | None, now: float
+    ) -> NoHealthyDeployment:
+        """Every deployment was tried, is behind an open breaker or resting: a
+        fast 503. Retry-After: when the first may take work again (a rest's
+        end, or about a breaker's first open period)."""
+        open_s = group.settings.breaker.open_s
+        retry_after = min(
+            d.resting_until - now if d.resting(now) else open_s for d in group.deployments.values()
+        )
         if last_error is None:
             return NoHealthyDeployment(
                 f"No healthy deployment is available for model `{group.name}`; retry shortly.",
@@ -239,6 +261,7 @@ class Router:
             else:
                 await deployment.breaker.record_failure()
                 group.strategy.observe(deployment.id, Outcome(False, self._clock() - started))
+                self._rest(group, deployment, exc)
             raise
         except BaseException:  # cancelled (client left) or our own bug: no verdict
             await asyncio.shield(deployment.breaker.record_ignored())
@@ -249,6 +272,15 @@ class Router:
         record.error_type = None  # an earlier attempt's failure was recovered
         return result
 
+    def _rest(self, group: ModelGroup, deployment: Deployment, exc: ProviderError) -> None:
+        """Honour the upstream's Retry-After, capped by the breaker's longest
+        open period: a wrong or hostile hint cannot bench a deployment for long."""
+        wait = exc.retry_after_s
+        if wait is None or not wait > 0:
+            return
+        until = self._clock() + min(wait, group.settings.breaker.max_open_s)
+        deployment.resting_until = max(deployment.resting_until, until)
+
     @staticmethod
     def _retryable(exc: ProviderError) -> bool:
         """Worth another deployment? (How many attempts remain is the loop's business.)"""
@@ -258,9 +290,9 @@ class Router:
         """Spend retry budget and back off; False means stop trying."""
         if not group.budget.try_spend():
             return False
-        # A Retry-After speaks for the deployment that sent it; the retry goes
-        # to another one, so only the jittered backoff applies.
-        delay = group.retry.backoff(record.attempts, None)
+        # A Retry-After speaks for the deployment that sent it (which now
+        # rests); the retry goes to another one, so only the backoff applies.
+        delay = group.retry.backoff(record.attempts)
         self._metrics.retries.labels(group.name).inc()
         self._metrics.failovers.labels(group.name).inc()
         if delay > 0:

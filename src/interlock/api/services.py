@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from interlock.api.middleware import DrainState
+from interlock.config import ChaosConfig
 from interlock.errors import ServiceUnavailable
 from interlock.pipeline import Pipeline
-from interlock.routing.chaos import ChaosControl
 from interlock.state import StateStore
 from interlock.store import Store
 from interlock.telemetry.hub import Telemetry
 
-__all__ = ["RecordsRef", "Services"]
+__all__ = ["ChaosSwitch", "RecordsRef", "Services"]
+
+
+class ChaosSwitch(Protocol):
+    """Where the admin API reads and replaces the chaos settings at run time
+    (``routing.chaos.ChaosControl``; the edge needs no more of it)."""
+
+    config: ChaosConfig
 
 
 @dataclass(slots=True)
@@ -33,7 +41,7 @@ class Services:
     drain: DrainState
     max_body_bytes: int
     telemetry: Telemetry
-    chaos: ChaosControl
+    chaos: ChaosSwitch
     known_deployments: frozenset[str]
     records: RecordsRef
     tiers: frozenset[str]

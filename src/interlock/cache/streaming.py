@@ -49,7 +49,7 @@ class CachedStream:
     chunks: AsyncIterator[bytes]
 
     async def started(self) -> StreamStart:
-        """Wait for the first chunk, as the pipeline's ``StreamPlan.start`` does,
+        """Wait for the first chunk, as the pipeline's ``StreamSource.start`` does,
         so a failure before any byte can still be an HTTP status."""
         return await anext(self.chunks, None), self.chunks
 

@@ -8,6 +8,7 @@ One module per section; import from here, not from the modules:
 
     base         ConfigError, Secret, the strict frozen base model
     deployments  DeploymentConfig, TimeoutConfig, PriceConfig
+    upstream     TlsConfig, ProxyURL (how a deployment's connections are made)
     routing      ModelConfig (a model group), RoutingConfig, BreakerSettings
     access       KeyConfig, KeyLimits, TierConfig, AdmissionConfig
     server       ServerConfig, LimitsConfig (load shedding)
@@ -34,6 +35,7 @@ from interlock.config.server import LimitsConfig, ServerConfig
 from interlock.config.state import StateConfig, StoreConfig
 from interlock.config.telemetry import TelemetryConfig
 from interlock.config.telemetry import TracingConfig as TracingConfig
+from interlock.config.upstream import ProxyURL, TlsConfig
 
 # Unchanged from when this was one module. ENV_PREFIX, Permission,
 # ProviderName and TracingConfig are importable from here too (the
@@ -52,6 +54,7 @@ __all__ = [
     "LimitsConfig",
     "ModelConfig",
     "PriceConfig",
+    "ProxyURL",
     "RoutingConfig",
     "Secret",
     "ServerConfig",
@@ -60,6 +63,7 @@ __all__ = [
     "TelemetryConfig",
     "TierConfig",
     "TimeoutConfig",
+    "TlsConfig",
     "bundled_config_path",
     "load_config",
     "parse_config",

@@ -1,4 +1,5 @@
-"""One upstream deployment: provider, model, endpoint, timeouts and price."""
+"""One upstream deployment: provider, model, endpoint, connection settings,
+timeouts and price."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from interlock.config.base import Secret, _Strict
+from interlock.config.upstream import ProxyURL, TlsConfig
 
 __all__ = ["DeploymentConfig", "PriceConfig", "ProviderName", "TimeoutConfig"]
 
@@ -43,6 +45,13 @@ class DeploymentConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     max_connections: int = Field(default=1024, ge=1)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    # An HTTP proxy for every connection of this deployment; when set, the
+    # environment's proxy variables are not read.
+    proxy: ProxyURL | None = None
+    # Without `proxy`: use HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the
+    # environment, as curl and requests do. false: always connect directly.
+    trust_env: bool = True
     price: PriceConfig = Field(default_factory=PriceConfig)
     # Routing facts used by strategies.
     weight: float = Field(default=1.0, gt=0)
@@ -56,6 +65,15 @@ class DeploymentConfig(_Strict):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
         return value.rstrip("/") if value else value
+
+    @field_validator("proxy", mode="before")
+    @classmethod
+    def _proxy_url(cls, value: object) -> object:
+        if isinstance(value, str):
+            return ProxyURL.parse(value)
+        if value is not None and not isinstance(value, ProxyURL):
+            raise ValueError("proxy must be a URL such as http://user:password@proxy:3128")
+        return value
 
     @model_validator(mode="after")
     def _provider_needs(self) -> DeploymentConfig:

@@ -2,13 +2,18 @@
 protocols, with httptools (the parser uvicorn uses) reading responses.
 
 Written by hand because the upstream call is on the path of every request and
-aiohttp's client cost about 70 µs of CPU per call here (``bench/clients.py``),
-a third of the gateway's whole budget, for features an upstream call never
-uses (cookies, redirects, proxies, multipart, hooks). This does what the
-adapters need and nothing else: HTTP/1.1 over TCP or TLS; content-length,
-chunked and read-until-close bodies; gzip/deflate if a server compresses
-anyway; a bounded pool of keep-alive connections; and a timeout on connecting,
-on waiting for a pooled connection, on every read, and on the whole call.
+aiohttp's client spends several times this one's CPU per call (the figures:
+``bench/README.md``, "Upstream client cost") on features an upstream call
+never uses (cookies, redirects, multipart, hooks). This does what the adapters
+need and nothing else: HTTP/1.1 over TCP or TLS; content-length, chunked and
+read-until-close bodies; gzip/deflate if a server compresses anyway; a bounded
+pool of keep-alive connections; and a timeout on connecting, on waiting for a
+pooled connection, on every read, and on the whole call.
+
+A pool opens its connections through a ``Dialer``: ``TcpDialer`` (TCP, TLS
+when given a context) unless the caller passes another, such as the proxy
+tunnel in ``interlock.providers.proxy``. Once open, every connection is the
+same to the pool.
 
 Errors are this module's own (``H1Error`` and subclasses); the caller maps
 them to its error model.
@@ -21,15 +26,16 @@ import socket
 import ssl
 import zlib
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httptools
 
 __all__ = [
     "ConnectionPool",
+    "Dialer",
     "H1Broken",
     "H1ConnectError",
     "H1Error",
@@ -37,6 +43,7 @@ __all__ = [
     "H1Timeout",
     "Origin",
     "Response",
+    "TcpDialer",
 ]
 
 # Per response: header block, and body held while nobody reads it.
@@ -51,7 +58,8 @@ class H1Error(Exception):
 
 
 class H1ConnectError(H1Error):
-    """No connection could be made (refused, unreachable, DNS, TLS handshake)."""
+    """No connection could be made (refused, unreachable, DNS, TLS handshake,
+    a proxy that refused the tunnel)."""
 
 
 class H1Broken(H1Error):
@@ -423,8 +431,49 @@ def _broken(exc: Exception | None, where: str) -> str:
     return f"upstream closed the connection {where}{cause}"
 
 
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
+
+
+class Dialer(Protocol):
+    """Opens one connection for a pool. The pool bounds the call with its
+    connect timeout and maps ``OSError``/``ssl.SSLError`` to ``H1ConnectError``
+    naming ``where``; a dialer may raise ``H1ConnectError`` itself."""
+
+    where: str  # the destination in error messages, without credentials
+
+    async def open(self, factory: Callable[[], _P]) -> tuple[asyncio.BaseTransport, _P]: ...
+
+
+class TcpDialer:
+    """A direct TCP connection, with TLS (SNI and host name check) given a context."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        where: str | None = None,
+    ):
+        self.where = where or f"{host}:{port}"
+        self._host = host
+        self._port = port
+        self._ssl = ssl_context
+
+    async def open(self, factory: Callable[[], _P]) -> tuple[asyncio.BaseTransport, _P]:
+        return await asyncio.get_running_loop().create_connection(
+            factory,
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            server_hostname=self._host if self._ssl is not None else None,
+        )
+
+
 class ConnectionPool:
-    """Keep-alive connections to one origin, at most ``max_connections`` open."""
+    """Keep-alive connections to one origin, at most ``max_connections`` open.
+
+    Without a ``dialer`` they go straight to the origin, over TLS for https
+    (``ssl_context``, else the system's CAs)."""
 
     def __init__(
         self,
@@ -433,15 +482,18 @@ class ConnectionPool:
         connect_s: float,
         idle_s: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        dialer: Dialer | None = None,
     ):
         self.origin = origin
         self.loop = asyncio.get_running_loop()
         self._max = max_connections
         self._connect_s = connect_s
         self._idle_s = idle_s
-        self._ssl = ssl_context
-        if origin.scheme == "https" and ssl_context is None:
-            self._ssl = ssl.create_default_context()
+        if dialer is None:
+            if origin.scheme == "https" and ssl_context is None:
+                ssl_context = ssl.create_default_context()
+            dialer = TcpDialer(origin.host, origin.port, ssl_context)
+        self._dialer = dialer
         # Idle connections in the order they were released: the newest is
         # reused first (warm), the oldest closed first after ``idle_s``. A dict
         # as an ordered set: both ends and removal are O(1) at 10,000 streams.
@@ -525,25 +577,17 @@ class ConnectionPool:
     async def _connect(self, slot_reserved: bool = False) -> _Connection:
         if not slot_reserved:
             self._open += 1
-        origin = self.origin
+        where = self._dialer.where
         try:
             async with asyncio.timeout(self._connect_s):
-                transport, conn = await self.loop.create_connection(
-                    lambda: _Connection(self),
-                    origin.host,
-                    origin.port,
-                    ssl=self._ssl,
-                    server_hostname=origin.host if self._ssl is not None else None,
-                )
+                transport, conn = await self._dialer.open(lambda: _Connection(self))
         except TimeoutError:
             self._slot_freed()
-            raise H1Timeout(
-                f"could not connect to {origin.host}:{origin.port} in {self._connect_s:g} s"
-            ) from None
+            raise H1Timeout(f"could not connect to {where} in {self._connect_s:g} s") from None
         except (OSError, ssl.SSLError) as exc:
             self._slot_freed()
             raise H1ConnectError(
-                f"cannot connect to {origin.host}:{origin.port}: {type(exc).__name__}: {exc}"
+                f"cannot connect to {where}: {type(exc).__name__}: {exc}"
             ) from None
         except BaseException:
             self._slot_freed()

@@ -5,15 +5,23 @@ connections per origin (``interlock.providers.h1``) and timeouts on every
 call. Foreign errors are classified into ``ProviderError`` subclasses here,
 exactly once.
 
-The client is hand-written rather than aiohttp's: at concurrency 32 aiohttp's
-costs about 70 µs of CPU per request and this one about 20 µs
-(``bench/clients.py``); httpx costs ~1,200 µs. The client sits on the hot path
+How a pool connects is decided once, when it is created for an origin: the
+deployment's TLS context (``providers.tls``, built once per deployment) and
+its proxy, if any (``providers.proxy_rules`` chooses, ``providers.proxy``
+connects). Requests then cost the same whichever way the connection went.
+
+The client is hand-written rather than aiohttp's: it costs a fraction of
+aiohttp's CPU per request and far less than httpx's (the figures:
+``bench/README.md``, "Upstream client cost"). The client sits on the hot path
 of every call. ADR 0008 has the trade-off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from interlock.config import DeploymentConfig, TimeoutConfig
+from interlock.config import ConfigError, DeploymentConfig, TimeoutConfig, TlsConfig
 from interlock.errors import (
     ProviderError,
     UpstreamConnectionError,
@@ -43,7 +51,10 @@ from interlock.providers.h1 import (
     header_block,
     split_url,
 )
+from interlock.providers.proxy import dialer_for, proxy_authorization, refusal
+from interlock.providers.proxy_rules import ProxyRules
 from interlock.providers.retry_after import retry_after_from_headers
+from interlock.providers.tls import client_context
 
 __all__ = ["HttpProvider", "SSEEvent", "UpstreamClient", "upstream_error_message"]
 
@@ -55,6 +66,8 @@ _ERROR_BODY_PREVIEW = 500
 _END_GRACE_S = 0.1
 # Parsed URLs kept per client (an adapter calls a handful of URLs).
 _MAX_CACHED_URLS = 256
+
+log = logging.getLogger("interlock.upstream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +97,11 @@ def upstream_error_message(body: bytes) -> str:
 
 
 class UpstreamClient:
-    """Bounded keep-alive pools to one deployment's upstream, with error classification."""
+    """Bounded keep-alive pools to one deployment's upstream, with error classification.
+
+    ``tls`` sets the certificate checks for https origins (default: the
+    system's CAs); ``proxies`` which origins go through a proxy (default: none).
+    """
 
     def __init__(
         self,
@@ -92,6 +109,9 @@ class UpstreamClient:
         timeouts: TimeoutConfig,
         max_connections: int,
         headers: Mapping[str, str] | None = None,
+        *,
+        tls: TlsConfig | None = None,
+        proxies: ProxyRules | None = None,
     ):
         self.deployment_id = deployment_id
         self._timeouts = timeouts
@@ -101,8 +121,12 @@ class UpstreamClient:
             **{k.lower(): v for k, v in (headers or {}).items()},
         }
         self._fixed_headers = fixed
+        self._tls = tls or TlsConfig()
+        self._ssl_context: ssl.SSLContext | None = None  # built with the first https pool
+        self._proxies = proxies or ProxyRules()
         self._pools: dict[Origin, ConnectionPool] = {}
-        self._urls: dict[str, tuple[Origin, str, str]] = {}  # url -> origin, target, header block
+        # url -> origin, request target, the origin's fixed headers, those as a block
+        self._urls: dict[str, tuple[Origin, str, dict[str, str], str]] = {}
         self._started = False
 
     async def start(self) -> None:
@@ -133,7 +157,7 @@ class UpstreamClient:
                 resp.close()
                 raise
             if resp.status >= 400:
-                raise self._status_error(resp, raw)
+                raise self._status_error(resp, raw, pool.origin)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -156,7 +180,7 @@ class UpstreamClient:
         try:
             with self._classified():
                 if resp.status >= 400:
-                    raise self._status_error(resp, await resp.read())
+                    raise self._status_error(resp, await resp.read(), pool.origin)
                 async for event in _parse_sse(resp):
                     yield event
         except GeneratorExit:
@@ -175,26 +199,67 @@ class UpstreamClient:
             raise RuntimeError(f"upstream client for {self.deployment_id} used before start()")
         known = self._urls.get(url)
         if known is None:
-            origin, target = split_url(url)
-            block = header_block({"host": origin.host_header, **self._fixed_headers})
-            known = (origin, target, block)
+            known = self._describe(url)
             if len(self._urls) < _MAX_CACHED_URLS:
                 self._urls[url] = known
-        origin, target, block = known
+        origin, target, fixed, block = known
         if headers:
             extra = {k.lower(): v for k, v in headers.items()}
-            if extra.keys() & self._fixed_headers.keys():  # the call's own value wins
-                extra = {"host": origin.host_header, **self._fixed_headers, **extra}
-                block = ""
-            block += header_block(extra)
+            if extra.keys() & fixed.keys():  # the call's own value wins
+                block = header_block({**fixed, **extra})
+            else:
+                block += header_block(extra)
         pool = self._pools.get(origin)
         if pool is None:
-            pool = self._pools[origin] = ConnectionPool(
-                origin, self._max_connections, self._timeouts.connect_s
-            )
+            pool = self._pools[origin] = self._open_pool(origin)
         return pool, encode_head(method, target, block, None if data is None else len(data))
 
-    def _status_error(self, resp: Response, body: bytes) -> UpstreamStatusError:
+    def _describe(self, url: str) -> tuple[Origin, str, dict[str, str], str]:
+        """What every request to ``url`` shares, worked out once per URL."""
+        origin, target = split_url(url)
+        fixed = {"host": origin.host_header, **self._fixed_headers}
+        proxy = self._proxies.choose(origin)
+        if proxy is not None and origin.scheme == "http":
+            # An http request through a proxy names the whole URL (absolute
+            # form) and carries the proxy's credentials; proxy.py says why
+            # this is not a CONNECT tunnel.
+            target = f"http://{origin.host_header}{target}"
+            authorization = proxy_authorization(proxy)
+            if authorization is not None:
+                fixed["proxy-authorization"] = authorization
+        return origin, target, fixed, header_block(fixed)
+
+    def _open_pool(self, origin: Origin) -> ConnectionPool:
+        proxy = self._proxies.choose(origin)
+        if proxy is not None:
+            log.info(
+                "deployment %s: connections to %s go through proxy %s",
+                self.deployment_id,
+                origin.host_header,
+                proxy,
+            )
+        context = None
+        if origin.scheme == "https":
+            if self._ssl_context is None:
+                self._ssl_context = client_context(self._tls)
+            context = self._ssl_context
+        return ConnectionPool(
+            origin,
+            self._max_connections,
+            self._timeouts.connect_s,
+            dialer=dialer_for(origin, proxy, context),
+        )
+
+    def _status_error(self, resp: Response, body: bytes, origin: Origin) -> ProviderError:
+        proxy = self._proxies.choose(origin) if resp.status == 407 else None
+        if proxy is not None and origin.scheme == "http":
+            # The forward proxy answered for the upstream: not the upstream's
+            # status to pass on, but a connection that could not be made.
+            what = f"the request to {origin.host_header}"
+            message = refusal(proxy, what, 407, "Proxy Authentication Required")
+            return UpstreamConnectionError(
+                f"cannot reach upstream: {message}", deployment=self.deployment_id
+            )
         return UpstreamStatusError(
             resp.status,
             upstream_error_message(body),
@@ -290,9 +355,25 @@ class HttpProvider(Provider):
     bounds_call_time = True  # request_json passes total_s to the connection's deadline
 
     def __init__(self, deployment: DeploymentConfig, headers: Mapping[str, str]):
+        """Reads the proxy variables from the environment now, once (at start)."""
         self.deployment_id = deployment.id
+        try:
+            proxies = ProxyRules.for_deployment(deployment, os.environ)
+        except ValueError as exc:
+            raise ConfigError(f"deployment {deployment.id}: {exc}") from None
+        if not deployment.tls.verify:
+            log.warning(
+                "deployment %s: tls.verify is false: the upstream's certificate is not "
+                "checked, so anyone on the network path can read and change the traffic",
+                deployment.id,
+            )
         self._client = UpstreamClient(
-            deployment.id, deployment.timeouts, deployment.max_connections, headers
+            deployment.id,
+            deployment.timeouts,
+            deployment.max_connections,
+            headers,
+            tls=deployment.tls,
+            proxies=proxies,
         )
 
     async def start(self) -> None:

@@ -116,7 +116,7 @@ async def test_invalidation_reaches_every_instance(store_harness: StoreHarness) 
     assert await a.lookup(await prepare(a)) is None
     assert await a.lookup(await prepare(a, key="bob")) is None  # bob never had one
     await a.complete(await prepare(a, key="bob"), call)
-    await a.invalidate_key("alice")
+    await a.invalidate(namespace=a.policy.namespace("alice"))
     assert await a.lookup(await prepare(a, key="bob")) is not None  # bob untouched
 
 

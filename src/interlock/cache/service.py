@@ -241,10 +241,6 @@ class ResponseCache:
             await self.generations.bump_model(model)
             local.drop(model=model)
 
-    async def invalidate_key(self, key_name: str) -> None:
-        """Invalidate the namespace ``key_name`` reads (shared with others if configured)."""
-        await self.invalidate(namespace=self.policy.namespace(key_name))
-
     async def aclose(self) -> None:
         """Cancel in-flight stream pumps (their subscribers get the failure)."""
         await self._streams.aclose()

@@ -59,7 +59,3 @@ class ModelRequest:
         """The model the body names, if it names one (checked by validation)."""
         model = self.body.get("model")
         return model if isinstance(model, str) else None
-
-    @property
-    def wants_stream(self) -> bool:
-        return self.operation is Operation.CHAT and self.body.get("stream") is True

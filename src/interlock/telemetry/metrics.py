@@ -38,7 +38,6 @@ _STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 
 _TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
 
 GENAI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
-BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class Metrics:

@@ -19,6 +19,11 @@ TEST_KEY = "sk-test-interlock"
 # Every gateway a test starts (in process or as a child) keeps its SQLite
 # records here, not in the checkout.
 os.environ.setdefault("INTERLOCK_DATA_DIR", tempfile.mkdtemp(prefix="interlock-test-"))
+# Upstreams in tests are on loopback: a proxy set in the developer's
+# environment must not carry them (the proxy tests set their own).
+for _name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.upper(), None)
 
 
 def simulator_config(**params: Any) -> dict[str, Any]:

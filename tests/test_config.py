@@ -113,3 +113,16 @@ def test_check_config_cli(
     monkeypatch.delenv("VLLM_API_KEY")
     assert main(["check-config", str(_write(tmp_path, VALID))]) == 1
     assert "VLLM_API_KEY is not set" in capsys.readouterr().err
+
+
+def test_serve_reports_a_setting_found_only_at_build_as_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unusable proxy variable is found when the adapters are built, after
+    the file loaded: still one line on stderr and exit 1, no traceback."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://proxy.invalid:1080")
+    assert main(["serve", "--config", str(_write(tmp_path, VALID)), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "HTTPS_PROXY" in err and "Traceback" not in err

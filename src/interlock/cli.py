@@ -113,4 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from interlock.server import serve  # imports uvicorn; keep check-config light
 
-    return serve(config, args.host, args.port, banner)
+    try:
+        return serve(config, args.host, args.port, banner)
+    except ConfigError as exc:  # found only while building (guardrails rules, proxy variables)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

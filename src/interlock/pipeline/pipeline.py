@@ -78,17 +78,9 @@ class Pipeline:
         return self.route.router.group(name)
 
     async def _complete(self, call: ModelCall) -> JSONDict:
-        record = call.record
-        cached = await self.cache.prepare(call)
-        if cached is None or self.cache.cache is None:
-            result = await self._chat_upstream(call)
-        else:
-            result, record.cache = await self.cache.cache.complete(
-                cached, lambda: self._chat_upstream(call)
-            )
-            if record.cache != "miss":
-                CacheStage.served_without_upstream(record, result.get("usage"))
+        result = await self.cache.complete(call, lambda: self._chat_upstream(call))
         GuardrailsStage.filter_completion(call.guard, result)
+        record = call.record
         choices = result.get("choices") or [{}]
         record.finish_reason = choices[0].get("finish_reason")
         record.response_model = result.get("model")
@@ -98,13 +90,7 @@ class Pipeline:
         return await self.route.unary(call, Operation.CHAT, call.body)
 
     async def _embed(self, call: ModelCall) -> JSONDict:
-        cached = await self.cache.prepare(call, embedding=True)
-        if cached is None or self.cache.cache is None:
-            return await self._embed_upstream(call, call.body)
-        result, call.record.cache = await self.cache.cache.embed(
-            cached, call.body, lambda body: self._embed_upstream(call, body)
-        )
-        return result
+        return await self.cache.embed(call, lambda body: self._embed_upstream(call, body))
 
     async def _embed_upstream(self, call: ModelCall, body: JSONDict) -> JSONDict:
         """``body``: the call's, or with only the inputs the cache lacks."""

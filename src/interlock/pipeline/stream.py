@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from functools import partial
 
 from interlock.pipeline.cache import CacheStage
 from interlock.pipeline.call import ModelCall
@@ -32,7 +31,6 @@ from interlock.pipeline.failover import continue_on_failure
 from interlock.pipeline.guard import GuardrailsStage
 from interlock.pipeline.request import JSONDict
 from interlock.pipeline.route import RouteStage, StreamStart
-from interlock.pipeline.watch import note_summary
 
 __all__ = ["ChatStream", "StreamSource"]
 
@@ -55,20 +53,12 @@ class StreamSource:
 
     async def start(self) -> StreamStart:
         """Open the stream and wait for its first chunk."""
-        call = self._call
-        cached = await self._cache.prepare(call)
-        if cached is None or self._cache.cache is None:
+        cached = await self._cache.prepare(self._call)
+        if cached is None:
             self.settled.set()
             return await self._guarded()
-        self._pass_usage = True
-        record = call.record
-        stream = await self._cache.cache.stream(
-            cached, self._guarded, on_usage=partial(CacheStage.served_without_upstream, record)
-        )
-        record.cache = stream.status
-        if stream.status != "miss":
-            record.attempts = 0  # served from the cache or a peer's stream
-            stream.chunks = note_summary(stream.chunks, record)
+        self._pass_usage = True  # the cache stores the whole answer
+        stream = await self._cache.stream(self._call, cached, self._guarded)
         self.settled.set()
         return await stream.started()
 

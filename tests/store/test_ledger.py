@@ -44,30 +44,46 @@ async def _request_ids(engine: AsyncEngine) -> list[str]:
 
 
 class Writes:
-    """Counts commits and executemany calls on an engine; ``wait`` awaits commits.
+    """Counts the ledger's commits, and its transactions that inserted (one
+    ``executemany`` each); ``wait`` awaits commits.
 
-    SQLAlchemy's async engine runs these hooks on the event loop's thread, so
-    they may set an ``asyncio.Event``. The hook runs just *before* the commit:
-    to read the rows, wait for the writer to finish (``ledger.flush()``).
+    On SQLite the ledger commits on its own connections, in writer threads:
+    their trace callback sees each statement (an ``executemany`` runs its
+    INSERT once per row) and hands it to the event loop. Elsewhere the async
+    engine's hooks run on the event loop's thread. Either way a commit is
+    counted just *before* it is done: to read the rows, wait for the writer
+    to finish (``ledger.flush()``).
     """
 
     def __init__(self, engine: AsyncEngine, ledger: UsageLedger):
         self.commits = 0
         self.executemany = 0
+        self._inserting = False
         self._committed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        # On SQLite the ledger writes through its own sync engine in a worker
-        # thread (one hop per batch); elsewhere through the async engine.
-        sqlite = ledger._sqlite
-        target = sqlite._sync if sqlite is not None else engine.sync_engine
-        event.listen(target, "commit", self._commit)
-        event.listen(target, "before_cursor_execute", self._execute)
+        if ledger._sqlite is not None:
+            ledger._sqlite.on_connect = lambda c: c.set_trace_callback(self._traced)
+        else:
+            event.listen(engine.sync_engine, "commit", self._commit)
+            event.listen(engine.sync_engine, "before_cursor_execute", self._execute)
 
     async def wait(self, commits: int) -> None:
         async with asyncio.timeout(5):
             while self.commits < commits:
                 self._committed.clear()
                 await self._committed.wait()
+
+    def _traced(self, statement: str) -> None:  # on a writer thread
+        self._loop.call_soon_threadsafe(self._statement, statement)
+
+    def _statement(self, statement: str) -> None:
+        if statement.startswith("BEGIN"):
+            self._inserting = False
+        elif statement.startswith("INSERT INTO usage_ledger") and not self._inserting:
+            self._inserting = True
+            self.executemany += 1
+        elif statement == "COMMIT":
+            self._count_commit()
 
     def _commit(self, conn: Any) -> None:
         self._loop.call_soon_threadsafe(self._count_commit)
@@ -288,3 +304,21 @@ def test_records_need_aware_timestamps() -> None:
 def test_the_buffer_bound_must_hold_a_batch(engine: AsyncEngine) -> None:
     with pytest.raises(ValueError):
         UsageLedger(engine, max_batch=10, max_pending=5)
+
+
+async def test_records_added_during_a_flush_wait_for_the_next_one(
+    engine: AsyncEngine, make_ledger: MakeLedger
+) -> None:
+    ledger = make_ledger(max_batch=10)
+    for i in range(3):
+        ledger.add(usage(i))
+    flushing = asyncio.create_task(ledger.flush())
+    await asyncio.sleep(0)  # the flush is now waiting for its first write
+    for i in range(3, 25):
+        ledger.add(usage(i))
+    await flushing
+    # The batch in flight holds the 3 that were pending; the 22 newer wait.
+    assert (ledger.written, ledger.pending) == (3, 22)
+    await ledger.flush()
+    assert (ledger.written, ledger.pending) == (25, 0)
+    assert await _request_ids(engine) == [f"req-{i}" for i in range(25)]

@@ -20,14 +20,11 @@ WAL journaling lets key lookups read while the ledger writes.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -135,64 +132,3 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)
-
-
-class SQLiteBatchWriter:
-    """Batch inserts into SQLite through a *sync* engine, one thread hop per batch.
-
-    The async engine (aiosqlite) hops to its worker thread for every DBAPI
-    call, and SQLAlchemy's multi-row inserts make hundreds of calls per
-    batch: profiled on the gateway, the event loop spent more time waiting
-    for those hand-offs than serving requests. Here the whole batch is one
-    ``asyncio.to_thread`` call. PostgreSQL (asyncpg) is natively async and
-    keeps the async engine.
-    """
-
-    def __init__(self, engine: AsyncEngine):
-        url = engine.url.set(drivername="sqlite")
-        self._sync = sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=1)
-        _make_sqlite_transactional_sync(self._sync)
-        self._sync = self._sync.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
-
-    async def insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(self._insert, table, rows)
-
-    def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        """One ``executemany`` on the driver: SQLAlchemy's per-row type
-        processing cost ~40 µs a row here, more than the request itself."""
-        if not rows:
-            return
-        columns = list(rows[0])
-        sql = (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
-        )
-        values = [tuple(_sqlite_value(row[c]) for c in columns) for row in rows]
-        with self._sync.begin() as connection:
-            connection.exec_driver_sql(sql, values)
-
-    def dispose(self) -> None:
-        self._sync.dispose()
-
-
-def _sqlite_value(value: Any) -> Any:
-    """What SQLAlchemy would store: UTC naive ISO text for times, 0/1 for bools."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def _make_sqlite_transactional_sync(engine: sa.Engine) -> None:
-    def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA busy_timeout=5000")
-        enable_wal(dbapi_connection)
-
-    def on_begin(connection: Connection) -> None:
-        begin = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN")
-        connection.exec_driver_sql(begin)
-
-    event.listen(engine, "connect", on_connect)
-    event.listen(engine, "begin", on_begin)

@@ -1,0 +1,135 @@
+"""The usage ledger's SQLite writer: one transaction per batch, off the event loop.
+
+A batch is committed by a thread of its own, on a plain ``sqlite3``
+connection, so that the thread does almost nothing while holding the GIL:
+rows arrive as tuples ready to bind (the ledger encodes each record when it
+is added), ``executemany`` binds each row in C and releases the GIL while
+SQLite inserts it. Python code in a worker thread holds the GIL until the
+interpreter's switch interval (5 ms) makes it let go, and a request that
+arrived meanwhile waits for it: that is why neither SQLAlchemy's engine
+(its pool and events are Python) nor per-value conversion run here any more.
+
+The thread also competes for the CPU: with the gateway on one core, a batch
+of 500 rows is a few milliseconds of B-tree inserts on the core that serves
+requests. So the writer runs at the lowest scheduling priority (nice 19, a
+per-thread setting on Linux) and only takes the core while the event loop
+waits for I/O. A low-priority thread can be starved by a saturated core, and
+a starved ledger would fill its buffer; so once the ledger is behind (its
+``catch_up_at``), batches go to a second thread at normal priority until it
+has caught up. Not ``SCHED_IDLE``: an idle-class thread preempted while it
+holds the GIL could wait behind any other process on the core, and the event
+loop with it; a nice-19 thread still gets its small share.
+
+The two threads never write at once (the ledger writes one batch at a time);
+each has its own connection, opened on first use and closed on that thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from interlock.store.engine import enable_wal
+
+__all__ = ["BACKGROUND_NICE", "SQLiteBatchWriter", "sqlite_time"]
+
+BACKGROUND_NICE = 19
+
+
+def sqlite_time(value: datetime) -> str:
+    """What SQLAlchemy stores for a ``UTCDateTime`` on SQLite: naive UTC ISO text
+    with microseconds (``isoformat``, a third of ``strftime``'s cost)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Give the calling thread the nice value ``nice``; where a thread has no
+    nice value of its own (only Linux has one), leave it as it is."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError:
+        pass  # not allowed here: the writer runs at normal priority, as before
+
+
+class SQLiteBatchWriter:
+    """``insert`` commits rows into ``table`` (``columns``, in order) on a
+    background thread, or with ``catch_up=True`` on a normal-priority one."""
+
+    def __init__(
+        self,
+        path: str,
+        table: str,
+        columns: Sequence[str],
+        *,
+        busy_timeout_s: float = 5.0,
+    ):
+        self._path = path
+        self._busy_timeout_s = busy_timeout_s
+        self._sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        )
+        self._local = threading.local()
+        self._background = ThreadPoolExecutor(
+            1, "interlock-ledger", initializer=lower_thread_priority
+        )
+        self._catch_up = ThreadPoolExecutor(1, "interlock-ledger-catch-up")
+        self._used: set[ThreadPoolExecutor] = set()
+        # For tests and diagnostics: called with each new connection, on its thread.
+        self.on_connect: Callable[[sqlite3.Connection], None] | None = None
+
+    async def insert(self, rows: list[tuple[Any, ...]], *, catch_up: bool = False) -> None:
+        executor = self._catch_up if catch_up else self._background
+        self._used.add(executor)
+        await asyncio.get_running_loop().run_in_executor(executor, self._insert, rows)
+
+    def dispose(self) -> None:
+        """Close the connections on their threads, after any write in flight;
+        does not wait (a write stuck on a lock ends within the busy timeout)."""
+        for executor in (self._background, self._catch_up):
+            if executor in self._used:
+                executor.submit(self._close)
+            executor.shutdown(wait=False)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        connection = self._connection()
+        # BEGIN IMMEDIATE takes the write lock first, so a concurrent writer
+        # (the admin API creating a key) queues on the busy timeout instead
+        # of failing with SQLITE_BUSY on upgrade.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(self._sql, rows)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            # isolation_level=None: the driver opens no transactions of its own.
+            connection = sqlite3.connect(
+                self._path, timeout=self._busy_timeout_s, isolation_level=None
+            )
+            enable_wal(connection)
+            if self.on_connect is not None:
+                self.on_connect(connection)
+            self._local.connection = connection
+        return connection
+
+    def _close(self) -> None:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            self._local.connection = None
+            connection.close()

@@ -117,12 +117,18 @@ def start_service(
     env: dict[str, str] | None = None,
     timeout_s: float = 30.0,
     ready_path: str | None = None,
+    cwd: Path | None = None,
 ) -> Service:
-    """Start ``cmd`` and wait until its output contains ``ready_text``, or, with
-    ``ready_path``, until ``GET url + ready_path`` answers 200."""
+    """Start ``cmd`` (in ``cwd``) and wait until its output contains ``ready_text``,
+    or, with ``ready_path``, until ``GET url + ready_path`` answers 200."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            list(cmd), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            list(cmd),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
         )
     service = Service(name, proc, url, log_path)
     deadline = time.monotonic() + timeout_s

@@ -19,6 +19,7 @@ from stand import WrkLoad, mock_stats
 from suite_report import Figure, Figures
 
 __all__ = [
+    "DEFAULTS",
     "cache_hits",
     "hold_streams",
     "latency_c1",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 GATEWAYS = ("interlock", "litellm")
+DEFAULTS = "interlock-defaults"  # the c=1 curve of Interlock with its shipped defaults
 _HIT_SIDES = ("direct", "interlock")
 CACHEABLE_BODY = (
     '{"model":"mock","messages":[{"role":"user","content":"Say hello to the benchmark."}],'
@@ -43,13 +45,16 @@ def _added(figure: Figure, side: str, value: float, direct: Figure) -> None:
 
 
 def latency_c1(lineup: Lineup, figures: Figures, curves: Curves) -> None:
-    """(1) One connection: the latency each gateway adds to a request."""
+    """(1) One connection: the latency each gateway adds to a request; for
+    Interlock also with its shipped defaults, right after the tuned one."""
     sc = "(1) c=1"
     p50 = figures.new("c1.p50", sc, "latency p50", "ms")
     p99 = figures.new("c1.p99", sc, "latency p99", "ms")
     added50 = figures.new("c1.added_p50", sc, "added latency p50", "ms", sides=GATEWAYS)
     added99 = figures.new("c1.added_p99", sc, "added latency p99", "ms", sides=GATEWAYS)
-    for side in lineup.each_side():
+    defaults = lineup.variants.get("defaults")
+    shipped = None if defaults is None else _ShippedDefaults(defaults, figures, sc, p50, p99)
+    for side in [*lineup.each_side(), *([defaults] if defaults else [])]:
         lineup.wrk(side, 1, _WARMUP_S)
 
     for side in lineup.rounds():
@@ -60,6 +65,33 @@ def latency_c1(lineup: Lineup, figures: Figures, curves: Curves) -> None:
         if side.name != "direct":
             _added(added50, side.name, result.p50_ms, p50)
             _added(added99, side.name, result.p99_ms, p99)
+        if side.name == "interlock" and shipped is not None:
+            shipped.run(lineup, curves)
+
+
+class _ShippedDefaults:
+    """(1)'s rows for the Interlock process run with its shipped defaults
+    (suite.py's "defaults" variant), in Interlock's column."""
+
+    def __init__(self, side: Side, figures: Figures, sc: str, p50: Figure, p99: Figure):
+        self.side = side
+        sides = ("interlock",)
+        label = "latency {}, shipped defaults"
+        self.p50 = figures.new("c1.defaults_p50", sc, label.format("p50"), "ms", sides=sides)
+        self.p99 = figures.new("c1.defaults_p99", sc, label.format("p99"), "ms", sides=sides)
+        added = "added " + label
+        self.added50 = figures.new("c1.defaults_added_p50", sc, added.format("p50"), "ms", 3, sides)
+        self.added99 = figures.new("c1.defaults_added_p99", sc, added.format("p99"), "ms", 3, sides)
+        self._direct50, self._direct99 = p50, p99
+
+    def run(self, lineup: Lineup, curves: Curves) -> None:
+        """One c=1 run, right after the tuned Interlock's of the same repetition."""
+        result, _ = lineup.wrk(self.side, 1, lineup.settings.duration_s)
+        curves.c1_cdf_ms[DEFAULTS] = list(result.cdf_ms)
+        self.p50.add("interlock", result.p50_ms)
+        self.p99.add("interlock", result.p99_ms)
+        _added(self.added50, "interlock", result.p50_ms, self._direct50)
+        _added(self.added99, "interlock", result.p99_ms, self._direct99)
 
 
 def throughput(lineup: Lineup, figures: Figures) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import resource
 import secrets
+import shutil
 import sys
 import time
 import urllib.request
@@ -208,31 +209,49 @@ def start_mock(settings: Settings, layout: CoreLayout, core: int | None, tag: st
 
 @dataclass(frozen=True)
 class GatewayOptions:
-    """What a benchmark gateway config adds to the two mock models."""
+    """What a benchmark gateway config adds to the two mock models.
+
+    ``shipped_defaults``: nothing is added but the models and the key; every
+    other setting is what ``interlock serve`` ships with (access log on, to
+    stderr, which goes to the log file as an operator would redirect it; the
+    default SQLite store in ``./.interlock/`` of its own, fresh, working
+    directory; default limits and drain timeout; the usage ledger on).
+    """
 
     access_log: bool = False
     stream_models: tuple[str, ...] = ()  # served by the mock under the same name
     max_connections: int | None = None  # per-deployment upstream pool bound
     sections: dict[str, Any] = field(default_factory=dict)  # more top-level config
     label: str = ""  # names its config and log files (default: by access log)
+    shipped_defaults: bool = False
 
     @property
     def tag(self) -> str:
-        return self.label or ("log-on" if self.access_log else "log-off")
+        if self.label:
+            return self.label
+        if self.shipped_defaults:
+            return "defaults"
+        return "log-on" if self.access_log else "log-off"
 
 
 def gateway_config(mock_url: str, options: GatewayOptions) -> dict[str, Any]:
     """The benchmark gateway's config: the mock's models, one key (``BENCH_KEY``), ``options``."""
-    pool = {} if options.max_connections is None else {"max_connections": options.max_connections}
+    bound = options.max_connections
+    pool = {} if bound is None or options.shipped_defaults else {"max_connections": bound}
 
     def model(name: str, upstream: str) -> dict[str, Any]:
         deployment = {"id": name, "provider": "openai", "model": upstream, **pool}
         return {"name": name, "deployments": [{**deployment, "base_url": f"{mock_url}/v1"}]}
 
     models = [model("mock", "mock-model"), model("mock-embed", "mock-embedding")]
-    return {
+    config: dict[str, Any] = {
         "models": models + [model(name, name) for name in options.stream_models],
         "keys": [{"name": "bench", "key": "os.environ/BENCH_KEY"}],
+    }
+    if options.shipped_defaults:
+        return config
+    return {
+        **config,
         "server": {"access_log": options.access_log, "drain_timeout_s": 5},
         **options.sections,
     }
@@ -250,7 +269,16 @@ def start_gateway(mock: Service, layout: CoreLayout, key: str, options: GatewayO
     log = WORK_DIR / f"gateway-{tag}.log"
     url = f"http://127.0.0.1:{port}"
     pinned = layout.pinned(cmd, layout.gateway)
-    return start_service("gateway", pinned, "Interlock listening on", url, log, env)
+    cwd = None
+    if options.shipped_defaults:
+        # Its own working directory, so its store is the default ./.interlock/interlock.db
+        # without sharing a file with the other gateways; fresh, so runs compare.
+        env.pop("INTERLOCK_DATA_DIR", None)
+        cwd = WORK_DIR / f"gateway-{tag}"
+        shutil.rmtree(cwd, ignore_errors=True)
+        cwd.mkdir(parents=True)
+    ready = "Interlock listening on"
+    return start_service("gateway", pinned, ready, url, log, env, cwd=cwd)
 
 
 def stop_gateway(gateway: Service) -> None:

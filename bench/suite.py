@@ -2,6 +2,7 @@
 
     make bench        # or: .venv/bin/python bench/suite.py [--reps 3 --duration 3]
     .venv/bin/python bench/suite.py --quick     # a smoke run, written to bench/.work/
+    .venv/bin/python bench/suite.py --only c1   # (1) alone, written to bench/.work/only-c1.md
 
 Starts the mock upstream (bench/mock_upstream.py), Interlock and the LiteLLM
 proxy (installed into its own venv by bench/litellm_proxy.py) as pinned
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -48,6 +49,7 @@ from suite_report import Figures, SuiteReport
 from targets import HOLD_TARGET, HoldGoal, verdicts
 
 RESULTS = WORK_DIR.parent / "results"
+PHASES = ("c1", "throughput", "streaming", "cache", "pipeline", "hold")  # --only's names
 FD_WANTED = 65_536
 FD_RESERVE = 64  # listening socket, log files, epoll, imports: never more than this
 MAX_CONNECTIONS = 12_000  # Interlock's upstream pool bound in the bench config
@@ -120,14 +122,16 @@ def running_stack(settings: SuiteSettings, layout: CoreLayout) -> Iterator[Lineu
 def _start_interlocks(
     mock: Service, layout: CoreLayout, key: str, settings: SuiteSettings, servers: list[Service]
 ) -> tuple[Service, dict[str, Service]]:
-    """The gateway under test, and variants: its response cache on ("cache", for
-    (5)) and every optional stage on ("full", for the pipeline cost), where it
-    has them."""
+    """The gateway under test, and variants: its shipped defaults ("defaults",
+    for (1)), its response cache on ("cache", for (5)) and every optional
+    stage on ("full", for the pipeline cost), where it has them."""
     limits = _admission_limits(MAX_CONNECTIONS)
     options = GatewayOptions(False, settings.stream_models(), MAX_CONNECTIONS, limits)
     interlock = start_gateway(mock, layout, key, options)
     servers.append(interlock)
-    variants: dict[str, GatewayOptions] = {}
+    variants = {
+        "defaults": GatewayOptions(stream_models=options.stream_models, shipped_defaults=True)
+    }
     if _has_section("cache"):
         cache = {"cache": {"enabled": True}}
         variants["cache"] = replace(options, sections=limits | cache, label="cache")
@@ -227,9 +231,21 @@ def _has_section(name: str) -> bool:
     return name in GatewayConfig.model_fields
 
 
-def _pipeline_note() -> str:
+def _skipped(only: Sequence[str], phase: str) -> str:
+    return (
+        f"not measured in this run (--only {','.join(only)})" if only and phase not in only else ""
+    )
+
+
+def _pipeline_note(only: Sequence[str]) -> str:
     missing = [name for name in ("cache", "guardrails") if not _has_section(name)]
-    return f"not measurable at this commit: the gateway has no {' or '.join(missing)} yet"
+    return _skipped(only, "pipeline") or (
+        f"not measurable at this commit: the gateway has no {' or '.join(missing)} yet"
+    )
+
+
+def _cache_note(only: Sequence[str]) -> str:
+    return _skipped(only, "cache") or "not measured: this gateway has no response cache"
 
 
 def _machine(
@@ -242,6 +258,12 @@ def _machine(
     rows["Interlock config"] = (
         f"bench/.work/gateway-log-off.yaml: access log off, upstream max_connections "
         f"{MAX_CONNECTIONS}, {_admission_limits(MAX_CONNECTIONS) or 'no admission limits'}"
+    )
+    rows["Interlock, shipped defaults"] = (
+        "bench/.work/gateway-defaults.yaml: the mock's models and one key, nothing else "
+        "(access log on, to stderr, which goes to bench/.work/gateway-defaults.log; the "
+        "default SQLite store ./.interlock/interlock.db with its usage ledger, in a fresh "
+        "working directory bench/.work/gateway-defaults/; default limits and upstream pools)"
     )
     rows["Open-file limit"] = str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     rows["Priority"] = (
@@ -263,12 +285,16 @@ def _describe(s: SuiteSettings) -> str:
     )
 
 
-def _scenarios(s: SuiteSettings, goal: HoldGoal) -> list[str]:
+def _scenarios(s: SuiteSettings, goal: HoldGoal, only: Sequence[str]) -> list[str]:
+    """What each phase that ran did (all of them, unless ``only``)."""
     loads = "; ".join(shape.describe() for shape in s.stream_loads)
     hold = s.hold
-    return [
+    bullets = [
         "- **(1) c=1**: one wrk connection, one request at a time (non-streaming chat "
-        "completion with usage). Added latency = gateway - direct, within the same repetition.",
+        "completion with usage). Added latency = gateway - direct, within the same repetition. "
+        "*Shipped defaults*: a second Interlock process whose config has only the models and "
+        "the key (access log on, default store and ledger, default limits), run right after "
+        "the tuned one in each repetition.",
         f"- **(2) c={'/'.join(map(str, s.concurrencies))}**: wrk connections each sending the "
         "next request when the last is answered; the gateway has one core.",
         f"- **(3) streaming**: {loads}; bench/ttft.py keeps that many streams open (closed "
@@ -289,6 +315,8 @@ def _scenarios(s: SuiteSettings, goal: HoldGoal) -> list[str]:
         "same short cacheable requests, each body different (a cache lookup, miss and fill "
         "every time). Admission, routing and metrics are on in both.",
     ]
+    phases = ("c1", "throughput", "streaming", "hold", "cache", "pipeline")  # bullets' order
+    return [text for phase, text in zip(phases, bullets, strict=True) if not only or phase in only]
 
 
 def _labels(s: SuiteSettings, goal: HoldGoal) -> dict[str, str]:
@@ -302,14 +330,22 @@ def _labels(s: SuiteSettings, goal: HoldGoal) -> dict[str, str]:
     }
 
 
-def _notes(mock: Table, figures: Figures, goal: HoldGoal, others: float) -> list[str]:
+def _headroom(mock: Table, figures: Figures) -> list[str]:
+    if not mock.rows or "c32.rps" not in figures:
+        return []  # a run of some phases only (--only)
     headroom = mock.rows[2].runs.median / figures["c32.rps"].median("interlock")
+    return [
+        f"The mock alone serves {headroom:.0f}x Interlock's c=32 throughput on one core "
+        "(Mock upstream alone table): it is not the bottleneck of any gateway figure."
+    ]
+
+
+def _notes(mock: Table, figures: Figures, goal: HoldGoal, others: float) -> list[str]:
     notes = [
         f"Only {os.cpu_count()} cores: the mock upstream, the load generators and this driver "
         "share the load core, so direct figures are the mock and its load generator competing "
         "for one core, and the gateway under test has the other to itself.",
-        f"The mock alone serves {headroom:.0f}x Interlock's c=32 throughput on one core "
-        "(Mock upstream alone table): it is not the bottleneck of any gateway figure.",
+        *_headroom(mock, figures),
         "LiteLLM sends `finish_reason` in an extra last chunk, so its streams are checked for "
         "at least the mock's chunk count; Interlock's and direct streams for exactly that count.",
         "LiteLLM's stream runs are bounded in time and their errors (including streams still "
@@ -320,7 +356,7 @@ def _notes(mock: Table, figures: Figures, goal: HoldGoal, others: float) -> list
         "Server CPU per request/chunk is the server process's CPU time from /proc over the run "
         "divided by what it served; for streams it includes opening them.",
     ]
-    if goal.reason:
+    if goal.reason and "hold.peak_open" in figures:
         notes.append(f"Scenario (4) held {goal.streams} streams, not {HOLD_TARGET}: {goal.reason}.")
     if others > 5:
         notes.append(
@@ -339,27 +375,37 @@ def _disturbed(runs: int) -> list[str]:
     ]
 
 
-def run(settings: SuiteSettings, layout: CoreLayout, out: Path) -> None:
+def _measure_mock_alone(settings: SuiteSettings, layout: CoreLayout, only: Sequence[str]) -> Table:
+    if only:
+        return Table("Mock upstream alone", f"Not measured in this run (--only {','.join(only)}).")
+    _say("== mock upstream alone ==")
+    with mock_alone(_micro_settings(settings), layout) as stand:
+        mock = measure_mock(stand, settings.concurrencies)
+    _say(mock.markdown())
+    return mock
+
+
+def run(settings: SuiteSettings, layout: CoreLayout, out: Path, only: Sequence[str] = ()) -> None:
+    """Every phase, or those named in ``only`` (see ``PHASES``)."""
     busy = _wait_quiet()
     start = CpuMark.now()
     started = start.at
     _say(f"Pinning: {layout.describe()}; other processes {busy:.0f} % of the machine")
     figures, curves = Figures(), Curves()
-    _say("== mock upstream alone ==")
-    with mock_alone(_micro_settings(settings), layout) as stand:
-        mock = measure_mock(stand, settings.concurrencies)
-    _say(mock.markdown())
+    mock = _measure_mock_alone(settings, layout, only)
     with running_stack(settings, layout) as lineup:
         goal = hold_goal(lineup, settings.hold.streams)
-        phases: list[tuple[str, Callable[[], None]]] = [
-            ("(1) c=1", lambda: latency_c1(lineup, figures, curves)),
-            ("(2) throughput", lambda: throughput(lineup, figures)),
-            ("(3) streaming", lambda: streaming(lineup, figures, curves)),
-            ("(5) cache hit", lambda: cache_hits(lineup, figures)),
-            ("pipeline cost", lambda: pipeline_cost(lineup, figures)),
-            ("(4) hold", lambda: hold_streams(lineup, figures, curves, goal.streams)),
+        phases: list[tuple[str, str, Callable[[], None]]] = [
+            ("c1", "(1) c=1", lambda: latency_c1(lineup, figures, curves)),
+            ("throughput", "(2) throughput", lambda: throughput(lineup, figures)),
+            ("streaming", "(3) streaming", lambda: streaming(lineup, figures, curves)),
+            ("cache", "(5) cache hit", lambda: cache_hits(lineup, figures)),
+            ("pipeline", "pipeline cost", lambda: pipeline_cost(lineup, figures)),
+            ("hold", "(4) hold", lambda: hold_streams(lineup, figures, curves, goal.streams)),
         ]
-        for name, phase in phases:
+        for key, name, phase in phases:
+            if only and key not in only:
+                continue
             _say(f"== {name} ({time.monotonic() - started:.0f} s in) ==")
             lineup.phase = name
             phase()
@@ -374,8 +420,8 @@ def run(settings: SuiteSettings, layout: CoreLayout, out: Path) -> None:
         _machine(layout, settings, busy, others),
         mock,
         figures,
-        verdicts(figures, goal, _pipeline_note()),
-        _scenarios(settings, goal),
+        verdicts(figures, goal, _pipeline_note(only), _cache_note(only)),
+        _scenarios(settings, goal, only),
         _notes(mock, figures, goal, others) + incidents,
         out.with_suffix(".png").name,
     )
@@ -397,27 +443,44 @@ def _write(report: SuiteReport, curves: Curves, labels: dict[str, str], out: Pat
     _say(report.markdown())
 
 
-def _parse_args(argv: list[str] | None) -> tuple[SuiteSettings, Path]:
+def _phases(text: str) -> tuple[str, ...]:
+    names = tuple(name for name in text.split(",") if name)
+    unknown = sorted(set(names) - set(PHASES))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown phase {unknown}; choose from {PHASES}")
+    return names
+
+
+def _parse_args(argv: list[str] | None) -> tuple[SuiteSettings, Path, tuple[str, ...]]:
     parser = argparse.ArgumentParser(description="Interlock benchmark suite")
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run (whole)")
     parser.add_argument("--reps", type=int, default=3, help="runs per figure (median kept)")
     parser.add_argument("--hold-streams", type=int, default=HOLD_TARGET, help="scenario (4)")
     parser.add_argument("--quick", action="store_true", help="smoke run into bench/.work/")
-    parser.add_argument("--out", type=Path, default=RESULTS / "latest.md")
+    parser.add_argument(
+        "--only",
+        type=_phases,
+        default=(),
+        metavar="PHASE[,PHASE]",
+        help=f"run only these phases, no mock-alone table, into bench/.work/ ({', '.join(PHASES)})",
+    )
+    parser.add_argument("--out", type=Path, help="default: bench/results/latest.md")
     a = parser.parse_args(argv)
     defaults = SuiteSettings()
     hold = replace(defaults.hold, streams=a.hold_streams)
     settings = replace(defaults, duration_s=a.duration, reps=a.reps, hold=hold)
+    # A partial or smoke run never lands in results/ unless --out says so.
+    out = a.out or (WORK_DIR / f"only-{'-'.join(a.only)}.md" if a.only else RESULTS / "latest.md")
     if a.quick:
         quick_hold = replace(settings.hold, streams=min(a.hold_streams, 2000))
         settings = replace(settings, duration_s=2.0, reps=1, stream_duration_s=1.5)
         settings = replace(settings, hold=quick_hold, hold_ramp_s=2.0, hold_open_s=30.0)
-        return settings, WORK_DIR / "quick.md"
-    return settings, a.out
+        out = a.out or (out if a.only else WORK_DIR / "quick.md")
+    return settings, out, a.only
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings, out = _parse_args(argv)
+    settings, out, only = _parse_args(argv)
     if not sys.platform.startswith("linux"):
         _say("bench/suite.py needs Linux (/proc, taskset)")
         return 2
@@ -430,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         layout = CoreLayout.detect()
         if layout.load is not None:
             os.sched_setaffinity(0, {layout.load})  # keep this driver off the gateway's core
-        run(settings, layout, out)
+        run(settings, layout, out, only)
     except BenchError as exc:
         _say(f"BENCHMARK FAILED: {exc}")
         return 1

@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,10 @@ def running_stack(settings: SuiteSettings, layout: CoreLayout) -> Iterator[Lineu
         Stand(_micro_settings(settings), layout, mock, interlock, key).smoke_check()
         sides = [Side("direct", mock, ""), Side("interlock", interlock, key)]
         lineup = Lineup(mock, sides, layout, settings)
-        lineup.variants = {name: Side("interlock", v, key) for name, v in variants.items()}
+        lineup.variant_starters = {
+            name: partial(_start_variant, mock, layout, key, options)
+            for name, options in variants.items()
+        }
         litellm_key, start_litellm_warm = _litellm_starter(lineup, servers)
         lineup.sides.append(Side("litellm", start_litellm_warm(), litellm_key, lenient=True))
         lineup.revive["litellm"] = start_litellm_warm
@@ -119,12 +123,17 @@ def running_stack(settings: SuiteSettings, layout: CoreLayout) -> Iterator[Lineu
         _stop_all(servers)
 
 
+def _start_variant(mock: Service, layout: CoreLayout, key: str, options: GatewayOptions) -> Side:
+    return Side("interlock", start_gateway(mock, layout, key, options), key)
+
+
 def _start_interlocks(
     mock: Service, layout: CoreLayout, key: str, settings: SuiteSettings, servers: list[Service]
-) -> tuple[Service, dict[str, Service]]:
-    """The gateway under test, and variants: its shipped defaults ("defaults",
-    for (1)), its response cache on ("cache", for (5)) and every optional
-    stage on ("full", for the pipeline cost), where it has them."""
+) -> tuple[Service, dict[str, GatewayOptions]]:
+    """The gateway under test, started, and the variants' options (each is
+    started for its phase): its shipped defaults ("defaults", for (1)), its
+    response cache on ("cache", for (5)) and every optional stage on ("full",
+    for the pipeline cost), where it has them."""
     limits = _admission_limits(MAX_CONNECTIONS)
     options = GatewayOptions(False, settings.stream_models(), MAX_CONNECTIONS, limits)
     interlock = start_gateway(mock, layout, key, options)
@@ -138,9 +147,7 @@ def _start_interlocks(
         if _has_section("guardrails"):
             full = limits | cache | {"guardrails": FULL_GUARDRAILS, "keys": [FULL_KEY]}
             variants["full"] = replace(options, access_log=True, sections=full, label="full")
-    started = {name: start_gateway(mock, layout, key, o) for name, o in variants.items()}
-    servers.extend(started.values())
-    return interlock, started
+    return interlock, variants
 
 
 def _litellm_starter(lineup: Lineup, servers: list[Service]) -> tuple[str, Callable[[], Service]]:
@@ -395,20 +402,22 @@ def run(settings: SuiteSettings, layout: CoreLayout, out: Path, only: Sequence[s
     mock = _measure_mock_alone(settings, layout, only)
     with running_stack(settings, layout) as lineup:
         goal = hold_goal(lineup, settings.hold.streams)
-        phases: list[tuple[str, str, Callable[[], None]]] = [
-            ("c1", "(1) c=1", lambda: latency_c1(lineup, figures, curves)),
-            ("throughput", "(2) throughput", lambda: throughput(lineup, figures)),
-            ("streaming", "(3) streaming", lambda: streaming(lineup, figures, curves)),
-            ("cache", "(5) cache hit", lambda: cache_hits(lineup, figures)),
-            ("pipeline", "pipeline cost", lambda: pipeline_cost(lineup, figures)),
-            ("hold", "(4) hold", lambda: hold_streams(lineup, figures, curves, goal.streams)),
+        # (--only's name, title, the variants it measures, the phase)
+        phases: list[tuple[str, str, tuple[str, ...], Callable[[], None]]] = [
+            ("c1", "(1) c=1", ("defaults",), lambda: latency_c1(lineup, figures, curves)),
+            ("throughput", "(2) throughput", (), lambda: throughput(lineup, figures)),
+            ("streaming", "(3) streaming", (), lambda: streaming(lineup, figures, curves)),
+            ("cache", "(5) cache hit", ("cache",), lambda: cache_hits(lineup, figures)),
+            ("pipeline", "pipeline cost", ("full",), lambda: pipeline_cost(lineup, figures)),
+            ("hold", "(4) hold", (), lambda: hold_streams(lineup, figures, curves, goal.streams)),
         ]
-        for key, name, phase in phases:
+        for key, name, variants, phase in phases:
             if only and key not in only:
                 continue
             _say(f"== {name} ({time.monotonic() - started:.0f} s in) ==")
             lineup.phase = name
-            phase()
+            with lineup.running(*variants):
+                phase()
         lineup.note_exits()
         incidents = [*lineup.incidents, *_disturbed(lineup.disturbed_runs)]
     others = CpuMark.now().others_since(start)

@@ -38,14 +38,14 @@ from typing import Any
 
 from interlock.store.engine import enable_wal
 
-__all__ = ["BACKGROUND_NICE", "SQLiteBatchWriter", "sqlite_time"]
+__all__ = ["BACKGROUND_NICE", "SQLiteBatchWriter", "lower_thread_priority", "sqlite_time"]
 
 BACKGROUND_NICE = 19
 
 
 def sqlite_time(value: datetime) -> str:
     """What SQLAlchemy stores for a ``UTCDateTime`` on SQLite: naive UTC ISO text
-    with microseconds (``isoformat``, a third of ``strftime``'s cost)."""
+    with microseconds (``isoformat``: two thirds of ``strftime``'s cost)."""
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 

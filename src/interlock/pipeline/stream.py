@@ -85,7 +85,20 @@ class StreamSource:
 class ChatStream:
     """A streamed chat answer the edge writes out: ``opening()`` (heartbeat
     ticks while the first chunk is awaited), then ``first`` and ``chunks``.
-    ``aclose`` ends it however far it got and gives back what admission took."""
+    ``aclose`` ends it however far it got and gives back what admission took.
+
+    Once the first chunk is in, only the chunks are kept: a stream can be
+    open for minutes, thousands at a time, so what opened it is let go."""
+
+    __slots__ = (
+        "_chunks",
+        "_first",
+        "_heartbeat_after_s",
+        "_release",
+        "_source",
+        "_start",
+        "heartbeat_interval_s",
+    )
 
     def __init__(
         self,
@@ -95,7 +108,7 @@ class ChatStream:
         heartbeat_interval_s: float,
         release: Callable[[], None],
     ):
-        self._source = source
+        self._source: StreamSource | None = source
         self._heartbeat_after_s = heartbeat_after_s
         self.heartbeat_interval_s = heartbeat_interval_s
         self._release = release
@@ -106,11 +119,13 @@ class ChatStream:
     async def open(self) -> None:
         """Return once the response may start (see the module docstring);
         a failure before then raises here."""
-        start = self._start = asyncio.ensure_future(self._source.start())
+        source, self._source = self._source, None
+        assert source is not None, "open() once"
+        start = self._start = asyncio.ensure_future(source.start())
         try:
             await asyncio.wait({start}, timeout=self._heartbeat_after_s)
-            if not start.done() and not self._source.settled.is_set():
-                settled = asyncio.ensure_future(self._source.settled.wait())
+            if not start.done() and not source.settled.is_set():
+                settled = asyncio.ensure_future(source.settled.wait())
                 try:
                     await asyncio.wait({start, settled}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
@@ -119,19 +134,24 @@ class ChatStream:
             start.cancel()
             raise
         if start.done():
-            self._first, self._chunks = start.result()
+            self._take(start)
 
     async def opening(self) -> AsyncIterator[None]:
         """One tick per ``heartbeat_interval_s`` while the first chunk is still
         awaited (usually none); raises the start's failure, if it fails."""
-        start = self._start
         while self._chunks is None:
+            start = self._start
             assert start is not None, "open() first"
             done, _ = await asyncio.wait({start}, timeout=self.heartbeat_interval_s)
             if done:
-                self._first, self._chunks = start.result()
+                self._take(start)
             else:
                 yield
+
+    def _take(self, start: asyncio.Future[StreamStart]) -> None:
+        """The first chunk and the rest from a finished start (or its failure)."""
+        self._start = None
+        self._first, self._chunks = start.result()
 
     @property
     def first(self) -> bytes | None:

@@ -7,11 +7,11 @@ import asyncio
 from collections.abc import Callable
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from tests.conftest import TEST_KEY
 from tests.support.servers import FakeUpstream, GatewayProcess
+from tests.support.sse import stream_one_chunk
 
 STREAMS = 300  # past the 256 per-key streams an earlier default allowed
 
@@ -37,17 +37,7 @@ class GatheringUpstream:
             await asyncio.wait_for(self._all_here.wait(), 30)
         except TimeoutError:
             pass  # the test then sees fewer than all
-        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await response.prepare(request)
-        chunk = {
-            "id": "c",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "m",
-            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
-        }
-        await response.write(b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n")
-        return response
+        return await stream_one_chunk(request)
 
 
 def test_one_key_holds_hundreds_of_concurrent_streams(

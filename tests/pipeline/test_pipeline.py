@@ -23,6 +23,7 @@ from interlock.pipeline import ChatStream, ModelRequest, Operation, RequestOptio
 from interlock.telemetry.record import RequestRecord
 from tests.conftest import TEST_KEY, simulator_config
 from tests.support.servers import FakeUpstream
+from tests.support.sse import stream_one_chunk
 
 BEARER = f"Bearer {TEST_KEY}"
 CHAT = {"model": "sim", "messages": [{"role": "user", "content": "hello"}]}
@@ -149,17 +150,7 @@ class HeldUpstream:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         await asyncio.to_thread(self.release.wait, 30)
-        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await response.prepare(request)
-        chunk = {
-            "id": "c",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "m",
-            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
-        }
-        await response.write(b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n")
-        return response
+        return await stream_one_chunk(request)
 
 
 async def test_a_slow_first_chunk_opens_the_stream_with_heartbeat_ticks(

@@ -13,10 +13,12 @@ import contextlib
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from tests.support.loopback import LoopbackServer
+
 __all__ = ["ConnectProxy"]
 
 
-class ConnectProxy:
+class ConnectProxy(LoopbackServer):
     """Counts what it did: ``connects`` (every CONNECT target), ``tunnels``
     (those it opened), ``forwarded`` (absolute-form targets it relayed) and
     ``authorizations`` (every Proxy-Authorization value, or None).
@@ -32,6 +34,7 @@ class ConnectProxy:
         stall: bool = False,
         hosts: Mapping[str, str] | None = None,
     ):
+        super().__init__()
         self._expected = None
         if credentials is not None:
             token = base64.b64encode(":".join(credentials).encode()).decode()
@@ -43,38 +46,17 @@ class ConnectProxy:
         self.tunnels = 0
         self.forwarded: list[str] = []
         self.authorizations: list[str | None] = []
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._handlers: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> ConnectProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=10)
-        await self._server.wait_closed()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def url_with(self, user: str, password: str) -> str:
         return self.url.replace("http://", f"http://{user}:{password}@")
 
     # -- one client connection ---------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        self._writers.add(writer)
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             method, target, headers = _parse(head)
@@ -88,8 +70,6 @@ class ConnectProxy:
             pass
         finally:
             await _close(writer)
-            self._writers.discard(writer)
-            self._handlers.discard(task)
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         given = headers.get("proxy-authorization")

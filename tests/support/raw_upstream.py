@@ -12,51 +12,27 @@ import contextlib
 import ssl
 from typing import Any
 
+from tests.support.loopback import LoopbackServer
+
 __all__ = ["RawUpstream"]
 
 
-class RawUpstream:
+class RawUpstream(LoopbackServer):
     def __init__(self, body: bytes = b'{"ok": true}', ssl_context: ssl.SSLContext | None = None):
+        super().__init__(ssl_context)
         self._response = (
             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\n\r\n%s" % (len(body), body)
         )
-        self._ssl = ssl_context
         self.connections = 0
         self.heads: list[bytes] = []
         self.client_certs: list[Any] = []
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._handlers: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> RawUpstream:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=10)
-        await self._server.wait_closed()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
 
     def url(self, host: str = "127.0.0.1", path: str = "/v1/x") -> str:
         scheme = "https" if self._ssl is not None else "http"
         return f"{scheme}://{host}:{self.port}{path}"
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        self._writers.add(writer)
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self.client_certs.append(writer.get_extra_info("peercert"))
         try:
@@ -72,8 +48,6 @@ class RawUpstream:
             writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
                 await writer.wait_closed()
-            self._writers.discard(writer)
-            self._handlers.discard(task)
 
 
 def _content_length(head: bytes) -> int:

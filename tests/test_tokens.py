@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+import random
+
 from interlock.tokens import (
     EstimatingCounter,
     TiktokenCounter,
     count_chat_prompt,
+    count_text,
     default_counter,
     message_text,
 )
@@ -31,6 +35,33 @@ def test_message_text_handles_parts() -> None:
     assert message_text(None) == ""
 
 
-def test_chat_prompt_counts_framing() -> None:
+async def test_chat_prompt_counts_framing() -> None:
     counter = EstimatingCounter()
-    assert count_chat_prompt(counter, [{"role": "user", "content": "abcd"}]) == 3 + 3 + 1
+    assert await count_chat_prompt(counter, [{"role": "user", "content": "abcd"}]) == 3 + 3 + 1
+
+
+async def test_a_long_text_counted_in_pieces_counts_as_a_whole() -> None:
+    """Pieces are cut before spaces, where the tokenizer's pieces start."""
+    counter = TiktokenCounter()
+    rng = random.Random(3)
+    words = ["the", "gateway", "  ", "routes", "\n\n", "naïve", "東京", "x" * 40, ",", "42"]
+    text = " ".join(rng.choice(words) for _ in range(20_000))
+    assert len(text) > 10 * 8192
+    assert await count_text(counter, text) == counter.count(text)
+
+
+async def test_counting_a_long_text_gives_the_loop_turns() -> None:
+    counter = TiktokenCounter()
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    await count_text(counter, "hello world " * 50_000)
+    other.cancel()
+    assert turns > 10

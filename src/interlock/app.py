@@ -370,5 +370,6 @@ def build_gateway(
         admin_key_digest=hashlib.sha256(admin_key.reveal().encode()).digest()
         if admin_key is not None
         else None,
+        public_deployment_health=config.server.public_deployment_health,
     )
     return Gateway(services, accounting, lifespan)

@@ -96,6 +96,7 @@ def stack(
             {"name": "capped", "key": "sk-capped", "limits": {"rpm": 1}},
         ],
         "telemetry": {"stage_sample_rate": 1.0},
+        "server": {"public_deployment_health": True},
         "cache": {"enabled": True},
     }
     exporter = InMemorySpanExporter()

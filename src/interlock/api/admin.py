@@ -34,18 +34,24 @@ __all__ = [
     "key_action",
     "list_keys",
     "put_chaos",
+    "require_admin",
     "slow_requests",
     "usage",
 ]
 
 
 def require_admin(request: Request, services: Services) -> None:
+    """``Authorization: Bearer <server.admin_key>``, and no other scheme."""
     if services.admin_key_digest is None:
         raise PermissionDenied("The admin API is off: set server.admin_key in the config.")
-    _, _, token = (request.headers.get("authorization") or "").partition(" ")
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     presented = hashlib.sha256(token.strip().encode()).digest()
-    if not hmac.compare_digest(presented, services.admin_key_digest):
-        raise AuthenticationFailed("This endpoint needs the admin key.")
+    # Compared whatever the scheme, so a wrong scheme costs what a wrong key does.
+    matches = hmac.compare_digest(presented, services.admin_key_digest)
+    if not matches or scheme.lower() != "bearer":
+        raise AuthenticationFailed(
+            "This endpoint needs the admin key as 'Authorization: Bearer ADMIN_KEY'."
+        )
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -3,11 +3,14 @@
 Every ``InterlockError`` states its own status and OpenAI body. The error
 boundary in ``api/asgi.py`` turns them into responses with these functions;
 anything else is our bug, logged with its traceback and answered with a 500
-that hides the details.
+that hides the details. The HTTP server's own refusals (a malformed or
+oversized request head, a client too slow to send its request: ``api/protocol.py``)
+are written as whole responses by ``error_bytes``, in the same shape.
 """
 
 from __future__ import annotations
 
+import http
 import logging
 import math
 
@@ -17,7 +20,7 @@ from starlette.types import Scope
 
 from interlock.errors import InterlockError, ProviderError
 
-__all__ = ["error_event", "error_response", "log_error"]
+__all__ = ["error_bytes", "error_event", "error_response", "log_error"]
 
 log = logging.getLogger("interlock.errors")
 
@@ -25,13 +28,35 @@ log = logging.getLogger("interlock.errors")
 def error_response(exc: InterlockError) -> Response:
     headers = None
     if exc.retry_after_s is not None:
-        headers = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))}
+        headers = {"retry-after": _retry_after(exc.retry_after_s)}
     return Response(
         orjson.dumps(exc.to_body()),
         status_code=exc.status_code,
         media_type="application/json",
         headers=headers,
     )
+
+
+def error_bytes(exc: InterlockError, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A whole HTTP/1.1 response for an error the server writes before (or
+    instead of) the app, with ``headers`` (the server's ``date``) and
+    ``connection: close``: the connection is closed after it."""
+    body = orjson.dumps(exc.to_body())
+    status = exc.status_code
+    lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}".encode()]
+    lines += [name + b": " + value for name, value in headers]
+    lines += [
+        b"content-type: application/json",
+        b"content-length: " + str(len(body)).encode(),
+        b"connection: close",
+    ]
+    if exc.retry_after_s is not None:
+        lines.append(b"retry-after: " + _retry_after(exc.retry_after_s).encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def _retry_after(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
 
 
 def error_event(exc: InterlockError) -> bytes:

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from interlock.api.admin import require_admin
 from interlock.api.services import Services
 from interlock.api.wire import json_response
 from interlock.telemetry.metrics import CONTENT_TYPE_LATEST
@@ -43,6 +44,10 @@ async def ready(request: Request, services: Services) -> ASGIApp:
 
 
 async def deployments(request: Request, services: Services) -> ASGIApp:
+    """Per deployment: ids, health and error rates, which tell an outsider how
+    the gateway is built: the admin key's unless ``server.public_deployment_health``."""
+    if not services.public_deployment_health:
+        require_admin(request, services)
     return json_response({"object": "list", "data": services.telemetry.health.deployments()})
 
 

@@ -50,3 +50,5 @@ class Services:
     state_outage_fatal: bool = False
     # SHA-256 of the admin key; None turns the admin API off.
     admin_key_digest: bytes | None = None
+    # /health/deployments without the admin key.
+    public_deployment_health: bool = False

@@ -17,6 +17,7 @@ from interlock.pipeline import ModelRequest, Operation, RequestOptions
 from interlock.telemetry.record import RequestRecord
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "Handler",
     "json_response",
     "model_request",
@@ -27,6 +28,10 @@ __all__ = [
 
 Handler = Callable[[Request, Services], Awaitable[ASGIApp]]
 
+# Deeper bodies are refused (400). orjson parses up to 1,024 levels but
+# serialises only 254, so a deeper body would fail later, when forwarded or
+# hashed for the cache, as a 500. No OpenAI request comes near either.
+MAX_JSON_DEPTH = 254
 # The request headers the cache reads; handing it only these spares decoding
 # every header of every request.
 _CACHE_HEADERS = ("cache-control", TTL_HEADER)
@@ -47,8 +52,9 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         if size > limit:
             raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit.")
         chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
-        body = orjson.loads(b"".join(chunks))
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise InvalidRequest(
             "We could not parse the JSON body of your request. Send a valid JSON object "
@@ -57,7 +63,23 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if _nesting_over(raw, body, MAX_JSON_DEPTH):
+        raise InvalidRequest(
+            f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.",
+            code="invalid_json",
+        )
     return body
+
+
+def _nesting_over(raw: bytes, body: dict[str, Any], limit: int) -> bool:
+    """Whether objects and arrays nest deeper than ``limit`` levels."""
+    if raw.count(b"{") + raw.count(b"[") <= limit:
+        return False  # too few brackets to nest that deep: the usual case
+    try:
+        orjson.dumps(body)  # in C, about a fifth of the parse; refuses past 254 levels
+    except orjson.JSONEncodeError:
+        return True
+    return False
 
 
 def request_record(request: Request) -> RequestRecord:

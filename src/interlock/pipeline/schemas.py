@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from interlock.errors import InvalidRequest
 
@@ -49,11 +50,32 @@ class ChatCompletionRequest(_Open):
     user: str | None = None
 
 
+# OpenAI's documented bound on inputs in one embeddings request.
+MAX_EMBEDDING_INPUTS = 2048
+# Above any model's today (OpenAI's largest: 3,072); a sanity bound, so no
+# request can ask a backend for an absurd vector.
+MAX_EMBEDDING_DIMENSIONS = 16384
+
+
 class EmbeddingRequest(_Open):
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=MAX_EMBEDDING_DIMENSIONS)
+
+    @field_validator("input")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        # Checked after the union, so the error names the bound, not a member.
+        many = isinstance(value, list) and value and not isinstance(value[0], int)
+        if many and len(value) > MAX_EMBEDDING_INPUTS:
+            raise PydanticCustomError(
+                "too_long",
+                "an embeddings request takes at most {limit} inputs, got {count}",
+                {"limit": MAX_EMBEDDING_INPUTS, "count": len(value)},
+            )
+        return value
+
     user: str | None = None
 
 

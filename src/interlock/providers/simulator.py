@@ -12,8 +12,14 @@ deployment's ``params``:
 ``error_kind``      server_error | rate_limit | unavailable | bad_request |
                     timeout | connection (default server_error)
 ``cut_after_tokens`` streams break (connection lost) after this many tokens
-``dimensions``      embedding size (default 256)
+``dimensions``      embedding size (default 256, at most 8,192)
 ==================  =======================================================
+
+The simulator works in the gateway's own process, so what a request may ask
+of it is bounded and never holds the event loop for long: a request's
+``dimensions`` up to ``MAX_DIMENSIONS``, at most ``MAX_EMBEDDING_NUMBERS``
+numbers in one embeddings answer (a 400 beyond), vectors generated a slice
+at a time and long texts token-counted in pieces (``tokens.count_text``).
 
 It is named a simulator in ``/v1/models`` (``owned_by``) and in
 ``system_fingerprint``; it never pretends to be a real model. Call counters
@@ -35,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from interlock.config import DeploymentConfig
 from interlock.errors import (
+    InvalidRequest,
     ProviderError,
     UpstreamConnectionError,
     UpstreamStatusError,
@@ -42,9 +49,15 @@ from interlock.errors import (
 )
 from interlock.providers.base import CallContext, JSONDict, Provider
 from interlock.providers.shapes import chunk_bytes, chunk_choice
-from interlock.tokens import TokenCounter, count_chat_prompt, message_text
+from interlock.tokens import TokenCounter, count_chat_prompt, count_text, message_text
 
-__all__ = ["SimulatorParams", "SimulatorProvider"]
+__all__ = ["MAX_DIMENSIONS", "MAX_EMBEDDING_NUMBERS", "SimulatorParams", "SimulatorProvider"]
+
+MAX_DIMENSIONS = 8192
+# One answer's numbers (inputs x dimensions): ~20 MB of JSON at most.
+MAX_EMBEDDING_NUMBERS = 1 << 20
+# Vector generation gives the event loop a turn at least this often.
+_SLICE_S = 0.002
 
 FINGERPRINT = "interlock-simulator"
 _VOCABULARY = (
@@ -69,7 +82,7 @@ class SimulatorParams(BaseModel):
         "server_error", "rate_limit", "unavailable", "bad_request", "timeout", "connection"
     ] = "server_error"
     cut_after_tokens: int | None = Field(default=None, ge=0)
-    dimensions: int = Field(default=256, ge=1, le=8192)
+    dimensions: int = Field(default=256, ge=1, le=MAX_DIMENSIONS)
 
 
 class SimulatorProvider(Provider):
@@ -123,8 +136,8 @@ class SimulatorProvider(Provider):
             return UpstreamTimeout("simulated upstream timeout", deployment=dep)
         return UpstreamConnectionError("simulated connection reset", deployment=dep)
 
-    def _usage(self, body: JSONDict, completions: list[list[str]]) -> JSONDict:
-        prompt_tokens = count_chat_prompt(self._counter, body.get("messages", ()))
+    async def _usage(self, body: JSONDict, completions: list[list[str]]) -> JSONDict:
+        prompt_tokens = await count_chat_prompt(self._counter, body.get("messages", ()))
         completion_tokens = sum(self._counter.count("".join(words)) for words in completions)
         return {
             "prompt_tokens": prompt_tokens,
@@ -156,7 +169,7 @@ class SimulatorProvider(Provider):
             "created": int(time.time()),
             "model": ctx.public_model,
             "choices": choices,
-            "usage": self._usage(body, completions),
+            "usage": await self._usage(body, completions),
             "system_fingerprint": FINGERPRINT,
         }
 
@@ -196,17 +209,24 @@ class SimulatorProvider(Provider):
         for index, (_, finish) in enumerate(plans):
             yield chunk([_choice(index, {}, finish)])
         if include_usage:
-            yield chunk([], self._usage(body, [words for words, _ in plans]))
+            yield chunk([], await self._usage(body, [words for words, _ in plans]))
 
     async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         await self._maybe_fail()
         inputs = _embedding_inputs(body.get("input"))
         dimensions = int(body.get("dimensions") or self.params.dimensions)
-        data = [
-            {"object": "embedding", "index": i, "embedding": self._vector(text, dimensions)}
-            for i, text in enumerate(inputs)
-        ]
-        tokens = sum(self._counter.count(text) for text in inputs)
+        _check_embedding_size(len(inputs), dimensions)
+        data = []
+        turn = time.perf_counter() + _SLICE_S
+        for i, text in enumerate(inputs):
+            vector = self._vector(text, dimensions)
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+            if time.perf_counter() >= turn:
+                await asyncio.sleep(0)
+                turn = time.perf_counter() + _SLICE_S
+        tokens = 0
+        for text in inputs:
+            tokens += await count_text(self._counter, text)
         return {
             "object": "list",
             "data": data,
@@ -249,6 +269,20 @@ def _apply_stop(words: list[str], stop: Any, finish: str) -> tuple[list[str], st
         kept.append(word)
         length += len(word)
     return kept, "stop"
+
+
+def _check_embedding_size(inputs: int, dimensions: int) -> None:
+    if dimensions > MAX_DIMENSIONS:
+        raise InvalidRequest(
+            f"The simulator makes vectors of at most {MAX_DIMENSIONS} dimensions.",
+            param="dimensions",
+        )
+    if inputs * dimensions > MAX_EMBEDDING_NUMBERS:
+        raise InvalidRequest(
+            f"The simulator answers at most {MAX_EMBEDDING_NUMBERS:,} numbers a request "
+            f"({inputs} inputs x {dimensions} dimensions asked): send fewer inputs at once.",
+            param="input",
+        )
 
 
 def _embedding_inputs(raw: Any) -> list[str]:

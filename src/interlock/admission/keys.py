@@ -1,4 +1,4 @@
-"""API key authentication: bearer key -> principal, without a database hit.
+"""Bearer authentication: an API key or a JWT -> principal, without a database hit.
 
 Keys come from the config file (development, CI) and from the durable key
 store (created through the admin API or ``interlock keys``). Both live in
@@ -6,6 +6,10 @@ one in-memory map from SHA-256 digest to ``Principal``, so a lookup is a
 hash and a dict access; a background refresher polls the store for keys
 changed since its last look (``refresh_s``, 0.5 s by default), so a
 revocation reaches every instance within a second.
+
+A bearer value that is no API key goes to ``jwt_auth`` when JWT auth is
+configured and the value looks like a JWT; API keys are looked up first, so
+their cost per request is what it was without JWTs.
 
 401: no key or an unknown key. 403: a revoked or expired key.
 """
@@ -16,10 +20,10 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from interlock.admission.limits import KeyLimits as RateLimits
+from interlock.admission.jwt_auth import JwtAuthenticator, UnknownSigningKey, looks_like_jwt
+from interlock.admission.principal import Principal
 from interlock.config import KeyConfig, KeyLimits, TierConfig
 from interlock.errors import AuthenticationFailed, PermissionDenied
 from interlock.guardrails.facade import key_override_text
@@ -32,45 +36,6 @@ log = logging.getLogger("interlock.keys")
 # Clocks of instances and database commit times differ; re-read a little
 # behind the last poll so no change falls between two polls.
 _POLL_OVERLAP = timedelta(seconds=5)
-
-
-_UNLIMITED = KeyLimits()
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling and what they may do, tier defaults already applied."""
-
-    name: str
-    permissions: frozenset[str] = frozenset()
-    key_id: str | None = None  # None for keys from the config file
-    tier: str = "standard"
-    limits: KeyLimits = _UNLIMITED
-    allowed_models: frozenset[str] | None = None
-    budget_usd_day: float | None = None
-    budget_usd_month: float | None = None
-    priority: int = 0
-    expires_at: datetime | None = None
-    revoked: bool = False
-    # The key's guardrails override as ``GuardrailsBook.for_request`` takes it
-    # (canonical JSON text), or None.
-    guardrails: str | None = None
-    # ``limits`` as the rate limiter takes them, built once: a principal
-    # lives until its key changes, and admission reads this on every request.
-    rate_limits: RateLimits = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        limits = self.limits
-        rate_limits = RateLimits(
-            rpm=limits.rpm,
-            tpm=limits.tpm,
-            tokens_per_day=limits.tokens_per_day,
-            max_concurrent=limits.max_concurrent,
-        )
-        object.__setattr__(self, "rate_limits", rate_limits)  # frozen: as dataclasses set fields
-
-    def may_use(self, model: str) -> bool:
-        return self.allowed_models is None or model in self.allowed_models
 
 
 def _effective_limits(own: KeyLimits, tier: TierConfig | None) -> KeyLimits:
@@ -91,8 +56,10 @@ class KeyRing:
         store: KeyStore | None = None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        jwt: JwtAuthenticator | None = None,
     ):
         self._tiers = dict(tiers or {})
+        self._jwt = jwt
         self._store = store
         self._clock = clock
         self._by_digest: dict[bytes, Principal] = {}
@@ -115,14 +82,28 @@ class KeyRing:
             raise AuthenticationFailed(
                 "Malformed Authorization header: expected 'Bearer YOUR_KEY'."
             )
-        principal = self._by_digest.get(hashlib.sha256(token.encode()).digest())
+        digest = hashlib.sha256(token.encode()).digest()
+        principal = self._by_digest.get(digest)
         if principal is None:
+            if self._jwt is not None and looks_like_jwt(token):
+                return self._jwt.verify(token, digest)
             raise AuthenticationFailed("Incorrect API key provided.")
         if principal.revoked:
             raise PermissionDenied("This API key has been revoked.", code="key_revoked")
         if principal.expires_at is not None and principal.expires_at <= self._clock():
             raise PermissionDenied("This API key has expired.", code="key_expired")
         return principal
+
+    async def authenticate_or_refresh(self, authorization: str | None) -> Principal:
+        """``authenticate``; a JWT signed by a key not in the key set yet makes
+        one fetch of the set (rate limited: ``JwksCache``) and one more try."""
+        try:
+            return self.authenticate(authorization)
+        except UnknownSigningKey:
+            jwks = self._jwt.jwks if self._jwt is not None else None
+            if jwks is None or not await jwks.refresh_for_unknown_kid():
+                raise
+        return self.authenticate(authorization)
 
     # -- the durable store -------------------------------------------------
 
@@ -147,13 +128,22 @@ class KeyRing:
         return len(records)
 
     async def run_refresher(self, interval_s: float) -> None:
-        """Poll forever; a failed poll is logged and retried next interval."""
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.refresh()
-            except Exception as exc:  # the store may be briefly unreachable
-                log.warning("key refresh failed", extra={"error": str(exc)})
+        """Poll forever; a failed poll is logged and retried next interval.
+        The JWT key set, if any, is refreshed beside it on its own interval
+        (a slow JWKS URL never delays a revocation)."""
+        jwks = self._jwt.jwks if self._jwt is not None else None
+        jwks_task = asyncio.create_task(jwks.run_refresher()) if jwks is not None else None
+        try:
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    await self.refresh()
+                except Exception as exc:  # the store may be briefly unreachable
+                    log.warning("key refresh failed", extra={"error": str(exc)})
+        finally:
+            if jwks_task is not None:
+                jwks_task.cancel()
+                await asyncio.wait([jwks_task])
 
     # -- building principals -------------------------------------------------
 

@@ -11,6 +11,7 @@ One module per section; import from here, not from the modules:
     upstream     TlsConfig, ProxyURL (how a deployment's connections are made)
     routing      ModelConfig (a model group), RoutingConfig, BreakerSettings
     access       KeyConfig, KeyLimits, TierConfig, AdmissionConfig
+    jwt_auth     JwtConfig, JwksConfig (JWT bearer authentication)
     server       ServerConfig, LimitsConfig (load shedding)
     state        StateConfig (memory/Redis), StoreConfig (durable records)
     cache        CacheConfig
@@ -28,6 +29,7 @@ from interlock.config.chaos import ChaosConfig, ChaosRule
 from interlock.config.deployments import DeploymentConfig, PriceConfig, TimeoutConfig
 from interlock.config.deployments import ProviderName as ProviderName
 from interlock.config.gateway import GatewayConfig
+from interlock.config.jwt_auth import JwksConfig, JwtConfig
 from interlock.config.loading import ENV_PREFIX as ENV_PREFIX
 from interlock.config.loading import bundled_config_path, load_config, parse_config
 from interlock.config.routing import BreakerSettings, ModelConfig, RoutingConfig
@@ -49,6 +51,8 @@ __all__ = [
     "ConfigError",
     "DeploymentConfig",
     "GatewayConfig",
+    "JwksConfig",
+    "JwtConfig",
     "KeyConfig",
     "KeyLimits",
     "LimitsConfig",

@@ -1,5 +1,5 @@
-"""Who may call: API keys, tiers and their per-key limits, and how admission
-behaves when shared state is unreachable."""
+"""Who may call: API keys, JWTs (``jwt_auth``), tiers and their per-key limits,
+and how admission behaves when shared state is unreachable."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from interlock.config.base import Secret, _Strict
+from interlock.config.jwt_auth import JwtConfig
 
 __all__ = ["AdmissionConfig", "KeyConfig", "KeyLimits", "Permission", "TierConfig"]
 
@@ -63,3 +64,5 @@ class AdmissionConfig(_Strict):
     on_state_failure: Literal["fail_open_local", "fail_closed"] = "fail_open_local"
     # How often each instance re-reads changed keys (revocations) from the store.
     key_refresh_s: float = Field(default=0.5, gt=0, le=60)
+    # JWT bearer tokens accepted beside API keys; None: API keys only.
+    jwt: JwtConfig | None = None

@@ -1,5 +1,5 @@
 """The whole file: every section together, with the checks that span sections
-(unique names, keys naming known tiers)."""
+(unique names, keys and JWTs naming known tiers)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ class GatewayConfig(_Strict):
         for key in self.keys:
             if key.tier not in self.tiers:
                 raise ValueError(f"key {key.name!r}: unknown tier {key.tier!r}")
+        jwt = self.admission.jwt
+        if jwt is not None:
+            for tier in [jwt.default_tier, *(jwt.allowed_tiers or [])]:
+                if tier not in self.tiers:
+                    raise ValueError(f"admission.jwt: unknown tier {tier!r}")
         return self
 
 

@@ -2,7 +2,8 @@
 
 Cheapest refusal first, all of it timed as the ``admission`` stage:
 
-1. authentication: the key is known, not revoked, not expired (401, 403);
+1. authentication: the key is known, not revoked, not expired, or the JWT
+   verifies and names a known tier (401, 403);
 2. permissions: the key's model allow-list, and forcing a deployment (403);
 3. the in-flight slot: load shedding across all keys, with a short bounded
    wait queue served higher tiers first (503 + Retry-After);
@@ -63,17 +64,18 @@ class AdmissionStage:
         return bool(getattr(self.gate.limiter, "degraded", False))
 
     def identify(self, authorization: str | None, record: RequestRecord) -> Principal:
-        """Authentication alone, for routes that call no model (``/v1/models``)."""
-        principal = self.keys.authenticate(authorization)
-        record.key_name = principal.name
-        record.key_id = principal.key_id
-        return principal
+        """Authentication alone, for routes that call no model (``/v1/models``).
+        It fetches nothing: a JWT whose signing key is not fetched yet is a
+        401 here until the key set is next refreshed (or a model request
+        fetches it)."""
+        return _identified(self.keys.authenticate(authorization), record)
 
     async def admit(self, request: ModelRequest) -> Admitted:
         record = request.record
         began = time.perf_counter()
         try:
-            principal = self.identify(request.authorization, record)
+            principal = await self.keys.authenticate_or_refresh(request.authorization)
+            _identified(principal, record)
             _check_permissions(principal, request)
             await self._take_slot(principal.priority)
             try:
@@ -96,6 +98,12 @@ class AdmissionStage:
     def release_slot(self) -> None:
         self.in_flight.release()
         self._metrics.queue_depth.set(self.in_flight.queued)
+
+
+def _identified(principal: Principal, record: RequestRecord) -> Principal:
+    record.key_name = principal.name
+    record.key_id = principal.key_id
+    return principal
 
 
 def _check_permissions(principal: Principal, request: ModelRequest) -> None:

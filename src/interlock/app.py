@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from interlock.admission.accounting import Accounting
 from interlock.admission.concurrency import InFlightLimiter
 from interlock.admission.gate import AdmissionGate, BudgetGuard
+from interlock.admission.jwt_auth import JwtAuthenticator
 from interlock.admission.keys import KeyRing
 from interlock.admission.limits import FailoverLimiter, MemoryLimiter, RateLimiter, RedisLimiter
 from interlock.api.asgi import GatewayApp
@@ -291,7 +292,12 @@ def build_gateway(
     ).inc()
     state = build_state_store(config.state.backend, config.state.url, prefix=config.state.prefix)
     router = build_router(config, providers, telemetry, state, rng)
-    keys = KeyRing(config.keys, config.tiers)
+    jwt = config.admission.jwt
+    keys = KeyRing(
+        config.keys,
+        config.tiers,
+        jwt=JwtAuthenticator.from_config(jwt, config.tiers) if jwt is not None else None,
+    )
     records = RecordsRef()
     limiter = build_limiter(config, metrics)
     budgets = BudgetGuard(lambda: records.store.ledger if records.store else None)

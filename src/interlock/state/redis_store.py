@@ -5,21 +5,23 @@ atomically; they are registered once and called by SHA. Every call is bounded:
 socket connect/read timeouts, a bounded pool that waits at most ``timeout_s``
 for a free connection, one retry for a dropped connection only (``redis_pool``;
 callers degrade instead of waiting out an outage), and an overall deadline.
-Redis exceptions are mapped to ours in one place, ``_classify``.
+Every call goes through a ``RedisGuard``: refused at once while the ``health``
+latch (shared with the rate limiter's client) says Redis is out, and the one
+place Redis exceptions are mapped to ours.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
 
 from interlock.state.base import DEFAULT_PREFIX, StateStoreUnavailable, check_ttl
-from interlock.state.redis_pool import bounded_pool, retry_dropped
+from interlock.state.health import StoreHealth
+from interlock.state.redis_guard import RedisGuard
+from interlock.state.redis_pool import bounded_pool
 
 __all__ = ["RedisStateStore"]
 
@@ -60,15 +62,12 @@ def _ttl_ms(ttl_s: float | None) -> int:
     return 0 if ttl_s is None else max(1, math.ceil(ttl_s * 1000))
 
 
-def _classify(exc: BaseException) -> Exception:
-    """Map a foreign exception to ours: the only place that knows redis-py's tree."""
-    if isinstance(exc, ResponseError) and "not an integer" in str(exc):
-        return ValueError(f"value is not an integer: {exc}")
-    return StateStoreUnavailable(f"redis: {type(exc).__name__}: {exc}")
-
-
 class RedisStateStore:
-    """``StateStore`` on Redis; keys are namespaced by ``prefix``."""
+    """``StateStore`` on Redis; keys are namespaced by ``prefix``.
+
+    ``health`` is the latch shared with every other client of the same Redis
+    (a store made without one has its own); a probe PING gets ``timeout_s``.
+    """
 
     def __init__(
         self,
@@ -77,13 +76,16 @@ class RedisStateStore:
         timeout_s: float = 0.25,
         *,
         max_connections: int = 64,
+        health: StoreHealth | None = None,
     ):
         self.prefix = prefix
-        self._timeout_s = timeout_s
-        # Connect, wait for a pooled connection, then read: each bounded by timeout_s.
-        self._deadline_s = 3 * timeout_s
         self._pool = bounded_pool(url, max_connections=max_connections, timeout_s=timeout_s)
         self._client = aioredis.Redis(connection_pool=self._pool)
+        self.health = health or StoreHealth()
+        # Connect, wait for a pooled connection, then read: each bounded by timeout_s.
+        self._guard = RedisGuard(
+            self._client, self.health, deadline_s=3 * timeout_s, probe_timeout_s=timeout_s
+        )
         self._incr = self._client.register_script(_INCR)
         self._cas = self._client.register_script(_COMPARE_AND_SET)
 
@@ -130,13 +132,9 @@ class RedisStateStore:
             return False
 
     async def aclose(self) -> None:
+        await self._guard.aclose()
         await self._client.aclose()
         await self._pool.aclose()
 
     async def _call(self, command: Callable[[], Awaitable[T]]) -> T:
-        """Run one command under the deadline, classifying whatever goes wrong."""
-        try:
-            async with asyncio.timeout(self._deadline_s):
-                return await retry_dropped(command)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise _classify(exc) from exc
+        return await self._guard.call(command)

@@ -14,18 +14,18 @@ once its bucket is full again, so idle keys cost nothing.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from interlock.admission.limits.base import KeyLimits
 from interlock.admission.limits.core import LimiterCore
 from interlock.admission.limits.gcra import PERIODS_US, Tally, micros, rates
-from interlock.state.base import DEFAULT_PREFIX, StateStoreUnavailable
-from interlock.state.redis_pool import bounded_pool, retry_dropped
+from interlock.state.base import DEFAULT_PREFIX
+from interlock.state.health import StoreHealth
+from interlock.state.redis_guard import RedisGuard
+from interlock.state.redis_pool import bounded_pool
 
 __all__ = ["RedisLimiter"]
 
@@ -121,7 +121,9 @@ class RedisLimiter(LimiterCore):
 
     ``client`` is used as given (the caller owns it) unless the limiter was
     made by ``from_url``. ``timeout_s`` bounds each call; any failure or
-    timeout raises ``StateStoreUnavailable`` for ``FailoverLimiter`` to act on.
+    timeout raises ``StateStoreUnavailable`` for ``FailoverLimiter`` to act on,
+    and so does every call while ``health`` (the latch shared with the state
+    store's client of the same Redis; by default the limiter's own) is tripped.
     ``clock=None`` (production) uses the server's time; a clock is for tests.
     """
 
@@ -137,13 +139,17 @@ class RedisLimiter(LimiterCore):
         lease_s: float = 600.0,
         concurrency_retry_s: float = 1.0,
         owns_client: bool = False,
+        health: StoreHealth | None = None,
     ):
         super().__init__(lease_s=lease_s, concurrency_retry_s=concurrency_retry_s)
         self.prefix = prefix
         self._client = client
-        self._timeout_s = timeout_s
         self._clock = clock
         self._owns_client = owns_client
+        self.health = health or StoreHealth()
+        self._guard = RedisGuard(
+            client, self.health, deadline_s=timeout_s, probe_timeout_s=timeout_s
+        )
         self._admit = client.register_script(_ADMIT)
         self._settle_script = client.register_script(_SETTLE)
 
@@ -158,6 +164,7 @@ class RedisLimiter(LimiterCore):
         clock: Callable[[], float] | None = None,
         lease_s: float = 600.0,
         concurrency_retry_s: float = 1.0,
+        health: StoreHealth | None = None,
     ) -> RedisLimiter:
         """A limiter with its own bounded client (``bounded_pool``): every wait
         bounded, only a dropped connection retried; the failover degrades
@@ -172,6 +179,7 @@ class RedisLimiter(LimiterCore):
             lease_s=lease_s,
             concurrency_retry_s=concurrency_retry_s,
             owns_client=True,
+            health=health,
         )
 
     def __repr__(self) -> str:
@@ -179,6 +187,7 @@ class RedisLimiter(LimiterCore):
         return f"RedisLimiter(prefix={self.prefix!r})"
 
     async def aclose(self) -> None:
+        await self._guard.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -208,9 +217,4 @@ class RedisLimiter(LimiterCore):
         await self._call(lambda: self._settle_script(keys=keys, args=args))
 
     async def _call(self, command: Callable[[], Awaitable[T]]) -> T:
-        """Run one script under the deadline; every failure is "unavailable"."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await retry_dropped(command)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StateStoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        return await self._guard.call(command)

@@ -14,7 +14,10 @@ payloads = st.lists(
     st.tuples(
         st.sampled_from(["", "message", "content_block_delta", "ping"]),
         st.lists(
-            st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=30),
+            st.text(
+                alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+                max_size=30,
+            ),
             min_size=1,
             max_size=3,
         ),

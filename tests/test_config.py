@@ -126,3 +126,24 @@ def test_serve_reports_a_setting_found_only_at_build_as_an_error(
     assert main(["serve", "--config", str(_write(tmp_path, VALID)), "--port", "0"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "HTTPS_PROXY" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("health", "expected"),
+    [
+        ({"trip_after": 0}, "state.health.trip_after"),
+        ({"probe_after_s": 10, "probe_max_s": 5}, "must not exceed"),
+        ({"probes": 1}, "state.health.probes"),
+    ],
+)
+def test_state_health_settings_are_checked(health: dict[str, object], expected: str) -> None:
+    raw = {
+        "models": [{"name": "m", "deployments": [{"id": "d", "provider": "simulator"}]}],
+        "keys": [{"name": "k", "key": "x"}],
+        "state": {"backend": "redis", "url": "redis://127.0.0.1:6379/0", "health": health},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, env={})
+    assert expected in str(info.value)
+    raw["state"] = {"backend": "redis", "url": "redis://127.0.0.1:6379/0"}
+    assert parse_config(raw, env={}).state.health.trip_after == 3

@@ -47,7 +47,7 @@ from interlock.routing.chaos import ChaosControl, ChaosProvider
 from interlock.routing.retry import RetryBudget, RetryPolicy
 from interlock.routing.router import Deployment, ModelGroup, Router
 from interlock.routing.strategies import build_strategy
-from interlock.state import StateStore, build_state_store
+from interlock.state import StateStore, StoreHealth, build_state_store
 from interlock.store import open_store
 from interlock.telemetry.access_log import AccessLog
 from interlock.telemetry.cache_metrics import CacheCollector
@@ -216,20 +216,31 @@ def build_cache(config: GatewayConfig, state: StateStore) -> ResponseCache | Non
     )
 
 
-def build_limiter(config: GatewayConfig, metrics: Metrics) -> RateLimiter:
+def build_store_health(config: GatewayConfig, metrics: Metrics) -> StoreHealth | None:
+    """The one latch for the Redis that the state store and the limiter share
+    (None on the memory backend); ``interlock_limits_degraded`` follows it."""
+    if config.state.backend != "redis":
+        return None
+    settings = config.state.health
+    health = StoreHealth(
+        trip_after=settings.trip_after,
+        probe_after_s=settings.probe_after_s,
+        probe_max_s=settings.probe_max_s,
+    )
+    health.on_change(lambda available: metrics.limits_degraded.set(0 if available else 1))
+    return health
+
+
+def build_limiter(config: GatewayConfig, health: StoreHealth | None) -> RateLimiter:
     """Shared limits through Redis when the state backend is Redis (with
     per-instance limits while it is out), else in-process limits."""
-    if config.state.backend != "redis" or config.state.url is None:
+    if health is None or config.state.url is None:
         return MemoryLimiter()
-
-    def on_change(degraded: bool) -> None:
-        metrics.limits_degraded.set(1 if degraded else 0)
-
     return FailoverLimiter(
-        RedisLimiter.from_url(config.state.url, prefix=config.state.prefix),
+        RedisLimiter.from_url(config.state.url, prefix=config.state.prefix, health=health),
         MemoryLimiter(),
+        health=health,
         mode=config.admission.on_state_failure,
-        on_change=on_change,
     )
 
 
@@ -290,7 +301,10 @@ def build_gateway(
     chaos.on_inject = lambda deployment, fault: metrics.chaos_injections.labels(
         deployment, fault
     ).inc()
-    state = build_state_store(config.state.backend, config.state.url, prefix=config.state.prefix)
+    health = build_store_health(config, metrics)
+    state = build_state_store(
+        config.state.backend, config.state.url, prefix=config.state.prefix, health=health
+    )
     router = build_router(config, providers, telemetry, state, rng)
     jwt = config.admission.jwt
     keys = KeyRing(
@@ -299,7 +313,7 @@ def build_gateway(
         jwt=JwtAuthenticator.from_config(jwt, config.tiers) if jwt is not None else None,
     )
     records = RecordsRef()
-    limiter = build_limiter(config, metrics)
+    limiter = build_limiter(config, health)
     budgets = BudgetGuard(lambda: records.store.ledger if records.store else None)
     gate = AdmissionGate(
         limiter,

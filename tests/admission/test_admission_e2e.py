@@ -401,7 +401,7 @@ async def test_redis_outage_mid_load_serves_on_local_limits_then_recovers(
                 small = [(await post(session, url, "sk-small", CHAT)).status for _ in range(5)]
                 assert small == [200, 200, 200, 429, 429]  # rpm 3, counted locally
                 relay.restore()
-                # While degraded, one admission every 5 s probes Redis; the load drives it.
+                # While degraded, a background PING probes Redis (at most 5 s apart).
                 status, body = await _ready(session, base, "shared", 20.0)
                 assert status == 200 and body["limits"] == "shared"
                 phase = "healed"

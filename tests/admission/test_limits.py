@@ -28,7 +28,7 @@ from interlock.admission.limits import (
     format_duration,
 )
 from interlock.admission.limits.core import LimiterCore
-from interlock.state.base import StateStoreUnavailable
+from interlock.state import StateStoreUnavailable, StoreHealth
 from tests.state.harness import REDIS_URL, FakeClock, StoreHarness, open_harness
 
 DEAD_REDIS = "redis://127.0.0.1:1/15"  # nothing listens on port 1: refused at once
@@ -471,21 +471,31 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 class Failover:
-    """A failover limiter on a fake clock, recording its transitions."""
+    """A failover limiter on a fake clock, recording its transitions (True:
+    degraded). Its Redis latch trips at the first failure; by default it
+    probes only once the fake clock has moved 5 s."""
 
-    def __init__(self, shared_url: str, prefix: str = "test:", **kwargs: object) -> None:
+    def __init__(
+        self,
+        shared_url: str,
+        prefix: str = "test:",
+        health: StoreHealth | None = None,
+        **kwargs: object,
+    ) -> None:
         self.clock = FakeClock()
         self.changes: list[bool] = []
+        self.health = health or StoreHealth(
+            trip_after=1, probe_after_s=5.0, probe_max_s=5.0, clock=self.clock
+        )
+        self.health.on_change(lambda available: self.changes.append(not available))
         self.shared = RedisLimiter.from_url(
-            shared_url, prefix=prefix, timeout_s=0.5, clock=self.clock
+            shared_url, prefix=prefix, timeout_s=0.5, clock=self.clock, health=self.health
         )
         self.local = MemoryLimiter(self.clock)
         self.limiter = FailoverLimiter(
             self.shared,
             self.local,
-            probe_interval_s=5.0,
-            clock=self.clock,
-            on_change=self.changes.append,
+            health=self.health,
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -535,14 +545,14 @@ async def test_failover_treats_a_silent_redis_as_down() -> None:
 
     server = await asyncio.start_server(swallow, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    clock = FakeClock()
-    shared = RedisLimiter.from_url(f"redis://127.0.0.1:{port}/0", timeout_s=0.05)
-    limiter = FailoverLimiter(shared, MemoryLimiter(clock), clock=clock)
+    health = StoreHealth(trip_after=1)
+    shared = RedisLimiter.from_url(f"redis://127.0.0.1:{port}/0", timeout_s=0.05, health=health)
+    limiter = FailoverLimiter(shared, MemoryLimiter(FakeClock()), health=health)
     try:
         assert (await limiter.admit("k", KeyLimits(rpm=1))).allowed  # after one 50 ms timeout
         assert limiter.degraded
         with pytest.raises(StateStoreUnavailable):
-            await shared.admit("k", KeyLimits(rpm=1))
+            await shared.admit("k", KeyLimits(rpm=1))  # at once: the latch has tripped
     finally:
         await limiter.aclose()
         for writer in accepted:
@@ -552,12 +562,14 @@ async def test_failover_treats_a_silent_redis_as_down() -> None:
 
 
 async def test_failover_refuses_nonsense() -> None:
-    clock = FakeClock()
+    clock, health = FakeClock(), StoreHealth()
     with pytest.raises(ValueError):
-        FailoverLimiter(MemoryLimiter(clock), MemoryLimiter(clock))
-    shared = RedisLimiter.from_url(DEAD_REDIS)
+        FailoverLimiter(MemoryLimiter(clock), MemoryLimiter(clock), health=health)
+    shared = RedisLimiter.from_url(DEAD_REDIS, health=health)
     with pytest.raises(ValueError):
-        FailoverLimiter(shared, MemoryLimiter(clock), mode="fail_sometimes")  # type: ignore[arg-type]
+        FailoverLimiter(shared, MemoryLimiter(clock), health=health, mode="fail_sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        FailoverLimiter(shared, MemoryLimiter(clock), health=health, local_fraction=0)
     await shared.aclose()
 
 
@@ -567,7 +579,9 @@ async def test_failover_returns_to_shared_limits_when_redis_answers(
     async with open_harness("redis") as harness:
         link = RedisLink()
         await link.up()
-        world = Failover(link.url, prefix=harness.prefix)
+        # The latch on the real clock: it probes Redis every 50 ms while out.
+        health = StoreHealth(trip_after=1, probe_after_s=0.05, probe_max_s=0.05)
+        world = Failover(link.url, prefix=harness.prefix, health=health)
         limiter, limits = world.limiter, KeyLimits(rpm=10, max_concurrent=10)
         try:
             before = held(await limiter.admit("k", limits))
@@ -577,17 +591,17 @@ async def test_failover_returns_to_shared_limits_when_redis_answers(
             during = held(await limiter.admit("k", limits))
             assert during.backend == "memory" and limiter.degraded
             await limiter.finish(before, 0)  # a shared reservation mid-outage: no exception
+            await asyncio.sleep(0.2)  # a few probes, none answered
+            assert held(await limiter.admit("k", limits)).backend == "memory"
 
             await link.up()
-            still_local = held(await limiter.admit("k", limits))
-            assert still_local.backend == "memory"  # no probe before the interval
-            world.clock.advance(5.0)
-            probe, *meanwhile = await asyncio.gather(
-                *(limiter.admit("k", limits) for _ in range(4))
-            )
-            assert [held(d).backend for d in meanwhile] == ["memory"] * 3  # one probe at a time
-            assert held(probe).backend == "redis" and not limiter.degraded
-            assert probe.headers["x-ratelimit-remaining-requests"] == "8"  # shared count kept
+            for _ in range(500):  # the background probe lifts the latch; no admission needed
+                if not limiter.degraded:
+                    break
+                await asyncio.sleep(0.01)
+            back = await limiter.admit("k", limits)
+            assert held(back).backend == "redis" and not limiter.degraded
+            assert back.headers["x-ratelimit-remaining-requests"] == "8"  # shared count kept
             await limiter.finish(during, 0)  # local reservations still settle locally
             assert world.changes == [True, False]
             assert len(warnings_logged(caplog)) == 2

@@ -5,17 +5,36 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from interlock.config.base import _Strict
 
-__all__ = ["StateConfig", "StoreConfig"]
+__all__ = ["StateConfig", "StoreConfig", "StoreHealthConfig"]
+
+
+class StoreHealthConfig(_Strict):
+    """When Redis counts as out, and how it is probed meanwhile (``state.health``)."""
+
+    # Timeouts or refused connections in a row before every call to Redis is
+    # refused at once (and each user degrades) until a probe answers.
+    trip_after: int = Field(default=3, ge=1, le=100)
+    # The first background PING this long after tripping; the wait doubles
+    # after each unanswered one, up to probe_max_s.
+    probe_after_s: float = Field(default=0.5, gt=0, le=60)
+    probe_max_s: float = Field(default=5.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StoreHealthConfig:
+        if self.probe_after_s > self.probe_max_s:
+            raise ValueError("health.probe_after_s must not exceed health.probe_max_s")
+        return self
 
 
 class StateConfig(_Strict):
     backend: Literal["memory", "redis"] = "memory"
     url: str | None = None
     prefix: str = "interlock:"
+    health: StoreHealthConfig = Field(default_factory=StoreHealthConfig)
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> StateConfig:

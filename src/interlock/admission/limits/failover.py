@@ -1,14 +1,16 @@
 """Shared limits while Redis answers, per-instance limits while it does not.
 
-While the shared limiter fails (``StateStoreUnavailable``: an error or a
-timeout), ``FailoverLimiter`` is *degraded*: in ``fail_open_local`` mode
+A failed shared admission (``StateStoreUnavailable``: an error or a timeout)
+falls back for that request. While the Redis health latch is tripped
+(``interlock.state.health``: a few timeouts or refused connections in a row,
+shared with the state store's client of the same Redis), ``FailoverLimiter``
+is *degraded* and does not ask Redis at all: in ``fail_open_local`` mode
 (the default) each instance enforces the limits on its own, optionally
 scaled by ``local_fraction``; in ``fail_closed`` mode it refuses with 503
-semantics (``reason="unavailable"``). Once degraded it asks Redis again at
-most every ``probe_interval_s``, with one request at a time, so an outage
-costs one timeout per interval rather than one per request, and goes back
-to shared limits by itself when a probe succeeds. Both transitions are
-logged once and reported to ``on_change`` (readiness, metrics).
+semantics (``reason="unavailable"``). The latch probes Redis in the
+background and lifts itself when it answers; shared limits resume with it.
+The latch logs both transitions once, and tells its listeners (readiness,
+metrics) through ``StoreHealth.on_change``.
 
 Reservations settle where they were issued. A shared one settled during an
 outage is dropped with a debug log: its charge stays in Redis (erring
@@ -18,12 +20,11 @@ towards over-charging) and its lease lapses after ``lease_s``.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import Literal
 
 from interlock.admission.limits.base import Decision, KeyLimits, RateLimiter, Reservation
 from interlock.state.base import StateStoreUnavailable
+from interlock.state.health import StoreHealth
 
 __all__ = ["FailoverLimiter", "FailoverMode"]
 
@@ -33,7 +34,11 @@ FailoverMode = Literal["fail_open_local", "fail_closed"]
 
 
 class FailoverLimiter:
-    """A ``RateLimiter`` over a shared limiter with a local fallback."""
+    """A ``RateLimiter`` over a shared limiter with a local fallback.
+
+    ``health`` is the latch of the shared limiter's Redis (the one it was
+    built with): while it is tripped, the shared limiter is not asked.
+    """
 
     backend = "failover"
 
@@ -42,49 +47,35 @@ class FailoverLimiter:
         shared: RateLimiter,
         local: RateLimiter,
         *,
+        health: StoreHealth,
         mode: FailoverMode = "fail_open_local",
-        probe_interval_s: float = 5.0,
         local_fraction: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-        on_change: Callable[[bool], None] | None = None,
     ):
         if mode not in ("fail_open_local", "fail_closed"):
             raise ValueError(f"unknown failover mode {mode!r}")
-        if probe_interval_s <= 0 or not 0 < local_fraction <= 1:
-            raise ValueError("need probe_interval_s > 0 and 0 < local_fraction <= 1")
+        if not 0 < local_fraction <= 1:
+            raise ValueError("need 0 < local_fraction <= 1")
         if shared.backend == local.backend:
             raise ValueError("shared and local limiters must be different backends")
         self.shared, self.local, self.mode = shared, local, mode
-        self._probe_interval_s = probe_interval_s
+        self._health = health
         self._local_fraction = local_fraction
-        self._clock = clock
-        self._on_change = on_change
-        self._degraded = False
-        self._probing = False
-        self._next_probe = 0.0
 
     @property
     def degraded(self) -> bool:
         """True while shared limits are unavailable (for readiness and metrics)."""
-        return self._degraded
+        return not self._health.available
 
     async def admit(
         self, key: str, limits: KeyLimits, *, requests: int = 1, tokens: int = 0
     ) -> Decision:
         if limits.unlimited:  # nothing to count: no reason to ask Redis, or to refuse
             return await self.local.admit(key, limits, requests=requests, tokens=tokens)
-        probe = self._degraded
-        if not probe or self._take_probe():
+        if self._health.available:
             try:
-                decision = await self.shared.admit(key, limits, requests=requests, tokens=tokens)
+                return await self.shared.admit(key, limits, requests=requests, tokens=tokens)
             except StateStoreUnavailable as exc:
-                self._failed(exc)
-            else:
-                self._recovered()
-                return decision
-            finally:
-                if probe:
-                    self._probing = False
+                log.debug("shared limits unavailable for %r, limited locally: %s", key, exc)
         return await self._fallback(key, limits, requests, tokens)
 
     async def reconcile(self, reservation: Reservation, actual_tokens: int) -> None:
@@ -100,16 +91,9 @@ class FailoverLimiter:
         await self.shared.aclose()
         await self.local.aclose()
 
-    def _take_probe(self) -> bool:
-        """Whether this degraded call may try the shared limiter (one at a time)."""
-        if self._probing or self._clock() < self._next_probe:
-            return False
-        self._probing = True
-        return True
-
     async def _fallback(self, key: str, limits: KeyLimits, requests: int, tokens: int) -> Decision:
         if self.mode == "fail_closed":
-            wait = max(self._next_probe - self._clock(), 1.0)
+            wait = max(self._health.probe_wait_s(), 1.0)
             return Decision(False, {}, None, "unavailable", wait)
         if self._local_fraction < 1:
             limits = limits.scaled(self._local_fraction)
@@ -125,30 +109,6 @@ class FailoverLimiter:
             await _settle_on(self.shared, reservation, actual_tokens, release)
         except StateStoreUnavailable as exc:
             log.debug("dropped settling a shared reservation for %r: %s", reservation.key, exc)
-            self._failed(exc)
-
-    def _failed(self, exc: StateStoreUnavailable) -> None:
-        self._next_probe = self._clock() + self._probe_interval_s
-        if self._degraded:
-            return
-        self._degraded = True
-        log.warning("shared rate limits unavailable (%s); %s", exc, _MODE_EFFECT[self.mode])
-        if self._on_change is not None:
-            self._on_change(True)
-
-    def _recovered(self) -> None:
-        if not self._degraded:
-            return
-        self._degraded = False
-        log.warning("shared rate limits available again; back to shared limits")
-        if self._on_change is not None:
-            self._on_change(False)
-
-
-_MODE_EFFECT: dict[FailoverMode, str] = {
-    "fail_open_local": "enforcing per-instance limits until Redis answers",
-    "fail_closed": "refusing requests until Redis answers",
-}
 
 
 async def _settle_on(

@@ -330,7 +330,9 @@ def build_gateway(
         started: list[Provider] = []
         refresher: asyncio.Task[None] | None = None
         try:
-            records.store = await open_store(config.store.url)
+            records.store = await open_store(
+                config.store.url, ledger_journal_dir=config.store.journal_dir
+            )
             keys.use_store(records.store.keys)
             await keys.refresh()
             refresher = asyncio.create_task(keys.run_refresher(config.admission.key_refresh_s))

@@ -26,9 +26,9 @@ async def _versions(engine: AsyncEngine) -> list[int]:
 
 async def test_migrate_creates_the_tables_once(backend: Backend) -> None:
     engine = backend.engine()
-    assert await migrate(engine) == [1, 2, 3]
+    assert await migrate(engine) == [1, 2, 3, 4]
     assert await migrate(engine) == []
-    assert await _versions(engine) == [1, 2, 3]
+    assert await _versions(engine) == [1, 2, 3, 4]
     assert await _tables(engine) >= {"api_keys", "usage_ledger", "schema_migrations"}
 
 
@@ -42,7 +42,7 @@ async def test_a_failing_migration_leaves_no_trace(backend: Backend) -> None:
         await migrate(engine, (*MIGRATIONS, Migration(99, "breaks", half_done)))
     # One transaction: the tables, the version table and the broken step's table are all gone.
     assert await _tables(engine) == set()
-    assert await migrate(engine) == [1, 2, 3]
+    assert await migrate(engine) == [1, 2, 3, 4]
 
 
 async def test_migrations_run_in_version_order(backend: Backend) -> None:
@@ -55,9 +55,14 @@ async def test_migrations_run_in_version_order(backend: Backend) -> None:
         return Migration(version, f"v{version}", apply)
 
     engine = backend.engine()
-    assert await migrate(engine, (step(13), *MIGRATIONS, step(12))) == [1, 2, 3, 12, 13]
+    assert await migrate(engine, (step(13), *MIGRATIONS, step(12))) == [1, 2, 3, 4, 12, 13]
     assert seen == [12, 13]
     assert await migrate(engine, (step(13), *MIGRATIONS, step(12), step(14))) == [14]
+
+
+def _ledger_indexes(sync: sa.Connection) -> dict[str, tuple[list[str | None], bool]]:
+    found = sa.inspect(sync).get_indexes("usage_ledger")
+    return {str(i["name"]): (list(i["column_names"]), bool(i["unique"])) for i in found}
 
 
 async def test_a_version_1_store_gains_the_budget_index_and_matches_the_schema(
@@ -66,16 +71,45 @@ async def test_a_version_1_store_gains_the_budget_index_and_matches_the_schema(
     engine = backend.engine()
     assert await migrate(engine, MIGRATIONS[:1]) == [1]
     assert await migrate(engine, MIGRATIONS[:2]) == [2]
+    async with engine.connect() as conn:
+        assert (await conn.run_sync(_ledger_indexes))["ix_usage_ledger_key_name_id"] == (
+            ["key_name", "id"],
+            False,
+        )
+    assert await migrate(engine) == [3, 4]
+    async with engine.connect() as conn:
+        migrated = await conn.run_sync(_ledger_indexes)
+    declared = {str(i.name): ([c.name for c in i.columns], i.unique) for i in usage_ledger.indexes}
+    assert migrated == declared
 
-    def indexes(sync: sa.Connection) -> dict[str, list[str | None]]:
-        found = sa.inspect(sync).get_indexes("usage_ledger")
-        return {str(i["name"]): list(i["column_names"]) for i in found}
+
+async def test_a_version_3_ledger_gains_a_unique_record_id_and_keeps_its_rows(
+    backend: Backend,
+) -> None:
+    engine = backend.engine()
+    assert await migrate(engine, MIGRATIONS[:3]) == [1, 2, 3]
+    old = {
+        "ts": datetime(2025, 3, 1, tzinfo=UTC),
+        "request_id": "r", "key_name": "k", "model": "m", "prompt_tokens": 1,
+        "completion_tokens": 1, "cost_usd": 0.5, "latency_ms": 1.0, "status": 200,
+        "cache_hit": False, "stream": False,
+    }  # fmt: skip
+    async with engine.begin() as conn:
+        await conn.execute(usage_ledger.insert().values(old))
+        await conn.execute(usage_ledger.insert().values(old))  # the same request id, twice
+    assert await migrate(engine) == [4]
+
+    def columns(sync: sa.Connection) -> set[str]:
+        return {str(c["name"]) for c in sa.inspect(sync).get_columns("usage_ledger")}
 
     async with engine.connect() as conn:
-        migrated = await conn.run_sync(indexes)
-    declared = {str(i.name): [c.name for c in i.columns] for i in usage_ledger.indexes}
-    assert migrated == declared
-    assert migrated["ix_usage_ledger_key_name_id"] == ["key_name", "id"]
+        assert await conn.run_sync(columns) == {c.name for c in usage_ledger.columns}
+        assert (await conn.run_sync(_ledger_indexes))["ix_usage_ledger_record_id"] == (
+            ["record_id"],
+            True,
+        )
+        rows = await conn.execute(sa.select(usage_ledger.c.record_id))
+        assert list(rows.scalars()) == [None, None]  # NULLs never conflict
 
 
 async def test_a_version_2_store_gains_key_guardrails_and_keeps_its_keys(backend: Backend) -> None:
@@ -90,7 +124,7 @@ async def test_a_version_2_store_gains_key_guardrails_and_keeps_its_keys(backend
                 limits={}, permissions=[], created_at=now, updated_at=now,
             )
         )  # fmt: skip
-    assert await migrate(engine) == [3]
+    assert await migrate(engine, MIGRATIONS[:3]) == [3]
 
     def columns(sync: sa.Connection) -> set[str]:
         return {str(c["name"]) for c in sa.inspect(sync).get_columns("api_keys")}
@@ -104,5 +138,5 @@ async def test_a_version_2_store_gains_key_guardrails_and_keeps_its_keys(backend
 async def test_gateways_starting_together_migrate_once(backend: Backend) -> None:
     engines = [backend.engine() for _ in range(4)]
     results = await asyncio.gather(*(migrate(engine) for engine in engines))
-    assert sorted(results) == [[], [], [], [1, 2, 3]]
-    assert await _versions(engines[0]) == [1, 2, 3]
+    assert sorted(results) == [[], [], [], [1, 2, 3, 4]]
+    assert await _versions(engines[0]) == [1, 2, 3, 4]

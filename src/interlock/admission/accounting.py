@@ -2,8 +2,13 @@
 its token reservation settled and its concurrency slot returned).
 
 Called once per request after its last byte. The ledger write is an append
-to a bounded in-memory batch; a background writer commits batches, and the
-app's shutdown flushes them, so a drained SIGTERM loses no usage.
+to a bounded in-memory batch and, at the end of this event-loop turn, to
+the ledger's journal on local disk; a background writer commits batches,
+and the app's shutdown flushes them, so a drained SIGTERM loses no usage
+and a ``kill -9`` loses none that reached the journal. The row is added
+before the reservation is settled: settling may wait on Redis (or fail),
+and the time between the last byte and the journal write is the one window
+in which a killed process loses a record its client has seen.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ class Accounting:
         self.gate = gate
 
     async def finish(self, record: RequestRecord) -> None:
+        self._add(record)
         if self.gate is not None and record.reservation is not None:
             await self.gate.settle(record)
+
+    def _add(self, record: RequestRecord) -> None:
         if self.ledger is None or record.model is None or record.key_name is None:
             return  # not a model request (health, metrics, auth failures)
         self.ledger.add(

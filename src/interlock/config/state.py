@@ -47,3 +47,7 @@ class StoreConfig(_Strict):
     """Durable records (keys, usage ledger). Default: SQLite in the data directory."""
 
     url: str | None = None
+    # Where the usage ledger journals records until they are committed (a
+    # local filesystem; kept across restarts). Default: beside the SQLite
+    # file, or the data directory for PostgreSQL.
+    journal_dir: str | None = None

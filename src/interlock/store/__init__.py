@@ -3,13 +3,16 @@
 One code path for both backends (SQLAlchemy Core, async): SQLite in a file
 under the data directory is the embedded default; PostgreSQL is for many
 gateway instances sharing records. ``open_store`` is what the composition
-root calls at start-up: it connects, migrates and starts the ledger's writer;
+root calls at start-up: it connects, migrates, replays the ledger journals
+of processes that were killed (``journal``) and starts the ledger's writer;
 ``Store.aclose`` writes what the ledger still holds and closes the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,9 +20,11 @@ from pathlib import Path
 from types import TracebackType
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.engine import create_engine
+from interlock.store.journal import LedgerJournal, dead_journals
 from interlock.store.keys import (
     KeyLimits,
     KeyNotFound,
@@ -30,6 +35,7 @@ from interlock.store.keys import (
 )
 from interlock.store.ledger import GroupBy, UsageLedger, UsageRecord
 from interlock.store.migrations import migrate
+from interlock.store.usage_rows import COLUMNS
 
 __all__ = [
     "GroupBy",
@@ -44,9 +50,12 @@ __all__ = [
     "create_engine",
     "default_url",
     "hash_key",
+    "journal_dir",
     "migrate",
     "open_store",
 ]
+
+log = logging.getLogger("interlock.store")
 
 DATA_DIR_ENV = "INTERLOCK_DATA_DIR"
 DEFAULT_DATA_DIR = ".interlock"
@@ -57,9 +66,36 @@ def default_url(environ: Mapping[str, str] = os.environ) -> str:
 
     The directory is created, readable by its owner only (it holds key digests).
     """
-    data_dir = Path(environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser().resolve()
+    data_dir = _data_dir(environ)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return f"sqlite+aiosqlite:///{data_dir / 'interlock.db'}"
+
+
+def journal_dir(
+    url: str,
+    pg_schema: str | None = None,
+    base: str | Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Path:
+    """Where the ledger journals of the store at ``url`` live:
+    ``ledger-journal-<store>`` in ``base``, by default beside a SQLite file or,
+    for PostgreSQL, in the data directory. Every process of one store on a
+    host must find the same directory: the name is a digest of the store
+    (the file's path; the URL without its password, and the schema)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = Path(parsed.database or "").expanduser().resolve()
+        store, default_base = str(database), database.parent
+    else:
+        store = f"{parsed.render_as_string(hide_password=True)}#{pg_schema or ''}"
+        default_base = _data_dir(environ)
+    digest = hashlib.sha256(store.encode()).hexdigest()[:12]
+    where = default_base if base is None else Path(base).expanduser().resolve()
+    return where / f"ledger-journal-{digest}"
+
+
+def _data_dir(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser().resolve()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +140,47 @@ async def open_store(
     pg_schema: str | None = None,
     ledger_flush_interval_s: float = 0.5,
     ledger_max_pending: int = 100_000,
+    ledger_journal_dir: str | Path | None = None,
 ) -> Store:
-    """Connect to ``url`` (default: ``default_url()``), migrate, start the ledger's writer."""
-    engine = create_engine(url or default_url(), pg_schema=pg_schema)
+    """Connect to ``url`` (default: ``default_url()``), migrate, replay the
+    journals of killed processes (``journal_dir``), start the ledger's writer.
+
+    A journal directory that cannot be written is logged at ERROR and the
+    ledger runs without one: the gateway still serves, and records waiting
+    for the database are lost if the process is killed.
+    """
+    url = url or default_url()
+    engine = create_engine(url, pg_schema=pg_schema)
     try:
         await migrate(engine)
     except BaseException:
         await engine.dispose()
         raise
+    journal = _open_journal(journal_dir(url, pg_schema, ledger_journal_dir))
     ledger = UsageLedger(
-        engine, flush_interval_s=ledger_flush_interval_s, max_pending=ledger_max_pending
+        engine,
+        journal=journal,
+        flush_interval_s=ledger_flush_interval_s,
+        max_pending=ledger_max_pending,
     )
+    try:
+        if journal is not None:
+            await ledger.replay(dead_journals(journal.directory))
+    except BaseException:
+        await ledger.aclose()
+        await engine.dispose()
+        raise
     ledger.start()
     return Store(engine=engine, keys=KeyStore(engine), ledger=ledger)
+
+
+def _open_journal(directory: Path) -> LedgerJournal | None:
+    try:
+        return LedgerJournal(directory, COLUMNS)
+    except OSError as exc:
+        log.error(
+            "usage ledger: no journal (%s): records not yet in the database"
+            " are lost if the process is killed",
+            exc,
+        )
+        return None

@@ -14,6 +14,13 @@ its rules are explicit:
   new records keep queueing behind it up to the bound.
 * ``aclose`` writes everything still pending, against a deadline: this is
   what makes a SIGTERM lose nothing (the app calls it on lifespan shutdown).
+* With a ``LedgerJournal`` (``open_store`` gives it one), every accepted
+  record is also appended to a local file at the end of the event-loop turn
+  and kept there until its batch commits, so a process that is killed loses
+  nothing it had journaled: the next process to start on the store replays
+  it (``replay``). Each row carries a unique ``record_id`` and is inserted
+  with ``ON CONFLICT DO NOTHING``, so a record committed just before the
+  kill is not written twice.
 
 On SQLite a batch is committed by a low-priority thread, so that writing the
 ledger does not delay requests on the same core (``sqlite_writer``); once
@@ -33,19 +40,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
-from operator import attrgetter
+from itertools import count, islice
 from typing import Any
 
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.engine import write_engine
+from interlock.store.journal import DeadJournal, LedgerJournal
 from interlock.store.schema import usage_ledger
-from interlock.store.sqlite_writer import SQLiteBatchWriter, sqlite_time
+from interlock.store.sqlite_writer import SQLiteBatchWriter
 from interlock.store.usage_queries import (
     GroupBy,
     spend_delta_query,
@@ -53,34 +62,11 @@ from interlock.store.usage_queries import (
     spend_seed_query,
     totals_query,
 )
+from interlock.store.usage_rows import COLUMNS, Row, RowEncoder, UsageRecord
 
 __all__ = ["GroupBy", "SpendDelta", "SpendRange", "UsageLedger", "UsageRecord"]
 
 log = logging.getLogger("interlock.store")
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    """One finished request. ``key_id`` is None for keys from the config file."""
-
-    ts: datetime
-    request_id: str
-    key_name: str
-    model: str
-    key_id: str | None = None
-    deployment: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_ms: float = 0.0
-    status: int = 200
-    cache_hit: bool = False
-    stream: bool = False
-
-    def __post_init__(self) -> None:
-        # Refused here, on the caller's stack: in the buffer it would fail every batch.
-        if self.ts.tzinfo is None:
-            raise ValueError("UsageRecord.ts must be timezone-aware")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,24 +87,6 @@ class SpendDelta:
     settled: SpendRange
 
 
-# ``ts`` first: it is the one value that is converted for SQLite (``_Encoder``).
-_COLUMNS = ("ts", *(f.name for f in fields(UsageRecord) if f.name != "ts"))
-_Row = tuple[Any, ...]
-
-
-class _Encoder:
-    """A record as the row tuple that is bound, in ``_COLUMNS`` order (one C
-    call for all but the timestamp)."""
-
-    def __init__(self, sqlite: bool):
-        self._time = sqlite_time if sqlite else None
-        self._rest = attrgetter(*_COLUMNS[1:])
-
-    def __call__(self, record: UsageRecord) -> _Row:
-        ts = record.ts if self._time is None else self._time(record.ts)
-        return (ts, *self._rest(record))
-
-
 class UsageLedger:
     """Buffered, batched writes of ``UsageRecord``s, plus the queries over them.
 
@@ -130,6 +98,7 @@ class UsageLedger:
         self,
         engine: AsyncEngine,
         *,
+        journal: LedgerJournal | None = None,
         max_batch: int = 500,
         flush_interval_s: float = 0.5,
         max_pending: int = 100_000,
@@ -139,19 +108,25 @@ class UsageLedger:
         close_timeout_s: float = 10.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
-        """``catch_up_at``: pending records from which SQLite batches are written
-        at normal priority (default: ten batches, at most ``max_pending``)."""
+        """``journal``: where accepted records wait for their commit (none: in
+        memory only). ``catch_up_at``: pending records from which SQLite batches
+        are written at normal priority (default: ten batches, at most ``max_pending``)."""
         if max_batch < 1 or max_pending < max_batch:
             raise ValueError("need 1 <= max_batch <= max_pending")
         self._engine = engine
         self._writer = write_engine(engine)
         sqlite = engine.dialect.name == "sqlite"
         self._sqlite = (
-            SQLiteBatchWriter(engine.url.database or "", usage_ledger.name, _COLUMNS)
+            SQLiteBatchWriter(
+                engine.url.database or "", usage_ledger.name, COLUMNS, unique_by="record_id"
+            )
             if sqlite
             else None
         )
-        self._encode = _Encoder(sqlite)
+        self._encode = RowEncoder(sqlite)
+        self._journal = journal
+        self._id_prefix = f"{journal.writer if journal else secrets.token_hex(8)}:"
+        self._ids = count(1)
         self._max_batch = max_batch
         self._flush_interval_s = flush_interval_s
         self._max_pending = max_pending
@@ -160,7 +135,7 @@ class UsageLedger:
         self._retry_max_s = retry_max_s
         self._close_timeout_s = close_timeout_s
         self._sleep = sleep
-        self._pending: deque[_Row] = deque()
+        self._pending: deque[Row] = deque()
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -170,6 +145,7 @@ class UsageLedger:
         self.dropped = 0
         self.write_failures = 0
         self.catch_up_batches = 0  # written at normal priority (SQLite)
+        self.replayed = 0  # from journals left by processes that are gone
 
     @property
     def pending(self) -> int:
@@ -180,7 +156,10 @@ class UsageLedger:
         if self._closed or len(self._pending) >= self._max_pending:
             self._drop()
             return
-        self._pending.append(self._encode(record))
+        row = self._encode(record, f"{self._id_prefix}{next(self._ids)}")
+        self._pending.append(row)
+        if self._journal is not None:
+            self._journal.append(row)
         if len(self._pending) >= self._max_batch:
             self._wake.set()
 
@@ -199,6 +178,8 @@ class UsageLedger:
         more than the rows in it.
         """
         async with self._flushing:
+            if self._journal is not None:
+                self._journal.rotate()  # its older segments go once this flush commits
             delay = self._retry_initial_s
             owed = len(self._pending)
             while owed > 0 and self._pending:
@@ -220,6 +201,8 @@ class UsageLedger:
                     continue
                 for _ in batch:
                     self._pending.popleft()
+                if self._journal is not None:
+                    self._journal.committed(len(batch))
                 owed -= len(batch)
                 self.written += len(batch)
                 delay = self._retry_initial_s
@@ -235,17 +218,57 @@ class UsageLedger:
         try:
             await asyncio.wait_for(work, self._close_timeout_s)
         except TimeoutError:
-            lost = len(self._pending)
+            unwritten = len(self._pending)
             self._pending.clear()
-            self.dropped += lost
+            if self._journal is None:
+                self.dropped += unwritten
             log.error(
-                "usage ledger closed with %d records unwritten after %.1fs: they are lost",
-                lost,
+                "usage ledger closed with %d records unwritten after %.1fs: %s",
+                unwritten,
                 self._close_timeout_s,
+                "they are lost" if self._journal is None else "the journal keeps them",
             )
         finally:
+            if self._journal is not None:
+                self._journal.close()
             if self._sqlite is not None:
                 self._sqlite.dispose()
+
+    async def replay(self, journals: Iterable[DeadJournal]) -> int:
+        """Write the records of journals left by processes that are gone (call
+        before ``start``); a journal is deleted once written, kept if a write
+        fails. Returns the number of records written."""
+        replayed = 0
+        for journal in journals:
+            try:
+                batch: list[Row] = []
+                for values in journal.rows():
+                    try:
+                        batch.append(self._encode.decode(values))
+                    except (KeyError, TypeError, ValueError):
+                        journal.skipped += 1
+                    if len(batch) == self._max_batch:
+                        await self._write(batch, True)
+                        replayed, batch = replayed + len(batch), []
+                await self._write(batch, True)
+                replayed += len(batch)
+            except Exception as exc:
+                journal.release()
+                log.error("usage ledger: replaying %s failed, kept: %s", journal.lock_path, exc)
+                continue
+            journal.remove()
+            if journal.skipped:
+                log.error(
+                    "usage ledger: %d unreadable records in %s", journal.skipped, journal.lock_path
+                )
+        if replayed:
+            log.warning(
+                "usage ledger: replayed %d records left by stopped processes"
+                " (those already in the database are skipped)",
+                replayed,
+            )
+        self.replayed += replayed
+        return replayed
 
     async def query(
         self,
@@ -297,14 +320,16 @@ class UsageLedger:
             await self.flush()
         await self.flush()
 
-    async def _write(self, batch: list[_Row], catch_up: bool) -> None:
+    async def _write(self, batch: list[Row], catch_up: bool) -> None:
         if self._sqlite is not None:
             await self._sqlite.insert(batch, catch_up=catch_up)
             self.catch_up_batches += catch_up
             return
-        rows = [dict(zip(_COLUMNS, row, strict=True)) for row in batch]
+        if not batch:
+            return
+        rows = [dict(zip(COLUMNS, row, strict=True)) for row in batch]
         async with self._writer.begin() as conn:
-            await conn.execute(usage_ledger.insert(), rows)
+            await conn.execute(_PG_INSERT, rows)
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -322,6 +347,10 @@ class UsageLedger:
                 self.dropped,
             )
             self._dropped_since_write = 0
+
+
+# A replayed record that its process had committed already is left alone.
+_PG_INSERT = postgresql.insert(usage_ledger).on_conflict_do_nothing(index_elements=["record_id"])
 
 
 def _spend_range(row: Any) -> SpendRange:

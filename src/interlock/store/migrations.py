@@ -116,10 +116,19 @@ async def _v3_api_keys_guardrails(conn: AsyncConnection) -> None:
     await conn.execute(sa.text("ALTER TABLE api_keys ADD COLUMN guardrails JSON"))
 
 
+async def _v4_record_id(conn: AsyncConnection) -> None:
+    # Nullable: rows written before have none (a unique index allows many NULLs).
+    await conn.execute(sa.text("ALTER TABLE usage_ledger ADD COLUMN record_id VARCHAR"))
+    await conn.execute(
+        sa.text("CREATE UNIQUE INDEX ix_usage_ledger_record_id ON usage_ledger (record_id)")
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
     Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
     Migration(3, "api_keys.guardrails: a key's guardrails override", _v3_api_keys_guardrails),
+    Migration(4, "usage_ledger.record_id: a replayed journal adds no row twice", _v4_record_id),
 )
 
 

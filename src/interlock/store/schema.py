@@ -127,10 +127,16 @@ usage_ledger = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("cache_hit", sa.Boolean, nullable=False),
     sa.Column("stream", sa.Boolean, nullable=False),
+    # The ledger's own id for the record (``<writer>:<n>``), unique, so that
+    # replaying a crashed process's journal adds no row twice. Not the
+    # request id: a client may send the same X-Request-ID again. NULL on rows
+    # written before migration 4.
+    sa.Column("record_id", sa.String(), nullable=True),
     sa.Index("ix_usage_ledger_ts", "ts"),
     sa.Index("ix_usage_ledger_key_id", "key_id"),
     # Budgets ask "this key's spend since T" on every admission cache miss.
     sa.Index("ix_usage_ledger_key_name_ts", "key_name", "ts"),
     # Budgets then read only the key's rows newer than the last id they saw (migration 2).
     sa.Index("ix_usage_ledger_key_name_id", "key_name", "id"),
+    sa.Index("ix_usage_ledger_record_id", "record_id", unique=True),
 )

@@ -62,7 +62,9 @@ def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
 
 class SQLiteBatchWriter:
     """``insert`` commits rows into ``table`` (``columns``, in order) on a
-    background thread, or with ``catch_up=True`` on a normal-priority one."""
+    background thread, or with ``catch_up=True`` on a normal-priority one.
+    With ``unique_by`` (a column with a unique index), a row whose value is
+    there already is skipped."""
 
     def __init__(
         self,
@@ -70,6 +72,7 @@ class SQLiteBatchWriter:
         table: str,
         columns: Sequence[str],
         *,
+        unique_by: str | None = None,
         busy_timeout_s: float = 5.0,
     ):
         self._path = path
@@ -77,6 +80,8 @@ class SQLiteBatchWriter:
         self._sql = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
         )
+        if unique_by is not None:
+            self._sql += f" ON CONFLICT ({unique_by}) DO NOTHING"
         self._local = threading.local()
         self._background = ThreadPoolExecutor(
             1, "interlock-ledger", initializer=lower_thread_priority

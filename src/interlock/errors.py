@@ -12,8 +12,10 @@ exactly one place (``interlock.api.errors``)::
     ├── ModelNotFound           404 invalid_request_error / model_not_found
     ├── NotFound                404 (unknown route)
     ├── MethodNotAllowed        405
+    ├── RequestTimeout          408 (the request head or body came too slowly)
     ├── PayloadTooLarge         413
     ├── TooManyRequests         429 rate_limit_error (per-key caps)
+    ├── HeaderFieldsTooLarge    431 (the request head is too long, or has too many headers)
     ├── ServiceUnavailable      503 (draining)
     │   ├── Overloaded             503 global in-flight cap and queue full
     │   └── NoHealthyDeployment    503 every deployment of a model group is out
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationFailed",
+    "HeaderFieldsTooLarge",
     "InterlockError",
     "InvalidRequest",
     "MethodNotAllowed",
@@ -40,6 +43,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "ProviderError",
+    "RequestTimeout",
     "ServiceUnavailable",
     "TooManyRequests",
     "UnsupportedOperation",
@@ -129,10 +133,22 @@ class MethodNotAllowed(InterlockError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(InterlockError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class PayloadTooLarge(InterlockError):
     status_code = 413
     error_type = "invalid_request_error"
     code = "request_too_large"
+
+
+class HeaderFieldsTooLarge(InterlockError):
+    status_code = 431
+    error_type = "invalid_request_error"
+    code = "request_header_fields_too_large"
 
 
 class ServiceUnavailable(InterlockError):

@@ -17,6 +17,7 @@ from typing import TextIO
 import uvicorn
 
 from interlock.api.middleware import DrainState
+from interlock.api.protocol import GatewayProtocol
 from interlock.app import create_app
 from interlock.config import GatewayConfig
 
@@ -81,7 +82,10 @@ def serve(
         host=host,
         port=port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        # httptools with bounds on what one client may hold (ADR 0012).
+        http=GatewayProtocol.bind(config.server),
+        # No route speaks WebSocket: an Upgrade request is plain HTTP.
+        ws="none",
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
 from interlock.api.errors import error_response, log_error
@@ -49,6 +49,12 @@ class GatewayApp:
         except InterlockError as exc:
             log_error(exc, scope)
             response = error_response(exc)
+        except ClientDisconnect:
+            # The client left before its body was in, or was cut off for
+            # sending it too slowly (api/protocol.py answered 408): no one to
+            # answer. 499 is nginx's "client closed request".
+            scope["interlock.record"].status = 499
+            return
         except Exception as exc:  # our own bug: log it, hide it, answer 500
             log.error(
                 "unhandled error",

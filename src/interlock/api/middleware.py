@@ -8,6 +8,7 @@ telemetry (access log, metrics, slow requests, trace span).
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 
@@ -15,11 +16,13 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interlock.admission.accounting import Accounting
-from interlock.errors import ServiceUnavailable
+from interlock.errors import InterlockError, ServiceUnavailable
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
 
 __all__ = ["DrainState", "RequestContextMiddleware"]
+
+log = logging.getLogger("interlock.app")
 
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 # Probes and scrapes keep working while draining: readiness reports the
@@ -75,12 +78,19 @@ class RequestContextMiddleware:
         in_flight.inc()
         try:
             if self.drain.draining and scope["path"] not in _SERVED_WHILE_DRAINING:
-                await _refuse(send_with_id)
+                await _answer(
+                    send_with_id,
+                    ServiceUnavailable("The server is shutting down; retry on another instance."),
+                )
             else:
                 await self.app(scope, receive, send_with_id)
-        except Exception:
-            if not record.status:
-                raise  # nothing was sent: let the server answer 500
+        except Exception as exc:  # the app's boundary missed it: our bug
+            if not record.status:  # nothing was sent: a 500 in OpenAI's shape, not uvicorn's text
+                log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+                await _answer(
+                    send_with_id,
+                    InterlockError("The server had an error while processing your request."),
+                )
         finally:
             in_flight.dec()
             telemetry.finish(record)
@@ -117,8 +127,7 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     return _new_request_id()
 
 
-async def _refuse(send: Send) -> None:
-    exc = ServiceUnavailable("The server is shutting down; retry on another instance.")
+async def _answer(send: Send, exc: InterlockError) -> None:
     await send(
         {
             "type": "http.response.start",

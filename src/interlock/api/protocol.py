@@ -1,0 +1,225 @@
+"""The HTTP/1.1 connection under the ASGI app: uvicorn's httptools protocol,
+with bounds on what one client may hold (ADR 0012).
+
+uvicorn bounds neither the request head nor the time a client takes to send
+its request: one connection could hold a 128 MB header (parsed in quadratic
+time), and any number could stall half-way through theirs for ever. Here,
+from ``server:`` in the config:
+
+- a request head (request line and headers) over ``max_header_bytes``, or
+  with more than ``max_headers`` headers: 431. The parser never sees more
+  than ``max_header_bytes`` of one head.
+- a head not complete ``header_timeout_s`` after the connection opened (on a
+  kept-alive connection: after its first bytes), or a body not complete
+  ``body_timeout_s`` after its head: 408.
+- a connection beyond ``max_connections`` (``max_connections_per_client``
+  from one address) has its request answered 503 (429) and is closed.
+- a malformed request (a negative ``content-length``, a bare CR or LF): 400.
+
+Each is answered in OpenAI's error shape (``api/errors.py``) and the
+connection closed. The request path pays for this with no timer at all when
+a request arrives whole in one read, and a few attribute checks; a timer
+runs only while part of a head or body is waiting for the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, ClassVar, cast
+
+import httptools
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from interlock.api.connections import ConnectionCaps
+from interlock.api.errors import error_bytes
+from interlock.config import ServerConfig
+from interlock.errors import HeaderFieldsTooLarge, InterlockError, InvalidRequest, RequestTimeout
+
+__all__ = ["GatewayProtocol"]
+
+# Head room while a body is read: the body is not the head's to count.
+_UNCOUNTED = sys.maxsize
+
+
+class GatewayProtocol(HttpToolsProtocol):
+    """Use ``GatewayProtocol.bind(settings)`` as uvicorn's ``http`` class."""
+
+    # Set on the class ``bind`` makes: uvicorn builds each connection's
+    # protocol from a class, and the caps count across all of them.
+    settings: ClassVar[ServerConfig]
+    caps: ClassVar[ConnectionCaps]
+
+    @classmethod
+    def bind(cls, settings: ServerConfig) -> type[GatewayProtocol]:
+        caps = ConnectionCaps(settings.max_connections, settings.max_connections_per_client)
+        bound = type(cls.__name__, (cls,), {"settings": settings, "caps": caps})
+        return cast(type[GatewayProtocol], bound)
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._max_head = self.settings.max_header_bytes
+        self._max_headers = self.settings.max_headers
+        # Bytes the head being read may still take.
+        self._head_room = self._max_head
+        self._in_body = False  # the head is in, the body is not
+        self._deadline: asyncio.TimerHandle | None = None
+        self._client_host: str | None = None
+        self._refusal: InterlockError | None = None  # over a connection cap
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._client_host = self.client[0] if self.client else None
+        self._refusal = self.caps.open(self._client_host)
+        self._arm(self.settings.header_timeout_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.caps.close(self._client_host)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        room = self._head_room
+        if len(data) <= room:  # the usual case, inlined: a whole request in one read
+            self._head_room = room - len(data)
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                pass  # no protocol to switch to: the request was served as plain HTTP
+            except httptools.HttpParserError as exc:
+                self._refuse(_malformed(exc))
+                return
+        elif not self._receive(data):
+            return
+        if self._in_body:
+            if self._deadline is None:
+                self._arm(self.settings.body_timeout_s)
+        elif self._head_room < self._max_head:  # part of a head is in
+            headers = self.headers  # None until the parser has begun a request
+            if headers is not None and len(headers) > self._max_headers:
+                self._refuse(_too_many_headers(self._max_headers))
+            elif self._deadline is None:
+                self._arm(self.settings.header_timeout_s)
+
+    def _receive(self, data: bytes | memoryview) -> bool:
+        """Parse ``data``, never more than the head's room of a head; False
+        once the connection is refused."""
+        room = self._head_room
+        if len(data) <= room:
+            self._head_room = room - len(data)
+            return self._feed(data)
+        # The head must end within its room: feed that much, and the rest
+        # (a body, or the next request) only if it did.
+        self._head_room = 0
+        view = memoryview(data)
+        if not self._feed(view[:room]):
+            return False
+        if self._head_room == 0:
+            self._refuse(
+                HeaderFieldsTooLarge(
+                    f"The request head (request line and headers) is over the server's "
+                    f"limit of {self._max_head} bytes."
+                )
+            )
+            return False
+        return self._receive(view[room:])
+
+    def _feed(self, data: bytes | memoryview) -> bool:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # no protocol to switch to: the request was served as plain HTTP
+        except httptools.HttpParserError as exc:
+            self._refuse(_malformed(exc))
+            return False
+        return True
+
+    # Parser callbacks
+    # (``HttpToolsProtocol.x(self)`` rather than ``super().x()``: every request
+    # passes here, and the explicit call is the cheaper.)
+    def on_headers_complete(self) -> None:
+        if self._deadline is not None:
+            self._disarm()
+        if self._refusal is not None:
+            raise self._refusal
+        if len(self.headers) > self._max_headers:
+            raise _too_many_headers(self._max_headers)
+        HttpToolsProtocol.on_headers_complete(self)
+        self._in_body = True
+        self._head_room = _UNCOUNTED
+
+    def on_message_complete(self) -> None:
+        if self._deadline is not None:
+            self._disarm()
+        self._in_body = False
+        self._head_room = self._max_head
+        HttpToolsProtocol.on_message_complete(self)
+
+    # Deadlines
+    def _arm(self, seconds: float) -> None:
+        self._deadline = self.loop.call_later(seconds, self._timed_out, seconds)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self, seconds: float) -> None:
+        self._deadline = None
+        if self._answering_earlier():
+            # Its clock runs from when the connection is free to serve it.
+            self._arm(seconds)
+            return
+        part = "body" if self._in_body else "head"
+        self._refuse(RequestTimeout(f"The request {part} did not arrive within {seconds:g} s."))
+
+    def _answering_earlier(self) -> bool:
+        """Whether the request still arriving waits on an earlier one's
+        answer (a pipelined request: uvicorn stops reading meanwhile)."""
+        if self.pipeline:
+            return True
+        cycle = self.cycle
+        return not self._in_body and cycle is not None and not cycle.response_complete
+
+    def _refuse(self, exc: InterlockError) -> None:
+        """Answer ``exc`` unless a response is already under way, and close."""
+        self._disarm()
+        cycle = self.cycle
+        if self._in_body:
+            answered = cycle.response_started
+        else:  # the request has no cycle yet; an earlier one may be mid-answer
+            answered = cycle is not None and not cycle.response_complete
+        if cycle is not None and not cycle.response_complete:
+            # The app sees the client gone; whatever it still sends goes nowhere.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if self.transport.is_closing():
+            return
+        if not answered:
+            self.transport.write(error_bytes(exc, self.server_state.default_headers))
+        self.transport.close()
+
+
+def _malformed(exc: httptools.HttpParserError) -> InterlockError:
+    """The refusal for a request the parser (or a callback) rejected."""
+    if isinstance(exc, httptools.HttpParserCallbackError):
+        cause = exc.__context__  # what the callback raised
+        if isinstance(cause, InterlockError):
+            return cause
+        # The parser's own words are worth passing on; a callback's others are not.
+        exc = cause if isinstance(cause, httptools.HttpParserError) else exc
+    detail = "" if isinstance(exc, httptools.HttpParserCallbackError) else f": {exc}"
+    return InvalidRequest(f"Malformed HTTP request{detail}.", code="invalid_http")
+
+
+def _too_many_headers(limit: int) -> HeaderFieldsTooLarge:
+    return HeaderFieldsTooLarge(f"The request has more than the server's limit of {limit} headers.")

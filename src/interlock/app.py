@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -41,6 +42,7 @@ from interlock.pipeline import (
 )
 from interlock.providers.base import Provider
 from interlock.providers.registry import build_provider
+from interlock.redaction import Redactor
 from interlock.routing.base import DeploymentInfo
 from interlock.routing.breaker import STATE_GAUGE, BreakerConfig, BreakerState, CircuitBreaker
 from interlock.routing.chaos import ChaosControl, ChaosProvider
@@ -63,7 +65,10 @@ __all__ = ["Gateway", "build_gateway", "create_app"]
 
 
 def build_providers(
-    config: GatewayConfig, counter: TokenCounter, chaos: ChaosControl
+    config: GatewayConfig,
+    counter: TokenCounter,
+    chaos: ChaosControl,
+    redactor: Redactor | None = None,
 ) -> dict[str, Provider]:
     """Adapters by deployment id. They sit behind the chaos wrapper when chaos
     is configured or the admin API is on, so PUT /admin/chaos can arm drills
@@ -74,7 +79,7 @@ def build_providers(
     providers = {}
     for model in config.models:
         for deployment in model.deployments:
-            provider = build_provider(deployment, counter)
+            provider = build_provider(deployment, counter, redactor)
             if chaos_armed:
                 provider = ChaosProvider(provider, chaos)
             providers[deployment.id] = provider
@@ -147,6 +152,7 @@ def build_telemetry(
     providers: Mapping[str, Provider],
     span_exporter: SpanExporter | None,
     log_stream: BinaryIO | None = None,
+    redactor: Redactor | None = None,
 ) -> Telemetry:
     settings = config.telemetry
     health = HealthBoard(
@@ -173,7 +179,7 @@ def build_telemetry(
         settings,
         Metrics(),
         health,
-        access_log=AccessLog(log_stream) if config.server.access_log else None,
+        access_log=AccessLog(log_stream, redactor=redactor) if config.server.access_log else None,
         tracing=tracing,
     )
 
@@ -262,10 +268,12 @@ def create_app(
     span_exporter: SpanExporter | None = None,
     log_stream: BinaryIO | None = None,
     rng: random.Random | None = None,
+    redactor: Redactor | None = None,
 ) -> ASGIApp:
     """The gateway as an ASGI app. ``span_exporter`` and ``log_stream`` let
     tests read traces and the access log in process; ``rng`` makes routing
-    reproducible."""
+    reproducible; ``redactor`` is one the process built already for its logs
+    (default: built from ``config`` and the environment)."""
     drain = drain or DrainState()
     gateway = build_gateway(
         config,
@@ -274,6 +282,7 @@ def create_app(
         span_exporter=span_exporter,
         log_stream=log_stream,
         rng=rng,
+        redactor=redactor,
     )
     services = gateway.services
     return RequestContextMiddleware(
@@ -289,14 +298,17 @@ def build_gateway(
     span_exporter: SpanExporter | None = None,
     log_stream: BinaryIO | None = None,
     rng: random.Random | None = None,
+    redactor: Redactor | None = None,
 ) -> Gateway:
     """Every service from the config, for the HTTP app or any other client of
     the pipeline (see ``create_app`` for the arguments)."""
     drain = drain or DrainState()
     rng = rng or random.Random()
     chaos = ChaosControl(config.chaos)
-    providers = build_providers(config, counter or default_counter(), chaos)
-    telemetry = build_telemetry(config, providers, span_exporter, log_stream)
+    # What no error body, event or log line may show: every secret in the config.
+    redactor = redactor or Redactor.from_config(config, os.environ)
+    providers = build_providers(config, counter or default_counter(), chaos, redactor)
+    telemetry = build_telemetry(config, providers, span_exporter, log_stream, redactor)
     metrics = telemetry.metrics
     chaos.on_inject = lambda deployment, fault: metrics.chaos_injections.labels(
         deployment, fault
@@ -393,5 +405,6 @@ def build_gateway(
         if admin_key is not None
         else None,
         public_deployment_health=config.server.public_deployment_health,
+        redactor=redactor,
     )
     return Gateway(services, accounting, lifespan)

@@ -105,16 +105,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.config}: OK ({len(config.models)} models, {deployments} deployments)")
         return 0
 
-    configure_logging(args.log_level)
     try:
         config, banner = _load_for_serve(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    from interlock.redaction import Redactor  # imports the guardrails' detectors
     from interlock.server import serve  # imports uvicorn; keep check-config light
 
+    # Logging starts once the config says which secrets no line may show.
+    redactor = Redactor.from_config(config, os.environ)
+    configure_logging(args.log_level, redactor)
     try:
-        return serve(config, args.host, args.port, banner)
+        return serve(config, args.host, args.port, banner, redactor=redactor)
     except ConfigError as exc:  # found only while building (guardrails rules, proxy variables)
         print(f"error: {exc}", file=sys.stderr)
         return 1

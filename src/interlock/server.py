@@ -20,6 +20,7 @@ from interlock.api.middleware import DrainState
 from interlock.api.protocol import GatewayProtocol
 from interlock.app import create_app
 from interlock.config import GatewayConfig
+from interlock.redaction import Redactor
 
 __all__ = ["GatewayServer", "serve"]
 
@@ -74,9 +75,11 @@ def serve(
     port: int,
     banner: list[str] | None = None,
     out: TextIO = sys.stdout,
+    redactor: Redactor | None = None,
 ) -> int:
+    """``redactor``: the one the process's logs use (default: built from ``config``)."""
     drain = DrainState()
-    app = create_app(config, drain=drain)
+    app = create_app(config, drain=drain, redactor=redactor)
     uv_config = uvicorn.Config(
         app,
         host=host,

@@ -413,7 +413,7 @@ async def test_stream_error_event(provider: GeminiProvider, upstream: FakeGemini
         async for chunk in provider.stream_chat({"model": "gem", "messages": USER}, CTX):
             received.append(chunk)
     assert caught.value.status_code == 502
-    assert caught.value.message == "model overloaded"
+    assert caught.value.message == "upstream reported an error mid-stream: model overloaded"
     assert caught.value.deployment == "gem-1"
     assert len(received) == 2  # role and "Hel" went out before the error
 
@@ -446,7 +446,10 @@ async def test_stream_error_status(provider: GeminiProvider, upstream: FakeGemin
     upstream.handler = reply({"error": {"code": 429, "message": "slow down"}}, status=429)
     with pytest.raises(UpstreamStatusError) as caught:
         await collect(provider, {"model": "gem", "messages": USER})
-    assert (caught.value.status_code, caught.value.message) == (429, "slow down")
+    assert (caught.value.status_code, caught.value.message) == (
+        429,
+        "upstream rate limit reached (429): slow down",
+    )
 
 
 # -- embeddings -------------------------------------------------------------------
@@ -520,7 +523,7 @@ async def test_error_statuses(
         await provider.chat({"model": "gem", "messages": USER}, CTX)
     assert caught.value.status_code == expected
     assert caught.value.upstream_status == status
-    assert caught.value.message == f"gemini says {status}"
+    assert caught.value.message.endswith(f" ({status}): gemini says {status}")
     assert caught.value.deployment == "gem-1"
 
 

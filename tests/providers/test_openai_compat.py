@@ -130,7 +130,7 @@ async def test_error_statuses(
     with pytest.raises(UpstreamStatusError) as info:
         await provider.chat(BODY, CTX)
     assert info.value.status_code == expected
-    assert info.value.message == f"upstream says {status}"
+    assert info.value.message.endswith(f" ({status}): upstream says {status}")
     assert info.value.deployment == "up-1"
     with pytest.raises(UpstreamStatusError):
         [c async for c in provider.stream_chat(BODY, CTX)]

@@ -47,8 +47,8 @@ class GatewayApp:
             scope["interlock.record"].route = route
             response = await handler(request, self.services)
         except InterlockError as exc:
-            log_error(exc, scope)
-            response = error_response(exc)
+            log_error(exc, scope, self.services.redactor)
+            response = error_response(exc, self.services.redactor)
         except ClientDisconnect:
             # The client left before its body was in, or was cut off for
             # sending it too slowly (api/protocol.py answered 408): no one to
@@ -62,7 +62,8 @@ class GatewayApp:
                 extra={"request_id": scope.get("interlock.request_id")},
             )
             response = error_response(
-                InterlockError("The server had an error while processing your request.")
+                InterlockError("The server had an error while processing your request."),
+                self.services.redactor,
             )
         await response(scope, receive, send)
 

@@ -18,5 +18,5 @@ async def chat_completions(request: Request, services: Services) -> ASGIApp:
     asked = await model_request(request, services, Operation.CHAT)
     answer = await services.pipeline.run(asked)
     if isinstance(answer, ChatStream):
-        return SSEResponse(answer)
+        return SSEResponse(answer, services.redactor)
     return json_response(answer)

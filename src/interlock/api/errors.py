@@ -6,6 +6,10 @@ anything else is our bug, logged with its traceback and answered with a 500
 that hides the details. The HTTP server's own refusals (a malformed or
 oversized request head, a client too slow to send its request: ``api/protocol.py``)
 are written as whole responses by ``error_bytes``, in the same shape.
+
+Every message from an ``InterlockError`` passes the gateway's ``Redactor``
+on its way out (``safe_message``): no secret reaches a client in an error
+body or event, nor the warning logged here.
 """
 
 from __future__ import annotations
@@ -19,18 +23,31 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from interlock.errors import InterlockError, ProviderError
+from interlock.redaction import Redactor
 
-__all__ = ["error_bytes", "error_event", "error_response", "log_error"]
+__all__ = ["error_bytes", "error_event", "error_response", "log_error", "safe_message"]
 
 log = logging.getLogger("interlock.errors")
 
 
-def error_response(exc: InterlockError) -> Response:
+def safe_message(exc: InterlockError, redactor: Redactor) -> str:
+    return redactor.scrub(exc.message)
+
+
+def _payload(exc: InterlockError, redactor: Redactor) -> bytes:
+    body = exc.to_body()
+    error = body.get("error")
+    if isinstance(error, dict):
+        error["message"] = safe_message(exc, redactor)
+    return orjson.dumps(body)
+
+
+def error_response(exc: InterlockError, redactor: Redactor) -> Response:
     headers = None
     if exc.retry_after_s is not None:
         headers = {"retry-after": _retry_after(exc.retry_after_s)}
     return Response(
-        orjson.dumps(exc.to_body()),
+        _payload(exc, redactor),
         status_code=exc.status_code,
         media_type="application/json",
         headers=headers,
@@ -59,12 +76,12 @@ def _retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-def error_event(exc: InterlockError) -> bytes:
+def error_event(exc: InterlockError, redactor: Redactor) -> bytes:
     """An error after the first streamed byte: an SSE event, never a status change."""
-    return b"data: " + orjson.dumps(exc.to_body()) + b"\n\n"
+    return b"data: " + _payload(exc, redactor) + b"\n\n"
 
 
-def log_error(exc: InterlockError, scope: Scope) -> None:
+def log_error(exc: InterlockError, scope: Scope, redactor: Redactor) -> None:
     """Upstream failures are worth a warning; client mistakes are not."""
     if isinstance(exc, ProviderError):
         log.warning(
@@ -73,6 +90,6 @@ def log_error(exc: InterlockError, scope: Scope) -> None:
                 "request_id": scope.get("interlock.request_id"),
                 "deployment": exc.deployment,
                 "status": exc.status_code,
-                "error": exc.message,
+                "error": safe_message(exc, redactor),
             },
         )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from interlock.api.middleware import DrainState
 from interlock.config import ChaosConfig
 from interlock.errors import ServiceUnavailable
 from interlock.pipeline import Pipeline
+from interlock.redaction import Redactor
 from interlock.state import StateStore
 from interlock.store import Store
 from interlock.telemetry.hub import Telemetry
@@ -50,5 +51,7 @@ class Services:
     state_outage_fatal: bool = False
     # SHA-256 of the admin key; None turns the admin API off.
     admin_key_digest: bytes | None = None
+    # What error bodies and events must not show: every secret in the config.
+    redactor: Redactor = field(default_factory=Redactor)
     # /health/deployments without the admin key.
     public_deployment_health: bool = False

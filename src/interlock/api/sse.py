@@ -18,9 +18,10 @@ import logging
 
 from starlette.types import Receive, Scope, Send
 
-from interlock.api.errors import error_event
+from interlock.api.errors import error_event, safe_message
 from interlock.errors import InterlockError
 from interlock.pipeline import ChatStream
+from interlock.redaction import Redactor
 
 __all__ = ["SSEResponse"]
 
@@ -36,8 +37,9 @@ _HEADERS = [
 
 
 class SSEResponse:
-    def __init__(self, stream: ChatStream):
+    def __init__(self, stream: ChatStream, redactor: Redactor):
         self._stream = stream
+        self._redactor = redactor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -61,11 +63,11 @@ class SSEResponse:
                     "stream failed after the response started",
                     extra={
                         "request_id": scope.get("interlock.request_id"),
-                        "error": exc.message,
+                        "error": safe_message(exc, self._redactor),
                         "status": exc.status_code,
                     },
                 )
-                await send(_body(error_event(exc)))
+                await send(_body(error_event(exc, self._redactor)))
             await send({"type": "http.response.body", "body": _DONE, "more_body": False})
         except (asyncio.CancelledError, OSError):
             if not client_gone.is_set():

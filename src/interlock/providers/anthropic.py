@@ -26,6 +26,7 @@ from interlock.errors import InvalidRequest, UpstreamProtocolError, UpstreamStat
 from interlock.providers.base import CallContext, JSONDict
 from interlock.providers.http import HttpProvider
 from interlock.providers.shapes import chunk_bytes, chunk_choice
+from interlock.redaction import Redactor
 
 __all__ = ["AnthropicProvider"]
 
@@ -60,12 +61,12 @@ _TOOLS_UNSUPPORTED = "tool calls are not supported by the anthropic adapter yet"
 class AnthropicProvider(HttpProvider):
     provider_name = "anthropic"
 
-    def __init__(self, deployment: DeploymentConfig):
+    def __init__(self, deployment: DeploymentConfig, redactor: Redactor | None = None):
         assert deployment.model  # guaranteed by config validation
         headers = {"anthropic-version": API_VERSION}
         if deployment.api_key is not None:
             headers["x-api-key"] = deployment.api_key.reveal()
-        super().__init__(deployment, headers)
+        super().__init__(deployment, headers, redactor)
         self._model = deployment.model
         self._url = f"{deployment.base_url or DEFAULT_BASE_URL}/v1/messages"
 
@@ -85,13 +86,27 @@ class AnthropicProvider(HttpProvider):
         events = self._client.stream_sse(self._url, upstream, self._headers(ctx))
         async with aclosing(events):  # closing at message_stop keeps the connection pooled
             async for event in events:
-                for chunk in translator.feed(_event_object(event.data, self.deployment_id)):
+                parsed = _event_object(event.data, self.deployment_id)
+                if parsed.get("type") == "error":
+                    raise self._stream_error(parsed)
+                for chunk in translator.feed(parsed):
                     yield chunk
                 if translator.finished:
                     return
         raise UpstreamProtocolError(
             "upstream stream ended before message_stop", deployment=self.deployment_id
         )
+
+    def _stream_error(self, event: JSONDict) -> UpstreamStatusError:
+        """An ``error`` event after the 200 status: the status Anthropic
+        documents for its error type, its message made safe."""
+        error = event.get("error")
+        error = error if isinstance(error, dict) else {}
+        kind = error.get("type")
+        kind = kind if isinstance(kind, str) else "error"
+        message = error.get("message")
+        detail = f"{kind}: {message}" if isinstance(message, str) else kind
+        return self._upstream_error(_ERROR_STATUSES.get(kind, 500), detail, mid_stream=True)
 
 
 # -- request -----------------------------------------------------------------
@@ -268,8 +283,6 @@ class _StreamTranslator:
 
     def feed(self, event: JSONDict) -> list[bytes]:
         kind = event.get("type")
-        if kind == "error":
-            raise _stream_error(event, self._deployment_id)
         if kind == "message_start":
             return self._start(event.get("message"))
         if kind == "ping":
@@ -335,15 +348,3 @@ class _StreamTranslator:
 
 def _choice(delta: JSONDict, finish_reason: str | None = None) -> JSONDict:
     return chunk_choice(0, delta, finish_reason)
-
-
-def _stream_error(event: JSONDict, deployment_id: str) -> UpstreamStatusError:
-    error = event.get("error")
-    error = error if isinstance(error, dict) else {}
-    status = _ERROR_STATUSES.get(str(error.get("type")), 500)
-    message = error.get("message")
-    return UpstreamStatusError(
-        status,
-        message if isinstance(message, str) else "upstream stream failed",
-        deployment=deployment_id,
-    )

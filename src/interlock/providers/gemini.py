@@ -41,7 +41,7 @@ from typing import Any
 import orjson
 
 from interlock.config import DeploymentConfig
-from interlock.errors import UpstreamProtocolError, UpstreamStatusError
+from interlock.errors import UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
 from interlock.providers.gemini_wire import (
     ChunkStream,
@@ -52,7 +52,8 @@ from interlock.providers.gemini_wire import (
     embedding_texts,
     embeddings,
 )
-from interlock.providers.http import HttpProvider, upstream_error_message
+from interlock.providers.http import HttpProvider
+from interlock.redaction import Redactor
 
 __all__ = ["GeminiProvider"]
 
@@ -62,12 +63,12 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 class GeminiProvider(HttpProvider):
     provider_name = "gcp.gemini"
 
-    def __init__(self, deployment: DeploymentConfig):
+    def __init__(self, deployment: DeploymentConfig, redactor: Redactor | None = None):
         assert deployment.model  # guaranteed by config validation
         headers = {}
         if deployment.api_key is not None:
             headers["x-goog-api-key"] = deployment.api_key.reveal()
-        super().__init__(deployment, headers)
+        super().__init__(deployment, headers, redactor)
         self._model = deployment.model.removeprefix("models/")
         base_url = deployment.base_url or DEFAULT_BASE_URL
         self._model_url = f"{base_url}/v1beta/models/{self._model}"
@@ -108,9 +109,7 @@ class GeminiProvider(HttpProvider):
                 "upstream sent a stream event that is not JSON", deployment=self.deployment_id
             ) from None
         if isinstance(response, dict) and "error" in response:
-            raise UpstreamStatusError(
-                502, upstream_error_message(data), deployment=self.deployment_id
-            )
+            raise self._upstream_error(502, data, mid_stream=True)
         return response
 
     async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:

@@ -55,12 +55,15 @@ from interlock.providers.proxy import dialer_for, proxy_authorization, refusal
 from interlock.providers.proxy_rules import ProxyRules
 from interlock.providers.retry_after import retry_after_from_headers
 from interlock.providers.tls import client_context
+from interlock.providers.upstream_errors import clean_text, status_error
+from interlock.redaction import Redactor
 
-__all__ = ["HttpProvider", "SSEEvent", "UpstreamClient", "upstream_error_message"]
+__all__ = ["HttpProvider", "SSEEvent", "UpstreamClient"]
 
 # Longest single event accepted in a streamed upstream body.
 _MAX_LINE_BYTES = 4 * 1024 * 1024
-_ERROR_BODY_PREVIEW = 500
+# Our own exception texts (connection, timeout, protocol) at most this long.
+_MESSAGE_CHARS = 500
 # How long a stream's consumer that stopped at the end marker waits for the
 # body's end, to return the connection to the pool instead of closing it.
 _END_GRACE_S = 0.1
@@ -76,31 +79,13 @@ class SSEEvent:
     data: bytes
 
 
-def upstream_error_message(body: bytes) -> str:
-    """Best-effort human message from an upstream error body of any shape."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body[:_ERROR_BODY_PREVIEW].decode("utf-8", "replace").strip()
-        return text or "(empty body)"
-    if isinstance(parsed, list) and parsed:
-        parsed = parsed[0]  # Gemini sometimes wraps errors in a list
-    if isinstance(parsed, dict):
-        error = parsed.get("error", parsed)
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-        if isinstance(parsed.get("message"), str):
-            return str(parsed["message"])
-    return body[:_ERROR_BODY_PREVIEW].decode("utf-8", "replace")
-
-
 class UpstreamClient:
     """Bounded keep-alive pools to one deployment's upstream, with error classification.
 
     ``tls`` sets the certificate checks for https origins (default: the
-    system's CAs); ``proxies`` which origins go through a proxy (default: none).
+    system's CAs); ``proxies`` which origins go through a proxy (default: none);
+    ``redactor`` what the errors' messages must not show (default: key-shaped
+    strings only).
     """
 
     def __init__(
@@ -112,8 +97,10 @@ class UpstreamClient:
         *,
         tls: TlsConfig | None = None,
         proxies: ProxyRules | None = None,
+        redactor: Redactor | None = None,
     ):
         self.deployment_id = deployment_id
+        self.redactor = redactor or Redactor()
         self._timeouts = timeouts
         self._max_connections = max_connections
         fixed = {
@@ -258,11 +245,12 @@ class UpstreamClient:
             what = f"the request to {origin.host_header}"
             message = refusal(proxy, what, 407, "Proxy Authentication Required")
             return UpstreamConnectionError(
-                f"cannot reach upstream: {message}", deployment=self.deployment_id
+                self._message(f"cannot reach upstream: {message}"), deployment=self.deployment_id
             )
-        return UpstreamStatusError(
+        return status_error(
             resp.status,
-            upstream_error_message(body),
+            body,
+            self.redactor,
             deployment=self.deployment_id,
             retry_after_s=_retry_after(resp),
         )
@@ -276,20 +264,25 @@ class UpstreamClient:
             raise
         except (TimeoutError, H1Timeout) as exc:
             raise UpstreamTimeout(
-                f"upstream timed out: {exc or type(exc).__name__}", deployment=self.deployment_id
+                self._message(f"upstream timed out: {exc or type(exc).__name__}"),
+                deployment=self.deployment_id,
             ) from None
         except H1Broken as exc:
             raise UpstreamConnectionError(
-                f"upstream connection broke: {exc}", deployment=self.deployment_id
+                self._message(f"upstream connection broke: {exc}"), deployment=self.deployment_id
             ) from None
         except (H1ConnectError, OSError) as exc:
             raise UpstreamConnectionError(
-                f"cannot reach upstream: {exc}", deployment=self.deployment_id
+                self._message(f"cannot reach upstream: {exc}"), deployment=self.deployment_id
             ) from None
         except (H1Error, ValueError) as exc:  # protocol errors, oversized events, bad headers
             raise UpstreamProtocolError(
-                f"malformed upstream response: {exc}", deployment=self.deployment_id
+                self._message(f"malformed upstream response: {exc}"), deployment=self.deployment_id
             ) from None
+
+    def _message(self, text: str) -> str:
+        """Exception texts can quote a URL (``?key=``) or bytes the upstream sent."""
+        return clean_text(text, self.redactor, _MESSAGE_CHARS)
 
 
 def _retry_after(resp: Response) -> float | None:
@@ -354,8 +347,14 @@ class HttpProvider(Provider):
 
     bounds_call_time = True  # request_json passes total_s to the connection's deadline
 
-    def __init__(self, deployment: DeploymentConfig, headers: Mapping[str, str]):
-        """Reads the proxy variables from the environment now, once (at start)."""
+    def __init__(
+        self,
+        deployment: DeploymentConfig,
+        headers: Mapping[str, str],
+        redactor: Redactor | None = None,
+    ):
+        """Reads the proxy variables from the environment now, once (at start).
+        ``redactor``: the gateway's; by default, one for this deployment's secrets."""
         self.deployment_id = deployment.id
         try:
             proxies = ProxyRules.for_deployment(deployment, os.environ)
@@ -374,6 +373,7 @@ class HttpProvider(Provider):
             headers,
             tls=deployment.tls,
             proxies=proxies,
+            redactor=redactor or Redactor.for_deployment(deployment, os.environ),
         )
 
     async def start(self) -> None:
@@ -385,3 +385,15 @@ class HttpProvider(Provider):
     @staticmethod
     def _headers(ctx: CallContext) -> dict[str, str]:
         return ctx.upstream_headers()
+
+    def _upstream_error(
+        self, status: int, detail: str | bytes, *, mid_stream: bool = False
+    ) -> UpstreamStatusError:
+        """An error status or error event from the upstream, its words made safe."""
+        return status_error(
+            status,
+            detail,
+            self._client.redactor,
+            deployment=self.deployment_id,
+            mid_stream=mid_stream,
+        )

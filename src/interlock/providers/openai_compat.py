@@ -12,9 +12,10 @@ from contextlib import aclosing
 from typing import Any
 
 from interlock.config import DeploymentConfig
-from interlock.errors import UpstreamProtocolError, UpstreamStatusError
+from interlock.errors import UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
-from interlock.providers.http import HttpProvider, upstream_error_message
+from interlock.providers.http import HttpProvider
+from interlock.redaction import Redactor
 
 __all__ = ["OpenAICompatibleProvider"]
 
@@ -24,12 +25,12 @@ _DONE = b"[DONE]"
 class OpenAICompatibleProvider(HttpProvider):
     provider_name = "openai"
 
-    def __init__(self, deployment: DeploymentConfig):
+    def __init__(self, deployment: DeploymentConfig, redactor: Redactor | None = None):
         assert deployment.base_url and deployment.model  # guaranteed by config validation
         headers = {}
         if deployment.api_key is not None:
             headers["authorization"] = f"Bearer {deployment.api_key.reveal()}"
-        super().__init__(deployment, headers)
+        super().__init__(deployment, headers, redactor)
         self._model = deployment.model
         self._base_url = deployment.base_url
 
@@ -62,9 +63,7 @@ class OpenAICompatibleProvider(HttpProvider):
                         deployment=self.deployment_id,
                     )
                 if data.startswith(b'{"error"'):
-                    raise UpstreamStatusError(
-                        502, upstream_error_message(data), deployment=self.deployment_id
-                    )
+                    raise self._upstream_error(502, data, mid_stream=True)
                 yield data
 
     async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from interlock.config import DeploymentConfig
 from interlock.providers.base import Provider
+from interlock.redaction import Redactor
 from interlock.tokens import TokenCounter
 
 __all__ = ["build_provider"]
 
 
-def build_provider(deployment: DeploymentConfig, counter: TokenCounter) -> Provider:
+def build_provider(
+    deployment: DeploymentConfig, counter: TokenCounter, redactor: Redactor | None = None
+) -> Provider:
+    """``redactor``: the gateway's, for the network adapters' error messages."""
     if deployment.provider == "simulator":
         from interlock.providers.simulator import SimulatorProvider
 
@@ -17,13 +21,13 @@ def build_provider(deployment: DeploymentConfig, counter: TokenCounter) -> Provi
     if deployment.provider == "openai":
         from interlock.providers.openai_compat import OpenAICompatibleProvider
 
-        return OpenAICompatibleProvider(deployment)
+        return OpenAICompatibleProvider(deployment, redactor)
     if deployment.provider == "anthropic":
         from interlock.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(deployment)
+        return AnthropicProvider(deployment, redactor)
     if deployment.provider == "gemini":
         from interlock.providers.gemini import GeminiProvider
 
-        return GeminiProvider(deployment)
+        return GeminiProvider(deployment, redactor)
     raise ValueError(f"unknown provider {deployment.provider!r}")  # config validation prevents

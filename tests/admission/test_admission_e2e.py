@@ -18,16 +18,14 @@ import contextlib
 import os
 import signal
 import sqlite3
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import httpx
@@ -38,9 +36,8 @@ from redis.exceptions import RedisError
 
 from interlock.app import create_app
 from interlock.config import parse_config
+from tests.support.redis_proxy import RedisProxy
 from tests.support.servers import GatewayProcess, InProcessGateway
-
-T = TypeVar("T")
 
 REDIS_PORT = 6379
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/13"
@@ -278,79 +275,6 @@ def test_revocation_on_one_instance_is_refused_by_another_within_a_second(
 # -- d: a Redis outage mid-load ----------------------------------------------------
 
 
-class TcpRelay:
-    """A TCP relay on loopback, in a thread with its own loop: the gateway
-    talks to Redis through it. ``cut`` closes the listener and every relayed
-    connection (Redis is gone); ``restore`` listens on the same port again."""
-
-    def __init__(self, target_port: int):
-        self._target_port = target_port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._server: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
-        self._relaying: set[asyncio.Task[None]] = set()
-        self.port = 0
-        self.restore()
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(5)
-
-    def restore(self) -> None:
-        self._run(self._listen())
-
-    def cut(self) -> None:
-        self._run(self._cut())
-
-    def close(self) -> None:
-        self.cut()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._open):
-            writer.transport.abort()
-        await asyncio.gather(*self._relaying)  # each sees the abort and ends
-
-    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            redis_r, redis_w = await asyncio.open_connection("127.0.0.1", self._target_port)
-        except OSError:
-            client_w.close()
-            return
-        pair, task = {client_w, redis_w}, asyncio.current_task()
-        assert task is not None
-        self._open |= pair
-        self._relaying.add(task)
-        try:
-            await asyncio.gather(_pipe(client_r, redis_w), _pipe(redis_r, client_w))
-        finally:
-            self._open -= pair
-            self._relaying.discard(task)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.close()
-
-
 async def _ready(
     session: aiohttp.ClientSession, base: str, limits: str, within_s: float
 ) -> tuple[int, dict[str, Any]]:
@@ -367,12 +291,12 @@ async def _ready(
 async def test_redis_outage_mid_load_serves_on_local_limits_then_recovers(
     start_gateway: Callable[..., GatewayProcess], redis_prefix: str, tmp_path: Path
 ) -> None:
-    relay = TcpRelay(REDIS_PORT)
+    relay = RedisProxy(REDIS_PORT)
     keys = [
         {"name": "load", "key": "sk-load", "limits": {"rpm": 1_000_000}},
         {"name": "small", "key": "sk-small", "limits": {"rpm": 3}},
     ]
-    redis_via_relay = f"redis://127.0.0.1:{relay.port}/13"
+    redis_via_relay = relay.url(13)
     state = {"backend": "redis", "url": redis_via_relay, "prefix": redis_prefix}
     phase = "shared"
     statuses: dict[str, Counter[int]] = {p: Counter() for p in ("shared", "outage", "healed")}
@@ -393,14 +317,14 @@ async def test_redis_outage_mid_load_serves_on_local_limits_then_recovers(
                 status, body = await _ready(session, base, "shared", 0)
                 assert status == 200 and body["limits"] == "shared"
                 phase = "outage"
-                relay.cut()
+                relay.kill()
                 # Readiness reports the outage (Redis is a checked dependency)
                 # while requests keep being served on per-instance limits.
                 status, body = await _ready(session, base, "local", 2.0)
                 assert body["limits"] == "local" and body["checks"]["state_store"] is False
                 small = [(await post(session, url, "sk-small", CHAT)).status for _ in range(5)]
                 assert small == [200, 200, 200, 429, 429]  # rpm 3, counted locally
-                relay.restore()
+                relay.revive()
                 # While degraded, a background PING probes Redis (at most 5 s apart).
                 status, body = await _ready(session, base, "shared", 20.0)
                 assert status == 200 and body["limits"] == "shared"

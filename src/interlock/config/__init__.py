@@ -16,6 +16,7 @@ One module per section; import from here, not from the modules:
     state        StateConfig (memory/Redis), StoreConfig (durable records)
     cache        CacheConfig
     chaos        ChaosConfig, ChaosRule
+    search       SearchConfig and its backends (the AI search service)
     telemetry    TelemetryConfig, TracingConfig
     gateway      GatewayConfig, the whole file and its cross-section checks
     loading      parse_config, load_config, bundled_config_path, os.environ/ secrets
@@ -33,6 +34,7 @@ from interlock.config.jwt_auth import JwksConfig, JwtConfig
 from interlock.config.loading import ENV_PREFIX as ENV_PREFIX
 from interlock.config.loading import bundled_config_path, load_config, parse_config
 from interlock.config.routing import BreakerSettings, ModelConfig, RoutingConfig
+from interlock.config.search import SearchConfig
 from interlock.config.server import LimitsConfig, ServerConfig
 from interlock.config.state import StateConfig, StoreConfig
 from interlock.config.telemetry import TelemetryConfig
@@ -60,6 +62,7 @@ __all__ = [
     "PriceConfig",
     "ProxyURL",
     "RoutingConfig",
+    "SearchConfig",
     "Secret",
     "ServerConfig",
     "StateConfig",

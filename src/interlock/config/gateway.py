@@ -12,6 +12,7 @@ from interlock.config.base import _Strict
 from interlock.config.cache import CacheConfig
 from interlock.config.chaos import ChaosConfig
 from interlock.config.routing import ModelConfig
+from interlock.config.search import SearchConfig
 from interlock.config.server import LimitsConfig, ServerConfig
 from interlock.config.state import StateConfig, StoreConfig
 from interlock.config.telemetry import TelemetryConfig
@@ -33,6 +34,7 @@ class GatewayConfig(_Strict):
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     tiers: dict[str, TierConfig] = Field(default_factory=_default_tiers)
     chaos: ChaosConfig = Field(default_factory=ChaosConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:

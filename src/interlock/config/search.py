@@ -1,0 +1,126 @@
+"""The AI search service (``search:``): its backends, summary and tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from interlock.config.base import Secret, _Strict
+
+__all__ = [
+    "AnonymousSearchConfig",
+    "BackendSettings",
+    "BraveBackendConfig",
+    "GoogleBackendConfig",
+    "LocalBackendConfig",
+    "OpenSearchBackendConfig",
+    "RerankConfig",
+    "SearchBackendConfig",
+    "SearchConfig",
+    "SearxngBackendConfig",
+]
+
+
+class BackendSettings(_Strict):
+    """What every network backend shares: how long, how often, when to rest it."""
+
+    name: str | None = None  # default: the type; unique among backends
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    retries: int = Field(default=1, ge=0, le=5)  # after the first try, retryable failures only
+    # The backend's circuit breaker: this many failures in a row open it for cooldown_s.
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+    cooldown_s: float = Field(default=30.0, gt=0, le=3600)
+
+
+class LocalBackendConfig(BackendSettings):
+    """The embedded index: SQLite FTS5 with BM25 ranking."""
+
+    type: Literal["local"] = "local"
+    # The index file. Default: search-index.sqlite3 in the data directory,
+    # built from the bundled corpus at first start when missing.
+    path: str | None = None
+
+
+class SearxngBackendConfig(BackendSettings):
+    type: Literal["searxng"]
+    url: str  # the instance's base URL; its JSON API must be enabled (formats: json)
+    api_key: Secret | None = None  # sent as a Bearer token, for instances behind a proxy
+
+
+class BraveBackendConfig(BackendSettings):
+    type: Literal["brave"]
+    url: str = "https://api.search.brave.com/res/v1/web/search"
+    api_key: Secret  # X-Subscription-Token
+
+
+class GoogleBackendConfig(BackendSettings):
+    """Google Programmable Search (Custom Search JSON API)."""
+
+    type: Literal["google"]
+    url: str = "https://www.googleapis.com/customsearch/v1"
+    api_key: Secret
+    cx: str  # the search engine id
+
+
+class OpenSearchBackendConfig(BackendSettings):
+    """An OpenSearch (or Elasticsearch) index holding the documents at scale."""
+
+    type: Literal["opensearch"]
+    url: str
+    index: str = "interlock-search"
+    username: str | None = None
+    password: Secret | None = None
+
+
+SearchBackendConfig = Annotated[
+    LocalBackendConfig
+    | SearxngBackendConfig
+    | BraveBackendConfig
+    | GoogleBackendConfig
+    | OpenSearchBackendConfig,
+    Field(discriminator="type"),
+]
+
+
+class AnonymousSearchConfig(_Strict):
+    """The search page for people without an API key (off by default)."""
+
+    enabled: bool = False
+    # Limits per client address, through the same admission stage as keys.
+    rpm: int = Field(default=10, ge=1)
+    max_concurrent: int = Field(default=2, ge=1)
+
+
+class RerankConfig(_Strict):
+    """Semantic re-ranking through the gateway's own /v1/embeddings pipeline."""
+
+    model: str  # an embedding model group of this gateway
+    candidates: int = Field(default=20, ge=1, le=100)  # results fetched, then re-ranked
+
+
+def _local_only() -> list[SearchBackendConfig]:
+    return [LocalBackendConfig()]
+
+
+class SearchConfig(_Strict):
+    enabled: bool = True
+    # Tried in order: when one fails, the next answers (the response says which).
+    backends: list[SearchBackendConfig] = Field(default_factory=_local_only, min_length=1)
+    model: str | None = None  # the summary's chat model group; default: the first chat model
+    max_query_chars: int = Field(default=500, ge=1, le=10_000)
+    summary_max_chars: int = Field(default=1000, ge=100, le=100_000)
+    # Tasks live in the state store this long after they were created.
+    task_ttl_s: float = Field(default=3600, gt=0)
+    anonymous: AnonymousSearchConfig = Field(default_factory=AnonymousSearchConfig)
+    rerank: RerankConfig | None = None
+
+    @model_validator(mode="after")
+    def _unique_backend_names(self) -> SearchConfig:
+        seen: set[str] = set()
+        for backend in self.backends:
+            name = backend.name or backend.type
+            if name in seen:
+                raise ValueError(f"duplicate search backend name {name!r} (set name:)")
+            seen.add(name)
+        return self

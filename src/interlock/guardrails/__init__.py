@@ -11,6 +11,7 @@ from interlock.guardrails.content import ContentClassifier, ContentVerdict, Word
 from interlock.guardrails.decision import Action, Block, InputDecision
 from interlock.guardrails.facade import Guardrails, GuardrailsBook, key_override_text
 from interlock.guardrails.injection import InjectionDetector, InjectionResult
+from interlock.guardrails.injection_model import InjectionModel, InjectionScorer
 from interlock.guardrails.pseudonyms import PseudonymVault
 from interlock.guardrails.scanner import PII_TYPES, PiiScanner
 from interlock.guardrails.spans import Span
@@ -29,8 +30,10 @@ __all__ = [
     "GuardrailsBook",
     "GuardrailsConfig",
     "InjectionDetector",
+    "InjectionModel",
     "InjectionPolicy",
     "InjectionResult",
+    "InjectionScorer",
     "InputDecision",
     "InputLimits",
     "PiiPolicy",

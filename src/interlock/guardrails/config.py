@@ -5,7 +5,8 @@ The YAML shape (every section optional; a missing or ``null`` section is off)::
     guardrails:
       pii: {action: redact|block|detect|pseudonymize|off, types: [EMAIL, ...],
             output: redact|off, roles: [user, ...]}
-      injection: {action: block|flag|off, threshold: 0.7, roles: [user, tool]}
+      injection: {action: block|flag|off, threshold: 0.7, roles: [user, tool],
+                  detector: rules|model|both, model_threshold: 0.5}
       content: {action: block|flag|off, words: [...], extra_words: [...], roles: [user]}
       limits: {max_messages, max_message_chars, max_total_chars, max_tokens,
                allowed_roles: [...], allowed_content_types: [...]}
@@ -29,6 +30,7 @@ __all__ = ["ContentPolicy", "GuardrailsConfig", "InjectionPolicy", "PiiPolicy"]
 
 PII_ACTIONS = ("redact", "block", "detect", "pseudonymize", "off")
 CHECK_ACTIONS = ("block", "flag", "off")
+INJECTION_DETECTORS = ("rules", "model", "both")
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
@@ -95,6 +97,15 @@ class InjectionPolicy:
     threshold: float = 0.7
     # Tool results are the usual carrier of indirect injection.
     roles: frozenset[str] = frozenset({"user", "tool"})
+    # "rules" (injection.py), "model" (injection_model.py, an optional extra)
+    # or "both": flagged when either crosses its own threshold.
+    detector: str = "rules"
+    # The cut the head was trained with (injection_head.json), on its probability.
+    model_threshold: float = 0.5
+
+    @property
+    def uses_model(self) -> bool:
+        return self.action != "off" and self.detector != "rules"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +122,13 @@ _PARSERS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "output": _choice(("redact", "off")),
         "roles": _roles,
     },
-    "injection": {"action": _choice(CHECK_ACTIONS), "threshold": _threshold, "roles": _roles},
+    "injection": {
+        "action": _choice(CHECK_ACTIONS),
+        "threshold": _threshold,
+        "roles": _roles,
+        "detector": _choice(INJECTION_DETECTORS),
+        "model_threshold": _threshold,
+    },
     "content": {"action": _choice(CHECK_ACTIONS), "words": _strings, "roles": _roles},
     "limits": {
         "max_messages": _count,
@@ -163,6 +180,10 @@ class GuardrailsConfig:
     @property
     def enabled(self) -> bool:
         return any(getattr(self, f.name) is not None for f in fields(self))
+
+    @property
+    def uses_injection_model(self) -> bool:
+        return self.injection is not None and self.injection.uses_model
 
 
 def _section(name: str, current: Any, raw: Any, where: str) -> Any:

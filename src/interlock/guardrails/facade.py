@@ -1,20 +1,25 @@
 """The guardrails facade: one configuration's checks, and the per-request book.
 
 ``Guardrails.check_input(body)`` runs, in order: input limits, content
-check, prompt-injection score, PII. The first three read the client's text
-as sent; PII then redacts, pseudonymizes, annotates or blocks. The first
-block wins and nothing after it runs. ``output_stream(decision)`` gives the
-filter for the model's answer (redaction of new values and/or restoring
-pseudonyms), one per streamed choice; ``output_text`` does the same for a
-whole answer; ``redact_text`` is for anything that is logged.
+check, prompt-injection score (rules, the learned model, or both), PII. The
+first three read the client's text as sent; PII then redacts, pseudonymizes,
+annotates or blocks. The first block wins and nothing after it runs.
+``output_stream(decision)`` gives the filter for the model's answer
+(redaction of new values and/or restoring pseudonyms), one per streamed
+choice; ``output_text`` does the same for a whole answer; ``redact_text`` is
+for anything that is logged.
 
 Everything here is pure and shareable: no I/O, no clock, no state across
-requests (the pseudonym vault travels in the decision).
+requests (the pseudonym vault travels in the decision). The one CPU-heavy
+check, the learned injection model, is why ``check_input_async`` exists: with
+the model it runs the check in the model's thread pool, otherwise inline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -24,6 +29,7 @@ from interlock.guardrails.config import GuardrailsConfig
 from interlock.guardrails.content import ContentClassifier, ContentVerdict, WordListClassifier
 from interlock.guardrails.decision import Action, Block, InputDecision
 from interlock.guardrails.injection import InjectionDetector, InjectionResult
+from interlock.guardrails.injection_model import InjectionScorer, load_injection_model
 from interlock.guardrails.pseudonyms import PseudonymVault
 from interlock.guardrails.scanner import PiiScanner
 from interlock.guardrails.spans import Replacer, label_replacer, replace_spans
@@ -44,6 +50,7 @@ class Guardrails:
         config: GuardrailsConfig,
         *,
         classifiers: Sequence[ContentClassifier] = (),
+        injection_model: InjectionScorer | None = None,
         max_hold: int = 128,
     ):
         self.config = config
@@ -56,6 +63,11 @@ class Guardrails:
         injection = config.injection
         self._injection = injection if injection is not None and injection.action != "off" else None
         self._detector = InjectionDetector()
+        self._model: InjectionScorer | None = None
+        if config.uses_injection_model:
+            if injection_model is None:
+                raise ValueError("injection.detector needs a loaded injection model")
+            self._model = injection_model
         content = config.content
         self._content = content if content is not None and content.action != "off" else None
         self._classifiers: tuple[ContentClassifier, ...] = ()
@@ -81,6 +93,12 @@ class Guardrails:
         if block is not None:
             return InputDecision(body, tuple(actions), block, injection=injection, content=verdict)
         return self._apply_pii(body, fields, actions, injection, verdict)
+
+    async def check_input_async(self, body: Mapping[str, Any]) -> InputDecision:
+        """``check_input``, off the event loop when the learned model runs."""
+        if self._model is None:
+            return self.check_input(body)
+        return await self._model.offload(partial(self.check_input, body))
 
     def output_stream(self, decision: InputDecision) -> TextFilter | None:
         """A fresh filter for one streamed choice of the answer, or ``None``."""
@@ -137,13 +155,22 @@ class Guardrails:
         policy = self._injection
         if policy is None:
             return None, None
+        checked = [f for f in fields if f.role is None or f.role in policy.roles]
         worst, where = InjectionResult(0.0, ()), None
-        for field in fields:
-            if field.role is None or field.role in policy.roles:
+        flagged = False
+        if policy.detector != "model":
+            for field in checked:
                 result = self._detector.score(field.text)
                 if result.score > worst.score:
                     worst, where = result, field.param
-        if worst.score < policy.threshold:
+            flagged = worst.score >= policy.threshold
+        if self._model is not None and checked:
+            scores = self._model.scores([field.text for field in checked])
+            top = max(range(len(scores)), key=scores.__getitem__)
+            worst = replace(worst, model_score=round(scores[top], 4))
+            if not flagged and scores[top] >= policy.model_threshold:
+                flagged, where = True, checked[top].param
+        if not flagged:
             return worst, None
         actions.append(Action("injection", policy.action))
         if policy.action == "block":
@@ -218,12 +245,16 @@ class GuardrailsBook:
         *,
         groups: Mapping[str, Mapping[str, Any]] | None = None,
         classifiers: Sequence[ContentClassifier] = (),
+        load_model: Callable[[], InjectionScorer] = load_injection_model,
     ):
         self._config = config
         self._groups = dict(groups or {})
         self._classifiers = tuple(classifiers)
+        self._load_model = load_model
+        self._model: InjectionScorer | None = None
+        self._model_for(config)
         for name, raw in self._groups.items():
-            config.override(raw, where=f"models[{name}].guardrails")
+            self._model_for(config.override(raw, where=f"models[{name}].guardrails"))
         # Bounded: past _MAX_POLICIES (many keys with distinct overrides) both
         # maps start over, and policies are compiled again as requests need them.
         self._by_pair: dict[tuple[str | None, str | None], Guardrails] = {}
@@ -233,10 +264,21 @@ class GuardrailsBook:
         """Validate a key's override (on the global policy and on every group's);
         return its lookup text for ``for_request``. Raises ``ValueError`` naming
         the path (``keys[team].guardrails.pii.action``)."""
-        self._config.override(raw, where=where)
+        self._model_for(self._config.override(raw, where=where))
         for raw_group in self._groups.values():
-            self._config.override(raw_group).override(raw, where=where)
+            self._model_for(self._config.override(raw_group).override(raw, where=where))
         return key_override_text(raw)
+
+    def _model_for(self, config: GuardrailsConfig) -> InjectionScorer | None:
+        """The learned injection model if ``config`` uses it, loaded the first
+        time any does: at start for the config file's policies and keys (a
+        missing extra is then a config error), else when a key that names it
+        is created or first used (a one-off pause of seconds)."""
+        if not config.uses_injection_model:
+            return None
+        if self._model is None:
+            self._model = self._load_model()
+        return self._model
 
     def for_request(self, model_group: str | None, key_override: str | None = None) -> Guardrails:
         """The policy for a request to ``model_group`` with a key whose override
@@ -258,6 +300,8 @@ class GuardrailsBook:
             self._by_config.clear()
         found = self._by_config.get(config)
         if found is None:
-            found = self._by_config[config] = Guardrails(config, classifiers=self._classifiers)
+            found = self._by_config[config] = Guardrails(
+                config, classifiers=self._classifiers, injection_model=self._model_for(config)
+            )
         self._by_pair[(group, key_override)] = found
         return found

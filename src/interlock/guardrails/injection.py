@@ -50,6 +50,8 @@ def normalize(text: str) -> str:
 class InjectionResult:
     score: float
     rules: tuple[str, ...]  # names of the matched rules, in rule order
+    # The learned detector's probability (injection_model.py), when it ran.
+    model_score: float | None = None
 
     @property
     def families(self) -> tuple[str, ...]:

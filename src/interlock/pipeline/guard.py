@@ -45,16 +45,17 @@ class GuardrailsStage:
         self.book = book
         self._metrics = metrics
 
-    def guard(self, call: ModelCall) -> None:
+    async def guard(self, call: ModelCall) -> None:
         """Check the call's input: the body to send may be redacted, and the
-        call keeps the guard its answer is filtered by. Raises 400 on block."""
+        call keeps the guard its answer is filtered by. Raises 400 on block.
+        Async for the learned injection model, which runs in its own threads."""
         policy = self.policy_for(call.group.name, call.principal.guardrails)
         if not policy.enabled:
             return
         record = call.record
         began = time.perf_counter()
         try:
-            call.body, call.guard = self.check(policy, call.body, record)
+            call.body, call.guard = await self.check(policy, call.body, record)
         finally:
             record.stages["guardrails"] = time.perf_counter() - began
 
@@ -70,12 +71,12 @@ class GuardrailsStage:
                 code="key_guardrails_invalid",
             ) from None
 
-    def check(
+    async def check(
         self, guardrails: Guardrails, body: dict[str, Any], record: RequestRecord
     ) -> tuple[dict[str, Any], Guard]:
         """The body to send upstream (maybe redacted), and the guard for the
         answer; raises 400 on block."""
-        decision = guardrails.check_input(body)
+        decision = await guardrails.check_input_async(body)
         record.guardrails.extend(decision.labels)
         for action in decision.actions:
             self._metrics.guardrail_actions.labels(action.rule, action.action).inc()

@@ -47,7 +47,7 @@ class Pipeline:
         admitted = await self.admission.admit(request)
         try:
             call = self.validation.check(request, admitted.principal)
-            self.guardrails.guard(call)
+            await self.guardrails.guard(call)
             if request.operation is Operation.EMBEDDINGS:
                 answer = await self._embed(call)
             elif not call.record.stream:

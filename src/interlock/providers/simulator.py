@@ -49,6 +49,7 @@ from interlock.errors import (
 )
 from interlock.providers.base import CallContext, JSONDict, Provider
 from interlock.providers.shapes import chunk_bytes, chunk_choice
+from interlock.providers.simulator_summary import cited_summary
 from interlock.tokens import TokenCounter, count_chat_prompt, count_text, message_text
 
 __all__ = ["MAX_DIMENSIONS", "MAX_EMBEDDING_NUMBERS", "SimulatorParams", "SimulatorProvider"]
@@ -114,10 +115,19 @@ class SimulatorProvider(Provider):
             f"{self.params.seed}:{choice}:{prompt}".encode(), digest_size=8
         ).digest()
         rng = random.Random(int.from_bytes(digest, "big"))
-        natural = rng.randint(max(1, self.params.max_tokens // 2), self.params.max_tokens)
+        summary = cited_summary(prompt)
+        if summary is not None:  # the search service's prompt: an answer citing its results
+            vocabulary = summary.split(" ")
+            natural = len(vocabulary)
+        else:
+            vocabulary = []
+            natural = rng.randint(max(1, self.params.max_tokens // 2), self.params.max_tokens)
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or natural
         length = min(natural, int(limit))
-        words = [(" " if i else "") + rng.choice(_VOCABULARY) for i in range(length)]
+        if vocabulary:
+            words = [(" " if i else "") + vocabulary[i] for i in range(length)]
+        else:
+            words = [(" " if i else "") + rng.choice(_VOCABULARY) for i in range(length)]
         finish = "length" if length < natural else "stop"
         return _apply_stop(words, body.get("stop"), finish)
 

@@ -1,4 +1,4 @@
-"""``interlock serve``, ``check-config``, ``chaos``, ``keys`` and ``usage``."""
+"""``interlock serve``, ``check-config``, ``chaos``, ``keys``, ``usage`` and ``search``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 
-from interlock import admin_cli
+from interlock import admin_cli, search_cli
 from interlock.config import ConfigError, GatewayConfig, bundled_config_path, load_config
 from interlock.telemetry.logging import configure_logging
 
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config")
     _add_chaos(commands)
     admin_cli.add_parsers(commands)
+    search_cli.add_parsers(commands)
     return parser
 
 
@@ -95,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _chaos(args)
     if args.command in ("keys", "usage"):
         return admin_cli.main(args)
+    if args.command == "search":
+        return search_cli.main(args)
     if args.command == "check-config":
         try:
             config = load_config(args.config)

@@ -34,6 +34,9 @@ test: check tools
 # As root it comes from Debian's prometheus package, without its recommends (node
 # exporter, smartmontools, ...). Without systemd running, the package's service is
 # not started; on a systemd host it is (stop and disable prometheus.service if unwanted).
+# Chromium and chromedriver run the search page's browser tests
+# (tests/search/test_page_browser.py), from Debian's chromium and chromium-driver;
+# of the recommends only fonts-liberation, so the page has a font to render in.
 # Not root: a hint, and those tests skip (on CI, CI=true, they fail instead).
 tools:
 	@command -v promtool >/dev/null || { \
@@ -43,6 +46,15 @@ tools:
 	      || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; }; \
 	  else \
 	    echo "promtool not found; install it (Debian/Ubuntu: sudo apt-get install --no-install-recommends prometheus)."; \
+	  fi; }
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    pkgs="chromium chromium-driver fonts-liberation"; \
+	    apt-get install -y -q --no-install-recommends $$pkgs \
+	      || { apt-get update -q && apt-get install -y -q --no-install-recommends $$pkgs; }; \
+	  else \
+	    echo "chromium/chromedriver not found; install them (Debian: sudo apt-get install --no-install-recommends chromium chromium-driver fonts-liberation)."; \
 	  fi; }
 
 install-bench: $(BIN)/python

@@ -49,6 +49,9 @@ from interlock.routing.chaos import ChaosControl, ChaosProvider
 from interlock.routing.retry import RetryBudget, RetryPolicy
 from interlock.routing.router import Deployment, ModelGroup, Router
 from interlock.routing.strategies import build_strategy
+from interlock.search.chain import BackendChain, build_backends
+from interlock.search.service import SearchService
+from interlock.search.tasks import TaskBoard
 from interlock.state import StateStore, StoreHealth, build_state_store
 from interlock.store import open_store
 from interlock.telemetry.access_log import AccessLog
@@ -222,6 +225,34 @@ def build_cache(config: GatewayConfig, state: StateStore) -> ResponseCache | Non
     )
 
 
+def build_search(
+    config: GatewayConfig,
+    pipeline: Pipeline,
+    state: StateStore,
+    telemetry: Telemetry,
+    accounting: Accounting,
+) -> SearchService | None:
+    """The AI search service on this pipeline (None when ``search.enabled``
+    is false). Its backends are built at the first search."""
+    settings = config.search
+    if not settings.enabled:
+        return None
+
+    def open_source() -> BackendChain:
+        backends = build_backends(settings)
+        return BackendChain(list(zip(backends, settings.backends, strict=True)), store=state)
+
+    return SearchService(
+        settings,
+        pipeline,
+        open_source,
+        TaskBoard(state, settings.task_ttl_s),
+        telemetry,
+        accounting,
+        default_model=settings.model or config.models[0].name,
+    )
+
+
 def build_store_health(config: GatewayConfig, metrics: Metrics) -> StoreHealth | None:
     """The one latch for the Redis that the state store and the limiter share
     (None on the memory backend); ``interlock_limits_degraded`` follows it."""
@@ -363,6 +394,8 @@ def build_gateway(
                 # its aiosqlite connection (a non-daemon worker thread) outlived
                 # the loop and the process hung at exit after a clean drain.
                 await asyncio.wait([refresher])
+            if search is not None:
+                await search.aclose()
             if cache is not None:
                 await cache.aclose()
             for provider in started:
@@ -389,6 +422,7 @@ def build_gateway(
         CacheStage(cache),
         RouteStage(router, Attempts(telemetry, prices)),
     )
+    search = build_search(config, pipeline, state, telemetry, accounting)
     admin_key = config.server.admin_key
     services = Services(
         pipeline=pipeline,
@@ -406,5 +440,6 @@ def build_gateway(
         else None,
         public_deployment_health=config.server.public_deployment_health,
         redactor=redactor,
+        search=search,
     )
     return Gateway(services, accounting, lifespan)

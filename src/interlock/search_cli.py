@@ -55,13 +55,20 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from interlock.search.index import IndexWriter, bundled_corpus
+    from interlock.search.backends.local import default_index_path
+    from interlock.search.index import IndexWriter, bundled_corpus, ensure_index
     from interlock.search.sources import SourceError, open_sources
 
     if not args.sources and not args.bundled:
         raise CliError("nothing to index: name a SOURCE (or --bundled)")
     path = _index_path(args.index, args.config)
     try:
+        if path == default_index_path():
+            # The gateway builds the default index from the bundled corpus when
+            # it is missing; adding documents to it first must not leave the
+            # corpus out for good.
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ensure_index(path)
         total, documents = open_sources([Path(source) for source in args.sources])
         bundled = list(bundled_corpus()) if args.bundled else []
         progress = _Progress(total + len(bundled), sys.stderr)

@@ -19,7 +19,7 @@ from interlock.config import ConfigError
 from interlock.config.search import LocalBackendConfig
 from interlock.search.backends.base import BackendError
 from interlock.search.backends.local import LocalSearchBackend, open_local_backend
-from interlock.search.index import IndexWriter, ensure_index
+from interlock.search.index import IndexWriter, bundled_corpus, ensure_index
 from interlock.search.query import plan_query, query_terms
 from interlock.search.sources import Document, SourceError, open_sources
 from tests.conftest import TEST_KEY, simulator_config
@@ -316,6 +316,19 @@ def test_the_cli_takes_the_index_path_from_the_config(
     assert str(index) in capsys.readouterr().out
     with IndexWriter(index) as writer:
         assert writer.count() == 2
+
+
+def test_documents_added_to_the_default_index_join_the_bundled_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTERLOCK_DATA_DIR", str(tmp_path / "data"))
+    mine = [Document("Our runbook", "runbook.md", "Restart the gateway with SIGTERM.")]
+    source = _jsonl(tmp_path / "docs.jsonl", mine)
+    assert main(["search", "index", str(source)]) == 0
+    with IndexWriter(tmp_path / "data" / "search-index.sqlite3") as writer:
+        held = writer.count()
+    assert held == len(list(bundled_corpus())) + 1
+    assert f"it holds {held} documents" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from interlock.config import ChaosConfig
 from interlock.errors import ServiceUnavailable
 from interlock.pipeline import Pipeline
 from interlock.redaction import Redactor
+from interlock.search.service import SearchService
 from interlock.state import StateStore
 from interlock.store import Store
 from interlock.telemetry.hub import Telemetry
@@ -55,3 +56,5 @@ class Services:
     redactor: Redactor = field(default_factory=Redactor)
     # /health/deployments without the admin key.
     public_deployment_health: bool = False
+    # The AI search service (/api/v1/search, /search); None when disabled.
+    search: SearchService | None = None

@@ -16,6 +16,7 @@ from interlock.api.chat import chat_completions
 from interlock.api.embeddings import embeddings
 from interlock.api.health import deployments, live, metrics, ready
 from interlock.api.models import list_models, retrieve_model
+from interlock.api.search import search_page, search_status, search_stream, start_search
 from interlock.api.wire import Handler
 
 __all__ = ["exact_routes", "prefix_routes"]
@@ -34,9 +35,15 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/admin/usage": {"GET": usage},
     "/admin/cache": {"DELETE": invalidate_cache},
     "/admin/chaos": {"GET": get_chaos, "PUT": put_chaos},
+    "/api/v1/search": {"POST": start_search},
+    "/search": {"GET": search_page},
+    "/search/page.js": {"GET": search_page},
+    "/search/page.css": {"GET": search_page},
 }
 # Model ids may contain slashes (``Qwen/Qwen2.5-0.5B-Instruct``).
 prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ("/v1/models/", "/v1/models/{model}", {"GET": retrieve_model}),
     ("/admin/keys/", "/admin/keys/{id}/{action}", {"POST": key_action}),
+    ("/api/v1/search/status/", "/api/v1/search/status/{task_id}", {"GET": search_status}),
+    ("/api/v1/search/stream/", "/api/v1/search/stream/{task_id}", {"GET": search_stream}),
 ]

@@ -75,19 +75,34 @@ class AdmissionStage:
         began = time.perf_counter()
         try:
             principal = await self.keys.authenticate_or_refresh(request.authorization)
-            _identified(principal, record)
-            _check_permissions(principal, request)
-            await self._take_slot(principal.priority)
-            try:
-                # The body is not validated yet: the token estimate counts what
-                # looks right, and validation refuses the rest next.
-                await self.gate.admit(principal, record, request.body)
-            except BaseException:
-                self.release_slot()
-                raise
-            return Admitted(principal, self)
+            return await self._admit(principal, request)
         finally:
             record.stages["admission"] = time.perf_counter() - began
+
+    async def admit_as(self, principal: Principal, request: ModelRequest) -> Admitted:
+        """Admission for a caller the edge identified itself, without a
+        credential: the search page's anonymous visitors, one principal per
+        client address. Everything after authentication is the same."""
+        record = request.record
+        began = time.perf_counter()
+        try:
+            return await self._admit(principal, request)
+        finally:
+            record.stages["admission"] = time.perf_counter() - began
+
+    async def _admit(self, principal: Principal, request: ModelRequest) -> Admitted:
+        record = request.record
+        _identified(principal, record)
+        _check_permissions(principal, request)
+        await self._take_slot(principal.priority)
+        try:
+            # The body is not validated yet: the token estimate counts what
+            # looks right, and validation refuses the rest next.
+            await self.gate.admit(principal, record, request.body)
+        except BaseException:
+            self.release_slot()
+            raise
+        return Admitted(principal, self)
 
     async def _take_slot(self, priority: int) -> None:
         limiter = self.in_flight

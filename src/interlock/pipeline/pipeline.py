@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from interlock.pipeline.admit import AdmissionStage
+from interlock.pipeline.admit import AdmissionStage, Admitted
 from interlock.pipeline.cache import CacheStage
 from interlock.pipeline.call import ModelCall
 from interlock.pipeline.guard import GuardrailsStage
@@ -40,11 +40,16 @@ class Pipeline:
         self.cache = cache
         self.route = route
 
-    async def run(self, request: ModelRequest) -> JSONDict | ChatStream:
+    async def run(
+        self, request: ModelRequest, admitted: Admitted | None = None
+    ) -> JSONDict | ChatStream:
         """The answer, or for a streamed chat the stream, opened. Errors raise
         ``InterlockError``s; a stream's errors after it opened come from
-        reading it."""
-        admitted = await self.admission.admit(request)
+        reading it. ``admitted``: the request was admitted already (a service
+        that admits at its own door and calls the model later, such as
+        search); this call then owns its release."""
+        if admitted is None:
+            admitted = await self.admission.admit(request)
         try:
             call = self.validation.check(request, admitted.principal)
             await self.guardrails.guard(call)

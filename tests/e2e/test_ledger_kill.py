@@ -1,4 +1,5 @@
-"""kill -9 loses no usage record of an answered request, on SQLite and PostgreSQL.
+"""kill -9 and SIGTERM lose no usage record of an answered request, on
+SQLite and PostgreSQL.
 
 A real gateway serves chat completions (some streamed); the test keeps the
 request id of every 200 it read to the end. Part of the load is committed
@@ -6,16 +7,24 @@ before the kill; for the rest the test holds the ledger table's write lock,
 so those records are only in the gateway's memory and its journal when
 ``kill -9`` comes. A second gateway on the same store replays the journal:
 every answered request is in the ledger exactly once.
+
+SIGTERM comes while streams are half-sent and more requests keep coming: the
+gateway drains (what it had begun completes, what comes after is refused)
+and exits 0 with every answered request in the ledger exactly once, and none
+of the refused ones, without a second start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import signal
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +164,148 @@ async def test_kill_9_loses_no_answered_request(
     assert len(answered) == COMMITTED + JOURNALED
     assert sorted(in_ledger) == sorted(answered)  # each exactly once
     assert len(set(in_ledger)) == len(in_ledger)
+
+
+# -- SIGTERM --------------------------------------------------------------------
+
+TERM_WORKERS = 24
+ANSWERED_BEFORE_TERM = 40  # a second or more: the ledger's writer (every 0.5 s) has run
+STREAMS_AT_TERM = 4  # streams that have their first chunk and not their end
+LATE_PROBES = 4
+
+
+@dataclass
+class Load:
+    """What the clients saw, by request id, and the moment of the signal."""
+
+    gateway: GatewayProcess
+    answered: list[str] = field(default_factory=list)  # 200, read to its end
+    refused: dict[str, str] = field(default_factory=dict)  # how: a 503, or no connection
+    unexpected: list[str] = field(default_factory=list)  # anything else
+    mid_stream: set[str] = field(default_factory=set)
+    at_signal: set[str] = field(default_factory=set)  # mid_stream when signalled
+    signalled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def first_chunk(self, request_id: str) -> None:
+        self.mid_stream.add(request_id)
+        if (
+            not self.signalled.is_set()
+            and len(self.answered) >= ANSWERED_BEFORE_TERM
+            and len(self.mid_stream) >= STREAMS_AT_TERM
+        ):
+            # Sent from here, not from a task woken later: at this instant
+            # these streams have begun and not ended.
+            self.at_signal = set(self.mid_stream)
+            self.signalled.set()
+            self.gateway.proc.send_signal(signal.SIGTERM)
+
+    def count(self, request_id: str, outcome: str) -> bool:
+        """Keep ``outcome``; whether the client goes on."""
+        if outcome == "answered":
+            self.answered.append(request_id)
+            return True
+        if outcome.startswith("refused"):
+            self.refused[request_id] = outcome
+        else:
+            self.unexpected.append(f"{request_id}: {outcome}")
+        return False
+
+
+async def _request(client: httpx.AsyncClient, load: Load, request_id: str, stream: bool) -> str:
+    """One chat completion: ``answered``, ``refused`` or what else happened."""
+    body: dict[str, Any] = {
+        "model": "sim",
+        "messages": [{"role": "user", "content": request_id}],
+        "stream": stream,
+    }
+    headers = {**AUTH, "x-request-id": request_id}
+    url, began = "/v1/chat/completions", False
+    try:
+        if not stream:
+            response = await client.post(url, json=body, headers=headers)
+            if response.status_code == 200 and response.json()["choices"]:
+                return "answered"
+            return _refusal(response)
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return _refusal(response)
+            last, began = "", True
+            async for line in response.aiter_lines():
+                if line and not last:
+                    load.first_chunk(request_id)
+                last = line or last
+            return "answered" if last == "data: [DONE]" else f"stream ended with {last!r}"
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        if began or not load.signalled.is_set():
+            return f"cut: {exc!r}"
+        # Refused at the door: the listener is closed, or the drain closed an
+        # idle kept-alive connection as this request went out on it.
+        return f"refused: {type(exc).__name__}"
+    finally:
+        load.mid_stream.discard(request_id)
+
+
+def _refusal(response: httpx.Response) -> str:
+    error = response.json()["error"]
+    if response.status_code == 503 and error["code"] == "service_unavailable":
+        return "refused: 503"
+    return f"{response.status_code} {error}"
+
+
+async def _worker(client: httpx.AsyncClient, load: Load, worker: int) -> None:
+    """Requests one after another (every other one streamed) until one is
+    refused after the signal."""
+    for n in itertools.count():
+        request_id = f"term-{worker}-{n}"
+        stream = bool((worker + n) % 2)
+        if not load.count(request_id, await _request(client, load, request_id, stream)):
+            return
+
+
+async def _late(client: httpx.AsyncClient, load: Load, probe: int) -> None:
+    """A request on a kept-alive connection right after the signal: the
+    middleware's 503 if it comes before the drain closes idle connections."""
+    request_id = f"term-late-{probe}"
+    if load.count(request_id + "-warm", await _request(client, load, request_id + "-warm", False)):
+        await load.signalled.wait()
+        load.count(request_id, await _request(client, load, request_id, False))
+
+
+async def test_sigterm_drains_and_loses_no_answered_request(
+    start_gateway: Callable[..., GatewayProcess], store_url: str, tmp_path: Path
+) -> None:
+    # Streams take ~0.5 to 1 s after their first chunk (10 to 20 tokens at 20
+    # a second): well after the signal on any machine.
+    config = simulator_config(ttft_ms=50, tokens_per_s=20, max_tokens=20)
+    config["store"] = {"url": store_url}
+    config["server"] = {"drain_timeout_s": 30, "access_log": False}
+    gateway = start_gateway(config, env={"INTERLOCK_DATA_DIR": str(tmp_path / "data")})
+    load = Load(gateway)
+    limits = httpx.Limits(max_connections=TERM_WORKERS, max_keepalive_connections=TERM_WORKERS)
+    async with (
+        asyncio.timeout(60),
+        httpx.AsyncClient(base_url=gateway.base_url, timeout=30, limits=limits) as client,
+        httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as late,
+    ):
+        await asyncio.gather(
+            *(_worker(client, load, w) for w in range(TERM_WORKERS)),
+            *(_late(late, load, p) for p in range(LATE_PROBES)),
+        )
+    exit_code = await asyncio.to_thread(gateway.proc.wait, 30)
+    store = Store(create_engine(store_url))
+    try:
+        in_ledger = await store.request_ids()
+    finally:
+        await store.engine.dispose()
+    print(
+        f"figure: {len(load.answered)} answered, {len(load.at_signal)} streams under way at "
+        f"the signal, refusals {sorted(Counter(load.refused.values()).items())}"
+    )
+    assert load.signalled.is_set() and not load.unexpected, load.unexpected
+    assert exit_code == 0  # drained, not killed
+    assert len(load.at_signal) >= STREAMS_AT_TERM
+    assert load.at_signal <= set(load.answered)  # streams under way when it came: finished
+    assert len(load.refused) >= TERM_WORKERS  # each worker's last request, and late ones
+    assert len(set(in_ledger)) == len(in_ledger)  # none twice
+    assert sorted(in_ledger) == sorted(load.answered)  # every answer; no refusal

@@ -74,6 +74,9 @@ class GatewayProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._client_host: str | None = None
         self._refusal: InterlockError | None = None  # over a connection cap
+        # A malformed head read while earlier requests are still being
+        # answered: sent once they are, then the connection is closed.
+        self._refusal_after_answer: InterlockError | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -87,6 +90,8 @@ class GatewayProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refusal_after_answer is not None:
+            return  # the parser failed on what came before: nothing more is read
         self._unset_keepalive_if_required()
         room = self._head_room
         if len(data) <= room:  # the usual case, inlined: a whole request in one read
@@ -109,6 +114,22 @@ class GatewayProtocol(HttpToolsProtocol):
                 self._refuse(_too_many_headers(self._max_headers))
             elif self._deadline is None:
                 self._arm(self.settings.header_timeout_s)
+        elif self._idle():
+            # Nothing is pending and nothing is being answered (a body that
+            # came after its response ended): the keep-alive timer this read
+            # cancelled must run again, or the connection would have no timer.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    def _idle(self) -> bool:
+        cycle = self.cycle
+        return (
+            (cycle is None or cycle.response_complete)
+            and not self.pipeline
+            and self.timeout_keep_alive_task is None
+            and not self.transport.is_closing()
+        )
 
     def _receive(self, data: bytes | memoryview) -> bool:
         """Parse ``data``, never more than the head's room of a head; False
@@ -157,6 +178,14 @@ class GatewayProtocol(HttpToolsProtocol):
         self._in_body = True
         self._head_room = _UNCOUNTED
 
+    def on_response_complete(self) -> None:
+        HttpToolsProtocol.on_response_complete(self)
+        refusal = self._refusal_after_answer
+        if refusal is not None and not self.pipeline and not self.transport.is_closing():
+            self._unset_keepalive_if_required()
+            self.transport.write(error_bytes(refusal, self.server_state.default_headers))
+            self.transport.close()
+
     def on_message_complete(self) -> None:
         if self._deadline is not None:
             self._disarm()
@@ -194,10 +223,15 @@ class GatewayProtocol(HttpToolsProtocol):
         """Answer ``exc`` unless a response is already under way, and close."""
         self._disarm()
         cycle = self.cycle
-        if self._in_body:
-            answered = cycle.response_started
-        else:  # the request has no cycle yet; an earlier one may be mid-answer
-            answered = cycle is not None and not cycle.response_complete
+        if not self._in_body and (
+            self.pipeline or (cycle is not None and not cycle.response_complete)
+        ):
+            # Bytes that are no request came after requests still being
+            # answered (in the same read, or pipelined): those are answered
+            # first, then this refusal (``on_response_complete``).
+            self._refusal_after_answer = exc
+            return
+        answered = self._in_body and cycle.response_started
         if cycle is not None and not cycle.response_complete:
             # The app sees the client gone; whatever it still sends goes nowhere.
             cycle.disconnected = True

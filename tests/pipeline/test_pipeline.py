@@ -18,7 +18,13 @@ from aiohttp import web
 
 from interlock.app import Gateway, build_gateway
 from interlock.config import parse_config
-from interlock.errors import AuthenticationFailed, InvalidRequest, Overloaded, PermissionDenied
+from interlock.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    ModelNotFound,
+    Overloaded,
+    PermissionDenied,
+)
 from interlock.pipeline import ChatStream, ModelRequest, Operation, RequestOptions
 from interlock.telemetry.record import RequestRecord
 from tests.conftest import TEST_KEY, simulator_config
@@ -106,6 +112,18 @@ async def test_a_caller_without_a_valid_key_learns_nothing_about_its_body() -> N
             await pipeline.run(_request({"model": 7}))
         assert invalid.value.param == "model"
         assert _slots_taken(gateway) == 0
+
+
+async def test_an_unknown_model_names_no_request() -> None:
+    """A model the gateway does not serve never becomes the record's model:
+    that would be a new metrics series (and ledger value) per name a client
+    makes up (tests/reliability/test_memory_flat.py found it)."""
+    gateway = _gateway()
+    async with gateway.lifespan():
+        request = _request({"model": "made-up-1", "messages": [{"role": "user", "content": "x"}]})
+        with pytest.raises(ModelNotFound):
+            await gateway.services.pipeline.run(request)
+    assert request.record.model is None
 
 
 async def test_permissions_are_checked_at_admission() -> None:

@@ -38,8 +38,11 @@ class Validation:
                 include_usage = bool(options is not None and options.include_usage)
             else:
                 model = validate_body(EmbeddingRequest, body).model
-            record.model = model
             group = self.router.group(model)
+            # Only a model this gateway serves names the request: the name is a
+            # metrics label and a ledger column, and a client must not be able
+            # to mint new ones (each unknown name was a new time series).
+            record.model = model
         user = body.get("user")
         caller = user if isinstance(user, str) and user else principal.name
         route = RouteContext(caller=caller, pin=request.options.pin, now=time.time())

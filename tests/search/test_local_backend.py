@@ -20,7 +20,7 @@ from interlock.config.search import LocalBackendConfig
 from interlock.search.backends.base import BackendError
 from interlock.search.backends.local import LocalSearchBackend, open_local_backend
 from interlock.search.index import IndexWriter, bundled_corpus, ensure_index
-from interlock.search.query import plan_query, query_terms
+from interlock.search.query import every_term_common, plan_query, query_terms
 from interlock.search.sources import Document, SourceError, open_sources
 from tests.conftest import TEST_KEY, simulator_config
 
@@ -494,3 +494,22 @@ async def test_searches_run_off_the_event_loop(tmp_path_factory: pytest.TempPath
     assert all(len(r) == 10 for r in results)
     # Had the searches run on the loop, the ticker would have waited for all 300.
     assert ticks >= 50
+
+
+async def test_when_every_word_is_common_title_matches_come_first_then_the_rest(
+    tmp_path: Path,
+) -> None:
+    docs = [Document(f"Note {n}", f"note-{n}", f"river and stone, entry {n}") for n in range(6)] + [
+        Document("River stone", "river-stone", "a page on river and stone")
+    ]
+    # A budget of 2 postings: both words (in 7 documents each) count as common.
+    backend = LocalSearchBackend(_build(tmp_path / "index.sqlite3", docs), rank_budget=2)
+    try:
+        titles = await _titles(backend, "river stone", 4)
+        everything = await _titles(backend, "river stone", 20)
+    finally:
+        await backend.close()
+    assert titles[0] == "River stone" and len(titles) == 4
+    assert sorted(everything) == sorted(d.title for d in docs)  # each once
+    assert every_term_common({"river": 7, "stone": 7}, budget=2)
+    assert not every_term_common({"river": 7, "pebble": 1}, budget=2)

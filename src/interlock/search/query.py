@@ -19,7 +19,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_TERMS", "RANK_BUDGET", "STOPWORDS", "plan_query", "query_terms"]
+__all__ = [
+    "MAX_TERMS",
+    "RANK_BUDGET",
+    "STOPWORDS",
+    "every_term_common",
+    "plan_query",
+    "query_terms",
+]
 
 # How many postings (document hits, summed over the chosen terms) BM25 may
 # score for one query: ranking costs about 1.5 us a posting, so this bounds a
@@ -81,6 +88,13 @@ def plan_query(frequencies: dict[str, int], *, budget: int = RANK_BUDGET) -> str
             break
         chosen.append(term)
     return _join(chosen, " OR ")
+
+
+def every_term_common(frequencies: dict[str, int], *, budget: int = RANK_BUDGET) -> bool:
+    """Whether ``plan_query`` fell back to the AND of every term: even the
+    rarest present term has more postings than ``budget``."""
+    present = [count for count in frequencies.values() if count > 0]
+    return bool(present) and min(present) > budget
 
 
 def _join(terms: list[str], operator: str) -> str:

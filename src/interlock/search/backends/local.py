@@ -7,8 +7,11 @@ the MATCH: the rarest, while the postings BM25 must score stay within a
 budget (``plan_query``), which bounds a query's cost on a large index. FTS5
 ranks the matches with ``bm25`` (title weighted over body) and cuts them at
 ``num_results`` (``ORDER BY rank LIMIT``, so snippets are made for the
-returned rows only). A query without words (empty, blanks, punctuation) has
-no results.
+returned rows only). When every word is common (each in more documents than
+the budget), the documents whose title has them all are ranked and the rest
+follow unranked: BM25 over every document having them all is what made such
+queries the slow tail. A query without words (empty, blanks, punctuation)
+has no results.
 
 sqlite3 blocks, so searches run on a small pool of threads owned by the
 backend, each with its own read-only connection; the pool's size bounds how
@@ -34,7 +37,7 @@ from interlock.config import ConfigError
 from interlock.config.search import LocalBackendConfig
 from interlock.search.backends.base import BackendError, SearchResult
 from interlock.search.index import ensure_index
-from interlock.search.query import RANK_BUDGET, plan_query, query_terms
+from interlock.search.query import RANK_BUDGET, every_term_common, plan_query, query_terms
 from interlock.store import _data_dir
 
 __all__ = ["DEFAULT_INDEX_NAME", "LocalSearchBackend", "default_index_path", "open_local_backend"]
@@ -46,6 +49,10 @@ _MMAP_BYTES = 256 * 1024 * 1024
 _SEARCH = f"""
 SELECT title, url, snippet(documents_fts, 1, '', '', '…', {SNIPPET_TOKENS})
 FROM documents_fts WHERE documents_fts MATCH ? ORDER BY rank LIMIT ?
+"""
+_UNRANKED = f"""
+SELECT title, url, snippet(documents_fts, 1, '', '', '…', {SNIPPET_TOKENS})
+FROM documents_fts WHERE documents_fts MATCH ? LIMIT ?
 """
 _FREQUENCY = "SELECT count(*) FROM documents_fts WHERE documents_fts MATCH ?"
 _MAX_CACHED_TERMS = 50_000
@@ -116,10 +123,22 @@ class _Reader:
         return {term: self._frequencies[term] for term in terms}
 
     def search(self, terms: list[str], limit: int, budget: int) -> list[tuple[str, str, str]]:
-        expression = plan_query(self.frequencies(terms), budget=budget)
+        frequencies = self.frequencies(terms)
+        expression = plan_query(frequencies, budget=budget)
         if expression is None:
             return []
-        rows = self.connection.execute(_SEARCH, (expression, limit)).fetchall()
+        execute = self.connection.execute
+        if not every_term_common(frequencies, budget=budget):
+            rows = execute(_SEARCH, (expression, limit)).fetchall()
+        else:
+            # Every word is in so many documents that BM25 over all that have
+            # them all would cost tens of milliseconds: rank the documents
+            # whose title has them all, then fill up, unranked, with others.
+            rows = execute(_SEARCH, ("{title} : (" + expression + ")", limit)).fetchall()
+            if len(rows) < limit:
+                seen = {row[1] for row in rows}
+                more = execute(_UNRANKED, (expression, limit + len(rows))).fetchall()
+                rows += [row for row in more if row[1] not in seen][: limit - len(rows)]
         return [(str(t), str(u), str(s or "")) for t, u, s in rows]
 
 

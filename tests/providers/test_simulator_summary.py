@@ -38,3 +38,9 @@ def test_the_same_prompt_gives_the_same_summary_and_other_prompts_none() -> None
 def test_a_long_sentence_is_cut_at_a_word() -> None:
     summary = cited_summary(_prompt("word " * 100))
     assert summary is not None and summary.endswith("… [1].") and len(summary) < 260
+
+
+def test_a_snippet_cut_from_mid_document_loses_its_ellipsis() -> None:
+    assert cited_summary(_prompt("…in a vacuum it travels fast. More.")) == (
+        "in a vacuum it travels fast [1]."
+    )

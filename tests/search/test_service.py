@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from interlock.app import Gateway, build_gateway
-from interlock.config import parse_config
+from interlock.config import ConfigError, parse_config
 from interlock.errors import AuthenticationFailed, InvalidRequest, NotFound, TooManyRequests
 from interlock.search.backends.base import BackendError, SearchResult
+from interlock.search.rerank import embedding_input, reorder
 from interlock.search.service import SearchService
 from interlock.search.summary import check_citations
 from interlock.search.tasks import SearchEvent, TaskBoard
@@ -335,3 +336,53 @@ async def test_without_anonymous_mode_a_key_is_needed() -> None:
         with pytest.raises(AuthenticationFailed):
             await service.start({"query": "light"}, None, _record(), "192.0.2.1")
         await service.aclose()
+
+
+def test_reorder_puts_the_closest_meaning_first() -> None:
+    answer = {
+        "data": [
+            {"index": 0, "embedding": [1.0, 0.0]},  # the question
+            {"index": 3, "embedding": [1.0, 0.1]},  # third result: closest
+            {"index": 1, "embedding": [0.0, 1.0]},
+            {"index": 2, "embedding": [0.7, 0.7]},
+        ]
+    }
+    ordered = reorder(RESULTS, answer, keep=2)
+    assert [(r.title, r.rank) for r in ordered] == [("Lightning", 1), ("Sound", 2)]
+    assert embedding_input("q", RESULTS[:1]) == ["q", f"{RESULTS[0].title}. {RESULTS[0].snippet}"]
+
+
+async def test_rerank_asks_for_candidates_and_orders_them_through_embeddings() -> None:
+    gateway = _gateway(search={"rerank": {"model": "embed", "candidates": 3}})
+    source = FakeSource()
+    async with gateway.lifespan():
+        service = _service(gateway, source)
+        task = await service.start({"query": "light", "num_results": 2}, BEARER, _record())
+        events = await _all(service.events(task.task_id))
+        status = await service.status(task.task_id)
+        await service.aclose()
+    assert source.asked[0][1] == 3  # the candidates, then the best 2 kept
+    results = events[0].data["results"]
+    assert [r["rank"] for r in results] == [1, 2]
+    assert {r["url"] for r in results} <= {r.url for r in RESULTS}
+    assert "reranked_ms" in status.timings and events[-1].event == "complete"
+
+
+async def test_a_failed_rerank_keeps_the_backends_order() -> None:
+    config = simulator_config(tokens_per_s=0, max_tokens=8)
+    config["keys"][0]["allowed_models"] = ["sim"]  # may not use the embedding model
+    config["search"] = {"rerank": {"model": "embed"}}
+    gateway = build_gateway(parse_config(config, env={"TEST_KEY": TEST_KEY}))
+    async with gateway.lifespan():
+        service = _service(gateway, FakeSource())
+        task = await service.start({"query": "light", "num_results": 2}, BEARER, _record())
+        events = await _all(service.events(task.task_id))
+        await service.aclose()
+    assert [r["title"] for r in events[0].data["results"]] == ["Speed of light", "Sound"]
+    assert events[-1].event == "complete"
+
+
+def test_search_models_must_exist() -> None:
+    for search in ({"model": "nope"}, {"rerank": {"model": "nope"}}):
+        with pytest.raises(ConfigError, match="unknown model 'nope'"):
+            parse_config({**simulator_config(), "search": search}, env={"TEST_KEY": TEST_KEY})

@@ -44,6 +44,14 @@ class GatewayConfig(_Strict):
         for key in self.keys:
             if key.tier not in self.tiers:
                 raise ValueError(f"key {key.name!r}: unknown tier {key.tier!r}")
+        names = {m.name for m in self.models}
+        search = self.search
+        for field, model in (
+            ("search.model", search.model),
+            ("search.rerank.model", search.rerank.model if search.rerank else None),
+        ):
+            if model is not None and model not in names:
+                raise ValueError(f"{field}: unknown model {model!r}")
         jwt = self.admission.jwt
         if jwt is not None:
             for tier in [jwt.default_tier, *(jwt.allowed_tiers or [])]:

@@ -49,7 +49,9 @@ def cited_summary(prompt: str) -> str | None:
 
 
 def _first_sentence(text: str) -> str:
-    sentence = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+    # A snippet cut from mid-document starts with an ellipsis: not the answer's.
+    text = text.strip().lstrip("….").strip()
+    sentence = _SENTENCE_END.split(text, maxsplit=1)[0]
     if len(sentence) > _MAX_SENTENCE_CHARS:
         sentence = sentence[:_MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + "…"
     return sentence.rstrip(" .!?")

@@ -46,6 +46,7 @@ from interlock.errors import (
 )
 from interlock.pipeline import ChatStream, ModelRequest, Operation, Pipeline
 from interlock.search.backends.base import BackendError, SearchResult
+from interlock.search.rerank import embedding_input, reorder
 from interlock.search.safety import QueryPolicy, SummaryCleaner, filter_results, filter_summary
 from interlock.search.summary import build_messages, check_citations, followups
 from interlock.search.tasks import SearchEvent, SearchTask, TaskBoard, TaskStatus, new_task_id
@@ -163,8 +164,12 @@ class SearchService:
         door = ModelRequest(Operation.CHAT, estimate, summary_record, authorization)
         admission = self._pipeline.admission
         anonymous = self.settings.anonymous
+        visitor: Principal | None = None
         if authorization is None and anonymous.enabled:
-            admitted = await admission.admit_as(_anonymous(client, model, anonymous), door)
+            rerank = self.settings.rerank
+            models = {model} if rerank is None else {model, rerank.model}
+            visitor = _anonymous(client, models, anonymous)
+            admitted = await admission.admit_as(visitor, door)
         else:
             admitted = await admission.admit(door)
         record.key_name = summary_record.key_name
@@ -183,7 +188,7 @@ class SearchService:
         except BaseException:
             admitted.release()
             raise
-        run = _Run(self, task, backend, authorization, summary_record, admitted)
+        run = _Run(self, task, backend, authorization, summary_record, admitted, visitor)
         self._running[task.task_id] = asyncio.create_task(run.run(), name=task.task_id)
         return task
 
@@ -281,6 +286,7 @@ class _Run:
         authorization: str | None,
         record: RequestRecord,
         admitted: Any,
+        visitor: Principal | None,
     ):
         self.service = service
         self.task = task
@@ -288,6 +294,7 @@ class _Run:
         self.authorization = authorization
         self.record = record
         self.admitted = admitted
+        self.visitor = visitor  # an anonymous caller's principal, else None (the key's)
         self.began = time.perf_counter()
 
     def _mark(self, name: str) -> None:
@@ -354,10 +361,13 @@ class _Run:
     async def _search(self) -> list[SearchResult]:
         task = self.task
         source = await self.service.source()
-        answer = await source.search(
-            task.query, task.num_results, task.safe_search, only=self.backend
-        )
-        results = list(answer.results)[: task.num_results]
+        rerank = self.service.settings.rerank
+        wanted = task.num_results if rerank is None else max(task.num_results, rerank.candidates)
+        answer = await source.search(task.query, wanted, task.safe_search, only=self.backend)
+        results = list(answer.results)[:wanted]
+        if rerank is not None and len(results) > 1:
+            results = await self._rerank(rerank.model, results)
+        results = results[: task.num_results]
         if task.safe_search:
             results = filter_results(results)
         task.results = [r.to_json() for r in results]
@@ -372,6 +382,35 @@ class _Run:
             },
         )
         return results
+
+    async def _rerank(self, model: str, results: list[SearchResult]) -> list[SearchResult]:
+        """``results`` in order of meaning (``rerank.py``), through the
+        gateway's embeddings pipeline as this caller; on any failure, the
+        backend's order (a search is not failed for its ordering)."""
+        service, task = self.service, self.task
+        record = RequestRecord(self.record.request_id, "POST", "/api/v1/search")
+        body = {"model": model, "input": embedding_input(task.query, results)}
+        request = ModelRequest(Operation.EMBEDDINGS, body, record, self.authorization)
+        try:
+            admitted = None
+            if self.visitor is not None:
+                admitted = await service._pipeline.admission.admit_as(self.visitor, request)
+            answer = await service._pipeline.run(request, admitted)
+            assert isinstance(answer, dict)
+            ordered = reorder(results, answer, len(results))
+            record.status = 200
+        except InterlockError as exc:
+            record.status = exc.status_code
+            log.warning(
+                "search re-ranking failed; the backend's order stands",
+                extra={"task_id": task.task_id, "error": exc.message},
+            )
+            return results
+        finally:
+            service._telemetry.finish(record)
+            await service._accounting.finish(record)
+        self._mark("reranked_ms")
+        return ordered
 
     def _summary_body(self, results: Sequence[SearchResult]) -> dict[str, Any]:
         # temperature 0: the same question over the same results is the same
@@ -472,16 +511,16 @@ def _content(chunk: bytes) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _anonymous(client: str | None, model: str, settings: AnonymousSearchConfig) -> Principal:
+def _anonymous(client: str | None, models: set[str], settings: AnonymousSearchConfig) -> Principal:
     """One principal per client address, limited as ``search.anonymous``
-    says and to the summary model. Named by a digest of the address, so the
+    says and to the search's models. Named by a digest of the address, so the
     access log and usage ledger hold no addresses."""
     digest = hashlib.sha256((client or "unknown").encode()).hexdigest()[:16]
     return Principal(
         name=f"anonymous:{digest}",
         tier="anonymous",
         limits=KeyLimits(rpm=settings.rpm, max_concurrent=settings.max_concurrent),
-        allowed_models=frozenset({model}),
+        allowed_models=frozenset(models),
         priority=-1,  # behind every key in the in-flight queue
     )
 

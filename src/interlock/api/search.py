@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from interlock.api.services import Services
+from interlock.api.sse import watch_disconnect
 from interlock.api.wire import json_response, read_json_object, request_record
 from interlock.errors import InvalidRequest, NotFound
 from interlock.search.service import SearchService
@@ -101,7 +102,7 @@ class _EventStream:
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
-        watcher = asyncio.get_running_loop().create_task(_watch(receive, task, gone))
+        watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, task, gone))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
             await send(_chunk(_frame(self._first)))
@@ -126,15 +127,6 @@ def _frame(event: SearchEvent | None) -> bytes:
 
 def _chunk(data: bytes) -> dict[str, object]:
     return {"type": "http.response.body", "body": data, "more_body": True}
-
-
-async def _watch(receive: Receive, streaming: asyncio.Task[object], gone: asyncio.Event) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            gone.set()
-            streaming.cancel()
-            return
 
 
 async def search_page(request: Request, services: Services) -> ASGIApp:

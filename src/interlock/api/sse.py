@@ -23,7 +23,7 @@ from interlock.errors import InterlockError
 from interlock.pipeline import ChatStream
 from interlock.redaction import Redactor
 
-__all__ = ["SSEResponse"]
+__all__ = ["SSEResponse", "watch_disconnect"]
 
 log = logging.getLogger("interlock.stream")
 
@@ -46,7 +46,7 @@ class SSEResponse:
         assert task is not None
         client_gone = asyncio.Event()
         watcher = asyncio.get_running_loop().create_task(
-            _watch_disconnect(receive, task, client_gone)
+            watch_disconnect(receive, task, client_gone)
         )
         stream = self._stream
         try:
@@ -88,7 +88,7 @@ def _body(data: bytes) -> dict[str, object]:
     return {"type": "http.response.body", "body": data, "more_body": True}
 
 
-async def _watch_disconnect(
+async def watch_disconnect(
     receive: Receive, streaming_task: asyncio.Task[object], client_gone: asyncio.Event
 ) -> None:
     while True:

@@ -9,10 +9,15 @@ from pydantic import Field, field_validator, model_validator
 
 from interlock.config.base import Secret, _Strict
 from interlock.config.upstream import ProxyURL, TlsConfig
+from interlock.minilm import MODEL_NAME
 
 __all__ = ["DeploymentConfig", "PriceConfig", "ProviderName", "TimeoutConfig"]
 
-ProviderName = Literal["openai", "anthropic", "gemini", "simulator"]
+ProviderName = Literal["openai", "anthropic", "gemini", "simulator", "sentence-transformers"]
+
+# What provider 'sentence-transformers' serves (in process, from the
+# `injection-model` extra): the packaged MiniLM, by its short or hub name.
+_LOCAL_MODELS = frozenset({MODEL_NAME, f"sentence-transformers/{MODEL_NAME}"})
 
 
 class TimeoutConfig(_Strict):
@@ -81,4 +86,9 @@ class DeploymentConfig(_Strict):
             raise ValueError(f"provider {self.provider!r} needs `model` (the upstream model name)")
         if self.provider == "openai" and not self.base_url:
             raise ValueError("provider 'openai' needs `base_url` (e.g. http://127.0.0.1:8000/v1)")
+        if self.provider == "sentence-transformers" and self.model not in _LOCAL_MODELS:
+            raise ValueError(
+                f"provider 'sentence-transformers' serves only the packaged model "
+                f"`{MODEL_NAME}`, not {self.model!r}"
+            )
         return self

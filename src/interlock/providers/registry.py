@@ -30,4 +30,8 @@ def build_provider(
         from interlock.providers.gemini import GeminiProvider
 
         return GeminiProvider(deployment, redactor)
+    if deployment.provider == "sentence-transformers":
+        from interlock.providers.sentence_embeddings import SentenceEmbeddingProvider
+
+        return SentenceEmbeddingProvider(deployment)
     raise ValueError(f"unknown provider {deployment.provider!r}")  # config validation prevents

@@ -157,3 +157,33 @@ def test_search_can_be_turned_off(tmp_path: Path) -> None:
     finally:
         gateway.close()
     assert response.status_code == 404
+
+
+def test_anonymous_visitors_behind_a_trusted_proxy_are_told_apart(tmp_path: Path) -> None:
+    index = tmp_path / "index.sqlite3"
+    with IndexWriter(index) as writer:
+        writer.add_all(DOCS)
+    raw: dict[str, Any] = {
+        **simulator_config(tokens_per_s=0, max_tokens=8),
+        "search": {
+            "backends": [{"type": "local", "path": str(index)}],
+            "model": "sim",
+            "anonymous": {"enabled": True, "rpm": 1, "trusted_proxies": ["127.0.0.1"]},
+        },
+        "server": {"access_log": False},
+    }
+    gateway = InProcessGateway(create_app(parse_config(raw, env={"TEST_KEY": TEST_KEY})))
+    url = gateway.base_url + "/api/v1/search"
+
+    def search(visitor: str) -> int:
+        headers = {"x-forwarded-for": visitor}
+        return httpx.post(url, json={"query": "light"}, headers=headers, timeout=30).status_code
+
+    try:
+        assert [search("203.0.113.9"), search("203.0.113.9"), search("198.51.100.7")] == [
+            202,
+            429,
+            202,
+        ]
+    finally:
+        gateway.close()

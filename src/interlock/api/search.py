@@ -53,7 +53,8 @@ def _service(services: Services) -> SearchService:
 async def start_search(request: Request, services: Services) -> ASGIApp:
     service = _service(services)
     body = await read_json_object(request, services.max_body_bytes)
-    client = request.client.host if request.client is not None else None
+    peer = request.client.host if request.client is not None else None
+    client = service.client_address.resolve(peer, request.headers.get("x-forwarded-for"))
     task = await service.start(
         body, request.headers.get("authorization"), request_record(request), client
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from interlock.config.base import Secret, _Strict
 
@@ -90,6 +91,19 @@ class AnonymousSearchConfig(_Strict):
     # Limits per client address, through the same admission stage as keys.
     rpm: int = Field(default=10, ge=1)
     max_concurrent: int = Field(default=2, ge=1)
+    # Load balancers in front (addresses or CIDR networks): behind one of
+    # them, the client is read from X-Forwarded-For (search/client_address.py).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {entry!r}") from None
+        return value
 
 
 class RerankConfig(_Strict):

@@ -46,6 +46,7 @@ from interlock.errors import (
 )
 from interlock.pipeline import ChatStream, ModelRequest, Operation, Pipeline
 from interlock.search.backends.base import BackendError, SearchResult
+from interlock.search.client_address import ClientAddress
 from interlock.search.rerank import embedding_input, reorder
 from interlock.search.safety import QueryPolicy, SummaryCleaner, filter_results, filter_summary
 from interlock.search.summary import build_messages, check_citations, followups
@@ -106,6 +107,8 @@ class SearchService:
         self._accounting = accounting
         self._default_model = default_model
         self._queries = QueryPolicy(settings.max_query_chars)
+        # Who an anonymous visitor is, behind the operator's load balancers.
+        self.client_address = ClientAddress(settings.anonymous.trusted_proxies)
         self._cleaner = SummaryCleaner(settings.summary_max_chars)
         self._heartbeat_s = heartbeat_s
         self._poll_s = poll_s

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from starlette.types import ASGIApp
@@ -53,7 +54,8 @@ from interlock.search.chain import BackendChain, build_backends
 from interlock.search.service import SearchService
 from interlock.search.tasks import TaskBoard
 from interlock.state import StateStore, StoreHealth, build_state_store
-from interlock.store import open_store
+from interlock.store import data_dir, open_store
+from interlock.store.blobs import LocalBlobStore
 from interlock.telemetry.access_log import AccessLog
 from interlock.telemetry.cache_metrics import CacheCollector
 from interlock.telemetry.health import DeploymentHealth, HealthBoard
@@ -441,5 +443,9 @@ def build_gateway(
         public_deployment_health=config.server.public_deployment_health,
         redactor=redactor,
         search=search,
+        files=config.files,
+        blobs=LocalBlobStore(
+            Path(config.files.dir).expanduser() if config.files.dir else data_dir() / "files"
+        ),
     )
     return Gateway(services, accounting, lifespan)

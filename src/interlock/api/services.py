@@ -7,12 +7,14 @@ from typing import Protocol
 
 from interlock.api.middleware import DrainState
 from interlock.config import ChaosConfig
+from interlock.config.files import FilesConfig
 from interlock.errors import ServiceUnavailable
 from interlock.pipeline import Pipeline
 from interlock.redaction import Redactor
 from interlock.search.service import SearchService
 from interlock.state import StateStore
-from interlock.store import Store
+from interlock.store import Store, data_dir
+from interlock.store.blobs import LocalBlobStore
 from interlock.telemetry.hub import Telemetry
 
 __all__ = ["ChaosSwitch", "RecordsRef", "Services"]
@@ -58,3 +60,6 @@ class Services:
     public_deployment_health: bool = False
     # The AI search service (/api/v1/search, /search); None when disabled.
     search: SearchService | None = None
+    # The Files API: its limits, and where the bytes are kept.
+    files: FilesConfig = field(default_factory=FilesConfig)
+    blobs: LocalBlobStore = field(default_factory=lambda: LocalBlobStore(data_dir() / "files"))

@@ -14,6 +14,7 @@ from interlock.api.admin import (
 )
 from interlock.api.chat import chat_completions
 from interlock.api.embeddings import embeddings
+from interlock.api.files import file_route, files_root
 from interlock.api.health import deployments, live, metrics, ready
 from interlock.api.models import list_models, retrieve_model
 from interlock.api.search import search_page, search_status, search_stream, start_search
@@ -26,6 +27,7 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": chat_completions},
     "/v1/embeddings": {"POST": embeddings},
     "/v1/models": {"GET": list_models},
+    "/v1/files": {"GET": files_root, "POST": files_root},
     "/health/live": {"GET": live},
     "/health/ready": {"GET": ready},
     "/health/deployments": {"GET": deployments},
@@ -43,6 +45,7 @@ exact_routes: dict[str, dict[str, Handler]] = {
 # Model ids may contain slashes (``Qwen/Qwen2.5-0.5B-Instruct``).
 prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ("/v1/models/", "/v1/models/{model}", {"GET": retrieve_model}),
+    ("/v1/files/", "/v1/files/{file_id}", {"GET": file_route, "DELETE": file_route}),
     ("/admin/keys/", "/admin/keys/{id}/{action}", {"POST": key_action}),
     ("/api/v1/search/status/", "/api/v1/search/status/{task_id}", {"GET": search_status}),
     ("/api/v1/search/stream/", "/api/v1/search/stream/{task_id}", {"GET": search_stream}),

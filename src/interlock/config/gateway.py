@@ -11,6 +11,7 @@ from interlock.config.access import AdmissionConfig, KeyConfig, TierConfig, _def
 from interlock.config.base import _Strict
 from interlock.config.cache import CacheConfig
 from interlock.config.chaos import ChaosConfig
+from interlock.config.files import FilesConfig
 from interlock.config.routing import ModelConfig
 from interlock.config.search import SearchConfig
 from interlock.config.server import LimitsConfig, ServerConfig
@@ -35,6 +36,7 @@ class GatewayConfig(_Strict):
     tiers: dict[str, TierConfig] = Field(default_factory=_default_tiers)
     chaos: ChaosConfig = Field(default_factory=ChaosConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    files: FilesConfig = Field(default_factory=FilesConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:

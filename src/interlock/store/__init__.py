@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.engine import create_engine
+from interlock.store.files import FileRecord, FileStore, new_file_id
 from interlock.store.journal import LedgerJournal, dead_journals
 from interlock.store.keys import (
     KeyLimits,
@@ -38,6 +39,8 @@ from interlock.store.migrations import migrate
 from interlock.store.usage_rows import COLUMNS
 
 __all__ = [
+    "FileRecord",
+    "FileStore",
     "GroupBy",
     "KeyLimits",
     "KeyNotFound",
@@ -48,10 +51,12 @@ __all__ = [
     "UsageLedger",
     "UsageRecord",
     "create_engine",
+    "data_dir",
     "default_url",
     "hash_key",
     "journal_dir",
     "migrate",
+    "new_file_id",
     "open_store",
 ]
 
@@ -94,8 +99,13 @@ def journal_dir(
     return where / f"ledger-journal-{digest}"
 
 
-def _data_dir(environ: Mapping[str, str]) -> Path:
+def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$INTERLOCK_DATA_DIR``, else ``./.interlock/``: SQLite, the ledger's
+    journal, the search index and uploaded files live there by default."""
     return Path(environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser().resolve()
+
+
+_data_dir = data_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +115,7 @@ class Store:
     engine: AsyncEngine
     keys: KeyStore
     ledger: UsageLedger
+    files: FileStore
 
     async def ping(self, timeout_s: float = 1.0) -> bool:
         """Reachable within ``timeout_s``? Never raises (for readiness)."""
@@ -171,7 +182,7 @@ async def open_store(
         await engine.dispose()
         raise
     ledger.start()
-    return Store(engine=engine, keys=KeyStore(engine), ledger=ledger)
+    return Store(engine=engine, keys=KeyStore(engine), ledger=ledger, files=FileStore(engine))
 
 
 def _open_journal(directory: Path) -> LedgerJournal | None:

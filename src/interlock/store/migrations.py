@@ -124,11 +124,26 @@ async def _v4_record_id(conn: AsyncConnection) -> None:
     )
 
 
+async def _v5_files(conn: AsyncConnection) -> None:
+    # Frozen DDL, the same on SQLite and PostgreSQL.
+    await conn.execute(
+        sa.text(
+            "CREATE TABLE files (id VARCHAR(64) PRIMARY KEY, key_name VARCHAR NOT NULL, "
+            "filename VARCHAR NOT NULL, purpose VARCHAR(32) NOT NULL, bytes BIGINT NOT NULL, "
+            "lines INTEGER NOT NULL, created_at BIGINT NOT NULL)"
+        )
+    )
+    await conn.execute(
+        sa.text("CREATE INDEX ix_files_key_name_created ON files (key_name, created_at, id)")
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
     Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
     Migration(3, "api_keys.guardrails: a key's guardrails override", _v3_api_keys_guardrails),
     Migration(4, "usage_ledger.record_id: a replayed journal adds no row twice", _v4_record_id),
+    Migration(5, "files: uploads of the Files API", _v5_files),
 )
 
 

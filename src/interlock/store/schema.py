@@ -140,3 +140,18 @@ usage_ledger = sa.Table(
     sa.Index("ix_usage_ledger_key_name_id", "key_name", "id"),
     sa.Index("ix_usage_ledger_record_id", "record_id", unique=True),
 )
+
+files = sa.Table(
+    # Uploaded files (the OpenAI Files API); their bytes are in the blob
+    # store under the same id. Added by migration 5.
+    "files",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("key_name", sa.String(), nullable=False),  # the key that uploaded it
+    sa.Column("filename", sa.String(), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("lines", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),  # unix seconds, as OpenAI shows it
+    sa.Index("ix_files_key_name_created", "key_name", "created_at", "id"),
+)

@@ -38,7 +38,7 @@ from interlock.config.search import LocalBackendConfig
 from interlock.search.backends.base import BackendError, SearchResult
 from interlock.search.index import ensure_index
 from interlock.search.query import RANK_BUDGET, every_term_common, plan_query, query_terms
-from interlock.store import _data_dir
+from interlock.store import data_dir
 
 __all__ = ["DEFAULT_INDEX_NAME", "LocalSearchBackend", "default_index_path", "open_local_backend"]
 
@@ -60,7 +60,7 @@ _MAX_CACHED_TERMS = 50_000
 
 def default_index_path(environ: Mapping[str, str] = os.environ) -> Path:
     """``search-index.sqlite3`` in ``$INTERLOCK_DATA_DIR`` (default ``./.interlock/``)."""
-    return _data_dir(environ) / DEFAULT_INDEX_NAME
+    return data_dir(environ) / DEFAULT_INDEX_NAME
 
 
 def open_local_backend(

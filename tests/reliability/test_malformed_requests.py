@@ -72,6 +72,11 @@ ROUTES = [
     Route("DELETE", "/admin/cache", None, admin=True),
     Route("GET", "/admin/requests/slow", None, admin=True),
     Route("POST", "/admin/keys/key_0000/revoke", None, admin=True),
+    Route("POST", "/api/v1/search", {"query": "how fast does light travel", "num_results": 3}),
+    Route("GET", "/api/v1/search/status/search_none", None),
+    Route("POST", "/v1/files", {"purpose": "batch"}),  # a JSON body: never the multipart it needs
+    Route("GET", "/v1/files", None),
+    Route("GET", "/v1/files/file-none/content", None),
 ]
 
 
@@ -223,7 +228,7 @@ MAX_HEADERS = 30
 READ_BOUND_S = 10.0  # a socket read that waits longer fails the case as a hang
 # What a malformed head may be answered: a route's own answers (the head is
 # not always wrong for it) and the server's refusals. No 5xx.
-HEAD_STATUSES = {200, 201, 400, 401, 403, 404, 405, 408, 413, 429, 431}
+HEAD_STATUSES = {200, 201, 202, 400, 401, 403, 404, 405, 408, 413, 429, 431}
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 

@@ -3,14 +3,18 @@ the book, its config, and (when the extra is installed) the real model."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from interlock.errors import InterlockError
 from interlock.guardrails import Guardrails, GuardrailsBook, GuardrailsConfig, InjectionPolicy
+from interlock.guardrails.facade import InjectionModelNotLoaded
 from interlock.guardrails.injection_model import (
     InjectionModel,
     InjectionModelUnavailable,
@@ -19,6 +23,9 @@ from interlock.guardrails.injection_model import (
     load_embedder,
     load_injection_model,
 )
+from interlock.pipeline.guard import GuardrailsStage
+from interlock.telemetry.metrics import Metrics
+from interlock.telemetry.record import RequestRecord
 
 # A fake embedder's two directions: texts with the marker "zebra" point one
 # way, all others the other. The head below maps them to ~0.98 and ~0.02.
@@ -222,3 +229,42 @@ def test_real_model_separates_clear_cases(real_model: InjectionModel) -> None:
     cut = real_model.head.threshold
     assert all(score >= cut for score in scores[:2]), scores
     assert all(score < cut for score in scores[2:]), scores
+
+
+async def test_a_key_naming_the_model_gets_it_loaded_off_the_event_loop() -> None:
+    """No policy of the config file names the model: a key's override that
+    does is checked without loading it, and the first request's policy has
+    it loaded in a thread, once."""
+    loads: list[str] = []
+
+    def load() -> InjectionModel:
+        loads.append(threading.current_thread().name)
+        return _model()
+
+    checked: list[bool] = []
+    book = GuardrailsBook(
+        GuardrailsConfig(), load_model=load, check_model=lambda: checked.append(True)
+    )
+    key = book.check_key_override({"injection": {"action": "block", "detector": "model"}}, "k")
+    assert loads == [] and checked == [True]
+    with pytest.raises(InjectionModelNotLoaded):
+        book.for_request("chat", key)
+    await asyncio.gather(book.load_model(), book.load_model())
+    assert len(loads) == 1 and loads[0] != threading.current_thread().name
+    assert not book.for_request("chat", key).check_input(_chat("zebra")).allowed
+
+
+async def test_the_guard_stage_loads_the_model_a_key_needs_then_checks() -> None:
+    book = GuardrailsBook(GuardrailsConfig(), load_model=_model, check_model=lambda: None)
+    stage = GuardrailsStage(book, Metrics())
+    key = book.check_key_override({"injection": {"action": "block", "detector": "model"}}, "k")
+    call = SimpleNamespace(
+        group=SimpleNamespace(name="chat"),
+        principal=SimpleNamespace(guardrails=key),
+        record=RequestRecord("req", "POST", "/v1/chat/completions"),
+        body=_chat("zebra"),
+        guard=None,
+    )
+    with pytest.raises(InterlockError) as blocked:
+        await stage.guard(call)  # type: ignore[arg-type]
+    assert blocked.value.status_code == 400

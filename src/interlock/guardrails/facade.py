@@ -17,6 +17,7 @@ the model it runs the check in the model's thread pool, otherwise inline.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -35,11 +36,17 @@ from interlock.guardrails.scanner import PiiScanner
 from interlock.guardrails.spans import Replacer, label_replacer, replace_spans
 from interlock.guardrails.stream import ChainedFilter, StreamRedactor, StreamRestorer, TextFilter
 from interlock.guardrails.validation import check_limits
+from interlock.minilm import require_extra
 
 __all__ = ["Guardrails", "GuardrailsBook", "key_override_text"]
 
 # Compiled policies a book keeps: (model groups + 1) x distinct key overrides.
 _MAX_POLICIES = 1024
+
+
+class InjectionModelNotLoaded(Exception):
+    """A request's policy needs the learned injection model, not loaded yet:
+    ``await GuardrailsBook.load_model()``, then ask for the policy again."""
 
 
 class Guardrails:
@@ -246,12 +253,15 @@ class GuardrailsBook:
         groups: Mapping[str, Mapping[str, Any]] | None = None,
         classifiers: Sequence[ContentClassifier] = (),
         load_model: Callable[[], InjectionScorer] = load_injection_model,
+        check_model: Callable[[], None] = require_extra,
     ):
         self._config = config
         self._groups = dict(groups or {})
         self._classifiers = tuple(classifiers)
         self._load_model = load_model
+        self._check_model = check_model
         self._model: InjectionScorer | None = None
+        self._loading: asyncio.Lock | None = None
         self._model_for(config)
         for name, raw in self._groups.items():
             self._model_for(config.override(raw, where=f"models[{name}].guardrails"))
@@ -264,21 +274,38 @@ class GuardrailsBook:
         """Validate a key's override (on the global policy and on every group's);
         return its lookup text for ``for_request``. Raises ``ValueError`` naming
         the path (``keys[team].guardrails.pii.action``)."""
-        self._model_for(self._config.override(raw, where=where))
+        self._model_available(self._config.override(raw, where=where))
         for raw_group in self._groups.values():
-            self._model_for(self._config.override(raw_group).override(raw, where=where))
+            self._model_available(self._config.override(raw_group).override(raw, where=where))
         return key_override_text(raw)
 
-    def _model_for(self, config: GuardrailsConfig) -> InjectionScorer | None:
-        """The learned injection model if ``config`` uses it, loaded the first
-        time any does: at start for the config file's policies and keys (a
-        missing extra is then a config error), else when a key that names it
-        is created or first used (a one-off pause of seconds)."""
+    def _model_available(self, config: GuardrailsConfig) -> None:
+        """A key's override may name the model: its extra must be installed
+        (checked without loading it; the first request loads it)."""
+        if config.uses_injection_model and self._model is None:
+            self._check_model()
+
+    def _model_for(self, config: GuardrailsConfig, *, load: bool = True) -> InjectionScorer | None:
+        """The learned injection model if ``config`` uses it. The config
+        file's policies load it at start (a missing extra is then a config
+        error); a policy compiled for a request (``load=False``) that finds it
+        not loaded raises ``InjectionModelNotLoaded``, and the caller loads it
+        off the event loop (``load_model``) and asks again."""
         if not config.uses_injection_model:
             return None
         if self._model is None:
+            if not load:
+                raise InjectionModelNotLoaded
             self._model = self._load_model()
         return self._model
+
+    async def load_model(self) -> None:
+        """Load the injection model in a thread, once (seconds of CPU)."""
+        if self._loading is None:
+            self._loading = asyncio.Lock()
+        async with self._loading:
+            if self._model is None:
+                self._model = await asyncio.to_thread(self._load_model)
 
     def for_request(self, model_group: str | None, key_override: str | None = None) -> Guardrails:
         """The policy for a request to ``model_group`` with a key whose override
@@ -301,7 +328,9 @@ class GuardrailsBook:
         found = self._by_config.get(config)
         if found is None:
             found = self._by_config[config] = Guardrails(
-                config, classifiers=self._classifiers, injection_model=self._model_for(config)
+                config,
+                classifiers=self._classifiers,
+                injection_model=self._model_for(config, load=False),
             )
         self._by_pair[(group, key_override)] = found
         return found

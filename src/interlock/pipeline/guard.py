@@ -21,6 +21,7 @@ import orjson
 from interlock.errors import InterlockError
 from interlock.guardrails import Guardrails, GuardrailsBook
 from interlock.guardrails.decision import InputDecision
+from interlock.guardrails.facade import InjectionModelNotLoaded
 from interlock.guardrails.stream import TextFilter
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.record import RequestRecord
@@ -49,7 +50,11 @@ class GuardrailsStage:
         """Check the call's input: the body to send may be redacted, and the
         call keeps the guard its answer is filtered by. Raises 400 on block.
         Async for the learned injection model, which runs in its own threads."""
-        policy = self.policy_for(call.group.name, call.principal.guardrails)
+        try:
+            policy = self.policy_for(call.group.name, call.principal.guardrails)
+        except InjectionModelNotLoaded:  # a key's policy names it: once, off the loop
+            await self.book.load_model()
+            policy = self.policy_for(call.group.name, call.principal.guardrails)
         if not policy.enabled:
             return
         record = call.record

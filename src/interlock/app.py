@@ -398,6 +398,7 @@ def build_gateway(
                 await asyncio.wait([refresher])
             if search is not None:
                 await search.aclose()
+            pipeline.guardrails.book.close()
             if cache is not None:
                 await cache.aclose()
             for provider in started:

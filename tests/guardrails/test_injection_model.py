@@ -268,3 +268,14 @@ async def test_the_guard_stage_loads_the_model_a_key_needs_then_checks() -> None
     with pytest.raises(InterlockError) as blocked:
         await stage.guard(call)  # type: ignore[arg-type]
     assert blocked.value.status_code == 400
+
+
+def test_closing_the_book_stops_the_models_threads() -> None:
+    closed: list[bool] = []
+    model = _model()
+    model.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    groups = {"strict": {"injection": {"detector": "model"}}}
+    book = GuardrailsBook(GuardrailsConfig(), groups=groups, load_model=lambda: model)
+    book.close()
+    GuardrailsBook(GuardrailsConfig(), load_model=_no_model).close()  # none loaded: nothing to do
+    assert closed == [True]

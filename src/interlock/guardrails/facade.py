@@ -299,6 +299,12 @@ class GuardrailsBook:
             self._model = self._load_model()
         return self._model
 
+    def close(self) -> None:
+        """Stop the injection model's threads, if it was loaded (at shutdown)."""
+        close = getattr(self._model, "close", None)
+        if close is not None:
+            close()
+
     async def load_model(self) -> None:
         """Load the injection model in a thread, once (seconds of CPU)."""
         if self._loading is None:

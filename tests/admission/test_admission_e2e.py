@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sqlite3
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,12 +29,11 @@ import aiohttp
 import httpx
 import orjson
 import pytest
-import redis
-from redis.exceptions import RedisError
 
 from interlock.app import create_app
 from interlock.config import parse_config
 from tests.support.redis_proxy import RedisProxy
+from tests.support.redis_scratch import scratch_prefix
 from tests.support.servers import GatewayProcess, InProcessGateway
 
 REDIS_PORT = 6379
@@ -107,21 +104,8 @@ def error_code(response: httpx.Response) -> str | None:
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A key prefix of its own in Redis db 13; skipped without Redis, except on CI."""
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
-    try:
-        try:
-            client.ping()
-        except RedisError:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"Redis at {REDIS_URL} is required on CI")
-            pytest.skip(f"Redis at {REDIS_URL} is not reachable")
-        prefix = f"test-admission-{uuid.uuid4().hex}:"
+    with scratch_prefix(REDIS_URL, "admission") as prefix:
         yield prefix
-        stale = list(client.scan_iter(match=f"{prefix}*"))
-        if stale:
-            client.delete(*stale)
-    finally:
-        client.close()
 
 
 @dataclass(frozen=True, slots=True)

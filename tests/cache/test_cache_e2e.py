@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,12 @@ import httpx
 import openai
 import orjson
 import pytest
-import redis
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from interlock.app import create_app
 from interlock.config import parse_config
-from tests.state.harness import _redis_reachable
+from tests.support.redis_scratch import scratch_prefix
 from tests.support.servers import FakeUpstream, GatewayProcess, InProcessGateway
 
 ALICE, BOB, ADMIN = "sk-alice-cache", "sk-bob-cache", "sk-admin-cache"
@@ -381,16 +378,8 @@ def test_cache_control_no_store_and_no_cache(
 
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    if not asyncio.run(_redis_reachable()):
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis at 127.0.0.1:6379 is required on CI")
-        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
-    prefix = f"test-cache-{uuid.uuid4().hex}:"
-    yield prefix
-    with redis.Redis.from_url(REDIS_URL) as client:
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
+    with scratch_prefix(REDIS_URL, "cache") as prefix:
+        yield prefix
 
 
 def test_invalidation_on_one_instance_reaches_the_other(

@@ -3,8 +3,6 @@ honoured by the other."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import threading
 import time
 import uuid
@@ -15,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import TEST_KEY
-from tests.state.harness import _redis_reachable
+from tests.support.redis_scratch import require_redis
 from tests.support.servers import FakeUpstream, GatewayProcess
 
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
@@ -56,10 +54,7 @@ class CountingUpstream:
 
 @pytest.fixture
 def redis_url() -> str:
-    if not asyncio.run(_redis_reachable()):
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis at 127.0.0.1:6379 is required on CI")
-        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
+    require_redis(REDIS_URL)
     return REDIS_URL
 
 

@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from interlock.app import create_app
 from interlock.config import parse_config
 from interlock.search.index import IndexWriter
 from tests.conftest import TEST_KEY, simulator_config
 from tests.search.test_api import DOCS, _events
+from tests.support.redis_scratch import scratch_prefix
 from tests.support.servers import InProcessGateway
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -25,18 +23,8 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
-    except redis.RedisError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis at 127.0.0.1:6379 is required on CI")
-        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
-    prefix = f"test-search-{uuid.uuid4().hex}:"
-    yield prefix
-    with redis.Redis.from_url(REDIS_URL) as client:
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
+    with scratch_prefix(REDIS_URL, "search") as prefix:
+        yield prefix
 
 
 def _gateway(index: Path, prefix: str) -> InProcessGateway:

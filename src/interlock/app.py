@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from starlette.types import ASGIApp
@@ -29,6 +28,8 @@ from interlock.admission.limits import FailoverLimiter, MemoryLimiter, RateLimit
 from interlock.api.asgi import GatewayApp
 from interlock.api.middleware import DrainState, RequestContextMiddleware
 from interlock.api.services import RecordsRef, Services
+from interlock.batch.metrics import BatchMetrics
+from interlock.batch.runtime import BatchRuntime, open_batch
 from interlock.cache import CacheSettings, ResponseCache
 from interlock.config import ConfigError, DeploymentConfig, GatewayConfig
 from interlock.guardrails import GuardrailsBook, GuardrailsConfig
@@ -55,7 +56,7 @@ from interlock.search.service import SearchService
 from interlock.search.tasks import TaskBoard
 from interlock.state import StateStore, StoreHealth, build_state_store
 from interlock.store import data_dir, open_store
-from interlock.store.blobs import LocalBlobStore
+from interlock.store.blobs import build_blob_store
 from interlock.telemetry.access_log import AccessLog
 from interlock.telemetry.cache_metrics import CacheCollector
 from interlock.telemetry.health import DeploymentHealth, HealthBoard
@@ -291,6 +292,23 @@ class Gateway:
     services: Services
     accounting: Accounting
     lifespan: Callable[[], AbstractAsyncContextManager[None]]
+    keys: KeyRing
+    batch_metrics: BatchMetrics
+
+    def open_batch(self, config: GatewayConfig, *, run_worker: bool) -> BatchRuntime:
+        """Batch inference on this gateway's pipeline (inside ``lifespan``)."""
+        services = self.services
+        return open_batch(
+            config,
+            services.records.get(),
+            services.pipeline,
+            services.telemetry,
+            self.accounting,
+            self.keys,
+            services.blobs,
+            self.batch_metrics,
+            run_worker=run_worker,
+        )
 
 
 def create_app(
@@ -332,9 +350,11 @@ def build_gateway(
     log_stream: BinaryIO | None = None,
     rng: random.Random | None = None,
     redactor: Redactor | None = None,
+    batch_worker: bool | None = None,
 ) -> Gateway:
     """Every service from the config, for the HTTP app or any other client of
-    the pipeline (see ``create_app`` for the arguments)."""
+    the pipeline (see ``create_app`` for the arguments). ``batch_worker``:
+    run a batch worker in this process (default: ``batch.worker.in_process``)."""
     drain = drain or DrainState()
     rng = rng or random.Random()
     chaos = ChaosControl(config.chaos)
@@ -370,10 +390,13 @@ def build_gateway(
     if cache is not None:
         metrics.registry.register(CacheCollector(cache))
 
+    batch_metrics = BatchMetrics(metrics.registry)
+
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         started: list[Provider] = []
         refresher: asyncio.Task[None] | None = None
+        batch: BatchRuntime | None = None
         try:
             records.store = await open_store(
                 config.store.url, ledger_journal_dir=config.store.journal_dir
@@ -385,8 +408,17 @@ def build_gateway(
             for provider in providers.values():
                 await provider.start()
                 started.append(provider)
+            if config.batch.enabled:
+                run_worker = (
+                    config.batch.worker.in_process if batch_worker is None else batch_worker
+                )
+                batch = gateway.open_batch(config, run_worker=run_worker)
+                services.batches.service, services.batches.runtime = batch.service, batch
             yield
         finally:
+            if batch is not None:  # items in flight finish or go back to the queue
+                services.batches.service = services.batches.runtime = None
+                await batch.aclose()
             # Requests have drained by now: stop polling, release upstreams,
             # then flush the usage ledger so nothing is lost on SIGTERM.
             if refresher is not None:
@@ -445,8 +477,7 @@ def build_gateway(
         redactor=redactor,
         search=search,
         files=config.files,
-        blobs=LocalBlobStore(
-            Path(config.files.dir).expanduser() if config.files.dir else data_dir() / "files"
-        ),
+        blobs=build_blob_store(config.files, data_dir() / "files"),
     )
-    return Gateway(services, accounting, lifespan)
+    gateway = Gateway(services, accounting, lifespan, keys, batch_metrics)
+    return gateway

@@ -25,6 +25,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("INTERLOCK_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("INTERLOCK_PORT", "8080")))
     serve.add_argument("--log-level", default=os.environ.get("INTERLOCK_LOG_LEVEL", "info"))
+    worker = commands.add_parser("worker", help="run batch workers (no HTTP API)")
+    worker.add_argument("--config", help="YAML config (default: bundled simulator config)")
+    worker.add_argument(
+        "--metrics-host", default=os.environ.get("INTERLOCK_METRICS_HOST", "127.0.0.1")
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("INTERLOCK_METRICS_PORT", "9464")),
+        help="Prometheus /metrics port (0: any free port; -1: off)",
+    )
+    worker.add_argument("--log-level", default=os.environ.get("INTERLOCK_LOG_LEVEL", "info"))
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("config")
     _add_chaos(commands)
@@ -90,6 +102,24 @@ def _load_for_serve(path: str | None) -> tuple[GatewayConfig, list[str]]:
     return load_config(bundled_config_path(), env), banner
 
 
+def _worker(args: argparse.Namespace, config: GatewayConfig, banner: list[str]) -> int:
+    from interlock.batch.process import run_worker
+    from interlock.redaction import Redactor
+
+    redactor = Redactor.from_config(config, os.environ)
+    configure_logging(args.log_level, redactor)
+    for line in banner[:1]:  # the key lines are the server's to print
+        print(line, flush=True)
+    port = None if args.metrics_port < 0 else args.metrics_port
+    try:
+        return run_worker(
+            config, metrics_host=args.metrics_host, metrics_port=port, redactor=redactor
+        )
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "chaos":
@@ -113,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.command == "worker":
+        return _worker(args, config, banner)
     from interlock.redaction import Redactor  # imports the guardrails' detectors
     from interlock.server import serve  # imports uvicorn; keep check-config light
 

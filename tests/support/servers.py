@@ -177,3 +177,59 @@ class InProcessGateway:
     def close(self) -> None:
         self.server.should_exit = True
         self._thread.join(10)
+
+
+class WorkerProcess:
+    """``interlock worker --config FILE`` as a child process (batch workers),
+    started once it says it is ready."""
+
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None):
+        args = [sys.executable, "-m", "interlock", "worker", "--config", str(config_path)]
+        args += ["--metrics-port", "0"]
+        self.stderr_lines: queue.Queue[str] = queue.Queue()
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("Interlock worker "):
+                self.name = line.split()[2]
+                threading.Thread(target=self._pump_stdout, daemon=True).start()
+                break
+        else:
+            raise RuntimeError(f"worker exited early: {list(self.stderr_lines.queue)[-20:]}")
+
+    def _pump_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.put(line.rstrip("\n"))
+
+    def _pump_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for _line in self.proc.stdout:
+            pass
+
+    def kill(self) -> None:
+        """``kill -9``: no drain, no goodbye."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def close(self) -> None:
+        self.terminate()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -94,6 +94,23 @@ class KeyRing:
             raise PermissionDenied("This API key has expired.", code="key_expired")
         return principal
 
+    def principal_named(self, name: str) -> Principal:
+        """The key called ``name`` as it stands now, for work a key submitted
+        earlier and a worker runs later (batches): raises 403 once it is
+        revoked or expired, 401 if it is gone. JWT callers have no stored key."""
+        found = [p for p in self._by_digest.values() if p.name == name]
+        if not found:
+            raise AuthenticationFailed(f"The API key `{name}` no longer exists.")
+        # Rotation keeps the name: any live key of that name will do.
+        live = [p for p in found if not p.revoked]
+        if not live:
+            raise PermissionDenied("This API key has been revoked.", code="key_revoked")
+        now = self._clock()
+        current = [p for p in live if p.expires_at is None or p.expires_at > now]
+        if not current:
+            raise PermissionDenied("This API key has expired.", code="key_expired")
+        return current[0]
+
     async def authenticate_or_refresh(self, authorization: str | None) -> Principal:
         """``authenticate``; a JWT signed by a key not in the key set yet makes
         one fetch of the set (rate limited: ``JwksCache``) and one more try."""

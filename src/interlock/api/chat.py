@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
+from interlock.api.batches import async_job
 from interlock.api.services import Services
 from interlock.api.sse import SSEResponse
 from interlock.api.wire import json_response, model_request
@@ -16,6 +17,8 @@ __all__ = ["chat_completions"]
 
 async def chat_completions(request: Request, services: Services) -> ASGIApp:
     asked = await model_request(request, services, Operation.CHAT)
+    if asked.body.get("async") is True:  # a job of one request, answered 202
+        return await async_job(request, services, asked.body, "/v1/chat/completions")
     answer = await services.pipeline.run(asked)
     if isinstance(answer, ChatStream):
         return SSEResponse(answer, services.redactor)

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
+from interlock.api.batches import async_job
 from interlock.api.services import Services
 from interlock.api.wire import json_response, model_request
 from interlock.pipeline import Operation
@@ -20,6 +21,8 @@ __all__ = ["embeddings"]
 
 async def embeddings(request: Request, services: Services) -> ASGIApp:
     asked = await model_request(request, services, Operation.EMBEDDINGS)
+    if asked.body.get("async") is True:  # a job of one request, answered 202
+        return await async_job(request, services, asked.body, "/v1/embeddings")
     answer = await services.pipeline.run(asked)
     assert isinstance(answer, dict)  # embeddings never stream
     if asked.body.get("encoding_format") == "base64":  # validated by the pipeline

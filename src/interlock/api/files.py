@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
+from urllib.parse import quote
 
 from python_multipart.exceptions import MultipartParseError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import FileResponse
+from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message
 
 from interlock.api.services import Services
@@ -28,6 +29,7 @@ from interlock.api.wire import json_response, request_record
 from interlock.errors import InvalidRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from interlock.files.batch_input import check_batch_lines
 from interlock.store import FileRecord, FileStore, new_file_id
+from interlock.store.blobs import BlobStore
 
 __all__ = ["file_route", "files_root"]
 
@@ -74,12 +76,42 @@ async def file_route(request: Request, services: Services) -> ASGIApp:
         await services.blobs.delete(file_id)
         return json_response({"id": file_id, "object": "file", "deleted": True})
     if tail == "content":
-        return FileResponse(
-            services.blobs.path(file_id),
-            media_type="application/octet-stream",
-            filename=record.filename,
-        )
+        return await _content(services.blobs, file_id, record.filename)
     return json_response(record.to_json())
+
+
+async def _content(blobs: BlobStore, file_id: str, filename: str) -> ASGIApp:
+    """The file's bytes, streamed from the blob store."""
+    size = await blobs.size(file_id)
+    chunks = blobs.chunks(file_id)
+    try:
+        # The first read before the status line: a blob deleted meanwhile is
+        # a 404, an unreachable store a 503, not a response cut short.
+        first = await anext(chunks, b"") if size is not None else b""
+    except FileNotFoundError:
+        size = None
+    if size is None:
+        raise NotFound(f"No such File object: {file_id}", code="file_not_found")
+    return StreamingResponse(
+        _resumed(first, chunks),
+        media_type="application/octet-stream",
+        headers={"content-length": str(size), "content-disposition": _attachment(filename)},
+    )
+
+
+async def _resumed(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
+def _attachment(filename: str) -> str:
+    """``Content-Disposition`` as Starlette's ``FileResponse`` writes it."""
+    quoted = quote(filename)
+    if quoted != filename:
+        return f"attachment; filename*=utf-8''{quoted}"
+    return f'attachment; filename="{filename}"'
 
 
 async def _list(request: Request, services: Services) -> ASGIApp:

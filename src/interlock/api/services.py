@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from interlock.api.middleware import DrainState
+from interlock.batch.runtime import BatchRuntime
+from interlock.batch.service import BatchService
 from interlock.config import ChaosConfig
 from interlock.config.files import FilesConfig
 from interlock.errors import ServiceUnavailable
@@ -14,10 +16,10 @@ from interlock.redaction import Redactor
 from interlock.search.service import SearchService
 from interlock.state import StateStore
 from interlock.store import Store, data_dir
-from interlock.store.blobs import LocalBlobStore
+from interlock.store.blobs import BlobStore, LocalBlobStore
 from interlock.telemetry.hub import Telemetry
 
-__all__ = ["ChaosSwitch", "RecordsRef", "Services"]
+__all__ = ["BatchesRef", "ChaosSwitch", "RecordsRef", "Services"]
 
 
 class ChaosSwitch(Protocol):
@@ -37,6 +39,16 @@ class RecordsRef:
         if self.store is None:
             raise ServiceUnavailable("The records store is not open yet.")
         return self.store
+
+
+@dataclass(slots=True)
+class BatchesRef:
+    """Batch inference's API side, set once the records store is open (None
+    while it is not, or when ``batch.enabled`` is false)."""
+
+    service: BatchService | None = None
+    # Everything batch inference runs on in this process (queue, worker).
+    runtime: BatchRuntime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,8 @@ class Services:
     public_deployment_health: bool = False
     # The AI search service (/api/v1/search, /search); None when disabled.
     search: SearchService | None = None
+    # The Batches and Jobs APIs.
+    batches: BatchesRef = field(default_factory=BatchesRef)
     # The Files API: its limits, and where the bytes are kept.
     files: FilesConfig = field(default_factory=FilesConfig)
-    blobs: LocalBlobStore = field(default_factory=lambda: LocalBlobStore(data_dir() / "files"))
+    blobs: BlobStore = field(default_factory=lambda: LocalBlobStore(data_dir() / "files"))

@@ -12,6 +12,7 @@ from interlock.api.admin import (
     slow_requests,
     usage,
 )
+from interlock.api.batches import batch_route, batches_root, create_job, job_route
 from interlock.api.chat import chat_completions
 from interlock.api.embeddings import embeddings
 from interlock.api.files import file_route, files_root
@@ -28,6 +29,8 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/v1/embeddings": {"POST": embeddings},
     "/v1/models": {"GET": list_models},
     "/v1/files": {"GET": files_root, "POST": files_root},
+    "/v1/batches": {"GET": batches_root, "POST": batches_root},
+    "/v1/batch": {"POST": create_job},
     "/health/live": {"GET": live},
     "/health/ready": {"GET": ready},
     "/health/deployments": {"GET": deployments},
@@ -46,6 +49,8 @@ exact_routes: dict[str, dict[str, Handler]] = {
 prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ("/v1/models/", "/v1/models/{model}", {"GET": retrieve_model}),
     ("/v1/files/", "/v1/files/{file_id}", {"GET": file_route, "DELETE": file_route}),
+    ("/v1/batches/", "/v1/batches/{batch_id}", {"GET": batch_route, "POST": batch_route}),
+    ("/v1/jobs/", "/v1/jobs/{job_id}", {"GET": job_route, "POST": job_route}),
     ("/admin/keys/", "/admin/keys/{id}/{action}", {"POST": key_action}),
     ("/api/v1/search/status/", "/api/v1/search/status/{task_id}", {"GET": search_status}),
     ("/api/v1/search/stream/", "/api/v1/search/stream/{task_id}", {"GET": search_stream}),

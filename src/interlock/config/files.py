@@ -1,18 +1,55 @@
 """Uploaded files (``files:``): the OpenAI Files API's limits and where the
-bytes are kept."""
+bytes are kept (``files.blobs``: the local disk, or an S3-compatible bucket)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from interlock.config.base import _Strict
 
-__all__ = ["FilesConfig"]
+__all__ = ["BlobsConfig", "FilesConfig"]
+
+_S3_ONLY = ("bucket", "prefix", "endpoint_url", "region", "addressing_style")
+
+
+class BlobsConfig(_Strict):
+    """Where file contents (uploads, batch results) are kept. S3 credentials
+    come from the standard AWS chain (environment, ``~/.aws``, instance
+    role), never from this file."""
+
+    backend: Literal["local", "s3"] = "local"
+    bucket: str | None = Field(default=None, min_length=1)
+    prefix: str = ""  # put before every blob id to make the object key
+    endpoint_url: str | None = None  # an S3-compatible server (MinIO, R2, ...)
+    region: str | None = None
+    addressing_style: Literal["path", "virtual", "auto"] | None = None
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> BlobsConfig:
+        if self.backend == "s3" and not self.bucket:
+            raise ValueError("blobs.backend 's3' needs `bucket`")
+        # A bucket under the default backend is most likely a forgotten
+        # `backend: s3`; storing on the local disk then would go unnoticed.
+        stray = [name for name in _S3_ONLY if name in self.model_fields_set]
+        if self.backend == "local" and stray:
+            raise ValueError(f"{', '.join(stray)}: only for blobs.backend 's3'")
+        return self
 
 
 class FilesConfig(_Strict):
     # OpenAI's limits for a batch input file: 200 MB and 50,000 requests.
     max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     max_lines: int = Field(default=50_000, ge=1)
-    # Where the bytes are kept; default: files/ in the data directory.
+    # The local backend's directory; default: files/ in the data directory.
     dir: str | None = None
+    blobs: BlobsConfig = Field(default_factory=BlobsConfig)
+
+    @model_validator(mode="after")
+    def _dir_is_local(self) -> FilesConfig:
+        if self.dir is not None and self.blobs.backend != "local":
+            raise ValueError(
+                "`dir` is the local backend's directory; unset it for blobs.backend 's3'"
+            )
+        return self

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from interlock.config.access import AdmissionConfig, KeyConfig, TierConfig, _default_tiers
 from interlock.config.base import _Strict
+from interlock.config.batch import BatchConfig
 from interlock.config.cache import CacheConfig
 from interlock.config.chaos import ChaosConfig
 from interlock.config.files import FilesConfig
@@ -37,6 +38,7 @@ class GatewayConfig(_Strict):
     chaos: ChaosConfig = Field(default_factory=ChaosConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     files: FilesConfig = Field(default_factory=FilesConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:
@@ -54,6 +56,11 @@ class GatewayConfig(_Strict):
         ):
             if model is not None and model not in names:
                 raise ValueError(f"{field}: unknown model {model!r}")
+        webhooks = self.batch.webhooks
+        if webhooks.allowed_hosts and webhooks.secret is None:
+            raise ValueError("batch.webhooks: allowed_hosts needs a secret to sign with")
+        if self.batch.queue.backend == "redis" and (self.batch.queue.url or self.state.url) is None:
+            raise ValueError("batch.queue: the redis backend needs a url (or state.url)")
         jwt = self.admission.jwt
         if jwt is not None:
             for tier in [jwt.default_tier, *(jwt.allowed_tiers or [])]:

@@ -138,12 +138,48 @@ async def _v5_files(conn: AsyncConnection) -> None:
     )
 
 
+async def _v6_batches(conn: AsyncConnection) -> None:
+    # Frozen DDL; only the queue's auto-increment id differs between backends.
+    serial = (
+        "INTEGER PRIMARY KEY AUTOINCREMENT"
+        if conn.dialect.name == "sqlite"
+        else "BIGSERIAL PRIMARY KEY"
+    )
+    statements = (
+        "CREATE TABLE batches (id VARCHAR(64) PRIMARY KEY, key_name VARCHAR NOT NULL, "
+        "kind VARCHAR(16) NOT NULL, endpoint VARCHAR NOT NULL, input_file_id VARCHAR(64), "
+        "completion_window VARCHAR(16) NOT NULL, status VARCHAR(16) NOT NULL, metadata TEXT, "
+        "webhook_url VARCHAR, webhook_state VARCHAR(16), errors TEXT, "
+        "output_file_id VARCHAR(64), error_file_id VARCHAR(64), total INTEGER NOT NULL, "
+        "created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, in_progress_at BIGINT, "
+        "finalizing_at BIGINT, completed_at BIGINT, failed_at BIGINT, expired_at BIGINT, "
+        "cancelling_at BIGINT, cancelled_at BIGINT, touched_at FLOAT NOT NULL)",
+        "CREATE INDEX ix_batches_key_name_created ON batches (key_name, created_at, id)",
+        "CREATE INDEX ix_batches_status ON batches (status)",
+        "CREATE TABLE batch_items (batch_id VARCHAR(64) NOT NULL, custom_id VARCHAR NOT NULL, "
+        "line INTEGER NOT NULL, chunk INTEGER NOT NULL, status VARCHAR(16) NOT NULL, "
+        "body TEXT NOT NULL, response_status INTEGER, result TEXT, request_id VARCHAR, "
+        "attempts INTEGER NOT NULL, worker VARCHAR, finished_at FLOAT, "
+        "PRIMARY KEY (batch_id, custom_id))",
+        "CREATE INDEX ix_batch_items_chunk ON batch_items (batch_id, chunk)",
+        "CREATE INDEX ix_batch_items_status ON batch_items (batch_id, status)",
+        "CREATE INDEX ix_batch_items_line ON batch_items (batch_id, line)",
+        f"CREATE TABLE queue_messages (id {serial}, queue VARCHAR(64) NOT NULL, "
+        "payload BYTEA NOT NULL, lease_owner VARCHAR, lease_until FLOAT NOT NULL, "
+        "attempts INTEGER NOT NULL, created_at FLOAT NOT NULL)",
+        "CREATE INDEX ix_queue_messages_lease ON queue_messages (queue, lease_until, id)",
+    )
+    for statement in statements:
+        await conn.execute(sa.text(statement))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
     Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
     Migration(3, "api_keys.guardrails: a key's guardrails override", _v3_api_keys_guardrails),
     Migration(4, "usage_ledger.record_id: a replayed journal adds no row twice", _v4_record_id),
     Migration(5, "files: uploads of the Files API", _v5_files),
+    Migration(6, "batches, batch_items and queue_messages: batch inference", _v6_batches),
 )
 
 

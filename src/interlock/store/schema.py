@@ -20,7 +20,18 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
 
-__all__ = ["UTCDateTime", "api_keys", "metadata", "schema_migrations", "usage_ledger", "utc_day"]
+__all__ = [
+    "UTCDateTime",
+    "api_keys",
+    "batch_items",
+    "batches",
+    "files",
+    "metadata",
+    "queue_messages",
+    "schema_migrations",
+    "usage_ledger",
+    "utc_day",
+]
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -154,4 +165,84 @@ files = sa.Table(
     sa.Column("lines", sa.Integer, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),  # unix seconds, as OpenAI shows it
     sa.Index("ix_files_key_name_created", "key_name", "created_at", "id"),
+)
+
+batches = sa.Table(
+    # Batches of the Batches API and async jobs (``kind``): one row each, its
+    # status and the times of its transitions (unix seconds, as OpenAI shows
+    # them). Added by migration 6.
+    "batches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("key_name", sa.String(), nullable=False),  # the key that created it
+    sa.Column("kind", sa.String(16), nullable=False),  # batch | job
+    sa.Column("endpoint", sa.String(), nullable=False),
+    sa.Column("input_file_id", sa.String(64), nullable=True),
+    sa.Column("completion_window", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("metadata", sa.Text, nullable=True),  # JSON text
+    sa.Column("webhook_url", sa.String(), nullable=True),
+    sa.Column("webhook_state", sa.String(16), nullable=True),  # pending | delivered | failed
+    sa.Column("errors", sa.Text, nullable=True),  # JSON text: why validation failed
+    sa.Column("output_file_id", sa.String(64), nullable=True),
+    sa.Column("error_file_id", sa.String(64), nullable=True),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("in_progress_at", sa.BigInteger, nullable=True),
+    sa.Column("finalizing_at", sa.BigInteger, nullable=True),
+    sa.Column("completed_at", sa.BigInteger, nullable=True),
+    sa.Column("failed_at", sa.BigInteger, nullable=True),
+    sa.Column("expired_at", sa.BigInteger, nullable=True),
+    sa.Column("cancelling_at", sa.BigInteger, nullable=True),
+    sa.Column("cancelled_at", sa.BigInteger, nullable=True),
+    # Wall-clock seconds of the last change: the sweeper finds stuck work by it.
+    sa.Column("touched_at", sa.Float, nullable=False),
+    sa.Index("ix_batches_key_name_created", "key_name", "created_at", "id"),
+    sa.Index("ix_batches_status", "status"),
+)
+
+batch_items = sa.Table(
+    # One request of a batch, keyed by its custom_id: its body, and once run
+    # its outcome. A result is written only while the item is pending, so a
+    # redelivered chunk never writes one twice. Added by migration 6.
+    "batch_items",
+    metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("custom_id", sa.String(), primary_key=True),
+    sa.Column("line", sa.Integer, nullable=False),  # order in the input
+    sa.Column("chunk", sa.Integer, nullable=False),  # the queue message that carries it
+    # pending | succeeded | failed | expired | cancelled
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the request body, JSON text
+    sa.Column("response_status", sa.Integer, nullable=True),
+    sa.Column("result", sa.Text, nullable=True),  # response body or error, JSON text
+    sa.Column("request_id", sa.String(), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String(), nullable=True),  # who wrote the result
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Index("ix_batch_items_chunk", "batch_id", "chunk"),
+    sa.Index("ix_batch_items_status", "batch_id", "status"),
+    sa.Index("ix_batch_items_line", "batch_id", "line"),
+)
+
+queue_messages = sa.Table(
+    # The embedded default's work queue (batch/queue/sql.py): a message is
+    # leased to one consumer until ``lease_until`` (wall-clock seconds), then
+    # visible again. Added by migration 6.
+    "queue_messages",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("lease_owner", sa.String(), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_queue_messages_lease", "queue", "lease_until", "id"),
 )

@@ -1,0 +1,80 @@
+"""``interlock worker``: batch workers in a process of their own.
+
+The same config as ``interlock serve``, the same composition root
+(``build_gateway``: pipeline, admission, guardrails, cache, router with its
+breakers, telemetry, usage ledger), with no HTTP server; only a Prometheus
+endpoint (``--metrics-port``) for the worker's metrics. Scale by starting
+more of them: they share the queue (Redis Streams or the records store's
+table) and the records store.
+
+SIGTERM or SIGINT stops taking work; items in flight get
+``batch.worker.drain_s`` to finish and the rest go back to the queue, then
+the usage ledger is flushed. A second signal does not hurry it: the drain
+is bounded already.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from interlock.config import GatewayConfig
+from interlock.redaction import Redactor
+
+__all__ = ["run_worker"]
+
+log = logging.getLogger("interlock.batch")
+
+
+def run_worker(
+    config: GatewayConfig,
+    *,
+    metrics_host: str,
+    metrics_port: int | None,
+    redactor: Redactor,
+) -> int:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - not on Windows
+        pass
+    return asyncio.run(_run(config, metrics_host, metrics_port, redactor))
+
+
+async def _run(
+    config: GatewayConfig, metrics_host: str, metrics_port: int | None, redactor: Redactor
+) -> int:
+    from interlock.app import build_gateway  # the whole gateway: only when a worker runs
+
+    if not config.batch.enabled:
+        print("error: batch.enabled is false in this config", file=sys.stderr)
+        return 1
+    gateway = build_gateway(config, redactor=redactor, batch_worker=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    server: Any = None
+    async with gateway.lifespan():
+        runtime = gateway.services.batches
+        worker = runtime.runtime.worker if runtime.runtime is not None else None
+        address = "off"
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            server, _thread = start_http_server(
+                metrics_port, metrics_host, registry=gateway.services.telemetry.metrics.registry
+            )
+            address = f"http://{metrics_host}:{server.server_port}/metrics"
+        queue = runtime.runtime.queue.engine if runtime.runtime is not None else "?"
+        name = worker.name if worker is not None else "?"
+        print(f"Interlock worker {name} ready (queue {queue}; metrics {address})", flush=True)
+        await stop.wait()
+        log.info("batch worker stopping", extra={"worker": name})
+    if server is not None:
+        server.shutdown()
+    return 0

@@ -1,0 +1,177 @@
+"""Batch inference put together from the config, once the records store is
+open: the queue, the API's service and, where this process runs one, a
+worker. The gateway (``app.py``) and ``interlock worker`` both use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from interlock.admission.accounting import Accounting
+from interlock.admission.concurrency import InFlightLimiter
+from interlock.admission.keys import KeyRing
+from interlock.batch.metrics import BatchMetrics
+from interlock.batch.queue import WorkQueue
+from interlock.batch.runner import ItemRunner
+from interlock.batch.service import BatchService
+from interlock.batch.store import BatchStore
+from interlock.batch.worker import BatchWorker
+from interlock.config import GatewayConfig
+from interlock.pipeline import Pipeline
+from interlock.store import Store
+from interlock.store.blobs import BlobStore
+from interlock.telemetry.hub import Telemetry
+
+if TYPE_CHECKING:
+    from interlock.batch.webhooks import WebhookSender
+
+__all__ = ["BatchRuntime", "InFlightLoad", "build_queue", "open_batch", "queue_backend"]
+
+log = logging.getLogger("interlock.batch")
+
+
+class InFlightLoad:
+    """Online load on this process: requests in flight or waiting for a
+    slot, the batch's own items not counted, against ``yield_at`` of the
+    in-flight cap."""
+
+    def __init__(
+        self, limiter: InFlightLimiter, yield_at: float, batch_in_flight: Callable[[], int]
+    ):
+        self._limiter = limiter
+        self._threshold = max(1, int(limiter.max_in_flight * yield_at))
+        self._batch_in_flight = batch_in_flight
+
+    def busy(self) -> bool:
+        limiter = self._limiter
+        online = limiter.in_flight - self._batch_in_flight() + limiter.queued
+        return online >= self._threshold
+
+
+def queue_backend(config: GatewayConfig) -> str:
+    """``redis`` or ``sql``: what ``batch.queue.backend: auto`` means here."""
+    backend = config.batch.queue.backend
+    if backend == "auto":
+        return "redis" if config.state.backend == "redis" else "sql"
+    return backend
+
+
+def build_queue(config: GatewayConfig, store: Store) -> WorkQueue:
+    settings = config.batch.queue
+    if queue_backend(config) == "redis":
+        from interlock.batch.queue.redis_streams import RedisStreamQueue
+
+        url = settings.url or config.state.url
+        assert url is not None  # checked when the config was loaded
+        prefix = settings.prefix if settings.prefix is not None else config.state.prefix
+        return RedisStreamQueue.from_url(url, prefix=prefix, lease_s=settings.lease_s)
+    from interlock.batch.queue.sql import SqlQueue
+
+    return SqlQueue(store.engine, lease_s=settings.lease_s)
+
+
+def build_webhooks(config: GatewayConfig) -> WebhookSender | None:
+    settings = config.batch.webhooks
+    if not settings.allowed_hosts or settings.secret is None:
+        return None
+    from interlock.batch.webhooks import WebhookSender
+
+    return WebhookSender(
+        settings.secret.reveal().encode(),
+        max_attempts=settings.max_attempts,
+        timeout_s=settings.timeout_s,
+    )
+
+
+@dataclass(slots=True)
+class BatchRuntime:
+    service: BatchService
+    queue: WorkQueue
+    worker: BatchWorker | None
+    webhooks: WebhookSender | None
+
+    async def aclose(self, drain_s: float | None = None) -> None:
+        """Stop the worker (its in-flight work finished or given back), then
+        the webhook client and the queue."""
+        try:
+            if self.worker is not None:
+                await self.worker.stop(drain_s)
+        finally:
+            if self.webhooks is not None:
+                with contextlib.suppress(Exception):
+                    await self.webhooks.aclose()
+            await self.queue.aclose()
+
+
+def open_batch(
+    config: GatewayConfig,
+    store: Store,
+    pipeline: Pipeline,
+    telemetry: Telemetry,
+    accounting: Accounting,
+    keys: KeyRing,
+    blobs: BlobStore,
+    metrics: BatchMetrics,
+    *,
+    run_worker: bool,
+    worker_name: str | None = None,
+) -> BatchRuntime:
+    """Batch inference on ``store``, with a worker started when ``run_worker``."""
+    settings = config.batch
+    queue = build_queue(config, store)
+    batches = BatchStore(store.engine)
+    webhooks = build_webhooks(config)
+    check_webhook = None
+    if webhooks is not None:
+        from interlock.batch.webhooks import check_webhook_url
+
+        hosts = tuple(settings.webhooks.allowed_hosts)
+
+        def check_webhook(url: object) -> str:
+            return check_webhook_url(url, hosts)
+
+    service = BatchService(settings, batches, store.files, queue, check_webhook=check_webhook)
+    worker = None
+    if run_worker:
+        worker_ref: list[BatchWorker] = []
+        load = InFlightLoad(
+            pipeline.admission.in_flight,
+            settings.worker.yield_at,
+            lambda: worker_ref[0].running_items if worker_ref else 0,
+        )
+        runner = ItemRunner(
+            pipeline,
+            telemetry,
+            accounting,
+            load,
+            max_attempts=settings.worker.max_item_attempts,
+            max_delay_s=settings.worker.max_delay_s,
+            on_retry=lambda reason: metrics.retries.labels(reason).inc(),
+        )
+        worker = BatchWorker(
+            settings,
+            batches,
+            store.files,
+            blobs,
+            queue,
+            runner,
+            keys,
+            metrics,
+            webhooks=webhooks,
+            name=worker_name,
+        )
+        worker_ref.append(worker)
+        worker.start()
+        log.info(
+            "batch worker started",
+            extra={
+                "worker": worker.name,
+                "queue": queue.engine,
+                "concurrency": settings.worker.concurrency,
+            },
+        )
+    return BatchRuntime(service, queue, worker, webhooks)

@@ -1,0 +1,63 @@
+"""Batch and async inference (``batch:``): the queue, the workers' pace and
+the limits of batches and jobs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from interlock.config.base import Secret, _Strict
+
+__all__ = ["BatchConfig", "BatchQueueConfig", "BatchWebhooksConfig", "BatchWorkerConfig"]
+
+
+class BatchQueueConfig(_Strict):
+    # auto: Redis Streams when state.backend is redis, else the records store's table.
+    backend: Literal["auto", "redis", "sql"] = "auto"
+    url: str | None = None  # redis: default state.url
+    prefix: str | None = None  # redis: default state.prefix
+    # A message whose worker stopped renewing its lease is delivered again after this.
+    lease_s: float = Field(default=30.0, gt=0, le=3600)
+
+
+class BatchWorkerConfig(_Strict):
+    # The gateway runs a worker in its own process (the embedded default);
+    # false when dedicated `interlock worker` processes do the work.
+    in_process: bool = True
+    concurrency: int = Field(default=64, ge=1, le=4096)  # items in flight per worker
+    # Batch items wait while online requests fill this share of limits.max_in_flight.
+    yield_at: float = Field(default=0.5, gt=0, le=1)
+    # Attempts per item for upstream failures (each one the router's own retries).
+    max_item_attempts: int = Field(default=3, ge=1, le=20)
+    # A 429 or 503 from admission delays the item by Retry-After, at most this long.
+    max_delay_s: float = Field(default=30.0, gt=0, le=3600)
+    sweep_s: float = Field(default=1.0, gt=0, le=60)  # checks for finished, expired, stuck batches
+    # A batch nobody touched for this long while finalizing (or validating) is picked up again.
+    stale_s: float = Field(default=60.0, gt=0, le=86_400)
+    # Grace for in-flight items at shutdown; what is unfinished then goes back to the queue.
+    drain_s: float = Field(default=20.0, ge=0, le=600)
+
+
+class BatchWebhooksConfig(_Strict):
+    # Hosts a job's webhook may point at (`*.example.com` for sub-domains);
+    # empty: webhooks are off. The gateway posts nowhere an operator did not allow.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # The HMAC key of the Interlock-Signature header; required when hosts are allowed.
+    secret: Secret | None = None
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
+class BatchConfig(_Strict):
+    enabled: bool = True
+    queue: BatchQueueConfig = Field(default_factory=BatchQueueConfig)
+    worker: BatchWorkerConfig = Field(default_factory=BatchWorkerConfig)
+    webhooks: BatchWebhooksConfig = Field(default_factory=BatchWebhooksConfig)
+    # Items per queue message: the unit a worker takes, and redoes if it dies.
+    chunk_size: int = Field(default=50, ge=1, le=10_000)
+    # OpenAI's limit: 50,000 requests per batch.
+    max_requests: int = Field(default=50_000, ge=1)
+    max_job_requests: int = Field(default=1_000, ge=1, le=100_000)
+    # How long "24h" is: shorter only for drills and tests.
+    window_s: float = Field(default=86_400.0, gt=0)

@@ -7,6 +7,9 @@ endpoint (``--metrics-port``) for the worker's metrics. Scale by starting
 more of them: they share the queue (Redis Streams or the records store's
 table) and the records store.
 
+The process runs at ``batch.worker.nice`` (10 by default): where it shares
+a machine with gateways, the kernel gives online requests the CPU first.
+
 SIGTERM or SIGINT stops taking work; items in flight get
 ``batch.worker.drain_s`` to finish and the rest go back to the queue, then
 the usage ledger is flushed. A second signal does not hurry it: the drain
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -36,6 +40,7 @@ def run_worker(
     metrics_port: int | None,
     redactor: Redactor,
 ) -> int:
+    _lower_priority(config.batch.worker.nice)
     try:
         import uvloop
 
@@ -43,6 +48,16 @@ def run_worker(
     except ImportError:  # pragma: no cover - not on Windows
         pass
     return asyncio.run(_run(config, metrics_host, metrics_port, redactor))
+
+
+def _lower_priority(nice: int) -> None:
+    """Batch work is lower priority than online work, also for the CPU."""
+    if nice <= 0 or not hasattr(os, "nice"):
+        return
+    try:
+        os.nice(nice)
+    except OSError as exc:  # not allowed here: the worker runs at normal priority
+        log.warning("could not lower the worker's priority", extra={"error": str(exc)})
 
 
 async def _run(

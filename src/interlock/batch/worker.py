@@ -242,7 +242,7 @@ class BatchWorker:
         self._metrics.last_progress.set(self._clock())
         if len(results) < len(items) and self._stopping:
             return False  # the unfinished items go back to the queue
-        await self._maybe_finish(batch_id)
+        await self._maybe_finish(batch)
         return True
 
     async def _item(
@@ -273,21 +273,18 @@ class BatchWorker:
         for result in results:
             self._metrics.items.labels(endpoint, result.status.value).inc()
 
-    async def _maybe_finish(self, batch_id: str) -> None:
-        if await self._store.pending_count(batch_id) > 0:
-            await self._store.update(batch_id)  # progress: the sweeper leaves it alone
-            await self._report_progress(batch_id)
+    async def _maybe_finish(self, batch: BatchRow) -> None:
+        pending = await self._store.pending_count(batch.id)
+        if pending > 0:
+            await self._store.update(batch.id)  # progress: the sweeper leaves it alone
+            if batch.total:
+                self._metrics.progress.labels(batch.id).set(1 - pending / batch.total)
             return
         now = int(self._clock())
         if await self._store.transition(
-            batch_id, [BatchStatus.IN_PROGRESS], BatchStatus.FINALIZING, finalizing_at=now
+            batch.id, [BatchStatus.IN_PROGRESS], BatchStatus.FINALIZING, finalizing_at=now
         ):
-            await self._finalize(batch_id)
-
-    async def _report_progress(self, batch_id: str) -> None:
-        batch = await self._store.get(batch_id)
-        if batch is not None and batch.total:
-            self._metrics.progress.labels(batch_id).set(batch.counts.done / batch.total)
+            await self._finalize(batch.id)
 
     # -- expanding a batch's input -------------------------------------------
 
@@ -497,7 +494,7 @@ class BatchWorker:
                 finalizing_at=int(now),
             ):
                 await self._finalize(batch.id)
-        elif batch.counts.done >= batch.total:
+        elif await store.pending_count(batch.id) == 0:
             if await store.transition(
                 batch.id, [BatchStatus.IN_PROGRESS], BatchStatus.FINALIZING, finalizing_at=int(now)
             ):

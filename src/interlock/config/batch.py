@@ -35,6 +35,9 @@ class BatchWorkerConfig(_Strict):
     sweep_s: float = Field(default=1.0, gt=0, le=60)  # checks for finished, expired, stuck batches
     # A batch nobody touched for this long while finalizing (or validating) is picked up again.
     stale_s: float = Field(default=60.0, gt=0, le=86_400)
+    # `interlock worker` processes run at this nice value (0-19): on a machine
+    # shared with gateways, the scheduler serves online requests first.
+    nice: int = Field(default=10, ge=0, le=19)
     # Grace for in-flight items at shutdown; what is unfinished then goes back to the queue.
     drain_s: float = Field(default=20.0, ge=0, le=600)
 

@@ -46,6 +46,7 @@ PG_URL = os.environ.get(
     "INTERLOCK_BENCH_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("INTERLOCK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+_WORKER = [sys.executable, "-m", "interlock", "worker"]
 BODY = {"model": "sim", "messages": [{"role": "user", "content": "Say something short."}]}
 
 
@@ -55,7 +56,6 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def _admin_pg(statement: str) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import sqlalchemy as sa
 
     from interlock.store import create_engine
@@ -204,8 +204,7 @@ def _run(workers: int, items: int, queue: str, store: str) -> dict[str, Any]:
             started.append(
                 start_service(
                     f"worker-{n}",
-                    [sys.executable, "-m", "interlock", "worker", "--config", str(path)]
-                    + ["--metrics-port", "-1"],
+                    [*_WORKER, "--config", str(path), "--metrics-port", "-1"],
                     "Interlock worker",
                     "",
                     scratch / f"worker-{n}.log",
@@ -241,7 +240,8 @@ def main() -> None:
             f"| {100 * (p50d / p50b - 1):+.0f} % / {100 * (p95d / p95b - 1):+.0f} % |"
         )
     print(
-        f"{args.items:,}-request chat batch, simulator (20 ms to first token), {os.cpu_count()} CPUs\n"
+        f"{args.items:,}-request chat batch, simulator (20 ms to first token), "
+        f"{os.cpu_count()} CPUs\n"
     )
     print(
         "| workers | queue | store | status | wall s | items/s | CPU ms/item "

@@ -146,7 +146,16 @@ class ItemRunner:
             finally:
                 self._telemetry.finish(record)
                 await self._accounting.finish(record)
-            await self._sleep(min(delay, max(0.0, deadline - self._clock())))
+            await self._pause(min(delay, max(0.0, deadline - self._clock())), stopped)
+
+    async def _pause(self, seconds: float, stopped: Callable[[], bool]) -> None:
+        """Wait ``seconds``, in slices: a stopping worker or closing batch
+        does not wait out a long Retry-After."""
+        remaining = seconds
+        while remaining > 0 and not stopped():
+            step = min(remaining, self._busy_poll_s * 4)
+            await self._sleep(step)
+            remaining -= step
 
     def _paced_delay(self, retry_after_s: float | None) -> float:
         wanted = retry_after_s if retry_after_s is not None else 1.0
@@ -161,8 +170,8 @@ def _pacing_reason(exc: InterlockError) -> str | None:
     """Why the item should wait rather than fail, or None."""
     if exc.status_code == 429:
         return "rate_limited"
-    if isinstance(exc, NoHealthyDeployment):
-        return "breaker_open"
+    if isinstance(exc, NoHealthyDeployment) and exc.code != "all_deployments_failed":
+        return "breaker_open"  # every breaker open or resting: wait for one to close
     if isinstance(exc, Overloaded):
         return "overloaded"
     return None

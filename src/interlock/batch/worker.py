@@ -455,9 +455,15 @@ class BatchWorker:
         now = self._clock()
         stale = now - self.settings.worker.stale_s
         store = self._store
-        for batch in await store.active():
-            if batch.status is not BatchStatus.IN_PROGRESS:
-                self._closed.add(batch.id)
+        active = await store.active()
+        # The batches whose running items must stop: closing, or out of time.
+        self._closed = {
+            b.id
+            for b in active
+            if b.status in (BatchStatus.CANCELLING, BatchStatus.FINALIZING)
+            or (b.status is BatchStatus.IN_PROGRESS and b.expires_at <= now)
+        }
+        for batch in active:
             if batch.status is BatchStatus.VALIDATING:
                 if batch.touched_at < stale and await store.claim(batch.id, batch.status, stale):
                     await self._queue.put([expand_message(batch.id)])
@@ -485,7 +491,6 @@ class BatchWorker:
     async def _sweep_running(self, batch: BatchRow, now: float, stale: float) -> None:
         store = self._store
         if batch.expires_at <= now:
-            self._closed.add(batch.id)
             if await store.transition(
                 batch.id,
                 [BatchStatus.IN_PROGRESS],

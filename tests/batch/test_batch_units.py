@@ -1,0 +1,102 @@
+"""The small policies under batch work, without a server: online load,
+the key as it stands now, the output line format, the input reader."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from interlock.admission.concurrency import InFlightLimiter
+from interlock.admission.keys import KeyRing
+from interlock.admission.principal import Principal
+from interlock.batch.input import read_batch_items
+from interlock.batch.output import output_line
+from interlock.batch.records import ItemStatus
+from interlock.batch.runner import BATCH_PRIORITY, ItemRunner
+from interlock.batch.runtime import InFlightLoad
+from interlock.batch.store import StoredItem
+from interlock.config import KeyConfig
+from interlock.config.base import Secret
+from interlock.errors import AuthenticationFailed, PermissionDenied
+
+
+def test_online_load_counts_requests_in_flight_and_waiting_but_not_the_batchs_own() -> None:
+    limiter = InFlightLimiter(max_in_flight=10, max_queue=10, queue_timeout_s=1)
+    batch_items = 0
+    load = InFlightLoad(limiter, yield_at=0.5, batch_in_flight=lambda: batch_items)
+    limiter.in_flight = 4
+    assert not load.busy()
+    limiter.in_flight = 5
+    assert load.busy()  # 5 online of 10: half the cap
+    batch_items = 3
+    limiter.in_flight = 7  # 4 online, 3 the batch's
+    assert not load.busy()
+
+
+def test_a_batch_runs_as_the_key_stands_now_below_every_tier() -> None:
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    ring = KeyRing([KeyConfig(name="team", key=Secret("sk-team-key-1"))], clock=lambda: now)
+    principal = ItemRunner.as_batch(ring.principal_named("team"))
+    assert principal.name == "team" and principal.priority == BATCH_PRIORITY
+    with pytest.raises(AuthenticationFailed):
+        ring.principal_named("gone")
+    revoked = Principal(name="old", revoked=True)
+    expired = Principal(name="late", expires_at=now - timedelta(seconds=1))
+    ring._by_digest[b"x"] = revoked
+    ring._by_digest[b"y"] = expired
+    with pytest.raises(PermissionDenied, match="revoked"):
+        ring.principal_named("old")
+    with pytest.raises(PermissionDenied, match="expired"):
+        ring.principal_named("late")
+
+
+def test_output_lines_are_openais_and_splice_the_stored_body() -> None:
+    body = '{"id":"chatcmpl-1","object":"chat.completion"}'
+    ok = orjson.loads(output_line(StoredItem("a", ItemStatus.SUCCEEDED, 200, body, "batch_req_1")))
+    assert ok == {
+        "id": "batch_req_1",
+        "custom_id": "a",
+        "response": {"status_code": 200, "request_id": "batch_req_1", "body": orjson.loads(body)},
+        "error": None,
+    }
+    failed = orjson.loads(
+        output_line(StoredItem("b", ItemStatus.FAILED, 400, '{"error":{"message":"x"}}', "r2"))
+    )
+    assert failed["response"]["status_code"] == 400 and failed["error"] is None
+    expired = orjson.loads(output_line(StoredItem("c", ItemStatus.EXPIRED, None, None, None)))
+    assert expired["response"] is None and expired["error"]["code"] == "batch_expired"
+    assert expired["id"].startswith("batch_req_")
+
+
+def _line(custom_id: str, url: str = "/v1/chat/completions") -> bytes:
+    return orjson.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": {"n": 1}})
+
+
+def test_input_is_read_into_chunks_in_order() -> None:
+    parsed = read_batch_items([_line(f"r{n}") for n in range(5)], "/v1/chat/completions", 2, 10)
+    assert parsed.error is None
+    assert [(i.custom_id, i.line, i.chunk) for i in parsed.items] == [
+        ("r0", 0, 0),
+        ("r1", 1, 0),
+        ("r2", 2, 1),
+        ("r3", 3, 1),
+        ("r4", 4, 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lines", "code", "line"),
+    [
+        ([_line("a"), _line("a")], "duplicate_custom_id", 2),
+        ([_line("a"), _line("b", "/v1/embeddings")], "mismatched_url", 2),
+        ([b"{not json"], "invalid_json_line", 1),
+        ([_line(str(n)) for n in range(4)], "too_many_requests", 4),
+        ([b"", b"  "], "empty_file", None),
+    ],
+)
+def test_bad_input_names_the_line(lines: list[bytes], code: str, line: int | None) -> None:
+    parsed = read_batch_items(lines, "/v1/chat/completions", 2, 3)
+    assert parsed.error is not None
+    assert (parsed.error.code, parsed.error.line) == (code, line)

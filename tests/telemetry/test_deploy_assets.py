@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from interlock.batch.metrics import BatchMetrics
 from interlock.cache import CacheStats
 from interlock.telemetry.cache_metrics import CacheCollector
 from interlock.telemetry.metrics import Metrics
@@ -93,6 +94,7 @@ def full_metrics() -> Metrics:
         stats=CacheStats(), gauges=lambda: {"l1_bytes": 0, "l1_entries": 0}
     )
     metrics.registry.register(CacheCollector(idle_cache))
+    BatchMetrics(metrics.registry)
     return metrics
 
 

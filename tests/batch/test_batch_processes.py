@@ -344,3 +344,35 @@ def test_the_queue_engine_restarted_mid_batch_then_the_batch_completes(tmp_path:
         worker.close()
         gateway.close()
         redis.kill()
+
+
+def test_a_worker_stopped_with_sigterm_gives_back_its_work_and_exits_promptly(
+    tmp_path: Path, pg_url: str, redis_prefix: str
+) -> None:
+    # No drain grace: what the worker holds when SIGTERM comes goes back to
+    # the queue at once (released, not left to its lease), and another
+    # worker finishes the batch.
+    config = _distributed(tmp_path, pg_url, redis_prefix)
+    config["batch"]["worker"]["drain_s"] = 0
+    config["batch"]["queue"]["lease_s"] = 600  # only a release can hand the work on in time
+    path = _write(tmp_path, config)
+    env = {"TEST_KEY": TEST_KEY}
+    gateway = GatewayProcess(config, tmp_path, env=env)
+    stopping = WorkerProcess(path, env=env)
+    started = [stopping]
+    try:
+        batch_id, expected = _submit(gateway.base_url)
+        _until(_progressed(gateway.base_url, batch_id, 30), what="first results")
+        began = time.monotonic()
+        code = stopping.terminate(timeout_s=30)
+        took = time.monotonic() - began
+        stacks = [line for line in stopping.stderr_lines.queue if '"msg":"request"' not in line]
+        assert (code, took < 30) == (0, True), "\n".join(stacks[-80:])
+        started.append(WorkerProcess(path, env=env))
+        batch = _finished(gateway.base_url, batch_id)
+        _assert_exactly_once(gateway.base_url, batch, expected)
+        assert _writers(pg_url, batch_id).get(stopping.name, 0) > 0
+    finally:
+        for worker in started:
+            worker.close()
+        gateway.close()

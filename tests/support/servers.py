@@ -192,7 +192,8 @@ class WorkerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, **(env or {})},
+            # SIGABRT dumps every thread's stack to stderr (see terminate).
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
         )
         threading.Thread(target=self._pump_stderr, daemon=True).start()
         assert self.proc.stdout is not None
@@ -219,14 +220,20 @@ class WorkerProcess:
         self.proc.kill()
         self.proc.wait(10)
 
-    def terminate(self) -> int:
+    def terminate(self, timeout_s: float = 40.0) -> int:
+        """SIGTERM and wait; past ``timeout_s``, SIGABRT (its stacks land in
+        ``stderr_lines``, for the test's failure message) and then SIGKILL."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(60)
+            return self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                return self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait(5)
 
     def close(self) -> None:
         self.terminate()

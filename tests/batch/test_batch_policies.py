@@ -15,11 +15,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiohttp import web
 
 from interlock.app import create_app
+from interlock.batch.webhooks import verify
 from interlock.config import parse_config
 from tests.conftest import TEST_KEY, simulator_config
-from tests.support.servers import InProcessGateway
+from tests.support.servers import FakeUpstream, InProcessGateway
 
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 ADMIN_KEY = "sk-admin-batch-policies"
@@ -249,3 +251,53 @@ def test_items_wait_while_the_breaker_is_open_and_run_once_it_closes(
     batch = _final(gateway, batch_id)
     assert batch["status"] == "completed"
     assert batch["request_counts"] == {"total": 6, "completed": 6, "failed": 0}
+
+
+def test_a_finished_job_posts_a_signed_webhook_to_an_allowed_host_only(
+    start: Callable[..., InProcessGateway],
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+) -> None:
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((dict(request.headers), await request.read()))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    receiver = fake_upstream(app)
+    secret = "whsec-test-0123456789"
+    gateway = start(
+        batch={
+            "worker": {"sweep_s": 0.1},
+            "webhooks": {"allowed_hosts": ["127.0.0.1"], "secret": secret},
+        }
+    )
+    body = {"model": "sim", "messages": [{"role": "user", "content": "hi"}]}
+    refused = httpx.post(
+        gateway.base_url + "/v1/batch",
+        json={"requests": [body], "webhook_url": "http://169.254.169.254/latest"},
+        headers=AUTH,
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "webhook"
+    accepted = httpx.post(
+        gateway.base_url + "/v1/batch",
+        json={"requests": [body], "webhook_url": receiver.url + "/hook"},
+        headers=AUTH,
+    )
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    _until(lambda: received)
+    headers, payload = received[0]
+    headers = {name.lower(): value for name, value in headers.items()}
+    assert verify(secret.encode(), headers["interlock-signature"], payload, time.time())
+    assert headers["interlock-webhook-id"] == f"{job_id}.completed"
+    event = orjson.loads(payload)
+    assert event["type"] == "job.completed" and event["data"]["id"] == job_id
+    assert event["data"]["progress"]["completed"] == 1
+
+    def delivered() -> bool:
+        job = httpx.get(f"{gateway.base_url}/v1/jobs/{job_id}", headers=AUTH).json()
+        return bool(job["webhook"]["state"] == "delivered")
+
+    _until(delivered)

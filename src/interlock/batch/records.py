@@ -174,11 +174,13 @@ class BatchRow:
     def to_job_json(self) -> dict[str, Any]:
         """An async job (``GET /v1/jobs/{id}``), without its results."""
         counts = self.counts
+        status = self.shown_status
         return {
             "id": self.id,
             "object": "job",
             "endpoint": self.endpoint,
-            "status": self.shown_status,
+            # A job has nothing to validate: it waits for a worker.
+            "status": "queued" if status == BatchStatus.VALIDATING.value else status,
             "created_at": self.created_at,
             "completed_at": self.completed_at or self.expired_at or self.cancelled_at,
             "expires_at": self.expires_at,

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from interlock.batch.queue import QueueUnavailable, WorkQueue
-from interlock.batch.records import BatchRow, BatchStatus, new_batch_id
+from interlock.batch.records import BatchRow, BatchStatus, RequestCounts, new_batch_id
 from interlock.batch.store import BatchStore, NewItem, StoredItem
 from interlock.batch.worker import expand_message
 from interlock.config.batch import BatchConfig
@@ -146,7 +146,7 @@ class BatchService:
         metadata: dict[str, str] | None,
     ) -> BatchRow:
         now = self._clock()
-        return BatchRow(
+        batch = BatchRow(
             id=new_batch_id(kind),
             key_name=key_name,
             kind=kind,
@@ -159,6 +159,8 @@ class BatchService:
             touched_at=now,
             metadata=metadata,
         )
+        batch.counts = RequestCounts(total=total)
+        return batch
 
     async def _enqueue(self, batch: BatchRow) -> None:
         try:

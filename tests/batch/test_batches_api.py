@@ -5,6 +5,7 @@ custom_id; list, cancel; scoped to the key; async jobs."""
 
 from __future__ import annotations
 
+import base64
 import io
 import time
 from collections.abc import Callable, Iterator
@@ -121,6 +122,7 @@ def test_the_sdk_batch_workflow_runs_unchanged(gateway: InProcessGateway) -> Non
 def test_embeddings_batches_run_too(gateway: InProcessGateway) -> None:
     client = _client(gateway)
     lines = [_line(n, model="embed", url="/v1/embeddings") for n in range(5)]
+    lines[4]["body"]["encoding_format"] = "base64"
     uploaded = client.files.create(file=("e.jsonl", io.BytesIO(_jsonl(lines))), purpose="batch")
     batch = client.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h"
@@ -129,7 +131,12 @@ def test_embeddings_batches_run_too(gateway: InProcessGateway) -> None:
     assert done.status == "completed" and done.error_file_id is None
     assert done.output_file_id is not None
     output = [orjson.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
-    assert all(len(o["response"]["body"]["data"][0]["embedding"]) == 8 for o in output)
+    vectors = {o["custom_id"]: o["response"]["body"]["data"][0]["embedding"] for o in output}
+    assert all(len(v) == 8 for k, v in vectors.items() if k != "request-4")
+    # encoding_format is applied as on the online edge: base64 float32.
+    assert (
+        isinstance(vectors["request-4"], str) and len(base64.b64decode(vectors["request-4"])) == 32
+    )
 
 
 def test_a_line_for_another_endpoint_fails_the_batch_naming_the_line(

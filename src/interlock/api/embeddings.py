@@ -3,11 +3,6 @@ float vectors; ``encoding_format: base64`` is this edge's to apply."""
 
 from __future__ import annotations
 
-import base64
-import sys
-from array import array
-from typing import Any
-
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
@@ -15,6 +10,7 @@ from interlock.api.batches import async_job
 from interlock.api.services import Services
 from interlock.api.wire import json_response, model_request
 from interlock.pipeline import Operation
+from interlock.pipeline.encoding import apply_encoding_format
 
 __all__ = ["embeddings"]
 
@@ -25,17 +21,6 @@ async def embeddings(request: Request, services: Services) -> ASGIApp:
         return await async_job(request, services, asked.body, "/v1/embeddings")
     answer = await services.pipeline.run(asked)
     assert isinstance(answer, dict)  # embeddings never stream
-    if asked.body.get("encoding_format") == "base64":  # validated by the pipeline
-        for item in answer.get("data", ()):
-            item["embedding"] = _to_base64(item["embedding"])
+    apply_encoding_format(asked.body, answer)
     return json_response(answer)
 
-
-def _to_base64(vector: Any) -> Any:
-    """OpenAI's base64 embeddings: little-endian float32, base64-encoded."""
-    if isinstance(vector, str):
-        return vector
-    packed = array("f", vector)
-    if sys.byteorder != "little":
-        packed.byteswap()
-    return base64.b64encode(packed.tobytes()).decode("ascii")

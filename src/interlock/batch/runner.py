@@ -39,6 +39,7 @@ from interlock.errors import (
     Overloaded,
 )
 from interlock.pipeline import ModelRequest, Operation, Pipeline
+from interlock.pipeline.encoding import apply_encoding_format
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
 
@@ -121,6 +122,9 @@ class ItemRunner:
                 request = ModelRequest(operation, body, record, None)
                 admitted = await self._pipeline.admission.admit_as(principal(), request)
                 answer = await self._pipeline.run(request, admitted)
+                assert isinstance(answer, dict)  # a stream was refused above
+                if operation is Operation.EMBEDDINGS:
+                    apply_encoding_format(body, answer)
                 record.status = 200
                 return ItemResult(
                     item.custom_id,

@@ -644,6 +644,8 @@ def test_a_chat_request_with_a_jwt_gets_its_tiers_limits(
         ],
         "keys": [{"name": "alice", "key": "sk-alice", "tier": "unlimited"}],
         "server": {"access_log": False},
+        # Shared by the module's tests: no batch worker opening pool connections mid-test.
+        "batch": {"enabled": False},
         "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
         "tiers": {
             "unlimited": {},

@@ -46,6 +46,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGatew
             "dir": str(tmp_path_factory.mktemp("blobs")),
         },
         "server": {"access_log": False},
+        # Shared by the module's tests: no batch worker opening pool connections mid-test.
+        "batch": {"enabled": False},
     }
     raw["keys"] = [*raw["keys"], {"name": "other", "key": OTHER_KEY}]
     gateway = InProcessGateway(create_app(parse_config(raw, env={"TEST_KEY": TEST_KEY})))

@@ -47,6 +47,8 @@ def _config(chaos: dict[str, Any] | None) -> dict[str, Any]:
         ],
         "keys": [{"name": "k", "key": TEST_KEY}],
         "server": {"admin_key": ADMIN_KEY},
+        # Shared by the module's tests: no batch worker opening pool connections mid-test.
+        "batch": {"enabled": False},
     }
     if chaos is not None:
         raw["chaos"] = chaos

@@ -47,6 +47,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGatew
         **simulator_config(tokens_per_s=0, max_tokens=8),
         "search": {"backends": [{"type": "local", "path": str(index)}], "model": "sim"},
         "server": {"access_log": False},
+        # Shared by the module's tests: no batch worker opening pool connections mid-test.
+        "batch": {"enabled": False},
     }
     gateway = InProcessGateway(create_app(parse_config(raw, env={"TEST_KEY": TEST_KEY})))
     yield gateway

@@ -212,6 +212,7 @@ async def test_a_locked_sqlite_file_is_unavailable(tmp_path: Path) -> None:
     try:
         await migrate(engine)
         queue = SqlQueue(engine)
+        await queue.put([b"due"])  # take looks before it locks: give it something
         holder.execute("BEGIN IMMEDIATE")  # another writer that never lets go
         async with asyncio.timeout(DEADLINE_S):
             with pytest.raises(QueueUnavailable, match="locked"):
@@ -220,7 +221,7 @@ async def test_a_locked_sqlite_file_is_unavailable(tmp_path: Path) -> None:
                 await queue.take("w", 1, 0)
         holder.execute("ROLLBACK")
         await queue.put([b"x"])
-        assert [d.payload for d in await queue.take("w", 1, 0)] == [b"x"]
+        assert [d.payload for d in await queue.take("w", 2, 0)] == [b"due", b"x"]
     finally:
         holder.close()
         await engine.dispose()

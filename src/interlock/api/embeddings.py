@@ -23,4 +23,3 @@ async def embeddings(request: Request, services: Services) -> ASGIApp:
     assert isinstance(answer, dict)  # embeddings never stream
     apply_encoding_format(asked.body, answer)
     return json_response(answer)
-

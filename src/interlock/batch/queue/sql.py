@@ -178,6 +178,13 @@ class SqlQueue:
             .order_by(t.c.id)
             .limit(max_messages)
         )
+        # A read first, without the write lock: an idle queue is polled
+        # several times a second, and on SQLite every write transaction would
+        # queue behind (and hold up) the usage ledger's writer.
+        with _outage_is_unavailable():
+            async with self._engine.connect() as conn:
+                if (await conn.execute(due.limit(1))).first() is None:
+                    return []
         if self._engine.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
         lease = (

@@ -15,7 +15,7 @@ import orjson
 
 from interlock.batch.store import NewItem
 
-__all__ = ["InputError", "ParsedInput", "read_batch_items"]
+__all__ = ["InputError", "InputReader", "ParsedInput", "read_batch_items"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,38 +31,74 @@ class ParsedInput:
     error: InputError | None = None
 
 
-def read_batch_items(
-    lines: Iterable[bytes], endpoint: str, chunk_size: int, max_requests: int
-) -> ParsedInput:
-    parsed = ParsedInput()
-    seen: set[str] = set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if len(parsed.items) >= max_requests:
-            parsed.error = InputError(
+class InputReader:
+    """Items of an input file a page at a time (each page read in a worker
+    thread by the caller): a 200 MB file is never all in memory."""
+
+    def __init__(self, lines: Iterable[bytes], endpoint: str, chunk_size: int, max_requests: int):
+        self._lines = enumerate(lines, start=1)
+        self._endpoint = endpoint
+        self._chunk_size = chunk_size
+        self._max_requests = max_requests
+        self._seen: set[str] = set()
+        self.count = 0
+        self.error: InputError | None = None
+        self.done = False
+
+    def page(self, size: int) -> list[NewItem]:
+        """Up to ``size`` more items; an empty page once the file is read or
+        ``error`` is set."""
+        items: list[NewItem] = []
+        while len(items) < size and not self.done:
+            number, line = next(self._lines, (0, b""))
+            if number == 0:
+                self.done = True
+                if self.count == 0:
+                    self.error = InputError("empty_file", "The input file has no requests.")
+                break
+            if not line.strip():
+                continue
+            item = self._item(number, line)
+            if item is None:
+                self.done = True
+                return []
+            items.append(item)
+        return items
+
+    def _item(self, number: int, line: bytes) -> NewItem | None:
+        if self.count >= self._max_requests:
+            self.error = InputError(
                 "too_many_requests",
-                f"The batch has more than {max_requests:,} requests.",
+                f"The batch has more than {self._max_requests:,} requests.",
                 number,
             )
-            return parsed
+            return None
         try:
             request = orjson.loads(line)
         except orjson.JSONDecodeError:
-            parsed.error = InputError("invalid_json_line", "Not valid JSON.", number)
-            return parsed
-        problem = _problem(request, endpoint, seen)
+            self.error = InputError("invalid_json_line", "Not valid JSON.", number)
+            return None
+        problem = _problem(request, self._endpoint, self._seen)
         if problem is not None:
-            parsed.error = InputError(problem[0], problem[1], number)
-            return parsed
+            self.error = InputError(problem[0], problem[1], number)
+            return None
         custom_id = request["custom_id"]
-        seen.add(custom_id)
-        index = len(parsed.items)
-        parsed.items.append(
-            NewItem(custom_id, index, index // chunk_size, orjson.dumps(request["body"]).decode())
-        )
-    if not parsed.items:
-        parsed.error = InputError("empty_file", "The input file has no requests.")
+        self._seen.add(custom_id)
+        index, self.count = self.count, self.count + 1
+        body = orjson.dumps(request["body"]).decode()
+        return NewItem(custom_id, index, index // self._chunk_size, body)
+
+
+def read_batch_items(
+    lines: Iterable[bytes], endpoint: str, chunk_size: int, max_requests: int
+) -> ParsedInput:
+    """The whole file at once (small files, tests)."""
+    reader = InputReader(lines, endpoint, chunk_size, max_requests)
+    parsed = ParsedInput()
+    while not reader.done:
+        parsed.items += reader.page(1_000)
+    if reader.error is not None:
+        return ParsedInput(error=reader.error)
     return parsed
 
 

@@ -188,6 +188,11 @@ class BatchStore:
         async with self._writer.begin() as conn:
             await conn.execute(statement, [_item_row(batch_id, i) for i in items])
 
+    async def delete_items(self, batch_id: str) -> None:
+        """Drop a batch's items (its input failed validation half-way)."""
+        async with self._writer.begin() as conn:
+            await conn.execute(sa.delete(batch_items).where(batch_items.c.batch_id == batch_id))
+
     async def pending_in_chunk(self, batch_id: str, chunk: int) -> list[PendingItem]:
         query = (
             sa.select(

@@ -38,7 +38,7 @@ import orjson
 
 from interlock.admission.keys import KeyRing
 from interlock.admission.principal import Principal
-from interlock.batch.input import read_batch_items
+from interlock.batch.input import InputReader
 from interlock.batch.metrics import BatchMetrics
 from interlock.batch.output import write_lines
 from interlock.batch.queue import Delivery, QueueUnavailable, WorkQueue
@@ -301,19 +301,18 @@ class BatchWorker:
                 except FileNotFoundError:
                     await self._fail(batch, "file_not_found", "The input file no longer exists.")
                     return
-                parsed = await asyncio.to_thread(
-                    read_batch_items,
-                    _rewound(local),
-                    batch.endpoint,
-                    settings.chunk_size,
-                    settings.max_requests,
+                reader = InputReader(
+                    _rewound(local), batch.endpoint, settings.chunk_size, settings.max_requests
                 )
-            if parsed.error is not None:
-                await self._fail(batch, parsed.error.code, parsed.error.message, parsed.error.line)
+                while not reader.done:
+                    page = await asyncio.to_thread(reader.page, _PAGE)
+                    await self._store.add_items(batch_id, page)
+            if reader.error is not None:
+                await self._store.delete_items(batch_id)
+                error = reader.error
+                await self._fail(batch, error.code, error.message, error.line)
                 return
-            for start in range(0, len(parsed.items), _PAGE):
-                await self._store.add_items(batch_id, parsed.items[start : start + _PAGE])
-            total = len(parsed.items)
+            total = reader.count
         else:
             total = batch.total
         # In progress first, then the chunks: a chunk taken by another worker

@@ -307,6 +307,7 @@ class Gateway:
             self.keys,
             services.blobs,
             self.batch_metrics,
+            services.state,
             run_worker=run_worker,
         )
 

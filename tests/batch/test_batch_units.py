@@ -12,20 +12,21 @@ from interlock.admission.concurrency import InFlightLimiter
 from interlock.admission.keys import KeyRing
 from interlock.admission.principal import Principal
 from interlock.batch.input import read_batch_items
+from interlock.batch.load import BUSY_KEY, OnlineLoad
 from interlock.batch.output import output_line
 from interlock.batch.records import ItemStatus
 from interlock.batch.runner import BATCH_PRIORITY, ItemRunner
-from interlock.batch.runtime import InFlightLoad
 from interlock.batch.store import StoredItem
 from interlock.config import KeyConfig
 from interlock.config.base import Secret
 from interlock.errors import AuthenticationFailed, PermissionDenied
+from interlock.state.memory import MemoryStateStore
 
 
 def test_online_load_counts_requests_in_flight_and_waiting_but_not_the_batchs_own() -> None:
     limiter = InFlightLimiter(max_in_flight=10, max_queue=10, queue_timeout_s=1)
     batch_items = 0
-    load = InFlightLoad(limiter, yield_at=0.5, batch_in_flight=lambda: batch_items)
+    load = OnlineLoad(limiter, yield_at=0.5, batch_in_flight=lambda: batch_items)
     limiter.in_flight = 4
     assert not load.busy()
     limiter.in_flight = 5
@@ -33,6 +34,26 @@ def test_online_load_counts_requests_in_flight_and_waiting_but_not_the_batchs_ow
     batch_items = 3
     limiter.in_flight = 7  # 4 online, 3 the batch's
     assert not load.busy()
+
+
+async def test_a_busy_gateway_pauses_workers_in_other_processes_through_the_state_store() -> None:
+    state = MemoryStateStore()  # stands in for the Redis both processes share
+    gateway_limiter = InFlightLimiter(max_in_flight=10, max_queue=10, queue_timeout_s=1)
+    worker_limiter = InFlightLimiter(max_in_flight=10, max_queue=10, queue_timeout_s=1)
+    gateway = OnlineLoad(gateway_limiter, 0.5, lambda: 0, state)
+    worker = OnlineLoad(worker_limiter, 0.5, lambda: worker_limiter.in_flight, state)
+    worker_limiter.in_flight = 8  # the worker's own items never make it busy
+    await worker.tick()
+    assert not worker.busy()
+    gateway_limiter.in_flight = 6
+    await gateway.tick()
+    await worker.tick()
+    assert worker.busy()
+    gateway_limiter.in_flight = 1
+    await state.delete(BUSY_KEY)  # what the flag's TTL does once the gateway calms down
+    await gateway.tick()
+    await worker.tick()
+    assert not worker.busy()
 
 
 def test_a_batch_runs_as_the_key_stands_now_below_every_tier() -> None:

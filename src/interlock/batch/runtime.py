@@ -5,15 +5,15 @@ worker. The gateway (``app.py``) and ``interlock worker`` both use it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from interlock.admission.accounting import Accounting
-from interlock.admission.concurrency import InFlightLimiter
 from interlock.admission.keys import KeyRing
+from interlock.batch.load import OnlineLoad
 from interlock.batch.metrics import BatchMetrics
 from interlock.batch.queue import WorkQueue
 from interlock.batch.runner import ItemRunner
@@ -22,6 +22,7 @@ from interlock.batch.store import BatchStore
 from interlock.batch.worker import BatchWorker
 from interlock.config import GatewayConfig
 from interlock.pipeline import Pipeline
+from interlock.state import StateStore
 from interlock.store import Store
 from interlock.store.blobs import BlobStore
 from interlock.telemetry.hub import Telemetry
@@ -29,27 +30,9 @@ from interlock.telemetry.hub import Telemetry
 if TYPE_CHECKING:
     from interlock.batch.webhooks import WebhookSender
 
-__all__ = ["BatchRuntime", "InFlightLoad", "build_queue", "open_batch", "queue_backend"]
+__all__ = ["BatchRuntime", "build_queue", "open_batch", "queue_backend"]
 
 log = logging.getLogger("interlock.batch")
-
-
-class InFlightLoad:
-    """Online load on this process: requests in flight or waiting for a
-    slot, the batch's own items not counted, against ``yield_at`` of the
-    in-flight cap."""
-
-    def __init__(
-        self, limiter: InFlightLimiter, yield_at: float, batch_in_flight: Callable[[], int]
-    ):
-        self._limiter = limiter
-        self._threshold = max(1, int(limiter.max_in_flight * yield_at))
-        self._batch_in_flight = batch_in_flight
-
-    def busy(self) -> bool:
-        limiter = self._limiter
-        online = limiter.in_flight - self._batch_in_flight() + limiter.queued
-        return online >= self._threshold
 
 
 def queue_backend(config: GatewayConfig) -> str:
@@ -93,6 +76,7 @@ class BatchRuntime:
     queue: WorkQueue
     worker: BatchWorker | None
     webhooks: WebhookSender | None
+    load_watch: asyncio.Task[None] | None = None
 
     async def aclose(self, drain_s: float | None = None) -> None:
         """Stop the worker (its in-flight work finished or given back), then
@@ -101,6 +85,9 @@ class BatchRuntime:
             if self.worker is not None:
                 await self.worker.stop(drain_s)
         finally:
+            if self.load_watch is not None:
+                self.load_watch.cancel()
+                await asyncio.gather(self.load_watch, return_exceptions=True)
             if self.webhooks is not None:
                 with contextlib.suppress(Exception):
                     await self.webhooks.aclose()
@@ -116,6 +103,7 @@ def open_batch(
     keys: KeyRing,
     blobs: BlobStore,
     metrics: BatchMetrics,
+    state: StateStore,
     *,
     run_worker: bool,
     worker_name: str | None = None,
@@ -135,14 +123,17 @@ def open_batch(
             return check_webhook_url(url, hosts)
 
     service = BatchService(settings, batches, store.files, queue, check_webhook=check_webhook)
+    worker_ref: list[BatchWorker] = []
+    # Gateways raise the shared busy flag, workers read it (both, in one process).
+    load = OnlineLoad(
+        pipeline.admission.in_flight,
+        settings.worker.yield_at,
+        lambda: worker_ref[0].running_items if worker_ref else 0,
+        state,
+    )
+    load_watch = asyncio.create_task(load.run(), name="batch-online-load")
     worker = None
     if run_worker:
-        worker_ref: list[BatchWorker] = []
-        load = InFlightLoad(
-            pipeline.admission.in_flight,
-            settings.worker.yield_at,
-            lambda: worker_ref[0].running_items if worker_ref else 0,
-        )
         runner = ItemRunner(
             pipeline,
             telemetry,
@@ -174,4 +165,4 @@ def open_batch(
                 "concurrency": settings.worker.concurrency,
             },
         )
-    return BatchRuntime(service, queue, worker, webhooks)
+    return BatchRuntime(service, queue, worker, webhooks, load_watch)

@@ -22,6 +22,7 @@ from interlock.batch.webhooks import verify
 from interlock.config import parse_config
 from tests.conftest import TEST_KEY, simulator_config
 from tests.support.servers import FakeUpstream, InProcessGateway
+from tests.support.waiting import wait_for
 
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 ADMIN_KEY = "sk-admin-batch-policies"
@@ -95,16 +96,10 @@ def _get(gateway: InProcessGateway, batch_id: str) -> dict[str, Any]:
     return found
 
 
-def _until(check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (found := check()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-    return found
-
-
 def _final(gateway: InProcessGateway, batch_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = _until(lambda: (b := _get(gateway, batch_id))["status"] in FINAL and b)
+    found: dict[str, Any] = wait_for(
+        lambda: (b := _get(gateway, batch_id))["status"] in FINAL and b
+    )
     return found
 
 
@@ -120,7 +115,7 @@ def test_a_cancelled_batch_keeps_what_ran_and_lists_the_rest_as_cancelled(
 ) -> None:
     gateway = start({"ttft_ms": 100}, {"worker": {"concurrency": 1, "sweep_s": 0.1}})
     batch_id = _submit(gateway, 30)
-    _until(lambda: _get(gateway, batch_id)["request_counts"]["completed"] >= 2)
+    wait_for(lambda: _get(gateway, batch_id)["request_counts"]["completed"] >= 2)
     cancelled = httpx.post(f"{gateway.base_url}/v1/batches/{batch_id}/cancel", headers=AUTH)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelling"
     batch = _final(gateway, batch_id)
@@ -245,7 +240,7 @@ def test_items_wait_while_the_breaker_is_open_and_run_once_it_closes(
         )
         return found is not None and float(found.group(1)) >= 2
 
-    _until(waited_on_the_breaker)
+    wait_for(waited_on_the_breaker)
     off = {"enabled": False, "rules": []}
     assert httpx.put(gateway.base_url + "/admin/chaos", json=off, headers=admin).is_success
     batch = _final(gateway, batch_id)
@@ -287,7 +282,7 @@ def test_a_finished_job_posts_a_signed_webhook_to_an_allowed_host_only(
     )
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["job_id"]
-    _until(lambda: received)
+    wait_for(lambda: received)
     headers, payload = received[0]
     headers = {name.lower(): value for name, value in headers.items()}
     assert verify(secret.encode(), headers["interlock-signature"], payload, time.time())
@@ -300,4 +295,4 @@ def test_a_finished_job_posts_a_signed_webhook_to_an_allowed_host_only(
         job = httpx.get(f"{gateway.base_url}/v1/jobs/{job_id}", headers=AUTH).json()
         return bool(job["webhook"]["state"] == "delivered")
 
-    _until(delivered)
+    wait_for(delivered)

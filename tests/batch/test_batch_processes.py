@@ -21,7 +21,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,13 +31,13 @@ import orjson
 import pytest
 import sqlalchemy as sa
 import yaml
-from sqlalchemy.engine import make_url
 
 from interlock.store import create_engine
 from tests.conftest import TEST_KEY, simulator_config
-from tests.store.conftest import PG_URL, _postgres_reachable
+from tests.support.pg_scratch import scratch_database
 from tests.support.redis_scratch import scratch_prefix
 from tests.support.servers import GatewayProcess, WorkerProcess
+from tests.support.waiting import wait_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
@@ -53,26 +52,8 @@ def _on_ci_or_skip(message: str) -> None:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    if not _postgres_reachable():
-        _on_ci_or_skip(f"PostgreSQL not reachable at {PG_URL}")
-    name = f"interlock_batch_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-def _admin(statement: str) -> None:
-    async def run() -> None:
-        engine = create_engine(PG_URL).execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(sa.text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
+    with scratch_database("interlock_batch") as url:
+        yield url
 
 
 def _config(tmp_path: Path, **batch: Any) -> dict[str, Any]:
@@ -137,17 +118,6 @@ def _batch(base_url: str, batch_id: str) -> dict[str, Any]:
     return found
 
 
-def _until(check: Callable[[], Any], timeout_s: float = 120.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {timeout_s} s: {what}")
-        time.sleep(0.1)
-
-
 def _progressed(base_url: str, batch_id: str, done: int) -> Callable[[], bool]:
     def check() -> bool:
         counts = _batch(base_url, batch_id)["request_counts"]
@@ -161,7 +131,7 @@ def _finished(base_url: str, batch_id: str) -> dict[str, Any]:
         batch = _batch(base_url, batch_id)
         return batch if batch["status"] in ("completed", "failed", "expired") else None
 
-    found: dict[str, Any] = _until(check, what=f"batch {batch_id} finished")
+    found: dict[str, Any] = wait_for(check, what=f"batch {batch_id} finished")
     return found
 
 
@@ -247,7 +217,7 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
     started: list[WorkerProcess] = [doomed]
     try:
         batch_id, expected = _submit(gateway.base_url)
-        _until(_progressed(gateway.base_url, batch_id, 30), what="first results")
+        wait_for(_progressed(gateway.base_url, batch_id, 30), what="first results")
         doomed.kill()
         survivor = WorkerProcess(path, env=env)
         started.append(survivor)
@@ -271,7 +241,7 @@ def test_the_gateway_that_accepted_and_ran_a_batch_is_killed_and_started_again(
     first = GatewayProcess(config, tmp_path, env=env)
     try:
         batch_id, expected = _submit(first.base_url)
-        _until(_progressed(first.base_url, batch_id, 30), what="first results")
+        wait_for(_progressed(first.base_url, batch_id, 30), what="first results")
     finally:
         first.proc.kill()
         first.proc.wait(10)
@@ -313,7 +283,7 @@ class OwnRedis:
             except OSError:
                 return False
 
-        _until(answers, 30, "redis-server answering")
+        wait_for(answers, 30, "redis-server answering")
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -334,7 +304,7 @@ def test_the_queue_engine_restarted_mid_batch_then_the_batch_completes(tmp_path:
     worker = WorkerProcess(path, env=env)
     try:
         batch_id, expected = _submit(gateway.base_url)
-        _until(_progressed(gateway.base_url, batch_id, 30), what="first results")
+        wait_for(_progressed(gateway.base_url, batch_id, 30), what="first results")
         redis.kill()
         time.sleep(1.0)  # the outage itself: workers see errors, nothing is lost
         redis.start()
@@ -362,7 +332,7 @@ def test_a_worker_stopped_with_sigterm_gives_back_its_work_and_exits_promptly(
     started = [stopping]
     try:
         batch_id, expected = _submit(gateway.base_url)
-        _until(_progressed(gateway.base_url, batch_id, 30), what="first results")
+        wait_for(_progressed(gateway.base_url, batch_id, 30), what="first results")
         began = time.monotonic()
         code = stopping.terminate(timeout_s=30)
         took = time.monotonic() - began

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from interlock.app import create_app
 from interlock.config import parse_config
 from tests.conftest import TEST_KEY, simulator_config
 from tests.support.servers import InProcessGateway
+from tests.support.waiting import wait_for
 
 OTHER_KEY = "sk-other-batches"
 
@@ -59,23 +59,12 @@ def _client(gateway: InProcessGateway, key: str = TEST_KEY) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
 
 
-def _until(check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def _finished(client: openai.OpenAI, batch_id: str) -> Any:
     def check() -> Any:
         batch = client.batches.retrieve(batch_id)
         return batch if batch.status in ("completed", "failed", "expired", "cancelled") else None
 
-    return _until(check)
+    return wait_for(check)
 
 
 def test_the_sdk_batch_workflow_runs_unchanged(gateway: InProcessGateway) -> None:
@@ -197,7 +186,7 @@ def test_an_async_chat_request_is_a_job_with_its_result(gateway: InProcessGatewa
         job = httpx.get(f"{gateway.base_url}/v1/jobs/{job_id}", headers=headers).json()
         return job if job["status"] == "completed" else None
 
-    job = _until(done)
+    job = wait_for(done)
     assert job["progress"] == {"total": 1, "completed": 1, "failed": 0, "percent": 100.0}
     [result] = job["results"]
     assert result["custom_id"] == "0" and result["status_code"] == 200
@@ -228,7 +217,7 @@ def test_a_job_of_many_requests_reports_each_result(gateway: InProcessGateway) -
         job = httpx.get(f"{gateway.base_url}/v1/jobs/{job_id}", headers=headers).json()
         return job if job["status"] == "completed" else None
 
-    job = _until(done)
+    job = wait_for(done)
     assert job["progress"]["completed"] == 6 and job["progress"]["failed"] == 1
     by_id = {r["custom_id"]: r for r in job["results"]}
     assert by_id["6"]["status_code"] == 400 and by_id["6"]["error"]["param"] == "messages"

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -31,13 +29,12 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from interlock.store import create_engine
 from interlock.store.engine import write_engine
 from tests.conftest import TEST_KEY, simulator_config
-from tests.store.conftest import PG_URL, _postgres_reachable
+from tests.support.pg_scratch import scratch_database_async
 from tests.support.servers import GatewayProcess
 
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
@@ -80,25 +77,8 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'interlock.db'}"
         return
-    if not _postgres_reachable():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL not reachable at {PG_URL} (CI=true: it must run)")
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
-    name = f"interlock_kill_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-async def _admin(statement: str) -> None:
-    engine = create_engine(PG_URL).execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(sa.text(statement))
-    finally:
-        await engine.dispose()
+    async with scratch_database_async("interlock_kill") as url:
+        yield url
 
 
 async def _serve(base_url: str, count: int) -> list[str]:

@@ -72,49 +72,39 @@ class FakeUpstream:
         self.close()
 
 
-class GatewayProcess:
-    """``interlock serve --config FILE --port 0`` as a child process."""
+class ChildProcess:
+    """An ``interlock`` command as a child process, started once it prints
+    the line that says it is ready; stdout and stderr read in the background
+    so the child never blocks on a full pipe."""
 
-    def __init__(
-        self,
-        config: dict[str, Any] | None,
-        tmp_path: Path,
-        env: dict[str, str] | None = None,
-        extra_args: list[str] | None = None,
-    ):
-        args = [sys.executable, "-m", "interlock", "serve", "--host", "127.0.0.1", "--port", "0"]
-        if config is not None:
-            path = tmp_path / "interlock.yaml"
-            path.write_text(yaml.safe_dump(config))
-            args += ["--config", str(path)]
-        args += extra_args or []
+    def __init__(self, args: list[str], env: dict[str, str] | None, ready_prefix: str):
         self.stderr_lines: queue.Queue[str] = queue.Queue()
         self.stdout_lines: list[str] = []
         self.proc = subprocess.Popen(
-            args,
+            [sys.executable, "-m", "interlock", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, **(env or {})},
+            # SIGABRT dumps every thread's stack to stderr (see terminate).
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
         )
         threading.Thread(target=self._pump_stderr, daemon=True).start()
-        self.base_url = self._wait_for_address()
+        self.ready_line = self._wait_for(ready_prefix)
 
     def _pump_stderr(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.stderr_lines.put(line.rstrip("\n"))
 
-    def _wait_for_address(self) -> str:
+    def _wait_for(self, prefix: str) -> str:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.stdout_lines.append(line.rstrip("\n"))
-            if line.startswith("Interlock listening on "):
-                address = line.split()[-1]
+            if line.startswith(prefix):
                 # Keep reading the banner in the background so stdout never blocks.
                 threading.Thread(target=self._pump_stdout, daemon=True).start()
-                return address
-        raise RuntimeError(f"gateway exited early: {self.drain_stderr()}")
+                return line.rstrip("\n")
+        raise RuntimeError(f"interlock {self.proc.args[3]} exited early: {self.drain_stderr()}")
 
     def _pump_stdout(self) -> None:
         assert self.proc.stdout is not None
@@ -132,20 +122,59 @@ class GatewayProcess:
     def logs(self) -> Iterator[str]:
         yield from self.drain_stderr()
 
-    def terminate(self) -> int:
+    def kill(self) -> None:
+        """``kill -9``: no drain, no goodbye."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM and wait; past ``timeout_s``, SIGABRT (its stacks land in
+        ``stderr_lines``, for the test's failure message), then SIGKILL."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(30)
+            return self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                return self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait(5)
 
     def close(self) -> None:
         self.terminate()
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+class GatewayProcess(ChildProcess):
+    """``interlock serve --config FILE --port 0`` as a child process."""
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None,
+        tmp_path: Path,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ):
+        args = ["serve", "--host", "127.0.0.1", "--port", "0"]
+        if config is not None:
+            path = tmp_path / "interlock.yaml"
+            path.write_text(yaml.safe_dump(config))
+            args += ["--config", str(path)]
+        super().__init__(args + (extra_args or []), env, "Interlock listening on ")
+        self.base_url = self.ready_line.split()[-1]
+
+
+class WorkerProcess(ChildProcess):
+    """``interlock worker --config FILE`` (batch workers) as a child process."""
+
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None):
+        args = ["worker", "--config", str(config_path), "--metrics-port", "0"]
+        super().__init__(args, env, "Interlock worker ")
+        self.name = self.ready_line.split()[2]
 
 
 class InProcessGateway:
@@ -177,66 +206,3 @@ class InProcessGateway:
     def close(self) -> None:
         self.server.should_exit = True
         self._thread.join(10)
-
-
-class WorkerProcess:
-    """``interlock worker --config FILE`` as a child process (batch workers),
-    started once it says it is ready."""
-
-    def __init__(self, config_path: Path, env: dict[str, str] | None = None):
-        args = [sys.executable, "-m", "interlock", "worker", "--config", str(config_path)]
-        args += ["--metrics-port", "0"]
-        self.stderr_lines: queue.Queue[str] = queue.Queue()
-        self.proc = subprocess.Popen(
-            args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            # SIGABRT dumps every thread's stack to stderr (see terminate).
-            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
-        )
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("Interlock worker "):
-                self.name = line.split()[2]
-                threading.Thread(target=self._pump_stdout, daemon=True).start()
-                break
-        else:
-            raise RuntimeError(f"worker exited early: {list(self.stderr_lines.queue)[-20:]}")
-
-    def _pump_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr_lines.put(line.rstrip("\n"))
-
-    def _pump_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        for _line in self.proc.stdout:
-            pass
-
-    def kill(self) -> None:
-        """``kill -9``: no drain, no goodbye."""
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def terminate(self, timeout_s: float = 40.0) -> int:
-        """SIGTERM and wait; past ``timeout_s``, SIGABRT (its stacks land in
-        ``stderr_lines``, for the test's failure message) and then SIGKILL."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGABRT)
-            try:
-                return self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait(5)
-
-    def close(self) -> None:
-        self.terminate()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()

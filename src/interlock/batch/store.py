@@ -280,11 +280,16 @@ class BatchStore:
             return sorted(int(c) for c in (await conn.execute(query)).scalars())
 
     async def items(self, batch_id: str) -> AsyncIterator[StoredItem]:
-        """Every item in input order, a page at a time."""
-        after = -1
+        """Every item in input order, a page at a time. Paged by (chunk,
+        line), which is input order too (a chunk is a run of lines), on the
+        chunk index: an index on the line alone would be one more entry to
+        write for every item inserted and every result."""
+        after = (-1, -1)
+        position = sa.tuple_(batch_items.c.chunk, batch_items.c.line)
         while True:
             query = (
                 sa.select(
+                    batch_items.c.chunk,
                     batch_items.c.line,
                     batch_items.c.custom_id,
                     batch_items.c.status,
@@ -292,15 +297,18 @@ class BatchStore:
                     batch_items.c.result,
                     batch_items.c.request_id,
                 )
-                .where(batch_items.c.batch_id == batch_id, batch_items.c.line > after)
-                .order_by(batch_items.c.line)
+                .where(
+                    batch_items.c.batch_id == batch_id,
+                    position > sa.tuple_(sa.literal(after[0]), sa.literal(after[1])),
+                )
+                .order_by(batch_items.c.chunk, batch_items.c.line)
                 .limit(_PAGE)
             )
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
-            for line, custom_id, status, response_status, result, request_id in rows:
+            for chunk, line, custom_id, status, response_status, result, request_id in rows:
                 yield StoredItem(custom_id, ItemStatus(status), response_status, result, request_id)
-                after = line
+                after = (chunk, line)
             if len(rows) < _PAGE:
                 return
 

@@ -163,7 +163,6 @@ async def _v6_batches(conn: AsyncConnection) -> None:
         "PRIMARY KEY (batch_id, custom_id))",
         "CREATE INDEX ix_batch_items_chunk ON batch_items (batch_id, chunk)",
         "CREATE INDEX ix_batch_items_status ON batch_items (batch_id, status)",
-        "CREATE INDEX ix_batch_items_line ON batch_items (batch_id, line)",
         f"CREATE TABLE queue_messages (id {serial}, queue VARCHAR(64) NOT NULL, "
         "payload BYTEA NOT NULL, lease_owner VARCHAR, lease_until FLOAT NOT NULL, "
         "attempts INTEGER NOT NULL, created_at FLOAT NOT NULL)",

@@ -223,7 +223,6 @@ batch_items = sa.Table(
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Index("ix_batch_items_chunk", "batch_id", "chunk"),
     sa.Index("ix_batch_items_status", "batch_id", "status"),
-    sa.Index("ix_batch_items_line", "batch_id", "line"),
 )
 
 queue_messages = sa.Table(

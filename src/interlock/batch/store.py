@@ -263,6 +263,20 @@ class BatchStore:
                 .values(status=status.value, finished_at=self._clock())
             )
 
+    async def any_pending(self, batch_id: str) -> bool:
+        """Whether an item still waits: the first index entry answers, where
+        a count would visit every pending item (per chunk, quadratic)."""
+        query = (
+            sa.select(batch_items.c.custom_id)
+            .where(
+                batch_items.c.batch_id == batch_id,
+                batch_items.c.status == ItemStatus.PENDING.value,
+            )
+            .limit(1)
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
     async def pending_count(self, batch_id: str) -> int:
         query = sa.select(sa.func.count()).where(
             batch_items.c.batch_id == batch_id,

@@ -274,11 +274,8 @@ class BatchWorker:
             self._metrics.items.labels(endpoint, result.status.value).inc()
 
     async def _maybe_finish(self, batch: BatchRow) -> None:
-        pending = await self._store.pending_count(batch.id)
-        if pending > 0:
+        if await self._store.any_pending(batch.id):
             await self._store.update(batch.id)  # progress: the sweeper leaves it alone
-            if batch.total:
-                self._metrics.progress.labels(batch.id).set(1 - pending / batch.total)
             return
         now = int(self._clock())
         if await self._store.transition(
@@ -498,18 +495,24 @@ class BatchWorker:
                 finalizing_at=int(now),
             ):
                 await self._finalize(batch.id)
-        elif await store.pending_count(batch.id) == 0:
+        elif (pending := await store.pending_count(batch.id)) == 0:
             if await store.transition(
                 batch.id, [BatchStatus.IN_PROGRESS], BatchStatus.FINALIZING, finalizing_at=int(now)
             ):
                 await self._finalize(batch.id)
-        elif batch.touched_at < stale and await store.claim(batch.id, batch.status, stale):
-            # No chunk finished for stale_s: its messages may be lost (a queue
-            # restarted without persistence). Enqueue the chunks that still
-            # have pending items again; a duplicate only redoes no work.
-            log.warning("batch made no progress; re-enqueuing", extra={"batch_id": batch.id})
-            chunks = await store.chunks(batch.id, pending_only=True)
-            await self._queue.put([chunk_message(batch.id, c) for c in chunks])
+        else:
+            if batch.total:  # once a sweep, not once a chunk: a count visits every pending item
+                self._metrics.progress.labels(batch.id).set(1 - pending / batch.total)
+            if batch.touched_at < stale and await store.claim(batch.id, batch.status, stale):
+                await self._requeue(batch)
+
+    async def _requeue(self, batch: BatchRow) -> None:
+        """No chunk finished for stale_s: its messages may be lost (a queue
+        restarted without persistence). Enqueue the chunks that still have
+        pending items again; a duplicate only redoes no work."""
+        log.warning("batch made no progress; re-enqueuing", extra={"batch_id": batch.id})
+        chunks = await self._store.chunks(batch.id, pending_only=True)
+        await self._queue.put([chunk_message(batch.id, c) for c in chunks])
 
 
 class _PrincipalCache:

@@ -25,7 +25,11 @@ class BatchWorkerConfig(_Strict):
     # The gateway runs a worker in its own process (the embedded default);
     # false when dedicated `interlock worker` processes do the work.
     in_process: bool = True
-    concurrency: int = Field(default=64, ge=1, le=4096)  # items in flight per worker
+    # Items in flight per worker: at most concurrency / upstream latency items/s
+    # each (32 at 2 s: 16/s; raise it, or run more workers, for slow models).
+    # Against a fast upstream 64 was no faster than 32 and, with PostgreSQL on
+    # the same two CPUs, raised online p95 by a third (bench/results/batch-throughput.md).
+    concurrency: int = Field(default=32, ge=1, le=4096)
     # Batch items wait while online requests fill this share of limits.max_in_flight.
     yield_at: float = Field(default=0.5, gt=0, le=1)
     # Attempts per item for upstream failures (each one the router's own retries).

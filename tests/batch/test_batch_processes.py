@@ -9,7 +9,12 @@ Redis Streams as the queue, PostgreSQL (or SQLite) as the records store.
   default: SQLite, the queue in SQLite, the worker in the gateway), start
   it again: the batch completes, every custom_id once.
 * The queue engine (a Redis of the test's own, appendonly) killed and
-  restarted mid-batch: the batch completes after it returns.
+  restarted mid-batch: the batch completes after it returns; a batch
+  accepted while it is down runs once it is back.
+* ``kill -9`` the gateway right after it accepted a batch that dedicated
+  workers run: another gateway serves its results, every custom_id once.
+* SIGTERM a worker with no drain time: it exits promptly, its work goes
+  back to the queue, and another worker finishes the batch.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from interlock.store import create_engine
 from tests.conftest import TEST_KEY, simulator_config
 from tests.support.pg_scratch import scratch_database
 from tests.support.redis_scratch import scratch_prefix
-from tests.support.servers import GatewayProcess, WorkerProcess
+from tests.support.servers import ChildProcess, GatewayProcess, WorkerProcess
 from tests.support.waiting import wait_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -346,3 +351,47 @@ def test_a_worker_stopped_with_sigterm_gives_back_its_work_and_exits_promptly(
         for worker in started:
             worker.close()
         gateway.close()
+
+
+def test_a_batch_accepted_while_the_queue_is_down_runs_once_it_is_back(tmp_path: Path) -> None:
+    # The POST stores the batch and cannot enqueue it: the client still gets
+    # its batch (a retry would make a second one), and the sweeper enqueues
+    # it once it has waited stale_s and the queue answers again.
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    config = _config(tmp_path, worker={"sweep_s": 0.2, "stale_s": 1})
+    config["batch"]["queue"] = {"backend": "redis", "url": redis.url, "lease_s": 2}
+    config["store"] = {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"}
+    gateway = GatewayProcess(config, tmp_path, env={"TEST_KEY": TEST_KEY})
+    try:
+        redis.kill()
+        batch_id, expected = _submit(gateway.base_url, items=20)
+        assert _batch(gateway.base_url, batch_id)["status"] == "validating"
+        redis.start()
+        batch = _finished(gateway.base_url, batch_id)
+        _assert_exactly_once(gateway.base_url, batch, expected)
+    finally:
+        gateway.close()
+        redis.kill()
+
+
+def test_killing_the_gateway_that_accepted_a_batch_loses_nothing_when_workers_run_it(
+    tmp_path: Path, pg_url: str, redis_prefix: str
+) -> None:
+    path = _write(tmp_path, _distributed(tmp_path, pg_url, redis_prefix))
+    env = {"TEST_KEY": TEST_KEY}
+    config = yaml.safe_load(path.read_text())
+    accepting = GatewayProcess(config, tmp_path, env=env)
+    worker = WorkerProcess(path, env=env)
+    started: list[ChildProcess] = [worker]
+    try:
+        batch_id, expected = _submit(accepting.base_url)
+        accepting.kill()
+        accepting.close()
+        other = GatewayProcess(config, tmp_path, env=env)
+        started.append(other)
+        batch = _finished(other.base_url, batch_id)
+        _assert_exactly_once(other.base_url, batch, expected)
+    finally:
+        for process in started:
+            process.close()

@@ -5,7 +5,8 @@ concurrency 1 before and while the batch runs.
     python bench/batch_throughput.py [--items 10000] [--workers 1 2] [--queue redis|sql]
 
 For each worker count: a gateway (``interlock serve``, its in-process worker
-off) and that many ``interlock worker`` processes on one config: the
+off) and that many ``interlock worker`` processes on one config (``0``: no
+worker process, the gateway's own worker on, as ``make run`` has it): the
 simulator (20 ms to the first token), Redis Streams as the queue
 (``--queue redis``, the default; a scratch prefix on 127.0.0.1:6379) or the
 records store's table (``--queue sql``), and as the records store SQLite (a
@@ -68,7 +69,9 @@ async def _admin_pg(statement: str) -> None:
         await engine.dispose()
 
 
-def _config(scratch: Path, queue: str, store_url: str, prefix: str) -> dict[str, Any]:
+def _config(
+    scratch: Path, queue: str, store_url: str, prefix: str, in_process: bool
+) -> dict[str, Any]:
     return {
         "models": [
             {
@@ -86,7 +89,7 @@ def _config(scratch: Path, queue: str, store_url: str, prefix: str) -> dict[str,
         "state": {"backend": "redis", "url": REDIS_URL, "prefix": prefix},
         "store": {"url": store_url},
         "files": {"dir": str(scratch / "blobs")},
-        "batch": {"queue": {"backend": queue}, "worker": {"in_process": False}},
+        "batch": {"queue": {"backend": queue}, "worker": {"in_process": in_process}},
     }
 
 
@@ -176,7 +179,9 @@ def _run(workers: int, items: int, queue: str, store: str) -> dict[str, Any]:
     else:
         store_url = f"sqlite+aiosqlite:///{scratch / 'records.db'}"
     path = scratch / "interlock.yaml"
-    path.write_text(yaml.safe_dump(_config(scratch, queue, store_url, prefix)))
+    # 0 workers: the gateway's own worker, as `make run` has it.
+    config = _config(scratch, queue, store_url, prefix, in_process=workers == 0)
+    path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "INTERLOCK_DATA_DIR": str(scratch)}
     port = free_port()
     started: list[Service] = []
@@ -222,7 +227,9 @@ def _run(workers: int, items: int, queue: str, store: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="0: the gateway's own worker"
+    )
     parser.add_argument("--queue", choices=["redis", "sql"], default="redis")
     parser.add_argument("--store", choices=["pg", "sqlite"], nargs="+", default=["sqlite", "pg"])
     args = parser.parse_args()

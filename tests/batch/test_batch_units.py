@@ -11,15 +11,16 @@ import pytest
 from interlock.admission.concurrency import InFlightLimiter
 from interlock.admission.keys import KeyRing
 from interlock.admission.principal import Principal
-from interlock.batch.input import read_batch_items
+from interlock.batch.input import InputError, InputReader
 from interlock.batch.load import BUSY_KEY, OnlineLoad
 from interlock.batch.output import output_line
 from interlock.batch.records import ItemStatus
 from interlock.batch.runner import BATCH_PRIORITY, ItemRunner
-from interlock.batch.store import StoredItem
+from interlock.batch.store import NewItem, StoredItem
 from interlock.config import KeyConfig
 from interlock.config.base import Secret
-from interlock.errors import AuthenticationFailed, PermissionDenied
+from interlock.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from interlock.files.batch_input import check_batch_lines
 from interlock.state.memory import MemoryStateStore
 
 
@@ -95,10 +96,18 @@ def _line(custom_id: str, url: str = "/v1/chat/completions") -> bytes:
     return orjson.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": {"n": 1}})
 
 
+def _read(lines: list[bytes], max_requests: int) -> tuple[list[NewItem], InputError | None]:
+    reader = InputReader(lines, "/v1/chat/completions", 2, max_requests)
+    items: list[NewItem] = []
+    while not reader.done:
+        items += reader.page(3)  # pages smaller than the file: several reads
+    return items, reader.error
+
+
 def test_input_is_read_into_chunks_in_order() -> None:
-    parsed = read_batch_items([_line(f"r{n}") for n in range(5)], "/v1/chat/completions", 2, 10)
-    assert parsed.error is None
-    assert [(i.custom_id, i.line, i.chunk) for i in parsed.items] == [
+    items, error = _read([_line(f"r{n}") for n in range(5)], 10)
+    assert error is None
+    assert [(i.custom_id, i.line, i.chunk) for i in items] == [
         ("r0", 0, 0),
         ("r1", 1, 0),
         ("r2", 2, 1),
@@ -113,11 +122,18 @@ def test_input_is_read_into_chunks_in_order() -> None:
         ([_line("a"), _line("a")], "duplicate_custom_id", 2),
         ([_line("a"), _line("b", "/v1/embeddings")], "mismatched_url", 2),
         ([b"{not json"], "invalid_json_line", 1),
+        ([orjson.dumps({"custom_id": "a", "method": "POST", "body": {}})], "mismatched_url", 1),
         ([_line(str(n)) for n in range(4)], "too_many_requests", 4),
         ([b"", b"  "], "empty_file", None),
     ],
 )
 def test_bad_input_names_the_line(lines: list[bytes], code: str, line: int | None) -> None:
-    parsed = read_batch_items(lines, "/v1/chat/completions", 2, 3)
-    assert parsed.error is not None
-    assert (parsed.error.code, parsed.error.line) == (code, line)
+    _, error = _read(lines, 3)
+    assert error is not None
+    assert (error.code, error.line) == (code, line)
+
+
+def test_an_upload_line_without_a_url_is_a_400_naming_it() -> None:
+    line = orjson.dumps({"custom_id": "a", "method": "POST", "body": {}})
+    with pytest.raises(InvalidRequest, match="Line 1: `url` must be one of"):
+        check_batch_lines([line], 10)

@@ -13,10 +13,16 @@ from starlette.requests import Request
 from starlette.types import ASGIApp
 
 from interlock.api.services import Services
-from interlock.api.wire import json_response, read_json_object, request_record
+from interlock.api.wire import (
+    caller_name,
+    int_param,
+    json_response,
+    list_response,
+    read_json_object,
+)
 from interlock.batch.records import BatchRow
 from interlock.batch.service import BatchService
-from interlock.errors import InvalidRequest, NotFound, ServiceUnavailable
+from interlock.errors import NotFound, ServiceUnavailable
 
 __all__ = ["async_job", "batch_route", "batches_root", "create_job", "job_route"]
 
@@ -33,28 +39,21 @@ def _service(services: Services) -> BatchService:
     return service
 
 
-def _owner(request: Request, services: Services) -> str:
-    principal = services.pipeline.admission.identify(
-        request.headers.get("authorization"), request_record(request)
-    )
-    return principal.name
-
-
 async def batches_root(request: Request, services: Services) -> ASGIApp:
-    key = _owner(request, services)
+    key = caller_name(request, services)
     service = _service(services)
     if request.method == "POST":
         body = await read_json_object(request, services.max_body_bytes)
         return json_response((await service.create_batch(key, body)).to_json())
     params = request.query_params
-    limit = _limit(params.get("limit"))
+    limit = int_param(params.get("limit"), "limit", 20, 1, _MAX_LIST)
     batches, more = await service.listing(key, limit=limit, after=params.get("after") or None)
-    return _list([b.to_json() for b in batches], more)
+    return list_response([b.to_json() for b in batches], more)
 
 
 async def batch_route(request: Request, services: Services) -> ASGIApp:
     batch_id, action = _split(request, "/v1/batches/")
-    key = _owner(request, services)
+    key = caller_name(request, services)
     service = _service(services)
     if action == "" and request.method == "GET":
         return json_response((await service.get(key, batch_id)).to_json())
@@ -64,7 +63,7 @@ async def batch_route(request: Request, services: Services) -> ASGIApp:
 
 
 async def create_job(request: Request, services: Services) -> ASGIApp:
-    key = _owner(request, services)
+    key = caller_name(request, services)
     body = await read_json_object(request, services.max_body_bytes)
     job = await _service(services).create_job(key, body)
     return json_response(_accepted(job), status_code=202)
@@ -72,7 +71,7 @@ async def create_job(request: Request, services: Services) -> ASGIApp:
 
 async def job_route(request: Request, services: Services) -> ASGIApp:
     job_id, action = _split(request, "/v1/jobs/")
-    key = _owner(request, services)
+    key = caller_name(request, services)
     service = _service(services)
     if action == "" and request.method == "GET":
         job = await service.get(key, job_id, kind="job")
@@ -90,7 +89,7 @@ async def async_job(
 ) -> ASGIApp:
     """A chat or embeddings request with ``"async": true``: a job of one
     request (``custom_id`` "0"); ``webhook_url`` may come with it."""
-    key = _owner(request, services)
+    key = caller_name(request, services)
     body.pop("async")
     job_body: dict[str, Any] = {
         "endpoint": endpoint,
@@ -112,23 +111,3 @@ def _split(request: Request, prefix: str) -> tuple[str, str]:
     rest = request.scope["path"].removeprefix(prefix)
     found, _, action = rest.partition("/")
     return found, action
-
-
-def _limit(value: str | None) -> int:
-    if value is None:
-        return 20
-    if not value.isdigit() or not 1 <= int(value) <= _MAX_LIST:
-        raise InvalidRequest(f"`limit` must be an integer from 1 to {_MAX_LIST}.", param="limit")
-    return int(value)
-
-
-def _list(data: list[dict[str, Any]], more: bool) -> ASGIApp:
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": more,
-        }
-    )

@@ -25,7 +25,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message
 
 from interlock.api.services import Services
-from interlock.api.wire import json_response, request_record
+from interlock.api.wire import caller_name, int_param, json_response, list_response
 from interlock.errors import InvalidRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from interlock.files.batch_input import check_batch_lines
 from interlock.store import FileRecord, FileStore, new_file_id
@@ -47,14 +47,6 @@ def _store(services: Services) -> FileStore:
     return store.files
 
 
-def _owner(request: Request, services: Services) -> str:
-    """The calling key's name (401/403 otherwise)."""
-    principal = services.pipeline.admission.identify(
-        request.headers.get("authorization"), request_record(request)
-    )
-    return principal.name
-
-
 async def files_root(request: Request, services: Services) -> ASGIApp:
     if request.method == "POST":
         return await _upload(request, services)
@@ -64,7 +56,7 @@ async def files_root(request: Request, services: Services) -> ASGIApp:
 async def file_route(request: Request, services: Services) -> ASGIApp:
     rest = request.scope["path"].removeprefix(_PREFIX)
     file_id, _, tail = rest.partition("/")
-    key = _owner(request, services)
+    key = caller_name(request, services)
     store = _store(services)
     if tail not in ("", "content") or (tail and request.method != "GET"):
         raise NotFound(f"Unknown route {request.method} {request.scope['path']}.")
@@ -115,9 +107,9 @@ def _attachment(filename: str) -> str:
 
 
 async def _list(request: Request, services: Services) -> ASGIApp:
-    key = _owner(request, services)
+    key = caller_name(request, services)
     params = request.query_params
-    limit = _int_param(params.get("limit"), "limit", 10_000, 1, _MAX_LIST)
+    limit = int_param(params.get("limit"), "limit", 10_000, 1, _MAX_LIST)
     order = params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequest("`order` must be asc or desc.", param="order")
@@ -128,20 +120,11 @@ async def _list(request: Request, services: Services) -> ASGIApp:
         purpose=params.get("purpose") or None,
         newest_first=order == "desc",
     )
-    data = [r.to_json() for r in records]
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "has_more": more,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-        }
-    )
+    return list_response([r.to_json() for r in records], more)
 
 
 async def _upload(request: Request, services: Services) -> ASGIApp:
-    key = _owner(request, services)
+    key = caller_name(request, services)
     store = _store(services)
     settings = services.files
     limit = settings.max_bytes + _FRAMING_BYTES
@@ -207,11 +190,3 @@ def _counting(receive: Any, limit: int, max_bytes: int) -> Any:
         return message
 
     return counted
-
-
-def _int_param(value: str | None, name: str, default: int, low: int, high: int) -> int:
-    if value is None:
-        return default
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise InvalidRequest(f"`{name}` must be an integer from {low} to {high}.", param=name)
-    return int(value)

@@ -19,7 +19,10 @@ from interlock.telemetry.record import RequestRecord
 __all__ = [
     "MAX_JSON_DEPTH",
     "Handler",
+    "caller_name",
+    "int_param",
     "json_response",
+    "list_response",
     "model_request",
     "read_json_object",
     "request_options",
@@ -39,6 +42,37 @@ _CACHE_HEADERS = ("cache-control", TTL_HEADER)
 
 def json_response(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+def list_response(data: list[dict[str, Any]], more: bool) -> Response:
+    """A page of an OpenAI list endpoint (files, batches)."""
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": more,
+        }
+    )
+
+
+def caller_name(request: Request, services: Services) -> str:
+    """The calling key's name, for routes whose objects belong to a key and
+    that call no model (files, batches): authentication alone, 401/403."""
+    principal = services.pipeline.admission.identify(
+        request.headers.get("authorization"), request_record(request)
+    )
+    return principal.name
+
+
+def int_param(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    """A query parameter from ``low`` to ``high`` (400 naming it otherwise)."""
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidRequest(f"`{name}` must be an integer from {low} to {high}.", param=name)
+    return int(value)
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:

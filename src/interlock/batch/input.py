@@ -1,21 +1,23 @@
 """A batch's input file read into items (in a worker thread).
 
 The file was checked line by line at upload (``files/batch_input.py``);
-here each line is read again and must name the batch's endpoint, as
-OpenAI requires. The body is kept as the client wrote it (JSON text),
+here each line is read again with the same checks
+(``request_problem``) and must name the batch's endpoint, as OpenAI
+requires. The body is kept as the client wrote it (JSON text),
 validated when the item runs, through the pipeline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 
 from interlock.batch.store import NewItem
+from interlock.files.batch_input import request_problem
 
-__all__ = ["InputError", "InputReader", "ParsedInput", "read_batch_items"]
+__all__ = ["InputError", "InputReader"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +25,6 @@ class InputError:
     code: str
     message: str
     line: int | None = None
-
-
-@dataclass(slots=True)
-class ParsedInput:
-    items: list[NewItem] = field(default_factory=list)
-    error: InputError | None = None
 
 
 class InputReader:
@@ -78,45 +74,19 @@ class InputReader:
         except orjson.JSONDecodeError:
             self.error = InputError("invalid_json_line", "Not valid JSON.", number)
             return None
-        problem = _problem(request, self._endpoint, self._seen)
+        problem = request_problem(request, self._seen)
+        url = request.get("url") if isinstance(request, dict) else None
+        if problem is None and url != self._endpoint:
+            problem = (
+                "mismatched_url",
+                f"the line's `url` is {url!r}; this batch runs {self._endpoint}",
+            )
         if problem is not None:
-            self.error = InputError(problem[0], problem[1], number)
+            code, message = problem
+            self.error = InputError(code, message[0].upper() + message[1:] + ".", number)
             return None
         custom_id = request["custom_id"]
         self._seen.add(custom_id)
         index, self.count = self.count, self.count + 1
         body = orjson.dumps(request["body"]).decode()
         return NewItem(custom_id, index, index // self._chunk_size, body)
-
-
-def read_batch_items(
-    lines: Iterable[bytes], endpoint: str, chunk_size: int, max_requests: int
-) -> ParsedInput:
-    """The whole file at once (small files, tests)."""
-    reader = InputReader(lines, endpoint, chunk_size, max_requests)
-    parsed = ParsedInput()
-    while not reader.done:
-        parsed.items += reader.page(1_000)
-    if reader.error is not None:
-        return ParsedInput(error=reader.error)
-    return parsed
-
-
-def _problem(request: object, endpoint: str, seen: set[str]) -> tuple[str, str] | None:
-    if not isinstance(request, dict):
-        return "invalid_request", "Each line must be a JSON object."
-    custom_id = request.get("custom_id")
-    if not isinstance(custom_id, str) or not custom_id:
-        return "missing_required_parameter", "`custom_id` must be a non-empty string."
-    if custom_id in seen:
-        return "duplicate_custom_id", f"`custom_id` {custom_id!r} appears twice."
-    if request.get("url") != endpoint:
-        return (
-            "mismatched_url",
-            f"The line's `url` is {request.get('url')!r}; this batch runs {endpoint}.",
-        )
-    if request.get("method", "POST") != "POST":
-        return "invalid_method", '`method` must be "POST".'
-    if not isinstance(request.get("body"), dict):
-        return "invalid_request", "`body` must be a JSON object."
-    return None

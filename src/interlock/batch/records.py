@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -197,29 +197,5 @@ class BatchRow:
         }
 
 
-_COLUMNS = (
-    "id",
-    "key_name",
-    "kind",
-    "endpoint",
-    "input_file_id",
-    "completion_window",
-    "status",
-    "metadata",
-    "webhook_url",
-    "webhook_state",
-    "errors",
-    "output_file_id",
-    "error_file_id",
-    "total",
-    "created_at",
-    "expires_at",
-    "in_progress_at",
-    "finalizing_at",
-    "completed_at",
-    "failed_at",
-    "expired_at",
-    "cancelling_at",
-    "cancelled_at",
-    "touched_at",
-)
+# The table's columns: every field but the counts, which are counted.
+_COLUMNS = tuple(f.name for f in fields(BatchRow) if f.name != "counts")

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.batch.records import ACTIVE, BatchRow, BatchStatus, ItemStatus, RequestCounts
 from interlock.store.engine import write_engine
+from interlock.store.paging import page_after
 from interlock.store.schema import batch_items, batches
 
 __all__ = ["BatchStore", "ItemResult", "NewItem", "PendingItem", "StoredItem"]
@@ -78,8 +79,12 @@ class BatchStore:
             if items:
                 await conn.execute(sa.insert(batch_items), [_item_row(batch.id, i) for i in items])
 
-    async def get(self, batch_id: str, key_name: str | None = None) -> BatchRow | None:
-        """The batch with its counts; with ``key_name``, only that key's."""
+    async def get(
+        self, batch_id: str, key_name: str | None = None, *, counts: bool = True
+    ) -> BatchRow | None:
+        """The batch; with ``key_name``, only that key's. ``counts``: with its
+        request counts (a GROUP BY over its items: for clients, not for the
+        worker's own bookkeeping)."""
         query = sa.select(batches).where(batches.c.id == batch_id)
         if key_name is not None:
             query = query.where(batches.c.key_name == key_name)
@@ -88,32 +93,27 @@ class BatchStore:
             if row is None:
                 return None
             batch = BatchRow.from_row(row)
-            batch.counts = await _counts(conn, batch.id, batch.total)
+            if counts:
+                batch.counts = await _counts(conn, batch.id, batch.total)
         return batch
 
     async def listing(
         self, key_name: str, *, limit: int, after: str | None = None, kind: str = "batch"
     ) -> tuple[list[BatchRow], bool]:
         """The key's batches, newest first, after the batch ``after``."""
-        query = sa.select(batches).where(batches.c.key_name == key_name, batches.c.kind == kind)
         async with self._engine.connect() as conn:
-            if after is not None:
-                cursor = (
-                    await conn.execute(
-                        sa.select(batches.c.created_at).where(
-                            batches.c.id == after, batches.c.key_name == key_name
-                        )
-                    )
-                ).scalar()
-                if cursor is not None:
-                    position = sa.tuple_(batches.c.created_at, batches.c.id)
-                    query = query.where(position < sa.tuple_(sa.literal(cursor), sa.literal(after)))
-            order = (batches.c.created_at.desc(), batches.c.id.desc())
-            rows = (await conn.execute(query.order_by(*order).limit(limit + 1))).mappings().all()
-            found = [BatchRow.from_row(row) for row in rows[:limit]]
+            rows, more = await page_after(
+                conn,
+                batches,
+                batches.c.key_name == key_name,
+                limit=limit,
+                after=after,
+                where=[batches.c.kind == kind],
+            )
+            found = [BatchRow.from_row(row) for row in rows]
             for batch in found:
                 batch.counts = await _counts(conn, batch.id, batch.total)
-        return found, len(rows) > limit
+        return found, more
 
     async def active(self) -> list[BatchRow]:
         """Every batch not in a final state (for the sweeper)."""

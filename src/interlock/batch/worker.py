@@ -120,7 +120,8 @@ class BatchWorker:
     async def stop(self, drain_s: float | None = None) -> None:
         """Stop taking work; let items run ``drain_s``; give the rest back."""
         drain_s = self.settings.worker.drain_s if drain_s is None else drain_s
-        self._loops[0].cancel() if self._loops else None
+        if self._loops:
+            self._loops[0].cancel()  # take no more work
         if self._work:
             await asyncio.wait(self._work, timeout=drain_s)
         self._stopping = True  # items still running give up at their next step
@@ -208,7 +209,7 @@ class BatchWorker:
         cached = self._batches.get(batch_id)
         if cached is not None and not fresh and now - cached[0] < 1.0:
             return cached[1]
-        batch = await self._store.get(batch_id)
+        batch = await self._store.get(batch_id, counts=False)
         if batch is None:
             self._batches.pop(batch_id, None)
             return None
@@ -345,7 +346,7 @@ class BatchWorker:
     async def _finalize(self, batch_id: str) -> None:
         """Write the result files and move to the final status (the caller
         moved the batch to FINALIZING, or took it over)."""
-        batch = await self._store.get(batch_id)
+        batch = await self._store.get(batch_id, counts=False)
         if batch is None or batch.status is not BatchStatus.FINALIZING:
             return
         if batch.expired_at is not None:

@@ -18,7 +18,7 @@ import orjson
 
 from interlock.errors import InvalidRequest
 
-__all__ = ["BATCH_ENDPOINTS", "check_batch_lines"]
+__all__ = ["BATCH_ENDPOINTS", "check_batch_lines", "request_problem"]
 
 BATCH_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/embeddings"})
 
@@ -39,16 +39,10 @@ def check_batch_lines(lines: Iterable[bytes], max_lines: int) -> int:
             item = orjson.loads(line)
         except orjson.JSONDecodeError:
             raise _bad(number, "not valid JSON") from None
-        if not isinstance(item, dict):
-            raise _bad(number, "not a JSON object")
-        custom_id = item.get("custom_id")
-        if not isinstance(custom_id, str) or not custom_id:
-            raise _bad(number, "`custom_id` must be a non-empty string")
-        if custom_id in seen:
-            raise _bad(number, f"`custom_id` {custom_id!r} appears twice")
-        seen.add(custom_id)
-        if item.get("method") != "POST":
-            raise _bad(number, '`method` must be "POST"')
+        problem = request_problem(item, seen)
+        if problem is not None:
+            raise _bad(number, problem[1])
+        seen.add(item["custom_id"])
         url = item.get("url")
         if url not in BATCH_ENDPOINTS:
             allowed = ", ".join(sorted(BATCH_ENDPOINTS))
@@ -57,11 +51,27 @@ def check_batch_lines(lines: Iterable[bytes], max_lines: int) -> int:
             endpoint = url
         elif url != endpoint:
             raise _bad(number, f"`url` {url} differs from {endpoint} on an earlier line")
-        if not isinstance(item.get("body"), dict):
-            raise _bad(number, "`body` must be a JSON object")
     if count == 0:
         raise InvalidRequest("The file has no requests.", param="file", code="invalid_file")
     return count
+
+
+def request_problem(item: object, seen: set[str]) -> tuple[str, str] | None:
+    """What is wrong with one line's request, as (code, message), or None;
+    its ``url`` is the caller's to check (the upload and a batch want
+    different things of it). ``seen``: the custom_ids of earlier lines."""
+    if not isinstance(item, dict):
+        return "invalid_request", "not a JSON object"
+    custom_id = item.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        return "missing_required_parameter", "`custom_id` must be a non-empty string"
+    if custom_id in seen:
+        return "duplicate_custom_id", f"`custom_id` {custom_id!r} appears twice"
+    if item.get("method") != "POST":
+        return "invalid_method", '`method` must be "POST"'
+    if not isinstance(item.get("body"), dict):
+        return "invalid_request", "`body` must be a JSON object"
+    return None
 
 
 def _bad(number: int, problem: str) -> InvalidRequest:

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from interlock.store.paging import page_after
 from interlock.store.schema import files
 
 __all__ = ["FileRecord", "FileStore", "new_file_id"]
@@ -74,30 +75,18 @@ class FileStore:
     ) -> tuple[list[FileRecord], bool]:
         """At most ``limit`` of the key's files after the file ``after`` in
         the order asked, and whether there are more."""
-        order = (
-            (files.c.created_at.desc(), files.c.id.desc())
-            if newest_first
-            else (files.c.created_at.asc(), files.c.id.asc())
-        )
-        query = sa.select(files).where(files.c.key_name == key_name)
-        if purpose is not None:
-            query = query.where(files.c.purpose == purpose)
+        where = [files.c.purpose == purpose] if purpose is not None else []
         async with self._engine.connect() as conn:
-            if after is not None:
-                cursor = (
-                    await conn.execute(
-                        sa.select(files.c.created_at).where(
-                            files.c.id == after, files.c.key_name == key_name
-                        )
-                    )
-                ).scalar()
-                if cursor is not None:
-                    key = sa.tuple_(files.c.created_at, files.c.id)
-                    bound = sa.tuple_(sa.literal(cursor), sa.literal(after))
-                    query = query.where(key < bound if newest_first else key > bound)
-            rows = (await conn.execute(query.order_by(*order).limit(limit + 1))).mappings().all()
-        found = [FileRecord(**row) for row in rows]
-        return found[:limit], len(found) > limit
+            rows, more = await page_after(
+                conn,
+                files,
+                files.c.key_name == key_name,
+                limit=limit,
+                after=after,
+                newest_first=newest_first,
+                where=where,
+            )
+        return [FileRecord(**row) for row in rows], more
 
     async def delete(self, key_name: str, file_id: str) -> bool:
         async with self._engine.begin() as conn:

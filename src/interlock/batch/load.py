@@ -41,6 +41,7 @@ class OnlineLoad:
         self._state = state
         self._interval_s = interval_s
         self._elsewhere = False
+        self._stopped = asyncio.Event()
 
     def busy(self) -> bool:
         return self.busy_here() or self._elsewhere
@@ -61,10 +62,18 @@ class OnlineLoad:
         self._elsewhere = await self._state.get(BUSY_KEY) is not None
 
     async def run(self) -> None:
-        while True:
+        """Tick until ``stop`` (a flag, not only cancellation: see
+        ``BatchWorker.stop`` on cancellations lost in a client's timeout)."""
+        while not self._stopped.is_set():
             try:
                 await self.tick()
             except Exception as exc:  # the state store is out: local load only
                 self._elsewhere = False
                 log.debug("online load flag unavailable", extra={"error": str(exc)})
-            await asyncio.sleep(self._interval_s)
+            try:
+                await asyncio.wait_for(self._stopped.wait(), self._interval_s)
+            except TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        self._stopped.set()

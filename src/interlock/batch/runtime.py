@@ -77,6 +77,7 @@ class BatchRuntime:
     worker: BatchWorker | None
     webhooks: WebhookSender | None
     load_watch: asyncio.Task[None] | None = None
+    load: OnlineLoad | None = None
 
     async def aclose(self, drain_s: float | None = None) -> None:
         """Stop the worker (its in-flight work finished or given back), then
@@ -86,8 +87,12 @@ class BatchRuntime:
                 await self.worker.stop(drain_s)
         finally:
             if self.load_watch is not None:
+                if self.load is not None:
+                    self.load.stop()
                 self.load_watch.cancel()
-                await asyncio.gather(self.load_watch, return_exceptions=True)
+                _, stuck = await asyncio.wait([self.load_watch], timeout=5.0)
+                if stuck:
+                    log.error("the online-load watch did not stop")
             if self.webhooks is not None:
                 with contextlib.suppress(Exception):
                     await self.webhooks.aclose()
@@ -165,4 +170,4 @@ def open_batch(
                 "concurrency": settings.worker.concurrency,
             },
         )
-    return BatchRuntime(service, queue, worker, webhooks, load_watch)
+    return BatchRuntime(service, queue, worker, webhooks, load_watch, load)

@@ -105,6 +105,8 @@ class BatchWorker:
         self._batches: dict[str, tuple[float, BatchRow]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._taking = True
+        self._closing = asyncio.Event()
         self._room = asyncio.Event()
         self.running_items = 0
 
@@ -118,8 +120,16 @@ class BatchWorker:
         ]
 
     async def stop(self, drain_s: float | None = None) -> None:
-        """Stop taking work; let items run ``drain_s``; give the rest back."""
+        """Stop taking work; let items run ``drain_s``; give the rest back.
+
+        Every loop also ends on a flag, not only on cancellation, and is
+        waited for with a bound: a cancellation can be lost inside a client's
+        own timeout (Python 3.11's ``asyncio.timeout`` turns one that lands
+        as its deadline passes into a ``TimeoutError``, which a loop that
+        retries on errors then survives), and a loop that outlives its
+        cancellation would keep the process from exiting."""
         drain_s = self.settings.worker.drain_s if drain_s is None else drain_s
+        self._taking = False
         if self._loops:
             self._loops[0].cancel()  # take no more work
         if self._work:
@@ -127,20 +137,32 @@ class BatchWorker:
         self._stopping = True  # items still running give up at their next step
         if self._work:
             await asyncio.wait(self._work, timeout=max(5.0, drain_s))
+        self._closing.set()
         for task in self._loops:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._loops:
+            _, stuck = await asyncio.wait(self._loops, timeout=5.0)
+            if stuck:
+                log.error("batch worker loops did not stop", extra={"loops": len(stuck)})
         held = list(self._held.values())
         self._held.clear()
         if held:
             with contextlib.suppress(QueueUnavailable):
                 await self._queue.release(held)
 
+    async def _rest(self, seconds: float) -> bool:
+        """Sleep ``seconds``, or less if the worker closes; whether it did."""
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            pass
+        return self._closing.is_set()
+
     # -- taking and running messages -----------------------------------------
 
     async def _take_loop(self) -> None:
         backoff = 0.5
-        while True:
+        while self._taking:
             room = self._max_held - len(self._held)
             if room <= 0:
                 self._room.clear()
@@ -151,14 +173,18 @@ class BatchWorker:
                 backoff = 0.5
             except QueueUnavailable as exc:
                 log.warning("batch queue unavailable", extra={"error": str(exc)})
-                await asyncio.sleep(backoff)
+                await self._rest(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
             except Exception as exc:  # our bug: logged, and the worker goes on
                 log.error("taking batch work failed", exc_info=exc)
-                await asyncio.sleep(backoff)
+                await self._rest(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
+            if not self._taking:  # stopping meanwhile: back to the queue at once
+                with contextlib.suppress(QueueUnavailable):
+                    await self._queue.release(deliveries)
+                return
             for delivery in deliveries:
                 self._held[delivery.id] = delivery
                 task = asyncio.create_task(self._handle(delivery))
@@ -167,8 +193,7 @@ class BatchWorker:
 
     async def _renew_loop(self) -> None:
         interval = self.settings.queue.lease_s / 3
-        while True:
-            await asyncio.sleep(interval)
+        while not await self._rest(interval):
             held = list(self._held.values())
             if held:
                 try:
@@ -438,8 +463,7 @@ class BatchWorker:
     # -- the sweeper -----------------------------------------------------------
 
     async def _sweep_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.worker.sweep_s)
+        while not await self._rest(self.settings.worker.sweep_s):
             try:
                 await self.sweep()
             except asyncio.CancelledError:

@@ -341,6 +341,7 @@ def test_a_worker_stopped_with_sigterm_gives_back_its_work_and_exits_promptly(
         began = time.monotonic()
         code = stopping.terminate(timeout_s=30)
         took = time.monotonic() - began
+        print(f"figure: SIGTERM to exit {took:.1f} s")
         stacks = [line for line in stopping.stderr_lines.queue if '"msg":"request"' not in line]
         assert (code, took < 30) == (0, True), "\n".join(stacks[-80:])
         started.append(WorkerProcess(path, env=env))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from interlock.app import build_providers, build_telemetry
+from interlock.app import build_providers, build_telemetry, provider_factory
 from interlock.config import parse_config
 from interlock.routing.chaos import ChaosControl
 from interlock.telemetry.hub import Telemetry
@@ -53,7 +53,9 @@ def _telemetry(access_log: bool, tracing: bool) -> Telemetry:
         "server": {"access_log": access_log},
     }
     config = parse_config(raw, env={})
-    providers = build_providers(config, EstimatingCounter(), ChaosControl(config.chaos))
+    providers = build_providers(
+        config, provider_factory(config, EstimatingCounter(), ChaosControl(config.chaos))
+    )
     exporter = DroppingExporter() if tracing else None
     log = Discard() if access_log else io.BytesIO()
     return build_telemetry(config, providers, exporter, log)

@@ -90,7 +90,8 @@ def test_create_list_use_revoke_and_usage(shell: Shell) -> None:
         assert totals[field] == sum(usage[field] for usage in served)
     _, out, _ = shell("usage", "--group-by", "model")
     assert out.splitlines()[0].split() == [
-        "MODEL", "REQUESTS", "PROMPT_TOKENS", "COMPLETION_TOKENS", "COST_USD", "CACHE_HITS"
+        "MODEL", "REQUESTS", "PROMPT_TOKENS", "COMPLETION_TOKENS", "COST_USD", "CACHE_HITS",
+        "UNITS",
     ]  # fmt: skip
     assert out.splitlines()[1].split()[:2] == ["sim", str(len(served))]
     _, out, _ = shell("keys", "list")

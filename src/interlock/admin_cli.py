@@ -252,7 +252,7 @@ async def _usage(store: Store, args: argparse.Namespace, tiers: frozenset[str]) 
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    columns = ["requests", "prompt_tokens", "completion_tokens", "cost_usd", "cache_hits"]
+    columns = ["requests", "prompt_tokens", "completion_tokens", "cost_usd", "cache_hits", "units"]
     if args.group_by is not None:
         columns.insert(0, args.group_by)
     lines = [[c.upper() for c in columns]]

@@ -31,7 +31,7 @@ from interlock.api.services import RecordsRef, Services
 from interlock.batch.metrics import BatchMetrics
 from interlock.batch.runtime import BatchRuntime, open_batch
 from interlock.cache import CacheSettings, ResponseCache
-from interlock.config import ConfigError, DeploymentConfig, GatewayConfig
+from interlock.config import ConfigError, DeploymentConfig, GatewayConfig, RoutingConfig
 from interlock.guardrails import GuardrailsBook, GuardrailsConfig
 from interlock.pipeline import (
     AdmissionStage,
@@ -45,6 +45,11 @@ from interlock.pipeline import (
 from interlock.providers.base import Provider
 from interlock.providers.registry import build_provider
 from interlock.redaction import Redactor
+from interlock.registry.canary import Breach, CanaryJudge
+from interlock.registry.models import RegisteredModels
+from interlock.registry.service import RegistryService
+from interlock.registry.store import RegistryStore
+from interlock.registry.sync import RegistrySync
 from interlock.routing.base import DeploymentInfo
 from interlock.routing.breaker import STATE_GAUGE, BreakerConfig, BreakerState, CircuitBreaker
 from interlock.routing.chaos import ChaosControl, ChaosProvider
@@ -55,7 +60,7 @@ from interlock.search.chain import BackendChain, build_backends
 from interlock.search.service import SearchService
 from interlock.search.tasks import TaskBoard
 from interlock.state import StateStore, StoreHealth, build_state_store
-from interlock.store import data_dir, open_store
+from interlock.store import Store, data_dir, open_store
 from interlock.store.blobs import build_blob_store
 from interlock.telemetry.access_log import AccessLog
 from interlock.telemetry.cache_metrics import CacheCollector
@@ -70,26 +75,38 @@ if TYPE_CHECKING:
 __all__ = ["Gateway", "build_gateway", "create_app"]
 
 
-def build_providers(
+def provider_factory(
     config: GatewayConfig,
     counter: TokenCounter,
     chaos: ChaosControl,
     redactor: Redactor | None = None,
-) -> dict[str, Provider]:
-    """Adapters by deployment id. They sit behind the chaos wrapper when chaos
-    is configured or the admin API is on, so PUT /admin/chaos can arm drills
-    at run time; otherwise streams skip the wrapper's per-chunk step."""
+    metrics: Metrics | None = None,
+) -> Callable[[DeploymentConfig], Provider]:
+    """Builds one deployment's adapter. Adapters sit behind the chaos wrapper
+    when chaos is configured or the admin API is on, so PUT /admin/chaos can
+    arm drills at run time; otherwise streams skip the wrapper's per-chunk
+    step. In-process engines report their batch sizes to ``metrics``."""
     chaos_armed = bool(
         config.chaos.enabled or config.chaos.rules or config.server.admin_key is not None
     )
-    providers = {}
-    for model in config.models:
-        for deployment in model.deployments:
+
+    def build(deployment: DeploymentConfig) -> Provider:
+        try:
             provider = build_provider(deployment, counter, redactor)
-            if chaos_armed:
-                provider = ChaosProvider(provider, chaos)
-            providers[deployment.id] = provider
-    return providers
+        except ValueError as exc:  # an adapter's own params, checked as it is built
+            raise ConfigError(f"deployment {deployment.id}: {exc}") from None
+        if metrics is not None and hasattr(provider, "on_batch"):
+            provider.on_batch = metrics.infer_batch_size.labels(deployment.id).observe
+        return ChaosProvider(provider, chaos) if chaos_armed else provider
+
+    return build
+
+
+def build_providers(
+    config: GatewayConfig, build: Callable[[DeploymentConfig], Provider]
+) -> dict[str, Provider]:
+    """The config file's adapters, by deployment id."""
+    return {d.id: build(d) for model in config.models for d in model.deployments}
 
 
 def build_router(
@@ -159,6 +176,7 @@ def build_telemetry(
     span_exporter: SpanExporter | None,
     log_stream: BinaryIO | None = None,
     redactor: Redactor | None = None,
+    metrics: Metrics | None = None,
 ) -> Telemetry:
     settings = config.telemetry
     health = HealthBoard(
@@ -183,7 +201,7 @@ def build_telemetry(
         )
     return Telemetry(
         settings,
-        Metrics(),
+        metrics or Metrics(),
         health,
         access_log=AccessLog(log_stream, redactor=redactor) if config.server.access_log else None,
         tracing=tracing,
@@ -254,6 +272,90 @@ def build_search(
         accounting,
         default_model=settings.model or config.models[0].name,
     )
+
+
+@dataclass(slots=True)
+class RegistryParts:
+    """The registry's pieces that live for the whole process; the records
+    store they need opens later, in the lifespan (``open``)."""
+
+    config: GatewayConfig
+    models: RegisteredModels
+    judge: CanaryJudge
+    make_provider: Callable[[DeploymentConfig], Provider]
+    state: StateStore
+    metrics: Metrics
+    service: RegistryService | None = None
+
+    async def open(self, store: Store, configured_names: frozenset[str]) -> RegistryService:
+        sync = RegistrySync(
+            RegistryStore(store.engine),
+            self.models,
+            self.state,
+            self.config.registry,
+            on_reload=self.metrics.registry_reloads.inc,
+        )
+        self.service = RegistryService(
+            sync.store,
+            sync,
+            configured_names=configured_names,
+            make_provider=self.make_provider,
+            on_rollback=lambda model, trigger: self.metrics.registry_rollbacks.labels(
+                model, trigger
+            ).inc(),
+        )
+        await sync.reload()
+        sync.start()
+        return self.service
+
+
+def build_registry(
+    config: GatewayConfig,
+    router: Router,
+    telemetry: Telemetry,
+    state: StateStore,
+    make_provider: Callable[[DeploymentConfig], Provider],
+    rng: random.Random,
+) -> RegistryParts:
+    metrics = telemetry.metrics
+
+    def on_transition(deployment: str, before: BreakerState, after: BreakerState) -> None:
+        metrics.breaker_transitions.labels(deployment, before.value, after.value).inc()
+        metrics.breaker_state.labels(deployment).set(STATE_GAUGE[after])
+        if after is BreakerState.OPEN:
+            judge.breaker_opened(deployment)
+
+    breaker_config = BreakerConfig(**RoutingConfig().breaker.model_dump())
+
+    def make_deployment(
+        provider: Provider, deployment: DeploymentConfig, info: DeploymentInfo
+    ) -> Deployment:
+        metrics.breaker_state.labels(deployment.id).set(0)
+        return Deployment(
+            provider=provider,
+            info=info,
+            breaker=CircuitBreaker(
+                deployment.id, state, breaker_config, on_transition=on_transition
+            ),
+            health=DeploymentHealth(deployment.id, provider.provider_name),
+            timeouts=deployment.timeouts,
+        )
+
+    def on_breach(breach: Breach) -> None:
+        if parts.service is not None:
+            parts.service.breached(breach)
+
+    judge = CanaryJudge(config.registry.canary, on_breach)
+    models = RegisteredModels(
+        router,
+        telemetry.health,
+        make_provider=make_provider,
+        make_deployment=make_deployment,
+        judge=judge,
+        rng=rng,
+    )
+    parts = RegistryParts(config, models, judge, make_provider, state, metrics)
+    return parts
 
 
 def build_store_health(config: GatewayConfig, metrics: Metrics) -> StoreHealth | None:
@@ -361,9 +463,10 @@ def build_gateway(
     chaos = ChaosControl(config.chaos)
     # What no error body, event or log line may show: every secret in the config.
     redactor = redactor or Redactor.from_config(config, os.environ)
-    providers = build_providers(config, counter or default_counter(), chaos, redactor)
-    telemetry = build_telemetry(config, providers, span_exporter, log_stream, redactor)
-    metrics = telemetry.metrics
+    metrics = Metrics()
+    make_provider = provider_factory(config, counter or default_counter(), chaos, redactor, metrics)
+    providers = build_providers(config, make_provider)
+    telemetry = build_telemetry(config, providers, span_exporter, log_stream, redactor, metrics)
     chaos.on_inject = lambda deployment, fault: metrics.chaos_injections.labels(
         deployment, fault
     ).inc()
@@ -372,6 +475,7 @@ def build_gateway(
         config.state.backend, config.state.url, prefix=config.state.prefix, health=health
     )
     router = build_router(config, providers, telemetry, state, rng)
+    registry = build_registry(config, router, telemetry, state, make_provider, rng)
     jwt = config.admission.jwt
     keys = KeyRing(
         config.keys,
@@ -409,6 +513,10 @@ def build_gateway(
             for provider in providers.values():
                 await provider.start()
                 started.append(provider)
+            if config.registry.enabled:
+                services.registry.service = await registry.open(
+                    records.store, router.configured_names
+                )
             if config.batch.enabled:
                 run_worker = (
                     config.batch.worker.in_process if batch_worker is None else batch_worker
@@ -420,6 +528,9 @@ def build_gateway(
             if batch is not None:  # items in flight finish or go back to the queue
                 services.batches.service = services.batches.runtime = None
                 await batch.aclose()
+            if registry.service is not None:
+                services.registry.service = None
+                await registry.service.aclose()
             # Requests have drained by now: stop polling, release upstreams,
             # then flush the usage ledger so nothing is lost on SIGTERM.
             if refresher is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationFailed",
+    "Conflict",
     "HeaderFieldsTooLarge",
     "InterlockError",
     "InvalidRequest",
@@ -125,6 +126,14 @@ class NotFound(InterlockError):
     status_code = 404
     error_type = "invalid_request_error"
     code = "not_found"
+
+
+class Conflict(InterlockError):
+    """The request is valid but the resource's state does not allow it now."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "conflict"
 
 
 class MethodNotAllowed(InterlockError):

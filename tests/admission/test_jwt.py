@@ -646,6 +646,7 @@ def test_a_chat_request_with_a_jwt_gets_its_tiers_limits(
         "server": {"access_log": False},
         # Shared by the module's tests: no batch worker opening pool connections mid-test.
         "batch": {"enabled": False},
+        "registry": {"enabled": False},
         "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
         "tiers": {
             "unlimited": {},

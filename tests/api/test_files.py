@@ -48,6 +48,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGatew
         "server": {"access_log": False},
         # Shared by the module's tests: no batch worker opening pool connections mid-test.
         "batch": {"enabled": False},
+        "registry": {"enabled": False},
     }
     raw["keys"] = [*raw["keys"], {"name": "other", "key": OTHER_KEY}]
     gateway = InProcessGateway(create_app(parse_config(raw, env={"TEST_KEY": TEST_KEY})))

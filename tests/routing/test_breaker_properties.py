@@ -88,7 +88,11 @@ async def _run(ops: list[tuple[str, float]]) -> None:
             continue
         if not held:
             continue
-        let_through_in = held.pop(0)
+        # The breaker matches outcomes to probes by count, not by request
+        # (breaker.py): while it holds probe slots, the next outcome is a
+        # probe's, whichever request it came from. The model does the same.
+        probe_at = next((i for i, s in enumerate(held) if s is BreakerState.HALF_OPEN), 0)
+        let_through_in = held.pop(probe_at)
         state_before = breaker.state
         if op == "succeed":
             await breaker.record_success()

@@ -49,6 +49,7 @@ def _config(chaos: dict[str, Any] | None) -> dict[str, Any]:
         "server": {"admin_key": ADMIN_KEY},
         # Shared by the module's tests: no batch worker opening pool connections mid-test.
         "batch": {"enabled": False},
+        "registry": {"enabled": False},
     }
     if chaos is not None:
         raw["chaos"] = chaos

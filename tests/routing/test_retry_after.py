@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from interlock.app import build_providers, build_router, build_telemetry
+from interlock.app import build_providers, build_router, build_telemetry, provider_factory
 from interlock.config import parse_config
 from interlock.errors import NoHealthyDeployment, UpstreamStatusError
 from interlock.routing.base import RouteContext
@@ -61,7 +61,9 @@ def _router(clock: FakeClock, *deployments: str) -> Router:
         "keys": [{"name": "k", "key": "sk-k"}],
     }
     config = parse_config(raw, env={})
-    providers = build_providers(config, default_counter(), ChaosControl(config.chaos))
+    providers = build_providers(
+        config, provider_factory(config, default_counter(), ChaosControl(config.chaos))
+    )
     telemetry = build_telemetry(config, providers, None)
     state = build_state_store("memory", None)
     return build_router(config, providers, telemetry, state, random.Random(1), clock)

@@ -49,6 +49,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGatew
         "server": {"access_log": False},
         # Shared by the module's tests: no batch worker opening pool connections mid-test.
         "batch": {"enabled": False},
+        "registry": {"enabled": False},
     }
     gateway = InProcessGateway(create_app(parse_config(raw, env={"TEST_KEY": TEST_KEY})))
     yield gateway

@@ -220,6 +220,7 @@ def test_the_sdk_round_trips_a_file_through_an_s3_bucket(s3_endpoint: str) -> No
         "server": {"access_log": False},
         # Shared by the module's tests: no batch worker opening pool connections mid-test.
         "batch": {"enabled": False},
+        "registry": {"enabled": False},
     }
     gateway = InProcessGateway(create_app(parse_config(raw, env={"TEST_KEY": TEST_KEY})))
     try:

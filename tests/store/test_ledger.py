@@ -115,6 +115,7 @@ async def test_a_thousand_adds_are_all_written_by_aclose(
             "completion_tokens": 999_000,
             "cost_usd": 250.0,
             "cache_hits": 250,
+            "units": 0,
         }
     ]
     assert 2 <= writes.commits <= 3  # two batches of 500 (and at most one early one)
@@ -261,6 +262,7 @@ async def test_query_groups_and_filters(make_ledger: MakeLedger) -> None:
             "completion_tokens": 0,
             "cost_usd": 0.0,
             "cache_hits": 0,
+            "units": 0,
         }
     ]
     assert await ledger.query(key_name="nobody", group_by="key") == []
@@ -279,6 +281,7 @@ async def test_days_are_utc_whatever_the_offset_given(make_ledger: MakeLedger) -
             "completion_tokens": 0,
             "cost_usd": 0.0,
             "cache_hits": 0,
+            "units": 0,
         }
     ]
 

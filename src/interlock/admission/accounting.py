@@ -54,5 +54,6 @@ class Accounting:
                 status=record.status,
                 cache_hit=record.cache in _SERVED_WITHOUT_UPSTREAM,
                 stream=record.stream,
+                units=record.units or 0,
             )
         )

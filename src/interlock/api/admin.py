@@ -37,6 +37,7 @@ __all__ = [
     "require_admin",
     "slow_requests",
     "usage",
+    "validated",
 ]
 
 
@@ -57,7 +58,7 @@ def require_admin(request: Request, services: Services) -> None:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _validated(schema: type[M], body: dict[str, Any]) -> M:
+def validated(schema: type[M], body: dict[str, Any]) -> M:
     try:
         return schema.model_validate(body)
     except ValidationError as exc:
@@ -131,7 +132,7 @@ def key_json(record: KeyRecord) -> dict[str, Any]:
 
 async def create_key(request: Request, services: Services) -> ASGIApp:
     require_admin(request, services)
-    spec = _validated(NewKey, await read_json_object(request, services.max_body_bytes))
+    spec = validated(NewKey, await read_json_object(request, services.max_body_bytes))
     if spec.tier not in services.tiers:
         raise InvalidRequest(f"Unknown tier `{spec.tier}`.", param="tier")
     if spec.expires_at is not None and spec.expires_at.tzinfo is None:
@@ -260,7 +261,7 @@ async def put_chaos(request: Request, services: Services) -> ASGIApp:
     """Replace the chaos settings: ``{"enabled": true, "rules": [...]}``."""
     require_admin(request, services)
     body = await read_json_object(request, services.max_body_bytes)
-    config = _validated(ChaosConfig, body)
+    config = validated(ChaosConfig, body)
     unknown = [r.deployment for r in config.rules if r.deployment not in services.known_deployments]
     if unknown:
         raise InvalidRequest(f"Unknown deployment(s): {', '.join(unknown)}.", param="rules")

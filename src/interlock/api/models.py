@@ -1,4 +1,6 @@
-"""``GET /v1/models`` and ``GET /v1/models/{model}``: the public model names."""
+"""``GET /v1/models`` and ``GET /v1/models/{model}``: the public model names
+(and ``/v1/models/{model}/versions/{version}``, a tensor model's metadata:
+``api/infer.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
+from interlock.api.infer import model_version
 from interlock.api.services import Services
 from interlock.api.wire import json_response, request_record
 from interlock.pipeline import ModelGroup
@@ -36,6 +39,9 @@ async def list_models(request: Request, services: Services) -> ASGIApp:
 
 
 async def retrieve_model(request: Request, services: Services) -> ASGIApp:
+    path = request.scope["path"].removeprefix("/v1/models/")
+    name, marker, version = path.rpartition("/versions/")
+    if marker and name and version and "/" not in version:
+        return await model_version(request, services, name, version)
     _identify(request, services)
-    name = request.scope["path"].removeprefix("/v1/models/")
-    return json_response(_model_card(services.pipeline.model_group(name)))
+    return json_response(_model_card(services.pipeline.model_group(path)))

@@ -13,13 +13,14 @@ from interlock.config.files import FilesConfig
 from interlock.errors import ServiceUnavailable
 from interlock.pipeline import Pipeline
 from interlock.redaction import Redactor
+from interlock.registry.service import RegistryService
 from interlock.search.service import SearchService
 from interlock.state import StateStore
 from interlock.store import Store, data_dir
 from interlock.store.blobs import BlobStore, LocalBlobStore
 from interlock.telemetry.hub import Telemetry
 
-__all__ = ["BatchesRef", "ChaosSwitch", "RecordsRef", "Services"]
+__all__ = ["BatchesRef", "ChaosSwitch", "RecordsRef", "RegistryRef", "Services"]
 
 
 class ChaosSwitch(Protocol):
@@ -51,6 +52,21 @@ class BatchesRef:
     runtime: BatchRuntime | None = None
 
 
+@dataclass(slots=True)
+class RegistryRef:
+    """The model registry, set once the records store is open (None while it
+    is not, or when ``registry.enabled`` is false)."""
+
+    service: RegistryService | None = None
+
+    def get(self) -> RegistryService:
+        if self.service is None:
+            raise ServiceUnavailable(
+                "The model registry is off (registry.enabled) or not open yet."
+            )
+        return self.service
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     pipeline: Pipeline
@@ -74,6 +90,7 @@ class Services:
     search: SearchService | None = None
     # The Batches and Jobs APIs.
     batches: BatchesRef = field(default_factory=BatchesRef)
+    registry: RegistryRef = field(default_factory=RegistryRef)
     # The Files API: its limits, and where the bytes are kept.
     files: FilesConfig = field(default_factory=FilesConfig)
     blobs: BlobStore = field(default_factory=lambda: LocalBlobStore(data_dir() / "files"))

@@ -12,11 +12,13 @@ from interlock.api.admin import (
     slow_requests,
     usage,
 )
+from interlock.api.admin_models import audit, models_root, models_route
 from interlock.api.batches import batch_route, batches_root, create_job, job_route
 from interlock.api.chat import chat_completions
 from interlock.api.embeddings import embeddings
 from interlock.api.files import file_route, files_root
 from interlock.api.health import deployments, live, metrics, ready
+from interlock.api.infer import infer
 from interlock.api.models import list_models, retrieve_model
 from interlock.api.search import search_page, search_status, search_stream, start_search
 from interlock.api.wire import Handler
@@ -27,6 +29,7 @@ __all__ = ["exact_routes", "prefix_routes"]
 exact_routes: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": chat_completions},
     "/v1/embeddings": {"POST": embeddings},
+    "/v1/infer": {"POST": infer},
     "/v1/models": {"GET": list_models},
     "/v1/files": {"GET": files_root, "POST": files_root},
     "/v1/batches": {"GET": batches_root, "POST": batches_root},
@@ -40,6 +43,8 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/admin/usage": {"GET": usage},
     "/admin/cache": {"DELETE": invalidate_cache},
     "/admin/chaos": {"GET": get_chaos, "PUT": put_chaos},
+    "/admin/models": {"GET": models_root, "POST": models_root},
+    "/admin/audit": {"GET": audit},
     "/api/v1/search": {"POST": start_search},
     "/search": {"GET": search_page},
     "/search/page.js": {"GET": search_page},
@@ -52,6 +57,11 @@ prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ("/v1/batches/", "/v1/batches/{batch_id}", {"GET": batch_route, "POST": batch_route}),
     ("/v1/jobs/", "/v1/jobs/{job_id}", {"GET": job_route, "POST": job_route}),
     ("/admin/keys/", "/admin/keys/{id}/{action}", {"POST": key_action}),
+    (
+        "/admin/models/",
+        "/admin/models/{model}",
+        {m: models_route for m in ("GET", "POST", "PATCH", "DELETE")},
+    ),
     ("/api/v1/search/status/", "/api/v1/search/status/{task_id}", {"GET": search_status}),
     ("/api/v1/search/stream/", "/api/v1/search/stream/{task_id}", {"GET": search_stream}),
 ]

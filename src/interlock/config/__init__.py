@@ -17,6 +17,7 @@ One module per section; import from here, not from the modules:
     cache        CacheConfig
     chaos        ChaosConfig, ChaosRule
     search       SearchConfig and its backends (the AI search service)
+    registry     RegistryConfig, CanaryConfig (the model registry)
     telemetry    TelemetryConfig, TracingConfig
     gateway      GatewayConfig, the whole file and its cross-section checks
     loading      parse_config, load_config, bundled_config_path, os.environ/ secrets
@@ -33,6 +34,7 @@ from interlock.config.gateway import GatewayConfig
 from interlock.config.jwt_auth import JwksConfig, JwtConfig
 from interlock.config.loading import ENV_PREFIX as ENV_PREFIX
 from interlock.config.loading import bundled_config_path, load_config, parse_config
+from interlock.config.registry import CanaryConfig, RegistryConfig
 from interlock.config.routing import BreakerSettings, ModelConfig, RoutingConfig
 from interlock.config.search import SearchConfig
 from interlock.config.server import LimitsConfig, ServerConfig
@@ -48,6 +50,7 @@ __all__ = [
     "AdmissionConfig",
     "BreakerSettings",
     "CacheConfig",
+    "CanaryConfig",
     "ChaosConfig",
     "ChaosRule",
     "ConfigError",
@@ -61,6 +64,7 @@ __all__ = [
     "ModelConfig",
     "PriceConfig",
     "ProxyURL",
+    "RegistryConfig",
     "RoutingConfig",
     "SearchConfig",
     "Secret",

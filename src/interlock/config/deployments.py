@@ -13,7 +13,9 @@ from interlock.minilm import MODEL_NAME
 
 __all__ = ["DeploymentConfig", "PriceConfig", "ProviderName", "TimeoutConfig"]
 
-ProviderName = Literal["openai", "anthropic", "gemini", "simulator", "sentence-transformers"]
+ProviderName = Literal[
+    "openai", "anthropic", "gemini", "simulator", "sentence-transformers", "kserve", "onnx"
+]
 
 # What provider 'sentence-transformers' serves (in process, from the
 # `injection-model` extra): the packaged MiniLM, by its short or hub name.

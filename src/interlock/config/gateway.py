@@ -13,6 +13,7 @@ from interlock.config.batch import BatchConfig
 from interlock.config.cache import CacheConfig
 from interlock.config.chaos import ChaosConfig
 from interlock.config.files import FilesConfig
+from interlock.config.registry import RegistryConfig
 from interlock.config.routing import ModelConfig
 from interlock.config.search import SearchConfig
 from interlock.config.server import LimitsConfig, ServerConfig
@@ -39,6 +40,7 @@ class GatewayConfig(_Strict):
     search: SearchConfig = Field(default_factory=SearchConfig)
     files: FilesConfig = Field(default_factory=FilesConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:

@@ -43,7 +43,12 @@ class Attempts:
         record = call.record
         attempt = Attempt(self, record, deployment)
         provider = deployment.provider
-        adapter = provider.chat if operation is Operation.CHAT else provider.embed
+        if operation is Operation.CHAT:
+            adapter = provider.chat
+        elif operation is Operation.EMBEDDINGS:
+            adapter = provider.embed
+        else:
+            adapter = provider.infer
         began = time.perf_counter()
         kind: str | None = None
         try:

@@ -2,6 +2,9 @@
 
     admit -> validate -> guard -> cache -> route -> attempt
 
+Tensor inference (``Operation.INFER``, KServe v2 shapes) takes the same
+path past the cache: its answers are not cached.
+
 An edge (``interlock.api``) reads the HTTP request into a ``ModelRequest``
 and hands it to ``Pipeline.run``; it gets back a value, never an HTTP
 object: the answer as a JSON object, or a ``ChatStream`` to write out. Each
@@ -55,6 +58,9 @@ class Pipeline:
             await self.guardrails.guard(call)
             if request.operation is Operation.EMBEDDINGS:
                 answer = await self._embed(call)
+            elif request.operation is Operation.INFER:  # tensors: never cached
+                answer = await self.route.unary(call, Operation.INFER, call.body)
+                call.record.units = _rows(call.body)
             elif not call.record.stream:
                 answer = await self._complete(call)
             else:  # the stream holds the in-flight slot until it closes
@@ -100,3 +106,10 @@ class Pipeline:
     async def _embed_upstream(self, call: ModelCall, body: JSONDict) -> JSONDict:
         """``body``: the call's, or with only the inputs the cache lacks."""
         return await self.route.unary(call, Operation.EMBEDDINGS, body)
+
+
+def _rows(body: JSONDict) -> int:
+    """What an answered tensor request counts in the ledger: the rows (first
+    dimension) of its first input; validation guaranteed the shape."""
+    shape = body["inputs"][0]["shape"]
+    return int(shape[0]) if shape else 1

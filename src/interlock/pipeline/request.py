@@ -23,6 +23,7 @@ JSONDict = dict[str, Any]
 class Operation(StrEnum):
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
+    INFER = "infer"  # a tensor model, KServe v2 shapes (/v1/infer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,12 +12,27 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from interlock.errors import InvalidRequest
 
-__all__ = ["ChatCompletionRequest", "EmbeddingRequest", "validate_body"]
+__all__ = [
+    "DATATYPES",
+    "ChatCompletionRequest",
+    "EmbeddingRequest",
+    "InferRequest",
+    "InferTensor",
+    "flat_data",
+    "validate_body",
+]
 
 
 class _Open(BaseModel):
@@ -77,6 +92,109 @@ class EmbeddingRequest(_Open):
         return value
 
     user: str | None = None
+
+
+# KServe v2 / Open Inference Protocol tensor datatypes.
+DATATYPES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+)
+Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+# Sanity bounds: the body size limit bounds the data itself.
+MAX_INFER_TENSORS = 64
+MAX_TENSOR_RANK = 8
+
+
+def flat_data(data: Any) -> list[Any]:
+    """A tensor's ``data`` in row-major order: the protocol allows it flat or
+    nested as the shape; nested lists are flattened, a flat list is returned
+    as it is."""
+    if not data or not isinstance(data[0], list):
+        return list(data) if not isinstance(data, list) else data
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
+
+
+class InferTensor(_Open):
+    """One input tensor: row-major ``data`` (flat, or nested as ``shape``)."""
+
+    name: str = Field(min_length=1)
+    shape: list[int] = Field(max_length=MAX_TENSOR_RANK)
+    datatype: Datatype
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+    @field_validator("shape")
+    @classmethod
+    def _dimensions(cls, value: list[int]) -> list[int]:
+        if any(d < 0 for d in value):
+            raise PydanticCustomError("negative_dimension", "dimensions must be 0 or more", {})
+        return value
+
+    @model_validator(mode="after")
+    def _element_count(self) -> InferTensor:
+        expected = 1
+        for dimension in self.shape:
+            expected *= dimension
+        got = len(flat_data(self.data))
+        if got != expected:
+            raise PydanticCustomError(
+                "shape_mismatch",
+                "tensor '{name}' has {got} elements; shape {shape} needs {expected}",
+                {"name": self.name, "got": got, "shape": self.shape, "expected": expected},
+            )
+        return self
+
+
+class RequestedOutput(_Open):
+    name: str = Field(min_length=1)
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequest(_Open):
+    """``POST /v1/infer``: a KServe v2 inference request, with the model (and
+    optionally its version) named in the body instead of the URL."""
+
+    model: str = Field(min_length=1)
+    version: str | None = Field(default=None, min_length=1)
+    id: str | None = None
+    inputs: list[InferTensor] = Field(min_length=1, max_length=MAX_INFER_TENSORS)
+    outputs: list[RequestedOutput] | None = Field(default=None, max_length=MAX_INFER_TENSORS)
+    parameters: dict[str, Any] | None = None
 
 
 def _param(loc: tuple[int | str, ...]) -> str:

@@ -12,9 +12,15 @@ from __future__ import annotations
 import time
 
 from interlock.admission.keys import Principal
+from interlock.errors import NotFound
 from interlock.pipeline.call import ModelCall
 from interlock.pipeline.request import ModelRequest, Operation
-from interlock.pipeline.schemas import ChatCompletionRequest, EmbeddingRequest, validate_body
+from interlock.pipeline.schemas import (
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    InferRequest,
+    validate_body,
+)
 from interlock.routing.base import RouteContext
 from interlock.routing.router import Router
 
@@ -30,20 +36,32 @@ class Validation:
         with record.stage("validation"):
             body = request.body
             include_usage = False
+            version: str | None = None
             if request.operation is Operation.CHAT:
                 chat = validate_body(ChatCompletionRequest, body)
                 model = chat.model
                 record.stream = bool(chat.stream)
                 options = chat.stream_options
                 include_usage = bool(options is not None and options.include_usage)
+            elif request.operation is Operation.INFER:
+                infer = validate_body(InferRequest, body)
+                model, version = infer.model, infer.version
             else:
                 model = validate_body(EmbeddingRequest, body).model
             group = self.router.group(model)
+            if version is not None and not group.has_version(version):
+                raise NotFound(
+                    f"The model `{model}` has no version `{version}`.",
+                    param="version",
+                    code="version_not_found",
+                )
             # Only a model this gateway serves names the request: the name is a
             # metrics label and a ledger column, and a client must not be able
             # to mint new ones (each unknown name was a new time series).
             record.model = model
         user = body.get("user")
         caller = user if isinstance(user, str) and user else principal.name
-        route = RouteContext(caller=caller, pin=request.options.pin, now=time.time())
+        route = RouteContext(
+            caller=caller, pin=request.options.pin, now=time.time(), version=version
+        )
         return ModelCall(request, principal, group, route, body, include_usage)

@@ -12,6 +12,17 @@ Shapes crossing this interface are OpenAI's:
   OpenAI-compatible upstream's chunks are forwarded without re-serialising;
 - ``embed`` returns an embeddings ``list`` object with vectors as float lists
   (the HTTP edge applies ``encoding_format``).
+
+Tensor models speak the KServe v2 / Open Inference Protocol instead
+(``interlock.pipeline.schemas.InferRequest``):
+
+- ``infer`` takes a v2 inference request (``inputs``: name, shape, datatype,
+  row-major ``data``; optional ``outputs``, ``parameters``, ``id``) and
+  returns a v2 inference response (``model_name``, ``model_version``, ``id``,
+  ``outputs`` in the same tensor shape);
+- ``model_metadata`` returns v2 model metadata (``name``, ``versions``,
+  ``platform``, ``inputs``/``outputs`` as name, datatype, shape with -1 for
+  a dynamic dimension); ``model_ready`` whether it can serve now.
 """
 
 from __future__ import annotations
@@ -69,6 +80,20 @@ class Provider(ABC):
         raise UnsupportedOperation(
             f"The model `{ctx.public_model}` does not support embeddings.", param="model"
         )
+
+    async def infer(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        raise UnsupportedOperation(
+            f"The model `{ctx.public_model}` does not take tensor inference (/v1/infer).",
+            param="model",
+        )
+
+    async def model_metadata(self, ctx: CallContext) -> JSONDict:
+        raise UnsupportedOperation(
+            f"The model `{ctx.public_model}` is not a tensor model.", param="model"
+        )
+
+    async def model_ready(self, ctx: CallContext) -> bool:
+        return True
 
     async def start(self) -> None:  # noqa: B027 - optional hook, most adapters need it
         """Open pooled connections; called once in the app's lifespan."""

@@ -132,7 +132,9 @@ class UpstreamClient:
         body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """One unary JSON call; returns the parsed body or raises a ProviderError."""
+        """One unary JSON call; returns the parsed body (None for an empty
+        one: Triton answers readiness with an empty 200) or raises a
+        ProviderError."""
         data = orjson.dumps(body) if body is not None else None
         timeouts = self._timeouts
         with self._classified():
@@ -145,6 +147,8 @@ class UpstreamClient:
                 raise
             if resp.status >= 400:
                 raise self._status_error(resp, raw, pool.origin)
+        if not raw:
+            return None
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -34,4 +34,12 @@ def build_provider(
         from interlock.providers.sentence_embeddings import SentenceEmbeddingProvider
 
         return SentenceEmbeddingProvider(deployment)
+    if deployment.provider == "kserve":
+        from interlock.providers.kserve import KServeProvider
+
+        return KServeProvider(deployment, redactor)
+    if deployment.provider == "onnx":
+        from interlock.providers.onnx import OnnxProvider
+
+        return OnnxProvider(deployment)
     raise ValueError(f"unknown provider {deployment.provider!r}")  # config validation prevents

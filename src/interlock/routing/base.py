@@ -28,6 +28,13 @@ class DeploymentInfo:
     output_price: float = 0.0
     version: str | None = None
     tags: frozenset[str] = frozenset()
+    # A registered version's life cycle (``interlock.registry``): "staging"
+    # serves only requests naming its version; "canary" takes ``share`` of
+    # the model's requests (the same callers each time when ``sticky``).
+    # The config file's deployments are all "live".
+    stage: str = "live"
+    share: float = 1.0
+    sticky: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,9 @@ class RouteContext:
     # Explicit pin (request header); consistent hashing maps it to a deployment.
     pin: str | None = None
     now: float = 0.0
+    # The model version the request named (``/v1/infer``'s ``version``):
+    # only deployments of that version serve it.
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

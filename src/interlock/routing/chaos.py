@@ -87,6 +87,16 @@ class ChaosProvider(Provider):
         await self._before_call(ctx)
         return await self.inner.embed(body, ctx)
 
+    async def infer(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        await self._before_call(ctx)
+        return await self.inner.infer(body, ctx)
+
+    async def model_metadata(self, ctx: CallContext) -> JSONDict:
+        return await self.inner.model_metadata(ctx)
+
+    async def model_ready(self, ctx: CallContext) -> bool:
+        return await self.inner.model_ready(ctx)
+
     async def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
         await self._before_call(ctx)
         rule = self._control.rule_for(self.deployment_id)

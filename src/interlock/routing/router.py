@@ -106,6 +106,9 @@ class ModelGroup:
         owners = {d.provider.owned_by for d in self.deployments.values()}
         return owners.pop() if len(owners) == 1 else "interlock"
 
+    def has_version(self, version: str) -> bool:
+        return any(d.info.version == version for d in self.deployments.values())
+
     def candidates(self) -> list[Candidate]:
         return [
             Candidate(d.info, d.health.in_flight, d.health.latency_avg_s)
@@ -122,6 +125,7 @@ class Router:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ):
+        self._configured = dict(groups)
         self._groups = dict(groups)
         self._metrics = metrics
         self._sleep = sleep
@@ -136,6 +140,20 @@ class Router:
     @property
     def groups(self) -> Sequence[ModelGroup]:
         return tuple(self._groups.values())
+
+    @property
+    def configured_names(self) -> frozenset[str]:
+        """The config file's model names (the registry may not reuse them)."""
+        return frozenset(self._configured)
+
+    def install(self, registered: Mapping[str, ModelGroup]) -> None:
+        """Serve the registry's models next to the config file's, in place of
+        the registry's previous set. One assignment: a request looks its
+        group up once, so it sees the old set or the new one, never a mix."""
+        clash = set(registered) & set(self._configured)
+        if clash:
+            raise ValueError(f"registered models clash with configured ones: {sorted(clash)}")
+        self._groups = {**self._configured, **registered}
 
     async def run(
         self,
@@ -163,7 +181,9 @@ class Router:
         candidates = [
             c
             for c in group.candidates()
-            if c.id not in exclude and self._eligible(group.deployments[c.id], now)
+            if c.id not in exclude
+            and self._eligible(group.deployments[c.id], now)
+            and self._serves(c, route)
         ]
         decision = group.strategy.choose(candidates, route)
         record.route_reason = f"{group.strategy.name}:{decision.reason}"
@@ -191,6 +211,14 @@ class Router:
         if last_error is not None and gave_up_early:
             raise last_error  # attempts or retry budget ran out with deployments left
         raise self._unavailable(group, last_error, now)
+
+    @staticmethod
+    def _serves(candidate: Candidate, route: RouteContext) -> bool:
+        """A named version is served by its deployments only; a staging one
+        by nothing else."""
+        if route.version is not None:
+            return candidate.info.version == route.version
+        return candidate.info.stage != "staging"
 
     @staticmethod
     def _eligible(deployment: Deployment, now: float) -> bool:

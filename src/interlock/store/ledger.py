@@ -278,7 +278,8 @@ class UsageLedger:
         until: datetime | None = None,
         group_by: GroupBy | None = None,
     ) -> list[dict[str, Any]]:
-        """Totals over ``[since, until)``: requests, tokens, cost_usd, cache_hits.
+        """Totals over ``[since, until)``: requests, tokens, cost_usd,
+        cache_hits, units (a tensor request's rows).
 
         Grouped by ``group_by`` ("key" is the key's name, "day" a UTC
         ``YYYY-MM-DD``), one dict per group, ordered by the group; ungrouped,
@@ -368,5 +369,6 @@ def _totals(row: Any, group_by: GroupBy | None) -> dict[str, Any]:
         completion_tokens=int(row["completion_tokens"]),
         cost_usd=float(row["cost_usd"]),
         cache_hits=int(row["cache_hits"]),
+        units=int(row["units"]),
     )
     return totals

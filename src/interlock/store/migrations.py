@@ -172,6 +172,30 @@ async def _v6_batches(conn: AsyncConnection) -> None:
         await conn.execute(sa.text(statement))
 
 
+async def _v7_registry(conn: AsyncConnection) -> None:
+    # Frozen DDL; only the audit log's auto-increment id differs between backends.
+    serial = (
+        "INTEGER PRIMARY KEY AUTOINCREMENT"
+        if conn.dialect.name == "sqlite"
+        else "BIGSERIAL PRIMARY KEY"
+    )
+    statements = (
+        "CREATE TABLE model_versions (name VARCHAR(128) NOT NULL, version VARCHAR(64) NOT NULL, "
+        "kind VARCHAR(16) NOT NULL, provider VARCHAR(32) NOT NULL, endpoint VARCHAR, "
+        "upstream_model VARCHAR, params TEXT NOT NULL, timeouts TEXT NOT NULL, "
+        "inputs TEXT NOT NULL, outputs TEXT NOT NULL, tags TEXT NOT NULL, "
+        "description TEXT NOT NULL, status VARCHAR(16) NOT NULL, traffic_share FLOAT NOT NULL, "
+        "sticky BOOLEAN NOT NULL, created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL, "
+        "updated_by VARCHAR NOT NULL, PRIMARY KEY (name, version))",
+        f"CREATE TABLE audit_log (id {serial}, ts FLOAT NOT NULL, actor VARCHAR NOT NULL, "
+        "action VARCHAR(32) NOT NULL, target VARCHAR NOT NULL, detail TEXT NOT NULL)",
+        "CREATE INDEX ix_audit_log_target ON audit_log (target, id)",
+        "ALTER TABLE usage_ledger ADD COLUMN units INTEGER NOT NULL DEFAULT 0",
+    )
+    for statement in statements:
+        await conn.execute(sa.text(statement))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
     Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
@@ -179,6 +203,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "usage_ledger.record_id: a replayed journal adds no row twice", _v4_record_id),
     Migration(5, "files: uploads of the Files API", _v5_files),
     Migration(6, "batches, batch_items and queue_messages: batch inference", _v6_batches),
+    Migration(7, "model_versions, audit_log, usage_ledger.units: the model registry", _v7_registry),
 )
 
 

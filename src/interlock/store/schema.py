@@ -23,10 +23,12 @@ from sqlalchemy.sql.expression import FunctionElement
 __all__ = [
     "UTCDateTime",
     "api_keys",
+    "audit_log",
     "batch_items",
     "batches",
     "files",
     "metadata",
+    "model_versions",
     "queue_messages",
     "schema_migrations",
     "usage_ledger",
@@ -143,6 +145,8 @@ usage_ledger = sa.Table(
     # request id: a client may send the same X-Request-ID again. NULL on rows
     # written before migration 4.
     sa.Column("record_id", sa.String(), nullable=True),
+    # A tensor request's rows (UsageRecord.units). Added by migration 7.
+    sa.Column("units", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_usage_ledger_ts", "ts"),
     sa.Index("ix_usage_ledger_key_id", "key_id"),
     # Budgets ask "this key's spend since T" on every admission cache miss.
@@ -244,4 +248,49 @@ queue_messages = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_queue_messages_lease", "queue", "lease_until", "id"),
+)
+
+model_versions = sa.Table(
+    # The model registry: one row per version of a model (registry/store.py).
+    # JSON text columns hold what is read back whole. Added by migration 7.
+    "model_versions",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # chat | embedding | tensor
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("endpoint", sa.String(), nullable=True),
+    sa.Column("upstream_model", sa.String(), nullable=True),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("timeouts", sa.Text, nullable=False),
+    sa.Column("inputs", sa.Text, nullable=False),
+    sa.Column("outputs", sa.Text, nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # staging | canary | live | retired
+    sa.Column("traffic_share", sa.Float, nullable=False),
+    sa.Column("sticky", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.String(), nullable=False),
+)
+
+audit_log = sa.Table(
+    # Every change an operator (or the gateway itself, e.g. an automatic
+    # rollback) made to the registry: who, what, to which target, and the
+    # record before and after. The id orders changes. Added by migration 7.
+    "audit_log",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("ts", sa.Float, nullable=False),  # unix seconds
+    sa.Column("actor", sa.String(), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON text
+    sa.Index("ix_audit_log_target", "target", "id"),
 )

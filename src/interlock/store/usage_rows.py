@@ -37,6 +37,9 @@ class UsageRecord:
     status: int = 200
     cache_hit: bool = False
     stream: bool = False
+    # What a tensor model counts instead of tokens: the rows (first
+    # dimension) of a /v1/infer request. 0 for chat and embeddings.
+    units: int = 0
 
     def __post_init__(self) -> None:
         # Refused here, on the caller's stack: in the buffer it would fail every batch.
@@ -49,6 +52,8 @@ class UsageRecord:
 _FIELDS = tuple(f.name for f in fields(UsageRecord) if f.name != "ts")
 COLUMNS = ("ts", "record_id", *_FIELDS)
 Row = tuple[Any, ...]
+# Columns newer than some journals a crashed process may have left: their value there.
+_ADDED_LATER = {"units": 0}
 
 
 class RowEncoder:
@@ -69,4 +74,5 @@ class RowEncoder:
         ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
         if not isinstance(values["record_id"], str):
             raise ValueError("record_id")
-        return (ts if self._time is None else self._time(ts), *(values[c] for c in COLUMNS[1:]))
+        rest = (values[c] if c in values else _ADDED_LATER[c] for c in COLUMNS[1:])
+        return (ts if self._time is None else self._time(ts), *rest)

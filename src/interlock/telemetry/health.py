@@ -64,9 +64,19 @@ class DeploymentHealth:
 
 class HealthBoard:
     def __init__(self, groups: dict[str, Iterable[DeploymentHealth]], unhealthy_after: int = 5):
-        self.groups = {name: tuple(members) for name, members in groups.items()}
+        self._configured = {name: tuple(members) for name, members in groups.items()}
         self.unhealthy_after = unhealthy_after
-        self.by_deployment = {d.deployment: d for ds in self.groups.values() for d in ds}
+        self._index(self._configured)
+
+    def _index(self, groups: dict[str, tuple[DeploymentHealth, ...]]) -> None:
+        self.groups = groups
+        self.by_deployment = {d.deployment: d for ds in groups.values() for d in ds}
+
+    def install(self, registered: dict[str, Iterable[DeploymentHealth]]) -> None:
+        """The registry's models next to the config file's (``Router.install``)."""
+        groups = dict(self._configured)
+        groups.update((name, tuple(members)) for name, members in registered.items())
+        self._index(groups)
 
     def degraded_groups(self) -> list[str]:
         """Model groups with no healthy deployment left."""

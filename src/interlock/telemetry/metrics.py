@@ -141,6 +141,30 @@ class Metrics:
             ["deployment", "fault"],
             registry=r,
         )
+        self.infer_units = Counter(
+            "interlock_infer_units",
+            "Rows (first dimension) of tensor inference requests, by key and model.",
+            ["key", "model"],
+            registry=r,
+        )
+        self.infer_batch_size = Histogram(
+            "interlock_infer_batch_size",
+            "Rows per run of an in-process engine (dynamic batching merges requests).",
+            ["deployment"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.registry_rollbacks = Counter(
+            "interlock_registry_rollbacks",
+            "Canary and version rollbacks, by model and trigger (manual, auto).",
+            ["model", "trigger"],
+            registry=r,
+        )
+        self.registry_reloads = Counter(
+            "interlock_registry_reloads",
+            "Times this gateway read the model registry again after a change.",
+            registry=r,
+        )
         self.guardrail_actions = Counter(
             "interlock_guardrail_actions",
             "Guardrail decisions by rule and action.",
@@ -212,6 +236,8 @@ class Metrics:
                 self._child(self.genai_token_usage, *genai, token_type).observe(count)
         if record.cost_usd:
             self._child(self.cost, key, model).inc(record.cost_usd)
+        if record.units:
+            self._child(self.infer_units, key, model).inc(record.units)
 
     def token_gap(self, record: RequestRecord) -> Any:
         """The histogram child for one stream's chunk gaps (resolved once per stream)."""
@@ -246,4 +272,6 @@ class Metrics:
 
 
 def _operation(route: str) -> str:
-    return "embeddings" if route.endswith("/embeddings") else "chat"
+    if route.endswith("/embeddings"):
+        return "embeddings"
+    return "infer" if route.endswith("/infer") else "chat"

@@ -43,6 +43,7 @@ class RequestRecord:
     chunks: int = 0
     input_tokens: int | None = None
     output_tokens: int | None = None
+    units: int | None = None  # a tensor request's rows (/v1/infer)
     cost_usd: float | None = None
     finish_reason: str | None = None
     response_model: str | None = None

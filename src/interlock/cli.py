@@ -8,7 +8,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 
-from interlock import admin_cli, batch_cli, search_cli
+from interlock import admin_cli, batch_cli, models_cli, search_cli
 from interlock.config import ConfigError, GatewayConfig, bundled_config_path, load_config
 from interlock.telemetry.logging import configure_logging
 
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     admin_cli.add_parsers(commands)
     search_cli.add_parsers(commands)
     batch_cli.add_parsers(commands)
+    models_cli.add_parsers(commands)
     return parser
 
 
@@ -131,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return search_cli.main(args)
     if args.command == "batch":
         return batch_cli.main(args)
+    if args.command == "models":
+        return models_cli.main(args)
     if args.command == "check-config":
         try:
             config = load_config(args.config)

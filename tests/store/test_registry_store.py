@@ -139,3 +139,27 @@ async def test_update_and_delete_are_audited_and_move_the_revision(
     assert await registry.get("clf", "1") is None
     actions = [(e["action"], e["actor"]) for e in await registry.audit()]
     assert actions == [("delete", "carol"), ("update", "bob"), ("create", "alice")]
+
+
+async def test_rollback_returns_the_version_retired_last_whatever_was_edited_since(
+    registry: RegistryStore,
+) -> None:
+    for version in ("1", "2", "3"):
+        await registry.create(spec(version, status="live"), "alice")
+    # An edit of the oldest one must not make it the one a rollback brings back.
+    await registry.update("clf", "1", VersionPatch(description="notes"), "bob")
+    assert (await registry.rollback("clf", "carol")).version == "2"
+
+
+async def test_a_rolled_back_canary_is_no_longer_sticky(registry: RegistryStore) -> None:
+    await registry.create(spec("1", status="live"), "alice")
+    await registry.create(spec("2"), "alice")
+    await registry.set_canary("clf", "2", 0.2, True, "bob")
+    await registry.rollback("clf", "bob")
+    assert (await registry.get("clf", "2")).sticky is False  # type: ignore[union-attr]
+
+
+async def test_the_audit_filter_matches_names_literally(registry: RegistryStore) -> None:
+    await registry.create(spec("1", name="a_b"), "alice")
+    await registry.create(spec("1", name="axb"), "alice")
+    assert [e["target"] for e in await registry.audit(target="a_b")] == ["a_b@1"]

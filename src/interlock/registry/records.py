@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from interlock.config import DeploymentConfig, TimeoutConfig
 from interlock.config.deployments import ProviderName
@@ -63,7 +70,8 @@ class TensorSpec(_Body):
 
 
 class VersionPatch(_Body):
-    """What ``PATCH /admin/models/{name}/versions/{version}`` may change."""
+    """What ``PATCH /admin/models/{name}/versions/{version}`` may change;
+    ``endpoint`` and ``upstream_model`` may be set to null, nothing else."""
 
     endpoint: str | None = None
     upstream_model: str | None = None
@@ -73,6 +81,18 @@ class VersionPatch(_Body):
     outputs: list[TensorSpec] | None = None
     tags: list[str] | None = Field(default=None, max_length=64)
     description: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _not_null(self) -> VersionPatch:
+        for name in self.model_fields_set - {"endpoint", "upstream_model"}:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    @property
+    def changes_deployment(self) -> bool:
+        """Whether the version's adapter must be rebuilt (and checked)."""
+        return bool(self.model_fields_set & {"endpoint", "upstream_model", "params", "timeouts"})
 
 
 class VersionSpec(_Body):
@@ -94,6 +114,14 @@ class VersionSpec(_Body):
     description: str = Field(default="", max_length=2000)
     # A version starts in staging; "live" registers and promotes at once.
     status: Literal["staging", "live"] = "staging"
+
+    @field_validator("name")
+    @classmethod
+    def _addressable(cls, name: str) -> str:
+        # /admin/models/{name}/versions/{v} and /{name}/rollback must find it.
+        if "/versions/" in f"/{name}/" or name.endswith("/rollback"):
+            raise ValueError("a model name cannot contain a 'versions' segment or end in /rollback")
+        return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +146,8 @@ class ModelVersion:
     created_at: float
     updated_at: float
     updated_by: str
+    # When it last left live (rollback brings back the latest one); None if never.
+    retired_at: float | None = None
 
     @property
     def deployment_id(self) -> str:
@@ -172,6 +202,7 @@ class ModelVersion:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "updated_by": self.updated_by,
+            "retired_at": self.retired_at,
         }
 
 

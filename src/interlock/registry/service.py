@@ -62,7 +62,18 @@ class RegistryService:
                 "another name.",
                 param="name",
             )
-        await self._check_loads(spec)
+        await self._check_loads(
+            build_deployment(
+                spec.name,
+                spec.version,
+                provider=spec.provider,
+                endpoint=spec.endpoint,
+                upstream_model=spec.upstream_model,
+                params=spec.params,
+                timeouts=spec.timeouts,
+                tags=spec.tags,
+            )
+        )
         created = await self.store.create(spec, actor)
         await self.sync.changed()
         return created
@@ -71,17 +82,19 @@ class RegistryService:
         self, name: str, version: str, patch: VersionPatch, actor: str
     ) -> ModelVersion:
         current = await self.store.get(name, version)
-        if current is not None:
+        if current is not None and patch.changes_deployment:
             merged = current.to_json() | patch.model_dump(exclude_unset=True)
-            build_deployment(
-                name,
-                version,
-                provider=current.provider,
-                endpoint=merged["endpoint"],
-                upstream_model=merged["upstream_model"],
-                params=merged["params"],
-                timeouts=merged["timeouts"],
-                tags=merged["tags"],
+            await self._check_loads(
+                build_deployment(
+                    name,
+                    version,
+                    provider=current.provider,
+                    endpoint=merged["endpoint"],
+                    upstream_model=merged["upstream_model"],
+                    params=merged["params"],
+                    timeouts=merged["timeouts"],
+                    tags=merged["tags"],
+                )
             )
         updated = await self.store.update(name, version, patch, actor)
         await self.sync.changed()
@@ -148,17 +161,9 @@ class RegistryService:
         except Exception as exc:
             log.error("registry: reload after rollback failed: %s", exc)
 
-    async def _check_loads(self, spec: VersionSpec) -> None:
-        config = build_deployment(
-            spec.name,
-            spec.version,
-            provider=spec.provider,
-            endpoint=spec.endpoint,
-            upstream_model=spec.upstream_model,
-            params=spec.params,
-            timeouts=spec.timeouts,
-            tags=spec.tags,
-        )
+    async def _check_loads(self, config: DeploymentConfig) -> None:
+        """Build and start the adapter once: a version that cannot serve is a
+        400 now, not a version the router silently leaves out."""
         try:
             provider = self._make_provider(config)
         except (ValueError, ConfigError) as exc:
@@ -169,7 +174,7 @@ class RegistryService:
             raise
         except Exception as exc:
             raise InvalidRequest(
-                f"Model version `{spec.version}` does not load: {exc}", param="upstream_model"
+                f"Model version `{config.version}` does not load: {exc}", param="upstream_model"
             ) from None
         finally:
             await provider.aclose()

@@ -66,7 +66,10 @@ class RegistryStore:
         query = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
         if target is not None:
             query = query.where(
-                sa.or_(audit_log.c.target == target, audit_log.c.target.startswith(f"{target}@"))
+                sa.or_(
+                    audit_log.c.target == target,
+                    audit_log.c.target.startswith(f"{target}@", autoescape=True),
+                )
             )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
@@ -219,6 +222,7 @@ class RegistryStore:
                     _where(name, before.version).values(
                         status=Status.STAGING.value,
                         traffic_share=0.0,
+                        sticky=False,
                         updated_at=now,
                         updated_by=actor,
                     )
@@ -230,7 +234,7 @@ class RegistryStore:
                 return live[0]
             retired = sorted(
                 (v for v in siblings if v.status is Status.RETIRED),  # every one was live once
-                key=lambda v: v.updated_at,
+                key=lambda v: v.retired_at or 0.0,
             )
             if not live or not retired:
                 raise Conflict(
@@ -242,6 +246,7 @@ class RegistryStore:
                     _where(name, current.version).values(
                         status=Status.RETIRED.value,
                         traffic_share=0.0,
+                        retired_at=now,
                         updated_at=now,
                         updated_by=actor,
                     )
@@ -266,7 +271,11 @@ class RegistryStore:
         for current in replaced:
             await conn.execute(
                 _where(target.name, current.version).values(
-                    status=Status.RETIRED.value, traffic_share=0.0, updated_at=now, updated_by=actor
+                    status=Status.RETIRED.value,
+                    traffic_share=0.0,
+                    retired_at=now,
+                    updated_at=now,
+                    updated_by=actor,
                 )
             )
         await conn.execute(
@@ -366,5 +375,6 @@ def _version(row: sa.RowMapping) -> ModelVersion:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         updated_by=row["updated_by"],
+        retired_at=row["retired_at"],
         **decoded,
     )

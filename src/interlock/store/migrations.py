@@ -186,7 +186,7 @@ async def _v7_registry(conn: AsyncConnection) -> None:
         "inputs TEXT NOT NULL, outputs TEXT NOT NULL, tags TEXT NOT NULL, "
         "description TEXT NOT NULL, status VARCHAR(16) NOT NULL, traffic_share FLOAT NOT NULL, "
         "sticky BOOLEAN NOT NULL, created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL, "
-        "updated_by VARCHAR NOT NULL, PRIMARY KEY (name, version))",
+        "updated_by VARCHAR NOT NULL, retired_at FLOAT, PRIMARY KEY (name, version))",
         f"CREATE TABLE audit_log (id {serial}, ts FLOAT NOT NULL, actor VARCHAR NOT NULL, "
         "action VARCHAR(32) NOT NULL, target VARCHAR NOT NULL, detail TEXT NOT NULL)",
         "CREATE INDEX ix_audit_log_target ON audit_log (target, id)",

@@ -273,6 +273,7 @@ model_versions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("updated_by", sa.String(), nullable=False),
+    sa.Column("retired_at", sa.Float, nullable=True),
 )
 
 audit_log = sa.Table(

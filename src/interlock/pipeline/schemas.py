@@ -10,7 +10,7 @@ integer) because OpenAI is.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -27,6 +27,7 @@ from interlock.errors import InvalidRequest
 __all__ = [
     "DATATYPES",
     "ChatCompletionRequest",
+    "Datatype",
     "EmbeddingRequest",
     "InferRequest",
     "InferTensor",
@@ -95,21 +96,6 @@ class EmbeddingRequest(_Open):
 
 
 # KServe v2 / Open Inference Protocol tensor datatypes.
-DATATYPES = (
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-)
 Datatype = Literal[
     "BOOL",
     "UINT8",
@@ -125,6 +111,7 @@ Datatype = Literal[
     "FP64",
     "BYTES",
 ]
+DATATYPES: tuple[str, ...] = get_args(Datatype)
 # Sanity bounds: the body size limit bounds the data itself.
 MAX_INFER_TENSORS = 64
 MAX_TENSOR_RANK = 8

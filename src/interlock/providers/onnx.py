@@ -45,7 +45,7 @@ from interlock.errors import (
 from interlock.providers.base import CallContext, JSONDict, Provider
 
 if TYPE_CHECKING:
-    from interlock.engines.batcher import DynamicBatcher
+    from interlock.engines.batcher import DynamicBatcher, Feeds, Outputs
     from interlock.engines.minilm_onnx import TextEncoder
     from interlock.engines.onnx_model import OnnxModel
 
@@ -182,18 +182,23 @@ class OnnxProvider(Provider):
         model, _ = self._loaded(ctx)
         return model.metadata(ctx.public_model, [self.version])
 
+    async def _run(self, batcher: DynamicBatcher, feeds: Feeds) -> Outputs:
+        """One request's run in some batch; the engine failing is this
+        deployment's fault (a 502 that counts against its breaker)."""
+        try:
+            return await batcher.submit(feeds)
+        except EngineError as exc:
+            raise ProviderError(
+                str(exc), deployment=self.deployment_id, code="inference_failed"
+            ) from exc
+
     async def infer(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         from interlock.engines.tensors import encode_output
 
         model, batcher = self._loaded(ctx)
         feeds = model.decode_inputs(body["inputs"])
         names = model.requested_outputs(body.get("outputs"))
-        try:
-            outputs = await batcher.submit(feeds)
-        except EngineError as exc:
-            raise ProviderError(
-                str(exc), deployment=self.deployment_id, code="inference_failed"
-            ) from exc
+        outputs = await self._run(batcher, feeds)
         response: JSONDict = {"model_name": ctx.public_model, "model_version": self.version}
         if body.get("id") is not None:
             response["id"] = body["id"]
@@ -220,12 +225,7 @@ class OnnxProvider(Provider):
                 param="dimensions",
             )
         feeds = await asyncio.to_thread(encoder.tokenize, texts)
-        try:
-            outputs = await batcher.submit(feeds)
-        except EngineError as exc:
-            raise ProviderError(
-                str(exc), deployment=self.deployment_id, code="inference_failed"
-            ) from exc
+        outputs = await self._run(batcher, feeds)
         mask = feeds["attention_mask"]
         vectors = encoder.pool(outputs[OUTPUT_NAME], mask)
         # Word pieces read, [CLS] and [SEP] not counted (as MiniLM's token_counts).

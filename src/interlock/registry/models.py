@@ -82,7 +82,11 @@ class RegisteredModels:
         by_model: dict[str, list[Deployment]] = {}
         installed: dict[str, ModelVersion] = {}
         for version in versions:
-            if not version.routable or version.name in self._router.configured_names:
+            if not version.routable:
+                continue
+            if version.name in self._router.configured_names:
+                # Registered before the config file took the name: the file wins.
+                log.warning("model %s: the config file serves this name", version.deployment_id)
                 continue
             deployment = await self._deployment(version)
             if deployment is None:

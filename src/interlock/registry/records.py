@@ -11,6 +11,7 @@ can build.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -115,6 +116,9 @@ class VersionSpec(_Body):
     # A version starts in staging; "live" registers and promotes at once.
     status: Literal["staging", "live"] = "staging"
 
+    def deployment(self) -> DeploymentConfig:
+        return build_deployment(self.name, self.version, self.provider, self.model_dump())
+
     @field_validator("name")
     @classmethod
     def _addressable(cls, name: str) -> str:
@@ -157,18 +161,13 @@ class ModelVersion:
     def routable(self) -> bool:
         return self.status is not Status.RETIRED
 
-    def deployment(self) -> DeploymentConfig:
-        """The deployment the router builds for this version."""
-        return build_deployment(
-            self.name,
-            self.version,
-            provider=self.provider,
-            endpoint=self.endpoint,
-            upstream_model=self.upstream_model,
-            params=self.params,
-            timeouts=self.timeouts,
-            tags=self.tags,
-        )
+    def deployment(self, patch: VersionPatch | None = None) -> DeploymentConfig:
+        """The deployment the router builds for this version (with ``patch``
+        applied: what it would build after the change)."""
+        facts = self.to_json()
+        if patch is not None:
+            facts.update(patch.model_dump(exclude_unset=True))
+        return build_deployment(self.name, self.version, self.provider, facts)
 
     def fingerprint(self) -> tuple[Any, ...]:
         """What a running deployment is built from: while it is unchanged, a
@@ -207,28 +206,22 @@ class ModelVersion:
 
 
 def build_deployment(
-    name: str,
-    version: str,
-    *,
-    provider: str,
-    endpoint: str | None,
-    upstream_model: str | None,
-    params: dict[str, Any],
-    timeouts: dict[str, float],
-    tags: list[str],
+    name: str, version: str, provider: str, facts: Mapping[str, Any]
 ) -> DeploymentConfig:
-    """A ``DeploymentConfig``, or a 400 saying what the config check found."""
+    """A ``DeploymentConfig`` from a version's facts (``endpoint``,
+    ``upstream_model``, ``params``, ``timeouts``, ``tags``), or a 400 saying
+    what the config check found."""
     try:
         return DeploymentConfig.model_validate(
             {
                 "id": deployment_id(name, version),
                 "provider": provider,
-                "model": upstream_model,
-                "base_url": endpoint,
-                "params": params,
-                "timeouts": TimeoutConfig.model_validate(timeouts),
+                "model": facts.get("upstream_model"),
+                "base_url": facts.get("endpoint"),
+                "params": facts.get("params") or {},
+                "timeouts": TimeoutConfig.model_validate(facts.get("timeouts") or {}),
                 "version": version,
-                "tags": tags,
+                "tags": facts.get("tags") or [],
             }
         )
     except ValidationError as exc:

@@ -18,7 +18,7 @@ from interlock.config import ConfigError, DeploymentConfig
 from interlock.errors import Conflict, InterlockError, InvalidRequest
 from interlock.providers.base import Provider
 from interlock.registry.canary import Breach
-from interlock.registry.records import ModelVersion, VersionPatch, VersionSpec, build_deployment
+from interlock.registry.records import ModelVersion, VersionPatch, VersionSpec
 from interlock.registry.store import AuditEntry, RegistryStore
 from interlock.registry.sync import RegistrySync
 
@@ -62,18 +62,7 @@ class RegistryService:
                 "another name.",
                 param="name",
             )
-        await self._check_loads(
-            build_deployment(
-                spec.name,
-                spec.version,
-                provider=spec.provider,
-                endpoint=spec.endpoint,
-                upstream_model=spec.upstream_model,
-                params=spec.params,
-                timeouts=spec.timeouts,
-                tags=spec.tags,
-            )
-        )
+        await self._check_loads(spec.deployment())
         created = await self.store.create(spec, actor)
         await self.sync.changed()
         return created
@@ -83,19 +72,7 @@ class RegistryService:
     ) -> ModelVersion:
         current = await self.store.get(name, version)
         if current is not None and patch.changes_deployment:
-            merged = current.to_json() | patch.model_dump(exclude_unset=True)
-            await self._check_loads(
-                build_deployment(
-                    name,
-                    version,
-                    provider=current.provider,
-                    endpoint=merged["endpoint"],
-                    upstream_model=merged["upstream_model"],
-                    params=merged["params"],
-                    timeouts=merged["timeouts"],
-                    tags=merged["tags"],
-                )
-            )
+            await self._check_loads(current.deployment(patch))
         updated = await self.store.update(name, version, patch, actor)
         await self.sync.changed()
         return updated

@@ -177,14 +177,7 @@ class RegistryStore:
                     "promote it or roll it back first.",
                     param="version",
                 )
-            changes = {
-                "status": Status.CANARY.value,
-                "traffic_share": share,
-                "sticky": sticky,
-                "updated_at": self._clock(),
-                "updated_by": actor,
-            }
-            await conn.execute(_where(name, version).values(**changes))
+            await _set(conn, target, Status.CANARY, share, actor, self._clock(), sticky=sticky)
             after = await _must_get(conn, name, version)
             await self._audit(conn, actor, "canary", after, target, after)
             return after
@@ -218,15 +211,7 @@ class RegistryStore:
                     raise Conflict(f"Version `{canary}` of `{name}` is not a canary any more.")
             if canaries:
                 before = canaries[0]
-                await conn.execute(
-                    _where(name, before.version).values(
-                        status=Status.STAGING.value,
-                        traffic_share=0.0,
-                        sticky=False,
-                        updated_at=now,
-                        updated_by=actor,
-                    )
-                )
+                await _set(conn, before, Status.STAGING, 0.0, actor, now, sticky=False)
                 after = await _must_get(conn, name, before.version)
                 await self._audit(conn, actor, "rollback", after, before, after, reason=reason)
                 if not live:
@@ -242,20 +227,8 @@ class RegistryStore:
                 )
             previous = retired[-1]
             for current in live:
-                await conn.execute(
-                    _where(name, current.version).values(
-                        status=Status.RETIRED.value,
-                        traffic_share=0.0,
-                        retired_at=now,
-                        updated_at=now,
-                        updated_by=actor,
-                    )
-                )
-            await conn.execute(
-                _where(name, previous.version).values(
-                    status=Status.LIVE.value, traffic_share=1.0, updated_at=now, updated_by=actor
-                )
-            )
+                await _set(conn, current, Status.RETIRED, 0.0, actor, now, retired_at=now)
+            await _set(conn, previous, Status.LIVE, 1.0, actor, now)
             after = await _must_get(conn, name, previous.version)
             detail = {"retired": [v.version for v in live]}
             await self._audit(
@@ -269,24 +242,8 @@ class RegistryStore:
         siblings = await _siblings(conn, target.name)
         replaced = [v for v in siblings if v.status is Status.LIVE]
         for current in replaced:
-            await conn.execute(
-                _where(target.name, current.version).values(
-                    status=Status.RETIRED.value,
-                    traffic_share=0.0,
-                    retired_at=now,
-                    updated_at=now,
-                    updated_by=actor,
-                )
-            )
-        await conn.execute(
-            _where(target.name, target.version).values(
-                status=Status.LIVE.value,
-                traffic_share=1.0,
-                sticky=False,
-                updated_at=now,
-                updated_by=actor,
-            )
-        )
+            await _set(conn, current, Status.RETIRED, 0.0, actor, now, retired_at=now)
+        await _set(conn, target, Status.LIVE, 1.0, actor, now, sticky=False)
         after = await _must_get(conn, target.name, target.version)
         detail = {"retired": [v.version for v in replaced]}
         await self._audit(conn, actor, "promote", after, target, after, **detail)
@@ -323,6 +280,27 @@ def _summary(version: ModelVersion | None) -> dict[str, Any] | None:
     summary = version.to_json()
     del summary["object"]
     return summary
+
+
+async def _set(
+    conn: AsyncConnection,
+    version: ModelVersion,
+    status: Status,
+    share: float,
+    actor: str,
+    now: float,
+    **columns: Any,
+) -> None:
+    """Move one version in its life cycle (the audit row is the caller's)."""
+    await conn.execute(
+        _where(version.name, version.version).values(
+            status=status.value,
+            traffic_share=share,
+            updated_at=now,
+            updated_by=actor,
+            **columns,
+        )
+    )
 
 
 def _where(name: str, version: str) -> sa.Update:

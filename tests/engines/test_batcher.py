@@ -253,3 +253,28 @@ async def test_close_refuses_new_requests_and_fails_waiting_ones(
     with pytest.raises(ServiceUnavailable):
         await batcher.submit(rows(1))
     assert batcher.waiting == 0 and run.shapes == []
+
+
+async def test_with_run_when_idle_a_free_thread_runs_at_once_and_a_busy_pool_gathers(
+    make: Callable[..., DynamicBatcher],
+) -> None:
+    gate = threading.Event()
+    run, sizes = Recorder(gate), []
+    batcher = make(
+        run,
+        max_batch_size=32,
+        max_wait_s=NEVER,
+        executor_threads=1,
+        on_batch=sizes.append,
+        run_when_idle=True,
+    )
+    first = asyncio.ensure_future(batcher.submit(rows(0)))
+    await started(run)  # ran alone at once: no waiting for company with a thread free
+    assert sizes == [1]
+    rest = [asyncio.ensure_future(batcher.submit(rows(n))) for n in (10, 20, 30)]
+    await until(lambda: batcher.waiting == 4)
+    assert sizes == [1]  # the pool is busy: these three gather
+    gate.set()
+    await asyncio.gather(first, *rest)
+    assert sizes == [1, 3]  # ...and run together when the thread frees
+    assert run.rows == [1, 3]

@@ -93,7 +93,8 @@ async def test_no_id_asked_no_id_answered(started: Callable[..., Any]) -> None:
 async def test_batching_on_and_off_give_the_same_answers(started: Callable[..., Any]) -> None:
     rows = [FEATURES[i : i + 1] for i in range(3)] + [FEATURES[:2]]
     answers, batches = [], []
-    for params in ({"max_batch_size": 5, "max_wait_ms": 1000}, {"max_batch_size": 1}):
+    batched = {"max_batch_size": 5, "max_wait_ms": 1000, "run_when_idle": False}
+    for params in (batched, {"max_batch_size": 1}):
         provider = await started(params=params)
         sizes: list[int] = []
         provider.on_batch = sizes.append  # settable after start
@@ -174,7 +175,8 @@ async def test_a_model_whose_first_dimension_is_not_the_batch_fails_batched(
     # `pairs` has a dynamic first dimension that is not the batch: alone it
     # works, batched its rows cannot be split back, and the error says what to set.
     provider = await started(
-        str(model_file(build_pairs_model)), params={"max_wait_ms": 1000, "max_batch_size": 2}
+        str(model_file(build_pairs_model)),
+        params={"max_wait_ms": 1000, "max_batch_size": 2, "run_when_idle": False},
     )
     body = {
         "model": "p",

@@ -20,6 +20,13 @@ are dropped if the batch has not started.
 
 ``max_batch_size=1`` or ``max_wait_s=0`` turns batching off: every request
 runs alone, still in the bounded pool and under the same queue bound.
+
+With ``run_when_idle`` (what the ONNX provider ships), a request that finds
+a worker thread free does not wait for company: it runs at once, and
+requests gather in a batch only while every thread is busy; the batch runs
+as soon as a thread frees (or when it is full, or after ``max_wait_s``).
+Waiting for company only pays when the pool is busy: at low concurrency the
+timer would add ``max_wait_s`` to every request for nothing.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class DynamicBatcher:
         executor_threads: int = 2,
         on_batch: Callable[[int], None] | None = None,
         thread_name_prefix: str = "batch",
+        run_when_idle: bool = False,
     ):
         if max_batch_size < 1 or max_wait_s < 0 or max_queue < 1 or executor_threads < 1:
             raise ValueError("batcher bounds must be positive")
@@ -98,6 +106,9 @@ class DynamicBatcher:
         # Called once per batch run, with its rows (a metrics histogram).
         self.on_batch = on_batch
         self._executor = ThreadPoolExecutor(executor_threads, thread_name_prefix=thread_name_prefix)
+        self._threads = executor_threads
+        self.run_when_idle = run_when_idle
+        self._running = 0  # batches dispatched and not yet answered
         self._open: dict[Hashable, _Batch] = {}
         self._waiting = 0  # requests submitted and not yet answered
         self._tasks: set[asyncio.Task[None]] = set()
@@ -131,7 +142,8 @@ class DynamicBatcher:
 
     def _enqueue(self, request: _Request, loop: asyncio.AbstractEventLoop) -> None:
         key = _batch_key(request.feeds) if self.batching else None
-        if key is None:
+        idle = self.run_when_idle and self._running < self._threads
+        if key is None or (idle and key not in self._open):  # nothing to wait for
             self._dispatch(_Batch(object(), [request], request.rows))
             return
         batch = self._open.get(key)
@@ -144,7 +156,7 @@ class DynamicBatcher:
             batch.timer = loop.call_later(self.max_wait_s, self._dispatch, batch)
         batch.requests.append(request)
         batch.rows += request.rows
-        if batch.rows >= self.max_batch_size:
+        if batch.rows >= self.max_batch_size or idle:
             self._dispatch(batch)
 
     def _dispatch(self, batch: _Batch) -> None:
@@ -156,6 +168,7 @@ class DynamicBatcher:
             del self._open[batch.key]
         if batch.timer is not None:
             batch.timer.cancel()
+        self._running += 1
         task = asyncio.get_running_loop().create_task(self._execute(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -183,6 +196,10 @@ class DynamicBatcher:
             _fail(live, exc)
         finally:
             self._waiting -= len(batch.requests)
+            self._running -= 1
+            if self.run_when_idle and self._open and not self._closed:
+                # A thread is free: the batch gathered longest runs now.
+                self._dispatch(next(iter(self._open.values())))
 
     def _run_batch(self, feeds: Sequence[Feeds], rows: Sequence[int]) -> list[Outputs]:
         """In a worker thread: concatenate, run once, split by rows."""

@@ -17,10 +17,15 @@ failure inside onnxruntime is this deployment's fault: a ``ProviderError``
 ====================  =========================================================
 ``max_batch_size``    rows in one run (default 32); 1 turns batching off
 ``max_wait_ms``       how long a batch waits for company after its first
-                      request (default 2.0, at most 1000); 0 turns batching off
+                      request while every executor thread is busy (a free
+                      thread runs a request at once); default 2.0, at most
+                      1000; 0 turns batching off
 ``executor_threads``  runs at once, each in its own thread (default 2)
 ``intra_op_threads``  threads onnxruntime gives one run (default 1)
 ``max_queue``         requests waiting or running; past it a 503 (default 1024)
+``run_when_idle``     a request that finds a thread free runs at once (default
+                      true); false: every batch waits ``max_wait_ms`` for
+                      company (the biggest batches, for throughput only)
 ====================  =========================================================
 """
 
@@ -67,6 +72,7 @@ class OnnxParams(BaseModel):
     executor_threads: int = Field(default=2, ge=1)
     intra_op_threads: int = Field(default=1, ge=1)
     max_queue: int = Field(default=1024, ge=1)
+    run_when_idle: bool = True
 
 
 def _params(deployment: DeploymentConfig) -> OnnxParams:
@@ -157,6 +163,7 @@ class OnnxProvider(Provider):
             executor_threads=params.executor_threads,
             on_batch=self._batched,
             thread_name_prefix=f"onnx-{self.deployment_id}",
+            run_when_idle=params.run_when_idle,
         )
         self._model = model
 

@@ -577,7 +577,6 @@ def build_gateway(
         max_body_bytes=config.server.max_request_body_bytes,
         telemetry=telemetry,
         chaos=chaos,
-        known_deployments=frozenset(providers),
         records=records,
         tiers=frozenset(config.tiers),
         state=state,

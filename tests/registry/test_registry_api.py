@@ -341,3 +341,18 @@ async def test_failover_between_a_kserve_server_and_the_onnx_engine(tmp_path: Pa
                 assert meta.status_code == 404
         finally:
             gateway.close()
+
+
+def test_a_chaos_drill_can_target_a_registered_version(client: httpx.Client) -> None:
+    _register(client, name="assistant", version="1", status="live")
+    _register(client, name="assistant", version="2")
+    client.post("/admin/models/assistant/versions/2/canary", json={"share": 0.5}, headers=ADMIN)
+    drill = {"enabled": True, "rules": [{"deployment": "assistant@2", "error_rate": 1.0}]}
+    armed = client.put("/admin/chaos", json=drill, headers=ADMIN)
+    assert armed.status_code == 200, armed.text
+    served = Counter(
+        _chat(client, "assistant").headers["x-interlock-deployment"] for _ in range(20)
+    )
+    assert served == {"assistant@1": 20}  # the drilled canary's failures fail over
+    unknown = {"enabled": True, "rules": [{"deployment": "assistant@9", "error_rate": 1.0}]}
+    assert client.put("/admin/chaos", json=unknown, headers=ADMIN).status_code == 400

@@ -262,7 +262,9 @@ async def put_chaos(request: Request, services: Services) -> ASGIApp:
     require_admin(request, services)
     body = await read_json_object(request, services.max_body_bytes)
     config = validated(ChaosConfig, body)
-    unknown = [r.deployment for r in config.rules if r.deployment not in services.known_deployments]
+    # The deployments the router serves now: the config file's and the registry's.
+    known = {d for group in services.pipeline.model_groups for d in group.deployments}
+    unknown = [r.deployment for r in config.rules if r.deployment not in known]
     if unknown:
         raise InvalidRequest(f"Unknown deployment(s): {', '.join(unknown)}.", param="rules")
     services.chaos.config = config

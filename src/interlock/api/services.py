@@ -74,7 +74,6 @@ class Services:
     max_body_bytes: int
     telemetry: Telemetry
     chaos: ChaosSwitch
-    known_deployments: frozenset[str]
     records: RecordsRef
     tiers: frozenset[str]
     state: StateStore

@@ -312,6 +312,7 @@ async def test_chat_translates_the_response_and_usage(connect: Connect) -> None:
         "prompt_tokens": 112,
         "completion_tokens": 5,
         "total_tokens": 117,
+        "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 0},
     }
 
 
@@ -375,6 +376,7 @@ async def test_stream_include_usage_ends_with_a_usage_chunk(connect: Connect) ->
         "prompt_tokens": 13,
         "completion_tokens": 9,
         "total_tokens": 22,
+        "prompt_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 0},
     }
 
 

@@ -594,3 +594,17 @@ async def test_unsupported_embedding_inputs(
         await provider.embed({"model": "gem", "input": raw}, CTX)
     assert caught.value.param == "input"
     assert upstream.requests == []
+
+
+async def test_cached_content_tokens_are_reported_as_cached_prompt_tokens(
+    provider: GeminiProvider, upstream: FakeGemini
+) -> None:
+    usage = {"promptTokenCount": 50, "cachedContentTokenCount": 20, "candidatesTokenCount": 5}
+    upstream.handler = reply({"candidates": [candidate("ok")], "usageMetadata": usage})
+    result = await provider.chat({"model": "gem", "messages": USER}, CTX)
+    assert result["usage"] == {
+        "prompt_tokens": 50,
+        "completion_tokens": 5,
+        "total_tokens": 55,
+        "prompt_tokens_details": {"cached_tokens": 20},
+    }

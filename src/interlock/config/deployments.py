@@ -36,11 +36,14 @@ class TimeoutConfig(_Strict):
 
 
 class PriceConfig(_Strict):
-    """US dollars per million tokens."""
+    """US dollars per million tokens. Input tokens read from a prompt cache
+    and written to one are charged at their own rates when the upstream
+    reports them (``usage.prompt_tokens_details``); unset, at the input rate."""
 
     input_per_million: float = Field(default=0.0, ge=0)
     output_per_million: float = Field(default=0.0, ge=0)
     cached_input_per_million: float | None = Field(default=None, ge=0)
+    cache_write_per_million: float | None = Field(default=None, ge=0)
 
 
 class DeploymentConfig(_Strict):

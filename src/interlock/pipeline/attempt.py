@@ -19,6 +19,7 @@ from opentelemetry.trace import Span, SpanKind
 from interlock.config import PriceConfig
 from interlock.errors import ProviderError, UpstreamTimeout
 from interlock.pipeline.call import ModelCall
+from interlock.pipeline.pricing import usage_cost
 from interlock.pipeline.request import JSONDict, Operation
 from interlock.pipeline.watch import StreamWatch, observe_stream
 from interlock.providers.base import CallContext
@@ -132,10 +133,7 @@ class Attempt:
         record.output_tokens = int(usage.get("completion_tokens") or 0)
         price = self._attempts.price(self._deployment.id)
         if price is not None:
-            record.cost_usd = (
-                record.input_tokens * price.input_per_million
-                + record.output_tokens * price.output_per_million
-            ) / 1_000_000
+            record.cost_usd = usage_cost(usage, price)
 
     def _start_span(self) -> Span | None:
         record, deployment = self._record, self._deployment

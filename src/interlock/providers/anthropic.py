@@ -5,7 +5,8 @@ assistant text (strings or ``text`` content parts; consecutive same-role
 messages merged, since Anthropic requires alternation), ``max_tokens`` /
 ``max_completion_tokens``, ``stop``, ``temperature``, ``top_p`` and ``user``;
 responses and streamed events back into ``chat.completion`` objects and
-chunks, with usage (cached input tokens count as prompt tokens).
+chunks, with usage (cached input tokens count as prompt tokens, and
+``prompt_tokens_details`` says how many were cache reads and writes).
 
 Not translated, and refused with a 400 rather than silently dropped: tools and
 tool/function messages, non-text content parts (images, audio, files) and
@@ -241,11 +242,22 @@ def _usage(usage: Any) -> JSONDict:
     # The cache fields are null when caching was not involved.
     prompt = sum(_count(usage.get(name)) for name in _INPUT_TOKEN_FIELDS)
     completion = _count(usage.get("output_tokens"))
-    return {
+    translated: JSONDict = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    # prompt_tokens counts every input token, as OpenAI's does; the details
+    # say how many were read from the prompt cache and how many written to
+    # it, so each class is priced at its own rate (pipeline/pricing.py).
+    read = _count(usage.get("cache_read_input_tokens"))
+    written = _count(usage.get("cache_creation_input_tokens"))
+    if read or written:
+        translated["prompt_tokens_details"] = {
+            "cached_tokens": read,
+            "cache_write_tokens": written,
+        }
+    return translated
 
 
 def _count(value: Any) -> int:

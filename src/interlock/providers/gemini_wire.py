@@ -220,6 +220,9 @@ def _usage(metadata: Any) -> JSONDict:
     }
     if thoughts:
         usage["completion_tokens_details"] = {"reasoning_tokens": thoughts}
+    cached = count("cachedContentTokenCount")  # part of promptTokenCount
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return usage
 
 

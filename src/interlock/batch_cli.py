@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
+from interlock.cli_options import add_gateway_options, positive_seconds
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -175,32 +177,16 @@ def _metadata(raw: str) -> tuple[str, str]:
     return key, value
 
 
-def _positive(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {raw!r}")
-    return value
-
-
 def _parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The options every command has, and those of the commands that wait."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--url",
-        default=os.environ.get("INTERLOCK_URL", "http://127.0.0.1:8080"),
-        help="the gateway (default: $INTERLOCK_URL or http://127.0.0.1:8080)",
-    )
+    add_gateway_options(common)
     common.add_argument(
         "--api-key", help="default: $INTERLOCK_API_KEY, else $INTERLOCK_DEV_KEY (never shown)"
     )
-    common.add_argument("--timeout", type=_positive, default=30.0, help="seconds per HTTP call")
-    common.add_argument("--json", action="store_true", help="print the raw JSON objects")
     waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument("--wait", action="store_true", help="follow it until it finishes")
-    waiting.add_argument("--poll", type=_positive, default=1.0, help="seconds between polls")
+    waiting.add_argument("--poll", type=positive_seconds, default=1.0, help="seconds between polls")
     return common, waiting
 
 

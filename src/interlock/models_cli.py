@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from interlock.batch_cli import CliError
+from interlock.cli_options import add_gateway_options, positive_seconds
 
 __all__ = ["AdminGateway", "add_parsers", "main"]
 
@@ -116,16 +117,6 @@ def _version_path(name: str, version: str, action: str = "") -> str:
 # -- arguments -------------------------------------------------------------------
 
 
-def _seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {raw!r}")
-    return value
-
-
 def _param(raw: str) -> tuple[str, Any]:
     """``KEY=VALUE``; the value as JSON when it parses (``null`` removes the key)."""
     key, sep, value = raw.partition("=")
@@ -142,7 +133,7 @@ def _timeout(raw: str) -> tuple[str, float]:
     key, sep, value = raw.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"must be NAME=SECONDS, e.g. read_s=30, got {raw!r}")
-    return (key if key.endswith("_s") else f"{key}_s"), _seconds(value)
+    return (key if key.endswith("_s") else f"{key}_s"), positive_seconds(value)
 
 
 def _share(raw: str) -> float:
@@ -161,15 +152,9 @@ def _share(raw: str) -> float:
 def _parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The options every HTTP command has, and a version's facts."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--url",
-        default=os.environ.get("INTERLOCK_URL", "http://127.0.0.1:8080"),
-        help="the gateway (default: $INTERLOCK_URL or http://127.0.0.1:8080)",
-    )
+    add_gateway_options(common)
     common.add_argument("--admin-key", help="server.admin_key (default: $INTERLOCK_ADMIN_KEY)")
     common.add_argument("--actor", help="who makes the change, for the audit log (default: $USER)")
-    common.add_argument("--timeout", type=_seconds, default=30.0, help="seconds per HTTP call")
-    common.add_argument("--json", action="store_true", help="print the raw JSON objects")
     facts = argparse.ArgumentParser(add_help=False)
     facts.add_argument("--endpoint", metavar="URL", help="the upstream's base URL ('': none)")
     facts.add_argument("--upstream-model", metavar="M", help="its name upstream, or an ONNX path")

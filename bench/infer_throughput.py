@@ -384,6 +384,7 @@ async def _routing_groups() -> tuple[Any, dict[str, Any], Callable[[], Awaitable
     by the gateway's composition code (``interlock.app``), and how to close them."""
     from interlock import app
     from interlock.config import parse_config
+    from interlock.pipeline.price_book import PriceBook
     from interlock.registry.records import ModelVersion, Status
     from interlock.routing.chaos import ChaosControl
     from interlock.state import build_state_store
@@ -396,8 +397,9 @@ async def _routing_groups() -> tuple[Any, dict[str, Any], Callable[[], Awaitable
     make = app.provider_factory(config, default_counter(), chaos, None, metrics)
     providers = app.build_providers(config, make)
     telemetry = app.build_telemetry(config, providers, None, metrics=metrics)
-    router = app.build_router(config, providers, telemetry, state, rng)
-    registry = app.build_registry(config, router, telemetry, state, make, rng)
+    prices = PriceBook(None)
+    router = app.build_router(config, providers, telemetry, state, rng, prices)
+    registry = app.build_registry(config, router, telemetry, state, make, rng, prices)
     now = time.time()
     version = ModelVersion(
         "tiny-registered", "1", "tensor", "onnx", None, "tiny-classifier", {}, {}, [], [], [],

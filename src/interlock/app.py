@@ -42,6 +42,9 @@ from interlock.pipeline import (
     RouteStage,
     Validation,
 )
+from interlock.pipeline.price_book import PriceBook
+from interlock.pipeline.price_catalog import PriceCatalog
+from interlock.pipeline.pricing import Price
 from interlock.providers.base import Provider
 from interlock.providers.registry import build_provider
 from interlock.redaction import Redactor
@@ -115,6 +118,7 @@ def build_router(
     telemetry: Telemetry,
     store: StateStore,
     rng: random.Random,
+    prices: PriceBook,
     clock: Callable[[], float] = time.monotonic,
 ) -> Router:
     created = int(time.time())
@@ -131,7 +135,7 @@ def build_router(
         deployments = [
             Deployment(
                 provider=providers[d.id],
-                info=_deployment_info(d),
+                info=_deployment_info(d, prices.add(d)),
                 breaker=CircuitBreaker(d.id, store, breaker_config, on_transition=on_transition),
                 health=telemetry.health.by_deployment[d.id],
                 timeouts=d.timeouts,
@@ -158,13 +162,14 @@ def build_router(
     return Router(groups, metrics, clock=clock)
 
 
-def _deployment_info(deployment: DeploymentConfig) -> DeploymentInfo:
+def _deployment_info(deployment: DeploymentConfig, price: Price | None) -> DeploymentInfo:
+    # The cost strategy ranks an unknown price as free: it cannot know better.
     return DeploymentInfo(
         id=deployment.id,
         weight=deployment.weight,
         priority=deployment.priority,
-        input_price=deployment.price.input_per_million,
-        output_price=deployment.price.output_per_million,
+        input_price=price.base.input if price is not None else 0.0,
+        output_price=price.base.output if price is not None else 0.0,
         version=deployment.version,
         tags=frozenset(deployment.tags),
     )
@@ -316,6 +321,7 @@ def build_registry(
     state: StateStore,
     make_provider: Callable[[DeploymentConfig], Provider],
     rng: random.Random,
+    prices: PriceBook,
 ) -> RegistryParts:
     metrics = telemetry.metrics
 
@@ -331,6 +337,7 @@ def build_registry(
         provider: Provider, deployment: DeploymentConfig, info: DeploymentInfo
     ) -> Deployment:
         metrics.breaker_state.labels(deployment.id).set(0)
+        prices.add(deployment)
         return Deployment(
             provider=provider,
             info=info,
@@ -474,8 +481,9 @@ def build_gateway(
     state = build_state_store(
         config.state.backend, config.state.url, prefix=config.state.prefix, health=health
     )
-    router = build_router(config, providers, telemetry, state, rng)
-    registry = build_registry(config, router, telemetry, state, make_provider, rng)
+    prices = PriceBook(PriceCatalog())
+    router = build_router(config, providers, telemetry, state, rng, prices)
+    registry = build_registry(config, router, telemetry, state, make_provider, rng, prices)
     jwt = config.admission.jwt
     keys = KeyRing(
         config.keys,
@@ -561,7 +569,6 @@ def build_gateway(
     in_flight = InFlightLimiter(
         limits.max_in_flight, limits.max_queue, limits.queue_timeout_s, reject
     )
-    prices = {d.id: d.price for m in config.models for d in m.deployments}
     pipeline = Pipeline(
         AdmissionStage(keys, in_flight, gate, metrics),
         Validation(router),

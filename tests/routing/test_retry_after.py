@@ -12,6 +12,7 @@ import pytest
 from interlock.app import build_providers, build_router, build_telemetry, provider_factory
 from interlock.config import parse_config
 from interlock.errors import NoHealthyDeployment, UpstreamStatusError
+from interlock.pipeline.price_book import PriceBook
 from interlock.routing.base import RouteContext
 from interlock.routing.chaos import ChaosControl
 from interlock.routing.router import Deployment, Router
@@ -66,7 +67,8 @@ def _router(clock: FakeClock, *deployments: str) -> Router:
     )
     telemetry = build_telemetry(config, providers, None)
     state = build_state_store("memory", None)
-    return build_router(config, providers, telemetry, state, random.Random(1), clock)
+    prices = PriceBook(None)
+    return build_router(config, providers, telemetry, state, random.Random(1), prices, clock)
 
 
 @pytest.fixture

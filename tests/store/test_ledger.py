@@ -116,6 +116,7 @@ async def test_a_thousand_adds_are_all_written_by_aclose(
             "cost_usd": 250.0,
             "cache_hits": 250,
             "units": 0,
+            "unpriced_requests": 0,
         }
     ]
     assert 2 <= writes.commits <= 3  # two batches of 500 (and at most one early one)
@@ -263,6 +264,7 @@ async def test_query_groups_and_filters(make_ledger: MakeLedger) -> None:
             "cost_usd": 0.0,
             "cache_hits": 0,
             "units": 0,
+            "unpriced_requests": 0,
         }
     ]
     assert await ledger.query(key_name="nobody", group_by="key") == []
@@ -282,6 +284,7 @@ async def test_days_are_utc_whatever_the_offset_given(make_ledger: MakeLedger) -
             "cost_usd": 0.0,
             "cache_hits": 0,
             "units": 0,
+            "unpriced_requests": 0,
         }
     ]
 

@@ -55,5 +55,6 @@ class Accounting:
                 cache_hit=record.cache in _SERVED_WITHOUT_UPSTREAM,
                 stream=record.stream,
                 units=record.units or 0,
+                priced=not record.unpriced,
             )
         )

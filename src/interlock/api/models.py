@@ -12,17 +12,26 @@ from starlette.types import ASGIApp
 from interlock.api.infer import model_version
 from interlock.api.services import Services
 from interlock.api.wire import json_response, request_record
-from interlock.pipeline import ModelGroup
+from interlock.pipeline import ModelGroup, Pipeline
 
 __all__ = ["list_models", "retrieve_model"]
 
 
-def _model_card(group: ModelGroup) -> dict[str, Any]:
+def _model_card(group: ModelGroup, pipeline: Pipeline) -> dict[str, Any]:
+    """OpenAI's model object, plus ``pricing``: each deployment's rates in US
+    dollars per million tokens and where they came from (``config``,
+    ``catalog``, ``in-process``), or ``{"source": "unknown"}``."""
+    pricing = []
+    for deployment_id in group.deployments:
+        price = pipeline.price(deployment_id)
+        card = price.card() if price is not None else {"source": "unknown"}
+        pricing.append({"deployment": deployment_id, **card})
     return {
         "id": group.name,
         "object": "model",
         "created": group.created,
         "owned_by": group.owned_by,
+        "pricing": pricing,
     }
 
 
@@ -34,7 +43,7 @@ def _identify(request: Request, services: Services) -> None:
 
 async def list_models(request: Request, services: Services) -> ASGIApp:
     _identify(request, services)
-    cards = [_model_card(g) for g in services.pipeline.model_groups]
+    cards = [_model_card(g, services.pipeline) for g in services.pipeline.model_groups]
     return json_response({"object": "list", "data": cards})
 
 
@@ -44,4 +53,5 @@ async def retrieve_model(request: Request, services: Services) -> ASGIApp:
     if marker and name and version and "/" not in version:
         return await model_version(request, services, name, version)
     _identify(request, services)
-    return json_response(_model_card(services.pipeline.model_group(path)))
+    pipeline = services.pipeline
+    return json_response(_model_card(pipeline.model_group(path), pipeline))

@@ -7,7 +7,7 @@ start-up error naming the file and the path inside it.
 One module per section; import from here, not from the modules:
 
     base         ConfigError, Secret, the strict frozen base model
-    deployments  DeploymentConfig, TimeoutConfig, PriceConfig
+    deployments  DeploymentConfig, TimeoutConfig, PriceConfig, AwsConfig
     upstream     TlsConfig, ProxyURL (how a deployment's connections are made)
     routing      ModelConfig (a model group), RoutingConfig, BreakerSettings
     access       KeyConfig, KeyLimits, TierConfig, AdmissionConfig
@@ -28,7 +28,12 @@ from interlock.config.access import Permission as Permission
 from interlock.config.base import ConfigError, Secret
 from interlock.config.cache import CacheConfig
 from interlock.config.chaos import ChaosConfig, ChaosRule
-from interlock.config.deployments import DeploymentConfig, PriceConfig, TimeoutConfig
+from interlock.config.deployments import (
+    AwsConfig,
+    DeploymentConfig,
+    PriceConfig,
+    TimeoutConfig,
+)
 from interlock.config.deployments import ProviderName as ProviderName
 from interlock.config.gateway import GatewayConfig
 from interlock.config.jwt_auth import JwksConfig, JwtConfig
@@ -48,6 +53,7 @@ from interlock.config.upstream import ProxyURL, TlsConfig
 # `X as X` imports above) without being part of `__all__`.
 __all__ = [
     "AdmissionConfig",
+    "AwsConfig",
     "BreakerSettings",
     "CacheConfig",
     "CanaryConfig",

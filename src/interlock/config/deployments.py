@@ -11,11 +11,21 @@ from interlock.config.base import Secret, _Strict
 from interlock.config.upstream import ProxyURL, TlsConfig
 from interlock.minilm import MODEL_NAME
 
-__all__ = ["DeploymentConfig", "PriceConfig", "ProviderName", "TimeoutConfig"]
+__all__ = ["AwsConfig", "DeploymentConfig", "PriceConfig", "ProviderName", "TimeoutConfig"]
 
 ProviderName = Literal[
-    "openai", "anthropic", "gemini", "simulator", "sentence-transformers", "kserve", "onnx"
+    "openai",
+    "azure",
+    "anthropic",
+    "gemini",
+    "bedrock",
+    "simulator",
+    "sentence-transformers",
+    "kserve",
+    "onnx",
 ]
+# Azure OpenAI's current GA data-plane version; deployments may pin another.
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
 
 # What provider 'sentence-transformers' serves (in process, from the
 # `injection-model` extra): the packaged MiniLM, by its short or hub name.
@@ -46,6 +56,22 @@ class PriceConfig(_Strict):
     cache_write_per_million: float | None = Field(default=None, ge=0)
 
 
+class AwsConfig(_Strict):
+    """AWS Bedrock: the region, and credentials. Without the keys, botocore's
+    own chain is used (environment, shared files, instance or pod role)."""
+
+    region: str = Field(min_length=1)
+    access_key_id: Secret | None = None
+    secret_access_key: Secret | None = None
+    session_token: Secret | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> AwsConfig:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("aws needs both access_key_id and secret_access_key, or neither")
+        return self
+
+
 class DeploymentConfig(_Strict):
     id: str = Field(min_length=1)
     provider: ProviderName
@@ -62,7 +88,19 @@ class DeploymentConfig(_Strict):
     # Without `proxy`: use HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the
     # environment, as curl and requests do. false: always connect directly.
     trust_env: bool = True
-    price: PriceConfig = Field(default_factory=PriceConfig)
+    # Unset: the offline price catalog's rates for provider and model
+    # (interlock.pipeline.price_catalog); set, they override it.
+    price: PriceConfig | None = None
+    # OpenAI request parameters this upstream cannot honour that are dropped
+    # instead of refused with a 400 (e.g. ["logprobs", "seed"]).
+    drop_params: list[str] = Field(default_factory=list)
+    # Hosts (``host`` or ``host:port``) whose image URLs the gateway may fetch
+    # and inline for a provider that takes no image URLs. Empty: never fetch.
+    fetch_images_from: list[str] = Field(default_factory=list)
+    # Azure OpenAI: the ``api-version`` query parameter.
+    api_version: str | None = None
+    # AWS Bedrock: region and credentials.
+    aws: AwsConfig | None = None
     # Routing facts used by strategies.
     weight: float = Field(default=1.0, gt=0)
     priority: int = 0
@@ -89,6 +127,12 @@ class DeploymentConfig(_Strict):
     def _provider_needs(self) -> DeploymentConfig:
         if self.provider != "simulator" and not self.model:
             raise ValueError(f"provider {self.provider!r} needs `model` (the upstream model name)")
+        if self.provider == "azure" and not self.base_url:
+            raise ValueError(
+                "provider 'azure' needs `base_url` (https://<resource>.openai.azure.com)"
+            )
+        if self.provider == "bedrock" and self.aws is None:
+            raise ValueError("provider 'bedrock' needs `aws` (at least `region`)")
         if self.provider == "openai" and not self.base_url:
             raise ValueError("provider 'openai' needs `base_url` (e.g. http://127.0.0.1:8000/v1)")
         if self.provider == "sentence-transformers" and self.model not in _LOCAL_MODELS:

@@ -16,7 +16,16 @@ from interlock.config.gateway import GatewayConfig
 __all__ = ["ENV_PREFIX", "bundled_config_path", "load_config", "parse_config"]
 
 ENV_PREFIX = "os.environ/"
-_SECRET_FIELDS = {"api_key", "key", "admin_key", "password", "secret"}
+_SECRET_FIELDS = {
+    "api_key",
+    "key",
+    "admin_key",
+    "password",
+    "secret",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+}
 
 
 def _resolve_secrets(node: Any, path: str, source: str, env: dict[str, str]) -> Any:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
 
-from interlock.config import PriceConfig
 from interlock.errors import ProviderError, UpstreamTimeout
 from interlock.pipeline.call import ModelCall
-from interlock.pipeline.pricing import usage_cost
+from interlock.pipeline.price_book import PriceBook
+from interlock.pipeline.pricing import Price, usage_cost
 from interlock.pipeline.request import JSONDict, Operation
 from interlock.pipeline.watch import StreamWatch, observe_stream
 from interlock.providers.base import CallContext
@@ -33,9 +33,9 @@ __all__ = ["Attempt", "Attempts"]
 class Attempts:
     """Makes attempts; one per deployment the router tries."""
 
-    def __init__(self, telemetry: Telemetry, prices: Mapping[str, PriceConfig]):
+    def __init__(self, telemetry: Telemetry, prices: PriceBook):
         self.telemetry = telemetry
-        self._prices = dict(prices)
+        self.prices = prices
 
     async def unary(
         self, call: ModelCall, operation: Operation, body: JSONDict, deployment: Deployment
@@ -92,8 +92,8 @@ class Attempts:
         chunks = deployment.provider.stream_chat(body, attempt.context())
         return observe_stream(chunks, watch)
 
-    def price(self, deployment_id: str) -> PriceConfig | None:
-        return self._prices.get(deployment_id)
+    def price(self, deployment_id: str) -> Price | None:
+        return self.prices.get(deployment_id)
 
 
 class Attempt:
@@ -134,6 +134,9 @@ class Attempt:
         price = self._attempts.price(self._deployment.id)
         if price is not None:
             record.cost_usd = usage_cost(usage, price)
+        else:  # unknown, not free: the ledger and the metrics say so
+            record.cost_usd = None
+            record.unpriced = bool(record.input_tokens or record.output_tokens)
 
     def _start_span(self) -> Span | None:
         record, deployment = self._record, self._deployment

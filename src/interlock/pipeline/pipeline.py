@@ -19,6 +19,7 @@ from interlock.pipeline.admit import AdmissionStage, Admitted
 from interlock.pipeline.cache import CacheStage
 from interlock.pipeline.call import ModelCall
 from interlock.pipeline.guard import GuardrailsStage
+from interlock.pipeline.pricing import Price
 from interlock.pipeline.request import JSONDict, ModelRequest, Operation
 from interlock.pipeline.route import RouteStage
 from interlock.pipeline.stream import ChatStream, StreamSource
@@ -87,6 +88,10 @@ class Pipeline:
     def model_group(self, name: str) -> ModelGroup:
         """One of ``model_groups``; raises ``ModelNotFound``."""
         return self.route.router.group(name)
+
+    def price(self, deployment_id: str) -> Price | None:
+        """The price a deployment's answers are charged at; None: unknown."""
+        return self.route.attempts.price(deployment_id)
 
     async def _complete(self, call: ModelCall) -> JSONDict:
         result = await self.cache.complete(call, lambda: self._chat_upstream(call))

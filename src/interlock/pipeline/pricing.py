@@ -6,6 +6,12 @@ from a prompt cache (OpenAI, Anthropic, Gemini, DeepSeek report it) and
 ``cache_write_tokens`` how many were written to one (Anthropic's cache
 creation, dearer than plain input). Charging them all at the input rate
 overbills cache reads several times over; here each class has its rate.
+
+A ``Price`` is the rates in use for one deployment and where they came
+from: the config file's ``price``, the offline catalog
+(``pipeline.price_catalog``), or nothing to pay for an in-process engine.
+Catalog prices can have long-context tiers (a higher rate for every token
+once the prompt passes a size); they are applied here as the catalog does.
 """
 
 from __future__ import annotations
@@ -16,7 +22,71 @@ from typing import Any
 
 from interlock.config import PriceConfig
 
-__all__ = ["TokenClasses", "token_classes", "usage_cost"]
+__all__ = ["Price", "Rates", "TokenClasses", "token_classes", "usage_cost"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """US dollars per million tokens of each class."""
+
+    input: float
+    output: float
+    cache_read: float
+    cache_write: float
+
+    @classmethod
+    def of(cls, config: PriceConfig) -> Rates:
+        """A config ``price``; an unset cache rate is the input rate."""
+        read, write = config.cached_input_per_million, config.cache_write_per_million
+        return cls(
+            config.input_per_million,
+            config.output_per_million,
+            config.input_per_million if read is None else read,
+            config.input_per_million if write is None else write,
+        )
+
+    def card(self) -> dict[str, float]:
+        return {
+            "input_per_million": self.input,
+            "output_per_million": self.output,
+            "cached_input_per_million": self.cache_read,
+            "cache_write_per_million": self.cache_write,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """The rates one deployment is charged at, and their source:
+    ``config``, ``catalog`` or ``in-process`` (nothing per token)."""
+
+    base: Rates
+    source: str
+    # What the catalog matched, e.g. "genai-prices 0.2.5: anthropic/claude-sonnet-4-5".
+    reference: str = ""
+    # (prompt tokens above which, the rates from there), ascending.
+    tiers: tuple[tuple[int, Rates], ...] = ()
+
+    @classmethod
+    def of(cls, config: PriceConfig) -> Price:
+        return cls(Rates.of(config), "config")
+
+    def rates(self, prompt_tokens: int) -> Rates:
+        for threshold, rates in reversed(self.tiers):
+            if prompt_tokens > threshold:
+                return rates
+        return self.base
+
+    def card(self) -> dict[str, Any]:
+        """How ``/v1/models`` shows it."""
+        card: dict[str, Any] = {**self.base.card(), "source": self.source}
+        if self.reference:
+            card["reference"] = self.reference
+        if self.tiers:
+            card["tiers"] = [
+                {"above_prompt_tokens": threshold, **rates.card()}
+                for threshold, rates in self.tiers
+            ]
+        return card
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +111,18 @@ def token_classes(usage: dict[str, Any]) -> TokenClasses:
     )
 
 
-def usage_cost(usage: dict[str, Any], price: PriceConfig) -> float:
+def usage_cost(usage: dict[str, Any], price: Price | PriceConfig) -> float:
     """US dollars for ``usage`` at ``price``."""
+    if isinstance(price, PriceConfig):
+        price = Price.of(price)
     tokens = token_classes(usage)
-    read_rate = price.cached_input_per_million
-    write_rate = price.cache_write_per_million
+    prompt = tokens.plain_input + tokens.cache_read + tokens.cache_write
+    rates = price.rates(prompt) if price.tiers else price.base
     parts = (
-        tokens.plain_input * price.input_per_million,
-        tokens.cache_read * (price.input_per_million if read_rate is None else read_rate),
-        tokens.cache_write * (price.input_per_million if write_rate is None else write_rate),
-        tokens.output * price.output_per_million,
+        tokens.plain_input * rates.input,
+        tokens.cache_read * rates.cache_read,
+        tokens.cache_write * rates.cache_write,
+        tokens.output * rates.output,
     )
     return math.fsum(parts) / 1_000_000
 

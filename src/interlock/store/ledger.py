@@ -279,7 +279,8 @@ class UsageLedger:
         group_by: GroupBy | None = None,
     ) -> list[dict[str, Any]]:
         """Totals over ``[since, until)``: requests, tokens, cost_usd,
-        cache_hits, units (a tensor request's rows).
+        cache_hits, units (a tensor request's rows), unpriced_requests (whose
+        deployment had no known price, so cost_usd leaves them out).
 
         Grouped by ``group_by`` ("key" is the key's name, "day" a UTC
         ``YYYY-MM-DD``), one dict per group, ordered by the group; ungrouped,
@@ -370,5 +371,6 @@ def _totals(row: Any, group_by: GroupBy | None) -> dict[str, Any]:
         cost_usd=float(row["cost_usd"]),
         cache_hits=int(row["cache_hits"]),
         units=int(row["units"]),
+        unpriced_requests=int(row["unpriced"]),
     )
     return totals

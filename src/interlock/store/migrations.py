@@ -196,6 +196,12 @@ async def _v7_registry(conn: AsyncConnection) -> None:
         await conn.execute(sa.text(statement))
 
 
+async def _v8_priced(conn: AsyncConnection) -> None:
+    await conn.execute(
+        sa.text("ALTER TABLE usage_ledger ADD COLUMN priced BOOLEAN NOT NULL DEFAULT TRUE")
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
     Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
@@ -204,6 +210,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "files: uploads of the Files API", _v5_files),
     Migration(6, "batches, batch_items and queue_messages: batch inference", _v6_batches),
     Migration(7, "model_versions, audit_log, usage_ledger.units: the model registry", _v7_registry),
+    Migration(8, "usage_ledger.priced: requests whose price was unknown", _v8_priced),
 )
 
 

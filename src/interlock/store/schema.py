@@ -147,6 +147,8 @@ usage_ledger = sa.Table(
     sa.Column("record_id", sa.String(), nullable=True),
     # A tensor request's rows (UsageRecord.units). Added by migration 7.
     sa.Column("units", sa.Integer, nullable=False, server_default="0"),
+    # False when the deployment's price was unknown (UsageRecord.priced). Migration 8.
+    sa.Column("priced", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Index("ix_usage_ledger_ts", "ts"),
     sa.Index("ix_usage_ledger_key_id", "key_id"),
     # Budgets ask "this key's spend since T" on every admission cache miss.

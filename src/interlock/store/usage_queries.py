@@ -54,6 +54,7 @@ def totals_query(
         sa.func.coalesce(sa.func.sum(_c.cost_usd), 0.0).label("cost_usd"),
         sa.func.coalesce(sa.func.sum(sa.case((_c.cache_hit, 1), else_=0)), 0).label("cache_hits"),
         sa.func.coalesce(sa.func.sum(_c.units), 0).label("units"),
+        sa.func.coalesce(sa.func.sum(sa.case((_c.priced, 0), else_=1)), 0).label("unpriced"),
     ]
     conditions = _window(since, until)
     if key_name is not None:

@@ -40,6 +40,9 @@ class UsageRecord:
     # What a tensor model counts instead of tokens: the rows (first
     # dimension) of a /v1/infer request. 0 for chat and embeddings.
     units: int = 0
+    # False: the deployment's price was unknown, so cost_usd is not a cost
+    # (0 here, counted apart by the usage totals).
+    priced: bool = True
 
     def __post_init__(self) -> None:
         # Refused here, on the caller's stack: in the buffer it would fail every batch.
@@ -53,7 +56,7 @@ _FIELDS = tuple(f.name for f in fields(UsageRecord) if f.name != "ts")
 COLUMNS = ("ts", "record_id", *_FIELDS)
 Row = tuple[Any, ...]
 # Columns newer than some journals a crashed process may have left: their value there.
-_ADDED_LATER = {"units": 0}
+_ADDED_LATER = {"units": 0, "priced": True}
 
 
 class RowEncoder:

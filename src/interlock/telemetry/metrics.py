@@ -89,6 +89,13 @@ class Metrics:
             ["key", "model"],
             registry=r,
         )
+        self.unpriced = Counter(
+            "interlock_unpriced_requests",
+            "Requests with tokens whose deployment had no known price (their cost "
+            "is missing from interlock_cost_usd), by key and model group.",
+            ["key", "model"],
+            registry=r,
+        )
         self.cache_requests = Counter(
             "interlock_cache_requests",
             "Cache lookups by result (hit, miss, coalesced).",
@@ -236,6 +243,8 @@ class Metrics:
                 self._child(self.genai_token_usage, *genai, token_type).observe(count)
         if record.cost_usd:
             self._child(self.cost, key, model).inc(record.cost_usd)
+        elif record.unpriced:
+            self._child(self.unpriced, key, model).inc()
         if record.units:
             self._child(self.infer_units, key, model).inc(record.units)
 

@@ -44,7 +44,9 @@ class RequestRecord:
     input_tokens: int | None = None
     output_tokens: int | None = None
     units: int | None = None  # a tensor request's rows (/v1/infer)
+    # None with tokens counted: the deployment's price is unknown (``unpriced``).
     cost_usd: float | None = None
+    unpriced: bool = False
     finish_reason: str | None = None
     response_model: str | None = None
     cache: str | None = None

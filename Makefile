@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[onnx]'
+	$(BIN)/pip install -q -e '.[onnx,bedrock]'
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'

@@ -211,9 +211,10 @@ class UpstreamStatusError(ProviderError):
     """The upstream answered with an error status.
 
     Client mistakes the upstream reports (400, 404, 413, 422) keep their
-    status so the caller sees what to fix; rate limiting stays 429; the
-    upstream rejecting *our* credentials (401/403) and upstream 5xx are the
-    gateway's problem, so they become 502.
+    status so the caller sees what to fix; rate limiting stays 429; overload
+    (503, Anthropic's 529) becomes 503; the upstream rejecting *our*
+    credentials (401/403) and other upstream 5xx are the gateway's problem, so
+    they become 502.
     """
 
     _PASS_THROUGH = {
@@ -223,6 +224,9 @@ class UpstreamStatusError(ProviderError):
         422: "invalid_request_error",
         429: "rate_limit_error",
     }
+    # The upstream said it is overloaded (Anthropic's 529 ``overloaded_error``,
+    # anyone's 503): passed on as OpenAI reports overload, 503 ``server_error``.
+    _OVERLOADED = frozenset({503, 529})
 
     def __init__(
         self,
@@ -239,7 +243,12 @@ class UpstreamStatusError(ProviderError):
             retry_after_s=retry_after_s,
         )
         self.upstream_status = upstream_status
-        if upstream_status in self._PASS_THROUGH:
+        if upstream_status in self._OVERLOADED:
+            # Retryable by every OpenAI SDK, and honest: try again shortly.
+            self.status_code = 503
+            self.error_type = "server_error"
+            self.code = "upstream_overloaded"
+        elif upstream_status in self._PASS_THROUGH:
             self.status_code = upstream_status
             self.error_type = self._PASS_THROUGH[upstream_status]
         else:

@@ -191,7 +191,6 @@ async def test_chat_translates_the_request(connect: Connect, recorder: Recorder)
         top_p=0.9,
         user="u-1",
         stream_options={"include_usage": True},
-        seed=3,
     )
     await provider.chat(request, CTX)
 
@@ -245,6 +244,7 @@ async def test_chat_sends_max_tokens(
     ("request_body", "param"),
     [
         (body(n=2), "n"),
+        (body(seed=3), "seed"),
         (
             body(
                 messages=[
@@ -252,17 +252,21 @@ async def test_chat_sends_max_tokens(
                         "role": "user",
                         "content": [
                             {"type": "text", "text": "What is this?"},
-                            {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+                            {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}},
                         ],
                     }
                 ]
             ),
             "messages[0].content[1].type",
         ),
-        (body(messages=[{"role": "tool", "content": "42", "tool_call_id": "c1"}]), "messages[0]"),
-        (body(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
+        (
+            body(messages=[{"role": "user", "content": [{"type": "file", "file": {}}]}]),
+            "messages[0].content[0].type",
+        ),
+        (body(messages=[{"role": "tool", "content": "42"}]), "messages[0]"),
+        (body(tools=[{"type": "web_search"}]), "tools[0].type"),
     ],
-    ids=["n", "image", "tool-message", "tools"],
+    ids=["n", "seed", "audio", "file", "tool-message-without-id", "non-function-tool"],
 )
 async def test_unsupported_inputs_are_refused_before_any_call(
     connect: Connect, recorder: Recorder, request_body: dict[str, Any], param: str
@@ -322,8 +326,9 @@ async def test_chat_translates_the_response_and_usage(connect: Connect) -> None:
         ("end_turn", "stop"),
         ("stop_sequence", "stop"),
         ("max_tokens", "length"),
-        ("tool_use", "tool_calls"),
         ("pause_turn", "stop"),
+        ("refusal", "content_filter"),
+        ("model_context_window_exceeded", "length"),
     ],
 )
 async def test_chat_maps_stop_reasons(
@@ -381,7 +386,7 @@ async def test_stream_include_usage_ends_with_a_usage_chunk(connect: Connect) ->
 
 
 @pytest.mark.parametrize(
-    ("kind", "status"), [("overloaded_error", 502), ("rate_limit_error", 429), ("api_error", 502)]
+    ("kind", "status"), [("overloaded_error", 503), ("rate_limit_error", 429), ("api_error", 502)]
 )
 async def test_stream_error_event_raises(connect: Connect, kind: str, status: int) -> None:
     events = [*text_stream(["partial"])[:4], sse("error", anthropic_error(kind, "Overloaded"))]
@@ -446,7 +451,7 @@ async def test_stream_garbage_is_a_protocol_error(connect: Connect, events: list
         (400, "invalid_request_error", 400),
         (429, "rate_limit_error", 429),
         (500, "api_error", 502),
-        (529, "overloaded_error", 502),
+        (529, "overloaded_error", 503),
     ],
 )
 @pytest.mark.parametrize("stream", [False, True], ids=["chat", "stream"])

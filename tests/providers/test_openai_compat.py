@@ -119,7 +119,7 @@ async def test_stream_forwards_chunks_until_done(
 
 
 @pytest.mark.parametrize(
-    ("status", "expected"), [(400, 400), (404, 404), (429, 429), (401, 502), (500, 502), (503, 502)]
+    ("status", "expected"), [(400, 400), (404, 404), (429, 429), (401, 502), (500, 502), (503, 503)]
 )
 async def test_error_statuses(
     provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str], status: int, expected: int

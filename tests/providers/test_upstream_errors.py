@@ -37,7 +37,8 @@ BODY = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
         (403, 502, "upstream_error", "upstream rejected the gateway's credentials (403)"),
         (429, 429, "rate_limit_error", "upstream rate limit reached (429)"),
         (500, 502, "upstream_error", "upstream failed (500)"),
-        (529, 502, "upstream_error", "upstream failed (529)"),
+        (503, 503, "server_error", "upstream overloaded (503)"),
+        (529, 503, "server_error", "upstream overloaded (529)"),
     ],
 )
 def test_status_keeps_status_and_type_and_rewrites_the_message(

@@ -134,8 +134,9 @@ class UpstreamClient:
     ) -> Any:
         """One unary JSON call; returns the parsed body (None for an empty
         one: Triton answers readiness with an empty 200) or raises a
-        ProviderError."""
-        data = orjson.dumps(body) if body is not None else None
+        ProviderError. ``body`` already ``bytes`` is sent as it is (a signed
+        request must send exactly the bytes it signed)."""
+        data = _encoded(body) if body is not None else None
         timeouts = self._timeouts
         with self._classified():
             pool, head = self._prepare(method, url, headers, data)
@@ -164,14 +165,11 @@ class UpstreamClient:
         Closing or cancelling the iterator closes the upstream connection, so
         the upstream sees the disconnect at once.
         """
-        data = orjson.dumps(body)
-        with self._classified():
-            pool, head = self._prepare("POST", url, headers, data)
-            resp = await pool.request(head, data, self._timeouts.read_s)
+        resp, origin = await self._open_stream(url, body, headers)
         try:
             with self._classified():
                 if resp.status >= 400:
-                    raise self._status_error(resp, await resp.read(), pool.origin)
+                    raise self._status_error(resp, await resp.read(), origin)
                 async for event in _parse_sse(resp):
                     yield event
         except GeneratorExit:
@@ -182,6 +180,63 @@ class UpstreamClient:
         except BaseException:
             resp.close()
             raise
+
+    async def stream_bytes(
+        self, url: str, body: Any, headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """POST ``body`` and yield the response body's bytes as they arrive,
+        for a framing that is not server-sent events (AWS event streams).
+        Closing the iterator closes the connection, as ``stream_sse``'s does."""
+        resp, origin = await self._open_stream(url, body, headers)
+        try:
+            with self._classified():
+                if resp.status >= 400:
+                    raise self._status_error(resp, await resp.read(), origin)
+                while chunk := await resp.readany():
+                    yield chunk
+        except GeneratorExit:
+            # The consumer stopped early: usually at its protocol's end marker
+            # (``[DONE]``, ``message_stop``), a moment before the body ends.
+            await _release_if_ending(resp)
+            raise
+        except BaseException:
+            resp.close()
+            raise
+
+    async def fetch(
+        self, url: str, *, max_bytes: int, headers: Mapping[str, str] | None = None
+    ) -> tuple[str, bytes]:
+        """GET ``url``: its content type and body, refused past ``max_bytes``
+        (read as it arrives, so a huge body is never held whole)."""
+        with self._classified():
+            pool, head = self._prepare("GET", url, headers, None)
+            resp = await pool.request(head, None, self._timeouts.read_s, self._timeouts.total_s)
+            try:
+                if resp.status >= 300:  # redirects are not followed: the allow-list names hosts
+                    raise self._status_error(resp, await resp.read(), pool.origin)
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise ValueError(f"body of {declared} bytes is over {max_bytes}")
+                parts: list[bytes] = []
+                size = 0
+                while chunk := await resp.readany():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ValueError(f"body is over {max_bytes} bytes")
+                    parts.append(chunk)
+            except BaseException:
+                resp.close()
+                raise
+        return resp.headers.get("content-type", ""), b"".join(parts)
+
+    async def _open_stream(
+        self, url: str, body: Any, headers: Mapping[str, str] | None
+    ) -> tuple[Response, Origin]:
+        data = _encoded(body)
+        with self._classified():
+            pool, head = self._prepare("POST", url, headers, data)
+            resp = await pool.request(head, data, self._timeouts.read_s)
+        return resp, pool.origin
 
     def _prepare(
         self, method: str, url: str, headers: Mapping[str, str] | None, data: bytes | None
@@ -287,6 +342,10 @@ class UpstreamClient:
     def _message(self, text: str) -> str:
         """Exception texts can quote a URL (``?key=``) or bytes the upstream sent."""
         return clean_text(text, self.redactor, _MESSAGE_CHARS)
+
+
+def _encoded(body: Any) -> bytes:
+    return body if isinstance(body, bytes) else orjson.dumps(body)
 
 
 def _retry_after(resp: Response) -> float | None:

@@ -95,6 +95,8 @@ def _headline(status: int) -> str:
         return f"upstream rejected the gateway's credentials ({status})"
     if status == 429:
         return "upstream rate limit reached (429)"
+    if status in (503, 529):
+        return f"upstream overloaded ({status})"
     if 400 <= status < 500:
         return f"upstream rejected the request ({status})"
     return f"upstream failed ({status})"

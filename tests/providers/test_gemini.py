@@ -226,7 +226,12 @@ async def test_chat_translates_response(provider: GeminiProvider, upstream: Fake
     assert result["choices"] == [
         {
             "index": 0,
-            "message": {"role": "assistant", "content": "first", "refusal": None},
+            "message": {
+                "role": "assistant",
+                "content": "first",
+                "refusal": None,
+                "reasoning_content": "thinking",
+            },
             "logprobs": None,
             "finish_reason": "stop",
         },
@@ -511,7 +516,7 @@ async def test_embed_garbage(provider: GeminiProvider, upstream: FakeGemini, bod
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(400, 400), (429, 429), (500, 502), (503, 502), (403, 502)],
+    [(400, 400), (429, 429), (500, 502), (503, 503), (403, 502)],
 )
 async def test_error_statuses(
     provider: GeminiProvider, upstream: FakeGemini, status: int, expected: int
@@ -556,21 +561,35 @@ async def test_chat_garbage_body(
                     {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
                 ]
             },
+            "messages[0].content[0].image_url.url",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}
+                ]
+            },
             "messages[0].content[0]",
         ),
         (
             {"messages": [*USER, {"role": "tool", "content": "42", "tool_call_id": "t"}]},
-            "messages[1].role",
+            "messages[1].tool_call_id",
         ),
-        ({"messages": [{"role": "function", "content": "42", "name": "f"}]}, "messages[0].role"),
+        ({"messages": [{"role": "function", "content": "42"}]}, "messages[0].name"),
+        ({"messages": [{"role": "critic", "content": "42"}]}, "messages[0].role"),
         (
             {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "t"}]}]},
-            "messages[0].tool_calls",
+            "messages[0].tool_calls[0]",
         ),
         ({"messages": [{"role": "user", "content": None}]}, "messages[0].content"),
-        ({"messages": USER, "tools": [{"type": "function"}]}, "tools"),
+        ({"messages": USER, "tools": [{"type": "function"}]}, "tools[0].function.name"),
+        ({"messages": USER, "tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"messages": USER, "logprobs": True}, "logprobs"),
-        ({"messages": USER, "response_format": {"type": "json_schema"}}, "response_format"),
+        ({"messages": USER, "parallel_tool_calls": False}, "parallel_tool_calls"),
+        (
+            {"messages": USER, "response_format": {"type": "json_schema"}},
+            "response_format.json_schema.schema",
+        ),
         ({"messages": [{"role": "system", "content": "only me"}]}, "messages"),
     ],
 )

@@ -1,31 +1,40 @@
-"""Gemini wire translation, no I/O: OpenAI request -> Gemini request, Gemini
-responses and stream fragments -> OpenAI objects. ``gemini.py`` holds the
-adapter that does the calls; the module docstring there says what is and is
-not translated.
+"""Gemini request translation, no I/O: an OpenAI chat body to a
+``GenerateContentRequest``, and the tool-call ids that carry Gemini's thought
+signatures. ``gemini.py`` holds the adapter that does the calls (its
+docstring says what is and is not translated); ``gemini_response.py`` the
+way back.
 """
 
 from __future__ import annotations
 
-import os
-import time
+import re
 from typing import Any
+
+import orjson
 
 from interlock.errors import InvalidRequest
 from interlock.providers.base import JSONDict
-from interlock.providers.shapes import chunk_bytes, chunk_choice
+from interlock.providers.gemini_schema import gemini_schema
+from interlock.providers.openai_request import (
+    FunctionTool,
+    function_tools,
+    image_of,
+    reasoning_budget,
+    response_format,
+    tool_calls_of,
+    tool_choice,
+    tool_names_by_id,
+    tool_result_text,
+)
 
 __all__ = [
-    "ChunkStream",
-    "ShapeError",
+    "SIGNATURE_SEPARATOR",
     "chat_request",
-    "choice_count",
-    "completion",
     "embedding_texts",
-    "embeddings",
+    "split_call_id",
+    "with_signature",
 ]
 
-
-_ROLES = {"user": "user", "assistant": "model"}
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _SAMPLING = {
     "temperature": "temperature",
@@ -35,22 +44,43 @@ _SAMPLING = {
     "presence_penalty": "presencePenalty",
     "frequency_penalty": "frequencyPenalty",
 }
-_FILTERED = frozenset(
-    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
-)
-_FINISHES = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(_FILTERED, "content_filter")}
+_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
+
+# -- thought signatures in tool-call ids -------------------------------------
+#
+# Gemini 2.5+ puts an opaque ``thoughtSignature`` on a functionCall part and
+# Gemini 3 refuses the next turn (400) unless that part comes back with it.
+# OpenAI's history has no place for it except the call's id, which every
+# client echoes verbatim in the assistant message and in the tool result, so
+# the id carries it: ``<call id>.ts.<signature>``. The signature is base64
+# (standard or URL-safe), whose alphabets have no ``.``, so the last
+# ``.ts.`` always starts it.
+SIGNATURE_SEPARATOR = ".ts."
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+=*")
 
 
-class ShapeError(Exception):
-    """A 200 body that is not the shape Gemini documents; the provider names itself."""
+def with_signature(call_id: str, signature: Any) -> str:
+    """The OpenAI tool-call id for a call Gemini signed (``call_id`` when not)."""
+    if isinstance(signature, str) and _BASE64.fullmatch(signature):
+        return f"{call_id}{SIGNATURE_SEPARATOR}{signature}"
+    return call_id
 
 
-# -- requests ----------------------------------------------------------------
+def split_call_id(call_id: str) -> tuple[str, str | None]:
+    """``(call id, thought signature or None)`` of an id ``with_signature`` made."""
+    head, separator, signature = call_id.rpartition(SIGNATURE_SEPARATOR)
+    if separator and head and _BASE64.fullmatch(signature):
+        return head, signature
+    return call_id, None
+
+
+# -- the request -------------------------------------------------------------
 
 
 def chat_request(body: JSONDict) -> JSONDict:
-    """The ``GenerateContentRequest`` for an OpenAI chat request body."""
-    _reject_unsupported(body)
+    """The ``GenerateContentRequest`` for an OpenAI chat request body whose
+    parameters ``checked_params`` has passed and whose remote images are
+    already inlined."""
     system, contents = _contents(body.get("messages") or [])
     if not contents:
         raise InvalidRequest(
@@ -59,70 +89,167 @@ def chat_request(body: JSONDict) -> JSONDict:
     request: JSONDict = {"contents": contents}
     if system:
         request["systemInstruction"] = {"parts": system}
-    config = _generation_config(body)
-    if config:
-        request["generationConfig"] = config
+    tools = function_tools(body)
+    choice = tool_choice(body)  # checked even without tools: it may name one
+    if tools:
+        where = "tools[{}].function.parameters" if "tools" in body else "functions[{}].parameters"
+        declarations = [_declaration(t, where.format(i)) for i, t in enumerate(tools)]
+        request["tools"] = [{"functionDeclarations": declarations}]
+        if body.get("tool_choice", body.get("function_call")) is not None:
+            config: JSONDict = {"mode": _MODES[choice.kind]}
+            if choice.name is not None:
+                config["allowedFunctionNames"] = [choice.name]
+            request["toolConfig"] = {"functionCallingConfig": config}
+    generation = _generation_config(body)
+    if generation:
+        request["generationConfig"] = generation
     return request
 
 
-def _reject_unsupported(body: JSONDict) -> None:
-    for field in ("tools", "functions"):
-        if body.get(field):
-            raise InvalidRequest(
-                f"Tool calling is not supported for Gemini deployments (`{field}`).", param=field
-            )
-    if body.get("logprobs"):
-        raise InvalidRequest(
-            "`logprobs` is not supported for Gemini deployments.", param="logprobs"
-        )
+def _declaration(tool: FunctionTool, param: str) -> JSONDict:
+    out: JSONDict = {"name": tool.name}
+    if tool.description:
+        out["description"] = tool.description
+    parameters = gemini_schema(tool.parameters, param)
+    # Gemini refuses an OBJECT with no properties; a function without
+    # arguments is declared without ``parameters``.
+    if parameters.get("properties") or parameters.get("anyOf"):
+        out["parameters"] = parameters
+    return out
 
 
-def _contents(messages: list[JSONDict]) -> tuple[list[JSONDict], list[JSONDict]]:
-    """``systemInstruction`` parts and the alternating ``contents`` turns."""
+def _contents(messages: list[Any]) -> tuple[list[JSONDict], list[JSONDict]]:
+    """``systemInstruction`` parts and the ``contents`` turns; consecutive
+    turns of one role are merged, because Gemini wants them to alternate."""
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequest("A message must be an object.", param=f"messages[{i}]")
+    names = tool_names_by_id(messages)
     system: list[JSONDict] = []
     contents: list[JSONDict] = []
     for i, message in enumerate(messages):
+        param = f"messages[{i}]"
         role = message.get("role")
         if role in _SYSTEM_ROLES:
-            system.extend(_text_parts(message.get("content"), i))
+            system.extend(_text_parts(message.get("content"), param))
             continue
-        if role not in _ROLES:
+        if role == "user":
+            turn, parts = "user", _user_parts(message.get("content"), param)
+        elif role == "assistant":
+            turn, parts = "model", _model_parts(message, param)
+        elif role in ("tool", "function"):
+            turn, parts = "user", [_function_response(message, names, param)]
+        else:
             raise InvalidRequest(
-                f"`{role}` messages are not supported for Gemini deployments "
-                "(tool calling is not translated).",
-                param=f"messages[{i}].role",
+                f"`{role}` messages are not supported for Gemini deployments.",
+                param=f"{param}.role",
             )
-        if message.get("tool_calls") or message.get("function_call"):
-            raise InvalidRequest(
-                "Tool calls are not supported for Gemini deployments.",
-                param=f"messages[{i}].tool_calls",
-            )
-        parts = _text_parts(message.get("content"), i)
-        if contents and contents[-1]["role"] == _ROLES[role]:
+        if contents and contents[-1]["role"] == turn:
             contents[-1]["parts"].extend(parts)
         else:
-            contents.append({"role": _ROLES[role], "parts": parts})
+            contents.append({"role": turn, "parts": parts})
     return system, contents
 
 
-def _text_parts(content: Any, i: int) -> list[JSONDict]:
+def _content_list(content: Any, param: str) -> list[Any]:
     if isinstance(content, str):
-        return [{"text": content}]
+        return [{"type": "text", "text": content}]
     if not isinstance(content, list):
         raise InvalidRequest(
-            "Message content must be a string or a list of text parts.",
-            param=f"messages[{i}].content",
+            "Message content must be a string or a list of content parts.",
+            param=f"{param}.content",
         )
+    return content
+
+
+def _text_parts(content: Any, param: str) -> list[JSONDict]:
     parts = []
-    for j, part in enumerate(content):
+    for j, part in enumerate(_content_list(content, param)):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind != "text" or not isinstance(part.get("text"), str):
             raise InvalidRequest(
-                f"Gemini deployments accept only text content parts, not `{kind}`.",
-                param=f"messages[{i}].content[{j}]",
+                f"Only text content parts are accepted here, not `{kind}`.",
+                param=f"{param}.content[{j}]",
             )
         parts.append({"text": part["text"]})
     return parts
+
+
+def _user_parts(content: Any, param: str) -> list[JSONDict]:
+    parts = []
+    for j, part in enumerate(_content_list(content, param)):
+        kind = part.get("type") if isinstance(part, dict) else None
+        where = f"{param}.content[{j}]"
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append({"text": part["text"]})
+        elif kind == "image_url":
+            image = image_of(part, where)
+            if isinstance(image, str):  # the adapter inlines every URL it may fetch first
+                raise InvalidRequest(
+                    "Gemini deployments take images inline only: send a `data:` URL.",
+                    param=f"{where}.image_url.url",
+                )
+            parts.append({"inlineData": {"mimeType": image.media_type, "data": image.data}})
+        else:
+            raise InvalidRequest(
+                f"Gemini deployments accept text and image content parts, not `{kind}`.",
+                param=where,
+            )
+    return parts
+
+
+def _model_parts(message: JSONDict, param: str) -> list[JSONDict]:
+    """Text first, then one ``functionCall`` part per tool call, each with
+    the thought signature its id carries."""
+    calls = tool_calls_of(message, param)
+    content = message.get("content")
+    if content is None and calls:
+        parts = []
+    else:
+        parts = [p for p in _assistant_text(content, param) if p["text"] or not calls]
+    for call_id, name, arguments in calls:
+        part: JSONDict = {"functionCall": {"name": name, "args": arguments}}
+        _, signature = split_call_id(call_id)
+        if signature is not None:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    return parts
+
+
+def _assistant_text(content: Any, param: str) -> list[JSONDict]:
+    # An assistant's ``refusal`` parts are its words too.
+    if isinstance(content, list):
+        content = [
+            {"type": "text", "text": p.get("refusal")}
+            if isinstance(p, dict) and p.get("type") == "refusal"
+            else p
+            for p in content
+        ]
+    return _text_parts(content, param)
+
+
+def _function_response(message: JSONDict, names: dict[str, str], param: str) -> JSONDict:
+    """A ``tool`` (or legacy ``function``) message as a ``functionResponse``
+    part: Gemini keys results by function name, not by call id."""
+    if message.get("role") == "function":
+        name = message.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("A `function` message needs a `name`.", param=f"{param}.name")
+    else:
+        call_id = message.get("tool_call_id")
+        name = names.get(call_id) if isinstance(call_id, str) else None
+        if name is None:
+            raise InvalidRequest(
+                "`tool_call_id` does not name a tool call of an earlier assistant message.",
+                param=f"{param}.tool_call_id",
+            )
+    text = tool_result_text(message.get("content"), param)
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        parsed = None
+    response = parsed if isinstance(parsed, dict) else {"result": text}
+    return {"functionResponse": {"name": name, "response": response}}
 
 
 def _generation_config(body: JSONDict) -> JSONDict:
@@ -136,21 +263,19 @@ def _generation_config(body: JSONDict) -> JSONDict:
     for ours, theirs in _SAMPLING.items():
         if body.get(ours) is not None:
             config[theirs] = body[ours]
-    if _wants_json(body.get("response_format")):
+    wanted = response_format(body)
+    if wanted is not None:
         config["responseMimeType"] = "application/json"
+        if wanted.schema is not None:
+            config["responseSchema"] = gemini_schema(wanted.schema, "response_format")
+    budget = reasoning_budget(body)
+    if budget is not None:
+        # Without includeThoughts Gemini thinks but shows none of it.
+        thinking: JSONDict = {"thinkingBudget": budget}
+        if budget:
+            thinking["includeThoughts"] = True
+        config["thinkingConfig"] = thinking
     return config
-
-
-def _wants_json(response_format: Any) -> bool:
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
-    if response_format is None or kind == "text":
-        return False
-    if kind == "json_object":
-        return True
-    raise InvalidRequest(
-        f"Gemini deployments support `response_format` `text` and `json_object`, not `{kind}`.",
-        param="response_format",
-    )
 
 
 def embedding_texts(raw: Any) -> list[str]:
@@ -163,200 +288,3 @@ def embedding_texts(raw: Any) -> list[str]:
             param="input",
         )
     return texts
-
-
-# -- responses ---------------------------------------------------------------
-
-
-def _candidates(response: Any) -> list[JSONDict]:
-    if not isinstance(response, dict):
-        raise ShapeError("upstream response is not a JSON object")
-    candidates = response.get("candidates", [])
-    if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
-        raise ShapeError("upstream `candidates` is not a list of objects")
-    return candidates
-
-
-def _prompt_blocked(response: JSONDict) -> bool:
-    feedback = response.get("promptFeedback")
-    return isinstance(feedback, dict) and bool(feedback.get("blockReason"))
-
-
-def _text(candidate: JSONDict) -> str:
-    """The candidate's answer text; thought summaries and non-text parts are skipped."""
-    content = candidate.get("content") or {}
-    parts = content.get("parts", []) if isinstance(content, dict) else None
-    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
-        raise ShapeError("upstream candidate `content.parts` is not a list of objects")
-    return "".join(
-        p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")
-    )
-
-
-def _index(candidate: JSONDict, position: int) -> int:
-    # proto3 JSON omits zero values, so candidate 0 usually carries no index.
-    index = candidate.get("index", position)
-    return index if isinstance(index, int) else position
-
-
-def _finish_reason(reason: Any) -> str:
-    return _FINISHES.get(reason, "stop") if isinstance(reason, str) else "stop"
-
-
-def _usage(metadata: Any) -> JSONDict:
-    meta = metadata if isinstance(metadata, dict) else {}
-
-    def count(key: str) -> int:
-        value = meta.get(key)
-        return value if isinstance(value, int) else 0
-
-    prompt = count("promptTokenCount")
-    thoughts = count("thoughtsTokenCount")
-    completion = count("candidatesTokenCount") + thoughts
-    usage: JSONDict = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": count("totalTokenCount") or prompt + completion,
-    }
-    if thoughts:
-        usage["completion_tokens_details"] = {"reasoning_tokens": thoughts}
-    cached = count("cachedContentTokenCount")  # part of promptTokenCount
-    if cached:
-        usage["prompt_tokens_details"] = {"cached_tokens": cached}
-    return usage
-
-
-def _completion_id(response: JSONDict) -> str:
-    response_id = response.get("responseId")
-    suffix = response_id if isinstance(response_id, str) and response_id else os.urandom(12).hex()
-    return f"chatcmpl-{suffix}"
-
-
-def _model(response: JSONDict, fallback: str) -> str:
-    version = response.get("modelVersion")
-    return version if isinstance(version, str) and version else fallback
-
-
-def completion(response: Any, n: int, model: str) -> JSONDict:
-    """The ``chat.completion`` for a ``GenerateContentResponse``."""
-    candidates = _candidates(response)
-    if not candidates and not _prompt_blocked(response):
-        raise ShapeError("upstream response has no candidates")
-    if candidates:
-        found = [
-            (_index(c, pos), _text(c), _finish_reason(c.get("finishReason")))
-            for pos, c in enumerate(candidates)
-        ]
-    else:  # the prompt itself was blocked
-        found = [(index, "", "content_filter") for index in range(n)]
-    choices = [
-        {
-            "index": index,
-            "message": {"role": "assistant", "content": text, "refusal": None},
-            "logprobs": None,
-            "finish_reason": finish,
-        }
-        for index, text, finish in sorted(found, key=lambda f: f[0])
-    ]
-    return {
-        "id": _completion_id(response),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": _model(response, model),
-        "choices": choices,
-        "usage": _usage(response.get("usageMetadata")),
-        "system_fingerprint": None,
-    }
-
-
-def embeddings(response: Any, expected: int, model: str) -> JSONDict:
-    """The embeddings ``list`` for a ``BatchEmbedContentsResponse``."""
-    items = response.get("embeddings") if isinstance(response, dict) else None
-    if not isinstance(items, list) or len(items) != expected:
-        raise ShapeError(f"upstream response does not hold {expected} `embeddings`")
-    data = []
-    for index, item in enumerate(items):
-        values = item.get("values") if isinstance(item, dict) else None
-        if not isinstance(values, list) or not all(isinstance(v, int | float) for v in values):
-            raise ShapeError("upstream embedding `values` is not a list of numbers")
-        data.append(
-            {"object": "embedding", "index": index, "embedding": [float(v) for v in values]}
-        )
-    # Gemini reports no token usage for embeddings, so there is none to pass on.
-    usage = {"prompt_tokens": 0, "total_tokens": 0}
-    return {"object": "list", "data": data, "model": model, "usage": usage}
-
-
-class ChunkStream:
-    """Turns streamed ``GenerateContentResponse`` fragments into OpenAI chunks.
-
-    Pure state, no I/O: ``feed`` each parsed fragment, then ``close`` once the
-    upstream stream has ended.
-    """
-
-    def __init__(self, model: str, n: int, include_usage: bool):
-        self._id = ""
-        self._created = int(time.time())
-        self._model = model
-        self._n = n
-        self._include_usage = include_usage
-        self._started: set[int] = set()
-        self._finished: set[int] = set()
-        self._usage_metadata: Any = None
-
-    def feed(self, response: Any) -> list[bytes]:
-        candidates = _candidates(response)
-        if not self._id:
-            self._id = _completion_id(response)
-            self._model = _model(response, self._model)
-        if "usageMetadata" in response:
-            self._usage_metadata = response["usageMetadata"]
-        if not candidates and _prompt_blocked(response):
-            return [c for i in range(self._n) for c in self._candidate(i, "", "content_filter")]
-        out = []
-        for position, candidate in enumerate(candidates):
-            reason = candidate.get("finishReason")
-            finish = None if reason in (None, "FINISH_REASON_UNSPECIFIED") else reason
-            out += self._candidate(
-                _index(candidate, position),
-                _text(candidate),
-                None if finish is None else _finish_reason(finish),
-            )
-        return out
-
-    def _candidate(self, index: int, text: str, finish: str | None) -> list[bytes]:
-        out = []
-        if index not in self._started:
-            self._started.add(index)
-            out.append(self._chunk([_delta(index, {"role": "assistant", "content": ""})]))
-        if text:
-            out.append(self._chunk([_delta(index, {"content": text})]))
-        if finish is not None and index not in self._finished:
-            self._finished.add(index)
-            out.append(self._chunk([_delta(index, {}, finish)]))
-        return out
-
-    def close(self) -> list[bytes]:
-        if not self._started:
-            raise ShapeError("upstream stream ended without any candidates")
-        if self._started - self._finished:
-            raise ShapeError("upstream stream ended before every candidate finished")
-        return [self._chunk([], _usage(self._usage_metadata))] if self._include_usage else []
-
-    def _chunk(self, choices: list[JSONDict], usage: JSONDict | None = None) -> bytes:
-        return chunk_bytes(
-            self._id,
-            self._created,
-            self._model,
-            choices,
-            include_usage=self._include_usage,
-            usage=usage,
-        )
-
-
-def _delta(index: int, delta: JSONDict, finish: str | None = None) -> JSONDict:
-    return chunk_choice(index, delta, finish)
-
-
-def choice_count(body: JSONDict) -> int:
-    return int(body.get("n") or 1)

@@ -22,8 +22,11 @@ from interlock.config import AwsConfig, ConfigError, DeploymentConfig, Secret
 from interlock.errors import InvalidRequest, UpstreamProtocolError, UpstreamStatusError
 from interlock.providers.base import CallContext
 from interlock.providers.bedrock import BedrockProvider, SigV4Signer
+from interlock.tokens import EstimatingCounter, TokenCounter
 from tests.conftest import TEST_KEY
 from tests.support.fake_bedrock import (
+    REDACTED,
+    SIGNATURE,
     TEST_ACCESS_KEY_ID,
     TEST_SECRET_ACCESS_KEY,
     bedrock_app,
@@ -72,14 +75,19 @@ def requests() -> list[dict[str, Any]]:
 async def connect(
     fake_upstream: Callable[[web.Application], FakeUpstream], requests: list[dict[str, Any]]
 ) -> AsyncIterator[Connect]:
-    """A started adapter for the fake (or for ``app``); ``deployment`` fields override."""
+    """A started adapter for the fake (or for ``app``), estimating reasoning
+    tokens with ``counter``; ``deployment`` fields override."""
     providers: list[BedrockProvider] = []
 
-    async def start(app: web.Application | None = None, **deployment: Any) -> BedrockProvider:
+    async def start(
+        app: web.Application | None = None,
+        counter: TokenCounter | None = None,
+        **deployment: Any,
+    ) -> BedrockProvider:
         upstream = fake_upstream(app or bedrock_app(requests))
         fields = {"id": "bedrock-1", "provider": "bedrock", "model": MODEL, "aws": KEYS}
         provider = BedrockProvider(
-            DeploymentConfig(**{**fields, **deployment}, base_url=upstream.url)
+            DeploymentConfig(**{**fields, **deployment}, base_url=upstream.url), None, counter
         )
         await provider.start()
         providers.append(provider)
@@ -731,6 +739,202 @@ async def test_reasoning_effort_is_claude_thinking(
     assert "additionalModelRequestFields" not in requests[2]["body"]
 
 
+THOUGHT = {"type": "thinking", "thinking": "Let me think.", "signature": SIGNATURE}
+SECRET = {"type": "redacted_thinking", "data": base64.b64encode(REDACTED).decode()}
+
+
+def streamed_message(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The assistant message a client rebuilds from the chunks, to send back."""
+    calls = streamed_calls(chunks)
+    return {
+        "role": "assistant",
+        "content": "".join(d.get("content") or "" for d in deltas(chunks)) or None,
+        "tool_calls": [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {k: c[k] for k in ("name", "arguments")},
+            }
+            for _, c in sorted(calls.items())
+        ],
+        "thinking_blocks": [b for d in deltas(chunks) for b in d.get("thinking_blocks", [])],
+    }
+
+
+async def test_thinking_answers_carry_signed_thinking_blocks_and_an_estimate(
+    connect: Connect,
+) -> None:
+    provider = await connect(counter=EstimatingCounter())
+    completion = await provider.chat(chat("Think", reasoning_effort="low"), CTX)
+    message = completion["choices"][0]["message"]
+    assert message["reasoning_content"] == "Let me think."
+    assert message["thinking_blocks"] == [THOUGHT]
+    # An estimate, Converse counting thinking only as output: ceil(13 characters / 4).
+    usage = completion["usage"]
+    assert usage["completion_tokens_details"] == {"reasoning_tokens": 4}
+    assert usage["completion_tokens"] > 4
+
+    body = chat("Think", reasoning_effort="low", stream_options={"include_usage": True})
+    chunks = await collect(provider, body)
+    pieces = deltas(chunks)
+    blocks = [i for i, d in enumerate(pieces) if "thinking_blocks" in d]
+    thoughts = [i for i, d in enumerate(pieces) if "reasoning_content" in d]
+    texts = [i for i, d in enumerate(pieces) if d.get("content")]
+    assert [pieces[i]["thinking_blocks"] for i in blocks] == [[THOUGHT]]
+    assert thoughts[-1] < blocks[0] < texts[0]  # sent whole when its block stops
+    assert chunks[-1]["usage"] == usage
+
+    plain = await connect()  # without a counter nothing is guessed
+    unestimated = await plain.chat(chat("Think", reasoning_effort="low"), CTX)
+    assert "completion_tokens_details" not in unestimated["usage"]
+
+
+async def test_redacted_reasoning_is_a_redacted_thinking_block(connect: Connect) -> None:
+    provider = await connect(counter=EstimatingCounter())
+    body = chat("redact your thinking", reasoning_effort="low")
+    completion = await provider.chat(body, CTX)
+    message = completion["choices"][0]["message"]
+    assert message["thinking_blocks"] == [SECRET]
+    assert "reasoning_content" not in message
+    assert "completion_tokens_details" not in completion["usage"]  # no text to count
+    # Two deltas, each its own base64: the block is the bytes of both, encoded once.
+    chunks = await collect(provider, body)
+    assert [d["thinking_blocks"] for d in deltas(chunks) if "thinking_blocks" in d] == [[SECRET]]
+    assert not any("reasoning_content" in d for d in deltas(chunks))
+
+
+async def test_thinking_blocks_go_back_first_in_a_tool_loop(
+    connect: Connect, requests: list[dict[str, Any]]
+) -> None:
+    provider = await connect()
+    body = chat("Weather in Paris?", tools=[WEATHER], reasoning_effort="low")
+    first = (await provider.chat(body, CTX))["choices"][0]["message"]
+    [call] = first["tool_calls"]
+    assert first["thinking_blocks"] == [THOUGHT]
+    body["messages"] += [
+        {k: v for k, v in first.items() if k != "reasoning_content"},
+        _result(call["id"], "sunny"),
+    ]
+    second = await provider.chat(body, CTX)
+    assert requests[1]["body"]["messages"][1]["content"] == [
+        {"reasoningContent": {"reasoningText": {"text": "Let me think.", "signature": SIGNATURE}}},
+        {
+            "toolUse": {
+                "toolUseId": call["id"],
+                "name": "get_weather",
+                "input": {"city": "Paris", "days": 3},
+            }
+        },
+    ]
+    assert second["choices"][0]["message"]["content"] == "Tool said: sunny"
+
+    # The fake refuses what Bedrock refuses: no reasoning, or reasoning changed.
+    body["messages"][1] = {**first, "thinking_blocks": []}
+    with pytest.raises(UpstreamStatusError) as missing:
+        await provider.chat(body, CTX)
+    assert missing.value.upstream_status == 400
+    assert "must start with a thinking block" in missing.value.message
+    body["messages"][1] = {**first, "thinking_blocks": [{**THOUGHT, "signature": "Zm9yZ2Vk"}]}
+    with pytest.raises(UpstreamStatusError) as forged:
+        await provider.chat(body, CTX)
+    assert forged.value.upstream_status == 400
+    assert "Invalid `signature`" in forged.value.message
+
+
+@pytest.mark.parametrize(
+    ("said", "block"), [("Weather?", THOUGHT), ("redact your thinking", SECRET)]
+)
+async def test_streamed_thinking_blocks_go_back_in_a_streamed_tool_loop(
+    connect: Connect, requests: list[dict[str, Any]], said: str, block: dict[str, Any]
+) -> None:
+    provider = await connect()
+    body = chat(said, tools=[WEATHER], reasoning_effort="low")
+    first = streamed_message(await collect(provider, body))
+    assert first["thinking_blocks"] == [block]
+    body["messages"] += [first, _result(first["tool_calls"][0]["id"], "sunny")]
+    second = await collect(provider, body)
+    assert "".join(d.get("content") or "" for d in deltas(second)) == "Tool said: sunny"
+    assert "reasoningContent" in requests[1]["body"]["messages"][1]["content"][0]
+
+
+async def test_reasoning_without_a_signature_round_trips(
+    connect: Connect, requests: list[dict[str, Any]]
+) -> None:
+    """Models other than Claude reason unsigned; an unknown kind of reasoning is skipped."""
+    content = [
+        {"reasoningContent": {"reasoningText": {"text": "Hmm."}}},
+        {"reasoningContent": {"somethingNew": {}}},
+        {"text": "Hi"},
+    ]
+    answer = {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 3, "outputTokens": 5, "totalTokens": 8},
+    }
+    stream = [
+        event("messageStart", {"role": "assistant"}),
+        event(
+            "contentBlockDelta",
+            {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Hmm."}}},
+        ),
+        event("contentBlockStop", {"contentBlockIndex": 0}),
+        event("messageStop", {"stopReason": "end_turn"}),
+    ]
+    unsigned = {"type": "thinking", "thinking": "Hmm.", "signature": None}
+    provider = await connect(canned(answer, stream))
+    message = (await provider.chat(chat("Hi"), CTX))["choices"][0]["message"]
+    assert message["thinking_blocks"] == [unsigned]
+    chunks = await collect(provider, chat("Hi"))
+    assert [d["thinking_blocks"] for d in deltas(chunks) if "thinking_blocks" in d] == [[unsigned]]
+
+    echo = await connect()
+    await echo.chat(chat("Hi", message, "Go on"), CTX)
+    sent = requests[0]["body"]["messages"][1]["content"]
+    assert sent == [{"reasoningContent": {"reasoningText": {"text": "Hmm."}}}, {"text": "Hi"}]
+
+
+async def test_reasoning_leads_a_merged_assistant_turn(
+    connect: Connect, requests: list[dict[str, Any]]
+) -> None:
+    provider = await connect()
+    history = [
+        "Hi",
+        {"role": "assistant", "content": "One."},
+        {"role": "assistant", "content": "Two.", "thinking_blocks": [THOUGHT, SECRET]},
+        "Go on",
+    ]
+    await provider.chat(chat(*history), CTX)
+    assert requests[0]["body"]["messages"][1]["content"] == [
+        {"reasoningContent": {"reasoningText": {"text": "Let me think.", "signature": SIGNATURE}}},
+        {"reasoningContent": {"redactedContent": SECRET["data"]}},
+        {"text": "One."},
+        {"text": "Two."},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("blocks", "param"),
+    [
+        ({"type": "thinking"}, "messages[1].thinking_blocks"),
+        ([{"type": "thinking", "signature": SIGNATURE}], "messages[1].thinking_blocks[0]"),
+        (
+            [THOUGHT, {"type": "redacted_thinking", "data": "not base64!"}],
+            "messages[1].thinking_blocks[1]",
+        ),
+        ([{"type": "text", "text": "Hi"}], "messages[1].thinking_blocks[0]"),
+    ],
+)
+async def test_thinking_blocks_that_cannot_go_back_are_refused(
+    connect: Connect, requests: list[dict[str, Any]], blocks: Any, param: str
+) -> None:
+    provider = await connect()
+    assistant = {"role": "assistant", "content": "Yes.", "thinking_blocks": blocks}
+    with pytest.raises(InvalidRequest) as caught:
+        await provider.chat(chat("Hi", assistant, "Go on"), CTX)
+    assert caught.value.param == param
+    assert requests == []
+
+
 # -- prompt caching and usage ---------------------------------------------------------------
 
 
@@ -1017,3 +1221,33 @@ async def _sdk_turn(
     assert usage is not None and usage.prompt_tokens > 0
     calls = [calls_by_index[i] for i in sorted(calls_by_index)]
     return {"content": content or None, "tool_calls": calls, "finish_reason": reason}
+
+
+async def test_openai_sdk_tool_loop_with_thinking_through_the_gateway(
+    gateway: GatewayProcess, requests: list[dict[str, Any]]
+) -> None:
+    """The gateway hands ``thinking_blocks`` out and back, and estimates the
+    reasoning tokens with its own counter."""
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0
+    ) as client:
+        messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+        first = await client.chat.completions.create(
+            model="bedrock-claude", messages=messages, tools=[WEATHER], reasoning_effort="low"
+        )
+        message = first.choices[0].message
+        assert (message.model_extra or {})["thinking_blocks"] == [THOUGHT]
+        assert first.usage is not None and first.usage.completion_tokens_details is not None
+        assert 0 < (first.usage.completion_tokens_details.reasoning_tokens or 0) <= 13
+        [call] = message.tool_calls or []
+        messages += [
+            message.model_dump(include={"role", "content", "tool_calls", "thinking_blocks"}),
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+        ]
+        second = await client.chat.completions.create(
+            model="bedrock-claude", messages=messages, tools=[WEATHER], reasoning_effort="low"
+        )
+        assert second.choices[0].message.content == "Tool said: sunny"
+    assert requests[1]["body"]["messages"][1]["content"][0] == {
+        "reasoningContent": {"reasoningText": {"text": "Let me think.", "signature": SIGNATURE}}
+    }

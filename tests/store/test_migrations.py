@@ -63,7 +63,18 @@ async def test_migrations_run_in_version_order(backend: Backend) -> None:
         return Migration(version, f"v{version}", apply)
 
     engine = backend.engine()
-    assert await migrate(engine, (step(13), *MIGRATIONS, step(12))) == [1, 2, 3, 4, 5, 6, 7, 8, 12, 13]
+    assert await migrate(engine, (step(13), *MIGRATIONS, step(12))) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+        12,
+        13,
+    ]
     assert seen == [12, 13]
     assert await migrate(engine, (step(13), *MIGRATIONS, step(12), step(14))) == [14]
 

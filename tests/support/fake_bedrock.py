@@ -12,7 +12,14 @@ It checks what Bedrock checks before answering:
   ``InvalidSignatureException`` on a mismatch, as AWS answers), so a signing
   bug fails the tests;
 - the body's shape: turns that alternate starting with a user turn, no blank
-  text, tool blocks only with a ``toolConfig`` (400 ``ValidationException``).
+  text, tool blocks only with a ``toolConfig``, and, with Claude's thinking
+  on, the reasoning it issued sent back unchanged first in the last assistant
+  turn when that turn used tools (400 ``ValidationException``).
+
+With thinking on (``additionalModelRequestFields.thinking``) the answer starts
+with a ``reasoningContent`` block: "Let me think." signed with ``SIGNATURE``,
+or, when the last user text is ``redact your thinking``, ``REDACTED`` as
+``redactedContent`` (streamed in two base64 deltas, as blobs stream).
 
 Streams are real AWS event-stream frames. botocore decodes them but has no
 encoder, so this module carries a small one (``frame``).
@@ -40,10 +47,21 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-__all__ = ["TEST_ACCESS_KEY_ID", "TEST_SECRET_ACCESS_KEY", "bedrock_app", "frame"]
+__all__ = [
+    "REDACTED",
+    "SIGNATURE",
+    "TEST_ACCESS_KEY_ID",
+    "TEST_SECRET_ACCESS_KEY",
+    "bedrock_app",
+    "frame",
+]
 
 TEST_ACCESS_KEY_ID = "AKIDTEST"
 TEST_SECRET_ACCESS_KEY = "test-secret"
+SIGNATURE = "c2lnbmVkLWJ5LXRoZS1mYWtl"  # opaque to the client, as Claude's are
+REDACTED = b"\x00encrypted by the fake\xff"  # redacted reasoning: bytes only Claude reads
+_REASONING = {"reasoningText": {"text": "Let me think.", "signature": SIGNATURE}}
+_REDACTED_REASONING = {"redactedContent": base64.b64encode(REDACTED).decode()}
 
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
@@ -195,6 +213,38 @@ def _validate(body: Any) -> None:
             "The toolConfig field must be defined when using toolUse and toolResult content "
             "blocks.",
         )
+    if _thinking_on(body):
+        _check_reasoning_sent_back(messages)
+
+
+def _check_reasoning_sent_back(messages: list[dict[str, Any]]) -> None:
+    """Claude's rule: with thinking on, the last assistant turn, when it used
+    tools, starts with the reasoning it was answered with, unchanged."""
+    turns = [(i, m["content"]) for i, m in enumerate(messages) if m["role"] == "assistant"]
+    if not turns or not any("toolUse" in block for block in turns[-1][1]):
+        return
+    i, content = turns[-1]
+    first = content[0].get("reasoningContent")
+    if first is None:
+        raise _Refusal(
+            400,
+            "ValidationException",
+            f"The model returned the following errors: messages.{i}.content.0.type: Expected "
+            "`thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is "
+            "enabled, a final `assistant` message must start with a thinking block.",
+        )
+    if first not in (_REASONING, _REDACTED_REASONING):
+        raise _Refusal(
+            400,
+            "ValidationException",
+            f"The model returned the following errors: messages.{i}.content.0: Invalid "
+            "`signature` in `thinking` block",
+        )
+
+
+def _thinking_on(body: dict[str, Any]) -> bool:
+    thinking = (body.get("additionalModelRequestFields") or {}).get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
 
 
 # -- the answer ------------------------------------------------------------------
@@ -241,10 +291,9 @@ def _answer(body: dict[str, Any]) -> _Answer:
     answer = _Answer()
     if text.startswith("stream exception "):
         answer.stream_exception = text.removeprefix("stream exception ")
-    thinking = (body.get("additionalModelRequestFields") or {}).get("thinking") or {}
-    if thinking.get("type") == "enabled":
-        thought = {"reasoningText": {"text": "Let me think.", "signature": "c2lnbmF0dXJl"}}
-        answer.blocks.append({"reasoningContent": thought})
+    if _thinking_on(body):
+        secret = text == "redact your thinking"
+        answer.blocks.append({"reasoningContent": _REDACTED_REASONING if secret else _REASONING})
     tools = [
         t["toolSpec"] for t in (body.get("toolConfig") or {}).get("tools", []) if "toolSpec" in t
     ]
@@ -306,10 +355,7 @@ def _stream_events(answer: _Answer, usage: dict[str, int]) -> list[bytes]:
     uses = [(i, b["toolUse"]) for i, b in enumerate(answer.blocks) if "toolUse" in b]
     for index, block in enumerate(answer.blocks):
         if "reasoningContent" in block:
-            thought = block["reasoningContent"]["reasoningText"]
-            for piece in _thirds(thought["text"]):
-                events.append(_delta(index, {"reasoningContent": {"text": piece}}))
-            events.append(_delta(index, {"reasoningContent": {"signature": thought["signature"]}}))
+            events += _reasoning_deltas(index, block["reasoningContent"])
             events.append(_event("contentBlockStop", {"contentBlockIndex": index}))
         elif "text" in block:
             for piece in _thirds(block["text"]):
@@ -333,6 +379,19 @@ def _stream_events(answer: _Answer, usage: dict[str, int]) -> list[bytes]:
     events.append(_event("messageStop", {"stopReason": answer.stop_reason}))
     events.append(_event("metadata", {"usage": usage, "metrics": {"latencyMs": 12}}))
     return events
+
+
+def _reasoning_deltas(index: int, reasoning: dict[str, Any]) -> list[bytes]:
+    """Reasoning text in pieces, then its signature; or redacted reasoning
+    as two blobs, each base64 on its own."""
+    if "redactedContent" in reasoning:
+        half = len(REDACTED) // 2
+        blobs = [base64.b64encode(piece).decode() for piece in (REDACTED[:half], REDACTED[half:])]
+        return [_delta(index, {"reasoningContent": {"redactedContent": b}}) for b in blobs]
+    thought = reasoning["reasoningText"]
+    pieces = [{"text": piece} for piece in _thirds(thought["text"])]
+    pieces.append({"signature": thought["signature"]})
+    return [_delta(index, {"reasoningContent": piece}) for piece in pieces]
 
 
 def _delta(index: int, delta: dict[str, Any]) -> bytes:

@@ -1,25 +1,33 @@
 """Adapter for AWS Bedrock's Converse API (``POST /model/{modelId}/converse``
 and ``/converse-stream``).
 
-Translated (``bedrock_wire``): system and developer messages into
-``system``; user and assistant text, user images (``data:`` URLs, and
-``https:`` URLs from the hosts in ``fetch_images_from``, fetched and inlined:
-Bedrock takes no URLs); assistant tool calls into ``toolUse`` blocks and
-``tool`` messages into ``toolResult`` blocks (a JSON-object result as
-``json``), with turns merged so user and assistant alternate;
+Translated (``bedrock_wire`` the request, ``bedrock_answer`` the answer,
+``bedrock_stream`` the stream, all without I/O): system and developer
+messages into ``system``; user and assistant text, user images (``data:``
+URLs, and ``https:`` URLs from the hosts in ``fetch_images_from``, fetched
+and inlined: Bedrock takes no URLs); assistant tool calls into ``toolUse``
+blocks and ``tool`` messages into ``toolResult`` blocks (a JSON-object
+result as ``json``), with turns merged so user and assistant alternate;
 ``max_tokens``/``max_completion_tokens``, ``temperature``, ``top_p`` and
 ``stop`` into ``inferenceConfig``; function tools and ``tool_choice`` into
 ``toolConfig``; ``response_format`` ``json_object``/``json_schema`` as a
 forced tool whose input is returned as the message content;
-``reasoning_effort`` as Claude's extended thinking (``reasoning_content`` in
-answers); ``cache_control`` markers on messages, parts and tools as
-``cachePoint`` blocks; usage with cache reads and writes.
+``reasoning_effort`` as Claude's extended thinking (``reasoning_content``
+and ``thinking_blocks`` in answers, a ``thinking_blocks`` delta when a
+reasoning block ends in a stream; an assistant message's ``thinking_blocks``
+go back first in its turn as ``reasoningContent``, signed or redacted, as
+Claude needs them in tool loops); ``cache_control`` markers on messages,
+parts and tools as ``cachePoint`` blocks; usage with cache reads and
+writes, and with a ``counter`` an estimate of the reasoning tokens
+(Converse counts them only as output tokens).
 
 Refused with a 400 naming the parameter: any other parameter that changes
 the answer (``n`` > 1, ``logprobs``, ``seed``, ...) unless the deployment
 drops it (``drop_params``), non-text parts other than user images,
 ``tool_choice: none`` once the history holds tool blocks (Converse has no
-``none``), and image URLs from hosts not allowed.
+``none``), image URLs from hosts not allowed, and ``thinking_blocks``
+entries other than a ``thinking`` block with its text or a
+``redacted_thinking`` block with base64 ``data``.
 
 Every request is signed with botocore's SigV4 signer over the exact bytes
 sent; the stream's binary event-stream frames are decoded by botocore's
@@ -42,19 +50,15 @@ import orjson
 from interlock.config import AwsConfig, ConfigError, DeploymentConfig
 from interlock.errors import UpstreamConnectionError, UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
-from interlock.providers.bedrock_wire import (
-    SUPPORTED,
-    ChunkStream,
-    Converse,
-    ShapeError,
-    completion,
-    converse_request,
-)
+from interlock.providers.bedrock_answer import completion
+from interlock.providers.bedrock_stream import ChunkStream
+from interlock.providers.bedrock_wire import SUPPORTED, Converse, ShapeError, converse_request
 from interlock.providers.http import HttpProvider
 from interlock.providers.image_fetch import ImageInliner
 from interlock.providers.openai_request import checked_params
 from interlock.providers.upstream_errors import error_detail
 from interlock.redaction import Redactor
+from interlock.tokens import TokenCounter
 
 __all__ = ["BedrockProvider", "SigV4Signer"]
 
@@ -167,11 +171,18 @@ def _default_chain() -> Any:
 class BedrockProvider(HttpProvider):
     provider_name = "aws.bedrock"
 
-    def __init__(self, deployment: DeploymentConfig, redactor: Redactor | None = None):
+    def __init__(
+        self,
+        deployment: DeploymentConfig,
+        redactor: Redactor | None = None,
+        counter: TokenCounter | None = None,
+    ):
+        """``counter`` estimates reasoning tokens, which Converse does not report."""
         assert deployment.model and deployment.aws  # guaranteed by config validation
         self._signer = SigV4Signer(deployment.id, deployment.aws)
         super().__init__(deployment, {}, redactor)
         self._model = deployment.model
+        self._counter = counter
         endpoint = (
             deployment.base_url or f"https://bedrock-runtime.{deployment.aws.region}.amazonaws.com"
         )
@@ -197,12 +208,12 @@ class BedrockProvider(HttpProvider):
         headers = await self._headers_for(self._converse_url, data, ctx)
         response = await self._client.request_json("POST", self._converse_url, data, headers)
         with self._shape_checked():
-            return completion(response, self._model, request.json_tool)
+            return completion(response, self._model, request.json_tool, self._counter)
 
     async def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
         request = await self._request(body)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        chunks = ChunkStream(self._model, request.json_tool, include_usage)
+        chunks = ChunkStream(self._model, request.json_tool, include_usage, self._counter)
         data = orjson.dumps(request.body)
         headers = await self._headers_for(self._stream_url, data, ctx)
         frames = _Frames(self.deployment_id)

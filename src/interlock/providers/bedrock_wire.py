@@ -1,14 +1,14 @@
 """Bedrock Converse wire translation, no I/O: an OpenAI chat request -> a
-Converse request; a Converse response and ConverseStream events -> OpenAI
-objects. ``bedrock.py`` signs, sends and decodes; its docstring says what is
-translated and what is refused.
+Converse request body. ``bedrock_answer.py`` translates a Converse response
+back, ``bedrock_stream.py`` ConverseStream events; ``bedrock.py`` signs,
+sends and decodes, and its docstring says what is translated and what is
+refused.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Iterator
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +27,8 @@ from interlock.providers.openai_request import (
     tool_choice,
     tool_result_text,
 )
-from interlock.providers.shapes import (
-    chunk_bytes,
-    chunk_choice,
-    tool_call,
-    tool_call_arguments_piece,
-    tool_call_opened,
-)
 
-__all__ = ["SUPPORTED", "ChunkStream", "Converse", "ShapeError", "completion", "converse_request"]
+__all__ = ["SUPPORTED", "Converse", "ShapeError", "converse_request"]
 
 # The OpenAI parameters Converse can honour; checked_params refuses the others.
 SUPPORTED = frozenset(
@@ -56,21 +49,7 @@ SUPPORTED = frozenset(
 # Claude needs maxTokens above the thinking budget; a caller that set no
 # max_tokens gets this much room for the answer on top of the budget.
 ANSWER_TOKENS = 4096
-_IMAGE_FORMATS = {
-    "image/png": "png",
-    "image/jpeg": "jpeg",
-    "image/gif": "gif",
-    "image/webp": "webp",
-}
-_FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "tool_use": "tool_calls",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "guardrail_intervened": "content_filter",
-    "content_filtered": "content_filter",
-}
+_IMAGE_FORMATS = {f"image/{kind}": kind for kind in ("png", "jpeg", "gif", "webp")}
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _CACHE_TTLS = frozenset({"5m", "1h"})
 _JSON_TOOL_DESCRIPTION = (
@@ -135,11 +114,7 @@ def _turns(messages: Any) -> tuple[list[JSONDict], list[JSONDict]]:
         if role == "user":
             blocks = _parts(message.get("content"), param, images=True)
         elif role == "assistant":
-            blocks = _parts(message.get("content"), param, images=False)
-            blocks += [
-                {"toolUse": {"toolUseId": call_id, "name": name, "input": arguments}}
-                for call_id, name, arguments in tool_calls_of(message, param)
-            ]
+            blocks = _assistant_blocks(message, param)
         elif role in ("tool", "function"):
             blocks = [_tool_result(message, param)]
         else:
@@ -149,7 +124,10 @@ def _turns(messages: Any) -> tuple[list[JSONDict], list[JSONDict]]:
         if not blocks:
             continue  # Converse refuses empty turns; an empty message says nothing
         if turns and turns[-1]["role"] == wire_role:
-            turns[-1]["content"].extend(blocks)
+            merged = turns[-1]["content"] + blocks
+            # Reasoning leads its assistant turn, as Claude requires.
+            reasoning = [block for block in merged if "reasoningContent" in block]
+            turns[-1]["content"] = reasoning + [b for b in merged if "reasoningContent" not in b]
         else:
             turns.append({"role": wire_role, "content": blocks})
     if not turns:
@@ -158,6 +136,48 @@ def _turns(messages: Any) -> tuple[list[JSONDict], list[JSONDict]]:
             param="messages",
         )
     return system, turns
+
+
+def _assistant_blocks(message: JSONDict, param: str) -> list[JSONDict]:
+    """Reasoning first (Claude needs its signed reasoning back in tool loops
+    with thinking on), then text, then tool calls."""
+    given = message.get("thinking_blocks") or []
+    if not isinstance(given, list):
+        raise InvalidRequest("`thinking_blocks` must be a list.", param=f"{param}.thinking_blocks")
+    blocks = [_reasoning(b, f"{param}.thinking_blocks[{k}]") for k, b in enumerate(given)]
+    blocks += _parts(message.get("content"), param, images=False)
+    blocks += [
+        {"toolUse": {"toolUseId": call_id, "name": name, "input": arguments}}
+        for call_id, name, arguments in tool_calls_of(message, param)
+    ]
+    return blocks
+
+
+def _reasoning(block: Any, param: str) -> JSONDict:
+    """A ``thinking_blocks`` entry (as an answer gave it) as ``reasoningContent``."""
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind == "thinking" and isinstance(block.get("thinking"), str):
+        text: JSONDict = {"text": block["thinking"]}
+        if isinstance(block.get("signature"), str):  # optional in Converse; Claude signs
+            text["signature"] = block["signature"]
+        return {"reasoningContent": {"reasoningText": text}}
+    if kind == "redacted_thinking" and _is_base64(block.get("data")):
+        return {"reasoningContent": {"redactedContent": block["data"]}}
+    raise InvalidRequest(
+        "A thinking block must be a `thinking` block with its text and `signature` or a "
+        "`redacted_thinking` block with its base64 `data`, as the answer gave them.",
+        param=param,
+    )
+
+
+def _is_base64(value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        base64.b64decode(value, validate=True)
+    except binascii.Error:
+        return False
+    return True
 
 
 def _parts(content: Any, param: str, *, images: bool) -> list[JSONDict]:
@@ -328,217 +348,3 @@ def _holds_tool_blocks(turns: list[JSONDict]) -> bool:
     return any(
         "toolUse" in block or "toolResult" in block for turn in turns for block in turn["content"]
     )
-
-
-# -- responses ---------------------------------------------------------------
-
-
-def completion(response: Any, model: str, json_tool: str | None) -> JSONDict:
-    """The ``chat.completion`` for a Converse response."""
-    output = response.get("output") if isinstance(response, dict) else None
-    message = output.get("message") if isinstance(output, dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
-        raise ShapeError("upstream response has no `output.message.content` list")
-    assert isinstance(response, dict)
-    texts: list[str] = []
-    reasoning: list[str] = []
-    calls: list[JSONDict] = []
-    for block in content:
-        if isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif isinstance(block.get("toolUse"), dict):
-            use = block["toolUse"]
-            arguments = orjson.dumps(use.get("input") or {}).decode()
-            if use.get("name") == json_tool:
-                texts.append(arguments)
-            else:
-                calls.append(tool_call(str(use.get("toolUseId")), str(use.get("name")), arguments))
-        elif isinstance(block.get("reasoningContent"), dict):
-            thought = block["reasoningContent"].get("reasoningText")
-            if isinstance(thought, dict) and isinstance(thought.get("text"), str):
-                reasoning.append(thought["text"])
-        # Redacted reasoning, citations and the like have no place in OpenAI's message.
-    answer: JSONDict = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not calls else None,
-        "refusal": None,
-    }
-    if reasoning:
-        answer["reasoning_content"] = "".join(reasoning)
-    if calls:
-        answer["tool_calls"] = calls
-    finish = _finish_reason(response.get("stopReason"), bool(calls))
-    return {
-        "id": _completion_id(),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": answer, "logprobs": None, "finish_reason": finish}],
-        "usage": usage(response.get("usage")),
-        "system_fingerprint": None,
-    }
-
-
-def _finish_reason(stop_reason: Any, has_calls: bool) -> str:
-    finish = _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
-    if has_calls and finish == "stop":
-        return "tool_calls"
-    if not has_calls and finish == "tool_calls":
-        return "stop"  # the forced structured-answer tool: its input is the content
-    return finish
-
-
-def usage(raw: Any) -> JSONDict:
-    """OpenAI usage for Converse ``usage``. ``inputTokens`` counts only the
-    input neither read from nor written to the prompt cache (AWS's prompt
-    caching guide), so the cache counts are added to make ``prompt_tokens``
-    every input token, as OpenAI's is."""
-    raw = raw if isinstance(raw, dict) else {}
-    read = _count(raw.get("cacheReadInputTokens"))
-    written = _count(raw.get("cacheWriteInputTokens"))
-    prompt = _count(raw.get("inputTokens")) + read + written
-    completion_tokens = _count(raw.get("outputTokens"))
-    out: JSONDict = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt + completion_tokens,
-    }
-    if read or written:
-        out["prompt_tokens_details"] = {"cached_tokens": read, "cache_write_tokens": written}
-    return out
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _completion_id() -> str:
-    # Converse answers carry no id of their own.
-    return f"chatcmpl-{os.urandom(12).hex()}"
-
-
-# -- streaming ---------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Block:
-    """A streamed content block: a tool call (``index`` counts OpenAI tool
-    calls) or the structured answer (``index`` None)."""
-
-    index: int | None
-    has_input: bool = False
-
-
-class ChunkStream:
-    """ConverseStream events in, ``chat.completion.chunk`` bytes out.
-
-    Pure state, no I/O: ``feed`` each event (its ``:event-type`` and JSON
-    payload); ``finished`` turns true at the ``metadata`` event that follows
-    ``messageStop``; ``close`` once the stream has ended.
-    """
-
-    def __init__(self, model: str, json_tool: str | None, include_usage: bool):
-        self._id = _completion_id()
-        self._created = int(time.time())
-        self._model = model
-        self._json_tool = json_tool
-        self._include_usage = include_usage
-        self._blocks: dict[Any, _Block] = {}  # by contentBlockIndex
-        self._calls = 0
-        self._started = False
-        self._stopped = False
-        self.finished = False
-
-    def feed(self, kind: str, event: JSONDict) -> list[bytes]:
-        out = self._start() if not self._started and kind != "metadata" else []
-        if kind == "contentBlockStart":
-            out += self._block_start(event)
-        elif kind == "contentBlockDelta":
-            out += self._delta(event)
-        elif kind == "contentBlockStop":
-            out += self._block_stop(event)
-        elif kind == "messageStop":
-            self._stopped = True
-            finish = _finish_reason(event.get("stopReason"), self._calls > 0)
-            out.append(self._chunk([chunk_choice(0, {}, finish)]))
-        elif kind == "metadata" and self._stopped:
-            self.finished = True
-            if self._include_usage:
-                out.append(self._chunk([], usage(event.get("usage"))))
-        # messageStart is the role chunk; event types added later carry nothing we use.
-        return out
-
-    def close(self) -> list[bytes]:
-        """The stream ended: usage that no metadata event brought, or an
-        error for a stream cut before ``messageStop``."""
-        if not self._stopped:
-            raise ShapeError("upstream stream ended before messageStop")
-        if self.finished or not self._include_usage:
-            return []
-        self.finished = True
-        return [self._chunk([], usage(None))]
-
-    def _start(self) -> list[bytes]:
-        self._started = True
-        return [self._chunk([chunk_choice(0, {"role": "assistant", "content": ""})])]
-
-    def _block_start(self, event: JSONDict) -> list[bytes]:
-        start = event.get("start")
-        use = start.get("toolUse") if isinstance(start, dict) else None
-        if not isinstance(use, dict):
-            return []
-        key = event.get("contentBlockIndex")
-        if use.get("name") == self._json_tool:
-            self._blocks[key] = _Block(None)
-            return []
-        if not isinstance(use.get("toolUseId"), str) or not isinstance(use.get("name"), str):
-            raise ShapeError("upstream toolUse start has no `toolUseId` or `name`")
-        index, self._calls = self._calls, self._calls + 1
-        self._blocks[key] = _Block(index)
-        return [self._delta_chunk(tool_call_opened(index, use["toolUseId"], use["name"]))]
-
-    def _delta(self, event: JSONDict) -> list[bytes]:
-        delta = event.get("delta")
-        if not isinstance(delta, dict):
-            raise ShapeError("upstream contentBlockDelta has no `delta` object")
-        return [self._delta_chunk(piece) for piece in self._pieces(event, delta)]
-
-    def _pieces(self, event: JSONDict, delta: JSONDict) -> Iterator[JSONDict]:
-        if isinstance(delta.get("text"), str) and delta["text"]:
-            yield {"content": delta["text"]}
-        reasoning = delta.get("reasoningContent")
-        if isinstance(reasoning, dict) and isinstance(reasoning.get("text"), str):
-            yield {"reasoning_content": reasoning["text"]}  # signatures stay upstream
-        use = delta.get("toolUse")
-        if isinstance(use, dict) and isinstance(use.get("input"), str) and use["input"]:
-            block = self._blocks.get(event.get("contentBlockIndex"))
-            if block is None:
-                raise ShapeError("upstream sent toolUse input for a block it never started")
-            block.has_input = True
-            if block.index is None:
-                yield {"content": use["input"]}
-            else:
-                yield tool_call_arguments_piece(block.index, use["input"])
-
-    def _block_stop(self, event: JSONDict) -> list[bytes]:
-        block = self._blocks.pop(event.get("contentBlockIndex"), None)
-        if block is None or block.has_input:
-            return []
-        # A call without arguments streams no input; OpenAI's arguments are still an object.
-        if block.index is None:
-            return [self._delta_chunk({"content": "{}"})]
-        return [self._delta_chunk(tool_call_arguments_piece(block.index, "{}"))]
-
-    def _delta_chunk(self, delta: JSONDict) -> bytes:
-        return self._chunk([chunk_choice(0, delta)])
-
-    def _chunk(self, choices: list[JSONDict], usage: JSONDict | None = None) -> bytes:
-        return chunk_bytes(
-            self._id,
-            self._created,
-            self._model,
-            choices,
-            include_usage=self._include_usage,
-            usage=usage,
-        )

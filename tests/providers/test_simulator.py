@@ -7,7 +7,12 @@ import orjson
 import pytest
 
 from interlock.config import DeploymentConfig
-from interlock.errors import UpstreamConnectionError, UpstreamStatusError, UpstreamTimeout
+from interlock.errors import (
+    InvalidRequest,
+    UpstreamConnectionError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
 from interlock.providers.base import CallContext
 from interlock.providers.simulator import SimulatorProvider
 from interlock.tokens import EstimatingCounter
@@ -134,3 +139,259 @@ async def test_embeddings_are_deterministic_unit_vectors() -> None:
     assert (await provider.embed({"input": "a", "dimensions": 4}, CTX))["data"][0]["embedding"]
     tokens = await provider.embed({"input": [1, 2, 3]}, CTX)
     assert len(tokens["data"]) == 1
+
+
+# -- tools, tool results and JSON output ---------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "days": {"type": "integer"},
+                "ratio": {"type": "number"},
+                "metric": {"type": "boolean"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "extra": {"type": "object"},
+            },
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+    },
+}
+WEATHER_ARGS = '{"city":"Paris","days":3,"ratio":1.5,"metric":true,"tags":[],"extra":{}}'
+TOOLS_BODY = {**BODY, "tools": [WEATHER, TIME]}
+
+
+def asking(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "sim", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def stream_calls(chunks: list[dict[str, Any]]) -> dict[int, dict[str, str]]:
+    """Streamed tool calls put together as the SDKs do: by ``index``."""
+    calls: dict[int, dict[str, str]] = {}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            for part in choice["delta"].get("tool_calls") or ():
+                call = calls.setdefault(part["index"], {"arguments": ""})
+                if "id" in part:
+                    assert "id" not in call, "each call is opened once"
+                    call["id"], call["name"] = part["id"], part["function"]["name"]
+                call["arguments"] += part["function"]["arguments"]
+    return calls
+
+
+async def test_tools_answer_with_a_call_to_the_first_tool() -> None:
+    result = await make().chat(TOOLS_BODY, CTX)
+    choice = result["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    message = choice["message"]
+    assert message["content"] is None and message["refusal"] is None
+    [call] = message["tool_calls"]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert int(call["id"][5:], 16) >= 0
+    assert call["function"] == {"name": "get_weather", "arguments": WEATHER_ARGS}
+    tokens = EstimatingCounter().count(WEATHER_ARGS)
+    assert result["usage"]["completion_tokens"] == tokens
+
+
+@pytest.mark.parametrize(
+    ("choice", "called"),
+    [
+        ("auto", "get_weather"),
+        ("required", "get_weather"),
+        ({"type": "function", "function": {"name": "get_time"}}, "get_time"),
+    ],
+)
+async def test_tool_choice_picks_the_tool(choice: Any, called: str) -> None:
+    result = await make().chat({**TOOLS_BODY, "tool_choice": choice}, CTX)
+    [call] = result["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == called
+
+
+async def test_tool_choice_none_answers_plain_text() -> None:
+    plain = await make().chat(BODY, CTX)
+    result = await make().chat({**TOOLS_BODY, "tool_choice": "none"}, CTX)
+    assert result["choices"][0]["message"] == plain["choices"][0]["message"]
+    assert result["choices"][0]["finish_reason"] in {"stop", "length"}
+
+
+async def test_parallel_asks_for_the_first_two_tools() -> None:
+    body = asking("Check both, in parallel please.", tools=[WEATHER, TIME])
+    result = await make().chat({**body, "tool_choice": "required"}, CTX)
+    calls = result["choices"][0]["message"]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == ["get_weather", "get_time"]
+    assert calls[0]["id"] != calls[1]["id"]
+    assert calls[1]["function"]["arguments"] == '{"zone":"Paris"}'
+    one = await make().chat({**body, "parallel_tool_calls": False}, CTX)
+    assert len(one["choices"][0]["message"]["tool_calls"]) == 1
+
+
+async def test_stream_opens_each_call_then_sends_its_arguments_in_pieces() -> None:
+    chunks = await collect(make(), {**TOOLS_BODY, "stream_options": {"include_usage": True}})
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    pieces = [c for c in chunks if c["choices"] and "tool_calls" in c["choices"][0]["delta"]]
+    opened = pieces[0]["choices"][0]["delta"]["tool_calls"][0]
+    assert opened["function"] == {"name": "get_weather", "arguments": ""}
+    assert len(pieces) >= 4  # opened, then at least three argument pieces
+    assert stream_calls(chunks) == {
+        0: {"id": opened["id"], "name": "get_weather", "arguments": WEATHER_ARGS}
+    }
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    unary = await make().chat(TOOLS_BODY, CTX)
+    assert chunks[-1]["usage"] == unary["usage"]
+
+
+async def test_stream_interleaves_parallel_calls() -> None:
+    chunks = await collect(make(), asking("parallel", tools=[WEATHER, TIME]))
+    order = [
+        c["choices"][0]["delta"]["tool_calls"][0]["index"]
+        for c in chunks
+        if c["choices"] and "tool_calls" in c["choices"][0]["delta"]
+    ]
+    assert order[:4] == [0, 1, 0, 1]
+    calls = stream_calls(chunks)
+    assert calls[0]["arguments"] == WEATHER_ARGS
+    assert calls[1] == {"id": calls[1]["id"], "name": "get_time", "arguments": '{"zone":"Paris"}'}
+
+
+async def test_legacy_functions_answer_with_function_call() -> None:
+    body = {**BODY, "functions": [WEATHER["function"]], "function_call": "auto"}
+    result = await make().chat(body, CTX)
+    choice = result["choices"][0]
+    assert choice["finish_reason"] == "function_call"
+    assert choice["message"]["function_call"] == {"name": "get_weather", "arguments": WEATHER_ARGS}
+    assert "tool_calls" not in choice["message"]
+    chunks = await collect(make(), body)
+    deltas = [c["choices"][0]["delta"].get("function_call") for c in chunks]
+    calls = [d for d in deltas if d]
+    assert calls[0] == {"name": "get_weather", "arguments": ""} and len(calls) >= 4
+    assert "".join(d["arguments"] for d in calls) == WEATHER_ARGS
+    assert chunks[-1]["choices"][0]["finish_reason"] == "function_call"
+    off = await make().chat({**body, "function_call": "none"}, CTX)
+    assert off["choices"][0]["message"]["content"]
+
+
+async def test_tool_results_are_read_back() -> None:
+    messages = [
+        {"role": "user", "content": "weather and time?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather"}},
+                {"id": "call_2", "type": "function", "function": {"name": "get_time"}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "noon"}]},
+    ]
+    body = {**TOOLS_BODY, "messages": messages}
+    result = await make().chat(body, CTX)
+    assert result["choices"][0]["message"]["content"] == "Tool said: sunny; noon"
+    assert result["choices"][0]["finish_reason"] == "stop"
+    chunks = await collect(make(), body)
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == "Tool said: sunny; noon"
+    # A new question after the answer calls the tool again.
+    later = [*messages, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "?"}]
+    again = await make().chat({**body, "messages": later}, CTX)
+    assert again["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_json_object_answers_compact_json() -> None:
+    body = {**BODY, "response_format": {"type": "json_object"}}
+    result = await make().chat(body, CTX)
+    assert result["choices"][0]["message"]["content"] == '{"answer":"Paris"}'
+    chunks = await collect(make(), body)
+    pieces = [c["choices"][0]["delta"]["content"] for c in chunks[1:-1]]
+    assert len(pieces) >= 3 and "".join(pieces) == '{"answer":"Paris"}'
+
+
+async def test_json_schema_answers_json_generated_from_the_schema() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"$ref": "#/$defs/City"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            "days": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Day"}},
+            "notes": {"type": "array", "items": {"type": "string"}},
+            "hint": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 10}]},
+        },
+        "$defs": {
+            "City": {"type": "object", "properties": {"name": {"type": "string"}}},
+            "Day": {"type": "object", "properties": {"warm": {"type": ["boolean", "null"]}}},
+        },
+    }
+    body = {
+        **BODY,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": schema}},
+    }
+    result = await make().chat(body, CTX)
+    content = result["choices"][0]["message"]["content"]
+    assert content == (
+        '{"city":{"name":"Paris"},"unit":"celsius","days":[{"warm":true}],"notes":[],"hint":10}'
+    )
+    assert result["usage"]["completion_tokens"] == EstimatingCounter().count(content)
+
+
+async def test_recursive_schemas_end() -> None:
+    schema = {
+        "$defs": {
+            "Node": {
+                "type": "object",
+                "properties": {"next": {"$ref": "#/$defs/Node"}, "id": {"type": "integer"}},
+            }
+        },
+        "$ref": "#/$defs/Node",
+    }
+    body = {**BODY, "response_format": {"type": "json_schema", "json_schema": {"schema": schema}}}
+    content = (await make().chat(body, CTX))["choices"][0]["message"]["content"]
+    depth = content.count('"next"')
+    assert 1 < depth < 20 and content.startswith('{"next":{"next":')
+
+
+async def test_tool_answers_keep_the_simulator_params() -> None:
+    sleep = FakeSleep()
+    chunks = await collect(make(sleep, ttft_ms=100, tokens_per_s=10), TOOLS_BODY)
+    steps = len([c for c in chunks if "tool_calls" in c["choices"][0]["delta"]])
+    assert sleep.delays == [pytest.approx(0.1)] * steps
+    unary_sleep = FakeSleep()
+    await make(unary_sleep, ttft_ms=100, tokens_per_s=10).chat(TOOLS_BODY, CTX)
+    assert unary_sleep.delays == [pytest.approx(0.1 + 0.1 * steps)]
+    with pytest.raises(UpstreamStatusError):
+        await make(error_rate=1.0, error_kind="rate_limit").chat(TOOLS_BODY, CTX)
+    seen = []
+    with pytest.raises(UpstreamConnectionError):
+        async for chunk in make(cut_after_tokens=2).stream_chat(TOOLS_BODY, CTX):
+            seen.append(orjson.loads(chunk))
+    assert len(seen) == 3  # the role chunk, the call opened, one argument piece
+
+
+async def test_n_choices_each_get_the_calls() -> None:
+    result = await make().chat({**TOOLS_BODY, "n": 2}, CTX)
+    ids = [c["message"]["tool_calls"][0]["id"] for c in result["choices"]]
+    assert len(set(ids)) == 2
+    chunks = await collect(make(), {**TOOLS_BODY, "n": 2})
+    finishes = [c["choices"][0] for c in chunks if c["choices"][0]["finish_reason"]]
+    assert [(f["index"], f["finish_reason"]) for f in finishes] == [
+        (0, "tool_calls"),
+        (1, "tool_calls"),
+    ]
+
+
+async def test_malformed_tools_are_refused() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        await make().chat({**BODY, "tools": [{"type": "function", "function": {}}]}, CTX)
+    assert info.value.param == "tools[0].function.name"
+    with pytest.raises(InvalidRequest):
+        named = {"type": "function", "function": {"name": "nope"}}
+        await make().chat({**TOOLS_BODY, "tool_choice": named}, CTX)

@@ -55,6 +55,21 @@ def test_status_keeps_status_and_type_and_rewrites_the_message(
 
 
 @pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (400, b'{"error": {"code": "content_filter", "message": "filtered"}}', "content_filter"),
+        (400, b'{"error": {"code": "context_length_exceeded"}}', "context_length_exceeded"),
+        (400, b'{"error": {"code": "some_other_code"}}', "upstream_400"),
+        (400, b'{"error": {"code": 400}}', "upstream_400"),
+        (500, b'{"error": {"code": "content_filter"}}', "upstream_500"),  # not the client's
+        (400, b"not json", "upstream_400"),
+    ],
+)
+def test_codes_clients_act_on_are_kept(status: int, body: bytes, code: str) -> None:
+    assert status_error(status, body, Redactor(), deployment="d").code == code
+
+
+@pytest.mark.parametrize(
     ("body", "excerpt"),
     [
         (b'{"error": {"message": "bad temperature"}}', "bad temperature"),  # OpenAI, Anthropic

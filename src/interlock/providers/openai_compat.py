@@ -27,12 +27,23 @@ class OpenAICompatibleProvider(HttpProvider):
 
     def __init__(self, deployment: DeploymentConfig, redactor: Redactor | None = None):
         assert deployment.base_url and deployment.model  # guaranteed by config validation
-        headers = {}
-        if deployment.api_key is not None:
-            headers["authorization"] = f"Bearer {deployment.api_key.reveal()}"
-        super().__init__(deployment, headers, redactor)
+        super().__init__(deployment, self._auth_headers(deployment), redactor)
         self._model = deployment.model
-        self._base_url = deployment.base_url
+        self._chat_url = self._endpoint(deployment, "chat/completions")
+        self._embeddings_url = self._endpoint(deployment, "embeddings")
+
+    # Overridden by upstreams that speak this wire format at other URLs or
+    # with other credentials (Azure OpenAI).
+
+    @staticmethod
+    def _auth_headers(deployment: DeploymentConfig) -> dict[str, str]:
+        if deployment.api_key is None:
+            return {}
+        return {"authorization": f"Bearer {deployment.api_key.reveal()}"}
+
+    @staticmethod
+    def _endpoint(deployment: DeploymentConfig, operation: str) -> str:
+        return f"{deployment.base_url}/{operation}"
 
     def _upstream_body(self, body: JSONDict) -> JSONDict:
         return {**body, "model": self._model}
@@ -42,16 +53,14 @@ class OpenAICompatibleProvider(HttpProvider):
         upstream.pop("stream", None)
         upstream.pop("stream_options", None)
         result = await self._client.request_json(
-            "POST", f"{self._base_url}/chat/completions", upstream, self._headers(ctx)
+            "POST", self._chat_url, upstream, self._headers(ctx)
         )
         return self._expect_object(result, "choices")
 
     async def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
         upstream = self._upstream_body(body)
         upstream["stream"] = True
-        events = self._client.stream_sse(
-            f"{self._base_url}/chat/completions", upstream, self._headers(ctx)
-        )
+        events = self._client.stream_sse(self._chat_url, upstream, self._headers(ctx))
         async with aclosing(events):  # closing at [DONE] keeps the connection pooled
             async for event in events:
                 data = event.data
@@ -70,7 +79,7 @@ class OpenAICompatibleProvider(HttpProvider):
         # Always ask for floats: the HTTP edge applies the client's encoding.
         upstream = {**self._upstream_body(body), "encoding_format": "float"}
         result = await self._client.request_json(
-            "POST", f"{self._base_url}/embeddings", upstream, self._headers(ctx)
+            "POST", self._embeddings_url, upstream, self._headers(ctx)
         )
         return self._expect_object(result, "data")
 

@@ -25,11 +25,19 @@ def build_provider(
     if deployment.provider == "anthropic":
         from interlock.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(deployment, redactor)
+        return AnthropicProvider(deployment, redactor, counter)
     if deployment.provider == "gemini":
         from interlock.providers.gemini import GeminiProvider
 
         return GeminiProvider(deployment, redactor)
+    if deployment.provider == "azure":
+        from interlock.providers.azure import AzureOpenAIProvider
+
+        return AzureOpenAIProvider(deployment, redactor)
+    if deployment.provider == "bedrock":
+        from interlock.providers.bedrock import BedrockProvider
+
+        return BedrockProvider(deployment, redactor, counter)
     if deployment.provider == "sentence-transformers":
         from interlock.providers.sentence_embeddings import SentenceEmbeddingProvider
 

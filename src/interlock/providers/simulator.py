@@ -21,6 +21,11 @@ of it is bounded and never holds the event loop for long: a request's
 numbers in one embeddings answer (a 400 beyond), vectors generated a slice
 at a time and long texts token-counted in pieces (``tokens.count_text``).
 
+Requests with tools, tool results or a JSON ``response_format`` get the
+answers ``simulator_tools`` decides (tool calls with schema-sampled
+arguments, ``Tool said: ...``, sampled JSON), paced, failed and cut by the
+same params; plain requests never look at tools.
+
 It is named a simulator in ``/v1/models`` (``owned_by``) and in
 ``system_fingerprint``; it never pretends to be a real model. Call counters
 live on the instance.
@@ -50,6 +55,7 @@ from interlock.errors import (
 from interlock.providers.base import CallContext, JSONDict, Provider
 from interlock.providers.shapes import chunk_bytes, chunk_choice
 from interlock.providers.simulator_summary import cited_summary
+from interlock.providers.simulator_tools import ScriptedAnswer, scripted_answer
 from interlock.tokens import TokenCounter, count_chat_prompt, count_text, message_text
 
 __all__ = ["MAX_DIMENSIONS", "MAX_EMBEDDING_NUMBERS", "SimulatorParams", "SimulatorProvider"]
@@ -159,6 +165,9 @@ class SimulatorProvider(Provider):
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         await self._maybe_fail()
+        scripted = scripted_answer(body)
+        if scripted is not None:
+            return await self._scripted_chat(body, ctx, scripted)
         choices, completions = [], []
         for index in range(int(body.get("n") or 1)):
             words, finish = self._words(body, index)
@@ -173,15 +182,25 @@ class SimulatorProvider(Provider):
             )
         total = max((len(w) for w in completions), default=0)
         await self._sleep(self.params.ttft_ms / 1000 + self._token_interval() * total)
-        return {
-            "id": _completion_id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": ctx.public_model,
-            "choices": choices,
-            "usage": await self._usage(body, completions),
-            "system_fingerprint": FINGERPRINT,
-        }
+        return _completion(ctx, choices, await self._usage(body, completions))
+
+    async def _scripted_chat(
+        self, body: JSONDict, ctx: CallContext, scripted: ScriptedAnswer
+    ) -> JSONDict:
+        n = int(body.get("n") or 1)
+        choices = [
+            {
+                "index": index,
+                "message": scripted.message(),
+                "logprobs": None,
+                "finish_reason": scripted.finish_reason,
+            }
+            for index in range(n)
+        ]
+        steps = len(scripted.deltas())
+        await self._sleep(self.params.ttft_ms / 1000 + self._token_interval() * steps)
+        usage = await self._usage(body, [[scripted.generated_text()]] * n)
+        return _completion(ctx, choices, usage)
 
     async def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
         await self._maybe_fail()
@@ -200,26 +219,38 @@ class SimulatorProvider(Provider):
             )
 
         n = int(body.get("n") or 1)
-        plans = [self._words(body, index) for index in range(n)]
+        outputs, deltas, finishes = self._stream_plan(body, n)
         await self._sleep(self.params.ttft_ms / 1000)
         for index in range(n):
             yield chunk([_choice(index, {"role": "assistant", "content": ""})])
-        interval, sent = self._token_interval(), 0
-        for position in range(max(len(words) for words, _ in plans)):
-            if self.params.cut_after_tokens is not None and sent >= self.params.cut_after_tokens:
+        interval, cut = self._token_interval(), self.params.cut_after_tokens
+        for position in range(max(len(steps) for steps in deltas)):
+            if cut is not None and position >= cut:
                 raise UpstreamConnectionError(
                     "simulated mid-stream cut", deployment=self.deployment_id
                 )
             if interval and position:
                 await self._sleep(interval)
-            for index, (words, _) in enumerate(plans):
-                if position < len(words):
-                    yield chunk([_choice(index, {"content": words[position]})])
-            sent += 1
-        for index, (_, finish) in enumerate(plans):
+            for index, steps in enumerate(deltas):
+                if position < len(steps):
+                    yield chunk([_choice(index, steps[position])])
+        for index, finish in enumerate(finishes):
             yield chunk([_choice(index, {}, finish)])
         if include_usage:
-            yield chunk([], await self._usage(body, [words for words, _ in plans]))
+            yield chunk([], await self._usage(body, outputs))
+
+    def _stream_plan(
+        self, body: JSONDict, n: int
+    ) -> tuple[list[list[str]], list[list[JSONDict]], list[str]]:
+        """Per choice: what it writes (for usage), its deltas, its finish reason."""
+        scripted = scripted_answer(body)
+        if scripted is not None:
+            deltas = [scripted.deltas() for _ in range(n)]
+            return [[scripted.generated_text()]] * n, deltas, [scripted.finish_reason] * n
+        plans = [self._words(body, index) for index in range(n)]
+        outputs = [words for words, _ in plans]
+        deltas = [[{"content": word} for word in words] for words in outputs]
+        return outputs, deltas, [finish for _, finish in plans]
 
     async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         await self._maybe_fail()
@@ -260,6 +291,18 @@ _choice = chunk_choice
 
 def _completion_id() -> str:
     return "chatcmpl-sim-" + os.urandom(12).hex()
+
+
+def _completion(ctx: CallContext, choices: list[JSONDict], usage: JSONDict) -> JSONDict:
+    return {
+        "id": _completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": ctx.public_model,
+        "choices": choices,
+        "usage": usage,
+        "system_fingerprint": FINGERPRINT,
+    }
 
 
 def _apply_stop(words: list[str], stop: Any, finish: str) -> tuple[list[str], str]:

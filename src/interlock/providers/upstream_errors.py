@@ -23,7 +23,7 @@ import orjson
 from interlock.errors import UpstreamStatusError
 from interlock.redaction import Redactor
 
-__all__ = ["EXCERPT_CHARS", "clean_text", "error_detail", "status_error"]
+__all__ = ["EXCERPT_CHARS", "clean_text", "error_code", "error_detail", "status_error"]
 
 EXCERPT_CHARS = 300
 # Of a huge body or message only the start is read: the excerpt needs no more,
@@ -53,6 +53,23 @@ def error_detail(body: bytes) -> str:
     return ""  # JSON without a message: nothing worth quoting
 
 
+# Upstream error codes clients act on, kept instead of ``upstream_<status>``:
+# OpenAI's and Azure's content filter, and a prompt too long for the model
+# (LangChain and agent frameworks trim history on it).
+KEPT_CODES = frozenset({"content_filter", "context_length_exceeded"})
+
+
+def error_code(body: bytes) -> str | None:
+    """The upstream's ``error.code`` when it is one of ``KEPT_CODES``."""
+    try:
+        parsed: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if code in KEPT_CODES else None
+
+
 def clean_text(text: str, redactor: Redactor, limit: int = EXCERPT_CHARS) -> str:
     """One line of printable text, at most ``limit`` characters, secrets scrubbed.
 
@@ -78,16 +95,21 @@ def status_error(
 ) -> UpstreamStatusError:
     """The error for an upstream's error status (or, ``mid_stream``, an error
     event in a stream it had started with 200): our words, then its own."""
+    code = None
     if isinstance(detail, bytes):
+        code = error_code(detail)
         detail = error_detail(detail)
     excerpt = clean_text(detail, redactor)
     head = "upstream reported an error mid-stream" if mid_stream else _headline(status)
-    return UpstreamStatusError(
+    error = UpstreamStatusError(
         status,
         f"{head}: {excerpt}" if excerpt else head,
         deployment=deployment,
         retry_after_s=retry_after_s,
     )
+    if code is not None and error.status_code == status:
+        error.code = code
+    return error
 
 
 def _headline(status: int) -> str:

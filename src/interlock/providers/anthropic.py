@@ -32,16 +32,14 @@ thinking, and thinking together with a forced tool call or
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager
-
-import orjson
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from interlock.config import DeploymentConfig
 from interlock.errors import UpstreamProtocolError, UpstreamStatusError
 from interlock.providers.anthropic_answer import completion
 from interlock.providers.anthropic_stream import StreamTranslator
-from interlock.providers.anthropic_wire import ShapeError, chat_request
+from interlock.providers.anthropic_wire import chat_request
 from interlock.providers.base import CallContext, JSONDict
 from interlock.providers.http import HttpProvider
 from interlock.redaction import Redactor
@@ -114,18 +112,6 @@ class AnthropicProvider(HttpProvider):
             "upstream stream ended before message_stop", deployment=self.deployment_id
         )
 
-    def _event_object(self, data: bytes) -> JSONDict:
-        try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise UpstreamProtocolError(
-                "upstream sent a stream event that is not a JSON object",
-                deployment=self.deployment_id,
-            )
-        return parsed
-
     def _stream_error(self, event: JSONDict) -> UpstreamStatusError:
         """An ``error`` event after the 200 status: the status Anthropic
         documents for its error type, its message made safe."""
@@ -136,10 +122,3 @@ class AnthropicProvider(HttpProvider):
         message = error.get("message")
         detail = f"{kind}: {message}" if isinstance(message, str) else kind
         return self._upstream_error(_ERROR_STATUSES.get(kind, 500), detail, mid_stream=True)
-
-    @contextmanager
-    def _shape_checked(self) -> Iterator[None]:
-        try:
-            yield
-        except ShapeError as exc:
-            raise UpstreamProtocolError(str(exc), deployment=self.deployment_id) from None

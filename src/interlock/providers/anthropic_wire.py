@@ -34,6 +34,7 @@ from interlock.providers.openai_request import (
     tool_calls_of,
     tool_choice,
 )
+from interlock.providers.upstream_errors import ShapeError
 
 __all__ = ["JSON_OBJECT_TOOL", "SUPPORTED", "ShapeError", "WireRequest", "chat_request"]
 
@@ -59,10 +60,6 @@ SUPPORTED = frozenset(
 )
 # Anthropic documents top_p from 0.95 to 1 as allowed with thinking on.
 _THINKING_TOP_P = (0.95, 1.0)
-
-
-class ShapeError(Exception):
-    """An upstream answer that is not the shape Anthropic documents."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
@@ -52,7 +52,7 @@ from interlock.errors import UpstreamConnectionError, UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
 from interlock.providers.bedrock_answer import completion
 from interlock.providers.bedrock_stream import ChunkStream
-from interlock.providers.bedrock_wire import SUPPORTED, Converse, ShapeError, converse_request
+from interlock.providers.bedrock_wire import SUPPORTED, Converse, converse_request
 from interlock.providers.http import HttpProvider
 from interlock.providers.image_fetch import ImageInliner
 from interlock.providers.openai_request import checked_params
@@ -250,7 +250,7 @@ class BedrockProvider(HttpProvider):
         if kind == "error":
             detail = f"{headers.get(':error-code')}: {headers.get(':error-message')}"
             raise self._upstream_error(500, detail, mid_stream=True)
-        return str(headers.get(":event-type")), self._payload(payload)
+        return str(headers.get(":event-type")), self._event_object(payload)
 
     def _exception(self, kind: str, payload: bytes) -> Exception:
         status = EXCEPTION_STATUSES.get(kind, 500)
@@ -258,22 +258,3 @@ class BedrockProvider(HttpProvider):
         return self._upstream_error(
             status, f"{kind}: {detail}" if detail else kind, mid_stream=True
         )
-
-    def _payload(self, payload: bytes) -> JSONDict:
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            event = None
-        if not isinstance(event, dict):
-            raise UpstreamProtocolError(
-                "upstream sent a stream event that is not a JSON object",
-                deployment=self.deployment_id,
-            )
-        return event
-
-    @contextmanager
-    def _shape_checked(self) -> Iterator[None]:
-        try:
-            yield
-        except ShapeError as exc:
-            raise UpstreamProtocolError(str(exc), deployment=self.deployment_id) from None

@@ -27,6 +27,7 @@ from interlock.providers.openai_request import (
     tool_choice,
     tool_result_text,
 )
+from interlock.providers.upstream_errors import ShapeError
 
 __all__ = ["SUPPORTED", "Converse", "ShapeError", "converse_request"]
 
@@ -56,10 +57,6 @@ _JSON_TOOL_DESCRIPTION = (
     "Give the final answer by calling this tool: its input is the answer, "
     "as JSON that matches the input schema."
 )
-
-
-class ShapeError(Exception):
-    """A 200 answer that is not the shape Converse documents; the adapter names itself."""
 
 
 @dataclass(frozen=True, slots=True)

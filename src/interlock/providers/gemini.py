@@ -54,8 +54,8 @@ header, never in the URL, so it cannot leak into access logs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -65,7 +65,6 @@ from interlock.errors import UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
 from interlock.providers.gemini_response import (
     ChunkStream,
-    ShapeError,
     choice_count,
     completion,
     embeddings,
@@ -182,10 +181,3 @@ class GeminiProvider(HttpProvider):
         )
         with self._shape_checked():
             return embeddings(response, len(texts), self._model)
-
-    @contextmanager
-    def _shape_checked(self) -> Iterator[None]:
-        try:
-            yield
-        except ShapeError as exc:
-            raise UpstreamProtocolError(str(exc), deployment=self.deployment_id) from None

@@ -28,6 +28,7 @@ from interlock.providers.shapes import (
     tool_call_arguments_piece,
     tool_call_opened,
 )
+from interlock.providers.upstream_errors import ShapeError
 
 __all__ = [
     "ChunkStream",
@@ -67,10 +68,6 @@ _RPC_STATUSES = {
     "UNAVAILABLE": 503,
     "DEADLINE_EXCEEDED": 504,
 }
-
-
-class ShapeError(Exception):
-    """A 200 body that is not the shape Gemini documents; the provider names itself."""
 
 
 def stream_error_status(error: Any) -> int:

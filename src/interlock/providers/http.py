@@ -55,7 +55,7 @@ from interlock.providers.proxy import dialer_for, proxy_authorization, refusal
 from interlock.providers.proxy_rules import ProxyRules
 from interlock.providers.retry_after import retry_after_from_headers
 from interlock.providers.tls import client_context
-from interlock.providers.upstream_errors import clean_text, status_error
+from interlock.providers.upstream_errors import ShapeError, clean_text, status_error
 from interlock.redaction import Redactor
 
 __all__ = ["HttpProvider", "SSEEvent", "UpstreamClient"]
@@ -448,6 +448,28 @@ class HttpProvider(Provider):
     @staticmethod
     def _headers(ctx: CallContext) -> dict[str, str]:
         return ctx.upstream_headers()
+
+    @contextmanager
+    def _shape_checked(self) -> Iterator[None]:
+        """A translation module's ``ShapeError`` as this deployment's
+        ``UpstreamProtocolError``."""
+        try:
+            yield
+        except ShapeError as exc:
+            raise UpstreamProtocolError(str(exc), deployment=self.deployment_id) from None
+
+    def _event_object(self, data: bytes) -> dict[str, Any]:
+        """One streamed event's JSON object, or an ``UpstreamProtocolError``."""
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise UpstreamProtocolError(
+                "upstream sent a stream event that is not a JSON object",
+                deployment=self.deployment_id,
+            )
+        return parsed
 
     def _upstream_error(
         self, status: int, detail: str | bytes, *, mid_stream: bool = False

@@ -23,7 +23,14 @@ import orjson
 from interlock.errors import UpstreamStatusError
 from interlock.redaction import Redactor
 
-__all__ = ["EXCERPT_CHARS", "clean_text", "error_code", "error_detail", "status_error"]
+__all__ = [
+    "EXCERPT_CHARS",
+    "ShapeError",
+    "clean_text",
+    "error_code",
+    "error_detail",
+    "status_error",
+]
 
 EXCERPT_CHARS = 300
 # Of a huge body or message only the start is read: the excerpt needs no more,
@@ -51,6 +58,12 @@ def error_detail(body: bytes) -> str:
         if isinstance(parsed.get("message"), str):
             return str(parsed["message"])
     return ""  # JSON without a message: nothing worth quoting
+
+
+class ShapeError(Exception):
+    """A 200 answer that is not the shape its vendor documents. Raised by the
+    pure translation modules (which know no deployment); the adapter turns
+    it into an ``UpstreamProtocolError`` naming itself (``_shape_checked``)."""
 
 
 # Upstream error codes clients act on, kept instead of ``upstream_<status>``:

@@ -96,3 +96,11 @@ def test_storage_key_separates_namespace_model_and_generations() -> None:
     }
     assert key not in others
     assert len(others) == 5
+
+
+def test_each_dialect_has_its_own_keys_and_openais_are_unchanged() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    openai = body_digest(body)
+    assert body_digest(body, dialect="openai") == openai
+    others = {body_digest(body, dialect=d) for d in ("anthropic", "responses", "completions")}
+    assert len(others) == 3 and openai not in others

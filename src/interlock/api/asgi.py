@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from interlock.api.errors import error_response, log_error
 from interlock.api.services import Services
-from interlock.api.table import exact_routes, prefix_routes
+from interlock.api.table import error_shapes, exact_routes, prefix_routes
 from interlock.api.wire import Handler
 from interlock.errors import InterlockError, MethodNotAllowed, NotFound
 
@@ -42,13 +42,16 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
+        route = None
         try:
             route, handler = _find_handler(scope["path"], scope["method"])
             scope["interlock.record"].route = route
             response = await handler(request, self.services)
         except InterlockError as exc:
             log_error(exc, scope, self.services.redactor)
-            response = error_response(exc, self.services.redactor)
+            # A dialect's routes answer errors in its own shape (Anthropic's).
+            shape = error_shapes.get(route, error_response) if route else error_response
+            response = shape(exc, self.services.redactor)
         except ClientDisconnect:
             # The client left before its body was in, or was cut off for
             # sending it too slowly (api/protocol.py answered 408): no one to

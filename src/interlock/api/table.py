@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from starlette.responses import Response
+
 from interlock.api.admin import (
     create_key,
     get_chaos,
@@ -22,8 +26,13 @@ from interlock.api.infer import infer
 from interlock.api.models import list_models, retrieve_model
 from interlock.api.search import search_page, search_status, search_stream, start_search
 from interlock.api.wire import Handler
+from interlock.errors import InterlockError
+from interlock.redaction import Redactor
 
-__all__ = ["exact_routes", "prefix_routes"]
+__all__ = ["ErrorShape", "error_shapes", "exact_routes", "prefix_routes"]
+
+# An error as a response, in a dialect's shape.
+ErrorShape = Callable[[InterlockError, Redactor], Response]
 
 # path -> method -> handler. Exact paths are one dict lookup per request.
 exact_routes: dict[str, dict[str, Handler]] = {
@@ -65,3 +74,5 @@ prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ("/api/v1/search/status/", "/api/v1/search/status/{task_id}", {"GET": search_status}),
     ("/api/v1/search/stream/", "/api/v1/search/stream/{task_id}", {"GET": search_stream}),
 ]
+# route -> how its errors are answered, where not OpenAI's shape.
+error_shapes: dict[str, ErrorShape] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ __all__ = [
     "read_json_object",
     "request_options",
     "request_record",
+    "translated_request",
 ]
 
 Handler = Callable[[Request, Services], Awaitable[ASGIApp]]
@@ -142,4 +144,25 @@ async def model_request(request: Request, services: Services, operation: Operati
         request_record(request),
         request.headers.get("authorization"),
         request_options(request),
+    )
+
+
+def translated_request(
+    request: Request,
+    body: dict[str, Any],
+    dialect: str,
+    *,
+    authorization: str | None = None,
+    operation: Operation = Operation.CHAT,
+) -> ModelRequest:
+    """The pipeline's request for an edge of another dialect: ``body`` is
+    the client's request already translated into OpenAI's chat shape.
+    ``authorization`` (``Bearer <key>``) when the dialect carries the key
+    elsewhere (Anthropic's ``x-api-key``)."""
+    return ModelRequest(
+        operation,
+        body,
+        request_record(request),
+        authorization or request.headers.get("authorization"),
+        replace(request_options(request), dialect=dialect),
     )

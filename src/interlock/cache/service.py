@@ -108,6 +108,7 @@ class ResponseCache:
         headers: Mapping[str, str],
         *,
         embedding: bool = False,
+        dialect: str = "openai",
     ) -> CacheRequest | None:
         """The request's cache handle, or None when the cache stays out of it.
 
@@ -122,7 +123,7 @@ class ResponseCache:
         if generations is None:
             self._core.stats.skipped += 1
             return None
-        digest = body_digest(body, embedding=embedding)
+        digest = body_digest(body, embedding=embedding, dialect=dialect)
         options = body.get("stream_options")
         include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
         key = storage_key(namespace, model, generations, digest)

@@ -39,6 +39,7 @@ class CacheStage:
             call.body,
             call.options.cache_headers,
             embedding=embedding,
+            dialect=call.options.dialect,
         )
         record.stages["cache"] = time.perf_counter() - began
         return request

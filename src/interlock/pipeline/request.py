@@ -36,6 +36,10 @@ class RequestOptions:
     forced: str | None = None
     # The request headers the cache reads (Cache-Control, x-interlock-cache-ttl).
     cache_headers: Mapping[str, str] = field(default_factory=dict)
+    # The API dialect the client spoke ("openai", "anthropic", "responses",
+    # "completions"); its edge translated the body into OpenAI's chat shape.
+    # Part of the cache key: each dialect's edge stores what it will replay.
+    dialect: str = "openai"
 
 
 NO_OPTIONS = RequestOptions()

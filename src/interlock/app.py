@@ -471,7 +471,8 @@ def build_gateway(
     # What no error body, event or log line may show: every secret in the config.
     redactor = redactor or Redactor.from_config(config, os.environ)
     metrics = Metrics()
-    make_provider = provider_factory(config, counter or default_counter(), chaos, redactor, metrics)
+    counter = counter or default_counter()
+    make_provider = provider_factory(config, counter, chaos, redactor, metrics)
     providers = build_providers(config, make_provider)
     telemetry = build_telemetry(config, providers, span_exporter, log_stream, redactor, metrics)
     chaos.on_inject = lambda deployment, fault: metrics.chaos_injections.labels(
@@ -596,6 +597,8 @@ def build_gateway(
         search=search,
         files=config.files,
         blobs=build_blob_store(config.files, data_dir() / "files"),
+        responses=config.responses,
+        counter=counter,
     )
     gateway = Gateway(services, accounting, lifespan, keys, batch_metrics)
     return gateway

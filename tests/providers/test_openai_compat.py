@@ -100,6 +100,45 @@ async def test_chat_swaps_model_and_sends_credentials(
     assert headers["x-request-id"] == "req_abc"
 
 
+MARKED = {
+    "model": "public",
+    "thinking": {"type": "enabled", "budget_tokens": 2048},
+    "reasoning_effort": "medium",
+    "top_k": 5,
+    "tools": [
+        {"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}
+    ],
+    "messages": [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}],
+        },
+        {
+            "role": "assistant",
+            "content": "ok",
+            "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}],
+        },
+        {"role": "user", "content": "again"},
+    ],
+}
+
+
+async def test_what_the_anthropic_edge_adds_for_anthropic_is_not_sent_to_openai(
+    provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
+) -> None:
+    anthropic = CallContext(request_id="req_abc", public_model="public", dialect="anthropic")
+    await provider.chat(MARKED, anthropic)
+    sent = upstream[0].requests[0][2]
+    assert "thinking" not in sent and sent["reasoning_effort"] == "medium"
+    assert sent["top_k"] == 5  # the client's own wish: the upstream decides
+    assert sent["tools"] == [{"type": "function", "function": {"name": "f"}}]
+    assert sent["messages"][0]["content"] == [{"type": "text", "text": "hi"}]
+    assert "thinking_blocks" not in sent["messages"][1]
+    # A client speaking OpenAI's dialect gets its body forwarded as it sent it.
+    await provider.chat(MARKED, CTX)
+    assert upstream[0].requests[1][2] == {**MARKED, "model": "upstream-model"}
+
+
 async def test_stream_forwards_chunks_until_done(
     provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
 ) -> None:

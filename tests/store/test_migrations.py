@@ -26,9 +26,9 @@ async def _versions(engine: AsyncEngine) -> list[int]:
 
 async def test_migrate_creates_the_tables_once(backend: Backend) -> None:
     engine = backend.engine()
-    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert await migrate(engine) == []
-    assert await _versions(engine) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert await _versions(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert await _tables(engine) >= {
         "api_keys",
         "usage_ledger",
@@ -37,6 +37,7 @@ async def test_migrate_creates_the_tables_once(backend: Backend) -> None:
         "batches",
         "batch_items",
         "queue_messages",
+        "responses",
     }
 
 
@@ -50,7 +51,7 @@ async def test_a_failing_migration_leaves_no_trace(backend: Backend) -> None:
         await migrate(engine, (*MIGRATIONS, Migration(99, "breaks", half_done)))
     # One transaction: the tables, the version table and the broken step's table are all gone.
     assert await _tables(engine) == set()
-    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 
 async def test_migrations_run_in_version_order(backend: Backend) -> None:
@@ -72,6 +73,7 @@ async def test_migrations_run_in_version_order(backend: Backend) -> None:
         6,
         7,
         8,
+        9,
         12,
         13,
     ]
@@ -95,7 +97,7 @@ async def test_a_version_1_store_gains_the_budget_index_and_matches_the_schema(
             ["key_name", "id"],
             False,
         )
-    assert await migrate(engine) == [3, 4, 5, 6, 7, 8]
+    assert await migrate(engine) == [3, 4, 5, 6, 7, 8, 9]
     async with engine.connect() as conn:
         migrated = await conn.run_sync(_ledger_indexes)
     declared = {str(i.name): ([c.name for c in i.columns], i.unique) for i in usage_ledger.indexes}
@@ -116,7 +118,7 @@ async def test_a_version_3_ledger_gains_a_unique_record_id_and_keeps_its_rows(
     async with engine.begin() as conn:
         await conn.execute(usage_ledger.insert().values(old))
         await conn.execute(usage_ledger.insert().values(old))  # the same request id, twice
-    assert await migrate(engine) == [4, 5, 6, 7, 8]
+    assert await migrate(engine) == [4, 5, 6, 7, 8, 9]
 
     def columns(sync: sa.Connection) -> set[str]:
         return {str(c["name"]) for c in sa.inspect(sync).get_columns("usage_ledger")}
@@ -157,5 +159,5 @@ async def test_a_version_2_store_gains_key_guardrails_and_keeps_its_keys(backend
 async def test_gateways_starting_together_migrate_once(backend: Backend) -> None:
     engines = [backend.engine() for _ in range(4)]
     results = await asyncio.gather(*(migrate(engine) for engine in engines))
-    assert sorted(results) == [[], [], [], [1, 2, 3, 4, 5, 6, 7, 8]]
-    assert await _versions(engines[0]) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert sorted(results) == [[], [], [], [1, 2, 3, 4, 5, 6, 7, 8, 9]]
+    assert await _versions(engines[0]) == [1, 2, 3, 4, 5, 6, 7, 8, 9]

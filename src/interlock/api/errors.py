@@ -25,7 +25,14 @@ from starlette.types import Scope
 from interlock.errors import InterlockError, ProviderError
 from interlock.redaction import Redactor
 
-__all__ = ["error_bytes", "error_event", "error_response", "log_error", "safe_message"]
+__all__ = [
+    "error_bytes",
+    "error_event",
+    "error_response",
+    "log_error",
+    "retry_after_header",
+    "safe_message",
+]
 
 log = logging.getLogger("interlock.errors")
 
@@ -45,7 +52,7 @@ def _payload(exc: InterlockError, redactor: Redactor) -> bytes:
 def error_response(exc: InterlockError, redactor: Redactor) -> Response:
     headers = None
     if exc.retry_after_s is not None:
-        headers = {"retry-after": _retry_after(exc.retry_after_s)}
+        headers = {"retry-after": retry_after_header(exc.retry_after_s)}
     return Response(
         _payload(exc, redactor),
         status_code=exc.status_code,
@@ -68,11 +75,11 @@ def error_bytes(exc: InterlockError, headers: list[tuple[bytes, bytes]]) -> byte
         b"connection: close",
     ]
     if exc.retry_after_s is not None:
-        lines.append(b"retry-after: " + _retry_after(exc.retry_after_s).encode())
+        lines.append(b"retry-after: " + retry_after_header(exc.retry_after_s).encode())
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def _retry_after(seconds: float) -> str:
+def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 

@@ -10,6 +10,7 @@ from interlock.batch.runtime import BatchRuntime
 from interlock.batch.service import BatchService
 from interlock.config import ChaosConfig
 from interlock.config.files import FilesConfig
+from interlock.config.responses import ResponsesConfig
 from interlock.errors import ServiceUnavailable
 from interlock.pipeline import Pipeline
 from interlock.redaction import Redactor
@@ -19,6 +20,7 @@ from interlock.state import StateStore
 from interlock.store import Store, data_dir
 from interlock.store.blobs import BlobStore, LocalBlobStore
 from interlock.telemetry.hub import Telemetry
+from interlock.tokens import TokenCounter, default_counter
 
 __all__ = ["BatchesRef", "ChaosSwitch", "RecordsRef", "RegistryRef", "Services"]
 
@@ -93,3 +95,7 @@ class Services:
     # The Files API: its limits, and where the bytes are kept.
     files: FilesConfig = field(default_factory=FilesConfig)
     blobs: BlobStore = field(default_factory=lambda: LocalBlobStore(data_dir() / "files"))
+    # The gateway's token counter (``/v1/messages/count_tokens``).
+    counter: TokenCounter = field(default_factory=default_counter)
+    # The Responses API: how long stored responses are kept.
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)

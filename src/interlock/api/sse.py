@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 
 from starlette.types import Receive, Scope, Send
 
@@ -37,9 +38,18 @@ _HEADERS = [
 
 
 class SSEResponse:
-    def __init__(self, stream: ChatStream, redactor: Redactor):
+    """``translate``: each chunk into another dialect's JSON (legacy
+    completions); None (chat) writes the pipeline's chunks as they are."""
+
+    def __init__(
+        self,
+        stream: ChatStream,
+        redactor: Redactor,
+        translate: Callable[[bytes], bytes] | None = None,
+    ):
         self._stream = stream
         self._redactor = redactor
+        self._translate = translate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -54,9 +64,13 @@ class SSEResponse:
             try:
                 async for _ in stream.opening():
                     await send(_body(_HEARTBEAT))
-                if stream.first is not None:
-                    await send(_body(b"data: " + stream.first + b"\n\n"))
-                async for chunk in stream.chunks:
+                first, chunks, translate = stream.first, stream.chunks, self._translate
+                if translate is not None:
+                    first = translate(first) if first is not None else None
+                    chunks = _translated(chunks, translate)
+                if first is not None:
+                    await send(_body(b"data: " + first + b"\n\n"))
+                async for chunk in chunks:
                     await send(_body(b"data: " + chunk + b"\n\n"))
             except InterlockError as exc:
                 log.warning(
@@ -82,6 +96,13 @@ class SSEResponse:
         finally:
             watcher.cancel()
             await stream.aclose()
+
+
+async def _translated(
+    chunks: AsyncIterator[bytes], translate: Callable[[bytes], bytes]
+) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        yield translate(chunk)
 
 
 def _body(data: bytes) -> dict[str, object]:

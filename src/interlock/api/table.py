@@ -19,11 +19,16 @@ from interlock.api.admin import (
 from interlock.api.admin_models import audit, models_root, models_route
 from interlock.api.batches import batch_route, batches_root, create_job, job_route
 from interlock.api.chat import chat_completions
+from interlock.api.completions import completions
+from interlock.api.docs_page import docs_file
 from interlock.api.embeddings import embeddings
 from interlock.api.files import file_route, files_root
 from interlock.api.health import deployments, live, metrics, ready
 from interlock.api.infer import infer
+from interlock.api.messages import anthropic_error, count_tokens, messages
 from interlock.api.models import list_models, retrieve_model
+from interlock.api.openapi import openapi_json
+from interlock.api.responses import create_response, response_route
 from interlock.api.search import search_page, search_status, search_stream, start_search
 from interlock.api.wire import Handler
 from interlock.errors import InterlockError
@@ -39,6 +44,8 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": chat_completions},
     "/v1/embeddings": {"POST": embeddings},
     "/v1/infer": {"POST": infer},
+    "/v1/messages": {"POST": messages},
+    "/v1/messages/count_tokens": {"POST": count_tokens},
     "/v1/models": {"GET": list_models},
     "/v1/files": {"GET": files_root, "POST": files_root},
     "/v1/batches": {"GET": batches_root, "POST": batches_root},
@@ -55,9 +62,16 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/admin/models": {"GET": models_root, "POST": models_root},
     "/admin/audit": {"GET": audit},
     "/api/v1/search": {"POST": start_search},
+    "/v1/responses": {"POST": create_response},
     "/search": {"GET": search_page},
     "/search/page.js": {"GET": search_page},
     "/search/page.css": {"GET": search_page},
+    "/v1/completions": {"POST": completions},
+    "/openapi.json": {"GET": openapi_json},
+    "/docs": {"GET": docs_file},
+    "/docs/init.js": {"GET": docs_file},
+    "/docs/swagger-ui.css": {"GET": docs_file},
+    "/docs/swagger-ui-bundle.js": {"GET": docs_file},
 }
 # Model ids may contain slashes (``Qwen/Qwen2.5-0.5B-Instruct``).
 prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
@@ -73,6 +87,14 @@ prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ),
     ("/api/v1/search/status/", "/api/v1/search/status/{task_id}", {"GET": search_status}),
     ("/api/v1/search/stream/", "/api/v1/search/stream/{task_id}", {"GET": search_stream}),
+    (
+        "/v1/responses/",
+        "/v1/responses/{response_id}",
+        {"GET": response_route, "DELETE": response_route},
+    ),
 ]
 # route -> how its errors are answered, where not OpenAI's shape.
-error_shapes: dict[str, ErrorShape] = {}
+error_shapes: dict[str, ErrorShape] = {
+    "/v1/messages": anthropic_error,
+    "/v1/messages/count_tokens": anthropic_error,
+}

@@ -159,10 +159,12 @@ def translated_request(
     the client's request already translated into OpenAI's chat shape.
     ``authorization`` (``Bearer <key>``) when the dialect carries the key
     elsewhere (Anthropic's ``x-api-key``)."""
+    record = request_record(request)
+    record.dialect = dialect
     return ModelRequest(
         operation,
         body,
-        request_record(request),
+        record,
         authorization or request.headers.get("authorization"),
         replace(request_options(request), dialect=dialect),
     )

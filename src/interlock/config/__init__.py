@@ -18,6 +18,7 @@ One module per section; import from here, not from the modules:
     chaos        ChaosConfig, ChaosRule
     search       SearchConfig and its backends (the AI search service)
     registry     RegistryConfig, CanaryConfig (the model registry)
+    responses    ResponsesConfig (stored responses of the Responses API)
     telemetry    TelemetryConfig, TracingConfig
     gateway      GatewayConfig, the whole file and its cross-section checks
     loading      parse_config, load_config, bundled_config_path, os.environ/ secrets
@@ -40,6 +41,7 @@ from interlock.config.jwt_auth import JwksConfig, JwtConfig
 from interlock.config.loading import ENV_PREFIX as ENV_PREFIX
 from interlock.config.loading import bundled_config_path, load_config, parse_config
 from interlock.config.registry import CanaryConfig, RegistryConfig
+from interlock.config.responses import ResponsesConfig
 from interlock.config.routing import BreakerSettings, ModelConfig, RoutingConfig
 from interlock.config.search import SearchConfig
 from interlock.config.server import LimitsConfig, ServerConfig
@@ -71,6 +73,7 @@ __all__ = [
     "PriceConfig",
     "ProxyURL",
     "RegistryConfig",
+    "ResponsesConfig",
     "RoutingConfig",
     "SearchConfig",
     "Secret",

@@ -14,6 +14,7 @@ from interlock.config.cache import CacheConfig
 from interlock.config.chaos import ChaosConfig
 from interlock.config.files import FilesConfig
 from interlock.config.registry import RegistryConfig
+from interlock.config.responses import ResponsesConfig
 from interlock.config.routing import ModelConfig
 from interlock.config.search import SearchConfig
 from interlock.config.server import LimitsConfig, ServerConfig
@@ -41,6 +42,7 @@ class GatewayConfig(_Strict):
     files: FilesConfig = Field(default_factory=FilesConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:

@@ -113,7 +113,9 @@ class Attempt:
         tracing = self._attempts.telemetry.tracing
         span = self._span
         headers = tracing.inject(span) if span is not None and tracing is not None else {}
-        return CallContext(record.request_id, record.model or "", headers, record.injected)
+        return CallContext(
+            record.request_id, record.model or "", headers, record.injected, record.dialect
+        )
 
     def ended(self, elapsed: float, kind: str | None) -> None:
         """Once, however the attempt ended: ``kind`` is its error kind or None."""

@@ -50,6 +50,9 @@ class CallContext:
     # Where the chaos wrapper notes faults it injected that raise nothing
     # (added latency), so the request's log line shows them.
     injected: list[str] = field(default_factory=list)
+    # The API the client spoke; an edge of another dialect may have added
+    # fields for its own upstreams that others must not receive.
+    dialect: str = "openai"
 
     def upstream_headers(self) -> dict[str, str]:
         return {"x-request-id": self.request_id, **self.trace_headers}

@@ -17,7 +17,7 @@ from interlock.providers.base import CallContext, JSONDict
 from interlock.providers.http import HttpProvider
 from interlock.redaction import Redactor
 
-__all__ = ["OpenAICompatibleProvider"]
+__all__ = ["OpenAICompatibleProvider", "without_anthropic_markers"]
 
 _DONE = b"[DONE]"
 
@@ -45,11 +45,13 @@ class OpenAICompatibleProvider(HttpProvider):
     def _endpoint(deployment: DeploymentConfig, operation: str) -> str:
         return f"{deployment.base_url}/{operation}"
 
-    def _upstream_body(self, body: JSONDict) -> JSONDict:
+    def _upstream_body(self, body: JSONDict, ctx: CallContext | None = None) -> JSONDict:
+        if ctx is not None and ctx.dialect == "anthropic":
+            body = without_anthropic_markers(body)
         return {**body, "model": self._model}
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
-        upstream = self._upstream_body(body)
+        upstream = self._upstream_body(body, ctx)
         upstream.pop("stream", None)
         upstream.pop("stream_options", None)
         result = await self._client.request_json(
@@ -58,7 +60,7 @@ class OpenAICompatibleProvider(HttpProvider):
         return self._expect_object(result, "choices")
 
     async def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
-        upstream = self._upstream_body(body)
+        upstream = self._upstream_body(body, ctx)
         upstream["stream"] = True
         events = self._client.stream_sse(self._chat_url, upstream, self._headers(ctx))
         async with aclosing(events):  # closing at [DONE] keeps the connection pooled
@@ -89,3 +91,33 @@ class OpenAICompatibleProvider(HttpProvider):
                 f"upstream response has no `{required}`", deployment=self.deployment_id
             )
         return result
+
+
+def without_anthropic_markers(body: JSONDict) -> JSONDict:
+    """``body`` without what the Anthropic Messages edge adds for Anthropic
+    upstreams: the native ``thinking`` object (``reasoning_effort`` carries
+    the same wish), signed ``thinking_blocks`` and ``cache_control`` markers.
+    OpenAI refuses fields it does not know, and these mean nothing to it;
+    everything the client itself asked for (``top_k`` ...) is forwarded as
+    ever, for the upstream to honour or refuse."""
+    out = {k: v for k, v in body.items() if k != "thinking"}
+    if isinstance(body.get("messages"), list):
+        out["messages"] = [_unmarked_message(m) for m in body["messages"]]
+    if isinstance(body.get("tools"), list):
+        out["tools"] = [_unmarked(t) for t in body["tools"]]
+    return out
+
+
+def _unmarked(item: Any) -> Any:
+    if isinstance(item, dict) and "cache_control" in item:
+        return {k: v for k, v in item.items() if k != "cache_control"}
+    return item
+
+
+def _unmarked_message(message: Any) -> Any:
+    if not isinstance(message, dict):
+        return message
+    out = {k: v for k, v in message.items() if k not in ("thinking_blocks", "cache_control")}
+    if isinstance(message.get("content"), list):
+        out["content"] = [_unmarked(part) for part in message["content"]]
+    return out

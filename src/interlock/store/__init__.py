@@ -36,6 +36,7 @@ from interlock.store.keys import (
 )
 from interlock.store.ledger import GroupBy, UsageLedger, UsageRecord
 from interlock.store.migrations import migrate
+from interlock.store.responses import ResponseStore, StoredResponse
 from interlock.store.usage_rows import COLUMNS
 
 __all__ = [
@@ -47,7 +48,9 @@ __all__ = [
     "KeyRecord",
     "KeyRevoked",
     "KeyStore",
+    "ResponseStore",
     "Store",
+    "StoredResponse",
     "UsageLedger",
     "UsageRecord",
     "create_engine",
@@ -116,6 +119,7 @@ class Store:
     keys: KeyStore
     ledger: UsageLedger
     files: FileStore
+    responses: ResponseStore
 
     async def ping(self, timeout_s: float = 1.0) -> bool:
         """Reachable within ``timeout_s``? Never raises (for readiness)."""
@@ -182,7 +186,13 @@ async def open_store(
         await engine.dispose()
         raise
     ledger.start()
-    return Store(engine=engine, keys=KeyStore(engine), ledger=ledger, files=FileStore(engine))
+    return Store(
+        engine=engine,
+        keys=KeyStore(engine),
+        ledger=ledger,
+        files=FileStore(engine),
+        responses=ResponseStore(engine),
+    )
 
 
 def _open_journal(directory: Path) -> LedgerJournal | None:

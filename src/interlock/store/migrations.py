@@ -202,6 +202,18 @@ async def _v8_priced(conn: AsyncConnection) -> None:
     )
 
 
+async def _v9_responses(conn: AsyncConnection) -> None:
+    # Frozen DDL, the same on SQLite and PostgreSQL.
+    await conn.execute(
+        sa.text(
+            "CREATE TABLE responses (id VARCHAR(64) PRIMARY KEY, key_name VARCHAR NOT NULL, "
+            "created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, "
+            "input_items TEXT NOT NULL, response TEXT NOT NULL)"
+        )
+    )
+    await conn.execute(sa.text("CREATE INDEX ix_responses_expires_at ON responses (expires_at)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
     Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
@@ -211,6 +223,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "batches, batch_items and queue_messages: batch inference", _v6_batches),
     Migration(7, "model_versions, audit_log, usage_ledger.units: the model registry", _v7_registry),
     Migration(8, "usage_ledger.priced: requests whose price was unknown", _v8_priced),
+    Migration(9, "responses: stored responses of the Responses API", _v9_responses),
 )
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "metadata",
     "model_versions",
     "queue_messages",
+    "responses",
     "schema_migrations",
     "usage_ledger",
     "utc_day",
@@ -296,4 +297,20 @@ audit_log = sa.Table(
     sa.Column("target", sa.String(), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),  # JSON text
     sa.Index("ix_audit_log_target", "target", "id"),
+)
+
+responses = sa.Table(
+    # Stored responses of the Responses API (store/responses.py): the whole
+    # conversation's input items and the Response object, JSON text, scoped
+    # to the key that created them. Rows past ``expires_at`` (unix seconds)
+    # are not read, and are deleted a few at a time. Added by migration 9.
+    "responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("key_name", sa.String(), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("input_items", sa.Text, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Index("ix_responses_expires_at", "expires_at"),
 )

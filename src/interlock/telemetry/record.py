@@ -38,6 +38,9 @@ class RequestRecord:
     failovers_mid_stream: int = 0
     route_labels: dict[str, str] = field(default_factory=dict)
     stream: bool = False
+    # The API the client spoke (its edge translated the body): "openai",
+    # "anthropic", "responses", "completions".
+    dialect: str = "openai"
     # Seconds from the request's start to the first streamed chunk.
     ttft_s: float | None = None
     chunks: int = 0
@@ -91,6 +94,8 @@ class RequestRecord:
             fields["route"] = self.route_reason
             if self.route_labels:
                 fields["route_labels"] = self.route_labels
+        if self.dialect != "openai":
+            fields["dialect"] = self.dialect
         if self.stream:
             fields["stream"] = True
             fields["ttft_ms"] = None if self.ttft_s is None else round(self.ttft_s * 1000, 3)

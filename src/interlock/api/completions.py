@@ -1,0 +1,34 @@
+"""``POST /v1/completions``: OpenAI's legacy Completions, answered by a chat
+model through the pipeline (``dialects/completions.py`` translates). A JSON
+``text_completion``, or its chunks as server-sent events."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import ASGIApp
+
+from interlock.api.services import Services
+from interlock.api.sse import SSEResponse
+from interlock.api.wire import json_response, read_json_object, translated_request
+from interlock.dialects.completions import check, chunk_from_chat, from_chat, to_chat
+from interlock.pipeline import ChatStream
+
+__all__ = ["completions"]
+
+
+async def completions(request: Request, services: Services) -> ASGIApp:
+    body = await read_json_object(request, services.max_body_bytes)
+    asked = translated_request(request, to_chat(body), "completions")
+    pipeline = services.pipeline
+    # Admitted before this dialect's checks, so a caller without a key gets
+    # the 401 whatever its body, as on the chat edge (ADR 0009).
+    admitted = await pipeline.admission.admit(asked)
+    try:
+        check(body)
+    except BaseException:
+        admitted.release()
+        raise
+    answer = await pipeline.run(asked, admitted)
+    if isinstance(answer, ChatStream):
+        return SSEResponse(answer, services.redactor, chunk_from_chat)
+    return json_response(from_chat(answer))

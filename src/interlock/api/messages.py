@@ -1,0 +1,185 @@
+"""``POST /v1/messages`` and ``POST /v1/messages/count_tokens``: Anthropic's
+Messages API, on the same pipeline as every edge (ADR 0009).
+
+The request is translated into OpenAI's chat shape
+(``interlock.dialects.anthropic``), run by the pipeline, whichever upstream
+the router picks, and the answer translated back: a message, or Anthropic's
+server-sent events. The key comes as ``x-api-key`` (Anthropic's SDKs) or
+``Authorization: Bearer``; ``anthropic-version`` and ``anthropic-beta`` are
+accepted and need not be sent. Errors on these routes take Anthropic's
+shape (``anthropic_error``, registered in ``api/table.py``).
+
+Admission runs before the Anthropic body is validated, as on the OpenAI
+routes: a request with a bad key and a bad body is a 401, and admission
+reads only the model, the text and ``max_tokens``, which Anthropic names as
+OpenAI does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from interlock.api.errors import retry_after_header, safe_message
+from interlock.api.services import Services
+from interlock.api.sse import watch_disconnect
+from interlock.api.wire import json_response, read_json_object, request_record, translated_request
+from interlock.dialects.anthropic import (
+    CountTokensRequest,
+    EventTranslator,
+    MessagesRequest,
+    chat_body,
+    error_body,
+    event,
+    message,
+    validate_request,
+)
+from interlock.errors import InterlockError, PermissionDenied
+from interlock.pipeline import ChatStream
+from interlock.redaction import Redactor
+from interlock.tokens import TokenCounter, count_chat_prompt, count_text
+
+__all__ = ["anthropic_error", "count_tokens", "messages"]
+
+log = logging.getLogger("interlock.stream")
+
+DIALECT = "anthropic"
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def _authorization(request: Request) -> str | None:
+    """``Bearer <key>`` from Anthropic's ``x-api-key``, else ``Authorization``."""
+    key = request.headers.get("x-api-key")
+    return f"Bearer {key}" if key else request.headers.get("authorization")
+
+
+async def messages(request: Request, services: Services) -> ASGIApp:
+    raw = await read_json_object(request, services.max_body_bytes)
+    asked = translated_request(request, raw, DIALECT, authorization=_authorization(request))
+    pipeline = services.pipeline
+    admitted = await pipeline.admission.admit(asked)
+    try:
+        parsed = validate_request(MessagesRequest, raw)
+        asked = replace(asked, body=chat_body(parsed))
+    except BaseException:
+        admitted.release()
+        raise
+    answer = await pipeline.run(asked, admitted)
+    stops = parsed.stop_sequences or ()
+    if isinstance(answer, ChatStream):
+        return AnthropicEvents(answer, EventTranslator(parsed.model, stops), services.redactor)
+    return json_response(message(answer, stops))
+
+
+async def count_tokens(request: Request, services: Services) -> ASGIApp:
+    """The prompt's tokens, counted by the gateway's tokenizer after the same
+    translation as ``messages``: authenticated, no model called, no limit spent."""
+    raw = await read_json_object(request, services.max_body_bytes)
+    pipeline = services.pipeline
+    principal = pipeline.admission.identify(_authorization(request), request_record(request))
+    parsed = validate_request(CountTokensRequest, raw)
+    if not principal.may_use(parsed.model):
+        raise PermissionDenied(
+            f"This key may not use the model `{parsed.model}`.", code="model_not_allowed"
+        )
+    pipeline.model_group(parsed.model)  # 404 for a model the gateway does not serve
+    # tiktoken keeps its encodings loaded: after the adapters', this costs nothing.
+    tokens = await _prompt_tokens(services.counter, chat_body(parsed))
+    return json_response({"input_tokens": tokens})
+
+
+async def _prompt_tokens(counter: TokenCounter, body: dict[str, Any]) -> int:
+    """Message text by OpenAI's framing, plus what else the model reads:
+    tool definitions and the calls in the history. Images count nothing:
+    what one costs depends on the model that reads it."""
+    total = await count_chat_prompt(counter, body["messages"])
+    if body.get("tools"):
+        total += await count_text(counter, orjson.dumps(body["tools"]).decode())
+    for entry in body["messages"]:
+        for call in entry.get("tool_calls") or []:
+            function = call["function"]
+            total += await count_text(counter, function["name"] + function["arguments"])
+    return total
+
+
+def anthropic_error(exc: InterlockError, redactor: Redactor) -> Response:
+    """An error on these routes, in Anthropic's shape, with our status."""
+    headers = None
+    if exc.retry_after_s is not None:
+        headers = {"retry-after": retry_after_header(exc.retry_after_s)}
+    return Response(
+        orjson.dumps(error_body(exc, safe_message(exc, redactor))),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+class AnthropicEvents:
+    """A ``ChatStream`` written out as Anthropic's events, as ``SSEResponse``
+    writes OpenAI's: pings while the first chunk is awaited, each chunk's
+    events the moment it arrives, an ``error`` event for a failure after the
+    response started, and a client that leaves cancels the stream."""
+
+    def __init__(self, stream: ChatStream, events: EventTranslator, redactor: Redactor):
+        self._stream = stream
+        self._events = events
+        self._redactor = redactor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        client_gone = asyncio.Event()
+        watcher = asyncio.get_running_loop().create_task(
+            watch_disconnect(receive, task, client_gone)
+        )
+        stream, events = self._stream, self._events
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            try:
+                async for _ in stream.opening():
+                    await send(_body(events.ping()))
+                if stream.first is not None:
+                    await send(_body(events.feed(stream.first)))
+                async for chunk in stream.chunks:
+                    if piece := events.feed(chunk):
+                        await send(_body(piece))
+                last = events.finish()
+            except InterlockError as exc:
+                message = safe_message(exc, self._redactor)
+                log.warning(
+                    "stream failed after the response started",
+                    extra={
+                        "request_id": scope.get("interlock.request_id"),
+                        "error": message,
+                        "status": exc.status_code,
+                    },
+                )
+                last = event("error", {"error": error_body(exc, message)["error"]})
+            await send({"type": "http.response.body", "body": last, "more_body": False})
+        except (asyncio.CancelledError, OSError):
+            if not client_gone.is_set():
+                raise
+            task.uncancel()  # the client left: stop quietly
+            log.info(
+                "client disconnected mid-stream",
+                extra={"request_id": scope.get("interlock.request_id")},
+            )
+        finally:
+            watcher.cancel()
+            await stream.aclose()
+
+
+def _body(data: bytes) -> dict[str, object]:
+    return {"type": "http.response.body", "body": data, "more_body": True}

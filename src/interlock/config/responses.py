@@ -1,0 +1,22 @@
+"""The Responses API (``responses:``): how long stored responses are kept."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from interlock.config.base import _Strict
+
+__all__ = ["ResponsesConfig"]
+
+_DAY_S = 86_400
+
+
+class ResponsesConfig(_Strict):
+    # A stored response (``store: true``, the default) can be read back and
+    # continued (``previous_response_id``) for this many days; OpenAI keeps
+    # them 30. Expired ones answer 404 and are deleted a few at a time.
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
+    @property
+    def retention_s(self) -> int:
+        return self.retention_days * _DAY_S

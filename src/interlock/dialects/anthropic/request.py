@@ -1,0 +1,277 @@
+"""An Anthropic Messages request -> an OpenAI chat-completions body (no I/O).
+
+What goes where:
+
+- ``system`` (a string, or text blocks) -> a ``system`` message; blocks keep
+  their ``cache_control`` as parts, so prompt caching survives a round trip
+  through the Anthropic adapter, which passes the markers back on;
+- user blocks: ``text`` and ``image`` (base64 -> a ``data:`` URL, url -> the
+  URL) as parts; ``tool_result`` blocks -> ``role: tool`` messages, ahead of
+  the rest of the turn as OpenAI wants them (an image inside a result rides
+  in the user message after them: a tool message holds only text);
+- assistant blocks: text, ``tool_use`` -> ``tool_calls`` (input as JSON
+  arguments), ``thinking`` / ``redacted_thinking`` -> ``thinking_blocks``,
+  the convention the Anthropic and Bedrock adapters send back upstream;
+- a ``cache_control`` on a ``tool_use`` or ``tool_result`` block -> on its
+  message (the adapters mark a marked message's last block: the same one);
+- ``tools`` -> function tools (``cache_control`` kept on the tool),
+  ``tool_choice`` auto/any/tool/none -> auto/required/named/none,
+  ``disable_parallel_tool_use`` -> ``parallel_tool_calls: false``;
+- ``stop_sequences`` -> ``stop``; ``temperature``, ``top_p``, ``top_k``;
+  ``metadata.user_id`` -> ``user``; ``stream`` (with usage, which the
+  answer's ``message_delta`` reports).
+
+Thinking: ``{type: enabled, budget_tokens}`` is kept as the body's native
+``thinking`` object, which the Anthropic adapter sends as it is (the exact
+budget), *and* becomes ``reasoning_effort`` at the nearest level (up to
+1,024 ``low``, up to 2,048 ``medium``, else ``high``), which the Gemini and
+Bedrock adapters translate; they ignore ``thinking``. The edge cannot know
+which upstream will answer (the router decides, and may fail over to another
+provider), so it cannot pick one for the upstream. The OpenAI-compatible
+adapter forwards unknown fields, so its upstream gets both: servers that
+ignore unknown fields (vLLM, Ollama) read ``reasoning_effort``; OpenAI
+itself refuses unknown fields, and only that adapter, which knows its
+upstream, could drop ``thinking`` there. The edge does not guess.
+``adaptive`` thinking is kept native only (how much other providers think
+by default is theirs to choose); ``disabled`` is Anthropic's default and
+sends nothing.
+
+``max_tokens`` stays ``max_tokens`` (every OpenAI-compatible server reads
+it), except with thinking on: then ``max_completion_tokens``, which OpenAI's
+reasoning models require and which, like Anthropic's ``max_tokens``,
+includes the reasoning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from interlock.dialects.anthropic.schemas import (
+    CacheControl,
+    CountTokensRequest,
+    ImageBlock,
+    Message,
+    MessagesRequest,
+    RedactedThinkingBlock,
+    TextBlock,
+    Thinking,
+    ThinkingBlock,
+    Tool,
+    ToolChoice,
+    ToolChoiceNone,
+    ToolChoiceTool,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+
+__all__ = ["chat_body", "reasoning_effort"]
+
+JSONDict = dict[str, Any]
+
+# Thinking budgets up to these map to the OpenAI effort level (the adapters
+# map back: low 1,024, medium 2,048, high 4,096).
+_EFFORTS = ((1024, "low"), (2048, "medium"))
+# Prefixed to a tool result marked ``is_error``: OpenAI's tool messages have
+# no such flag, and the model should still know the call failed.
+ERROR_PREFIX = "Error: "
+
+
+def chat_body(request: CountTokensRequest) -> JSONDict:
+    """The OpenAI chat body for an Anthropic request (a count_tokens request
+    has no sampling or output fields; its translation is the prompt's)."""
+    body: JSONDict = {"model": request.model, "messages": _messages(request)}
+    if request.tools:
+        body["tools"] = [_tool(tool) for tool in request.tools]
+    if request.tool_choice is not None:
+        _add_tool_choice(body, request.tool_choice)
+    thinking = request.thinking
+    if thinking is not None and thinking.type != "disabled":
+        body["thinking"] = thinking.model_dump(exclude_none=True)
+        effort = reasoning_effort(thinking)
+        if effort is not None:
+            body["reasoning_effort"] = effort
+    if isinstance(request, MessagesRequest):
+        _add_sampling(body, request)
+    return body
+
+
+def reasoning_effort(thinking: Thinking) -> str | None:
+    """The nearest OpenAI ``reasoning_effort`` for an enabled thinking budget."""
+    budget = thinking.budget_tokens
+    if thinking.type != "enabled" or budget is None:
+        return None
+    return next((level for limit, level in _EFFORTS if budget <= limit), "high")
+
+
+def _add_sampling(body: JSONDict, request: MessagesRequest) -> None:
+    thinking_on = "reasoning_effort" in body
+    body["max_completion_tokens" if thinking_on else "max_tokens"] = request.max_tokens
+    if request.stop_sequences:
+        body["stop"] = request.stop_sequences
+    for name in ("temperature", "top_p", "top_k"):
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    if request.metadata is not None and request.metadata.user_id:
+        body["user"] = request.metadata.user_id
+    if request.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+
+
+# -- messages ----------------------------------------------------------------
+
+
+def _messages(request: CountTokensRequest) -> list[JSONDict]:
+    out: list[JSONDict] = []
+    system = request.system
+    if isinstance(system, str) and system:
+        out.append({"role": "system", "content": system})
+    elif isinstance(system, list) and system:
+        out.append({"role": "system", "content": _text_content(system)})
+    for message in request.messages:
+        if message.role == "user":
+            out += _user(message)
+        else:
+            out.append(_assistant(message))
+    return out
+
+
+def _user(message: Message) -> list[JSONDict]:
+    """Tool results first (one ``tool`` message each), then the rest of the turn."""
+    if isinstance(message.content, str):
+        return [{"role": "user", "content": message.content}]
+    results: list[JSONDict] = []
+    parts: list[JSONDict] = []
+    for block in message.content:
+        if isinstance(block, ToolResultBlock):
+            result, images = _tool_result(block)
+            results.append(result)
+            parts += images
+        elif isinstance(block, TextBlock):
+            parts.append(_text_part(block))
+        elif isinstance(block, ImageBlock):
+            parts.append(_image_part(block))
+        # thinking and tool_use blocks belong to assistant turns; Anthropic
+        # ignores them in a user turn, and so does the translation
+    if parts:
+        results.append({"role": "user", "content": _compact(parts)})
+    return results
+
+
+def _assistant(message: Message) -> JSONDict:
+    out: JSONDict = {"role": "assistant"}
+    if isinstance(message.content, str):
+        out["content"] = message.content
+        return out
+    parts: list[JSONDict] = []
+    calls: list[JSONDict] = []
+    thinking: list[JSONDict] = []
+    for block in message.content:
+        if isinstance(block, TextBlock):
+            parts.append(_text_part(block))
+        elif isinstance(block, ToolUseBlock):
+            calls.append(_tool_call(block))
+        elif isinstance(block, ThinkingBlock | RedactedThinkingBlock):
+            thinking.append(block.model_dump())
+    # OpenAI's assistant message needs content or calls; "" stands for none.
+    out["content"] = _compact(parts) if parts else (None if calls else "")
+    if calls:
+        out["tool_calls"] = calls
+    if thinking:
+        out["thinking_blocks"] = thinking
+    last = message.content[-1] if message.content else None
+    if isinstance(last, ToolUseBlock) and last.cache_control is not None:
+        out["cache_control"] = _marker(last.cache_control)
+    return out
+
+
+def _tool_call(block: ToolUseBlock) -> JSONDict:
+    return {
+        "id": block.id,
+        "type": "function",
+        "function": {"name": block.name, "arguments": orjson.dumps(block.input).decode()},
+    }
+
+
+def _tool_result(block: ToolResultBlock) -> tuple[JSONDict, list[JSONDict]]:
+    """The ``tool`` message for a result, and the images it held."""
+    content = block.content
+    texts: list[TextBlock] = []
+    images: list[JSONDict] = []
+    if isinstance(content, str):
+        texts.append(TextBlock(type="text", text=content))
+    elif content:
+        for part in content:
+            if isinstance(part, TextBlock):
+                texts.append(part)
+            else:
+                images.append(_image_part(part))
+    if block.is_error:
+        texts.insert(0, TextBlock(type="text", text=ERROR_PREFIX))
+    message: JSONDict = {"role": "tool", "tool_call_id": block.tool_use_id}
+    message["content"] = _text_content(texts) if texts else ""
+    if block.cache_control is not None:
+        message["cache_control"] = _marker(block.cache_control)
+    return message, images
+
+
+def _text_content(blocks: list[TextBlock]) -> str | list[JSONDict]:
+    """One string, unless a block carries a cache marker (kept on its part)."""
+    if any(block.cache_control is not None for block in blocks):
+        return [_text_part(block) for block in blocks]
+    return "".join(block.text for block in blocks)
+
+
+def _compact(parts: list[JSONDict]) -> str | list[JSONDict]:
+    """Plain text parts as one string, as most OpenAI-compatible servers take best."""
+    if all(part.keys() == {"type", "text"} and part["type"] == "text" for part in parts):
+        return "".join(part["text"] for part in parts)
+    return parts
+
+
+def _text_part(block: TextBlock) -> JSONDict:
+    return _marked({"type": "text", "text": block.text}, block.cache_control)
+
+
+def _image_part(block: ImageBlock) -> JSONDict:
+    source = block.source
+    if source.type == "base64":
+        url = f"data:{source.media_type};base64,{source.data}"
+    else:
+        url = source.url
+    return _marked({"type": "image_url", "image_url": {"url": url}}, block.cache_control)
+
+
+def _marked(part: JSONDict, marker: CacheControl | None) -> JSONDict:
+    if marker is not None:
+        part["cache_control"] = _marker(marker)
+    return part
+
+
+def _marker(marker: CacheControl) -> JSONDict:
+    return marker.model_dump(exclude_none=True)
+
+
+# -- tools -------------------------------------------------------------------
+
+
+def _tool(tool: Tool) -> JSONDict:
+    function: JSONDict = {"name": tool.name, "parameters": tool.input_schema}
+    if tool.description:
+        function["description"] = tool.description
+    return _marked({"type": "function", "function": function}, tool.cache_control)
+
+
+def _add_tool_choice(body: JSONDict, choice: ToolChoice) -> None:
+    if isinstance(choice, ToolChoiceNone):
+        body["tool_choice"] = "none"
+        return
+    if isinstance(choice, ToolChoiceTool):
+        body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+    else:
+        body["tool_choice"] = "required" if choice.type == "any" else "auto"
+    if choice.disable_parallel_tool_use:
+        body["parallel_tool_calls"] = False

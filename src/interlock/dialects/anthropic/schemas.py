@@ -1,0 +1,243 @@
+"""Anthropic Messages request bodies, as pydantic models: what
+``POST /v1/messages`` and ``POST /v1/messages/count_tokens`` take.
+
+They validate; ``request.py`` translates from the validated models. Like
+Anthropic's API, an unknown field is a 400 naming it (a misspelt
+``cache_control`` would otherwise pass silently), types are strict (``"1"``
+is not an integer), and content blocks are told apart by their ``type``.
+Features with no counterpart in OpenAI's chat shape (documents, server
+tools, containers, MCP servers) are not modelled, so they are refused the
+same way, naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from interlock.errors import InvalidRequest
+
+__all__ = [
+    "Base64Source",
+    "Block",
+    "CacheControl",
+    "CountTokensRequest",
+    "ImageBlock",
+    "Message",
+    "MessagesRequest",
+    "Metadata",
+    "RedactedThinkingBlock",
+    "TextBlock",
+    "Thinking",
+    "ThinkingBlock",
+    "Tool",
+    "ToolChoice",
+    "ToolChoiceAny",
+    "ToolChoiceAuto",
+    "ToolChoiceNone",
+    "ToolChoiceTool",
+    "ToolResultBlock",
+    "ToolUseBlock",
+    "URLSource",
+    "validate_request",
+]
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CacheControl(_Closed):
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
+class TextBlock(_Closed):
+    type: Literal["text"]
+    text: str
+    cache_control: CacheControl | None = None
+    # Answers carry it (null); clients send answers' blocks back as they are.
+    citations: list[dict[str, Any]] | None = None
+
+
+class Base64Source(_Closed):
+    type: Literal["base64"]
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: str = Field(min_length=1)
+
+
+class URLSource(_Closed):
+    type: Literal["url"]
+    url: str = Field(pattern=r"^https?://")
+
+
+class ImageBlock(_Closed):
+    type: Literal["image"]
+    source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
+    cache_control: CacheControl | None = None
+
+
+class ToolUseBlock(_Closed):
+    type: Literal["tool_use"]
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    input: dict[str, Any]
+    cache_control: CacheControl | None = None
+
+
+_ResultPart = Annotated[TextBlock | ImageBlock, Field(discriminator="type")]
+
+
+class ToolResultBlock(_Closed):
+    type: Literal["tool_result"]
+    tool_use_id: str = Field(min_length=1)
+    content: str | list[_ResultPart] | None = None
+    is_error: bool | None = None
+    cache_control: CacheControl | None = None
+
+
+class ThinkingBlock(_Closed):
+    type: Literal["thinking"]
+    thinking: str
+    signature: str
+
+
+class RedactedThinkingBlock(_Closed):
+    type: Literal["redacted_thinking"]
+    data: str
+
+
+Block = Annotated[
+    TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock,
+    Field(discriminator="type"),
+]
+
+
+class Message(_Closed):
+    role: Literal["user", "assistant"]
+    content: str | list[Block]
+
+
+class Tool(_Closed):
+    """A client tool; Anthropic's server tools (``web_search_...``) have no
+    counterpart in OpenAI's shape."""
+
+    type: Literal["custom"] | None = None
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    input_schema: dict[str, Any]
+    cache_control: CacheControl | None = None
+
+
+class ToolChoiceAuto(_Closed):
+    type: Literal["auto"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceAny(_Closed):
+    type: Literal["any"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceTool(_Closed):
+    type: Literal["tool"]
+    name: str = Field(min_length=1)
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceNone(_Closed):
+    type: Literal["none"]
+
+
+ToolChoice = Annotated[
+    ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone, Field(discriminator="type")
+]
+
+
+class Thinking(_Closed):
+    """``enabled`` with a budget, ``disabled``, or ``adaptive`` (the model decides)."""
+
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: int | None = Field(default=None, ge=1024)
+    display: Literal["summarized", "omitted"] | None = None
+
+    @model_validator(mode="after")
+    def _budgeted(self) -> Thinking:
+        if self.type == "enabled" and self.budget_tokens is None:
+            raise PydanticCustomError(
+                "missing_budget", "`budget_tokens` is required when thinking is enabled", {}
+            )
+        return self
+
+
+class Metadata(_Closed):
+    user_id: str | None = None
+
+
+class CountTokensRequest(_Closed):
+    """``POST /v1/messages/count_tokens``: the prompt part of a request."""
+
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    system: str | list[TextBlock] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: Thinking | None = None
+
+
+class MessagesRequest(CountTokensRequest):
+    """``POST /v1/messages``."""
+
+    max_tokens: int = Field(ge=1)
+    metadata: Metadata | None = None
+    stop_sequences: list[str] | None = None
+    stream: bool | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    # Which capacity Anthropic serves from; the gateway's router decides here.
+    service_tier: Literal["auto", "standard_only"] | None = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_request(schema: type[M], body: dict[str, Any]) -> M:
+    """``body`` as ``schema``, or a 400 naming the offending field."""
+    try:
+        return schema.model_validate(body)
+    except ValidationError as exc:
+        # A union reports one error per member; the deepest is the member
+        # the body meant (a list of blocks, not a string).
+        error = max(exc.errors(include_url=False), key=lambda e: len(e["loc"]))
+        missing = error["type"] == "missing"
+        param = _param(error["loc"], body, missing)
+        if missing:
+            message = f"{param}: Field required"
+        elif param:
+            message = f"{param}: {error['msg']}"
+        else:
+            message = str(error["msg"])
+        raise InvalidRequest(message, param=param or None) from None
+
+
+def _param(loc: tuple[int | str, ...], body: Any, missing: bool) -> str:
+    """``messages[0].content[1].source`` from pydantic's location, walking
+    the body to skip what pydantic adds: union member names
+    (``list[tagged-union[...]]``, ``str``) and block tags (``text``)."""
+    out, node = "", body
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        last = i == len(loc) - 1
+        if isinstance(node, dict) and (part in node or (last and missing)):
+            if part == node.get("type") and not last:
+                continue  # the tag of a tagged union, followed by the field
+            out += f".{part}" if out else part
+            node = node.get(part)
+        # else: a union member's name, not a field
+    return out

@@ -1,0 +1,236 @@
+"""OpenAI ``chat.completion.chunk`` objects -> Anthropic stream events (no I/O).
+
+The events come in the order Anthropic documents::
+
+    message_start
+    (content_block_start, content_block_delta*, content_block_stop)*
+    message_delta          stop_reason, stop_sequence, usage
+    message_stop
+
+with ``ping`` events wherever the edge has to keep the connection alive.
+One block is open at a time, as Anthropic streams them: text
+(``text_delta``), thinking (``thinking_delta``, then ``signature_delta``
+when an Anthropic upstream signed it) and tool calls (``input_json_delta``
+argument pieces).
+
+OpenAI streams may interleave parallel tool calls (each piece names its
+call's ``index``); Anthropic's blocks may not. The first call streams as it
+comes; a call that opens while another is open is held back, its pieces
+kept, and sent whole, in order, once the open one is done (at the next
+text, thinking or the end). With one call, or calls that come one after
+another's last piece, nothing waits but the calls after the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from interlock.dialects.anthropic.answer import message_id, new_tool_id, stop_reason, usage
+from interlock.errors import UpstreamProtocolError
+
+__all__ = ["EventTranslator", "event"]
+
+JSONDict = dict[str, Any]
+
+
+def event(kind: str, data: JSONDict) -> bytes:
+    """One server-sent event as Anthropic writes them: its type on the
+    ``event:`` line and in the data's ``type``."""
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+_PING = event("ping", {})
+
+
+@dataclass(slots=True)
+class _Call:
+    """One tool call, by its OpenAI ``index``."""
+
+    id: str
+    name: str
+    block: int | None = None  # its Anthropic block index, once started
+    held: list[str] = field(default_factory=list)  # pieces while it waits its turn
+
+
+class EventTranslator:
+    """Feed each chunk (bytes of its JSON object) and get the events for it;
+    ``finish`` when the chunks end. ``ping`` while waiting."""
+
+    def __init__(self, model: str, stop_sequences: Sequence[str] = ()):
+        self._model = model  # until a chunk names the answering model
+        self._stops = tuple(stop_sequences)
+        self._started = False
+        self._blocks = 0  # blocks started so far: the next one's index
+        self._open: str | None = None  # "text", "thinking" or "tool"
+        self._open_call: _Call | None = None
+        self._calls: dict[int, _Call] = {}
+        self._finish: Any = None
+        self._matched: Any = None  # vLLM's stop_reason: the stop sequence that matched
+        self._usage: Any = None
+
+    def ping(self) -> bytes:
+        return self._start({}) + _PING
+
+    def feed(self, raw: bytes) -> bytes:
+        try:
+            chunk = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("upstream sent a stream chunk that is not JSON") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamProtocolError("upstream sent a stream chunk that is not an object")
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = chunk["usage"]
+        choices = chunk.get("choices")
+        if not choices:  # usage, or Azure's prompt-filter results: no id or model yet
+            return b""
+        out = [self._start(chunk)]
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                out += self._choice(choice)
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """``message_delta`` and ``message_stop``, after closing what is open."""
+        out = [self._start({}), *self._close()]
+        choice = {"finish_reason": self._finish, "stop_reason": self._matched}
+        reason, sequence = stop_reason(choice, bool(self._calls), self._stops)
+        delta = {"stop_reason": reason, "stop_sequence": sequence}
+        out.append(event("message_delta", {"delta": delta, "usage": usage(self._usage)}))
+        out.append(event("message_stop", {}))
+        return b"".join(out)
+
+    # -- the message ----------------------------------------------------------
+
+    def _start(self, chunk: JSONDict) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        message: JSONDict = {
+            "id": message_id(chunk.get("id")),
+            "type": "message",
+            "role": "assistant",
+            "model": chunk.get("model") or self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            # Upstreams report usage at the end: message_delta carries it.
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return event("message_start", {"message": message})
+
+    def _choice(self, choice: JSONDict) -> list[bytes]:
+        out: list[bytes] = []
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            reasoning = delta.get("reasoning_content")
+            if isinstance(reasoning, str) and reasoning:
+                out += self._thinking(reasoning)
+            for block in delta.get("thinking_blocks") or []:
+                if isinstance(block, dict):
+                    out += self._signed(block)
+            for name in ("content", "refusal"):
+                text = delta.get(name)
+                if isinstance(text, str) and text:
+                    out += self._text(text)
+            for piece in delta.get("tool_calls") or []:
+                if isinstance(piece, dict):
+                    out += self._tool_piece(piece)
+        if choice.get("finish_reason"):
+            self._finish = choice["finish_reason"]
+            self._matched = choice.get("stop_reason")
+        return out
+
+    # -- blocks ---------------------------------------------------------------
+
+    def _text(self, text: str) -> list[bytes]:
+        out = [] if self._open == "text" else self._switch("text", {"type": "text", "text": ""})
+        return [*out, self._delta({"type": "text_delta", "text": text})]
+
+    def _thinking(self, text: str) -> list[bytes]:
+        out = [] if self._open == "thinking" else self._switch("thinking", _THINKING_START)
+        return [*out, self._delta({"type": "thinking_delta", "thinking": text})]
+
+    def _signed(self, block: JSONDict) -> list[bytes]:
+        """A whole thinking block (the Anthropic adapter sends it as its
+        block ends): its signature for the open thinking block, or the
+        block itself when its text was not streamed."""
+        if block.get("type") == "redacted_thinking":
+            start = {"type": "redacted_thinking", "data": str(block.get("data") or "")}
+            return [*self._switch("redacted_thinking", start), *self._close()]
+        out = []
+        if self._open != "thinking":
+            out += self._switch("thinking", _THINKING_START)
+            text = block.get("thinking")
+            if isinstance(text, str) and text:
+                out.append(self._delta({"type": "thinking_delta", "thinking": text}))
+        signature = block.get("signature")
+        if isinstance(signature, str) and signature:
+            out.append(self._delta({"type": "signature_delta", "signature": signature}))
+        return [*out, *self._close()]
+
+    def _tool_piece(self, piece: JSONDict) -> list[bytes]:
+        index = piece.get("index", 0)
+        function = piece.get("function")
+        function = function if isinstance(function, dict) else {}
+        call = self._calls.get(index)
+        out: list[bytes] = []
+        if call is None:
+            call_id = piece.get("id")
+            call = _Call(call_id if isinstance(call_id, str) and call_id else new_tool_id(), "")
+            self._calls[index] = call
+        if not call.name and isinstance(function.get("name"), str):
+            call.name = function["name"]
+        if call.block is None and self._open != "tool":
+            out += self._close()
+            out.append(self._start_call(call))
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str) or not arguments:
+            return out
+        if call is self._open_call:
+            out.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+        elif call.block is None:
+            call.held.append(arguments)  # waits for the open call to end
+        else:
+            raise UpstreamProtocolError("upstream sent arguments for a tool call that had ended")
+        return out
+
+    def _start_call(self, call: _Call) -> bytes:
+        call.block = self._blocks
+        self._open_call = call
+        start = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+        return self._begin("tool", start)
+
+    def _switch(self, kind: str, start: JSONDict) -> list[bytes]:
+        return [*self._close(), self._begin(kind, start)]
+
+    def _begin(self, kind: str, block: JSONDict) -> bytes:
+        self._open = kind
+        index, self._blocks = self._blocks, self._blocks + 1
+        return event("content_block_start", {"index": index, "content_block": block})
+
+    def _delta(self, delta: JSONDict) -> bytes:
+        return event("content_block_delta", {"index": self._blocks - 1, "delta": delta})
+
+    def _close(self) -> list[bytes]:
+        """Close the open block; after a tool call, send the calls held back."""
+        if self._open is None:
+            return []
+        out = [event("content_block_stop", {"index": self._blocks - 1})]
+        was_tool, self._open, self._open_call = self._open == "tool", None, None
+        if was_tool:
+            for call in self._calls.values():
+                if call.block is None:
+                    out.append(self._start_call(call))
+                    if call.held:
+                        json = "".join(call.held)
+                        out.append(self._delta({"type": "input_json_delta", "partial_json": json}))
+                    out += self._close()  # sends any later ones in turn
+                    break
+        return out
+
+
+_THINKING_START = {"type": "thinking", "thinking": "", "signature": ""}

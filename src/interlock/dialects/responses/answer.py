@@ -1,0 +1,220 @@
+"""A chat completion as a Responses API ``Response`` object.
+
+``response_shell`` is the Response before any output (what the request set,
+echoed back, as OpenAI does); ``finished`` completes it with the output
+items, the status and the usage. One assistant message becomes, in order:
+
+- a ``reasoning`` item when the model reasoned: its ``reasoning_content`` as
+  the summary text, and signed thinking blocks (Anthropic's) as the opaque
+  ``encrypted_content`` that carries them into the next turn;
+- a ``message`` item with an ``output_text`` part (and a ``refusal`` part if
+  the model refused), unless the turn is only tool calls;
+- a ``function_call`` item per tool call (``call_id`` is the chat call's id).
+
+``finish_reason`` ``length`` makes the response ``incomplete`` with
+``incomplete_details.reason`` ``max_output_tokens`` (``content_filter`` the
+same, with that reason). ``output_text`` is left to the SDKs, which add it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from interlock.dialects.responses.request import encode_thinking
+from interlock.dialects.responses.schemas import ResponsesRequest
+
+__all__ = [
+    "JSONDict",
+    "finished",
+    "function_call_item",
+    "message_item",
+    "new_id",
+    "output_items",
+    "output_text",
+    "reasoning_item",
+    "response_shell",
+    "status_of",
+    "to_response",
+    "usage_of",
+]
+
+JSONDict = dict[str, Any]
+
+# Chat finish reasons that cut the answer short -> incomplete_details.reason.
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def new_id(prefix: str) -> str:
+    """``resp_``, ``msg_``, ``fc_``, ``rs_`` ids: unguessable, as a stored
+    response is found by its id (and its key)."""
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def response_shell(request: ResponsesRequest, response_id: str, created_at: int) -> JSONDict:
+    """The Response before any output: status ``in_progress``, the request's
+    settings echoed."""
+    text: JSONDict = {"format": {"type": "text"}}
+    if request.text is not None:
+        if request.text.format is not None:
+            text["format"] = request.text.format.model_dump(by_alias=True, exclude_none=True)
+        if request.text.verbosity is not None:
+            text["verbosity"] = request.text.verbosity
+    choice = request.tool_choice
+    reasoning = request.reasoning
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": "in_progress",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "metadata": request.metadata or {},
+        "model": request.model,
+        "output": [],
+        "parallel_tool_calls": request.parallel_tool_calls is not False,
+        "previous_response_id": request.previous_response_id,
+        "reasoning": {
+            "effort": reasoning.effort if reasoning else None,
+            "summary": reasoning.summary if reasoning else None,
+        },
+        "store": request.store is not False,
+        "temperature": request.temperature,
+        "text": text,
+        "tool_choice": "auto"
+        if choice is None
+        else choice
+        if isinstance(choice, str)
+        else choice.model_dump(),
+        "tools": [tool.model_dump(exclude_none=True) for tool in request.tools or ()],
+        "top_p": request.top_p,
+        "truncation": "disabled",
+        "usage": None,
+        "user": request.user,
+    }
+
+
+def to_response(shell: JSONDict, answer: JSONDict) -> JSONDict:
+    """The finished Response for a chat completion."""
+    choices = answer.get("choices") or [{}]
+    choice = choices[0]
+    status, _ = status_of(choice.get("finish_reason"))
+    output = output_items(choice.get("message") or {}, status)
+    return finished(
+        shell, output, choice.get("finish_reason"), answer.get("usage"), answer.get("model")
+    )
+
+
+def finished(
+    shell: JSONDict,
+    output: list[JSONDict],
+    finish_reason: str | None,
+    usage: JSONDict | None,
+    model: str | None = None,
+) -> JSONDict:
+    status, details = status_of(finish_reason)
+    response = {**shell, "status": status, "output": output, "usage": usage_of(usage)}
+    if details is not None:
+        response["incomplete_details"] = details
+    if model:
+        response["model"] = model
+    return response
+
+
+def status_of(finish_reason: str | None) -> tuple[str, JSONDict | None]:
+    reason = _INCOMPLETE.get(finish_reason or "")
+    if reason is None:
+        return "completed", None
+    return "incomplete", {"reason": reason}
+
+
+def output_items(message: JSONDict, status: str) -> list[JSONDict]:
+    """One assistant message as output items."""
+    items: list[JSONDict] = []
+    reasoning, blocks = message.get("reasoning_content"), message.get("thinking_blocks")
+    if reasoning or blocks:
+        items.append(reasoning_item(new_id("rs"), reasoning or "", blocks))
+    parts: list[JSONDict] = []
+    content = message.get("content")
+    if isinstance(content, list):  # text parts, from some servers
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if content:
+        parts.append(output_text(content))
+    if message.get("refusal"):
+        parts.append({"type": "refusal", "refusal": message["refusal"]})
+    calls = message.get("tool_calls") or []
+    if parts or not calls:
+        items.append(message_item(new_id("msg"), parts or [output_text("")], status))
+    for call in calls:
+        function = call.get("function") or {}
+        items.append(
+            function_call_item(
+                new_id("fc"),
+                call.get("id") or new_id("call"),
+                function.get("name", ""),
+                function.get("arguments") or "",
+                "completed",
+            )
+        )
+    return items
+
+
+def output_text(text: str) -> JSONDict:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def message_item(item_id: str, content: list[JSONDict], status: str) -> JSONDict:
+    return {
+        "id": item_id,
+        "type": "message",
+        "role": "assistant",
+        "status": status,
+        "content": content,
+    }
+
+
+def function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str
+) -> JSONDict:
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+def reasoning_item(item_id: str, summary: str, blocks: list[JSONDict] | None) -> JSONDict:
+    item: JSONDict = {
+        "id": item_id,
+        "type": "reasoning",
+        "summary": [{"type": "summary_text", "text": summary}] if summary else [],
+    }
+    if blocks:
+        item["encrypted_content"] = encode_thinking(blocks)
+    return item
+
+
+def usage_of(usage: JSONDict | None) -> JSONDict | None:
+    """Chat usage in the Responses names."""
+    if not usage:
+        return None
+    prompt = usage.get("prompt_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {
+            "cached_tokens": prompt_details.get("cached_tokens") or 0,
+            "cache_write_tokens": prompt_details.get("cache_write_tokens") or 0,
+        },
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": usage.get("total_tokens") or prompt + completion,
+    }

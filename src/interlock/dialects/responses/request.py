@@ -1,0 +1,265 @@
+"""A Responses request as an OpenAI Chat Completions body (the pipeline's shape).
+
+``instructions`` becomes the first (system) message; the conversation
+(a stored response's items first, for ``previous_response_id``) becomes
+messages: consecutive ``function_call`` items are one assistant turn's
+``tool_calls``, each ``function_call_output`` a ``tool`` message. A
+reasoning item's ``encrypted_content`` carries a provider's signed thinking
+blocks (Anthropic's), which go back on the assistant turn that follows it,
+as the adapters expect them in a tool loop.
+
+Parameters are renamed where Chat Completions names them differently
+(``max_output_tokens`` -> ``max_completion_tokens``, ``text.format`` ->
+``response_format``, ``reasoning.effort`` -> ``reasoning_effort``).
+``metadata`` and ``store`` stay at the edge: they describe the stored
+response, not the model call.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from interlock.dialects.responses.schemas import (
+    ContentPart,
+    FunctionCall,
+    FunctionCallOutput,
+    InputImage,
+    InputItem,
+    JsonObjectFormat,
+    JsonSchemaFormat,
+    Message,
+    ReasoningItem,
+    Refusal,
+    ResponsesRequest,
+    TextFormat,
+    ToolChoiceFunction,
+)
+from interlock.errors import InvalidRequest
+
+__all__ = [
+    "chat_body",
+    "chat_messages",
+    "decode_thinking",
+    "encode_thinking",
+    "request_items",
+    "stored_items",
+]
+
+JSONDict = dict[str, Any]
+
+_IMAGE_SCHEMES = ("data:", "https:", "http:")
+_ID_PREFIXES = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+}
+
+
+def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> JSONDict:
+    """The chat body for ``request``, after the ``history`` items."""
+    messages: list[JSONDict] = []
+    if request.instructions:
+        messages.append({"role": "system", "content": request.instructions})
+    # History comes first; an error's index names the request's own item.
+    messages += chat_messages([*history, *request_items(request)], start=-len(history))
+    body: JSONDict = {"model": request.model, "messages": messages}
+    if request.tools:
+        body["tools"] = [_chat_tool(tool.model_dump(exclude_none=True)) for tool in request.tools]
+    if request.tool_choice is not None:
+        body["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    text = request.text
+    if text is not None and text.format is not None:
+        response_format = _response_format(text.format)
+        if response_format is not None:
+            body["response_format"] = response_format
+    if text is not None and text.verbosity is not None:
+        body["verbosity"] = text.verbosity
+    if request.max_output_tokens is not None:
+        body["max_completion_tokens"] = request.max_output_tokens
+    for name in ("temperature", "top_p", "user"):
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    if request.reasoning is not None and request.reasoning.effort is not None:
+        body["reasoning_effort"] = request.reasoning.effort
+    if request.stream:
+        # The usage chunk ends every stream: the response's usage comes from it.
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def request_items(request: ResponsesRequest) -> list[InputItem]:
+    """The request's input as items (a string is one user message)."""
+    if isinstance(request.input, str):
+        return [Message(role="user", content=request.input)]
+    return list(request.input)
+
+
+def stored_items(items: Iterable[InputItem], new_id: Callable[[str], str]) -> list[JSONDict]:
+    """Items as a stored response keeps them (and ``input_items`` lists
+    them): each with an id, a message's text as a part."""
+    stored = []
+    for item in items:
+        record = item.model_dump(by_alias=True, exclude_none=True)
+        if isinstance(item, Message) and isinstance(item.content, str):
+            kind = "output_text" if item.role == "assistant" else "input_text"
+            record["content"] = [{"type": kind, "text": item.content}]
+        record.setdefault("id", new_id(_ID_PREFIXES[item.type]))
+        stored.append(record)
+    return stored
+
+
+def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
+    """The conversation as chat messages (``start``: the first item's index
+    in the request, for errors)."""
+    messages: list[JSONDict] = []
+    thinking: list[JSONDict] = []  # from reasoning items, for the next assistant turn
+    for index, item in enumerate(items, start):
+        if isinstance(item, ReasoningItem):
+            if item.encrypted_content:
+                thinking += decode_thinking(item.encrypted_content, f"input[{index}]")
+            continue
+        if isinstance(item, Message):
+            message = _message(item, index)
+        elif isinstance(item, FunctionCall):
+            message = _assistant_turn(messages)
+            message.setdefault("tool_calls", []).append(
+                {
+                    "id": item.call_id,
+                    "type": "function",
+                    "function": {"name": item.name, "arguments": item.arguments},
+                }
+            )
+        else:
+            message = _tool_result(item, index)
+        if message["role"] == "assistant" and thinking:
+            message["thinking_blocks"] = [*message.get("thinking_blocks", ()), *thinking]
+            thinking = []
+        if not messages or messages[-1] is not message:
+            messages.append(message)
+    return messages
+
+
+def _assistant_turn(messages: list[JSONDict]) -> JSONDict:
+    """The assistant turn a function call belongs to: the last message when
+    it is the assistant's (its text, or calls before this one), else a new one."""
+    if messages and messages[-1]["role"] == "assistant":
+        return messages[-1]
+    return {"role": "assistant", "content": None}
+
+
+def _message(item: Message, index: int) -> JSONDict:
+    where = f"input[{index}].content"
+    if item.role == "assistant":
+        # Chat assistants take text; an echoed answer's parts are joined.
+        return {"role": "assistant", "content": _text(item.content, where)}
+    content = item.content
+    if isinstance(content, str):
+        return {"role": item.role, "content": content}
+    return {
+        "role": item.role,
+        "content": [_part(part, f"{where}[{i}]") for i, part in enumerate(content)],
+    }
+
+
+def _tool_result(item: FunctionCallOutput, index: int) -> JSONDict:
+    return {
+        "role": "tool",
+        "tool_call_id": item.call_id,
+        "content": _text(item.output, f"input[{index}].output"),
+    }
+
+
+def _text(content: str | list[ContentPart], where: str) -> str:
+    if isinstance(content, str):
+        return content
+    texts = []
+    for i, part in enumerate(content):
+        if isinstance(part, InputImage):
+            raise InvalidRequest(
+                "Images are supported in user messages only.",
+                param=f"{where}[{i}]",
+                code="unsupported_parameter",
+            )
+        texts.append(part.refusal if isinstance(part, Refusal) else part.text)
+    return "".join(texts)
+
+
+def _part(part: ContentPart, where: str) -> JSONDict:
+    if isinstance(part, InputImage):
+        return _image(part, where)
+    if isinstance(part, Refusal):
+        return {"type": "text", "text": part.refusal}
+    return {"type": "text", "text": part.text}
+
+
+def _image(part: InputImage, where: str) -> JSONDict:
+    if part.image_url is None:
+        # A file id names an upload at OpenAI; the gateway has no such file.
+        raise InvalidRequest(
+            "An input_image needs an image_url (a data: or https: URL); file_id is not supported.",
+            param=f"{where}.image_url",
+            code="unsupported_parameter",
+        )
+    if not part.image_url.startswith(_IMAGE_SCHEMES):
+        raise InvalidRequest(
+            "image_url must be a data: or https: URL.",
+            param=f"{where}.image_url",
+            code="invalid_value",
+        )
+    image: JSONDict = {"url": part.image_url}
+    if part.detail is not None:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def _chat_tool(tool: JSONDict) -> JSONDict:
+    function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: str | ToolChoiceFunction) -> str | JSONDict:
+    if isinstance(choice, ToolChoiceFunction):
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice
+
+
+def _response_format(fmt: TextFormat) -> JSONDict | None:
+    if isinstance(fmt, JsonSchemaFormat):
+        schema: JSONDict = {"name": fmt.name, "schema": fmt.json_schema}
+        if fmt.description is not None:
+            schema["description"] = fmt.description
+        if fmt.strict is not None:
+            schema["strict"] = fmt.strict
+        return {"type": "json_schema", "json_schema": schema}
+    if isinstance(fmt, JsonObjectFormat):
+        return {"type": "json_object"}
+    return None  # plain text: the default
+
+
+def encode_thinking(blocks: list[JSONDict]) -> str:
+    """Signed thinking blocks as a reasoning item's opaque ``encrypted_content``."""
+    return base64.urlsafe_b64encode(orjson.dumps(blocks)).decode()
+
+
+def decode_thinking(content: str, where: str) -> list[JSONDict]:
+    try:
+        blocks = orjson.loads(base64.urlsafe_b64decode(content))
+    except (binascii.Error, ValueError):
+        blocks = None
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        raise InvalidRequest(
+            "encrypted_content was not made by this gateway.",
+            param=f"{where}.encrypted_content",
+            code="invalid_value",
+        )
+    return blocks

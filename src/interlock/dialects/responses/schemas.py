@@ -1,0 +1,332 @@
+"""The Responses API's request (``POST /v1/responses``), as pydantic models.
+
+They validate the client's body (a 400 naming the field, as the pipeline's
+own schemas do) and give the translation typed access. Only what the
+gateway can honour is declared; fields that only describe the caller
+(``include``, ``service_tier``, ``truncation``, ``prompt_cache_key``, ...)
+are accepted and ignored, and the few that would change the answer in a
+way no chat model can (``background``, ``conversation``, ``prompt``) are
+refused by name.
+
+Input items are told apart by ``type``; a message may leave it out
+(``{"role": "user", "content": "..."}``, the SDK's easy form). Items the
+gateway itself wrote (a stored or echoed response's ``output``: assistant
+messages, function calls, reasoning) are input too, which is how a client
+continues a conversation without ``previous_response_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from interlock.errors import InvalidRequest
+
+__all__ = [
+    "ContentPart",
+    "FunctionCall",
+    "FunctionCallOutput",
+    "FunctionTool",
+    "InputImage",
+    "InputItem",
+    "InputText",
+    "JsonObjectFormat",
+    "JsonSchemaFormat",
+    "Message",
+    "OutputText",
+    "Reasoning",
+    "ReasoningItem",
+    "Refusal",
+    "ResponsesRequest",
+    "TextConfig",
+    "TextFormat",
+    "ToolChoiceFunction",
+    "input_items",
+    "validate_request",
+]
+
+
+class _Open(BaseModel):
+    # Extra fields pass (the SDK echoes ``status``, ``logprobs`` and more on
+    # items it got back); types are strict, as OpenAI's are.
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class InputText(_Open):
+    type: Literal["input_text"]
+    text: str
+
+
+class InputImage(_Open):
+    type: Literal["input_image"]
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: Literal["low", "high", "auto"] | None = None
+
+
+class OutputText(_Open):
+    """An assistant message's text, as the gateway answered it."""
+
+    type: Literal["output_text"]
+    text: str
+
+
+class Refusal(_Open):
+    type: Literal["refusal"]
+    refusal: str
+
+
+def _tag(value: Any) -> str | None:
+    found = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return found if isinstance(found, str) else None
+
+
+ContentPart = Annotated[
+    Annotated[InputText, Tag("input_text")]
+    | Annotated[InputImage, Tag("input_image")]
+    | Annotated[OutputText, Tag("output_text")]
+    | Annotated[Refusal, Tag("refusal")],
+    Discriminator(_tag),
+]
+
+
+class Message(_Open):
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[ContentPart]
+    id: str | None = None
+
+
+class FunctionCall(_Open):
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: str
+    id: str | None = None
+
+
+class FunctionCallOutput(_Open):
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[ContentPart]
+    id: str | None = None
+
+
+class SummaryText(_Open):
+    type: Literal["summary_text"]
+    text: str
+
+
+class ReasoningItem(_Open):
+    """A reasoning item the gateway answered: its summary is shown, and
+    ``encrypted_content`` carries a provider's signed thinking blocks back."""
+
+    type: Literal["reasoning"]
+    summary: list[SummaryText] = Field(default_factory=list)
+    encrypted_content: str | None = None
+    id: str | None = None
+
+
+def _item_tag(value: Any) -> str | None:
+    if isinstance(value, dict) and "type" not in value:
+        return "message"  # the easy form: {"role": ..., "content": ...}
+    return _tag(value)
+
+
+InputItem = Annotated[
+    Annotated[Message, Tag("message")]
+    | Annotated[FunctionCall, Tag("function_call")]
+    | Annotated[FunctionCallOutput, Tag("function_call_output")]
+    | Annotated[ReasoningItem, Tag("reasoning")],
+    Discriminator(_item_tag),
+]
+
+
+class FunctionTool(_Open):
+    type: str
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _function_only(cls, value: str) -> str:
+        if value != "function":
+            raise PydanticCustomError(
+                "unsupported_tool",
+                "only 'function' tools can be translated, not '{kind}'",
+                {"kind": value},
+            )
+        return value
+
+
+class ToolChoiceFunction(_Open):
+    type: Literal["function"]
+    name: str = Field(min_length=1)
+
+
+class PlainTextFormat(_Open):
+    type: Literal["text"]
+
+
+class JsonSchemaFormat(_Open):
+    type: Literal["json_schema"]
+    name: str = Field(min_length=1, max_length=64)
+    # ``schema`` would shadow a BaseModel attribute.
+    json_schema: dict[str, Any] = Field(alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class JsonObjectFormat(_Open):
+    type: Literal["json_object"]
+
+
+TextFormat = Annotated[
+    Annotated[PlainTextFormat, Tag("text")]
+    | Annotated[JsonSchemaFormat, Tag("json_schema")]
+    | Annotated[JsonObjectFormat, Tag("json_object")],
+    Discriminator(_tag),
+]
+
+
+class TextConfig(_Open):
+    format: TextFormat | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class Reasoning(_Open):
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+# Fields that change the answer in ways a chat model cannot honour.
+_REFUSED = ("background", "conversation", "prompt")
+
+
+class ResponsesRequest(_Open):
+    model: str = Field(min_length=1)
+    input: str | list[InputItem]
+    instructions: str | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | ToolChoiceFunction | None = None
+    parallel_tool_calls: bool | None = None
+    text: TextConfig | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    reasoning: Reasoning | None = None
+    # OpenAI's bounds: 16 pairs, keys up to 64 characters, values up to 512.
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
+    ) = Field(default=None, max_length=16)
+    user: str | None = None
+    stream: bool | None = None
+    store: bool | None = None
+    previous_response_id: str | None = Field(default=None, min_length=1)
+
+    @field_validator("input")
+    @classmethod
+    def _some_input(cls, value: str | list[Any]) -> str | list[Any]:
+        if isinstance(value, list) and not value:
+            raise PydanticCustomError("too_short", "at least one input item is needed", {})
+        return value
+
+
+_ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
+# Location labels pydantic adds for union members and tags: not field names.
+_UNION_LABELS = ("str", "int", "float", "bool", "literal[", "list[", "dict[", "function-after[")
+
+
+def validate_request(body: dict[str, Any]) -> ResponsesRequest:
+    """``body`` as a ``ResponsesRequest``, or a 400 naming the field."""
+    for name in _REFUSED:
+        if body.get(name) not in (None, False):
+            raise InvalidRequest(
+                f"'{name}' is not supported by this gateway.",
+                param=name,
+                code="unsupported_parameter",
+            )
+    try:
+        return ResponsesRequest.model_validate(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def input_items(items: list[dict[str, Any]]) -> list[InputItem]:
+    """Items the gateway stored itself, read back (they were valid when stored)."""
+    return _ITEMS.validate_python(items)
+
+
+def _invalid(exc: ValidationError) -> InvalidRequest:
+    # A union reports every member's failure; the deepest one is about what
+    # the client meant (the list of items, not "should be a string").
+    first = max(exc.errors(include_url=False), key=lambda error: len(error["loc"]))
+    param = _param(first["loc"])
+    if first["type"] == "union_tag_invalid":
+        param += ".type"
+        tag = first.get("ctx", {}).get("tag")
+        return InvalidRequest(
+            f"Invalid value for '{param}': {tag!r} is not supported.",
+            param=param,
+            code="invalid_value",
+        )
+    if first["type"] == "missing":
+        return InvalidRequest(
+            f"Missing required parameter: '{param}'.",
+            param=param,
+            code="missing_required_parameter",
+        )
+    return InvalidRequest(
+        f"Invalid value for '{param}': {first['msg']}." if param else first["msg"],
+        param=param or None,
+        code="invalid_value",
+    )
+
+
+def _param(loc: tuple[int | str, ...]) -> str:
+    """``input[0].content[1].text`` from pydantic's location, without the
+    labels it adds for union members and tags."""
+    out = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(_UNION_LABELS) or part in _MODEL_LABELS:
+            pass
+        elif part in _TAGS and (isinstance(previous, int) or previous == "format"):
+            pass
+        else:
+            out += f".{part}" if out else part
+        previous = part
+    return out
+
+
+_MODEL_LABELS = frozenset({"ToolChoiceFunction"})
+_TAGS = frozenset(
+    {
+        "message",
+        "function_call",
+        "function_call_output",
+        "reasoning",
+        "input_text",
+        "input_image",
+        "output_text",
+        "refusal",
+        "text",
+        "json_schema",
+        "json_object",
+    }
+)

@@ -1,0 +1,449 @@
+"""The official ``anthropic`` SDK, unchanged, against the gateway's
+``/v1/messages``: whatever upstream answers (an Anthropic one, Azure's
+OpenAI wire, Gemini, the simulator), the client sees Anthropic's API.
+
+One gateway process serves them all, in front of the fake upstreams of
+``tests/support`` (they follow one contract: call the first tool, "Tool
+said: ..." after results, describe an image), so one test body checks
+every upstream.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import TEST_KEY
+from tests.e2e.test_provider_fidelity import _png
+from tests.support.fake_anthropic import SIGNATURE, anthropic_app
+from tests.support.fake_azure import azure_app
+from tests.support.fake_gemini import gemini_app
+from tests.support.servers import FakeUpstream, GatewayProcess
+
+EVERY = ["claude", "azure", "gemini", "sim"]
+GREETINGS = {
+    "claude": "Hello from anthropic",
+    "azure": "Hello from azure",
+    "gemini": "Hello from gemini",
+}
+WEATHER: Any = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+TIME: Any = {
+    "name": "get_time",
+    "description": "The local time in a city, with a UTC offset.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "offset": {"type": "integer"}},
+        "required": ["city", "offset"],
+    },
+}
+ASK_WEATHER: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
+MISSING_TEXT: Any = [{"type": "text"}]
+
+
+@pytest.fixture(scope="module")
+def upstream_requests() -> list[dict[str, Any]]:
+    """What the fake Anthropic upstream received, newest last."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream_requests: list[dict[str, Any]]
+) -> Iterator[GatewayProcess]:
+    fakes = {
+        "claude": FakeUpstream(anthropic_app(upstream_requests)),
+        "azure": FakeUpstream(azure_app()),
+        "gemini": FakeUpstream(gemini_app()),
+    }
+    claude = {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "test"}
+    deployments: dict[str, dict[str, Any]] = {
+        "claude": claude,
+        # Its own deployment, so its overload trips no breaker the others use.
+        "claude-busy": dict(claude),
+        "azure": {"provider": "azure", "model": "gpt-4o", "api_key": "test"},
+        "gemini": {"provider": "gemini", "model": "gemini-2.5-flash", "api_key": "test"},
+        "sim": {"provider": "simulator"},
+        "cut": {"provider": "simulator"},
+    }
+    models = []
+    for name, deployment in deployments.items():
+        fake = fakes.get(name.removesuffix("-busy"))
+        if fake is not None:
+            deployment["base_url"] = fake.url
+        models.append({"name": name, "deployments": [{"id": f"{name}-1", **deployment}]})
+    config = {
+        "models": models,
+        "keys": [{"name": "test", "key": "os.environ/TEST_KEY"}],
+        # The "cut" model's streams break after two chunks: an error after the start.
+        "chaos": {"enabled": True, "rules": [{"deployment": "cut-1", "cut_after_chunks": 2}]},
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+    }
+    gateway = GatewayProcess(config, tmp_path_factory.mktemp("gw"), env={"TEST_KEY": TEST_KEY})
+    yield gateway
+    gateway.close()
+    for fake in fakes.values():
+        fake.close()
+
+
+@pytest.fixture(scope="module")
+def client(gateway: GatewayProcess) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c:
+        yield c
+
+
+def _error(exc: anthropic.APIStatusError) -> dict[str, Any]:
+    """The ``error`` object of an Anthropic-shaped error body."""
+    body: Any = exc.body
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+def _tool_uses(content: list[Any]) -> list[Any]:
+    return [block for block in content if block.type == "tool_use"]
+
+
+def _text(content: list[Any]) -> str:
+    return "".join(block.text for block in content if block.type == "text")
+
+
+def _results(calls: list[Any], outputs: list[str]) -> dict[str, Any]:
+    blocks = [
+        {"type": "tool_result", "tool_use_id": call.id, "content": output}
+        for call, output in zip(calls, outputs, strict=True)
+    ]
+    return {"role": "user", "content": blocks}
+
+
+@pytest.mark.parametrize("model", EVERY)
+def test_create_answers_a_message(client: anthropic.Anthropic, model: str) -> None:
+    answer = client.messages.create(
+        model=model, max_tokens=256, messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert answer.type == "message" and answer.role == "assistant"
+    assert answer.id.startswith("msg_")
+    assert answer.stop_reason == "end_turn"
+    assert [block.type for block in answer.content] == ["text"]
+    if model in GREETINGS:
+        assert _text(answer.content) == GREETINGS[model]
+    assert answer.usage.input_tokens > 0 and answer.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("model", EVERY)
+def test_stream_text_and_final_message(client: anthropic.Anthropic, model: str) -> None:
+    with client.messages.stream(
+        model=model, max_tokens=256, messages=[{"role": "user", "content": "Hi"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and _text(final.content) == text
+    if model in GREETINGS:
+        assert text == GREETINGS[model]
+    assert final.stop_reason == "end_turn"
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("model", EVERY)
+def test_a_two_turn_tool_loop(client: anthropic.Anthropic, model: str) -> None:
+    first = client.messages.create(
+        model=model, max_tokens=256, tools=[WEATHER], messages=ASK_WEATHER
+    )
+    assert first.stop_reason == "tool_use"
+    calls = _tool_uses(first.content)
+    assert [(c.name, c.input) for c in calls] == [("get_weather", {"city": "Paris"})]
+
+    turns = [*ASK_WEATHER, {"role": "assistant", "content": first.content}]
+    turns.append(_results(calls, ["18 degrees, sunny"]))
+    second = client.messages.create(model=model, max_tokens=256, tools=[WEATHER], messages=turns)
+    assert second.stop_reason == "end_turn"
+    assert _text(second.content) == "Tool said: 18 degrees, sunny"
+    assert not _tool_uses(second.content)
+
+
+@pytest.mark.parametrize("model", EVERY)
+def test_a_streamed_tool_loop(client: anthropic.Anthropic, model: str) -> None:
+    with client.messages.stream(
+        model=model, max_tokens=256, tools=[WEATHER], messages=ASK_WEATHER
+    ) as stream:
+        first = stream.get_final_message()
+    assert first.stop_reason == "tool_use"
+    calls = _tool_uses(first.content)
+    assert [(c.name, c.input) for c in calls] == [("get_weather", {"city": "Paris"})]
+
+    turns = [*ASK_WEATHER, {"role": "assistant", "content": first.content}]
+    turns.append(_results(calls, ["18 degrees, sunny"]))
+    with client.messages.stream(
+        model=model, max_tokens=256, tools=[WEATHER], messages=turns
+    ) as stream:
+        text = "".join(stream.text_stream)
+        second = stream.get_final_message()
+    assert text == "Tool said: 18 degrees, sunny"
+    assert second.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("model", ["claude", "azure", "sim"])
+def test_parallel_calls_stream_as_blocks_in_order(client: anthropic.Anthropic, model: str) -> None:
+    # The fake Anthropic and Azure upstreams interleave the two calls' pieces.
+    ask: Any = [{"role": "user", "content": "Weather and time in Paris, both in parallel"}]
+    with client.messages.stream(
+        model=model, max_tokens=256, tools=[WEATHER, TIME], messages=ask
+    ) as stream:
+        first = stream.get_final_message()
+    calls = _tool_uses(first.content)
+    assert [(c.name, c.input) for c in calls] == [
+        ("get_weather", {"city": "Paris"}),
+        ("get_time", {"city": "Paris", "offset": 3}),
+    ]
+    turns = [*ask, {"role": "assistant", "content": first.content}]
+    turns.append(_results(calls, ["sunny", "noon"]))
+    final = client.messages.create(
+        model=model, max_tokens=256, tools=[WEATHER, TIME], messages=turns
+    )
+    assert _text(final.content) == "Tool said: sunny; noon"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+def test_thinking_comes_back_signed_and_goes_back_in_a_tool_loop(
+    client: anthropic.Anthropic, upstream_requests: list[dict[str, Any]], stream: bool
+) -> None:
+    thinking: Any = {"type": "enabled", "budget_tokens": 2000}
+
+    def ask(turns: list[Any]) -> Any:
+        params: Any = {
+            "model": "claude",
+            "max_tokens": 4000,
+            "thinking": thinking,
+            "tools": [WEATHER],
+            "messages": turns,
+        }
+        if not stream:
+            return client.messages.create(**params)
+        with client.messages.stream(**params) as events:
+            return events.get_final_message()
+
+    first = ask(ASK_WEATHER)
+    assert [b.type for b in first.content] == ["thinking", "tool_use"]
+    assert first.content[0].signature == SIGNATURE
+    assert upstream_requests[-1]["body"]["thinking"] == thinking  # the exact budget
+    turns = [*ASK_WEATHER, {"role": "assistant", "content": first.content}]
+    second = ask([*turns, _results(_tool_uses(first.content), ["sunny"])])
+    # The fake refuses a tool loop whose thinking block did not come back first.
+    assert _text(second.content) == "Tool said: sunny"
+    sent = upstream_requests[-1]["body"]["messages"][1]["content"][0]
+    assert sent == {"type": "thinking", "thinking": "Let me think.", "signature": SIGNATURE}
+
+
+def test_system_with_cache_control_reports_cache_usage(
+    client: anthropic.Anthropic, upstream_requests: list[dict[str, Any]]
+) -> None:
+    system: Any = [
+        {"type": "text", "text": "You answer weather questions. " * 20},
+        {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}},
+    ]
+    answer = client.messages.create(
+        model="claude", max_tokens=256, system=system, messages=[{"role": "user", "content": "Hi"}]
+    )
+    # The fake reports 100 cache-read and 50 cache-write tokens for any marker.
+    assert answer.usage.cache_read_input_tokens == 100
+    assert answer.usage.cache_creation_input_tokens == 50
+    assert 0 < answer.usage.input_tokens
+    sent = upstream_requests[-1]["body"]["system"]
+    assert sent[-1] == {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}
+
+
+@pytest.mark.parametrize("model", ["claude", "azure", "gemini"])
+def test_an_image_block_reaches_the_model(client: anthropic.Anthropic, model: str) -> None:
+    image = _png(4, 4)
+    content: Any = [
+        {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": "image/png",
+                "data": base64.b64encode(image).decode(),
+            },
+        },
+        {"type": "text", "text": "What is this?"},
+    ]
+    answer = client.messages.create(
+        model=model, max_tokens=256, messages=[{"role": "user", "content": content}]
+    )
+    assert _text(answer.content) == f"I see a image/png image of {len(image)} bytes"
+
+
+def test_count_tokens(client: anthropic.Anthropic) -> None:
+    plain = client.messages.count_tokens(model="sim", messages=ASK_WEATHER)
+    assert plain.input_tokens > 0
+    with_tools = client.messages.count_tokens(
+        model="claude", system="Be brief.", messages=ASK_WEATHER, tools=[WEATHER]
+    )
+    assert with_tools.input_tokens > plain.input_tokens
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        client.messages.count_tokens(model="no-such-model", messages=ASK_WEATHER)
+    assert _error(caught.value)["type"] == "not_found_error"
+
+
+def test_an_unknown_model_is_not_found(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        client.messages.create(model="no-such-model", max_tokens=10, messages=ASK_WEATHER)
+    assert caught.value.status_code == 404
+    body: Any = caught.value.body
+    assert body == {
+        "type": "error",
+        "error": {
+            "type": "not_found_error",
+            "message": "The model `no-such-model` does not exist or you do not have access to it.",
+        },
+    }
+
+
+def test_a_bad_body_is_a_bad_request_naming_the_field(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(
+            model="claude",
+            max_tokens=10,
+            messages=[{"role": "user", "content": MISSING_TEXT}],
+        )
+    error = _error(caught.value)
+    assert error["type"] == "invalid_request_error"
+    assert error["message"] == "messages[0].content[0].text: Field required"
+
+
+def test_a_bad_key_is_an_authentication_error_before_the_body_is_read(
+    gateway: GatewayProcess,
+) -> None:
+    with anthropic.Anthropic(base_url=gateway.base_url, api_key="sk-wrong", max_retries=0) as bad:
+        with pytest.raises(anthropic.AuthenticationError) as caught:
+            bad.messages.create(model="claude", max_tokens=-1, messages=ASK_WEATHER)
+    assert _error(caught.value)["type"] == "authentication_error"
+
+
+def test_a_bearer_token_works_too(gateway: GatewayProcess) -> None:
+    with anthropic.Anthropic(
+        base_url=gateway.base_url, auth_token=TEST_KEY, max_retries=0
+    ) as bearer:
+        answer = bearer.messages.create(model="claude", max_tokens=10, messages=ASK_WEATHER)
+    assert _text(answer.content) == "Hello from anthropic"
+
+
+def test_an_upstream_overload_keeps_our_status_with_anthropics_type(
+    client: anthropic.Anthropic,
+) -> None:
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        client.messages.create(
+            model="claude-busy",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "overload me"}],
+        )
+    assert caught.value.status_code == 503
+    assert _error(caught.value)["type"] == "overloaded_error"
+
+
+def _sse(gateway: GatewayProcess, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The raw events of a streamed answer: ``(event, data)``, in order."""
+    headers = {"x-api-key": TEST_KEY, "anthropic-version": "2023-06-01"}
+    with httpx.stream(
+        "POST", gateway.base_url + "/v1/messages", json=body, headers=headers, timeout=10
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = response.read().decode()
+    events = []
+    for frame in raw.split("\n\n"):
+        if frame:
+            kind, data = frame.split("\n")
+            assert kind.startswith("event: ") and data.startswith("data: ")
+            events.append((kind.removeprefix("event: "), orjson.loads(data.removeprefix("data: "))))
+    return events
+
+
+def test_a_streamed_answer_is_exactly_the_documented_event_sequence(
+    gateway: GatewayProcess,
+) -> None:
+    events = _sse(
+        gateway,
+        {
+            "model": "claude",
+            "max_tokens": 256,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Hi"}],
+        },
+    )
+    names = [kind for kind, _ in events]
+    deltas = names.count("content_block_delta")
+    assert deltas >= 2  # the fake streams its text in pieces
+    assert names == [
+        "message_start",
+        "content_block_start",
+        *["content_block_delta"] * deltas,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert all(data["type"] == kind for kind, data in events)
+    start = events[0][1]["message"]
+    assert start["content"] == [] and start["role"] == "assistant"
+    assert start["stop_reason"] is None and "input_tokens" in start["usage"]
+    assert events[1][1] == {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    text = "".join(data["delta"]["text"] for kind, data in events if kind == "content_block_delta")
+    assert text == "Hello from anthropic"
+    assert events[-3][1] == {"type": "content_block_stop", "index": 0}
+    delta = events[-2][1]
+    assert delta["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
+    assert delta["usage"]["output_tokens"] > 0
+    assert events[-1][1] == {"type": "message_stop"}
+
+
+def test_a_tool_call_streams_as_input_json_deltas(gateway: GatewayProcess) -> None:
+    events = _sse(
+        gateway,
+        {
+            "model": "azure",
+            "max_tokens": 256,
+            "stream": True,
+            "tools": [WEATHER],
+            "messages": ASK_WEATHER,
+        },
+    )
+    blocks = [data for kind, data in events if kind == "content_block_start"]
+    assert [b["content_block"]["type"] for b in blocks] == ["tool_use"]
+    pieces = [
+        data["delta"]["partial_json"] for kind, data in events if kind == "content_block_delta"
+    ]
+    assert len(pieces) >= 2 and orjson.loads("".join(pieces)) == {"city": "Paris"}
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_an_error_after_the_start_is_an_error_event(gateway: GatewayProcess) -> None:
+    events = _sse(
+        gateway,
+        {
+            "model": "cut",
+            "max_tokens": 256,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Tell me a long story."}],
+        },
+    )
+    kind, data = events[-1]
+    assert events[0][0] == "message_start"
+    assert kind == "error" and data["type"] == "error"
+    assert data["error"]["type"] == "api_error" and data["error"]["message"]
+    assert "message_stop" not in [name for name, _ in events]

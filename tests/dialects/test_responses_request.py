@@ -1,0 +1,342 @@
+"""A Responses request as a chat body: messages, items, tools, formats,
+parameters; and the 400s that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from interlock.dialects.responses.request import (
+    chat_body,
+    encode_thinking,
+    request_items,
+    stored_items,
+)
+from interlock.dialects.responses.schemas import input_items, validate_request
+from interlock.errors import InvalidRequest
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "strict": True,
+}
+
+
+def _chat(**body: Any) -> dict[str, Any]:
+    return chat_body(validate_request({"model": "m", **body}))
+
+
+def _refused(**body: Any) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as caught:
+        _chat(**body)
+    return caught.value
+
+
+def test_a_string_input_with_instructions_is_a_system_and_a_user_message() -> None:
+    assert _chat(input="Hi", instructions="Be brief") == {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "Be brief"},
+            {"role": "user", "content": "Hi"},
+        ],
+    }
+
+
+def test_message_parts_become_chat_parts_and_images_image_url_parts() -> None:
+    body = _chat(
+        input=[
+            {"role": "developer", "content": "Rules."},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What is this?"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,AAAA"},
+                    {"type": "input_image", "image_url": "https://x.test/a.png", "detail": "low"},
+                ],
+            },
+            {"role": "assistant", "content": [{"type": "output_text", "text": "A cat."}]},
+        ]
+    )
+    assert body["messages"] == [
+        {"role": "developer", "content": "Rules."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "https://x.test/a.png", "detail": "low"},
+                },
+            ],
+        },
+        {"role": "assistant", "content": "A cat."},
+    ]
+
+
+def test_function_calls_are_one_assistant_turn_and_outputs_tool_messages() -> None:
+    body = _chat(
+        input=[
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+            {
+                "type": "function_call",
+                "id": "fc_2",
+                "call_id": "c2",
+                "name": "get_weather",
+                "arguments": '{"city":"Rome"}',
+                "status": "completed",
+            },
+            {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+            {
+                "type": "function_call_output",
+                "call_id": "c2",
+                "output": [{"type": "input_text", "text": "rain"}],
+            },
+        ]
+    )
+    assert body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                },
+                {
+                    "id": "c2",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "c2", "content": "rain"},
+    ]
+
+
+def test_a_function_call_after_assistant_text_joins_that_turn() -> None:
+    body = _chat(
+        input=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Let me look."},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        ]
+    )
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": "Let me look.",
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ],
+    }
+
+
+def test_signed_thinking_goes_back_on_the_assistant_turn_after_its_reasoning_item() -> None:
+    blocks = [{"type": "thinking", "thinking": "Hmm.", "signature": "sig"}]
+    body = _chat(
+        input=[
+            {"role": "user", "content": "Hi"},
+            {
+                "type": "reasoning",
+                "id": "rs_1",
+                "summary": [{"type": "summary_text", "text": "Hmm."}],
+                "encrypted_content": encode_thinking(blocks),
+            },
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        ]
+    )
+    assert body["messages"][1]["thinking_blocks"] == blocks
+    assert body["messages"][1]["tool_calls"][0]["id"] == "c1"
+
+
+def test_reasoning_without_encrypted_content_is_dropped() -> None:
+    body = _chat(
+        input=[
+            {"role": "user", "content": "Hi"},
+            {"type": "reasoning", "summary": []},
+            {"role": "assistant", "content": "Hello"},
+        ]
+    )
+    assert body["messages"] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+    ]
+
+
+def test_parameters_are_renamed_to_chat_completions_names() -> None:
+    body = _chat(
+        input="Hi",
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"},
+        parallel_tool_calls=False,
+        text={
+            "format": {
+                "type": "json_schema",
+                "name": "w",
+                "schema": {"type": "object"},
+                "strict": True,
+            }
+        },
+        max_output_tokens=50,
+        temperature=0.5,
+        top_p=0.9,
+        reasoning={"effort": "low", "summary": "auto"},
+        user="u1",
+        metadata={"team": "a"},
+        store=False,
+        stream=True,
+    )
+    assert body == {
+        "model": "m",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "The weather in a city.",
+                    "parameters": WEATHER["parameters"],
+                    "strict": True,
+                },
+            }
+        ],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "parallel_tool_calls": False,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": True},
+        },
+        "max_completion_tokens": 50,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "user": "u1",
+        "reasoning_effort": "low",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [({"type": "json_object"}, {"type": "json_object"}), ({"type": "text"}, None)],
+)
+def test_json_object_and_text_formats(fmt: dict[str, Any], expected: dict[str, Any] | None) -> None:
+    assert _chat(input="Hi", text={"format": fmt}).get("response_format") == expected
+
+
+@pytest.mark.parametrize("choice", ["auto", "none", "required"])
+def test_tool_choice_strings_pass(choice: str) -> None:
+    assert _chat(input="Hi", tools=[WEATHER], tool_choice=choice)["tool_choice"] == choice
+
+
+def test_history_comes_first_and_instructions_before_it() -> None:
+    history = input_items(
+        [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "A"}]},
+            {
+                "type": "message",
+                "role": "assistant",
+                "id": "msg_1",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "B", "annotations": []}],
+            },
+        ]
+    )
+    body = chat_body(validate_request({"model": "m", "input": "C", "instructions": "I"}), history)
+    assert body["messages"] == [
+        {"role": "system", "content": "I"},
+        {"role": "user", "content": [{"type": "text", "text": "A"}]},
+        {"role": "assistant", "content": "B"},
+        {"role": "user", "content": "C"},
+    ]
+
+
+def test_stored_items_get_ids_and_text_parts() -> None:
+    asked = validate_request(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "Hi"},
+                {"type": "function_call_output", "call_id": "c", "output": "x", "id": "fco_1"},
+            ],
+        }
+    )
+    stored = stored_items(request_items(asked), lambda prefix: f"{prefix}_new")
+    assert stored == [
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "Hi"}],
+            "id": "msg_new",
+        },
+        {"type": "function_call_output", "call_id": "c", "output": "x", "id": "fco_1"},
+    ]
+    assert input_items(stored)  # read back as input
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "function"}]}, "tools[0].name"),
+        ({"input": [{"type": "web_search_call", "id": "x"}]}, "input[0].type"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file"}]}]},
+            "input[0].content[0].type",
+        ),
+        ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+        ({"input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, "input[0].arguments"),
+        ({"input": []}, "input"),
+        ({"input": None}, "input"),
+        ({"tool_choice": "sometimes"}, "tool_choice"),
+        ({"tool_choice": {"type": "function"}}, "tool_choice.name"),
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
+        ({"text": {"format": {"type": "xml"}}}, "text.format.type"),
+        ({"temperature": 3}, "temperature"),
+        ({"max_output_tokens": 0}, "max_output_tokens"),
+        ({"metadata": {"a": 1}}, "metadata.a"),
+        ({"background": True}, "background"),
+        ({"conversation": "conv_1"}, "conversation"),
+        ({"model": ""}, "model"),
+    ],
+)
+def test_invalid_requests_are_refused_naming_the_field(body: dict[str, Any], param: str) -> None:
+    error = _refused(**{"input": "Hi", **body})
+    assert error.status_code == 400
+    assert error.param == param
+
+
+@pytest.mark.parametrize(
+    ("part", "param"),
+    [
+        ({"type": "input_image", "file_id": "file-1"}, "input[0].content[0].image_url"),
+        ({"type": "input_image", "image_url": "ftp://x/a.png"}, "input[0].content[0].image_url"),
+    ],
+)
+def test_images_need_a_data_or_https_url(part: dict[str, Any], param: str) -> None:
+    error = _refused(input=[{"role": "user", "content": [part]}])
+    assert error.param == param
+
+
+def test_encrypted_content_not_made_here_is_refused() -> None:
+    error = _refused(
+        input=[
+            {"type": "reasoning", "summary": [], "encrypted_content": "gAAAA-not-ours"},
+            {"role": "user", "content": "Hi"},
+        ]
+    )
+    assert error.param == "input[0].encrypted_content"
+
+
+def test_an_image_in_a_tool_output_is_refused() -> None:
+    output = [{"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]
+    error = _refused(input=[{"type": "function_call_output", "call_id": "c", "output": output}])
+    assert error.param == "input[0].output[0]"

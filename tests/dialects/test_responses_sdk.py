@@ -1,0 +1,324 @@
+"""The Responses API through the gateway, driven by the official ``openai``
+SDK unchanged: create, stream, tool loops (plain and streamed) over two
+upstreams, ``previous_response_id``, structured output, reading back and
+deleting stored responses, and what another key or ``store: false`` gets.
+
+One gateway process serves every test: the simulator, and models in front
+of the Anthropic and Azure fakes (``tests/support``), whose answers follow
+the shared contract (call the first tool, "Tool said: ..." after results,
+JSON from the schema).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai.types.responses import FunctionToolParam
+from openai.types.shared_params import Reasoning
+from pydantic import BaseModel
+
+from tests.conftest import TEST_KEY
+from tests.support.fake_anthropic import anthropic_app
+from tests.support.fake_azure import azure_app
+from tests.support.servers import FakeUpstream, GatewayProcess
+
+OTHER_KEY = "sk-other-responses"
+WEATHER: FunctionToolParam = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+    "strict": None,
+}
+LOW: Reasoning = {"effort": "low"}
+TOOL_LOOP = ["sim", "claude"]  # two upstreams: the simulator and the Anthropic fake
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    fakes = {"claude": FakeUpstream(anthropic_app()), "azure": FakeUpstream(azure_app())}
+    deployments: dict[str, dict[str, Any]] = {
+        "claude": {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "test"},
+        "azure": {"provider": "azure", "model": "gpt-4o", "api_key": "test"},
+        "sim": {"provider": "simulator"},
+        # Streams break after 3 tokens: the error event after the start.
+        "cut": {"provider": "simulator", "params": {"cut_after_tokens": 3}},
+    }
+    models = []
+    for name, deployment in deployments.items():
+        if name in fakes:
+            deployment["base_url"] = fakes[name].url
+        models.append({"name": name, "deployments": [{"id": f"{name}-1", **deployment}]})
+    config = {
+        "models": models,
+        "keys": [
+            {"name": "test", "key": "os.environ/TEST_KEY"},
+            {"name": "other", "key": OTHER_KEY},
+        ],
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+    }
+    gateway = GatewayProcess(config, tmp_path_factory.mktemp("gw"), env={"TEST_KEY": TEST_KEY})
+    yield gateway
+    gateway.close()
+    for fake in fakes.values():
+        fake.close()
+
+
+def _client(gateway: GatewayProcess, key: str = TEST_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
+    with _client(gateway) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("model", "text"), [("claude", "Hello from anthropic"), ("azure", "Hello from azure")]
+)
+def test_create_answers_text_with_instructions(
+    client: openai.OpenAI, model: str, text: str
+) -> None:
+    response = client.responses.create(model=model, input="Hi", instructions="Be brief.")
+    assert response.id.startswith("resp_") and response.object == "response"
+    assert response.status == "completed" and response.error is None
+    assert response.output_text == text
+    assert response.instructions == "Be brief."
+    assert response.usage is not None and response.usage.total_tokens > 0
+    assert response.output[0].type == "message"
+
+
+def test_create_on_the_simulator(client: openai.OpenAI) -> None:
+    response = client.responses.create(
+        model="sim", input=[{"role": "user", "content": "Hi"}], metadata={"run": "1"}
+    )
+    assert response.output_text and response.model == "sim"
+    assert response.metadata == {"run": "1"}
+
+
+def test_stream_text_deltas_add_up_to_the_final_response(client: openai.OpenAI) -> None:
+    with client.responses.stream(model="claude", input="Hi") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    numbers = [event.sequence_number for event in events]
+    assert numbers == sorted(set(numbers))  # strictly increasing
+    assert [e.type for e in events[:2]] == ["response.created", "response.in_progress"]
+    assert events[-1].type == "response.completed"
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == final.output_text == "Hello from anthropic"
+    assert final.usage is not None and final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("model", ["claude", "azure"])
+def test_input_image_data_url(client: openai.OpenAI, model: str) -> None:
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(24)).decode()
+    response = client.responses.create(
+        model=model,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What is this?"},
+                    {
+                        "type": "input_image",
+                        "image_url": f"data:image/png;base64,{image}",
+                        "detail": "auto",
+                    },
+                ],
+            }
+        ],
+    )
+    assert response.output_text == "I see a image/png image of 32 bytes"
+
+
+@pytest.mark.parametrize("model", TOOL_LOOP)
+def test_tool_loop_with_function_call_items(client: openai.OpenAI, model: str) -> None:
+    conversation: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = client.responses.create(model=model, input=conversation, tools=[WEATHER])
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert [call.name for call in calls] == ["get_weather"]
+    assert json.loads(calls[0].arguments)["city"]
+    conversation += first.output  # as agents do: the output items are the next input
+    conversation += [
+        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"}
+    ]
+    second = client.responses.create(model=model, input=conversation, tools=[WEATHER])
+    assert second.output_text == "Tool said: sunny"
+
+
+@pytest.mark.parametrize("model", TOOL_LOOP)
+def test_streamed_tool_loop(client: openai.OpenAI, model: str) -> None:
+    conversation: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    with client.responses.stream(model=model, input=conversation, tools=[WEATHER]) as stream:
+        pieces = [e.delta for e in stream if e.type == "response.function_call_arguments.delta"]
+        first = stream.get_final_response()
+    [call] = [item for item in first.output if item.type == "function_call"]
+    assert "".join(pieces) == call.arguments and json.loads(call.arguments)["city"]
+    conversation += [item.model_dump(exclude_none=True) for item in first.output]
+    conversation += [{"type": "function_call_output", "call_id": call.call_id, "output": "rain"}]
+    with client.responses.stream(model=model, input=conversation, tools=[WEATHER]) as stream:
+        second = stream.get_final_response()
+    assert second.output_text == "Tool said: rain"
+
+
+def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) -> None:
+    # The Anthropic fake checks that a tool result answers the previous
+    # turn's tool_use: only the stored conversation can supply that turn.
+    first = client.responses.create(
+        model="claude", input="What is the weather in Paris?", tools=[WEATHER]
+    )
+    [call] = [item for item in first.output if item.type == "function_call"]
+    second = client.responses.create(
+        model="claude",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "warm"}],
+        tools=[WEATHER],
+    )
+    assert second.output_text == "Tool said: warm"
+    assert second.previous_response_id == first.id
+    third = client.responses.create(model="claude", previous_response_id=second.id, input="Thanks")
+    assert third.output_text == "Hello from anthropic"
+    items = list(client.responses.input_items.list(third.id, order="asc"))
+    assert [item.type for item in items] == [
+        "message",
+        "function_call",
+        "function_call_output",
+        "message",
+        "message",
+    ]
+
+
+def test_reasoning_round_trips_signed_thinking_in_a_tool_loop(client: openai.OpenAI) -> None:
+    # With thinking on, the fake refuses a tool loop whose assistant turn
+    # does not start with the signed thinking block it gave.
+    conversation: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = client.responses.create(
+        model="claude", input=conversation, tools=[WEATHER], reasoning=LOW
+    )
+    assert [item.type for item in first.output] == ["reasoning", "function_call"]
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content
+    assert reasoning.summary[0].text == "Let me think."
+    call = first.output[1]
+    assert call.type == "function_call"
+    conversation += first.output
+    conversation += [{"type": "function_call_output", "call_id": call.call_id, "output": "mild"}]
+    second = client.responses.create(
+        model="claude", input=conversation, tools=[WEATHER], reasoning=LOW
+    )
+    assert second.output_text == "Tool said: mild"
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+@pytest.mark.parametrize("model", ["sim", "azure"])
+def test_text_format_json_schema(client: openai.OpenAI, model: str) -> None:
+    parsed = client.responses.parse(model=model, input="A city, please.", text_format=City)
+    assert parsed.output_parsed == City(name="Paris", population=3)
+    response = client.responses.create(
+        model=model,
+        input="A city, please.",
+        text={
+            "format": {
+                "type": "json_schema",
+                "name": "city",
+                "schema": City.model_json_schema(),
+                "strict": True,
+            }
+        },
+    )
+    assert json.loads(response.output_text) == {"name": "Paris", "population": 3}
+    assert response.text is not None and response.text.format is not None
+    assert response.text.format.type == "json_schema"
+
+
+def test_max_output_tokens_cut_is_incomplete(client: openai.OpenAI) -> None:
+    response = client.responses.create(model="sim", input="Tell me a story.", max_output_tokens=2)
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+
+
+def test_get_returns_the_stored_response_and_delete_removes_it(client: openai.OpenAI) -> None:
+    created = client.responses.create(model="sim", input="Hi")
+    assert client.responses.retrieve(created.id).model_dump() == created.model_dump()
+    with client.responses.stream(model="sim", input="Hi") as stream:
+        streamed = stream.get_final_response()
+    # Stored before response.completed went out: readable at once.
+    assert client.responses.retrieve(streamed.id).output_text == streamed.output_text
+    client.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(created.id)
+
+
+def test_another_key_cannot_read_delete_or_continue_a_response(
+    client: openai.OpenAI, gateway: GatewayProcess
+) -> None:
+    created = client.responses.create(model="sim", input="A secret")
+    with _client(gateway, OTHER_KEY) as other:
+        with pytest.raises(openai.NotFoundError):
+            other.responses.retrieve(created.id)
+        with pytest.raises(openai.NotFoundError):
+            other.responses.delete(created.id)
+        with pytest.raises(openai.NotFoundError) as caught:
+            other.responses.create(model="sim", input="Go on", previous_response_id=created.id)
+    assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]
+    assert client.responses.retrieve(created.id).id == created.id  # still there
+
+
+def test_store_false_is_not_retrievable(client: openai.OpenAI) -> None:
+    response = client.responses.create(model="sim", input="Hi", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+
+
+def test_errors_keep_openai_shape(client: openai.OpenAI, gateway: GatewayProcess) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="sim", input="Hi", tools=[{"type": "web_search"}])
+    assert caught.value.body["param"] == "tools[0].type"  # type: ignore[index]
+    assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+    with _client(gateway, "sk-wrong") as stranger:
+        with pytest.raises(openai.AuthenticationError):
+            stranger.responses.retrieve("resp_x")
+        with pytest.raises(openai.AuthenticationError):  # a bad key before a bad body
+            stranger.responses.create(model="sim", input="Hi", tools=[{"type": "web_search"}])
+    answer = httpx.get(gateway.base_url + "/v1/responses/resp_x/nothing", headers=_auth())
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+
+
+def test_a_stream_failing_after_it_started_ends_with_an_error_event(
+    gateway: GatewayProcess,
+) -> None:
+    body = {"model": "cut", "input": "Tell me a long story.", "stream": True}
+    with httpx.stream(
+        "POST", gateway.base_url + "/v1/responses", json=body, headers=_auth()
+    ) as answer:
+        assert answer.status_code == 200
+        raw = answer.read().decode()
+    events = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: ")]
+    names = [line[7:] for line in raw.splitlines() if line.startswith("event: ")]
+    assert names == [event["type"] for event in events]
+    assert events[-1]["type"] == "error" and events[-1]["message"]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert "[DONE]" not in raw
+
+
+def _auth() -> dict[str, str]:
+    return {"authorization": f"Bearer {TEST_KEY}"}

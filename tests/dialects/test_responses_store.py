@@ -1,0 +1,96 @@
+"""The stored responses, on SQLite and PostgreSQL (``tests/store``'s
+``backend`` fixture: on CI a missing PostgreSQL is a failure): scoped to
+the key, hidden once expired, deleted a bounded batch at a time."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from interlock.store import ResponseStore, StoredResponse, open_store
+from interlock.store.schema import responses
+from tests.store.conftest import Backend, backend, engine  # noqa: F401 (fixtures)
+
+DAY = 86_400
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _record(
+    response_id: str, key: str = "alice", created_at: int = 1_700_000_000
+) -> StoredResponse:
+    return StoredResponse(
+        id=response_id,
+        key_name=key,
+        created_at=created_at,
+        expires_at=created_at + 30 * DAY,
+        input_items=[
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi ✓"}]}
+        ],
+        response={"id": response_id, "object": "response", "output": [{"type": "message"}]},
+    )
+
+
+async def _count(engine: AsyncEngine) -> int:  # noqa: F811 (the fixture's name)
+    async with engine.connect() as conn:
+        return int(
+            (await conn.execute(sa.select(sa.func.count()).select_from(responses))).scalar_one()
+        )
+
+
+async def test_a_saved_response_reads_back_for_its_key_only(engine: AsyncEngine) -> None:  # noqa: F811
+    store = ResponseStore(engine, clock=Clock())
+    record = _record("resp_1")
+    await store.save(record)
+    assert await store.get("alice", "resp_1") == record
+    assert await store.get("bob", "resp_1") is None
+    assert await store.get("alice", "resp_2") is None
+
+
+async def test_delete_is_scoped_to_the_key(engine: AsyncEngine) -> None:  # noqa: F811
+    store = ResponseStore(engine, clock=Clock())
+    await store.save(_record("resp_1"))
+    assert await store.delete("bob", "resp_1") is False
+    assert await store.delete("alice", "resp_1") is True
+    assert await store.delete("alice", "resp_1") is False
+    assert await store.get("alice", "resp_1") is None
+
+
+async def test_an_expired_response_is_gone_for_reads_and_deletes(engine: AsyncEngine) -> None:  # noqa: F811
+    clock = Clock()
+    store = ResponseStore(engine, clock=clock)
+    await store.save(_record("resp_1"))
+    clock.now += 30 * DAY - 1
+    assert await store.get("alice", "resp_1") is not None
+    clock.now += 1
+    assert await store.get("alice", "resp_1") is None
+    assert await store.delete("alice", "resp_1") is False
+
+
+async def test_saves_sweep_a_bounded_batch_of_expired_rows(engine: AsyncEngine) -> None:  # noqa: F811
+    clock = Clock()
+    store = ResponseStore(engine, clock=clock, sweep_batch=3)
+    for n in range(7):
+        await store.save(_record(f"resp_old{n}"))
+    clock.now += 31 * DAY
+    await store.save(_record("resp_new", created_at=int(clock.now)))
+    assert await _count(engine) == 8 - 3  # the new row, and 4 old ones left
+    assert await store.sweep() == 3
+    assert await store.sweep() == 1
+    assert await store.sweep() == 0
+    assert await _count(engine) == 1
+    assert await store.get("alice", "resp_new") is not None
+
+
+async def test_the_store_opens_migrated_and_wired(backend: Backend) -> None:  # noqa: F811
+    async with await open_store(backend.url, pg_schema=backend.pg_schema) as store:
+        await store.responses.save(_record("resp_1", created_at=int(time.time())))
+        assert (await store.responses.get("alice", "resp_1")) is not None

@@ -1,0 +1,191 @@
+"""Chat chunks as Responses stream events: the order, the strictly
+increasing sequence numbers, and the finished Response; every event is
+parsed and accumulated by the ``openai`` SDK's own stream state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openai import omit
+from openai.lib.streaming.responses import ResponseStreamState
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
+
+from interlock.dialects.responses.answer import response_shell
+from interlock.dialects.responses.request import decode_thinking
+from interlock.dialects.responses.schemas import validate_request
+from interlock.dialects.responses.stream import ResponseEvents
+
+EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+
+
+def _chunk(delta: dict[str, Any] | None = None, finish: str | None = None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta or {}, "finish_reason": finish}
+    return {"object": "chat.completion.chunk", "model": "served", "choices": [choice]}
+
+
+def _run(chunks: list[dict[str, Any]], **asked: Any) -> tuple[list[dict[str, Any]], Any]:
+    """Every event of the stream, and the SDK's final response from them."""
+    request = validate_request({"model": "m", "input": "Hi", "stream": True, **asked})
+    events = ResponseEvents(response_shell(request, "resp_1", 1))
+    out = events.start()
+    for chunk in [*chunks, {"object": "chat.completion.chunk", "choices": [], "usage": USAGE}]:
+        out += events.feed(chunk)
+    out += events.finish()
+    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=omit, text_format=omit)
+    for event in out:
+        state.handle_event(EVENT.validate_python(event))
+    numbers = [event["sequence_number"] for event in out]
+    assert numbers == list(range(len(out)))  # strictly increasing, from 0
+    assert events.response is not None and out[-1]["response"] == events.response
+    return out, state._completed_response
+
+
+def _types(events: list[dict[str, Any]]) -> list[str]:
+    return [event["type"].removeprefix("response.") for event in events]
+
+
+def test_text_stream_events_in_order() -> None:
+    events, final = _run(
+        [
+            _chunk({"role": "assistant", "content": ""}),
+            _chunk({"content": "Hel"}),
+            _chunk({"content": "lo"}),
+            _chunk(finish="stop"),
+        ]
+    )
+    assert _types(events) == [
+        "created",
+        "in_progress",
+        "output_item.added",
+        "content_part.added",
+        "output_text.delta",
+        "output_text.delta",
+        "output_text.done",
+        "content_part.done",
+        "output_item.done",
+        "completed",
+    ]
+    item_id = events[2]["item"]["id"]
+    assert events[2]["item"]["status"] == "in_progress"
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [(e["item_id"], e["output_index"], e["content_index"], e["delta"]) for e in deltas] == [
+        (item_id, 0, 0, "Hel"),
+        (item_id, 0, 0, "lo"),
+    ]
+    assert events[6]["text"] == "Hello"
+    assert events[0]["response"]["status"] == "in_progress"
+    assert final.output_text == "Hello" and final.status == "completed"
+    assert final.usage.input_tokens == 9 and final.usage.total_tokens == 13
+    assert final.model == "served"
+
+
+def test_parallel_tool_calls_interleaved_keep_their_items() -> None:
+    opened = [
+        {
+            "index": 0,
+            "id": "call_a",
+            "type": "function",
+            "function": {"name": "f", "arguments": ""},
+        },
+        {
+            "index": 1,
+            "id": "call_b",
+            "type": "function",
+            "function": {"name": "g", "arguments": ""},
+        },
+    ]
+    events, final = _run(
+        [
+            _chunk({"content": "Checking."}),
+            _chunk({"tool_calls": opened[:1]}),
+            _chunk({"tool_calls": opened[1:]}),
+            _chunk({"tool_calls": [{"index": 1, "function": {"arguments": '{"b":'}}]}),
+            _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":1}'}}]}),
+            _chunk({"tool_calls": [{"index": 1, "function": {"arguments": "2}"}}]}),
+            _chunk(finish="tool_calls"),
+        ],
+        tools=[{"type": "function", "name": "f"}, {"type": "function", "name": "g"}],
+    )
+    assert _types(events)[-8:] == [
+        "function_call_arguments.delta",
+        "function_call_arguments.delta",
+        "function_call_arguments.delta",
+        "function_call_arguments.done",
+        "output_item.done",
+        "function_call_arguments.done",
+        "output_item.done",
+        "completed",
+    ]
+    done = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+    assert [(e["output_index"], e["name"], e["arguments"]) for e in done] == [
+        (1, "f", '{"a":1}'),
+        (2, "g", '{"b":2}'),
+    ]
+    # The text item closed when the first call opened.
+    assert _types(events).index("output_item.done") < _types(events).index("output_item.added", 5)
+    assert [(o.type, getattr(o, "call_id", None)) for o in final.output] == [
+        ("message", None),
+        ("function_call", "call_a"),
+        ("function_call", "call_b"),
+    ]
+    assert final.output[2].arguments == '{"b":2}'
+
+
+def test_reasoning_is_a_summary_item_closed_when_text_starts() -> None:
+    blocks = [{"type": "thinking", "thinking": "Let me think.", "signature": "sig"}]
+    events, final = _run(
+        [
+            _chunk({"reasoning_content": "Let me "}),
+            _chunk({"reasoning_content": "think."}),
+            _chunk({"thinking_blocks": blocks}),
+            _chunk({"content": "Paris"}),
+            _chunk(finish="stop"),
+        ]
+    )
+    assert _types(events)[2:11] == [
+        "output_item.added",
+        "reasoning_summary_part.added",
+        "reasoning_summary_text.delta",
+        "reasoning_summary_text.delta",
+        "reasoning_summary_text.done",
+        "reasoning_summary_part.done",
+        "output_item.done",
+        "output_item.added",
+        "content_part.added",
+    ]
+    reasoning = final.output[0]
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text == "Let me think."
+    assert decode_thinking(reasoning.encrypted_content, "x") == blocks
+    assert final.output_text == "Paris"
+
+
+def test_length_ends_with_response_incomplete() -> None:
+    events, _ = _run([_chunk({"content": "Hel"}), _chunk(finish="length")], max_output_tokens=1)
+    last = events[-1]
+    assert last["type"] == "response.incomplete"
+    assert last["response"]["status"] == "incomplete"
+    assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert events[-2]["item"]["status"] == "incomplete"
+
+
+def test_an_empty_stream_is_one_empty_message() -> None:
+    events, final = _run([_chunk(finish="stop")])
+    assert final.output_text == "" and len(final.output) == 1
+    assert _types(events)[-1] == "completed"
+
+
+def test_error_event_continues_the_sequence() -> None:
+    request = validate_request({"model": "m", "input": "Hi", "stream": True})
+    events = ResponseEvents(response_shell(request, "resp_1", 1))
+    started = events.start() + events.feed(_chunk({"content": "Hi"}))
+    error = events.error("upstream_error", "The upstream failed.", None)
+    assert error == {
+        "type": "error",
+        "sequence_number": len(started),
+        "code": "upstream_error",
+        "message": "The upstream failed.",
+        "param": None,
+    }
+    EVENT.validate_python(error)

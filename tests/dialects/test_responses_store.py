@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,28 +47,49 @@ async def _count(engine: AsyncEngine) -> int:  # noqa: F811 (the fixture's name)
         )
 
 
-async def test_a_saved_response_reads_back_for_its_key_only(engine: AsyncEngine) -> None:  # noqa: F811
+@pytest.fixture(params=["waiting", "written"])
+def written(request: pytest.FixtureRequest) -> bool:
+    """Each read test runs on a record still waiting in memory and on a written one."""
+    return request.param == "written"
+
+
+async def _saved(store: ResponseStore, record: StoredResponse, written: bool) -> None:
+    await store.save(record)
+    if written:
+        await store.flush()
+
+
+async def test_a_saved_response_reads_back_for_its_key_only(
+    engine: AsyncEngine,  # noqa: F811
+    written: bool,
+) -> None:
     store = ResponseStore(engine, clock=Clock())
     record = _record("resp_1")
-    await store.save(record)
+    await _saved(store, record, written)
+    assert await _count(engine) == (1 if written else 0)
     assert await store.get("alice", "resp_1") == record
     assert await store.get("bob", "resp_1") is None
     assert await store.get("alice", "resp_2") is None
 
 
-async def test_delete_is_scoped_to_the_key(engine: AsyncEngine) -> None:  # noqa: F811
+async def test_delete_is_scoped_to_the_key(engine: AsyncEngine, written: bool) -> None:  # noqa: F811
     store = ResponseStore(engine, clock=Clock())
-    await store.save(_record("resp_1"))
+    await _saved(store, _record("resp_1"), written)
     assert await store.delete("bob", "resp_1") is False
     assert await store.delete("alice", "resp_1") is True
     assert await store.delete("alice", "resp_1") is False
     assert await store.get("alice", "resp_1") is None
+    await store.flush()  # a record deleted while it waited is never written
+    assert await _count(engine) == 0
 
 
-async def test_an_expired_response_is_gone_for_reads_and_deletes(engine: AsyncEngine) -> None:  # noqa: F811
+async def test_an_expired_response_is_gone_for_reads_and_deletes(
+    engine: AsyncEngine,  # noqa: F811
+    written: bool,
+) -> None:
     clock = Clock()
     store = ResponseStore(engine, clock=clock)
-    await store.save(_record("resp_1"))
+    await _saved(store, _record("resp_1"), written)
     clock.now += 30 * DAY - 1
     assert await store.get("alice", "resp_1") is not None
     clock.now += 1
@@ -80,14 +102,31 @@ async def test_saves_sweep_a_bounded_batch_of_expired_rows(engine: AsyncEngine) 
     store = ResponseStore(engine, clock=clock, sweep_batch=3)
     for n in range(7):
         await store.save(_record(f"resp_old{n}"))
+    await store.flush()
     clock.now += 31 * DAY
     await store.save(_record("resp_new", created_at=int(clock.now)))
+    await store.flush()
     assert await _count(engine) == 8 - 3  # the new row, and 4 old ones left
     assert await store.sweep() == 3
     assert await store.sweep() == 1
     assert await store.sweep() == 0
     assert await _count(engine) == 1
     assert await store.get("alice", "resp_new") is not None
+
+
+async def test_waiting_records_are_written_in_one_batch_and_bounded(
+    engine: AsyncEngine,  # noqa: F811
+) -> None:
+    # A long interval: nothing is written unless asked or full.
+    store = ResponseStore(engine, clock=Clock(), flush_interval_s=3600, max_pending=5)
+    for n in range(4):
+        await store.save(_record(f"resp_{n}"))
+    assert await _count(engine) == 0
+    await store.save(_record("resp_4"))  # the fifth: written before save returns
+    assert await _count(engine) == 5
+    await store.save(_record("resp_5"))
+    await store.aclose()  # what waits is written on close
+    assert await _count(engine) == 6
 
 
 async def test_the_store_opens_migrated_and_wired(backend: Backend) -> None:  # noqa: F811

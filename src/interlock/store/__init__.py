@@ -131,9 +131,11 @@ class Store:
         return True
 
     async def aclose(self) -> None:
-        """Flush the ledger (within its deadline), then close the pool."""
+        """Flush the ledger (within its deadline) and the stored responses
+        waiting, then close the pool."""
         try:
             await self.ledger.aclose()
+            await self.responses.aclose()
         finally:
             await self.engine.dispose()
 

@@ -23,10 +23,11 @@ from tests.conftest import TEST_KEY
 from tests.e2e.test_provider_fidelity import _png
 from tests.support.fake_anthropic import SIGNATURE, anthropic_app
 from tests.support.fake_azure import azure_app
+from tests.support.fake_bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, bedrock_app
 from tests.support.fake_gemini import gemini_app
 from tests.support.servers import FakeUpstream, GatewayProcess
 
-EVERY = ["claude", "azure", "gemini", "sim"]
+EVERY = ["claude", "azure", "gemini", "bedrock", "sim"]
 GREETINGS = {
     "claude": "Hello from anthropic",
     "azure": "Hello from azure",
@@ -68,6 +69,7 @@ def gateway(
         "claude": FakeUpstream(anthropic_app(upstream_requests)),
         "azure": FakeUpstream(azure_app()),
         "gemini": FakeUpstream(gemini_app()),
+        "bedrock": FakeUpstream(bedrock_app()),
     }
     claude = {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "test"}
     deployments: dict[str, dict[str, Any]] = {
@@ -76,6 +78,15 @@ def gateway(
         "claude-busy": dict(claude),
         "azure": {"provider": "azure", "model": "gpt-4o", "api_key": "test"},
         "gemini": {"provider": "gemini", "model": "gemini-2.5-flash", "api_key": "test"},
+        "bedrock": {
+            "provider": "bedrock",
+            "model": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+            "aws": {
+                "region": "us-east-1",
+                "access_key_id": TEST_ACCESS_KEY_ID,
+                "secret_access_key": TEST_SECRET_ACCESS_KEY,
+            },
+        },
         "sim": {"provider": "simulator"},
         "cut": {"provider": "simulator"},
     }

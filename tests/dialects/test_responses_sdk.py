@@ -26,6 +26,8 @@ from pydantic import BaseModel
 from tests.conftest import TEST_KEY
 from tests.support.fake_anthropic import anthropic_app
 from tests.support.fake_azure import azure_app
+from tests.support.fake_bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, bedrock_app
+from tests.support.fake_gemini import gemini_app
 from tests.support.servers import FakeUpstream, GatewayProcess
 
 OTHER_KEY = "sk-other-responses"
@@ -41,15 +43,31 @@ WEATHER: FunctionToolParam = {
     "strict": None,
 }
 LOW: Reasoning = {"effort": "low"}
-TOOL_LOOP = ["sim", "claude"]  # two upstreams: the simulator and the Anthropic fake
+# Every provider: the simulator and the Anthropic, Azure, Gemini and Bedrock fakes.
+TOOL_LOOP = ["sim", "claude", "azure", "gemini", "bedrock"]
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    fakes = {"claude": FakeUpstream(anthropic_app()), "azure": FakeUpstream(azure_app())}
+    fakes = {
+        "claude": FakeUpstream(anthropic_app()),
+        "azure": FakeUpstream(azure_app()),
+        "gemini": FakeUpstream(gemini_app()),
+        "bedrock": FakeUpstream(bedrock_app()),
+    }
     deployments: dict[str, dict[str, Any]] = {
         "claude": {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "test"},
         "azure": {"provider": "azure", "model": "gpt-4o", "api_key": "test"},
+        "gemini": {"provider": "gemini", "model": "gemini-2.5-flash", "api_key": "test"},
+        "bedrock": {
+            "provider": "bedrock",
+            "model": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+            "aws": {
+                "region": "us-east-1",
+                "access_key_id": TEST_ACCESS_KEY_ID,
+                "secret_access_key": TEST_SECRET_ACCESS_KEY,
+            },
+        },
         "sim": {"provider": "simulator"},
         # Streams break after 3 tokens: the error event after the start.
         "cut": {"provider": "simulator", "params": {"cut_after_tokens": 3}},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -124,7 +123,7 @@ def request_record(request: Request) -> RequestRecord:
     return record
 
 
-def request_options(request: Request) -> RequestOptions:
+def request_options(request: Request, dialect: str = "openai") -> RequestOptions:
     """Routing and cache headers, as the pipeline takes them."""
     headers = request.headers
     return RequestOptions(
@@ -133,6 +132,7 @@ def request_options(request: Request) -> RequestOptions:
         cache_headers={
             name: value for name in _CACHE_HEADERS if (value := headers.get(name)) is not None
         },
+        dialect=dialect,
     )
 
 
@@ -166,5 +166,5 @@ def translated_request(
         body,
         record,
         authorization or request.headers.get("authorization"),
-        replace(request_options(request), dialect=dialect),
+        request_options(request, dialect),
     )

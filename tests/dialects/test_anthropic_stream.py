@@ -271,3 +271,41 @@ def test_an_empty_stream_still_has_the_whole_envelope() -> None:
 def test_a_chunk_that_is_not_json_is_an_upstream_error() -> None:
     with pytest.raises(UpstreamProtocolError):
         EventTranslator("m").feed(b"{not json")
+
+
+# Texts a repeated chunk carries: read without parsing where they need no
+# escapes, parsed where they do (or are empty); the events are the same.
+TEXTS = ["Hel", "lo", " wörld 中", ' "quoted" ', "back\\slash", "new\nline", "", "%d %s", "end"]
+
+
+def test_repeated_text_chunks_make_the_same_events_as_parsed_ones() -> None:
+    chunks = [_chunk({"role": "assistant", "content": ""})]
+    events = _run([*chunks, *(_chunk({"content": text}) for text in TEXTS), _chunk({}, "stop")])
+    assert _shape(events) == [
+        "message_start",
+        "start 0 text",
+        *["delta 0 text_delta"] * len([text for text in TEXTS if text]),
+        "stop 0",
+        "message_delta",
+        "message_stop",
+    ]
+    deltas = [d["delta"]["text"] for k, d in events if k == "content_block_delta"]
+    assert deltas == [text for text in TEXTS if text]
+
+
+def test_repeated_thinking_chunks_make_the_same_events_as_parsed_ones() -> None:
+    chunks = [_chunk({"reasoning_content": text}) for text in TEXTS]
+    events = _run([*chunks, _chunk({"content": "Done."})])
+    deltas = [d["delta"] for k, d in events if k == "content_block_delta"]
+    assert deltas == [
+        *({"type": "thinking_delta", "thinking": text} for text in TEXTS if text),
+        {"type": "text_delta", "text": "Done."},
+    ]
+
+
+def test_a_repeated_chunk_that_is_not_utf8_is_an_upstream_error() -> None:
+    events = EventTranslator("m")
+    events.feed(_chunk({"content": "ab"}))
+    events.feed(_chunk({"content": "cd"}))
+    with pytest.raises(UpstreamProtocolError):
+        events.feed(_chunk({"content": "ef"}).replace(b'"ef"', b'"\xff"'))

@@ -133,3 +133,17 @@ async def test_the_store_opens_migrated_and_wired(backend: Backend) -> None:  # 
     async with await open_store(backend.url, pg_schema=backend.pg_schema) as store:
         await store.responses.save(_record("resp_1", created_at=int(time.time())))
         assert (await store.responses.get("alice", "resp_1")) is not None
+
+
+async def test_a_batch_written_twice_is_stored_once(engine: AsyncEngine) -> None:  # noqa: F811
+    # As when a flush committed and was then interrupted before it could
+    # forget its records: the next flush writes them again, harmlessly.
+    store = ResponseStore(engine, clock=Clock(), flush_interval_s=3600)
+    record = _record("resp_1")
+    await store.save(record)
+    await store.flush()
+    await store.save(record)
+    await store.save(_record("resp_2"))
+    await store.flush()
+    assert await _count(engine) == 2
+    assert await store.get("alice", "resp_1") == record

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+import pytest
 from openai import omit
 from openai.lib.streaming.responses import ResponseStreamState
 from openai.types.responses import ResponseStreamEvent
@@ -15,24 +17,41 @@ from interlock.dialects.responses.answer import response_shell
 from interlock.dialects.responses.request import decode_thinking
 from interlock.dialects.responses.schemas import validate_request
 from interlock.dialects.responses.stream import ResponseEvents
+from interlock.errors import UpstreamProtocolError
 
 EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
 
 
-def _chunk(delta: dict[str, Any] | None = None, finish: str | None = None) -> dict[str, Any]:
+def _chunk(
+    delta: dict[str, Any] | None = None, finish: str | None = None, model: str = "served"
+) -> bytes:
     choice = {"index": 0, "delta": delta or {}, "finish_reason": finish}
-    return {"object": "chat.completion.chunk", "model": "served", "choices": [choice]}
+    return orjson.dumps({"object": "chat.completion.chunk", "model": model, "choices": [choice]})
 
 
-def _run(chunks: list[dict[str, Any]], **asked: Any) -> tuple[list[dict[str, Any]], Any]:
+def _parsed(raw: bytes) -> list[dict[str, Any]]:
+    """The events written out, checking each frame's two lines agree."""
+    out = []
+    for frame in raw.decode().split("\n\n"):
+        if not frame:
+            continue
+        kind_line, data_line = frame.split("\n")
+        data = orjson.loads(data_line.removeprefix("data: "))
+        assert kind_line == f"event: {data['type']}"
+        out.append(data)
+    return out
+
+
+def _run(chunks: list[bytes], **asked: Any) -> tuple[list[dict[str, Any]], Any]:
     """Every event of the stream, and the SDK's final response from them."""
     request = validate_request({"model": "m", "input": "Hi", "stream": True, **asked})
     events = ResponseEvents(response_shell(request, "resp_1", 1))
-    out = events.start()
-    for chunk in [*chunks, {"object": "chat.completion.chunk", "choices": [], "usage": USAGE}]:
-        out += events.feed(chunk)
-    out += events.finish()
+    raw = events.start()
+    usage = {"object": "chat.completion.chunk", "choices": [], "usage": USAGE}
+    for chunk in [*chunks, orjson.dumps(usage)]:
+        raw += events.feed(chunk)
+    out = _parsed(raw + events.finish())
     state: ResponseStreamState[Any] = ResponseStreamState(input_tools=omit, text_format=omit)
     for event in out:
         state.handle_event(EVENT.validate_python(event))
@@ -179,8 +198,8 @@ def test_an_empty_stream_is_one_empty_message() -> None:
 def test_error_event_continues_the_sequence() -> None:
     request = validate_request({"model": "m", "input": "Hi", "stream": True})
     events = ResponseEvents(response_shell(request, "resp_1", 1))
-    started = events.start() + events.feed(_chunk({"content": "Hi"}))
-    error = events.error("upstream_error", "The upstream failed.", None)
+    started = _parsed(events.start() + events.feed(_chunk({"content": "Hi"})))
+    [error] = _parsed(events.error("upstream_error", "The upstream failed.", None))
     assert error == {
         "type": "error",
         "sequence_number": len(started),
@@ -189,3 +208,54 @@ def test_error_event_continues_the_sequence() -> None:
         "param": None,
     }
     EVENT.validate_python(error)
+
+
+def test_a_chunk_that_is_not_json_is_an_upstream_error() -> None:
+    request = validate_request({"model": "m", "input": "Hi", "stream": True})
+    events = ResponseEvents(response_shell(request, "resp_1", 1))
+    with pytest.raises(UpstreamProtocolError):
+        events.feed(b"{not json")
+    with pytest.raises(UpstreamProtocolError):
+        events.feed(b"[]")
+
+
+# Texts a repeated chunk carries: read without parsing where they need no
+# escapes, parsed where they do (or are empty); the events are the same.
+TEXTS = ["Hel", "lo", " wörld 中", ' "quoted" ', "back\\slash", "new\nline", "", "%d %s", "end"]
+
+
+def test_repeated_text_chunks_make_the_same_events_as_parsed_ones() -> None:
+    chunks = [_chunk({"role": "assistant", "content": ""})]
+    chunks += [_chunk({"content": text}) for text in TEXTS]
+    events, final = _run([*chunks, _chunk(finish="stop")])
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert deltas == [text for text in TEXTS if text]
+    assert final.output_text == "".join(TEXTS)
+
+
+def test_repeated_reasoning_chunks_make_the_same_events_as_parsed_ones() -> None:
+    chunks = [_chunk({"reasoning_content": text}) for text in TEXTS]
+    events, final = _run([*chunks, _chunk({"content": "Done."}), _chunk(finish="stop")])
+    deltas = [e["delta"] for e in events if e["type"] == "response.reasoning_summary_text.delta"]
+    assert deltas == [text for text in TEXTS if text]
+    assert final.output[0].summary[0].text == "".join(TEXTS)
+    assert final.output_text == "Done."
+
+
+def test_the_model_is_the_last_chunk_s_even_between_repeated_chunks() -> None:
+    chunks = [
+        _chunk({"content": "a"}),
+        _chunk({"content": "b"}),
+        _chunk({"content": "c"}, model="x"),
+    ]
+    _, final = _run([*chunks, _chunk({"content": "d"}), _chunk({"content": "e"})])
+    assert final.output_text == "abcde" and final.model == "served"
+
+
+def test_a_repeated_chunk_that_is_not_utf8_is_an_upstream_error() -> None:
+    request = validate_request({"model": "m", "input": "Hi", "stream": True})
+    events = ResponseEvents(response_shell(request, "resp_1", 1))
+    events.feed(_chunk({"content": "ab"}))
+    events.feed(_chunk({"content": "cd"}))
+    with pytest.raises(UpstreamProtocolError):
+        events.feed(_chunk({"content": "ef"}).replace(b'"ef"', b'"\xff"'))

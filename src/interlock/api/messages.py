@@ -150,11 +150,13 @@ class AnthropicEvents:
             try:
                 async for _ in stream.opening():
                     await send(_body(events.ping()))
-                if stream.first is not None:
-                    await send(_body(events.feed(stream.first)))
+                feed = events.feed
+                # One write per chunk that makes events (a usage chunk makes none).
+                if stream.first is not None and (piece := feed(stream.first)):
+                    await send(_body(piece))
                 async for chunk in stream.chunks:
-                    if piece := events.feed(chunk):
-                        await send(_body(piece))
+                    if piece := feed(chunk):
+                        await send({"type": "http.response.body", "body": piece, "more_body": True})
                 last = events.finish()
             except InterlockError as exc:
                 message = safe_message(exc, self._redactor)

@@ -4,7 +4,10 @@
 ``api/sse.py`` writes OpenAI chunks (heartbeats while the first chunk is
 awaited, each chunk the moment it arrives, the client watched for leaving),
 but every chunk goes through ``ResponseEvents`` and out as
-``event: <type>`` + ``data: <json>``, each with its ``sequence_number``.
+``event: <type>`` + ``data: <json>``, each with its ``sequence_number``:
+one write per chunk that makes events, the opening events
+(``response.created``, ``response.in_progress``) with the first chunk's
+when it is already in, else at once.
 There is no ``[DONE]``: ``response.completed`` (or ``response.incomplete``)
 ends it, or an ``error`` event when the stream fails after it started.
 
@@ -20,7 +23,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
 from interlock.api.errors import safe_message
@@ -68,33 +70,31 @@ class ResponsesSSE:
         stream, events = self._stream, self._events
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-            await _send(send, events.start())
+            # The opening events go at once while the first chunk is awaited,
+            # else in one write with the first chunk's events.
+            pending = events.start()
+            if stream.first is None:
+                await send(_body(pending))
+                pending = b""
             try:
                 async for _ in stream.opening():
-                    await send(
-                        {"type": "http.response.body", "body": _HEARTBEAT, "more_body": True}
-                    )
+                    await send(_body(_HEARTBEAT))
+                feed = events.feed
                 if stream.first is not None:
-                    await _send(send, events.feed(orjson.loads(stream.first)))
+                    pending += feed(stream.first)
+                if pending:
+                    await send(_body(pending))
+                    pending = b""
                 async for chunk in stream.chunks:
-                    await _send(send, events.feed(orjson.loads(chunk)))
-                closing = events.finish()
+                    if data := feed(chunk):  # a usage chunk makes none
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                last = events.finish()
                 if self._keep is not None and events.response is not None:
                     await self._keep(events.response)
-                await _send(send, closing)
             except InterlockError as exc:
-                message = safe_message(exc, self._redactor)
-                log.warning(
-                    "stream failed after the response started",
-                    extra={
-                        "request_id": scope.get("interlock.request_id"),
-                        "error": message,
-                        "status": exc.status_code,
-                    },
-                )
-                error = events.error(exc.code or exc.error_type, message, exc.param)
-                await _send(send, [error])
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                # After the opening events, if they had not gone out yet.
+                last = pending + self._failed(scope, exc)
+            await send({"type": "http.response.body", "body": last, "more_body": False})
         except (asyncio.CancelledError, OSError):
             if not client_gone.is_set():
                 raise
@@ -109,13 +109,19 @@ class ResponsesSSE:
             watcher.cancel()
             await stream.aclose()
 
+    def _failed(self, scope: Scope, exc: InterlockError) -> bytes:
+        """The ``error`` event for a failure after the response started."""
+        message = safe_message(exc, self._redactor)
+        log.warning(
+            "stream failed after the response started",
+            extra={
+                "request_id": scope.get("interlock.request_id"),
+                "error": message,
+                "status": exc.status_code,
+            },
+        )
+        return self._events.error(exc.code or exc.error_type, message, exc.param)
 
-async def _send(send: Send, events: list[dict[str, Any]]) -> None:
-    """Events as one write: a chunk's events go out together (a chunk may make none)."""
-    if not events:
-        return
-    data = b"".join(
-        b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
-        for event in events
-    )
-    await send({"type": "http.response.body", "body": data, "more_body": True})
+
+def _body(data: bytes) -> dict[str, object]:
+    return {"type": "http.response.body", "body": data, "more_body": True}

@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.engine import write_engine
@@ -97,7 +98,9 @@ class ResponseStore:
             if not batch:
                 return
             async with self._writer.begin() as conn:
-                await conn.execute(sa.insert(responses), [_row(r) for r in batch])
+                # A batch committed just before its flush was interrupted is
+                # written again by the next: a row already there is left be.
+                await conn.execute(self._insert(conn.dialect.name), [_row(r) for r in batch])
                 await conn.execute(self._sweep_statement())
             for record in batch:
                 if self._pending.get(record.id) is record:
@@ -106,15 +109,24 @@ class ResponseStore:
     async def aclose(self) -> None:
         """Write what waits (called before the pool closes)."""
         if self._scheduled is not None:
-            self._scheduled.cancel()
+            self._scheduled.cancel()  # a write under way is shielded; flush waits for it
         await self.flush()
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self._flush_interval_s)
         try:
-            await self.flush()
+            # Shielded: cancelling the schedule must not cut a write in half.
+            await asyncio.shield(self.flush())
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # the records wait for the next flush
             log.error("could not store %d responses", len(self._pending), exc_info=exc)
+
+    @staticmethod
+    def _insert(dialect: str) -> sa.Insert:
+        if dialect == "postgresql":
+            return postgresql.insert(responses).on_conflict_do_nothing(index_elements=["id"])
+        return sqlite.insert(responses).on_conflict_do_nothing(index_elements=["id"])
 
     def _waiting(self, key_name: str, response_id: str) -> StoredResponse | None:
         record = self._pending.get(response_id)

@@ -19,6 +19,12 @@ comes; a call that opens while another is open is held back, its pieces
 kept, and sent whole, in order, once the open one is done (at the next
 text, thinking or the end). With one call, or calls that come one after
 another's last piece, nothing waits but the calls after the first.
+
+Every chunk of a stream goes through here, so the frequent events (deltas,
+block starts and stops, ``message_start``) are written from byte templates
+around the JSON values they carry: the same bytes ``event`` would write. A
+text chunk that repeats the one before but for its text is not parsed
+(``interlock.dialects.chunks``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 import orjson
 
 from interlock.dialects.anthropic.answer import message_id, new_tool_id, stop_reason, usage
+from interlock.dialects.chunks import RepeatedChunks
 from interlock.errors import UpstreamProtocolError
 
 __all__ = ["EventTranslator", "event"]
@@ -43,7 +50,36 @@ def event(kind: str, data: JSONDict) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
 
 
+def _delta_template(kind: str, name: str) -> bytes:
+    """``content_block_delta`` of one ``kind``: ``% (index, JSON value of name)``."""
+    return (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+        b'"delta":{"type":"' + kind.encode() + b'","' + name.encode() + b'":%b}}\n\n'
+    )
+
+
 _PING = event("ping", {})
+# % (id, model): an empty message. Upstreams report usage at the end: message_delta carries it.
+_MESSAGE_START = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":%b,"type":"message",'
+    b'"role":"assistant","model":%b,"content":[],"stop_reason":null,"stop_sequence":null,'
+    b'"usage":{"input_tokens":0,"output_tokens":0}}}\n\n'
+)
+_MESSAGE_STOP = event("message_stop", {})
+_TEXT_DELTA = _delta_template("text_delta", "text")
+_THINKING_DELTA = _delta_template("thinking_delta", "thinking")
+_SIGNATURE_DELTA = _delta_template("signature_delta", "signature")
+_JSON_DELTA = _delta_template("input_json_delta", "partial_json")
+_BLOCK_START = (
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
+    b'"content_block":%b}\n\n'
+)
+_BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
+_TEXT_START = b'{"type":"text","text":""}'
+_THINKING_START = b'{"type":"thinking","thinking":"","signature":""}'
+
+# The delta fields a chunk's events come from.
+_READ = frozenset(("reasoning_content", "thinking_blocks", "content", "refusal", "tool_calls"))
 
 
 @dataclass(slots=True)
@@ -65,43 +101,56 @@ class EventTranslator:
         self._stops = tuple(stop_sequences)
         self._started = False
         self._blocks = 0  # blocks started so far: the next one's index
-        self._open: str | None = None  # "text", "thinking" or "tool"
+        self._open: str | None = None  # "text", "thinking", "redacted_thinking" or "tool"
         self._open_call: _Call | None = None
         self._calls: dict[int, _Call] = {}
         self._finish: Any = None
         self._matched: Any = None  # vLLM's stop_reason: the stop sequence that matched
         self._usage: Any = None
+        self._repeats = RepeatedChunks(_READ)
 
     def ping(self) -> bytes:
         return self._start({}) + _PING
 
     def feed(self, raw: bytes) -> bytes:
+        repeated = self._repeats.match(raw)
+        if repeated is not None:
+            literal = repeated[1]
+            if self._repeats.field != "content":
+                return self._thinking(literal)
+            if self._open == "text":  # the next piece of the text: the most frequent event
+                return _TEXT_DELTA % (self._blocks - 1, literal)
+            return self._text(literal)
         try:
             chunk = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError("upstream sent a stream chunk that is not JSON") from None
         if not isinstance(chunk, dict):
             raise UpstreamProtocolError("upstream sent a stream chunk that is not an object")
-        if isinstance(chunk.get("usage"), dict):
-            self._usage = chunk["usage"]
+        found = chunk.get("usage")
+        if isinstance(found, dict):
+            self._usage = found
         choices = chunk.get("choices")
         if not choices:  # usage, or Azure's prompt-filter results: no id or model yet
             return b""
-        out = [self._start(chunk)]
+        out = b"" if self._started else self._start(chunk)
         for choice in choices:
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
                 out += self._choice(choice)
-        return b"".join(out)
+        self._repeats.learn(raw, chunk)
+        return out
 
     def finish(self) -> bytes:
         """``message_delta`` and ``message_stop``, after closing what is open."""
-        out = [self._start({}), *self._close()]
+        out = self._start({}) + self._close()
         choice = {"finish_reason": self._finish, "stop_reason": self._matched}
         reason, sequence = stop_reason(choice, bool(self._calls), self._stops)
         delta = {"stop_reason": reason, "stop_sequence": sequence}
-        out.append(event("message_delta", {"delta": delta, "usage": usage(self._usage)}))
-        out.append(event("message_stop", {}))
-        return b"".join(out)
+        return (
+            out
+            + event("message_delta", {"delta": delta, "usage": usage(self._usage)})
+            + _MESSAGE_STOP
+        )
 
     # -- the message ----------------------------------------------------------
 
@@ -109,36 +158,30 @@ class EventTranslator:
         if self._started:
             return b""
         self._started = True
-        message: JSONDict = {
-            "id": message_id(chunk.get("id")),
-            "type": "message",
-            "role": "assistant",
-            "model": chunk.get("model") or self._model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            # Upstreams report usage at the end: message_delta carries it.
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-        }
-        return event("message_start", {"message": message})
+        model = chunk.get("model") or self._model
+        return _MESSAGE_START % (orjson.dumps(message_id(chunk.get("id"))), orjson.dumps(model))
 
-    def _choice(self, choice: JSONDict) -> list[bytes]:
-        out: list[bytes] = []
+    def _choice(self, choice: JSONDict) -> bytes:
+        out = b""
         delta = choice.get("delta")
         if isinstance(delta, dict):
             reasoning = delta.get("reasoning_content")
-            if isinstance(reasoning, str) and reasoning:
-                out += self._thinking(reasoning)
-            for block in delta.get("thinking_blocks") or []:
-                if isinstance(block, dict):
-                    out += self._signed(block)
+            if reasoning and isinstance(reasoning, str):
+                out += self._thinking(orjson.dumps(reasoning))
+            blocks = delta.get("thinking_blocks")
+            if blocks:
+                for block in blocks:
+                    if isinstance(block, dict):
+                        out += self._signed(block)
             for name in ("content", "refusal"):
                 text = delta.get(name)
-                if isinstance(text, str) and text:
-                    out += self._text(text)
-            for piece in delta.get("tool_calls") or []:
-                if isinstance(piece, dict):
-                    out += self._tool_piece(piece)
+                if text and isinstance(text, str):
+                    out += self._text(orjson.dumps(text))
+            pieces = delta.get("tool_calls")
+            if pieces:
+                for piece in pieces:
+                    if isinstance(piece, dict):
+                        out += self._tool_piece(piece)
         if choice.get("finish_reason"):
             self._finish = choice["finish_reason"]
             self._matched = choice.get("stop_reason")
@@ -146,38 +189,40 @@ class EventTranslator:
 
     # -- blocks ---------------------------------------------------------------
 
-    def _text(self, text: str) -> list[bytes]:
-        out = [] if self._open == "text" else self._switch("text", {"type": "text", "text": ""})
-        return [*out, self._delta({"type": "text_delta", "text": text})]
+    def _text(self, text: bytes) -> bytes:
+        """A text delta: ``text`` is the JSON string."""
+        out = b"" if self._open == "text" else self._switch("text", _TEXT_START)
+        return out + _TEXT_DELTA % (self._blocks - 1, text)
 
-    def _thinking(self, text: str) -> list[bytes]:
-        out = [] if self._open == "thinking" else self._switch("thinking", _THINKING_START)
-        return [*out, self._delta({"type": "thinking_delta", "thinking": text})]
+    def _thinking(self, text: bytes) -> bytes:
+        """A thinking delta: ``text`` is the JSON string."""
+        out = b"" if self._open == "thinking" else self._switch("thinking", _THINKING_START)
+        return out + _THINKING_DELTA % (self._blocks - 1, text)
 
-    def _signed(self, block: JSONDict) -> list[bytes]:
+    def _signed(self, block: JSONDict) -> bytes:
         """A whole thinking block (the Anthropic adapter sends it as its
         block ends): its signature for the open thinking block, or the
         block itself when its text was not streamed."""
         if block.get("type") == "redacted_thinking":
             start = {"type": "redacted_thinking", "data": str(block.get("data") or "")}
-            return [*self._switch("redacted_thinking", start), *self._close()]
-        out = []
+            return self._switch("redacted_thinking", orjson.dumps(start)) + self._close()
+        out = b""
         if self._open != "thinking":
             out += self._switch("thinking", _THINKING_START)
             text = block.get("thinking")
             if isinstance(text, str) and text:
-                out.append(self._delta({"type": "thinking_delta", "thinking": text}))
+                out += _THINKING_DELTA % (self._blocks - 1, orjson.dumps(text))
         signature = block.get("signature")
         if isinstance(signature, str) and signature:
-            out.append(self._delta({"type": "signature_delta", "signature": signature}))
-        return [*out, *self._close()]
+            out += _SIGNATURE_DELTA % (self._blocks - 1, orjson.dumps(signature))
+        return out + self._close()
 
-    def _tool_piece(self, piece: JSONDict) -> list[bytes]:
+    def _tool_piece(self, piece: JSONDict) -> bytes:
         index = piece.get("index", 0)
         function = piece.get("function")
         function = function if isinstance(function, dict) else {}
         call = self._calls.get(index)
-        out: list[bytes] = []
+        out = b""
         if call is None:
             call_id = piece.get("id")
             call = _Call(call_id if isinstance(call_id, str) and call_id else new_tool_id(), "")
@@ -185,13 +230,12 @@ class EventTranslator:
         if not call.name and isinstance(function.get("name"), str):
             call.name = function["name"]
         if call.block is None and self._open != "tool":
-            out += self._close()
-            out.append(self._start_call(call))
+            out += self._close() + self._start_call(call)
         arguments = function.get("arguments")
         if not isinstance(arguments, str) or not arguments:
             return out
         if call is self._open_call:
-            out.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+            out += _JSON_DELTA % (self._blocks - 1, orjson.dumps(arguments))
         elif call.block is None:
             call.held.append(arguments)  # waits for the open call to end
         else:
@@ -202,35 +246,30 @@ class EventTranslator:
         call.block = self._blocks
         self._open_call = call
         start = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
-        return self._begin("tool", start)
+        return self._begin("tool", orjson.dumps(start))
 
-    def _switch(self, kind: str, start: JSONDict) -> list[bytes]:
-        return [*self._close(), self._begin(kind, start)]
+    def _switch(self, kind: str, start: bytes) -> bytes:
+        return self._close() + self._begin(kind, start)
 
-    def _begin(self, kind: str, block: JSONDict) -> bytes:
+    def _begin(self, kind: str, block: bytes) -> bytes:
+        """Open a block: ``block`` is its ``content_block`` as JSON."""
         self._open = kind
         index, self._blocks = self._blocks, self._blocks + 1
-        return event("content_block_start", {"index": index, "content_block": block})
+        return _BLOCK_START % (index, block)
 
-    def _delta(self, delta: JSONDict) -> bytes:
-        return event("content_block_delta", {"index": self._blocks - 1, "delta": delta})
-
-    def _close(self) -> list[bytes]:
+    def _close(self) -> bytes:
         """Close the open block; after a tool call, send the calls held back."""
         if self._open is None:
-            return []
-        out = [event("content_block_stop", {"index": self._blocks - 1})]
+            return b""
+        out = _BLOCK_STOP % (self._blocks - 1)
         was_tool, self._open, self._open_call = self._open == "tool", None, None
         if was_tool:
             for call in self._calls.values():
                 if call.block is None:
-                    out.append(self._start_call(call))
+                    out += self._start_call(call)
                     if call.held:
-                        json = "".join(call.held)
-                        out.append(self._delta({"type": "input_json_delta", "partial_json": json}))
+                        json = orjson.dumps("".join(call.held))
+                        out += _JSON_DELTA % (self._blocks - 1, json)
                     out += self._close()  # sends any later ones in turn
                     break
         return out
-
-
-_THINKING_START = {"type": "thinking", "thinking": "", "signature": ""}

@@ -1,8 +1,9 @@
 """OpenAI chat chunks as the Responses API's semantic stream events.
 
-``ResponseEvents`` is fed one ``chat.completion.chunk`` at a time and hands
-back the events it makes, each with its ``type`` and the next
-``sequence_number``; no I/O. The stream it writes:
+``ResponseEvents`` is fed one ``chat.completion.chunk`` at a time (the
+bytes of its JSON object) and hands back the server-sent events it makes,
+written out (``event: <type>`` + ``data: <json>``), each with its ``type``
+and the next ``sequence_number``; no I/O. The stream it writes:
 
     response.created, response.in_progress
     per output item, in output_index order of opening:
@@ -21,6 +22,14 @@ open until the end, because a model's parallel calls may interleave their
 argument pieces (each keeps its own ``output_index``). ``error`` is the
 event for a failure after the stream started. The finished Response is
 ``response`` once ``finish`` has run.
+
+Most chunks make one delta event, so each item writes its deltas from a
+byte template made when it opens (its id and ``output_index`` already in
+place; the sequence number and the JSON-escaped delta filled in): the same
+bytes as serialising the event would give. A text chunk that repeats the
+one before but for its text is not parsed (``interlock.dialects.chunks``).
+The Response is serialised once for the two opening events and once for
+the last.
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from interlock.dialects.chunks import RepeatedChunks
 from interlock.dialects.responses.answer import (
     JSONDict,
     finished,
@@ -38,8 +50,32 @@ from interlock.dialects.responses.answer import (
     reasoning_item,
     status_of,
 )
+from interlock.errors import UpstreamProtocolError
 
 __all__ = ["ResponseEvents"]
+
+# The delta fields a chunk's events come from.
+_READ = frozenset(("reasoning_content", "thinking_blocks", "content", "tool_calls"))
+
+_EMPTY_PART = orjson.dumps(output_text(""))
+
+# An event: % (type, type, sequence number, the rest of its data).
+_FRAME = b'event: %b\ndata: {"type":"%b","sequence_number":%d%b\n\n'
+
+# Each item kind's delta event: its type, and its data after the item's reference.
+_DELTAS = {
+    "message": (b"response.output_text.delta", b',"content_index":0,"delta":%b,"logprobs":[]}'),
+    "reasoning": (b"response.reasoning_summary_text.delta", b',"summary_index":0,"delta":%b}'),
+    "function_call": (b"response.function_call_arguments.delta", b',"delta":%b}'),
+}
+
+
+def _delta_template(kind: str, ref: bytes) -> bytes:
+    """An item's delta event, ``ref`` its reference: ``% (sequence number, the
+    delta as a JSON string)``."""
+    name, rest = _DELTAS[kind]
+    head = b'event: %b\ndata: {"type":"%b","sequence_number":' % (name, name)
+    return head + b"%d" + ref.replace(b"%", b"%%") + rest + b"\n\n"
 
 
 @dataclass(slots=True)
@@ -49,11 +85,20 @@ class _Item:
     kind: str  # reasoning | message | function_call
     id: str
     index: int
-    text: str = ""  # summary, text or arguments so far
+    parts: list[str] = field(default_factory=list)  # summary, text or arguments so far
     call_id: str = ""
     name: str = ""
     blocks: list[JSONDict] = field(default_factory=list)  # signed thinking
     done: JSONDict | None = None  # the finished item
+    ref: bytes = b""  # its item_id and output_index, as its events' data has them
+    delta: bytes = b""  # its delta event's template (``_delta_template``)
+
+    def text(self) -> str:
+        """The pieces so far, joined (and kept joined)."""
+        parts = self.parts
+        if len(parts) != 1:
+            parts[:] = ["".join(parts)]
+        return parts[0]
 
 
 class ResponseEvents:
@@ -67,44 +112,66 @@ class ResponseEvents:
         self._finish_reason: str | None = None
         self._usage: JSONDict | None = None
         self._model: str | None = None
+        self._repeats = RepeatedChunks(_READ)
+        self._repeated_model: str | None = None  # the model the repeated chunks name
         self.response: JSONDict | None = None
 
-    def start(self) -> list[JSONDict]:
-        return [
-            self._event("response.created", response=self._shell),
-            self._event("response.in_progress", response=self._shell),
-        ]
+    def start(self) -> bytes:
+        shell = b',"response":' + orjson.dumps(self._shell) + b"}"
+        return self._frame("response.created", shell) + self._frame("response.in_progress", shell)
 
-    def feed(self, chunk: JSONDict) -> list[JSONDict]:
+    def feed(self, raw: bytes) -> bytes:
         """The events for one chat chunk (often one, sometimes none)."""
-        events: list[JSONDict] = []
+        repeated = self._repeats.match(raw)
+        if repeated is not None:
+            if self._repeated_model:
+                self._model = self._repeated_model
+            text, literal = repeated
+            if self._repeats.field != "content":
+                return self._reasoning_delta(text, literal)
+            item = self._message
+            if item is None or self._reasoning is not None:
+                return self._text_delta(text, literal)
+            item.parts.append(text)  # the next piece of the text: the most frequent event
+            sequence = self._sequence
+            self._sequence = sequence + 1
+            return item.delta % (sequence, literal)
+        try:
+            chunk = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("upstream sent a stream chunk that is not JSON") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamProtocolError("upstream sent a stream chunk that is not an object")
         if chunk.get("usage"):
             self._usage = chunk["usage"]
         if chunk.get("model"):
             self._model = chunk["model"]
+        out = b""
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue  # Responses has one answer; n is not a Responses parameter
             delta = choice.get("delta") or {}
             if delta.get("reasoning_content"):
-                events += self._reasoning_delta(delta["reasoning_content"])
+                out += self._reasoning_delta(delta["reasoning_content"])
             if delta.get("thinking_blocks"):
-                events += self._thinking(delta["thinking_blocks"])
+                out += self._thinking(delta["thinking_blocks"])
             if delta.get("content"):
-                events += self._text_delta(delta["content"])
+                out += self._text_delta(delta["content"])
             for piece in delta.get("tool_calls") or ():
-                events += self._call_piece(piece)
+                out += self._call_piece(piece)
             if choice.get("finish_reason"):
                 self._finish_reason = choice["finish_reason"]
-        return events
+        if self._repeats.learn(raw, chunk):
+            self._repeated_model = chunk.get("model")
+        return out
 
-    def finish(self) -> list[JSONDict]:
+    def finish(self) -> bytes:
         """Close what is open; the last event carries the whole Response."""
-        events = self._close_reasoning() + self._close_message()
+        out = self._close_reasoning() + self._close_message()
         for call in sorted(self._calls.values(), key=lambda c: c.index):
-            events += self._close_call(call)
+            out += self._close_call(call)
         if not self._items:  # an empty answer is still one (empty) message
-            events = self._text_delta("") + self._close_message()
+            out = self._text_delta("") + self._close_message()
         output = [item.done for item in self._items if item.done is not None]
         self.response = finished(self._shell, output, self._finish_reason, self._usage, self._model)
         kind = (
@@ -112,110 +179,99 @@ class ResponseEvents:
             if self.response["status"] == "completed"
             else "response.incomplete"
         )
-        return [*events, self._event(kind, response=self.response)]
+        return out + self._frame(kind, b',"response":' + orjson.dumps(self.response) + b"}")
 
-    def error(self, code: str | None, message: str, param: str | None = None) -> JSONDict:
+    def error(self, code: str | None, message: str, param: str | None = None) -> bytes:
         return self._event("error", code=code, message=message, param=param)
 
     # -- items -------------------------------------------------------------
 
-    def _open(self, kind: str, prefix: str, **fields: Any) -> tuple[_Item, list[JSONDict]]:
+    def _open(self, kind: str, prefix: str, **fields: Any) -> tuple[_Item, bytes]:
         item = _Item(kind, new_id(prefix), len(self._items), **fields)
+        item.ref = b',"item_id":%b,"output_index":%d' % (orjson.dumps(item.id), item.index)
+        item.delta = _delta_template(kind, item.ref)
         self._items.append(item)
         added = self._event(
             "response.output_item.added", output_index=item.index, item=self._snapshot(item)
         )
-        return item, [added]
+        return item, added
 
     def _snapshot(self, item: _Item, status: str = "in_progress") -> JSONDict:
         if item.kind == "message":
-            parts = [output_text(item.text)] if status != "in_progress" else []
+            parts = [output_text(item.text())] if status != "in_progress" else []
             return message_item(item.id, parts, status)
         if item.kind == "function_call":
-            return function_call_item(item.id, item.call_id, item.name, item.text, status)
-        return reasoning_item(item.id, item.text, item.blocks or None)
+            return function_call_item(item.id, item.call_id, item.name, item.text(), status)
+        return reasoning_item(item.id, item.text(), item.blocks or None)
 
-    def _reasoning_delta(self, text: str) -> list[JSONDict]:
-        events = self._close_message()
+    def _reasoning_delta(self, text: str, literal: bytes | None = None) -> bytes:
+        out = self._close_message()
         item = self._reasoning
         if item is None:
             item, opened = self._open("reasoning", "rs")
             self._reasoning = item
             part = {"type": "summary_text", "text": ""}
-            events += opened
-            events.append(
-                self._at(item, "response.reasoning_summary_part.added", summary_index=0, part=part)
+            out += opened + self._at(
+                item, "response.reasoning_summary_part.added", summary_index=0, part=part
             )
-        item.text += text
-        events.append(
-            self._at(item, "response.reasoning_summary_text.delta", summary_index=0, delta=text)
-        )
-        return events
+        item.parts.append(text)
+        return out + self._delta(item, literal or orjson.dumps(text))
 
-    def _thinking(self, blocks: list[JSONDict]) -> list[JSONDict]:
-        events: list[JSONDict] = []
+    def _thinking(self, blocks: list[JSONDict]) -> bytes:
+        out = b""
         if self._reasoning is None:  # signed thinking without readable text (redacted)
-            self._reasoning, events = self._open("reasoning", "rs")
+            self._reasoning, out = self._open("reasoning", "rs")
         self._reasoning.blocks += blocks
-        return events
+        return out
 
-    def _close_reasoning(self) -> list[JSONDict]:
+    def _close_reasoning(self) -> bytes:
         item, self._reasoning = self._reasoning, None
         if item is None:
-            return []
-        events = []
-        if item.text:
-            part = {"type": "summary_text", "text": item.text}
-            events.append(
-                self._at(
-                    item, "response.reasoning_summary_text.done", summary_index=0, text=item.text
-                )
-            )
-            events.append(
-                self._at(item, "response.reasoning_summary_part.done", summary_index=0, part=part)
-            )
-        return [*events, self._item_done(item, "completed")]
+            return b""
+        out = b""
+        text = item.text()
+        if text:
+            part = {"type": "summary_text", "text": text}
+            out = self._at(
+                item, "response.reasoning_summary_text.done", summary_index=0, text=text
+            ) + self._at(item, "response.reasoning_summary_part.done", summary_index=0, part=part)
+        return out + self._item_done(item, "completed")
 
-    def _text_delta(self, text: str) -> list[JSONDict]:
-        events = self._close_reasoning()
+    def _text_delta(self, text: str, literal: bytes | None = None) -> bytes:
+        """``literal``: ``text`` as a JSON string, where the chunk had it so."""
         item = self._message
+        out = self._close_reasoning()
         if item is None:
             item, opened = self._open("message", "msg")
             self._message = item
-            events += opened
-            events.append(
-                self._at(item, "response.content_part.added", content_index=0, part=output_text(""))
-            )
+            part = b',"content_index":0,"part":' + _EMPTY_PART + b"}"
+            out += opened + self._frame("response.content_part.added", item.ref + part)
         if not text:
-            return events
-        item.text += text
-        events.append(
-            self._at(item, "response.output_text.delta", content_index=0, delta=text, logprobs=[])
-        )
-        return events
+            return out
+        item.parts.append(text)
+        return out + self._delta(item, literal or orjson.dumps(text))
 
-    def _close_message(self) -> list[JSONDict]:
+    def _close_message(self) -> bytes:
         item, self._message = self._message, None
         if item is None:
-            return []
+            return b""
         status, _ = status_of(self._finish_reason)
-        return [
-            self._at(
-                item, "response.output_text.done", content_index=0, text=item.text, logprobs=[]
-            ),
-            self._at(
-                item, "response.content_part.done", content_index=0, part=output_text(item.text)
-            ),
-            self._item_done(item, status),
-        ]
+        text = item.text()
+        done = b',"content_index":0,"text":' + orjson.dumps(text) + b',"logprobs":[]}'
+        part = b',"content_index":0,"part":' + orjson.dumps(output_text(text)) + b"}"
+        return (
+            self._frame("response.output_text.done", item.ref + done)
+            + self._frame("response.content_part.done", item.ref + part)
+            + self._item_done(item, status)
+        )
 
-    def _call_piece(self, piece: JSONDict) -> list[JSONDict]:
+    def _call_piece(self, piece: JSONDict) -> bytes:
         position = piece.get("index", 0)
         function = piece.get("function") or {}
-        events: list[JSONDict] = []
+        out = b""
         call = self._calls.get(position)
         if call is None:
-            events = self._close_reasoning() + self._close_message()
+            out = self._close_reasoning() + self._close_message()
             call, opened = self._open(
                 "function_call",
                 "fc",
@@ -223,31 +279,39 @@ class ResponseEvents:
                 name=function.get("name") or "",
             )
             self._calls[position] = call
-            events += opened
+            out += opened
         arguments = function.get("arguments")
         if arguments:
-            call.text += arguments
-            events.append(self._at(call, "response.function_call_arguments.delta", delta=arguments))
-        return events
+            call.parts.append(arguments)
+            out += self._delta(call, orjson.dumps(arguments))
+        return out
 
-    def _close_call(self, call: _Item) -> list[JSONDict]:
-        return [
-            self._at(
-                call, "response.function_call_arguments.done", name=call.name, arguments=call.text
-            ),
-            self._item_done(call, "completed"),
-        ]
+    def _close_call(self, call: _Item) -> bytes:
+        return self._at(
+            call, "response.function_call_arguments.done", name=call.name, arguments=call.text()
+        ) + self._item_done(call, "completed")
 
-    def _item_done(self, item: _Item, status: str) -> JSONDict:
+    def _item_done(self, item: _Item, status: str) -> bytes:
         item.done = self._snapshot(item, status)
         return self._event("response.output_item.done", output_index=item.index, item=item.done)
 
     # -- events ------------------------------------------------------------
 
-    def _at(self, item: _Item, kind: str, **fields: Any) -> JSONDict:
-        return self._event(kind, item_id=item.id, output_index=item.index, **fields)
+    def _delta(self, item: _Item, delta: bytes) -> bytes:
+        """``delta``: the JSON string."""
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return item.delta % (sequence, delta)
 
-    def _event(self, kind: str, **fields: Any) -> JSONDict:
-        event = {"type": kind, "sequence_number": self._sequence, **fields}
-        self._sequence += 1
-        return event
+    def _at(self, item: _Item, kind: str, **fields: Any) -> bytes:
+        return self._frame(kind, item.ref + b"," + orjson.dumps(fields)[1:])
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        return self._frame(kind, b"," + orjson.dumps(fields)[1:])
+
+    def _frame(self, kind: str, rest: bytes) -> bytes:
+        """The event: ``rest`` is its data after the sequence number (``,"a":1}``)."""
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        name = kind.encode()
+        return _FRAME % (name, name, sequence, rest)

@@ -5,6 +5,8 @@ the key, hidden once expired, deleted a bounded batch at a time."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +17,23 @@ from interlock.store.schema import responses
 from tests.store.conftest import Backend, backend, engine  # noqa: F401 (fixtures)
 
 DAY = 86_400
+MakeStore = Callable[..., ResponseStore]
+
+
+@pytest.fixture
+async def stores(engine: AsyncEngine) -> AsyncIterator[MakeStore]:  # noqa: F811
+    """Makes stores on ``engine`` and closes them before it is disposed: a
+    flush a store has scheduled must not outlive the test's engine."""
+    made: list[ResponseStore] = []
+
+    def make(**settings: Any) -> ResponseStore:
+        store = ResponseStore(engine, **settings)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.aclose()
 
 
 class Clock:
@@ -62,8 +81,9 @@ async def _saved(store: ResponseStore, record: StoredResponse, written: bool) ->
 async def test_a_saved_response_reads_back_for_its_key_only(
     engine: AsyncEngine,  # noqa: F811
     written: bool,
+    stores: MakeStore,
 ) -> None:
-    store = ResponseStore(engine, clock=Clock())
+    store = stores(clock=Clock())
     record = _record("resp_1")
     await _saved(store, record, written)
     assert await _count(engine) == (1 if written else 0)
@@ -72,8 +92,12 @@ async def test_a_saved_response_reads_back_for_its_key_only(
     assert await store.get("alice", "resp_2") is None
 
 
-async def test_delete_is_scoped_to_the_key(engine: AsyncEngine, written: bool) -> None:  # noqa: F811
-    store = ResponseStore(engine, clock=Clock())
+async def test_delete_is_scoped_to_the_key(
+    engine: AsyncEngine,  # noqa: F811
+    written: bool,
+    stores: MakeStore,
+) -> None:
+    store = stores(clock=Clock())
     await _saved(store, _record("resp_1"), written)
     assert await store.delete("bob", "resp_1") is False
     assert await store.delete("alice", "resp_1") is True
@@ -86,9 +110,10 @@ async def test_delete_is_scoped_to_the_key(engine: AsyncEngine, written: bool) -
 async def test_an_expired_response_is_gone_for_reads_and_deletes(
     engine: AsyncEngine,  # noqa: F811
     written: bool,
+    stores: MakeStore,
 ) -> None:
     clock = Clock()
-    store = ResponseStore(engine, clock=clock)
+    store = stores(clock=clock)
     await _saved(store, _record("resp_1"), written)
     clock.now += 30 * DAY - 1
     assert await store.get("alice", "resp_1") is not None
@@ -97,9 +122,12 @@ async def test_an_expired_response_is_gone_for_reads_and_deletes(
     assert await store.delete("alice", "resp_1") is False
 
 
-async def test_saves_sweep_a_bounded_batch_of_expired_rows(engine: AsyncEngine) -> None:  # noqa: F811
+async def test_saves_sweep_a_bounded_batch_of_expired_rows(
+    engine: AsyncEngine,  # noqa: F811
+    stores: MakeStore,
+) -> None:
     clock = Clock()
-    store = ResponseStore(engine, clock=clock, sweep_batch=3)
+    store = stores(clock=clock, sweep_batch=3)
     for n in range(7):
         await store.save(_record(f"resp_old{n}"))
     await store.flush()
@@ -116,9 +144,10 @@ async def test_saves_sweep_a_bounded_batch_of_expired_rows(engine: AsyncEngine) 
 
 async def test_waiting_records_are_written_in_one_batch_and_bounded(
     engine: AsyncEngine,  # noqa: F811
+    stores: MakeStore,
 ) -> None:
     # A long interval: nothing is written unless asked or full.
-    store = ResponseStore(engine, clock=Clock(), flush_interval_s=3600, max_pending=5)
+    store = stores(clock=Clock(), flush_interval_s=3600, max_pending=5)
     for n in range(4):
         await store.save(_record(f"resp_{n}"))
     assert await _count(engine) == 0
@@ -135,10 +164,13 @@ async def test_the_store_opens_migrated_and_wired(backend: Backend) -> None:  # 
         assert (await store.responses.get("alice", "resp_1")) is not None
 
 
-async def test_a_batch_written_twice_is_stored_once(engine: AsyncEngine) -> None:  # noqa: F811
+async def test_a_batch_written_twice_is_stored_once(
+    engine: AsyncEngine,  # noqa: F811
+    stores: MakeStore,
+) -> None:
     # As when a flush committed and was then interrupted before it could
     # forget its records: the next flush writes them again, harmlessly.
-    store = ResponseStore(engine, clock=Clock(), flush_interval_s=3600)
+    store = stores(clock=Clock(), flush_interval_s=3600)
     record = _record("resp_1")
     await store.save(record)
     await store.flush()

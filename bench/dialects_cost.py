@@ -1,29 +1,38 @@
-"""What each API dialect's edge costs: the gateway's CPU per request on
-``/v1/chat/completions``, ``/v1/messages`` (Anthropic) and ``/v1/responses``
-(OpenAI Responses) for the same upstream and the same question, in process.
+"""What each API dialect's edge costs: the gateway's CPU per request and the
+latency on ``/v1/chat/completions``, ``/v1/messages`` (Anthropic) and
+``/v1/responses`` (OpenAI Responses) for the same upstream and the same
+question.
 
-    .venv/bin/python bench/dialects_cost.py [--requests 2000 --reps 9 --concurrency 32] [--quick]
+    .venv/bin/python bench/dialects_cost.py [--requests 2000 --reps 9 --concurrency 32]
+        [--served-seconds 4 --served-reps 5] [--quick]
 
-One gateway built by ``create_app`` with the shipped defaults (access log
-on, usage ledger on, the default SQLite records store; only the mock's
-models and one key added), driven through ASGI (``inprocess.py``) against
-bench/mock_upstream.py on loopback (a subprocess: its CPU is not counted).
-Each route gets the same short question, every body different, unary and
-streamed (the mock streams 20 chunks). ``/v1/responses`` runs twice: with
+Each route gets the same short question, every body different (no cache
+hit), unary and streamed (bench/mock_upstream.py on loopback streams 20
+chunks; its CPU is not counted). ``/v1/responses`` runs twice: with
 ``store`` at its default (true: each response is written to the records
-store) and with ``store: false``. The figure is ``time.process_time()`` per
-request (this process, every thread: the ledger's and the store's writes
-included); the routes run interleaved ``--reps`` times, the order rotated,
-and the medians are compared with chat's. Target (the issue): each dialect
-within 15 % of ``/v1/chat/completions``. Writes bench/results/dialects.md
-(``--quick``: bench/.work/dialects-quick.md).
+store) and with ``store: false``. The gateway runs with the shipped
+defaults (access log on, usage ledger on, the default SQLite records store;
+only the mock's models and one key added). Two measurements:
+
+- **Served** (the target): ``interlock serve`` as a user runs it (uvicorn,
+  HTTP, its own process pinned to a core), loaded by wrk at ``--concurrency``
+  connections for ``--served-seconds`` per route; the figures are the
+  gateway process's CPU (``/proc``, every thread) per request and wrk's
+  median latency, the routes interleaved ``--served-reps`` times.
+- **In process** (stricter): the app driven through ASGI in this process
+  (``inprocess.py``), ``time.process_time()`` per request, routes
+  interleaved ``--reps`` times. It leaves out the HTTP server's work, which
+  every route shares, so the same edge cost is a larger share here.
+
+Medians are compared with chat's. Target (the issue): each dialect within
+15 % of ``/v1/chat/completions`` in CPU per request and latency, served.
+Writes bench/results/dialects.md (``--quick``: bench/.work/dialects-quick.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import platform
 import secrets
@@ -42,12 +51,15 @@ import uvloop
 from inprocess import InProcessApp
 from interlock.app import create_app
 from interlock.config import parse_config
-from procs import BenchError, CoreLayout, free_port, start_service
-from stand import WORK_DIR, GatewayOptions, gateway_config
+from interlock.server import settle_heap
+from loadgen import ensure_wrk, run_wrk
+from procs import BenchError, CoreLayout, Service, cpu_seconds, free_port, start_service
+from stand import WORK_DIR, GatewayOptions, gateway_config, start_gateway, stop_gateway
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "dialects.md"
 TARGET = 1.15
+STREAMS = (False, True)
 QUESTION = "Say hello to the benchmark UNIQUE."
 
 
@@ -57,6 +69,8 @@ class Route:
     path: str
     body: Callable[[str, bool], dict[str, object]]
     cpu_us: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})
+    served_cpu_us: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})
+    served_p50_ms: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})
 
 
 def _chat(text: str, stream: bool) -> dict[str, object]:
@@ -130,14 +144,13 @@ async def measure(mock_url: str, args: argparse.Namespace, log: BinaryIO) -> Non
         await app.start()
         try:
             for route in ROUTES:  # warm: pools, tokenizer, the store's first writes
-                for stream in (False, True):
+                for stream in STREAMS:
                     await run(app, route, stream, 256, args.concurrency)
-            gc.collect()
-            gc.freeze()
+            settle_heap()  # as `interlock serve` does once started
             for rep in range(args.reps):
                 shift = rep % len(ROUTES)
                 for route in ROUTES[shift:] + ROUTES[:shift]:
-                    for stream in (False, True):
+                    for stream in STREAMS:
                         cpu = await run(app, route, stream, args.requests, args.concurrency)
                         route.cpu_us[stream].append(cpu)
                 print(
@@ -149,30 +162,86 @@ async def measure(mock_url: str, args: argparse.Namespace, log: BinaryIO) -> Non
             await app.stop()
 
 
-def report(args: argparse.Namespace) -> str:
+def served(mock: Service, layout: CoreLayout, args: argparse.Namespace) -> None:
+    """The served measurement: ``interlock serve`` loaded by wrk over HTTP."""
+    ensure_wrk()
+    key = "sk-bench-" + secrets.token_hex(12)
+    options = GatewayOptions(shipped_defaults=True, label="dialects")
+    gateway = start_gateway(mock, layout, key, options)
+    try:
+
+        def load(route: Route, stream: bool, seconds: float) -> tuple[float, float]:
+            body = orjson.dumps(route.body(QUESTION, stream)).decode()
+            env = {"BENCH_KEY": key, "BENCH_BODY": body, "BENCH_UNIQUE": secrets.token_hex(4)}
+            before = cpu_seconds(gateway.pid)
+            result = run_wrk(gateway.url + route.path, args.concurrency, seconds, layout, env)
+            return 1e6 * (cpu_seconds(gateway.pid) - before) / result.requests, result.p50_ms
+
+        for route in ROUTES:  # warm: pools, tokenizer, the store's first writes
+            for stream in STREAMS:
+                load(route, stream, 1)
+        for rep in range(args.served_reps):
+            shift = rep % len(ROUTES)
+            for route in ROUTES[shift:] + ROUTES[:shift]:
+                for stream in STREAMS:
+                    cpu, p50 = load(route, stream, args.served_seconds)
+                    route.served_cpu_us[stream].append(cpu)
+                    route.served_p50_ms[stream].append(p50)
+            print(
+                f"-- served run {rep + 1}/{args.served_reps}: "
+                + ", ".join(f"{r.name} {r.served_cpu_us[STREAMS[0]][-1]:.0f}" for r in ROUTES),
+                flush=True,
+            )
+    finally:
+        stop_gateway(gateway)
+
+
+def _table(
+    samples: Callable[[Route], dict[bool, list[float]]], unit: str, digits: int
+) -> list[str]:
     chat = ROUTES[0]
+    base = {s: statistics.median(samples(chat)[s]) for s in (False, True)}
     lines = [
-        "# Dialects: CPU per request against /v1/chat/completions",
-        "",
-        f"{args.requests} requests per run at concurrency {args.concurrency}, median of "
-        f"{args.reps} interleaved runs; one gateway with the shipped defaults in process "
-        f"(access log, usage ledger, SQLite records store), bench/mock_upstream.py on "
-        f"loopback (streams: 20 chunks). Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs. Command: `.venv/bin/python bench/dialects_cost.py`. "
-        f"Target: each dialect at most {TARGET:.2f}x chat completions.",
-        "",
-        "| Route | Unary CPU/request | vs chat | Streamed CPU/request | vs chat | Target |",
+        f"| Route | Unary {unit} | vs chat | Streamed {unit} | vs chat | Target |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    base = {s: statistics.median(chat.cpu_us[s]) for s in (False, True)}
     for route in ROUTES:
-        got = {s: statistics.median(route.cpu_us[s]) for s in (False, True)}
+        got = {s: statistics.median(samples(route)[s]) for s in (False, True)}
         ratio = {s: got[s] / base[s] for s in (False, True)}
         verdict = "—" if route is chat else ("met" if max(ratio.values()) <= TARGET else "MISSED")
         lines.append(
-            f"| {route.name} (`{route.path}`) | {got[False]:.0f} µs | {ratio[False]:.2f}x | "
-            f"{got[True]:.0f} µs | {ratio[True]:.2f}x | {verdict} |"
+            f"| {route.name} (`{route.path}`) | {got[False]:.{digits}f} | {ratio[False]:.2f}x | "
+            f"{got[True]:.{digits}f} | {ratio[True]:.2f}x | {verdict} |"
         )
+    return lines
+
+
+def report(args: argparse.Namespace, layout: CoreLayout) -> str:
+    lines = [
+        "# Dialects: CPU per request and latency against /v1/chat/completions",
+        "",
+        f"One gateway with the shipped defaults (access log, usage ledger, SQLite records "
+        f"store), bench/mock_upstream.py on loopback (streams: 20 chunks), every body "
+        f"different. Python {platform.python_version()}, {os.cpu_count()} CPUs; "
+        f"{layout.describe()}. Command: `.venv/bin/python bench/dialects_cost.py`. "
+        f"Target: each dialect at most {TARGET:.2f}x chat completions, served.",
+        "",
+        f"## Served: `interlock serve`, wrk at {args.concurrency} connections over HTTP",
+        "",
+        f"{args.served_seconds:g} s per route and mode, median of {args.served_reps} "
+        "interleaved runs. CPU: the gateway process's, every thread, per request.",
+        "",
+        *_table(lambda r: r.served_cpu_us, "CPU/request (µs)", 0),
+        "",
+        *_table(lambda r: r.served_p50_ms, "p50 latency (ms)", 2),
+        "",
+        "## In process (stricter: no HTTP server work in the figure)",
+        "",
+        f"{args.requests} requests per run at concurrency {args.concurrency} through ASGI, "
+        f"median of {args.reps} interleaved runs; `time.process_time()` per request.",
+        "",
+        *_table(lambda r: r.cpu_us, "CPU/request (µs)", 0),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -181,10 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--quick", action="store_true", help="256 requests, 2 reps")
+    parser.add_argument("--served-seconds", type=float, default=4.0)
+    parser.add_argument("--served-reps", type=int, default=5)
+    parser.add_argument(
+        "--quick", action="store_true", help="256 requests, 2 reps; served: 1 s, 1 rep"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.reps = 256, 2
+        args.served_seconds, args.served_reps = 1.0, 1
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cmd = [sys.executable, str(BENCH_DIR / "mock_upstream.py"), "--port", str(port)]
@@ -198,11 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         # The access log is on (shipped default), written where nobody waits on it.
+        served(mock, layout, args)
         with open(os.devnull, "wb") as log:
             uvloop.run(measure(mock.url, args, log))
     finally:
         mock.stop()
-    text = report(args)
+    text = report(args, layout)
     out = WORK_DIR / "dialects-quick.md" if args.quick else RESULTS
     out.write_text(text)
     print(text)

@@ -53,13 +53,7 @@ class GatewayServer(uvicorn.Server):
         await super().startup(sockets)
         if not self.started:
             return
-        # Everything built so far (modules, config, pools) lives for the whole
-        # process: move it out of the collector's sight, so full collections
-        # only walk per-request garbage and do not stall streams.
-        gc.collect()
-        gc.freeze()
-        _, older, oldest = gc.get_threshold()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+        settle_heap()
         for server in self.servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
@@ -67,6 +61,17 @@ class GatewayServer(uvicorn.Server):
         for line in self._banner:
             self._out.write(line + "\n")
         self._out.flush()
+
+
+def settle_heap() -> None:
+    """Once started: everything built so far (modules, config, pools) lives
+    for the whole process, so it leaves the collector's sight and full
+    collections only walk per-request garbage, and do not stall streams;
+    young collections come less often (``GC_YOUNG_THRESHOLD``)."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def serve(

@@ -9,7 +9,6 @@ telemetry (access log, metrics, slow requests, trace span).
 from __future__ import annotations
 
 import logging
-import random
 import re
 
 import orjson
@@ -17,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interlock.admission.accounting import Accounting
 from interlock.errors import InterlockError, ServiceUnavailable
+from interlock.ids import random_hex
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
 
@@ -40,9 +40,7 @@ class DrainState:
 
 
 def _new_request_id() -> str:
-    # An identifier, not a secret: the stdlib generator (seeded from the OS,
-    # re-seeded in forked workers) instead of a getrandom syscall per request.
-    return f"req_{random.getrandbits(96):024x}"
+    return f"req_{random_hex(24)}"
 
 
 class RequestContextMiddleware:

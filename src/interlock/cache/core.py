@@ -7,7 +7,6 @@ lock, or wait for another instance's answer) and keeps the counters.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from interlock.cache.policy import CacheSettings
 from interlock.cache.remote import InstanceLock
 from interlock.cache.request import CacheHit, CacheRequest, CacheStats
 from interlock.cache.tiers import Tier, TieredStore
+from interlock.ids import random_hex
 
 __all__ = ["CacheCore", "Claim", "Pricing", "new_completion_id"]
 
@@ -26,7 +26,7 @@ Pricing = Callable[[str, Mapping[str, Any]], float]
 
 
 def new_completion_id() -> str:
-    return "chatcmpl-cache-" + os.urandom(12).hex()
+    return "chatcmpl-cache-" + random_hex(24)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ bytes around the text of a chunk that carried text and nothing else the
 translator reads; a later chunk with the same bytes around a JSON string
 that needs no escapes means what the learned one meant, with its own text.
 The edges that translate chunks into another dialect's events (Anthropic,
-Responses) take that text as it is, neither parsing the chunk nor walking
-its objects; any other chunk is parsed.
+Responses) take that text as it is, a JSON string, neither parsing the
+chunk nor walking its objects; any other chunk is parsed.
 
 A string that needs no escapes is written by orjson as it came, so events
 built around it are the bytes they would be from the parsed text.
@@ -45,17 +45,18 @@ class RepeatedChunks:
         # Chunks that never repeat (one with a random field) stop the learning.
         self._tries = 4
 
-    def match(self, raw: bytes) -> tuple[str, bytes] | None:
-        """The text of a chunk like the learned one, and its JSON string; else None."""
-        if not self.field or not raw.startswith(self._head) or not raw.endswith(self._tail):
+    def match(self, raw: bytes) -> bytes | None:
+        """The text of a chunk like the learned one, as its JSON string; else None."""
+        if not raw.startswith(self._head) or not raw.endswith(self._tail) or not self.field:
             return None
         literal = raw[self._start : len(raw) - self._end]
         if len(literal) < 3 or _PLAIN_STRING(literal) is None:
             return None  # an empty text makes no event: parsed, as any other chunk
         try:
-            return literal[1:-1].decode(), literal
+            literal.decode()  # what goes out in another dialect's events is UTF-8
         except UnicodeDecodeError:
-            return None
+            return None  # parsed, and refused as any chunk that is not JSON
+        return literal
 
     def learn(self, raw: bytes, chunk: Any) -> bool:
         """Learn ``raw`` if it carries text in one field and nothing else

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import time
 from typing import Any
 
 import orjson
 
+from interlock.ids import random_hex
 from interlock.providers.base import JSONDict
 from interlock.providers.bedrock_wire import ShapeError
 from interlock.providers.shapes import tool_call
@@ -174,4 +174,4 @@ def _count(value: Any) -> int:
 
 def completion_id() -> str:
     # Converse answers carry no id of their own.
-    return f"chatcmpl-{os.urandom(12).hex()}"
+    return f"chatcmpl-{random_hex(24)}"

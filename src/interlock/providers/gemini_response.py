@@ -11,13 +11,13 @@ A candidate's parts map one by one: text to ``content``, text parts marked
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from interlock.ids import random_hex
 from interlock.providers.base import JSONDict
 from interlock.providers.gemini_wire import with_signature
 from interlock.providers.openai_request import new_tool_call_id
@@ -189,7 +189,7 @@ def _usage(metadata: Any) -> JSONDict:
 
 def _completion_id(response: JSONDict) -> str:
     response_id = response.get("responseId")
-    suffix = response_id if isinstance(response_id, str) and response_id else os.urandom(12).hex()
+    suffix = response_id if isinstance(response_id, str) and response_id else random_hex(24)
     return f"chatcmpl-{suffix}"
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,6 +20,7 @@ from typing import Any, Literal
 import orjson
 
 from interlock.errors import InvalidRequest
+from interlock.ids import random_hex
 from interlock.providers.base import JSONDict
 
 __all__ = [
@@ -222,7 +222,7 @@ def tool_choice(body: JSONDict) -> ToolChoice:
 
 def new_tool_call_id() -> str:
     """An id for a call the provider gave none (Gemini): OpenAI's ``call_`` form."""
-    return f"call_{os.urandom(12).hex()}"
+    return f"call_{random_hex(24)}"
 
 
 def tool_calls_of(message: JSONDict, param: str) -> list[tuple[str, str, JSONDict]]:

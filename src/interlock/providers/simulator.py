@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,6 +51,7 @@ from interlock.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from interlock.ids import random_hex
 from interlock.providers.base import CallContext, JSONDict, Provider
 from interlock.providers.shapes import chunk_bytes, chunk_choice
 from interlock.providers.simulator_summary import cited_summary
@@ -290,7 +290,7 @@ _choice = chunk_choice
 
 
 def _completion_id() -> str:
-    return "chatcmpl-sim-" + os.urandom(12).hex()
+    return "chatcmpl-sim-" + random_hex(24)
 
 
 def _completion(ctx: CallContext, choices: list[JSONDict], usage: JSONDict) -> JSONDict:

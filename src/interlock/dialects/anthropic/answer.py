@@ -9,13 +9,13 @@ call as a ``tool_use`` block.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from interlock.errors import UpstreamProtocolError
+from interlock.ids import random_hex
 
 __all__ = [
     "message",
@@ -95,7 +95,7 @@ def _thinking_block(block: JSONDict) -> JSONDict:
 def message_id(completion_id: Any) -> str:
     """``msg_...``: Anthropic's ids keep theirs, others get the prefix."""
     if not isinstance(completion_id, str) or not completion_id:
-        return f"msg_{uuid.uuid4().hex}"
+        return f"msg_{random_hex(32)}"
     if completion_id.startswith("msg_"):
         return completion_id
     return "msg_" + completion_id.removeprefix("chatcmpl-")
@@ -103,7 +103,7 @@ def message_id(completion_id: Any) -> str:
 
 def new_tool_id() -> str:
     """For a tool call an upstream sent without an id (Anthropic needs one)."""
-    return f"toolu_{uuid.uuid4().hex[:24]}"
+    return f"toolu_{random_hex(24)}"
 
 
 def tool_input(arguments: Any) -> JSONDict:

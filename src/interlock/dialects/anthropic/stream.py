@@ -113,9 +113,8 @@ class EventTranslator:
         return self._start({}) + _PING
 
     def feed(self, raw: bytes) -> bytes:
-        repeated = self._repeats.match(raw)
-        if repeated is not None:
-            literal = repeated[1]
+        literal = self._repeats.match(raw)
+        if literal is not None:
             if self._repeats.field != "content":
                 return self._thinking(literal)
             if self._open == "text":  # the next piece of the text: the most frequent event

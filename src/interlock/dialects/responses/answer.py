@@ -18,11 +18,11 @@ same, with that reason). ``output_text`` is left to the SDKs, which add it.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from interlock.dialects.responses.request import encode_thinking
 from interlock.dialects.responses.schemas import ResponsesRequest
+from interlock.ids import random_hex
 
 __all__ = [
     "JSONDict",
@@ -46,9 +46,9 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 
 
 def new_id(prefix: str) -> str:
-    """``resp_``, ``msg_``, ``fc_``, ``rs_`` ids: unguessable, as a stored
-    response is found by its id (and its key)."""
-    return f"{prefix}_{secrets.token_hex(24)}"
+    """``resp_``, ``msg_``, ``fc_``, ``rs_`` ids: random, not secret, as a
+    stored response is found by its id and the key that made it."""
+    return f"{prefix}_{random_hex(48)}"
 
 
 def response_shell(request: ResponsesRequest, response_id: str, created_at: int) -> JSONDict:

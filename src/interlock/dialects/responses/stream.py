@@ -58,6 +58,10 @@ __all__ = ["ResponseEvents"]
 _READ = frozenset(("reasoning_content", "thinking_blocks", "content", "tool_calls"))
 
 _EMPTY_PART = orjson.dumps(output_text(""))
+# content_part.done's data after the item's reference: % the text as a JSON string.
+_DONE_PART = (
+    b',"content_index":0,"part":' + orjson.dumps(output_text("%b")).replace(b'"%b"', b"%b") + b"}"
+)
 
 # An event: % (type, type, sequence number, the rest of its data).
 _FRAME = b'event: %b\ndata: {"type":"%b","sequence_number":%d%b\n\n'
@@ -85,7 +89,8 @@ class _Item:
     kind: str  # reasoning | message | function_call
     id: str
     index: int
-    parts: list[str] = field(default_factory=list)  # summary, text or arguments so far
+    # The summary, text or arguments so far: JSON strings, in order.
+    parts: list[bytes] = field(default_factory=list)
     call_id: str = ""
     name: str = ""
     blocks: list[JSONDict] = field(default_factory=list)  # signed thinking
@@ -93,12 +98,17 @@ class _Item:
     ref: bytes = b""  # its item_id and output_index, as its events' data has them
     delta: bytes = b""  # its delta event's template (``_delta_template``)
 
-    def text(self) -> str:
-        """The pieces so far, joined (and kept joined)."""
+    def literal(self) -> bytes:
+        """The pieces so far as one JSON string (and kept so): the pieces
+        are JSON strings, so their insides joined are the joined text's."""
         parts = self.parts
         if len(parts) != 1:
-            parts[:] = ["".join(parts)]
+            parts[:] = [b'"' + b"".join([part[1:-1] for part in parts]) + b'"']
         return parts[0]
+
+    def text(self) -> str:
+        text: str = orjson.loads(self.literal())
+        return text
 
 
 class ResponseEvents:
@@ -122,17 +132,16 @@ class ResponseEvents:
 
     def feed(self, raw: bytes) -> bytes:
         """The events for one chat chunk (often one, sometimes none)."""
-        repeated = self._repeats.match(raw)
-        if repeated is not None:
+        literal = self._repeats.match(raw)
+        if literal is not None:
             if self._repeated_model:
                 self._model = self._repeated_model
-            text, literal = repeated
             if self._repeats.field != "content":
-                return self._reasoning_delta(text, literal)
+                return self._reasoning_delta(literal)
             item = self._message
             if item is None or self._reasoning is not None:
-                return self._text_delta(text, literal)
-            item.parts.append(text)  # the next piece of the text: the most frequent event
+                return self._text_delta(literal)
+            item.parts.append(literal)  # the next piece of the text: the most frequent event
             sequence = self._sequence
             self._sequence = sequence + 1
             return item.delta % (sequence, literal)
@@ -152,11 +161,11 @@ class ResponseEvents:
                 continue  # Responses has one answer; n is not a Responses parameter
             delta = choice.get("delta") or {}
             if delta.get("reasoning_content"):
-                out += self._reasoning_delta(delta["reasoning_content"])
+                out += self._reasoning_delta(orjson.dumps(delta["reasoning_content"]))
             if delta.get("thinking_blocks"):
                 out += self._thinking(delta["thinking_blocks"])
             if delta.get("content"):
-                out += self._text_delta(delta["content"])
+                out += self._text_delta(orjson.dumps(delta["content"]))
             for piece in delta.get("tool_calls") or ():
                 out += self._call_piece(piece)
             if choice.get("finish_reason"):
@@ -171,7 +180,7 @@ class ResponseEvents:
         for call in sorted(self._calls.values(), key=lambda c: c.index):
             out += self._close_call(call)
         if not self._items:  # an empty answer is still one (empty) message
-            out = self._text_delta("") + self._close_message()
+            out = self._text_delta(b'""') + self._close_message()
         output = [item.done for item in self._items if item.done is not None]
         self.response = finished(self._shell, output, self._finish_reason, self._usage, self._model)
         kind = (
@@ -204,7 +213,8 @@ class ResponseEvents:
             return function_call_item(item.id, item.call_id, item.name, item.text(), status)
         return reasoning_item(item.id, item.text(), item.blocks or None)
 
-    def _reasoning_delta(self, text: str, literal: bytes | None = None) -> bytes:
+    def _reasoning_delta(self, literal: bytes) -> bytes:
+        """``literal``: the piece of reasoning, a JSON string."""
         out = self._close_message()
         item = self._reasoning
         if item is None:
@@ -214,8 +224,8 @@ class ResponseEvents:
             out += opened + self._at(
                 item, "response.reasoning_summary_part.added", summary_index=0, part=part
             )
-        item.parts.append(text)
-        return out + self._delta(item, literal or orjson.dumps(text))
+        item.parts.append(literal)
+        return out + self._delta(item, literal)
 
     def _thinking(self, blocks: list[JSONDict]) -> bytes:
         out = b""
@@ -237,8 +247,8 @@ class ResponseEvents:
             ) + self._at(item, "response.reasoning_summary_part.done", summary_index=0, part=part)
         return out + self._item_done(item, "completed")
 
-    def _text_delta(self, text: str, literal: bytes | None = None) -> bytes:
-        """``literal``: ``text`` as a JSON string, where the chunk had it so."""
+    def _text_delta(self, literal: bytes) -> bytes:
+        """``literal``: the piece of text, a JSON string."""
         item = self._message
         out = self._close_reasoning()
         if item is None:
@@ -246,19 +256,19 @@ class ResponseEvents:
             self._message = item
             part = b',"content_index":0,"part":' + _EMPTY_PART + b"}"
             out += opened + self._frame("response.content_part.added", item.ref + part)
-        if not text:
+        if literal == b'""':
             return out
-        item.parts.append(text)
-        return out + self._delta(item, literal or orjson.dumps(text))
+        item.parts.append(literal)
+        return out + self._delta(item, literal)
 
     def _close_message(self) -> bytes:
         item, self._message = self._message, None
         if item is None:
             return b""
         status, _ = status_of(self._finish_reason)
-        text = item.text()
-        done = b',"content_index":0,"text":' + orjson.dumps(text) + b',"logprobs":[]}'
-        part = b',"content_index":0,"part":' + orjson.dumps(output_text(text)) + b"}"
+        text = item.literal()
+        done = b',"content_index":0,"text":' + text + b',"logprobs":[]}'
+        part = _DONE_PART % text
         return (
             self._frame("response.output_text.done", item.ref + done)
             + self._frame("response.content_part.done", item.ref + part)
@@ -282,8 +292,9 @@ class ResponseEvents:
             out += opened
         arguments = function.get("arguments")
         if arguments:
-            call.parts.append(arguments)
-            out += self._delta(call, orjson.dumps(arguments))
+            literal = orjson.dumps(arguments)
+            call.parts.append(literal)
+            out += self._delta(call, literal)
         return out
 
     def _close_call(self, call: _Item) -> bytes:

@@ -1,0 +1,20 @@
+"""Random identifiers for requests, answers and the items in them.
+
+Identifiers, not secrets: nothing is found by one without the API key that
+made it (a stored response is scoped to its key), so they come from the
+stdlib generator (seeded from the OS, re-seeded in forked workers). Not
+``os.urandom``: its ``getrandom`` call releases the GIL, and on a loaded
+gateway taking it back costs a thread switch, twice per Responses request
+when this was measured (bench/dialects_cost.py).
+"""
+
+from __future__ import annotations
+
+import random
+
+__all__ = ["random_hex"]
+
+
+def random_hex(digits: int) -> str:
+    """``digits`` random lowercase hex digits."""
+    return f"{random.getrandbits(4 * digits):0{digits}x}"

@@ -4,6 +4,7 @@ the key, hidden once expired, deleted a bounded batch at a time."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -179,3 +180,33 @@ async def test_a_batch_written_twice_is_stored_once(
     await store.flush()
     assert await _count(engine) == 2
     assert await store.get("alice", "resp_1") == record
+
+
+async def test_a_response_deleted_while_its_flush_is_writing_stays_deleted(
+    engine: AsyncEngine,  # noqa: F811
+    stores: MakeStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = stores(clock=Clock(), flush_interval_s=3600)
+    writing, release = asyncio.Event(), asyncio.Event()
+    write = store._write
+
+    async def held_write(batch: list[StoredResponse]) -> None:
+        writing.set()
+        await release.wait()
+        await write(batch)
+
+    monkeypatch.setattr(store, "_write", held_write)
+    await store.save(_record("resp_1"))
+    flush = asyncio.create_task(store.flush())
+    try:
+        await writing.wait()  # the flush holds the record, not yet committed
+        deleting = asyncio.create_task(store.delete("alice", "resp_1"))
+        await asyncio.sleep(0)  # the delete runs up to waiting for the flush
+        assert not deleting.done()
+    finally:
+        release.set()
+    await flush
+    assert await deleting is True
+    assert await store.get("alice", "resp_1") is None
+    assert await _count(engine) == 0

@@ -25,8 +25,11 @@ __all__ = ["RepeatedChunks"]
 # The delta fields whose text a repeated chunk may carry.
 _TEXT_FIELDS = ("content", "reasoning_content")
 
-# A JSON string with no escapes: no quote, backslash or control character inside.
-_PLAIN_STRING = re.compile(rb'"[^"\\\x00-\x1f]*"').fullmatch
+# A JSON string with no escapes (no quote, backslash or control character
+# inside) and not empty: an empty text makes no event, so it is parsed.
+_PLAIN_TEXT = re.compile(rb'"[^"\\\x00-\x1f]+"').fullmatch
+# The head of a chunk before one is learned: no chunk starts with it.
+_NOTHING_YET = b"\x00"
 
 
 class RepeatedChunks:
@@ -39,7 +42,7 @@ class RepeatedChunks:
     def __init__(self, read: frozenset[str]):
         self._read = read
         self.field = ""  # the learned chunk's text field, once one is learned
-        self._head = b""
+        self._head = _NOTHING_YET
         self._tail = b""
         self._start = self._end = 0  # their lengths
         # Chunks that never repeat (one with a random field) stop the learning.
@@ -47,15 +50,17 @@ class RepeatedChunks:
 
     def match(self, raw: bytes) -> bytes | None:
         """The text of a chunk like the learned one, as its JSON string; else None."""
-        if not raw.startswith(self._head) or not raw.endswith(self._tail) or not self.field:
+        # Every chunk of a stream comes here: the fewest steps for the usual one.
+        if not raw.startswith(self._head) or not raw.endswith(self._tail):
             return None
         literal = raw[self._start : len(raw) - self._end]
-        if len(literal) < 3 or _PLAIN_STRING(literal) is None:
-            return None  # an empty text makes no event: parsed, as any other chunk
-        try:
-            literal.decode()  # what goes out in another dialect's events is UTF-8
-        except UnicodeDecodeError:
-            return None  # parsed, and refused as any chunk that is not JSON
+        if _PLAIN_TEXT(literal) is None:
+            return None
+        if not literal.isascii():
+            try:
+                literal.decode()  # what goes out in another dialect's events is UTF-8
+            except UnicodeDecodeError:
+                return None  # parsed, and refused as any chunk that is not JSON
         return literal
 
     def learn(self, raw: bytes, chunk: Any) -> bool:

@@ -18,6 +18,11 @@ sees a response up to ``flush_interval_s`` after it was answered, and a
 process killed in that window loses the stored copy (the client has its
 answer). When ``max_pending`` records wait, ``save`` writes them before it
 returns, so memory stays bounded.
+
+On SQLite a batch goes through the ledger's writer (``SQLiteBatchWriter``:
+tuples bound in C by ``sqlite3`` on a low-priority thread), not SQLAlchemy,
+whose per-row work in Python was most of a stored response's cost; on
+PostgreSQL through SQLAlchemy, whose ``asyncpg`` work leaves the process.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.engine import write_engine
 from interlock.store.schema import responses
+from interlock.store.sqlite_writer import SQLiteBatchWriter
 
 __all__ = ["ResponseStore", "StoredResponse"]
 
@@ -47,6 +53,13 @@ log = logging.getLogger("interlock.responses")
 SWEEP_BATCH = 100
 FLUSH_INTERVAL_S = 0.05
 MAX_PENDING = 10_000
+
+_COLUMNS = ("id", "key_name", "created_at", "expires_at", "input_items", "response")
+# The oldest expired first, by the expires_at index; a bounded batch.
+_SQLITE_SWEEP = (
+    "DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE expires_at <= ? "
+    "ORDER BY expires_at LIMIT ?)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +84,17 @@ class ResponseStore:
     ):
         self._engine = engine
         self._writer = write_engine(engine)
+        self._sqlite = (
+            SQLiteBatchWriter(
+                engine.url.database or "",
+                responses.name,
+                _COLUMNS,
+                unique_by="id",
+                name="interlock-responses",
+            )
+            if engine.dialect.name == "sqlite"
+            else None
+        )
         self._clock = clock
         self._sweep_batch = sweep_batch
         self._flush_interval_s = flush_interval_s
@@ -79,6 +103,7 @@ class ResponseStore:
         self._pending: dict[str, StoredResponse] = {}
         self._flushing = asyncio.Lock()
         self._scheduled: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def save(self, record: StoredResponse) -> None:
         """Store ``record`` (ids are fresh): readable here at once, written
@@ -97,20 +122,38 @@ class ResponseStore:
             batch = list(self._pending.values())
             if not batch:
                 return
-            async with self._writer.begin() as conn:
-                # A batch committed just before its flush was interrupted is
-                # written again by the next: a row already there is left be.
-                await conn.execute(self._insert(conn.dialect.name), [_row(r) for r in batch])
-                await conn.execute(self._sweep_statement())
+            await self._write(batch)
             for record in batch:
                 if self._pending.get(record.id) is record:
                     del self._pending[record.id]
 
+    async def _write(self, batch: list[StoredResponse]) -> None:
+        """One transaction: the batch, and a bounded sweep of expired rows.
+        A batch committed just before its flush was interrupted is written
+        again by the next: a row already there is left be."""
+        if self._sqlite is not None:
+            sweep = (_SQLITE_SWEEP, (int(self._clock()), self._sweep_batch))
+            await self._sqlite.insert([_values(r) for r in batch], then=sweep)
+            return
+        async with self._writer.begin() as conn:
+            await conn.execute(
+                self._insert(conn.dialect.name),
+                [dict(zip(_COLUMNS, _values(r), strict=True)) for r in batch],
+            )
+            await conn.execute(self._sweep_statement())
+
     async def aclose(self) -> None:
-        """Write what waits (called before the pool closes)."""
+        """Write what waits (called before the pool closes); once."""
+        if self._closed:
+            return
+        self._closed = True
         if self._scheduled is not None:
             self._scheduled.cancel()  # a write under way is shielded; flush waits for it
-        await self.flush()
+        try:
+            await self.flush()
+        finally:
+            if self._sqlite is not None:
+                self._sqlite.dispose()
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self._flush_interval_s)
@@ -154,14 +197,17 @@ class ResponseStore:
 
     async def delete(self, key_name: str, response_id: str) -> bool:
         """Whether the key's unexpired response was there (and is gone now)."""
-        if self._waiting(key_name, response_id) is not None:
-            del self._pending[response_id]
-            return True
-        async with self._writer.begin() as conn:
-            result = await conn.execute(
-                sa.delete(responses).where(*self._visible(key_name, response_id))
-            )
-        return bool(result.rowcount)
+        # After any flush under way: one writing this response now would
+        # otherwise put it back after it was deleted from memory.
+        async with self._flushing:
+            if self._waiting(key_name, response_id) is not None:
+                del self._pending[response_id]
+                return True
+            async with self._writer.begin() as conn:
+                result = await conn.execute(
+                    sa.delete(responses).where(*self._visible(key_name, response_id))
+                )
+            return bool(result.rowcount)
 
     async def sweep(self) -> int:
         """Delete up to ``sweep_batch`` expired rows; how many went."""
@@ -187,12 +233,13 @@ class ResponseStore:
         return sa.delete(responses).where(responses.c.id.in_(expired.scalar_subquery()))
 
 
-def _row(record: StoredResponse) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "key_name": record.key_name,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "input_items": orjson.dumps(record.input_items).decode(),
-        "response": orjson.dumps(record.response).decode(),
-    }
+def _values(record: StoredResponse) -> tuple[Any, ...]:
+    """The record's row, in ``_COLUMNS`` order."""
+    return (
+        record.id,
+        record.key_name,
+        record.created_at,
+        record.expires_at,
+        orjson.dumps(record.input_items).decode(),
+        orjson.dumps(record.response).decode(),
+    )

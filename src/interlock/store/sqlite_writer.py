@@ -1,4 +1,5 @@
-"""The usage ledger's SQLite writer: one transaction per batch, off the event loop.
+"""Batched SQLite writes (the usage ledger's, the stored responses'): one
+transaction per batch, off the event loop.
 
 A batch is committed by a thread of its own, on a plain ``sqlite3``
 connection, so that the thread does almost nothing while holding the GIL:
@@ -64,7 +65,7 @@ class SQLiteBatchWriter:
     """``insert`` commits rows into ``table`` (``columns``, in order) on a
     background thread, or with ``catch_up=True`` on a normal-priority one.
     With ``unique_by`` (a column with a unique index), a row whose value is
-    there already is skipped."""
+    there already is skipped. ``name``: its threads' name."""
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class SQLiteBatchWriter:
         *,
         unique_by: str | None = None,
         busy_timeout_s: float = 5.0,
+        name: str = "interlock-ledger",
     ):
         self._path = path
         self._busy_timeout_s = busy_timeout_s
@@ -83,18 +85,24 @@ class SQLiteBatchWriter:
         if unique_by is not None:
             self._sql += f" ON CONFLICT ({unique_by}) DO NOTHING"
         self._local = threading.local()
-        self._background = ThreadPoolExecutor(
-            1, "interlock-ledger", initializer=lower_thread_priority
-        )
-        self._catch_up = ThreadPoolExecutor(1, "interlock-ledger-catch-up")
+        self._background = ThreadPoolExecutor(1, name, initializer=lower_thread_priority)
+        self._catch_up = ThreadPoolExecutor(1, f"{name}-catch-up")
         self._used: set[ThreadPoolExecutor] = set()
         # For tests and diagnostics: called with each new connection, on its thread.
         self.on_connect: Callable[[sqlite3.Connection], None] | None = None
 
-    async def insert(self, rows: list[tuple[Any, ...]], *, catch_up: bool = False) -> None:
+    async def insert(
+        self,
+        rows: list[tuple[Any, ...]],
+        *,
+        catch_up: bool = False,
+        then: tuple[str, tuple[Any, ...]] | None = None,
+    ) -> None:
+        """``then``: one more statement (SQL and its parameters) for the same
+        transaction, after the rows."""
         executor = self._catch_up if catch_up else self._background
         self._used.add(executor)
-        await asyncio.get_running_loop().run_in_executor(executor, self._insert, rows)
+        await asyncio.get_running_loop().run_in_executor(executor, self._insert, rows, then)
 
     def dispose(self) -> None:
         """Close the connections on their threads, after any write in flight;
@@ -104,7 +112,9 @@ class SQLiteBatchWriter:
                 executor.submit(self._close)
             executor.shutdown(wait=False)
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    def _insert(
+        self, rows: list[tuple[Any, ...]], then: tuple[str, tuple[Any, ...]] | None = None
+    ) -> None:
         if not rows:
             return
         connection = self._connection()
@@ -114,6 +124,8 @@ class SQLiteBatchWriter:
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.executemany(self._sql, rows)
+            if then is not None:
+                connection.execute(*then)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:

@@ -18,6 +18,7 @@ same, with that reason). ``output_text`` is left to the SDKs, which add it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from interlock.dialects.responses.request import encode_thinking
@@ -46,9 +47,11 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 
 
 def new_id(prefix: str) -> str:
-    """``resp_``, ``msg_``, ``fc_``, ``rs_`` ids: random, not secret, as a
-    stored response is found by its id and the key that made it."""
-    return f"{prefix}_{random_hex(48)}"
+    """``resp_``, ``msg_``, ``fc_``, ``rs_`` ids as OpenAI writes them: 48
+    hex digits, the first 8 the time in seconds, so stored responses go in
+    near the end of the id index; the rest random, not secret, as a stored
+    response is found by its id and the key that made it."""
+    return f"{prefix}_{int(time.time()):08x}{random_hex(40)}"
 
 
 def response_shell(request: ResponsesRequest, response_id: str, created_at: int) -> JSONDict:

@@ -123,7 +123,9 @@ class ResponseEvents:
         self._usage: JSONDict | None = None
         self._model: str | None = None
         self._repeats = RepeatedChunks(_READ)
-        self._repeated_model: str | None = None  # the model the repeated chunks name
+        # The open message while nothing else is: a repeated text chunk's
+        # delta needs nothing but its template.
+        self._steady: _Item | None = None
         self.response: JSONDict | None = None
 
     def start(self) -> bytes:
@@ -134,17 +136,15 @@ class ResponseEvents:
         """The events for one chat chunk (often one, sometimes none)."""
         literal = self._repeats.match(raw)
         if literal is not None:
-            if self._repeated_model:
-                self._model = self._repeated_model
+            item = self._steady
+            if item is not None and self._repeats.field == "content":
+                item.parts.append(literal)  # the next piece of the text: the most frequent event
+                sequence = self._sequence
+                self._sequence = sequence + 1
+                return item.delta % (sequence, literal)
             if self._repeats.field != "content":
                 return self._reasoning_delta(literal)
-            item = self._message
-            if item is None or self._reasoning is not None:
-                return self._text_delta(literal)
-            item.parts.append(literal)  # the next piece of the text: the most frequent event
-            sequence = self._sequence
-            self._sequence = sequence + 1
-            return item.delta % (sequence, literal)
+            return self._text_delta(literal)
         try:
             chunk = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -170,8 +170,7 @@ class ResponseEvents:
                 out += self._call_piece(piece)
             if choice.get("finish_reason"):
                 self._finish_reason = choice["finish_reason"]
-        if self._repeats.learn(raw, chunk):
-            self._repeated_model = chunk.get("model")
+        self._repeats.learn(raw, chunk)
         return out
 
     def finish(self) -> bytes:
@@ -231,6 +230,7 @@ class ResponseEvents:
         out = b""
         if self._reasoning is None:  # signed thinking without readable text (redacted)
             self._reasoning, out = self._open("reasoning", "rs")
+            self._steady = None
         self._reasoning.blocks += blocks
         return out
 
@@ -256,6 +256,7 @@ class ResponseEvents:
             self._message = item
             part = b',"content_index":0,"part":' + _EMPTY_PART + b"}"
             out += opened + self._frame("response.content_part.added", item.ref + part)
+        self._steady = item  # nothing else is open now
         if literal == b'""':
             return out
         item.parts.append(literal)
@@ -263,6 +264,7 @@ class ResponseEvents:
 
     def _close_message(self) -> bytes:
         item, self._message = self._message, None
+        self._steady = None
         if item is None:
             return b""
         status, _ = status_of(self._finish_reason)

@@ -37,6 +37,7 @@ test: check tools
 # Chromium and chromedriver run the search page's browser tests
 # (tests/search/test_page_browser.py), from Debian's chromium and chromium-driver;
 # of the recommends only fonts-liberation, so the page has a font to render in.
+# wrk loads the served gateway in bench/dialects_cost.py (tests/bench/test_dialects_cost.py).
 # Not root: a hint, and those tests skip (on CI, CI=true, they fail instead).
 tools:
 	@command -v promtool >/dev/null || { \
@@ -55,6 +56,14 @@ tools:
 	      || { apt-get update -q && apt-get install -y -q --no-install-recommends $$pkgs; }; \
 	  else \
 	    echo "chromium/chromedriver not found; install them (Debian: sudo apt-get install --no-install-recommends chromium chromium-driver fonts-liberation)."; \
+	  fi; }
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends wrk \
+	      || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }; \
+	  else \
+	    echo "wrk not found; install it (Debian/Ubuntu: sudo apt-get install wrk)."; \
 	  fi; }
 
 install-bench: $(BIN)/python

@@ -26,7 +26,8 @@ only the mock's models and one key added). Two measurements:
 
 Medians are compared with chat's. Target (the issue): each dialect within
 15 % of ``/v1/chat/completions`` in CPU per request and latency, served.
-Writes bench/results/dialects.md (``--quick``: bench/.work/dialects-quick.md).
+Writes bench/results/dialects.md (``--quick``: bench/.work/dialects-quick.md;
+``--out``: there).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from stand import WORK_DIR, GatewayOptions, gateway_config, start_gateway, stop_
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "dialects.md"
 TARGET = 1.15
-STREAMS = (False, True)
+STREAMS = (False, True)  # each route unary, then streamed
 QUESTION = "Say hello to the benchmark UNIQUE."
 
 
@@ -177,9 +178,10 @@ def served(mock: Service, layout: CoreLayout, args: argparse.Namespace) -> None:
             result = run_wrk(gateway.url + route.path, args.concurrency, seconds, layout, env)
             return 1e6 * (cpu_seconds(gateway.pid) - before) / result.requests, result.p50_ms
 
-        for route in ROUTES:  # warm: pools, tokenizer, the store's first writes
-            for stream in STREAMS:
-                load(route, stream, 1)
+        if not args.quick:  # warm: pools, tokenizer, the store's first writes
+            for route in ROUTES:
+                for stream in STREAMS:
+                    load(route, stream, 1)
         for rep in range(args.served_reps):
             shift = rep % len(ROUTES)
             for route in ROUTES[shift:] + ROUTES[:shift]:
@@ -253,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--served-seconds", type=float, default=4.0)
     parser.add_argument("--served-reps", type=int, default=5)
     parser.add_argument(
-        "--quick", action="store_true", help="256 requests, 2 reps; served: 1 s, 1 rep"
+        "--quick", action="store_true", help="256 requests, 2 reps; served: 1 s, 1 rep, no warm-up"
     )
+    parser.add_argument("--out", type=Path, help="the report (default: bench/results/dialects.md)")
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.reps = 256, 2
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         mock.stop()
     text = report(args, layout)
-    out = WORK_DIR / "dialects-quick.md" if args.quick else RESULTS
+    out = args.out or (WORK_DIR / "dialects-quick.md" if args.quick else RESULTS)
     out.write_text(text)
     print(text)
     return 0

@@ -39,32 +39,24 @@ test: check tools
 # of the recommends only fonts-liberation, so the page has a font to render in.
 # wrk loads the served gateway in bench/dialects_cost.py (tests/bench/test_dialects_cost.py).
 # Not root: a hint, and those tests skip (on CI, CI=true, they fail instead).
+# $(call apt_tool,CHECK,PACKAGES,HINT): when CHECK fails, install PACKAGES
+# from Debian's archive as root (updating the index once if needed), else
+# print HINT.
+define apt_tool
+@$(1) || { \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+    export DEBIAN_FRONTEND=noninteractive; \
+    apt-get install -y -q --no-install-recommends $(2) \
+      || { apt-get update -q && apt-get install -y -q --no-install-recommends $(2); }; \
+  else \
+    echo "$(3)"; \
+  fi; }
+endef
+
 tools:
-	@command -v promtool >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y -q --no-install-recommends prometheus \
-	      || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; }; \
-	  else \
-	    echo "promtool not found; install it (Debian/Ubuntu: sudo apt-get install --no-install-recommends prometheus)."; \
-	  fi; }
-	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    export DEBIAN_FRONTEND=noninteractive; \
-	    pkgs="chromium chromium-driver fonts-liberation"; \
-	    apt-get install -y -q --no-install-recommends $$pkgs \
-	      || { apt-get update -q && apt-get install -y -q --no-install-recommends $$pkgs; }; \
-	  else \
-	    echo "chromium/chromedriver not found; install them (Debian: sudo apt-get install --no-install-recommends chromium chromium-driver fonts-liberation)."; \
-	  fi; }
-	@command -v wrk >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y -q --no-install-recommends wrk \
-	      || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }; \
-	  else \
-	    echo "wrk not found; install it (Debian/Ubuntu: sudo apt-get install wrk)."; \
-	  fi; }
+	$(call apt_tool,command -v promtool >/dev/null,prometheus,promtool not found; install it (Debian/Ubuntu: sudo apt-get install --no-install-recommends prometheus).)
+	$(call apt_tool,{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; },chromium chromium-driver fonts-liberation,chromium/chromedriver not found; install them (Debian: sudo apt-get install --no-install-recommends chromium chromium-driver fonts-liberation).)
+	$(call apt_tool,command -v wrk >/dev/null,wrk,wrk not found; install it (Debian/Ubuntu: sudo apt-get install wrk).)
 
 install-bench: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,bench]'

@@ -149,18 +149,23 @@ async def measure(mock_url: str, args: argparse.Namespace, log: BinaryIO) -> Non
                     await run(app, route, stream, 256, args.concurrency)
             settle_heap()  # as `interlock serve` does once started
             for rep in range(args.reps):
-                shift = rep % len(ROUTES)
-                for route in ROUTES[shift:] + ROUTES[:shift]:
-                    for stream in STREAMS:
-                        cpu = await run(app, route, stream, args.requests, args.concurrency)
-                        route.cpu_us[stream].append(cpu)
-                print(
-                    f"-- run {rep + 1}/{args.reps}: "
-                    + ", ".join(f"{r.name} {r.cpu_us[False][-1]:.0f}" for r in ROUTES),
-                    flush=True,
-                )
+                for route, stream in _interleaved(rep):
+                    cpu = await run(app, route, stream, args.requests, args.concurrency)
+                    route.cpu_us[stream].append(cpu)
+                _progress(f"run {rep + 1}/{args.reps}", lambda r: r.cpu_us)
         finally:
             await app.stop()
+
+
+def _interleaved(rep: int) -> list[tuple[Route, bool]]:
+    """One run's order: every route unary then streamed, the routes rotated by ``rep``."""
+    shift = rep % len(ROUTES)
+    return [(route, stream) for route in ROUTES[shift:] + ROUTES[:shift] for stream in STREAMS]
+
+
+def _progress(what: str, samples: Callable[[Route], dict[bool, list[float]]]) -> None:
+    figures = ", ".join(f"{r.name} {samples(r)[STREAMS[0]][-1]:.0f}" for r in ROUTES)
+    print(f"-- {what}: {figures}", flush=True)
 
 
 def served(mock: Service, layout: CoreLayout, args: argparse.Namespace) -> None:
@@ -183,17 +188,11 @@ def served(mock: Service, layout: CoreLayout, args: argparse.Namespace) -> None:
                 for stream in STREAMS:
                     load(route, stream, 1)
         for rep in range(args.served_reps):
-            shift = rep % len(ROUTES)
-            for route in ROUTES[shift:] + ROUTES[:shift]:
-                for stream in STREAMS:
-                    cpu, p50 = load(route, stream, args.served_seconds)
-                    route.served_cpu_us[stream].append(cpu)
-                    route.served_p50_ms[stream].append(p50)
-            print(
-                f"-- served run {rep + 1}/{args.served_reps}: "
-                + ", ".join(f"{r.name} {r.served_cpu_us[STREAMS[0]][-1]:.0f}" for r in ROUTES),
-                flush=True,
-            )
+            for route, stream in _interleaved(rep):
+                cpu, p50 = load(route, stream, args.served_seconds)
+                route.served_cpu_us[stream].append(cpu)
+                route.served_p50_ms[stream].append(p50)
+            _progress(f"served run {rep + 1}/{args.served_reps}", lambda r: r.served_cpu_us)
     finally:
         stop_gateway(gateway)
 

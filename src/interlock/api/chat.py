@@ -8,7 +8,7 @@ from starlette.types import ASGIApp
 
 from interlock.api.batches import async_job
 from interlock.api.services import Services
-from interlock.api.sse import SSEResponse
+from interlock.api.sse import EventStream, OpenAIEvents
 from interlock.api.wire import json_response, model_request
 from interlock.pipeline import ChatStream, Operation
 
@@ -21,5 +21,5 @@ async def chat_completions(request: Request, services: Services) -> ASGIApp:
         return await async_job(request, services, asked.body, "/v1/chat/completions")
     answer = await services.pipeline.run(asked)
     if isinstance(answer, ChatStream):
-        return SSEResponse(answer, services.redactor)
+        return EventStream(answer, OpenAIEvents(services.redactor), services.redactor)
     return json_response(answer)

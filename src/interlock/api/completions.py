@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp
 
 from interlock.api.services import Services
-from interlock.api.sse import SSEResponse
+from interlock.api.sse import EventStream, OpenAIEvents
 from interlock.api.wire import json_response, read_json_object, translated_request
 from interlock.dialects.completions import check, chunk_from_chat, from_chat, to_chat
 from interlock.pipeline import ChatStream
@@ -30,5 +30,6 @@ async def completions(request: Request, services: Services) -> ASGIApp:
         raise
     answer = await pipeline.run(asked, admitted)
     if isinstance(answer, ChatStream):
-        return SSEResponse(answer, services.redactor, chunk_from_chat)
+        encoder = OpenAIEvents(services.redactor, chunk_from_chat)
+        return EventStream(answer, encoder, services.redactor)
     return json_response(from_chat(answer))

@@ -17,19 +17,17 @@ OpenAI does.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import replace
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from interlock.api.errors import retry_after_header, safe_message
 from interlock.api.services import Services
-from interlock.api.sse import watch_disconnect
+from interlock.api.sse import EventStream
 from interlock.api.wire import json_response, read_json_object, request_record, translated_request
 from interlock.dialects.anthropic import (
     CountTokensRequest,
@@ -48,14 +46,7 @@ from interlock.tokens import TokenCounter, count_chat_prompt, count_text
 
 __all__ = ["anthropic_error", "count_tokens", "messages"]
 
-log = logging.getLogger("interlock.stream")
-
 DIALECT = "anthropic"
-_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 
 
 def _authorization(request: Request) -> str | None:
@@ -78,7 +69,8 @@ async def messages(request: Request, services: Services) -> ASGIApp:
     answer = await pipeline.run(asked, admitted)
     stops = parsed.stop_sequences or ()
     if isinstance(answer, ChatStream):
-        return AnthropicEvents(answer, EventTranslator(parsed.model, stops), services.redactor)
+        encoder = AnthropicEncoder(EventTranslator(parsed.model, stops))
+        return EventStream(answer, encoder, services.redactor)
     return json_response(message(answer, stops))
 
 
@@ -126,62 +118,25 @@ def anthropic_error(exc: InterlockError, redactor: Redactor) -> Response:
     )
 
 
-class AnthropicEvents:
-    """A ``ChatStream`` written out as Anthropic's events, as ``SSEResponse``
-    writes OpenAI's: pings while the first chunk is awaited, each chunk's
-    events the moment it arrives, an ``error`` event for a failure after the
-    response started, and a client that leaves cancels the stream."""
+class AnthropicEncoder:
+    """Anthropic's events for ``EventStream``: pings while the first chunk
+    is awaited, ``EventTranslator``'s events, an ``error`` event for a
+    failure after the response started."""
 
-    def __init__(self, stream: ChatStream, events: EventTranslator, redactor: Redactor):
-        self._stream = stream
+    __slots__ = ("_events", "feed")
+
+    def __init__(self, events: EventTranslator):
         self._events = events
-        self._redactor = redactor
+        self.feed = events.feed
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        client_gone = asyncio.Event()
-        watcher = asyncio.get_running_loop().create_task(
-            watch_disconnect(receive, task, client_gone)
-        )
-        stream, events = self._stream, self._events
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-            try:
-                async for _ in stream.opening():
-                    await send(_body(events.ping()))
-                feed = events.feed
-                # One write per chunk that makes events (a usage chunk makes none).
-                if stream.first is not None and (piece := feed(stream.first)):
-                    await send(_body(piece))
-                async for chunk in stream.chunks:
-                    if piece := feed(chunk):
-                        await send({"type": "http.response.body", "body": piece, "more_body": True})
-                last = events.finish()
-            except InterlockError as exc:
-                message = safe_message(exc, self._redactor)
-                log.warning(
-                    "stream failed after the response started",
-                    extra={
-                        "request_id": scope.get("interlock.request_id"),
-                        "error": message,
-                        "status": exc.status_code,
-                    },
-                )
-                last = event("error", {"error": error_body(exc, message)["error"]})
-            await send({"type": "http.response.body", "body": last, "more_body": False})
-        except (asyncio.CancelledError, OSError):
-            if not client_gone.is_set():
-                raise
-            task.uncancel()  # the client left: stop quietly
-            log.info(
-                "client disconnected mid-stream",
-                extra={"request_id": scope.get("interlock.request_id")},
-            )
-        finally:
-            watcher.cancel()
-            await stream.aclose()
+    def opening(self) -> bytes:
+        return b""
 
+    def heartbeat(self) -> bytes:
+        return self._events.ping()
 
-def _body(data: bytes) -> dict[str, object]:
-    return {"type": "http.response.body", "body": data, "more_body": True}
+    async def finish(self) -> bytes:
+        return self._events.finish()
+
+    def error(self, exc: InterlockError, message: str) -> bytes:
+        return event("error", {"error": error_body(exc, message)["error"]})

@@ -4,7 +4,7 @@
 A thin edge (ADR 0009): the request is translated into a chat body
 (``interlock.dialects.responses``), run by the one pipeline, and the chat
 completion or chunks translated back into a Response or its semantic
-stream events (``ResponsesSSE``). Errors keep OpenAI's shape.
+stream events (``ResponsesEncoder``). Errors keep OpenAI's shape.
 
 With ``store`` (the default) the finished Response and the conversation
 that led to it are kept in the records store for ``responses.retention_days``,
@@ -26,8 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
-from interlock.api.responses_sse import ResponsesSSE
+from interlock.api.responses_sse import ResponsesEncoder
 from interlock.api.services import Services
+from interlock.api.sse import EventStream
 from interlock.api.wire import (
     caller_name,
     int_param,
@@ -83,7 +84,7 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         key_name = request_record(request).key_name or caller_name(request, services)
         keep = _Keeper(store, key_name, conversation, services.responses.retention_s)
     if isinstance(answer, ChatStream):
-        return ResponsesSSE(answer, ResponseEvents(shell), services.redactor, keep)
+        return EventStream(answer, ResponsesEncoder(ResponseEvents(shell), keep), services.redactor)
     response = to_response(shell, answer)
     if keep is not None:
         await keep(response)

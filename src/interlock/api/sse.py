@@ -1,21 +1,28 @@
-"""Server-sent events out to the client, OpenAI style.
+"""Server-sent events out to the client, in any dialect.
 
-``SSEResponse`` writes a ``ChatStream`` the pipeline opened: heartbeats
-(SSE comments) while its first chunk is awaited, then each chunk the moment
-it arrives (one ``send`` per chunk, no batching), then ``data: [DONE]``. It
-watches the client: a disconnect cancels the stream at once, which closes
-the upstream connection, so the model server stops generating for nobody.
+``EventStream`` writes a ``ChatStream`` the pipeline opened, through an
+``Encoder`` that turns it into one dialect's events: heartbeats while its
+first chunk is awaited, then each chunk's events the moment the chunk
+arrives (one ``send`` per chunk that makes any, no batching), then the
+closing events. It watches the client: a disconnect cancels the stream at
+once, which closes the upstream connection, so the model server stops
+generating for nobody.
+
+``OpenAIEvents`` is OpenAI's encoding (``data: <chunk>``, ``data: [DONE]``,
+SSE comments as heartbeats); the Anthropic and Responses edges bring their
+own (``api/messages.py``, ``api/responses_sse.py``).
 
 When the response starts is the stream's decision (``pipeline/stream.py``):
 a failure before then got its HTTP status from the pipeline; a failure after
-the first byte becomes an SSE error event here.
+the first byte becomes the encoder's error event here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from typing import Protocol
 
 from starlette.types import Receive, Scope, Send
 
@@ -24,7 +31,7 @@ from interlock.errors import InterlockError
 from interlock.pipeline import ChatStream
 from interlock.redaction import Redactor
 
-__all__ = ["SSEResponse", "watch_disconnect"]
+__all__ = ["Encoder", "EventStream", "OpenAIEvents", "watch_disconnect"]
 
 log = logging.getLogger("interlock.stream")
 
@@ -37,19 +44,66 @@ _HEADERS = [
 ]
 
 
-class SSEResponse:
-    """``translate``: each chunk into another dialect's JSON (legacy
-    completions); None (chat) writes the pipeline's chunks as they are."""
+class Encoder(Protocol):
+    """One dialect's events for a stream of chat chunks."""
 
-    def __init__(
-        self,
-        stream: ChatStream,
-        redactor: Redactor,
-        translate: Callable[[bytes], bytes] | None = None,
-    ):
-        self._stream = stream
+    def opening(self) -> bytes:
+        """What comes before the first chunk's events (may be empty)."""
+        ...
+
+    def heartbeat(self) -> bytes:
+        """Written while the first chunk is awaited."""
+        ...
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The events for one chunk (the bytes of its JSON object); may be empty."""
+        ...
+
+    async def finish(self) -> bytes:
+        """The closing events, once the chunks ended."""
+        ...
+
+    def error(self, exc: InterlockError, message: str) -> bytes:
+        """The last events for a failure after the response started;
+        ``message``: the error's text, redacted."""
+        ...
+
+
+class OpenAIEvents:
+    """OpenAI's stream: each chunk as ``data: <json>``, then ``data: [DONE]``.
+    ``translate``: each chunk into another shape first (legacy completions)."""
+
+    __slots__ = ("_redactor", "feed")
+
+    def __init__(self, redactor: Redactor, translate: Callable[[bytes], bytes] | None = None):
         self._redactor = redactor
-        self._translate = translate
+        if translate is None:
+            self.feed: Callable[[bytes], bytes] = _data
+        else:
+            self.feed = lambda chunk: _data(translate(chunk))
+
+    def opening(self) -> bytes:
+        return b""
+
+    def heartbeat(self) -> bytes:
+        return _HEARTBEAT
+
+    async def finish(self) -> bytes:
+        return _DONE
+
+    def error(self, exc: InterlockError, message: str) -> bytes:
+        return error_event(exc, self._redactor) + _DONE
+
+
+def _data(chunk: bytes) -> bytes:
+    return b"data: " + chunk + b"\n\n"
+
+
+class EventStream:
+    def __init__(self, stream: ChatStream, encoder: Encoder, redactor: Redactor):
+        self._stream = stream
+        self._encoder = encoder
+        self._redactor = redactor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -58,31 +112,32 @@ class SSEResponse:
         watcher = asyncio.get_running_loop().create_task(
             watch_disconnect(receive, task, client_gone)
         )
-        stream = self._stream
+        stream, encoder = self._stream, self._encoder
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            # The opening goes at once while the first chunk is awaited, else
+            # in one write with the first chunk's events.
+            pending = encoder.opening()
+            if stream.first is None and pending:
+                await send(_body(pending))
+                pending = b""
             try:
                 async for _ in stream.opening():
-                    await send(_body(_HEARTBEAT))
-                first, chunks, translate = stream.first, stream.chunks, self._translate
-                if translate is not None:
-                    first = translate(first) if first is not None else None
-                    chunks = _translated(chunks, translate)
-                if first is not None:
-                    await send(_body(b"data: " + first + b"\n\n"))
-                async for chunk in chunks:
-                    await send(_body(b"data: " + chunk + b"\n\n"))
+                    await send(_body(encoder.heartbeat()))
+                feed = encoder.feed
+                if stream.first is not None:
+                    pending += feed(stream.first)
+                if pending:
+                    await send(_body(pending))
+                    pending = b""
+                async for chunk in stream.chunks:
+                    if data := feed(chunk):  # a usage chunk may make none
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                last = await encoder.finish()
             except InterlockError as exc:
-                log.warning(
-                    "stream failed after the response started",
-                    extra={
-                        "request_id": scope.get("interlock.request_id"),
-                        "error": safe_message(exc, self._redactor),
-                        "status": exc.status_code,
-                    },
-                )
-                await send(_body(error_event(exc, self._redactor)))
-            await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+                # After the opening, if it had not gone out yet.
+                last = pending + encoder.error(exc, self._failed(scope, exc))
+            await send({"type": "http.response.body", "body": last, "more_body": False})
         except (asyncio.CancelledError, OSError):
             if not client_gone.is_set():
                 raise
@@ -97,12 +152,17 @@ class SSEResponse:
             watcher.cancel()
             await stream.aclose()
 
-
-async def _translated(
-    chunks: AsyncIterator[bytes], translate: Callable[[bytes], bytes]
-) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        yield translate(chunk)
+    def _failed(self, scope: Scope, exc: InterlockError) -> str:
+        message = safe_message(exc, self._redactor)
+        log.warning(
+            "stream failed after the response started",
+            extra={
+                "request_id": scope.get("interlock.request_id"),
+                "error": message,
+                "status": exc.status_code,
+            },
+        )
+        return message
 
 
 def _body(data: bytes) -> dict[str, object]:

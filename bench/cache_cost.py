@@ -44,6 +44,7 @@ from interlock.state import MemoryStateStore
 from loadgen import POST_LUA, ensure_wrk
 from procs import BenchError, CoreLayout, CpuMark, Service, cpu_seconds, free_port, start_service
 from report import machine_info
+from stand import start_plain_mock
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORK_DIR = BENCH_DIR / ".work"
@@ -358,15 +359,7 @@ def run(layout: CoreLayout, duration_s: int, reps: int) -> tuple[dict[str, Figur
     """The figures, and the share of a core other processes used meanwhile."""
     key = "sk-bench-" + secrets.token_hex(12)
     began = CpuMark.now()
-    port = free_port()
-    mock_cmd = [sys.executable, str(BENCH_DIR / "mock_upstream.py"), "--port", str(port)]
-    mock = start_service(
-        "mock upstream",
-        layout.pinned(mock_cmd, layout.load),
-        "listening on",
-        f"http://127.0.0.1:{port}",
-        WORK_DIR / "mock-cache.log",
-    )
+    mock = start_plain_mock(layout, "cache")
     services = [mock]
     try:
         gateways = {on: start_gateway(mock, layout, key, on) for on in (False, True)}

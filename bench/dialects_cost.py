@@ -54,8 +54,15 @@ from interlock.app import create_app
 from interlock.config import parse_config
 from interlock.server import settle_heap
 from loadgen import ensure_wrk, run_wrk
-from procs import BenchError, CoreLayout, Service, cpu_seconds, free_port, start_service
-from stand import WORK_DIR, GatewayOptions, gateway_config, start_gateway, stop_gateway
+from procs import BenchError, CoreLayout, Service, cpu_seconds
+from stand import (
+    WORK_DIR,
+    GatewayOptions,
+    gateway_config,
+    start_gateway,
+    start_plain_mock,
+    stop_gateway,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "dialects.md"
@@ -262,16 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         args.requests, args.reps = 256, 2
         args.served_seconds, args.served_reps = 1.0, 1
     WORK_DIR.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    cmd = [sys.executable, str(BENCH_DIR / "mock_upstream.py"), "--port", str(port)]
     layout = CoreLayout.detect()
-    mock = start_service(
-        "mock upstream",
-        layout.pinned(cmd, layout.load),
-        "listening on",
-        f"http://127.0.0.1:{port}",
-        WORK_DIR / "mock-dialects.log",
-    )
+    mock = start_plain_mock(layout, "dialects")
     try:
         # The access log is on (shipped default), written where nobody waits on it.
         served(mock, layout, args)

@@ -70,10 +70,10 @@ from pipeline_variants import (
     Variant,
     raw_config,
 )
-from procs import BenchError, CoreLayout, CpuMark, Service, free_port, start_service
+from procs import BenchError, CoreLayout, CpuMark, Service
 from report import machine_info
 from scenarios import CACHEABLE_BODY, UNIQUE_BODY
-from stand import CHAT, WORK_DIR, mock_stats
+from stand import CHAT, WORK_DIR, mock_stats, start_plain_mock
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "pipeline.md"
@@ -184,14 +184,6 @@ async def smoke_check(gateway: Gateway) -> None:
         problems.append(f"rate-limit headers {answers[0].headers}")
     if problems:
         raise BenchError(f"{v.name}: smoke check failed: {problems}")
-
-
-def start_mock(layout: CoreLayout) -> Service:
-    port = free_port()
-    cmd = [sys.executable, str(BENCH_DIR / "mock_upstream.py"), "--port", str(port)]
-    url = f"http://127.0.0.1:{port}"
-    log = WORK_DIR / "mock-pipeline.log"
-    return start_service("mock upstream", layout.pinned(cmd, layout.load), "listening on", url, log)
 
 
 async def start_gateways(
@@ -382,7 +374,7 @@ def measure_all(
     variants: Sequence[Variant], layout: CoreLayout, args: argparse.Namespace
 ) -> Results:
     """The mock on the load core, this process (the gateways) on the gateway core."""
-    mock = start_mock(layout)
+    mock = start_plain_mock(layout, "pipeline")
     try:
         if layout.gateway is not None:
             os.sched_setaffinity(0, {layout.gateway})

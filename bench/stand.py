@@ -196,6 +196,15 @@ class Stand:
             raise BenchError(f"gateway embeddings smoke check failed: {status} {body}")
 
 
+def start_plain_mock(layout: CoreLayout, tag: str) -> Service:
+    """bench/mock_upstream.py with its defaults (20 chunks, no delay) on the load core."""
+    port = free_port()
+    cmd = [sys.executable, str(BENCH_DIR / "mock_upstream.py"), "--port", str(port)]
+    log = WORK_DIR / f"mock-{tag}.log"
+    url = f"http://127.0.0.1:{port}"
+    return start_service("mock upstream", layout.pinned(cmd, layout.load), "listening on", url, log)
+
+
 def start_mock(settings: Settings, layout: CoreLayout, core: int | None, tag: str) -> Service:
     port = free_port()
     cmd = [

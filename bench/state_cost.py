@@ -48,8 +48,8 @@ from inprocess import InProcessApp
 from interlock.app import create_app
 from interlock.config import parse_config
 from interlock.server import settle_heap
-from procs import BenchError, CoreLayout, cpu_seconds, free_port, start_service
-from stand import WORK_DIR, GatewayOptions, gateway_config
+from procs import BenchError, CoreLayout, cpu_seconds
+from stand import WORK_DIR, GatewayOptions, gateway_config, start_plain_mock
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "state.md"
@@ -211,16 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         Variant("memory", {"backend": "memory"}),
         Variant("redis", {"backend": "redis", "url": args.redis, "prefix": prefix}),
     ]
-    port = free_port()
-    layout = CoreLayout.detect()
-    cmd = [sys.executable, str(BENCH_DIR / "mock_upstream.py"), "--port", str(port)]
-    mock = start_service(
-        "mock upstream",
-        layout.pinned(cmd, layout.load),
-        "listening on",
-        f"http://127.0.0.1:{port}",
-        WORK_DIR / "mock-state.log",
-    )
+    mock = start_plain_mock(CoreLayout.detect(), "state")
     try:
         # The access log is on (shipped default), written where nobody waits on it.
         with open(os.devnull, "wb") as log:

@@ -21,11 +21,9 @@ import pytest
 
 from tests.conftest import TEST_KEY
 from tests.e2e.test_provider_fidelity import _png
-from tests.support.fake_anthropic import SIGNATURE, anthropic_app
-from tests.support.fake_azure import azure_app
-from tests.support.fake_bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, bedrock_app
-from tests.support.fake_gemini import gemini_app
-from tests.support.servers import FakeUpstream, GatewayProcess
+from tests.support.fake_anthropic import SIGNATURE
+from tests.support.provider_fleet import PROVIDER_MODELS, provider_gateway
+from tests.support.servers import GatewayProcess
 
 EVERY = ["claude", "azure", "gemini", "bedrock", "sim"]
 GREETINGS = {
@@ -65,50 +63,20 @@ def upstream_requests() -> list[dict[str, Any]]:
 def gateway(
     tmp_path_factory: pytest.TempPathFactory, upstream_requests: list[dict[str, Any]]
 ) -> Iterator[GatewayProcess]:
-    fakes = {
-        "claude": FakeUpstream(anthropic_app(upstream_requests)),
-        "azure": FakeUpstream(azure_app()),
-        "gemini": FakeUpstream(gemini_app()),
-        "bedrock": FakeUpstream(bedrock_app()),
-    }
-    claude = {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "test"}
-    deployments: dict[str, dict[str, Any]] = {
-        "claude": claude,
+    more = {
         # Its own deployment, so its overload trips no breaker the others use.
-        "claude-busy": dict(claude),
-        "azure": {"provider": "azure", "model": "gpt-4o", "api_key": "test"},
-        "gemini": {"provider": "gemini", "model": "gemini-2.5-flash", "api_key": "test"},
-        "bedrock": {
-            "provider": "bedrock",
-            "model": "anthropic.claude-3-5-sonnet-20240620-v1:0",
-            "aws": {
-                "region": "us-east-1",
-                "access_key_id": TEST_ACCESS_KEY_ID,
-                "secret_access_key": TEST_SECRET_ACCESS_KEY,
-            },
-        },
-        "sim": {"provider": "simulator"},
+        "claude-busy": PROVIDER_MODELS["claude"],
         "cut": {"provider": "simulator"},
     }
-    models = []
-    for name, deployment in deployments.items():
-        fake = fakes.get(name.removesuffix("-busy"))
-        if fake is not None:
-            deployment["base_url"] = fake.url
-        models.append({"name": name, "deployments": [{"id": f"{name}-1", **deployment}]})
-    config = {
-        "models": models,
-        "keys": [{"name": "test", "key": "os.environ/TEST_KEY"}],
-        # The "cut" model's streams break after two chunks: an error after the start.
-        "chaos": {"enabled": True, "rules": [{"deployment": "cut-1", "cut_after_chunks": 2}]},
-        "batch": {"enabled": False},
-        "registry": {"enabled": False},
-    }
-    gateway = GatewayProcess(config, tmp_path_factory.mktemp("gw"), env={"TEST_KEY": TEST_KEY})
-    yield gateway
-    gateway.close()
-    for fake in fakes.values():
-        fake.close()
+    # The "cut" model's streams break after two chunks: an error after the start.
+    chaos = {"enabled": True, "rules": [{"deployment": "cut-1", "cut_after_chunks": 2}]}
+    with provider_gateway(
+        tmp_path_factory.mktemp("gw"),
+        more_models=more,
+        anthropic_requests=upstream_requests,
+        sections={"chaos": chaos},
+    ) as gateway:
+        yield gateway
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,8 @@ from openai.types.shared_params import Reasoning
 from pydantic import BaseModel
 
 from tests.conftest import TEST_KEY
-from tests.support.fake_anthropic import anthropic_app
-from tests.support.fake_azure import azure_app
-from tests.support.fake_bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, bedrock_app
-from tests.support.fake_gemini import gemini_app
-from tests.support.servers import FakeUpstream, GatewayProcess
+from tests.support.provider_fleet import provider_gateway
+from tests.support.servers import GatewayProcess
 
 OTHER_KEY = "sk-other-responses"
 WEATHER: FunctionToolParam = {
@@ -49,48 +46,14 @@ TOOL_LOOP = ["sim", "claude", "azure", "gemini", "bedrock"]
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    fakes = {
-        "claude": FakeUpstream(anthropic_app()),
-        "azure": FakeUpstream(azure_app()),
-        "gemini": FakeUpstream(gemini_app()),
-        "bedrock": FakeUpstream(bedrock_app()),
-    }
-    deployments: dict[str, dict[str, Any]] = {
-        "claude": {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "test"},
-        "azure": {"provider": "azure", "model": "gpt-4o", "api_key": "test"},
-        "gemini": {"provider": "gemini", "model": "gemini-2.5-flash", "api_key": "test"},
-        "bedrock": {
-            "provider": "bedrock",
-            "model": "anthropic.claude-3-5-sonnet-20240620-v1:0",
-            "aws": {
-                "region": "us-east-1",
-                "access_key_id": TEST_ACCESS_KEY_ID,
-                "secret_access_key": TEST_SECRET_ACCESS_KEY,
-            },
-        },
-        "sim": {"provider": "simulator"},
-        # Streams break after 3 tokens: the error event after the start.
-        "cut": {"provider": "simulator", "params": {"cut_after_tokens": 3}},
-    }
-    models = []
-    for name, deployment in deployments.items():
-        if name in fakes:
-            deployment["base_url"] = fakes[name].url
-        models.append({"name": name, "deployments": [{"id": f"{name}-1", **deployment}]})
-    config = {
-        "models": models,
-        "keys": [
-            {"name": "test", "key": "os.environ/TEST_KEY"},
-            {"name": "other", "key": OTHER_KEY},
-        ],
-        "batch": {"enabled": False},
-        "registry": {"enabled": False},
-    }
-    gateway = GatewayProcess(config, tmp_path_factory.mktemp("gw"), env={"TEST_KEY": TEST_KEY})
-    yield gateway
-    gateway.close()
-    for fake in fakes.values():
-        fake.close()
+    # Streams of "cut" break after 3 tokens: the error event after the start.
+    cut = {"provider": "simulator", "params": {"cut_after_tokens": 3}}
+    with provider_gateway(
+        tmp_path_factory.mktemp("gw"),
+        more_models={"cut": cut},
+        keys=[{"name": "other", "key": OTHER_KEY}],
+    ) as gateway:
+        yield gateway
 
 
 def _client(gateway: GatewayProcess, key: str = TEST_KEY) -> openai.OpenAI:

@@ -22,11 +22,8 @@ import pytest
 from pydantic import BaseModel
 
 from tests.conftest import TEST_KEY
-from tests.support.fake_anthropic import anthropic_app
-from tests.support.fake_azure import azure_app
-from tests.support.fake_bedrock import bedrock_app
-from tests.support.fake_gemini import gemini_app
-from tests.support.servers import FakeUpstream, GatewayProcess
+from tests.support.provider_fleet import provider_gateway
+from tests.support.servers import GatewayProcess
 
 TRANSLATED = ["claude", "gemini", "bedrock"]
 EVERY = [*TRANSLATED, "azure", "sim"]
@@ -59,43 +56,8 @@ TIME = {
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    fakes = {
-        "claude": FakeUpstream(anthropic_app()),
-        "gemini": FakeUpstream(gemini_app()),
-        "bedrock": FakeUpstream(bedrock_app()),
-        "azure": FakeUpstream(azure_app()),
-    }
-    deployments: dict[str, dict[str, Any]] = {
-        "claude": {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "test"},
-        "gemini": {"provider": "gemini", "model": "gemini-2.5-flash", "api_key": "test"},
-        "bedrock": {
-            "provider": "bedrock",
-            "model": "anthropic.claude-3-5-sonnet-20240620-v1:0",
-            "aws": {
-                "region": "us-east-1",
-                "access_key_id": "AKIDTEST",
-                "secret_access_key": "test-secret",
-            },
-        },
-        "azure": {"provider": "azure", "model": "gpt-4o", "api_key": "test"},
-        "sim": {"provider": "simulator"},
-    }
-    models = []
-    for name, deployment in deployments.items():
-        if name in fakes:
-            deployment["base_url"] = fakes[name].url
-        models.append({"name": name, "deployments": [{"id": f"{name}-1", **deployment}]})
-    config = {
-        "models": models,
-        "keys": [{"name": "test", "key": "os.environ/TEST_KEY"}],
-        "batch": {"enabled": False},
-        "registry": {"enabled": False},
-    }
-    gateway = GatewayProcess(config, tmp_path_factory.mktemp("gw"), env={"TEST_KEY": TEST_KEY})
-    yield gateway
-    gateway.close()
-    for fake in fakes.values():
-        fake.close()
+    with provider_gateway(tmp_path_factory.mktemp("gw")) as gateway:
+        yield gateway
 
 
 @pytest.fixture(scope="module")

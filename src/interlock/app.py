@@ -66,7 +66,7 @@ from interlock.state import StateStore, StoreHealth, build_state_store
 from interlock.store import Store, data_dir, open_store
 from interlock.store.blobs import build_blob_store
 from interlock.telemetry.access_log import AccessLog
-from interlock.telemetry.cache_metrics import CacheCollector
+from interlock.telemetry.cache_metrics import CacheCollector, CacheMetricsMirror
 from interlock.telemetry.health import DeploymentHealth, HealthBoard
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.metrics import Metrics
@@ -501,7 +501,11 @@ def build_gateway(
     )
     accounting = Accounting(gate=gate)
     cache = build_cache(config, state)
-    if cache is not None:
+    cache_mirror: CacheMetricsMirror | None = None
+    if cache is not None and metrics.multiprocess:
+        cache_mirror = CacheMetricsMirror(cache, metrics.registry)
+        metrics.before_render(cache_mirror.sync)
+    elif cache is not None:
         metrics.registry.register(CacheCollector(cache))
 
     batch_metrics = BatchMetrics(metrics.registry)
@@ -510,6 +514,7 @@ def build_gateway(
     async def lifespan() -> AsyncIterator[None]:
         started: list[Provider] = []
         refresher: asyncio.Task[None] | None = None
+        mirroring: asyncio.Task[None] | None = None
         batch: BatchRuntime | None = None
         try:
             records.store = await open_store(
@@ -518,6 +523,8 @@ def build_gateway(
             keys.use_store(records.store.keys)
             await keys.refresh()
             refresher = asyncio.create_task(keys.run_refresher(config.admission.key_refresh_s))
+            if cache_mirror is not None:
+                mirroring = asyncio.create_task(cache_mirror.run())
             accounting.ledger = records.store.ledger
             for provider in providers.values():
                 await provider.start()
@@ -549,6 +556,9 @@ def build_gateway(
                 # its aiosqlite connection (a non-daemon worker thread) outlived
                 # the loop and the process hung at exit after a clean drain.
                 await asyncio.wait([refresher])
+            if mirroring is not None:
+                mirroring.cancel()
+                await asyncio.wait([mirroring])
             if search is not None:
                 await search.aclose()
             pipeline.guardrails.book.close()

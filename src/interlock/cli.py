@@ -25,6 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("INTERLOCK_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("INTERLOCK_PORT", "8080")))
     serve.add_argument("--log-level", default=os.environ.get("INTERLOCK_LOG_LEVEL", "info"))
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ["INTERLOCK_WORKERS"]) if "INTERLOCK_WORKERS" in os.environ else None,
+        help="worker processes on the one port (default: server.workers, 1); "
+        "more than one needs state.backend redis",
+    )
     worker = commands.add_parser("worker", help="run batch workers (no HTTP API)")
     worker.add_argument("--config", help="YAML config (default: bundled simulator config)")
     worker.add_argument(
@@ -151,12 +158,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.command == "worker":
         return _worker(args, config, banner)
-    from interlock.redaction import Redactor  # imports the guardrails' detectors
-    from interlock.server import serve  # imports uvicorn; keep check-config light
+    return _serve(args, config, banner)
 
+
+def _serve(args: argparse.Namespace, config: GatewayConfig, banner: list[str]) -> int:
+    from interlock.redaction import Redactor  # imports the guardrails' detectors
+
+    workers = config.server.workers if args.workers is None else args.workers
+    problem = "--workers must be at least 1" if workers < 1 else config.workers_problem(workers)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     # Logging starts once the config says which secrets no line may show.
     redactor = Redactor.from_config(config, os.environ)
     configure_logging(args.log_level, redactor)
+    if workers > 1:
+        from interlock.supervisor import serve_workers
+
+        try:
+            return serve_workers(config, args.host, args.port, workers, args.log_level, banner)
+        except OSError as exc:  # the port: taken, or not ours to bind
+            print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
+    from interlock.server import serve  # imports uvicorn; keep check-config light
+
     try:
         return serve(config, args.host, args.port, banner, redactor=redactor)
     except ConfigError as exc:  # found only while building (guardrails rules, proxy variables)

@@ -11,6 +11,7 @@ import gc
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import TextIO
 
@@ -34,11 +35,22 @@ GC_YOUNG_THRESHOLD = 50_000
 
 
 class GatewayServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, drain: DrainState, banner: list[str], out: TextIO):
+    """``out``: where the listening address and ``banner`` go once started;
+    None for a worker process, whose supervisor announces the socket."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: DrainState,
+        banner: list[str],
+        out: TextIO | None,
+        on_started: Callable[[], None] | None = None,
+    ):
         super().__init__(config)
         self._drain = drain
         self._banner = banner
         self._out = out
+        self._on_started = on_started
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Unlike uvicorn's, this does not re-raise the signal after shutdown:
@@ -54,6 +66,10 @@ class GatewayServer(uvicorn.Server):
         if not self.started:
             return
         settle_heap()
+        if self._on_started is not None:
+            self._on_started()
+        if self._out is None:
+            return
         for server in self.servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
@@ -79,10 +95,14 @@ def serve(
     host: str,
     port: int,
     banner: list[str] | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = sys.stdout,
     redactor: Redactor | None = None,
+    sock: socket.socket | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> int:
-    """``redactor``: the one the process's logs use (default: built from ``config``)."""
+    """``redactor``: the one the process's logs use (default: built from
+    ``config``). ``sock``: an already listening socket to serve instead of
+    binding ``host:port`` (a worker process's, shared with its siblings)."""
     drain = DrainState()
     app = create_app(config, drain=drain, redactor=redactor)
     uv_config = uvicorn.Config(
@@ -103,6 +123,6 @@ def serve(
         proxy_headers=False,
         timeout_graceful_shutdown=int(config.server.drain_timeout_s),
     )
-    server = GatewayServer(uv_config, drain, banner or [], out)
-    server.run()
+    server = GatewayServer(uv_config, drain, banner or [], out, on_started)
+    server.run(sockets=None if sock is None else [sock])
     return 0 if server.started else 1

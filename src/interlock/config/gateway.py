@@ -70,7 +70,27 @@ class GatewayConfig(_Strict):
             for tier in [jwt.default_tier, *(jwt.allowed_tiers or [])]:
                 if tier not in self.tiers:
                     raise ValueError(f"admission.jwt: unknown tier {tier!r}")
+        problem = self.workers_problem(self.server.workers)
+        if problem is not None:
+            raise ValueError(f"server.workers: {problem}")
         return self
+
+    def workers_problem(self, workers: int) -> str | None:
+        """Why ``workers`` processes cannot serve this config, or None.
+
+        Memory state is per process: with several workers a key's rate limit
+        and concurrency would be multiplied by their number, each would keep
+        its own circuit breakers and cache, and coalescing would stop at the
+        process. Redis is what they share (the SQLite store and the ledger's
+        journal already work across processes)."""
+        if workers > 1 and self.state.backend == "memory":
+            return (
+                f"{workers} worker processes need shared state, and state.backend is "
+                "'memory': each process would keep its own rate limits, concurrency, "
+                "circuit breakers and cache. Set state.backend: redis with state.url "
+                "(e.g. redis://127.0.0.1:6379/0), or run one worker."
+            )
+        return None
 
 
 def _require_unique(what: str, names: list[str]) -> None:

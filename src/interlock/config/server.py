@@ -11,6 +11,9 @@ __all__ = ["LimitsConfig", "ServerConfig"]
 
 
 class ServerConfig(_Strict):
+    # Worker processes serving one port (``interlock serve --workers``);
+    # more than one needs Redis state (``GatewayConfig.workers_problem``).
+    workers: int = Field(default=1, ge=1, le=256)
     max_request_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     drain_timeout_s: float = Field(default=30.0, ge=0)
     # What one client may hold (api/protocol.py): the request head (request

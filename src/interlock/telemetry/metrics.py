@@ -14,6 +14,7 @@ config, key *names* (never keys), statuses.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -45,6 +46,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._before_render: list[Callable[[], None]] = []
         self.requests = Counter(
             "interlock_requests",
             "Requests answered, by route, model group, deployment and status.",
@@ -272,8 +274,19 @@ class Metrics:
         if error_kind is not None:
             self._child(self.upstream_errors, deployment, error_kind).inc()
 
+    @property
+    def multiprocess(self) -> bool:
+        """Values live in files every worker process shares (``render`` sums them)."""
+        return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+    def before_render(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` at each scrape, before the values are read."""
+        self._before_render.append(hook)
+
     def render(self) -> bytes:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        for hook in self._before_render:
+            hook()
+        if self.multiprocess:
             aggregate = CollectorRegistry()
             MultiProcessCollector(aggregate)  # type: ignore[no-untyped-call]
             return generate_latest(aggregate)

@@ -1,13 +1,19 @@
-"""Readiness: the state store and the durable store must answer."""
+"""Readiness: whether this instance should get traffic. What every instance
+shares (the durable store, Redis under fail_open_local) is reported, not
+fatal; Redis under fail_closed is."""
 
 from __future__ import annotations
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from interlock.app import create_app
 from interlock.config import parse_config
 from tests.conftest import TEST_KEY
+from tests.support.pg_scratch import scratch_database
+from tests.support.redis_proxy import RedisProxy
 from tests.support.servers import InProcessGateway
+from tests.support.waiting import wait_for
 
 
 def _config(state: dict[str, str]) -> dict[str, object]:
@@ -56,3 +62,45 @@ def test_state_store_outage_is_fatal_when_fail_closed() -> None:
     finally:
         gateway.close()
     assert ready.status_code == 503
+
+
+def test_durable_store_outage_is_reported_and_still_ready() -> None:
+    """Every instance shares the durable store: readiness reports it and
+    stays 200 (ADR 0019), and requests are still served, their ledger rows
+    journaled until the store is back."""
+    with scratch_database("readiness") as url:
+        proxy = RedisProxy(target_port=make_url(url).port or 5432)  # a plain TCP relay here
+        try:
+            raw = _config({"backend": "memory"})
+            raw["store"] = {"url": make_url(url).set(port=proxy.port).render_as_string(False)}
+            gateway = InProcessGateway(create_app(parse_config(raw, env={})))
+            try:
+                before = httpx.get(gateway.base_url + "/health/ready")
+                proxy.kill()
+                during = httpx.get(gateway.base_url + "/health/ready", timeout=30)
+                served = httpx.post(
+                    gateway.base_url + "/v1/chat/completions",
+                    json={"model": "sim", "messages": [{"role": "user", "content": "hi"}]},
+                    headers={"authorization": f"Bearer {TEST_KEY}"},
+                    timeout=30,
+                )
+                proxy.revive()
+                after = wait_for(
+                    lambda: (
+                        (r := httpx.get(gateway.base_url + "/health/ready", timeout=30))
+                        and r.json()["status"] == "ok"
+                        and r
+                    ),
+                    timeout_s=60,
+                    what="readiness ok again",
+                )
+            finally:
+                gateway.close()
+        finally:
+            proxy.close()
+    assert before.status_code == 200 and before.json()["status"] == "ok"
+    assert during.status_code == 200
+    assert during.json()["status"] == "degraded"
+    assert during.json()["checks"]["durable_store"] is False
+    assert served.status_code == 200
+    assert after.json()["checks"] == {"state_store": True, "durable_store": True}

@@ -21,9 +21,15 @@ async def live(request: Request, services: Services) -> ASGIApp:
 
 
 async def ready(request: Request, services: Services) -> ASGIApp:
-    """Ready unless draining, a store is unreachable, or some model group has
-    no healthy deployment. Per-instance limits while Redis is out still serve:
-    ready, and said so."""
+    """Whether this instance should get traffic: 503 while it drains, before
+    its stores are open, and when Redis is out under ``fail_closed`` (it
+    would refuse every request). ADR 0019: what every instance shares (the
+    durable store, Redis under ``fail_open_local``, an upstream model group
+    with no healthy deployment) is reported in the body, status "degraded",
+    but answered 200: a load balancer that followed it would take every
+    instance out at once and turn a partial outage into a whole one, while
+    each instance still serves (the ledger journals, limits run locally,
+    other models answer)."""
     if services.drain.draining:
         return json_response({"status": "draining"}, 503)
     store = services.records.store
@@ -34,13 +40,12 @@ async def ready(request: Request, services: Services) -> ASGIApp:
     degraded = services.telemetry.health.degraded_groups()
     limits = "local" if services.pipeline.admission.limits_degraded else "shared"
     body: dict[str, Any] = {"checks": checks, "limits": limits}
-    # A Redis outage in fail_open_local mode is survivable (local limits and
-    # breakers), and every instance shares that Redis: taking them all out of
-    # rotation would turn it into a full outage. So it is reported, not fatal.
-    state_fatal = not checks["state_store"] and services.state_outage_fatal
-    if degraded or not checks["durable_store"] or state_fatal:
-        return json_response({"status": "degraded", "degraded_models": degraded, **body}, 503)
-    return json_response({"status": "ok", **body})
+    if degraded or not all(checks.values()):
+        body = {"status": "degraded", "degraded_models": degraded, **body}
+    else:
+        body = {"status": "ok", **body}
+    unready = store is None or (not checks["state_store"] and services.state_outage_fatal)
+    return json_response(body, 503 if unready else 200)
 
 
 async def deployments(request: Request, services: Services) -> ASGIApp:

@@ -110,12 +110,14 @@ class Supervisor:
         workers: int,
         drain_timeout_s: float,
         on_dead: Callable[[int], None] = lambda pid: None,
+        on_stop: Callable[[], None] = lambda: None,
         backoff: RestartBackoff | None = None,
     ):
         self._start = start
         self._count = workers
         self._drain_timeout_s = drain_timeout_s
         self._on_dead = on_dead
+        self._on_stop = on_stop
         self._backoff = backoff or RestartBackoff()
         self._workers: dict[int, _Worker] = {}
         self._pending: dict[int, float] = {}  # slot -> when to start its replacement
@@ -246,6 +248,7 @@ class Supervisor:
         SIGINT is passed on as SIGINT (forced), past the drain timeout they
         are killed."""
         self._pending.clear()
+        self._on_stop()
         self._signal_workers(sig)
         deadline = time.monotonic() + self._drain_timeout_s + DRAIN_MARGIN_S
         handled = len(self._signals)
@@ -316,6 +319,10 @@ def serve_workers(
         workers,
         config.server.drain_timeout_s,
         on_dead=lambda pid: _forget_metrics(metrics_dir, pid),
+        # The workers close their copies as they start draining; once ours is
+        # closed too, new connections are refused (a load balancer tries
+        # another instance) instead of queueing where no worker will accept.
+        on_stop=sock.close,
     )
     try:
         return supervisor.run(announce)

@@ -244,9 +244,20 @@ def test_sigterm_drains_a_stream_on_a_worker_then_exits_0(gateway: GatewayProces
             lines = response.iter_lines()
             chunks.append(next(lines))  # the stream is under way on a worker
             gateway.proc.send_signal(signal.SIGTERM)
+            # New connections are refused at once (a load balancer moves
+            # on), not queued where no worker will accept them.
+            wait_for(lambda: _refused(gateway.base_url), timeout_s=20, what="refused")
             chunks.extend(lines)
     assert [c for c in chunks if c][-1] == "data: [DONE]"
     assert gateway.proc.wait(60) == 0  # 0: every worker drained and exited 0
+
+
+def _refused(base_url: str) -> bool:
+    try:
+        httpx.get(base_url + "/health/live", timeout=5)
+    except httpx.ConnectError:
+        return True
+    return False
 
 
 def test_the_embedded_default_refuses_workers_and_names_redis(tmp_path: Path) -> None:

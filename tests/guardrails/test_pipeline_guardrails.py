@@ -22,6 +22,7 @@ from interlock.pipeline import GuardrailsStage
 from interlock.telemetry.metrics import Metrics
 from tests.conftest import TEST_KEY
 from tests.support.servers import FakeUpstream, InProcessGateway
+from tests.support.waiting import wait_for
 
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 EMAIL = "jane.roe@example.com"
@@ -167,8 +168,8 @@ def test_no_raw_pii_in_any_log_line(stack: tuple[str, RecordingUpstream, io.Byte
     url, _, log = stack
     for model in ("chat", "strict"):
         httpx.post(url + "/v1/chat/completions", json=_chat(model, f"{EMAIL} {CARD}"), headers=AUTH)
-    raw = log.getvalue()
-    assert raw  # the access log was written
+    # The access log is flushed within 0.2 s of its first unflushed line.
+    raw = wait_for(lambda: log.getvalue().count(b"\n") >= 2 and log.getvalue(), timeout_s=30)
     for value in (EMAIL, CARD, CARD.replace(" ", "")):
         assert value.encode() not in raw
 
@@ -181,8 +182,11 @@ def test_decisions_are_in_metrics_and_the_log_line(
     request_id = response.headers["x-request-id"]
     metrics = httpx.get(url + "/metrics").text
     assert 'interlock_guardrail_actions_total{action="redact",rule="pii:email"} 1.0' in metrics
-    lines = [orjson.loads(line) for line in log.getvalue().splitlines()]
-    line = next(entry for entry in lines if entry.get("request_id") == request_id)
+    def logged() -> dict[str, Any] | None:
+        lines = [orjson.loads(line) for line in log.getvalue().splitlines()]
+        return next((entry for entry in lines if entry.get("request_id") == request_id), None)
+
+    line = wait_for(logged, timeout_s=30, what="the request's access line")
     assert line["guardrails"] == ["pii:email:redact"]
     assert "guardrails" in line["stages_ms"]
 

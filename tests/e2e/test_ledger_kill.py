@@ -244,8 +244,9 @@ async def _worker(client: httpx.AsyncClient, load: Load, worker: int) -> None:
 
 
 async def _late(client: httpx.AsyncClient, load: Load, probe: int) -> None:
-    """A request on a kept-alive connection right after the signal: the
-    middleware's 503 if it comes before the drain closes idle connections."""
+    """A request on a kept-alive connection right after the signal: served
+    (``Connection: close``) if it comes before the drain closes idle
+    connections, refused after."""
     request_id = f"term-late-{probe}"
     if load.count(request_id + "-warm", await _request(client, load, request_id + "-warm", False)):
         await load.signalled.wait()

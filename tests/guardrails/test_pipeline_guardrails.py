@@ -182,6 +182,7 @@ def test_decisions_are_in_metrics_and_the_log_line(
     request_id = response.headers["x-request-id"]
     metrics = httpx.get(url + "/metrics").text
     assert 'interlock_guardrail_actions_total{action="redact",rule="pii:email"} 1.0' in metrics
+
     def logged() -> dict[str, Any] | None:
         lines = [orjson.loads(line) for line in log.getvalue().splitlines()]
         return next((entry for entry in lines if entry.get("request_id") == request_id), None)

@@ -1,5 +1,5 @@
 """The outermost ASGI layer: request id, the request's telemetry record,
-drain refusal.
+``Connection: close`` while draining.
 
 Written as plain ASGI (not ``BaseHTTPMiddleware``) because it wraps every
 request and streamed chunk. After the last byte it hands the record to
@@ -15,7 +15,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interlock.admission.accounting import Accounting
-from interlock.errors import InterlockError, ServiceUnavailable
+from interlock.errors import InterlockError
 from interlock.ids import random_hex
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
@@ -25,15 +25,20 @@ __all__ = ["DrainState", "RequestContextMiddleware"]
 log = logging.getLogger("interlock.app")
 
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-# Probes and scrapes keep working while draining: readiness reports the
-# drain itself, and the last metrics of a draining instance still count.
-_SERVED_WHILE_DRAINING = frozenset(
-    {"/health/live", "/health/ready", "/health/deployments", "/metrics"}
-)
+_CLOSE = (b"connection", b"close")
 
 
 class DrainState:
-    """Set when shutdown begins: new requests are refused with 503."""
+    """Set when shutdown begins (readiness turns 503).
+
+    A request that reaches the app while draining came on a connection
+    opened before the listener closed, often a load balancer's pooled one,
+    which was free to send it: it is served, not refused, and its response
+    says ``Connection: close`` so that nothing more comes on that connection.
+    A 503 here would reach the client: a load balancer resends a POST that a
+    server answered only if told it may resend non-idempotent requests
+    (nginx's ``non_idempotent``), which the deployment deliberately does not.
+    """
 
     def __init__(self) -> None:
         self.draining = False
@@ -66,22 +71,22 @@ class RequestContextMiddleware:
             telemetry.start(record, headers)
         header = (b"x-request-id", request_id.encode("ascii"))
 
+        drain = self.drain
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 record.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header, *_routing(record)]
+                if drain.draining:
+                    # The client (a load balancer's pooled connection) must not
+                    # send another request on this connection: it is about to close.
+                    message["headers"].append(_CLOSE)
             await send(message)
 
         in_flight = telemetry.metrics.in_flight
         in_flight.inc()
         try:
-            if self.drain.draining and scope["path"] not in _SERVED_WHILE_DRAINING:
-                await _answer(
-                    send_with_id,
-                    ServiceUnavailable("The server is shutting down; retry on another instance."),
-                )
-            else:
-                await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         except Exception as exc:  # the app's boundary missed it: our bug
             if not record.status:  # nothing was sent: a 500 in OpenAI's shape, not uvicorn's text
                 log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})

@@ -20,6 +20,9 @@ Each is answered in OpenAI's error shape (``api/errors.py``) and the
 connection closed. The request path pays for this with no timer at all when
 a request arrives whole in one read, and a few attribute checks; a timer
 runs only while part of a head or body is waiting for the rest.
+
+The drain (``shutdown``) never closes a kept-alive connection under a
+client that may be sending on it (see ``GatewayProtocol.shutdown``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ __all__ = ["GatewayProtocol"]
 
 # Head room while a body is read: the body is not the head's to count.
 _UNCOUNTED = sys.maxsize
+# While draining, how long a kept-alive connection with nothing to answer
+# stays open before it is closed (bounded by server.drain_timeout_s). A load
+# balancer that still sends on it within this time is answered; one that
+# does not has stopped using this instance (nginx: its pooled connections are
+# used up, or the instance is marked failed after refused connects).
+DRAIN_IDLE_S = 1.0
 
 
 class GatewayProtocol(HttpToolsProtocol):
@@ -77,6 +86,8 @@ class GatewayProtocol(HttpToolsProtocol):
         # A malformed head read while earlier requests are still being
         # answered: sent once they are, then the connection is closed.
         self._refusal_after_answer: InterlockError | None = None
+        self._draining = False  # uvicorn's shutdown has begun
+        self._drain_close: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -86,6 +97,8 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._drain_close is not None:
+            self._drain_close.cancel()
         self.caps.close(self._client_host)
         super().connection_lost(exc)
 
@@ -177,6 +190,9 @@ class GatewayProtocol(HttpToolsProtocol):
         HttpToolsProtocol.on_headers_complete(self)
         self._in_body = True
         self._head_room = _UNCOUNTED
+        if self._draining:
+            # The last request on this connection: its response says so.
+            self.cycle.keep_alive = False
 
     def on_response_complete(self) -> None:
         HttpToolsProtocol.on_response_complete(self)
@@ -185,6 +201,49 @@ class GatewayProtocol(HttpToolsProtocol):
             self._unset_keepalive_if_required()
             self.transport.write(error_bytes(refusal, self.server_state.default_headers))
             self.transport.close()
+        elif self._draining and not self.transport.is_closing():
+            self._close_when_idle()  # a response begun before the drain, ended kept alive
+
+    # Drain
+    def shutdown(self) -> None:
+        """uvicorn's drain, once the listener is closed, on every connection.
+
+        uvicorn closes an idle kept-alive connection at once, and one whose
+        response is under way when that response ends. A load balancer that
+        pools connections to the gateway (nginx's upstream ``keepalive``)
+        may have just sent a request on it: the close resets that request,
+        and the balancer, which never resends a POST that went out, answers
+        its client 502. So a connection is closed only once the client was
+        told (``Connection: close`` on a response that had not begun), or
+        after ``DRAIN_IDLE_S`` with nothing to answer; a request that comes
+        meanwhile is served, and its response says ``Connection: close``.
+        """
+        self._draining = True
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self._close_when_idle()
+        elif not cycle.response_started:
+            cycle.keep_alive = False
+        # else: a response under way, sent kept alive; on_response_complete
+        # starts the wait once it has ended.
+
+    def _close_when_idle(self) -> None:
+        if self._drain_close is not None:
+            self._drain_close.cancel()
+        grace = min(DRAIN_IDLE_S, self.settings.drain_timeout_s)
+        self._drain_close = self.loop.call_later(grace, self._drain_idle_over)
+
+    def _drain_idle_over(self) -> None:
+        self._drain_close = None
+        cycle = self.cycle
+        if self.transport.is_closing():
+            return
+        if cycle is None or cycle.response_complete:
+            self.transport.close()
+        elif not cycle.response_started:
+            cycle.keep_alive = False
+        # else: the request that came is answered kept alive only if it
+        # began before the drain; on_response_complete waits once more.
 
     def on_message_complete(self) -> None:
         if self._deadline is not None:

@@ -38,6 +38,9 @@ test: check tools
 # (tests/search/test_page_browser.py), from Debian's chromium and chromium-driver;
 # of the recommends only fonts-liberation, so the page has a font to render in.
 # wrk loads the served gateway in bench/dialects_cost.py (tests/bench/test_dialects_cost.py).
+# nginx balances two gateways in the multi-instance tests (tests/scale/), started by the
+# tests on loopback with their own config; the package's own site on port 80 is not used
+# (without systemd it is not started; on a systemd host stop and disable nginx.service).
 # Not root: a hint, and those tests skip (on CI, CI=true, they fail instead).
 # $(call apt_tool,CHECK,PACKAGES,HINT): when CHECK fails, install PACKAGES
 # from Debian's archive as root (updating the index once if needed), else
@@ -57,6 +60,7 @@ tools:
 	$(call apt_tool,command -v promtool >/dev/null,prometheus,promtool not found; install it (Debian/Ubuntu: sudo apt-get install --no-install-recommends prometheus).)
 	$(call apt_tool,{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; },chromium chromium-driver fonts-liberation,chromium/chromedriver not found; install them (Debian: sudo apt-get install --no-install-recommends chromium chromium-driver fonts-liberation).)
 	$(call apt_tool,command -v wrk >/dev/null,wrk,wrk not found; install it (Debian/Ubuntu: sudo apt-get install wrk).)
+	$(call apt_tool,test -x /usr/sbin/nginx,nginx,nginx not found; install it (Debian/Ubuntu: sudo apt-get install --no-install-recommends nginx).)
 
 install-bench: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,bench]'

@@ -1,5 +1,6 @@
 """The Redis users' shared rule: a command whose pooled connection was dead
-runs once more on a fresh one, a timeout never does. Real Redis behind a loopback proxy that can
+runs once more on a fresh one, a timeout never does, and a busy pool is not
+an outage. Real Redis behind a loopback proxy that can
 break the connections it holds."""
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from interlock.admission.limits import RedisLimiter
 from interlock.admission.limits.base import KeyLimits
-from interlock.state import RedisStateStore
+from interlock.state import RedisStateStore, StateStoreUnavailable
+from interlock.state.health import StoreHealth
+from interlock.state.redis_guard import RedisGuard
 from interlock.state.redis_pool import bounded_pool, retry_dropped
 from tests.state.harness import _redis_reachable
 
@@ -152,3 +155,29 @@ async def test_a_timeout_is_not_retried(proxy: BreakingProxy) -> None:
     finally:
         await client.aclose()
     assert proxy.accepted == 1
+
+
+async def test_a_busy_pool_refuses_the_call_but_does_not_trip_the_latch(
+    proxy: BreakingProxy,
+) -> None:
+    """Every pooled connection in use is a busy process, not a Redis outage:
+    the call that found none free within the wait is refused (the caller
+    degrades that one call), but the health latch does not count it, so a
+    burst does not send every request to per-instance limits."""
+    pool = bounded_pool(f"redis://127.0.0.1:{proxy.port}/15", max_connections=1, timeout_s=0.05)
+    client = aioredis.Redis(connection_pool=pool)
+    health = StoreHealth(trip_after=2)
+    guard = RedisGuard(client, health, deadline_s=1.0, probe_timeout_s=0.05)
+    try:
+        assert await guard.call(client.ping)
+        held = await pool.get_connection()  # the only connection, taken
+        for _ in range(health.trip_after + 2):
+            with pytest.raises(StateStoreUnavailable, match="pool busy"):
+                await guard.call(client.ping)
+        assert health.available
+        await pool.release(held)
+        assert await guard.call(client.ping)
+    finally:
+        await guard.aclose()
+        await client.aclose(close_connection_pool=True)
+    assert proxy.accepted == 1  # one connection, never a second attempt to open one

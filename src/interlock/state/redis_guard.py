@@ -9,7 +9,11 @@ through its ``RedisGuard``, and every guard of a gateway shares one
 - runs under a deadline, retried once only if its connection was found
   dropped (``redis_pool.retry_dropped``);
 - tells the latch how it went: a timeout or connection failure counts
-  towards tripping it, any answer resets the count;
+  towards tripping it, any answer resets the count. A wait for a pooled
+  connection that runs out does not count: every connection is busy, so
+  Redis is answering; this process has more calls in flight than its pool
+  (a burst on a loaded machine), and tripping would turn a busy moment into
+  per-instance limits for every request;
 - has redis-py's exceptions mapped to ours here and nowhere else.
 
 While the latch is tripped, one guard runs the prober, a background task
@@ -33,7 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from interlock.state.base import StateStoreUnavailable
 from interlock.state.health import StoreHealth
-from interlock.state.redis_pool import retry_dropped
+from interlock.state.redis_pool import is_pool_wait, retry_dropped
 
 __all__ = ["RedisGuard"]
 
@@ -81,6 +85,8 @@ class RedisGuard:
             async with asyncio.timeout(self._deadline_s):
                 result = await retry_dropped(command)
         except _NO_ANSWER as exc:
+            if is_pool_wait(exc):
+                raise StateStoreUnavailable(f"redis: {exc} (pool busy)") from exc
             health.failed(f"{type(exc).__name__}: {exc}")
             if not health.available:
                 self._start_prober()

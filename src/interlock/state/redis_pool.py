@@ -28,7 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-__all__ = ["bounded_pool", "retry_dropped"]
+__all__ = ["bounded_pool", "is_pool_wait", "retry_dropped"]
 
 T = TypeVar("T")
 
@@ -46,10 +46,24 @@ def bounded_pool(
     )
 
 
+def is_pool_wait(exc: BaseException) -> bool:
+    """The pool had no free connection within ``timeout_s``: this process is
+    busy (every connection in use), which says nothing about Redis. redis-py
+    raises it as a ``ConnectionError`` from the wait's ``TimeoutError``."""
+    return (
+        isinstance(exc, RedisConnectionError)
+        and isinstance(exc.__cause__, TimeoutError)
+        and "No connection available" in str(exc)
+    )
+
+
 async def retry_dropped(command: Callable[[], Awaitable[T]]) -> T:
     """``command()``, once more if its connection was found closed (a timeout
-    is not retried: redis-py raises ``TimeoutError`` for it, not this)."""
+    is not retried: redis-py raises ``TimeoutError`` for it, not this; nor is
+    a wait for a pooled connection, which would only wait again)."""
     try:
         return await command()
-    except RedisConnectionError:
+    except RedisConnectionError as exc:
+        if is_pool_wait(exc):
+            raise
         return await command()

@@ -32,6 +32,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -40,7 +41,7 @@ import pytest
 import yaml
 
 from interlock.api.table import exact_routes
-from interlock.cli import _parser
+from interlock.cli.app import command as interlock_command
 from interlock.config import ConfigError, GatewayConfig, parse_config
 from interlock.config.loading import ENV_PREFIX
 
@@ -307,7 +308,7 @@ def load_config(objects: list[Obj]) -> GatewayConfig:
 
 @functools.cache
 def code_env_names() -> frozenset[str]:
-    """The INTERLOCK_* variables the code names (cli.py's INTERLOCK_HOST and
+    """The INTERLOCK_* variables the code names (cli/serve.py's INTERLOCK_HOST and
     friends, the store's INTERLOCK_DATA_DIR, ...)."""
     pattern = re.compile(r"""["'](INTERLOCK_[A-Z0-9_]+)["']""")
     names: set[str] = set()
@@ -343,11 +344,18 @@ def parse_cli(container: Obj) -> Any:
     container's literal env (the parser's defaults read it) and nothing else."""
     env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
     assert container.get("command") == ["interlock"], f"{container['name']}: command"
+    name, *args = container.get("args", []) or [""]
+    group = interlock_command()
     with mock.patch.dict(os.environ, env, clear=True):
-        try:
-            return _parser().parse_args(container.get("args", []))
-        except SystemExit:
-            raise AssertionError(f"{container['name']}: `interlock` rejects its args") from None
+        sub = group.get_command(group.make_context("interlock", [name]), name)
+        assert sub is not None, f"{container['name']}: no `interlock {name}` command"
+        try:  # the envvar defaults are read while parsing, under the patched env
+            params = sub.make_context(name, list(args)).params
+        except Exception as exc:  # a usage error
+            raise AssertionError(
+                f"{container['name']}: `interlock` rejects its args: {exc}"
+            ) from None
+    return SimpleNamespace(command=name, **params)
 
 
 # --------------------------------------------------------------------------

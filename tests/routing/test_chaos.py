@@ -18,8 +18,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from interlock import chaos_cli, cli
+from interlock import cli
 from interlock.app import create_app
+from interlock.cli import chaos as chaos_cli
 from interlock.config import parse_config
 from interlock.routing.chaos import SCENARIOS
 from tests.conftest import TEST_KEY
@@ -293,7 +294,7 @@ def test_flapping_switches_the_rule_every_interval(shared: Gateway) -> None:
     seen: list[tuple[float, bool]] = []
     args = _args(gw, "flapping", duration_s=25, interval_s=10)
     assert (
-        chaos_cli.main(
+        chaos_cli.run(
             args, out=io.StringIO(), sleep=lambda s: seen.append((s, bool(gw.chaos()["rules"])))
         )
         == 0
@@ -318,7 +319,7 @@ def test_ctrl_c_ends_the_drill_and_restores(shared: Gateway) -> None:
         raise KeyboardInterrupt
 
     out = io.StringIO()
-    assert chaos_cli.main(_args(gw, "provider-outage"), out=out, sleep=interrupt) == 0
+    assert chaos_cli.run(_args(gw, "provider-outage"), out=out, sleep=interrupt) == 0
     assert "Ended early" in out.getvalue()
     assert gw.chaos() == OFF
 
@@ -326,7 +327,7 @@ def test_ctrl_c_ends_the_drill_and_restores(shared: Gateway) -> None:
 def test_a_failed_restore_says_how_to_restore_by_hand(gateway: Callable[..., Gateway]) -> None:
     gw = gateway(None)
     err = io.StringIO()
-    code = chaos_cli.main(
+    code = chaos_cli.run(
         _args(gw, "provider-outage", timeout_s=1),
         out=io.StringIO(),
         err=err,

@@ -3,7 +3,7 @@
 The drill reads the gateway's chaos settings (``GET /admin/chaos``), puts
 one rule on the chosen deployment (``PUT /admin/chaos``), waits, and puts
 the previous settings back, also when the drill ends early (Ctrl-C) or
-fails. Only the standard library is used, and every call has a timeout.
+fails. Only the standard library speaks HTTP, and every call has a timeout.
 
 Exit codes: 0 the drill ran (or was ended early with Ctrl-C) and the
 settings were restored; 1 the gateway could not be reached, refused the
@@ -14,17 +14,21 @@ admin key or the settings, or the previous settings could not be restored;
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
-from interlock.routing.chaos import SCENARIOS
+import typer
 
-__all__ = ["DESCRIPTIONS", "AdminError", "ChaosArgs", "GatewayAdmin", "main", "phases"]
+from interlock.cli.options import UrlOption
+
+if TYPE_CHECKING:  # urllib is imported when a call is made: --help stays light
+    import urllib.error
+
+__all__ = ["DESCRIPTIONS", "AdminError", "ChaosArgs", "GatewayAdmin", "phases", "register", "run"]
 
 Settings = dict[str, Any]
 Sleep = Callable[[float], None]
@@ -45,6 +49,13 @@ WATCH = (
 )
 
 
+def _scenarios() -> dict[str, dict[str, float | int]]:
+    """The scenarios, imported only when a drill runs: --help stays light."""
+    from interlock.routing.chaos import SCENARIOS
+
+    return SCENARIOS
+
+
 class AdminError(Exception):
     """The admin API call failed; the message says why, for a person."""
 
@@ -60,6 +71,7 @@ class ChaosArgs:
     duration_s: float = 60.0
     interval_s: float = 10.0
     timeout_s: float = 10.0
+    json_out: bool = False  # `list` and `off`: JSON on stdout
 
 
 class GatewayAdmin:
@@ -77,6 +89,9 @@ class GatewayAdmin:
         return self._call("PUT", json.dumps(settings).encode())
 
     def _call(self, method: str, body: bytes | None) -> Settings:
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(
             self.url + "/admin/chaos",
             data=body,
@@ -152,7 +167,7 @@ def phases(scenario: str, duration_s: float, interval_s: float) -> Iterator[tupl
 
 
 def drill_settings(scenario: str, deployment: str) -> Settings:
-    return {"enabled": True, "rules": [{"deployment": deployment, **SCENARIOS[scenario]}]}
+    return {"enabled": True, "rules": [{"deployment": deployment, **_scenarios()[scenario]}]}
 
 
 def describe(settings: Mapping[str, Any]) -> str:
@@ -163,7 +178,7 @@ def describe(settings: Mapping[str, Any]) -> str:
 
 def _announce(args: ChaosArgs, out: TextIO) -> None:
     assert args.deployment is not None
-    fields = " ".join(f"{k}={v}" for k, v in SCENARIOS[args.scenario].items())
+    fields = " ".join(f"{k}={v}" for k, v in _scenarios()[args.scenario].items())
     print(
         f"Chaos drill {args.scenario!r} on deployment {args.deployment!r} at {args.url} "
         f"for {args.duration_s:g} s (Ctrl-C ends it early).",
@@ -215,30 +230,39 @@ def _restore(admin: GatewayAdmin, previous: Settings) -> None:
         ) from None
 
 
+def _scenario_list() -> list[dict[str, Any]]:
+    return [
+        {"name": name, "description": DESCRIPTIONS.get(name, ""), "rule": rule}
+        for name, rule in _scenarios().items()
+    ]
+
+
 def print_scenarios(out: TextIO) -> None:
-    width = max(len(name) for name in SCENARIOS)
-    for name, rule in SCENARIOS.items():
+    scenarios = _scenarios()
+    width = max(len(name) for name in scenarios)
+    for name, rule in scenarios.items():
         fields = " ".join(f"{k}={v}" for k, v in rule.items())
         print(f"{name:<{width}}  {DESCRIPTIONS.get(name, '')}", file=out)
         print(f"{'':<{width}}  rule: {fields}", file=out)
 
 
 def _usage_problem(args: ChaosArgs) -> str | None:
-    if args.scenario not in SCENARIOS and args.scenario not in COMMANDS:
-        names = ", ".join([*SCENARIOS, *COMMANDS])
+    scenarios = _scenarios()
+    if args.scenario not in scenarios and args.scenario not in COMMANDS:
+        names = ", ".join([*scenarios, *COMMANDS])
         return f"unknown scenario {args.scenario!r}; choose one of: {names}"
     if not args.url.startswith(("http://", "https://")):
         return f"--url must start with http:// or https:// (got {args.url!r})"
     if not args.admin_key:
         return "the admin key is needed: pass --admin-key or set INTERLOCK_ADMIN_KEY"
-    if args.scenario in SCENARIOS and not args.deployment:
+    if args.scenario in scenarios and not args.deployment:
         return "a drill needs --deployment (a deployment id from the gateway's config)"
     if args.duration_s < 0 or args.interval_s <= 0 or args.timeout_s <= 0:
         return "--duration must be 0 or more; --interval and --timeout more than 0"
     return None
 
 
-def main(
+def run(
     args: ChaosArgs,
     *,
     out: TextIO | None = None,
@@ -249,7 +273,10 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     if args.scenario == "list":
-        print_scenarios(out)
+        if args.json_out:
+            print(json.dumps(_scenario_list(), indent=2), file=out)
+        else:
+            print_scenarios(out)
         return 0
     problem = _usage_problem(args)
     if problem is not None:
@@ -260,7 +287,10 @@ def main(
     try:
         if args.scenario == "off":
             now = admin.put_chaos({"enabled": False, "rules": []})
-            print(f"Chaos is off at {admin.url} ({describe(now)}).", file=out)
+            if args.json_out:
+                print(json.dumps(now, indent=2), file=out)
+            else:
+                print(f"Chaos is off at {admin.url} ({describe(now)}).", file=out)
         else:
             run_drill(admin, args, out, sleep)
     except AdminError as exc:
@@ -270,3 +300,39 @@ def main(
         print("error: interrupted; check the settings with GET /admin/chaos", file=err)
         return 130
     return 0
+
+
+def chaos(
+    scenario: Annotated[
+        str, typer.Argument(metavar="SCENARIO", help="a scenario name, `list` or `off`")
+    ],
+    url: UrlOption = "http://127.0.0.1:8080",
+    admin_key: Annotated[
+        str | None,
+        typer.Option(help="server.admin_key (default: $INTERLOCK_ADMIN_KEY)", show_default=False),
+    ] = None,
+    deployment: Annotated[
+        str | None, typer.Option(help="the deployment id the drill targets")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="seconds")] = 60.0,
+    interval: Annotated[float, typer.Option(help="flapping: seconds on, then off")] = 10.0,
+    timeout: Annotated[float, typer.Option(help="seconds per admin call")] = 10.0,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="`list`: the scenarios; `off`: the settings, as JSON")
+    ] = False,
+) -> int:
+    """Run a fault-injection drill against a running gateway.
+
+    Puts a named chaos rule on one deployment of a running gateway for a
+    while, then restores the previous chaos settings (also on Ctrl-C).
+    `interlock chaos list` prints the scenarios; `interlock chaos off` clears
+    all rules. Exit status: 0 done and restored; 1 the gateway refused or
+    could not be reached, or the restore failed; 2 a usage error.
+    """
+    # The key is read here, not as an envvar default, so --help never shows it.
+    key = admin_key if admin_key is not None else os.environ.get("INTERLOCK_ADMIN_KEY")
+    return run(ChaosArgs(scenario, url, key, deployment, duration, interval, timeout, json_out))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chaos")(chaos)

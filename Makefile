@@ -7,7 +7,7 @@ PORT ?= 8080
 CONFIG ?=
 BENCH_ARGS ?=
 
-.PHONY: run test check tools install install-dev install-bench bench bench-micro clean
+.PHONY: run test check tools install install-dev install-bench bench bench-micro docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ run: install
 	$(BIN)/interlock serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG),)
 
 check: install-dev
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench docs/hooks
+	$(BIN)/ruff check src tests bench docs/hooks
 	$(BIN)/mypy
 
 test: check tools
@@ -74,5 +74,11 @@ bench: install-bench
 bench-micro: install-dev
 	$(BIN)/python bench/micro.py $(BENCH_ARGS)
 
+# The documentation site (mkdocs.yml), built offline into site/: open
+# site/index.html. --strict: a broken link or anchor fails the build, as in
+# the tests (tests/docs/test_site.py).
+docs: install-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -33,7 +33,7 @@ from interlock.cli.output import note, print_json, print_table
 from interlock.cli.progress import tracked
 
 if TYPE_CHECKING:
-    from interlock.cli.batch_http import Gateway
+    from interlock.cli.gateway_http import Gateway
 
 __all__ = ["FINAL", "Gateway", "register"]
 
@@ -83,7 +83,7 @@ def _on_gateway(url: str, api_key: str | None, timeout: float, command: Command)
                 f"{DEV_KEY_VAR}, the key `interlock serve` printed)",
                 status=2,
             )
-        from interlock.cli.batch_http import Gateway
+        from interlock.cli.gateway_http import Gateway
 
         return command(Gateway(url, key, timeout))
 

@@ -44,7 +44,7 @@ from interlock.cli.options import (
 from interlock.cli.output import print_json, print_table
 
 if TYPE_CHECKING:
-    from interlock.cli.models_http import AdminGateway
+    from interlock.cli.gateway_http import Gateway
 
 __all__ = ["register"]
 
@@ -168,7 +168,7 @@ class Facts:
         )
 
 
-Command = Callable[["AdminGateway"], int]
+Command = Callable[["Gateway"], int]
 
 
 def _on_gateway(
@@ -183,9 +183,11 @@ def _on_gateway(
                 "no admin key: pass --admin-key, or set INTERLOCK_ADMIN_KEY (server.admin_key)",
                 status=2,
             )
-        from interlock.cli.models_http import AdminGateway
+        from interlock.cli.gateway_http import Gateway
 
-        return command(AdminGateway(url, key, timeout, _actor(actor)))
+        actor_name = _actor(actor)
+        headers = {"x-interlock-actor": actor_name} if actor_name else None
+        return command(Gateway(url, key, timeout, headers))
 
     return reported(call)
 
@@ -217,7 +219,7 @@ def listprint_versions(
     """Every registered version."""
     query = "?" + urlencode({"name": name}) if name else ""
 
-    def command(gateway: AdminGateway) -> int:
+    def command(gateway: Gateway) -> int:
         return print_versions(gateway.call("GET", "/admin/models" + query), json_out)
 
     return _on_gateway(url, admin_key, timeout, actor, command)
@@ -235,7 +237,7 @@ def show(
 ) -> int:
     """A model's versions, or one version."""
 
-    def command(gateway: AdminGateway) -> int:
+    def command(gateway: Gateway) -> int:
         if version is None:
             page = gateway.call("GET", f"/admin/models/{quote(name, safe='')}")
             return print_versions(page, json_out)
@@ -279,7 +281,7 @@ def register_version(
     """
     facts = Facts.given(endpoint, upstream_model, param, timeout_s, tag, description)
 
-    def command(gateway: AdminGateway) -> int:
+    def command(gateway: Gateway) -> int:
         spec = _spec_file(file) if file else {}
         given = {"name": name, "version": version, "kind": kind}
         spec.update({key: value for key, value in given.items() if value is not None})
@@ -323,7 +325,7 @@ def update(
     """
     facts = Facts.given(endpoint, upstream_model, param, timeout_s, tag, description)
 
-    def command(gateway: AdminGateway) -> int:
+    def command(gateway: Gateway) -> int:
         path = version_path(name, version)
         current = gateway.call("GET", path) if facts.params or facts.timeouts else {}
         changes = _changes(facts, current)
@@ -346,7 +348,7 @@ def delete(
 ) -> int:
     """Remove a version (not the live one)."""
 
-    def command(gateway: AdminGateway) -> int:
+    def command(gateway: Gateway) -> int:
         deleted = gateway.call("DELETE", version_path(name, version))
         return print_version(deleted, json_out, "Deleted")
 
@@ -367,7 +369,7 @@ def canary(
 ) -> int:
     """Send a share of traffic to a version."""
 
-    def command(gateway: AdminGateway) -> int:
+    def command(gateway: Gateway) -> int:
         body = {"share": share, "sticky": sticky}
         changed = gateway.call("POST", version_path(name, version, "/canary"), body)
         return print_version(changed, json_out, "Canary:")
@@ -387,7 +389,7 @@ def promote(
 ) -> int:
     """Make a version live."""
 
-    def command(gateway: AdminGateway) -> int:
+    def command(gateway: Gateway) -> int:
         promoted = gateway.call("POST", version_path(name, version, "/promote"), {})
         return print_version(promoted, json_out, "Promoted")
 
@@ -406,7 +408,7 @@ def rollback(
 ) -> int:
     """Undo a model's canary, else its last promotion."""
 
-    def command(gateway: AdminGateway) -> int:
+    def command(gateway: Gateway) -> int:
         path = f"/admin/models/{quote(name, safe='')}/rollback"
         answer = gateway.call("POST", path, {"reason": reason})
         if json_out:
@@ -432,7 +434,7 @@ def audit(
     """The registry's changes, newest first."""
     query = {"limit": limit, **({"target": target} if target else {})}
 
-    def command(gateway: AdminGateway) -> int:
+    def command(gateway: Gateway) -> int:
         page = gateway.call("GET", "/admin/audit?" + urlencode(query))
         if json_out:
             print_json(page)

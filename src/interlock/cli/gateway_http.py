@@ -1,5 +1,7 @@
-"""The Files and Batches APIs of a running gateway over ``urllib`` (for
-``interlock batch``; imported when a command runs, so ``--help`` stays light)."""
+"""A running gateway's HTTP API over ``urllib``, for the commands that manage
+one (``interlock batch``: Files and Batches; ``interlock models``: the
+registry's admin API). Imported when a command runs, so ``--help`` stays
+light."""
 
 from __future__ import annotations
 
@@ -23,20 +25,34 @@ _CHUNK = 64 * 1024
 
 
 class Gateway:
-    """The Files and Batches APIs over ``urllib``. Foreign exceptions become
-    ``CliError`` here and nowhere else: a refusal exits 1, no connection 2."""
+    """A gateway's API over ``urllib``, authenticated with ``api_key`` (an API
+    key, or the admin key), ``headers`` added to every request. Foreign
+    exceptions become ``CliError`` here and nowhere else: a refusal exits 1,
+    no connection 2."""
 
-    def __init__(self, url: str, api_key: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        timeout_s: float,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
-        self._api_key = api_key
+        self._headers = {"authorization": f"Bearer {api_key}", **(headers or {})}
         self._timeout_s = timeout_s
 
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One request with an optional JSON body; its answer, a JSON object."""
+        if body is None:
+            return self._json(self._request(method, path))
+        data = json.dumps(body, default=str).encode()  # default: YAML's dates
+        return self._json(self._request(method, path, data, {"content-type": "application/json"}))
+
     def get(self, path: str) -> dict[str, Any]:
-        return self._json(self._request("GET", path))
+        return self.call("GET", path)
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        return self._json(self._request("POST", path, data, {"content-type": "application/json"}))
+        return self.call("POST", path, body)
 
     def upload(self, path: Path, purpose: str) -> dict[str, Any]:
         """``POST /v1/files``: multipart, the file streamed from disk."""
@@ -79,7 +95,7 @@ class Gateway:
         data: bytes | Iterator[bytes] | None = None,
         headers: dict[str, str] | None = None,
     ) -> http.client.HTTPResponse:
-        headers = {"authorization": f"Bearer {self._api_key}", **(headers or {})}
+        headers = {**self._headers, **(headers or {})}
         try:
             request = urllib.request.Request(self.url + path, data, headers, method=method)
             response: http.client.HTTPResponse = urllib.request.urlopen(

@@ -32,6 +32,7 @@ from interlock.batch.metrics import BatchMetrics
 from interlock.batch.runtime import BatchRuntime, open_batch
 from interlock.cache import CacheSettings, ResponseCache
 from interlock.config import ConfigError, DeploymentConfig, GatewayConfig, RoutingConfig
+from interlock.console.runtime import ConsoleRuntime
 from interlock.guardrails import GuardrailsBook, GuardrailsConfig
 from interlock.pipeline import (
     AdmissionStage,
@@ -127,6 +128,9 @@ def build_router(
     def on_transition(deployment: str, before: BreakerState, after: BreakerState) -> None:
         metrics.breaker_transitions.labels(deployment, before.value, after.value).inc()
         metrics.breaker_state.labels(deployment).set(STATE_GAUGE[after])
+        health = telemetry.health.by_deployment.get(deployment)
+        if health is not None:  # None if the registry replaced its model group
+            health.breaker_changed(before, after)
 
     groups = {}
     for model in config.models:
@@ -142,8 +146,9 @@ def build_router(
             )
             for d in model.deployments
         ]
-        for d in model.deployments:
-            metrics.breaker_state.labels(d.id).set(0)
+        for deployment in deployments:
+            metrics.breaker_state.labels(deployment.id).set(0)
+            deployment.health.follow_breaker(deployment.breaker)
         retry = RetryPolicy(
             settings.max_attempts,
             settings.backoff_base_s,
@@ -328,6 +333,9 @@ def build_registry(
     def on_transition(deployment: str, before: BreakerState, after: BreakerState) -> None:
         metrics.breaker_transitions.labels(deployment, before.value, after.value).inc()
         metrics.breaker_state.labels(deployment).set(STATE_GAUGE[after])
+        health = telemetry.health.by_deployment.get(deployment)
+        if health is not None:  # None once its version left the registry
+            health.breaker_changed(before, after)
         if after is BreakerState.OPEN:
             judge.breaker_opened(deployment)
 
@@ -338,13 +346,14 @@ def build_registry(
     ) -> Deployment:
         metrics.breaker_state.labels(deployment.id).set(0)
         prices.add(deployment)
+        breaker = CircuitBreaker(deployment.id, state, breaker_config, on_transition=on_transition)
+        health = DeploymentHealth(deployment.id, provider.provider_name)
+        health.follow_breaker(breaker)
         return Deployment(
             provider=provider,
             info=info,
-            breaker=CircuitBreaker(
-                deployment.id, state, breaker_config, on_transition=on_transition
-            ),
-            health=DeploymentHealth(deployment.id, provider.provider_name),
+            breaker=breaker,
+            health=health,
             timeouts=deployment.timeouts,
         )
 
@@ -589,6 +598,9 @@ def build_gateway(
     )
     search = build_search(config, pipeline, state, telemetry, accounting)
     admin_key = config.server.admin_key
+    admin_digest = (
+        hashlib.sha256(admin_key.reveal().encode()).digest() if admin_key is not None else None
+    )
     services = Services(
         pipeline=pipeline,
         drain=drain,
@@ -599,9 +611,7 @@ def build_gateway(
         tiers=frozenset(config.tiers),
         state=state,
         state_outage_fatal=config.admission.on_state_failure == "fail_closed",
-        admin_key_digest=hashlib.sha256(admin_key.reveal().encode()).digest()
-        if admin_key is not None
-        else None,
+        admin_key_digest=admin_digest,
         public_deployment_health=config.server.public_deployment_health,
         redactor=redactor,
         search=search,
@@ -609,6 +619,7 @@ def build_gateway(
         blobs=build_blob_store(config.files, data_dir() / "files"),
         responses=config.responses,
         counter=counter,
+        console=ConsoleRuntime.for_admin_key(admin_digest),
     )
     gateway = Gateway(services, accounting, lifespan, keys, batch_metrics)
     return gateway

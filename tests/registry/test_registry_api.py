@@ -153,6 +153,7 @@ def test_a_canary_takes_its_share_and_sticky_callers_stay_on_their_side(
     assert [e["action"] for e in audit["data"]][:3] == ["rollback", "promote", "canary"]
     assert audit["data"][0]["detail"]["reason"] == "drill"
     assert {e["actor"] for e in audit["data"]} == {"alice"}
+    assert {e["area"] for e in audit["data"]} == {"registry"}
 
 
 def test_a_canary_whose_breaker_opens_is_rolled_back_and_no_caller_sees_its_errors(

@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -181,3 +182,65 @@ async def test_the_plain_key_is_never_stored(
         raw = b"".join(p.read_bytes() for p in database.parent.iterdir())
         assert hash_key(first).encode() in raw  # the digest is there ...
         assert not any(secret.encode() in raw for secret in secrets)  # ... the key is not
+
+
+async def test_update_changes_only_the_given_settings(keys: KeyStore, clock: FakeClock) -> None:
+    record, plain = await keys.create(
+        "svc",
+        "standard",
+        allowed_models=["a", "b"],
+        limits=KeyLimits(rpm=60, tpm=1000),
+        budget_usd_day=5.0,
+        budget_usd_month=50.0,
+        permissions=["p"],
+        guardrails={"pii": {"action": "redact"}},
+    )
+    edited = clock.advance(30)
+    renamed = await keys.update(record.id, name="svc-2")
+    assert renamed.name == "svc-2" and renamed.updated_at == edited
+    assert (renamed.tier, renamed.allowed_models, renamed.limits) == (
+        "standard",
+        ("a", "b"),
+        KeyLimits(rpm=60, tpm=1000),
+    )
+    changes: list[tuple[str, Any, Any]] = [  # (setting, value given, value stored)
+        ("tier", "premium", "premium"),
+        ("allowed_models", ["b", "c", "b"], ("b", "c")),
+        ("allowed_models", None, None),
+        ("limits", KeyLimits(rpm=5), KeyLimits(rpm=5)),
+        ("budget_usd_day", 1.5, 1.5),
+        ("budget_usd_day", None, None),
+        ("budget_usd_month", None, None),
+        ("guardrails", {"pii": {"action": "block"}}, {"pii": {"action": "block"}}),
+        ("guardrails", None, None),
+    ]
+    for setting, given, stored in changes:
+        updated = await keys.update(record.id, **{setting: given})
+        assert getattr(updated, setting) == stored, setting
+        assert await keys.get(record.id) == updated
+    final = await keys.get_by_hash(hash_key(plain))
+    assert final is not None
+    assert (final.name, final.tier, final.limits) == ("svc-2", "premium", KeyLimits(rpm=5))
+    assert final.permissions == frozenset({"p"}) and final.key_hash == record.key_hash
+    assert final.created_at == record.created_at and final.revoked_at is None
+
+
+async def test_update_refuses_unknown_and_revoked_keys(keys: KeyStore) -> None:
+    record, _ = await keys.create("a", "free")
+    with pytest.raises(KeyNotFound):
+        await keys.update("key_unknown", tier="premium")
+    await keys.revoke(record.id)
+    with pytest.raises(KeyRevoked):
+        await keys.update(record.id, tier="premium")
+    stored = await keys.get(record.id)
+    assert stored is not None and stored.tier == "free"
+
+
+async def test_changed_since_reports_updates(keys: KeyStore, clock: FakeClock) -> None:
+    a, _ = await keys.create("a", "free")
+    await keys.create("b", "free")
+    t1 = clock.advance(60)
+    assert await keys.changed_since(t1) == []
+    await keys.update(a.id, limits=KeyLimits(rpm=1))
+    changed = await keys.changed_since(t1)
+    assert [(k.id, k.limits.rpm, k.updated_at) for k in changed] == [(a.id, 1, t1)]

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from interlock.store.keys import KeyStore
 from interlock.store.migrations import MIGRATIONS, Migration, migrate
-from interlock.store.schema import api_keys, schema_migrations, usage_ledger
+from interlock.store.schema import api_keys, audit_log, schema_migrations, usage_ledger
 from tests.store.conftest import Backend
 
 
@@ -26,9 +26,9 @@ async def _versions(engine: AsyncEngine) -> list[int]:
 
 async def test_migrate_creates_the_tables_once(backend: Backend) -> None:
     engine = backend.engine()
-    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     assert await migrate(engine) == []
-    assert await _versions(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert await _versions(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     assert await _tables(engine) >= {
         "api_keys",
         "usage_ledger",
@@ -51,7 +51,7 @@ async def test_a_failing_migration_leaves_no_trace(backend: Backend) -> None:
         await migrate(engine, (*MIGRATIONS, Migration(99, "breaks", half_done)))
     # One transaction: the tables, the version table and the broken step's table are all gone.
     assert await _tables(engine) == set()
-    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 
 async def test_migrations_run_in_version_order(backend: Backend) -> None:
@@ -74,6 +74,7 @@ async def test_migrations_run_in_version_order(backend: Backend) -> None:
         7,
         8,
         9,
+        10,
         12,
         13,
     ]
@@ -97,7 +98,7 @@ async def test_a_version_1_store_gains_the_budget_index_and_matches_the_schema(
             ["key_name", "id"],
             False,
         )
-    assert await migrate(engine) == [3, 4, 5, 6, 7, 8, 9]
+    assert await migrate(engine) == [3, 4, 5, 6, 7, 8, 9, 10]
     async with engine.connect() as conn:
         migrated = await conn.run_sync(_ledger_indexes)
     declared = {str(i.name): ([c.name for c in i.columns], i.unique) for i in usage_ledger.indexes}
@@ -118,7 +119,7 @@ async def test_a_version_3_ledger_gains_a_unique_record_id_and_keeps_its_rows(
     async with engine.begin() as conn:
         await conn.execute(usage_ledger.insert().values(old))
         await conn.execute(usage_ledger.insert().values(old))  # the same request id, twice
-    assert await migrate(engine) == [4, 5, 6, 7, 8, 9]
+    assert await migrate(engine) == [4, 5, 6, 7, 8, 9, 10]
 
     def columns(sync: sa.Connection) -> set[str]:
         return {str(c["name"]) for c in sa.inspect(sync).get_columns("usage_ledger")}
@@ -156,8 +157,45 @@ async def test_a_version_2_store_gains_key_guardrails_and_keeps_its_keys(backend
     assert old is not None and old.name == "old" and old.guardrails is None
 
 
+async def test_a_version_9_audit_log_gains_an_area_and_its_rows_are_the_registrys(
+    backend: Backend,
+) -> None:
+    engine = backend.engine()
+    assert await migrate(engine, MIGRATIONS[:9]) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    async with engine.begin() as conn:
+        # Only version 9's columns: no value for area is sent.
+        await conn.execute(
+            sa.text(
+                "INSERT INTO audit_log (ts, actor, action, target, detail) "
+                "VALUES (1.5, 'alice', 'create', 'm@1', '{}')"
+            )
+        )
+    assert await migrate(engine) == [10]
+
+    def shape(sync: sa.Connection) -> tuple[set[str], dict[str, list[str | None]]]:
+        inspector = sa.inspect(sync)
+        columns = {str(c["name"]) for c in inspector.get_columns("audit_log")}
+        indexes = {
+            str(i["name"]): list(i["column_names"]) for i in inspector.get_indexes("audit_log")
+        }
+        return columns, indexes
+
+    async with engine.connect() as conn:
+        columns, indexes = await conn.run_sync(shape)
+        rows = (await conn.execute(sa.select(audit_log.c.target, audit_log.c.area))).all()
+    assert columns == {c.name for c in audit_log.columns}
+    assert indexes == {str(i.name): [c.name for c in i.columns] for i in audit_log.indexes}
+    assert [tuple(row) for row in rows] == [("m@1", "registry")]
+    async with engine.begin() as conn:  # a new row without an area is the registry's too
+        await conn.execute(
+            audit_log.insert().values(ts=2.0, actor="a", action="x", target="t", detail="{}")
+        )
+        areas = (await conn.execute(sa.select(audit_log.c.area))).scalars().all()
+    assert areas == ["registry", "registry"]
+
+
 async def test_gateways_starting_together_migrate_once(backend: Backend) -> None:
     engines = [backend.engine() for _ in range(4)]
     results = await asyncio.gather(*(migrate(engine) for engine in engines))
-    assert sorted(results) == [[], [], [], [1, 2, 3, 4, 5, 6, 7, 8, 9]]
-    assert await _versions(engines[0]) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert sorted(results) == [[], [], [], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]
+    assert await _versions(engines[0]) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]

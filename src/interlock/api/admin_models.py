@@ -1,4 +1,4 @@
-"""The model registry's admin API (``/admin/models``) and its audit log.
+"""The model registry's admin API (``/admin/models``).
 
     GET    /admin/models                                   every version (?name=)
     POST   /admin/models                                   register a version
@@ -9,10 +9,11 @@
     POST   /admin/models/{name}/versions/{v}/canary        {share, sticky}
     POST   /admin/models/{name}/versions/{v}/promote       make it live
     POST   /admin/models/{name}/rollback                   {reason}
-    GET    /admin/audit                                    changes, newest first (?target=)
 
 Every handler needs the admin key. Who made a change is the
-``X-Interlock-Actor`` header (the CLI sends the user's name), else "admin".
+``X-Interlock-Actor`` header (the CLI sends the user's name), else "admin"
+(``admin.request_actor``); the changes are listed by ``GET /admin/audit``
+(``admin.audit``, ``?area=registry``).
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
-from interlock.api.admin import require_admin, validated
+from interlock.api.admin import request_actor, require_admin, validated
 from interlock.api.services import Services
-from interlock.api.wire import int_param, json_response, read_json_object
+from interlock.api.wire import json_response, read_json_object
 from interlock.errors import MethodNotAllowed, NotFound
 from interlock.registry.records import ModelVersion, VersionPatch, VersionSpec
 
-__all__ = ["audit", "models_root", "models_route"]
-
-_MAX_ACTOR = 200
+__all__ = ["models_root", "models_route"]
 
 
 class CanaryChange(BaseModel):
@@ -45,11 +44,6 @@ class Rollback(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: str = Field(default="", max_length=2000)
-
-
-def _actor(request: Request) -> str:
-    actor = (request.headers.get("x-interlock-actor") or "").strip()
-    return actor[:_MAX_ACTOR] or "admin"
 
 
 async def _optional_body(request: Request, services: Services) -> dict[str, Any]:
@@ -71,7 +65,7 @@ async def models_root(request: Request, services: Services) -> ASGIApp:
         name = request.query_params.get("name")
         return json_response(_versions_json(await registry.versions(name)))
     spec = validated(VersionSpec, await read_json_object(request, services.max_body_bytes))
-    created = await registry.create(spec, _actor(request))
+    created = await registry.create(spec, request_actor(request))
     return json_response(created.to_json(), 201)
 
 
@@ -79,7 +73,7 @@ async def models_route(request: Request, services: Services) -> ASGIApp:
     require_admin(request, services)
     registry = services.registry.get()
     rest = request.scope["path"].removeprefix("/admin/models/")
-    method, actor = request.method, _actor(request)
+    method, actor = request.method, request_actor(request)
     if rest.endswith("/rollback"):
         if method != "POST":
             raise MethodNotAllowed("Roll back with POST.")
@@ -118,10 +112,3 @@ async def models_route(request: Request, services: Services) -> ASGIApp:
         deleted = await registry.delete(name, version, actor)
         return json_response({"object": "model.version.deleted", **deleted.to_json()})
     raise MethodNotAllowed(f"Method {method} is not allowed on a model version.")
-
-
-async def audit(request: Request, services: Services) -> ASGIApp:
-    require_admin(request, services)
-    limit = int_param(request.query_params.get("limit"), "limit", 100, 1, 1000)
-    entries = await services.registry.get().audit(request.query_params.get("target"), limit)
-    return json_response({"object": "list", "data": entries})

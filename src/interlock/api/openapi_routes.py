@@ -75,6 +75,7 @@ TAGS = {
     "health": "Probes and metrics.",
     "admin": "The admin API: needs the admin key (server.admin_key).",
     "docs": "This document and the page that renders it.",
+    "console": "The operator's web console: pages behind a login with the admin key.",
 }
 
 _STREAMS = "A JSON answer, or server-sent events when the body has `stream: true`."
@@ -171,6 +172,12 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ),
     ("/metrics", "GET"): RouteDoc("Prometheus metrics", "health", "none", media=("text/plain",)),
     ("/admin/requests/slow", "GET"): RouteDoc("The slowest recent requests", "admin", "admin"),
+    ("/admin/requests/failed", "GET"): RouteDoc(
+        "The most recent failed requests (status >= 400)", "admin", "admin"
+    ),
+    ("/admin/requests/{request_id}", "GET"): RouteDoc(
+        "One recent failed or slow request, by its x-request-id", "admin", "admin"
+    ),
     ("/admin/keys", "GET"): RouteDoc("List API keys (never the keys themselves)", "admin", "admin"),
     ("/admin/keys", "POST"): RouteDoc(
         "Create an API key",
@@ -180,8 +187,15 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
         "The key, shown this once.",
         "201",
     ),
-    ("/admin/keys/{id}/{action}", "POST"): RouteDoc(
-        "Revoke or rotate an API key (`action`: revoke, rotate)", "admin", "admin"
+    ("/admin/keys/{id}", "POST"): RouteDoc(
+        "Revoke or rotate an API key (`/admin/keys/{id}/revoke|rotate`)", "admin", "admin"
+    ),
+    ("/admin/keys/{id}", "PATCH"): RouteDoc(
+        "Change an API key's settings (those given; every instance applies them)",
+        "admin",
+        "admin",
+        lazy_model("interlock.api.admin", "KeyChanges"),
+        "The key (never the key itself).",
     ),
     ("/admin/usage", "GET"): RouteDoc("Usage from the ledger, grouped", "admin", "admin"),
     ("/admin/cache", "DELETE"): RouteDoc(
@@ -221,7 +235,12 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("/admin/models/{model}", "DELETE"): RouteDoc(
         "Remove a version that is neither live nor canary", "admin", "admin"
     ),
-    ("/admin/audit", "GET"): RouteDoc("The registry's changes, newest first", "admin", "admin"),
+    ("/admin/audit", "GET"): RouteDoc(
+        "Changes made through the admin API, newest first "
+        "(`?area=registry|keys|chaos`, `?target=`, `?limit=`)",
+        "admin",
+        "admin",
+    ),
     ("/api/v1/search", "POST"): RouteDoc(
         "Start a search", "search", "optional", response="Accepted: the task.", status="202"
     ),
@@ -237,6 +256,25 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
         "The search page's stylesheet", "search", "none", media=CSS
     ),
     ("/openapi.json", "GET"): RouteDoc("This document (OpenAPI 3.1)", "docs", "none"),
+    ("/console", "GET"): RouteDoc(
+        "The console's overview (redirects to its login form without a session)",
+        "console",
+        "none",
+        media=HTML,
+    ),
+    ("/console/{page}", "GET"): RouteDoc(
+        "A console page, its live figures, its CSV export or its static files",
+        "console",
+        "none",
+        media=HTML,
+    ),
+    ("/console/{page}", "POST"): RouteDoc(
+        "A console form: the login, or a change (needs the session and its CSRF token)",
+        "console",
+        "none",
+        response="A redirect (303), or the page answering the form.",
+        media=HTML,
+    ),
     ("/docs", "GET"): RouteDoc("This document, rendered by Swagger UI", "docs", "none", media=HTML),
     ("/docs/swagger-ui.css", "GET"): RouteDoc("Swagger UI's stylesheet", "docs", "none", media=CSS),
     ("/docs/swagger-ui-bundle.js", "GET"): RouteDoc("Swagger UI", "docs", "none", media=JS),

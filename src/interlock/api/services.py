@@ -11,6 +11,7 @@ from interlock.batch.service import BatchService
 from interlock.config import ChaosConfig
 from interlock.config.files import FilesConfig
 from interlock.config.responses import ResponsesConfig
+from interlock.console.runtime import ConsoleRuntime
 from interlock.errors import ServiceUnavailable
 from interlock.pipeline import Pipeline
 from interlock.redaction import Redactor
@@ -99,3 +100,5 @@ class Services:
     counter: TokenCounter = field(default_factory=default_counter)
     # The Responses API: how long stored responses are kept.
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    # The web console's sessions and live figures (``/console``).
+    console: ConsoleRuntime = field(default_factory=ConsoleRuntime)

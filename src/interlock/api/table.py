@@ -7,6 +7,7 @@ from collections.abc import Callable
 from starlette.responses import Response
 
 from interlock.api.admin import (
+    audit,
     create_key,
     get_chaos,
     invalidate_cache,
@@ -14,9 +15,11 @@ from interlock.api.admin import (
     list_keys,
     put_chaos,
     slow_requests,
+    update_key,
     usage,
 )
-from interlock.api.admin_models import audit, models_root, models_route
+from interlock.api.admin_models import models_root, models_route
+from interlock.api.admin_requests import failed_requests, kept_request
 from interlock.api.batches import batch_route, batches_root, create_job, job_route
 from interlock.api.chat import chat_completions
 from interlock.api.completions import completions
@@ -31,6 +34,7 @@ from interlock.api.openapi import openapi_json
 from interlock.api.responses import create_response, response_route
 from interlock.api.search import search_page, search_status, search_stream, start_search
 from interlock.api.wire import Handler
+from interlock.console.http import console
 from interlock.errors import InterlockError
 from interlock.redaction import Redactor
 
@@ -55,6 +59,7 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/health/deployments": {"GET": deployments},
     "/metrics": {"GET": metrics},
     "/admin/requests/slow": {"GET": slow_requests},
+    "/admin/requests/failed": {"GET": failed_requests},
     "/admin/keys": {"GET": list_keys, "POST": create_key},
     "/admin/usage": {"GET": usage},
     "/admin/cache": {"DELETE": invalidate_cache},
@@ -68,6 +73,7 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/search/page.css": {"GET": search_page},
     "/v1/completions": {"POST": completions},
     "/openapi.json": {"GET": openapi_json},
+    "/console": {"GET": console},
     "/docs": {"GET": docs_file},
     "/docs/init.js": {"GET": docs_file},
     "/docs/swagger-ui.css": {"GET": docs_file},
@@ -79,7 +85,10 @@ prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ("/v1/files/", "/v1/files/{file_id}", {"GET": file_route, "DELETE": file_route}),
     ("/v1/batches/", "/v1/batches/{batch_id}", {"GET": batch_route, "POST": batch_route}),
     ("/v1/jobs/", "/v1/jobs/{job_id}", {"GET": job_route, "POST": job_route}),
-    ("/admin/keys/", "/admin/keys/{id}/{action}", {"POST": key_action}),
+    # POST /admin/keys/{id}/revoke|rotate, PATCH /admin/keys/{id}.
+    # After the exact /admin/requests/slow and /failed, which are looked up first.
+    ("/admin/requests/", "/admin/requests/{request_id}", {"GET": kept_request}),
+    ("/admin/keys/", "/admin/keys/{id}", {"POST": key_action, "PATCH": update_key}),
     (
         "/admin/models/",
         "/admin/models/{model}",
@@ -87,6 +96,7 @@ prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ),
     ("/api/v1/search/status/", "/api/v1/search/status/{task_id}", {"GET": search_status}),
     ("/api/v1/search/stream/", "/api/v1/search/stream/{task_id}", {"GET": search_stream}),
+    ("/console/", "/console/{page}", {"GET": console, "POST": console}),
     (
         "/v1/responses/",
         "/v1/responses/{response_id}",

@@ -115,6 +115,16 @@ class BatchStore:
                 batch.counts = await _counts(conn, batch.id, batch.total)
         return found, more
 
+    async def recent(self, limit: int) -> list[BatchRow]:
+        """Every key's batches and jobs, newest first, with their counts (the console)."""
+        query = sa.select(batches).order_by(batches.c.created_at.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+            found = [BatchRow.from_row(row) for row in rows]
+            for batch in found:
+                batch.counts = await _counts(conn, batch.id, batch.total)
+        return found
+
     async def active(self) -> list[BatchRow]:
         """Every batch not in a final state (for the sweeper)."""
         query = sa.select(batches).where(batches.c.status.in_([s.value for s in ACTIVE]))

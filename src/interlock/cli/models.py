@@ -432,7 +432,8 @@ def audit(
     actor: ActorOption = None,
 ) -> int:
     """The registry's changes, newest first."""
-    query = {"limit": limit, **({"target": target} if target else {})}
+    # The registry's entries only: keys and chaos write to the same log.
+    query = {"area": "registry", "limit": limit, **({"target": target} if target else {})}
 
     def command(gateway: Gateway) -> int:
         page = gateway.call("GET", "/admin/audit?" + urlencode(query))

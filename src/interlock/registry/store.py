@@ -2,9 +2,10 @@
 store (SQLite or PostgreSQL).
 
 Every change is one transaction that writes the version rows and an audit
-row together: a change is never made without its record, and the audit
-log's id orders every change, so ``revision`` tells a gateway whether
-anything changed since it last read. Life-cycle changes check the state they
+row (area ``registry``, ``store.audit``) together: a change is never made
+without its record, and the audit log's id orders every change, so
+``revision`` tells a gateway whether anything in the registry changed since
+it last read. Life-cycle changes check the state they
 start from inside the transaction (a rollback of a canary that was promoted
 meanwhile changes nothing and says so).
 """
@@ -21,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from interlock.errors import Conflict, NotFound
 from interlock.registry.records import ModelVersion, Status, VersionPatch, VersionSpec
+from interlock.store.audit import AuditEntry, read_audit, revision, write_audit
 from interlock.store.engine import write_engine
-from interlock.store.schema import audit_log, model_versions
+from interlock.store.schema import model_versions
 
 __all__ = ["AuditEntry", "RegistryStore"]
 
-AuditEntry = dict[str, Any]
 Clock = Callable[[], float]
 _JSON_COLUMNS = ("params", "timeouts", "inputs", "outputs", "tags")
 
@@ -55,35 +56,16 @@ class RegistryStore:
             return await _get(conn, name, version)
 
     async def revision(self) -> int:
-        """The id of the last change (0: none yet)."""
+        """The id of the registry's last change (0: none yet); changes to
+        keys or chaos, in the same audit log, do not count."""
         async with self._engine.connect() as conn:
-            value = (await conn.execute(sa.select(sa.func.max(audit_log.c.id)))).scalar()
-        return int(value or 0)
+            return await revision(conn, "registry")
 
     async def audit(self, *, target: str | None = None, limit: int = 100) -> list[AuditEntry]:
-        """The newest changes first; ``target``: one model (``name``) or
-        version (``name@version``)."""
-        query = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
-        if target is not None:
-            query = query.where(
-                sa.or_(
-                    audit_log.c.target == target,
-                    audit_log.c.target.startswith(f"{target}@", autoescape=True),
-                )
-            )
+        """The registry's newest changes first; ``target``: one model
+        (``name``) or version (``name@version``)."""
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [
-            {
-                "id": row["id"],
-                "ts": row["ts"],
-                "actor": row["actor"],
-                "action": row["action"],
-                "target": row["target"],
-                "detail": orjson.loads(row["detail"]),
-            }
-            for row in rows
-        ]
+            return await read_audit(conn, area="registry", target=target, limit=limit)
 
     # -- changes -------------------------------------------------------------
 
@@ -263,14 +245,14 @@ class RegistryStore:
             "after": _summary(after),
             **{k: v for k, v in detail.items() if v},
         }
-        await conn.execute(
-            sa.insert(audit_log).values(
-                ts=self._clock(),
-                actor=actor,
-                action=action,
-                target=target.deployment_id,
-                detail=orjson.dumps(record).decode(),
-            )
+        await write_audit(
+            conn,
+            ts=self._clock(),
+            actor=actor,
+            area="registry",
+            action=action,
+            target=target.deployment_id,
+            detail=record,
         )
 
 

@@ -1,4 +1,4 @@
-"""Durable records: API keys and the usage ledger, on SQLite or PostgreSQL.
+"""Durable records: API keys, the usage ledger and the audit log, on SQLite or PostgreSQL.
 
 One code path for both backends (SQLAlchemy Core, async): SQLite in a file
 under the data directory is the embedded default; PostgreSQL is for many
@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from interlock.store.audit import AuditEntry, AuditLog
 from interlock.store.engine import create_engine
 from interlock.store.files import FileRecord, FileStore, new_file_id
 from interlock.store.journal import LedgerJournal, dead_journals
@@ -40,6 +41,8 @@ from interlock.store.responses import ResponseStore, StoredResponse
 from interlock.store.usage_rows import COLUMNS
 
 __all__ = [
+    "AuditEntry",
+    "AuditLog",
     "FileRecord",
     "FileStore",
     "GroupBy",
@@ -120,6 +123,8 @@ class Store:
     ledger: UsageLedger
     files: FileStore
     responses: ResponseStore
+    # Who changed what through the admin API (key changes write their own entries).
+    audit: AuditLog
 
     async def ping(self, timeout_s: float = 1.0) -> bool:
         """Reachable within ``timeout_s``? Never raises (for readiness)."""
@@ -194,6 +199,7 @@ async def open_store(
         ledger=ledger,
         files=FileStore(engine),
         responses=ResponseStore(engine),
+        audit=AuditLog(engine),
     )
 
 

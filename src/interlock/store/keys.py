@@ -5,17 +5,21 @@ caller to show its owner; the store keeps only its SHA-256 (``hash_key``) and
 an 8-character prefix for display. A leaked database therefore leaks no
 usable key, and a record (``KeyRecord``) is safe to log and cache.
 
-Records are immutable apart from revocation, and every change stamps
-``updated_at``, which is what ``changed_since`` polls: gateway instances
-cache keys by digest and refresh the changed ones.
+A key's settings change (``update``) and it is revoked in place; every
+change stamps ``updated_at``, which is what ``changed_since`` polls: gateway
+instances cache keys by digest and refresh the changed ones, so an edited
+limit reaches every instance as a revocation does. Every change also writes
+an audit entry (area ``keys``, target ``key:<id>``) in its own transaction:
+the key's name and settings, never the key nor its digest.
 """
 
 from __future__ import annotations
 
 import builtins
+import enum
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -23,16 +27,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from interlock.store.audit import write_audit
 from interlock.store.engine import write_engine
 from interlock.store.schema import api_keys
 
 __all__ = [
     "KEY_PREFIX",
+    "UNCHANGED",
     "KeyLimits",
     "KeyNotFound",
     "KeyRecord",
     "KeyRevoked",
     "KeyStore",
+    "Unchanged",
     "hash_key",
 ]
 
@@ -50,6 +57,16 @@ _SETTINGS = (
     "expires_at",
     "guardrails",
 )
+
+
+class Unchanged(enum.Enum):
+    """The default of ``KeyStore.update``'s settings: leave this one as it is
+    (``None`` is a value there: no budget, every model, no override)."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
 
 
 def hash_key(plain_key: str) -> str:
@@ -128,25 +145,79 @@ class KeyStore:
         permissions: Iterable[str] = (),
         expires_at: datetime | None = None,
         guardrails: dict[str, Any] | None = None,
+        actor: str = "admin",
     ) -> tuple[KeyRecord, str]:
         """Store a new key; return its record and the plain key, which is not kept.
 
         ``guardrails`` is stored as given: the caller validates it
         (``GuardrailsConfig.override``)."""
-        values = {
+        values = _columns(
+            {
+                "name": name,
+                "tier": tier,
+                "allowed_models": allowed_models,
+                "limits": limits or KeyLimits(),
+                "budget_usd_day": budget_usd_day,
+                "budget_usd_month": budget_usd_month,
+                "guardrails": guardrails,
+            }
+        )
+        values.update(
+            permissions=sorted(set(permissions)), expires_at=expires_at, rotated_from=None
+        )
+        async with self._writer.begin() as conn:
+            record, plain = await self._insert(conn, values)
+            detail = {"name": name, "before": None, "after": _settings(record, _SETTINGS)}
+            await self._audit(conn, actor, "create", record.id, detail)
+            return record, plain
+
+    async def update(
+        self,
+        key_id: str,
+        *,
+        actor: str = "admin",
+        name: str | Unchanged = UNCHANGED,
+        tier: str | Unchanged = UNCHANGED,
+        allowed_models: Iterable[str] | Unchanged | None = UNCHANGED,
+        limits: KeyLimits | Unchanged = UNCHANGED,
+        budget_usd_day: float | Unchanged | None = UNCHANGED,
+        budget_usd_month: float | Unchanged | None = UNCHANGED,
+        guardrails: dict[str, Any] | Unchanged | None = UNCHANGED,
+    ) -> KeyRecord:
+        """Change a live key's settings: only those given change (``limits``
+        as a whole). Raises ``KeyNotFound`` or ``KeyRevoked``.
+
+        The audit entry holds the given settings before and after."""
+        given = {
             "name": name,
             "tier": tier,
-            "allowed_models": None if allowed_models is None else sorted(set(allowed_models)),
-            "limits": asdict(limits or KeyLimits()),
+            "allowed_models": allowed_models,
+            "limits": limits,
             "budget_usd_day": budget_usd_day,
             "budget_usd_month": budget_usd_month,
-            "permissions": sorted(set(permissions)),
-            "expires_at": expires_at,
             "guardrails": guardrails,
-            "rotated_from": None,
         }
+        changes = {k: v for k, v in given.items() if v is not UNCHANGED}
+        where = api_keys.c.id == key_id
         async with self._writer.begin() as conn:
-            return await self._insert(conn, values)
+            # Locked, so that concurrent updates serialise and each sees its "before".
+            found = (await conn.execute(sa.select(api_keys).where(where).with_for_update())).first()
+            if found is None:
+                raise KeyNotFound(key_id)
+            before = _record(found._mapping)
+            if before.revoked_at is not None:
+                raise KeyRevoked(key_id)
+            now = self._clock()
+            values = {**_columns(changes), "updated_at": now}
+            await conn.execute(api_keys.update().where(where).values(values))
+            after = _record((await conn.execute(sa.select(api_keys).where(where))).one()._mapping)
+            detail = {
+                "name": after.name,
+                "before": _settings(before, changes),
+                "after": _settings(after, changes),
+            }
+            await self._audit(conn, actor, "update", key_id, detail)
+            return after
 
     async def get(self, key_id: str) -> KeyRecord | None:
         return await self._one(api_keys.c.id == key_id)
@@ -161,12 +232,17 @@ class KeyStore:
             query = query.where(api_keys.c.revoked_at.is_(None))
         return await self._many(query)
 
-    async def revoke(self, key_id: str) -> bool:
+    async def revoke(self, key_id: str, *, actor: str = "admin") -> bool:
         """Revoke the key; False when it is unknown or was already revoked."""
         async with self._writer.begin() as conn:
-            return await self._revoke(conn, key_id)
+            if not await self._revoke(conn, key_id):
+                return False
+            query = sa.select(api_keys.c.name).where(api_keys.c.id == key_id)
+            name = (await conn.execute(query)).scalar_one()
+            await self._audit(conn, actor, "revoke", key_id, {"name": name})
+            return True
 
-    async def rotate(self, key_id: str) -> tuple[KeyRecord, str]:
+    async def rotate(self, key_id: str, *, actor: str = "admin") -> tuple[KeyRecord, str]:
         """Replace a live key with a new one of the same settings, atomically.
 
         The old key is revoked first, under its row lock, so two concurrent
@@ -181,10 +257,13 @@ class KeyStore:
             row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).one()
             values = {column: row._mapping[column] for column in _SETTINGS}
             values["rotated_from"] = key_id
-            return await self._insert(conn, values)
+            record, plain = await self._insert(conn, values)
+            detail = {"name": record.name, "rotated_to": record.id}
+            await self._audit(conn, actor, "rotate", key_id, detail)
+            return record, plain
 
     async def changed_since(self, ts: datetime) -> builtins.list[KeyRecord]:
-        """Keys created or revoked at or after ``ts``, oldest change first.
+        """Keys created, updated or revoked at or after ``ts``, oldest change first.
 
         ``updated_at`` comes from the writing instance's clock before its
         commit, so a poller should ask from its previous poll's time minus a
@@ -213,6 +292,20 @@ class KeyStore:
         stored = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == row["id"]))).one()
         return _record(stored._mapping), plain
 
+    async def _audit(
+        self,
+        conn: AsyncConnection,
+        actor: str,
+        action: str,
+        key_id: str,
+        detail: Mapping[str, Any],
+    ) -> None:
+        ts = self._clock().timestamp()
+        target = f"key:{key_id}"
+        await write_audit(
+            conn, ts=ts, actor=actor, area="keys", action=action, target=target, detail=detail
+        )
+
     async def _revoke(self, conn: AsyncConnection, key_id: str) -> bool:
         now = self._clock()
         result = await conn.execute(
@@ -230,6 +323,32 @@ class KeyStore:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_record(row._mapping) for row in rows]
+
+
+def _columns(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as the table stores them."""
+    values = dict(settings)
+    if values.get("allowed_models") is not None:
+        values["allowed_models"] = sorted(set(values["allowed_models"]))
+    if "limits" in values:
+        values["limits"] = asdict(values["limits"])
+    return values
+
+
+def _settings(record: KeyRecord, names: Iterable[str]) -> dict[str, Any]:
+    """Some of a key's settings as JSON values, for its audit entries (never
+    the key's digest: ``names`` are settings)."""
+    shown: dict[str, Any] = {}
+    for name in names:
+        value = getattr(record, name)
+        if isinstance(value, KeyLimits):
+            value = asdict(value)
+        elif isinstance(value, tuple | frozenset):
+            value = sorted(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        shown[name] = value
+    return shown
 
 
 def _record(row: sa.RowMapping) -> KeyRecord:

@@ -57,6 +57,7 @@ from interlock.store.schema import usage_ledger
 from interlock.store.sqlite_writer import SQLiteBatchWriter
 from interlock.store.usage_queries import (
     GroupBy,
+    breakdown_query,
     spend_delta_query,
     spend_query,
     spend_seed_query,
@@ -290,6 +291,37 @@ class UsageLedger:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement)).mappings().all()
         return [_totals(row, group_by) for row in rows]
+
+    async def breakdown(
+        self,
+        key_name: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100_000,
+    ) -> list[dict[str, Any]]:
+        """One row per UTC day, model and key over ``[since, until)``:
+        requests, prompt_tokens, completion_tokens, cost_usd, cache_hits and
+        the tokens of those hits (cached_prompt_tokens,
+        cached_completion_tokens). At most ``limit`` rows."""
+        statement = breakdown_query(key_name, model, since, until).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        return [
+            {
+                "day": str(row["day"]),
+                "model": row["model"],
+                "key": row["key"],
+                "requests": int(row["requests"]),
+                "prompt_tokens": int(row["prompt_tokens"]),
+                "completion_tokens": int(row["completion_tokens"]),
+                "cost_usd": float(row["cost_usd"]),
+                "cache_hits": int(row["cache_hits"]),
+                "cached_prompt_tokens": int(row["cached_prompt_tokens"]),
+                "cached_completion_tokens": int(row["cached_completion_tokens"]),
+            }
+            for row in rows
+        ]
 
     async def spend(self, key_name: str, since: datetime, until: datetime | None = None) -> float:
         """The key's total cost in USD over ``[since, until)``, for budget checks."""

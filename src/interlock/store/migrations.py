@@ -214,6 +214,14 @@ async def _v9_responses(conn: AsyncConnection) -> None:
     await conn.execute(sa.text("CREATE INDEX ix_responses_expires_at ON responses (expires_at)"))
 
 
+async def _v10_audit_area(conn: AsyncConnection) -> None:
+    # Frozen DDL, the same on SQLite and PostgreSQL; every row so far is the registry's.
+    await conn.execute(
+        sa.text("ALTER TABLE audit_log ADD COLUMN area VARCHAR(16) NOT NULL DEFAULT 'registry'")
+    )
+    await conn.execute(sa.text("CREATE INDEX ix_audit_log_area ON audit_log (area, id)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
     Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
@@ -224,6 +232,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "model_versions, audit_log, usage_ledger.units: the model registry", _v7_registry),
     Migration(8, "usage_ledger.priced: requests whose price was unknown", _v8_priced),
     Migration(9, "responses: stored responses of the Responses API", _v9_responses),
+    Migration(10, "audit_log.area: key and chaos changes in the audit log", _v10_audit_area),
 )
 
 

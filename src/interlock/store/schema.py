@@ -5,8 +5,8 @@ PostgreSQL), timestamps go through ``UTCDateTime`` so both backends hand back
 aware UTC datetimes, and the ledger's id is a ``BIGINT`` that becomes SQLite's
 ``INTEGER PRIMARY KEY`` (the only kind SQLite auto-increments).
 
-``api_keys.updated_at`` is set on every change (create, revoke), so cache
-invalidation polls one indexed column (``KeyStore.changed_since``).
+``api_keys.updated_at`` is set on every change (create, update, revoke), so
+cache invalidation polls one indexed column (``KeyStore.changed_since``).
 """
 
 from __future__ import annotations
@@ -281,8 +281,9 @@ model_versions = sa.Table(
 
 audit_log = sa.Table(
     # Every change an operator (or the gateway itself, e.g. an automatic
-    # rollback) made to the registry: who, what, to which target, and the
-    # record before and after. The id orders changes. Added by migration 7.
+    # rollback) made through the admin API: who, what, to which target, and
+    # the record before and after (store/audit.py). The id orders changes.
+    # Added by migration 7 for the registry; ``area`` by migration 10.
     "audit_log",
     metadata,
     sa.Column(
@@ -296,7 +297,11 @@ audit_log = sa.Table(
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("target", sa.String(), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),  # JSON text
+    # registry | keys | chaos: what was changed (rows before migration 10: registry).
+    sa.Column("area", sa.String(16), nullable=False, server_default="registry"),
     sa.Index("ix_audit_log_target", "target", "id"),
+    # The registry's revision is its area's newest id (migration 10).
+    sa.Index("ix_audit_log_area", "area", "id"),
 )
 
 responses = sa.Table(

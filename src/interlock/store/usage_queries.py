@@ -13,7 +13,14 @@ import sqlalchemy as sa
 
 from interlock.store.schema import usage_ledger, utc_day
 
-__all__ = ["GroupBy", "spend_delta_query", "spend_query", "spend_seed_query", "totals_query"]
+__all__ = [
+    "GroupBy",
+    "breakdown_query",
+    "spend_delta_query",
+    "spend_query",
+    "spend_seed_query",
+    "totals_query",
+]
 
 GroupBy = Literal["key", "model", "day"]
 
@@ -66,6 +73,42 @@ def totals_query(
     group = _group_column(group_by)
     return (
         sa.select(group.label("group"), *totals).where(*conditions).group_by(group).order_by(group)
+    )
+
+
+def breakdown_query(
+    key_name: str | None, model: str | None, since: datetime | None, until: datetime | None
+) -> sa.Select[Any]:
+    """Totals per UTC day, model and key at once (the console's charts and
+    its CSV), with the tokens answered from the cache apart: what the cache
+    saved is priced from them."""
+    day = utc_day(_c.ts)
+    hit_tokens = sa.case((_c.cache_hit, 1), else_=0)
+    conditions = _window(since, until)
+    if key_name is not None:
+        conditions.append(_c.key_name == key_name)
+    if model is not None:
+        conditions.append(_c.model == model)
+    return (
+        sa.select(
+            day.label("day"),
+            _c.model.label("model"),
+            _c.key_name.label("key"),
+            sa.func.count().label("requests"),
+            sa.func.coalesce(sa.func.sum(_c.prompt_tokens), 0).label("prompt_tokens"),
+            sa.func.coalesce(sa.func.sum(_c.completion_tokens), 0).label("completion_tokens"),
+            sa.func.coalesce(sa.func.sum(_c.cost_usd), 0.0).label("cost_usd"),
+            sa.func.coalesce(sa.func.sum(hit_tokens), 0).label("cache_hits"),
+            sa.func.coalesce(sa.func.sum(hit_tokens * _c.prompt_tokens), 0).label(
+                "cached_prompt_tokens"
+            ),
+            sa.func.coalesce(sa.func.sum(hit_tokens * _c.completion_tokens), 0).label(
+                "cached_completion_tokens"
+            ),
+        )
+        .where(*conditions)
+        .group_by(day, _c.model, _c.key_name)
+        .order_by(day, _c.model, _c.key_name)
     )
 
 

@@ -2,19 +2,21 @@
 
 ``finish`` is called once per request after its last byte: it writes the
 access-log line, records the metrics, offers the record to the slow-request
-keeper and ends the trace span.
+and failed-request keepers and ends the trace span. ``find_request`` looks a
+kept request up by its id in both.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Span, SpanKind
 
 from interlock.config import TelemetryConfig
 from interlock.telemetry.access_log import AccessLog
+from interlock.telemetry.failures import RecentFailures
 from interlock.telemetry.health import HealthBoard
 from interlock.telemetry.metrics import Metrics
 from interlock.telemetry.record import RequestRecord
@@ -24,6 +26,9 @@ if TYPE_CHECKING:  # the SDK is imported only when tracing is on
     from interlock.telemetry.tracing import Tracing
 
 __all__ = ["Telemetry"]
+
+
+_CONSOLE = "/console"
 
 
 class Telemetry:
@@ -42,6 +47,8 @@ class Telemetry:
         self.access_log = access_log
         self.tracing = tracing
         self.slow = SlowRequests(capacity=config.slow_requests_kept)
+        self.failures = RecentFailures(capacity=config.slow_requests_kept)
+        self._kept = config.slow_requests_kept
         self._sample_rate = config.stage_sample_rate
         self._slow_s = config.slow_request_ms / 1000
         self._rng = rng or random.Random()
@@ -74,11 +81,25 @@ class Telemetry:
         self.metrics.record_request(record, keep_stages)
         if self.access_log is not None:
             self.access_log.write(record.log_fields(with_stages=keep_stages))
-        self.slow.offer(record)
+        # The console's own pages (a template compiled at first sight is
+        # slow) would push out the requests an operator looks for there.
+        if not record.route.startswith(_CONSOLE):
+            self.slow.offer(record)
+            if record.status >= 400:
+                self.failures.offer(record)
         span = self._spans.pop(id(record), None)
         if span is not None and self.tracing is not None:
             _annotate(span, record)
             self.tracing.end(span, record.error_type if record.status >= 500 else None)
+
+    def find_request(self, request_id: str) -> dict[str, Any] | None:
+        """A kept failed or slow request's access-log fields (with stages), by id."""
+        found = self.failures.find(request_id)
+        if found is not None:
+            return found
+        # An admin's lookup, not the request path: at most ``_kept`` entries.
+        slowest = self.slow.slowest(self._kept)
+        return next((e for e in slowest if e["request_id"] == request_id), None)
 
     def shutdown(self) -> None:
         if self.access_log is not None:

@@ -34,6 +34,21 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _TOKEN_GAP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+_ADDED_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+)
 _STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1)
 # The GenAI semantic conventions' advised buckets for token counts.
 _TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
@@ -77,6 +92,13 @@ class Metrics:
             "Time spent in each pipeline stage.",
             ["stage"],
             buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.gateway_added = Histogram(
+            "interlock_gateway_added_seconds",
+            "Time the gateway added on top of the upstream: duration minus upstream "
+            "and streaming time.",
+            buckets=_ADDED_BUCKETS,
             registry=r,
         )
         self.tokens = Counter(
@@ -235,6 +257,9 @@ class Metrics:
                 self._child(self.stage_duration, stage).observe(seconds)
         if record.deployment is None:
             return
+        stages = record.stages
+        added = record.duration_s - stages.get("upstream", 0.0) - stages.get("streaming", 0.0)
+        self.gateway_added.observe(max(0.0, added))
         genai = (_operation(record.route), record.provider or "", model)
         if record.ttft_s is not None:
             self._child(self.genai_ttft, *genai, record.deployment).observe(record.ttft_s)

@@ -7,7 +7,7 @@ PORT ?= 8080
 CONFIG ?=
 BENCH_ARGS ?=
 
-.PHONY: run test check tools install install-dev install-bench bench bench-micro docs clean
+.PHONY: run test check tools install install-dev install-bench bench bench-micro docs screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,11 @@ bench-micro: install-dev
 # the tests (tests/docs/test_site.py).
 docs: install-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The console's pages (from its browser test) and the CLI's help, as the docs show them.
+screenshots: install-dev tools
+	INTERLOCK_SCREENSHOTS=docs/images/console $(BIN)/pytest -q -p no:cacheprovider tests/console/test_console_browser.py
+	$(BIN)/python docs/cli_help_image.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -99,7 +99,9 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_bundled_default_is_valid() -> None:
-    config = load_config(bundled_config_path(), env={"INTERLOCK_DEV_KEY": "k"})
+    config = load_config(
+        bundled_config_path(), env={"INTERLOCK_DEV_KEY": "k", "INTERLOCK_ADMIN_KEY": "a"}
+    )
     assert all(d.provider == "simulator" for m in config.models for d in m.deployments)
 
 

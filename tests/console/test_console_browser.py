@@ -95,6 +95,7 @@ def test_an_operator_runs_the_console_with_the_keyboard(
     gateway = start_gateway(config, env={"ADMIN_KEY": ADMIN_KEY})
     base = gateway.base_url
     _some_history(base)
+    browser.set_window_size(1280, 1000)
 
     # -- log in: the key field has the focus; Tab, type, Enter ------------
     browser.get(f"{base}/console")
@@ -127,6 +128,10 @@ def test_an_operator_runs_the_console_with_the_keyboard(
     browser.find_element(By.ID, "name").send_keys(KEY_NAME, Keys.ENTER)  # Enter submits
     secret = until(browser, lambda b: b.find_elements(By.ID, "new-key"), "no key shown")[0].text
     assert secret.startswith("sk-")
+    # The screenshot is for people: it shows where the key appears, not the key.
+    browser.execute_script(
+        "document.getElementById('new-key').textContent = arguments[0]", secret[:8] + "•" * 24
+    )
     browser.save_screenshot(str(shots / "keys-created.png"))
 
     # -- the key works with the official SDK, and shows in usage and spend ---

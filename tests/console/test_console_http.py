@@ -272,3 +272,21 @@ def test_logout_ends_the_session_in_this_browser(browser: httpx.Client) -> None:
     assert browser.get("/console/keys").status_code == 200
     browser.post("/console/logout", data={"csrf": _csrf(browser)})
     assert browser.get("/console/keys").status_code == 303
+
+
+def test_make_run_prints_a_development_admin_key_for_the_console(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from interlock.cli.serve import _load_for_serve
+
+    monkeypatch.delenv("INTERLOCK_ADMIN_KEY", raising=False)
+    config, banner = _load_for_serve(None)
+    assert config.server.admin_key is not None
+    key = config.server.admin_key.reveal()
+    assert key.startswith("sk-admin-dev-")
+    assert f"Console: /console, log in with the admin key {key}" in banner
+    monkeypatch.setenv("INTERLOCK_ADMIN_KEY", "sk-admin-mine")
+    config, banner = _load_for_serve(None)
+    assert config.server.admin_key is not None
+    assert config.server.admin_key.reveal() == "sk-admin-mine"
+    assert not any("Generated a development admin key" in line for line in banner)

@@ -154,6 +154,7 @@ def create(
             permissions=list(permission or []),
             expires_at=expires,
             guardrails=guardrails,
+            actor=_actor(),
         )
         print(plain)
         note(f"Created {record.id} ({record.name}, tier {record.tier}); {_REFRESH_NOTE}.")
@@ -191,7 +192,7 @@ def revoke(key_id: KeyId, config: ConfigOption = None) -> int:
     """Revoke a key: gateways refuse it (403 key_revoked)."""
 
     async def command(store: Store, tiers: frozenset[str]) -> None:
-        if not await store.keys.revoke(key_id):
+        if not await store.keys.revoke(key_id, actor=_actor()):
             raise CliError(f"no active key {key_id!r}")
         note(f"Revoked {key_id}; {_REFRESH_NOTE}.")
 
@@ -206,7 +207,7 @@ def rotate(key_id: KeyId, config: ConfigOption = None) -> int:
         from interlock.store import KeyNotFound, KeyRevoked
 
         try:
-            record, plain = await store.keys.rotate(key_id)
+            record, plain = await store.keys.rotate(key_id, actor=_actor())
         except (KeyNotFound, KeyRevoked):
             raise CliError(f"no active key {key_id!r}") from None
         print(plain)
@@ -297,3 +298,17 @@ def _key_row(record: KeyRecord, now: datetime) -> list[str]:
         record.expires_at.isoformat(timespec="seconds") if record.expires_at else "-",
         status,
     ]
+
+
+def _actor() -> str:
+    """Who the audit log names for a change made with this command: the shell's user."""
+    import getpass
+    import os
+
+    user = os.environ.get("USER")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # a container's uid with no passwd entry
+            user = "unknown"
+    return f"cli:{user}"

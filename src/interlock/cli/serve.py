@@ -17,9 +17,10 @@ import typer
 if TYPE_CHECKING:
     from interlock.config import GatewayConfig
 
-__all__ = ["DEV_KEY_VAR", "register"]
+__all__ = ["ADMIN_KEY_VAR", "DEV_KEY_VAR", "register"]
 
 DEV_KEY_VAR = "INTERLOCK_DEV_KEY"
+ADMIN_KEY_VAR = "INTERLOCK_ADMIN_KEY"  # also what the admin commands send by default
 
 ServeConfig = Annotated[
     str | None,
@@ -151,6 +152,11 @@ def _load_for_serve(path: str | None) -> tuple[GatewayConfig, list[str]]:
         env[DEV_KEY_VAR] = "sk-dev-" + secrets.token_urlsafe(18)
         banner.append(f"Generated a development key (set {DEV_KEY_VAR} to choose one).")
     banner.append(f"Authenticate with: Authorization: Bearer {env[DEV_KEY_VAR]}")
+    # The console and the admin API, on the laptop too: a development admin key.
+    if ADMIN_KEY_VAR not in env:
+        env[ADMIN_KEY_VAR] = "sk-admin-dev-" + secrets.token_urlsafe(18)
+        banner.append(f"Generated a development admin key (set {ADMIN_KEY_VAR} to choose one).")
+    banner.append(f"Console: /console, log in with the admin key {env[ADMIN_KEY_VAR]}")
     return load_config(bundled_config_path(), env), banner
 
 

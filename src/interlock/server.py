@@ -1,13 +1,17 @@
 """Runs the app under uvicorn with graceful drain on SIGTERM/SIGINT.
 
-On the first signal: readiness turns 503, listeners close (new connections
-are refused), in-flight requests and streams finish for up to
-``drain_timeout_s``, then the process exits 0.
+On the first signal: readiness turns 503, the connections waiting in the
+listen queue are taken, listeners close (new connections are refused),
+in-flight requests and streams finish for up to ``drain_timeout_s``, then the
+process exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import os
 import signal
 import socket
 import sys
@@ -60,6 +64,54 @@ class GatewayServer(uvicorn.Server):
             self.force_exit = True
         else:
             self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self._serve_the_listen_queue()
+        await super().shutdown(sockets)
+
+    async def _serve_the_listen_queue(self) -> None:
+        """Accept every connection the kernel holds for us, then close the
+        listeners, before uvicorn's drain begins.
+
+        Closing a listening socket resets the connections whose handshake the
+        kernel completed but the server had not accepted yet. A proxy
+        (nginx) may already have sent a request on one: it sees the reset and
+        answers its client 502, and never resends a POST elsewhere (seen in
+        ``tests/scale``'s rolling restart under load). Taken here, they are
+        served like any connection in the drain (``Connection: close``); only
+        one that arrives between the last ``accept`` and the close, a few
+        microseconds, is still reset.
+        """
+        loop = asyncio.get_running_loop()
+        taken: list[socket.socket] = []
+        for server in self.servers:
+            for listener in server.sockets:
+                # A second descriptor of the same socket: accept() on
+                # asyncio's own is not allowed, and closing this one leaves it.
+                queue = socket.socket(fileno=os.dup(listener.fileno()))
+                try:
+                    queue.setblocking(False)
+                    while True:
+                        try:
+                            connection, _ = queue.accept()
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        taken.append(connection)
+                finally:
+                    queue.close()
+            server.close()  # uvicorn closes it again, harmlessly
+        for connection in taken:
+            with contextlib.suppress(OSError):  # the client gave up meanwhile
+                await loop.connect_accepted_socket(
+                    self._new_protocol, connection, ssl=self.config.ssl
+                )
+
+    def _new_protocol(self) -> asyncio.Protocol:
+        """A connection's protocol, as uvicorn's listeners make them."""
+        protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+        return protocol
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

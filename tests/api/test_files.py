@@ -56,8 +56,22 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGatew
     gateway.close()
 
 
+# The SDK clients a test made, closed when it ends: an open one's pooled
+# socket is left to the garbage collector, which warns in a later test.
+_CLIENTS: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def _client(gateway: InProcessGateway, key: str = TEST_KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
+    client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
+    _CLIENTS.append(client)
+    return client
 
 
 def test_the_sdk_uploads_lists_reads_and_deletes_a_batch_file(gateway: InProcessGateway) -> None:

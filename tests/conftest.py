@@ -89,16 +89,39 @@ async def store_harness(request: pytest.FixtureRequest) -> AsyncIterator[StoreHa
 
 
 @pytest.fixture(autouse=True)
-def _no_sqlite_connection_outlives_its_test() -> Iterator[None]:
+def _no_sqlite_connection_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
     """aiosqlite runs each connection on a non-daemon thread: one left open
     keeps a gateway process from exiting, and warns in whichever later test
-    the collector happens to run. Caught here, in the test that leaked it."""
+    the collector happens to run. Caught here, in the test that leaked it.
+
+    A module marked ``shared_gateway`` runs its tests on one in-process
+    gateway, whose connection pool may grow in any of them (two queries at
+    once: a request and the key refresh): checked once, after the module's
+    gateway closed (``_no_sqlite_connection_outlives_its_module``)."""
+    if request.node.get_closest_marker("shared_gateway") is not None:
+        yield
+        return
     before = set(sqlite_workers())
     yield
+    _assert_none_left(before, "this test")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_sqlite_connection_outlives_its_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    # Autouse: set up before the module's gateway fixture, so torn down after it.
+    if request.node.get_closest_marker("shared_gateway") is None:
+        yield
+        return
+    before = set(sqlite_workers())
+    yield
+    _assert_none_left(before, "this module")
+
+
+def _assert_none_left(before: set[threading.Thread], who: str) -> None:
     deadline = time.monotonic() + 2
     while (leaked := set(sqlite_workers()) - before) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not leaked, f"{len(leaked)} SQLite connection(s) left open by this test"
+    assert not leaked, f"{len(leaked)} SQLite connection(s) left open by {who}"
 
 
 def sqlite_workers() -> list[threading.Thread]:

@@ -19,6 +19,9 @@ from interlock.config import parse_config
 from tests.conftest import TEST_KEY, simulator_config
 from tests.support.servers import InProcessGateway
 
+# One in-process gateway for the module's tests (conftest checks its SQLite connections).
+pytestmark = pytest.mark.shared_gateway
+
 OTHER_KEY = "sk-other-files"
 
 

@@ -26,6 +26,9 @@ from interlock.routing.chaos import SCENARIOS
 from tests.conftest import TEST_KEY
 from tests.support.servers import InProcessGateway
 
+# One in-process gateway for the module's tests (conftest checks its SQLite connections).
+pytestmark = pytest.mark.shared_gateway
+
 ADMIN_KEY = "sk-admin-chaos"
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}

@@ -18,6 +18,9 @@ from interlock.search.sources import Document
 from tests.conftest import TEST_KEY, simulator_config
 from tests.support.servers import InProcessGateway
 
+# One in-process gateway for the module's tests (conftest checks its SQLite connections).
+pytestmark = pytest.mark.shared_gateway
+
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 DOCS = [
     Document(

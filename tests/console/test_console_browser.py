@@ -23,16 +23,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import TEST_KEY, simulator_config
-from tests.search.test_page_browser import CHROMIUM_ARGS, TIMEOUT_S, browser_paths
+from tests.support.browser import TIMEOUT_S, open_chromium
 from tests.support.servers import GatewayProcess
 
 ADMIN_KEY = "sk-admin-console-e2e"
@@ -43,15 +40,7 @@ PRICE = {"input_per_million": 3.0, "output_per_million": 15.0}
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    chromium, driver_path = browser_paths()
-    options = Options()
-    options.binary_location = chromium
-    for arg in CHROMIUM_ARGS:
-        options.add_argument(arg)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
-    driver.set_page_load_timeout(TIMEOUT_S)
+    driver = open_chromium(tmp_path / "chromium-profile", console_log=True)
     yield driver
     driver.quit()
 

@@ -14,8 +14,6 @@ import contextlib
 import html
 import importlib.util
 import json
-import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,9 +21,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -34,24 +29,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from interlock.search.page import page_files
 from tests.conftest import TEST_KEY, simulator_config
+from tests.support.browser import TIMEOUT_S, open_chromium
 from tests.support.servers import FakeUpstream, GatewayProcess
 
-# Generous: CI runs these on two busy cores.
-TIMEOUT_S = 20
 # The fake stream's heartbeat while it holds an event: how it notices a closed stream.
 PING_S = 0.1
-# The machine has no network: nothing in Chromium may try to reach one.
-CHROMIUM_ARGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1280,1500",
-)
 
 XSS_TITLE = 'Markup <img src=x onerror="window.__xss=1"> in a title'
 RESULTS = [
@@ -231,28 +213,9 @@ def search_api(
         api.release_all()
 
 
-def browser_paths() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        reason = "chromium or chromedriver not found; `make tools` installs them"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(f"{reason}; on CI the search page must be tested")
-        pytest.skip(reason)
-    return chromium, driver
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    chromium, driver_path = browser_paths()
-    options = Options()
-    options.binary_location = chromium
-    for arg in CHROMIUM_ARGS:
-        options.add_argument(arg)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    # Both paths given: Selenium Manager (which would go online) is never asked.
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
-    driver.set_page_load_timeout(TIMEOUT_S)
+    driver = open_chromium(tmp_path_factory.mktemp("chromium-profile"))
     yield driver
     driver.quit()
 

@@ -48,7 +48,6 @@ __all__ = [
     "revoke_key",
     "rotate_key",
     "set_chaos",
-    "slow_requests",
     "update_key",
     "usage",
     "validated",
@@ -338,15 +337,6 @@ async def invalidate_cache(request: Request, services: Services) -> ASGIApp:
 
 
 # -- operations ----------------------------------------------------------------
-
-
-async def slow_requests(request: Request, services: Services) -> ASGIApp:
-    require_admin(request, services)
-    limit = request.query_params.get("limit", "20")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        raise InvalidRequest("limit must be an integer from 1 to 1000.", param="limit")
-    entries = services.telemetry.slow.slowest(int(limit))
-    return json_response({"object": "list", "data": entries})
 
 
 async def get_chaos(request: Request, services: Services) -> ASGIApp:

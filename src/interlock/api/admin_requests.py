@@ -1,9 +1,10 @@
-"""The admin API's kept requests: ``GET /admin/requests/failed`` lists the
-most recent failed requests, ``GET /admin/requests/{request_id}`` answers one
-kept failed or slow request by its ``x-request-id``. Both need the admin key.
+"""The admin API's kept requests: ``GET /admin/requests/slow`` and
+``/admin/requests/failed`` list the recent slowest and the most recent
+failed requests, ``GET /admin/requests/{request_id}`` answers one of them by
+its ``x-request-id``. Each needs the admin key.
 
-``/admin/requests/slow`` stays in ``api.admin``; exact routes are matched
-before the ``/admin/requests/`` prefix, so neither list shadows an id.
+Exact routes are matched before the ``/admin/requests/`` prefix, so neither
+list shadows an id.
 """
 
 from __future__ import annotations
@@ -13,19 +14,27 @@ from starlette.types import ASGIApp
 
 from interlock.api.admin import require_admin
 from interlock.api.services import Services
-from interlock.api.wire import json_response
-from interlock.errors import InvalidRequest, NotFound
+from interlock.api.wire import int_param, json_response
+from interlock.errors import NotFound
 
-__all__ = ["failed_requests", "kept_request"]
+__all__ = ["failed_requests", "kept_request", "slow_requests"]
+
+
+def _limit(request: Request) -> int:
+    return int_param(request.query_params.get("limit"), "limit", 20, 1, 1000)
+
+
+async def slow_requests(request: Request, services: Services) -> ASGIApp:
+    """The slowest requests of the last minutes, slowest first."""
+    require_admin(request, services)
+    entries = services.telemetry.slow.slowest(_limit(request))
+    return json_response({"object": "list", "data": entries})
 
 
 async def failed_requests(request: Request, services: Services) -> ASGIApp:
     """The most recent failed requests (status >= 400), newest first."""
     require_admin(request, services)
-    limit = request.query_params.get("limit", "20")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        raise InvalidRequest("limit must be an integer from 1 to 1000.", param="limit")
-    entries = services.telemetry.failures.recent(int(limit))
+    entries = services.telemetry.failures.recent(_limit(request))
     return json_response({"object": "list", "data": entries})
 
 

@@ -14,12 +14,11 @@ from interlock.api.admin import (
     key_action,
     list_keys,
     put_chaos,
-    slow_requests,
     update_key,
     usage,
 )
 from interlock.api.admin_models import models_root, models_route
-from interlock.api.admin_requests import failed_requests, kept_request
+from interlock.api.admin_requests import failed_requests, kept_request, slow_requests
 from interlock.api.batches import batch_route, batches_root, create_job, job_route
 from interlock.api.chat import chat_completions
 from interlock.api.completions import completions

@@ -4,9 +4,13 @@ gateway's own metrics over a window, on an injected clock."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics_core import Metric
 
 from interlock.console.overview import MetricsWindow, histogram_quantile, read_scrape
 
@@ -34,8 +38,8 @@ class FakeGateway:
             registry=self.registry,
         )  # fmt: skip
 
-    def scrape(self) -> str:
-        return generate_latest(self.registry).decode()
+    def scrape(self) -> list[Metric]:
+        return list(self.registry.collect())
 
     def serve(self, n: int, status: str = "200", added_s: float = 0.0015) -> None:
         for _ in range(n):
@@ -104,3 +108,41 @@ def test_a_scrape_sums_over_labels() -> None:
     gateway.requests.labels("/v1/messages", "m2", "d2", "500").inc(2)
     scrape = read_scrape(gateway.scrape(), at=0.0)
     assert scrape.requests == 5 and scrape.server_errors == 2
+
+
+# Two worker processes serve, a third (any worker answering the console) reads.
+WORKER = """
+import sys
+from interlock.telemetry.metrics import Metrics
+metrics = Metrics()
+for _ in range(int(sys.argv[1])):
+    metrics.requests.labels("/v1/chat/completions", "m", "d", "200").inc()
+    metrics.gateway_added.observe(0.0015)
+"""
+READER = """
+from interlock.console.overview import read_scrape
+from interlock.telemetry.metrics import Metrics
+metrics = Metrics()
+scrape = read_scrape(metrics.families([metrics.requests, metrics.gateway_added]), 0.0)
+print(scrape.requests, max(scrape.buckets["interlock_gateway_added_seconds"].values()))
+"""
+
+
+def test_worker_processes_are_summed(tmp_path: Path) -> None:
+    # prometheus-client picks its value store at import: fresh interpreters.
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": ""}
+
+    def run(script: str, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run(WORKER, "3")
+    run(WORKER, "4")
+    assert run(READER).split() == ["7.0", "7.0"]

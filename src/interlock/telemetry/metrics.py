@@ -14,7 +14,7 @@ config, key *names* (never keys), statuses.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -25,6 +25,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from interlock.telemetry.record import RequestRecord
@@ -307,6 +308,22 @@ class Metrics:
     def before_render(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` at each scrape, before the values are read."""
         self._before_render.append(hook)
+
+    def families(self, metrics: Iterable[Any]) -> Iterator[Metric]:
+        """The current values of some of this gateway's metrics (``self.requests``
+        ...), summed over worker processes in multiprocess mode: what the
+        console reads, without writing and parsing the whole scrape (about
+        100 ms for a gateway with a few thousand series, against under 1 ms)."""
+        if not self.multiprocess:
+            for metric in metrics:
+                yield from metric.collect()
+            return
+        # The worker files hold every metric: read them once, keep those asked for.
+        names = {family.name for metric in metrics for family in metric.describe()}
+        collector = MultiProcessCollector(None)  # type: ignore[no-untyped-call]
+        for family in collector.collect():  # type: ignore[no-untyped-call]
+            if family.name in names:
+                yield family
 
     def render(self) -> bytes:
         for hook in self._before_render:

@@ -27,8 +27,15 @@ async def live(context: ConsoleRequest) -> Response:
 
 
 async def _figures(services: Services) -> dict[str, Any]:
-    exposition = services.telemetry.metrics.render().decode()
-    figures = services.console.window.observe(exposition)
+    metrics = services.telemetry.metrics
+    shown = (
+        metrics.requests,
+        metrics.cache_requests,
+        metrics.in_flight,
+        metrics.gateway_added,
+        metrics.genai_ttft,
+    )
+    figures = services.console.window.observe(metrics.families(shown))
     figures["today"] = await today(services)
     return figures
 

@@ -35,7 +35,7 @@ def test_check_config_reports_json(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_chaos_list_as_json(capsys: pytest.CaptureFixture[str]) -> None:
-    from interlock.routing.chaos import SCENARIOS
+    from interlock.config.chaos import SCENARIOS
 
     assert main(["chaos", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)

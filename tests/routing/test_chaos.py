@@ -22,7 +22,7 @@ from interlock import cli
 from interlock.app import create_app
 from interlock.cli import chaos as chaos_cli
 from interlock.config import parse_config
-from interlock.routing.chaos import SCENARIOS
+from interlock.config.chaos import SCENARIOS
 from tests.conftest import TEST_KEY
 from tests.support.servers import InProcessGateway
 

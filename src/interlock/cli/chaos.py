@@ -51,7 +51,7 @@ WATCH = (
 
 def _scenarios() -> dict[str, dict[str, float | int]]:
     """The scenarios, imported only when a drill runs: --help stays light."""
-    from interlock.routing.chaos import SCENARIOS
+    from interlock.config.chaos import SCENARIOS
 
     return SCENARIOS
 

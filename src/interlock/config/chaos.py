@@ -6,7 +6,7 @@ from pydantic import Field
 
 from interlock.config.base import _Strict
 
-__all__ = ["ChaosConfig", "ChaosRule"]
+__all__ = ["SCENARIOS", "ChaosConfig", "ChaosRule"]
 
 
 class ChaosRule(_Strict):
@@ -24,3 +24,15 @@ class ChaosConfig(_Strict):
 
     enabled: bool = False
     rules: list[ChaosRule] = Field(default_factory=list)
+
+
+# Named drills: a rule's settings, by name (`interlock chaos SCENARIO --deployment D`,
+# and the console's deployments page).
+SCENARIOS: dict[str, dict[str, float | int]] = {
+    "provider-outage": {"error_rate": 1.0, "error_status": 503},
+    "latency-spike": {"latency_ms": 2000.0},
+    "partial-degradation": {"error_rate": 0.3, "latency_ms": 300.0, "timeout_rate": 0.05},
+    "flapping": {"error_rate": 1.0, "error_status": 500},  # toggled on and off by the CLI
+    "mid-stream-cuts": {"cut_after_chunks": 3},
+    "connection-resets": {"reset_rate": 0.5},
+}

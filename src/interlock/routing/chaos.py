@@ -24,19 +24,9 @@ from interlock.errors import (
 )
 from interlock.providers.base import CallContext, JSONDict, Provider
 
-__all__ = ["SCENARIOS", "ChaosControl", "ChaosProvider"]
+__all__ = ["ChaosControl", "ChaosProvider"]
 
 Sleep = Callable[[float], Awaitable[None]]
-
-# Named drills, run with `interlock chaos SCENARIO --deployment D`.
-SCENARIOS: dict[str, dict[str, float | int]] = {
-    "provider-outage": {"error_rate": 1.0, "error_status": 503},
-    "latency-spike": {"latency_ms": 2000.0},
-    "partial-degradation": {"error_rate": 0.3, "latency_ms": 300.0, "timeout_rate": 0.05},
-    "flapping": {"error_rate": 1.0, "error_status": 500},  # toggled on and off by the CLI
-    "mid-stream-cuts": {"cut_after_chunks": 3},
-    "connection-resets": {"reset_rate": 0.5},
-}
 
 
 class ChaosControl:

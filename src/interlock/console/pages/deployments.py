@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from interlock.api.admin import set_chaos
 from interlock.config import ChaosConfig, ChaosRule
+from interlock.config.chaos import SCENARIOS
 from interlock.console.context import ConsoleRequest, redirect
 from interlock.errors import InvalidRequest
-from interlock.routing.chaos import SCENARIOS
 
 __all__ = ["chaos", "page"]
 

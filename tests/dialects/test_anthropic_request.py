@@ -1,4 +1,7 @@
-"""Anthropic Messages requests -> OpenAI chat bodies, as plain data."""
+"""Anthropic Messages requests -> OpenAI chat bodies, as plain data.
+
+Every body ``_body`` translates must also pass the chat schema: the pipeline
+does not check a translated body twice (``ModelRequest.checked``)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from interlock.dialects.anthropic import (
     validate_request,
 )
 from interlock.errors import InvalidRequest
+from interlock.pipeline.schemas import ChatCompletionRequest, validate_body
 
 EPHEMERAL = {"type": "ephemeral"}
 WEATHER = {
@@ -29,7 +33,9 @@ def _body(**fields: Any) -> dict[str, Any]:
         "messages": [{"role": "user", "content": "Hello"}],
         **fields,
     }
-    return chat_body(validate_request(MessagesRequest, request))
+    body = chat_body(validate_request(MessagesRequest, request))
+    validate_body(ChatCompletionRequest, body)
+    return body
 
 
 def test_a_plain_request_translates_field_by_field() -> None:

@@ -1,5 +1,8 @@
 """A Responses request as a chat body: messages, items, tools, formats,
-parameters; and the 400s that name the field."""
+parameters; and the 400s that name the field.
+
+Every body ``_chat`` translates must also pass the chat schema: the pipeline
+does not check a translated body twice (``ModelRequest.checked``)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from interlock.dialects.responses.request import (
 )
 from interlock.dialects.responses.schemas import input_items, validate_request
 from interlock.errors import InvalidRequest
+from interlock.pipeline.schemas import ChatCompletionRequest, validate_body
 
 WEATHER = {
     "type": "function",
@@ -26,7 +30,9 @@ WEATHER = {
 
 
 def _chat(**body: Any) -> dict[str, Any]:
-    return chat_body(validate_request({"model": "m", **body}))
+    translated = chat_body(validate_request({"model": "m", **body}))
+    validate_body(ChatCompletionRequest, translated)
+    return translated
 
 
 def _refused(**body: Any) -> InvalidRequest:
@@ -296,6 +302,7 @@ def test_stored_items_get_ids_and_text_parts() -> None:
         ({"input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, "input[0].arguments"),
         ({"input": []}, "input"),
         ({"input": None}, "input"),
+        ({"input": [{"type": "reasoning", "summary": []}]}, "input"),  # nothing to answer
         ({"tool_choice": "sometimes"}, "tool_choice"),
         ({"tool_choice": {"type": "function"}}, "tool_choice.name"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),

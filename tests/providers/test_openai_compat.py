@@ -139,6 +139,38 @@ async def test_what_the_anthropic_edge_adds_for_anthropic_is_not_sent_to_openai(
     assert upstream[0].requests[1][2] == {**MARKED, "model": "upstream-model"}
 
 
+@pytest.mark.parametrize(
+    ("marked", "unmarked"),
+    [
+        ({"tools": MARKED["tools"]}, {"tools": [{"type": "function", "function": {"name": "f"}}]}),
+        (
+            {"messages": MARKED["messages"][:1]},
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
+        ),
+        (
+            {"messages": MARKED["messages"][1:2]},
+            {"messages": [{"role": "assistant", "content": "ok"}]},
+        ),
+        (
+            {"messages": [{"role": "user", "content": "hi", "cache_control": {"type": "x"}}]},
+            {"messages": [{"role": "user", "content": "hi"}]},
+        ),
+    ],
+    ids=["tool", "content part", "thinking blocks", "message"],
+)
+async def test_each_anthropic_marker_alone_is_taken_out(
+    provider: OpenAICompatibleProvider,
+    upstream: tuple[Upstream, str],
+    marked: dict[str, Any],
+    unmarked: dict[str, Any],
+) -> None:
+    anthropic = CallContext(request_id="req_abc", public_model="public", dialect="anthropic")
+    body = {"model": "public", "messages": [{"role": "user", "content": "hi"}], **marked}
+    await provider.chat(body, anthropic)
+    sent = upstream[0].requests[0][2]
+    assert sent == {**body, **unmarked, "model": "upstream-model"}
+
+
 async def test_stream_forwards_chunks_until_done(
     provider: OpenAICompatibleProvider, upstream: tuple[Upstream, str]
 ) -> None:

@@ -17,7 +17,6 @@ OpenAI does.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -62,7 +61,7 @@ async def messages(request: Request, services: Services) -> ASGIApp:
     admitted = await pipeline.admission.admit(asked)
     try:
         parsed = validate_request(MessagesRequest, raw)
-        asked = replace(asked, body=chat_body(parsed))
+        asked.body, asked.checked = chat_body(parsed), True
     except BaseException:
         admitted.release()
         raise

@@ -77,7 +77,7 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         caller_name(request, services)
         raise
     shell = response_shell(asked, new_id("resp"), int(time.time()))
-    answer = await services.pipeline.run(translated_request(request, chat, DIALECT))
+    answer = await services.pipeline.run(translated_request(request, chat, DIALECT, checked=True))
     keep = None
     if store is not None:
         conversation = history + stored_items(request_items(asked), new_id)

@@ -154,11 +154,13 @@ def translated_request(
     *,
     authorization: str | None = None,
     operation: Operation = Operation.CHAT,
+    checked: bool = False,
 ) -> ModelRequest:
     """The pipeline's request for an edge of another dialect: ``body`` is
     the client's request already translated into OpenAI's chat shape.
     ``authorization`` (``Bearer <key>``) when the dialect carries the key
-    elsewhere (Anthropic's ``x-api-key``)."""
+    elsewhere (Anthropic's ``x-api-key``). ``checked``: see
+    ``ModelRequest.checked``."""
     record = request_record(request)
     record.dialect = dialect
     return ModelRequest(
@@ -167,4 +169,5 @@ def translated_request(
         record,
         authorization or request.headers.get("authorization"),
         request_options(request, dialect),
+        checked,
     )

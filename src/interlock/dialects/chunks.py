@@ -27,7 +27,7 @@ _TEXT_FIELDS = ("content", "reasoning_content")
 
 # A JSON string with no escapes (no quote, backslash or control character
 # inside) and not empty: an empty text makes no event, so it is parsed.
-_PLAIN_TEXT = re.compile(rb'"[^"\\\x00-\x1f]+"').fullmatch
+_PLAIN_TEXT = re.compile(rb'"[^"\\\x00-\x1f]+"').fullmatch  # (raw, start, end)
 # The head of a chunk before one is learned: no chunk starts with it.
 _NOTHING_YET = b"\x00"
 
@@ -51,17 +51,15 @@ class RepeatedChunks:
     def match(self, raw: bytes) -> bytes | None:
         """The text of a chunk like the learned one, as its JSON string; else None."""
         # Every chunk of a stream comes here: the fewest steps for the usual one.
-        if not raw.startswith(self._head) or not raw.endswith(self._tail):
-            return None
-        literal = raw[self._start : len(raw) - self._end]
-        if _PLAIN_TEXT(literal) is None:
-            return None
-        if not literal.isascii():
-            try:
-                literal.decode()  # what goes out in another dialect's events is UTF-8
-            except UnicodeDecodeError:
-                return None  # parsed, and refused as any chunk that is not JSON
-        return literal
+        if raw.startswith(self._head) and raw.endswith(self._tail):
+            found = _PLAIN_TEXT(raw, self._start, len(raw) - self._end)
+            if found is not None:
+                literal = found[0]
+                # What goes out in another dialect's events is UTF-8; a chunk
+                # that is not is parsed, and refused as any that is not JSON.
+                if literal.isascii() or _utf8(literal):
+                    return literal
+        return None
 
     def learn(self, raw: bytes, chunk: Any) -> bool:
         """Learn ``raw`` if it carries text in one field and nothing else
@@ -105,3 +103,11 @@ class RepeatedChunks:
             self.field, self._head, self._tail = field, head, tail
             self._start, self._end = len(head), len(tail)
         return same
+
+
+def _utf8(literal: bytes) -> bool:
+    try:
+        literal.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

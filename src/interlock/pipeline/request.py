@@ -58,6 +58,11 @@ class ModelRequest:
     # The ``Authorization`` header's value (``Bearer <key>``), or None.
     authorization: str | None
     options: RequestOptions = NO_OPTIONS
+    # The edge built ``body`` from a request it validated against its own
+    # dialect's schema, bounds as strict as chat's (Anthropic, Responses),
+    # and forwards nothing the client wrote unchecked: the chat schema holds
+    # by construction, so the validate stage does not check it twice.
+    checked: bool = False
 
     @property
     def model(self) -> str | None:

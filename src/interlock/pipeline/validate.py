@@ -3,6 +3,10 @@
 Strict types as OpenAI's (``"1"`` is not an integer), unknown fields allowed
 and forwarded (ADR 0002). A schema violation is a 400 naming the parameter;
 an unknown model a 404.
+A body an edge built from a request it validated in its own dialect
+(``ModelRequest.checked``) is not checked twice: the edge's schema holds
+its fields to chat's bounds (tests/dialects check that every translated
+body validates).
 It runs after admission, so a caller without a valid key learns nothing
 about the request's shape (401 before 400, as OpenAI answers).
 """
@@ -37,7 +41,12 @@ class Validation:
             body = request.body
             include_usage = False
             version: str | None = None
-            if request.operation is Operation.CHAT:
+            if request.operation is Operation.CHAT and request.checked:
+                model = body["model"]
+                record.stream = body.get("stream") is True
+                wished = body.get("stream_options")
+                include_usage = wished is not None and wished.get("include_usage") is True
+            elif request.operation is Operation.CHAT:
                 chat = validate_body(ChatCompletionRequest, body)
                 model = chat.model
                 record.stream = bool(chat.stream)

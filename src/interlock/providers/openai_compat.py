@@ -100,12 +100,31 @@ def without_anthropic_markers(body: JSONDict) -> JSONDict:
     OpenAI refuses fields it does not know, and these mean nothing to it;
     everything the client itself asked for (``top_k`` ...) is forwarded as
     ever, for the upstream to honour or refuse."""
+    if not _marked(body):
+        return body  # the usual request: nothing to take out, nothing copied
     out = {k: v for k, v in body.items() if k != "thinking"}
     if isinstance(body.get("messages"), list):
         out["messages"] = [_unmarked_message(m) for m in body["messages"]]
     if isinstance(body.get("tools"), list):
         out["tools"] = [_unmarked(t) for t in body["tools"]]
     return out
+
+
+def _marked(body: JSONDict) -> bool:
+    """Whether ``body`` carries any of the markers, anywhere they may be."""
+    if "thinking" in body:
+        return True
+    for message in body.get("messages") or ():
+        if isinstance(message, dict):
+            if "thinking_blocks" in message or "cache_control" in message:
+                return True
+            content = message.get("content")
+            if isinstance(content, list) and any(
+                isinstance(part, dict) and "cache_control" in part for part in content
+            ):
+                return True
+    tools = body.get("tools") or ()
+    return any(isinstance(tool, dict) and "cache_control" in tool for tool in tools)
 
 
 def _unmarked(item: Any) -> Any:

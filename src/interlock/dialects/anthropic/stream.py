@@ -50,12 +50,17 @@ def event(kind: str, data: JSONDict) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
 
 
-def _delta_template(kind: str, name: str) -> bytes:
-    """``content_block_delta`` of one ``kind``: ``% (index, JSON value of name)``."""
+def _delta_head(kind: str, name: str) -> bytes:
+    """``content_block_delta`` of one ``kind`` up to its value: ``% index``,
+    then the JSON value of ``name`` and ``_DELTA_END``."""
     return (
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
-        b'"delta":{"type":"' + kind.encode() + b'","' + name.encode() + b'":%b}}\n\n'
+        b'"delta":{"type":"' + kind.encode() + b'","' + name.encode() + b'":'
     )
+
+
+def _delta(head: bytes, index: int, value: bytes) -> bytes:
+    return head % index + value + _DELTA_END
 
 
 _PING = event("ping", {})
@@ -66,10 +71,11 @@ _MESSAGE_START = (
     b'"usage":{"input_tokens":0,"output_tokens":0}}}\n\n'
 )
 _MESSAGE_STOP = event("message_stop", {})
-_TEXT_DELTA = _delta_template("text_delta", "text")
-_THINKING_DELTA = _delta_template("thinking_delta", "thinking")
-_SIGNATURE_DELTA = _delta_template("signature_delta", "signature")
-_JSON_DELTA = _delta_template("input_json_delta", "partial_json")
+_DELTA_END = b"}}\n\n"
+_TEXT_DELTA = _delta_head("text_delta", "text")
+_THINKING_DELTA = _delta_head("thinking_delta", "thinking")
+_SIGNATURE_DELTA = _delta_head("signature_delta", "signature")
+_JSON_DELTA = _delta_head("input_json_delta", "partial_json")
 _BLOCK_START = (
     b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
     b'"content_block":%b}\n\n'
@@ -108,17 +114,22 @@ class EventTranslator:
         self._matched: Any = None  # vLLM's stop_reason: the stop sequence that matched
         self._usage: Any = None
         self._repeats = RepeatedChunks(_READ)
+        # The open text block's delta event up to its text, while one is open:
+        # the next piece of the text is the most frequent event.
+        self._text_head: bytes | None = None
 
     def ping(self) -> bytes:
         return self._start({}) + _PING
 
     def feed(self, raw: bytes) -> bytes:
-        literal = self._repeats.match(raw)
+        repeats = self._repeats
+        literal = repeats.match(raw)
         if literal is not None:
-            if self._repeats.field != "content":
+            if repeats.field != "content":
                 return self._thinking(literal)
-            if self._open == "text":  # the next piece of the text: the most frequent event
-                return _TEXT_DELTA % (self._blocks - 1, literal)
+            head = self._text_head
+            if head is not None:
+                return head + literal + _DELTA_END
             return self._text(literal)
         try:
             chunk = orjson.loads(raw)
@@ -191,12 +202,12 @@ class EventTranslator:
     def _text(self, text: bytes) -> bytes:
         """A text delta: ``text`` is the JSON string."""
         out = b"" if self._open == "text" else self._switch("text", _TEXT_START)
-        return out + _TEXT_DELTA % (self._blocks - 1, text)
+        return out + _delta(_TEXT_DELTA, self._blocks - 1, text)
 
     def _thinking(self, text: bytes) -> bytes:
         """A thinking delta: ``text`` is the JSON string."""
         out = b"" if self._open == "thinking" else self._switch("thinking", _THINKING_START)
-        return out + _THINKING_DELTA % (self._blocks - 1, text)
+        return out + _delta(_THINKING_DELTA, self._blocks - 1, text)
 
     def _signed(self, block: JSONDict) -> bytes:
         """A whole thinking block (the Anthropic adapter sends it as its
@@ -210,10 +221,10 @@ class EventTranslator:
             out += self._switch("thinking", _THINKING_START)
             text = block.get("thinking")
             if isinstance(text, str) and text:
-                out += _THINKING_DELTA % (self._blocks - 1, orjson.dumps(text))
+                out += _delta(_THINKING_DELTA, self._blocks - 1, orjson.dumps(text))
         signature = block.get("signature")
         if isinstance(signature, str) and signature:
-            out += _SIGNATURE_DELTA % (self._blocks - 1, orjson.dumps(signature))
+            out += _delta(_SIGNATURE_DELTA, self._blocks - 1, orjson.dumps(signature))
         return out + self._close()
 
     def _tool_piece(self, piece: JSONDict) -> bytes:
@@ -234,7 +245,7 @@ class EventTranslator:
         if not isinstance(arguments, str) or not arguments:
             return out
         if call is self._open_call:
-            out += _JSON_DELTA % (self._blocks - 1, orjson.dumps(arguments))
+            out += _delta(_JSON_DELTA, self._blocks - 1, orjson.dumps(arguments))
         elif call.block is None:
             call.held.append(arguments)  # waits for the open call to end
         else:
@@ -254,6 +265,7 @@ class EventTranslator:
         """Open a block: ``block`` is its ``content_block`` as JSON."""
         self._open = kind
         index, self._blocks = self._blocks, self._blocks + 1
+        self._text_head = _TEXT_DELTA % index if kind == "text" else None
         return _BLOCK_START % (index, block)
 
     def _close(self) -> bytes:
@@ -262,13 +274,14 @@ class EventTranslator:
             return b""
         out = _BLOCK_STOP % (self._blocks - 1)
         was_tool, self._open, self._open_call = self._open == "tool", None, None
+        self._text_head = None
         if was_tool:
             for call in self._calls.values():
                 if call.block is None:
                     out += self._start_call(call)
                     if call.held:
                         json = orjson.dumps("".join(call.held))
-                        out += _JSON_DELTA % (self._blocks - 1, json)
+                        out += _delta(_JSON_DELTA, self._blocks - 1, json)
                     out += self._close()  # sends any later ones in turn
                     break
         return out

@@ -68,6 +68,8 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
         messages.append({"role": "system", "content": request.instructions})
     # History comes first; an error's index names the request's own item.
     messages += chat_messages([*history, *request_items(request)], start=-len(history))
+    if not messages:  # only reasoning items: the model would have nothing to answer
+        raise InvalidRequest("The input has no message for the model to answer.", param="input")
     body: JSONDict = {"model": request.model, "messages": messages}
     if request.tools:
         body["tools"] = [_chat_tool(tool.model_dump(exclude_none=True)) for tool in request.tools]

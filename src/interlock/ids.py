@@ -17,4 +17,6 @@ __all__ = ["random_hex"]
 
 def random_hex(digits: int) -> str:
     """``digits`` random lowercase hex digits."""
-    return f"{random.getrandbits(4 * digits):0{digits}x}"
+    # bytes.hex is about twice as fast as formatting a 160-bit int as hex,
+    # and a Responses stream makes two of these ids.
+    return random.getrandbits(4 * digits).to_bytes((digits + 1) // 2).hex()[-digits:]

@@ -226,7 +226,6 @@ def test_parameters_are_renamed_to_chat_completions_names() -> None:
         "user": "u1",
         "reasoning_effort": "low",
         "stream": True,
-        "stream_options": {"include_usage": True},
     }
 
 

@@ -9,6 +9,7 @@ Each test runs once per dialect against one gateway process.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,28 @@ class Dialect:
     def error_type(self, answer: dict[str, Any]) -> str:
         return str(answer["error"]["type"])
 
+    def streamed_body(self, model: str, text: str) -> dict[str, Any]:
+        body = {**self.body(model, text), "stream": True}
+        if self.name == "openai":
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def streamed_output_tokens(self, events: str) -> int:
+        """The output tokens a stream's closing event (or usage chunk) reports."""
+        found = None
+        for line in events.splitlines():
+            if not line.startswith("data: {"):
+                continue
+            data = json.loads(line.removeprefix("data: "))
+            if self.name == "anthropic" and data["type"] == "message_delta":
+                found = data["usage"]["output_tokens"]
+            elif self.name == "responses" and data["type"] == "response.completed":
+                found = data["response"]["usage"]["output_tokens"]
+            elif self.name == "openai" and data.get("usage"):
+                found = data["usage"]["completion_tokens"]
+        assert isinstance(found, int), events
+        return found
+
 
 DIALECTS = [
     Dialect("openai", "/v1/chat/completions"),
@@ -87,6 +110,16 @@ class Scene:
             headers={"authorization": f"Bearer {KEYS[key]}", **headers},
             timeout=30,
         )
+
+    def stream(self, dialect: Dialect, model: str, text: str) -> httpx.Response:
+        answer = httpx.post(
+            self.gateway.base_url + dialect.path,
+            json=dialect.streamed_body(model, text),
+            headers={"authorization": f"Bearer {KEYS['open']}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        return answer
 
     def admin(self, path: str) -> Any:
         answer = httpx.get(
@@ -195,6 +228,19 @@ def test_the_cache_serves_each_dialect_from_its_own_keys(scene: Scene, dialect: 
     # The same question in another dialect is a miss: each edge replays its own.
     other = next(d for d in DIALECTS if d is not dialect)
     assert scene.ask(other, "sim", text).headers["x-interlock-cache"] == "miss"
+
+
+def test_a_stream_reports_its_usage_on_a_miss_and_on_a_hit(scene: Scene, dialect: Dialect) -> None:
+    # The Anthropic and Responses edges ask for no usage chunk: they take the
+    # usage from the request's record, which a cache hit fills as well.
+    text = f"stream and count me in {dialect.name}"
+    first = scene.stream(dialect, "sim", text)
+    second = scene.stream(dialect, "sim", text)
+    assert first.headers["x-interlock-cache"] == "miss"
+    assert second.headers["x-interlock-cache"] == "hit"
+    tokens = dialect.streamed_output_tokens(first.text)
+    assert tokens > 0
+    assert dialect.streamed_output_tokens(second.text) == tokens
 
 
 def test_pii_is_redacted_in_blocks_and_items(scene: Scene, dialect: Dialect) -> None:

@@ -41,6 +41,7 @@ from interlock.dialects.anthropic import (
 from interlock.errors import InterlockError, PermissionDenied
 from interlock.pipeline import ChatStream
 from interlock.redaction import Redactor
+from interlock.telemetry.record import RequestRecord
 from interlock.tokens import TokenCounter, count_chat_prompt, count_text
 
 __all__ = ["anthropic_error", "count_tokens", "messages"]
@@ -68,7 +69,7 @@ async def messages(request: Request, services: Services) -> ASGIApp:
     answer = await pipeline.run(asked, admitted)
     stops = parsed.stop_sequences or ()
     if isinstance(answer, ChatStream):
-        encoder = AnthropicEncoder(EventTranslator(parsed.model, stops))
+        encoder = AnthropicEncoder(EventTranslator(parsed.model, stops), asked.record)
         return EventStream(answer, encoder, services.redactor)
     return json_response(message(answer, stops))
 
@@ -120,12 +121,14 @@ def anthropic_error(exc: InterlockError, redactor: Redactor) -> Response:
 class AnthropicEncoder:
     """Anthropic's events for ``EventStream``: pings while the first chunk
     is awaited, ``EventTranslator``'s events, an ``error`` event for a
-    failure after the response started."""
+    failure after the response started. ``record``: the request's, whose
+    usage ``message_delta`` carries."""
 
-    __slots__ = ("_events", "feed")
+    __slots__ = ("_events", "_record", "feed")
 
-    def __init__(self, events: EventTranslator):
+    def __init__(self, events: EventTranslator, record: RequestRecord):
         self._events = events
+        self._record = record
         self.feed = events.feed
 
     def opening(self) -> bytes:
@@ -135,7 +138,7 @@ class AnthropicEncoder:
         return self._events.ping()
 
     async def finish(self) -> bytes:
-        return self._events.finish()
+        return self._events.finish(self._record.usage)
 
     def error(self, exc: InterlockError, message: str) -> bytes:
         return event("error", {"error": error_body(exc, message)["error"]})

@@ -84,7 +84,8 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         key_name = request_record(request).key_name or caller_name(request, services)
         keep = _Keeper(store, key_name, conversation, services.responses.retention_s)
     if isinstance(answer, ChatStream):
-        return EventStream(answer, ResponsesEncoder(ResponseEvents(shell), keep), services.redactor)
+        encoder = ResponsesEncoder(ResponseEvents(shell), request_record(request), keep)
+        return EventStream(answer, encoder, services.redactor)
     response = to_response(shell, answer)
     if keep is not None:
         await keep(response)

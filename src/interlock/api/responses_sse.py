@@ -9,7 +9,7 @@ fails after it started.
 
 The finished Response is handed to ``keep`` (the records store) before the
 closing events are sent, so a client that saw ``response.completed`` can
-read it back at once.
+read it back at once. Its usage is the request record's (``record``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from interlock.dialects.responses.stream import ResponseEvents
 from interlock.errors import InterlockError
+from interlock.telemetry.record import RequestRecord
 
 __all__ = ["Keep", "ResponsesEncoder"]
 
@@ -29,10 +30,11 @@ _HEARTBEAT = b": keep-alive\n\n"
 
 
 class ResponsesEncoder:
-    __slots__ = ("_events", "_keep", "feed")
+    __slots__ = ("_events", "_keep", "_record", "feed")
 
-    def __init__(self, events: ResponseEvents, keep: Keep | None = None):
+    def __init__(self, events: ResponseEvents, record: RequestRecord, keep: Keep | None = None):
         self._events = events
+        self._record = record
         self._keep = keep
         self.feed = events.feed
 
@@ -44,7 +46,7 @@ class ResponsesEncoder:
 
     async def finish(self) -> bytes:
         events = self._events
-        last = events.finish()
+        last = events.finish(self._record.usage)
         if self._keep is not None and events.response is not None:
             await self._keep(events.response)
         return last

@@ -131,6 +131,7 @@ class Attempt:
         if not isinstance(usage, dict):
             return
         record = self._record
+        record.usage = usage
         record.input_tokens = int(usage.get("prompt_tokens") or 0)
         record.output_tokens = int(usage.get("completion_tokens") or 0)
         price = self._attempts.price(self._deployment.id)

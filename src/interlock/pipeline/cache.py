@@ -91,6 +91,7 @@ class CacheStage:
 def served_without_upstream(record: RequestRecord, usage: Any) -> None:
     """A hit or a coalesced follower: the original token counts, no cost."""
     if isinstance(usage, Mapping):
+        record.usage = dict(usage)
         record.input_tokens = int(usage.get("prompt_tokens") or 0)
         record.output_tokens = int(usage.get("completion_tokens") or 0)
     record.cost_usd = 0.0

@@ -46,6 +46,9 @@ class RequestRecord:
     chunks: int = 0
     input_tokens: int | None = None
     output_tokens: int | None = None
+    # The answer's usage object, as the upstream (or the cache, for a hit)
+    # reported it: a dialect's edge translates it into its closing event.
+    usage: dict[str, Any] | None = None
     units: int | None = None  # a tensor request's rows (/v1/infer)
     # None with tokens counted: the deployment's price is unknown (``unpriced``).
     cost_usd: float | None = None

@@ -117,8 +117,9 @@ def _add_sampling(body: JSONDict, request: MessagesRequest) -> None:
     if request.metadata is not None and request.metadata.user_id:
         body["user"] = request.metadata.user_id
     if request.stream:
+        # No usage chunk is asked for: the pipeline reads the upstream's for
+        # its accounting, and the edge takes it from the request's record.
         body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
 
 
 # -- messages ----------------------------------------------------------------

@@ -150,17 +150,16 @@ class EventTranslator:
         self._repeats.learn(raw, chunk)
         return out
 
-    def finish(self) -> bytes:
-        """``message_delta`` and ``message_stop``, after closing what is open."""
+    def finish(self, reported: JSONDict | None = None) -> bytes:
+        """``message_delta`` and ``message_stop``, after closing what is open.
+        ``reported``: the answer's usage, where no chunk carried it (the
+        edge asks for none: the pipeline's record has it)."""
         out = self._start({}) + self._close()
         choice = {"finish_reason": self._finish, "stop_reason": self._matched}
         reason, sequence = stop_reason(choice, bool(self._calls), self._stops)
         delta = {"stop_reason": reason, "stop_sequence": sequence}
-        return (
-            out
-            + event("message_delta", {"delta": delta, "usage": usage(self._usage)})
-            + _MESSAGE_STOP
-        )
+        counted = usage(self._usage if self._usage is not None else reported)
+        return out + event("message_delta", {"delta": delta, "usage": counted}) + _MESSAGE_STOP
 
     # -- the message ----------------------------------------------------------
 

@@ -66,8 +66,11 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
     messages: list[JSONDict] = []
     if request.instructions:
         messages.append({"role": "system", "content": request.instructions})
-    # History comes first; an error's index names the request's own item.
-    messages += chat_messages([*history, *request_items(request)], start=-len(history))
+    if not history and isinstance(request.input, str):
+        messages.append({"role": "user", "content": request.input})  # the usual request
+    else:
+        # History comes first; an error's index names the request's own item.
+        messages += chat_messages([*history, *request_items(request)], start=-len(history))
     if not messages:  # only reasoning items: the model would have nothing to answer
         raise InvalidRequest("The input has no message for the model to answer.", param="input")
     body: JSONDict = {"model": request.model, "messages": messages}
@@ -93,9 +96,9 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
     if request.reasoning is not None and request.reasoning.effort is not None:
         body["reasoning_effort"] = request.reasoning.effort
     if request.stream:
-        # The usage chunk ends every stream: the response's usage comes from it.
+        # No usage chunk is asked for: the pipeline reads the upstream's for
+        # its accounting, and the edge takes it from the request's record.
         body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
     return body
 
 

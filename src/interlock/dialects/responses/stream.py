@@ -173,15 +173,18 @@ class ResponseEvents:
         self._repeats.learn(raw, chunk)
         return out
 
-    def finish(self) -> bytes:
-        """Close what is open; the last event carries the whole Response."""
+    def finish(self, reported: JSONDict | None = None) -> bytes:
+        """Close what is open; the last event carries the whole Response.
+        ``reported``: the answer's usage, where no chunk carried it (the
+        edge asks for none: the pipeline's record has it)."""
         out = self._close_reasoning() + self._close_message()
         for call in sorted(self._calls.values(), key=lambda c: c.index):
             out += self._close_call(call)
         if not self._items:  # an empty answer is still one (empty) message
             out = self._text_delta(b'""') + self._close_message()
         output = [item.done for item in self._items if item.done is not None]
-        self.response = finished(self._shell, output, self._finish_reason, self._usage, self._model)
+        counted = self._usage if self._usage is not None else reported
+        self.response = finished(self._shell, output, self._finish_reason, counted, self._model)
         kind = (
             "response.completed"
             if self.response["status"] == "completed"

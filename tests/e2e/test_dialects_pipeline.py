@@ -102,24 +102,20 @@ class Scene:
         self.upstream = upstream
 
     def ask(
-        self, dialect: Dialect, model: str, text: str, key: str = "open", **headers: str
+        self,
+        dialect: Dialect,
+        model: str,
+        text: str,
+        key: str = "open",
+        stream: bool = False,
+        **headers: str,
     ) -> httpx.Response:
         return httpx.post(
             self.gateway.base_url + dialect.path,
-            json=dialect.body(model, text),
+            json=dialect.streamed_body(model, text) if stream else dialect.body(model, text),
             headers={"authorization": f"Bearer {KEYS[key]}", **headers},
             timeout=30,
         )
-
-    def stream(self, dialect: Dialect, model: str, text: str) -> httpx.Response:
-        answer = httpx.post(
-            self.gateway.base_url + dialect.path,
-            json=dialect.streamed_body(model, text),
-            headers={"authorization": f"Bearer {KEYS['open']}"},
-            timeout=30,
-        )
-        assert answer.status_code == 200, answer.text
-        return answer
 
     def admin(self, path: str) -> Any:
         answer = httpx.get(
@@ -234,8 +230,9 @@ def test_a_stream_reports_its_usage_on_a_miss_and_on_a_hit(scene: Scene, dialect
     # The Anthropic and Responses edges ask for no usage chunk: they take the
     # usage from the request's record, which a cache hit fills as well.
     text = f"stream and count me in {dialect.name}"
-    first = scene.stream(dialect, "sim", text)
-    second = scene.stream(dialect, "sim", text)
+    first = scene.ask(dialect, "sim", text, stream=True)
+    second = scene.ask(dialect, "sim", text, stream=True)
+    assert first.status_code == second.status_code == 200, first.text
     assert first.headers["x-interlock-cache"] == "miss"
     assert second.headers["x-interlock-cache"] == "hit"
     tokens = dialect.streamed_output_tokens(first.text)

@@ -395,7 +395,12 @@ def build_limiter(config: GatewayConfig, health: StoreHealth | None) -> RateLimi
     if health is None or config.state.url is None:
         return MemoryLimiter()
     return FailoverLimiter(
-        RedisLimiter.from_url(config.state.url, prefix=config.state.prefix, health=health),
+        RedisLimiter.from_url(
+            config.state.url,
+            prefix=config.state.prefix,
+            timeout_s=config.state.timeout_s,
+            health=health,
+        ),
         MemoryLimiter(),
         health=health,
         mode=config.admission.on_state_failure,
@@ -489,7 +494,11 @@ def build_gateway(
     ).inc()
     health = build_store_health(config, metrics)
     state = build_state_store(
-        config.state.backend, config.state.url, prefix=config.state.prefix, health=health
+        config.state.backend,
+        config.state.url,
+        prefix=config.state.prefix,
+        timeout_s=config.state.timeout_s,
+        health=health,
     )
     prices = PriceBook(PriceCatalog())
     router = build_router(config, providers, telemetry, state, rng, prices)

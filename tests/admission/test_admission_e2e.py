@@ -135,7 +135,11 @@ async def test_rpm_limit_is_shared_by_two_instances(
         {"name": "capped", "key": "sk-capped", "limits": {"rpm": 60}},
         {"name": "warm", "key": "sk-warm", "limits": {"rpm": 1_000_000}},
     ]
-    state = {"backend": "redis", "url": REDIS_URL, "prefix": redis_prefix}
+    # A starved machine can queue a burst's Redis calls past the default 0.25 s
+    # deadline, and a call past it is decided per instance: this test is about
+    # sharing, not about that degradation (the outage test below is), so it
+    # gives Redis as long as any request could take.
+    state = {"backend": "redis", "url": REDIS_URL, "prefix": redis_prefix, "timeout_s": 10.0}
     config = gateway_config(tmp_path, keys, state=state)
     urls = [start_gateway(config).base_url, start_gateway(config).base_url]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -156,9 +160,11 @@ async def test_rpm_limit_is_shared_by_two_instances(
     admitted = [r for r in replies if r.status == 200]
     refused = [r for r in replies if r.status == 429]
     # rpm=60 is a burst of 60, then one more a second: a sub-second burst admits
-    # exactly 60 across the fleet (two per-instance limits would admit 120).
-    assert elapsed < 1.0, f"the burst took {elapsed:.2f} s: GCRA refilled meanwhile"
-    assert len(admitted) == 60 and len(refused) == 240
+    # exactly 60 across the fleet (two per-instance limits would admit 120); a
+    # slower one (a starved machine) at most one more per whole second it took.
+    refilled = int(elapsed)
+    assert 60 <= len(admitted) <= 60 + refilled, (len(admitted), elapsed)
+    assert len(admitted) + len(refused) == 300
     # Each instance answered its 150 and could have admitted 60 on its own.
     assert Counter(r.instance for r in replies) == {0: 150, 1: 150}
     for reply in refused:
@@ -167,9 +173,10 @@ async def test_rpm_limit_is_shared_by_two_instances(
         assert reply.headers["x-ratelimit-limit-requests"] == "60"
         assert reply.headers["x-ratelimit-remaining-requests"] == "0"
         assert reply.headers["x-ratelimit-reset-requests"].endswith("s")
-    # One fleet-wide count: the admitted saw 59, 58, ... 0 remaining, each once.
+    # One fleet-wide count: the admitted saw 59, 58, ... 0 remaining, each once
+    # in a sub-second burst (a refill repeats a count).
     remaining = sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in admitted)
-    assert remaining == list(range(60))
+    assert set(remaining) == set(range(60))
 
 
 # -- b: token reservations are settled against actual usage ----------------------

@@ -13,6 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -257,3 +258,38 @@ def test_cacheable_requests_stay_fast_while_redis_is_frozen(proxy: RedisProxy, p
         assert list(direct.scan_iter(match=f"{prefix}cache:*"))
     finally:
         direct.close()
+
+
+def test_state_timeout_s_is_how_long_a_slow_redis_is_waited_for(
+    proxy: RedisProxy, prefix: str
+) -> None:
+    """A gateway whose Redis answers slowly but surely (far away, or a starved
+    machine) raises ``state.timeout_s``: admission then waits for Redis
+    instead of deciding locally after the default 0.25 s."""
+    config = _gateway_config(proxy.url(DB), prefix)
+    config["cache"] = {"enabled": False}
+    config["state"]["timeout_s"] = 30.0  # type: ignore[index]
+    gateway = InProcessGateway(create_app(parse_config(config)))
+    headers = {"authorization": f"Bearer {TEST_KEY}"}
+    try:
+        with (
+            httpx.Client(base_url=gateway.base_url, headers=headers, timeout=60) as client,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            assert _ask(client, "warm up").status_code == 200
+            proxy.freeze()
+            asked = pool.submit(_ask, client, "while slow")
+            deadline = time.monotonic() + 20
+            while "EVALSHA" not in proxy.commands_held():
+                assert time.monotonic() < deadline, proxy.commands_held()
+                time.sleep(0.01)
+            # Four default deadlines: under the default the request would
+            # have been admitted locally by now.
+            time.sleep(1.0)
+            assert not asked.done()
+            proxy.thaw()
+            answer = asked.result(timeout=30)
+            assert answer.status_code == 200
+            assert _ready(client, "shared", 5.0)["limits"] == "shared"
+    finally:
+        gateway.close()

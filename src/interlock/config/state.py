@@ -34,6 +34,13 @@ class StateConfig(_Strict):
     backend: Literal["memory", "redis"] = "memory"
     url: str | None = None
     prefix: str = "interlock:"
+    # Bounds each step of a call to Redis (connect, wait for a pooled
+    # connection, read): a rate-limit call past it is decided without Redis
+    # (per instance, or refused under fail_closed) and counts toward
+    # health.trip_after; a state call gets three times it. Short, so a hung
+    # Redis costs requests little; raise it where Redis is far away or the
+    # gateway's CPU is oversubscribed.
+    timeout_s: float = Field(default=0.25, gt=0, le=30)
     health: StoreHealthConfig = Field(default_factory=StoreHealthConfig)
 
     @model_validator(mode="after")

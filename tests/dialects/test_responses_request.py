@@ -14,6 +14,7 @@ from interlock.dialects.responses.request import (
     chat_body,
     encode_thinking,
     request_items,
+    stored_input,
     stored_items,
 )
 from interlock.dialects.responses.schemas import input_items, validate_request
@@ -285,6 +286,29 @@ def test_stored_items_get_ids_and_text_parts() -> None:
         {"type": "function_call_output", "call_id": "c", "output": "x", "id": "fco_1"},
     ]
     assert input_items(stored)  # read back as input
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"input": "Hi \u00e9"},
+        {"input": [{"role": "user", "content": "Hi"}]},
+        {"input": [{"type": "message", "role": "user", "content": "Hi"}]},
+    ],
+)
+def test_a_string_input_is_stored_as_the_message_it_means(body: dict[str, object]) -> None:
+    asked = validate_request({"model": "m", **body})
+    as_message = validate_request({"model": "m", "input": [{"role": "user", "content": "Hi"}]})
+
+    def new_id(prefix: str) -> str:
+        return f"{prefix}_new"
+
+    stored = stored_input(asked, new_id)
+    text = asked.input if isinstance(asked.input, str) else "Hi"
+    expected = stored_items(request_items(as_message), new_id)
+    expected[0]["content"][0]["text"] = text
+    assert stored == expected
+    assert list(stored[0]) == list(expected[0])  # the same order of fields, as stored
 
 
 @pytest.mark.parametrize(

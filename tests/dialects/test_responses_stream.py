@@ -4,6 +4,7 @@ parsed and accumulated by the ``openai`` SDK's own stream state."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import orjson
@@ -259,3 +260,38 @@ def test_a_repeated_chunk_that_is_not_utf8_is_an_upstream_error() -> None:
     events.feed(_chunk({"content": "cd"}))
     with pytest.raises(UpstreamProtocolError):
         events.feed(_chunk({"content": "ef"}).replace(b'"ef"', b'"\xff"'))
+
+
+# Pieces whose JSON strings end or start with an escaped quote or backslash:
+# where pieces meet, ``""`` is not always the closing and opening quotes.
+EDGES = ['say "', '"', '""', "ends\\", "\\", '\\"', '"starts', "x"]
+
+
+@pytest.mark.parametrize("start", range(len(EDGES)))
+def test_pieces_that_meet_at_quotes_and_backslashes_join_into_the_text(start: int) -> None:
+    texts = EDGES[start:] + EDGES[:start]
+    arguments = [{"index": 0, "id": "call_a", "function": {"name": "f", "arguments": ""}}]
+    arguments += [{"index": 0, "function": {"arguments": text}} for text in texts]
+    chunks = [_chunk({"content": text}) for text in texts]
+    chunks += [_chunk({"tool_calls": [piece]}) for piece in arguments]
+    events, final = _run(
+        [*chunks, _chunk(finish="tool_calls")], tools=[{"type": "function", "name": "f"}]
+    )
+    joined = "".join(texts)
+    texts_done = [e["text"] for e in events if e["type"] == "response.output_text.done"]
+    arguments_done = [
+        e["arguments"] for e in events if e["type"] == "response.function_call_arguments.done"
+    ]
+    assert texts_done == [joined] and arguments_done == [joined]
+    assert final.output_text == joined and final.output[1].arguments == joined
+
+
+def test_random_pieces_of_quotes_and_backslashes_join_into_the_text() -> None:
+    rng = random.Random(18)
+    for _ in range(300):
+        texts = ["".join(rng.choices('"\\a\n', k=rng.randint(1, 4))) for _ in range(5)]
+        pieces = [{"index": 0, "id": "call_a", "function": {"name": "f", "arguments": ""}}]
+        pieces += [{"index": 0, "function": {"arguments": text}} for text in texts]
+        events, _ = _run([_chunk({"tool_calls": [piece]}) for piece in pieces])
+        done = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+        assert done[0]["arguments"] == "".join(texts), texts

@@ -39,7 +39,7 @@ from interlock.api.wire import (
     translated_request,
 )
 from interlock.dialects.responses.answer import new_id, response_shell, to_response
-from interlock.dialects.responses.request import chat_body, request_items, stored_items
+from interlock.dialects.responses.request import chat_body, stored_input
 from interlock.dialects.responses.schemas import InputItem, input_items, validate_request
 from interlock.dialects.responses.stream import ResponseEvents
 from interlock.errors import InvalidRequest, NotFound
@@ -80,7 +80,7 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
     answer = await services.pipeline.run(translated_request(request, chat, DIALECT, checked=True))
     keep = None
     if store is not None:
-        conversation = history + stored_items(request_items(asked), new_id)
+        conversation = history + stored_input(asked, new_id)
         key_name = request_record(request).key_name or caller_name(request, services)
         keep = _Keeper(store, key_name, conversation, services.responses.retention_s)
     if isinstance(answer, ChatStream):

@@ -47,6 +47,7 @@ __all__ = [
     "decode_thinking",
     "encode_thinking",
     "request_items",
+    "stored_input",
     "stored_items",
 ]
 
@@ -107,6 +108,14 @@ def request_items(request: ResponsesRequest) -> list[InputItem]:
     if isinstance(request.input, str):
         return [Message(role="user", content=request.input)]
     return list(request.input)
+
+
+def stored_input(request: ResponsesRequest, new_id: Callable[[str], str]) -> list[JSONDict]:
+    """The request's input as a stored response keeps it (``stored_items``)."""
+    if isinstance(request.input, str):  # the usual request: no model to build and dump
+        part = {"type": "input_text", "text": request.input}
+        return [{"type": "message", "role": "user", "content": [part], "id": new_id("msg")}]
+    return stored_items(request_items(request), new_id)
 
 
 def stored_items(items: Iterable[InputItem], new_id: Callable[[str], str]) -> list[JSONDict]:

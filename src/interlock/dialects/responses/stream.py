@@ -26,8 +26,11 @@ event for a failure after the stream started. The finished Response is
 Most chunks make one delta event, so each item writes its deltas from a
 byte template made when it opens (its id and ``output_index`` already in
 place; the sequence number and the JSON-escaped delta filled in): the same
-bytes as serialising the event would give. A text chunk that repeats the
-one before but for its text is not parsed (``interlock.dialects.chunks``).
+bytes as serialising the event would give; a message's added and done
+events are written from templates the same way. An item's pieces are kept
+as one buffer of JSON strings, joined when it closes. A text chunk that
+repeats the one before but for its text is not parsed
+(``interlock.dialects.chunks``).
 The Response is serialised once for the two opening events and once for
 the last.
 """
@@ -57,10 +60,23 @@ __all__ = ["ResponseEvents"]
 # The delta fields a chunk's events come from.
 _READ = frozenset(("reasoning_content", "thinking_blocks", "content", "tool_calls"))
 
+
+def _template(value: JSONDict) -> bytes:
+    """``value`` serialised, its ``"%b"`` strings left to fill in (``%``)."""
+    return orjson.dumps(value).replace(b"%", b"%%").replace(b'"%%b"', b"%b")
+
+
 _EMPTY_PART = orjson.dumps(output_text(""))
+# A message's text part: % the text as a JSON string.
+_PART = _template(output_text("%b"))
 # content_part.done's data after the item's reference: % the text as a JSON string.
-_DONE_PART = (
-    b',"content_index":0,"part":' + orjson.dumps(output_text("%b")).replace(b'"%b"', b"%b") + b"}"
+_DONE_PART = b',"content_index":0,"part":' + _PART + b"}"
+# A message item as output_item.added/done have it: % (its index, its id and
+# status as JSON strings, its content).
+_MESSAGE_EVENT = (
+    b',"output_index":%d,"item":'
+    + _template(message_item("%b", [], "%b")).replace(b'"content":[]', b'"content":%b')
+    + b"}"
 )
 
 # An event: % (type, type, sequence number, the rest of its data).
@@ -89,8 +105,9 @@ class _Item:
     kind: str  # reasoning | message | function_call
     id: str
     index: int
-    # The summary, text or arguments so far: JSON strings, in order.
-    parts: list[bytes] = field(default_factory=list)
+    # The summary, text or arguments so far: its pieces, each a JSON string
+    # (never an empty one), written one after the other.
+    pieces: bytearray = field(default_factory=bytearray)
     call_id: str = ""
     name: str = ""
     blocks: list[JSONDict] = field(default_factory=list)  # signed thinking
@@ -99,12 +116,16 @@ class _Item:
     delta: bytes = b""  # its delta event's template (``_delta_template``)
 
     def literal(self) -> bytes:
-        """The pieces so far as one JSON string (and kept so): the pieces
-        are JSON strings, so their insides joined are the joined text's."""
-        parts = self.parts
-        if len(parts) != 1:
-            parts[:] = [b'"' + b"".join([part[1:-1] for part in parts]) + b'"']
-        return parts[0]
+        """The pieces as one JSON string. Where two pieces meet is ``""``
+        (one's closing quote, the next one's opening), and a quote inside a
+        piece is escaped (``\\"``). So, the last closing quote left out, each
+        ``""`` found from the left is either such a pair or an escaped quote
+        and the closing quote after it; removing the latter leaves its
+        backslash escaping the next opening quote instead. Either way what
+        is left, with that last quote, is the texts joined, quoted once."""
+        if not self.pieces:
+            return b'""'
+        return bytes(self.pieces[:-1]).replace(b'""', b"") + b'"'
 
     def text(self) -> str:
         text: str = orjson.loads(self.literal())
@@ -138,7 +159,7 @@ class ResponseEvents:
         if literal is not None:
             item = self._steady
             if item is not None and self._repeats.field == "content":
-                item.parts.append(literal)  # the next piece of the text: the most frequent event
+                item.pieces += literal  # the next piece of the text: the most frequent event
                 sequence = self._sequence
                 self._sequence = sequence + 1
                 return item.delta % (sequence, literal)
@@ -198,14 +219,18 @@ class ResponseEvents:
     # -- items -------------------------------------------------------------
 
     def _open(self, kind: str, prefix: str, **fields: Any) -> tuple[_Item, bytes]:
-        item = _Item(kind, new_id(prefix), len(self._items), **fields)
-        item.ref = b',"item_id":%b,"output_index":%d' % (orjson.dumps(item.id), item.index)
-        item.delta = _delta_template(kind, item.ref)
-        self._items.append(item)
+        item = self._new(kind, prefix, **fields)
         added = self._event(
             "response.output_item.added", output_index=item.index, item=self._snapshot(item)
         )
         return item, added
+
+    def _new(self, kind: str, prefix: str, **fields: Any) -> _Item:
+        item = _Item(kind, new_id(prefix), len(self._items), **fields)
+        item.ref = b',"item_id":%b,"output_index":%d' % (orjson.dumps(item.id), item.index)
+        item.delta = _delta_template(kind, item.ref)
+        self._items.append(item)
+        return item
 
     def _snapshot(self, item: _Item, status: str = "in_progress") -> JSONDict:
         if item.kind == "message":
@@ -226,7 +251,7 @@ class ResponseEvents:
             out += opened + self._at(
                 item, "response.reasoning_summary_part.added", summary_index=0, part=part
             )
-        item.parts.append(literal)
+        item.pieces += literal
         return out + self._delta(item, literal)
 
     def _thinking(self, blocks: list[JSONDict]) -> bytes:
@@ -255,14 +280,16 @@ class ResponseEvents:
         item = self._message
         out = self._close_reasoning()
         if item is None:
-            item, opened = self._open("message", "msg")
-            self._message = item
+            item = self._message = self._new("message", "msg")
+            added = _MESSAGE_EVENT % (item.index, orjson.dumps(item.id), b'"in_progress"', b"[]")
             part = b',"content_index":0,"part":' + _EMPTY_PART + b"}"
-            out += opened + self._frame("response.content_part.added", item.ref + part)
+            out += self._frame("response.output_item.added", added) + self._frame(
+                "response.content_part.added", item.ref + part
+            )
         self._steady = item  # nothing else is open now
         if literal == b'""':
             return out
-        item.parts.append(literal)
+        item.pieces += literal
         return out + self._delta(item, literal)
 
     def _close_message(self) -> bytes:
@@ -273,11 +300,13 @@ class ResponseEvents:
         status, _ = status_of(self._finish_reason)
         text = item.literal()
         done = b',"content_index":0,"text":' + text + b',"logprobs":[]}'
-        part = _DONE_PART % text
+        item.done = message_item(item.id, [output_text(orjson.loads(text))], status)
+        content = b"[" + _PART % text + b"]"
+        closed = _MESSAGE_EVENT % (item.index, orjson.dumps(item.id), orjson.dumps(status), content)
         return (
             self._frame("response.output_text.done", item.ref + done)
-            + self._frame("response.content_part.done", item.ref + part)
-            + self._item_done(item, status)
+            + self._frame("response.content_part.done", item.ref + _DONE_PART % text)
+            + self._frame("response.output_item.done", closed)
         )
 
     def _call_piece(self, piece: JSONDict) -> bytes:
@@ -298,7 +327,7 @@ class ResponseEvents:
         arguments = function.get("arguments")
         if arguments:
             literal = orjson.dumps(arguments)
-            call.parts.append(literal)
+            call.pieces += literal
             out += self._delta(call, literal)
         return out
 

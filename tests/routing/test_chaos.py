@@ -196,8 +196,14 @@ def test_cut_after_chunks_ends_the_stream_with_an_error_event(
 
 def test_a_mid_stream_cut_is_labelled_in_the_access_log(gateway: Callable[..., Gateway]) -> None:
     gw = gateway({"enabled": True, "rules": [{"deployment": "sim-a", "cut_after_chunks": 3}]})
-    assert gw.chat(stream=True).status_code == 200
-    assert gw.access_lines(1)[0].get("chaos_injected") == ["sim-a:connection"]
+    response = gw.chat(stream=True)
+    assert response.status_code == 200
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    error = orjson.loads(events[-2])["error"]
+    line = gw.access_lines(1)[0]
+    assert line.get("chaos_injected") == ["sim-a:connection"]
+    # The code of the error event the client got, though its status was a 200.
+    assert line["error_code"] == (error["code"] or error["type"]) and line["status"] == 200
 
 
 # -- PUT /admin/chaos -------------------------------------------------------

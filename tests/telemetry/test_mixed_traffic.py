@@ -265,6 +265,10 @@ def test_access_log_lines_carry_the_fields_and_trace_ids(stack: dict[str, Any]) 
     assert remote["cost_usd"] == pytest.approx(25)
     assert lines[ids["stream"]]["ttft_ms"] > 0
     assert lines[ids["failed"]]["error_type"] == "server_error"
+    # What each client was answered with, told apart by its code.
+    assert lines[ids["limited"]]["error_code"] == "rate_limit_exceeded"
+    assert lines[ids["failed"]]["error_code"] == "all_deployments_failed"
+    assert "error_code" not in lines[ids["unary"]]
     raw = stack["log"].getvalue()
     assert b"hello" not in raw and TEST_KEY.encode() not in raw  # no prompts, no keys
 

@@ -48,6 +48,7 @@ class GatewayApp:
             scope["interlock.record"].route = route
             response = await handler(request, self.services)
         except InterlockError as exc:
+            scope["interlock.record"].error_code = exc.code or exc.error_type
             log_error(exc, scope, self.services.redactor)
             # A dialect's routes answer errors in its own shape (Anthropic's).
             shape = error_shapes.get(route, error_response) if route else error_response
@@ -64,10 +65,9 @@ class GatewayApp:
                 exc_info=exc,
                 extra={"request_id": scope.get("interlock.request_id")},
             )
-            response = error_response(
-                InterlockError("The server had an error while processing your request."),
-                self.services.redactor,
-            )
+            hidden = InterlockError("The server had an error while processing your request.")
+            scope["interlock.record"].error_code = hidden.error_type
+            response = error_response(hidden, self.services.redactor)
         await response(scope, receive, send)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:

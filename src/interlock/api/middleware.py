@@ -90,10 +90,9 @@ class RequestContextMiddleware:
         except Exception as exc:  # the app's boundary missed it: our bug
             if not record.status:  # nothing was sent: a 500 in OpenAI's shape, not uvicorn's text
                 log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
-                await _answer(
-                    send_with_id,
-                    InterlockError("The server had an error while processing your request."),
-                )
+                hidden = InterlockError("The server had an error while processing your request.")
+                record.error_code = hidden.error_type
+                await _answer(send_with_id, hidden)
         finally:
             in_flight.dec()
             telemetry.finish(record)

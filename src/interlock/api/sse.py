@@ -153,6 +153,9 @@ class EventStream:
             await stream.aclose()
 
     def _failed(self, scope: Scope, exc: InterlockError) -> str:
+        record = scope.get("interlock.record")
+        if record is not None:
+            record.error_code = exc.code or exc.error_type
         message = safe_message(exc, self._redactor)
         log.warning(
             "stream failed after the response started",

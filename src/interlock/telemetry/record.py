@@ -58,6 +58,10 @@ class RequestRecord:
     cache: str | None = None
     guardrails: list[str] = field(default_factory=list)
     error_type: str | None = None
+    # The error the client was answered with: its OpenAI ``code`` (or its
+    # type where it has none), e.g. ``rate_limit_exceeded`` against
+    # ``insufficient_quota`` for two 429s.
+    error_code: str | None = None
     # Chaos faults injected into this request's attempts (labelled, never hidden).
     injected: list[str] = field(default_factory=list)
     trace_id: str | None = None
@@ -112,6 +116,8 @@ class RequestRecord:
             fields["guardrails"] = self.guardrails
         if self.error_type is not None:
             fields["error_type"] = self.error_type
+        if self.error_code is not None:
+            fields["error_code"] = self.error_code
         if self.injected:
             fields["chaos_injected"] = self.injected
         if with_stages:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from interlock.cache.l1 import LocalTier
 from tests.state.harness import FakeClock
 
@@ -65,3 +67,12 @@ def test_drop_by_namespace_or_model() -> None:
     assert tier.get("3") == b"c"
     assert tier.drop(model="sim") == 1
     assert len(tier) == 0 and tier.total_bytes == 0
+
+
+def test_entries_leave_the_garbage_collector_s_sight() -> None:
+    """A full cache must not make every full collection walk each entry."""
+    tier = LocalTier(max_entries=100, max_bytes=1 << 20)
+    for i in range(100):
+        tier.put(f"k{i}", b"v" * i, 60.0, namespace="chat", model="m")
+    gc.collect()
+    assert not any(gc.is_tracked(slot) for slot in tier._slots.values())

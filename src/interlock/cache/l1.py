@@ -8,7 +8,11 @@ emptying the cache for it. Expiry follows the injected clock, lazily on read
 (expired entries also leave first as the LRU end is reached).
 
 Values are ``bytes`` (serialized entries): immutable, so a hit can never be
-mutated by one caller under another, and their size is exact.
+mutated by one caller under another, and their size is exact. Each slot is a
+plain tuple of such values (not a class, not even a named tuple): the
+garbage collector stops tracking an exact tuple of untracked values at its
+first pass, so a full cache adds nothing to the full collections that walk
+every long-lived object, where a slot object would add one per entry.
 """
 
 from __future__ import annotations
@@ -16,17 +20,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 __all__ = ["LocalTier"]
 
 
-@dataclass(slots=True)
-class _Slot:
-    value: bytes
-    expires_at: float
-    namespace: str
-    model: str
+# value, expires_at, namespace, model
+_Slot = tuple[bytes, float, str, str]
 
 
 class LocalTier:
@@ -57,11 +56,12 @@ class LocalTier:
         slot = self._slots.get(key)
         if slot is None:
             return None
-        if slot.expires_at <= self._clock():
+        value, expires_at, _, _ = slot
+        if expires_at <= self._clock():
             self._remove(key)
             return None
         self._slots.move_to_end(key)
-        return slot.value
+        return value
 
     def put(
         self, key: str, value: bytes, ttl_s: float, *, namespace: str = "", model: str = ""
@@ -70,7 +70,7 @@ class LocalTier:
         self._remove(key)
         if len(value) > self.max_bytes or not ttl_s > 0:
             return False
-        self._slots[key] = _Slot(value, self._clock() + ttl_s, namespace, model)
+        self._slots[key] = (value, self._clock() + ttl_s, namespace, model)
         self._bytes += len(value)
         while len(self._slots) > self.max_entries or self._bytes > self.max_bytes:
             oldest = next(iter(self._slots))
@@ -86,9 +86,9 @@ class LocalTier:
         """
         doomed = [
             key
-            for key, slot in self._slots.items()
-            if (namespace is None or slot.namespace == namespace)
-            and (model is None or slot.model == model)
+            for key, (_, _, slot_namespace, slot_model) in self._slots.items()
+            if (namespace is None or slot_namespace == namespace)
+            and (model is None or slot_model == model)
         ]
         for key in doomed:
             self._remove(key)
@@ -101,4 +101,4 @@ class LocalTier:
     def _remove(self, key: str) -> None:
         slot = self._slots.pop(key, None)
         if slot is not None:
-            self._bytes -= len(slot.value)
+            self._bytes -= len(slot[0])

@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import orjson
 import pytest
 
 from interlock.guardrails import (
@@ -229,3 +230,69 @@ def test_a_key_override_is_checked_against_every_group() -> None:
 def test_book_validates_overrides_up_front() -> None:
     with pytest.raises(ValueError, match=r"models\[gpt\]\.guardrails\.pii\.action"):
         GuardrailsBook(GuardrailsConfig(), groups={"gpt": {"pii": {"action": "nope"}}})
+
+
+# -- tool-call arguments ------------------------------------------------------
+
+
+def _called(arguments: str) -> dict[str, Any]:
+    """A conversation whose assistant turn called a tool with ``arguments``."""
+    call = {"id": "c1", "type": "function", "function": {"name": "send", "arguments": arguments}}
+    return {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sent"},
+        ],
+    }
+
+
+def _arguments(decision: InputDecision) -> str:
+    arguments: str = decision.body["messages"][1]["tool_calls"][0]["function"]["arguments"]
+    return arguments
+
+
+def test_string_values_in_tool_call_arguments_are_redacted_as_json() -> None:
+    guardrails = _guardrails(pii={"action": "redact"})
+    # The escaped newline right before the address must survive: scanning the
+    # JSON text itself would take its "n" into the address and cut the escape.
+    arguments = orjson.dumps(
+        {"to": "ann@example.com", "note": "x\nbob@example.org", "cc": ["eve@example.net", 3]}
+    ).decode()
+    body = _called(arguments)
+    before = copy.deepcopy(body)
+    decision = guardrails.check_input(body)
+    assert orjson.loads(_arguments(decision)) == {
+        "to": "[EMAIL]",
+        "note": "x\n[EMAIL]",
+        "cc": ["[EMAIL]", 3],
+    }
+    assert body == before and decision.labels == ["pii:email:redact"]
+    assert decision.body["messages"][0] is body["messages"][0]
+
+
+def test_a_value_in_tool_call_arguments_is_named_when_blocked() -> None:
+    decision = _guardrails(pii={"action": "block"}).check_input(
+        _called('{"card": "4111 1111 1111 1111"}')
+    )
+    assert decision.block is not None
+    assert decision.block.error().param == "messages[1].tool_calls[0].function.arguments.card"
+
+
+def test_arguments_that_are_not_a_json_object_are_scanned_as_text() -> None:
+    decision = _guardrails(pii={"action": "redact"}).check_input(_called("to ann@example.com"))
+    assert _arguments(decision) == "to [EMAIL]"
+
+
+def test_pseudonyms_in_a_tool_call_of_the_answer_are_restored_json_escaped() -> None:
+    guardrails = _guardrails(pii={"action": "pseudonymize"})
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+    decision = guardrails.check_input(_chat(f"Mail ann@example.com the key {key}"))
+    sent = decision.body["messages"][0]["content"]
+    assert "ann@example.com" not in sent and "BEGIN PRIVATE KEY" not in sent
+    placeholders = [word for word in sent.replace(".", " ").split() if word.startswith("[")]
+    answer = orjson.dumps({"to": placeholders[0], "body": placeholders[1]}).decode()
+    restored = guardrails.output_arguments(decision, answer)
+    assert orjson.loads(restored) == {"to": "ann@example.com", "body": key}
+    assert guardrails.output_arguments(decision, '{"n": 1}') == '{"n": 1}'  # untouched

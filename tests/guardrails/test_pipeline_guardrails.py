@@ -44,6 +44,26 @@ class RecordingUpstream:
         with self.lock:
             self.bodies.append(body)
         pieces = ["Write to ", "bob.smith@exa", "mple.org today."]
+        if body.get("tools"):  # a tool call with an address in its arguments
+            arguments = orjson.dumps({"to": "bob.smith@example.org", "n": 2}).decode()
+            call = {
+                "id": "c2",
+                "type": "function",
+                "function": {"name": "send", "arguments": arguments},
+            }
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            choice = {"index": 0, "finish_reason": "tool_calls", "message": message}
+            usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+            return web.json_response(
+                {
+                    "id": "c",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": "m",
+                    "choices": [choice],
+                    "usage": usage,
+                }
+            )
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -297,3 +317,27 @@ def test_a_stored_override_that_no_longer_applies_fails_the_request_closed() -> 
         stage.policy_for("chat", key_override_text({"pii": {"action": "shred"}}))
     assert caught.value.status_code == 500 and caught.value.code == "key_guardrails_invalid"
     assert "guardrails.pii.action" in caught.value.message
+
+
+def test_tool_call_arguments_are_redacted_both_ways(
+    stack: tuple[str, RecordingUpstream, io.BytesIO],
+) -> None:
+    url, upstream, _ = stack
+    earlier = {"name": "send", "arguments": orjson.dumps({"to": EMAIL}).decode()}
+    messages = [
+        {"role": "user", "content": "Mail them."},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": earlier}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sent"},
+    ]
+    tool = {"type": "function", "function": {"name": "send", "parameters": {"type": "object"}}}
+    body = {"model": "chat", "messages": messages, "tools": [tool]}
+    response = httpx.post(url + "/v1/chat/completions", json=body, headers=AUTH)
+    assert response.status_code == 200
+    sent = upstream.bodies[-1]["messages"][1]["tool_calls"][0]["function"]["arguments"]
+    assert orjson.loads(sent) == {"to": "[EMAIL]"}
+    answered = response.json()["choices"][0]["message"]["tool_calls"][0]["function"]
+    assert orjson.loads(answered["arguments"]) == {"to": "[EMAIL]", "n": 2}

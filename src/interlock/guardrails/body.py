@@ -1,17 +1,23 @@
 """Where the text is in a request body, and how to put rewritten text back.
 
 Covers chat ``messages`` (string content, or text parts of list content),
-and the string or list-of-strings ``input`` (embeddings) and ``prompt``
-(completions). Rewriting copies only the containers on the changed paths.
+the string values inside an assistant message's tool-call ``arguments``
+(JSON text: each string in it is a field of its own, its path going on past
+``arguments`` into the parsed JSON, so a replacement never cuts an escape
+in half), and the string or list-of-strings ``input`` (embeddings) and
+``prompt`` (completions). Rewriting copies only the containers on the
+changed paths; arguments with a changed value are serialised again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TextField", "param_name", "text_fields", "with_texts"]
+import orjson
+
+__all__ = ["TextField", "param_name", "rewrite_json_strings", "text_fields", "with_texts"]
 
 Path = tuple[str | int, ...]
 _TEXT_PARTS = ("text", "input_text")
@@ -57,6 +63,9 @@ def text_fields(body: Mapping[str, Any]) -> list[TextField]:
                         fields.append(
                             TextField(("messages", i, "content", j, "text"), role, part["text"])
                         )
+            calls = message.get("tool_calls")
+            if isinstance(calls, list):
+                fields += _argument_fields(calls, ("messages", i, "tool_calls"), role)
     for key in ("input", "prompt"):
         value = body.get(key)
         if isinstance(value, str):
@@ -70,9 +79,75 @@ def text_fields(body: Mapping[str, Any]) -> list[TextField]:
     return fields
 
 
+def _argument_fields(calls: list[Any], base: Path, role: str | None) -> list[TextField]:
+    fields: list[TextField] = []
+    for k, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, Mapping) else None
+        arguments = function.get("arguments") if isinstance(function, Mapping) else None
+        if not isinstance(arguments, str):
+            continue
+        path = (*base, k, "function", "arguments")
+        parsed = _json_container(arguments)
+        if parsed is None:
+            # Not a JSON object or array (a model's broken call): scanned as
+            # the text it is.
+            fields.append(TextField(path, role, arguments))
+            continue
+        fields += [TextField((*path, *inner), role, text) for inner, text in _strings(parsed)]
+    return fields
+
+
+def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict | list) else None
+
+
+def _strings(value: Any, path: Path = ()) -> list[tuple[Path, str]]:
+    """Every string value in parsed JSON, with its path (keys are not values)."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in _strings(item, (*path, key))]
+    if isinstance(value, list):
+        return [found for i, item in enumerate(value) for found in _strings(item, (*path, i))]
+    return []
+
+
+def rewrite_json_strings(text: str, rewrite: Callable[[str], str]) -> str | None:
+    """``text`` (a JSON object or array) with ``rewrite`` applied to each
+    string value in it, serialised again only if one changed; None if
+    ``text`` is not a JSON object or array."""
+    parsed = _json_container(text)
+    if parsed is None:
+        return None
+    changed = {}
+    for path, value in _strings(parsed):
+        new = rewrite(value)
+        if new != value:
+            changed[path] = new
+    if not changed:
+        return text
+    _set_all(parsed, changed.items())
+    return orjson.dumps(parsed).decode()
+
+
+def _set_all(parsed: Any, changes: Iterable[tuple[Path, str]]) -> None:
+    """Each change's string put at its path in ``parsed`` (freshly parsed JSON)."""
+    for path, text in changes:
+        holder = parsed
+        for step in path[:-1]:
+            holder = holder[step]
+        holder[path[-1]] = text
+
+
 def with_texts(body: Mapping[str, Any], texts: Mapping[Path, str]) -> dict[str, Any]:
     """A copy of ``body`` with the text at each path replaced; containers off the
-    changed paths are shared with the original, which is never mutated."""
+    changed paths are shared with the original, which is never mutated. A
+    path that goes on past a string walks into that string's JSON."""
+    texts = _inside_json(body, texts)
     out = dict(body)
     copies = {id(out)}  # containers created here, safe to write into
     for path, text in texts.items():
@@ -86,3 +161,27 @@ def with_texts(body: Mapping[str, Any], texts: Mapping[Path, str]) -> dict[str, 
             node = child
         node[path[-1]] = text
     return out
+
+
+def _inside_json(body: Mapping[str, Any], texts: Mapping[Path, str]) -> Mapping[Path, str]:
+    """``texts`` with the replacements inside JSON strings made: one
+    replacement of each such string, parsed, changed and serialised again."""
+    plain: dict[Path, str] = {}
+    nested: dict[Path, list[tuple[Path, str]]] = {}
+    for path, text in texts.items():
+        node: Any = body
+        for depth, step in enumerate(path):
+            if isinstance(node, str):
+                nested.setdefault(path[:depth], []).append((path[depth:], text))
+                break
+            node = node[step]
+        else:
+            plain[path] = text
+    for outer, changes in nested.items():
+        node = body
+        for step in outer:
+            node = node[step]
+        parsed = orjson.loads(node)
+        _set_all(parsed, changes)
+        plain[outer] = orjson.dumps(parsed).decode()
+    return plain

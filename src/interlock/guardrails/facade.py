@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from interlock.guardrails.body import TextField, text_fields, with_texts
+from interlock.guardrails.body import TextField, rewrite_json_strings, text_fields, with_texts
 from interlock.guardrails.config import GuardrailsConfig
 from interlock.guardrails.content import ContentClassifier, ContentVerdict, WordListClassifier
 from interlock.guardrails.decision import Action, Block, InputDecision
@@ -128,6 +128,15 @@ class Guardrails:
         if self._pii.output_mode == "redact":
             text = self._scanner.redact(text)
         return decision.vault.restore(text) if decision.vault else text
+
+    def output_arguments(self, decision: InputDecision, arguments: str) -> str:
+        """What ``output_text`` makes of each string value in a tool call's
+        JSON arguments (of the whole text, where it is not a JSON object or
+        array); restored values are written JSON-escaped."""
+        if self._pii is None:
+            return arguments
+        rewritten = rewrite_json_strings(arguments, partial(self.output_text, decision))
+        return self.output_text(decision, arguments) if rewritten is None else rewritten
 
     def redact_text(self, text: str) -> str:
         """For logs: every PII type replaced by its label."""

@@ -93,12 +93,17 @@ class GuardrailsStage:
     def filter_completion(guard: Guard | None, result: dict[str, Any]) -> None:
         if guard is None:
             return
+        guardrails, decision = guard.guardrails, guard.decision
         for choice in result.get("choices") or ():
             message = choice.get("message") or {}
             if isinstance(message.get("content"), str):
-                message["content"] = guard.guardrails.output_text(
-                    guard.decision, message["content"]
-                )
+                message["content"] = guardrails.output_text(decision, message["content"])
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    function["arguments"] = guardrails.output_arguments(
+                        decision, function["arguments"]
+                    )
 
     @staticmethod
     def filter_stream(guard: Guard | None, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

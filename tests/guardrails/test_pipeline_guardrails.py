@@ -44,6 +44,8 @@ class RecordingUpstream:
         with self.lock:
             self.bodies.append(body)
         pieces = ["Write to ", "bob.smith@exa", "mple.org today."]
+        if body.get("tools") and body.get("stream"):
+            return await self.stream_tool_call(request)
         if body.get("tools"):  # a tool call with an address in its arguments
             arguments = orjson.dumps({"to": "bob.smith@example.org", "n": 2}).decode()
             call = {
@@ -96,6 +98,40 @@ class RecordingUpstream:
                         "finish_reason": "stop" if i == len(pieces) - 1 else None,
                     }
                 ],
+            }
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    async def stream_tool_call(self, request: web.Request) -> web.StreamResponse:
+        """A streamed tool call whose arguments split an address in two."""
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        opened = {"index": 0, "id": "c2", "type": "function"}
+        deltas: list[tuple[dict[str, Any], str | None]] = [
+            (
+                {
+                    "role": "assistant",
+                    "tool_calls": [{**opened, "function": {"name": "send", "arguments": ""}}],
+                },
+                None,
+            ),
+            ({"tool_calls": [{"index": 0, "function": {"arguments": '{"to": "bob.smi'}}]}, None),
+            (
+                {"tool_calls": [{"index": 0, "function": {"arguments": 'th@example.org", "n'}}]},
+                None,
+            ),
+            ({"tool_calls": [{"index": 0, "function": {"arguments": '": 2}'}}]}, None),
+            ({}, "tool_calls"),
+        ]
+        for delta, finish in deltas:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [choice],
             }
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
@@ -341,3 +377,21 @@ def test_tool_call_arguments_are_redacted_both_ways(
     assert orjson.loads(sent) == {"to": "[EMAIL]"}
     answered = response.json()["choices"][0]["message"]["tool_calls"][0]["function"]
     assert orjson.loads(answered["arguments"]) == {"to": "[EMAIL]", "n": 2}
+
+
+def test_streamed_tool_call_arguments_are_redacted_across_chunks(
+    stack: tuple[str, RecordingUpstream, io.BytesIO],
+) -> None:
+    url, _, _ = stack
+    tool = {"type": "function", "function": {"name": "send", "parameters": {"type": "object"}}}
+    body = _chat("chat", "Mail bob.", tools=[tool], stream=True)
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=AUTH) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line.startswith("data: {")]
+    arguments = ""
+    for line in lines:
+        for choice in orjson.loads(line[6:])["choices"]:
+            for piece in choice["delta"].get("tool_calls") or ():
+                arguments += piece.get("function", {}).get("arguments") or ""
+    assert "bob.smi" not in arguments
+    assert orjson.loads(arguments) == {"to": "[EMAIL]", "n": 2}

@@ -31,6 +31,7 @@ from interlock.guardrails.content import ContentClassifier, ContentVerdict, Word
 from interlock.guardrails.decision import Action, Block, InputDecision
 from interlock.guardrails.injection import InjectionDetector, InjectionResult
 from interlock.guardrails.injection_model import InjectionScorer, load_injection_model
+from interlock.guardrails.json_stream import JsonStringsFilter
 from interlock.guardrails.pseudonyms import PseudonymVault
 from interlock.guardrails.scanner import PiiScanner
 from interlock.guardrails.spans import Replacer, label_replacer, replace_spans
@@ -120,6 +121,20 @@ class Guardrails:
         if redactor is not None and restorer is not None:
             return ChainedFilter(redactor, restorer)
         return redactor or restorer
+
+    def output_arguments_stream(self, decision: InputDecision) -> TextFilter | None:
+        """A fresh filter for one streamed tool call's arguments (JSON text:
+        each string value filtered as ``output_stream`` filters text), or
+        ``None`` when answers are left alone."""
+        if self.output_stream(decision) is None:
+            return None
+
+        def for_each_value() -> TextFilter:
+            text_filter = self.output_stream(decision)
+            assert text_filter is not None  # the same policy and decision as above
+            return text_filter
+
+        return JsonStringsFilter(for_each_value)
 
     def output_text(self, decision: InputDecision, text: str) -> str:
         """What ``output_stream`` would make of a whole (non-streamed) answer."""

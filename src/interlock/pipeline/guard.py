@@ -116,15 +116,30 @@ class GuardrailsStage:
 
 
 class _ChoiceFilters:
-    """One output filter per streamed choice, made when the choice first appears."""
+    """One output filter per streamed choice, made when the choice first
+    appears; one per tool call of a choice, for its arguments."""
 
-    __slots__ = ("_filters", "_guard", "_spare")
+    __slots__ = ("_calls", "_filters", "_guard", "_spare")
 
     def __init__(self, guard: Guard, first: TextFilter):
         self._guard = guard
         # Built to learn whether the answer is filtered at all: the first choice's.
         self._spare: TextFilter | None = first
         self._filters: dict[int, TextFilter] = {}
+        self._calls: dict[int, dict[int, TextFilter]] = {}  # by choice, then call index
+
+    def for_call(self, choice: int, call: int) -> TextFilter:
+        calls = self._calls.setdefault(choice, {})
+        text_filter = calls.get(call)
+        if text_filter is None:
+            guard = self._guard
+            text_filter = guard.guardrails.output_arguments_stream(guard.decision)
+            assert text_filter is not None  # same policy and decision as the first
+            calls[call] = text_filter
+        return text_filter
+
+    def calls_of(self, choice: int) -> dict[int, TextFilter]:
+        return self._calls.get(choice, {})
 
     def for_choice(self, index: int) -> TextFilter:
         text_filter = self._filters.get(index)
@@ -144,11 +159,22 @@ async def _filtered(chunks: AsyncIterator[bytes], filters: _ChoiceFilters) -> As
     async for chunk in chunks:
         parsed = orjson.loads(chunk)
         for choice in parsed.get("choices") or ():
-            text_filter = filters.for_choice(choice.get("index", 0))
+            index = choice.get("index", 0)
+            text_filter = filters.for_choice(index)
             delta = choice.get("delta") or {}
             if isinstance(delta.get("content"), str):
                 delta["content"] = text_filter.feed(delta["content"])
+            for piece in delta.get("tool_calls") or ():
+                function = piece.get("function") if isinstance(piece, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    call = filters.for_call(index, piece.get("index", 0))
+                    function["arguments"] = call.feed(function["arguments"])
             if choice.get("finish_reason") is not None:
                 delta["content"] = delta.get("content", "") + text_filter.flush()
+                for position, call in filters.calls_of(index).items():
+                    rest = call.flush()
+                    if rest:  # what a call's filter held: its arguments' end
+                        piece = {"index": position, "function": {"arguments": rest}}
+                        delta.setdefault("tool_calls", []).append(piece)
                 choice["delta"] = delta
         yield orjson.dumps(parsed)

@@ -17,7 +17,14 @@ from typing import Any
 
 import orjson
 
-__all__ = ["TextField", "param_name", "rewrite_json_strings", "text_fields", "with_texts"]
+__all__ = [
+    "TextField",
+    "called_function",
+    "param_name",
+    "rewrite_json_strings",
+    "text_fields",
+    "with_texts",
+]
 
 Path = tuple[str | int, ...]
 _TEXT_PARTS = ("text", "input_text")
@@ -79,13 +86,22 @@ def text_fields(body: Mapping[str, Any]) -> list[TextField]:
     return fields
 
 
+def called_function(call: Any) -> dict[str, Any] | None:
+    """A tool call's ``function`` object, where its ``arguments`` are text
+    (in a request, an answer, or a streamed piece of one)."""
+    function = call.get("function") if isinstance(call, Mapping) else None
+    if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+        return function
+    return None
+
+
 def _argument_fields(calls: list[Any], base: Path, role: str | None) -> list[TextField]:
     fields: list[TextField] = []
     for k, call in enumerate(calls):
-        function = call.get("function") if isinstance(call, Mapping) else None
-        arguments = function.get("arguments") if isinstance(function, Mapping) else None
-        if not isinstance(arguments, str):
+        function = called_function(call)
+        if function is None:
             continue
+        arguments: str = function["arguments"]
         path = (*base, k, "function", "arguments")
         parsed = _json_container(arguments)
         if parsed is None:

@@ -108,6 +108,11 @@ class Guardrails:
             return self.check_input(body)
         return await self._model.offload(partial(self.check_input, body))
 
+    def filters_output(self, decision: InputDecision) -> bool:
+        """Whether answers to this request are rewritten (redacted or restored)."""
+        pii = self._pii
+        return pii is not None and (pii.output_mode == "redact" or bool(decision.vault))
+
     def output_stream(self, decision: InputDecision) -> TextFilter | None:
         """A fresh filter for one streamed choice of the answer, or ``None``."""
         if self._pii is None:
@@ -126,7 +131,7 @@ class Guardrails:
         """A fresh filter for one streamed tool call's arguments (JSON text:
         each string value filtered as ``output_stream`` filters text), or
         ``None`` when answers are left alone."""
-        if self.output_stream(decision) is None:
+        if not self.filters_output(decision):
             return None
 
         def for_each_value() -> TextFilter:

@@ -20,6 +20,7 @@ import orjson
 
 from interlock.errors import InterlockError
 from interlock.guardrails import Guardrails, GuardrailsBook
+from interlock.guardrails.body import called_function
 from interlock.guardrails.decision import InputDecision
 from interlock.guardrails.facade import InjectionModelNotLoaded
 from interlock.guardrails.stream import TextFilter
@@ -99,8 +100,8 @@ class GuardrailsStage:
             if isinstance(message.get("content"), str):
                 message["content"] = guardrails.output_text(decision, message["content"])
             for call in message.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, dict) else None
-                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                function = called_function(call)
+                if function is not None:
                     function["arguments"] = guardrails.output_arguments(
                         decision, function["arguments"]
                     )
@@ -165,8 +166,8 @@ async def _filtered(chunks: AsyncIterator[bytes], filters: _ChoiceFilters) -> As
             if isinstance(delta.get("content"), str):
                 delta["content"] = text_filter.feed(delta["content"])
             for piece in delta.get("tool_calls") or ():
-                function = piece.get("function") if isinstance(piece, dict) else None
-                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                function = called_function(piece)
+                if function is not None:
                     call = filters.for_call(index, piece.get("index", 0))
                     function["arguments"] = call.feed(function["arguments"])
             if choice.get("finish_reason") is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -91,6 +92,40 @@ async def test_a_saved_response_reads_back_for_its_key_only(
     assert await store.get("alice", "resp_1") == record
     assert await store.get("bob", "resp_1") is None
     assert await store.get("alice", "resp_2") is None
+
+
+async def test_a_waiting_response_is_kept_as_written_not_as_the_callers_objects(
+    written: bool,
+    stores: MakeStore,
+) -> None:
+    # A waiting record is its row: the caller's dicts are let go at once
+    # (not walked by the collector for the flush interval), and changing
+    # them afterwards changes nothing stored.
+    store = stores(clock=Clock())
+    record = _record("resp_1")
+    await _saved(store, record, written)
+    record.response["output"].append({"type": "changed later"})
+    record.input_items.clear()
+    got = await store.get("alice", "resp_1")
+    assert got is not None
+    assert got.response["output"] == [{"type": "message"}]
+    assert got.input_items[0]["content"][0]["text"] == "Hi ✓"
+    assert got.response is not record.response
+
+
+async def test_a_response_given_as_written_is_stored_as_it_is(
+    written: bool,
+    stores: MakeStore,
+) -> None:
+    # The stream's last event and a unary answer serialise the response
+    # already; the store keeps those bytes instead of serialising it again.
+    store = stores(clock=Clock())
+    record = _record("resp_1")
+    as_written = b'{"id":"resp_1","object":"response","output":[],"written":"by the edge"}'
+    await _saved(store, replace(record, response_json=as_written), written)
+    got = await store.get("alice", "resp_1")
+    assert got is not None
+    assert got.response["written"] == "by the edge"
 
 
 async def test_delete_is_scoped_to_the_key(

@@ -22,8 +22,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from interlock.api.responses_sse import ResponsesEncoder
@@ -87,9 +89,10 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         encoder = ResponsesEncoder(ResponseEvents(shell), request_record(request), keep)
         return EventStream(answer, encoder, services.redactor)
     response = to_response(shell, answer)
+    written = orjson.dumps(response)
     if keep is not None:
-        await keep(response)
-    return json_response(response)
+        await keep(response, written)
+    return Response(written, media_type="application/json")
 
 
 async def _history(request: Request, services: Services, response_id: str) -> list[JSONDict]:
@@ -113,7 +116,7 @@ class _Keeper:
     conversation: list[JSONDict]
     retention_s: int
 
-    async def __call__(self, response: JSONDict) -> None:
+    async def __call__(self, response: JSONDict, response_json: bytes) -> None:
         created = int(response["created_at"])
         record = StoredResponse(
             id=response["id"],
@@ -122,6 +125,7 @@ class _Keeper:
             expires_at=created + self.retention_s,
             input_items=self.conversation,
             response=response,
+            response_json=response_json,
         )
         try:
             await self.store.save(record)

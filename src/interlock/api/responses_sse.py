@@ -23,8 +23,8 @@ from interlock.telemetry.record import RequestRecord
 
 __all__ = ["Keep", "ResponsesEncoder"]
 
-# Called with the finished Response object.
-Keep = Callable[[dict[str, Any]], Awaitable[None]]
+# Called with the finished Response object, and its JSON as the stream wrote it.
+Keep = Callable[[dict[str, Any], bytes], Awaitable[None]]
 
 _HEARTBEAT = b": keep-alive\n\n"
 
@@ -48,7 +48,7 @@ class ResponsesEncoder:
         events = self._events
         last = events.finish(self._record.usage)
         if self._keep is not None and events.response is not None:
-            await self._keep(events.response)
+            await self._keep(events.response, events.response_json)
         return last
 
     def error(self, exc: InterlockError, message: str) -> bytes:

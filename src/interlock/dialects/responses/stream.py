@@ -21,7 +21,7 @@ text or a tool call starts, text when a tool call starts. Tool calls stay
 open until the end, because a model's parallel calls may interleave their
 argument pieces (each keeps its own ``output_index``). ``error`` is the
 event for a failure after the stream started. The finished Response is
-``response`` once ``finish`` has run.
+``response`` once ``finish`` has run, and ``response_json`` as written.
 
 Most chunks make one delta event, so each item writes its deltas from a
 byte template made when it opens (its id and ``output_index`` already in
@@ -148,6 +148,7 @@ class ResponseEvents:
         # delta needs nothing but its template.
         self._steady: _Item | None = None
         self.response: JSONDict | None = None
+        self.response_json = b""  # ``response`` as the last event has it
 
     def start(self) -> bytes:
         shell = b',"response":' + orjson.dumps(self._shell) + b"}"
@@ -211,7 +212,8 @@ class ResponseEvents:
             if self.response["status"] == "completed"
             else "response.incomplete"
         )
-        return out + self._frame(kind, b',"response":' + orjson.dumps(self.response) + b"}")
+        self.response_json = orjson.dumps(self.response)
+        return out + self._frame(kind, b',"response":' + self.response_json + b"}")
 
     def error(self, code: str | None, message: str, param: str | None = None) -> bytes:
         return self._event("error", code=code, message=message, param=param)

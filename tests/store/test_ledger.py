@@ -62,7 +62,7 @@ class Writes:
         self._committed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if ledger._sqlite is not None:
-            ledger._sqlite.on_connect = lambda c: c.set_trace_callback(self._traced)
+            ledger._sqlite.threads.on_connect = lambda c: c.set_trace_callback(self._traced)
         else:
             event.listen(engine.sync_engine, "commit", self._commit)
             event.listen(engine.sync_engine, "before_cursor_execute", self._execute)

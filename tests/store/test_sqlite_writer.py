@@ -14,10 +14,18 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from interlock.store import UsageLedger, UsageRecord, create_engine, migrate
+from interlock.store import (
+    StoredResponse,
+    UsageLedger,
+    UsageRecord,
+    create_engine,
+    migrate,
+    open_store,
+)
 from interlock.store.sqlite_writer import (
     BACKGROUND_NICE,
     SQLiteBatchWriter,
+    SQLiteWriteThreads,
     lower_thread_priority,
     sqlite_time,
 )
@@ -48,7 +56,7 @@ class Writers:
         self.commits: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         assert ledger._sqlite is not None
-        ledger._sqlite.on_connect = self._connected
+        ledger._sqlite.threads.on_connect = self._connected
 
     def _connected(self, connection: sqlite3.Connection) -> None:
         connection.set_trace_callback(self._traced)
@@ -123,8 +131,9 @@ async def test_a_failed_batch_leaves_no_rows_and_the_next_one_commits(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
     columns = ("ts", "request_id", "key_name", "model", "prompt_tokens", "completion_tokens")
+    threads = SQLiteWriteThreads(str(tmp_path / "interlock.db"))
     writer = SQLiteBatchWriter(
-        str(tmp_path / "interlock.db"),
+        threads,
         "usage_ledger",
         (*columns, "cost_usd", "latency_ms", "status", "cache_hit", "stream"),
     )
@@ -138,7 +147,7 @@ async def test_a_failed_batch_leaves_no_rows_and_the_next_one_commits(
         await writer.insert([good])  # not left inside the failed transaction
         assert await _count(engine) == 1
     finally:
-        writer.dispose()
+        threads.dispose()
 
 
 @pytest.mark.parametrize(
@@ -167,3 +176,33 @@ def test_lowering_a_threads_priority_leaves_the_others_alone() -> None:
     thread.join()
     assert seen == [BACKGROUND_NICE]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+@linux_only
+async def test_the_ledger_and_the_stored_responses_share_one_writer_per_file(
+    tmp_path: Path,
+) -> None:
+    # Two background writers on one file took turns holding its write lock;
+    # starved, the one waiting ran out its busy timeout ("database is locked").
+    url = f"sqlite+aiosqlite:///{tmp_path / 'interlock.db'}"
+    async with await open_store(url, ledger_journal_dir=tmp_path / "journal") as store:
+        assert store.sqlite_threads is not None
+        commits: list[str] = []
+        store.sqlite_threads.on_connect = lambda connection: connection.set_trace_callback(
+            lambda statement: (
+                commits.append(threading.current_thread().name) if statement == "COMMIT" else None
+            )
+        )
+        store.ledger.add(usage(1))
+        await store.ledger.flush()
+        await store.responses.save(
+            StoredResponse("resp_1", "team-a", 1, 2**31, [], {"id": "resp_1"})
+        )
+        await store.responses.flush()
+        assert len(commits) == 2
+        assert {name.rsplit("_", 1)[0] for name in commits} == {"interlock-sqlite"}
+        assert len(set(commits)) == 1
+        threads = [t for t in threading.enumerate() if t.name.startswith("interlock-sqlite")]
+    for thread in threads:  # closed with the store
+        thread.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)

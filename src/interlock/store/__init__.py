@@ -38,6 +38,7 @@ from interlock.store.keys import (
 from interlock.store.ledger import GroupBy, UsageLedger, UsageRecord
 from interlock.store.migrations import migrate
 from interlock.store.responses import ResponseStore, StoredResponse
+from interlock.store.sqlite_writer import SQLiteWriteThreads
 from interlock.store.usage_rows import COLUMNS
 
 __all__ = [
@@ -125,6 +126,8 @@ class Store:
     responses: ResponseStore
     # Who changed what through the admin API (key changes write their own entries).
     audit: AuditLog
+    # The ledger's and the stored responses' writer threads, on SQLite.
+    sqlite_threads: SQLiteWriteThreads | None = None
 
     async def ping(self, timeout_s: float = 1.0) -> bool:
         """Reachable within ``timeout_s``? Never raises (for readiness)."""
@@ -142,6 +145,8 @@ class Store:
             await self.ledger.aclose()
             await self.responses.aclose()
         finally:
+            if self.sqlite_threads is not None:
+                self.sqlite_threads.dispose()
             await self.engine.dispose()
 
     async def __aenter__(self) -> Store:
@@ -179,17 +184,24 @@ async def open_store(
         await engine.dispose()
         raise
     journal = _open_journal(journal_dir(url, pg_schema, ledger_journal_dir))
+    # One set of writer threads per SQLite file, for every table batched into it.
+    threads = (
+        SQLiteWriteThreads(engine.url.database or "") if engine.dialect.name == "sqlite" else None
+    )
     ledger = UsageLedger(
         engine,
         journal=journal,
         flush_interval_s=ledger_flush_interval_s,
         max_pending=ledger_max_pending,
+        sqlite_threads=threads,
     )
     try:
         if journal is not None:
             await ledger.replay(dead_journals(journal.directory))
     except BaseException:
         await ledger.aclose()
+        if threads is not None:
+            threads.dispose()
         await engine.dispose()
         raise
     ledger.start()
@@ -198,8 +210,9 @@ async def open_store(
         keys=KeyStore(engine),
         ledger=ledger,
         files=FileStore(engine),
-        responses=ResponseStore(engine),
+        responses=ResponseStore(engine, sqlite_threads=threads),
         audit=AuditLog(engine),
+        sqlite_threads=threads,
     )
 
 

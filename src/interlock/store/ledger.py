@@ -54,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from interlock.store.engine import write_engine
 from interlock.store.journal import DeadJournal, LedgerJournal
 from interlock.store.schema import usage_ledger
-from interlock.store.sqlite_writer import SQLiteBatchWriter
+from interlock.store.sqlite_writer import SQLiteBatchWriter, SQLiteWriteThreads
 from interlock.store.usage_queries import (
     GroupBy,
     breakdown_query,
@@ -108,20 +108,24 @@ class UsageLedger:
         retry_max_s: float = 10.0,
         close_timeout_s: float = 10.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sqlite_threads: SQLiteWriteThreads | None = None,
     ):
         """``journal``: where accepted records wait for their commit (none: in
         memory only). ``catch_up_at``: pending records from which SQLite batches
-        are written at normal priority (default: ten batches, at most ``max_pending``)."""
+        are written at normal priority (default: ten batches, at most ``max_pending``).
+        ``sqlite_threads``: the file's writer threads, shared with its other
+        writers and closed by their owner (none: the ledger's own)."""
         if max_batch < 1 or max_pending < max_batch:
             raise ValueError("need 1 <= max_batch <= max_pending")
         self._engine = engine
         self._writer = write_engine(engine)
         sqlite = engine.dialect.name == "sqlite"
+        self._own_threads = sqlite and sqlite_threads is None
+        if sqlite and sqlite_threads is None:
+            sqlite_threads = SQLiteWriteThreads(engine.url.database or "", name="interlock-ledger")
         self._sqlite = (
-            SQLiteBatchWriter(
-                engine.url.database or "", usage_ledger.name, COLUMNS, unique_by="record_id"
-            )
-            if sqlite
+            SQLiteBatchWriter(sqlite_threads, usage_ledger.name, COLUMNS, unique_by="record_id")
+            if sqlite_threads is not None
             else None
         )
         self._encode = RowEncoder(sqlite)
@@ -232,8 +236,8 @@ class UsageLedger:
         finally:
             if self._journal is not None:
                 self._journal.close()
-            if self._sqlite is not None:
-                self._sqlite.dispose()
+            if self._sqlite is not None and self._own_threads:
+                self._sqlite.threads.dispose()
 
     async def replay(self, journals: Iterable[DeadJournal]) -> int:
         """Write the records of journals left by processes that are gone (call

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.engine import write_engine
 from interlock.store.schema import responses
-from interlock.store.sqlite_writer import SQLiteBatchWriter
+from interlock.store.sqlite_writer import SQLiteBatchWriter, SQLiteWriteThreads
 
 __all__ = ["ResponseStore", "StoredResponse"]
 
@@ -88,18 +88,20 @@ class ResponseStore:
         sweep_batch: int = SWEEP_BATCH,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         max_pending: int = MAX_PENDING,
+        sqlite_threads: SQLiteWriteThreads | None = None,
     ):
+        """``sqlite_threads``: the file's writer threads, shared with its
+        other writers and closed by their owner (none: the store's own)."""
         self._engine = engine
         self._writer = write_engine(engine)
+        sqlite = engine.dialect.name == "sqlite"
+        self._own_threads = sqlite and sqlite_threads is None
+        if sqlite and sqlite_threads is None:
+            path = engine.url.database or ""
+            sqlite_threads = SQLiteWriteThreads(path, name="interlock-responses")
         self._sqlite = (
-            SQLiteBatchWriter(
-                engine.url.database or "",
-                responses.name,
-                _COLUMNS,
-                unique_by="id",
-                name="interlock-responses",
-            )
-            if engine.dialect.name == "sqlite"
+            SQLiteBatchWriter(sqlite_threads, responses.name, _COLUMNS, unique_by="id")
+            if sqlite_threads is not None
             else None
         )
         self._clock = clock
@@ -159,8 +161,8 @@ class ResponseStore:
         try:
             await self.flush()
         finally:
-            if self._sqlite is not None:
-                self._sqlite.dispose()
+            if self._sqlite is not None and self._own_threads:
+                self._sqlite.threads.dispose()
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self._flush_interval_s)

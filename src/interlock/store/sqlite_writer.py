@@ -21,8 +21,10 @@ has caught up. Not ``SCHED_IDLE``: an idle-class thread preempted while it
 holds the GIL could wait behind any other process on the core, and the event
 loop with it; a nice-19 thread still gets its small share.
 
-The two threads never write at once (the ledger writes one batch at a time);
-each has its own connection, opened on first use and closed on that thread.
+The ledger writes one batch at a time, so its two threads never write at
+once; the stored responses' batches share the background thread
+(``SQLiteWriteThreads``), and wait on the write lock only behind a
+catch-up batch, which runs at normal priority.
 """
 
 from __future__ import annotations
@@ -35,11 +37,18 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from interlock.store.engine import enable_wal
 
-__all__ = ["BACKGROUND_NICE", "SQLiteBatchWriter", "lower_thread_priority", "sqlite_time"]
+__all__ = [
+    "BACKGROUND_NICE",
+    "SQLiteBatchWriter",
+    "SQLiteWriteThreads",
+    "lower_thread_priority",
+    "sqlite_time",
+]
 
 BACKGROUND_NICE = 19
 
@@ -61,29 +70,21 @@ def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
         pass  # not allowed here: the writer runs at normal priority, as before
 
 
-class SQLiteBatchWriter:
-    """``insert`` commits rows into ``table`` (``columns``, in order) on a
-    background thread, or with ``catch_up=True`` on a normal-priority one.
-    With ``unique_by`` (a column with a unique index), a row whose value is
-    there already is skipped. ``name``: its threads' name."""
+class SQLiteWriteThreads:
+    """The threads that commit batches into one SQLite file: a background one
+    (nice 19) and, with ``catch_up=True``, one at normal priority; each with
+    its own connection, opened on first use and closed on that thread.
+    ``name``: their threads' name.
 
-    def __init__(
-        self,
-        path: str,
-        table: str,
-        columns: Sequence[str],
-        *,
-        unique_by: str | None = None,
-        busy_timeout_s: float = 5.0,
-        name: str = "interlock-ledger",
-    ):
+    Every batch writer of one file shares one (``open_store``): with a
+    background thread per table, two starved nice-19 threads took turns
+    holding the file's write lock, and the one waiting could run out its
+    busy timeout (``database is locked``) on a saturated core. On one
+    thread the ledger's and the stored responses' batches simply queue."""
+
+    def __init__(self, path: str, *, busy_timeout_s: float = 5.0, name: str = "interlock-sqlite"):
         self._path = path
         self._busy_timeout_s = busy_timeout_s
-        self._sql = (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-        )
-        if unique_by is not None:
-            self._sql += f" ON CONFLICT ({unique_by}) DO NOTHING"
         self._local = threading.local()
         self._background = ThreadPoolExecutor(1, name, initializer=lower_thread_priority)
         self._catch_up = ThreadPoolExecutor(1, f"{name}-catch-up")
@@ -91,18 +92,13 @@ class SQLiteBatchWriter:
         # For tests and diagnostics: called with each new connection, on its thread.
         self.on_connect: Callable[[sqlite3.Connection], None] | None = None
 
-    async def insert(
-        self,
-        rows: list[tuple[Any, ...]],
-        *,
-        catch_up: bool = False,
-        then: tuple[str, tuple[Any, ...]] | None = None,
+    async def run(
+        self, write: Callable[[sqlite3.Connection], None], *, catch_up: bool = False
     ) -> None:
-        """``then``: one more statement (SQL and its parameters) for the same
-        transaction, after the rows."""
+        """``write`` called with the thread's connection, on the thread."""
         executor = self._catch_up if catch_up else self._background
         self._used.add(executor)
-        await asyncio.get_running_loop().run_in_executor(executor, self._insert, rows, then)
+        await asyncio.get_running_loop().run_in_executor(executor, self._run, write)
 
     def dispose(self) -> None:
         """Close the connections on their threads, after any write in flight;
@@ -112,25 +108,8 @@ class SQLiteBatchWriter:
                 executor.submit(self._close)
             executor.shutdown(wait=False)
 
-    def _insert(
-        self, rows: list[tuple[Any, ...]], then: tuple[str, tuple[Any, ...]] | None = None
-    ) -> None:
-        if not rows:
-            return
-        connection = self._connection()
-        # BEGIN IMMEDIATE takes the write lock first, so a concurrent writer
-        # (the admin API creating a key) queues on the busy timeout instead
-        # of failing with SQLITE_BUSY on upgrade.
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.executemany(self._sql, rows)
-            if then is not None:
-                connection.execute(*then)
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+    def _run(self, write: Callable[[sqlite3.Connection], None]) -> None:
+        write(self._connection())
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
@@ -150,3 +129,57 @@ class SQLiteBatchWriter:
         if connection is not None:
             self._local.connection = None
             connection.close()
+
+
+class SQLiteBatchWriter:
+    """``insert`` commits rows into ``table`` (``columns``, in order) on
+    ``threads``. With ``unique_by`` (a column with a unique index), a row
+    whose value is there already is skipped."""
+
+    def __init__(
+        self,
+        threads: SQLiteWriteThreads,
+        table: str,
+        columns: Sequence[str],
+        *,
+        unique_by: str | None = None,
+    ):
+        self.threads = threads
+        self._sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        )
+        if unique_by is not None:
+            self._sql += f" ON CONFLICT ({unique_by}) DO NOTHING"
+
+    async def insert(
+        self,
+        rows: list[tuple[Any, ...]],
+        *,
+        catch_up: bool = False,
+        then: tuple[str, tuple[Any, ...]] | None = None,
+    ) -> None:
+        """One transaction, on the background thread (``catch_up``: the
+        normal-priority one). ``then``: one more statement (SQL and its
+        parameters) for the same transaction, after the rows."""
+        if rows:
+            await self.threads.run(partial(self._insert, rows, then), catch_up=catch_up)
+
+    def _insert(
+        self,
+        rows: list[tuple[Any, ...]],
+        then: tuple[str, tuple[Any, ...]] | None,
+        connection: sqlite3.Connection,
+    ) -> None:
+        # BEGIN IMMEDIATE takes the write lock first, so a concurrent writer
+        # (the admin API creating a key) queues on the busy timeout instead
+        # of failing with SQLITE_BUSY on upgrade.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(self._sql, rows)
+            if then is not None:
+                connection.execute(*then)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise

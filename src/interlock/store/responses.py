@@ -21,10 +21,12 @@ returns, so memory stays bounded. A waiting record is kept as its row (the
 JSON text it is written as), not as the objects it came in: a response's
 few dozen dicts and lists would otherwise outlive their request by the
 flush interval, and a few thousand of them waiting kept the garbage
-collector busy walking them (~7 µs per stored response, ``bench/dialects_cost.py``).
+collector busy walking them (about 7 µs per stored response in process,
+timed with a ``gc`` callback).
 
-On SQLite a batch goes through the ledger's writer (``SQLiteBatchWriter``:
-tuples bound in C by ``sqlite3`` on a low-priority thread), not SQLAlchemy,
+On SQLite a batch goes through a ``SQLiteBatchWriter`` (tuples bound in C
+by ``sqlite3`` on the low-priority thread the ledger's batches use too,
+``SQLiteWriteThreads``), not SQLAlchemy,
 whose per-row work in Python was most of a stored response's cost; on
 PostgreSQL through SQLAlchemy, whose ``asyncpg`` work leaves the process.
 """

@@ -120,13 +120,13 @@ class UsageLedger:
         self._engine = engine
         self._writer = write_engine(engine)
         sqlite = engine.dialect.name == "sqlite"
-        self._own_threads = sqlite and sqlite_threads is None
-        if sqlite and sqlite_threads is None:
-            sqlite_threads = SQLiteWriteThreads(engine.url.database or "", name="interlock-ledger")
-        self._sqlite = (
-            SQLiteBatchWriter(sqlite_threads, usage_ledger.name, COLUMNS, unique_by="record_id")
-            if sqlite_threads is not None
-            else None
+        self._sqlite = SQLiteBatchWriter.for_engine(
+            engine,
+            usage_ledger.name,
+            COLUMNS,
+            unique_by="record_id",
+            threads=sqlite_threads,
+            name="interlock-ledger",
         )
         self._encode = RowEncoder(sqlite)
         self._journal = journal
@@ -236,8 +236,8 @@ class UsageLedger:
         finally:
             if self._journal is not None:
                 self._journal.close()
-            if self._sqlite is not None and self._own_threads:
-                self._sqlite.threads.dispose()
+            if self._sqlite is not None:
+                self._sqlite.close()
 
     async def replay(self, journals: Iterable[DeadJournal]) -> int:
         """Write the records of journals left by processes that are gone (call

@@ -96,15 +96,13 @@ class ResponseStore:
         other writers and closed by their owner (none: the store's own)."""
         self._engine = engine
         self._writer = write_engine(engine)
-        sqlite = engine.dialect.name == "sqlite"
-        self._own_threads = sqlite and sqlite_threads is None
-        if sqlite and sqlite_threads is None:
-            path = engine.url.database or ""
-            sqlite_threads = SQLiteWriteThreads(path, name="interlock-responses")
-        self._sqlite = (
-            SQLiteBatchWriter(sqlite_threads, responses.name, _COLUMNS, unique_by="id")
-            if sqlite_threads is not None
-            else None
+        self._sqlite = SQLiteBatchWriter.for_engine(
+            engine,
+            responses.name,
+            _COLUMNS,
+            unique_by="id",
+            threads=sqlite_threads,
+            name="interlock-responses",
         )
         self._clock = clock
         self._sweep_batch = sweep_batch
@@ -163,8 +161,8 @@ class ResponseStore:
         try:
             await self.flush()
         finally:
-            if self._sqlite is not None and self._own_threads:
-                self._sqlite.threads.dispose()
+            if self._sqlite is not None:
+                self._sqlite.close()
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self._flush_interval_s)

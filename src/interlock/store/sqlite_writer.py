@@ -40,6 +40,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from interlock.store.engine import enable_wal
 
 __all__ = [
@@ -134,7 +136,8 @@ class SQLiteWriteThreads:
 class SQLiteBatchWriter:
     """``insert`` commits rows into ``table`` (``columns``, in order) on
     ``threads``. With ``unique_by`` (a column with a unique index), a row
-    whose value is there already is skipped."""
+    whose value is there already is skipped. ``own_threads``: ``close``
+    ends them (threads shared with other writers are their owner's to end)."""
 
     def __init__(
         self,
@@ -143,13 +146,40 @@ class SQLiteBatchWriter:
         columns: Sequence[str],
         *,
         unique_by: str | None = None,
+        own_threads: bool = False,
     ):
         self.threads = threads
+        self._own_threads = own_threads
         self._sql = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
         )
         if unique_by is not None:
             self._sql += f" ON CONFLICT ({unique_by}) DO NOTHING"
+
+    @classmethod
+    def for_engine(
+        cls,
+        engine: AsyncEngine,
+        table: str,
+        columns: Sequence[str],
+        *,
+        unique_by: str | None = None,
+        threads: SQLiteWriteThreads | None = None,
+        name: str = "interlock-sqlite",
+    ) -> SQLiteBatchWriter | None:
+        """The writer for ``engine``'s SQLite file (None on another database):
+        on the file's shared ``threads``, else on threads of its own, ``name``d."""
+        if engine.dialect.name != "sqlite":
+            return None
+        if threads is not None:
+            return cls(threads, table, columns, unique_by=unique_by)
+        own = SQLiteWriteThreads(engine.url.database or "", name=name)
+        return cls(own, table, columns, unique_by=unique_by, own_threads=True)
+
+    def close(self) -> None:
+        """End its threads if they are its own (``SQLiteWriteThreads.dispose``)."""
+        if self._own_threads:
+            self.threads.dispose()
 
     async def insert(
         self,

@@ -5,17 +5,29 @@ the key, hidden once expired, deleted a bounded batch at a time."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from interlock.store import ResponseStore, StoredResponse, open_store
+from interlock.api.responses import _Keeper
+from interlock.store import (
+    ResponseStore,
+    StoredResponse,
+    create_engine,
+    migrate,
+    open_store,
+)
 from interlock.store.schema import responses
+from interlock.store.sqlite_writer import SQLiteWriteThreads
 from tests.store.conftest import Backend, backend, engine  # noqa: F401 (fixtures)
 
 DAY = 86_400
@@ -245,3 +257,31 @@ async def test_a_response_deleted_while_its_flush_is_writing_stays_deleted(
     assert await deleting is True
     assert await store.get("alice", "resp_1") is None
     assert await _count(engine) == 0
+
+
+async def test_an_answer_whose_store_is_locked_still_goes_out_and_is_written_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The SQLite batch writer raises sqlite3's errors, not SQLAlchemy's: the
+    # keeper must treat them alike (log; the record waits for the next flush).
+    path = tmp_path / "interlock.db"
+    sqlite = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate(sqlite)
+    threads = SQLiteWriteThreads(str(path), busy_timeout_s=0.05)
+    store = ResponseStore(sqlite, max_pending=1, sqlite_threads=threads)
+    keep = _Keeper(store, "alice", [], 30 * DAY)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the file
+        response = {"id": "resp_locked", "created_at": int(time.time()), "output": []}
+        with caplog.at_level(logging.ERROR, "interlock.responses"):
+            await keep(response, orjson.dumps(response))
+        assert "could not store response resp_locked" in caplog.text
+        holder.execute("COMMIT")
+        await store.flush()
+        assert await _count(sqlite) == 1
+    finally:
+        holder.close()
+        await store.aclose()
+        threads.dispose()
+        await sqlite.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import sys
@@ -206,3 +207,70 @@ async def test_the_ledger_and_the_stored_responses_share_one_writer_per_file(
     for thread in threads:  # closed with the store
         thread.join(timeout=30)
     assert not any(t.is_alive() for t in threads)
+
+
+async def test_a_catch_up_batch_waits_for_the_batch_in_flight_not_on_the_lock(
+    tmp_path: Path,
+) -> None:
+    # A starved background batch held the file's write lock while the
+    # catch-up thread's batch ran out its busy timeout ("database is locked").
+    threads = SQLiteWriteThreads(str(tmp_path / "interlock.db"), busy_timeout_s=0.05)
+    holding, release = threading.Event(), threading.Event()
+    steps: list[str] = []
+
+    def slow(connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        steps.append("slow holds the lock")
+        holding.set()
+        release.wait(timeout=30)
+        connection.execute("CREATE TABLE t (x)")
+        connection.execute("COMMIT")
+        steps.append("slow committed")
+
+    def urgent(connection: sqlite3.Connection) -> None:
+        steps.append("urgent starts")
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("INSERT INTO t VALUES (1)")
+        connection.execute("COMMIT")
+
+    try:
+        first = asyncio.create_task(threads.run(slow))
+        await asyncio.to_thread(holding.wait, 30)
+        second = asyncio.create_task(threads.run(urgent, catch_up=True))
+        # Longer than the busy timeout: time for the wrong order to fail.
+        await asyncio.sleep(0.3)
+        release.set()
+        await asyncio.gather(first, second)
+        assert steps == ["slow holds the lock", "slow committed", "urgent starts"]
+    finally:
+        release.set()
+        threads.dispose()
+
+
+async def test_a_cancelled_caller_leaves_its_batch_the_turn_until_it_is_done(
+    tmp_path: Path,
+) -> None:
+    threads = SQLiteWriteThreads(str(tmp_path / "interlock.db"))
+    holding, release = threading.Event(), threading.Event()
+    steps: list[str] = []
+
+    def slow(connection: sqlite3.Connection) -> None:
+        holding.set()
+        release.wait(timeout=30)
+        steps.append("slow done")
+
+    try:
+        first = asyncio.create_task(threads.run(slow))
+        await asyncio.to_thread(holding.wait, 30)
+        first.cancel()
+        second = asyncio.create_task(
+            threads.run(lambda connection: steps.append("next"), catch_up=True)
+        )
+        await asyncio.sleep(0.1)
+        release.set()
+        await second
+        assert steps == ["slow done", "next"]
+        assert first.cancelled()
+    finally:
+        release.set()
+        threads.dispose()

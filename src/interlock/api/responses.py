@@ -18,6 +18,7 @@ goes out, so a client that saw ``response.completed`` can read it back.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +130,7 @@ class _Keeper:
         )
         try:
             await self.store.save(record)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, sqlite3.Error) as exc:  # sqlite3: the SQLite batch writer
             # The answer is paid for and on its way: the client gets it, and
             # reading it back will 404. Loud in the log, not a lost answer.
             log.error("could not store response %s", record.id, exc_info=exc)

@@ -21,10 +21,11 @@ has caught up. Not ``SCHED_IDLE``: an idle-class thread preempted while it
 holds the GIL could wait behind any other process on the core, and the event
 loop with it; a nice-19 thread still gets its small share.
 
-The ledger writes one batch at a time, so its two threads never write at
-once; the stored responses' batches share the background thread
-(``SQLiteWriteThreads``), and wait on the write lock only behind a
-catch-up batch, which runs at normal priority.
+One file's threads commit one batch at a time (``SQLiteWriteThreads.run``):
+a catch-up batch waits for the batch in flight, not on the file's write
+lock. A starved background batch holding that lock had made the other
+thread's batch run out its busy timeout (``database is locked``) on a
+saturated core.
 """
 
 from __future__ import annotations
@@ -91,16 +92,29 @@ class SQLiteWriteThreads:
         self._background = ThreadPoolExecutor(1, name, initializer=lower_thread_priority)
         self._catch_up = ThreadPoolExecutor(1, f"{name}-catch-up")
         self._used: set[ThreadPoolExecutor] = set()
+        # Held from a batch's submission until its thread is done with it.
+        self._turn = asyncio.Lock()
         # For tests and diagnostics: called with each new connection, on its thread.
         self.on_connect: Callable[[sqlite3.Connection], None] | None = None
 
     async def run(
         self, write: Callable[[sqlite3.Connection], None], *, catch_up: bool = False
     ) -> None:
-        """``write`` called with the thread's connection, on the thread."""
+        """``write`` called with the thread's connection, on the thread,
+        after every batch submitted before it is done."""
         executor = self._catch_up if catch_up else self._background
         self._used.add(executor)
-        await asyncio.get_running_loop().run_in_executor(executor, self._run, write)
+        loop = asyncio.get_running_loop()
+        await self._turn.acquire()
+        try:
+            done = executor.submit(self._run, write)
+        except BaseException:
+            self._turn.release()
+            raise
+        # The turn ends when the thread is done, not when the caller stops
+        # waiting: a cancelled caller leaves the batch running to its end.
+        done.add_done_callback(lambda _: _call_soon(loop, self._turn.release))
+        await asyncio.wrap_future(done)
 
     def dispose(self) -> None:
         """Close the connections on their threads, after any write in flight;
@@ -131,6 +145,14 @@ class SQLiteWriteThreads:
         if connection is not None:
             self._local.connection = None
             connection.close()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """``callback`` on ``loop``'s thread; nothing once the loop is closed."""
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:
+        pass  # closed: nothing waits on it any more
 
 
 class SQLiteBatchWriter:

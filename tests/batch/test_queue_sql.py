@@ -157,9 +157,17 @@ class SqlHarness:
         self._store = store
         self.clock = FakeClock()
 
-    def open(self, *, lease_s: float = 120.0, poll_s: float = 0.05) -> SqlQueue:
+    def open(
+        self, *, lease_s: float = 120.0, poll_s: float = 0.05, idle_poll_s: float = 2.0
+    ) -> SqlQueue:
         # An engine (a pool) of its own, as another process would have.
-        return SqlQueue(self._store.engine(), lease_s=lease_s, poll_s=poll_s, clock=self.clock)
+        return SqlQueue(
+            self._store.engine(),
+            lease_s=lease_s,
+            poll_s=poll_s,
+            idle_poll_s=idle_poll_s,
+            clock=self.clock,
+        )
 
     async def elapse(self, seconds: float) -> None:
         self.clock.now += seconds
@@ -203,6 +211,43 @@ async def test_a_put_wakes_a_waiting_take_at_once(sql: SqlHarness) -> None:
         [taken] = await waiting
     assert taken.payload == b"x"
     assert time.monotonic() - started < DEADLINE_S / 2
+
+
+class Polls:
+    """Counts the times ``queue`` looks at its table; ``reached`` is set at ``until``."""
+
+    def __init__(self, queue: SqlQueue, until: int = 0) -> None:
+        self.count = 0
+        self.reached = asyncio.Event()
+        self._until = until
+        self._lease = queue._lease
+        queue._lease = self._counted  # type: ignore[method-assign]
+
+    async def _counted(self, consumer: str, max_messages: int) -> list[Delivery]:
+        self.count += 1
+        if self.count >= self._until:
+            self.reached.set()
+        return await self._lease(consumer, max_messages)
+
+
+async def test_an_idle_queue_polls_less_and_less(sql: SqlHarness) -> None:
+    queue = sql.open(poll_s=0.01, idle_poll_s=0.08)
+    polls = Polls(queue)
+    assert await queue.take("w", 1, 1.0) == []
+    # Every 10 ms for a second would be 100 polls; doubling to 80 ms, about 15.
+    assert polls.count <= 25
+
+
+async def test_an_idle_queue_still_finds_work_another_process_put(sql: SqlHarness) -> None:
+    waiting, other = sql.open(poll_s=0.01, idle_poll_s=0.05), sql.open()
+    polls = Polls(waiting, until=6)  # by then backed off to its longest wait
+    taking = asyncio.create_task(waiting.take("w", 1, DEADLINE_S * 2))
+    async with asyncio.timeout(DEADLINE_S):
+        await polls.reached.wait()
+    await other.put([b"x"])  # no wake-up reaches another process's queue
+    async with asyncio.timeout(DEADLINE_S):
+        [taken] = await taking
+    assert taken.payload == b"x"
 
 
 async def test_a_locked_sqlite_file_is_unavailable(tmp_path: Path) -> None:

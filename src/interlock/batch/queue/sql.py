@@ -13,9 +13,13 @@ seconds from the injected clock); new messages carry ``lease_until = 0``.
   for them (and then leasing them a second time).
 
 Only a ``put`` in this process wakes a waiting ``take`` at once; work put by
-another process is found at the next poll (``poll_s``). Leases compare the
-wall clocks of every machine on the store: keep ``lease_s`` far above their
-skew.
+another process is found at the next poll: ``poll_s`` after the last one
+that found work, the wait doubling while polls find none, up to
+``idle_poll_s``. An idle gateway's batch worker would otherwise query the
+store four times a second for nothing (a quarter of an idle process's
+wake-ups and CPU); batch work put by another process waits at most
+``idle_poll_s`` more to start. Leases compare the wall clocks of every
+machine on the store: keep ``lease_s`` far above their skew.
 
 Errors: an outage (connection refused or lost, a lock or pool wait that timed
 out) raises ``QueueUnavailable``; a constraint or SQL error is our bug and
@@ -67,6 +71,7 @@ class SqlQueue:
         queue: str = "batch",
         lease_s: float = 30.0,
         poll_s: float = 0.25,
+        idle_poll_s: float = 2.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if lease_s <= 0 or poll_s <= 0:
@@ -76,6 +81,8 @@ class SqlQueue:
         self._queue = queue
         self._lease_s = lease_s
         self._poll_s = poll_s
+        self._idle_poll_s = max(idle_poll_s, poll_s)
+        self._next_poll_s = poll_s  # doubles while polls find nothing
         self._clock = clock
         # Replaced on every wake-up, so a waiter that grabbed it before looking
         # at the table cannot miss a put that lands while it looks.
@@ -113,11 +120,16 @@ class SqlQueue:
         while True:
             arrived = self._arrived
             taken = await self._lease(consumer, max_messages)
-            remaining = deadline - loop.time()
-            if taken or remaining <= 0:
+            if taken:
+                self._next_poll_s = self._poll_s
                 return taken
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return taken
+            wait_s = self._next_poll_s
+            self._next_poll_s = min(wait_s * 2, self._idle_poll_s)
             try:
-                await asyncio.wait_for(arrived.wait(), min(self._poll_s, remaining))
+                await asyncio.wait_for(arrived.wait(), min(wait_s, remaining))
             except TimeoutError:
                 pass
 

@@ -13,6 +13,9 @@ __all__ = ["BatchConfig", "BatchQueueConfig", "BatchWebhooksConfig", "BatchWorke
 
 
 class BatchQueueConfig(_Strict):
+    """The durable queue batch items travel through: Redis Streams, or a table in
+    the records store."""
+
     # auto: Redis Streams when state.backend is redis, else the records store's table.
     backend: Literal["auto", "redis", "sql"] = "auto"
     url: str | None = None  # redis: default state.url
@@ -22,6 +25,9 @@ class BatchQueueConfig(_Strict):
 
 
 class BatchWorkerConfig(_Strict):
+    """The workers that run batch items: where they run, how many items at once,
+    how they yield to online traffic and how they shut down."""
+
     # The gateway runs a worker in its own process (the embedded default);
     # false when dedicated `interlock worker` processes do the work.
     in_process: bool = True
@@ -47,6 +53,9 @@ class BatchWorkerConfig(_Strict):
 
 
 class BatchWebhooksConfig(_Strict):
+    """Webhooks POSTed when an async job or a batch finishes: the hosts they may
+    go to, the key that signs them, delivery attempts and timeout."""
+
     # Hosts a job's webhook may point at (`*.example.com` for sub-domains);
     # empty: webhooks are off. The gateway posts nowhere an operator did not allow.
     allowed_hosts: list[str] = Field(default_factory=list)
@@ -57,9 +66,14 @@ class BatchWebhooksConfig(_Strict):
 
 
 class BatchConfig(_Strict):
+    # The Batches API and async jobs (/v1/batches, /v1/jobs); false: they answer 503,
+    # no worker runs in the gateway and `interlock worker` refuses to start.
     enabled: bool = True
+    # The durable queue items travel through (Redis Streams or the records store).
     queue: BatchQueueConfig = Field(default_factory=BatchQueueConfig)
+    # Where items are run, how many at once, and how they yield to online requests.
     worker: BatchWorkerConfig = Field(default_factory=BatchWorkerConfig)
+    # Signed webhooks when a job or batch finishes; off until hosts are allowed.
     webhooks: BatchWebhooksConfig = Field(default_factory=BatchWebhooksConfig)
     # Items per queue message: the unit a worker takes, and redoes if it dies.
     chunk_size: int = Field(default=50, ge=1, le=10_000)

@@ -12,7 +12,11 @@ __all__ = ["CacheConfig"]
 class CacheConfig(_Strict):
     """Exact-match response cache (off unless enabled)."""
 
+    # Answer an identical request from a stored answer instead of calling upstream: in
+    # process, and through Redis when state.backend is redis. false: no cache at all.
     enabled: bool = False
+    # Seconds an answer stays cached (at most a day, whatever is set), unless
+    # model_ttl_s or the request's x-interlock-cache-ttl header sets another.
     ttl_s: float = Field(default=300.0, gt=0)
     # Per model group; 0 turns caching off for that group.
     model_ttl_s: dict[str, float] = Field(default_factory=dict)

@@ -35,6 +35,8 @@ _LOCAL_MODELS = frozenset({MODEL_NAME, f"sentence-transformers/{MODEL_NAME}"})
 class TimeoutConfig(_Strict):
     """Per-deployment upstream timeouts, in seconds."""
 
+    # Opening a connection (TCP, TLS, a proxy's tunnel), and the longest wait for a
+    # free one while max_connections are in use.
     connect_s: float = Field(default=5.0, gt=0)
     # Socket-level: time allowed for any single read from the upstream.
     read_s: float = Field(default=120.0, gt=0)
@@ -50,9 +52,13 @@ class PriceConfig(_Strict):
     and written to one are charged at their own rates when the upstream
     reports them (``usage.prompt_tokens_details``); unset, at the input rate."""
 
+    # Input tokens neither read from nor written to a prompt cache.
     input_per_million: float = Field(default=0.0, ge=0)
+    # Output (completion) tokens.
     output_per_million: float = Field(default=0.0, ge=0)
+    # Input tokens read from a prompt cache; None: the input rate.
     cached_input_per_million: float | None = Field(default=None, ge=0)
+    # Input tokens written to a prompt cache; None: the input rate.
     cache_write_per_million: float | None = Field(default=None, ge=0)
 
 
@@ -60,9 +66,14 @@ class AwsConfig(_Strict):
     """AWS Bedrock: the region, and credentials. Without the keys, botocore's
     own chain is used (environment, shared files, instance or pod role)."""
 
+    # The region requests are signed for; the endpoint is
+    # bedrock-runtime.<region>.amazonaws.com unless the deployment sets base_url.
     region: str = Field(min_length=1)
+    # An access key id, used instead of botocore's chain; give it as os.environ/NAME.
     access_key_id: Secret | None = None
+    # The access key's secret; set both keys or neither.
     secret_access_key: Secret | None = None
+    # The session token of temporary keys; used only together with the two keys.
     session_token: Secret | None = None
 
     @model_validator(mode="after")
@@ -73,14 +84,33 @@ class AwsConfig(_Strict):
 
 
 class DeploymentConfig(_Strict):
+    """One upstream serving a model group: which adapter calls it, where, with
+    what credentials, limits and price, and the facts routing strategies use."""
+
+    # Unique across all model groups; names the deployment in metrics, logs, breakers,
+    # chaos rules and the x-interlock-force-deployment header.
     id: str = Field(min_length=1)
+    # The adapter that calls the upstream; simulator, onnx and sentence-transformers
+    # run in process.
     provider: ProviderName
+    # The upstream's model name (azure: its deployment name; onnx: a bundled model's
+    # name or a path); required for every provider but simulator.
     model: str | None = None
+    # The upstream's URL (openai: up to /v1); required for openai, azure and kserve.
+    # Unset: the provider's public endpoint (anthropic, gemini, bedrock).
     base_url: str | None = None
+    # The upstream's key, sent as the provider expects (a Bearer token, api-key,
+    # x-api-key, x-goog-api-key); give it as os.environ/NAME. None: none is sent.
     api_key: Secret | None = None
+    # The adapter's own settings, checked when it is built; only simulator, kserve,
+    # onnx and sentence-transformers read any.
     params: dict[str, Any] = Field(default_factory=dict)
+    # Upstream timeouts of this deployment, in seconds.
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    # Connections open at once to the upstream (the network adapters); a request
+    # finding them all busy waits up to timeouts.connect_s for one.
     max_connections: int = Field(default=1024, ge=1)
+    # Certificate checks for an https upstream: the CAs trusted, a client certificate.
     tls: TlsConfig = Field(default_factory=TlsConfig)
     # An HTTP proxy for every connection of this deployment; when set, the
     # environment's proxy variables are not read.

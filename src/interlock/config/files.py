@@ -19,11 +19,19 @@ class BlobsConfig(_Strict):
     come from the standard AWS chain (environment, ``~/.aws``, instance
     role), never from this file."""
 
+    # local: one file per blob under files.dir; s3: one object per blob in a bucket
+    # (needs the s3 extra, boto3).
     backend: Literal["local", "s3"] = "local"
+    # The bucket's name; required for s3.
     bucket: str | None = Field(default=None, min_length=1)
-    prefix: str = ""  # put before every blob id to make the object key
-    endpoint_url: str | None = None  # an S3-compatible server (MinIO, R2, ...)
+    # Put before every blob id to make the object key.
+    prefix: str = ""
+    # An S3-compatible server (MinIO, R2, ...).
+    endpoint_url: str | None = None
+    # The bucket's region, given to boto3; unset: boto3's own default.
     region: str | None = None
+    # boto3's S3 addressing style: path (endpoint/bucket/key), virtual
+    # (bucket.endpoint/key) or auto; unset: boto3's default.
     addressing_style: Literal["path", "virtual", "auto"] | None = None
 
     @model_validator(mode="after")

@@ -28,7 +28,9 @@ _MAX_JWKS_FILE_BYTES = 1024 * 1024
 class JwksConfig(_Strict):
     """Where the issuers' public keys are: exactly one of ``file`` and ``url``."""
 
+    # A local JWKS file (JSON with a `keys` list), checked when the config is loaded.
     file: str | None = None
+    # An https:// URL serving the key set; first fetched when the gateway starts.
     url: str | None = None
     # Re-read at this interval (a file too: rotation by replacing it) ...
     refresh_s: float = Field(default=300.0, gt=0, le=86_400)
@@ -75,6 +77,8 @@ class JwksConfig(_Strict):
 class JwtClaimsConfig(_Strict):
     """Which claims name the principal, its tier and its models."""
 
+    # The claim naming the principal (a string, at most 256 characters) after
+    # name_prefix; a token without a usable one gets 401 invalid_token.
     name: str = Field(default="sub", min_length=1)
     # None: every token gets `default_tier`.
     tier: str | None = None

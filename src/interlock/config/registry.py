@@ -14,7 +14,10 @@ class CanaryConfig(_Strict):
     """Automatic rollback: the canary is compared with the live version of
     its model over the last ``window_s``, each on this gateway's own traffic."""
 
+    # Judge canaries and roll one back when it breaches the margins below (or its
+    # breaker opens); false: nothing is judged or rolled back automatically.
     auto_rollback: bool = True
+    # Seconds of recent traffic (in one-second buckets) each comparison covers.
     window_s: float = Field(default=60.0, gt=0)
     # Neither side is judged on fewer requests than this in the window.
     min_requests: int = Field(default=20, ge=1)

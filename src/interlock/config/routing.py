@@ -14,14 +14,30 @@ __all__ = ["BreakerSettings", "ModelConfig", "RoutingConfig"]
 
 
 class BreakerSettings(_Strict):
+    """Each deployment's circuit breaker: when it trips, how long it stays open,
+    how it closes. A failure is an upstream fault (5xx, 429, a refused
+    credential, a timeout, a connection error); an error the request itself
+    caused counts as a success. Failures are counted per instance; the
+    breaker's state is shared through the state store."""
+
+    # Failures in a row that trip the breaker.
     consecutive_failures: int = Field(default=5, ge=1)
+    # Also trips when at least this share of the requests in window_s failed.
     error_rate: float = Field(default=0.5, gt=0, le=1)
+    # Seconds of recent outcomes error_rate is measured over.
     window_s: float = Field(default=30.0, gt=0)
+    # Requests in the window before error_rate can trip the breaker.
     min_requests: int = Field(default=20, ge=1)
+    # Seconds nothing is sent after a trip; doubled after each failed probe, up to
+    # max_open_s. Also bounds the 503's Retry-After when no deployment is eligible.
     open_s: float = Field(default=5.0, gt=0)
+    # The longest open period; also caps how long an upstream's Retry-After rests it.
     max_open_s: float = Field(default=60.0, gt=0)
+    # Requests that probe a half-open deployment at once, across all instances.
     half_open_probes: int = Field(default=1, ge=1)
+    # Probe successes in a row that close the breaker; one probe failure re-opens it.
     close_after: int = Field(default=2, ge=1)
+    # How often an instance re-reads the shared state: another's trip reaches it within this.
     refresh_s: float = Field(default=0.5, gt=0)
 
     @model_validator(mode="after")
@@ -35,12 +51,22 @@ class RoutingConfig(_Strict):
     """Per model group. The defaults protect a user who lists two upstreams
     and reads nothing: spread load, retry once elsewhere, trip breakers."""
 
+    # The order deployments are tried in: weighted, priority, round_robin, least_busy,
+    # least_latency, cheapest, pinned, canary, ab or bandit.
     strategy: str = "weighted"
+    # The strategy's parameters; unknown or missing ones fail at start-up.
     params: dict[str, Any] = Field(default_factory=dict)
+    # Attempts per request, the first included (2: one retry), each on another
+    # deployment; only upstream faults are retried.
     max_attempts: int = Field(default=2, ge=1, le=10)
+    # Before retry n, a random wait of up to min(backoff_max_s, backoff_base_s * 2**(n-1)).
     backoff_base_s: float = Field(default=0.05, ge=0)
+    # The longest wait before a retry, in seconds.
     backoff_max_s: float = Field(default=2.0, ge=0)
+    # Retries may add this share of the group's requests over the last 10 s (plus a
+    # floor of one a second); beyond it a failure is returned instead of retried.
     retry_budget_ratio: float = Field(default=0.2, ge=0, le=1)
+    # Circuit breakers, one per deployment of this group.
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     # While the first token is awaited: after this long, the response starts
     # and SSE comment heartbeats are sent every heartbeat_interval_s.
@@ -51,8 +77,14 @@ class RoutingConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """A model group: the public name clients ask for, the deployments that serve
+    it and how requests are routed among them."""
+
+    # The name clients send as `model`; unique, and not reusable by registry models.
     name: str = Field(min_length=1)
+    # The upstreams serving this name, tried in the routing strategy's order.
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    # Strategy, retries, breakers and stream heartbeats for this group.
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     # Overrides the top-level guardrails policy for this model group.
     guardrails: dict[str, Any] | None = None

@@ -27,8 +27,11 @@ class BackendSettings(_Strict):
     """What every network backend shares: how long, how often, when to rest it."""
 
     name: str | None = None  # default: the type; unique among backends
+    # Seconds one try may take; past it the try fails as retryable (a retry, or the
+    # next backend, follows).
     timeout_s: float = Field(default=5.0, gt=0, le=60)
-    retries: int = Field(default=1, ge=0, le=5)  # after the first try, retryable failures only
+    # Tries after the first, for retryable failures only.
+    retries: int = Field(default=1, ge=0, le=5)
     # The backend's circuit breaker: this many failures in a row open it for cooldown_s.
     failure_threshold: int = Field(default=3, ge=1, le=100)
     cooldown_s: float = Field(default=30.0, gt=0, le=3600)
@@ -37,6 +40,7 @@ class BackendSettings(_Strict):
 class LocalBackendConfig(BackendSettings):
     """The embedded index: SQLite FTS5 with BM25 ranking."""
 
+    # The embedded SQLite index (the default backend).
     type: Literal["local"] = "local"
     # The index file. Default: search-index.sqlite3 in the data directory,
     # built from the bundled corpus at first start when missing.
@@ -44,33 +48,48 @@ class LocalBackendConfig(BackendSettings):
 
 
 class SearxngBackendConfig(BackendSettings):
+    # A SearXNG instance's JSON API.
     type: Literal["searxng"]
-    url: str  # the instance's base URL; its JSON API must be enabled (formats: json)
-    api_key: Secret | None = None  # sent as a Bearer token, for instances behind a proxy
+    # The instance's base URL; its JSON API must be enabled (formats: json).
+    url: str
+    # Sent as a Bearer token, for instances behind a proxy.
+    api_key: Secret | None = None
 
 
 class BraveBackendConfig(BackendSettings):
+    # The Brave Search API.
     type: Literal["brave"]
+    # The web search endpoint queried with GET.
     url: str = "https://api.search.brave.com/res/v1/web/search"
-    api_key: Secret  # X-Subscription-Token
+    # The subscription token, sent as X-Subscription-Token.
+    api_key: Secret
 
 
 class GoogleBackendConfig(BackendSettings):
     """Google Programmable Search (Custom Search JSON API)."""
 
+    # Google Programmable Search.
     type: Literal["google"]
+    # The Custom Search JSON API endpoint queried with GET.
     url: str = "https://www.googleapis.com/customsearch/v1"
+    # The API key, sent in the query string (never quoted in errors).
     api_key: Secret
-    cx: str  # the search engine id
+    # The search engine id.
+    cx: str
 
 
 class OpenSearchBackendConfig(BackendSettings):
     """An OpenSearch (or Elasticsearch) index holding the documents at scale."""
 
+    # An OpenSearch or Elasticsearch index (needs the opensearch extra).
     type: Literal["opensearch"]
+    # The cluster's URL, given to opensearch-py.
     url: str
+    # The index searched (a multi_match over its title and body fields).
     index: str = "interlock-search"
+    # A user for HTTP basic authentication; None: no authentication.
     username: str | None = None
+    # That user's password (give it as os.environ/NAME); unset: empty.
     password: Secret | None = None
 
 
@@ -87,6 +106,8 @@ SearchBackendConfig = Annotated[
 class AnonymousSearchConfig(_Strict):
     """The search page for people without an API key (off by default)."""
 
+    # Admit searches without an Authorization header, each client address as its own
+    # principal, to the search's models only; false: they get 401.
     enabled: bool = False
     # Limits per client address, through the same admission stage as keys.
     rpm: int = Field(default=10, ge=1)
@@ -118,6 +139,7 @@ def _local_only() -> list[SearchBackendConfig]:
 
 
 class SearchConfig(_Strict):
+    # The search service: /api/v1/search and the /search page; false: they answer 404.
     enabled: bool = True
     # Tried in order: when one fails, the next answers (the response says which).
     backends: list[SearchBackendConfig] = Field(default_factory=_local_only, min_length=1)

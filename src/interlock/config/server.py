@@ -11,6 +11,9 @@ __all__ = ["LimitsConfig", "ServerConfig"]
 
 
 class ServerConfig(_Strict):
+    """The HTTP server: worker processes, request and header limits, what one
+    client may hold, draining, the access log and the admin key."""
+
     # Worker processes serving one port (``interlock serve --workers``);
     # more than one needs Redis state (``GatewayConfig.workers_problem``).
     workers: int = Field(default=1, ge=1, le=256)
@@ -41,6 +44,9 @@ class LimitsConfig(_Strict):
     wait queue (higher tiers served first). A key's own concurrency, streams
     included, is its tier's ``max_concurrent``."""
 
+    # Requests handled at once by one gateway process, all keys together; more wait.
     max_in_flight: int = Field(default=2048, ge=1)
+    # Requests that may wait for a slot; when full (or 0) the next one gets a 503.
     max_queue: int = Field(default=512, ge=0)
+    # Seconds a request may wait before a 503 (Retry-After: 1); 0: no waiting.
     queue_timeout_s: float = Field(default=1.0, ge=0)

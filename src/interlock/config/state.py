@@ -31,8 +31,16 @@ class StoreHealthConfig(_Strict):
 
 
 class StateConfig(_Strict):
+    """Shared runtime state, such as rate limits, circuit breakers, the response
+    cache's shared tier, the registry's revision and search tasks. Memory is one
+    process's own; Redis shares it between worker processes and instances."""
+
+    # memory: this process only (one worker, one instance); redis: shared through url.
     backend: Literal["memory", "redis"] = "memory"
+    # The Redis URL (e.g. redis://127.0.0.1:6379/0); required for redis, and
+    # batch.queue.url's default.
     url: str | None = None
+    # Put before every Redis key the gateway uses; batch.queue.prefix's default.
     prefix: str = "interlock:"
     # Bounds each step of a call to Redis (connect, wait for a pooled
     # connection, read): a rate-limit call past it is decided without Redis
@@ -53,6 +61,8 @@ class StateConfig(_Strict):
 class StoreConfig(_Strict):
     """Durable records (keys, usage ledger). Default: SQLite in the data directory."""
 
+    # A SQLAlchemy URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://...;
+    # unset: interlock.db in $INTERLOCK_DATA_DIR (default ./.interlock).
     url: str | None = None
     # Where the usage ledger journals records until they are committed (a
     # local filesystem; kept across restarts). Default: beside the SQLite

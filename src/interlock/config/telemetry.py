@@ -10,13 +10,22 @@ __all__ = ["TelemetryConfig", "TracingConfig"]
 
 
 class TracingConfig(_Strict):
+    # OpenTelemetry spans: one per request, per pipeline stage and per upstream
+    # attempt; off, none are made.
     enabled: bool = False
+    # The OTLP over HTTP (protobuf) traces endpoint spans are exported to.
     otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    # The service.name resource attribute of every span.
     service_name: str = "interlock"
+    # Share (0-1) of new traces recorded; a request with a traceparent follows its
+    # sampled flag.
     sample_rate: float = Field(default=1.0, ge=0, le=1)
 
 
 class TelemetryConfig(_Strict):
+    """Stage timings in the access log, slow and failed requests kept for
+    inspection, when a deployment counts as unhealthy, and tracing."""
+
     # Share of requests whose stage timings go into the access log; errors
     # and slow requests are always kept.
     stage_sample_rate: float = Field(default=0.01, ge=0, le=1)

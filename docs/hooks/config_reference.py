@@ -1,10 +1,11 @@
 """The configuration reference page: every section and field of
 ``interlock.config.GatewayConfig`` and the pydantic models nested in it, with
 its YAML path, type, default, constraints and description. The description
-is what the code says: ``Field(description=...)``, else the ``#`` comment
-lines directly above the field (or on its line) in the class's source, else
-the docstring of the section it holds. Nothing is copied by hand, so the
-page cannot drift from the models."""
+is what the code says: ``Field(description=...)``, else the field's own
+``#`` comments in the class's source (the comment lines directly above it,
+then any comment ending a line of its statement), else the docstring of the
+section model it holds. A comment never carries over to the next field.
+Nothing is copied by hand, so the page cannot drift from the models."""
 
 from __future__ import annotations
 
@@ -50,10 +51,10 @@ def _clean_doc(text: str | None) -> str:
 
 
 def _class_comments(cls: type) -> dict[str, str]:
-    """Each field's ``#`` comments in ``cls``'s own source: the comment lines
-    directly above it, then a comment on its own lines. A field without
-    lines above it, on the line right after a field with some, shares them
-    (a comment above a group of fields)."""
+    """Each field's own ``#`` comments in ``cls``'s source: the comment lines
+    directly above it (a blank line ends them), then any comment ending a line
+    of its statement (after code). A field with neither has no entry: it never
+    shares the comment of the field before it."""
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
@@ -68,10 +69,8 @@ def _class_comments(cls: type) -> dict[str, str]:
         if token.type == tokenize.COMMENT and token.line[: token.start[1]].strip():
             trailing.setdefault(token.start[0], []).append(token.string.lstrip("#").strip())
     comments: dict[str, str] = {}
-    previous: tuple[int, str] | None = None  # (end line, comment) of the field before
     for item in node.body:
         if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
-            previous = None
             continue
         above: list[str] = []
         index = item.lineno - 2  # the line above, 0-based
@@ -80,13 +79,9 @@ def _class_comments(cls: type) -> dict[str, str]:
             index -= 1
         end = item.end_lineno or item.lineno
         own = [text for line in range(item.lineno, end + 1) for text in trailing.get(line, [])]
-        group = " ".join(part for part in above if part)
-        if not group and previous is not None and previous[0] == item.lineno - 1:
-            group = previous[1]
-        text = " ".join(part for part in [group, *own] if part)
+        text = " ".join(part for part in [*above, *own] if part)
         if text:
             comments[item.target.id] = text
-        previous = (end, group) if group else None
     return comments
 
 

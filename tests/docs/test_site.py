@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from interlock.api.openapi import table_routes
 from interlock.config import GatewayConfig
@@ -139,13 +139,54 @@ def test_the_reference_says_what_the_code_says() -> None:
     assert top["guardrails"].description.startswith("Checked by interlock.guardrails")
 
 
+class _Held(BaseModel):
+    """The held section's docstring."""
+
+
+class _Commented(BaseModel):
+    # Above first.
+    first: int = 0
+    second: int = 0
+    third: int = 0  # On third's line.
+    # Above fourth,
+    # on two lines.
+    fourth: int = Field(
+        default=0,  # and on its own lines.
+    )
+    held: _Held = Field(default_factory=_Held)
+    # Above held_too: beats the docstring.
+    held_too: _Held = Field(default_factory=_Held)
+
+
+def test_a_field_has_only_its_own_comment() -> None:
+    # The # lines directly above a field, then comments on its own lines;
+    # never the comment of the field before it; else the held model's docstring.
+    sections = reference.config_sections(_Commented)
+    described = {f.name: f.description for f in sections[0].fields}
+    assert described == {
+        "first": "Above first.",
+        "second": "",
+        "third": "On third's line.",
+        "fourth": "Above fourth, on two lines. and on its own lines.",
+        "held": "The held section's docstring.",
+        "held_too": "Above held_too: beats the docstring.",
+    }
+
+
 def test_every_config_field_says_what_it_is() -> None:
-    # A field's description: Field(description=...), the comment above it in
+    # A field's description: Field(description=...), its own comment in
     # src/interlock/config/, or the docstring of the section model it holds.
-    fields = [f for s in reference.config_sections() for f in s.fields]
+    sections = reference.config_sections()
+    fields = [f for s in sections for f in s.fields]
     assert len(fields) > 200  # the walk reached the nested sections
     undescribed = sorted({f.path for f in fields if not f.description.strip()})
     assert not undescribed, "config fields without a description:\n" + "\n".join(undescribed)
+    # A comment about a group of fields describes none of them alone.
+    for section in sections:
+        said: dict[str, str] = {}
+        for field in section.fields:
+            earlier = said.setdefault(field.description, field.path)
+            assert earlier == field.path, f"{field.path} says what {earlier} says"
 
 
 def test_every_route_is_in_the_api_reference(site: Path) -> None:

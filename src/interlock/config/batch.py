@@ -18,8 +18,10 @@ class BatchQueueConfig(_Strict):
 
     # auto: Redis Streams when state.backend is redis, else the records store's table.
     backend: Literal["auto", "redis", "sql"] = "auto"
-    url: str | None = None  # redis: default state.url
-    prefix: str | None = None  # redis: default state.prefix
+    # The redis backend's Redis URL; unset: state.url.
+    url: str | None = None
+    # Put before the redis backend's keys; unset: state.prefix.
+    prefix: str | None = None
     # A message whose worker stopped renewing its lease is delivered again after this.
     lease_s: float = Field(default=30.0, gt=0, le=3600)
 
@@ -42,7 +44,8 @@ class BatchWorkerConfig(_Strict):
     max_item_attempts: int = Field(default=3, ge=1, le=20)
     # A 429 or 503 from admission delays the item by Retry-After, at most this long.
     max_delay_s: float = Field(default=30.0, gt=0, le=3600)
-    sweep_s: float = Field(default=1.0, gt=0, le=60)  # checks for finished, expired, stuck batches
+    # Seconds between each worker's sweeps for finished, expired, cancelled and stuck batches.
+    sweep_s: float = Field(default=1.0, gt=0, le=60)
     # A batch nobody touched for this long while finalizing (or validating) is picked up again.
     stale_s: float = Field(default=60.0, gt=0, le=86_400)
     # `interlock worker` processes run at this nice value (0-19): on a machine
@@ -61,7 +64,10 @@ class BatchWebhooksConfig(_Strict):
     allowed_hosts: list[str] = Field(default_factory=list)
     # The HMAC key of the Interlock-Signature header; required when hosts are allowed.
     secret: Secret | None = None
+    # Delivery attempts per event, the first included; 408, 429, 5xx, timeouts and
+    # connection errors are retried with backoff, other statuses are final.
     max_attempts: int = Field(default=6, ge=1, le=20)
+    # Seconds one delivery attempt may take; past it the attempt fails and may be retried.
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
 
@@ -79,6 +85,7 @@ class BatchConfig(_Strict):
     chunk_size: int = Field(default=50, ge=1, le=10_000)
     # OpenAI's limit: 50,000 requests per batch.
     max_requests: int = Field(default=50_000, ge=1)
+    # Requests in one async job (POST /v1/jobs); more: 400 (use the Batches API).
     max_job_requests: int = Field(default=1_000, ge=1, le=100_000)
     # How long "24h" is: shorter only for drills and tests.
     window_s: float = Field(default=86_400.0, gt=0)

@@ -24,7 +24,10 @@ class CacheConfig(_Strict):
     cache_nondeterministic: bool = False
     # Tenancy: each key sees only its own entries unless a shared namespace is set.
     shared_namespace: str | None = None
+    # Answers kept in each process's in-memory tier; past it the least recently used go.
     l1_max_entries: int = Field(default=10_000, ge=1)
+    # Bytes of answers in each process's in-memory tier (least recently used go first);
+    # a larger answer is not kept there.
     l1_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Across instances (Redis state): wait this long for another instance's
     # identical request instead of calling upstream; 0 turns it off. A stream

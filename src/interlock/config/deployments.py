@@ -40,8 +40,11 @@ class TimeoutConfig(_Strict):
     connect_s: float = Field(default=5.0, gt=0)
     # Socket-level: time allowed for any single read from the upstream.
     read_s: float = Field(default=120.0, gt=0)
-    # Router-level: first streamed chunk, and the longest gap between chunks.
+    # Router-level: the longest wait for a stream's first chunk; past it the attempt
+    # fails as an upstream timeout.
     ttft_s: float = Field(default=60.0, gt=0)
+    # Router-level: the longest gap between a stream's chunks after the first; past it
+    # the stream fails as an upstream timeout.
     idle_s: float = Field(default=60.0, gt=0)
     # Whole non-streaming request (streams are bounded by ttft_s and idle_s).
     total_s: float = Field(default=600.0, gt=0)
@@ -131,10 +134,15 @@ class DeploymentConfig(_Strict):
     api_version: str | None = None
     # AWS Bedrock: region and credentials.
     aws: AwsConfig | None = None
-    # Routing facts used by strategies.
+    # Share of traffic relative to the group's other deployments: the weighted strategy,
+    # and the weighted order within priority ties, pinned, canary and ab.
     weight: float = Field(default=1.0, gt=0)
+    # The priority strategy tries lower values first; higher ones serve when those fail or are out.
     priority: int = 0
+    # A version label: a /v1/infer request naming a version goes only to deployments with it,
+    # and the canary strategy's canary_version picks by it. onnx reports it (unset: "1").
     version: str | None = None
+    # Labels an ab strategy arm may name instead of a deployment id.
     tags: list[str] = Field(default_factory=list)
 
     @field_validator("base_url")

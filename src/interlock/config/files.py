@@ -47,11 +47,14 @@ class BlobsConfig(_Strict):
 
 
 class FilesConfig(_Strict):
-    # OpenAI's limits for a batch input file: 200 MB and 50,000 requests.
+    # Largest upload, in bytes; a larger one gets 413. OpenAI's limit: 200 MB.
     max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # Most requests (non-blank lines) an uploaded batch input file may hold; more: 400.
+    # OpenAI's limit: 50,000.
     max_lines: int = Field(default=50_000, ge=1)
     # The local backend's directory; default: files/ in the data directory.
     dir: str | None = None
+    # Where file contents (uploads, batch results) are kept: local disk or an S3 bucket.
     blobs: BlobsConfig = Field(default_factory=BlobsConfig)
 
     @model_validator(mode="after")

@@ -35,13 +35,22 @@ class GatewayConfig(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     # Checked by interlock.guardrails.GuardrailsConfig at start-up.
     guardrails: dict[str, Any] | None = None
+    # How callers are admitted: when Redis is out, how often keys are re-read, JWT bearer auth.
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    # Limits and queue priority by tier name, for keys' and JWTs' `tier`. Setting it replaces
+    # the built-in unlimited, anonymous, standard and premium tiers.
     tiers: dict[str, TierConfig] = Field(default_factory=_default_tiers)
+    # Fault injection per deployment, for drills; nothing is injected unless enabled.
     chaos: ChaosConfig = Field(default_factory=ChaosConfig)
+    # The AI search service (/api/v1/search, the /search page): backends, summary, tasks.
     search: SearchConfig = Field(default_factory=SearchConfig)
+    # The Files API (/v1/files): upload limits and where the bytes are kept.
     files: FilesConfig = Field(default_factory=FilesConfig)
+    # The Batches API and async jobs: their queue, workers, webhooks and limits.
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    # The model registry (/admin/models): versions routed beside the file's models, canaries.
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    # The Responses API: how long stored responses are kept.
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
 
     @model_validator(mode="after")

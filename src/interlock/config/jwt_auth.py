@@ -32,12 +32,15 @@ class JwksConfig(_Strict):
     file: str | None = None
     # An https:// URL serving the key set; first fetched when the gateway starts.
     url: str | None = None
-    # Re-read at this interval (a file too: rotation by replacing it) ...
+    # Seconds between re-reads of the key set (a file too: rotation by replacing it).
     refresh_s: float = Field(default=300.0, gt=0, le=86_400)
-    # ... and on a token whose `kid` is unknown, at most once per this many
+    # A token whose `kid` is unknown re-reads the key set, at most once per this many
     # seconds, so a flood of made-up key ids cannot hammer the URL.
     min_refetch_s: float = Field(default=30.0, ge=0, le=3_600)
+    # Seconds one fetch of the URL may take in all; a failed fetch keeps the last good keys.
     timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Largest key set read from the file or URL, in bytes; a larger one fails that read
+    # (the last good keys are kept).
     max_bytes: int = Field(default=256 * 1024, ge=1024, le=_MAX_JWKS_FILE_BYTES)
     # Certificate checks for the URL, e.g. an identity provider behind a private CA.
     tls: TlsConfig = Field(default_factory=TlsConfig)
@@ -91,13 +94,17 @@ class JwtConfig(_Strict):
     issuers: list[str] = Field(min_length=1)
     # The `aud` a token must carry (one of its values, when a list).
     audience: str = Field(min_length=1)
+    # The `alg` values accepted (others: 401); HS256 needs hs256_secret, the others jwks.
     algorithms: list[JwtAlgorithm] = Field(default_factory=lambda: list(_DEFAULT_ALGORITHMS))
+    # Where RS/PS/ES tokens' public keys come from (a JWKS file or https URL); None: HS256 only.
     jwks: JwksConfig | None = None
     # The HS256 shared secret; give it as os.environ/NAME.
     hs256_secret: Secret | None = None
     # Clock skew allowed on exp, nbf and iat.
     leeway_s: float = Field(default=30.0, ge=0, le=300)
+    # Which claims name a token's principal, its tier and its models.
     claims: JwtClaimsConfig = Field(default_factory=JwtClaimsConfig)
+    # The tier (a name in `tiers`) of a token that names none in claims.tier.
     default_tier: str = "standard"
     # The tiers a token may name; None: any configured tier.
     allowed_tiers: list[str] | None = None

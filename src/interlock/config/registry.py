@@ -22,12 +22,13 @@ class CanaryConfig(_Strict):
     # Neither side is judged on fewer requests than this in the window.
     min_requests: int = Field(default=20, ge=1)
     # Rolled back when the canary's error rate exceeds the live version's by
-    # more than this (an absolute fraction: 0.05 is five percentage points)...
+    # more than this (an absolute fraction: 0.05 is five percentage points).
     error_margin: float = Field(default=0.05, ge=0, le=1)
-    # ...or its mean latency exceeds the live version's by more than this
-    # fraction (0.5: half as slow again), and by at least ``latency_floor_ms``
-    # (a 2 ms model taking 4 ms is no reason to roll back).
+    # Rolled back when the canary's mean latency exceeds the live version's by more
+    # than this fraction (0.5: half as slow again), and by at least latency_floor_ms.
     latency_margin: float = Field(default=0.5, ge=0)
+    # Milliseconds the canary must also be slower by for latency_margin to roll it back
+    # (a 2 ms model taking 4 ms is no reason to).
     latency_floor_ms: float = Field(default=20.0, ge=0)
     # An open breaker stops the canary's traffic, and with it the evidence
     # the margins need: roll back when it opens (unless the live version is
@@ -42,7 +43,8 @@ class RegistryConfig(_Strict):
     # How often each gateway reads the registry's revision in the state
     # store (one GET); a change made anywhere reaches it within this.
     poll_s: float = Field(default=0.25, gt=0, le=10)
-    # How often it compares with the records store itself, in case a change
-    # was made while the state store was out.
+    # How often each gateway compares with the records store itself, in case a
+    # change was made while the state store was out.
     reload_s: float = Field(default=5.0, gt=0)
+    # Automatic rollback of a canary version that does worse than its model's live one.
     canary: CanaryConfig = Field(default_factory=CanaryConfig)

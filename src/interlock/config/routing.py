@@ -68,9 +68,10 @@ class RoutingConfig(_Strict):
     retry_budget_ratio: float = Field(default=0.2, ge=0, le=1)
     # Circuit breakers, one per deployment of this group.
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
-    # While the first token is awaited: after this long, the response starts
-    # and SSE comment heartbeats are sent every heartbeat_interval_s.
+    # Seconds a stream waits for its first token before its response starts anyway, with
+    # heartbeats; a failure after that is an SSE error event, not an HTTP status.
     heartbeat_after_s: float = Field(default=2.0, gt=0)
+    # Seconds between SSE comment heartbeats of a started stream still awaiting its first token.
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     # Opt-in: continue a stream on another deployment if one dies mid-way.
     mid_stream_failover: bool = False

@@ -34,6 +34,7 @@ class BackendSettings(_Strict):
     retries: int = Field(default=1, ge=0, le=5)
     # The backend's circuit breaker: this many failures in a row open it for cooldown_s.
     failure_threshold: int = Field(default=3, ge=1, le=100)
+    # Seconds the backend's breaker stays open once tripped (not growing); then one try probes it.
     cooldown_s: float = Field(default=30.0, gt=0, le=3600)
 
 
@@ -109,8 +110,9 @@ class AnonymousSearchConfig(_Strict):
     # Admit searches without an Authorization header, each client address as its own
     # principal, to the search's models only; false: they get 401.
     enabled: bool = False
-    # Limits per client address, through the same admission stage as keys.
+    # Searches per minute per client address, through the same admission stage as keys.
     rpm: int = Field(default=10, ge=1)
+    # Searches one client address may have running at once; one more gets a 429.
     max_concurrent: int = Field(default=2, ge=1)
     # Load balancers in front (addresses or CIDR networks): behind one of
     # them, the client is read from X-Forwarded-For (search/client_address.py).
@@ -143,12 +145,18 @@ class SearchConfig(_Strict):
     enabled: bool = True
     # Tried in order: when one fails, the next answers (the response says which).
     backends: list[SearchBackendConfig] = Field(default_factory=_local_only, min_length=1)
-    model: str | None = None  # the summary's chat model group; default: the first chat model
+    # The chat model group that writes the summary when a request names none; unset: the
+    # first group in `models`.
+    model: str | None = None
+    # Longest query, in characters; a longer one gets 400 before any work.
     max_query_chars: int = Field(default=500, ge=1, le=10_000)
+    # Longest summary, in characters: the model is stopped there and the summary cut.
     summary_max_chars: int = Field(default=1000, ge=100, le=100_000)
     # Tasks live in the state store this long after they were created.
     task_ttl_s: float = Field(default=3600, gt=0)
+    # Searches without an API key, limited per client address; off by default.
     anonymous: AnonymousSearchConfig = Field(default_factory=AnonymousSearchConfig)
+    # Re-orders results by embedding similarity to the query; None: the backend's order.
     rerank: RerankConfig | None = None
 
     @model_validator(mode="after")

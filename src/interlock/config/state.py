@@ -21,6 +21,7 @@ class StoreHealthConfig(_Strict):
     # The first background PING this long after tripping; the wait doubles
     # after each unanswered one, up to probe_max_s.
     probe_after_s: float = Field(default=0.5, gt=0, le=60)
+    # The longest wait between background PINGs while Redis is out, in seconds.
     probe_max_s: float = Field(default=5.0, gt=0, le=300)
 
     @model_validator(mode="after")
@@ -49,6 +50,8 @@ class StateConfig(_Strict):
     # Redis costs requests little; raise it where Redis is far away or the
     # gateway's CPU is oversubscribed.
     timeout_s: float = Field(default=0.25, gt=0, le=30)
+    # When Redis counts as out (timeouts or refused connections in a row) and how it is
+    # probed until it answers.
     health: StoreHealthConfig = Field(default_factory=StoreHealthConfig)
 
     @model_validator(mode="after")

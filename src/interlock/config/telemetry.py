@@ -29,8 +29,13 @@ class TelemetryConfig(_Strict):
     # Share of requests whose stage timings go into the access log; errors
     # and slow requests are always kept.
     stage_sample_rate: float = Field(default=0.01, ge=0, le=1)
+    # Milliseconds: a request at least this slow keeps its stage timings (access log,
+    # stage histograms), as a failed one always does.
     slow_request_ms: float = Field(default=2000.0, ge=0)
+    # Per process, the slowest and the latest failed requests of the last 10 minutes
+    # kept for /admin/requests/slow and /admin/requests/failed (and the console).
     slow_requests_kept: int = Field(default=50, ge=1, le=10000)
     # A deployment with this many consecutive upstream failures is unhealthy.
     unhealthy_after_failures: int = Field(default=5, ge=1)
+    # OpenTelemetry spans per request, stage and upstream attempt, sent over OTLP; off by default.
     tracing: TracingConfig = Field(default_factory=TracingConfig)

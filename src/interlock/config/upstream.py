@@ -21,9 +21,10 @@ class TlsConfig(_Strict):
     verify: bool = True
     # A PEM bundle of CA certificates trusted instead of the system's store.
     ca_file: str | None = None
-    # A client certificate for upstreams that require one (mutual TLS):
-    # a PEM file with the certificate chain, and its key unless in the same file.
+    # A client certificate for servers that require one (mutual TLS): a PEM file
+    # with the certificate chain, and its key too unless client_key is set.
     client_cert: str | None = None
+    # The client certificate's private key (PEM, unencrypted), when not in client_cert's file.
     client_key: str | None = None
 
     @field_validator("ca_file", "client_cert", "client_key")

@@ -31,7 +31,7 @@ from interlock.api.services import RecordsRef, Services
 from interlock.batch.metrics import BatchMetrics
 from interlock.batch.runtime import BatchRuntime, open_batch
 from interlock.cache import CacheSettings, ResponseCache
-from interlock.config import ConfigError, DeploymentConfig, GatewayConfig, RoutingConfig
+from interlock.config import ConfigError, DeploymentConfig, GatewayConfig
 from interlock.console.runtime import ConsoleRuntime
 from interlock.guardrails import GuardrailsBook, GuardrailsConfig
 from interlock.pipeline import (
@@ -339,7 +339,7 @@ def build_registry(
         if after is BreakerState.OPEN:
             judge.breaker_opened(deployment)
 
-    breaker_config = BreakerConfig(**RoutingConfig().breaker.model_dump())
+    breaker_config = BreakerConfig(**config.registry.routing.breaker.model_dump())
 
     def make_deployment(
         provider: Provider, deployment: DeploymentConfig, info: DeploymentInfo
@@ -369,6 +369,7 @@ def build_registry(
         make_deployment=make_deployment,
         judge=judge,
         rng=rng,
+        settings=config.registry.routing,
     )
     parts = RegistryParts(config, models, judge, make_provider, state, metrics)
     return parts

@@ -179,6 +179,49 @@ def test_a_canary_whose_breaker_opens_is_rolled_back_and_no_caller_sees_its_erro
     assert 'interlock_registry_rollbacks_total{model="assistant",trigger="auto"} 1.0' in metrics
 
 
+@pytest.mark.parametrize(
+    ("routing", "all_served"),
+    [
+        # One attempt: the broken canary's share of the callers get its errors.
+        ({"max_attempts": 1}, False),
+        # Retries with room for all of them: every caller is served by the live version.
+        ({"max_attempts": 3, "retry_budget_ratio": 1.0}, True),
+    ],
+)
+def test_registered_models_follow_registry_routing(
+    tmp_path: Path, routing: dict[str, Any], all_served: bool
+) -> None:
+    # A breaker that never trips keeps the canary failing throughout (the
+    # shipped one would stop its traffic after five failures in a row).
+    never_trips = {"consecutive_failures": 1000, "min_requests": 1000}
+    gateway = _start(
+        tmp_path,
+        registry={
+            "canary": {"auto_rollback": False},
+            "routing": {**routing, "breaker": never_trips},
+        },
+    )
+    try:
+        with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+            _register(client, name="assistant", version="stable", status="live")
+            _register(client, name="assistant", version="broken", params={"error_rate": 1.0})
+            promoted = client.post(
+                "/admin/models/assistant/versions/broken/canary",
+                json={"share": 0.5},
+                headers=ADMIN,
+            )
+            assert promoted.status_code == 200, promoted.text
+            statuses = Counter(_chat(client, "assistant").status_code for _ in range(60))
+    finally:
+        gateway.close()
+    if all_served:
+        assert statuses == {200: 60}
+    else:
+        # About 30 of 60 reach the canary; fewer than 8 would be a one-in-10^10 draw.
+        assert sum(statuses.values()) - statuses[200] >= 8, statuses
+        assert statuses[200] >= 8, statuses
+
+
 def test_a_slow_canary_is_rolled_back_on_latency(client: httpx.Client) -> None:
     _register(client, name="assistant", version="fast", status="live")
     _register(client, name="assistant", version="slow", params={"ttft_ms": 80})

@@ -9,7 +9,8 @@ One module per section; import from here, not from the modules:
     base         ConfigError, Secret, the strict frozen base model
     deployments  DeploymentConfig, TimeoutConfig, PriceConfig, AwsConfig
     upstream     TlsConfig, ProxyURL (how a deployment's connections are made)
-    routing      ModelConfig (a model group), RoutingConfig, BreakerSettings
+    routing      ModelConfig (a model group), RoutingConfig, FailoverSettings,
+                 BreakerSettings
     access       KeyConfig, KeyLimits, TierConfig, AdmissionConfig
     jwt_auth     JwtConfig, JwksConfig (JWT bearer authentication)
     server       ServerConfig, LimitsConfig (load shedding)
@@ -42,7 +43,7 @@ from interlock.config.loading import ENV_PREFIX as ENV_PREFIX
 from interlock.config.loading import bundled_config_path, load_config, parse_config
 from interlock.config.registry import CanaryConfig, RegistryConfig
 from interlock.config.responses import ResponsesConfig
-from interlock.config.routing import BreakerSettings, ModelConfig, RoutingConfig
+from interlock.config.routing import BreakerSettings, FailoverSettings, ModelConfig, RoutingConfig
 from interlock.config.search import SearchConfig
 from interlock.config.server import LimitsConfig, ServerConfig
 from interlock.config.state import StateConfig, StoreConfig
@@ -63,6 +64,7 @@ __all__ = [
     "ChaosRule",
     "ConfigError",
     "DeploymentConfig",
+    "FailoverSettings",
     "GatewayConfig",
     "JwksConfig",
     "JwtConfig",

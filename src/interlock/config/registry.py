@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from interlock.config.base import _Strict
+from interlock.config.routing import FailoverSettings
 
 __all__ = ["CanaryConfig", "RegistryConfig"]
 
@@ -48,3 +49,6 @@ class RegistryConfig(_Strict):
     reload_s: float = Field(default=5.0, gt=0)
     # Automatic rollback of a canary version that does worse than its model's live one.
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    # Retries, circuit breakers and stream heartbeats of every registered model
+    # (the versions' stages, not a strategy, decide the order they are tried in).
+    routing: FailoverSettings = Field(default_factory=FailoverSettings)

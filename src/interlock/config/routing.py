@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from interlock.config.base import _Strict
 from interlock.config.deployments import DeploymentConfig
 
-__all__ = ["BreakerSettings", "ModelConfig", "RoutingConfig"]
+__all__ = ["BreakerSettings", "FailoverSettings", "ModelConfig", "RoutingConfig"]
 
 
 class BreakerSettings(_Strict):
@@ -47,15 +47,12 @@ class BreakerSettings(_Strict):
         return self
 
 
-class RoutingConfig(_Strict):
-    """Per model group. The defaults protect a user who lists two upstreams
-    and reads nothing: spread load, retry once elsewhere, trip breakers."""
+class FailoverSettings(_Strict):
+    """How a model group rides out a failing deployment: retries elsewhere,
+    circuit breakers, heartbeats while a stream waits. The defaults protect
+    a user who lists two upstreams and reads nothing: retry once elsewhere,
+    trip breakers."""
 
-    # The order deployments are tried in: weighted, priority, round_robin, least_busy,
-    # least_latency, cheapest, pinned, canary, ab or bandit.
-    strategy: str = "weighted"
-    # The strategy's parameters; unknown or missing ones fail at start-up.
-    params: dict[str, Any] = Field(default_factory=dict)
     # Attempts per request, the first included (2: one retry), each on another
     # deployment; only upstream faults are retried.
     max_attempts: int = Field(default=2, ge=1, le=10)
@@ -75,6 +72,17 @@ class RoutingConfig(_Strict):
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     # Opt-in: continue a stream on another deployment if one dies mid-way.
     mid_stream_failover: bool = False
+
+
+class RoutingConfig(FailoverSettings):
+    """Per model group: the order its deployments are tried in, and the
+    failover settings above."""
+
+    # The order deployments are tried in: weighted, priority, round_robin, least_busy,
+    # least_latency, cheapest, pinned, canary, ab or bandit.
+    strategy: str = "weighted"
+    # The strategy's parameters; unknown or missing ones fail at start-up.
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelConfig(_Strict):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from interlock.config import DeploymentConfig, RoutingConfig
+from interlock.config import DeploymentConfig, FailoverSettings
 from interlock.providers.base import Provider
 from interlock.registry.canary import CanaryJudge, Roles
 from interlock.registry.records import ModelVersion, Status
@@ -63,6 +63,7 @@ class RegisteredModels:
         make_deployment: Callable[[Provider, DeploymentConfig, DeploymentInfo], Deployment],
         judge: CanaryJudge | None,
         rng: random.Random,
+        settings: FailoverSettings | None = None,
         close_grace_s: float = CLOSE_GRACE_S,
     ):
         self._router = router
@@ -71,6 +72,7 @@ class RegisteredModels:
         self._make_deployment = make_deployment
         self._judge = judge
         self._rng = rng
+        self._settings = FailoverSettings() if settings is None else settings
         self._close_grace_s = close_grace_s
         self._running: dict[str, _Running] = {}
         self._created: dict[str, int] = {}
@@ -96,8 +98,8 @@ class RegisteredModels:
             installed[version.deployment_id] = version
         now = int(time.time())
         groups = {}
+        settings = self._settings
         for name, deployments in by_model.items():
-            settings = RoutingConfig()
             groups[name] = ModelGroup(
                 name,
                 deployments,

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from interlock.config import RoutingConfig, TimeoutConfig
+from interlock.config import FailoverSettings, TimeoutConfig
 from interlock.errors import (
     InvalidRequest,
     ModelNotFound,
@@ -82,7 +82,7 @@ class ModelGroup:
         name: str,
         deployments: Sequence[Deployment],
         strategy: Strategy,
-        settings: RoutingConfig,
+        settings: FailoverSettings,
         retry: RetryPolicy,
         budget: RetryBudget,
         created: int,

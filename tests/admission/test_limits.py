@@ -252,6 +252,20 @@ async def test_a_lost_lease_lapses(world: World) -> None:
     assert (await limiter.admit("k", limits)).allowed
 
 
+async def test_in_flight_counts_every_instances_live_leases(world: World) -> None:
+    limiters = [world.limiter(lease_s=30.0) for _ in range(2)]
+    limits = KeyLimits(max_concurrent=5)
+    decisions = await admit_many(limiters, 3, limits)
+    other = held(await limiters[1].admit("other", limits))
+    assert await limiters[0].in_flight(["k", "other", "idle"]) == {"k": 3, "other": 1, "idle": 0}
+    await limiters[0].finish(held(decisions[0]), 0)
+    await limiters[1].release_concurrency(other)
+    assert await limiters[1].in_flight(["k", "other"]) == {"k": 2, "other": 0}
+    world.clock.advance(30.0)  # the instance holding them died: they lapse
+    assert await limiters[0].in_flight(["k"]) == {"k": 0}
+    assert await limiters[0].in_flight([]) == {}
+
+
 # --- headers -----------------------------------------------------------------------------
 
 
@@ -516,6 +530,23 @@ async def test_failover_applies_local_limits_while_redis_is_down(
     assert len(warnings_logged(caplog)) == 1  # once per transition, not per request
     for decision in decisions[:2]:
         await world.limiter.finish(held(decision), 5)  # settles locally, raises nothing
+    await world.limiter.aclose()
+
+
+async def test_failover_counts_in_flight_where_the_slots_were_taken() -> None:
+    link = RedisLink()
+    await link.up()
+    world = Failover(link.url, prefix=f"test:{random.getrandbits(32)}:")
+    limits = KeyLimits(max_concurrent=5)
+    shared = held(await world.limiter.admit("k", limits))
+    assert await world.limiter.in_flight(["k"]) == {"k": 1}
+    await link.down()
+    local = held(await world.limiter.admit("k", limits))  # degraded: this instance's slot
+    assert local.backend == "memory"
+    assert await world.limiter.in_flight(["k"]) == {"k": 1}
+    await world.limiter.finish(local, 0)
+    assert await world.limiter.in_flight(["k"]) == {"k": 0}
+    await world.limiter.finish(shared, 0)  # dropped: its lease lapses in Redis
     await world.limiter.aclose()
 
 

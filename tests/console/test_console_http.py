@@ -193,6 +193,62 @@ def test_create_use_edit_and_revoke_a_key(browser: httpx.Client) -> None:
     assert ("revoke", "console:alice") in actions
 
 
+def _in_flight_cell(page: str, key_name: str) -> str:
+    row = re.search(rf'<tr data-key="{key_name}">(.*?)</tr>', page, re.S)
+    assert row, f"no row for {key_name}"
+    cell = re.search(r'<td class="in-flight">(.*?)</td>', row.group(1), re.S)
+    assert cell, "no in-flight cell"
+    return re.sub(r"<[^>]+>", "", cell.group(1)).strip()
+
+
+def test_the_keys_page_shows_requests_in_flight_against_the_concurrency_limit(
+    tmp_path: Path,
+) -> None:
+    config = simulator_config()
+    slow = {"id": "slow-1", "provider": "simulator", "params": {"tokens_per_s": 4}}
+    config["models"].append({"name": "slow", "deployments": [slow]})
+    raw: dict[str, Any] = {
+        **config,
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
+        "server": {"access_log": False, "admin_key": "os.environ/ADMIN_KEY"},
+        "batch": {"enabled": False},
+    }
+    gateway = InProcessGateway(
+        create_app(parse_config(raw, env={"TEST_KEY": TEST_KEY, "ADMIN_KEY": ADMIN_KEY}))
+    )
+    try:
+        base = gateway.base_url
+        capped = {"name": "capped", "tier": "standard", "limits": {"max_concurrent": 2}}
+        made = httpx.post(f"{base}/admin/keys", json=capped, headers=ADMIN)
+        assert made.status_code == 201, made.text
+        secret = made.json()["key"]
+        free = {"name": "free", "tier": "unlimited"}
+        assert httpx.post(f"{base}/admin/keys", json=free, headers=ADMIN).status_code == 201
+        with httpx.Client(base_url=base, timeout=30) as browser:
+            _login(browser)
+            idle = browser.get("/console/keys").text
+            assert _in_flight_cell(idle, "capped") == "0 of 2"
+            assert _in_flight_cell(idle, "free") == "no limit"
+            body = {"model": "slow", "stream": True, "max_tokens": 200,
+                    "messages": [{"role": "user", "content": "a long story"}]}  # fmt: skip
+            auth = {"authorization": f"Bearer {secret}"}
+            with httpx.stream(
+                "POST", f"{base}/v1/chat/completions", json=body, headers=auth, timeout=30
+            ) as stream:
+                assert stream.status_code == 200
+                lines = stream.iter_lines()  # kept: a dropped iterator closes the stream
+                assert next(lines).startswith("data: ")  # admitted, and streaming
+                assert _in_flight_cell(browser.get("/console/keys").text, "capped") == "1 of 2"
+            # The client left: the gateway ends the stream and frees its slot.
+
+            def freed() -> bool:
+                return _in_flight_cell(browser.get("/console/keys").text, "capped") == "0 of 2"
+
+            wait_for(freed, timeout_s=15, what="the stream's concurrency slot to be freed")
+    finally:
+        gateway.close()
+
+
 def test_a_bad_form_is_a_clear_error_not_a_change(browser: httpx.Client) -> None:
     _login(browser)
     answer = browser.post(

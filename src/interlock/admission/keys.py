@@ -181,8 +181,9 @@ class KeyRing:
             guardrails=key_override_text(key.guardrails),
         )
 
-    def _from_record(self, record: KeyRecord) -> Principal:
-        tier = self._tier(record.tier)
+    def limits_of(self, record: KeyRecord) -> KeyLimits:
+        """A stored key's limits as admission applies them: its own, and its
+        tier's where it sets none."""
         stored = record.limits
         own = KeyLimits(
             rpm=stored.rpm,
@@ -190,12 +191,16 @@ class KeyRing:
             tokens_per_day=stored.tokens_per_day,
             max_concurrent=stored.max_concurrent,
         )
+        return _effective_limits(own, self._tier(record.tier))
+
+    def _from_record(self, record: KeyRecord) -> Principal:
+        tier = self._tier(record.tier)
         return Principal(
             name=record.name,
             permissions=record.permissions,
             key_id=record.id,
             tier=record.tier,
-            limits=_effective_limits(own, tier),
+            limits=self.limits_of(record),
             allowed_models=frozenset(record.allowed_models) if record.allowed_models else None,
             budget_usd_day=record.budget_usd_day,
             budget_usd_month=record.budget_usd_month,

@@ -10,6 +10,7 @@ failover wrapper share.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
@@ -136,6 +137,12 @@ class RateLimiter(Protocol):
 
     async def finish(self, reservation: Reservation, actual_tokens: int) -> None:
         """``reconcile`` and ``release_concurrency`` at once (one round trip)."""
+        ...
+
+    async def in_flight(self, keys: Sequence[str]) -> dict[str, int]:
+        """The concurrency slots each of ``keys`` holds now, on every instance
+        the limiter is shared by. Only a key with a ``max_concurrent`` takes
+        slots; any other counts 0."""
         ...
 
     async def aclose(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from interlock.admission.limits.base import Decision, KeyLimits, Reservation
 from interlock.admission.limits.decision import decide
@@ -103,6 +104,10 @@ class LimiterCore(ABC):
         self, key: str, limits: KeyLimits, requests: int, tokens: int, lease_id: str | None
     ) -> Tally:
         """Atomically check all of ``key``'s limits and, only if all fit, charge them."""
+
+    @abstractmethod
+    async def in_flight(self, keys: Sequence[str]) -> dict[str, int]:
+        """The unexpired leases each of ``keys`` holds (``RateLimiter.in_flight``)."""
 
     @abstractmethod
     async def _settle(self, key: str, limits: KeyLimits, delta: int, lease_id: str | None) -> None:

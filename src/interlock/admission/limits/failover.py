@@ -20,6 +20,7 @@ towards over-charging) and its lease lapses after ``lease_s``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Literal
 
 from interlock.admission.limits.base import Decision, KeyLimits, RateLimiter, Reservation
@@ -86,6 +87,16 @@ class FailoverLimiter:
 
     async def finish(self, reservation: Reservation, actual_tokens: int) -> None:
         await self._settle(reservation, actual_tokens, release=True)
+
+    async def in_flight(self, keys: Sequence[str]) -> dict[str, int]:
+        """The shared counts while Redis answers, else this instance's (the
+        slots it hands out while degraded)."""
+        if self._health.available:
+            try:
+                return await self.shared.in_flight(keys)
+            except StateStoreUnavailable as exc:
+                log.debug("shared limits unavailable, in-flight counts are local: %s", exc)
+        return await self.local.in_flight(keys)
 
     async def aclose(self) -> None:
         await self.shared.aclose()

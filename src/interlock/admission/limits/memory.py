@@ -10,7 +10,7 @@ with lapsed leases.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from interlock.admission.limits.base import KeyLimits
 from interlock.admission.limits.core import LimiterCore
@@ -104,6 +104,10 @@ class MemoryLimiter(LimiterCore):
                     stored.pop((key, i), None)
         if lease_id is not None:
             self._leases.get(key, {}).pop(lease_id, None)
+
+    async def in_flight(self, keys: Sequence[str]) -> dict[str, int]:
+        now = micros(self._clock())
+        return {key: len(self._live_leases(key, now)) for key in keys}
 
     def _live_leases(self, key: str, now: int) -> dict[str, int]:
         """``key``'s unexpired leases (expired ones dropped, as ZREMRANGEBYSCORE does)."""

@@ -14,7 +14,8 @@ once its bucket is full again, so idle keys cost nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import redis.asyncio as aioredis
@@ -215,6 +216,20 @@ class RedisLimiter(LimiterCore):
         args = [self._now_arg(), delta, tpm, PERIODS_US[1], tpd, PERIODS_US[2], lease_id or ""]
         keys = self._keys(key)[1:]
         await self._call(lambda: self._settle_script(keys=keys, args=args))
+
+    async def in_flight(self, keys: Sequence[str]) -> dict[str, int]:
+        # The caller's clock, not Redis's TIME: a lease lives for minutes,
+        # clock skew between instances is milliseconds.
+        now = micros(time.time() if self._clock is None else self._clock())
+
+        async def count() -> list[int]:
+            pipe = self._client.pipeline(transaction=False)  # keys on many cluster slots
+            for key in keys:
+                pipe.zcount(self._keys(key)[3], f"({now}", "+inf")
+            return [int(n) for n in await pipe.execute()]
+
+        counts = await self._call(count) if keys else []
+        return dict(zip(keys, counts, strict=True))
 
     async def _call(self, command: Callable[[], Awaitable[T]]) -> T:
         return await self._guard.call(command)

@@ -1,4 +1,5 @@
-"""API keys: list with usage against each limit, create (the secret shown
+"""API keys: list with usage against each limit (requests in flight against
+``max_concurrent`` from the rate limiter, the rest from the usage ledger), create (the secret shown
 once, on the answer to the form), edit, rotate and revoke. Each change goes
 through the admin API's own functions, with its checks and its audit entry."""
 
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from interlock.admission.limits import RateLimiter
 from interlock.api.admin import (
     KeyChanges,
     NewKey,
@@ -22,6 +24,7 @@ from interlock.api.admin import (
 )
 from interlock.console.context import ConsoleRequest, redirect
 from interlock.errors import InvalidRequest, NotFound
+from interlock.state import StateStoreUnavailable
 
 __all__ = ["create", "one_key", "page"]
 
@@ -97,10 +100,19 @@ async def _listing(
     include_revoked = context.query("revoked") == "1"
     records = await services.records.get().keys.list(include_revoked=include_revoked)
     used = await _usage(context)
+    admission = services.pipeline.admission
+    slots = {
+        record.name: admission.keys.limits_of(record).max_concurrent
+        for record in records
+        if record.revoked_at is None
+    }
+    busy = await _in_flight(admission.gate.limiter, [n for n, most in slots.items() if most])
     keys = []
     for record in records:
         shown = key_json(record)
         shown["usage"] = used.get(record.name, {})
+        shown["max_concurrent"] = slots.get(record.name)  # the tier's where the key sets none
+        shown["in_flight"] = busy.get(record.name)
         keys.append(shown)
     return context.page(
         "keys.html",
@@ -112,6 +124,16 @@ async def _listing(
         tiers=sorted(services.tiers),
         models=sorted(g.name for g in services.pipeline.model_groups),
     )
+
+
+async def _in_flight(limiter: RateLimiter, names: list[str]) -> dict[str, int]:
+    """Requests each key has in flight now, on every instance: the slots its
+    ``max_concurrent`` hands out (a key without one takes none). Empty while
+    the shared limits cannot be read: the page still shows the rest."""
+    try:
+        return await limiter.in_flight(names)
+    except StateStoreUnavailable:
+        return {}
 
 
 async def _usage(context: ConsoleRequest) -> dict[str, dict[str, Any]]:

@@ -1,7 +1,8 @@
 """API keys: list with usage against each limit (requests in flight against
-``max_concurrent`` from the rate limiter, the rest from the usage ledger), create (the secret shown
-once, on the answer to the form), edit, rotate and revoke. Each change goes
-through the admin API's own functions, with its checks and its audit entry."""
+``max_concurrent`` from the rate limiter, the rest from the usage ledger),
+create (the secret shown once, on the answer to the form), edit, rotate and
+revoke. Each change goes through the admin API's own functions, with its
+checks and its audit entry."""
 
 from __future__ import annotations
 
@@ -111,8 +112,9 @@ async def _listing(
     for record in records:
         shown = key_json(record)
         shown["usage"] = used.get(record.name, {})
-        shown["max_concurrent"] = slots.get(record.name)  # the tier's where the key sets none
-        shown["in_flight"] = busy.get(record.name)
+        if record.revoked_at is None:  # a rotated key's old record shares its name
+            shown["max_concurrent"] = slots[record.name]  # the tier's where the key sets none
+            shown["in_flight"] = busy.get(record.name)
         keys.append(shown)
     return context.page(
         "keys.html",

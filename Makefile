@@ -27,8 +27,12 @@ check: install-dev
 	$(BIN)/ruff check src tests bench docs/hooks
 	$(BIN)/mypy
 
+# The suite on every core, at most four: most of its time is gateways and
+# workers starting and stopping, which overlaps. One file stays on one worker
+# (--dist loadfile), so a module's gateway fixture starts once, and tests that
+# share a file's state keep their order. Plain `.venv/bin/pytest` runs serially.
 test: check tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile
 
 # promtool checks and unit-tests deploy/prometheus/ (tests/telemetry/test_deploy_assets.py).
 # As root it comes from Debian's prometheus package, without its recommends (node

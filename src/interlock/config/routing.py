@@ -75,8 +75,9 @@ class FailoverSettings(_Strict):
 
 
 class RoutingConfig(FailoverSettings):
-    """Per model group: the order its deployments are tried in, and the
-    failover settings above."""
+    """Per model group: the order its deployments are tried in (the
+    strategy), and how it rides out a failing one (retries, breakers,
+    stream heartbeats)."""
 
     # The order deployments are tried in: weighted, priority, round_robin, least_busy,
     # least_latency, cheapest, pinned, canary, ab or bandit.

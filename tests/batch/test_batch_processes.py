@@ -48,6 +48,11 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 ITEMS = 240
 
+# A hang guard: each test starts a gateway and up to three workers, and took
+# 9-15 s on a quiet 2-core machine, 33-55 s beside two CPU hogs, and past 60 s
+# with another test file running beside it too.
+pytestmark = pytest.mark.timeout(240)
+
 
 def _on_ci_or_skip(message: str) -> None:
     if os.environ.get("CI") == "true":

@@ -281,7 +281,7 @@ async def _settled_in_flight(port: int) -> float:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.timeout(180)  # 15-30 s measured; the limit is for a machine far busier
+@pytest.mark.timeout(360)  # 15-48 s measured quiet, 86 s beside two CPU hogs
 async def test_memory_stays_flat_over_mixed_requests(
     start_gateway: Callable[..., GatewayProcess],
 ) -> None:

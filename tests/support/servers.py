@@ -88,8 +88,21 @@ class ChildProcess:
             # SIGABRT dumps every thread's stack to stderr (see terminate).
             env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
         )
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
-        self.ready_line = self._wait_for(ready_prefix)
+        stderr_pump = threading.Thread(target=self._pump_stderr, daemon=True)
+        stderr_pump.start()
+        try:
+            self.ready_line = self._wait_for(ready_prefix)
+        except BaseException:
+            # Not started (exited early, or the test's timeout struck while it
+            # was starting): no caller holds it to stop it, so it stops here,
+            # rather than run on into the next test and be reaped there.
+            self.proc.kill()
+            self.proc.wait(10)
+            stderr_pump.join(10)  # it reads to the end; then its pipe can close
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+            raise
 
     def _pump_stderr(self) -> None:
         assert self.proc.stderr is not None

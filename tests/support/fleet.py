@@ -228,7 +228,8 @@ class PostgresCluster:
 
     def create_database(self, name: str) -> str:
         async def create() -> None:
-            engine = create_engine(self.url("postgres")).execution_options(
+            # CREATE DATABASE checkpoints: slow on a busy machine.
+            engine = create_engine(self.url("postgres"), command_timeout_s=120).execution_options(
                 isolation_level="AUTOCOMMIT"
             )
             try:

@@ -28,7 +28,11 @@ def _require_postgres() -> None:
 
 
 async def _admin(statement: str) -> None:
-    engine = create_engine(PG_URL).execution_options(isolation_level="AUTOCOMMIT")
+    # Creating or dropping a database checkpoints: on a busy machine that
+    # took longer than the engine's 15 s default for a statement.
+    engine = create_engine(PG_URL, command_timeout_s=120).execution_options(
+        isolation_level="AUTOCOMMIT"
+    )
     try:
         async with engine.connect() as conn:
             await conn.execute(sa.text(statement))

@@ -99,9 +99,7 @@ class ChildProcess:
             self.proc.kill()
             self.proc.wait(10)
             stderr_pump.join(10)  # it reads to the end; then its pipe can close
-            for stream in (self.proc.stdout, self.proc.stderr):
-                if stream is not None:
-                    stream.close()
+            self._close_pipes()
             raise
 
     def _pump_stderr(self) -> None:
@@ -157,6 +155,9 @@ class ChildProcess:
 
     def close(self) -> None:
         self.terminate()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -117,6 +119,22 @@ def test_check_config_cli(
     assert "VLLM_API_KEY is not set" in capsys.readouterr().err
 
 
+@pytest.fixture
+def logging_kept() -> Iterator[None]:
+    """``serve`` points the root logger at this test's stderr, which is closed
+    after the test: every later test's log lines would hit a closed stream
+    ("--- Logging error ---"). Its logging set-up is undone afterwards."""
+    names = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+    kept = [(logger, logger.handlers[:], logger.level, logger.propagate, logger.disabled)
+            for logger in map(logging.getLogger, names)]  # fmt: skip
+    yield
+    for logger, handlers, level, propagate, disabled in kept:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, disabled
+
+
+@pytest.mark.usefixtures("logging_kept")
 def test_serve_reports_a_setting_found_only_at_build_as_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -98,7 +98,7 @@ def test_model_requests_need_a_key_and_probes_do_not(document: dict[str, Any]) -
 def test_path_parameters_are_declared(document: dict[str, Any]) -> None:
     item = document["paths"]["/admin/keys/{id}"]
     assert [p["name"] for p in item["parameters"]] == ["id"]
-    assert set(item) == {"parameters", "post", "patch"}
+    assert set(item) == {"parameters", "get", "post", "patch"}
     two = build_document([("/things/{kind}/{name}", "GET")], registry={})
     validate(two)
     assert [p["name"] for p in two["paths"]["/things/{kind}/{name}"]["parameters"]] == [

@@ -1,4 +1,4 @@
-"""The admin API: keys (create, list, edit, revoke, rotate), usage, slow
+"""The admin API: keys (create, list, show, edit, revoke, rotate), usage, slow
 requests, chaos, and the audit log of every change made through it. Every
 handler needs ``Authorization: Bearer <server.admin_key>``; who makes a
 change is the ``X-Interlock-Actor`` header (``request_actor``), else "admin"."""
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
+from interlock.api.key_load import effective_limits, in_flight
 from interlock.api.services import Services
 from interlock.api.wire import int_param, json_response, read_json_object
 from interlock.config import ChaosConfig, KeyLimits, Permission
@@ -37,6 +38,7 @@ __all__ = [
     "change_key",
     "create_key",
     "get_chaos",
+    "get_key",
     "invalidate_cache",
     "key_action",
     "key_json",
@@ -253,6 +255,29 @@ async def list_keys(request: Request, services: Services) -> ASGIApp:
     include_revoked = request.query_params.get("include_revoked") in {"1", "true"}
     records = await services.records.get().keys.list(include_revoked=include_revoked)
     return json_response({"object": "list", "data": [key_json(r) for r in records]})
+
+
+async def get_key(request: Request, services: Services) -> ASGIApp:
+    """GET /admin/keys/{id}: the key (revoked ones too), its limits as
+    admission applies them (``effective_limits``: its tier's where it sets
+    none) and ``in_flight``: its requests holding a concurrency slot now, on
+    every instance; null where nothing counts them (no ``max_concurrent``,
+    a revoked key) or while the shared limits cannot be read."""
+    require_admin(request, services)
+    key_id = request.scope["path"].removeprefix("/admin/keys/")
+    if not key_id or "/" in key_id:
+        raise NotFound(f"Unknown path: GET {request.scope['path']}")
+    record = await services.records.get().keys.get(key_id)
+    if record is None:
+        raise NotFound(f"No key `{key_id}`.")
+    busy = await in_flight(services, [record])
+    return json_response(
+        {
+            **key_json(record),
+            "effective_limits": effective_limits(services, record),
+            "in_flight": busy.get(record.name),
+        }
+    )
 
 
 async def key_action(request: Request, services: Services) -> ASGIApp:

@@ -187,6 +187,11 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
         "The key, shown this once.",
         "201",
     ),
+    ("/admin/keys/{id}", "GET"): RouteDoc(
+        "Show an API key, its limits as admission applies them, and its requests in flight",
+        "admin",
+        "admin",
+    ),
     ("/admin/keys/{id}", "POST"): RouteDoc(
         "Revoke or rotate an API key (`/admin/keys/{id}/revoke|rotate`)", "admin", "admin"
     ),

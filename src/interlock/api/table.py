@@ -10,6 +10,7 @@ from interlock.api.admin import (
     audit,
     create_key,
     get_chaos,
+    get_key,
     invalidate_cache,
     key_action,
     list_keys,
@@ -84,10 +85,14 @@ prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ("/v1/files/", "/v1/files/{file_id}", {"GET": file_route, "DELETE": file_route}),
     ("/v1/batches/", "/v1/batches/{batch_id}", {"GET": batch_route, "POST": batch_route}),
     ("/v1/jobs/", "/v1/jobs/{job_id}", {"GET": job_route, "POST": job_route}),
-    # POST /admin/keys/{id}/revoke|rotate, PATCH /admin/keys/{id}.
+    # GET and PATCH /admin/keys/{id}, POST /admin/keys/{id}/revoke|rotate.
     # After the exact /admin/requests/slow and /failed, which are looked up first.
     ("/admin/requests/", "/admin/requests/{request_id}", {"GET": kept_request}),
-    ("/admin/keys/", "/admin/keys/{id}", {"POST": key_action, "PATCH": update_key}),
+    (
+        "/admin/keys/",
+        "/admin/keys/{id}",
+        {"GET": get_key, "POST": key_action, "PATCH": update_key},
+    ),
     (
         "/admin/models/",
         "/admin/models/{model}",

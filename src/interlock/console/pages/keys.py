@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from interlock.admission.limits import RateLimiter
 from interlock.api.admin import (
     KeyChanges,
     NewKey,
@@ -23,9 +22,9 @@ from interlock.api.admin import (
     rotate_key,
     validated,
 )
+from interlock.api.key_load import effective_limits, in_flight
 from interlock.console.context import ConsoleRequest, redirect
 from interlock.errors import InvalidRequest, NotFound
-from interlock.state import StateStoreUnavailable
 
 __all__ = ["create", "one_key", "page"]
 
@@ -101,19 +100,14 @@ async def _listing(
     include_revoked = context.query("revoked") == "1"
     records = await services.records.get().keys.list(include_revoked=include_revoked)
     used = await _usage(context)
-    admission = services.pipeline.admission
-    slots = {
-        record.name: admission.keys.limits_of(record).max_concurrent
-        for record in records
-        if record.revoked_at is None
-    }
-    busy = await _in_flight(admission.gate.limiter, [n for n, most in slots.items() if most])
+    busy = await in_flight(services, records)
     keys = []
     for record in records:
         shown = key_json(record)
         shown["usage"] = used.get(record.name, {})
         if record.revoked_at is None:  # a rotated key's old record shares its name
-            shown["max_concurrent"] = slots[record.name]  # the tier's where the key sets none
+            # The tier's where the key sets none.
+            shown["max_concurrent"] = effective_limits(services, record)["max_concurrent"]
             shown["in_flight"] = busy.get(record.name)
         keys.append(shown)
     return context.page(
@@ -126,16 +120,6 @@ async def _listing(
         tiers=sorted(services.tiers),
         models=sorted(g.name for g in services.pipeline.model_groups),
     )
-
-
-async def _in_flight(limiter: RateLimiter, names: list[str]) -> dict[str, int]:
-    """Requests each key has in flight now, on every instance: the slots its
-    ``max_concurrent`` hands out (a key without one takes none). Empty while
-    the shared limits cannot be read: the page still shows the rest."""
-    try:
-        return await limiter.in_flight(names)
-    except StateStoreUnavailable:
-        return {}
 
 
 async def _usage(context: ConsoleRequest) -> dict[str, dict[str, Any]]:

@@ -386,3 +386,16 @@ def test_a_bad_request_is_a_400_naming_the_field(fields: dict[str, Any], param: 
         validate_request(MessagesRequest, request)
     assert caught.value.param == param
     assert caught.value.message.startswith(param)
+
+
+def test_a_server_tool_is_refused_by_name() -> None:
+    request: dict[str, Any] = {
+        "model": "claude",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "Hello"}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+    }
+    with pytest.raises(InvalidRequest) as caught:
+        validate_request(MessagesRequest, request)
+    assert "custom (client) tools" in caught.value.message
+    assert "'web_search_20250305'" in caught.value.message

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from interlock.errors import InvalidRequest
@@ -129,6 +136,18 @@ class Tool(_Closed):
     description: str | None = None
     input_schema: dict[str, Any]
     cache_control: CacheControl | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _client_tool(cls, value: Any) -> Any:
+        if value not in (None, "custom"):
+            raise PydanticCustomError(
+                "server_tool",
+                "only custom (client) tools can be translated, not '{kind}': "
+                "Anthropic's server tools run at Anthropic",
+                {"kind": value},
+            )
+        return value
 
 
 class ToolChoiceAuto(_Closed):

@@ -12,11 +12,14 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
+import orjson
+
 __all__ = [
     "EstimatingCounter",
     "TiktokenCounter",
     "TokenCounter",
     "count_chat_prompt",
+    "count_chat_request",
     "count_text",
     "default_counter",
 ]
@@ -96,6 +99,21 @@ async def count_chat_prompt(counter: TokenCounter, messages: Iterable[dict[str, 
         total += _TOKENS_PER_MESSAGE + await count_text(
             counter, message_text(message.get("content"))
         )
+    return total
+
+
+async def count_chat_request(counter: TokenCounter, body: dict[str, Any]) -> int:
+    """What the model reads of a chat request: its messages by OpenAI's
+    framing, plus the tool definitions and the calls in the history. Images
+    count nothing: what one costs depends on the model that reads it. The
+    dialects' count endpoints answer this for their translated requests."""
+    total = await count_chat_prompt(counter, body["messages"])
+    if body.get("tools"):
+        total += await count_text(counter, orjson.dumps(body["tools"]).decode())
+    for entry in body["messages"]:
+        for call in entry.get("tool_calls") or []:
+            function = call["function"]
+            total += await count_text(counter, function["name"] + function["arguments"])
     return total
 
 

@@ -1,7 +1,8 @@
 """The Responses API through the gateway, driven by the official ``openai``
 SDK unchanged: create, stream, tool loops (plain and streamed) over two
 upstreams, ``previous_response_id``, structured output, reading back and
-deleting stored responses, and what another key or ``store: false`` gets.
+deleting stored responses, counting input tokens, what cancelling gets (no
+background responses run here), and what another key or ``store: false`` gets.
 
 One gateway process serves every test: the simulator, and models in front
 of the Anthropic and Azure fakes (``tests/support``), whose answers follow
@@ -249,6 +250,50 @@ def test_get_returns_the_stored_response_and_delete_removes_it(client: openai.Op
         client.responses.delete(created.id)
 
 
+def test_input_tokens_count_what_the_model_reads(client: openai.OpenAI) -> None:
+    asked: dict[str, Any] = {
+        "model": "sim",
+        "input": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "instructions": "Be brief.",
+    }
+    first = client.responses.create(**asked)
+    counted = client.responses.input_tokens.count(**asked)
+    assert counted.object == "response.input_tokens"
+    # The simulator counts its prompt with the gateway's tokenizer: the same figure.
+    assert first.usage is not None and counted.input_tokens == first.usage.input_tokens
+    follow: dict[str, Any] = {
+        "model": "sim",
+        "input": "And tomorrow?",
+        "previous_response_id": first.id,
+    }
+    follow_count = client.responses.input_tokens.count(**follow).input_tokens
+    second = client.responses.create(**follow)
+    assert second.usage is not None and follow_count == second.usage.input_tokens
+    assert follow_count > counted.input_tokens  # the stored conversation is read too
+    with_tools = client.responses.input_tokens.count(**asked, tools=[WEATHER])
+    assert with_tools.input_tokens > counted.input_tokens
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_tokens.count(model="no-such-model", input="Hi")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.input_tokens.count(model="sim", input="Hi", tools=[{"type": "web_search"}])
+    assert caught.value.body["param"] == "tools[0].type"  # type: ignore[index]
+
+
+def test_cancel_and_streamed_retrieval_say_no_background_response_runs_here(
+    client: openai.OpenAI,
+) -> None:
+    created = client.responses.create(model="sim", input="Hi")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.cancel(created.id)
+    assert "background" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.retrieve(created.id, stream=True)
+    assert caught.value.body["param"] == "stream"  # type: ignore[index]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.cancel("resp_unknown")
+    assert client.responses.retrieve(created.id).status == "completed"  # left as it was
+
+
 def test_another_key_cannot_read_delete_or_continue_a_response(
     client: openai.OpenAI, gateway: GatewayProcess
 ) -> None:
@@ -260,6 +305,12 @@ def test_another_key_cannot_read_delete_or_continue_a_response(
             other.responses.delete(created.id)
         with pytest.raises(openai.NotFoundError) as caught:
             other.responses.create(model="sim", input="Go on", previous_response_id=created.id)
+        with pytest.raises(openai.NotFoundError):
+            other.responses.cancel(created.id)
+        with pytest.raises(openai.NotFoundError):
+            other.responses.input_tokens.count(
+                model="sim", input="Go on", previous_response_id=created.id
+            )
     assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]
     assert client.responses.retrieve(created.id).id == created.id  # still there
 

@@ -17,8 +17,6 @@ OpenAI does.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,7 +40,7 @@ from interlock.errors import InterlockError, PermissionDenied
 from interlock.pipeline import ChatStream
 from interlock.redaction import Redactor
 from interlock.telemetry.record import RequestRecord
-from interlock.tokens import TokenCounter, count_chat_prompt, count_text
+from interlock.tokens import count_chat_request
 
 __all__ = ["anthropic_error", "count_tokens", "messages"]
 
@@ -87,22 +85,8 @@ async def count_tokens(request: Request, services: Services) -> ASGIApp:
         )
     pipeline.model_group(parsed.model)  # 404 for a model the gateway does not serve
     # tiktoken keeps its encodings loaded: after the adapters', this costs nothing.
-    tokens = await _prompt_tokens(services.counter, chat_body(parsed))
+    tokens = await count_chat_request(services.counter, chat_body(parsed))
     return json_response({"input_tokens": tokens})
-
-
-async def _prompt_tokens(counter: TokenCounter, body: dict[str, Any]) -> int:
-    """Message text by OpenAI's framing, plus what else the model reads:
-    tool definitions and the calls in the history. Images count nothing:
-    what one costs depends on the model that reads it."""
-    total = await count_chat_prompt(counter, body["messages"])
-    if body.get("tools"):
-        total += await count_text(counter, orjson.dumps(body["tools"]).decode())
-    for entry in body["messages"]:
-        for call in entry.get("tool_calls") or []:
-            function = call["function"]
-            total += await count_text(counter, function["name"] + function["arguments"])
-    return total
 
 
 def anthropic_error(exc: InterlockError, redactor: Redactor) -> Response:

@@ -134,6 +134,18 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
         response="A response object, or its events when the body has `stream: true`.",
         media=JSON_OR_SSE,
     ),
+    ("/v1/responses/input_tokens", "POST"): RouteDoc(
+        "Count a response request's input tokens (OpenAI Responses API)",
+        "inference",
+        request=lazy_model(
+            _RESPONSES, "ResponsesRequest", "ResponseRequest", "CreateResponseRequest"
+        ),
+        response="`{object: response.input_tokens, input_tokens}`.",
+    ),
+    ("/v1/responses/{response_id}", "POST"): RouteDoc(
+        "Cancel a background response (`.../cancel`): 400, as this gateway runs none",
+        "inference",
+    ),
     ("/v1/responses/{response_id}", "GET"): RouteDoc(
         "Retrieve a stored response (the key that created it only)", "inference"
     ),

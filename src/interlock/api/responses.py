@@ -1,5 +1,6 @@
 """OpenAI's Responses API: ``POST /v1/responses``, ``GET`` and ``DELETE
-/v1/responses/{id}``, ``GET /v1/responses/{id}/input_items``.
+/v1/responses/{id}``, ``GET /v1/responses/{id}/input_items``,
+``POST /v1/responses/input_tokens``.
 
 A thin edge (ADR 0009): the request is translated into a chat body
 (``interlock.dialects.responses``), run by the one pipeline, and the chat
@@ -13,6 +14,10 @@ all answer 404. ``previous_response_id`` continues a stored conversation:
 its input and output items come before the new input (its ``instructions``
 do not, as at OpenAI). A streamed response is stored before its last event
 goes out, so a client that saw ``response.completed`` can read it back.
+
+Background responses are refused (``background``), so every response is
+finished when it is created: cancelling one, or retrieving one as a stream
+(both for background responses at OpenAI), answers 400 saying so.
 """
 
 from __future__ import annotations
@@ -45,11 +50,12 @@ from interlock.dialects.responses.answer import new_id, response_shell, to_respo
 from interlock.dialects.responses.request import chat_body, stored_input
 from interlock.dialects.responses.schemas import InputItem, input_items, validate_request
 from interlock.dialects.responses.stream import ResponseEvents
-from interlock.errors import InvalidRequest, NotFound
+from interlock.errors import InvalidRequest, NotFound, PermissionDenied
 from interlock.pipeline import ChatStream
 from interlock.store import ResponseStore, StoredResponse
+from interlock.tokens import count_chat_request
 
-__all__ = ["create_response", "response_route"]
+__all__ = ["count_input_tokens", "create_response", "response_route"]
 
 log = logging.getLogger("interlock.responses")
 
@@ -96,6 +102,30 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
     return Response(written, media_type="application/json")
 
 
+async def count_input_tokens(request: Request, services: Services) -> ASGIApp:
+    """The tokens the model would read for this request (its input, the
+    stored conversation it continues, instructions and tools), counted by
+    the gateway's tokenizer after the same translation as ``create_response``:
+    authenticated, no model called, no limit spent."""
+    body = await read_json_object(request, services.max_body_bytes)
+    pipeline = services.pipeline
+    principal = pipeline.admission.identify(
+        request.headers.get("authorization"), request_record(request)
+    )
+    asked = validate_request(body)
+    if not principal.may_use(asked.model):
+        raise PermissionDenied(
+            f"This key may not use the model `{asked.model}`.", code="model_not_allowed"
+        )
+    pipeline.model_group(asked.model)  # 404 for a model the gateway does not serve
+    history: list[JSONDict] = []
+    if asked.previous_response_id is not None:
+        history = await _history(request, services, asked.previous_response_id)
+    chat = chat_body(asked, input_items(history) if history else [])
+    tokens = await count_chat_request(services.counter, chat)
+    return json_response({"object": "response.input_tokens", "input_tokens": tokens})
+
+
 async def _history(request: Request, services: Services, response_id: str) -> list[JSONDict]:
     """The stored conversation ``response_id`` continues: its items, then its output."""
     found = await _store(services).get(caller_name(request, services), response_id)
@@ -136,22 +166,38 @@ class _Keeper:
             log.error("could not store response %s", record.id, exc_info=exc)
 
 
+# (method, what follows the id) -> what it reads.
+_ROUTES = {("GET", ""), ("DELETE", ""), ("GET", "input_items"), ("POST", "cancel")}
+
+
 async def response_route(request: Request, services: Services) -> ASGIApp:
     rest = request.scope["path"].removeprefix(_PREFIX)
     response_id, _, tail = rest.partition("/")
-    if tail not in ("", "input_items") or (tail and request.method != "GET"):
-        raise NotFound(f"Unknown route {request.method} {request.scope['path']}.")
+    method = request.method
+    if (method, tail) not in _ROUTES:
+        raise NotFound(f"Unknown route {method} {request.scope['path']}.")
     key = caller_name(request, services)
     store = _store(services)
-    if request.method == "DELETE":
+    if method == "DELETE":
         if not await store.delete(key, response_id):
             raise _not_found(response_id)
         return json_response({"id": response_id, "object": "response", "deleted": True})
     found = await store.get(key, response_id)
     if found is None:
         raise _not_found(response_id)
+    if tail == "cancel":
+        raise InvalidRequest(
+            "Only background responses can be cancelled, and this gateway runs none: "
+            f"response '{response_id}' finished when it was created."
+        )
     if tail:
         return _input_items(request, found.input_items)
+    if request.query_params.get("stream") in ("true", "1"):
+        raise InvalidRequest(
+            "Retrieving a response as a stream is for background responses, and this "
+            "gateway runs none: retrieve it without `stream`.",
+            param="stream",
+        )
     return json_response(found.response)
 
 

@@ -31,7 +31,7 @@ from interlock.api.infer import infer
 from interlock.api.messages import anthropic_error, count_tokens, messages
 from interlock.api.models import list_models, retrieve_model
 from interlock.api.openapi import openapi_json
-from interlock.api.responses import create_response, response_route
+from interlock.api.responses import count_input_tokens, create_response, response_route
 from interlock.api.search import search_page, search_status, search_stream, start_search
 from interlock.api.wire import Handler
 from interlock.console.http import console
@@ -68,6 +68,7 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/admin/audit": {"GET": audit},
     "/api/v1/search": {"POST": start_search},
     "/v1/responses": {"POST": create_response},
+    "/v1/responses/input_tokens": {"POST": count_input_tokens},
     "/search": {"GET": search_page},
     "/search/page.js": {"GET": search_page},
     "/search/page.css": {"GET": search_page},
@@ -104,7 +105,7 @@ prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     (
         "/v1/responses/",
         "/v1/responses/{response_id}",
-        {"GET": response_route, "DELETE": response_route},
+        {"GET": response_route, "DELETE": response_route, "POST": response_route},
     ),
 ]
 # route -> how its errors are answered, where not OpenAI's shape.

@@ -264,6 +264,22 @@ def test_an_image_block_reaches_the_model(client: anthropic.Anthropic, model: st
     assert _text(answer.content) == f"I see a image/png image of {len(image)} bytes"
 
 
+def test_a_stop_sequence_that_ended_the_answer_is_named(client: anthropic.Anthropic) -> None:
+    story: Any = [{"role": "user", "content": "Tell me a story."}]
+    full = _text(client.messages.create(model="sim", max_tokens=30, messages=story).content)
+    stop = " " + full.split()[3]
+    stopped = client.messages.create(
+        model="sim", max_tokens=30, messages=story, stop_sequences=["never said", stop]
+    )
+    assert _text(stopped.content) == full[: full.find(stop)]
+    assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", stop)
+    with client.messages.stream(
+        model="sim", max_tokens=30, messages=story, stop_sequences=[stop]
+    ) as stream:
+        streamed = stream.get_final_message()
+    assert (streamed.stop_reason, streamed.stop_sequence) == ("stop_sequence", stop)
+
+
 def test_count_tokens(client: anthropic.Anthropic) -> None:
     plain = client.messages.count_tokens(model="sim", messages=ASK_WEATHER)
     assert plain.input_tokens > 0

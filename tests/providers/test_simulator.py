@@ -66,6 +66,14 @@ async def test_stop_sequence_truncates() -> None:
     result = await make(max_tokens=20).chat({**BODY, "stop": [" " + word]}, CTX)
     assert result["choices"][0]["message"]["content"] == full[: full.find(" " + word)]
     assert result["choices"][0]["finish_reason"] == "stop"
+    # Which sequence cut it, as vLLM reports it; an answer that ended by itself names none.
+    assert result["choices"][0]["stop_reason"] == " " + word
+    unstopped = await make(max_tokens=20).chat({**BODY, "stop": ["never said"]}, CTX)
+    assert "stop_reason" not in unstopped["choices"][0]
+    chunks = await collect(make(max_tokens=20), {**BODY, "stop": ["never said", " " + word]})
+    closing = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert closing == [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop",
+                        "stop_reason": " " + word}]  # fmt: skip
 
 
 async def test_stream_matches_unary_and_paces_with_injected_sleep() -> None:

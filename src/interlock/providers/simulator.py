@@ -114,8 +114,9 @@ class SimulatorProvider(Provider):
 
     # -- text generation -------------------------------------------------
 
-    def _words(self, body: JSONDict, choice: int) -> tuple[list[str], str]:
-        """The completion's pieces for this prompt, and its finish reason."""
+    def _words(self, body: JSONDict, choice: int) -> tuple[list[str], str, str | None]:
+        """The completion's pieces for this prompt, its finish reason, and the
+        stop sequence that ended it (None where none did)."""
         prompt = "\n".join(message_text(m.get("content")) for m in body.get("messages", ()))
         digest = hashlib.blake2b(
             f"{self.params.seed}:{choice}:{prompt}".encode(), digest_size=8
@@ -170,16 +171,17 @@ class SimulatorProvider(Provider):
             return await self._scripted_chat(body, ctx, scripted)
         choices, completions = [], []
         for index in range(int(body.get("n") or 1)):
-            words, finish = self._words(body, index)
+            words, finish, matched = self._words(body, index)
             completions.append(words)
-            choices.append(
-                {
-                    "index": index,
-                    "message": {"role": "assistant", "content": "".join(words), "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }
-            )
+            choice: JSONDict = {
+                "index": index,
+                "message": {"role": "assistant", "content": "".join(words), "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+            if matched is not None:
+                choice["stop_reason"] = matched
+            choices.append(choice)
         total = max((len(w) for w in completions), default=0)
         await self._sleep(self.params.ttft_ms / 1000 + self._token_interval() * total)
         return _completion(ctx, choices, await self._usage(body, completions))
@@ -234,23 +236,28 @@ class SimulatorProvider(Provider):
             for index, steps in enumerate(deltas):
                 if position < len(steps):
                     yield chunk([_choice(index, steps[position])])
-        for index, finish in enumerate(finishes):
-            yield chunk([_choice(index, {}, finish)])
+        for index, (finish, matched) in enumerate(finishes):
+            closing = _choice(index, {}, finish)
+            if matched is not None:
+                closing["stop_reason"] = matched
+            yield chunk([closing])
         if include_usage:
             yield chunk([], await self._usage(body, outputs))
 
     def _stream_plan(
         self, body: JSONDict, n: int
-    ) -> tuple[list[list[str]], list[list[JSONDict]], list[str]]:
-        """Per choice: what it writes (for usage), its deltas, its finish reason."""
+    ) -> tuple[list[list[str]], list[list[JSONDict]], list[tuple[str, str | None]]]:
+        """Per choice: what it writes (for usage), its deltas, its finish
+        reason and the stop sequence that ended it."""
         scripted = scripted_answer(body)
         if scripted is not None:
             deltas = [scripted.deltas() for _ in range(n)]
-            return [[scripted.generated_text()]] * n, deltas, [scripted.finish_reason] * n
+            finishes: list[tuple[str, str | None]] = [(scripted.finish_reason, None)] * n
+            return [[scripted.generated_text()]] * n, deltas, finishes
         plans = [self._words(body, index) for index in range(n)]
-        outputs = [words for words, _ in plans]
+        outputs = [words for words, _, _ in plans]
         deltas = [[{"content": word} for word in words] for words in outputs]
-        return outputs, deltas, [finish for _, finish in plans]
+        return outputs, deltas, [(finish, matched) for _, finish, matched in plans]
 
     async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         await self._maybe_fail()
@@ -305,14 +312,17 @@ def _completion(ctx: CallContext, choices: list[JSONDict], usage: JSONDict) -> J
     }
 
 
-def _apply_stop(words: list[str], stop: Any, finish: str) -> tuple[list[str], str]:
+def _apply_stop(words: list[str], stop: Any, finish: str) -> tuple[list[str], str, str | None]:
+    """The words up to the first stop sequence, as a server cuts them (the
+    sequence left out), and which one it was: reported as vLLM does, in the
+    choice's ``stop_reason``, which OpenAI's shape lacks and Anthropic's
+    ``stop_sequence`` needs."""
     stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if isinstance(s, str)]
-    if not stops:
-        return words, finish
     text = "".join(words)
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
-    if cut < 0:
-        return words, finish
+    found = [(at, s) for s in stops if s and (at := text.find(s)) >= 0]
+    if not found:
+        return words, finish, None
+    cut, matched = min(found, key=lambda hit: hit[0])
     kept, length = [], 0
     for word in words:
         if length + len(word) > cut:
@@ -321,7 +331,7 @@ def _apply_stop(words: list[str], stop: Any, finish: str) -> tuple[list[str], st
             break
         kept.append(word)
         length += len(word)
-    return kept, "stop"
+    return kept, "stop", matched
 
 
 def _check_embedding_size(inputs: int, dimensions: int) -> None:

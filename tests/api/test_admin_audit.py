@@ -12,9 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from interlock.app import create_app
-from interlock.config import parse_config
-from tests.conftest import TEST_KEY, simulator_config
+from tests.support.admin_gateway import admin_gateway
 from tests.support.servers import InProcessGateway
 
 ADMIN_KEY = "sk-admin-audit"
@@ -24,15 +22,7 @@ ERROR_FIELDS = {"message", "type", "param", "code"}
 
 
 def _start(tmp_path: Path, **sections: Any) -> InProcessGateway:
-    raw: dict[str, Any] = {
-        **simulator_config(),
-        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
-        "server": {"admin_key": "os.environ/ADMIN_KEY", "access_log": False},
-        "batch": {"enabled": False},
-        **sections,
-    }
-    env = {"TEST_KEY": TEST_KEY, "ADMIN_KEY": ADMIN_KEY}
-    return InProcessGateway(create_app(parse_config(raw, env=env)))
+    return admin_gateway(tmp_path, ADMIN_KEY, **sections)
 
 
 @pytest.fixture

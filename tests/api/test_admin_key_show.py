@@ -11,10 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from interlock.app import create_app
-from interlock.config import parse_config
-from tests.conftest import TEST_KEY, simulator_config
-from tests.support.servers import InProcessGateway
+from tests.conftest import simulator_config
+from tests.support.admin_gateway import admin_gateway
 from tests.support.waiting import wait_for
 
 ADMIN_KEY = "sk-admin-show"
@@ -27,14 +25,7 @@ def client(tmp_path: Path) -> Iterator[httpx.Client]:
     # 4 tokens a second: a 200-token stream stays open for as long as the test needs.
     slow = {"id": "slow-1", "provider": "simulator", "params": {"tokens_per_s": 4}}
     config["models"].append({"name": "slow", "deployments": [slow]})
-    raw: dict[str, Any] = {
-        **config,
-        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
-        "server": {"admin_key": "os.environ/ADMIN_KEY", "access_log": False},
-        "batch": {"enabled": False},
-    }
-    env = {"TEST_KEY": TEST_KEY, "ADMIN_KEY": ADMIN_KEY}
-    gateway = InProcessGateway(create_app(parse_config(raw, env=env)))
+    gateway = admin_gateway(tmp_path, ADMIN_KEY, config)
     try:
         with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
             yield client

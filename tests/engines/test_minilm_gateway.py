@@ -15,9 +15,8 @@ import httpx
 import openai
 import pytest
 
-from interlock.app import create_app
-from interlock.config import parse_config
-from tests.conftest import TEST_KEY, simulator_config
+from tests.conftest import TEST_KEY
+from tests.support.admin_gateway import admin_gateway
 from tests.support.servers import InProcessGateway
 
 np = pytest.importorskip("numpy")
@@ -33,14 +32,7 @@ TEXTS = [
 @pytest.fixture
 def gateway(exported: Path, tmp_path: Path) -> Iterator[InProcessGateway]:
     pytest.importorskip("tokenizers")
-    raw: dict[str, Any] = {
-        **simulator_config(),
-        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
-        "server": {"admin_key": "os.environ/ADMIN_KEY", "access_log": False},
-        "batch": {"enabled": False},
-    }
-    env = {"TEST_KEY": TEST_KEY, "ADMIN_KEY": ADMIN_KEY}
-    gateway = InProcessGateway(create_app(parse_config(raw, env=env)))
+    gateway = admin_gateway(tmp_path, ADMIN_KEY)
     try:
         _register(gateway, exported)
         yield gateway

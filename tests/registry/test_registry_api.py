@@ -16,9 +16,8 @@ import httpx
 import openai
 import pytest
 
-from interlock.app import create_app
-from interlock.config import parse_config
 from tests.conftest import TEST_KEY, simulator_config
+from tests.support.admin_gateway import admin_gateway
 from tests.support.fake_kserve import FakeKServe
 from tests.support.servers import InProcessGateway
 from tests.support.tiny_onnx import BIAS, WEIGHTS
@@ -40,15 +39,7 @@ def _expected(row: list[float]) -> list[float]:
 
 def _start(tmp_path: Path, **sections: Any) -> InProcessGateway:
     """A gateway with records of its own: registered versions outlive it."""
-    raw: dict[str, Any] = {
-        **simulator_config(),
-        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
-        "server": {"admin_key": "os.environ/ADMIN_KEY", "access_log": False},
-        "batch": {"enabled": False},
-        **sections,
-    }
-    env = {"TEST_KEY": TEST_KEY, "ADMIN_KEY": ADMIN_KEY}
-    return InProcessGateway(create_app(parse_config(raw, env=env)))
+    return admin_gateway(tmp_path, ADMIN_KEY, **sections)
 
 
 @pytest.fixture

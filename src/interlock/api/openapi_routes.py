@@ -64,6 +64,10 @@ def lazy_model(module: str, *names: str) -> ModelLoader:
 _SCHEMAS = "interlock.pipeline.schemas"
 _ANTHROPIC = "interlock.dialects.anthropic.schemas"
 _RESPONSES = "interlock.dialects.responses.schemas"
+# Creating a response and counting its input tokens take the same body.
+_RESPONSES_REQUEST = lazy_model(
+    _RESPONSES, "ResponsesRequest", "ResponseRequest", "CreateResponseRequest"
+)
 
 TAGS = {
     "inference": "Model requests: every one takes the same pipeline (keys, limits, "
@@ -128,18 +132,14 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("/v1/responses", "POST"): RouteDoc(
         "Create a response (OpenAI Responses API)",
         "inference",
-        request=lazy_model(
-            _RESPONSES, "ResponsesRequest", "ResponseRequest", "CreateResponseRequest"
-        ),
+        request=_RESPONSES_REQUEST,
         response="A response object, or its events when the body has `stream: true`.",
         media=JSON_OR_SSE,
     ),
     ("/v1/responses/input_tokens", "POST"): RouteDoc(
         "Count a response request's input tokens (OpenAI Responses API)",
         "inference",
-        request=lazy_model(
-            _RESPONSES, "ResponsesRequest", "ResponseRequest", "CreateResponseRequest"
-        ),
+        request=_RESPONSES_REQUEST,
         response="`{object: response.input_tokens, input_tokens}`.",
     ),
     ("/v1/responses/{response_id}", "POST"): RouteDoc(

@@ -166,7 +166,7 @@ class _Keeper:
             log.error("could not store response %s", record.id, exc_info=exc)
 
 
-# (method, what follows the id) -> what it reads.
+# The (method, what follows the id) pairs this route answers.
 _ROUTES = {("GET", ""), ("DELETE", ""), ("GET", "input_items"), ("POST", "cancel")}
 
 

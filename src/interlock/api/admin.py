@@ -264,9 +264,7 @@ async def get_key(request: Request, services: Services) -> ASGIApp:
     every instance; null where nothing counts them (no ``max_concurrent``,
     a revoked key) or while the shared limits cannot be read."""
     require_admin(request, services)
-    key_id = request.scope["path"].removeprefix("/admin/keys/")
-    if not key_id or "/" in key_id:
-        raise NotFound(f"Unknown path: GET {request.scope['path']}")
+    key_id = _key_id(request)
     record = await services.records.get().keys.get(key_id)
     if record is None:
         raise NotFound(f"No key `{key_id}`.")
@@ -278,6 +276,14 @@ async def get_key(request: Request, services: Services) -> ASGIApp:
             "in_flight": busy.get(record.name),
         }
     )
+
+
+def _key_id(request: Request) -> str:
+    """The id in ``/admin/keys/{id}``; 404 for a path with more after it."""
+    key_id: str = request.scope["path"].removeprefix("/admin/keys/")
+    if not key_id or "/" in key_id:
+        raise NotFound(f"Unknown path: {request.method} {request.scope['path']}")
+    return key_id
 
 
 async def key_action(request: Request, services: Services) -> ASGIApp:
@@ -296,9 +302,7 @@ async def key_action(request: Request, services: Services) -> ASGIApp:
 async def update_key(request: Request, services: Services) -> ASGIApp:
     """PATCH /admin/keys/{id} (``KeyChanges``): the key as it is now."""
     require_admin(request, services)
-    key_id = request.scope["path"].removeprefix("/admin/keys/")
-    if not key_id or "/" in key_id:
-        raise NotFound(f"Unknown path: PATCH {request.scope['path']}")
+    key_id = _key_id(request)
     changes = validated(KeyChanges, await read_json_object(request, services.max_body_bytes))
     record = await change_key(services, key_id, changes, request_actor(request))
     return json_response(key_json(record))

@@ -25,7 +25,13 @@ from starlette.types import ASGIApp
 from interlock.api.errors import retry_after_header, safe_message
 from interlock.api.services import Services
 from interlock.api.sse import EventStream
-from interlock.api.wire import json_response, read_json_object, request_record, translated_request
+from interlock.api.wire import (
+    check_model_use,
+    json_response,
+    read_json_object,
+    request_record,
+    translated_request,
+)
 from interlock.dialects.anthropic import (
     CountTokensRequest,
     EventTranslator,
@@ -36,7 +42,7 @@ from interlock.dialects.anthropic import (
     message,
     validate_request,
 )
-from interlock.errors import InterlockError, PermissionDenied
+from interlock.errors import InterlockError
 from interlock.pipeline import ChatStream
 from interlock.redaction import Redactor
 from interlock.telemetry.record import RequestRecord
@@ -76,14 +82,11 @@ async def count_tokens(request: Request, services: Services) -> ASGIApp:
     """The prompt's tokens, counted by the gateway's tokenizer after the same
     translation as ``messages``: authenticated, no model called, no limit spent."""
     raw = await read_json_object(request, services.max_body_bytes)
-    pipeline = services.pipeline
-    principal = pipeline.admission.identify(_authorization(request), request_record(request))
+    principal = services.pipeline.admission.identify(
+        _authorization(request), request_record(request)
+    )
     parsed = validate_request(CountTokensRequest, raw)
-    if not principal.may_use(parsed.model):
-        raise PermissionDenied(
-            f"This key may not use the model `{parsed.model}`.", code="model_not_allowed"
-        )
-    pipeline.model_group(parsed.model)  # 404 for a model the gateway does not serve
+    check_model_use(services, principal, parsed.model)
     # tiktoken keeps its encodings loaded: after the adapters', this costs nothing.
     tokens = await count_chat_request(services.counter, chat_body(parsed))
     return json_response({"input_tokens": tokens})

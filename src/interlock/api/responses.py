@@ -39,6 +39,7 @@ from interlock.api.services import Services
 from interlock.api.sse import EventStream
 from interlock.api.wire import (
     caller_name,
+    check_model_use,
     int_param,
     json_response,
     list_response,
@@ -50,7 +51,7 @@ from interlock.dialects.responses.answer import new_id, response_shell, to_respo
 from interlock.dialects.responses.request import chat_body, stored_input
 from interlock.dialects.responses.schemas import InputItem, input_items, validate_request
 from interlock.dialects.responses.stream import ResponseEvents
-from interlock.errors import InvalidRequest, NotFound, PermissionDenied
+from interlock.errors import InvalidRequest, NotFound
 from interlock.pipeline import ChatStream
 from interlock.store import ResponseStore, StoredResponse
 from interlock.tokens import count_chat_request
@@ -108,16 +109,11 @@ async def count_input_tokens(request: Request, services: Services) -> ASGIApp:
     the gateway's tokenizer after the same translation as ``create_response``:
     authenticated, no model called, no limit spent."""
     body = await read_json_object(request, services.max_body_bytes)
-    pipeline = services.pipeline
-    principal = pipeline.admission.identify(
+    principal = services.pipeline.admission.identify(
         request.headers.get("authorization"), request_record(request)
     )
     asked = validate_request(body)
-    if not principal.may_use(asked.model):
-        raise PermissionDenied(
-            f"This key may not use the model `{asked.model}`.", code="model_not_allowed"
-        )
-    pipeline.model_group(asked.model)  # 404 for a model the gateway does not serve
+    check_model_use(services, principal, asked.model)
     history: list[JSONDict] = []
     if asked.previous_response_id is not None:
         history = await _history(request, services, asked.previous_response_id)

@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from interlock.admission.principal import Principal
 from interlock.api.services import Services
 from interlock.cache.policy import TTL_HEADER
-from interlock.errors import InvalidRequest, PayloadTooLarge
+from interlock.errors import InvalidRequest, PayloadTooLarge, PermissionDenied
 from interlock.pipeline import ModelRequest, Operation, RequestOptions
 from interlock.telemetry.record import RequestRecord
 
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "Handler",
     "caller_name",
+    "check_model_use",
     "int_param",
     "json_response",
     "list_response",
@@ -65,6 +67,16 @@ def caller_name(request: Request, services: Services) -> str:
         request.headers.get("authorization"), request_record(request)
     )
     return principal.name
+
+
+def check_model_use(services: Services, principal: Principal, model: str) -> None:
+    """For routes that name a model but call none (token counts): the
+    caller may use ``model`` (403) and the gateway serves it (404)."""
+    if not principal.may_use(model):
+        raise PermissionDenied(
+            f"This key may not use the model `{model}`.", code="model_not_allowed"
+        )
+    services.pipeline.model_group(model)
 
 
 def int_param(value: str | None, name: str, default: int, low: int, high: int) -> int:

@@ -131,6 +131,32 @@ def test_a_cancelled_batch_keeps_what_ran_and_lists_the_rest_as_cancelled(
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
 
 
+def _sweeps(gateway: InProcessGateway) -> float:
+    metrics = httpx.get(gateway.base_url + "/metrics").text
+    found = re.search(r"^interlock_batch_sweeps_total (\S+)$", metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_an_idle_sweeper_wakes_with_the_first_message_so_a_cancel_still_lands_at_once(
+    start: Callable[..., InProcessGateway],
+) -> None:
+    # Idle, the sweeper would next look in an hour; the batch's first message
+    # wakes it, or the cancel below would only stop the items when all had run.
+    worker = {"concurrency": 1, "sweep_s": 0.1, "idle_sweep_s": 3600}
+    gateway = start({"ttft_ms": 100}, {"worker": worker})
+    wait_for(lambda: _sweeps(gateway) >= 1, what="the first (idle) sweep")
+    batch_id = _submit(gateway, 60)
+    wait_for(lambda: _get(gateway, batch_id)["request_counts"]["completed"] >= 2)
+    cancelled = httpx.post(f"{gateway.base_url}/v1/batches/{batch_id}/cancel", headers=AUTH)
+    assert cancelled.status_code == 200, cancelled.text
+    batch = _final(gateway, batch_id)
+    assert batch["status"] == "cancelled"
+    errors = _lines(gateway, batch["error_file_id"])
+    assert errors and {e["error"]["code"] for e in errors} == {"batch_cancelled"}
+    assert batch["request_counts"]["completed"] < 60
+    assert _sweeps(gateway) > 2
+
+
 def test_a_finished_batch_cannot_be_cancelled(start: Callable[..., InProcessGateway]) -> None:
     gateway = start(batch={"worker": {"sweep_s": 0.1}})
     batch_id = _submit(gateway, 2)

@@ -63,6 +63,12 @@ class BatchMetrics:
             multiprocess_mode="max",
             registry=registry,
         )
+        self.sweeps = Counter(
+            "interlock_batch_sweeps",
+            "Sweeps of the batch store for finished, expired, cancelled and stuck "
+            "batches (every batch.worker.sweep_s while one is open, idle_sweep_s while none is).",
+            registry=registry,
+        )
         self.batches = Counter(
             "interlock_batches_finished",
             "Batches and jobs that reached a final status.",

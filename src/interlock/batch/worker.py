@@ -9,11 +9,12 @@ messages to be delivered again once their leases lapse, and the store
 writes each item's result once (``BatchStore.write_results``). Messages
 held are renewed every third of the lease.
 
-The sweeper, on every worker every ``sweep_s``, finishes what no message
-will: a batch with nothing pending is finalized, one past its window is
-expired, one cancelled is closed, and work whose worker died mid-way
-(validating or finalizing too long, or no chunk done for ``stale_s`` while
-items wait) is taken over. Every step is a conditional update, so several
+The sweeper, on every worker every ``sweep_s`` while any batch is open
+(every ``idle_sweep_s`` while none is: ``interlock.batch.pace``), finishes
+what no message will: a batch with nothing pending is finalized, one past
+its window is expired, one cancelled is closed, and work whose worker died
+mid-way (validating or finalizing too long, or no chunk done for
+``stale_s`` while items wait) is taken over. Every step is a conditional update, so several
 workers sweeping at once do each step once.
 
 Shutdown (``stop``): no new messages; in-flight items get ``drain_s`` to
@@ -41,6 +42,7 @@ from interlock.admission.principal import Principal
 from interlock.batch.input import InputReader
 from interlock.batch.metrics import BatchMetrics
 from interlock.batch.output import write_lines
+from interlock.batch.pace import SweepPace
 from interlock.batch.queue import Delivery, QueueUnavailable, WorkQueue
 from interlock.batch.records import BatchRow, BatchStatus, ItemStatus
 from interlock.batch.runner import ItemRunner
@@ -108,6 +110,7 @@ class BatchWorker:
         self._taking = True
         self._closing = asyncio.Event()
         self._room = asyncio.Event()
+        self._pace = SweepPace(worker.sweep_s, worker.idle_sweep_s, time.monotonic)
         self.running_items = 0
 
     # -- life cycle ----------------------------------------------------------
@@ -185,6 +188,8 @@ class BatchWorker:
                 with contextlib.suppress(QueueUnavailable):
                     await self._queue.release(deliveries)
                 return
+            if deliveries:
+                self._pace.wake()  # their batch is open: watch it closely
             for delivery in deliveries:
                 self._held[delivery.id] = delivery
                 task = asyncio.create_task(self._handle(delivery))
@@ -463,16 +468,23 @@ class BatchWorker:
     # -- the sweeper -----------------------------------------------------------
 
     async def _sweep_loop(self) -> None:
-        while not await self._rest(self.settings.worker.sweep_s):
+        pace = self._pace
+        while not await self._rest(pace.every_s):
+            if not pace.due():
+                continue
+            self._metrics.sweeps.inc()
             try:
-                await self.sweep()
+                anything_open = await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store or queue is out: next round
                 log.warning("batch sweep failed", extra={"error": str(exc)})
+                anything_open = True
+            pace.swept(anything_open)
 
-    async def sweep(self) -> None:
-        """One round of the sweeper (see the module's docstring)."""
+    async def sweep(self) -> bool:
+        """One round of the sweeper (see the module's docstring); whether it
+        found a batch open or awaiting its webhook."""
         now = self._clock()
         stale = now - self.settings.worker.stale_s
         store = self._store
@@ -501,13 +513,15 @@ class BatchWorker:
             elif batch.status is BatchStatus.FINALIZING:
                 if batch.touched_at < stale and await store.claim(batch.id, batch.status, stale):
                     await self._finalize(batch.id)
-        for batch in await store.awaiting_webhook(stale):
+        awaiting = await store.awaiting_webhook(stale)
+        for batch in awaiting:
             if self._webhooks is not None and await store.claim(batch.id, batch.status, stale):
                 await self._deliver(batch)
         try:
             self._metrics.queue_depth.set(await self._queue.depth())
         except QueueUnavailable:
             pass
+        return bool(active or awaiting)
 
     async def _sweep_running(self, batch: BatchRow, now: float, stale: float) -> None:
         store = self._store

@@ -238,6 +238,17 @@ async def test_an_idle_queue_polls_less_and_less(sql: SqlHarness) -> None:
     assert polls.count <= 25
 
 
+async def test_a_take_that_waits_in_vain_looks_once_not_again_at_its_deadline(
+    sql: SqlHarness,
+) -> None:
+    # The next take looks first thing: a last look here would be a second
+    # query at the same moment, every time an idle worker's take runs out.
+    queue = sql.open(poll_s=60.0, idle_poll_s=60.0)
+    polls = Polls(queue)
+    assert await queue.take("w", 1, 0.2) == []
+    assert polls.count == 1
+
+
 async def test_an_idle_queue_still_finds_work_another_process_put(sql: SqlHarness) -> None:
     waiting, other = sql.open(poll_s=0.01, idle_poll_s=0.05), sql.open()
     polls = Polls(waiting, until=6)  # by then backed off to its longest wait

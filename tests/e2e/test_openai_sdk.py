@@ -161,6 +161,7 @@ def test_unknown_model_is_not_found(client: openai.OpenAI) -> None:
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({"messages": MESSAGES, "temperature": 7}, "temperature"),
         ({"messages": MESSAGES, "max_tokens": "ten"}, "max_tokens"),
+        ({"messages": MESSAGES, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     ],
 )
 def test_schema_violations_are_bad_request(
@@ -187,6 +188,22 @@ def test_upstream_failure_before_first_byte_keeps_status_when_streaming(
 ) -> None:
     with pytest.raises(openai.InternalServerError):
         list(client.chat.completions.create(model="broken", messages=MESSAGES, stream=True))
+
+
+def test_logprobs_reach_the_sdk_unary_and_streamed(client: openai.OpenAI) -> None:
+    asked = {"model": "sim", "messages": MESSAGES, "logprobs": True, "top_logprobs": 2}
+    completion = client.chat.completions.create(**asked)  # type: ignore[call-overload]
+    choice = completion.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    assert "".join(t.token for t in choice.logprobs.content) == choice.message.content
+    assert all(len(t.top_logprobs) == 2 for t in choice.logprobs.content)
+    streamed = [
+        token.token
+        for chunk in client.chat.completions.create(**asked, stream=True)  # type: ignore[call-overload]
+        if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content
+        for token in chunk.choices[0].logprobs.content
+    ]
+    assert streamed == [t.token for t in choice.logprobs.content]
 
 
 def test_unknown_fields_are_tolerated(client: openai.OpenAI) -> None:

@@ -403,3 +403,39 @@ async def test_malformed_tools_are_refused() -> None:
     with pytest.raises(InvalidRequest):
         named = {"type": "function", "function": {"name": "nope"}}
         await make().chat({**TOOLS_BODY, "tool_choice": named}, CTX)
+
+
+async def test_logprobs_give_each_token_its_entry_and_its_alternatives_in_order() -> None:
+    asked = {**BODY, "logprobs": True, "top_logprobs": 3}
+    answer = await make(max_tokens=8).chat(asked, CTX)
+    choice = answer["choices"][0]
+    entries = choice["logprobs"]["content"]
+    assert "".join(e["token"] for e in entries) == choice["message"]["content"]
+    for entry in entries:
+        assert entry["logprob"] < 0 and entry["bytes"] == list(entry["token"].encode())
+        top = entry["top_logprobs"]
+        assert len(top) == 3 and top[0]["token"] == entry["token"]
+        assert len({t["token"] for t in top}) == 3
+        assert [t["logprob"] for t in top] == sorted((t["logprob"] for t in top), reverse=True)
+        assert top[0]["logprob"] == entry["logprob"]
+    again = await make(max_tokens=8).chat(asked, CTX)
+    assert again["choices"][0]["logprobs"] == choice["logprobs"]
+
+
+async def test_logprobs_without_top_logprobs_list_no_alternatives_and_none_unasked() -> None:
+    plain = await make().chat({**BODY, "logprobs": True}, CTX)
+    assert all(e["top_logprobs"] == [] for e in plain["choices"][0]["logprobs"]["content"])
+    assert (await make().chat(BODY, CTX))["choices"][0]["logprobs"] is None
+    assert (await make().chat({**BODY, "logprobs": False}, CTX))["choices"][0]["logprobs"] is None
+
+
+async def test_streamed_logprobs_match_the_unary_ones_delta_by_delta() -> None:
+    asked = {**BODY, "logprobs": True, "top_logprobs": 2, "max_tokens": 6}
+    unary = (await make().chat(asked, CTX))["choices"][0]["logprobs"]["content"]
+    streamed = [
+        (c["choices"][0]["delta"]["content"], c["choices"][0]["logprobs"])
+        for c in await collect(make(), {**asked, "stream": True})
+        if c["choices"] and c["choices"][0]["delta"].get("content")
+    ]
+    assert [logprobs["content"] for _, logprobs in streamed] == [[e] for e in unary]
+    assert [text for text, _ in streamed] == [e["token"] for e in unary]

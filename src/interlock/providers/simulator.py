@@ -21,6 +21,11 @@ of it is bounded and never holds the event loop for long: a request's
 numbers in one embeddings answer (a 400 beyond), vectors generated a slice
 at a time and long texts token-counted in pieces (``tokens.count_text``).
 
+With ``logprobs`` a plain answer carries one log probability per
+simulated token (a word), and ``top_logprobs`` alternatives for each, the
+token itself first; deterministic like the text, in OpenAI's shape
+(``choices[].logprobs.content``), on each streamed delta too.
+
 Requests with tools, tool results or a JSON ``response_format`` get the
 answers ``simulator_tools`` decides (tool calls with schema-sampled
 arguments, ``Tool said: ...``, sampled JSON), paced, failed and cut by the
@@ -73,6 +78,7 @@ _VOCABULARY = (
     "operators can see latency cost and errors at a glance when traffic grows "
     "circuits open retries back off budgets hold and caches answer quickly"
 ).split()
+_WORDS = tuple(dict.fromkeys(_VOCABULARY))  # each once: a token's alternatives differ
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -138,6 +144,37 @@ class SimulatorProvider(Provider):
         finish = "length" if length < natural else "stop"
         return _apply_stop(words, body.get("stop"), finish)
 
+    def _logprobs(self, body: JSONDict, choice: int, words: list[str]) -> list[JSONDict] | None:
+        """Each word's entry for ``choices[].logprobs.content``, where the
+        request asked for logprobs and the answer is plain text."""
+        if body.get("logprobs") is not True or scripted_answer(body) is not None:
+            return None
+        top = int(body.get("top_logprobs") or 0)
+        return [self._token_logprob(choice, at, word, top) for at, word in enumerate(words)]
+
+    def _token_logprob(self, choice: int, at: int, word: str, top: int) -> JSONDict:
+        digest = hashlib.blake2b(
+            f"{self.params.seed}:{choice}:{at}:{word}".encode(), digest_size=8
+        ).digest()
+        rng = random.Random(int.from_bytes(digest, "big"))
+        # The token written is the likeliest (as at temperature 0); each
+        # alternative less likely than the one before it.
+        logprob = -round(rng.uniform(0.0001, 1.5), 6)
+        ranked = [(word, logprob)]
+        space = " " if word.startswith(" ") else ""
+        for other in rng.sample(_WORDS, min(top + 1, len(_WORDS))):
+            if len(ranked) < top and space + other != word:
+                ranked.append((space + other, round(ranked[-1][1] - rng.uniform(0.1, 2.0), 6)))
+        return {
+            "token": word,
+            "logprob": logprob,
+            "bytes": list(word.encode()),
+            "top_logprobs": [
+                {"token": token, "logprob": value, "bytes": list(token.encode())}
+                for token, value in ranked[:top]
+            ],
+        }
+
     async def _maybe_fail(self) -> None:
         self.calls += 1
         if self.params.error_rate and self._rng.random() < self.params.error_rate:
@@ -173,10 +210,11 @@ class SimulatorProvider(Provider):
         for index in range(int(body.get("n") or 1)):
             words, finish, matched = self._words(body, index)
             completions.append(words)
+            entries = self._logprobs(body, index, words)
             choice: JSONDict = {
                 "index": index,
                 "message": {"role": "assistant", "content": "".join(words), "refusal": None},
-                "logprobs": None,
+                "logprobs": None if entries is None else {"content": entries, "refusal": None},
                 "finish_reason": finish,
             }
             if matched is not None:
@@ -222,6 +260,8 @@ class SimulatorProvider(Provider):
 
         n = int(body.get("n") or 1)
         outputs, deltas, finishes = self._stream_plan(body, n)
+        # Per choice, per delta: its token's entry (plain answers only).
+        logprobs = [self._logprobs(body, index, words) for index, words in enumerate(outputs)]
         await self._sleep(self.params.ttft_ms / 1000)
         for index in range(n):
             yield chunk([_choice(index, {"role": "assistant", "content": ""})])
@@ -235,7 +275,11 @@ class SimulatorProvider(Provider):
                 await self._sleep(interval)
             for index, steps in enumerate(deltas):
                 if position < len(steps):
-                    yield chunk([_choice(index, steps[position])])
+                    step = _choice(index, steps[position])
+                    entries = logprobs[index]
+                    if entries is not None:
+                        step["logprobs"] = {"content": [entries[position]], "refusal": None}
+                    yield chunk([step])
         for index, (finish, matched) in enumerate(finishes):
             closing = _choice(index, {}, finish)
             if matched is not None:

@@ -229,6 +229,38 @@ def test_text_format_json_schema(client: openai.OpenAI, model: str) -> None:
     assert response.text.format.type == "json_schema"
 
 
+def test_logprobs_asked_with_include_come_in_the_text_and_each_delta(
+    client: openai.OpenAI,
+) -> None:
+    asked: dict[str, Any] = {
+        "model": "sim",
+        "input": "Hi",
+        "include": ["message.output_text.logprobs"],
+        "top_logprobs": 2,
+    }
+    created = client.responses.create(**asked)
+    [part] = [c for item in created.output if item.type == "message" for c in item.content]
+    assert part.type == "output_text" and part.logprobs
+    assert "".join(t.token for t in part.logprobs) == part.text
+    assert all(len(t.top_logprobs) == 2 for t in part.logprobs)
+    with client.responses.stream(**asked) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert [t.token for e in deltas for t in e.logprobs] == [t.token for t in part.logprobs]
+    assert all(len(e.logprobs) == 1 and e.logprobs[0].token == e.delta for e in deltas)
+    [done] = [e for e in events if e.type == "response.output_text.done"]
+    [streamed] = [c for item in final.output if item.type == "message" for c in item.content]
+    assert streamed.type == "output_text"
+    assert streamed.logprobs
+    assert [t.model_dump() for t in done.logprobs] == [t.model_dump() for t in streamed.logprobs]
+    assert [t.token for t in streamed.logprobs] == [t.token for t in part.logprobs]
+    unasked = client.responses.create(model="sim", input="Hi")
+    assert all(
+        c.logprobs == [] for item in unasked.output if item.type == "message" for c in item.content
+    )
+
+
 def test_max_output_tokens_cut_is_incomplete(client: openai.OpenAI) -> None:
     response = client.responses.create(model="sim", input="Tell me a story.", max_output_tokens=2)
     assert response.status == "incomplete"

@@ -295,3 +295,27 @@ def test_random_pieces_of_quotes_and_backslashes_join_into_the_text() -> None:
         events, _ = _run([_chunk({"tool_calls": [piece]}) for piece in pieces])
         done = [e for e in events if e["type"] == "response.function_call_arguments.done"]
         assert done[0]["arguments"] == "".join(texts), texts
+
+
+def test_chunks_with_logprobs_keep_them_even_when_they_repeat_byte_for_byte() -> None:
+    # Two identical chunks (the same token, the same entry): the second must
+    # not be taken for a learned plain chunk, whose delta carries no logprobs.
+    # A delta of two tokens, so its text is written once in the chunk.
+    entries = [
+        {"token": token, "logprob": -0.5, "bytes": list(token.encode()), "top_logprobs": []}
+        for token in ("ha", " ho")
+    ]
+    choice = {
+        "index": 0,
+        "delta": {"content": "ha ho"},
+        "logprobs": {"content": entries},
+        "finish_reason": None,
+    }
+    same = orjson.dumps({"object": "chat.completion.chunk", "model": "m", "choices": [choice]})
+    chunks = [_chunk({"role": "assistant", "content": ""})] + [same] * 4
+    events, final = _run([*chunks, _chunk(finish="stop")])
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [e["logprobs"] for e in deltas] == [entries] * 4
+    [done] = [e for e in events if e["type"] == "response.output_text.done"]
+    assert done["logprobs"] == entries * 4
+    assert [t.token for t in final.output[0].content[0].logprobs] == ["ha", " ho"] * 4

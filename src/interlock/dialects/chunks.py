@@ -76,6 +76,8 @@ class RepeatedChunks:
         delta = choice.get("delta")
         if choice.get("finish_reason") or not isinstance(delta, dict) or "role" in delta:
             return False  # the first chunk names the role: it is not repeated
+        if choice.get("logprobs"):
+            return False  # each chunk's are its own: a match would drop them
         field = ""
         for name, value in delta.items():
             if value and name in self._read:

@@ -105,7 +105,8 @@ def to_response(shell: JSONDict, answer: JSONDict) -> JSONDict:
     choices = answer.get("choices") or [{}]
     choice = choices[0]
     status, _ = status_of(choice.get("finish_reason"))
-    output = output_items(choice.get("message") or {}, status)
+    logprobs = (choice.get("logprobs") or {}).get("content")
+    output = output_items(choice.get("message") or {}, status, logprobs)
     return finished(
         shell, output, choice.get("finish_reason"), answer.get("usage"), answer.get("model")
     )
@@ -134,8 +135,11 @@ def status_of(finish_reason: str | None) -> tuple[str, JSONDict | None]:
     return "incomplete", {"reason": reason}
 
 
-def output_items(message: JSONDict, status: str) -> list[JSONDict]:
-    """One assistant message as output items."""
+def output_items(
+    message: JSONDict, status: str, logprobs: list[JSONDict] | None = None
+) -> list[JSONDict]:
+    """One assistant message as output items; ``logprobs``: the chat
+    choice's token entries, the same shape in a Responses output text."""
     items: list[JSONDict] = []
     reasoning, blocks = message.get("reasoning_content"), message.get("thinking_blocks")
     if reasoning or blocks:
@@ -145,7 +149,7 @@ def output_items(message: JSONDict, status: str) -> list[JSONDict]:
     if isinstance(content, list):  # text parts, from some servers
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     if content:
-        parts.append(output_text(content))
+        parts.append(output_text(content, logprobs or []))
     if message.get("refusal"):
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     calls = message.get("tool_calls") or []
@@ -165,8 +169,8 @@ def output_items(message: JSONDict, status: str) -> list[JSONDict]:
     return items
 
 
-def output_text(text: str) -> JSONDict:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def output_text(text: str, logprobs: list[JSONDict] | None = None) -> JSONDict:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
 
 
 def message_item(item_id: str, content: list[JSONDict], status: str) -> JSONDict:

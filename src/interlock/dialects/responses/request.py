@@ -96,6 +96,10 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
             body[name] = value
     if request.reasoning is not None and request.reasoning.effort is not None:
         body["reasoning_effort"] = request.reasoning.effort
+    if request.wants_logprobs:
+        body["logprobs"] = True
+        if request.top_logprobs:
+            body["top_logprobs"] = request.top_logprobs
     if request.stream:
         # No usage chunk is asked for: the pipeline reads the upstream's for
         # its accounting, and the edge takes it from the request's record.

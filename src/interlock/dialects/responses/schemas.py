@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError
 from interlock.errors import InvalidRequest
 
 __all__ = [
+    "LOGPROBS",
     "ContentPart",
     "FunctionCall",
     "FunctionCallOutput",
@@ -214,6 +215,8 @@ class Reasoning(_Open):
 
 # Fields that change the answer in ways a chat model cannot honour.
 _REFUSED = ("background", "conversation", "prompt")
+# The ``include`` value that asks for the text's token log probabilities.
+LOGPROBS = "message.output_text.logprobs"
 
 
 class ResponsesRequest(_Open):
@@ -236,6 +239,14 @@ class ResponsesRequest(_Open):
     stream: bool | None = None
     store: bool | None = None
     previous_response_id: str | None = Field(default=None, min_length=1)
+    # What the output carries beyond the default; the gateway acts on
+    # LOGPROBS (the others name outputs of tools it does not run).
+    include: list[str] | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return LOGPROBS in (self.include or ())
 
     @field_validator("input")
     @classmethod

@@ -67,9 +67,9 @@ def _template(value: JSONDict) -> bytes:
 
 
 _EMPTY_PART = orjson.dumps(output_text(""))
-# A message's text part: % the text as a JSON string.
-_PART = _template(output_text("%b"))
-# content_part.done's data after the item's reference: % the text as a JSON string.
+# A message's text part: % (the text as a JSON string, its logprobs as a JSON array).
+_PART = _template(output_text("%b")).replace(b'"logprobs":[]', b'"logprobs":%b')
+# content_part.done's data after the item's reference: % as ``_PART``.
 _DONE_PART = b',"content_index":0,"part":' + _PART + b"}"
 # A message item as output_item.added/done have it: % (its index, its id and
 # status as JSON strings, its content).
@@ -85,6 +85,11 @@ _FRAME = b'event: %b\ndata: {"type":"%b","sequence_number":%d%b\n\n'
 # Each item kind's delta event: its type, and its data after the item's reference.
 _DELTAS = {
     "message": (b"response.output_text.delta", b',"content_index":0,"delta":%b,"logprobs":[]}'),
+    # A text delta that came with its tokens' log probabilities (asked for).
+    "message+logprobs": (
+        b"response.output_text.delta",
+        b',"content_index":0,"delta":%b,"logprobs":%b}',
+    ),
     "reasoning": (b"response.reasoning_summary_text.delta", b',"summary_index":0,"delta":%b}'),
     "function_call": (b"response.function_call_arguments.delta", b',"delta":%b}'),
 }
@@ -92,7 +97,7 @@ _DELTAS = {
 
 def _delta_template(kind: str, ref: bytes) -> bytes:
     """An item's delta event, ``ref`` its reference: ``% (sequence number, the
-    delta as a JSON string)``."""
+    delta as a JSON string)`` (and its logprobs, for ``message+logprobs``)."""
     name, rest = _DELTAS[kind]
     head = b'event: %b\ndata: {"type":"%b","sequence_number":' % (name, name)
     return head + b"%d" + ref.replace(b"%", b"%%") + rest + b"\n\n"
@@ -114,6 +119,8 @@ class _Item:
     done: JSONDict | None = None  # the finished item
     ref: bytes = b""  # its item_id and output_index, as its events' data has them
     delta: bytes = b""  # its delta event's template (``_delta_template``)
+    logprobs: list[JSONDict] = field(default_factory=list)  # a message's, where asked for
+    delta_logprobs: bytes = b""  # its delta template with logprobs, once one came
 
     def literal(self) -> bytes:
         """The pieces as one JSON string. Where two pieces meet is ``""``
@@ -187,7 +194,8 @@ class ResponseEvents:
             if delta.get("thinking_blocks"):
                 out += self._thinking(delta["thinking_blocks"])
             if delta.get("content"):
-                out += self._text_delta(orjson.dumps(delta["content"]))
+                logprobs = (choice.get("logprobs") or {}).get("content")
+                out += self._text_delta(orjson.dumps(delta["content"]), logprobs)
             for piece in delta.get("tool_calls") or ():
                 out += self._call_piece(piece)
             if choice.get("finish_reason"):
@@ -277,8 +285,9 @@ class ResponseEvents:
             ) + self._at(item, "response.reasoning_summary_part.done", summary_index=0, part=part)
         return out + self._item_done(item, "completed")
 
-    def _text_delta(self, literal: bytes) -> bytes:
-        """``literal``: the piece of text, a JSON string."""
+    def _text_delta(self, literal: bytes, logprobs: list[JSONDict] | None = None) -> bytes:
+        """``literal``: the piece of text, a JSON string; ``logprobs``: its
+        tokens' entries, where the request asked for them."""
         item = self._message
         out = self._close_reasoning()
         if item is None:
@@ -292,7 +301,17 @@ class ResponseEvents:
         if literal == b'""':
             return out
         item.pieces += literal
+        if logprobs:
+            return out + self._delta_with_logprobs(item, literal, logprobs)
         return out + self._delta(item, literal)
+
+    def _delta_with_logprobs(self, item: _Item, literal: bytes, logprobs: list[JSONDict]) -> bytes:
+        item.logprobs += logprobs
+        if not item.delta_logprobs:
+            item.delta_logprobs = _delta_template("message+logprobs", item.ref)
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return item.delta_logprobs % (sequence, literal, orjson.dumps(logprobs))
 
     def _close_message(self) -> bytes:
         item, self._message = self._message, None
@@ -301,13 +320,14 @@ class ResponseEvents:
             return b""
         status, _ = status_of(self._finish_reason)
         text = item.literal()
-        done = b',"content_index":0,"text":' + text + b',"logprobs":[]}'
-        item.done = message_item(item.id, [output_text(orjson.loads(text))], status)
-        content = b"[" + _PART % text + b"]"
+        logprobs = orjson.dumps(item.logprobs)
+        done = b',"content_index":0,"text":' + text + b',"logprobs":' + logprobs + b"}"
+        item.done = message_item(item.id, [output_text(orjson.loads(text), item.logprobs)], status)
+        content = b"[" + _PART % (text, logprobs) + b"]"
         closed = _MESSAGE_EVENT % (item.index, orjson.dumps(item.id), orjson.dumps(status), content)
         return (
             self._frame("response.output_text.done", item.ref + done)
-            + self._frame("response.content_part.done", item.ref + _DONE_PART % text)
+            + self._frame("response.content_part.done", item.ref + _DONE_PART % (text, logprobs))
             + self._frame("response.output_item.done", closed)
         )
 

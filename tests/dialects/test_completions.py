@@ -68,7 +68,7 @@ def test_a_list_of_one_prompt_and_the_legacy_only_parameters() -> None:
         ({"temperature": "hot"}, "temperature", "invalid_value"),
         ({"suffix": "The end."}, "suffix", "unsupported_parameter"),
         ({"echo": True}, "echo", "unsupported_parameter"),
-        ({"logprobs": 2}, "logprobs", "unsupported_parameter"),
+        ({"logprobs": 6}, "logprobs", "invalid_value"),
         ({"best_of": 3}, "best_of", "unsupported_parameter"),
         ({"echo": "yes"}, "echo", "invalid_value"),
     ],
@@ -92,6 +92,39 @@ def test_a_list_of_prompts_says_why() -> None:
         check({"model": "m", "prompt": ["one", "two"]})
     with pytest.raises(InvalidRequest, match="token arrays are not supported"):
         check({"model": "m", "prompt": [[1, 2], [3]]})
+
+
+def test_logprobs_ask_the_chat_model_and_come_back_in_this_api_s_shape() -> None:
+    assert to_chat({"model": "m", "prompt": "hi", "logprobs": 2})["top_logprobs"] == 2
+    assert to_chat({"model": "m", "prompt": "hi", "logprobs": 0})["logprobs"] is True
+    assert "top_logprobs" not in to_chat({"model": "m", "prompt": "hi", "logprobs": 0})
+    assert "logprobs" not in to_chat({"model": "m", "prompt": "hi"})
+
+    def entry(token: str, logprob: float, *others: tuple[str, float]) -> dict[str, Any]:
+        top = [{"token": t, "logprob": v} for t, v in ((token, logprob), *others)]
+        return {"token": token, "logprob": logprob, "bytes": [], "top_logprobs": top}
+
+    def chunk(text: str, *entries: dict[str, Any]) -> bytes:
+        choice = {"index": 0, "delta": {"content": text}, "logprobs": {"content": list(entries)}}
+        return orjson.dumps({"id": "chatcmpl-x", "choices": [choice]})
+
+    offsets: dict[int, int] = {}
+    first = orjson.loads(chunk_from_chat(chunk("Hi", entry("Hi", -0.1, ("Yo", -2.0))), offsets))
+    second = orjson.loads(
+        chunk_from_chat(chunk(" there!", entry(" there", -0.2), entry("!", -0.3)), offsets)
+    )
+    assert first["choices"][0]["logprobs"] == {
+        "tokens": ["Hi"],
+        "token_logprobs": [-0.1],
+        "top_logprobs": [{"Hi": -0.1, "Yo": -2.0}],
+        "text_offset": [0],
+    }
+    assert second["choices"][0]["logprobs"] == {
+        "tokens": [" there", "!"],
+        "token_logprobs": [-0.2, -0.3],
+        "top_logprobs": [{" there": -0.2}, {"!": -0.3}],
+        "text_offset": [2, 8],  # counted from the stream's first chunk
+    }
 
 
 def test_a_chat_completion_becomes_a_text_completion() -> None:
@@ -249,6 +282,23 @@ def test_the_simulator_plain_and_streamed_say_the_same(client: openai.OpenAI) ->
     chunks = list(streamed)
     assert "".join(c.text for chunk in chunks for c in chunk.choices) == plain.choices[0].text
     assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_logprobs_reach_the_sdk_unary_and_streamed(client: openai.OpenAI) -> None:
+    plain = client.completions.create(model="sim", prompt="Tell me", max_tokens=6, logprobs=2)
+    logprobs = plain.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.top_logprobs
+    assert "".join(logprobs.tokens) == plain.choices[0].text
+    assert all(len(top) == 2 for top in logprobs.top_logprobs)
+    streamed = client.completions.create(
+        model="sim", prompt="Tell me", max_tokens=6, logprobs=2, stream=True
+    )
+    tokens, offsets = [], []
+    for chunk in streamed:
+        if chunk.choices and chunk.choices[0].logprobs:
+            tokens += chunk.choices[0].logprobs.tokens or []
+            offsets += chunk.choices[0].logprobs.text_offset or []
+    assert tokens == logprobs.tokens and offsets == logprobs.text_offset
 
 
 def test_n_gives_indexed_choices_within_the_default_limit(client: openai.OpenAI) -> None:

@@ -4,6 +4,8 @@ model through the pipeline (``dialects/completions.py`` translates). A JSON
 
 from __future__ import annotations
 
+from functools import partial
+
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
@@ -30,6 +32,6 @@ async def completions(request: Request, services: Services) -> ASGIApp:
         raise
     answer = await pipeline.run(asked, admitted)
     if isinstance(answer, ChatStream):
-        encoder = OpenAIEvents(services.redactor, chunk_from_chat)
+        encoder = OpenAIEvents(services.redactor, partial(chunk_from_chat, offsets={}))
         return EventStream(answer, encoder, services.redactor)
     return json_response(from_chat(answer))

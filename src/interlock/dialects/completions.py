@@ -7,8 +7,15 @@ translated is refused with a 400 naming the parameter:
 - ``prompt`` must be one string (or a list of one): a list of prompts would
   be one chat request each, and token arrays mean nothing to another model's
   tokenizer;
-- ``suffix``, ``echo``, ``logprobs`` and ``best_of`` have no chat
-  counterpart; their no-op values (``""``, false, null, 1) are accepted.
+- ``suffix``, ``echo`` and ``best_of`` have no chat counterpart; their
+  no-op values (``""``, false, 1) are accepted.
+
+``logprobs`` (0-5) asks the chat model for its tokens' log probabilities
+(``top_logprobs``: that many alternatives) and writes them back in this
+API's shape: ``tokens``, ``token_logprobs``, ``top_logprobs`` (a dict per
+token, the sampled token always in it, so up to ``logprobs`` + 1 entries)
+and ``text_offset`` (each token's start in the completion's text, counted
+across a stream's chunks).
 
 ``max_tokens`` defaults to 16, as OpenAI's; an explicit null leaves the
 limit to the model. Everything else (sampling, ``n``, ``stop``,
@@ -70,7 +77,9 @@ class CompletionRequest(BaseModel):
     logit_bias: dict[str, int] | None = None
     suffix: str | None = Field(default=None, description='Not supported: only "" or null.')
     echo: bool | None = Field(default=None, description="Not supported: only false or null.")
-    logprobs: int | None = Field(default=None, description="Not supported: only null.")
+    logprobs: int | None = Field(
+        default=None, ge=0, le=5, description="Log probabilities of this many alternatives."
+    )
     best_of: int | None = Field(default=None, description="Not supported: only 1 or null.")
 
     @field_validator("prompt", mode="before")
@@ -97,7 +106,6 @@ class CompletionRequest(BaseModel):
 _NO_OPS: dict[str, Callable[[Any], bool]] = {
     "suffix": lambda value: value is None or value == "",
     "echo": lambda value: value is None or value is False,
-    "logprobs": lambda value: value is None,
     "best_of": lambda value: value is None or value == 1,
 }
 
@@ -130,42 +138,82 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
         chat["max_tokens"] = DEFAULT_MAX_TOKENS
     elif body["max_tokens"] is None:
         del chat["max_tokens"]
+    logprobs = body.get("logprobs")
+    if isinstance(logprobs, int) and not isinstance(logprobs, bool):
+        chat["logprobs"] = True
+        if logprobs > 0:
+            chat["top_logprobs"] = logprobs
     return chat
 
 
 def from_chat(answer: dict[str, Any]) -> dict[str, Any]:
     """A ``text_completion`` from a ``chat.completion``."""
-    return _translated(answer, "message")
+    return _translated(answer, "message", {})
 
 
-def chunk_from_chat(chunk: bytes) -> bytes:
+def chunk_from_chat(chunk: bytes, offsets: dict[int, int] | None = None) -> bytes:
     """A streamed ``text_completion`` chunk from a ``chat.completion.chunk``.
     One for one, empty ones included (a role-only first chunk, a tool call's
-    pieces, a usage-only last chunk): the client sees the stream's pace."""
-    return orjson.dumps(_translated(orjson.loads(chunk), "delta"))
+    pieces, a usage-only last chunk): the client sees the stream's pace.
+    ``offsets``: one stream's text written so far, by choice (its tokens'
+    ``text_offset`` go on from there); one dict per stream."""
+    return orjson.dumps(
+        _translated(orjson.loads(chunk), "delta", {} if offsets is None else offsets)
+    )
 
 
-def _translated(chat: dict[str, Any], part: str) -> dict[str, Any]:
+def _translated(chat: dict[str, Any], part: str, offsets: dict[int, int]) -> dict[str, Any]:
+    choices = []
+    for choice in chat.get("choices") or ():
+        index, text = choice.get("index", 0), _text(choice.get(part))
+        start = offsets.get(index, 0)
+        offsets[index] = start + len(text)
+        choices.append(
+            {
+                "text": text,
+                "index": index,
+                "logprobs": _legacy_logprobs(choice.get("logprobs"), start),
+                "finish_reason": choice.get("finish_reason"),
+            }
+        )
     out: dict[str, Any] = {
         "id": _completion_id(chat.get("id")),
         "object": "text_completion",
         "created": chat.get("created"),
         "model": chat.get("model"),
-        "choices": [
-            {
-                "text": _text(choice.get(part)),
-                "index": choice.get("index", 0),
-                "logprobs": None,
-                "finish_reason": choice.get("finish_reason"),
-            }
-            for choice in chat.get("choices") or ()
-        ],
+        "choices": choices,
     }
     if (fingerprint := chat.get("system_fingerprint")) is not None:
         out["system_fingerprint"] = fingerprint
     if (usage := chat.get("usage")) is not None:
         out["usage"] = usage
     return out
+
+
+def _legacy_logprobs(logprobs: Any, start: int) -> dict[str, Any] | None:
+    """Chat's token entries (``logprobs.content``) in this API's shape;
+    ``start``: where their text begins in the completion."""
+    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(entries, list):
+        return None
+    legacy: dict[str, list[Any]] = {
+        "tokens": [],
+        "token_logprobs": [],
+        "top_logprobs": [],
+        "text_offset": [],
+    }
+    at = start
+    for entry in entries:
+        token, value = str(entry.get("token", "")), entry.get("logprob")
+        top = {token: value}
+        for other in entry.get("top_logprobs") or ():
+            top.setdefault(str(other.get("token", "")), other.get("logprob"))
+        legacy["tokens"].append(token)
+        legacy["token_logprobs"].append(value)
+        legacy["top_logprobs"].append(top)
+        legacy["text_offset"].append(at)
+        at += len(token)
+    return legacy
 
 
 def _text(message: Any) -> str:

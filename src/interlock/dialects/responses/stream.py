@@ -32,7 +32,9 @@ as one buffer of JSON strings, joined when it closes. A text chunk that
 repeats the one before but for its text is not parsed
 (``interlock.dialects.chunks``).
 The Response is serialised once for the two opening events and once for
-the last.
+the last. Logprobs, where the request asked for them (``include``), ride
+on each text delta whose chunk carried some (a chunk with logprobs is
+always parsed) and on the message's closing events.
 """
 
 from __future__ import annotations

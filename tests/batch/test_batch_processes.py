@@ -362,10 +362,11 @@ def test_a_worker_stopped_with_sigterm_gives_back_its_work_and_exits_promptly(
 def test_a_batch_accepted_while_the_queue_is_down_runs_once_it_is_back(tmp_path: Path) -> None:
     # The POST stores the batch and cannot enqueue it: the client still gets
     # its batch (a retry would make a second one), and the sweeper enqueues
-    # it once it has waited stale_s and the queue answers again.
+    # it once it has waited stale_s and the queue answers again. That sweeper
+    # was idle (no batch open, an hour between sweeps): the POST woke it.
     redis = OwnRedis(tmp_path)
     redis.start()
-    config = _config(tmp_path, worker={"sweep_s": 0.2, "stale_s": 1})
+    config = _config(tmp_path, worker={"sweep_s": 0.2, "stale_s": 1, "idle_sweep_s": 3600})
     config["batch"]["queue"] = {"backend": "redis", "url": redis.url, "lease_s": 2}
     config["store"] = {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"}
     gateway = GatewayProcess(config, tmp_path, env={"TEST_KEY": TEST_KEY})

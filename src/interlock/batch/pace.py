@@ -3,11 +3,11 @@
 The sweeper's reads cost a gateway with no batches as much as a busy one:
 three queries a second on every worker, forever. So it sweeps every
 ``every_s`` while a batch is open (or awaits its webhook) and every
-``idle_s`` while none is; work taken from the queue brings the short pace
-back at once, since the batch it belongs to is open. A batch opened
-through another gateway is expanded by whichever worker takes its first
-message, and that worker's sweeper wakes; the others see it within
-``idle_s``.
+``idle_s`` while none is. Work taken from the queue brings the short pace
+back at once, since the batch it belongs to is open, and so does a batch
+opened or cancelled through this process's API. A batch opened through
+another gateway is expanded by whichever worker takes its first message,
+and that worker's sweeper wakes; the others see it within ``idle_s``.
 """
 
 from __future__ import annotations

@@ -127,8 +127,15 @@ def open_batch(
         def check_webhook(url: object) -> str:
             return check_webhook_url(url, hosts)
 
-    service = BatchService(settings, batches, store.files, queue, check_webhook=check_webhook)
     worker_ref: list[BatchWorker] = []
+    service = BatchService(
+        settings,
+        batches,
+        store.files,
+        queue,
+        check_webhook=check_webhook,
+        sweep_soon=lambda: worker_ref[0].sweep_soon() if worker_ref else None,
+    )
     # Gateways raise the shared busy flag, workers read it (both, in one process).
     load = OnlineLoad(
         pipeline.admission.in_flight,

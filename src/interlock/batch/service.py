@@ -43,6 +43,7 @@ class BatchService:
         queue: WorkQueue,
         *,
         check_webhook: Callable[[object], str] | None = None,
+        sweep_soon: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ):
         self.settings = settings
@@ -50,6 +51,9 @@ class BatchService:
         self._files = files
         self._queue = queue
         self._check_webhook = check_webhook
+        # This process's sweeper looks at once after a batch is opened or
+        # cancelled here, whatever pace an idle store had slowed it to.
+        self._sweep_soon = sweep_soon
         self._clock = clock
 
     async def create_batch(self, key_name: str, body: Mapping[str, Any]) -> BatchRow:
@@ -124,6 +128,7 @@ class BatchService:
                 BatchStatus.CANCELLING,
                 cancelling_at=int(self._clock()),
             )
+            self._sweep_soon()
             return await self.get(key_name, batch_id, kind)
         if batch.shown_status in ("cancelling", "cancelled"):
             return batch
@@ -163,6 +168,7 @@ class BatchService:
         return batch
 
     async def _enqueue(self, batch: BatchRow) -> None:
+        self._sweep_soon()  # it also enqueues the batch if the queue is out now
         try:
             await self._queue.put([expand_message(batch.id)])
         except QueueUnavailable as exc:

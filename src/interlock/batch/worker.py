@@ -482,6 +482,11 @@ class BatchWorker:
                 anything_open = True
             pace.swept(anything_open)
 
+    def sweep_soon(self) -> None:
+        """Sweep at the next tick: a batch was opened or cancelled in this
+        process (its sweeper may be resting at the idle pace)."""
+        self._pace.wake()
+
     async def sweep(self) -> bool:
         """One round of the sweeper (see the module's docstring); whether it
         found a batch open or awaiting its webhook."""

@@ -47,8 +47,9 @@ class BatchWorkerConfig(_Strict):
     # Seconds between each worker's sweeps for finished, expired, cancelled and stuck batches.
     sweep_s: float = Field(default=1.0, gt=0, le=60)
     # ...and while no batch is open anywhere, so an idle gateway does not read
-    # the store three times a second. Work taken from the queue brings sweep_s
-    # back at once; a worker that takes none sees a new batch within this.
+    # the store three times a second. Work taken from the queue, or a batch
+    # created or cancelled through this process, brings sweep_s back at once;
+    # a worker that does neither sees a new batch within this.
     idle_sweep_s: float = Field(default=30.0, gt=0, le=3600)
     # A batch nobody touched for this long while finalizing (or validating) is picked up again.
     stale_s: float = Field(default=60.0, gt=0, le=86_400)

@@ -261,6 +261,19 @@ def test_logprobs_asked_with_include_come_in_the_text_and_each_delta(
     )
 
 
+def test_a_parameter_the_deployment_cannot_honour_is_named_as_the_client_sent_it(
+    client: openai.OpenAI,
+) -> None:
+    # Anthropic reports no logprobs: the refusal names `include`, what this
+    # client sent, not the chat body's `logprobs`.
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(
+            model="claude", input="Hi", include=["message.output_text.logprobs"]
+        )
+    assert refused.value.code == "unsupported_parameter"
+    assert refused.value.param == "include"
+
+
 def test_max_output_tokens_cut_is_incomplete(client: openai.OpenAI) -> None:
     response = client.responses.create(model="sim", input="Tell me a story.", max_output_tokens=2)
     assert response.status == "incomplete"

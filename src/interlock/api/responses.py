@@ -51,7 +51,7 @@ from interlock.dialects.responses.answer import new_id, response_shell, to_respo
 from interlock.dialects.responses.request import chat_body, stored_input
 from interlock.dialects.responses.schemas import InputItem, input_items, validate_request
 from interlock.dialects.responses.stream import ResponseEvents
-from interlock.errors import InvalidRequest, NotFound
+from interlock.errors import InterlockError, InvalidRequest, NotFound
 from interlock.pipeline import ChatStream
 from interlock.store import ResponseStore, StoredResponse
 from interlock.tokens import count_chat_request
@@ -65,6 +65,15 @@ JSONDict = dict[str, Any]
 _PREFIX = "/v1/responses/"
 _MAX_LIST = 100
 DIALECT = "responses"  # in the cache key: a chat answer is cached apart
+# What the chat body calls a Responses parameter: an error about one (from a
+# deployment that cannot honour it) names the client's instead.
+_CLIENT_PARAMS = {
+    "logprobs": "include",
+    "max_completion_tokens": "max_output_tokens",
+    "response_format": "text.format",
+    "verbosity": "text.verbosity",
+    "reasoning_effort": "reasoning.effort",
+}
 
 
 def _store(services: Services) -> ResponseStore:
@@ -87,7 +96,13 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         caller_name(request, services)
         raise
     shell = response_shell(asked, new_id("resp"), int(time.time()))
-    answer = await services.pipeline.run(translated_request(request, chat, DIALECT, checked=True))
+    try:
+        answer = await services.pipeline.run(
+            translated_request(request, chat, DIALECT, checked=True)
+        )
+    except InterlockError as exc:
+        exc.param = _CLIENT_PARAMS.get(exc.param or "", exc.param)
+        raise
     keep = None
     if store is not None:
         conversation = history + stored_input(asked, new_id)

@@ -14,8 +14,8 @@ The sweeper, on every worker every ``sweep_s`` while any batch is open
 what no message will: a batch with nothing pending is finalized, one past
 its window is expired, one cancelled is closed, and work whose worker died
 mid-way (validating or finalizing too long, or no chunk done for
-``stale_s`` while items wait) is taken over. Every step is a conditional update, so several
-workers sweeping at once do each step once.
+``stale_s`` while items wait) is taken over. Every step is a conditional
+update, so several workers sweeping at once do each step once.
 
 Shutdown (``stop``): no new messages; in-flight items get ``drain_s`` to
 finish; then the rest stop, results so far are written and unfinished

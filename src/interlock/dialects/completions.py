@@ -204,10 +204,13 @@ def _legacy_logprobs(logprobs: Any, start: int) -> dict[str, Any] | None:
     }
     at = start
     for entry in entries:
+        if not isinstance(entry, dict):
+            continue  # an upstream's oddity: no token to report
         token, value = str(entry.get("token", "")), entry.get("logprob")
         top = {token: value}
         for other in entry.get("top_logprobs") or ():
-            top.setdefault(str(other.get("token", "")), other.get("logprob"))
+            if isinstance(other, dict):
+                top.setdefault(str(other.get("token", "")), other.get("logprob"))
         legacy["tokens"].append(token)
         legacy["token_logprobs"].append(value)
         legacy["top_logprobs"].append(top)

@@ -37,6 +37,7 @@ __all__ = [
     "response_shell",
     "status_of",
     "to_response",
+    "token_logprobs",
     "usage_of",
 ]
 
@@ -105,8 +106,7 @@ def to_response(shell: JSONDict, answer: JSONDict) -> JSONDict:
     choices = answer.get("choices") or [{}]
     choice = choices[0]
     status, _ = status_of(choice.get("finish_reason"))
-    logprobs = (choice.get("logprobs") or {}).get("content")
-    output = output_items(choice.get("message") or {}, status, logprobs)
+    output = output_items(choice.get("message") or {}, status, token_logprobs(choice))
     return finished(
         shell, output, choice.get("finish_reason"), answer.get("usage"), answer.get("model")
     )
@@ -126,6 +126,16 @@ def finished(
     if model:
         response["model"] = model
     return response
+
+
+def token_logprobs(choice: JSONDict) -> list[JSONDict] | None:
+    """A chat choice's token entries (``logprobs.content``), the shape a
+    Responses output text has them in; None where it has none."""
+    logprobs = choice.get("logprobs")
+    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(entries, list):
+        return None
+    return [entry for entry in entries if isinstance(entry, dict)]
 
 
 def status_of(finish_reason: str | None) -> tuple[str, JSONDict | None]:

@@ -54,6 +54,7 @@ from interlock.dialects.responses.answer import (
     output_text,
     reasoning_item,
     status_of,
+    token_logprobs,
 )
 from interlock.errors import UpstreamProtocolError
 
@@ -196,7 +197,7 @@ class ResponseEvents:
             if delta.get("thinking_blocks"):
                 out += self._thinking(delta["thinking_blocks"])
             if delta.get("content"):
-                logprobs = (choice.get("logprobs") or {}).get("content")
+                logprobs = token_logprobs(choice)
                 out += self._text_delta(orjson.dumps(delta["content"]), logprobs)
             for piece in delta.get("tool_calls") or ():
                 out += self._call_piece(piece)

@@ -319,3 +319,20 @@ def test_chunks_with_logprobs_keep_them_even_when_they_repeat_byte_for_byte() ->
     [done] = [e for e in events if e["type"] == "response.output_text.done"]
     assert done["logprobs"] == entries * 4
     assert [t.token for t in final.output[0].content[0].logprobs] == ["ha", " ho"] * 4
+
+
+def test_logprobs_in_a_shape_not_openai_s_are_left_out_not_a_failure() -> None:
+    def odd(logprobs: Any) -> bytes:
+        choice = {"index": 0, "delta": {"content": "x"}, "logprobs": logprobs}
+        return orjson.dumps({"object": "chat.completion.chunk", "model": "m", "choices": [choice]})
+
+    entry = {"token": "x", "logprob": -0.1, "bytes": [120], "top_logprobs": []}
+    chunks = [
+        odd("garbage"),
+        odd({"content": "nope"}),
+        odd({"content": [1, {"token": "x"}, entry]}),  # no logprob: not an entry
+    ]
+    events, final = _run([*chunks, _chunk(finish="stop")])
+    deltas = [e["logprobs"] for e in events if e["type"] == "response.output_text.delta"]
+    assert deltas == [[], [], [entry]]
+    assert final.output_text == "xxx"

@@ -135,7 +135,16 @@ def token_logprobs(choice: JSONDict) -> list[JSONDict] | None:
     entries = logprobs.get("content") if isinstance(logprobs, dict) else None
     if not isinstance(entries, list):
         return None
-    return [entry for entry in entries if isinstance(entry, dict)]
+    return [entry for entry in entries if _is_token_logprob(entry)]
+
+
+def _is_token_logprob(entry: Any) -> bool:
+    # What the SDKs need of one: its token and its log probability.
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("token"), str)
+        and isinstance(entry.get("logprob"), int | float)
+    )
 
 
 def status_of(finish_reason: str | None) -> tuple[str, JSONDict | None]:

@@ -6,14 +6,7 @@ from __future__ import annotations
 import pytest
 
 from interlock.batch.pace import SweepPace
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock as Clock
 
 
 def test_the_first_sweep_is_due_at_once() -> None:
@@ -24,9 +17,9 @@ def test_an_open_batch_keeps_the_short_pace() -> None:
     clock = Clock()
     pace = SweepPace(1.0, 30.0, clock)
     pace.swept(anything_open=True)
-    clock.now += 0.9
+    clock.advance(0.9)
     assert not pace.due()
-    clock.now += 0.1
+    clock.advance(0.1)
     assert pace.due()
 
 
@@ -34,12 +27,12 @@ def test_nothing_open_slows_sweeps_to_the_idle_pace() -> None:
     clock = Clock()
     pace = SweepPace(1.0, 30.0, clock)
     pace.swept(anything_open=False)
-    clock.now += 29.9
+    clock.advance(29.9)
     assert not pace.due()
-    clock.now += 0.1
+    clock.advance(0.1)
     assert pace.due()
     pace.swept(anything_open=True)  # a batch was opened elsewhere: short again
-    clock.now += 1.0
+    clock.advance(1.0)
     assert pace.due()
 
 
@@ -47,11 +40,11 @@ def test_work_taken_makes_the_next_sweep_due_and_the_sweep_clears_it() -> None:
     clock = Clock()
     pace = SweepPace(1.0, 30.0, clock)
     pace.swept(anything_open=False)
-    clock.now += 2.0
+    clock.advance(2.0)
     pace.wake()
     assert pace.due()
     pace.swept(anything_open=False)  # the batch finished meanwhile: idle again
-    clock.now += 2.0
+    clock.advance(2.0)
     assert not pace.due()
 
 
@@ -59,9 +52,9 @@ def test_an_idle_pace_shorter_than_the_short_one_is_the_short_one() -> None:
     clock = Clock()
     pace = SweepPace(5.0, 1.0, clock)
     pace.swept(anything_open=False)
-    clock.now += 4.9
+    clock.advance(4.9)
     assert not pace.due()
-    clock.now += 0.1
+    clock.advance(0.1)
     assert pace.due()
 
 

@@ -18,22 +18,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from interlock.state import MemoryStateStore, RedisStateStore, StateStore
+from tests.support.clock import FakeClock
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 BACKENDS = ["memory", "redis"]
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class StoreHarness:

@@ -122,7 +122,7 @@ class _Item:
     done: JSONDict | None = None  # the finished item
     ref: bytes = b""  # its item_id and output_index, as its events' data has them
     delta: bytes = b""  # its delta event's template (``_delta_template``)
-    logprobs: list[JSONDict] = field(default_factory=list)  # a message's, where asked for
+    logprobs: list[JSONDict] | None = None  # a message's, where asked for
     delta_logprobs: bytes = b""  # its delta template with logprobs, once one came
 
     def literal(self) -> bytes:
@@ -197,7 +197,7 @@ class ResponseEvents:
             if delta.get("thinking_blocks"):
                 out += self._thinking(delta["thinking_blocks"])
             if delta.get("content"):
-                logprobs = token_logprobs(choice)
+                logprobs = token_logprobs(choice) if choice.get("logprobs") else None
                 out += self._text_delta(orjson.dumps(delta["content"]), logprobs)
             for piece in delta.get("tool_calls") or ():
                 out += self._call_piece(piece)
@@ -309,6 +309,8 @@ class ResponseEvents:
         return out + self._delta(item, literal)
 
     def _delta_with_logprobs(self, item: _Item, literal: bytes, logprobs: list[JSONDict]) -> bytes:
+        if item.logprobs is None:
+            item.logprobs = []
         item.logprobs += logprobs
         if not item.delta_logprobs:
             item.delta_logprobs = _delta_template("message+logprobs", item.ref)
@@ -323,7 +325,7 @@ class ResponseEvents:
             return b""
         status, _ = status_of(self._finish_reason)
         text = item.literal()
-        logprobs = orjson.dumps(item.logprobs)
+        logprobs = orjson.dumps(item.logprobs) if item.logprobs else b"[]"
         done = b',"content_index":0,"text":' + text + b',"logprobs":' + logprobs + b"}"
         item.done = message_item(item.id, [output_text(orjson.loads(text), item.logprobs)], status)
         content = b"[" + _PART % (text, logprobs) + b"]"

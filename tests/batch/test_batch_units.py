@@ -11,10 +11,11 @@ import pytest
 from interlock.admission.concurrency import InFlightLimiter
 from interlock.admission.keys import KeyRing
 from interlock.admission.principal import Principal
+from interlock.batch.anthropic import batch_json, result_line
 from interlock.batch.input import InputError, InputReader
 from interlock.batch.load import BUSY_KEY, OnlineLoad
 from interlock.batch.output import output_line
-from interlock.batch.records import ItemStatus
+from interlock.batch.records import BatchRow, BatchStatus, ItemStatus, RequestCounts
 from interlock.batch.runner import BATCH_PRIORITY, ItemRunner
 from interlock.batch.store import NewItem, StoredItem
 from interlock.config import KeyConfig
@@ -137,3 +138,59 @@ def test_an_upload_line_without_a_url_is_a_400_naming_it() -> None:
     line = orjson.dumps({"custom_id": "a", "method": "POST", "body": {}})
     with pytest.raises(InvalidRequest, match="Line 1: `url` must be one of"):
         check_batch_lines([line], 10)
+
+
+def test_a_message_batch_result_line_splices_the_stored_answer_and_names_what_never_ran() -> None:
+    def line(status: ItemStatus, result: str | None) -> dict[str, object]:
+        parsed: dict[str, object] = orjson.loads(
+            result_line(StoredItem("c", status, 200, result, None))
+        )
+        return parsed
+
+    assert line(ItemStatus.SUCCEEDED, '{"id":"msg_1"}') == {
+        "custom_id": "c",
+        "result": {"type": "succeeded", "message": {"id": "msg_1"}},
+    }
+    error = '{"type":"error","error":{"type":"invalid_request_error","message":"m"}}'
+    assert line(ItemStatus.FAILED, error)["result"] == {
+        "type": "errored",
+        "error": orjson.loads(error),
+    }
+    assert line(ItemStatus.CANCELLED, None)["result"] == {"type": "canceled"}
+    assert line(ItemStatus.EXPIRED, None)["result"] == {"type": "expired"}
+    never = line(ItemStatus.PENDING, None)["result"]
+    assert never["type"] == "errored"  # type: ignore[index]
+
+
+def test_a_message_batch_shows_rfc3339_times_and_its_results_url_once_ended() -> None:
+    batch = BatchRow(
+        "msgbatch_1",
+        "k",
+        "message_batch",
+        "/v1/messages",
+        "24h",
+        BatchStatus.IN_PROGRESS,
+        3,
+        1_767_225_600,
+        1_767_312_000,
+        0.0,
+    )
+    batch.counts = RequestCounts(total=3, succeeded=1, errored=1)
+    running = batch_json(batch, "http://gw/r")
+    assert running["created_at"] == "2026-01-01T00:00:00Z"
+    assert running["expires_at"] == "2026-01-02T00:00:00Z"
+    assert (running["ended_at"], running["results_url"]) == (None, None)
+    assert running["request_counts"] == {
+        "processing": 1,
+        "succeeded": 1,
+        "errored": 1,
+        "canceled": 0,
+        "expired": 0,
+    }
+    batch.cancelling_at = 1_767_225_660
+    assert batch_json(batch, "http://gw/r")["processing_status"] == "canceling"
+    batch.status, batch.cancelled_at = BatchStatus.CANCELLED, 1_767_225_720
+    ended = batch_json(batch, "http://gw/r")
+    assert ended["processing_status"] == "ended" and ended["results_url"] == "http://gw/r"
+    assert ended["ended_at"] == "2026-01-01T00:02:00Z"
+    assert ended["cancel_initiated_at"] == "2026-01-01T00:01:00Z"

@@ -24,12 +24,19 @@ from interlock.batch.records import BatchRow
 from interlock.batch.service import BatchService
 from interlock.errors import NotFound, ServiceUnavailable
 
-__all__ = ["async_job", "batch_route", "batches_root", "create_job", "job_route"]
+__all__ = [
+    "async_job",
+    "batch_route",
+    "batch_service",
+    "batches_root",
+    "create_job",
+    "job_route",
+]
 
 _MAX_LIST = 100
 
 
-def _service(services: Services) -> BatchService:
+def batch_service(services: Services) -> BatchService:
     service = services.batches.service
     if service is None:
         raise ServiceUnavailable(
@@ -41,7 +48,7 @@ def _service(services: Services) -> BatchService:
 
 async def batches_root(request: Request, services: Services) -> ASGIApp:
     key = caller_name(request, services)
-    service = _service(services)
+    service = batch_service(services)
     if request.method == "POST":
         body = await read_json_object(request, services.max_body_bytes)
         return json_response((await service.create_batch(key, body)).to_json())
@@ -54,7 +61,7 @@ async def batches_root(request: Request, services: Services) -> ASGIApp:
 async def batch_route(request: Request, services: Services) -> ASGIApp:
     batch_id, action = _split(request, "/v1/batches/")
     key = caller_name(request, services)
-    service = _service(services)
+    service = batch_service(services)
     if action == "" and request.method == "GET":
         return json_response((await service.get(key, batch_id)).to_json())
     if action == "cancel" and request.method == "POST":
@@ -65,14 +72,14 @@ async def batch_route(request: Request, services: Services) -> ASGIApp:
 async def create_job(request: Request, services: Services) -> ASGIApp:
     key = caller_name(request, services)
     body = await read_json_object(request, services.max_body_bytes)
-    job = await _service(services).create_job(key, body)
+    job = await batch_service(services).create_job(key, body)
     return json_response(_accepted(job), status_code=202)
 
 
 async def job_route(request: Request, services: Services) -> ASGIApp:
     job_id, action = _split(request, "/v1/jobs/")
     key = caller_name(request, services)
-    service = _service(services)
+    service = batch_service(services)
     if action == "" and request.method == "GET":
         job = await service.get(key, job_id, kind="job")
         shown = job.to_job_json()
@@ -97,7 +104,7 @@ async def async_job(
     }
     if "webhook_url" in body:
         job_body["webhook_url"] = body.pop("webhook_url")
-    job = await _service(services).create_job(key, job_body)
+    job = await batch_service(services).create_job(key, job_body)
     return json_response(_accepted(job), status_code=202)
 
 

@@ -48,12 +48,12 @@ from interlock.redaction import Redactor
 from interlock.telemetry.record import RequestRecord
 from interlock.tokens import count_chat_request
 
-__all__ = ["anthropic_error", "count_tokens", "messages"]
+__all__ = ["anthropic_authorization", "anthropic_error", "count_tokens", "messages"]
 
 DIALECT = "anthropic"
 
 
-def _authorization(request: Request) -> str | None:
+def anthropic_authorization(request: Request) -> str | None:
     """``Bearer <key>`` from Anthropic's ``x-api-key``, else ``Authorization``."""
     key = request.headers.get("x-api-key")
     return f"Bearer {key}" if key else request.headers.get("authorization")
@@ -61,7 +61,9 @@ def _authorization(request: Request) -> str | None:
 
 async def messages(request: Request, services: Services) -> ASGIApp:
     raw = await read_json_object(request, services.max_body_bytes)
-    asked = translated_request(request, raw, DIALECT, authorization=_authorization(request))
+    asked = translated_request(
+        request, raw, DIALECT, authorization=anthropic_authorization(request)
+    )
     pipeline = services.pipeline
     admitted = await pipeline.admission.admit(asked)
     try:
@@ -83,7 +85,7 @@ async def count_tokens(request: Request, services: Services) -> ASGIApp:
     translation as ``messages``: authenticated, no model called, no limit spent."""
     raw = await read_json_object(request, services.max_body_bytes)
     principal = services.pipeline.admission.identify(
-        _authorization(request), request_record(request)
+        anthropic_authorization(request), request_record(request)
     )
     parsed = validate_request(CountTokensRequest, raw)
     check_model_use(services, principal, parsed.model)

@@ -30,6 +30,7 @@ SSE = ("text/event-stream",)
 HTML = ("text/html",)
 JS = ("text/javascript",)
 CSS = ("text/css",)
+JSONL = ("application/x-jsonl",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ TAGS = {
     "guardrails, cache, routing, failover, usage ledger).",
     "models": "The models this gateway serves.",
     "files": "OpenAI's Files API, for batch input and output.",
-    "batches": "OpenAI's Batches API and async jobs.",
+    "batches": "OpenAI's Batches API, async jobs and Anthropic's Message Batches.",
     "search": "The search service and its page.",
     "health": "Probes and metrics.",
     "admin": "The admin API: needs the admin key (server.admin_key).",
@@ -167,6 +168,31 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("/v1/batches/{batch_id}", "GET"): RouteDoc("Retrieve a batch", "batches"),
     ("/v1/batches/{batch_id}", "POST"): RouteDoc(
         "Cancel a batch (`/v1/batches/{batch_id}/cancel`)", "batches"
+    ),
+    ("/v1/messages/batches", "GET"): RouteDoc(
+        "List this key's message batches, newest first (`limit`, `after_id`, `before_id`)",
+        "batches",
+        "anthropic",
+    ),
+    ("/v1/messages/batches", "POST"): RouteDoc(
+        "Create a message batch (Anthropic Message Batches API): "
+        "`{requests: [{custom_id, params}]}`",
+        "batches",
+        "anthropic",
+        response="The message batch.",
+    ),
+    ("/v1/messages/batches/{message_batch_id}", "GET"): RouteDoc(
+        "Retrieve a message batch, or its results as JSON lines at "
+        "`.../{message_batch_id}/results` once it has ended",
+        "batches",
+        "anthropic",
+        media=(*JSON, *JSONL),
+    ),
+    ("/v1/messages/batches/{message_batch_id}", "POST"): RouteDoc(
+        "Cancel a message batch (`.../{message_batch_id}/cancel`)", "batches", "anthropic"
+    ),
+    ("/v1/messages/batches/{message_batch_id}", "DELETE"): RouteDoc(
+        "Delete a message batch that has ended, with its results", "batches", "anthropic"
     ),
     ("/v1/batch", "POST"): RouteDoc(
         "Submit an async job of requests", "batches", response="Accepted: the job.", status="202"

@@ -28,6 +28,7 @@ from interlock.api.embeddings import embeddings
 from interlock.api.files import file_route, files_root
 from interlock.api.health import deployments, live, metrics, ready
 from interlock.api.infer import infer
+from interlock.api.message_batches import message_batch_route, message_batches_root
 from interlock.api.messages import anthropic_error, count_tokens, messages
 from interlock.api.models import list_models, retrieve_model
 from interlock.api.openapi import openapi_json
@@ -50,6 +51,7 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/v1/infer": {"POST": infer},
     "/v1/messages": {"POST": messages},
     "/v1/messages/count_tokens": {"POST": count_tokens},
+    "/v1/messages/batches": {"GET": message_batches_root, "POST": message_batches_root},
     "/v1/models": {"GET": list_models},
     "/v1/files": {"GET": files_root, "POST": files_root},
     "/v1/batches": {"GET": batches_root, "POST": batches_root},
@@ -86,6 +88,11 @@ prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ("/v1/files/", "/v1/files/{file_id}", {"GET": file_route, "DELETE": file_route}),
     ("/v1/batches/", "/v1/batches/{batch_id}", {"GET": batch_route, "POST": batch_route}),
     ("/v1/jobs/", "/v1/jobs/{job_id}", {"GET": job_route, "POST": job_route}),
+    (
+        "/v1/messages/batches/",
+        "/v1/messages/batches/{message_batch_id}",
+        {m: message_batch_route for m in ("GET", "POST", "DELETE")},
+    ),
     # GET and PATCH /admin/keys/{id}, POST /admin/keys/{id}/revoke|rotate.
     # After the exact /admin/requests/slow and /failed, which are looked up first.
     ("/admin/requests/", "/admin/requests/{request_id}", {"GET": kept_request}),
@@ -112,4 +119,6 @@ prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
 error_shapes: dict[str, ErrorShape] = {
     "/v1/messages": anthropic_error,
     "/v1/messages/count_tokens": anthropic_error,
+    "/v1/messages/batches": anthropic_error,
+    "/v1/messages/batches/{message_batch_id}": anthropic_error,
 }

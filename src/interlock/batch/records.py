@@ -1,7 +1,9 @@
 """A batch as the store keeps it, and as the Batches and Jobs APIs show it.
 
-One row serves both APIs (``kind``): a batch of the OpenAI Batches API reads
-its requests from an uploaded file; an async job carries them in its POST.
+One row serves every API (``kind``): a batch of the OpenAI Batches API reads
+its requests from an uploaded file; an async job and an Anthropic Message
+Batch (``message_batch``, shown by ``interlock.batch.anthropic``) carry
+them in their POST.
 The stored ``status`` is the engine's; what a client sees is derived from it
 and the transition times: a batch being finalized after a cancel still
 shows ``cancelling``, and one after its window ran out ``in_progress``, as
@@ -64,10 +66,13 @@ class ItemStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# The id's prefix per kind, as each API names its objects.
+_ID_PREFIXES = {"batch": "batch", "job": "job", "message_batch": "msgbatch"}
+
+
 def new_batch_id(kind: str = "batch") -> str:
     """Time first, then randomness: ids sort in creation order."""
-    prefix = "batch" if kind == "batch" else "job"
-    return f"{prefix}_{time.time_ns() // 1000:014x}{secrets.token_hex(6)}"
+    return f"{_ID_PREFIXES[kind]}_{time.time_ns() // 1000:014x}{secrets.token_hex(6)}"
 
 
 def new_item_request_id() -> str:
@@ -78,7 +83,14 @@ def new_item_request_id() -> str:
 class RequestCounts:
     total: int = 0
     succeeded: int = 0
-    failed: int = 0  # failed, expired and cancelled: every line of the error file
+    errored: int = 0  # ran and failed
+    expired: int = 0
+    cancelled: int = 0
+
+    @property
+    def failed(self) -> int:
+        """Failed, expired and cancelled: every line of OpenAI's error file."""
+        return self.errored + self.expired + self.cancelled
 
     @property
     def done(self) -> int:
@@ -92,7 +104,7 @@ class RequestCounts:
 class BatchRow:
     id: str
     key_name: str
-    kind: str  # batch | job
+    kind: str  # batch | job | message_batch
     endpoint: str
     completion_window: str
     status: BatchStatus

@@ -30,6 +30,7 @@ import orjson
 
 from interlock.admission.accounting import Accounting
 from interlock.admission.principal import Principal
+from interlock.batch.endpoints import ENDPOINTS, BatchEndpoint
 from interlock.batch.records import ItemStatus, new_item_request_id
 from interlock.batch.store import ItemResult, PendingItem
 from interlock.errors import (
@@ -38,14 +39,12 @@ from interlock.errors import (
     NoHealthyDeployment,
     Overloaded,
 )
-from interlock.pipeline import ModelRequest, Operation, Pipeline
-from interlock.pipeline.encoding import apply_encoding_format
+from interlock.pipeline import ModelRequest, Pipeline
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
 
-__all__ = ["BATCH_PRIORITY", "OPERATIONS", "ItemRunner", "LoadGauge"]
+__all__ = ["BATCH_PRIORITY", "ItemRunner", "LoadGauge"]
 
-OPERATIONS = {"/v1/chat/completions": Operation.CHAT, "/v1/embeddings": Operation.EMBEDDINGS}
 # Below every tier's priority: the in-flight queue serves online requests first.
 BATCH_PRIORITY = -1_000_000
 _BACKOFF_BASE_S = 0.5
@@ -104,13 +103,14 @@ class ItemRunner:
         (``stopped``): it stays pending."""
         attempts = item.attempts
         request_id = new_item_request_id()
-        operation = OPERATIONS[endpoint]
+        how = ENDPOINTS[endpoint]
         while True:
             while self._load.busy() and not stopped():
                 await self._sleep(self._busy_poll_s)
             if stopped() or self._clock() >= deadline:
                 return None
             record = RequestRecord(request_id, "POST", f"batch {endpoint}")
+            record.dialect = how.dialect
             delay: float | None = None
             try:
                 body = orjson.loads(item.body)
@@ -119,18 +119,19 @@ class ItemRunner:
                         "Streaming is not available in a batch; leave out `stream`.",
                         param="stream",
                     )
-                request = ModelRequest(operation, body, record, None)
+                prepared = how.prepare(body)
+                request = ModelRequest(
+                    how.operation, prepared.body, record, None, how.options, prepared.checked
+                )
                 admitted = await self._pipeline.admission.admit_as(principal(), request)
                 answer = await self._pipeline.run(request, admitted)
                 assert isinstance(answer, dict)  # a stream was refused above
-                if operation is Operation.EMBEDDINGS:
-                    apply_encoding_format(body, answer)
                 record.status = 200
                 return ItemResult(
                     item.custom_id,
                     ItemStatus.SUCCEEDED,
                     200,
-                    orjson.dumps(answer).decode(),
+                    orjson.dumps(prepared.answer(answer)).decode(),
                     request_id,
                     attempts + 1,
                 )
@@ -144,7 +145,7 @@ class ItemRunner:
                 else:
                     attempts += 1
                     if exc.status_code < 500 or attempts >= self._max_attempts:
-                        return _failed(item, exc, request_id, attempts)
+                        return _failed(item, exc, how, request_id, attempts)
                     self._on_retry("upstream_error")
                     delay = self._backoff(attempts)
             finally:
@@ -181,12 +182,14 @@ def _pacing_reason(exc: InterlockError) -> str | None:
     return None
 
 
-def _failed(item: PendingItem, exc: InterlockError, request_id: str, attempts: int) -> ItemResult:
+def _failed(
+    item: PendingItem, exc: InterlockError, how: BatchEndpoint, request_id: str, attempts: int
+) -> ItemResult:
     return ItemResult(
         item.custom_id,
         ItemStatus.FAILED,
         exc.status_code,
-        orjson.dumps(exc.to_body()).decode(),
+        orjson.dumps(how.error_body(exc)).decode(),
         request_id,
         attempts,
     )

@@ -1,4 +1,5 @@
-"""What the Batches and Jobs APIs do: create, read, list and cancel.
+"""What the Batches, Jobs and Message Batches APIs do: create, read, list,
+cancel (and delete, for a message batch that ended).
 
 Creating stores the batch (``validating``) and enqueues one ``expand``
 message; a worker does the rest. If the queue cannot take the message the
@@ -11,6 +12,7 @@ A job brings its requests in its POST: they are stored with it, so its
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,12 +28,14 @@ from interlock.errors import InvalidRequest, NotFound
 from interlock.files.batch_input import BATCH_ENDPOINTS
 from interlock.store.files import FileStore
 
-__all__ = ["BatchService"]
+__all__ = ["MESSAGE_BATCH", "BatchService"]
 
 log = logging.getLogger("interlock.batch")
 
 _WINDOWS = ("24h",)
 _MAX_METADATA = 16
+_CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # Anthropic's pattern
+MESSAGE_BATCH = "message_batch"
 
 
 class BatchService:
@@ -108,16 +112,57 @@ class BatchService:
         await self._enqueue(batch)
         return batch
 
+    async def create_message_batch(self, key_name: str, body: Mapping[str, Any]) -> BatchRow:
+        """Anthropic's ``{"requests": [{"custom_id", "params"}, ...]}``: each
+        ``params`` a Messages request, checked when it runs (its own
+        ``errored`` result if it is bad, as Anthropic does)."""
+        requests = body.get("requests")
+        limit = self.settings.max_requests
+        if not isinstance(requests, list) or not requests:
+            raise InvalidRequest("requests: must be a non-empty list.", param="requests")
+        if len(requests) > limit:
+            raise InvalidRequest(
+                f"requests: a batch may have at most {limit:,} requests.", param="requests"
+            )
+        unknown = sorted(set(body) - {"requests"})
+        if unknown:
+            raise InvalidRequest(f"{unknown[0]}: Extra inputs are not permitted", param=unknown[0])
+        items = _message_batch_items(requests, self.settings.chunk_size)
+        batch = self._new(key_name, MESSAGE_BATCH, "/v1/messages", len(items), None)
+        await self.store.create(batch, items)
+        await self._enqueue(batch)
+        return batch
+
+    async def delete(self, key_name: str, batch_id: str, kind: str) -> None:
+        """A finished batch and its results gone; a running one is refused."""
+        batch = await self.get(key_name, batch_id, kind)
+        if not batch.status.finished:
+            raise InvalidRequest(
+                f"The {_noun(kind)} {batch_id} has not ended; cancel it and wait for it "
+                "to end before deleting it.",
+                code=f"{kind}_not_deletable",
+            )
+        if not await self.store.delete(batch_id, key_name):
+            raise NotFound(f"No such {_noun(kind)}: {batch_id}", code=f"{kind}_not_found")
+
     async def get(self, key_name: str, batch_id: str, kind: str = "batch") -> BatchRow:
         batch = await self.store.get(batch_id, key_name)
         if batch is None or batch.kind != kind:
-            raise NotFound(f"No such {kind}: {batch_id}", code=f"{kind}_not_found")
+            raise NotFound(f"No such {_noun(kind)}: {batch_id}", code=f"{kind}_not_found")
         return batch
 
     async def listing(
-        self, key_name: str, *, limit: int, after: str | None, kind: str = "batch"
+        self,
+        key_name: str,
+        *,
+        limit: int,
+        after: str | None,
+        before: str | None = None,
+        kind: str = "batch",
     ) -> tuple[list[BatchRow], bool]:
-        return await self.store.listing(key_name, limit=limit, after=after, kind=kind)
+        return await self.store.listing(
+            key_name, limit=limit, after=after, before=before, kind=kind
+        )
 
     async def cancel(self, key_name: str, batch_id: str, kind: str = "batch") -> BatchRow:
         batch = await self.get(key_name, batch_id, kind)
@@ -132,8 +177,9 @@ class BatchService:
             return await self.get(key_name, batch_id, kind)
         if batch.shown_status in ("cancelling", "cancelled"):
             return batch
+        noun = _noun(kind)
         raise InvalidRequest(
-            f"The {kind} is {batch.shown_status}; only a validating or in-progress {kind} "
+            f"The {noun} is {batch.shown_status}; only a validating or in-progress {noun} "
             "can be cancelled.",
             code=f"{kind}_not_cancellable",
         )
@@ -178,6 +224,10 @@ class BatchService:
             )
 
 
+def _noun(kind: str) -> str:
+    return kind.replace("_", " ")  # message_batch: "message batch"
+
+
 def _endpoint(value: object) -> str:
     if value not in BATCH_ENDPOINTS:
         allowed = ", ".join(sorted(BATCH_ENDPOINTS))
@@ -220,6 +270,36 @@ def _job_items(requests: list[Any], chunk_size: int) -> list[NewItem]:
             )
         seen.add(custom_id)
         items.append(NewItem(custom_id, index, index // chunk_size, orjson.dumps(body).decode()))
+    return items
+
+
+def _message_batch_items(requests: list[Any], chunk_size: int) -> list[NewItem]:
+    items: list[NewItem] = []
+    seen: set[str] = set()
+    for index, request in enumerate(requests):
+        where = f"requests[{index}]"
+        if not isinstance(request, dict):
+            raise InvalidRequest(f"{where}: must be an object.", param=where)
+        custom_id, params = request.get("custom_id"), request.get("params")
+        if not isinstance(custom_id, str) or not _CUSTOM_ID.fullmatch(custom_id):
+            raise InvalidRequest(
+                f"{where}.custom_id: must be 1 to 64 letters, digits, '_' or '-'.",
+                param=f"{where}.custom_id",
+            )
+        if custom_id in seen:
+            raise InvalidRequest(
+                f"{where}.custom_id: {custom_id!r} appears more than once; each must be unique.",
+                param=f"{where}.custom_id",
+            )
+        if not isinstance(params, dict):
+            raise InvalidRequest(f"{where}.params: must be an object.", param=f"{where}.params")
+        extra = sorted(set(request) - {"custom_id", "params"})
+        if extra:
+            raise InvalidRequest(
+                f"{where}.{extra[0]}: Extra inputs are not permitted", param=f"{where}.{extra[0]}"
+            )
+        seen.add(custom_id)
+        items.append(NewItem(custom_id, index, index // chunk_size, orjson.dumps(params).decode()))
     return items
 
 

@@ -98,18 +98,30 @@ class BatchStore:
         return batch
 
     async def listing(
-        self, key_name: str, *, limit: int, after: str | None = None, kind: str = "batch"
+        self,
+        key_name: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        before: str | None = None,
+        kind: str = "batch",
     ) -> tuple[list[BatchRow], bool]:
-        """The key's batches, newest first, after the batch ``after``."""
+        """The key's batches, newest first: the page after the batch
+        ``after`` (older ones), or the page just before ``before`` (newer
+        ones, as Anthropic's ``before_id`` pages); and whether there are more
+        that way."""
         async with self._engine.connect() as conn:
             rows, more = await page_after(
                 conn,
                 batches,
                 batches.c.key_name == key_name,
                 limit=limit,
-                after=after,
+                after=before if before is not None else after,
+                newest_first=before is None,
                 where=[batches.c.kind == kind],
             )
+            if before is not None:
+                rows = list(reversed(rows))
             found = [BatchRow.from_row(row) for row in rows]
             for batch in found:
                 batch.counts = await _counts(conn, batch.id, batch.total)
@@ -124,6 +136,17 @@ class BatchStore:
             for batch in found:
                 batch.counts = await _counts(conn, batch.id, batch.total)
         return found
+
+    async def delete(self, batch_id: str, key_name: str) -> bool:
+        """The key's batch and its items gone; False if it had none by that id."""
+        async with self._writer.begin() as conn:
+            found = await conn.execute(
+                sa.delete(batches).where(batches.c.id == batch_id, batches.c.key_name == key_name)
+            )
+            if not found.rowcount:
+                return False
+            await conn.execute(sa.delete(batch_items).where(batch_items.c.batch_id == batch_id))
+        return True
 
     async def active(self) -> list[BatchRow]:
         """Every batch not in a final state (for the sweeper)."""
@@ -354,12 +377,13 @@ async def _counts(conn: Any, batch_id: str, total: int) -> RequestCounts:
         .group_by(batch_items.c.status)
     )
     by_status = {status: int(n) for status, n in (await conn.execute(query)).all()}
-    succeeded = by_status.get(ItemStatus.SUCCEEDED.value, 0)
-    failed = sum(
-        by_status.get(s.value, 0)
-        for s in (ItemStatus.FAILED, ItemStatus.EXPIRED, ItemStatus.CANCELLED)
+    return RequestCounts(
+        total=total,
+        succeeded=by_status.get(ItemStatus.SUCCEEDED.value, 0),
+        errored=by_status.get(ItemStatus.FAILED.value, 0),
+        expired=by_status.get(ItemStatus.EXPIRED.value, 0),
+        cancelled=by_status.get(ItemStatus.CANCELLED.value, 0),
     )
-    return RequestCounts(total=total, succeeded=succeeded, failed=failed)
 
 
 def _item_row(batch_id: str, item: NewItem) -> dict[str, Any]:

@@ -77,7 +77,8 @@ class BatchWebhooksConfig(_Strict):
 
 
 class BatchConfig(_Strict):
-    # The Batches API and async jobs (/v1/batches, /v1/jobs); false: they answer 503,
+    # The Batches API, async jobs and Anthropic's Message Batches (/v1/batches, /v1/jobs,
+    # /v1/messages/batches); false: they answer 503,
     # no worker runs in the gateway and `interlock worker` refuses to start.
     enabled: bool = True
     # The durable queue items travel through (Redis Streams or the records store).
@@ -92,5 +93,8 @@ class BatchConfig(_Strict):
     max_requests: int = Field(default=50_000, ge=1)
     # Requests in one async job (POST /v1/jobs); more: 400 (use the Batches API).
     max_job_requests: int = Field(default=1_000, ge=1, le=100_000)
+    # Largest POST /v1/messages/batches body, in bytes (413 beyond): its requests come
+    # in the body, held in memory while they are stored. Anthropic's limit: 256 MB.
+    max_message_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # How long "24h" is: shorter only for drills and tests.
     window_s: float = Field(default=86_400.0, gt=0)

@@ -1,4 +1,4 @@
-"""Batches and async jobs of every key, newest first, with their progress."""
+"""Batches, message batches and async jobs of every key, newest first, with their progress."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ async def page(context: ConsoleRequest) -> Response:
             done = counts.succeeded + counts.failed
             rows.append(
                 {
-                    **(batch.to_json() if batch.kind == "batch" else batch.to_job_json()),
+                    **(batch.to_job_json() if batch.kind == "job" else batch.to_json()),
                     "kind": batch.kind,
                     "key": batch.key_name,
                     "done": done,

@@ -1,0 +1,88 @@
+"""What a batch item's endpoint means to the runner: the pipeline operation
+that runs it, how the stored body becomes the pipeline's (a dialect's body
+is translated into the chat shape, as its edge does online), and how the
+answer and an error are written back in the endpoint's own shape.
+
+An Anthropic Message Batch item (``/v1/messages``) is validated and
+translated when it runs, not when the batch is created: as Anthropic does,
+a bad ``params`` object is that request's ``errored`` result, not the
+whole batch refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from interlock.dialects.anthropic import MessagesRequest, chat_body, message, validate_request
+from interlock.dialects.anthropic import error_body as anthropic_error_body
+from interlock.errors import InterlockError
+from interlock.pipeline import NO_OPTIONS, Operation, RequestOptions
+from interlock.pipeline.encoding import apply_encoding_format
+
+__all__ = ["ENDPOINTS", "BatchEndpoint", "PreparedItem"]
+
+JSONDict = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedItem:
+    body: JSONDict  # in OpenAI's shape, for the pipeline
+    # The edge validated ``body`` against its dialect's schema (see
+    # ``ModelRequest.checked``).
+    checked: bool
+    # The pipeline's answer as this endpoint answers it.
+    answer: Callable[[JSONDict], JSONDict]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEndpoint:
+    operation: Operation
+    prepare: Callable[[JSONDict], PreparedItem]
+    error_body: Callable[[InterlockError], dict[str, object]]
+    # The dialect (the request record's label and part of the cache key, as
+    # on its edge online).
+    options: RequestOptions = NO_OPTIONS
+
+    @property
+    def dialect(self) -> str:
+        return self.options.dialect
+
+
+def _as_is(body: JSONDict) -> PreparedItem:
+    return PreparedItem(body, False, lambda answer: answer)
+
+
+def _embeddings(body: JSONDict) -> PreparedItem:
+    def answer(found: JSONDict) -> JSONDict:
+        apply_encoding_format(body, found)
+        return found
+
+    return PreparedItem(body, False, answer)
+
+
+def _anthropic_message(body: JSONDict) -> PreparedItem:
+    parsed = validate_request(MessagesRequest, body)
+    stops = parsed.stop_sequences or ()
+    return PreparedItem(chat_body(parsed), True, lambda answer: message(answer, stops))
+
+
+def _openai_error(exc: InterlockError) -> dict[str, object]:
+    return exc.to_body()
+
+
+def _anthropic_error(exc: InterlockError) -> dict[str, object]:
+    return anthropic_error_body(exc, exc.message)
+
+
+ENDPOINTS: dict[str, BatchEndpoint] = {
+    "/v1/chat/completions": BatchEndpoint(Operation.CHAT, _as_is, _openai_error),
+    "/v1/embeddings": BatchEndpoint(Operation.EMBEDDINGS, _embeddings, _openai_error),
+    "/v1/messages": BatchEndpoint(
+        Operation.CHAT,
+        _anthropic_message,
+        _anthropic_error,
+        RequestOptions(dialect="anthropic"),
+    ),
+}

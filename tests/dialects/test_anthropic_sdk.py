@@ -306,6 +306,38 @@ def test_an_unknown_model_is_not_found(client: anthropic.Anthropic) -> None:
     }
 
 
+def test_models_list_and_retrieve_in_anthropics_shape(
+    client: anthropic.Anthropic, gateway: GatewayProcess
+) -> None:
+    every = list(client.models.list())  # every page, 20 at a time
+    names = [m.id for m in every]
+    assert set(EVERY) <= set(names) and len(names) == len(set(names))
+    assert all(m.type == "model" and m.display_name == m.id for m in every)
+    assert all(m.created_at.tzinfo is not None for m in every)
+    assert [m.created_at for m in every] == sorted((m.created_at for m in every), reverse=True)
+    first = client.models.list(limit=2)
+    assert [m.id for m in first.data] == names[:2] and first.has_more
+    assert (first.first_id, first.last_id) == (names[0], names[1])
+    rest = client.models.list(limit=2, after_id=names[1])
+    assert [m.id for m in rest.data] == names[2:4]
+    back = client.models.list(limit=2, before_id=names[3])
+    assert [m.id for m in back.data] == names[1:3]
+    one = client.models.retrieve("claude")
+    assert (one.id, one.type) == ("claude", "model")
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    assert caught.value.body["type"] == "error"  # type: ignore[index]
+    assert _error(caught.value)["type"] == "not_found_error"
+    with pytest.raises(anthropic.BadRequestError):
+        client.models.list(limit=0)
+    # Without anthropic-version, the same path answers OpenAI's shape.
+    openai_shape = httpx.get(
+        gateway.base_url + "/v1/models", headers={"Authorization": f"Bearer {TEST_KEY}"}
+    )
+    assert openai_shape.json()["object"] == "list"
+    assert {m["object"] for m in openai_shape.json()["data"]} == {"model"}
+
+
 def test_a_bad_body_is_a_bad_request_naming_the_field(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(

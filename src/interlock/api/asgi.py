@@ -16,9 +16,9 @@ from contextlib import AbstractAsyncContextManager
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
-from interlock.api.errors import error_response, log_error
+from interlock.api.errors import log_error
 from interlock.api.services import Services
-from interlock.api.table import error_shapes, exact_routes, prefix_routes
+from interlock.api.table import error_shape, exact_routes, prefix_routes
 from interlock.api.wire import Handler
 from interlock.errors import InterlockError, MethodNotAllowed, NotFound
 
@@ -51,7 +51,7 @@ class GatewayApp:
             scope["interlock.record"].error_code = exc.code or exc.error_type
             log_error(exc, scope, self.services.redactor)
             # A dialect's routes answer errors in its own shape (Anthropic's).
-            shape = error_shapes.get(route, error_response) if route else error_response
+            shape = error_shape(route, "anthropic-version" in request.headers)
             response = shape(exc, self.services.redactor)
         except ClientDisconnect:
             # The client left before its body was in, or was cut off for
@@ -67,7 +67,8 @@ class GatewayApp:
             )
             hidden = InterlockError("The server had an error while processing your request.")
             scope["interlock.record"].error_code = hidden.error_type
-            response = error_response(hidden, self.services.redactor)
+            shape = error_shape(route, "anthropic-version" in request.headers)
+            response = shape(hidden, self.services.redactor)
         await response(scope, receive, send)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:

@@ -153,8 +153,16 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("/v1/responses/{response_id}", "DELETE"): RouteDoc(
         "Delete a stored response (the key that created it only)", "inference"
     ),
-    ("/v1/models", "GET"): RouteDoc("List the models this key may use", "models"),
-    ("/v1/models/{model}", "GET"): RouteDoc("Retrieve a model (its id may hold slashes)", "models"),
+    ("/v1/models", "GET"): RouteDoc(
+        "List the models this key may use (Anthropic's shape when `anthropic-version` is sent)",
+        "models",
+        "anthropic",
+    ),
+    ("/v1/models/{model}", "GET"): RouteDoc(
+        "Retrieve a model (its id may hold slashes; Anthropic's shape with `anthropic-version`)",
+        "models",
+        "anthropic",
+    ),
     ("/v1/files", "GET"): RouteDoc("List this key's files", "files"),
     ("/v1/files", "POST"): RouteDoc(
         "Upload a file (multipart/form-data: `file`, `purpose`)", "files", response="The file."

@@ -25,6 +25,7 @@ from interlock.api.chat import chat_completions
 from interlock.api.completions import completions
 from interlock.api.docs_page import docs_file
 from interlock.api.embeddings import embeddings
+from interlock.api.errors import error_response
 from interlock.api.files import file_route, files_root
 from interlock.api.health import deployments, live, metrics, ready
 from interlock.api.infer import infer
@@ -39,7 +40,7 @@ from interlock.console.http import console
 from interlock.errors import InterlockError
 from interlock.redaction import Redactor
 
-__all__ = ["ErrorShape", "error_shapes", "exact_routes", "prefix_routes"]
+__all__ = ["ErrorShape", "error_shape", "error_shapes", "exact_routes", "prefix_routes"]
 
 # An error as a response, in a dialect's shape.
 ErrorShape = Callable[[InterlockError, Redactor], Response]
@@ -122,3 +123,13 @@ error_shapes: dict[str, ErrorShape] = {
     "/v1/messages/batches": anthropic_error,
     "/v1/messages/batches/{message_batch_id}": anthropic_error,
 }
+
+
+def error_shape(route: str | None, anthropic_client: bool) -> ErrorShape:
+    """How an error on ``route`` is answered: the route's dialect; on a
+    route both APIs share (``/v1/models``) or no route at all, Anthropic's
+    shape for a client that sent ``anthropic-version``, else OpenAI's."""
+    shape = error_shapes.get(route) if route else None
+    if shape is not None:
+        return shape
+    return anthropic_error if anthropic_client else error_response

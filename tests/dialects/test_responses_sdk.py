@@ -243,6 +243,7 @@ def test_logprobs_asked_with_include_come_in_the_text_and_each_delta(
     assert part.type == "output_text" and part.logprobs
     assert "".join(t.token for t in part.logprobs) == part.text
     assert all(len(t.top_logprobs) == 2 for t in part.logprobs)
+    assert created.top_logprobs == 2  # echoed, as every other setting is
     with client.responses.stream(**asked) as stream:
         events = list(stream)
         final = stream.get_final_response()
@@ -255,7 +256,9 @@ def test_logprobs_asked_with_include_come_in_the_text_and_each_delta(
     assert streamed.logprobs
     assert [t.model_dump() for t in done.logprobs] == [t.model_dump() for t in streamed.logprobs]
     assert [t.token for t in streamed.logprobs] == [t.token for t in part.logprobs]
+    assert final.top_logprobs == 2 and client.responses.retrieve(created.id).top_logprobs == 2
     unasked = client.responses.create(model="sim", input="Hi")
+    assert unasked.top_logprobs is None
     assert all(
         c.logprobs == [] for item in unasked.output if item.type == "message" for c in item.content
     )

@@ -94,6 +94,7 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         if isinstance(choice, str)
         else choice.model_dump(),
         "tools": [tool.model_dump(exclude_none=True) for tool in request.tools or ()],
+        "top_logprobs": request.top_logprobs,
         "top_p": request.top_p,
         "truncation": "disabled",
         "usage": None,

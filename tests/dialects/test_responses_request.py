@@ -334,7 +334,9 @@ def test_a_string_input_is_stored_as_the_message_it_means(body: dict[str, object
         ({"max_output_tokens": 0}, "max_output_tokens"),
         ({"metadata": {"a": 1}}, "metadata.a"),
         ({"background": True}, "background"),
-        ({"conversation": "conv_1"}, "conversation"),
+        ({"conversation": "conv_1", "previous_response_id": "resp_1"}, "conversation"),
+        ({"conversation": {"name": "x"}}, "conversation.id"),
+        ({"conversation": 7}, "conversation"),
         ({"model": ""}, "model"),
     ],
 )

@@ -269,7 +269,7 @@ async def test_an_answer_whose_store_is_locked_still_goes_out_and_is_written_lat
     await migrate(sqlite)
     threads = SQLiteWriteThreads(str(path), busy_timeout_s=0.05)
     store = ResponseStore(sqlite, max_pending=1, sqlite_threads=threads)
-    keep = _Keeper(store, "alice", [], 30 * DAY)
+    keep = _Keeper("alice", [], [], store, 30 * DAY, None, None)
     holder = sqlite3.connect(path, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")  # another writer holds the file

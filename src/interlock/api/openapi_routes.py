@@ -153,6 +153,25 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
     ("/v1/responses/{response_id}", "DELETE"): RouteDoc(
         "Delete a stored response (the key that created it only)", "inference"
     ),
+    ("/v1/conversations", "POST"): RouteDoc(
+        "Create a conversation for the Responses API (`items`, up to 20, and `metadata`)",
+        "inference",
+        request=lazy_model(_RESPONSES, "ConversationCreate"),
+        response="The conversation.",
+    ),
+    ("/v1/conversations/{conversation_id}", "GET"): RouteDoc(
+        "Retrieve a conversation, its items (`.../items`, `limit`, `after`, `order`) "
+        "or one item (`.../items/{item_id}`)",
+        "inference",
+    ),
+    ("/v1/conversations/{conversation_id}", "POST"): RouteDoc(
+        "Update a conversation's `metadata`, or add up to 20 items (`.../items`)",
+        "inference",
+    ),
+    ("/v1/conversations/{conversation_id}", "DELETE"): RouteDoc(
+        "Delete a conversation with its items, or one item (`.../items/{item_id}`)",
+        "inference",
+    ),
     ("/v1/models", "GET"): RouteDoc(
         "List the models this key may use (Anthropic's shape when `anthropic-version` is sent)",
         "models",

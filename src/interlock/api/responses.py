@@ -12,8 +12,12 @@ that led to it are kept in the records store for ``responses.retention_days``,
 for the key that made it alone: another key's, an expired or an unknown id
 all answer 404. ``previous_response_id`` continues a stored conversation:
 its input and output items come before the new input (its ``instructions``
-do not, as at OpenAI). A streamed response is stored before its last event
-goes out, so a client that saw ``response.completed`` can read it back.
+do not, as at OpenAI). ``conversation`` names a conversation of the
+Conversations API instead (``api/conversations.py``): its items come first,
+and the new input and the output are added to it once the response is
+finished, whether or not the response is stored. A streamed response is
+stored (and added) before its last event goes out, so a client that saw
+``response.completed`` can read it back.
 
 Background responses are refused (``background``), so every response is
 finished when it is created: cancelling one, or retrieving one as a stream
@@ -47,13 +51,23 @@ from interlock.api.wire import (
     request_record,
     translated_request,
 )
-from interlock.dialects.responses.answer import new_id, response_shell, to_response
-from interlock.dialects.responses.request import chat_body, stored_input
-from interlock.dialects.responses.schemas import InputItem, input_items, validate_request
+from interlock.dialects.responses.answer import (
+    fresh_item_id,
+    new_id,
+    response_shell,
+    to_response,
+)
+from interlock.dialects.responses.request import chat_body, conversation_items, stored_input
+from interlock.dialects.responses.schemas import (
+    InputItem,
+    ResponsesRequest,
+    input_items,
+    validate_request,
+)
 from interlock.dialects.responses.stream import ResponseEvents
 from interlock.errors import InterlockError, InvalidRequest, NotFound
 from interlock.pipeline import ChatStream
-from interlock.store import ResponseStore, StoredResponse
+from interlock.store import ConversationStore, ResponseStore, StoredResponse
 from interlock.tokens import count_chat_request
 
 __all__ = ["count_input_tokens", "create_response", "response_route"]
@@ -86,8 +100,8 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         asked = validate_request(body)
         store = _store(services) if asked.store is not False else None
         history: list[JSONDict] = []
-        if asked.previous_response_id is not None:
-            history = await _history(request, services, asked.previous_response_id)
+        if asked.previous_response_id is not None or asked.conversation is not None:
+            history = await _context(request, services, asked)
         items: list[InputItem] = input_items(history) if history else []
         chat = chat_body(asked, items)
     except InvalidRequest:
@@ -104,10 +118,18 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         exc.param = _CLIENT_PARAMS.get(exc.param or "", exc.param)
         raise
     keep = None
-    if store is not None:
-        conversation = history + stored_input(asked, new_id)
+    conversation_id = asked.conversation_id
+    if store is not None or conversation_id is not None:
         key_name = request_record(request).key_name or caller_name(request, services)
-        keep = _Keeper(store, key_name, conversation, services.responses.retention_s)
+        keep = _Keeper(
+            key_name,
+            history,
+            stored_input(asked, new_id),
+            store,
+            services.responses.retention_s,
+            _conversations(services) if conversation_id is not None else None,
+            conversation_id,
+        )
     if isinstance(answer, ChatStream):
         encoder = ResponsesEncoder(ResponseEvents(shell), request_record(request), keep)
         return EventStream(answer, encoder, services.redactor)
@@ -129,12 +151,33 @@ async def count_input_tokens(request: Request, services: Services) -> ASGIApp:
     )
     asked = validate_request(body)
     check_model_use(services, principal, asked.model)
-    history: list[JSONDict] = []
-    if asked.previous_response_id is not None:
-        history = await _history(request, services, asked.previous_response_id)
+    history = await _context(request, services, asked)
     chat = chat_body(asked, input_items(history) if history else [])
     tokens = await count_chat_request(services.counter, chat)
     return json_response({"object": "response.input_tokens", "input_tokens": tokens})
+
+
+def _conversations(services: Services) -> ConversationStore:
+    return services.records.get().conversations  # 503 while the store is not open
+
+
+async def _context(request: Request, services: Services, asked: ResponsesRequest) -> list[JSONDict]:
+    """The stored items the request continues: a previous response's or a
+    conversation's (never both: ``validate_request``)."""
+    if asked.previous_response_id is not None:
+        return await _history(request, services, asked.previous_response_id)
+    conversation_id = asked.conversation_id
+    if conversation_id is None:
+        return []
+    key = caller_name(request, services)
+    found = await _conversations(services).all_items(key, conversation_id)
+    if found is None:
+        raise NotFound(
+            f"Conversation with id '{conversation_id}' not found.",
+            param="conversation",
+            code="conversation_not_found",
+        )
+    return found
 
 
 async def _history(request: Request, services: Services, response_id: str) -> list[JSONDict]:
@@ -151,30 +194,62 @@ async def _history(request: Request, services: Services, response_id: str) -> li
 
 @dataclass(frozen=True, slots=True)
 class _Keeper:
-    """Stores a finished Response with the conversation that led to it."""
+    """Keeps a finished Response: stored with the conversation that led to
+    it (``store``), and its input and output added to its conversation of
+    the Conversations API (``conversation_id``)."""
 
-    store: ResponseStore
     key_name: str
-    conversation: list[JSONDict]
+    history: list[JSONDict]  # the stored items it continues
+    new_input: list[JSONDict]  # the request's input, as stored items
+    store: ResponseStore | None
     retention_s: int
+    conversations: ConversationStore | None
+    conversation_id: str | None
 
     async def __call__(self, response: JSONDict, response_json: bytes) -> None:
+        # Either failure leaves the answer paid for and on its way: the client
+        # gets it, and what was not kept is loud in the log, not a lost answer.
+        if self.store is not None:
+            await self._store(self.store, response, response_json)
+        if self.conversations is not None and self.conversation_id is not None:
+            await self._add_to_conversation(self.conversations, self.conversation_id, response)
+
+    async def _store(self, store: ResponseStore, response: JSONDict, written: bytes) -> None:
         created = int(response["created_at"])
         record = StoredResponse(
             id=response["id"],
             key_name=self.key_name,
             created_at=created,
             expires_at=created + self.retention_s,
-            input_items=self.conversation,
+            input_items=self.history + self.new_input,
             response=response,
-            response_json=response_json,
+            response_json=written,
         )
         try:
-            await self.store.save(record)
+            await store.save(record)
         except (SQLAlchemyError, sqlite3.Error) as exc:  # sqlite3: the SQLite batch writer
-            # The answer is paid for and on its way: the client gets it, and
-            # reading it back will 404. Loud in the log, not a lost answer.
             log.error("could not store response %s", record.id, exc_info=exc)
+
+    async def _add_to_conversation(
+        self, conversations: ConversationStore, conversation_id: str, response: JSONDict
+    ) -> None:
+        items = conversation_items([*self.new_input, *response.get("output", ())])
+        try:
+            added = await conversations.append(self.key_name, conversation_id, items, fresh_item_id)
+        except SQLAlchemyError as exc:
+            log.error(
+                "could not add response %s to conversation %s",
+                response["id"],
+                conversation_id,
+                exc_info=exc,
+            )
+            return
+        if added is None:  # deleted while the model answered
+            log.warning(
+                "conversation %s is gone; response %s was not added to it",
+                conversation_id,
+                response["id"],
+            )
 
 
 # The (method, what follows the id) pairs this route answers.

@@ -23,6 +23,7 @@ from interlock.api.admin_requests import failed_requests, kept_request, slow_req
 from interlock.api.batches import batch_route, batches_root, create_job, job_route
 from interlock.api.chat import chat_completions
 from interlock.api.completions import completions
+from interlock.api.conversations import conversation_route, create_conversation
 from interlock.api.docs_page import docs_file
 from interlock.api.embeddings import embeddings
 from interlock.api.errors import error_response
@@ -72,6 +73,7 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/api/v1/search": {"POST": start_search},
     "/v1/responses": {"POST": create_response},
     "/v1/responses/input_tokens": {"POST": count_input_tokens},
+    "/v1/conversations": {"POST": create_conversation},
     "/search": {"GET": search_page},
     "/search/page.js": {"GET": search_page},
     "/search/page.css": {"GET": search_page},
@@ -110,6 +112,11 @@ prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ("/api/v1/search/status/", "/api/v1/search/status/{task_id}", {"GET": search_status}),
     ("/api/v1/search/stream/", "/api/v1/search/stream/{task_id}", {"GET": search_stream}),
     ("/console/", "/console/{page}", {"GET": console, "POST": console}),
+    (
+        "/v1/conversations/",
+        "/v1/conversations/{conversation_id}",
+        {m: conversation_route for m in ("GET", "POST", "DELETE")},
+    ),
     (
         "/v1/responses/",
         "/v1/responses/{response_id}",

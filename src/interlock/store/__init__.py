@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.audit import AuditEntry, AuditLog
+from interlock.store.conversations import ConversationStore, StoredConversation
 from interlock.store.engine import create_engine
 from interlock.store.files import FileRecord, FileStore, new_file_id
 from interlock.store.journal import LedgerJournal, dead_journals
@@ -44,6 +45,7 @@ from interlock.store.usage_rows import COLUMNS
 __all__ = [
     "AuditEntry",
     "AuditLog",
+    "ConversationStore",
     "FileRecord",
     "FileStore",
     "GroupBy",
@@ -54,6 +56,7 @@ __all__ = [
     "KeyStore",
     "ResponseStore",
     "Store",
+    "StoredConversation",
     "StoredResponse",
     "UsageLedger",
     "UsageRecord",
@@ -124,6 +127,7 @@ class Store:
     ledger: UsageLedger
     files: FileStore
     responses: ResponseStore
+    conversations: ConversationStore
     # Who changed what through the admin API (key changes write their own entries).
     audit: AuditLog
     # The ledger's and the stored responses' writer threads, on SQLite.
@@ -211,6 +215,7 @@ async def open_store(
         ledger=ledger,
         files=FileStore(engine),
         responses=ResponseStore(engine, sqlite_threads=threads),
+        conversations=ConversationStore(engine),
         audit=AuditLog(engine),
         sqlite_threads=threads,
     )

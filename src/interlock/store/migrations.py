@@ -222,6 +222,29 @@ async def _v10_audit_area(conn: AsyncConnection) -> None:
     await conn.execute(sa.text("CREATE INDEX ix_audit_log_area ON audit_log (area, id)"))
 
 
+async def _v11_conversations(conn: AsyncConnection) -> None:
+    # Frozen DDL, the same on SQLite and PostgreSQL.
+    await conn.execute(
+        sa.text(
+            "CREATE TABLE conversations (id VARCHAR(64) PRIMARY KEY, key_name VARCHAR NOT NULL, "
+            "created_at BIGINT NOT NULL, metadata TEXT NOT NULL, next_position BIGINT NOT NULL)"
+        )
+    )
+    await conn.execute(
+        sa.text(
+            "CREATE TABLE conversation_items (conversation_id VARCHAR(64) NOT NULL, "
+            "position BIGINT NOT NULL, item_id VARCHAR(64) NOT NULL, item TEXT NOT NULL, "
+            "PRIMARY KEY (conversation_id, position))"
+        )
+    )
+    await conn.execute(
+        sa.text(
+            "CREATE UNIQUE INDEX ix_conversation_items_item_id "
+            "ON conversation_items (conversation_id, item_id)"
+        )
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
     Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
@@ -233,6 +256,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "usage_ledger.priced: requests whose price was unknown", _v8_priced),
     Migration(9, "responses: stored responses of the Responses API", _v9_responses),
     Migration(10, "audit_log.area: key and chaos changes in the audit log", _v10_audit_area),
+    Migration(11, "conversations, conversation_items: the Conversations API", _v11_conversations),
 )
 
 

@@ -26,6 +26,8 @@ __all__ = [
     "audit_log",
     "batch_items",
     "batches",
+    "conversation_items",
+    "conversations",
     "files",
     "metadata",
     "model_versions",
@@ -318,4 +320,29 @@ responses = sa.Table(
     sa.Column("input_items", sa.Text, nullable=False),
     sa.Column("response", sa.Text, nullable=False),
     sa.Index("ix_responses_expires_at", "expires_at"),
+)
+
+conversations = sa.Table(
+    # Conversations of the Responses API (store/conversations.py), scoped to
+    # the key that created them; kept until deleted, as OpenAI keeps them.
+    # ``next_position`` numbers the items appended: one UPDATE reserves a
+    # run of positions, so concurrent appends never collide. Migration 11.
+    "conversations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("key_name", sa.String(), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),  # JSON text
+    sa.Column("next_position", sa.BigInteger, nullable=False),
+)
+
+conversation_items = sa.Table(
+    # A conversation's items in order (JSON text), each with its own id.
+    "conversation_items",
+    metadata,
+    sa.Column("conversation_id", sa.String(64), primary_key=True),
+    sa.Column("position", sa.BigInteger, primary_key=True),
+    sa.Column("item_id", sa.String(64), nullable=False),
+    sa.Column("item", sa.Text, nullable=False),
+    sa.Index("ix_conversation_items_item_id", "conversation_id", "item_id", unique=True),
 )

@@ -21,13 +21,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from interlock.dialects.responses.request import encode_thinking
+from interlock.dialects.responses.request import ITEM_ID_PREFIXES, encode_thinking
 from interlock.dialects.responses.schemas import ResponsesRequest
 from interlock.ids import random_hex
 
 __all__ = [
     "JSONDict",
     "finished",
+    "fresh_item_id",
     "function_call_item",
     "message_item",
     "new_id",
@@ -55,6 +56,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{int(time.time()):08x}{random_hex(40)}"
 
 
+def fresh_item_id(item: JSONDict) -> str:
+    """A new id for a stored item, with its type's prefix (``msg_``, ``fc_``, ...)."""
+    return new_id(ITEM_ID_PREFIXES.get(item.get("type", ""), "item"))
+
+
 def response_shell(request: ResponsesRequest, response_id: str, created_at: int) -> JSONDict:
     """The Response before any output: status ``in_progress``, the request's
     settings echoed."""
@@ -72,6 +78,7 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         "created_at": created_at,
         "status": "in_progress",
         "background": False,
+        "conversation": {"id": conversation} if (conversation := request.conversation_id) else None,
         "error": None,
         "incomplete_details": None,
         "instructions": request.instructions,

@@ -42,8 +42,10 @@ from interlock.dialects.responses.schemas import (
 from interlock.errors import InvalidRequest
 
 __all__ = [
+    "ITEM_ID_PREFIXES",
     "chat_body",
     "chat_messages",
+    "conversation_items",
     "decode_thinking",
     "encode_thinking",
     "request_items",
@@ -54,7 +56,7 @@ __all__ = [
 JSONDict = dict[str, Any]
 
 _IMAGE_SCHEMES = ("data:", "https:", "http:")
-_ID_PREFIXES = {
+ITEM_ID_PREFIXES = {
     "message": "msg",
     "function_call": "fc",
     "function_call_output": "fco",
@@ -131,9 +133,15 @@ def stored_items(items: Iterable[InputItem], new_id: Callable[[str], str]) -> li
         if isinstance(item, Message) and isinstance(item.content, str):
             kind = "output_text" if item.role == "assistant" else "input_text"
             record["content"] = [{"type": kind, "text": item.content}]
-        record.setdefault("id", new_id(_ID_PREFIXES[item.type]))
+        record.setdefault("id", new_id(ITEM_ID_PREFIXES[item.type]))
         stored.append(record)
     return stored
+
+
+def conversation_items(items: Iterable[JSONDict]) -> list[JSONDict]:
+    """Stored items as a conversation shows them: each with a ``status``
+    (the input's ``completed``; output items carry their own)."""
+    return [item if "status" in item else {**item, "status": "completed"} for item in items]
 
 
 def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:

@@ -5,8 +5,9 @@ own schemas do) and give the translation typed access. Only what the
 gateway can honour is declared; fields that only describe the caller
 (``include``, ``service_tier``, ``truncation``, ``prompt_cache_key``, ...)
 are accepted and ignored, and the few that would change the answer in a
-way no chat model can (``background``, ``conversation``, ``prompt``) are
-refused by name.
+way no chat model can (``background``, ``prompt``) are refused by name.
+The Conversations API's bodies (``ConversationCreate``, ...) are here too:
+a conversation's items are Responses input items.
 
 Input items are told apart by ``type``; a message may leave it out
 (``{"role": "user", "content": "..."}``, the SDK's easy form). Items the
@@ -17,7 +18,7 @@ continues a conversation without ``previous_response_id``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -33,9 +34,14 @@ from pydantic_core import PydanticCustomError
 
 from interlock.errors import InvalidRequest
 
+M = TypeVar("M", bound=BaseModel)
+
 __all__ = [
     "LOGPROBS",
     "ContentPart",
+    "ConversationCreate",
+    "ConversationItemsCreate",
+    "ConversationUpdate",
     "FunctionCall",
     "FunctionCallOutput",
     "FunctionTool",
@@ -54,6 +60,7 @@ __all__ = [
     "TextFormat",
     "ToolChoiceFunction",
     "input_items",
+    "validate_body",
     "validate_request",
 ]
 
@@ -214,7 +221,33 @@ class Reasoning(_Open):
 
 
 # Fields that change the answer in ways a chat model cannot honour.
-_REFUSED = ("background", "conversation", "prompt")
+_REFUSED = ("background", "prompt")
+# OpenAI's bounds: 16 pairs, keys up to 64 characters, values up to 512.
+Metadata = Annotated[
+    dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+    Field(max_length=16),
+]
+# Items one Conversations API call may add (OpenAI's limit).
+MAX_NEW_ITEMS = 20
+
+
+class ConversationRef(_Open):
+    id: str = Field(min_length=1)
+
+
+class ConversationCreate(_Open):
+    items: list[InputItem] | None = Field(default=None, max_length=MAX_NEW_ITEMS)
+    metadata: Metadata | None = None
+
+
+class ConversationUpdate(_Open):
+    metadata: Metadata
+
+
+class ConversationItemsCreate(_Open):
+    items: list[InputItem] = Field(min_length=1, max_length=MAX_NEW_ITEMS)
+
+
 # The ``include`` value that asks for the text's token log probabilities.
 LOGPROBS = "message.output_text.logprobs"
 
@@ -231,14 +264,14 @@ class ResponsesRequest(_Open):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     reasoning: Reasoning | None = None
-    # OpenAI's bounds: 16 pairs, keys up to 64 characters, values up to 512.
-    metadata: (
-        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
-    ) = Field(default=None, max_length=16)
+    metadata: Metadata | None = None
     user: str | None = None
     stream: bool | None = None
     store: bool | None = None
     previous_response_id: str | None = Field(default=None, min_length=1)
+    # The conversation whose items come first, and which this response's
+    # input and output are added to (``api/responses.py``).
+    conversation: str | ConversationRef | None = None
     # What the output carries beyond the default; the gateway acts on
     # LOGPROBS (the others name outputs of tools it does not run).
     include: list[str] | None = None
@@ -247,6 +280,11 @@ class ResponsesRequest(_Open):
     @property
     def wants_logprobs(self) -> bool:
         return LOGPROBS in (self.include or ())
+
+    @property
+    def conversation_id(self) -> str | None:
+        found = self.conversation
+        return found.id if isinstance(found, ConversationRef) else found
 
     @field_validator("input")
     @classmethod
@@ -271,7 +309,23 @@ def validate_request(body: dict[str, Any]) -> ResponsesRequest:
                 code="unsupported_parameter",
             )
     try:
-        return ResponsesRequest.model_validate(body)
+        request = ResponsesRequest.model_validate(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    if request.conversation is not None and request.previous_response_id is not None:
+        raise InvalidRequest(
+            "Mutually exclusive parameters: give 'previous_response_id' or 'conversation', "
+            "not both.",
+            param="conversation",
+            code="mutually_exclusive_parameters",
+        )
+    return request
+
+
+def validate_body(model: type[M], body: dict[str, Any]) -> M:
+    """``body`` as ``model`` (a Conversations API body), or a 400 naming the field."""
+    try:
+        return model.model_validate(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
 
@@ -325,7 +379,7 @@ def _param(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-_MODEL_LABELS = frozenset({"ToolChoiceFunction"})
+_MODEL_LABELS = frozenset({"ToolChoiceFunction", "ConversationRef"})
 _TAGS = frozenset(
     {
         "message",

@@ -43,6 +43,7 @@ from interlock.config import (
     parse_config,
 )
 from interlock.errors import AuthenticationFailed, PermissionDenied
+from tests.support.clock import FakeClock
 from tests.support.loopback import LoopbackServer
 from tests.support.servers import InProcessGateway
 
@@ -113,20 +114,12 @@ def claims(**extra: Any) -> dict[str, Any]:
     return {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": NOW, "exp": NOW + 600, **extra}
 
 
-class Clock:
-    def __init__(self, now: float = 0.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Setup:
     ring: KeyRing
     authenticator: JwtAuthenticator
-    clock: Clock  # the wall clock tokens are checked against
-    fetch_clock: Clock  # the monotonic clock of the JWKS refresh
+    clock: FakeClock  # the wall clock tokens are checked against
+    fetch_clock: FakeClock  # the monotonic clock of the JWKS refresh
 
 
 async def make_ring(
@@ -135,7 +128,7 @@ async def make_ring(
     **settings: Any,
 ) -> Setup:
     config = JwtConfig(issuers=[ISSUER], audience=AUDIENCE, jwks=jwks_config, **settings)
-    clock, fetch_clock = Clock(NOW), Clock(1000.0)
+    clock, fetch_clock = FakeClock(NOW), FakeClock(1000.0)
     cache = None
     if jwks_config is not None:
         cache = JwksCache(

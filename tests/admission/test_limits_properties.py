@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interlock.admission.limits import KeyLimits, MemoryLimiter
+from tests.support.clock import FakeClock
 
 # Each arrival: seconds after the previous one, tokens it reserves.
 arrivals = st.lists(
@@ -24,17 +25,9 @@ arrivals = st.lists(
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _admitted(limits: KeyLimits, pattern: list[tuple[float, int]]) -> list[tuple[float, int]]:
     """(time, tokens) of the admitted requests."""
-    clock = Clock()
+    clock = FakeClock()
     limiter = MemoryLimiter(clock)
 
     async def run() -> list[tuple[float, int]]:

@@ -21,6 +21,7 @@ from interlock.batch.queue.base import Delivery, QueueUnavailable, WorkQueue
 from interlock.batch.queue.sql import SqlQueue
 from interlock.store import create_engine, migrate
 from tests.store.conftest import Backend, backend  # noqa: F401 (a fixture)
+from tests.support.clock import FakeClock
 
 REPO = Path(__file__).resolve().parents[2]
 # The longest any wait in these tests may take on a slow, busy machine.
@@ -139,23 +140,13 @@ class QueueContract:
         assert 0.4 <= time.monotonic() - started < DEADLINE_S
 
 
-class FakeClock:
-    """Wall-clock seconds that move only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class SqlHarness:
     short_lease_s = 30.0  # the clock is fake: no test waits for it
     extend_lease_s = 30.0
 
     def __init__(self, store: Backend) -> None:
         self._store = store
-        self.clock = FakeClock()
+        self.clock = FakeClock(1_700_000_000.0)
 
     def open(
         self, *, lease_s: float = 120.0, poll_s: float = 0.05, idle_poll_s: float = 2.0

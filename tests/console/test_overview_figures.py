@@ -13,14 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
 
 from interlock.console.overview import MetricsWindow, histogram_quantile, read_scrape
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 class FakeGateway:
@@ -57,7 +50,7 @@ def test_quantiles_interpolate_inside_the_bucket() -> None:
 
 
 def test_the_first_poll_is_since_start_then_a_window() -> None:
-    gateway, clock = FakeGateway(), Clock()
+    gateway, clock = FakeGateway(), FakeClock(100.0)
     window = MetricsWindow(window_s=60, clock=clock)
     gateway.serve(10)
     first = window.observe(gateway.scrape())
@@ -79,7 +72,7 @@ def test_the_first_poll_is_since_start_then_a_window() -> None:
 
 
 def test_old_scrapes_leave_the_window() -> None:
-    gateway, clock = FakeGateway(), Clock()
+    gateway, clock = FakeGateway(), FakeClock(100.0)
     window = MetricsWindow(window_s=60, clock=clock)
     gateway.serve(1000)  # long ago
     window.observe(gateway.scrape())
@@ -93,7 +86,7 @@ def test_old_scrapes_leave_the_window() -> None:
 
 
 def test_cache_hit_rate_counts_hits_and_coalesced() -> None:
-    gateway, clock = FakeGateway(), Clock()
+    gateway, clock = FakeGateway(), FakeClock(100.0)
     window = MetricsWindow(clock=clock)
     window.observe(gateway.scrape())
     clock.now += 2

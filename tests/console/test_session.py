@@ -6,20 +6,13 @@ from __future__ import annotations
 import hashlib
 
 from interlock.console.session import SessionSigner
+from tests.support.clock import FakeClock
 
 DIGEST = hashlib.sha256(b"sk-admin").digest()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_session_round_trips_with_its_actor_and_csrf_token() -> None:
-    signer = SessionSigner(DIGEST, lifetime_s=60, clock=Clock())
+    signer = SessionSigner(DIGEST, lifetime_s=60, clock=FakeClock(1_000_000.0))
     cookie, issued = signer.issue("  alice  ")
     found = signer.verify(cookie)
     assert found is not None
@@ -31,7 +24,7 @@ def test_a_session_round_trips_with_its_actor_and_csrf_token() -> None:
 
 
 def test_a_session_ends_at_its_expiry() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     signer = SessionSigner(DIGEST, lifetime_s=60, clock=clock)
     cookie, _ = signer.issue("alice")
     clock.now += 59
@@ -41,7 +34,7 @@ def test_a_session_ends_at_its_expiry() -> None:
 
 
 def test_each_session_has_its_own_csrf_token() -> None:
-    signer = SessionSigner(DIGEST, clock=Clock())
+    signer = SessionSigner(DIGEST, clock=FakeClock(1_000_000.0))
     _, first = signer.issue("alice")
     second_cookie, second = signer.issue("alice")
     assert first.csrf_token != second.csrf_token
@@ -50,7 +43,7 @@ def test_each_session_has_its_own_csrf_token() -> None:
 
 
 def test_a_forged_or_altered_cookie_is_refused() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     signer = SessionSigner(DIGEST, lifetime_s=60, clock=clock)
     cookie, _ = signer.issue("alice")
     expires, nonce, actor, mac = cookie.split(".")
@@ -62,7 +55,7 @@ def test_a_forged_or_altered_cookie_is_refused() -> None:
 
 
 def test_another_admin_key_ends_every_session() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     cookie, _ = SessionSigner(DIGEST, clock=clock).issue("alice")
     other = SessionSigner(hashlib.sha256(b"sk-admin-rotated").digest(), clock=clock)
     assert other.verify(cookie) is None
@@ -71,7 +64,7 @@ def test_another_admin_key_ends_every_session() -> None:
 
 
 def test_the_actor_is_printable_and_bounded() -> None:
-    signer = SessionSigner(DIGEST, clock=Clock())
+    signer = SessionSigner(DIGEST, clock=FakeClock(1_000_000.0))
     cookie, _ = signer.issue("eve\x00\n" + "x" * 200)
     found = signer.verify(cookie)
     assert found is not None

@@ -29,6 +29,7 @@ from interlock.store import (
 from interlock.store.schema import responses
 from interlock.store.sqlite_writer import SQLiteWriteThreads
 from tests.store.conftest import Backend, backend, engine  # noqa: F401 (fixtures)
+from tests.support.clock import FakeClock
 
 DAY = 86_400
 MakeStore = Callable[..., ResponseStore]
@@ -48,14 +49,6 @@ async def stores(engine: AsyncEngine) -> AsyncIterator[MakeStore]:  # noqa: F811
     yield make
     for store in made:
         await store.aclose()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _record(
@@ -97,7 +90,7 @@ async def test_a_saved_response_reads_back_for_its_key_only(
     written: bool,
     stores: MakeStore,
 ) -> None:
-    store = stores(clock=Clock())
+    store = stores(clock=FakeClock(1_700_000_000.0))
     record = _record("resp_1")
     await _saved(store, record, written)
     assert await _count(engine) == (1 if written else 0)
@@ -113,7 +106,7 @@ async def test_a_waiting_response_is_kept_as_written_not_as_the_callers_objects(
     # A waiting record is its row: the caller's dicts are let go at once
     # (not walked by the collector for the flush interval), and changing
     # them afterwards changes nothing stored.
-    store = stores(clock=Clock())
+    store = stores(clock=FakeClock(1_700_000_000.0))
     record = _record("resp_1")
     await _saved(store, record, written)
     record.response["output"].append({"type": "changed later"})
@@ -131,7 +124,7 @@ async def test_a_response_given_as_written_is_stored_as_it_is(
 ) -> None:
     # The stream's last event and a unary answer serialise the response
     # already; the store keeps those bytes instead of serialising it again.
-    store = stores(clock=Clock())
+    store = stores(clock=FakeClock(1_700_000_000.0))
     record = _record("resp_1")
     as_written = b'{"id":"resp_1","object":"response","output":[],"written":"by the edge"}'
     await _saved(store, replace(record, response_json=as_written), written)
@@ -145,7 +138,7 @@ async def test_delete_is_scoped_to_the_key(
     written: bool,
     stores: MakeStore,
 ) -> None:
-    store = stores(clock=Clock())
+    store = stores(clock=FakeClock(1_700_000_000.0))
     await _saved(store, _record("resp_1"), written)
     assert await store.delete("bob", "resp_1") is False
     assert await store.delete("alice", "resp_1") is True
@@ -160,7 +153,7 @@ async def test_an_expired_response_is_gone_for_reads_and_deletes(
     written: bool,
     stores: MakeStore,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(1_700_000_000.0)
     store = stores(clock=clock)
     await _saved(store, _record("resp_1"), written)
     clock.now += 30 * DAY - 1
@@ -174,7 +167,7 @@ async def test_saves_sweep_a_bounded_batch_of_expired_rows(
     engine: AsyncEngine,  # noqa: F811
     stores: MakeStore,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(1_700_000_000.0)
     store = stores(clock=clock, sweep_batch=3)
     for n in range(7):
         await store.save(_record(f"resp_old{n}"))
@@ -195,7 +188,7 @@ async def test_waiting_records_are_written_in_one_batch_and_bounded(
     stores: MakeStore,
 ) -> None:
     # A long interval: nothing is written unless asked or full.
-    store = stores(clock=Clock(), flush_interval_s=3600, max_pending=5)
+    store = stores(clock=FakeClock(1_700_000_000.0), flush_interval_s=3600, max_pending=5)
     for n in range(4):
         await store.save(_record(f"resp_{n}"))
     assert await _count(engine) == 0
@@ -218,7 +211,7 @@ async def test_a_batch_written_twice_is_stored_once(
 ) -> None:
     # As when a flush committed and was then interrupted before it could
     # forget its records: the next flush writes them again, harmlessly.
-    store = stores(clock=Clock(), flush_interval_s=3600)
+    store = stores(clock=FakeClock(1_700_000_000.0), flush_interval_s=3600)
     record = _record("resp_1")
     await store.save(record)
     await store.flush()
@@ -234,7 +227,7 @@ async def test_a_response_deleted_while_its_flush_is_writing_stays_deleted(
     stores: MakeStore,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = stores(clock=Clock(), flush_interval_s=3600)
+    store = stores(clock=FakeClock(1_700_000_000.0), flush_interval_s=3600)
     writing, release = asyncio.Event(), asyncio.Event()
     write = store._write
 

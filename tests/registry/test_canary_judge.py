@@ -6,20 +6,13 @@ from __future__ import annotations
 
 from interlock.config import CanaryConfig
 from interlock.registry.canary import Breach, CanaryJudge, Roles
+from tests.support.clock import FakeClock
 
 ROLES = Roles("clf", "clf@2", "2", frozenset({"clf@1"}))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _judge(**settings: object) -> tuple[CanaryJudge, Clock, list[Breach]]:
-    clock, breaches = Clock(), []
+def _judge(**settings: object) -> tuple[CanaryJudge, FakeClock, list[Breach]]:
+    clock, breaches = FakeClock(), []
     config = CanaryConfig.model_validate({"min_requests": 10, **settings})
     judge = CanaryJudge(config, breaches.append, clock=clock)
     judge.watch([ROLES])
@@ -28,7 +21,7 @@ def _judge(**settings: object) -> tuple[CanaryJudge, Clock, list[Breach]]:
 
 def _feed(
     judge: CanaryJudge,
-    clock: Clock,
+    clock: FakeClock,
     deployment: str,
     n: int,
     *,

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from interlock.supervisor import RestartBackoff
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_a_worker_that_served_a_while_is_replaced_at_once() -> None:
-    clock = Clock()
+    clock = FakeClock()
     backoff = RestartBackoff(stable_s=30, clock=clock)
     started = clock.now
     clock.now += 45
@@ -22,7 +15,7 @@ def test_a_worker_that_served_a_while_is_replaced_at_once() -> None:
 
 
 def test_workers_dying_young_wait_longer_each_time_up_to_the_cap() -> None:
-    clock = Clock()
+    clock = FakeClock()
     backoff = RestartBackoff(first_s=0.5, max_s=4, stable_s=30, clock=clock)
     delays = []
     for _ in range(6):

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from interlock.routing.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from interlock.state import MemoryStateStore
+from tests.support.clock import FakeClock
 
 CONFIG = BreakerConfig(
     consecutive_failures=3,
@@ -43,14 +44,6 @@ operations = st.lists(
 )
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @settings(max_examples=200)
 @given(ops=operations)
 def test_the_state_machine_keeps_its_promises(ops: list[tuple[str, float]]) -> None:
@@ -58,7 +51,7 @@ def test_the_state_machine_keeps_its_promises(ops: list[tuple[str, float]]) -> N
 
 
 async def _run(ops: list[tuple[str, float]]) -> None:
-    clock, wall = Clock(1000.0), Clock(1_700_000_000.0)
+    clock, wall = FakeClock(1000.0), FakeClock(1_700_000_000.0)
     transitions: list[tuple[BreakerState, BreakerState]] = []
     breaker = CircuitBreaker(
         "d",

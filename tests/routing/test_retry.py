@@ -7,14 +7,7 @@ import random
 import pytest
 
 from interlock.routing.retry import RETRYABLE_KINDS, RetryBudget, RetryPolicy
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def policy(**kwargs: float) -> RetryPolicy:

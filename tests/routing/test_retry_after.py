@@ -19,14 +19,7 @@ from interlock.routing.router import Deployment, Router
 from interlock.state import build_state_store
 from interlock.telemetry.record import RequestRecord
 from interlock.tokens import default_counter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 class Upstreams:

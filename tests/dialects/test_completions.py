@@ -67,7 +67,7 @@ def test_a_list_of_one_prompt_and_the_legacy_only_parameters() -> None:
         ({"max_tokens": 0}, "max_tokens", "invalid_value"),
         ({"temperature": "hot"}, "temperature", "invalid_value"),
         ({"suffix": "The end."}, "suffix", "unsupported_parameter"),
-        ({"echo": True}, "echo", "unsupported_parameter"),
+        ({"echo": True, "logprobs": 0}, "echo", "unsupported_parameter"),
         ({"logprobs": 6}, "logprobs", "invalid_value"),
         ({"best_of": 3}, "best_of", "unsupported_parameter"),
         ({"echo": "yes"}, "echo", "invalid_value"),
@@ -299,6 +299,22 @@ def test_logprobs_reach_the_sdk_unary_and_streamed(client: openai.OpenAI) -> Non
             tokens += chunk.choices[0].logprobs.tokens or []
             offsets += chunk.choices[0].logprobs.text_offset or []
     assert tokens == logprobs.tokens and offsets == logprobs.text_offset
+
+
+def test_echo_puts_the_prompt_before_the_text_unary_and_streamed(client: openai.OpenAI) -> None:
+    plain = client.completions.create(model="sim", prompt="Tell me", max_tokens=6)
+    echoed = client.completions.create(model="sim", prompt="Tell me", max_tokens=6, echo=True)
+    assert echoed.choices[0].text == "Tell me" + plain.choices[0].text
+    streamed = client.completions.create(
+        model="sim", prompt=["Tell me"], max_tokens=6, echo=True, stream=True, n=2
+    )
+    texts: dict[int, str] = {}
+    for chunk in streamed:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+    assert sorted(texts) == [0, 1]
+    assert all(text.startswith("Tell me") and text != "Tell me" for text in texts.values())
+    assert texts[0] == echoed.choices[0].text
 
 
 def test_n_gives_indexed_choices_within_the_default_limit(client: openai.OpenAI) -> None:

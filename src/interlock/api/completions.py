@@ -12,7 +12,13 @@ from starlette.types import ASGIApp
 from interlock.api.services import Services
 from interlock.api.sse import EventStream, OpenAIEvents
 from interlock.api.wire import json_response, read_json_object, translated_request
-from interlock.dialects.completions import check, chunk_from_chat, from_chat, to_chat
+from interlock.dialects.completions import (
+    check,
+    chunk_from_chat,
+    echoed_prompt,
+    from_chat,
+    to_chat,
+)
 from interlock.pipeline import ChatStream
 
 __all__ = ["completions"]
@@ -31,7 +37,9 @@ async def completions(request: Request, services: Services) -> ASGIApp:
         admitted.release()
         raise
     answer = await pipeline.run(asked, admitted)
+    echo = echoed_prompt(body)
     if isinstance(answer, ChatStream):
-        encoder = OpenAIEvents(services.redactor, partial(chunk_from_chat, offsets={}))
+        translate = partial(chunk_from_chat, offsets={}, echo=echo)
+        encoder = OpenAIEvents(services.redactor, translate)
         return EventStream(answer, encoder, services.redactor)
-    return json_response(from_chat(answer))
+    return json_response(from_chat(answer, echo))

@@ -7,8 +7,11 @@ translated is refused with a 400 naming the parameter:
 - ``prompt`` must be one string (or a list of one): a list of prompts would
   be one chat request each, and token arrays mean nothing to another model's
   tokenizer;
-- ``suffix``, ``echo`` and ``best_of`` have no chat counterpart; their
-  no-op values (``""``, false, 1) are accepted.
+- ``suffix`` and ``best_of`` have no chat counterpart; their no-op values
+  (``""``, 1) are accepted;
+- ``echo`` puts the prompt before each choice's text (in a stream, before
+  its first chunk's), but not with ``logprobs``: those would need the
+  prompt's own tokens scored, which a chat model does not report.
 
 ``logprobs`` (0-5) asks the chat model for its tokens' log probabilities
 (``top_logprobs``: that many alternatives) and writes them back in this
@@ -42,6 +45,7 @@ __all__ = [
     "CompletionRequest",
     "check",
     "chunk_from_chat",
+    "echoed_prompt",
     "from_chat",
     "to_chat",
 ]
@@ -76,7 +80,9 @@ class CompletionRequest(BaseModel):
     user: str | None = None
     logit_bias: dict[str, int] | None = None
     suffix: str | None = Field(default=None, description='Not supported: only "" or null.')
-    echo: bool | None = Field(default=None, description="Not supported: only false or null.")
+    echo: bool | None = Field(
+        default=None, description="The prompt before the completion (not with `logprobs`)."
+    )
     logprobs: int | None = Field(
         default=None, ge=0, le=5, description="Log probabilities of this many alternatives."
     )
@@ -105,7 +111,6 @@ class CompletionRequest(BaseModel):
 # Each unsupported parameter and whether its value asks for nothing.
 _NO_OPS: dict[str, Callable[[Any], bool]] = {
     "suffix": lambda value: value is None or value == "",
-    "echo": lambda value: value is None or value is False,
     "best_of": lambda value: value is None or value == 1,
 }
 
@@ -123,7 +128,24 @@ def check(body: dict[str, Any]) -> CompletionRequest:
                 param=name,
                 code="unsupported_parameter",
             )
+    if request.echo and request.logprobs is not None:
+        raise InvalidRequest(
+            "Unsupported parameter: 'echo' with 'logprobs' needs the prompt's tokens scored, "
+            "which the chat model answering this gateway's /v1/completions does not report.",
+            param="echo",
+            code="unsupported_parameter",
+        )
     return request
+
+
+def echoed_prompt(body: dict[str, Any]) -> str | None:
+    """The prompt each choice's text starts with, when ``echo`` asks for it."""
+    if body.get("echo") is not True:
+        return None
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    return prompt if isinstance(prompt, str) else None
 
 
 def to_chat(body: dict[str, Any]) -> dict[str, Any]:
@@ -146,26 +168,34 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
     return chat
 
 
-def from_chat(answer: dict[str, Any]) -> dict[str, Any]:
-    """A ``text_completion`` from a ``chat.completion``."""
-    return _translated(answer, "message", {})
+def from_chat(answer: dict[str, Any], echo: str | None = None) -> dict[str, Any]:
+    """A ``text_completion`` from a ``chat.completion``; ``echo``: the
+    prompt each choice's text starts with (``echoed_prompt``)."""
+    return _translated(answer, "message", {}, echo)
 
 
-def chunk_from_chat(chunk: bytes, offsets: dict[int, int] | None = None) -> bytes:
+def chunk_from_chat(
+    chunk: bytes, offsets: dict[int, int] | None = None, echo: str | None = None
+) -> bytes:
     """A streamed ``text_completion`` chunk from a ``chat.completion.chunk``.
     One for one, empty ones included (a role-only first chunk, a tool call's
     pieces, a usage-only last chunk): the client sees the stream's pace.
     ``offsets``: one stream's text written so far, by choice (its tokens'
-    ``text_offset`` go on from there); one dict per stream."""
+    ``text_offset`` go on from there, and ``echo`` goes before a choice's
+    first text); one dict per stream."""
     return orjson.dumps(
-        _translated(orjson.loads(chunk), "delta", {} if offsets is None else offsets)
+        _translated(orjson.loads(chunk), "delta", {} if offsets is None else offsets, echo)
     )
 
 
-def _translated(chat: dict[str, Any], part: str, offsets: dict[int, int]) -> dict[str, Any]:
+def _translated(
+    chat: dict[str, Any], part: str, offsets: dict[int, int], echo: str | None
+) -> dict[str, Any]:
     choices = []
     for choice in chat.get("choices") or ():
         index, text = choice.get("index", 0), _text(choice.get(part))
+        if echo is not None and index not in offsets:
+            text = echo + text  # the choice's first text: never with logprobs (``check``)
         start = offsets.get(index, 0)
         offsets[index] = start + len(text)
         choices.append(

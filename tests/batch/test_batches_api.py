@@ -15,6 +15,8 @@ import httpx
 import openai
 import orjson
 import pytest
+from openai.types import Completion
+from openai.types.responses import Response
 
 from interlock.app import create_app
 from interlock.config import parse_config
@@ -126,6 +128,73 @@ def test_embeddings_batches_run_too(gateway: InProcessGateway) -> None:
     assert (
         isinstance(vectors["request-4"], str) and len(base64.b64decode(vectors["request-4"])) == 32
     )
+
+
+def _run_batch(client: openai.OpenAI, url: str, bodies: list[dict[str, Any]]) -> Any:
+    """Run ``bodies`` as a batch for ``url``; its output and error lines by custom_id."""
+    lines = [
+        {"custom_id": f"r{n}", "method": "POST", "url": url, "body": body}
+        for n, body in enumerate(bodies)
+    ]
+    uploaded = client.files.create(file=("b.jsonl", io.BytesIO(_jsonl(lines))), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id,
+        endpoint=url,  # type: ignore[arg-type]
+        completion_window="24h",
+    )
+    done = _finished(client, batch.id)
+    assert done.status == "completed"
+    found: dict[str, Any] = {}
+    for file_id in (done.output_file_id, done.error_file_id):
+        if file_id is not None:
+            for text in client.files.content(file_id).text.splitlines():
+                line = orjson.loads(text)
+                found[line["custom_id"]] = line["response"]
+    return found
+
+
+def test_responses_batches_answer_response_objects(gateway: InProcessGateway) -> None:
+    client = _client(gateway)
+    found = _run_batch(
+        client,
+        "/v1/responses",
+        [
+            {"model": "sim", "input": "Hello", "instructions": "Be brief."},
+            {"model": "sim", "input": "Hi", "include": ["message.output_text.logprobs"]},
+            {"model": "sim", "input": "Hi", "previous_response_id": "resp_1"},
+            {"model": "sim", "input": []},
+        ],
+    )
+    for custom_id in ("r0", "r1"):
+        assert found[custom_id]["status_code"] == 200
+        response = Response.model_validate(found[custom_id]["body"])
+        assert response.status == "completed" and response.output_text
+        assert response.store is False  # a batch item is not stored
+    assert found["r0"]["body"]["instructions"] == "Be brief."
+    [part] = [c for item in found["r1"]["body"]["output"] for c in item["content"]]
+    assert part["logprobs"]
+    for custom_id, param in (("r2", "previous_response_id"), ("r3", "input")):
+        assert found[custom_id]["status_code"] == 400
+        assert found[custom_id]["body"]["error"]["param"] == param
+
+
+def test_legacy_completions_batches_answer_text_completions(gateway: InProcessGateway) -> None:
+    client = _client(gateway)
+    found = _run_batch(
+        client,
+        "/v1/completions",
+        [
+            {"model": "sim", "prompt": "Once upon", "max_tokens": 5},
+            {"model": "sim", "prompt": "Once upon", "max_tokens": 5, "echo": True},
+            {"model": "sim", "prompt": "x", "suffix": "The end."},
+        ],
+    )
+    plain = Completion.model_validate(found["r0"]["body"])
+    echoed = Completion.model_validate(found["r1"]["body"])
+    assert plain.object == "text_completion" and plain.choices[0].text
+    assert echoed.choices[0].text == "Once upon" + plain.choices[0].text
+    assert found["r2"]["status_code"] == 400
+    assert found["r2"]["body"]["error"]["param"] == "suffix"
 
 
 def test_a_line_for_another_endpoint_fails_the_batch_naming_the_line(

@@ -26,6 +26,7 @@ from tests.support.provider_fleet import provider_gateway
 from tests.support.servers import GatewayProcess
 
 OTHER_KEY = "sk-other-conversations"
+MAX_ITEMS = 6  # responses.max_conversation_items: more than any other test here adds
 WEATHER: FunctionToolParam = {
     "type": "function",
     "name": "get_weather",
@@ -42,7 +43,9 @@ WEATHER: FunctionToolParam = {
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     with provider_gateway(
-        tmp_path_factory.mktemp("gw"), keys=[{"name": "other", "key": OTHER_KEY}]
+        tmp_path_factory.mktemp("gw"),
+        keys=[{"name": "other", "key": OTHER_KEY}],
+        sections={"responses": {"max_conversation_items": MAX_ITEMS}},
     ) as gateway:
         yield gateway
 
@@ -223,3 +226,20 @@ def test_an_unknown_conversation_is_a_404_naming_it(client: openai.OpenAI) -> No
     assert caught.value.param == "conversation" and caught.value.code == "conversation_not_found"
     with pytest.raises(openai.NotFoundError):
         client.conversations.items.delete("msg_nope", conversation_id="conv_nope")
+
+
+def test_a_full_conversation_takes_no_more_items_and_runs_no_response(
+    client: openai.OpenAI,
+) -> None:
+    many: Any = [{"role": "user", "content": f"n{n}"} for n in range(MAX_ITEMS + 1)]
+    with pytest.raises(openai.BadRequestError) as too_many:
+        client.conversations.create(items=many)
+    assert too_many.value.code == "conversation_full"
+    conversation = client.conversations.create(items=many[:MAX_ITEMS])
+    with pytest.raises(openai.BadRequestError) as full:
+        client.conversations.items.create(conversation.id, items=many[:1])
+    assert full.value.code == "conversation_full" and full.value.param == "conversation"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="sim", input="x", conversation=conversation.id)
+    assert refused.value.code == "conversation_full"
+    assert len(list(client.conversations.items.list(conversation.id))) == MAX_ITEMS

@@ -8,9 +8,10 @@ import asyncio
 import itertools
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from interlock.store import ConversationStore, migrate
+from interlock.store import ConversationFull, ConversationStore, migrate
 from tests.store.conftest import Backend
 
 _fresh = itertools.count()
@@ -105,3 +106,15 @@ async def test_another_keys_conversation_is_absent(engine: AsyncEngine) -> None:
     assert not await store.delete("other", "conv_1")
     assert await store.delete("k", "conv_1")
     assert await store.all_items("k", "conv_1") is None
+
+
+async def test_an_append_past_the_limit_adds_nothing(engine: AsyncEngine) -> None:
+    store = ConversationStore(engine)
+    await store.create("conv_1", "k", {}, [_item(0, "i0"), _item(1, "i1")], fresh)
+    assert await store.delete_item("k", "conv_1", "i0")  # a deleted item frees its place
+    added = await store.append("k", "conv_1", [_item(2), _item(3)], fresh, max_items=3)
+    assert added is not None and len(added) == 2
+    with pytest.raises(ConversationFull) as full:
+        await store.append("k", "conv_1", [_item(4)], fresh, max_items=3)
+    assert (full.value.held, full.value.limit) == (3, 3)
+    assert len(await store.all_items("k", "conv_1") or []) == 3

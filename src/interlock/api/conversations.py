@@ -39,9 +39,9 @@ from interlock.dialects.responses.schemas import (
     validate_body,
 )
 from interlock.errors import InvalidRequest, NotFound
-from interlock.store import ConversationStore, StoredConversation
+from interlock.store import ConversationFull, ConversationStore, StoredConversation
 
-__all__ = ["conversation_route", "create_conversation"]
+__all__ = ["conversation_full", "conversation_route", "create_conversation"]
 
 ROOT = "/v1/conversations"
 _MAX_LIST = 100
@@ -60,8 +60,12 @@ async def create_conversation(request: Request, services: Services) -> ASGIApp:
     asked = validate_body(
         ConversationCreate, await read_json_object(request, services.max_body_bytes)
     )
+    items, conversation_id = _items(asked.items), new_id("conv")
+    limit = services.responses.max_conversation_items
+    if len(items) > limit:
+        raise conversation_full(conversation_id, 0, limit)
     conversation, _ = await _store(services).create(
-        new_id("conv"), key, asked.metadata or {}, _items(asked.items), fresh_item_id
+        conversation_id, key, asked.metadata or {}, items, fresh_item_id
     )
     return json_response(conversation.to_json())
 
@@ -102,7 +106,11 @@ async def _item_list(
     if request.method == "POST":
         body = await read_json_object(request, services.max_body_bytes)
         asked = validate_body(ConversationItemsCreate, body).items
-        added = await store.append(key, found_id, _items(asked), fresh_item_id)
+        limit = services.responses.max_conversation_items
+        try:
+            added = await store.append(key, found_id, _items(asked), fresh_item_id, limit)
+        except ConversationFull as full:
+            raise conversation_full(found_id, full.held, full.limit) from None
         if added is None:
             raise _not_found(found_id)
         return list_response(added, False)
@@ -143,6 +151,15 @@ def _found(conversation: StoredConversation | None, found_id: str) -> StoredConv
     if conversation is None:
         raise _not_found(found_id)
     return conversation
+
+
+def conversation_full(conversation_id: str, held: int, limit: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"Conversation '{conversation_id}' holds {held:,} items and may hold at most "
+        f"{limit:,} (responses.max_conversation_items): start a new conversation.",
+        param="conversation",
+        code="conversation_full",
+    )
 
 
 def _not_found(conversation_id: str) -> NotFound:

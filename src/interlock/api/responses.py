@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from interlock.api.conversations import conversation_full
 from interlock.api.responses_sse import ResponsesEncoder
 from interlock.api.services import Services
 from interlock.api.sse import EventStream
@@ -57,7 +58,12 @@ from interlock.dialects.responses.answer import (
     response_shell,
     to_response,
 )
-from interlock.dialects.responses.request import chat_body, conversation_items, stored_input
+from interlock.dialects.responses.request import (
+    CLIENT_PARAMS,
+    chat_body,
+    conversation_items,
+    stored_input,
+)
 from interlock.dialects.responses.schemas import (
     InputItem,
     ResponsesRequest,
@@ -79,15 +85,6 @@ JSONDict = dict[str, Any]
 _PREFIX = "/v1/responses/"
 _MAX_LIST = 100
 DIALECT = "responses"  # in the cache key: a chat answer is cached apart
-# What the chat body calls a Responses parameter: an error about one (from a
-# deployment that cannot honour it) names the client's instead.
-_CLIENT_PARAMS = {
-    "logprobs": "include",
-    "max_completion_tokens": "max_output_tokens",
-    "response_format": "text.format",
-    "verbosity": "text.verbosity",
-    "reasoning_effort": "reasoning.effort",
-}
 
 
 def _store(services: Services) -> ResponseStore:
@@ -115,7 +112,7 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
             translated_request(request, chat, DIALECT, checked=True)
         )
     except InterlockError as exc:
-        exc.param = _CLIENT_PARAMS.get(exc.param or "", exc.param)
+        exc.param = CLIENT_PARAMS.get(exc.param or "", exc.param)
         raise
     keep = None
     conversation_id = asked.conversation_id
@@ -177,6 +174,11 @@ async def _context(request: Request, services: Services, asked: ResponsesRequest
             param="conversation",
             code="conversation_not_found",
         )
+    limit = services.responses.max_conversation_items
+    if len(found) >= limit:
+        # Checked before the model runs; the turn's own items may then take
+        # the conversation past the limit by that much, once.
+        raise conversation_full(conversation_id, len(found), limit)
     return found
 
 

@@ -6,18 +6,28 @@ answer and an error are written back in the endpoint's own shape.
 An Anthropic Message Batch item (``/v1/messages``) is validated and
 translated when it runs, not when the batch is created: as Anthropic does,
 a bad ``params`` object is that request's ``errored`` result, not the
-whole batch refused.
+whole batch refused. So are the items of the other dialects OpenAI's Batch
+API runs: ``/v1/responses`` (not stored: a batch item's Response shows
+``store: false``; ``previous_response_id`` and ``conversation`` need state
+a batch does not read, and are refused) and ``/v1/completions``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from interlock.dialects.anthropic import MessagesRequest, chat_body, message, validate_request
 from interlock.dialects.anthropic import error_body as anthropic_error_body
-from interlock.errors import InterlockError
+from interlock.dialects.completions import check as check_completion
+from interlock.dialects.completions import echoed_prompt, from_chat, to_chat
+from interlock.dialects.responses.answer import new_id, response_shell, to_response
+from interlock.dialects.responses.request import CLIENT_PARAMS
+from interlock.dialects.responses.request import chat_body as responses_chat_body
+from interlock.dialects.responses.schemas import validate_request as validate_responses
+from interlock.errors import InterlockError, InvalidRequest
 from interlock.pipeline import NO_OPTIONS, Operation, RequestOptions
 from interlock.pipeline.encoding import apply_encoding_format
 
@@ -68,7 +78,33 @@ def _anthropic_message(body: JSONDict) -> PreparedItem:
     return PreparedItem(chat_body(parsed), True, lambda answer: message(answer, stops))
 
 
+def _response(body: JSONDict) -> PreparedItem:
+    asked = validate_responses(body)
+    for name in ("previous_response_id", "conversation"):
+        if body.get(name) is not None:
+            raise InvalidRequest(
+                f"'{name}' is not available in a batch: send the whole input.",
+                param=name,
+                code="unsupported_parameter",
+            )
+    asked = asked.model_copy(update={"store": False})  # a batch item is not stored
+    shell = response_shell(asked, new_id("resp"), int(time.time()))
+    return PreparedItem(responses_chat_body(asked), True, lambda answer: to_response(shell, answer))
+
+
+def _completion(body: JSONDict) -> PreparedItem:
+    check_completion(body)
+    echo = echoed_prompt(body)
+    return PreparedItem(to_chat(body), False, lambda answer: from_chat(answer, echo))
+
+
 def _openai_error(exc: InterlockError) -> dict[str, object]:
+    return exc.to_body()
+
+
+def _responses_error(exc: InterlockError) -> dict[str, object]:
+    # Named as the client named it (``include``, not the chat body's ``logprobs``).
+    exc.param = CLIENT_PARAMS.get(exc.param or "", exc.param)
     return exc.to_body()
 
 
@@ -79,6 +115,12 @@ def _anthropic_error(exc: InterlockError) -> dict[str, object]:
 ENDPOINTS: dict[str, BatchEndpoint] = {
     "/v1/chat/completions": BatchEndpoint(Operation.CHAT, _as_is, _openai_error),
     "/v1/embeddings": BatchEndpoint(Operation.EMBEDDINGS, _embeddings, _openai_error),
+    "/v1/responses": BatchEndpoint(
+        Operation.CHAT, _response, _responses_error, RequestOptions(dialect="responses")
+    ),
+    "/v1/completions": BatchEndpoint(
+        Operation.CHAT, _completion, _openai_error, RequestOptions(dialect="completions")
+    ),
     "/v1/messages": BatchEndpoint(
         Operation.CHAT,
         _anthropic_message,

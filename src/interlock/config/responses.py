@@ -1,4 +1,5 @@
-"""The Responses API (``responses:``): how long stored responses are kept."""
+"""The Responses API (``responses:``): how long stored responses are kept,
+and how many items a conversation may hold."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ class ResponsesConfig(_Strict):
     # continued (``previous_response_id``) for this many days; OpenAI keeps
     # them 30. Expired ones answer 404 and are deleted a few at a time.
     retention_days: int = Field(default=30, ge=1, le=3650)
+    # Items one conversation (the Conversations API) may hold: adding beyond it is a 400,
+    # and so is a response in a conversation that holds this many (its items are read
+    # whole as the model's context on every turn).
+    max_conversation_items: int = Field(default=10_000, ge=1, le=1_000_000)
 
     @property
     def retention_s(self) -> int:

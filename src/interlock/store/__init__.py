@@ -24,7 +24,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.audit import AuditEntry, AuditLog
-from interlock.store.conversations import ConversationStore, StoredConversation
+from interlock.store.conversations import (
+    ConversationFull,
+    ConversationStore,
+    StoredConversation,
+)
 from interlock.store.engine import create_engine
 from interlock.store.files import FileRecord, FileStore, new_file_id
 from interlock.store.journal import LedgerJournal, dead_journals
@@ -45,6 +49,7 @@ from interlock.store.usage_rows import COLUMNS
 __all__ = [
     "AuditEntry",
     "AuditLog",
+    "ConversationFull",
     "ConversationStore",
     "FileRecord",
     "FileStore",

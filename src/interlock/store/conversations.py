@@ -27,11 +27,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from interlock.store.engine import write_engine
 from interlock.store.schema import conversation_items, conversations
 
-__all__ = ["ConversationStore", "StoredConversation"]
+__all__ = ["ConversationFull", "ConversationStore", "StoredConversation"]
 
 JSONDict = dict[str, Any]
 # An id for an item whose own cannot be kept (missing, too long, taken).
 FreshId = Callable[[JSONDict], str]
+
+
+class ConversationFull(Exception):
+    """An append would take a conversation past the items it may hold."""
+
+    def __init__(self, held: int, limit: int):
+        super().__init__(f"the conversation holds {held:,} items of {limit:,}")
+        self.held = held
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +101,7 @@ class ConversationStore:
             row = (await conn.execute(query)).mappings().first()
             if row is None:
                 return None
-            count = await conn.scalar(
-                sa.select(sa.func.count()).where(
-                    conversation_items.c.conversation_id == conversation_id
-                )
-            )
+            count = await conn.scalar(_count(conversation_id))
         return _conversation(row, int(count or 0))
 
     async def update_metadata(
@@ -128,10 +133,16 @@ class ConversationStore:
         return True
 
     async def append(
-        self, key_name: str, conversation_id: str, items: Sequence[JSONDict], fresh_id: FreshId
+        self,
+        key_name: str,
+        conversation_id: str,
+        items: Sequence[JSONDict],
+        fresh_id: FreshId,
+        max_items: int | None = None,
     ) -> list[JSONDict] | None:
         """``items`` added at the end, in one transaction, as stored; None if
-        the key has no such conversation (deleted meanwhile, say)."""
+        the key has no such conversation (deleted meanwhile, say).
+        ``ConversationFull`` if it would then hold more than ``max_items``."""
         if not items:
             return [] if await self.get(key_name, conversation_id) is not None else None
         async with self._writer.begin() as conn:
@@ -144,15 +155,19 @@ class ConversationStore:
             end = reserved.scalar()
             if end is None:
                 return None
-            # Under the row lock the UPDATE took: no other append adds ids meanwhile.
+            # Under the row lock the UPDATE took: no other append adds items meanwhile.
+            if max_items is not None:
+                held = int(await conn.scalar(_count(conversation_id)) or 0)
+                if held + len(items) > max_items:
+                    raise ConversationFull(held, max_items)
             asked = [i["id"] for i in items if isinstance(i.get("id"), str)]
-            held = await conn.execute(
+            taken = await conn.execute(
                 sa.select(conversation_items.c.item_id).where(
                     conversation_items.c.conversation_id == conversation_id,
                     conversation_items.c.item_id.in_(asked),
                 )
             )
-            stored = _unique(items, set(held.scalars()), fresh_id)
+            stored = _unique(items, set(taken.scalars()), fresh_id)
             await _insert_items(conn, conversation_id, int(end) - len(items), stored)
         return stored
 
@@ -239,6 +254,10 @@ def _unique(items: Sequence[JSONDict], taken: set[str], fresh_id: FreshId) -> li
         taken.add(item["id"])
         unique.append(item)
     return unique
+
+
+def _count(conversation_id: str) -> sa.Select[int]:
+    return sa.select(sa.func.count()).where(conversation_items.c.conversation_id == conversation_id)
 
 
 def _owned(key_name: str, conversation_id: str) -> tuple[sa.ColumnElement[bool], ...]:

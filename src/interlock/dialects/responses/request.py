@@ -42,6 +42,7 @@ from interlock.dialects.responses.schemas import (
 from interlock.errors import InvalidRequest
 
 __all__ = [
+    "CLIENT_PARAMS",
     "ITEM_ID_PREFIXES",
     "chat_body",
     "chat_messages",
@@ -56,6 +57,15 @@ __all__ = [
 JSONDict = dict[str, Any]
 
 _IMAGE_SCHEMES = ("data:", "https:", "http:")
+# What the chat body calls a Responses parameter: an error about one (from a
+# deployment that cannot honour it) names the client's instead.
+CLIENT_PARAMS = {
+    "logprobs": "include",
+    "max_completion_tokens": "max_output_tokens",
+    "response_format": "text.format",
+    "verbosity": "text.verbosity",
+    "reasoning_effort": "reasoning.effort",
+}
 ITEM_ID_PREFIXES = {
     "message": "msg",
     "function_call": "fc",

@@ -78,7 +78,7 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         "created_at": created_at,
         "status": "in_progress",
         "background": False,
-        "conversation": {"id": conversation} if (conversation := request.conversation_id) else None,
+        "conversation": None if request.conversation is None else {"id": request.conversation_id},
         "error": None,
         "incomplete_details": None,
         "instructions": request.instructions,

@@ -144,7 +144,7 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
         response="`{object: response.input_tokens, input_tokens}`.",
     ),
     ("/v1/responses/{response_id}", "POST"): RouteDoc(
-        "Cancel a background response (`.../cancel`): 400, as this gateway runs none",
+        "Cancel a background response (`.../cancel`)",
         "inference",
     ),
     ("/v1/responses/{response_id}", "GET"): RouteDoc(

@@ -19,9 +19,10 @@ finished, whether or not the response is stored. A streamed response is
 stored (and added) before its last event goes out, so a client that saw
 ``response.completed`` can read it back.
 
-Background responses are refused (``background``), so every response is
-finished when it is created: cancelling one, or retrieving one as a stream
-(both for background responses at OpenAI), answers 400 saying so.
+``background: true`` runs the response on the batch workers and answers it
+``queued`` (``api/background_responses.py``); it can be polled and
+cancelled. Any other response has finished when it is created: cancelling
+it answers 400 saying so, and no response is retrieved as a stream.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from interlock.api.background_responses import (
+    cancel_background,
+    is_running,
+    start_background,
+    with_job_state,
+)
 from interlock.api.conversations import conversation_full
 from interlock.api.responses_sse import ResponsesEncoder
 from interlock.api.services import Services
@@ -106,6 +113,8 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         # body failed before reaching it, so the key is checked here first.
         caller_name(request, services)
         raise
+    if asked.background:
+        return await start_background(request, services, _store(services), asked, chat, history)
     shell = response_shell(asked, new_id("resp"), int(time.time()))
     try:
         answer = await services.pipeline.run(
@@ -266,27 +275,34 @@ async def response_route(request: Request, services: Services) -> ASGIApp:
         raise NotFound(f"Unknown route {method} {request.scope['path']}.")
     key = caller_name(request, services)
     store = _store(services)
-    if method == "DELETE":
-        if not await store.delete(key, response_id):
-            raise _not_found(response_id)
-        return json_response({"id": response_id, "object": "response", "deleted": True})
     found = await store.get(key, response_id)
     if found is None:
         raise _not_found(response_id)
+    response = found.response
+    if method == "DELETE":
+        if is_running(response):  # nobody will read it: stop its work
+            await cancel_background(services, store, key, response)
+        if not await store.delete(key, response_id):
+            raise _not_found(response_id)
+        return json_response({"id": response_id, "object": "response", "deleted": True})
     if tail == "cancel":
-        raise InvalidRequest(
-            "Only background responses can be cancelled, and this gateway runs none: "
-            f"response '{response_id}' finished when it was created."
-        )
+        if response.get("background") is not True:
+            raise InvalidRequest(
+                "Only background responses can be cancelled: "
+                f"response '{response_id}' finished when it was created."
+            )
+        return json_response(await cancel_background(services, store, key, response))
     if tail:
         return _input_items(request, found.input_items)
     if request.query_params.get("stream") in ("true", "1"):
         raise InvalidRequest(
-            "Retrieving a response as a stream is for background responses, and this "
-            "gateway runs none: retrieve it without `stream`.",
+            "Retrieving a response as a stream is not offered by this gateway: "
+            "retrieve it without `stream` (a background response: poll it).",
             param="stream",
         )
-    return json_response(found.response)
+    if is_running(response):
+        response = await with_job_state(services, store, key, response)
+    return json_response(response)
 
 
 def _input_items(request: Request, items: list[JSONDict]) -> ASGIApp:

@@ -31,7 +31,7 @@ from interlock.errors import InterlockError, InvalidRequest
 from interlock.pipeline import NO_OPTIONS, Operation, RequestOptions
 from interlock.pipeline.encoding import apply_encoding_format
 
-__all__ = ["ENDPOINTS", "BatchEndpoint", "PreparedItem"]
+__all__ = ["BACKGROUND_RESPONSE", "ENDPOINTS", "BatchEndpoint", "PreparedItem"]
 
 JSONDict = dict[str, Any]
 
@@ -98,6 +98,14 @@ def _completion(body: JSONDict) -> PreparedItem:
     return PreparedItem(to_chat(body), False, lambda answer: from_chat(answer, echo))
 
 
+def _background_response(envelope: JSONDict) -> PreparedItem:
+    """A background response (``api/responses.py``): its edge validated and
+    translated the request, resolved the history it continues and wrote its
+    Response's shell; the item carries both."""
+    shell = envelope["shell"]
+    return PreparedItem(envelope["chat"], True, lambda answer: to_response(shell, answer))
+
+
 def _openai_error(exc: InterlockError) -> dict[str, object]:
     return exc.to_body()
 
@@ -112,11 +120,20 @@ def _anthropic_error(exc: InterlockError) -> dict[str, object]:
     return anthropic_error_body(exc, exc.message)
 
 
+# The item of a background response: not an endpoint a batch file may name.
+BACKGROUND_RESPONSE = "/v1/responses:background"
+
 ENDPOINTS: dict[str, BatchEndpoint] = {
     "/v1/chat/completions": BatchEndpoint(Operation.CHAT, _as_is, _openai_error),
     "/v1/embeddings": BatchEndpoint(Operation.EMBEDDINGS, _embeddings, _openai_error),
     "/v1/responses": BatchEndpoint(
         Operation.CHAT, _response, _responses_error, RequestOptions(dialect="responses")
+    ),
+    BACKGROUND_RESPONSE: BatchEndpoint(
+        Operation.CHAT,
+        _background_response,
+        _responses_error,
+        RequestOptions(dialect="responses"),
     ),
     "/v1/completions": BatchEndpoint(
         Operation.CHAT, _completion, _openai_error, RequestOptions(dialect="completions")

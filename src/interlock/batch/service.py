@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from interlock.batch.endpoints import BACKGROUND_RESPONSE
 from interlock.batch.queue import QueueUnavailable, WorkQueue
 from interlock.batch.records import BatchRow, BatchStatus, RequestCounts, new_batch_id
 from interlock.batch.store import BatchStore, NewItem, StoredItem
@@ -28,7 +29,7 @@ from interlock.errors import InvalidRequest, NotFound
 from interlock.files.batch_input import BATCH_ENDPOINTS
 from interlock.store.files import FileStore
 
-__all__ = ["MESSAGE_BATCH", "BatchService"]
+__all__ = ["BACKGROUND", "MESSAGE_BATCH", "BatchService", "background_job_id"]
 
 log = logging.getLogger("interlock.batch")
 
@@ -36,6 +37,7 @@ _WINDOWS = ("24h",)
 _MAX_METADATA = 16
 _CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # Anthropic's pattern
 MESSAGE_BATCH = "message_batch"
+BACKGROUND = "background"  # a background response of the Responses API
 
 
 class BatchService:
@@ -133,6 +135,20 @@ class BatchService:
         await self._enqueue(batch)
         return batch
 
+    async def create_background(
+        self, key_name: str, response_id: str, envelope: Mapping[str, Any]
+    ) -> BatchRow:
+        """A job of one item that runs a background response (``envelope``:
+        its chat body and its Response's shell); its id is the response's
+        (``background_job_id``)."""
+        batch = self._new(
+            key_name, BACKGROUND, BACKGROUND_RESPONSE, 1, None, background_job_id(response_id)
+        )
+        item = NewItem(response_id, 0, 0, orjson.dumps(envelope).decode())
+        await self.store.create(batch, [item])
+        await self._enqueue(batch)
+        return batch
+
     async def delete(self, key_name: str, batch_id: str, kind: str) -> None:
         """A finished batch and its results gone; a running one is refused."""
         batch = await self.get(key_name, batch_id, kind)
@@ -195,10 +211,11 @@ class BatchService:
         endpoint: str,
         total: int,
         metadata: dict[str, str] | None,
+        batch_id: str | None = None,
     ) -> BatchRow:
         now = self._clock()
         batch = BatchRow(
-            id=new_batch_id(kind),
+            id=batch_id or new_batch_id(kind),
             key_name=key_name,
             kind=kind,
             endpoint=endpoint,
@@ -222,6 +239,11 @@ class BatchService:
                 "batch queue unavailable; the sweeper will enqueue the batch",
                 extra={"batch_id": batch.id, "error": str(exc)},
             )
+
+
+def background_job_id(response_id: str) -> str:
+    """The job that runs a background response, found from the response's id."""
+    return f"job_{response_id}"
 
 
 def _noun(kind: str) -> str:

@@ -195,6 +195,25 @@ class ResponseStore:
             row = (await conn.execute(query)).mappings().first()
         return None if row is None else _record(row)
 
+    async def replace(self, key_name: str, response: JSONDict) -> bool:
+        """The key's stored Response, with the same id, replaced by
+        ``response`` (a background response once it has finished); False if
+        the key has no unexpired response by that id."""
+        response_id = response["id"]
+        text = orjson.dumps(response).decode()
+        async with self._flushing:  # after a flush under way, as ``delete``
+            waiting = self._waiting(key_name, response_id)
+            if waiting is not None:
+                waiting.values = (*waiting.values[:5], text)
+                return True
+            async with self._writer.begin() as conn:
+                result = await conn.execute(
+                    sa.update(responses)
+                    .where(*self._visible(key_name, response_id))
+                    .values(response=text)
+                )
+            return bool(result.rowcount)
+
     async def delete(self, key_name: str, response_id: str) -> bool:
         """Whether the key's unexpired response was there (and is gone now)."""
         # After any flush under way: one writing this response now would

@@ -77,7 +77,7 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         "object": "response",
         "created_at": created_at,
         "status": "in_progress",
-        "background": False,
+        "background": request.background is True,
         "conversation": None if request.conversation is None else {"id": request.conversation_id},
         "error": None,
         "incomplete_details": None,

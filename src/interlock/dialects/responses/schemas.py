@@ -4,8 +4,8 @@ They validate the client's body (a 400 naming the field, as the pipeline's
 own schemas do) and give the translation typed access. Only what the
 gateway can honour is declared; fields that only describe the caller
 (``include``, ``service_tier``, ``truncation``, ``prompt_cache_key``, ...)
-are accepted and ignored, and the few that would change the answer in a
-way no chat model can (``background``, ``prompt``) are refused by name.
+are accepted and ignored, and ``prompt`` (a stored prompt template), which
+would change the answer in a way no chat model can, is refused by name.
 The Conversations API's bodies (``ConversationCreate``, ...) are here too:
 a conversation's items are Responses input items.
 
@@ -221,7 +221,7 @@ class Reasoning(_Open):
 
 
 # Fields that change the answer in ways a chat model cannot honour.
-_REFUSED = ("background", "prompt")
+_REFUSED = ("prompt",)
 # OpenAI's bounds: 16 pairs, keys up to 64 characters, values up to 512.
 Metadata = Annotated[
     dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
@@ -268,6 +268,8 @@ class ResponsesRequest(_Open):
     user: str | None = None
     stream: bool | None = None
     store: bool | None = None
+    # Run by the batch workers; the client polls (``api/responses.py``).
+    background: bool | None = None
     previous_response_id: str | None = Field(default=None, min_length=1)
     # The conversation whose items come first, and which this response's
     # input and output are added to (``api/responses.py``).
@@ -312,6 +314,27 @@ def validate_request(body: dict[str, Any]) -> ResponsesRequest:
         request = ResponsesRequest.model_validate(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
+    if request.background:
+        for name, wrong in (("store", request.store is False), ("stream", bool(request.stream))):
+            if wrong:
+                raise InvalidRequest(
+                    f"A background response cannot be created with '{name}': "
+                    + (
+                        "it is stored, so that it can be retrieved."
+                        if name == "store"
+                        else "this gateway does not stream one; poll it with GET "
+                        "/v1/responses/{id}."
+                    ),
+                    param=name,
+                    code="unsupported_parameter",
+                )
+        if request.conversation is not None:
+            raise InvalidRequest(
+                "A background response cannot run in a conversation on this gateway: "
+                "continue it with previous_response_id.",
+                param="conversation",
+                code="unsupported_parameter",
+            )
     if request.conversation is not None and request.previous_response_id is not None:
         raise InvalidRequest(
             "Mutually exclusive parameters: give 'previous_response_id' or 'conversation', "

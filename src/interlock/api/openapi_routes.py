@@ -107,6 +107,13 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
         request=lazy_model(_SCHEMAS, "EmbeddingRequest"),
         response="The vectors. With `async: true`, 202 and a job.",
     ),
+    ("/v1/moderations", "POST"): RouteDoc(
+        "Classify text (and images) for harmful content (`model` defaults to "
+        "`omni-moderation-latest`)",
+        "inference",
+        request=lazy_model(_SCHEMAS, "ModerationRequest"),
+        response="The moderation results, one per input.",
+    ),
     ("/v1/infer", "POST"): RouteDoc(
         "Run a tensor model (KServe v2 inference request, the model named in the body)",
         "inference",

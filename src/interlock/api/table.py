@@ -33,6 +33,7 @@ from interlock.api.infer import infer
 from interlock.api.message_batches import message_batch_route, message_batches_root
 from interlock.api.messages import anthropic_error, count_tokens, messages
 from interlock.api.models import list_models, retrieve_model
+from interlock.api.moderations import moderations
 from interlock.api.openapi import openapi_json
 from interlock.api.responses import count_input_tokens, create_response, response_route
 from interlock.api.search import search_page, search_status, search_stream, start_search
@@ -50,6 +51,7 @@ ErrorShape = Callable[[InterlockError, Redactor], Response]
 exact_routes: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": chat_completions},
     "/v1/embeddings": {"POST": embeddings},
+    "/v1/moderations": {"POST": moderations},
     "/v1/infer": {"POST": infer},
     "/v1/messages": {"POST": messages},
     "/v1/messages/count_tokens": {"POST": count_tokens},

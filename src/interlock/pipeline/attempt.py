@@ -48,6 +48,8 @@ class Attempts:
             adapter = provider.chat
         elif operation is Operation.EMBEDDINGS:
             adapter = provider.embed
+        elif operation is Operation.MODERATIONS:
+            adapter = provider.moderate
         else:
             adapter = provider.infer
         began = time.perf_counter()

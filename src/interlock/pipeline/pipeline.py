@@ -62,6 +62,8 @@ class Pipeline:
             elif request.operation is Operation.INFER:  # tensors: never cached
                 answer = await self.route.unary(call, Operation.INFER, call.body)
                 call.record.units = _rows(call.body)
+            elif request.operation is Operation.MODERATIONS:  # a safety check: never cached
+                answer = await self.route.unary(call, Operation.MODERATIONS, call.body)
             elif not call.record.stream:
                 answer = await self._complete(call)
             else:  # the stream holds the in-flight slot until it closes

@@ -24,6 +24,7 @@ class Operation(StrEnum):
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
     INFER = "infer"  # a tensor model, KServe v2 shapes (/v1/infer)
+    MODERATIONS = "moderations"
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ __all__ = [
     "EmbeddingRequest",
     "InferRequest",
     "InferTensor",
+    "ModerationRequest",
     "flat_data",
     "validate_body",
 ]
@@ -95,6 +96,47 @@ class EmbeddingRequest(_Open):
         return value
 
     user: str | None = None
+
+
+# Inputs one moderation request may carry (OpenAI documents none; a bound all the same).
+MAX_MODERATION_INPUTS = 1024
+
+
+class ModerationText(_Open):
+    type: Literal["text"]
+    text: str
+
+
+class ModerationImageURL(_Open):
+    url: str = Field(min_length=1)
+
+
+class ModerationImage(_Open):
+    type: Literal["image_url"]
+    image_url: ModerationImageURL
+
+
+class ModerationRequest(_Open):
+    model: str = Field(min_length=1)
+    # One text, several texts, or the parts of one multimodal input.
+    input: str | list[str] | list[ModerationText | ModerationImage] = Field(
+        min_length=1, max_length=MAX_MODERATION_INPUTS
+    )
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _known_parts(cls, value: Any) -> Any:
+        # Before the union, so the error says which part is wrong, not which member failed.
+        if isinstance(value, list):
+            for index, part in enumerate(value):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if isinstance(part, dict) and kind not in ("text", "image_url"):
+                    raise PydanticCustomError(
+                        "unsupported_part",
+                        "input[{index}] is a '{kind}' part: only 'text' and 'image_url' are",
+                        {"index": index, "kind": str(kind)},
+                    )
+        return value
 
 
 # KServe v2 / Open Inference Protocol tensor datatypes.

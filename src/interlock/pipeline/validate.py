@@ -23,6 +23,7 @@ from interlock.pipeline.schemas import (
     ChatCompletionRequest,
     EmbeddingRequest,
     InferRequest,
+    ModerationRequest,
     validate_body,
 )
 from interlock.routing.base import RouteContext
@@ -55,6 +56,8 @@ class Validation:
             elif request.operation is Operation.INFER:
                 infer = validate_body(InferRequest, body)
                 model, version = infer.model, infer.version
+            elif request.operation is Operation.MODERATIONS:
+                model = validate_body(ModerationRequest, body).model
             else:
                 model = validate_body(EmbeddingRequest, body).model
             group = self.router.group(model)

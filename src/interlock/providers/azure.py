@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from interlock.config import DeploymentConfig
 from interlock.config.deployments import DEFAULT_AZURE_API_VERSION
+from interlock.providers.base import CallContext, JSONDict, Provider
 from interlock.providers.openai_compat import OpenAICompatibleProvider
 
 __all__ = ["AzureOpenAIProvider"]
@@ -39,6 +40,11 @@ class AzureOpenAIProvider(OpenAICompatibleProvider):
         if deployment.api_key is None:
             return {}
         return {"api-key": deployment.api_key.reveal()}
+
+    async def moderate(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        # Azure OpenAI has no moderation endpoint: its content filters run on
+        # every call instead.
+        return await Provider.moderate(self, body, ctx)
 
     @staticmethod
     def _endpoint(deployment: DeploymentConfig, operation: str) -> str:

@@ -84,6 +84,12 @@ class Provider(ABC):
             f"The model `{ctx.public_model}` does not support embeddings.", param="model"
         )
 
+    async def moderate(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        raise UnsupportedOperation(
+            f"The model `{ctx.public_model}` does not classify content (/v1/moderations).",
+            param="model",
+        )
+
     async def infer(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         raise UnsupportedOperation(
             f"The model `{ctx.public_model}` does not take tensor inference (/v1/infer).",

@@ -31,6 +31,7 @@ class OpenAICompatibleProvider(HttpProvider):
         self._model = deployment.model
         self._chat_url = self._endpoint(deployment, "chat/completions")
         self._embeddings_url = self._endpoint(deployment, "embeddings")
+        self._moderations_url = self._endpoint(deployment, "moderations")
 
     # Overridden by upstreams that speak this wire format at other URLs or
     # with other credentials (Azure OpenAI).
@@ -84,6 +85,12 @@ class OpenAICompatibleProvider(HttpProvider):
             "POST", self._embeddings_url, upstream, self._headers(ctx)
         )
         return self._expect_object(result, "data")
+
+    async def moderate(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        result = await self._client.request_json(
+            "POST", self._moderations_url, self._upstream_body(body), self._headers(ctx)
+        )
+        return self._expect_object(result, "results")
 
     def _expect_object(self, result: Any, required: str) -> JSONDict:
         if not isinstance(result, dict) or required not in result:

@@ -15,6 +15,9 @@ deployment's ``params``:
 ``dimensions``      embedding size (default 256, at most 8,192)
 ==================  =======================================================
 
+Moderation requests get keyword-scored results in OpenAI's shape
+(``simulator_moderation``): a text holding a category's words is flagged.
+
 The simulator works in the gateway's own process, so what a request may ask
 of it is bounded and never holds the event loop for long: a request's
 ``dimensions`` up to ``MAX_DIMENSIONS``, at most ``MAX_EMBEDDING_NUMBERS``
@@ -59,6 +62,7 @@ from interlock.errors import (
 from interlock.ids import random_hex
 from interlock.providers.base import CallContext, JSONDict, Provider
 from interlock.providers.shapes import chunk_bytes, chunk_choice
+from interlock.providers.simulator_moderation import moderation_result
 from interlock.providers.simulator_summary import cited_summary
 from interlock.providers.simulator_tools import ScriptedAnswer, scripted_answer
 from interlock.tokens import TokenCounter, count_chat_prompt, count_text, message_text
@@ -324,6 +328,26 @@ class SimulatorProvider(Provider):
             "data": data,
             "model": ctx.public_model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def moderate(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        """Keyword-scored moderation results (``simulator_moderation``)."""
+        await self._maybe_fail()
+        raw = body.get("input")
+        if isinstance(raw, str):
+            inputs = [(raw, frozenset({"text"}))]
+        elif isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+            inputs = [(item, frozenset({"text"})) for item in raw]
+        else:  # the parts of one multimodal input: its text is what is scored
+            parts = [p for p in raw or () if isinstance(p, dict)]
+            text = " ".join(str(p.get("text", "")) for p in parts if p.get("type") == "text")
+            kinds = frozenset("image" if p.get("type") == "image_url" else "text" for p in parts)
+            inputs = [(text, kinds)]
+        seed = self.params.seed
+        return {
+            "id": f"modr-{random_hex(24)}",
+            "model": ctx.public_model,
+            "results": [moderation_result(text, seed, kinds) for text, kinds in inputs],
         }
 
     def _vector(self, text: str, dimensions: int) -> list[float]:

@@ -81,6 +81,10 @@ class ChaosProvider(Provider):
         await self._before_call(ctx)
         return await self.inner.infer(body, ctx)
 
+    async def moderate(self, body: JSONDict, ctx: CallContext) -> JSONDict:
+        await self._before_call(ctx)
+        return await self.inner.moderate(body, ctx)
+
     async def model_metadata(self, ctx: CallContext) -> JSONDict:
         return await self.inner.model_metadata(ctx)
 

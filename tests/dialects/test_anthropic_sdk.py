@@ -264,6 +264,47 @@ def test_an_image_block_reaches_the_model(client: anthropic.Anthropic, model: st
     assert _text(answer.content) == f"I see a image/png image of {len(image)} bytes"
 
 
+CITY: Any = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+    "required": ["name", "population"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("model", EVERY)
+def test_output_config_format_answers_json_of_the_schema(
+    client: anthropic.Anthropic, model: str, upstream_requests: list[dict[str, Any]]
+) -> None:
+    answer = client.messages.create(
+        model=model,
+        max_tokens=200,
+        messages=[{"role": "user", "content": "Describe Paris."}],
+        output_config={"format": {"type": "json_schema", "schema": CITY}, "effort": "low"},
+    )
+    parsed = orjson.loads(_text(answer.content))
+    assert set(parsed) == {"name", "population"} and isinstance(parsed["population"], int)
+    assert answer.stop_reason == "end_turn"
+    if model == "claude":  # sent natively: no forced tool, effort kept
+        sent = upstream_requests[-1]["body"]
+        assert sent["output_config"] == {
+            "effort": "low",
+            "format": {"type": "json_schema", "schema": CITY},
+        }
+        assert "tools" not in sent and "tool_choice" not in sent
+
+
+def test_a_malformed_output_config_is_named(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(
+            model="sim",
+            max_tokens=10,
+            messages=ASK_WEATHER,
+            output_config={"effort": "extreme"},  # type: ignore[typeddict-item]
+        )
+    assert _error(caught.value)["message"].startswith("output_config.effort")
+
+
 def test_a_stop_sequence_that_ended_the_answer_is_named(client: anthropic.Anthropic) -> None:
     story: Any = [{"role": "user", "content": "Tell me a story."}]
     full = _text(client.messages.create(model="sim", max_tokens=30, messages=story).content)

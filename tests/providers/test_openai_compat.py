@@ -313,3 +313,24 @@ async def test_streams_reuse_the_pooled_connection(
     for _ in range(3):
         assert [c async for c in provider.stream_chat(BODY, CTX)] == [chunk("a")]
     assert len(peers) == 3 and all(p is peers[0] for p in peers)
+
+
+def test_the_messages_edges_own_objects_do_not_reach_an_openai_upstream() -> None:
+    from interlock.providers.anthropic_wire import chat_request
+    from interlock.providers.openai_compat import without_anthropic_markers
+
+    format_ = {"type": "json_schema", "schema": {"type": "object"}}
+    body: dict[str, Any] = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "output_config": {"effort": "high", "format": format_},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "output"}},
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+    }
+    plain = without_anthropic_markers(body)
+    assert "output_config" not in plain and "thinking" not in plain
+    assert plain["response_format"] == body["response_format"]  # what carries the format here
+    # To an Anthropic upstream the same body goes natively: no forced JSON tool.
+    wire = chat_request({k: v for k, v in body.items() if k != "thinking"}, "claude-x", ())
+    assert wire.body["output_config"] == body["output_config"] and wire.json_tool is None
+    assert "tools" not in wire.body and "tool_choice" not in wire.body

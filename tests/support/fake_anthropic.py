@@ -14,8 +14,9 @@ overload or rate-limit error when the last user text asks for one; tool calls
 when tools may be called and the last user turn holds no tool results (the
 first two on "parallel", streamed interleaved; else the named or the first
 tool; the forced ``json_response`` tool of JSON mode gets
-``{"answer": "Paris"}``); "Tool said: ..." after tool results; a description
-of an image; else "Hello from anthropic". With thinking on, a signed thinking
+``{"answer": "Paris"}``); "Tool said: ..." after tool results; JSON of the
+schema an ``output_config.format`` names; a description of an image; else
+"Hello from anthropic". With thinking on, a signed thinking
 block comes first. Any ``cache_control`` marker reports 100 cache-read and 50
 cache-write tokens.
 """
@@ -125,6 +126,7 @@ def _validate(body: Any) -> None:
         previous = blocks
     if _thinking_on(body):
         _check_thinking(body, messages)
+    _check_output_config(body.get("output_config"))
 
 
 def _blocks(message: Any, i: int, last: bool) -> list[Block]:
@@ -184,6 +186,18 @@ def _check_turn(role: str, blocks: list[Block], previous: list[Block], i: int) -
         )
 
 
+def _check_output_config(config: Any) -> None:
+    if config is None:
+        return
+    if not isinstance(config, dict) or set(config) - {"effort", "format"}:
+        raise Invalid("output_config: only effort and format are allowed")
+    if config.get("effort") not in (None, "low", "medium", "high", "xhigh", "max"):
+        raise Invalid("output_config.effort: not a known effort")
+    fmt = config.get("format")
+    if fmt is not None and (fmt.get("type") != "json_schema" or "schema" not in fmt):
+        raise Invalid("output_config.format: a json_schema format needs its schema")
+
+
 def _check_thinking(body: Block, messages: list[Block]) -> None:
     budget = body["thinking"].get("budget_tokens")
     if not isinstance(budget, int) or budget < 1024 or budget >= body["max_tokens"]:
@@ -223,8 +237,13 @@ def _answer(body: Block) -> tuple[list[Block], str]:
                 {"type": "tool_use", "id": call_id, "name": tool["name"], "input": _arguments(tool)}
             )
         return blocks, "tool_use"
+    output_format = (body.get("output_config") or {}).get("format")
     if results:
         text = "Tool said: " + "; ".join(_result_text(r) for r in results)
+    elif output_format is not None:  # structured output: JSON of the schema
+        schema = output_format["schema"]
+        answer = {name: _example(p) for name, p in (schema.get("properties") or {}).items()}
+        text = orjson.dumps(answer).decode()
     elif images := [b for b in last if b.get("type") == "image"]:
         text = _seen(images[0]["source"])
     else:

@@ -11,7 +11,9 @@ call's ``input`` is handed back as the message content. It works on every
 Claude model and is generally available, where the ``output_format`` beta
 covers only some models and needs a beta header whose shape may still change.
 Its one cost: Anthropic refuses thinking together with a forced tool, so
-``reasoning_effort`` with ``response_format`` is a 400.
+``reasoning_effort`` with ``response_format`` is a 400. A request from the
+Messages edge that brought its own ``output_config`` keeps it instead: sent
+natively, its format answered as Anthropic's structured output, no tool.
 """
 
 from __future__ import annotations
@@ -91,6 +93,13 @@ def chat_request(body: JSONDict, model: str, drop: Collection[str]) -> WireReque
     out.update(_sampling(body, thinking_on, drop))
     if body.get("user"):
         out["metadata"] = {"user_id": body["user"]}
+    native = body.get("output_config")
+    if isinstance(native, dict):
+        # The Messages edge's own output_config: sent as it came, and its
+        # format is the answer's, not a forced tool's.
+        out["output_config"] = native
+        if "format" in native:
+            body = {k: v for k, v in body.items() if k != "response_format"}
     json_tool = _add_tools(out, body, thinking_on)
     return WireRequest(out, json_tool)
 

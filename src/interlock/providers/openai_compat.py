@@ -100,16 +100,22 @@ class OpenAICompatibleProvider(HttpProvider):
         return result
 
 
+# The Messages edge's own objects, for Anthropic upstreams: the chat body
+# carries their meaning in its own fields (reasoning_effort, response_format).
+_BODY_MARKERS = frozenset({"thinking", "output_config"})
+
+
 def without_anthropic_markers(body: JSONDict) -> JSONDict:
     """``body`` without what the Anthropic Messages edge adds for Anthropic
     upstreams: the native ``thinking`` object (``reasoning_effort`` carries
-    the same wish), signed ``thinking_blocks`` and ``cache_control`` markers.
+    the same wish), ``output_config`` (``response_format`` carries its
+    format), signed ``thinking_blocks`` and ``cache_control`` markers.
     OpenAI refuses fields it does not know, and these mean nothing to it;
     everything the client itself asked for (``top_k`` ...) is forwarded as
     ever, for the upstream to honour or refuse."""
     if not _marked(body):
         return body  # the usual request: nothing to take out, nothing copied
-    out = {k: v for k, v in body.items() if k != "thinking"}
+    out = {k: v for k, v in body.items() if k not in _BODY_MARKERS}
     if isinstance(body.get("messages"), list):
         out["messages"] = [_unmarked_message(m) for m in body["messages"]]
     if isinstance(body.get("tools"), list):
@@ -119,7 +125,7 @@ def without_anthropic_markers(body: JSONDict) -> JSONDict:
 
 def _marked(body: JSONDict) -> bool:
     """Whether ``body`` carries any of the markers, anywhere they may be."""
-    if "thinking" in body:
+    if not _BODY_MARKERS.isdisjoint(body):
         return True
     for message in body.get("messages") or ():
         if isinstance(message, dict):

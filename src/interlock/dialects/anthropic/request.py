@@ -54,6 +54,7 @@ from interlock.dialects.anthropic.schemas import (
     ImageBlock,
     Message,
     MessagesRequest,
+    OutputConfig,
     RedactedThinkingBlock,
     TextBlock,
     Thinking,
@@ -92,9 +93,26 @@ def chat_body(request: CountTokensRequest) -> JSONDict:
         effort = reasoning_effort(thinking)
         if effort is not None:
             body["reasoning_effort"] = effort
+    if request.output_config is not None:
+        _add_output_config(body, request.output_config)
     if isinstance(request, MessagesRequest):
         _add_sampling(body, request)
     return body
+
+
+def _add_output_config(body: JSONDict, config: OutputConfig) -> None:
+    """``output_config`` as it is, for Anthropic upstreams (a marker, like
+    ``thinking``: taken out for the others), and its ``format`` as chat's
+    ``response_format``, which every upstream's adapter honours. ``effort``
+    has no counterpart elsewhere: OpenAI's ``reasoning_effort`` is for
+    reasoning models alone (others refuse it) and would turn thinking on at
+    Anthropic's, so only Anthropic upstreams see it."""
+    body["output_config"] = config.model_dump(by_alias=True, exclude_none=True)
+    if config.format is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": config.format.json_schema, "strict": True},
+        }
 
 
 def reasoning_effort(thinking: Thinking) -> str | None:

@@ -7,7 +7,8 @@ Anthropic's API, an unknown field is a 400 naming it (a misspelt
 is not an integer), and content blocks are told apart by their ``type``.
 Features with no counterpart in OpenAI's chat shape (documents, server
 tools, containers, MCP servers) are not modelled, so they are refused the
-same way, naming the field.
+same way, naming the field. ``output_config`` is: its ``format`` becomes
+chat's ``response_format``, and both travel natively to Anthropic upstreams.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ __all__ = [
     "Message",
     "MessagesRequest",
     "Metadata",
+    "OutputConfig",
+    "OutputFormat",
     "RedactedThinkingBlock",
     "TextBlock",
     "Thinking",
@@ -195,6 +198,23 @@ class Metadata(_Closed):
     user_id: str | None = None
 
 
+class OutputFormat(_Closed):
+    """Structured output: the answer is JSON of this schema."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    type: Literal["json_schema"]
+    # ``schema`` would shadow a BaseModel attribute.
+    json_schema: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Closed):
+    """How much effort the answer gets, and its format."""
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: OutputFormat | None = None
+
+
 class CountTokensRequest(_Closed):
     """``POST /v1/messages/count_tokens``: the prompt part of a request."""
 
@@ -204,6 +224,7 @@ class CountTokensRequest(_Closed):
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None
+    output_config: OutputConfig | None = None
 
 
 class MessagesRequest(CountTokensRequest):

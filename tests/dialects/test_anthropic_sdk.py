@@ -294,6 +294,26 @@ def test_output_config_format_answers_json_of_the_schema(
         assert "tools" not in sent and "tool_choice" not in sent
 
 
+@pytest.mark.parametrize("model", ["claude", "azure", "sim"])
+def test_serving_hints_reach_anthropic_upstreams_alone(
+    client: anthropic.Anthropic, model: str, upstream_requests: list[dict[str, Any]]
+) -> None:
+    hints: Any = {
+        "speed": "fast",
+        "inference_geo": "us",
+        "cache_control": {"type": "ephemeral"},
+        "diagnostics": {"previous_message_id": "msg_1"},
+    }
+    before = len(upstream_requests)
+    answer = client.messages.create(model=model, max_tokens=20, messages=ASK_WEATHER, **hints)
+    assert _text(answer.content)
+    if model == "claude":
+        sent = upstream_requests[-1]["body"]
+        assert {name: sent[name] for name in hints} == hints
+    else:
+        assert len(upstream_requests) == before  # the Anthropic fake was not called
+
+
 def test_a_malformed_output_config_is_named(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(

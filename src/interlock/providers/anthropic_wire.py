@@ -22,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from interlock.chat_markers import NATIVE_HINTS
 from interlock.errors import InvalidRequest
 from interlock.providers.base import JSONDict
 from interlock.providers.openai_request import (
@@ -93,6 +94,9 @@ def chat_request(body: JSONDict, model: str, drop: Collection[str]) -> WireReque
     out.update(_sampling(body, thinking_on, drop))
     if body.get("user"):
         out["metadata"] = {"user_id": body["user"]}
+    for name in NATIVE_HINTS:
+        if body.get(name) is not None:
+            out[name] = body[name]
     native = body.get("output_config")
     if isinstance(native, dict):
         # The Messages edge's own output_config: sent as it came, and its

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+from interlock.chat_markers import BODY_MARKERS
 from interlock.config import DeploymentConfig
 from interlock.errors import UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
@@ -100,11 +101,6 @@ class OpenAICompatibleProvider(HttpProvider):
         return result
 
 
-# The Messages edge's own objects, for Anthropic upstreams: the chat body
-# carries their meaning in its own fields (reasoning_effort, response_format).
-_BODY_MARKERS = frozenset({"thinking", "output_config"})
-
-
 def without_anthropic_markers(body: JSONDict) -> JSONDict:
     """``body`` without what the Anthropic Messages edge adds for Anthropic
     upstreams: the native ``thinking`` object (``reasoning_effort`` carries
@@ -115,7 +111,7 @@ def without_anthropic_markers(body: JSONDict) -> JSONDict:
     ever, for the upstream to honour or refuse."""
     if not _marked(body):
         return body  # the usual request: nothing to take out, nothing copied
-    out = {k: v for k, v in body.items() if k not in _BODY_MARKERS}
+    out = {k: v for k, v in body.items() if k not in BODY_MARKERS}
     if isinstance(body.get("messages"), list):
         out["messages"] = [_unmarked_message(m) for m in body["messages"]]
     if isinstance(body.get("tools"), list):
@@ -125,7 +121,7 @@ def without_anthropic_markers(body: JSONDict) -> JSONDict:
 
 def _marked(body: JSONDict) -> bool:
     """Whether ``body`` carries any of the markers, anywhere they may be."""
-    if not _BODY_MARKERS.isdisjoint(body):
+    if not BODY_MARKERS.isdisjoint(body):
         return True
     for message in body.get("messages") or ():
         if isinstance(message, dict):

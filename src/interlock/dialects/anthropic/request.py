@@ -47,7 +47,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
+from interlock.chat_markers import NATIVE_HINTS
 from interlock.dialects.anthropic.schemas import (
     CacheControl,
     CountTokensRequest,
@@ -124,6 +126,12 @@ def reasoning_effort(thinking: Thinking) -> str | None:
 
 
 def _add_sampling(body: JSONDict, request: MessagesRequest) -> None:
+    for name in NATIVE_HINTS:  # markers, as ``thinking``: for Anthropic upstreams
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = (
+                value.model_dump(exclude_none=True) if isinstance(value, BaseModel) else value
+            )
     thinking_on = "reasoning_effort" in body
     body["max_completion_tokens" if thinking_on else "max_tokens"] = request.max_tokens
     if request.stop_sequences:

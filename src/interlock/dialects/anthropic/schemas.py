@@ -32,6 +32,7 @@ __all__ = [
     "Block",
     "CacheControl",
     "CountTokensRequest",
+    "Diagnostics",
     "ImageBlock",
     "Message",
     "MessagesRequest",
@@ -227,10 +228,20 @@ class CountTokensRequest(_Closed):
     output_config: OutputConfig | None = None
 
 
+class Diagnostics(_Closed):
+    previous_message_id: str | None = None
+
+
 class MessagesRequest(CountTokensRequest):
     """``POST /v1/messages``."""
 
     max_tokens: int = Field(ge=1)
+    # Hints for Anthropic's own serving, with no counterpart in the chat shape:
+    # kept for Anthropic upstreams (``chat_markers.NATIVE_HINTS``), left out for others.
+    cache_control: CacheControl | None = None  # mark the last cacheable block
+    speed: Literal["standard", "fast"] | None = None
+    inference_geo: str | None = None
+    diagnostics: Diagnostics | None = None
     metadata: Metadata | None = None
     stop_sequences: list[str] | None = None
     stream: bool | None = None

@@ -1,0 +1,19 @@
+"""What the Anthropic Messages edge adds to a chat body for Anthropic
+upstreams, in one place for the edge that writes it and the adapters that
+read or remove it (the edges may not import the adapters: ADR 0009).
+
+The chat body carries the meaning of each in its own fields where chat has
+one (``thinking`` as ``reasoning_effort``, ``output_config``'s format as
+``response_format``); the marker is what lets an Anthropic deployment get
+the request as the client sent it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BODY_MARKERS", "NATIVE_HINTS"]
+
+# Hints for Anthropic's own serving with no chat counterpart at all: an
+# Anthropic deployment gets them as sent, every other one never sees them.
+NATIVE_HINTS = ("cache_control", "speed", "inference_geo", "diagnostics")
+# Every top-level marker an OpenAI-compatible upstream must not receive.
+BODY_MARKERS = frozenset({"thinking", "output_config", *NATIVE_HINTS})

@@ -10,10 +10,20 @@ the request as the client sent it.
 
 from __future__ import annotations
 
-__all__ = ["BODY_MARKERS", "NATIVE_HINTS"]
+__all__ = ["BODY_MARKERS", "NATIVE_HINTS", "TOOL_HINTS"]
 
 # Hints for Anthropic's own serving with no chat counterpart at all: an
 # Anthropic deployment gets them as sent, every other one never sees them.
 NATIVE_HINTS = ("cache_control", "speed", "inference_geo", "diagnostics")
 # Every top-level marker an OpenAI-compatible upstream must not receive.
 BODY_MARKERS = frozenset({"thinking", "output_config", *NATIVE_HINTS})
+# A tool's fields of Anthropic's alone, kept on the chat tool object (next to
+# ``type`` and ``function``, as its ``cache_control``) for Anthropic upstreams.
+# ``strict`` is also the chat function's own ``strict``.
+TOOL_HINTS = (
+    "strict",
+    "input_examples",
+    "defer_loading",
+    "eager_input_streaming",
+    "allowed_callers",
+)

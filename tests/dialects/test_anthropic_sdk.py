@@ -314,6 +314,25 @@ def test_serving_hints_reach_anthropic_upstreams_alone(
         assert len(upstream_requests) == before  # the Anthropic fake was not called
 
 
+@pytest.mark.parametrize("model", ["claude", "azure", "gemini"])
+def test_a_tools_anthropic_fields_reach_anthropic_upstreams_alone(
+    client: anthropic.Anthropic, model: str, upstream_requests: list[dict[str, Any]]
+) -> None:
+    extras: Any = {
+        "strict": True,
+        "input_examples": [{"city": "Paris"}],
+        "defer_loading": False,
+        "eager_input_streaming": True,
+    }
+    answer = client.messages.create(
+        model=model, max_tokens=50, messages=ASK_WEATHER, tools=[{**WEATHER, **extras}]
+    )
+    assert [block.name for block in answer.content if block.type == "tool_use"] == ["get_weather"]
+    if model == "claude":
+        [tool] = upstream_requests[-1]["body"]["tools"]
+        assert {name: tool[name] for name in extras} == extras
+
+
 def test_a_malformed_output_config_is_named(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(

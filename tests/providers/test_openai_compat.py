@@ -326,11 +326,24 @@ def test_the_messages_edges_own_objects_do_not_reach_an_openai_upstream() -> Non
         "output_config": {"effort": "high", "format": format_},
         "response_format": {"type": "json_schema", "json_schema": {"name": "output"}},
         "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "speed": "fast",
+        "tools": [
+            {
+                "type": "function",
+                "function": {"name": "f", "parameters": {"type": "object"}, "strict": True},
+                "strict": True,
+                "input_examples": [{}],
+                "cache_control": {"type": "ephemeral"},
+            }
+        ],
     }
     plain = without_anthropic_markers(body)
-    assert "output_config" not in plain and "thinking" not in plain
+    assert "output_config" not in plain and "thinking" not in plain and "speed" not in plain
+    assert plain["tools"] == [{"type": "function", "function": body["tools"][0]["function"]}]
     assert plain["response_format"] == body["response_format"]  # what carries the format here
     # To an Anthropic upstream the same body goes natively: no forced JSON tool.
     wire = chat_request({k: v for k, v in body.items() if k != "thinking"}, "claude-x", ())
     assert wire.body["output_config"] == body["output_config"] and wire.json_tool is None
-    assert "tools" not in wire.body and "tool_choice" not in wire.body
+    assert wire.body["speed"] == "fast" and "tool_choice" not in wire.body
+    [tool] = wire.body["tools"]  # the client's own, with its Anthropic fields; no forced tool
+    assert (tool["name"], tool["strict"], tool["input_examples"]) == ("f", True, [{}])

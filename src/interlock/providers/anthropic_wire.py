@@ -228,6 +228,7 @@ def _tool(tool: FunctionTool) -> JSONDict:
         out["description"] = tool.description
     if tool.cache_control:
         out["cache_control"] = tool.cache_control
+    out.update(tool.native)
     return out
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from interlock.chat_markers import BODY_MARKERS
+from interlock.chat_markers import BODY_MARKERS, TOOL_HINTS
 from interlock.config import DeploymentConfig
 from interlock.errors import UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
@@ -101,6 +101,10 @@ class OpenAICompatibleProvider(HttpProvider):
         return result
 
 
+# On a tool, or on a message part: what only Anthropic upstreams read.
+_TOOL_MARKERS = frozenset({"cache_control", *TOOL_HINTS})
+
+
 def without_anthropic_markers(body: JSONDict) -> JSONDict:
     """``body`` without what the Anthropic Messages edge adds for Anthropic
     upstreams: the native ``thinking`` object (``reasoning_effort`` carries
@@ -133,12 +137,12 @@ def _marked(body: JSONDict) -> bool:
             ):
                 return True
     tools = body.get("tools") or ()
-    return any(isinstance(tool, dict) and "cache_control" in tool for tool in tools)
+    return any(isinstance(tool, dict) and not _TOOL_MARKERS.isdisjoint(tool) for tool in tools)
 
 
 def _unmarked(item: Any) -> Any:
-    if isinstance(item, dict) and "cache_control" in item:
-        return {k: v for k, v in item.items() if k != "cache_control"}
+    if isinstance(item, dict) and not _TOOL_MARKERS.isdisjoint(item):
+        return {k: v for k, v in item.items() if k not in _TOOL_MARKERS}
     return item
 
 

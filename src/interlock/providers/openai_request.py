@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
 
+from interlock.chat_markers import TOOL_HINTS
 from interlock.errors import InvalidRequest
 from interlock.ids import random_hex
 from interlock.providers.base import JSONDict
@@ -139,6 +140,8 @@ class FunctionTool:
     strict: bool
     # Anthropic's prompt-caching marker on the tool, passed through where understood.
     cache_control: JSONDict | None
+    # The Messages edge's other tool fields for Anthropic upstreams (``TOOL_HINTS``).
+    native: JSONDict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,9 @@ def function_tools(body: JSONDict) -> list[FunctionTool]:
                 f"Only `function` tools can be translated for this provider, not `{kind}`.",
                 param=f"{param}.type",
             )
-        out.append(_function(tool.get("function"), f"{param}.function", tool.get("cache_control")))
+        found = _function(tool.get("function"), f"{param}.function", tool.get("cache_control"))
+        native = {name: tool[name] for name in TOOL_HINTS if tool.get(name) is not None}
+        out.append(replace(found, native=native) if native else found)
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise InvalidRequest("Tool names must be unique.", param="tools")

@@ -49,7 +49,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from interlock.chat_markers import NATIVE_HINTS
+from interlock.chat_markers import NATIVE_HINTS, TOOL_HINTS
 from interlock.dialects.anthropic.schemas import (
     CacheControl,
     CountTokensRequest,
@@ -289,7 +289,14 @@ def _tool(tool: Tool) -> JSONDict:
     function: JSONDict = {"name": tool.name, "parameters": tool.input_schema}
     if tool.description:
         function["description"] = tool.description
-    return _marked({"type": "function", "function": function}, tool.cache_control)
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    chat_tool: JSONDict = {"type": "function", "function": function}
+    for name in TOOL_HINTS:  # markers, as cache_control: for Anthropic upstreams
+        value = getattr(tool, name)
+        if value is not None:
+            chat_tool[name] = value
+    return _marked(chat_tool, tool.cache_control)
 
 
 def _add_tool_choice(body: JSONDict, choice: ToolChoice) -> None:

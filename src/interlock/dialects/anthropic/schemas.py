@@ -140,6 +140,12 @@ class Tool(_Closed):
     description: str | None = None
     input_schema: dict[str, Any]
     cache_control: CacheControl | None = None
+    strict: bool | None = None
+    # Anthropic's own (``chat_markers.TOOL_HINTS``): for Anthropic upstreams alone.
+    input_examples: list[dict[str, Any]] | None = None
+    defer_loading: bool | None = None
+    eager_input_streaming: bool | None = None
+    allowed_callers: list[str] | None = None
 
     @field_validator("type", mode="before")
     @classmethod

@@ -333,6 +333,37 @@ def test_a_tools_anthropic_fields_reach_anthropic_upstreams_alone(
         assert {name: tool[name] for name in extras} == extras
 
 
+def test_blocks_sent_back_with_a_caller_and_a_toolset_are_read(
+    client: anthropic.Anthropic,
+) -> None:
+    # Anthropic's answers may carry them; a client replays its answers' blocks.
+    first = client.messages.create(
+        model="azure", max_tokens=50, tools=[WEATHER], messages=ASK_WEATHER
+    )
+    [call] = _tool_uses(first.content)
+    replayed: Any = {
+        "type": "tool_use",
+        "id": call.id,
+        "name": call.name,
+        "input": call.input,
+        "caller": {"type": "direct"},
+        "toolset_name": None,
+    }
+    result: Any = {
+        "type": "tool_result",
+        "tool_use_id": call.id,
+        "content": "mild",
+        "toolset_name": None,
+    }
+    turns = [
+        *ASK_WEATHER,
+        {"role": "assistant", "content": [replayed]},
+        {"role": "user", "content": [result]},
+    ]
+    second = client.messages.create(model="azure", max_tokens=50, tools=[WEATHER], messages=turns)
+    assert _text(second.content) == "Tool said: mild"
+
+
 def test_a_malformed_output_config_is_named(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(

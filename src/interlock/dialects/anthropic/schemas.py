@@ -96,6 +96,11 @@ class ToolUseBlock(_Closed):
     name: str = Field(min_length=1)
     input: dict[str, Any]
     cache_control: CacheControl | None = None
+    # Answers carry them; clients send answers' blocks back as they are. Who
+    # called the tool (programmatic tool calling) and its toolset mean nothing
+    # to a translated turn, so they are read and left out.
+    caller: dict[str, Any] | None = None
+    toolset_name: str | None = None
 
 
 _ResultPart = Annotated[TextBlock | ImageBlock, Field(discriminator="type")]
@@ -107,6 +112,7 @@ class ToolResultBlock(_Closed):
     content: str | list[_ResultPart] | None = None
     is_error: bool | None = None
     cache_control: CacheControl | None = None
+    toolset_name: str | None = None  # as on its tool_use: read and left out
 
 
 class ThinkingBlock(_Closed):

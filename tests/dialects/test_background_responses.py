@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import TEST_KEY
+from tests.support.openai_clients import openai_client
 from tests.support.provider_fleet import provider_gateway
 from tests.support.servers import GatewayProcess
 from tests.support.waiting import wait_for
@@ -35,16 +35,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
         sections={"batch": {"worker": {"sweep_s": 0.2}}},
     ) as gateway:
         yield gateway
-
-
-def _client(gateway: GatewayProcess, key: str = TEST_KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with _client(gateway) as client:
-        yield client
 
 
 def _settled(client: openai.OpenAI, response_id: str) -> Any:
@@ -108,7 +98,7 @@ def test_a_background_response_belongs_to_its_key(
     client: openai.OpenAI, gateway: GatewayProcess
 ) -> None:
     created = client.responses.create(model="sim", input="mine", background=True)
-    with _client(gateway, OTHER_KEY) as other:
+    with openai_client(gateway, OTHER_KEY) as other:
         with pytest.raises(openai.NotFoundError):
             other.responses.retrieve(created.id)
         with pytest.raises(openai.NotFoundError):

@@ -19,25 +19,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai.types.responses import FunctionToolParam
 
 from tests.conftest import TEST_KEY
+from tests.support.openai_clients import WEATHER, openai_client
 from tests.support.provider_fleet import provider_gateway
 from tests.support.servers import GatewayProcess
 
 OTHER_KEY = "sk-other-conversations"
 MAX_ITEMS = 6  # responses.max_conversation_items: more than any other test here adds
-WEATHER: FunctionToolParam = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-    "strict": None,
-}
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +37,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
         sections={"responses": {"max_conversation_items": MAX_ITEMS}},
     ) as gateway:
         yield gateway
-
-
-def _client(gateway: GatewayProcess, key: str = TEST_KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with _client(gateway) as client:
-        yield client
 
 
 def test_a_conversation_is_created_read_updated_and_deleted(client: openai.OpenAI) -> None:
@@ -164,7 +143,7 @@ def test_a_response_not_stored_still_adds_to_its_conversation(client: openai.Ope
 
 def test_a_conversation_belongs_to_its_key(client: openai.OpenAI, gateway: GatewayProcess) -> None:
     conversation = client.conversations.create()
-    with _client(gateway, OTHER_KEY) as other:
+    with openai_client(gateway, OTHER_KEY) as other:
         for call in (
             lambda: other.conversations.retrieve(conversation.id),
             lambda: other.conversations.update(conversation.id, metadata={}),

@@ -20,26 +20,15 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai.types.responses import FunctionToolParam
 from openai.types.shared_params import Reasoning
 from pydantic import BaseModel
 
 from tests.conftest import TEST_KEY
+from tests.support.openai_clients import WEATHER, openai_client
 from tests.support.provider_fleet import provider_gateway
 from tests.support.servers import GatewayProcess
 
 OTHER_KEY = "sk-other-responses"
-WEATHER: FunctionToolParam = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-    "strict": None,
-}
 LOW: Reasoning = {"effort": "low"}
 # Every provider: the simulator and the Anthropic, Azure, Gemini and Bedrock fakes.
 TOOL_LOOP = ["sim", "claude", "azure", "gemini", "bedrock"]
@@ -55,16 +44,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
         keys=[{"name": "other", "key": OTHER_KEY}],
     ) as gateway:
         yield gateway
-
-
-def _client(gateway: GatewayProcess, key: str = TEST_KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with _client(gateway) as client:
-        yield client
 
 
 @pytest.mark.parametrize(
@@ -346,7 +325,7 @@ def test_another_key_cannot_read_delete_or_continue_a_response(
     client: openai.OpenAI, gateway: GatewayProcess
 ) -> None:
     created = client.responses.create(model="sim", input="A secret")
-    with _client(gateway, OTHER_KEY) as other:
+    with openai_client(gateway, OTHER_KEY) as other:
         with pytest.raises(openai.NotFoundError):
             other.responses.retrieve(created.id)
         with pytest.raises(openai.NotFoundError):
@@ -374,7 +353,7 @@ def test_errors_keep_openai_shape(client: openai.OpenAI, gateway: GatewayProcess
         client.responses.create(model="sim", input="Hi", tools=[{"type": "web_search"}])
     assert caught.value.body["param"] == "tools[0].type"  # type: ignore[index]
     assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
-    with _client(gateway, "sk-wrong") as stranger:
+    with openai_client(gateway, "sk-wrong") as stranger:
         with pytest.raises(openai.AuthenticationError):
             stranger.responses.retrieve("resp_x")
         with pytest.raises(openai.AuthenticationError):  # a bad key before a bad body

@@ -15,7 +15,7 @@ import httpx
 import openai
 import orjson
 import pytest
-from openai.types import Completion
+from openai.types import Completion, ModerationCreateResponse
 from openai.types.responses import Response
 
 from interlock.app import create_app
@@ -195,6 +195,24 @@ def test_legacy_completions_batches_answer_text_completions(gateway: InProcessGa
     assert echoed.choices[0].text == "Once upon" + plain.choices[0].text
     assert found["r2"]["status_code"] == 400
     assert found["r2"]["body"]["error"]["param"] == "suffix"
+
+
+def test_moderations_batches_answer_moderation_results(gateway: InProcessGateway) -> None:
+    client = _client(gateway)
+    found = _run_batch(
+        client,
+        "/v1/moderations",
+        [
+            {"model": "sim", "input": "a calm day"},
+            {"model": "sim", "input": ["we attack at dawn"]},
+            {"input": "no model: the default"},
+        ],
+    )
+    calm, attack = (ModerationCreateResponse.model_validate(found[k]["body"]) for k in ("r0", "r1"))
+    assert not calm.results[0].flagged and attack.results[0].categories.violence
+    # The test config serves no omni-moderation-latest: the default is named in a 404.
+    assert found["r2"]["status_code"] == 404
+    assert "omni-moderation-latest" in found["r2"]["body"]["error"]["message"]
 
 
 def test_a_line_for_another_endpoint_fails_the_batch_naming_the_line(

@@ -17,10 +17,9 @@ from starlette.types import ASGIApp
 from interlock.api.services import Services
 from interlock.api.wire import json_response, model_request
 from interlock.pipeline import Operation
+from interlock.pipeline.moderation import DEFAULT_MODERATION_MODEL
 
-__all__ = ["DEFAULT_MODERATION_MODEL", "moderations"]
-
-DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
+__all__ = ["moderations"]
 
 
 async def moderations(request: Request, services: Services) -> ASGIApp:

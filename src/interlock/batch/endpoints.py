@@ -30,6 +30,7 @@ from interlock.dialects.responses.schemas import validate_request as validate_re
 from interlock.errors import InterlockError, InvalidRequest
 from interlock.pipeline import NO_OPTIONS, Operation, RequestOptions
 from interlock.pipeline.encoding import apply_encoding_format
+from interlock.pipeline.moderation import DEFAULT_MODERATION_MODEL
 
 __all__ = ["BACKGROUND_RESPONSE", "ENDPOINTS", "BatchEndpoint", "PreparedItem"]
 
@@ -106,6 +107,13 @@ def _background_response(envelope: JSONDict) -> PreparedItem:
     return PreparedItem(envelope["chat"], True, lambda answer: to_response(shell, answer))
 
 
+def _moderation(body: JSONDict) -> PreparedItem:
+    # The model may be left out, as online (``api/moderations.py``).
+    if body.get("model") is None:
+        body = {**body, "model": DEFAULT_MODERATION_MODEL}
+    return _as_is(body)
+
+
 def _openai_error(exc: InterlockError) -> dict[str, object]:
     return exc.to_body()
 
@@ -135,6 +143,7 @@ ENDPOINTS: dict[str, BatchEndpoint] = {
         _responses_error,
         RequestOptions(dialect="responses"),
     ),
+    "/v1/moderations": BatchEndpoint(Operation.MODERATIONS, _moderation, _openai_error),
     "/v1/completions": BatchEndpoint(
         Operation.CHAT, _completion, _openai_error, RequestOptions(dialect="completions")
     ),

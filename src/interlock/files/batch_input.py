@@ -21,7 +21,13 @@ from interlock.errors import InvalidRequest
 __all__ = ["BATCH_ENDPOINTS", "check_batch_lines", "request_problem"]
 
 BATCH_ENDPOINTS = frozenset(
-    {"/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/completions"}
+    {
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/completions",
+        "/v1/moderations",
+    }
 )
 
 

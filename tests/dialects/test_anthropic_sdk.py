@@ -364,6 +364,23 @@ def test_blocks_sent_back_with_a_caller_and_a_toolset_are_read(
     assert _text(second.content) == "Tool said: mild"
 
 
+def test_the_clients_betas_reach_an_anthropic_upstream(
+    client: anthropic.Anthropic, upstream_requests: list[dict[str, Any]]
+) -> None:
+    betas = "fast-mode-2026-02-01,context-1m-2025-08-07"
+    client.messages.create(
+        model="claude",
+        max_tokens=20,
+        messages=ASK_WEATHER,
+        speed="fast",
+        extra_headers={"anthropic-beta": betas},
+    )
+    sent = upstream_requests[-1]
+    assert sent["headers"]["anthropic-beta"] == betas and sent["body"]["speed"] == "fast"
+    client.messages.create(model="claude", max_tokens=20, messages=ASK_WEATHER)
+    assert "anthropic-beta" not in upstream_requests[-1]["headers"]
+
+
 def test_a_malformed_output_config_is_named(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(

@@ -41,6 +41,9 @@ MAX_JSON_DEPTH = 254
 # The request headers the cache reads; handing it only these spares decoding
 # every header of every request.
 _CACHE_HEADERS = ("cache-control", TTL_HEADER)
+# A dialect's request headers its own upstreams read: Anthropic's betas turn
+# on features (fast mode, 1M context, interleaved thinking) the body asks for.
+_DIALECT_HEADERS = {"anthropic": ("anthropic-beta",)}
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -136,8 +139,10 @@ def request_record(request: Request) -> RequestRecord:
 
 
 def request_options(request: Request, dialect: str = "openai") -> RequestOptions:
-    """Routing and cache headers, as the pipeline takes them."""
+    """Routing and cache headers, as the pipeline takes them, and the
+    dialect's own headers for upstreams that speak it (Anthropic's betas)."""
     headers = request.headers
+    forwarded = _DIALECT_HEADERS.get(dialect, ())
     return RequestOptions(
         pin=headers.get("x-interlock-pin"),
         forced=headers.get("x-interlock-force-deployment"),
@@ -145,6 +150,9 @@ def request_options(request: Request, dialect: str = "openai") -> RequestOptions
             name: value for name in _CACHE_HEADERS if (value := headers.get(name)) is not None
         },
         dialect=dialect,
+        dialect_headers={
+            name: value for name in forwarded if (value := headers.get(name)) is not None
+        },
     )
 
 

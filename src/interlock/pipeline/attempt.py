@@ -25,7 +25,6 @@ from interlock.pipeline.watch import StreamWatch, observe_stream
 from interlock.providers.base import CallContext
 from interlock.routing.router import Deployment, error_kind
 from interlock.telemetry.hub import Telemetry
-from interlock.telemetry.record import RequestRecord
 
 __all__ = ["Attempt", "Attempts"]
 
@@ -42,7 +41,7 @@ class Attempts:
     ) -> JSONDict:
         """A chat completion or embeddings list from ``deployment``."""
         record = call.record
-        attempt = Attempt(self, record, deployment)
+        attempt = Attempt(self, call, deployment)
         provider = deployment.provider
         if operation is Operation.CHAT:
             adapter = provider.chat
@@ -82,7 +81,7 @@ class Attempts:
         """``deployment``'s chunks, watched (``watch.observe_stream``).
         ``pass_usage``: whether the usage-only chunk goes on to the reader."""
         record = call.record
-        attempt = Attempt(self, record, deployment)
+        attempt = Attempt(self, call, deployment)
         watch = StreamWatch(
             record=record,
             deployment=deployment,
@@ -101,11 +100,12 @@ class Attempts:
 class Attempt:
     """One attempt's span, health and metrics, from its start to its end."""
 
-    __slots__ = ("_attempts", "_deployment", "_record", "_span")
+    __slots__ = ("_attempts", "_deployment", "_dialect_headers", "_record", "_span")
 
-    def __init__(self, attempts: Attempts, record: RequestRecord, deployment: Deployment):
+    def __init__(self, attempts: Attempts, call: ModelCall, deployment: Deployment):
         self._attempts = attempts
-        self._record = record
+        self._record = call.record
+        self._dialect_headers = call.options.dialect_headers
         self._deployment = deployment
         self._span = self._start_span()
         deployment.health.started()
@@ -116,7 +116,12 @@ class Attempt:
         span = self._span
         headers = tracing.inject(span) if span is not None and tracing is not None else {}
         return CallContext(
-            record.request_id, record.model or "", headers, record.injected, record.dialect
+            record.request_id,
+            record.model or "",
+            headers,
+            record.injected,
+            record.dialect,
+            self._dialect_headers,
         )
 
     def ended(self, elapsed: float, kind: str | None) -> None:

@@ -41,6 +41,9 @@ class RequestOptions:
     # "completions"); its edge translated the body into OpenAI's chat shape.
     # Part of the cache key: each dialect's edge stores what it will replay.
     dialect: str = "openai"
+    # Headers of the client's dialect for upstreams that speak it (Anthropic's
+    # ``anthropic-beta``): each adapter of that dialect adds them to its call.
+    dialect_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 NO_OPTIONS = RequestOptions()

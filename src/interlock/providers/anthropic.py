@@ -83,6 +83,13 @@ class AnthropicProvider(HttpProvider):
         self._counter = counter
         self._url = f"{deployment.base_url or DEFAULT_BASE_URL}/v1/messages"
 
+    @staticmethod
+    def _headers(ctx: CallContext) -> dict[str, str]:
+        headers = ctx.upstream_headers()
+        if ctx.dialect == "anthropic":  # the client's betas, for what its body asks
+            headers.update(ctx.dialect_headers)
+        return headers
+
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         request = chat_request(body, self._model, self._drop)
         result = await self._client.request_json(

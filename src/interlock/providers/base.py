@@ -53,6 +53,8 @@ class CallContext:
     # The API the client spoke; an edge of another dialect may have added
     # fields for its own upstreams that others must not receive.
     dialect: str = "openai"
+    # That dialect's request headers for upstreams that speak it (``RequestOptions``).
+    dialect_headers: Mapping[str, str] = field(default_factory=dict)
 
     def upstream_headers(self) -> dict[str, str]:
         return {"x-request-id": self.request_id, **self.trace_headers}

@@ -81,8 +81,22 @@ def gateway(
     gateway.close()
 
 
+# Every SDK client a test makes, closed after it: one left to the garbage
+# collector warns (an unclosed socket) in whichever test it is collected.
+_CLIENTS: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def _client(gateway: InProcessGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0)
+    client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0)
+    _CLIENTS.append(client)
+    return client
 
 
 def test_the_default_model_scores_by_keywords(gateway: InProcessGateway) -> None:

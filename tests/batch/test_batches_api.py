@@ -57,8 +57,22 @@ def gateway(tmp_path: Path) -> Iterator[InProcessGateway]:
     gateway.close()
 
 
+# Every SDK client a test makes, closed after it: one left to the garbage
+# collector warns (an unclosed socket) in whichever test it is collected.
+_CLIENTS: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def _client(gateway: InProcessGateway, key: str = TEST_KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
+    client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
+    _CLIENTS.append(client)
+    return client
 
 
 def _finished(client: openai.OpenAI, batch_id: str) -> Any:

@@ -55,8 +55,22 @@ def gateway(start: Callable[..., InProcessGateway]) -> InProcessGateway:
     return start()
 
 
+# Every SDK client a test makes, closed after it: one left to the garbage
+# collector warns (an unclosed socket) in whichever test it is collected.
+_CLIENTS: list[anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def _client(gateway: InProcessGateway, key: str = TEST_KEY) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
+    _CLIENTS.append(client)
+    return client
 
 
 def _params(text: str, **extra: Any) -> dict[str, Any]:

@@ -60,8 +60,9 @@ def _register(gateway: InProcessGateway, exported: Path) -> None:
 def test_embeddings_through_the_gateway_match_pytorch(
     gateway: InProcessGateway, reference: Any
 ) -> None:
-    sdk = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0)
-    answer = sdk.embeddings.create(model="minilm", input=TEXTS)
+    with openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0) as sdk:
+        answer = sdk.embeddings.create(model="minilm", input=TEXTS)
+        as_base64 = sdk.embeddings.create(model="minilm", input=TEXTS[0], encoding_format="base64")
     served = np.array([item.embedding for item in answer.data])
     expected = np.array(reference.embed(TEXTS))
     assert served.shape == (3, 384)
@@ -71,7 +72,6 @@ def test_embeddings_through_the_gateway_match_pytorch(
     )
     assert cosine.min() >= 0.9999
     assert answer.usage.prompt_tokens == sum(reference.token_counts(TEXTS))
-    as_base64 = sdk.embeddings.create(model="minilm", input=TEXTS[0], encoding_format="base64")
     packed = base64.b64decode(str(as_base64.data[0].embedding))  # the SDK leaves it encoded
     assert np.abs(np.frombuffer(packed, dtype="<f4") - expected[0]).max() <= 1e-4
 

@@ -86,14 +86,14 @@ def test_a_registered_version_serves_the_official_sdk_and_leaves_with_its_deleti
 ) -> None:
     created = _register(client, name="team/assistant", version="v1", status="live")
     assert (created["status"], created["updated_by"]) == ("live", "alice")
-    sdk = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0)
-    answer = sdk.chat.completions.with_raw_response.create(
-        model="team/assistant", messages=[{"role": "user", "content": "hello"}]
-    )
-    assert answer.headers["x-interlock-deployment"] == "team/assistant@v1"
-    assert answer.parse().choices[0].message.content
-    assert "team/assistant" in [m.id for m in sdk.models.list()]
-    assert "sim" in [m.id for m in sdk.models.list()]  # the config file's models stay
+    with openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0) as sdk:
+        answer = sdk.chat.completions.with_raw_response.create(
+            model="team/assistant", messages=[{"role": "user", "content": "hello"}]
+        )
+        assert answer.headers["x-interlock-deployment"] == "team/assistant@v1"
+        assert answer.parse().choices[0].message.content
+        assert "team/assistant" in [m.id for m in sdk.models.list()]
+        assert "sim" in [m.id for m in sdk.models.list()]  # the config file's models stay
 
     _register(client, name="team/assistant", version="v2", status="live")
     assert _versions(client, "team/assistant") == {"v1": "retired", "v2": "live"}

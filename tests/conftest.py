@@ -13,6 +13,7 @@ from aiohttp import web
 from hypothesis import settings
 
 from tests.state.harness import BACKENDS, StoreHarness, open_harness
+from tests.support.sdk_clients import close_registered
 from tests.support.servers import FakeUpstream, GatewayProcess
 
 TEST_KEY = "sk-test-interlock"
@@ -86,6 +87,13 @@ async def store_harness(request: pytest.FixtureRequest) -> AsyncIterator[StoreHa
     """Each state-store test runs against memory and Redis (db 15, a prefix per test)."""
     async with open_harness(request.param) as harness:
         yield harness
+
+
+@pytest.fixture(autouse=True)
+def _sdk_clients_closed() -> Iterator[None]:
+    """Every SDK client a test registered (``tests/support/sdk_clients.py``), closed."""
+    yield
+    close_registered()
 
 
 @pytest.fixture(autouse=True)

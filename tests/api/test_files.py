@@ -17,6 +17,7 @@ import pytest
 from interlock.app import create_app
 from interlock.config import parse_config
 from tests.conftest import TEST_KEY, simulator_config
+from tests.support.sdk_clients import closed_after_test
 from tests.support.servers import InProcessGateway
 
 # One in-process gateway for the module's tests (conftest checks its SQLite connections).
@@ -59,22 +60,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGatew
     gateway.close()
 
 
-# The SDK clients a test made, closed when it ends: an open one's pooled
-# socket is left to the garbage collector, which warns in a later test.
-_CLIENTS: list[openai.OpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
-
-
 def _client(gateway: InProcessGateway, key: str = TEST_KEY) -> openai.OpenAI:
     client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
-    _CLIENTS.append(client)
-    return client
+    return closed_after_test(client)
 
 
 def test_the_sdk_uploads_lists_reads_and_deletes_a_batch_file(gateway: InProcessGateway) -> None:

@@ -19,6 +19,7 @@ from interlock.app import create_app
 from interlock.config import parse_config
 from interlock.providers.simulator_moderation import CATEGORIES, moderation_result
 from tests.conftest import TEST_KEY
+from tests.support.sdk_clients import closed_after_test
 from tests.support.servers import FakeUpstream, InProcessGateway
 from tests.support.waiting import wait_for
 
@@ -81,22 +82,9 @@ def gateway(
     gateway.close()
 
 
-# Every SDK client a test makes, closed after it: one left to the garbage
-# collector warns (an unclosed socket) in whichever test it is collected.
-_CLIENTS: list[openai.OpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
-
-
 def _client(gateway: InProcessGateway) -> openai.OpenAI:
     client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0)
-    _CLIENTS.append(client)
-    return client
+    return closed_after_test(client)
 
 
 def test_the_default_model_scores_by_keywords(gateway: InProcessGateway) -> None:

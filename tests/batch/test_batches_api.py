@@ -21,6 +21,7 @@ from openai.types.responses import Response
 from interlock.app import create_app
 from interlock.config import parse_config
 from tests.conftest import TEST_KEY, simulator_config
+from tests.support.sdk_clients import closed_after_test
 from tests.support.servers import InProcessGateway
 from tests.support.waiting import wait_for
 
@@ -57,22 +58,9 @@ def gateway(tmp_path: Path) -> Iterator[InProcessGateway]:
     gateway.close()
 
 
-# Every SDK client a test makes, closed after it: one left to the garbage
-# collector warns (an unclosed socket) in whichever test it is collected.
-_CLIENTS: list[openai.OpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
-
-
 def _client(gateway: InProcessGateway, key: str = TEST_KEY) -> openai.OpenAI:
     client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
-    _CLIENTS.append(client)
-    return client
+    return closed_after_test(client)
 
 
 def _finished(client: openai.OpenAI, batch_id: str) -> Any:

@@ -19,6 +19,7 @@ import pytest
 from interlock.app import create_app
 from interlock.config import parse_config
 from tests.conftest import TEST_KEY, simulator_config
+from tests.support.sdk_clients import closed_after_test
 from tests.support.servers import InProcessGateway
 from tests.support.waiting import wait_for
 
@@ -55,22 +56,9 @@ def gateway(start: Callable[..., InProcessGateway]) -> InProcessGateway:
     return start()
 
 
-# Every SDK client a test makes, closed after it: one left to the garbage
-# collector warns (an unclosed socket) in whichever test it is collected.
-_CLIENTS: list[anthropic.Anthropic] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
-
-
 def _client(gateway: InProcessGateway, key: str = TEST_KEY) -> anthropic.Anthropic:
     client = anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
-    _CLIENTS.append(client)
-    return client
+    return closed_after_test(client)
 
 
 def _params(text: str, **extra: Any) -> dict[str, Any]:

@@ -41,4 +41,8 @@ def test_the_quick_run_measures_memory_and_redis_state(tmp_path: Path) -> None:
         gateway_memory, gateway_redis = (float(f) for f in re.findall(r"\| (\d+) µs", row)[:2])
         assert gateway_memory > 0 and gateway_redis > 0, row
         commands = float(row.rstrip(" |").rsplit("|", 1)[1])
-        assert commands >= 1, row  # the Redis gateway did use Redis
+        # The Redis gateway did use Redis. Not one command for every request:
+        # on a starved machine a Redis call can outlast state.timeout_s
+        # (0.25 s), and the gateway then answers from its local limits, as
+        # designed (0.9 a request was seen beside two CPU hogs).
+        assert commands > 0, row

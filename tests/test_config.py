@@ -167,3 +167,40 @@ def test_state_health_settings_are_checked(health: dict[str, object], expected: 
     assert expected in str(info.value)
     raw["state"] = {"backend": "redis", "url": "redis://127.0.0.1:6379/0"}
     assert parse_config(raw, env={}).state.health.trip_after == 3
+
+
+@pytest.mark.parametrize(
+    ("deployment", "native"),
+    [
+        ({"provider": "openai", "base_url": "https://api.openai.com/v1"}, True),
+        # vLLM, Ollama and the like share the provider and have no custom tools.
+        ({"provider": "openai", "base_url": "http://127.0.0.1:8000/v1"}, False),
+        ({"provider": "azure", "base_url": "https://r.openai.azure.com"}, False),
+        (
+            {
+                "provider": "azure",
+                "base_url": "https://r.openai.azure.com",
+                "custom_tools": "native",
+            },
+            True,
+        ),
+        (
+            {
+                "provider": "openai",
+                "base_url": "https://api.openai.com/v1",
+                "custom_tools": "function",
+            },
+            False,
+        ),
+        ({"provider": "anthropic"}, False),
+    ],
+)
+def test_custom_tools_are_native_only_where_the_upstream_takes_them(
+    deployment: dict[str, object], native: bool
+) -> None:
+    raw = {
+        "models": [{"name": "m", "deployments": [{"id": "d", "model": "x", **deployment}]}],
+        "keys": [{"name": "k", "key": "sk-test-custom-tools"}],
+    }
+    [model] = parse_config(raw, env={}).models
+    assert model.deployments[0].native_custom_tools is native

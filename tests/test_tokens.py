@@ -7,6 +7,7 @@ from interlock.tokens import (
     EstimatingCounter,
     TiktokenCounter,
     count_chat_prompt,
+    count_chat_request,
     count_text,
     default_counter,
     message_text,
@@ -38,6 +39,28 @@ def test_message_text_handles_parts() -> None:
 async def test_chat_prompt_counts_framing() -> None:
     counter = EstimatingCounter()
     assert await count_chat_prompt(counter, [{"role": "user", "content": "abcd"}]) == 3 + 3 + 1
+
+
+async def test_calls_in_the_history_count_function_and_custom_alike() -> None:
+    counter = EstimatingCounter()
+    function = {"name": "edit", "arguments": '{"input":"abcdefgh"}'}
+    custom = {"name": "edit", "input": "abcdefgh"}
+    asked = {"role": "user", "content": "abcd"}
+
+    def body(call: dict[str, object]) -> dict[str, object]:
+        turn = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {"model": "m", "messages": [asked, turn]}
+
+    bare = await count_chat_request(counter, {"model": "m", "messages": [asked]})
+    as_function = await count_chat_request(
+        counter, body({"id": "c", "type": "function", "function": function})
+    )
+    as_custom = await count_chat_request(
+        counter, body({"id": "c", "type": "custom", "custom": custom})
+    )
+    # The input text itself, without the JSON around it: "edit" + 8 characters.
+    assert as_custom - bare == 3 + 3
+    assert as_function > as_custom
 
 
 async def test_a_long_text_counted_in_pieces_counts_as_a_whole() -> None:

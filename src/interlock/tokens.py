@@ -112,6 +112,10 @@ async def count_chat_request(counter: TokenCounter, body: dict[str, Any]) -> int
         total += await count_text(counter, orjson.dumps(body["tools"]).decode())
     for entry in body["messages"]:
         for call in entry.get("tool_calls") or []:
+            if call.get("type") == "custom":  # a freeform tool's call: its input is text
+                custom = call["custom"]
+                total += await count_text(counter, custom["name"] + custom["input"])
+                continue
             function = call["function"]
             total += await count_text(counter, function["name"] + function["arguments"])
     return total

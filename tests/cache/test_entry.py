@@ -190,3 +190,29 @@ def test_split_text_never_changes_the_text(text: str, size: int) -> None:
 
 def test_split_text_prefers_whitespace() -> None:
     assert split_text("hello brave new world", 12) == ["hello brave ", "new world"]
+
+
+def test_a_custom_tool_call_accumulates_and_replays() -> None:
+    """A custom (freeform) tool's call streams its input under ``custom``."""
+    custom = {"id": "call_2", "type": "custom", "custom": {"name": "apply_patch", "input": "a\nb"}}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return orjson.dumps({"id": "u", "model": "m", "choices": [choice], "usage": None})
+
+    accumulator = StreamAccumulator()
+    accumulator.feed(chunk({"role": "assistant", "content": None}))
+    opened = {"index": 0, "id": "call_2", "type": "custom"}
+    accumulator.feed(chunk({"tool_calls": [{**opened, "custom": {"name": "apply_patch"}}]}))
+    for part in ("a", "\nb"):
+        accumulator.feed(chunk({"tool_calls": [{"index": 0, "custom": {"input": part}}]}))
+    accumulator.feed(chunk({}, "tool_calls"))
+    accumulator.feed(orjson.dumps({"id": "u", "model": "m", "choices": [], "usage": USAGE}))
+    entry = accumulator.entry()
+    assert entry is not None and entry.choices[0].tool_calls == (custom,)
+    message = entry.completion("c", 1)["choices"][0]["message"]
+    assert message["tool_calls"] == [custom]
+    replayed = StreamAccumulator()
+    for again in entry.chunks("c", 1, include_usage=True):
+        replayed.feed(again)
+    assert replayed.entry() == entry

@@ -311,10 +311,58 @@ def test_a_string_input_is_stored_as_the_message_it_means(body: dict[str, object
     assert list(stored[0]) == list(expected[0])  # the same order of fields, as stored
 
 
+def test_custom_tools_and_their_items_become_chat_s_custom_tools_and_calls() -> None:
+    grammar = {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}
+    body = _chat(
+        input=[
+            {"role": "user", "content": "Fix it"},
+            {"type": "custom_tool_call", "call_id": "c1", "name": "patch", "input": "*** x"},
+            {"type": "custom_tool_call_output", "call_id": "c1", "output": "Done"},
+        ],
+        tools=[
+            {"type": "custom", "name": "patch", "description": "Edit.", "format": grammar},
+            {"type": "custom", "name": "note", "format": {"type": "text"}},
+        ],
+        tool_choice={"type": "custom", "name": "patch"},
+    )
+    assert body["tools"] == [
+        {
+            "type": "custom",
+            "custom": {
+                "name": "patch",
+                "description": "Edit.",
+                "format": {
+                    "type": "grammar",
+                    "grammar": {"definition": "start: /.+/", "syntax": "lark"},
+                },
+            },
+        },
+        {"type": "custom", "custom": {"name": "note", "format": {"type": "text"}}},
+    ]
+    assert body["tool_choice"] == {"type": "custom", "custom": {"name": "patch"}}
+    assert body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "custom", "custom": {"name": "patch", "input": "*** x"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "Done"},
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "custom"}]}, "tools[0].name"),
+        (
+            {"tools": [{"type": "custom", "name": "p", "format": {"type": "grammar"}}]},
+            "tools[0].format.syntax",
+        ),
+        ({"tool_choice": {"type": "custom"}}, "tool_choice.name"),
+        ({"input": [{"type": "custom_tool_call", "call_id": "c", "name": "p"}]}, "input[0].input"),
         ({"tools": [{"type": "function"}]}, "tools[0].name"),
         ({"input": [{"type": "web_search_call", "id": "x"}]}, "input[0].type"),
         (

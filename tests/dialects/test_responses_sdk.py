@@ -20,10 +20,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.responses import CustomToolParam
 from openai.types.shared_params import Reasoning
 from pydantic import BaseModel
 
 from tests.conftest import TEST_KEY
+from tests.support.fake_azure import CUSTOM_INPUT
 from tests.support.openai_clients import WEATHER, openai_client
 from tests.support.provider_fleet import provider_gateway
 from tests.support.servers import GatewayProcess
@@ -32,15 +34,26 @@ OTHER_KEY = "sk-other-responses"
 LOW: Reasoning = {"effort": "low"}
 # Every provider: the simulator and the Anthropic, Azure, Gemini and Bedrock fakes.
 TOOL_LOOP = ["sim", "claude", "azure", "gemini", "bedrock"]
+# A custom (freeform) tool, as Codex's apply_patch.
+PATCH: CustomToolParam = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Edit files with a patch.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch" /.+/'},
+}
+# Each provider is sent it as a function of one string (the fakes answer
+# "Paris" for a string); ``azure-native`` as it is, as OpenAI is.
+CUSTOM = [*((model, "Paris") for model in TOOL_LOOP), ("azure-native", CUSTOM_INPUT)]
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     # Streams of "cut" break after 3 tokens: the error event after the start.
     cut = {"provider": "simulator", "params": {"cut_after_tokens": 3}}
+    native = {"provider": "azure", "model": "gpt-5", "api_key": "test", "custom_tools": "native"}
     with provider_gateway(
         tmp_path_factory.mktemp("gw"),
-        more_models={"cut": cut},
+        more_models={"cut": cut, "azure-native": native},
         keys=[{"name": "other", "key": OTHER_KEY}],
     ) as gateway:
         yield gateway
@@ -132,6 +145,47 @@ def test_streamed_tool_loop(client: openai.OpenAI, model: str) -> None:
     with client.responses.stream(model=model, input=conversation, tools=[WEATHER]) as stream:
         second = stream.get_final_response()
     assert second.output_text == "Tool said: rain"
+
+
+@pytest.mark.parametrize(("model", "expected"), CUSTOM)
+def test_custom_tool_loop(client: openai.OpenAI, model: str, expected: str) -> None:
+    conversation: list[Any] = [{"role": "user", "content": "Add a.py"}]
+    first = client.responses.create(model=model, input=conversation, tools=[PATCH])
+    [call] = first.output
+    assert call.type == "custom_tool_call" and call.id and call.id.startswith("ctc_")
+    assert (call.name, call.input) == ("apply_patch", expected)
+    assert first.tools[0].type == "custom"
+    conversation += first.output
+    conversation += [{"type": "custom_tool_call_output", "call_id": call.call_id, "output": "ok"}]
+    second = client.responses.create(model=model, input=conversation, tools=[PATCH])
+    assert second.output_text == "Tool said: ok"
+
+
+@pytest.mark.parametrize(("model", "expected"), CUSTOM)
+def test_streamed_custom_tool_loop_continued_by_id(
+    client: openai.OpenAI, model: str, expected: str
+) -> None:
+    with client.responses.stream(
+        model=model,
+        input="Add a.py",
+        tools=[PATCH],
+        tool_choice={"type": "custom", "name": "apply_patch"},
+    ) as stream:
+        events = list(stream)
+        first = stream.get_final_response()
+    [call] = first.output
+    assert call.type == "custom_tool_call" and call.input == expected
+    deltas = [e for e in events if e.type == "response.custom_tool_call_input.delta"]
+    [done] = [e for e in events if e.type == "response.custom_tool_call_input.done"]
+    assert "".join(e.delta for e in deltas) == done.input == expected
+    assert {e.item_id for e in [*deltas, done]} == {call.id}
+    # The stored response holds the call: the output alone continues it.
+    output = {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "ok"}
+    with client.responses.stream(
+        model=model, input=[output], tools=[PATCH], previous_response_id=first.id
+    ) as stream:
+        second = stream.get_final_response()
+    assert second.output_text == "Tool said: ok"
 
 
 def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) -> None:

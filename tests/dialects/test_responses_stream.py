@@ -153,6 +153,59 @@ def test_parallel_tool_calls_interleaved_keep_their_items() -> None:
     assert final.output[2].arguments == '{"b":2}'
 
 
+def test_a_custom_tool_call_streams_its_input_beside_a_function_call() -> None:
+    opened = [
+        {"index": 0, "id": "call_a", "type": "custom", "custom": {"name": "patch", "input": ""}},
+        {
+            "index": 1,
+            "id": "call_b",
+            "type": "function",
+            "function": {"name": "f", "arguments": ""},
+        },
+    ]
+    events, final = _run(
+        [
+            _chunk({"tool_calls": opened}),
+            _chunk({"tool_calls": [{"index": 0, "custom": {"input": '*** "a"\n'}}]}),
+            _chunk({"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]}),
+            _chunk({"tool_calls": [{"index": 0, "custom": {"input": "b"}}]}),
+            _chunk(finish="tool_calls"),
+        ],
+        tools=[{"type": "custom", "name": "patch"}, {"type": "function", "name": "f"}],
+    )
+    assert _types(events) == [
+        "created",
+        "in_progress",
+        "output_item.added",
+        "output_item.added",
+        "custom_tool_call_input.delta",
+        "function_call_arguments.delta",
+        "custom_tool_call_input.delta",
+        "custom_tool_call_input.done",
+        "output_item.done",
+        "function_call_arguments.done",
+        "output_item.done",
+        "completed",
+    ]
+    added = events[2]["item"]
+    assert added["type"] == "custom_tool_call" and added["id"].startswith("ctc_")
+    assert (added["call_id"], added["name"], added["input"]) == ("call_a", "patch", "")
+    deltas = [e for e in events if e["type"] == "response.custom_tool_call_input.delta"]
+    assert [(e["item_id"], e["output_index"], e["delta"]) for e in deltas] == [
+        (added["id"], 0, '*** "a"\n'),
+        (added["id"], 0, "b"),
+    ]
+    assert events[7]["input"] == '*** "a"\nb'
+    call = final.output[0]
+    assert (call.type, call.call_id, call.name, call.input) == (
+        "custom_tool_call",
+        "call_a",
+        "patch",
+        '*** "a"\nb',
+    )
+    assert final.output[1].type == "function_call"
+
+
 def test_reasoning_is_a_summary_item_closed_when_text_starts() -> None:
     blocks = [{"type": "thinking", "thinking": "Let me think.", "signature": "sig"}]
     events, final = _run(

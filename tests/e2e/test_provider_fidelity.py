@@ -22,6 +22,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.conftest import TEST_KEY
+from tests.support.fake_azure import CUSTOM_INPUT
 from tests.support.provider_fleet import provider_gateway
 from tests.support.servers import GatewayProcess
 
@@ -54,9 +55,29 @@ TIME = {
 }
 
 
+# A custom (freeform) tool, as Codex's apply_patch: its input is text.
+PATCH = {
+    "type": "custom",
+    "custom": {
+        "name": "apply_patch",
+        "description": "Edit files with a patch.",
+        "format": {
+            "type": "grammar",
+            "grammar": {"syntax": "lark", "definition": 'start: "*** Begin Patch" /(.|\\n)+/'},
+        },
+    },
+}
+# Every provider takes it as a function of one string (the fakes answer
+# "Paris" for a string); ``azure-native`` is sent it as it is, as OpenAI is.
+CUSTOM = [*((model, "Paris") for model in EVERY), ("azure-native", CUSTOM_INPUT)]
+
+
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    with provider_gateway(tmp_path_factory.mktemp("gw")) as gateway:
+    native = {"provider": "azure", "model": "gpt-5", "api_key": "test", "custom_tools": "native"}
+    with provider_gateway(
+        tmp_path_factory.mktemp("gw"), more_models={"azure-native": native}
+    ) as gateway:
         yield gateway
 
 
@@ -176,6 +197,41 @@ def test_parallel_tool_calls_come_back_apart(
     messages += _results(calls, ["sunny", "noon"])
     final = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER, TIME])
     assert final.choices[0].message.content == "Tool said: sunny; noon"
+
+
+@pytest.mark.parametrize(("model", "expected"), CUSTOM)
+def test_a_custom_tool_loop(client: openai.OpenAI, model: str, expected: str) -> None:
+    messages: list[Any] = [{"role": "user", "content": "Add a.py"}]
+    first = client.chat.completions.create(model=model, messages=messages, tools=[PATCH])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.type == "custom" and call.id
+    assert (call.custom.name, call.custom.input) == ("apply_patch", expected)
+
+    messages += [_assistant_turn(choice.message)]
+    messages += _results([call.model_dump()], ["patched"])
+    second = client.chat.completions.create(model=model, messages=messages, tools=[PATCH])
+    assert second.choices[0].message.content == "Tool said: patched"
+
+
+@pytest.mark.parametrize(("model", "expected"), CUSTOM)
+def test_a_streamed_custom_tool_call(client: openai.OpenAI, model: str, expected: str) -> None:
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Add a.py"}], tools=[PATCH], stream=True
+    )
+    pieces, finish = [], None
+    for chunk in stream:
+        for choice in chunk.choices:
+            for piece in choice.delta.tool_calls or []:
+                assert piece.function is None  # the SDK types custom pieces loosely
+                pieces.append(piece.model_dump(exclude_none=True))
+            finish = choice.finish_reason or finish
+    assert finish == "tool_calls"
+    opened = pieces[0]
+    assert opened["type"] == "custom" and opened["id"]
+    assert opened["custom"]["name"] == "apply_patch"
+    assert "".join(piece["custom"].get("input", "") for piece in pieces) == expected
 
 
 class Forecast(BaseModel):

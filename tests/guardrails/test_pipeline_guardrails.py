@@ -395,3 +395,54 @@ def test_streamed_tool_call_arguments_are_redacted_across_chunks(
                 arguments += piece.get("function", {}).get("arguments") or ""
     assert "bob.smi" not in arguments
     assert orjson.loads(arguments) == {"to": "[EMAIL]", "n": 2}
+
+
+# A custom (freeform) tool: this upstream takes functions, so it gets the
+# tool as one and its call to ``send`` comes back as a custom call whose
+# input is the arguments' one string, the address.
+SEND_TEXT = {"type": "custom", "custom": {"name": "send"}}
+
+
+def test_custom_tool_input_is_redacted_both_ways(
+    stack: tuple[str, RecordingUpstream, io.BytesIO],
+) -> None:
+    url, upstream, _ = stack
+    earlier = {"id": "c1", "type": "custom", "custom": {"name": "send", "input": f"to {EMAIL}"}}
+    messages = [
+        {"role": "user", "content": "Mail them."},
+        {"role": "assistant", "content": None, "tool_calls": [earlier]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sent"},
+    ]
+    body = {"model": "chat", "messages": messages, "tools": [SEND_TEXT]}
+    response = httpx.post(url + "/v1/chat/completions", json=body, headers=AUTH)
+    assert response.status_code == 200
+    sent = upstream.bodies[-1]["messages"][1]["tool_calls"][0]
+    assert sent["type"] == "function" and orjson.loads(sent["function"]["arguments"]) == {
+        "input": "to [EMAIL]"
+    }
+    [call] = response.json()["choices"][0]["message"]["tool_calls"]
+    assert call == {"id": "c2", "type": "custom", "custom": {"name": "send", "input": "[EMAIL]"}}
+
+
+def test_streamed_custom_tool_input_is_redacted(
+    stack: tuple[str, RecordingUpstream, io.BytesIO],
+) -> None:
+    url, _, _ = stack
+    body = _chat("chat", "Mail bob.", tools=[SEND_TEXT], stream=True)
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=AUTH) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line.startswith("data: {")]
+    pieces = [
+        piece
+        for line in lines
+        for choice in orjson.loads(line[6:])["choices"]
+        for piece in choice["delta"].get("tool_calls") or ()
+    ]
+    assert pieces[0] == {
+        "index": 0,
+        "id": "c2",
+        "type": "custom",
+        "custom": {"name": "send", "input": ""},
+    }
+    assert all("function" not in piece for piece in pieces)
+    assert "".join(piece["custom"]["input"] for piece in pieces) == "[EMAIL]"

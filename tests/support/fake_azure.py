@@ -19,7 +19,9 @@ decided from the request alone:
    turn: tool calls (the first two tools if the last user text has the word
    "parallel", streamed interleaved; else the named tool, else the first),
    arguments from each property's type (string "Paris", integer 3, number
-   1.5, boolean true, array [], object {}); finish reason ``tool_calls``;
+   1.5, boolean true, array [], object {}); finish reason ``tool_calls``.
+   Custom (freeform) tools are taken as OpenAI's own API takes them: a call
+   to one carries ``CUSTOM_INPUT`` as its input;
 2. tool results in the last turn: "Tool said: " and their texts joined by "; ";
 3. ``response_format``: JSON from the schema by the same rule (``json_object``:
    ``{"answer": "Paris"}``);
@@ -45,10 +47,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["MODEL", "azure_app"]
+__all__ = ["CUSTOM_INPUT", "MODEL", "azure_app"]
 
 # What Azure reports as ``model``: the deployment's underlying model version.
 MODEL = "gpt-4o-2024-08-06"
+# A custom tool's input in a call: a patch, with what JSON must escape in it.
+CUSTOM_INPUT = '*** Begin Patch\n*** Add File: a.py\n+print("hi \\ there")\n*** End Patch'
 EMBEDDING_MODEL = "text-embedding-3-small"
 _SAFE = {"filtered": False, "severity": "safe"}
 COMPLETION_FILTERS: dict[str, Any] = {
@@ -191,7 +195,8 @@ def _failure(text: str) -> web.Response | None:
 @dataclass
 class _Answer:
     content: str | None = None
-    calls: list[tuple[str, str, str]] = field(default_factory=list)  # id, name, arguments
+    # id, name, arguments (a custom tool's call: its input), whether custom
+    calls: list[tuple[str, str, str, bool]] = field(default_factory=list)
     structured: bool = False
 
     @property
@@ -207,16 +212,17 @@ def _answer(body: dict[str, Any]) -> _Answer:
     results = _tool_results(messages)
     if results is not None:
         return _Answer("Tool said: " + "; ".join(results))
-    tools = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
+    tools = [t.get("function") or {**t["custom"], "custom": True} for t in body.get("tools") or []]
     choice = body.get("tool_choice", "auto")
     if tools and choice != "none":
         if _PARALLEL.search(_last_user_text(messages)):
             chosen = tools[:2]
         elif isinstance(choice, dict):
-            chosen = [t for t in tools if t["name"] == choice["function"]["name"]]
+            named = (choice.get("function") or choice.get("custom"))["name"]
+            chosen = [t for t in tools if t["name"] == named]
         else:
             chosen = tools[:1]
-        return _Answer(calls=[(_call_id(), t["name"], _arguments(t)) for t in chosen])
+        return _Answer(calls=[_call(t) for t in chosen])
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_object":
         return _Answer('{"answer":"Paris"}', structured=True)
@@ -267,6 +273,12 @@ def _last_image(messages: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def _call(tool: dict[str, Any]) -> tuple[str, str, str, bool]:
+    if tool.get("custom"):
+        return _call_id(), tool["name"], CUSTOM_INPUT, True
+    return _call_id(), tool["name"], _arguments(tool), False
+
+
 def _arguments(function: dict[str, Any]) -> str:
     return orjson.dumps(_from_schema(function.get("parameters") or {})).decode()
 
@@ -305,8 +317,10 @@ def _completion(body: dict[str, Any], answer: _Answer) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
     if answer.calls:
         message["tool_calls"] = [
-            {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
-            for i, n, a in answer.calls
+            {"id": i, "type": "custom", "custom": {"name": n, "input": a}}
+            if custom
+            else {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+            for i, n, a, custom in answer.calls
         ]
     return {
         "id": "chatcmpl-azure-fake",
@@ -377,13 +391,18 @@ async def _stream(
     return response
 
 
-def _call_deltas(calls: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+def _call_deltas(calls: list[tuple[str, str, str, bool]]) -> list[dict[str, Any]]:
     """Each call opened, then its argument fragments, the calls interleaved."""
     streams = []
-    for index, (call_id, name, arguments) in enumerate(calls):
-        opened = {"index": index, "id": call_id, "type": "function"}
-        opened["function"] = {"name": name, "arguments": ""}
-        pieces = [{"index": index, "function": {"arguments": p}} for p in _fragments(arguments)]
+    for index, (call_id, name, arguments, custom) in enumerate(calls):
+        if custom:  # as OpenAI streams them: the input's pieces under ``custom``
+            opened = {"index": index, "id": call_id, "type": "custom"}
+            opened["custom"] = {"name": name, "input": ""}
+            pieces = [{"index": index, "custom": {"input": p}} for p in _fragments(arguments)]
+        else:
+            opened = {"index": index, "id": call_id, "type": "function"}
+            opened["function"] = {"name": name, "arguments": ""}
+            pieces = [{"index": index, "function": {"arguments": p}} for p in _fragments(arguments)]
         streams.append([opened, *pieces])
     longest = max(len(s) for s in streams)
     return [{"tool_calls": [s[i]]} for i in range(longest) for s in streams if i < len(s)]

@@ -105,13 +105,21 @@ class StreamAccumulator:
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
-    """OpenAI sends id, type and name once, then the arguments in fragments."""
+    """OpenAI sends id, type and name once, then the arguments in fragments
+    (a custom tool's call: its input)."""
+    position = int(delta.get("index", 0))
+    if delta.get("type") == "custom":
+        calls[position] = {"id": "", "type": "custom", "custom": {"name": "", "input": ""}}
     call = calls.setdefault(
-        int(delta.get("index", 0)),
-        {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+        position, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
     )
     if delta.get("id"):
         call["id"] = delta["id"]
+    if call["type"] == "custom":
+        custom = delta.get("custom") or {}
+        call["custom"]["name"] += custom.get("name") or ""
+        call["custom"]["input"] += custom.get("input") or ""
+        return
     if delta.get("type"):
         call["type"] = delta["type"]
     function = delta.get("function") or {}

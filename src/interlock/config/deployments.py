@@ -4,6 +4,7 @@ timeouts and price."""
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -130,6 +131,11 @@ class DeploymentConfig(_Strict):
     # Hosts (``host`` or ``host:port``) whose image URLs the gateway may fetch
     # and inline for a provider that takes no image URLs. Empty: never fetch.
     fetch_images_from: list[str] = Field(default_factory=list)
+    # Chat's custom (freeform) tools, such as Codex's apply_patch: "native" sends
+    # them as they are (OpenAI's API, GPT-5 models); "function" sends each as a
+    # function of one string argument, `input`, and turns the calls back into
+    # custom ones. Unset: native for provider openai at api.openai.com, else function.
+    custom_tools: Literal["native", "function"] | None = None
     # Azure OpenAI: the ``api-version`` query parameter.
     api_version: str | None = None
     # AWS Bedrock: region and credentials.
@@ -144,6 +150,15 @@ class DeploymentConfig(_Strict):
     version: str | None = None
     # Labels an ab strategy arm may name instead of a deployment id.
     tags: list[str] = Field(default_factory=list)
+
+    @property
+    def native_custom_tools(self) -> bool:
+        """Whether this upstream is sent custom tools as they are (``custom_tools``)."""
+        if self.custom_tools is not None:
+            return self.custom_tools == "native"
+        if self.provider != "openai" or self.base_url is None:
+            return False
+        return urlsplit(self.base_url).hostname == "api.openai.com"
 
     @field_validator("base_url")
     @classmethod

@@ -4,9 +4,10 @@ Covers chat ``messages`` (string content, or text parts of list content),
 the string values inside an assistant message's tool-call ``arguments``
 (JSON text: each string in it is a field of its own, its path going on past
 ``arguments`` into the parsed JSON, so a replacement never cuts an escape
-in half), and the string or list-of-strings ``input`` (embeddings) and
-``prompt`` (completions). Rewriting copies only the containers on the
-changed paths; arguments with a changed value are serialised again.
+in half), a custom tool call's ``input`` (plain text), and the string or
+list-of-strings ``input`` (embeddings) and ``prompt`` (completions).
+Rewriting copies only the containers on the changed paths; arguments with
+a changed value are serialised again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 __all__ = [
     "TextField",
     "called_function",
+    "custom_input",
     "param_name",
     "rewrite_json_strings",
     "text_fields",
@@ -95,9 +97,23 @@ def called_function(call: Any) -> dict[str, Any] | None:
     return None
 
 
+def custom_input(call: Any) -> str | None:
+    """A custom (freeform) tool call's ``input`` text, where ``call`` is one
+    (in a request, an answer, or a streamed piece of one)."""
+    custom = call.get("custom") if isinstance(call, Mapping) else None
+    if isinstance(custom, dict) and isinstance(custom.get("input"), str):
+        text: str = custom["input"]
+        return text
+    return None
+
+
 def _argument_fields(calls: list[Any], base: Path, role: str | None) -> list[TextField]:
     fields: list[TextField] = []
     for k, call in enumerate(calls):
+        custom = custom_input(call)
+        if custom is not None:  # a freeform tool's input: plain text
+            fields.append(TextField((*base, k, "custom", "input"), role, custom))
+            continue
         function = called_function(call)
         if function is None:
             continue

@@ -18,6 +18,12 @@ from opentelemetry.trace import Span, SpanKind
 
 from interlock.errors import ProviderError, UpstreamTimeout
 from interlock.pipeline.call import ModelCall
+from interlock.pipeline.custom_tools import (
+    CustomCallChunks,
+    as_custom_calls,
+    as_functions,
+    uses_custom_tools,
+)
 from interlock.pipeline.price_book import PriceBook
 from interlock.pipeline.pricing import Price, usage_cost
 from interlock.pipeline.request import JSONDict, Operation
@@ -41,8 +47,12 @@ class Attempts:
     ) -> JSONDict:
         """A chat completion or embeddings list from ``deployment``."""
         record = call.record
-        attempt = Attempt(self, call, deployment)
         provider = deployment.provider
+        custom_tools: frozenset[str] = frozenset()
+        if operation is Operation.CHAT and not provider.takes_custom_tools:
+            if uses_custom_tools(body):
+                body, custom_tools = as_functions(body)
+        attempt = Attempt(self, call, deployment)
         if operation is Operation.CHAT:
             adapter = provider.chat
         elif operation is Operation.EMBEDDINGS:
@@ -73,7 +83,7 @@ class Attempts:
             record.stages["upstream"] = record.stages.get("upstream", 0.0) + elapsed
             attempt.ended(elapsed, kind)
         attempt.account(result.get("usage"))
-        return result
+        return as_custom_calls(result, custom_tools) if custom_tools else result
 
     def stream(
         self, call: ModelCall, body: JSONDict, pass_usage: bool, deployment: Deployment
@@ -81,6 +91,10 @@ class Attempts:
         """``deployment``'s chunks, watched (``watch.observe_stream``).
         ``pass_usage``: whether the usage-only chunk goes on to the reader."""
         record = call.record
+        provider = deployment.provider
+        custom_tools: frozenset[str] = frozenset()
+        if not provider.takes_custom_tools and uses_custom_tools(body):
+            body, custom_tools = as_functions(body)
         attempt = Attempt(self, call, deployment)
         watch = StreamWatch(
             record=record,
@@ -90,7 +104,9 @@ class Attempts:
             on_usage=attempt.account,
             token_gap=self.telemetry.metrics.token_gap(record),
         )
-        chunks = deployment.provider.stream_chat(body, attempt.context())
+        chunks = provider.stream_chat(body, attempt.context())
+        if custom_tools:
+            chunks = CustomCallChunks(custom_tools).rewrite(chunks)
         return observe_stream(chunks, watch)
 
     def price(self, deployment_id: str) -> Price | None:

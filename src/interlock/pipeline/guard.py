@@ -20,7 +20,7 @@ import orjson
 
 from interlock.errors import InterlockError
 from interlock.guardrails import Guardrails, GuardrailsBook
-from interlock.guardrails.body import called_function
+from interlock.guardrails.body import called_function, custom_input
 from interlock.guardrails.decision import InputDecision
 from interlock.guardrails.facade import InjectionModelNotLoaded
 from interlock.guardrails.stream import TextFilter
@@ -100,6 +100,11 @@ class GuardrailsStage:
             if isinstance(message.get("content"), str):
                 message["content"] = guardrails.output_text(decision, message["content"])
             for call in message.get("tool_calls") or ():
+                if custom_input(call) is not None:  # a freeform tool's input: text
+                    call["custom"]["input"] = guardrails.output_text(
+                        decision, call["custom"]["input"]
+                    )
+                    continue
                 function = called_function(call)
                 if function is not None:
                     function["arguments"] = guardrails.output_arguments(
@@ -120,7 +125,7 @@ class _ChoiceFilters:
     """One output filter per streamed choice, made when the choice first
     appears; one per tool call of a choice, for its arguments."""
 
-    __slots__ = ("_calls", "_filters", "_guard", "_spare")
+    __slots__ = ("_calls", "_custom", "_filters", "_guard", "_spare")
 
     def __init__(self, guard: Guard, first: TextFilter):
         self._guard = guard
@@ -128,19 +133,32 @@ class _ChoiceFilters:
         self._spare: TextFilter | None = first
         self._filters: dict[int, TextFilter] = {}
         self._calls: dict[int, dict[int, TextFilter]] = {}  # by choice, then call index
+        self._custom: set[tuple[int, int]] = set()  # (choice, call) of freeform tools' calls
 
-    def for_call(self, choice: int, call: int) -> TextFilter:
+    def for_call(self, choice: int, call: int, custom: bool = False) -> TextFilter:
+        """The filter of a call's arguments (``custom``: of a freeform
+        tool's input, which is text, not JSON)."""
         calls = self._calls.setdefault(choice, {})
         text_filter = calls.get(call)
         if text_filter is None:
-            guard = self._guard
-            text_filter = guard.guardrails.output_arguments_stream(guard.decision)
+            guardrails, decision = self._guard.guardrails, self._guard.decision
+            if custom:
+                text_filter = guardrails.output_stream(decision)
+                self._custom.add((choice, call))
+            else:
+                text_filter = guardrails.output_arguments_stream(decision)
             assert text_filter is not None  # same policy and decision as the first
             calls[call] = text_filter
         return text_filter
 
     def calls_of(self, choice: int) -> dict[int, TextFilter]:
         return self._calls.get(choice, {})
+
+    def rest_piece(self, choice: int, call: int, rest: str) -> dict[str, Any]:
+        """The streamed piece that carries what a call's filter held back."""
+        if (choice, call) in self._custom:
+            return {"index": call, "custom": {"input": rest}}
+        return {"index": call, "function": {"arguments": rest}}
 
     def for_choice(self, index: int) -> TextFilter:
         text_filter = self._filters.get(index)
@@ -166,16 +184,21 @@ async def _filtered(chunks: AsyncIterator[bytes], filters: _ChoiceFilters) -> As
             if isinstance(delta.get("content"), str):
                 delta["content"] = text_filter.feed(delta["content"])
             for piece in delta.get("tool_calls") or ():
+                position = piece.get("index", 0)
+                if custom_input(piece) is not None:
+                    call = filters.for_call(index, position, custom=True)
+                    piece["custom"]["input"] = call.feed(piece["custom"]["input"])
+                    continue
                 function = called_function(piece)
                 if function is not None:
-                    call = filters.for_call(index, piece.get("index", 0))
+                    call = filters.for_call(index, position)
                     function["arguments"] = call.feed(function["arguments"])
             if choice.get("finish_reason") is not None:
                 delta["content"] = delta.get("content", "") + text_filter.flush()
                 for position, call in filters.calls_of(index).items():
                     rest = call.flush()
                     if rest:  # what a call's filter held: its arguments' end
-                        piece = {"index": position, "function": {"arguments": rest}}
+                        piece = filters.rest_piece(index, position, rest)
                         delta.setdefault("tool_calls", []).append(piece)
                 choice["delta"] = delta
         yield orjson.dumps(parsed)

@@ -72,6 +72,9 @@ class Provider(ABC):
     # ``total_s`` (the HTTP client's own deadline), so the pipeline need not
     # wrap every call in an ``asyncio.timeout`` of its own.
     bounds_call_time: bool = False
+    # True when the upstream takes chat's custom (freeform) tools as they are;
+    # otherwise the pipeline sends them as functions (``pipeline/custom_tools.py``).
+    takes_custom_tools: bool = False
 
     @abstractmethod
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:

@@ -30,6 +30,7 @@ class OpenAICompatibleProvider(HttpProvider):
         assert deployment.base_url and deployment.model  # guaranteed by config validation
         super().__init__(deployment, self._auth_headers(deployment), redactor)
         self._model = deployment.model
+        self.takes_custom_tools = deployment.native_custom_tools
         self._chat_url = self._endpoint(deployment, "chat/completions")
         self._embeddings_url = self._endpoint(deployment, "embeddings")
         self._moderations_url = self._endpoint(deployment, "moderations")

@@ -59,6 +59,7 @@ class ChaosProvider(Provider):
         self.deployment_id = inner.deployment_id
         self.owned_by = inner.owned_by
         self.provider_name = inner.provider_name
+        self.takes_custom_tools = inner.takes_custom_tools
         self._control = control
         self._rng = rng or random.Random()
         self._sleep = sleep

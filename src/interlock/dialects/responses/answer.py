@@ -9,7 +9,8 @@ items, the status and the usage. One assistant message becomes, in order:
   ``encrypted_content`` that carries them into the next turn;
 - a ``message`` item with an ``output_text`` part (and a ``refusal`` part if
   the model refused), unless the turn is only tool calls;
-- a ``function_call`` item per tool call (``call_id`` is the chat call's id).
+- a ``function_call`` item per tool call (``call_id`` is the chat call's id),
+  or a ``custom_tool_call`` item for a call to a custom (freeform) tool.
 
 ``finish_reason`` ``length`` makes the response ``incomplete`` with
 ``incomplete_details.reason`` ``max_output_tokens`` (``content_filter`` the
@@ -27,6 +28,7 @@ from interlock.ids import random_hex
 
 __all__ = [
     "JSONDict",
+    "custom_tool_call_item",
     "finished",
     "fresh_item_id",
     "function_call_item",
@@ -183,6 +185,18 @@ def output_items(
     if parts or not calls:
         items.append(message_item(new_id("msg"), parts or [output_text("")], status))
     for call in calls:
+        if call.get("type") == "custom":
+            custom = call.get("custom") or {}
+            items.append(
+                custom_tool_call_item(
+                    new_id("ctc"),
+                    call.get("id") or new_id("call"),
+                    custom.get("name", ""),
+                    custom.get("input") or "",
+                    "completed",
+                )
+            )
+            continue
         function = call.get("function") or {}
         items.append(
             function_call_item(
@@ -219,6 +233,19 @@ def function_call_item(
         "call_id": call_id,
         "name": name,
         "arguments": arguments,
+        "status": status,
+    }
+
+
+def custom_tool_call_item(
+    item_id: str, call_id: str, name: str, text: str, status: str
+) -> JSONDict:
+    return {
+        "id": item_id,
+        "type": "custom_tool_call",
+        "call_id": call_id,
+        "name": name,
+        "input": text,
         "status": status,
     }
 

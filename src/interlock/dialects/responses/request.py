@@ -2,8 +2,11 @@
 
 ``instructions`` becomes the first (system) message; the conversation
 (a stored response's items first, for ``previous_response_id``) becomes
-messages: consecutive ``function_call`` items are one assistant turn's
-``tool_calls``, each ``function_call_output`` a ``tool`` message. A
+messages: consecutive ``function_call`` (and ``custom_tool_call``) items
+are one assistant turn's ``tool_calls``, each ``function_call_output`` (and
+``custom_tool_call_output``) a ``tool`` message. Custom (freeform) tools
+become chat's own custom tools; the pipeline sends them as functions to
+an upstream that has none (``interlock.pipeline.custom_tools``). A
 reasoning item's ``encrypted_content`` carries a provider's signed thinking
 blocks (Anthropic's), which go back on the assistant turn that follows it,
 as the adapters expect them in a tool loop.
@@ -26,8 +29,12 @@ import orjson
 
 from interlock.dialects.responses.schemas import (
     ContentPart,
+    CustomTool,
+    CustomToolCall,
+    CustomToolCallOutput,
     FunctionCall,
     FunctionCallOutput,
+    GrammarInput,
     InputImage,
     InputItem,
     JsonObjectFormat,
@@ -37,6 +44,8 @@ from interlock.dialects.responses.schemas import (
     Refusal,
     ResponsesRequest,
     TextFormat,
+    Tool,
+    ToolChoiceCustom,
     ToolChoiceFunction,
 )
 from interlock.errors import InvalidRequest
@@ -70,6 +79,8 @@ ITEM_ID_PREFIXES = {
     "message": "msg",
     "function_call": "fc",
     "function_call_output": "fco",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
     "reasoning": "rs",
 }
 
@@ -88,7 +99,7 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
         raise InvalidRequest("The input has no message for the model to answer.", param="input")
     body: JSONDict = {"model": request.model, "messages": messages}
     if request.tools:
-        body["tools"] = [_chat_tool(tool.model_dump(exclude_none=True)) for tool in request.tools]
+        body["tools"] = [_chat_tool(tool) for tool in request.tools]
     if request.tool_choice is not None:
         body["tool_choice"] = _tool_choice(request.tool_choice)
     if request.parallel_tool_calls is not None:
@@ -175,6 +186,15 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
                     "function": {"name": item.name, "arguments": item.arguments},
                 }
             )
+        elif isinstance(item, CustomToolCall):
+            message = _assistant_turn(messages)
+            message.setdefault("tool_calls", []).append(
+                {
+                    "id": item.call_id,
+                    "type": "custom",
+                    "custom": {"name": item.name, "input": item.input},
+                }
+            )
         else:
             message = _tool_result(item, index)
         if message["role"] == "assistant" and thinking:
@@ -207,7 +227,7 @@ def _message(item: Message, index: int) -> JSONDict:
     }
 
 
-def _tool_result(item: FunctionCallOutput, index: int) -> JSONDict:
+def _tool_result(item: FunctionCallOutput | CustomToolCallOutput, index: int) -> JSONDict:
     return {
         "role": "tool",
         "tool_call_id": item.call_id,
@@ -258,14 +278,29 @@ def _image(part: InputImage, where: str) -> JSONDict:
     return {"type": "image_url", "image_url": image}
 
 
-def _chat_tool(tool: JSONDict) -> JSONDict:
-    function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
+def _chat_tool(tool: Tool) -> JSONDict:
+    if isinstance(tool, CustomTool):
+        custom: JSONDict = {"name": tool.name}
+        if tool.description is not None:
+            custom["description"] = tool.description
+        if isinstance(tool.format, GrammarInput):  # nested one level deeper in chat
+            grammar = {"definition": tool.format.definition, "syntax": tool.format.syntax}
+            custom["format"] = {"type": "grammar", "grammar": grammar}
+        elif tool.format is not None:
+            custom["format"] = {"type": "text"}
+        return {"type": "custom", "custom": custom}
+    fields = tool.model_dump(exclude_none=True)
+    function = {
+        k: fields[k] for k in ("name", "description", "parameters", "strict") if k in fields
+    }
     return {"type": "function", "function": function}
 
 
-def _tool_choice(choice: str | ToolChoiceFunction) -> str | JSONDict:
+def _tool_choice(choice: str | ToolChoiceFunction | ToolChoiceCustom) -> str | JSONDict:
     if isinstance(choice, ToolChoiceFunction):
         return {"type": "function", "function": {"name": choice.name}}
+    if isinstance(choice, ToolChoiceCustom):
+        return {"type": "custom", "custom": {"name": choice.name}}
     return choice
 
 

@@ -42,6 +42,9 @@ __all__ = [
     "ConversationCreate",
     "ConversationItemsCreate",
     "ConversationUpdate",
+    "CustomTool",
+    "CustomToolCall",
+    "CustomToolCallOutput",
     "FunctionCall",
     "FunctionCallOutput",
     "FunctionTool",
@@ -58,6 +61,8 @@ __all__ = [
     "ResponsesRequest",
     "TextConfig",
     "TextFormat",
+    "Tool",
+    "ToolChoiceCustom",
     "ToolChoiceFunction",
     "input_items",
     "validate_body",
@@ -131,6 +136,23 @@ class FunctionCallOutput(_Open):
     id: str | None = None
 
 
+class CustomToolCall(_Open):
+    """A call to a custom (freeform) tool: its ``input`` is text, not JSON."""
+
+    type: Literal["custom_tool_call"]
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    input: str
+    id: str | None = None
+
+
+class CustomToolCallOutput(_Open):
+    type: Literal["custom_tool_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[ContentPart]
+    id: str | None = None
+
+
 class SummaryText(_Open):
     type: Literal["summary_text"]
     text: str
@@ -156,33 +178,69 @@ InputItem = Annotated[
     Annotated[Message, Tag("message")]
     | Annotated[FunctionCall, Tag("function_call")]
     | Annotated[FunctionCallOutput, Tag("function_call_output")]
+    | Annotated[CustomToolCall, Tag("custom_tool_call")]
+    | Annotated[CustomToolCallOutput, Tag("custom_tool_call_output")]
     | Annotated[ReasoningItem, Tag("reasoning")],
     Discriminator(_item_tag),
 ]
 
 
 class FunctionTool(_Open):
-    type: str
+    type: Literal["function"]
     name: str = Field(min_length=1, max_length=128)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
-    @field_validator("type")
-    @classmethod
-    def _function_only(cls, value: str) -> str:
-        if value != "function":
-            raise PydanticCustomError(
-                "unsupported_tool",
-                "only 'function' tools can be translated, not '{kind}'",
-                {"kind": value},
-            )
-        return value
+
+class PlainTextInput(_Open):
+    type: Literal["text"]
+
+
+class GrammarInput(_Open):
+    """The input a custom tool takes: what matches ``definition``."""
+
+    type: Literal["grammar"]
+    syntax: Literal["lark", "regex"]
+    definition: str = Field(min_length=1)
+
+
+class CustomTool(_Open):
+    """A tool whose input is free-form text (Codex's ``apply_patch``), not JSON."""
+
+    type: Literal["custom"]
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    format: (
+        Annotated[
+            Annotated[PlainTextInput, Tag("text")] | Annotated[GrammarInput, Tag("grammar")],
+            Discriminator(_tag),
+        ]
+        | None
+    ) = None
+
+
+# The tools the gateway can offer a model: those the client runs itself.
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("function")] | Annotated[CustomTool, Tag("custom")],
+    Discriminator(_tag),
+]
 
 
 class ToolChoiceFunction(_Open):
     type: Literal["function"]
     name: str = Field(min_length=1)
+
+
+class ToolChoiceCustom(_Open):
+    type: Literal["custom"]
+    name: str = Field(min_length=1)
+
+
+ToolChoiceNamed = Annotated[
+    Annotated[ToolChoiceFunction, Tag("function")] | Annotated[ToolChoiceCustom, Tag("custom")],
+    Discriminator(_tag),
+]
 
 
 class PlainTextFormat(_Open):
@@ -256,8 +314,8 @@ class ResponsesRequest(_Open):
     model: str = Field(min_length=1)
     input: str | list[InputItem]
     instructions: str | None = None
-    tools: list[FunctionTool] | None = None
-    tool_choice: Literal["auto", "none", "required"] | ToolChoiceFunction | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | ToolChoiceNamed | None = None
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
@@ -298,7 +356,17 @@ class ResponsesRequest(_Open):
 
 _ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 # Location labels pydantic adds for union members and tags: not field names.
-_UNION_LABELS = ("str", "int", "float", "bool", "literal[", "list[", "dict[", "function-after[")
+_UNION_LABELS = (
+    "str",
+    "int",
+    "float",
+    "bool",
+    "literal[",
+    "list[",
+    "dict[",
+    "function-after[",
+    "tagged-union[",
+)
 
 
 def validate_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -393,8 +461,8 @@ def _param(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         elif part.startswith(_UNION_LABELS) or part in _MODEL_LABELS:
-            pass
-        elif part in _TAGS and (isinstance(previous, int) or previous == "format"):
+            continue  # a label, not a step: what follows is read as if it were not there
+        elif part in _TAGS and (isinstance(previous, int) or previous in _TAGGED):
             pass
         else:
             out += f".{part}" if out else part
@@ -402,13 +470,20 @@ def _param(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-_MODEL_LABELS = frozenset({"ToolChoiceFunction", "ConversationRef"})
+_MODEL_LABELS = frozenset({"ConversationRef"})
+# Fields whose value is one of several shapes told apart by ``type``.
+_TAGGED = frozenset({"format", "tool_choice"})
 _TAGS = frozenset(
     {
         "message",
         "function_call",
         "function_call_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
         "reasoning",
+        "function",
+        "custom",
+        "grammar",
         "input_text",
         "input_image",
         "output_text",

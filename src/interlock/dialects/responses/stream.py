@@ -13,6 +13,7 @@ and the next ``sequence_number``; no I/O. The stream it writes:
       message:   content_part.added, output_text.delta..., output_text.done,
                  content_part.done
       function_call: function_call_arguments.delta..., function_call_arguments.done
+      custom_tool_call: custom_tool_call_input.delta..., custom_tool_call_input.done
       response.output_item.done
     response.completed (or response.incomplete), with the whole Response
 
@@ -47,6 +48,7 @@ import orjson
 from interlock.dialects.chunks import RepeatedChunks
 from interlock.dialects.responses.answer import (
     JSONDict,
+    custom_tool_call_item,
     finished,
     function_call_item,
     message_item,
@@ -95,6 +97,7 @@ _DELTAS = {
     ),
     "reasoning": (b"response.reasoning_summary_text.delta", b',"summary_index":0,"delta":%b}'),
     "function_call": (b"response.function_call_arguments.delta", b',"delta":%b}'),
+    "custom_tool_call": (b"response.custom_tool_call_input.delta", b',"delta":%b}'),
 }
 
 
@@ -110,7 +113,7 @@ def _delta_template(kind: str, ref: bytes) -> bytes:
 class _Item:
     """An output item being streamed."""
 
-    kind: str  # reasoning | message | function_call
+    kind: str  # reasoning | message | function_call | custom_tool_call
     id: str
     index: int
     # The summary, text or arguments so far: its pieces, each a JSON string
@@ -251,6 +254,8 @@ class ResponseEvents:
             return message_item(item.id, parts, status)
         if item.kind == "function_call":
             return function_call_item(item.id, item.call_id, item.name, item.text(), status)
+        if item.kind == "custom_tool_call":
+            return custom_tool_call_item(item.id, item.call_id, item.name, item.text(), status)
         return reasoning_item(item.id, item.text(), item.blocks or None)
 
     def _reasoning_delta(self, literal: bytes) -> bytes:
@@ -337,31 +342,43 @@ class ResponseEvents:
         )
 
     def _call_piece(self, piece: JSONDict) -> bytes:
+        """A piece of a function call (its arguments) or of a custom tool's
+        call (its input)."""
         position = piece.get("index", 0)
-        function = piece.get("function") or {}
+        custom = piece.get("custom")
+        is_custom = isinstance(custom, dict)
+        function: JSONDict = custom if isinstance(custom, dict) else piece.get("function") or {}
         out = b""
         call = self._calls.get(position)
         if call is None:
             out = self._close_reasoning() + self._close_message()
+            kind, prefix = ("custom_tool_call", "ctc") if is_custom else ("function_call", "fc")
             call, opened = self._open(
-                "function_call",
-                "fc",
+                kind,
+                prefix,
                 call_id=piece.get("id") or new_id("call"),
                 name=function.get("name") or "",
             )
             self._calls[position] = call
             out += opened
-        arguments = function.get("arguments")
-        if arguments:
-            literal = orjson.dumps(arguments)
+        text = function.get("input" if call.kind == "custom_tool_call" else "arguments")
+        if text:
+            literal = orjson.dumps(text)
             call.pieces += literal
             out += self._delta(call, literal)
         return out
 
     def _close_call(self, call: _Item) -> bytes:
-        return self._at(
-            call, "response.function_call_arguments.done", name=call.name, arguments=call.text()
-        ) + self._item_done(call, "completed")
+        if call.kind == "custom_tool_call":
+            done = self._at(call, "response.custom_tool_call_input.done", input=call.text())
+        else:
+            done = self._at(
+                call,
+                "response.function_call_arguments.done",
+                name=call.name,
+                arguments=call.text(),
+            )
+        return done + self._item_done(call, "completed")
 
     def _item_done(self, item: _Item, status: str) -> bytes:
         item.done = self._snapshot(item, status)

@@ -150,6 +150,13 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
         request=_RESPONSES_REQUEST,
         response="`{object: response.input_tokens, input_tokens}`.",
     ),
+    ("/v1/responses/compact", "POST"): RouteDoc(
+        "Compact a conversation: its user messages and one `compaction` item to send back "
+        "(OpenAI Responses API)",
+        "inference",
+        request=lazy_model(_RESPONSES, "CompactRequest"),
+        response="`{object: response.compaction, output, usage}`.",
+    ),
     ("/v1/responses/{response_id}", "POST"): RouteDoc(
         "Cancel a background response (`.../cancel`)",
         "inference",

@@ -83,7 +83,13 @@ from interlock.pipeline import ChatStream
 from interlock.store import ConversationStore, ResponseStore, StoredResponse
 from interlock.tokens import count_chat_request
 
-__all__ = ["count_input_tokens", "create_response", "response_route"]
+__all__ = [
+    "DIALECT",
+    "count_input_tokens",
+    "create_response",
+    "previous_items",
+    "response_route",
+]
 
 log = logging.getLogger("interlock.responses")
 
@@ -171,7 +177,7 @@ async def _context(request: Request, services: Services, asked: ResponsesRequest
     """The stored items the request continues: a previous response's or a
     conversation's (never both: ``validate_request``)."""
     if asked.previous_response_id is not None:
-        return await _history(request, services, asked.previous_response_id)
+        return await previous_items(request, services, asked.previous_response_id)
     conversation_id = asked.conversation_id
     if conversation_id is None:
         return []
@@ -191,7 +197,7 @@ async def _context(request: Request, services: Services, asked: ResponsesRequest
     return found
 
 
-async def _history(request: Request, services: Services, response_id: str) -> list[JSONDict]:
+async def previous_items(request: Request, services: Services, response_id: str) -> list[JSONDict]:
     """The stored conversation ``response_id`` continues: its items, then its output."""
     found = await _store(services).get(caller_name(request, services), response_id)
     if found is None:

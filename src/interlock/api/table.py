@@ -36,6 +36,7 @@ from interlock.api.models import list_models, retrieve_model
 from interlock.api.moderations import moderations
 from interlock.api.openapi import openapi_json
 from interlock.api.responses import count_input_tokens, create_response, response_route
+from interlock.api.responses_compact import compact_response
 from interlock.api.search import search_page, search_status, search_stream, start_search
 from interlock.api.wire import Handler
 from interlock.console.http import console
@@ -75,6 +76,7 @@ exact_routes: dict[str, dict[str, Handler]] = {
     "/api/v1/search": {"POST": start_search},
     "/v1/responses": {"POST": create_response},
     "/v1/responses/input_tokens": {"POST": count_input_tokens},
+    "/v1/responses/compact": {"POST": compact_response},
     "/v1/conversations": {"POST": create_conversation},
     "/search": {"GET": search_page},
     "/search/page.js": {"GET": search_page},

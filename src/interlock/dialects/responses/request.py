@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from interlock.dialects.responses.schemas import (
+    CompactionItem,
     ContentPart,
     CustomTool,
     CustomToolCall,
@@ -56,16 +57,20 @@ __all__ = [
     "chat_body",
     "chat_messages",
     "conversation_items",
+    "decode_summary",
     "decode_thinking",
+    "encode_summary",
     "encode_thinking",
     "request_items",
     "stored_input",
     "stored_items",
+    "summary_message",
 ]
 
 JSONDict = dict[str, Any]
 
 _IMAGE_SCHEMES = ("data:", "https:", "http:")
+_SUMMARY_VERSION = 1  # of a compaction item's content
 # What the chat body calls a Responses parameter: an error about one (from a
 # deployment that cannot honour it) names the client's instead.
 CLIENT_PARAMS = {
@@ -81,6 +86,7 @@ ITEM_ID_PREFIXES = {
     "function_call_output": "fco",
     "custom_tool_call": "ctc",
     "custom_tool_call_output": "ctco",
+    "compaction": "cmp",
     "reasoning": "rs",
 }
 
@@ -175,7 +181,10 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
             if item.encrypted_content:
                 thinking += decode_thinking(item.encrypted_content, f"input[{index}]")
             continue
-        if isinstance(item, Message):
+        if isinstance(item, CompactionItem):
+            where = f"input[{index}]"
+            message = summary_message(decode_summary(item.encrypted_content, where))
+        elif isinstance(item, Message):
             message = _message(item, index)
         elif isinstance(item, FunctionCall):
             message = _assistant_turn(messages)
@@ -334,3 +343,37 @@ def decode_thinking(content: str, where: str) -> list[JSONDict]:
             code="invalid_value",
         )
     return blocks
+
+
+# How a compaction's summary comes back to the model (``compaction.py``).
+_SUMMARY_INTRO = (
+    "The earlier part of this conversation was compacted. A summary of it "
+    "follows; continue the work from it.\n\n"
+)
+
+
+def encode_summary(summary: str) -> str:
+    return base64.urlsafe_b64encode(
+        orjson.dumps({"v": _SUMMARY_VERSION, "summary": summary})
+    ).decode()
+
+
+def decode_summary(content: str, where: str) -> str:
+    try:
+        found = orjson.loads(base64.urlsafe_b64decode(content))
+    except (binascii.Error, ValueError):
+        found = None
+    summary = found.get("summary") if isinstance(found, dict) else None
+    if not isinstance(summary, str):
+        raise InvalidRequest(
+            "This compaction item was not made by this gateway: its "
+            "encrypted_content cannot be read here.",
+            param=f"{where}.encrypted_content",
+            code="invalid_value",
+        )
+    return summary
+
+
+def summary_message(summary: str) -> JSONDict:
+    """A compaction item as the chat message the model reads."""
+    return {"role": "user", "content": _SUMMARY_INTRO + summary}

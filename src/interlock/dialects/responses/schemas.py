@@ -38,6 +38,8 @@ M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
     "LOGPROBS",
+    "CompactRequest",
+    "CompactionItem",
     "ContentPart",
     "ConversationCreate",
     "ConversationItemsCreate",
@@ -48,6 +50,7 @@ __all__ = [
     "FunctionCall",
     "FunctionCallOutput",
     "FunctionTool",
+    "GrammarInput",
     "InputImage",
     "InputItem",
     "InputText",
@@ -168,6 +171,15 @@ class ReasoningItem(_Open):
     id: str | None = None
 
 
+class CompactionItem(_Open):
+    """What ``POST /v1/responses/compact`` made of a conversation: its
+    summary, opaque to the client (``compaction.py``)."""
+
+    type: Literal["compaction"]
+    encrypted_content: str = Field(min_length=1)
+    id: str | None = None
+
+
 def _item_tag(value: Any) -> str | None:
     if isinstance(value, dict) and "type" not in value:
         return "message"  # the easy form: {"role": ..., "content": ...}
@@ -180,7 +192,8 @@ InputItem = Annotated[
     | Annotated[FunctionCallOutput, Tag("function_call_output")]
     | Annotated[CustomToolCall, Tag("custom_tool_call")]
     | Annotated[CustomToolCallOutput, Tag("custom_tool_call_output")]
-    | Annotated[ReasoningItem, Tag("reasoning")],
+    | Annotated[ReasoningItem, Tag("reasoning")]
+    | Annotated[CompactionItem, Tag("compaction")],
     Discriminator(_item_tag),
 ]
 
@@ -354,6 +367,16 @@ class ResponsesRequest(_Open):
         return value
 
 
+class CompactRequest(_Open):
+    """``POST /v1/responses/compact``: the conversation to compact, as a
+    response would continue it (``input`` after ``previous_response_id``'s)."""
+
+    model: str = Field(min_length=1)
+    input: str | list[InputItem] | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = Field(default=None, min_length=1)
+
+
 _ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 # Location labels pydantic adds for union members and tags: not field names.
 _UNION_LABELS = (
@@ -414,7 +437,8 @@ def validate_request(body: dict[str, Any]) -> ResponsesRequest:
 
 
 def validate_body(model: type[M], body: dict[str, Any]) -> M:
-    """``body`` as ``model`` (a Conversations API body), or a 400 naming the field."""
+    """``body`` as ``model`` (a Conversations API or compaction body), or a
+    400 naming the field."""
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -481,6 +505,7 @@ _TAGS = frozenset(
         "custom_tool_call",
         "custom_tool_call_output",
         "reasoning",
+        "compaction",
         "function",
         "custom",
         "grammar",

@@ -1,0 +1,104 @@
+"""Compaction (``POST /v1/responses/compact``): a long conversation made short.
+
+The model that serves the request summarises the conversation so far (a
+chat call through the pipeline, like any other); the answer is the
+conversation's user messages, as they were, followed by one ``compaction``
+item. That item's ``encrypted_content`` carries the summary, and a later
+request that sends the item back gets it as a user message introducing the
+summary (``request.summary_message``), so any model can continue from it, not only
+the one that wrote it. Codex compacts this way when its context fills.
+
+The content is this gateway's encoding (base64 of JSON), opaque to the
+client as OpenAI's is; it is not encrypted: it holds nothing the client did
+not send or read already.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from interlock.dialects.responses.request import chat_messages, encode_summary
+from interlock.dialects.responses.schemas import CompactRequest, InputItem, Message
+from interlock.errors import InvalidRequest
+
+__all__ = [
+    "COMPACTION_PROMPT",
+    "compact_body",
+    "compaction_item",
+    "request_items",
+    "user_messages",
+]
+
+JSONDict = dict[str, Any]
+
+# Asked of the model after the conversation's transcript.
+COMPACTION_PROMPT = (
+    "The conversation above is about to be replaced by a summary of it, which "
+    "you or another assistant will continue from with no other record of it. "
+    "Write that summary now. Keep what is needed to go on: the user's goals "
+    "and constraints, decisions taken and why, the current state of the work "
+    "(files, commands, results, errors), what is still to do, and anything the "
+    "user asked to remember. Be specific and concise; do not address the user."
+)
+
+
+def compact_body(request: CompactRequest, history: Sequence[InputItem] = ()) -> JSONDict:
+    """The chat body asking the model to summarise ``history`` and the input.
+
+    The conversation goes to the model as one transcript, not as turns: a
+    provider's rules for turns (tool calls answered in the next turn, tools
+    declared when calls are present) would refuse a history cut mid-loop,
+    and the summary needs the text, not the structure."""
+    items = [*history, *request_items(request)]
+    turns = chat_messages(items, start=-len(history))
+    if not turns:
+        raise InvalidRequest("There is no conversation to compact.", param="input")
+    messages: list[JSONDict] = []
+    if request.instructions:
+        messages.append({"role": "system", "content": request.instructions})
+    transcript = "\n\n".join(_entry(turn) for turn in turns)
+    prompt = f"<conversation>\n{transcript}\n</conversation>\n\n{COMPACTION_PROMPT}"
+    messages.append({"role": "user", "content": prompt})
+    return {"model": request.model, "messages": messages}
+
+
+def _entry(turn: JSONDict) -> str:
+    """One chat message as transcript text."""
+    role = turn["role"]
+    if role == "tool":
+        return f"[result of call {turn.get('tool_call_id')}]\n{_text(turn.get('content'))}"
+    parts = [f"[{role}]\n{_text(turn.get('content'))}"] if turn.get("content") else []
+    for call in turn.get("tool_calls") or ():
+        custom = call.get("custom")
+        called = custom if isinstance(custom, dict) else call.get("function") or {}
+        said = called.get("input") if isinstance(custom, dict) else called.get("arguments")
+        parts.append(f"[{role} called {called.get('name')} (call {call.get('id')})]\n{said}")
+    return "\n\n".join(parts) or f"[{role}]"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    pieces = []
+    for part in content or ():
+        kind = part.get("type")
+        pieces.append(part.get("text", "") if kind == "text" else f"[{kind}]")
+    return "".join(pieces)
+
+
+def request_items(request: CompactRequest) -> list[InputItem]:
+    if request.input is None:
+        return []
+    if isinstance(request.input, str):
+        return [Message(role="user", content=request.input)]
+    return list(request.input)
+
+
+def user_messages(stored: Iterable[JSONDict]) -> list[JSONDict]:
+    """The user messages among stored items, as they were stored."""
+    return [item for item in stored if item.get("type") == "message" and item.get("role") == "user"]
+
+
+def compaction_item(item_id: str, summary: str) -> JSONDict:
+    return {"id": item_id, "type": "compaction", "encrypted_content": encode_summary(summary)}

@@ -347,7 +347,7 @@ def test_count_tokens_translates_the_prompt_only() -> None:
         ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
         (
             {"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},
-            "messages[0].content[0]",
+            "messages[0].content[0].source",
         ),
         (
             {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},

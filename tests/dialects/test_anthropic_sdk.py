@@ -264,6 +264,76 @@ def test_an_image_block_reaches_the_model(client: anthropic.Anthropic, model: st
     assert _text(answer.content) == f"I see a image/png image of {len(image)} bytes"
 
 
+# A minimal PDF: what the upstreams are sent is these bytes, whatever they hold.
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+@pytest.mark.parametrize("model", ["claude", "azure", "gemini", "bedrock"])
+def test_a_pdf_document_reaches_the_model(
+    client: anthropic.Anthropic, model: str, upstream_requests: list[dict[str, Any]]
+) -> None:
+    document: Any = {
+        "type": "document",
+        "source": {
+            "type": "base64",
+            "media_type": "application/pdf",
+            "data": base64.b64encode(PDF).decode(),
+        },
+        "title": "report.pdf",
+        "citations": {"enabled": False},
+    }
+    content: Any = [document, {"type": "text", "text": "Summarise it."}]
+    answer = client.messages.create(
+        model=model, max_tokens=256, messages=[{"role": "user", "content": content}]
+    )
+    assert _text(answer.content) == f"I read a application/pdf document of {len(PDF)} bytes"
+    if model == "claude":  # Anthropic gets its own block back, title and all
+        [sent, _] = upstream_requests[-1]["body"]["messages"][0]["content"]
+        assert sent == {k: v for k, v in document.items() if k != "citations"}
+
+
+def test_a_document_in_a_tool_result_and_a_text_document(
+    client: anthropic.Anthropic, upstream_requests: list[dict[str, Any]]
+) -> None:
+    """Claude Code's Read tool answers with the file: a document inside the result."""
+    weather: Any = {"name": "read", "description": "Read a file.", "input_schema": CITY}
+    text_document: Any = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "Notes: rain é"},
+    }
+    messages: Any = [
+        {"role": "user", "content": "Read the notes."},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "read", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [text_document]}
+            ],
+        },
+    ]
+    answer = client.messages.create(
+        model="claude", max_tokens=256, messages=messages, tools=[weather]
+    )
+    assert answer.content[0].type == "text"
+    [result, document] = upstream_requests[-1]["body"]["messages"][2]["content"]
+    assert result["type"] == "tool_result" and document == text_document
+
+
+def test_documents_the_gateway_cannot_translate_are_named(client: anthropic.Anthropic) -> None:
+    source = {"type": "base64", "media_type": "application/pdf", "data": "JVBERg=="}
+    cited: Any = {"type": "document", "source": source, "citations": {"enabled": True}}
+    by_url: Any = {"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}
+    for block, param in ((cited, "citations"), (by_url, "source")):
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            client.messages.create(
+                model="claude", max_tokens=10, messages=[{"role": "user", "content": [block]}]
+            )
+        assert _error(caught.value)["message"].startswith(f"messages[0].content[0].{param}")
+
+
 CITY: Any = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},

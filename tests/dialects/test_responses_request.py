@@ -367,7 +367,7 @@ def test_custom_tools_and_their_items_become_chat_s_custom_tools_and_calls() -> 
         ({"input": [{"type": "web_search_call", "id": "x"}]}, "input[0].type"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_file"}]}]},
-            "input[0].content[0].type",
+            "input[0].content[0].file_data",
         ),
         ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
         ({"input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, "input[0].arguments"),

@@ -117,6 +117,35 @@ def test_input_image_data_url(client: openai.OpenAI, model: str) -> None:
     assert response.output_text == "I see a image/png image of 32 bytes"
 
 
+@pytest.mark.parametrize("model", ["claude", "azure", "gemini", "bedrock"])
+def test_input_file_data_url(client: openai.OpenAI, model: str) -> None:
+    pdf = b"%PDF-1.4\n%%EOF\n"
+    response = client.responses.create(
+        model=model,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "input_file",
+                        "filename": "notes.pdf",
+                        "file_data": "data:application/pdf;base64,"
+                        + base64.b64encode(pdf).decode(),
+                    },
+                    {"type": "input_text", "text": "Summarise it."},
+                ],
+            }
+        ],
+    )
+    assert response.output_text == f"I read a application/pdf document of {len(pdf)} bytes"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model=model,
+            input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}],
+        )
+    assert caught.value.body["param"] == "input[0].content[0].file_id"  # type: ignore[index]
+
+
 @pytest.mark.parametrize("model", TOOL_LOOP)
 def test_tool_loop_with_function_call_items(client: openai.OpenAI, model: str) -> None:
     conversation: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]

@@ -285,6 +285,52 @@ def test_an_inline_image_reaches_the_model(client: openai.OpenAI, model: str) ->
     assert answer.choices[0].message.content == f"I see a image/png image of {len(image)} bytes"
 
 
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+@pytest.mark.parametrize("model", [*TRANSLATED, "azure"])
+@pytest.mark.parametrize(("media_type", "data"), [("application/pdf", PDF), ("text/plain", b"a\n")])
+def test_a_document_reaches_the_model(
+    client: openai.OpenAI, model: str, media_type: str, data: bytes
+) -> None:
+    file_data = f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+    answer = client.chat.completions.create(
+        model=model,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "file", "file": {"file_data": file_data, "filename": "a b.pdf"}},
+                    {"type": "text", "text": "Summarise it."},
+                ],
+            }
+        ],
+    )
+    assert (
+        answer.choices[0].message.content == f"I read a {media_type} document of {len(data)} bytes"
+    )
+
+
+@pytest.mark.parametrize("model", TRANSLATED)
+@pytest.mark.parametrize(
+    ("file", "param"),
+    [
+        ({"file_id": "file-abc"}, "file.file_id"),
+        ({"file_data": "data:image/png;base64,iVBORw=="}, "file.file_data"),
+        ({"file_data": "data:application/pdf;base64,not base64!"}, "file.file_data"),
+    ],
+)
+def test_a_document_no_upstream_can_read_is_named(
+    client: openai.OpenAI, model: str, file: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": [{"type": "file", "file": file}]}],  # type: ignore[list-item]
+        )
+    assert caught.value.body["param"] == f"messages[0].content[0].{param}"  # type: ignore[index]
+
+
 @pytest.mark.parametrize("model", ["gemini", "bedrock"])
 def test_an_image_url_is_refused_where_the_provider_takes_none(
     client: openai.OpenAI, model: str

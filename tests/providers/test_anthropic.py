@@ -261,7 +261,7 @@ async def test_chat_sends_max_tokens(
         ),
         (
             body(messages=[{"role": "user", "content": [{"type": "file", "file": {}}]}]),
-            "messages[0].content[0].type",
+            "messages[0].content[0].file.file_data",
         ),
         (body(messages=[{"role": "tool", "content": "42"}]), "messages[0]"),
         (body(tools=[{"type": "web_search"}]), "tools[0].type"),

@@ -15,7 +15,8 @@ when tools may be called and the last user turn holds no tool results (the
 first two on "parallel", streamed interleaved; else the named or the first
 tool; the forced ``json_response`` tool of JSON mode gets
 ``{"answer": "Paris"}``); "Tool said: ..." after tool results; JSON of the
-schema an ``output_config.format`` names; a description of an image; else
+schema an ``output_config.format`` names; a description of an image or a
+document (its media type and size in bytes); else
 "Hello from anthropic". With thinking on, a signed thinking
 block comes first. Any ``cache_control`` marker reports 100 cache-read and 50
 cache-write tokens.
@@ -145,7 +146,22 @@ def _blocks(message: Any, i: int, last: bool) -> list[Block]:
             raise Invalid(f"messages.{i}.content.{j}: text content blocks must be non-empty")
         if block.get("type") == "image":
             _check_image(block.get("source") or {}, f"messages.{i}.content.{j}")
+        if block.get("type") == "document":
+            _check_document(block.get("source") or {}, f"messages.{i}.content.{j}")
     return content
+
+
+def _check_document(source: Block, where: str) -> None:
+    if source.get("type") == "text" and source.get("media_type") == "text/plain":
+        if not isinstance(source.get("data"), str):
+            raise Invalid(f"{where}.source.data: a text document's data must be a string")
+    elif source.get("type") == "base64" and source.get("media_type") == "application/pdf":
+        try:
+            base64.b64decode(source.get("data") or "", validate=True)
+        except ValueError:
+            raise Invalid(f"{where}.source.data: invalid base64 data") from None
+    else:
+        raise Invalid(f"{where}.source: a document source must be a base64 PDF or text")
 
 
 def _check_image(source: Block, where: str) -> None:
@@ -246,6 +262,11 @@ def _answer(body: Block) -> tuple[list[Block], str]:
         text = orjson.dumps(answer).decode()
     elif images := [b for b in last if b.get("type") == "image"]:
         text = _seen(images[0]["source"])
+    elif documents := [b for b in last if b.get("type") == "document"]:
+        source = documents[0]["source"]
+        data = source["data"]
+        size = len(data.encode() if source["type"] == "text" else base64.b64decode(data))
+        text = f"I read a {source['media_type']} document of {size} bytes"
     else:
         text = "Hello from anthropic"
     blocks.append({"type": "text", "text": text})

@@ -25,7 +25,8 @@ decided from the request alone:
 2. tool results in the last turn: "Tool said: " and their texts joined by "; ";
 3. ``response_format``: JSON from the schema by the same rule (``json_object``:
    ``{"answer": "Paris"}``);
-4. an image in the last user message: "I see a <media type> image of <N> bytes";
+4. an image in the last user message: "I see a <media type> image of <N> bytes"
+   (a ``file`` part: "I read a <media type> document of <N> bytes");
 5. otherwise "Hello from azure", streamed in three pieces;
 6. last user text "overload me": Azure's 503 overload error; "rate limit me":
    its 429 with ``Retry-After``; "filter me": its 400 ``content_filter`` error.
@@ -263,6 +264,10 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
 def _last_image(messages: list[dict[str, Any]]) -> str | None:
     content = _last_user(messages).get("content")
     for part in content if isinstance(content, list) else ():
+        if part.get("type") == "file":  # a document, OpenAI's way: a data: URL
+            header, _, data = part["file"]["file_data"][5:].partition(",")
+            size = len(base64.b64decode(data))
+            return f"I read a {header.split(';')[0]} document of {size} bytes"
         if part.get("type") != "image_url":
             continue
         url = part["image_url"]["url"]

@@ -279,12 +279,29 @@ def _arguments(schema: dict[str, Any]) -> dict[str, Any]:
     return {name: _schema_value(spec) for name, spec in properties.items()}
 
 
+_DOCUMENT_TYPES = {"pdf": "application/pdf", "txt": "text/plain"}
+# Converse's rule for a document's name, and names must differ within a message.
+_DOCUMENT_NAME = re.compile(r"[A-Za-z0-9\-()\[\]]+( [A-Za-z0-9\-()\[\]]+)*")
+
+
+def _check_documents(documents: list[dict[str, Any]]) -> None:
+    names = [document.get("name", "") for document in documents]
+    for document, name in zip(documents, names, strict=True):
+        if document.get("format") not in _DOCUMENT_TYPES or not _DOCUMENT_NAME.fullmatch(name):
+            raise _Refusal(400, "ValidationException", f"invalid document block {name!r}")
+        base64.b64decode(document["source"]["bytes"], validate=True)
+    if len(set(names)) != len(names):
+        raise _Refusal(400, "ValidationException", "document names must be unique")
+
+
 def _answer(body: dict[str, Any]) -> _Answer:
     last = body["messages"][-1]
     content = last["content"] if last["role"] == "user" else []
     text = " ".join(b["text"] for b in content if "text" in b)
     results = [b["toolResult"] for b in content if "toolResult" in b]
     images = [b["image"] for b in content if "image" in b]
+    documents = [b["document"] for b in content if "document" in b]
+    _check_documents(documents)
     if text in _HTTP_ERRORS:
         status, kind, _, message = _HTTP_ERRORS[text]
         raise _Refusal(status, kind, message)
@@ -318,6 +335,9 @@ def _answer(body: dict[str, Any]) -> _Answer:
     elif images:
         size = len(base64.b64decode(images[0]["source"]["bytes"]))
         reply = f"I see a {_MEDIA_TYPES[images[0]['format']]} image of {size} bytes"
+    elif documents:
+        size = len(base64.b64decode(documents[0]["source"]["bytes"]))
+        reply = f"I read a {_DOCUMENT_TYPES[documents[0]['format']]} document of {size} bytes"
     else:
         reply = "Hello from bedrock"
     answer.blocks.append({"text": reply})

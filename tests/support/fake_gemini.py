@@ -276,6 +276,10 @@ def _result_text(response: dict[str, Any]) -> str:
     )
 
 
+# Inline data Gemini reads as a document, not an image.
+DOCUMENT_MIME_TYPES = frozenset({"application/pdf", "text/plain"})
+
+
 def _answer(body: dict[str, Any]) -> _Answer:
     last = body["contents"][-1]["parts"]
     text = " ".join(p["text"] for p in last if "text" in p)
@@ -316,7 +320,9 @@ def _answer(body: dict[str, Any]) -> _Answer:
         reply = orjson.dumps(value).decode()
     elif images:
         size = len(base64.b64decode(images[0]["data"]))
-        reply = f"I see a {images[0]['mimeType']} image of {size} bytes"
+        kind = images[0]["mimeType"]
+        seen = "document" if kind in DOCUMENT_MIME_TYPES else "image"
+        reply = f"I {'read' if seen == 'document' else 'see'} a {kind} {seen} of {size} bytes"
     else:
         reply = "Hello from gemini"
     answer.parts.append({"text": reply})

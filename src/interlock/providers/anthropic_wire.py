@@ -25,6 +25,7 @@ from typing import Any
 from interlock.chat_markers import NATIVE_HINTS
 from interlock.errors import InvalidRequest
 from interlock.providers.base import JSONDict
+from interlock.providers.documents import InlineDocument, document_of
 from interlock.providers.openai_request import (
     FunctionTool,
     ResponseFormat,
@@ -283,8 +284,12 @@ def _parts(content: Any, param: str, images: bool) -> list[JSONDict]:
             block: JSONDict = {"type": "text", "text": part["text"]}
         elif kind == "image_url" and images:
             block = _image(image_of(part, where))
+        elif kind == "file" and images:
+            block = _document(document_of(part, where))
         else:
-            allowed = "`text` and `image_url` parts are" if images else "only `text` parts are"
+            allowed = (
+                "`text`, `image_url` and `file` parts are" if images else "only `text` parts are"
+            )
             raise InvalidRequest(
                 f"Content parts of type `{kind}` are not supported by anthropic deployments "
                 f"here; {allowed}.",
@@ -303,6 +308,17 @@ def _image(image: Any) -> JSONDict:
         "type": "image",
         "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
     }
+
+
+def _document(document: InlineDocument) -> JSONDict:
+    if document.media_type == "text/plain":  # Anthropic takes plain text as text
+        source = {"type": "text", "media_type": "text/plain", "data": document.text()}
+    else:
+        source = {"type": "base64", "media_type": document.media_type, "data": document.data}
+    block: JSONDict = {"type": "document", "source": source}
+    if document.filename:
+        block["title"] = document.filename
+    return block
 
 
 def _assistant_blocks(message: JSONDict, param: str) -> list[JSONDict]:

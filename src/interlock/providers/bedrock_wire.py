@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import orjson
 
 from interlock.errors import InvalidRequest
 from interlock.providers.base import JSONDict
+from interlock.providers.documents import DOCUMENT_TYPES, InlineDocument, document_of
 from interlock.providers.openai_request import (
     FunctionTool,
     ResponseFormat,
@@ -51,6 +53,8 @@ SUPPORTED = frozenset(
 # max_tokens gets this much room for the answer on top of the budget.
 ANSWER_TOKENS = 4096
 _IMAGE_FORMATS = {f"image/{kind}": kind for kind in ("png", "jpeg", "gif", "webp")}
+# What a document block's name may not hold (Converse's rule).
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]")
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _CACHE_TTLS = frozenset({"5m", "1h"})
 _JSON_TOOL_DESCRIPTION = (
@@ -197,10 +201,12 @@ def _parts(content: Any, param: str, *, images: bool) -> list[JSONDict]:
                 blocks.append({"text": part[kind]})
         elif kind == "image_url" and images:
             blocks.append(_image(part, where))
+        elif kind == "file" and images:
+            blocks.append(_document(document_of(part, where), len(blocks)))
         else:
             raise InvalidRequest(
                 f"Content parts of type `{kind}` are not supported by bedrock deployments "
-                "here; send `text` parts (and `image_url` parts in user messages).",
+                "here; send `text` parts (and `image_url` and `file` parts in user messages).",
                 param=f"{where}.type",
             )
         blocks = _marked(blocks, part)
@@ -215,6 +221,23 @@ def _image(part: JSONDict, param: str) -> JSONDict:
             param=f"{param}.image_url.url",
         )
     return {"image": {"format": _IMAGE_FORMATS[image.media_type], "source": {"bytes": image.data}}}
+
+
+def _document(document: InlineDocument, position: int) -> JSONDict:
+    """A Converse document block. Its ``name`` may hold only letters, digits,
+    single spaces, hyphens, parentheses and square brackets, and must differ
+    from the message's other documents': the file name, made so, with the
+    block's position."""
+    stem = (document.filename or "document").rsplit(".", 1)[0]
+    name = " ".join(_NOT_IN_NAME.sub(" ", stem).split()) or "document"
+    source = {"bytes": document.data}
+    return {
+        "document": {
+            "format": DOCUMENT_TYPES[document.media_type],
+            "name": f"{name} ({position + 1})",
+            "source": source,
+        }
+    }
 
 
 def _tool_result(message: JSONDict, param: str) -> JSONDict:

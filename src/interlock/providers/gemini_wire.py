@@ -14,6 +14,7 @@ import orjson
 
 from interlock.errors import InvalidRequest
 from interlock.providers.base import JSONDict
+from interlock.providers.documents import document_of
 from interlock.providers.gemini_schema import gemini_schema
 from interlock.providers.openai_request import (
     FunctionTool,
@@ -190,9 +191,12 @@ def _user_parts(content: Any, param: str) -> list[JSONDict]:
                     param=f"{where}.image_url.url",
                 )
             parts.append({"inlineData": {"mimeType": image.media_type, "data": image.data}})
+        elif kind == "file":
+            document = document_of(part, where)
+            parts.append({"inlineData": {"mimeType": document.media_type, "data": document.data}})
         else:
             raise InvalidRequest(
-                f"Gemini deployments accept text and image content parts, not `{kind}`.",
+                f"Gemini deployments accept text, image and file content parts, not `{kind}`.",
                 param=where,
             )
     return parts

@@ -6,9 +6,11 @@ What goes where:
   their ``cache_control`` as parts, so prompt caching survives a round trip
   through the Anthropic adapter, which passes the markers back on;
 - user blocks: ``text`` and ``image`` (base64 -> a ``data:`` URL, url -> the
-  URL) as parts; ``tool_result`` blocks -> ``role: tool`` messages, ahead of
-  the rest of the turn as OpenAI wants them (an image inside a result rides
-  in the user message after them: a tool message holds only text);
+  URL) as parts, ``document`` (PDF or plain text) -> a ``file`` part with a
+  base64 ``data:`` URL; ``tool_result`` blocks -> ``role: tool`` messages,
+  ahead of the rest of the turn as OpenAI wants them (an image or document
+  inside a result rides in the user message after them: a tool message
+  holds only text);
 - assistant blocks: text, ``tool_use`` -> ``tool_calls`` (input as JSON
   arguments), ``thinking`` / ``redacted_thinking`` -> ``thinking_blocks``,
   the convention the Anthropic and Bedrock adapters send back upstream;
@@ -44,6 +46,7 @@ includes the reasoning.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
@@ -53,10 +56,12 @@ from interlock.chat_markers import NATIVE_HINTS, TOOL_HINTS
 from interlock.dialects.anthropic.schemas import (
     CacheControl,
     CountTokensRequest,
+    DocumentBlock,
     ImageBlock,
     Message,
     MessagesRequest,
     OutputConfig,
+    PlainTextSource,
     RedactedThinkingBlock,
     TextBlock,
     Thinking,
@@ -181,6 +186,8 @@ def _user(message: Message) -> list[JSONDict]:
             parts.append(_text_part(block))
         elif isinstance(block, ImageBlock):
             parts.append(_image_part(block))
+        elif isinstance(block, DocumentBlock):
+            parts += _document_parts(block)
         # thinking and tool_use blocks belong to assistant turns; Anthropic
         # ignores them in a user turn, and so does the translation
     if parts:
@@ -234,6 +241,8 @@ def _tool_result(block: ToolResultBlock) -> tuple[JSONDict, list[JSONDict]]:
         for part in content:
             if isinstance(part, TextBlock):
                 texts.append(part)
+            elif isinstance(part, DocumentBlock):
+                images += _document_parts(part)
             else:
                 images.append(_image_part(part))
     if block.is_error:
@@ -270,6 +279,20 @@ def _image_part(block: ImageBlock) -> JSONDict:
     else:
         url = source.url
     return _marked({"type": "image_url", "image_url": {"url": url}}, block.cache_control)
+
+
+def _document_parts(block: DocumentBlock) -> list[JSONDict]:
+    """A document as chat's ``file`` part (its ``context`` a text part before it)."""
+    source = block.source
+    if isinstance(source, PlainTextSource):
+        encoded = base64.b64encode(source.data.encode()).decode()
+    else:
+        encoded = source.data
+    file: JSONDict = {"file_data": f"data:{source.media_type};base64,{encoded}"}
+    if block.title is not None:
+        file["filename"] = block.title
+    parts = [{"type": "text", "text": block.context}] if block.context else []
+    return [*parts, _marked({"type": "file", "file": file}, block.cache_control)]
 
 
 def _marked(part: JSONDict, marker: CacheControl | None) -> JSONDict:

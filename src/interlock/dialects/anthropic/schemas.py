@@ -5,10 +5,12 @@ They validate; ``request.py`` translates from the validated models. Like
 Anthropic's API, an unknown field is a 400 naming it (a misspelt
 ``cache_control`` would otherwise pass silently), types are strict (``"1"``
 is not an integer), and content blocks are told apart by their ``type``.
-Features with no counterpart in OpenAI's chat shape (documents, server
-tools, containers, MCP servers) are not modelled, so they are refused the
-same way, naming the field. ``output_config`` is: its ``format`` becomes
-chat's ``response_format``, and both travel natively to Anthropic upstreams.
+Features with no counterpart in OpenAI's chat shape (server tools,
+containers, MCP servers, documents by URL or with citations) are not
+modelled, so they are refused the same way, naming the field. PDF and
+plain-text documents are: they become chat's ``file`` parts. So is
+``output_config``: its ``format`` becomes chat's ``response_format``, and
+both travel natively to Anthropic upstreams.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ __all__ = [
     "CacheControl",
     "CountTokensRequest",
     "Diagnostics",
+    "DocumentBlock",
     "ImageBlock",
     "Message",
     "MessagesRequest",
     "Metadata",
     "OutputConfig",
     "OutputFormat",
+    "PlainTextSource",
     "RedactedThinkingBlock",
     "TextBlock",
     "Thinking",
@@ -90,6 +94,47 @@ class ImageBlock(_Closed):
     cache_control: CacheControl | None = None
 
 
+class PDFSource(_Closed):
+    type: Literal["base64"]
+    media_type: Literal["application/pdf"]
+    data: str = Field(min_length=1)
+
+
+class PlainTextSource(_Closed):
+    type: Literal["text"]
+    media_type: Literal["text/plain"]
+    data: str
+
+
+class Citations(_Closed):
+    enabled: bool
+
+
+class DocumentBlock(_Closed):
+    """A PDF or plain-text document. ``citations`` (answers that cite its
+    passages) has no counterpart in other upstreams' answers: it can be
+    turned off, not on; ``context`` is read as text before the document."""
+
+    type: Literal["document"]
+    source: Annotated[PDFSource | PlainTextSource, Field(discriminator="type")]
+    title: str | None = Field(default=None, max_length=500)
+    context: str | None = None
+    citations: Citations | None = None
+    cache_control: CacheControl | None = None
+
+    @field_validator("citations")
+    @classmethod
+    def _no_citations(cls, value: Citations | None) -> Citations | None:
+        if value is not None and value.enabled:
+            raise PydanticCustomError(
+                "unsupported_citations",
+                "citations cannot be turned on through this gateway: only Anthropic "
+                "answers cite a document's passages",
+                {},
+            )
+        return value
+
+
 class ToolUseBlock(_Closed):
     type: Literal["tool_use"]
     id: str = Field(min_length=1)
@@ -103,7 +148,7 @@ class ToolUseBlock(_Closed):
     toolset_name: str | None = None
 
 
-_ResultPart = Annotated[TextBlock | ImageBlock, Field(discriminator="type")]
+_ResultPart = Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="type")]
 
 
 class ToolResultBlock(_Closed):
@@ -127,7 +172,13 @@ class RedactedThinkingBlock(_Closed):
 
 
 Block = Annotated[
-    TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock,
+    TextBlock
+    | ImageBlock
+    | DocumentBlock
+    | ToolUseBlock
+    | ToolResultBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock,
     Field(discriminator="type"),
 ]
 

@@ -36,6 +36,7 @@ from interlock.dialects.responses.schemas import (
     FunctionCall,
     FunctionCallOutput,
     GrammarInput,
+    InputFile,
     InputImage,
     InputItem,
     JsonObjectFormat,
@@ -249,9 +250,9 @@ def _text(content: str | list[ContentPart], where: str) -> str:
         return content
     texts = []
     for i, part in enumerate(content):
-        if isinstance(part, InputImage):
+        if isinstance(part, InputImage | InputFile):
             raise InvalidRequest(
-                "Images are supported in user messages only.",
+                "Images and files are supported in user messages only.",
                 param=f"{where}[{i}]",
                 code="unsupported_parameter",
             )
@@ -262,6 +263,8 @@ def _text(content: str | list[ContentPart], where: str) -> str:
 def _part(part: ContentPart, where: str) -> JSONDict:
     if isinstance(part, InputImage):
         return _image(part, where)
+    if isinstance(part, InputFile):
+        return _file(part, where)
     if isinstance(part, Refusal):
         return {"type": "text", "text": part.refusal}
     return {"type": "text", "text": part.text}
@@ -285,6 +288,28 @@ def _image(part: InputImage, where: str) -> JSONDict:
     if part.detail is not None:
         image["detail"] = part.detail
     return {"type": "image_url", "image_url": image}
+
+
+def _file(part: InputFile, where: str) -> JSONDict:
+    """A document as chat's ``file`` part; the adapters check its data."""
+    if part.file_data is None:
+        named = "file_id" if part.file_id is not None else "file_url"
+        raise InvalidRequest(
+            "An input_file needs its file_data (a base64 data: URL); "
+            f"{named} names a file this gateway cannot read.",
+            param=f"{where}.{named}" if part.file_id or part.file_url else f"{where}.file_data",
+            code="unsupported_parameter",
+        )
+    if not part.file_data.startswith("data:"):
+        raise InvalidRequest(
+            "file_data must be a base64 data: URL (data:application/pdf;base64,...).",
+            param=f"{where}.file_data",
+            code="invalid_value",
+        )
+    file: JSONDict = {"file_data": part.file_data}
+    if part.filename is not None:
+        file["filename"] = part.filename
+    return {"type": "file", "file": file}
 
 
 def _chat_tool(tool: Tool) -> JSONDict:

@@ -51,6 +51,7 @@ __all__ = [
     "FunctionCallOutput",
     "FunctionTool",
     "GrammarInput",
+    "InputFile",
     "InputImage",
     "InputItem",
     "InputText",
@@ -91,6 +92,16 @@ class InputImage(_Open):
     detail: Literal["low", "high", "auto"] | None = None
 
 
+class InputFile(_Open):
+    """A document: ``file_data`` is a base64 ``data:`` URL (PDF or plain text)."""
+
+    type: Literal["input_file"]
+    file_data: str | None = None
+    filename: str | None = None
+    file_id: str | None = None
+    file_url: str | None = None
+
+
 class OutputText(_Open):
     """An assistant message's text, as the gateway answered it."""
 
@@ -111,6 +122,7 @@ def _tag(value: Any) -> str | None:
 ContentPart = Annotated[
     Annotated[InputText, Tag("input_text")]
     | Annotated[InputImage, Tag("input_image")]
+    | Annotated[InputFile, Tag("input_file")]
     | Annotated[OutputText, Tag("output_text")]
     | Annotated[Refusal, Tag("refusal")],
     Discriminator(_tag),
@@ -511,6 +523,7 @@ _TAGS = frozenset(
         "grammar",
         "input_text",
         "input_image",
+        "input_file",
         "output_text",
         "refusal",
         "text",

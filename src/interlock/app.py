@@ -628,6 +628,7 @@ def build_gateway(
         files=config.files,
         blobs=build_blob_store(config.files, data_dir() / "files"),
         responses=config.responses,
+        chat_completions=config.chat_completions,
         counter=counter,
         console=ConsoleRuntime.for_admin_key(admin_digest),
     )

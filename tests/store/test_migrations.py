@@ -26,9 +26,9 @@ async def _versions(engine: AsyncEngine) -> list[int]:
 
 async def test_migrate_creates_the_tables_once(backend: Backend) -> None:
     engine = backend.engine()
-    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     assert await migrate(engine) == []
-    assert await _versions(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert await _versions(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     assert await _tables(engine) >= {
         "api_keys",
         "usage_ledger",
@@ -51,7 +51,7 @@ async def test_a_failing_migration_leaves_no_trace(backend: Backend) -> None:
         await migrate(engine, (*MIGRATIONS, Migration(99, "breaks", half_done)))
     # One transaction: the tables, the version table and the broken step's table are all gone.
     assert await _tables(engine) == set()
-    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert await migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
 
 
 async def test_migrations_run_in_version_order(backend: Backend) -> None:
@@ -64,7 +64,7 @@ async def test_migrations_run_in_version_order(backend: Backend) -> None:
         return Migration(version, f"v{version}", apply)
 
     engine = backend.engine()
-    assert await migrate(engine, (step(13), *MIGRATIONS, step(12))) == [
+    assert await migrate(engine, (step(14), *MIGRATIONS, step(13))) == [
         1,
         2,
         3,
@@ -78,9 +78,10 @@ async def test_migrations_run_in_version_order(backend: Backend) -> None:
         11,
         12,
         13,
+        14,
     ]
-    assert seen == [12, 13]
-    assert await migrate(engine, (step(13), *MIGRATIONS, step(12), step(14))) == [14]
+    assert seen == [13, 14]
+    assert await migrate(engine, (step(14), *MIGRATIONS, step(13), step(15))) == [15]
 
 
 def _ledger_indexes(sync: sa.Connection) -> dict[str, tuple[list[str | None], bool]]:
@@ -99,7 +100,7 @@ async def test_a_version_1_store_gains_the_budget_index_and_matches_the_schema(
             ["key_name", "id"],
             False,
         )
-    assert await migrate(engine) == [3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert await migrate(engine) == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     async with engine.connect() as conn:
         migrated = await conn.run_sync(_ledger_indexes)
     declared = {str(i.name): ([c.name for c in i.columns], i.unique) for i in usage_ledger.indexes}
@@ -120,7 +121,7 @@ async def test_a_version_3_ledger_gains_a_unique_record_id_and_keeps_its_rows(
     async with engine.begin() as conn:
         await conn.execute(usage_ledger.insert().values(old))
         await conn.execute(usage_ledger.insert().values(old))  # the same request id, twice
-    assert await migrate(engine) == [4, 5, 6, 7, 8, 9, 10, 11]
+    assert await migrate(engine) == [4, 5, 6, 7, 8, 9, 10, 11, 12]
 
     def columns(sync: sa.Connection) -> set[str]:
         return {str(c["name"]) for c in sa.inspect(sync).get_columns("usage_ledger")}
@@ -171,7 +172,7 @@ async def test_a_version_9_audit_log_gains_an_area_and_its_rows_are_the_registry
                 "VALUES (1.5, 'alice', 'create', 'm@1', '{}')"
             )
         )
-    assert await migrate(engine) == [10, 11]
+    assert await migrate(engine) == [10, 11, 12]
 
     def shape(sync: sa.Connection) -> tuple[set[str], dict[str, list[str | None]]]:
         inspector = sa.inspect(sync)
@@ -198,5 +199,5 @@ async def test_a_version_9_audit_log_gains_an_area_and_its_rows_are_the_registry
 async def test_gateways_starting_together_migrate_once(backend: Backend) -> None:
     engines = [backend.engine() for _ in range(4)]
     results = await asyncio.gather(*(migrate(engine) for engine in engines))
-    assert sorted(results) == [[], [], [], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]
-    assert await _versions(engines[0]) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert sorted(results) == [[], [], [], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
+    assert await _versions(engines[0]) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]

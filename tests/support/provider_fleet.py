@@ -44,16 +44,17 @@ def provider_gateway(
     more_models: Mapping[str, Mapping[str, Any]] | None = None,
     keys: list[dict[str, Any]] | None = None,
     anthropic_requests: list[dict[str, Any]] | None = None,
+    azure_requests: list[dict[str, Any]] | None = None,
     sections: Mapping[str, Any] | None = None,
 ) -> Iterator[GatewayProcess]:
     """The gateway (``TEST_KEY`` is the key ``test``), every fake closed
     after it. ``more_models``: more models by name, each one deployment
-    (``<name>-1``); ``anthropic_requests``: the Anthropic fake records what
-    it receives there; ``sections``: more top-level config."""
+    (``<name>-1``); ``anthropic_requests``, ``azure_requests``: the Anthropic
+    and Azure fakes record what they receive there; ``sections``: more top-level config."""
     with ExitStack() as stack:
         fakes = {
             "anthropic": FakeUpstream(anthropic_app(anthropic_requests)),
-            "azure": FakeUpstream(azure_app()),
+            "azure": FakeUpstream(azure_app(azure_requests)),
             "gemini": FakeUpstream(gemini_app()),
             "bedrock": FakeUpstream(bedrock_app()),
         }

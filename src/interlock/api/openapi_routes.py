@@ -94,6 +94,21 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
         response=_STREAMS + " With `async: true`, 202 and a job.",
         media=JSON_OR_SSE,
     ),
+    ("/v1/chat/completions", "GET"): RouteDoc(
+        "List the key's stored chat completions (`store: true`; `model`, `metadata[key]`, "
+        "`after`, `limit`, `order`)",
+        "inference",
+    ),
+    ("/v1/chat/completions/{completion_id}", "GET"): RouteDoc(
+        "Retrieve a stored chat completion, or its request's messages (`.../messages`)",
+        "inference",
+    ),
+    ("/v1/chat/completions/{completion_id}", "POST"): RouteDoc(
+        "Update a stored chat completion's `metadata`", "inference"
+    ),
+    ("/v1/chat/completions/{completion_id}", "DELETE"): RouteDoc(
+        "Delete a stored chat completion", "inference"
+    ),
     ("/v1/completions", "POST"): RouteDoc(
         "Create a completion (legacy), answered by a chat model",
         "inference",

@@ -9,6 +9,7 @@ from interlock.api.middleware import DrainState
 from interlock.batch.runtime import BatchRuntime
 from interlock.batch.service import BatchService
 from interlock.config import ChaosConfig
+from interlock.config.chat_completions import ChatCompletionsConfig
 from interlock.config.files import FilesConfig
 from interlock.config.responses import ResponsesConfig
 from interlock.console.runtime import ConsoleRuntime
@@ -100,5 +101,7 @@ class Services:
     counter: TokenCounter = field(default_factory=default_counter)
     # The Responses API: how long stored responses are kept.
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    # Chat Completions: how long stored completions are kept.
+    chat_completions: ChatCompletionsConfig = field(default_factory=ChatCompletionsConfig)
     # The web console's sessions and live figures (``/console``).
     console: ConsoleRuntime = field(default_factory=ConsoleRuntime)

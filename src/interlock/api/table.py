@@ -22,6 +22,7 @@ from interlock.api.admin_models import models_root, models_route
 from interlock.api.admin_requests import failed_requests, kept_request, slow_requests
 from interlock.api.batches import batch_route, batches_root, create_job, job_route
 from interlock.api.chat import chat_completions
+from interlock.api.chat_store import list_completions, stored_completion_route
 from interlock.api.completions import completions
 from interlock.api.conversations import conversation_route, create_conversation
 from interlock.api.docs_page import docs_file
@@ -50,7 +51,7 @@ ErrorShape = Callable[[InterlockError, Redactor], Response]
 
 # path -> method -> handler. Exact paths are one dict lookup per request.
 exact_routes: dict[str, dict[str, Handler]] = {
-    "/v1/chat/completions": {"POST": chat_completions},
+    "/v1/chat/completions": {"POST": chat_completions, "GET": list_completions},
     "/v1/embeddings": {"POST": embeddings},
     "/v1/moderations": {"POST": moderations},
     "/v1/infer": {"POST": infer},
@@ -92,6 +93,11 @@ exact_routes: dict[str, dict[str, Handler]] = {
 # Model ids may contain slashes (``Qwen/Qwen2.5-0.5B-Instruct``).
 prefix_routes: list[tuple[str, str, dict[str, Handler]]] = [
     ("/v1/models/", "/v1/models/{model}", {"GET": retrieve_model}),
+    (
+        "/v1/chat/completions/",
+        "/v1/chat/completions/{completion_id}",
+        {m: stored_completion_route for m in ("GET", "POST", "DELETE")},
+    ),
     ("/v1/files/", "/v1/files/{file_id}", {"GET": file_route, "DELETE": file_route}),
     ("/v1/batches/", "/v1/batches/{batch_id}", {"GET": batch_route, "POST": batch_route}),
     ("/v1/jobs/", "/v1/jobs/{job_id}", {"GET": job_route, "POST": job_route}),

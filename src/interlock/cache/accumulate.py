@@ -18,7 +18,7 @@ import orjson
 
 from interlock.cache.entry import CachedChoice, CacheEntry
 
-__all__ = ["StreamAccumulator"]
+__all__ = ["StreamAccumulator", "merge_tool_call"]
 
 
 @dataclass(slots=True)
@@ -73,7 +73,7 @@ class StreamAccumulator:
         if isinstance(delta.get("refusal"), str):
             partial.refusal.append(delta["refusal"])
         for call in delta.get("tool_calls") or ():
-            _merge_tool_call(partial.tool_calls, call)
+            merge_tool_call(partial.tool_calls, call)
         if choice.get("finish_reason"):
             partial.finish_reason = str(choice["finish_reason"])
 
@@ -104,7 +104,7 @@ class StreamAccumulator:
         )
 
 
-def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
+def merge_tool_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
     """OpenAI sends id, type and name once, then the arguments in fragments
     (a custom tool's call: its input)."""
     position = int(delta.get("index", 0))

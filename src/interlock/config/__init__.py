@@ -20,6 +20,7 @@ One module per section; import from here, not from the modules:
     search       SearchConfig and its backends (the AI search service)
     registry     RegistryConfig, CanaryConfig (the model registry)
     responses    ResponsesConfig (stored responses of the Responses API)
+    chat_completions  ChatCompletionsConfig (stored chat completions)
     telemetry    TelemetryConfig, TracingConfig
     gateway      GatewayConfig, the whole file and its cross-section checks
     loading      parse_config, load_config, bundled_config_path, os.environ/ secrets
@@ -30,6 +31,7 @@ from interlock.config.access import Permission as Permission
 from interlock.config.base import ConfigError, Secret
 from interlock.config.cache import CacheConfig
 from interlock.config.chaos import ChaosConfig, ChaosRule
+from interlock.config.chat_completions import ChatCompletionsConfig
 from interlock.config.deployments import (
     AwsConfig,
     DeploymentConfig,
@@ -62,6 +64,7 @@ __all__ = [
     "CanaryConfig",
     "ChaosConfig",
     "ChaosRule",
+    "ChatCompletionsConfig",
     "ConfigError",
     "DeploymentConfig",
     "FailoverSettings",

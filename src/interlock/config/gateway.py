@@ -12,6 +12,7 @@ from interlock.config.base import _Strict
 from interlock.config.batch import BatchConfig
 from interlock.config.cache import CacheConfig
 from interlock.config.chaos import ChaosConfig
+from interlock.config.chat_completions import ChatCompletionsConfig
 from interlock.config.files import FilesConfig
 from interlock.config.registry import RegistryConfig
 from interlock.config.responses import ResponsesConfig
@@ -52,6 +53,8 @@ class GatewayConfig(_Strict):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     # The Responses API: how long stored responses are kept.
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
+    # Chat Completions: how long completions stored with `store: true` are kept.
+    chat_completions: ChatCompletionsConfig = Field(default_factory=ChatCompletionsConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:

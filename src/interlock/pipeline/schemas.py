@@ -10,7 +10,7 @@ integer) because OpenAI is.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -67,6 +67,12 @@ class ChatCompletionRequest(_Open):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
+    # Kept by the gateway for the key that asked (``api/chat_store.py``).
+    store: bool | None = None
+    # OpenAI's bounds: 16 pairs, keys up to 64 characters, values up to 512.
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
+    ) = Field(default=None, max_length=16)
 
 
 # OpenAI's documented bound on inputs in one embeddings request.

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from interlock.store.audit import AuditEntry, AuditLog
+from interlock.store.chat_completions import ChatCompletionStore, StoredChatCompletion
 from interlock.store.conversations import (
     ConversationFull,
     ConversationStore,
@@ -49,6 +50,7 @@ from interlock.store.usage_rows import COLUMNS
 __all__ = [
     "AuditEntry",
     "AuditLog",
+    "ChatCompletionStore",
     "ConversationFull",
     "ConversationStore",
     "FileRecord",
@@ -61,6 +63,7 @@ __all__ = [
     "KeyStore",
     "ResponseStore",
     "Store",
+    "StoredChatCompletion",
     "StoredConversation",
     "StoredResponse",
     "UsageLedger",
@@ -133,6 +136,7 @@ class Store:
     files: FileStore
     responses: ResponseStore
     conversations: ConversationStore
+    chat_completions: ChatCompletionStore
     # Who changed what through the admin API (key changes write their own entries).
     audit: AuditLog
     # The ledger's and the stored responses' writer threads, on SQLite.
@@ -221,6 +225,7 @@ async def open_store(
         files=FileStore(engine),
         responses=ResponseStore(engine, sqlite_threads=threads),
         conversations=ConversationStore(engine),
+        chat_completions=ChatCompletionStore(engine),
         audit=AuditLog(engine),
         sqlite_threads=threads,
     )

@@ -245,6 +245,27 @@ async def _v11_conversations(conn: AsyncConnection) -> None:
     )
 
 
+async def _v12_chat_completions(conn: AsyncConnection) -> None:
+    # Frozen DDL, the same on SQLite and PostgreSQL.
+    await conn.execute(
+        sa.text(
+            "CREATE TABLE chat_completions (key_name VARCHAR NOT NULL, id VARCHAR(128) NOT NULL, "
+            "created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, model VARCHAR NOT NULL, "
+            "metadata TEXT NOT NULL, messages TEXT NOT NULL, completion TEXT NOT NULL, "
+            "PRIMARY KEY (key_name, id))"
+        )
+    )
+    await conn.execute(
+        sa.text(
+            "CREATE INDEX ix_chat_completions_key_created "
+            "ON chat_completions (key_name, created_at, id)"
+        )
+    )
+    await conn.execute(
+        sa.text("CREATE INDEX ix_chat_completions_expires_at ON chat_completions (expires_at)")
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "api_keys and usage_ledger", _v1_keys_and_ledger),
     Migration(2, "usage_ledger (key_name, id) index for budget refreshes", _v2_ledger_key_name_id),
@@ -257,6 +278,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "responses: stored responses of the Responses API", _v9_responses),
     Migration(10, "audit_log.area: key and chaos changes in the audit log", _v10_audit_area),
     Migration(11, "conversations, conversation_items: the Conversations API", _v11_conversations),
+    Migration(12, "chat_completions: stored chat completions", _v12_chat_completions),
 )
 
 

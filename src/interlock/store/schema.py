@@ -322,6 +322,28 @@ responses = sa.Table(
     sa.Index("ix_responses_expires_at", "expires_at"),
 )
 
+chat_completions = sa.Table(
+    # Stored chat completions (``store: true`` on /v1/chat/completions,
+    # store/chat_completions.py): the completion, the request's messages and
+    # metadata, JSON text, scoped to the key that created them; the id is the
+    # one the client saw, unique per key; ``created_at`` is when it was
+    # stored, in unix milliseconds (the listing's order). Rows past
+    # ``expires_at`` (unix seconds) are not read, and are deleted a few at a
+    # time. Migration 12.
+    "chat_completions",
+    metadata,
+    sa.Column("key_name", sa.String(), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("model", sa.String(), nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),
+    sa.Column("messages", sa.Text, nullable=False),
+    sa.Column("completion", sa.Text, nullable=False),
+    sa.Index("ix_chat_completions_key_created", "key_name", "created_at", "id"),
+    sa.Index("ix_chat_completions_expires_at", "expires_at"),
+)
+
 conversations = sa.Table(
     # Conversations of the Responses API (store/conversations.py), scoped to
     # the key that created them; kept until deleted, as OpenAI keeps them.

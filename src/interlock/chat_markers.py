@@ -13,8 +13,10 @@ from __future__ import annotations
 __all__ = ["BODY_MARKERS", "NATIVE_HINTS", "TOOL_HINTS"]
 
 # Hints for Anthropic's own serving with no chat counterpart at all: an
-# Anthropic deployment gets them as sent, every other one never sees them.
-NATIVE_HINTS = ("cache_control", "speed", "inference_geo", "diagnostics")
+# Anthropic deployment gets them as sent, every other one never sees them
+# (``context_management``'s edits are applied to the messages for those
+# instead: ``pipeline/context_edits.py``).
+NATIVE_HINTS = ("cache_control", "speed", "inference_geo", "diagnostics", "context_management")
 # Every top-level marker an OpenAI-compatible upstream must not receive.
 BODY_MARKERS = frozenset({"thinking", "output_config", *NATIVE_HINTS})
 # A tool's fields of Anthropic's alone, kept on the chat tool object (next to

@@ -60,8 +60,16 @@ def upstream_requests() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
+def azure_requests() -> list[dict[str, Any]]:
+    """What the fake Azure upstream received, newest last."""
+    return []
+
+
+@pytest.fixture(scope="module")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream_requests: list[dict[str, Any]]
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream_requests: list[dict[str, Any]],
+    azure_requests: list[dict[str, Any]],
 ) -> Iterator[GatewayProcess]:
     more = {
         # Its own deployment, so its overload trips no breaker the others use.
@@ -74,6 +82,7 @@ def gateway(
         tmp_path_factory.mktemp("gw"),
         more_models=more,
         anthropic_requests=upstream_requests,
+        azure_requests=azure_requests,
         sections={"chaos": chaos},
     ) as gateway:
         yield gateway
@@ -332,6 +341,82 @@ def test_documents_the_gateway_cannot_translate_are_named(client: anthropic.Anth
                 model="claude", max_tokens=10, messages=[{"role": "user", "content": [block]}]
             )
         assert _error(caught.value)["message"].startswith(f"messages[0].content[0].{param}")
+
+
+def _read_loop(results: list[str]) -> list[Any]:
+    """A tool loop Claude Code might send: one read and its result each."""
+    messages: list[Any] = [{"role": "user", "content": "Read the files."}]
+    for n, result in enumerate(results):
+        use = {
+            "type": "tool_use",
+            "id": f"toolu_{n}",
+            "name": "get_weather",
+            "input": {"city": "x"},
+        }
+        messages.append({"role": "assistant", "content": [use]})
+        block = {"type": "tool_result", "tool_use_id": f"toolu_{n}", "content": result}
+        messages.append({"role": "user", "content": [block]})
+    return messages
+
+
+# What Claude Code sends, and a clearing that acts at once.
+CONTEXT_MANAGEMENT: Any = {
+    "edits": [
+        {"type": "clear_thinking_20251015", "keep": "all"},
+        {
+            "type": "clear_tool_uses_20250919",
+            "trigger": {"type": "tool_uses", "value": 1},
+            "keep": {"type": "tool_uses", "value": 1},
+        },
+    ]
+}
+
+
+def test_context_management_reaches_anthropic_as_sent(
+    client: anthropic.Anthropic, upstream_requests: list[dict[str, Any]]
+) -> None:
+    answer = client.beta.messages.create(
+        model="claude",
+        max_tokens=256,
+        messages=_read_loop(["old", "new"]),
+        tools=[WEATHER],
+        context_management=CONTEXT_MANAGEMENT,
+        betas=["context-management-2025-06-27"],
+    )
+    assert _text(answer.content) == "Tool said: new"
+    sent = upstream_requests[-1]["body"]
+    assert sent["context_management"] == CONTEXT_MANAGEMENT  # Anthropic clears it itself
+    assert sent["messages"][2]["content"][0]["content"] == "old"
+
+
+def test_context_management_is_applied_for_other_upstreams(
+    client: anthropic.Anthropic, azure_requests: list[dict[str, Any]]
+) -> None:
+    answer = client.beta.messages.create(
+        model="azure",
+        max_tokens=256,
+        messages=_read_loop(["old", "new"]),
+        tools=[WEATHER],
+        context_management=CONTEXT_MANAGEMENT,
+        betas=["context-management-2025-06-27"],
+    )
+    assert _text(answer.content) == "Tool said: new"
+    sent = azure_requests[-1]["body"]
+    assert "context_management" not in sent
+    results = [m["content"] for m in sent["messages"] if m["role"] == "tool"]
+    assert results == ["[This tool result was cleared to save context.]", "new"]
+
+
+def test_a_malformed_context_edit_is_named(client: anthropic.Anthropic) -> None:
+    edit = {"type": "clear_tool_uses_20250919", "trigger": {"type": "input_tokens", "value": "x"}}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.beta.messages.create(
+            model="claude",
+            max_tokens=10,
+            messages=ASK_WEATHER,
+            context_management={"edits": [edit]},  # type: ignore[list-item]
+        )
+    assert _error(caught.value)["message"].startswith("context_management.edits[0].trigger.value")
 
 
 CITY: Any = {

@@ -98,7 +98,7 @@ def test_malformed_json_is_400(gateway: GatewayProcess, body: bytes) -> None:
 
 def test_unknown_route_and_method(gateway: GatewayProcess) -> None:
     assert httpx.get(gateway.base_url + "/v1/nothing", headers=AUTH).status_code == 404
-    wrong = httpx.get(gateway.base_url + "/v1/chat/completions", headers=AUTH)
+    wrong = httpx.delete(gateway.base_url + "/v1/chat/completions", headers=AUTH)
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
 

@@ -18,6 +18,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from interlock.errors import ProviderError, UpstreamTimeout
 from interlock.pipeline.call import ModelCall
+from interlock.pipeline.context_edits import apply_context_edits
 from interlock.pipeline.custom_tools import (
     CustomCallChunks,
     as_custom_calls,
@@ -28,7 +29,7 @@ from interlock.pipeline.price_book import PriceBook
 from interlock.pipeline.pricing import Price, usage_cost
 from interlock.pipeline.request import JSONDict, Operation
 from interlock.pipeline.watch import StreamWatch, observe_stream
-from interlock.providers.base import CallContext
+from interlock.providers.base import CallContext, Provider
 from interlock.routing.router import Deployment, error_kind
 from interlock.telemetry.hub import Telemetry
 
@@ -49,9 +50,8 @@ class Attempts:
         record = call.record
         provider = deployment.provider
         custom_tools: frozenset[str] = frozenset()
-        if operation is Operation.CHAT and not provider.takes_custom_tools:
-            if uses_custom_tools(body):
-                body, custom_tools = as_functions(body)
+        if operation is Operation.CHAT:
+            body, custom_tools = _for_upstream(provider, body)
         attempt = Attempt(self, call, deployment)
         if operation is Operation.CHAT:
             adapter = provider.chat
@@ -92,9 +92,7 @@ class Attempts:
         ``pass_usage``: whether the usage-only chunk goes on to the reader."""
         record = call.record
         provider = deployment.provider
-        custom_tools: frozenset[str] = frozenset()
-        if not provider.takes_custom_tools and uses_custom_tools(body):
-            body, custom_tools = as_functions(body)
+        body, custom_tools = _for_upstream(provider, body)
         attempt = Attempt(self, call, deployment)
         watch = StreamWatch(
             record=record,
@@ -111,6 +109,17 @@ class Attempts:
 
     def price(self, deployment_id: str) -> Price | None:
         return self.prices.get(deployment_id)
+
+
+def _for_upstream(provider: Provider, body: JSONDict) -> tuple[JSONDict, frozenset[str]]:
+    """A chat body as ``provider`` takes it: Anthropic's context edits applied
+    and custom tools as functions where the upstream does neither itself;
+    and the custom tools whose calls are to come back as custom ones."""
+    if body.get("context_management") is not None and not provider.takes_context_management:
+        body = apply_context_edits(body)
+    if not provider.takes_custom_tools and uses_custom_tools(body):
+        return as_functions(body)
+    return body, frozenset()
 
 
 class Attempt:

@@ -65,6 +65,7 @@ _ERROR_STATUSES = {
 
 class AnthropicProvider(HttpProvider):
     provider_name = "anthropic"
+    takes_context_management = True
 
     def __init__(
         self,

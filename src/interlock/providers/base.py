@@ -75,6 +75,9 @@ class Provider(ABC):
     # True when the upstream takes chat's custom (freeform) tools as they are;
     # otherwise the pipeline sends them as functions (``pipeline/custom_tools.py``).
     takes_custom_tools: bool = False
+    # True when the upstream applies Anthropic's ``context_management`` edits
+    # itself; otherwise the pipeline applies them (``pipeline/context_edits.py``).
+    takes_context_management: bool = False
 
     @abstractmethod
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:

@@ -60,6 +60,7 @@ class ChaosProvider(Provider):
         self.owned_by = inner.owned_by
         self.provider_name = inner.provider_name
         self.takes_custom_tools = inner.takes_custom_tools
+        self.takes_context_management = inner.takes_context_management
         self._control = control
         self._rng = rng or random.Random()
         self._sleep = sleep

@@ -20,7 +20,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -33,6 +35,7 @@ __all__ = [
     "Base64Source",
     "Block",
     "CacheControl",
+    "ContextManagement",
     "CountTokensRequest",
     "Diagnostics",
     "DocumentBlock",
@@ -279,6 +282,60 @@ class OutputConfig(_Closed):
     format: OutputFormat | None = None
 
 
+class _Edit(BaseModel):
+    # Open: Anthropic adds edit kinds and fields, and Claude Code sends them as
+    # it learns them; what the gateway itself reads is typed below.
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class _Amount(_Closed):
+    type: Literal["input_tokens", "tool_uses"]
+    value: int = Field(ge=0)
+
+
+class _ThinkingTurns(_Closed):
+    type: Literal["thinking_turns"]
+    value: int = Field(ge=0)
+
+
+class ClearToolUses(_Edit):
+    type: Literal["clear_tool_uses_20250919"]
+    trigger: _Amount | None = None
+    keep: _Amount | None = None
+    clear_at_least: _Amount | None = None
+    exclude_tools: list[str] | None = None
+    clear_tool_inputs: bool | None = None
+
+
+class ClearThinking(_Edit):
+    type: Literal["clear_thinking_20251015"]
+    keep: Literal["all"] | _ThinkingTurns = "all"
+
+
+class OtherEdit(_Edit):
+    type: str = Field(min_length=1)
+
+
+def _edit_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in ("clear_tool_uses_20250919", "clear_thinking_20251015") else "other"
+
+
+class ContextManagement(_Closed):
+    """Anthropic's context editing (Claude Code sends it): an Anthropic
+    deployment applies it, the gateway applies the edits it knows for any
+    other (``pipeline/context_edits.py``)."""
+
+    edits: list[
+        Annotated[
+            Annotated[ClearToolUses, Tag("clear_tool_uses_20250919")]
+            | Annotated[ClearThinking, Tag("clear_thinking_20251015")]
+            | Annotated[OtherEdit, Tag("other")],
+            Discriminator(_edit_kind),
+        ]
+    ] = Field(default_factory=list, max_length=16)
+
+
 class CountTokensRequest(_Closed):
     """``POST /v1/messages/count_tokens``: the prompt part of a request."""
 
@@ -289,6 +346,7 @@ class CountTokensRequest(_Closed):
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None
     output_config: OutputConfig | None = None
+    context_management: ContextManagement | None = None
 
 
 class Diagnostics(_Closed):

@@ -311,6 +311,16 @@ def test_a_string_input_is_stored_as_the_message_it_means(body: dict[str, object
     assert list(stored[0]) == list(expected[0])  # the same order of fields, as stored
 
 
+def test_hosted_tools_are_left_out_of_the_call() -> None:
+    """Codex offers OpenAI's hosted web search with every request: no chat
+    model can call it, so the request goes on without it."""
+    web_search = {"type": "web_search", "external_web_access": False}
+    body = _chat(input="Hi", tools=[web_search, WEATHER], tool_choice="auto")
+    assert [tool["function"]["name"] for tool in body["tools"]] == ["get_weather"]
+    alone = _chat(input="Hi", tools=[web_search], tool_choice="auto", parallel_tool_calls=True)
+    assert {"tools", "tool_choice", "parallel_tool_calls"}.isdisjoint(alone)
+
+
 def test_custom_tools_and_their_items_become_chat_s_custom_tools_and_calls() -> None:
     grammar = {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}
     body = _chat(
@@ -355,7 +365,8 @@ def test_custom_tools_and_their_items_become_chat_s_custom_tools_and_calls() -> 
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "local_shell"}]}, "tools[0].type"),
+        ({"tools": [{"type": "web_search"}], "tool_choice": "required"}, "tool_choice"),
         ({"tools": [{"type": "custom"}]}, "tools[0].name"),
         (
             {"tools": [{"type": "custom", "name": "p", "format": {"type": "grammar"}}]},

@@ -176,6 +176,24 @@ def test_streamed_tool_loop(client: openai.OpenAI, model: str) -> None:
     assert second.output_text == "Tool said: rain"
 
 
+@pytest.mark.parametrize("model", ["claude", "azure"])
+def test_a_codex_request_with_hosted_web_search_is_answered(
+    client: openai.OpenAI, model: str
+) -> None:
+    """Codex offers web_search with every request; the call goes on without it."""
+    tools: Any = [{"type": "web_search", "external_web_access": False}, WEATHER, PATCH]
+    response = client.responses.create(
+        model=model,
+        input="What is the weather in Paris?",
+        tools=tools,
+        tool_choice="auto",
+        parallel_tool_calls=False,
+        store=False,
+    )
+    assert [item.type for item in response.output] == ["function_call"]
+    assert [tool.type for tool in response.tools] == ["web_search", "function", "custom"]
+
+
 @pytest.mark.parametrize(("model", "expected"), CUSTOM)
 def test_custom_tool_loop(client: openai.OpenAI, model: str, expected: str) -> None:
     conversation: list[Any] = [{"role": "user", "content": "Add a.py"}]
@@ -385,7 +403,9 @@ def test_input_tokens_count_what_the_model_reads(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.responses.input_tokens.count(model="no-such-model", input="Hi")
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.input_tokens.count(model="sim", input="Hi", tools=[{"type": "web_search"}])
+        client.responses.input_tokens.count(
+            model="sim", input="Hi", tools=[{"type": "local_shell"}]
+        )
     assert caught.value.body["param"] == "tools[0].type"  # type: ignore[index]
 
 
@@ -433,14 +453,14 @@ def test_store_false_is_not_retrievable(client: openai.OpenAI) -> None:
 
 def test_errors_keep_openai_shape(client: openai.OpenAI, gateway: GatewayProcess) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="sim", input="Hi", tools=[{"type": "web_search"}])
+        client.responses.create(model="sim", input="Hi", tools=[{"type": "local_shell"}])
     assert caught.value.body["param"] == "tools[0].type"  # type: ignore[index]
     assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
     with openai_client(gateway, "sk-wrong") as stranger:
         with pytest.raises(openai.AuthenticationError):
             stranger.responses.retrieve("resp_x")
         with pytest.raises(openai.AuthenticationError):  # a bad key before a bad body
-            stranger.responses.create(model="sim", input="Hi", tools=[{"type": "web_search"}])
+            stranger.responses.create(model="sim", input="Hi", tools=[{"type": "local_shell"}])
     answer = httpx.get(gateway.base_url + "/v1/responses/resp_x/nothing", headers=_auth())
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
 

@@ -4,9 +4,11 @@
 (a stored response's items first, for ``previous_response_id``) becomes
 messages: consecutive ``function_call`` (and ``custom_tool_call``) items
 are one assistant turn's ``tool_calls``, each ``function_call_output`` (and
-``custom_tool_call_output``) a ``tool`` message. Custom (freeform) tools
-become chat's own custom tools; the pipeline sends them as functions to
-an upstream that has none (``interlock.pipeline.custom_tools``). A
+``custom_tool_call_output``) a ``tool`` message. Hosted tools
+(``web_search`` and the others OpenAI runs itself) are left out. Custom
+(freeform) tools become chat's own custom tools; the pipeline sends them
+as functions to an upstream that has none
+(``interlock.pipeline.custom_tools``). A
 reasoning item's ``encrypted_content`` carries a provider's signed thinking
 blocks (Anthropic's), which go back on the assistant turn that follows it,
 as the adapters expect them in a tool loop.
@@ -36,6 +38,7 @@ from interlock.dialects.responses.schemas import (
     FunctionCall,
     FunctionCallOutput,
     GrammarInput,
+    HostedTool,
     InputFile,
     InputImage,
     InputItem,
@@ -105,11 +108,20 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
     if not messages:  # only reasoning items: the model would have nothing to answer
         raise InvalidRequest("The input has no message for the model to answer.", param="input")
     body: JSONDict = {"model": request.model, "messages": messages}
-    if request.tools:
-        body["tools"] = [_chat_tool(tool) for tool in request.tools]
-    if request.tool_choice is not None:
+    tools = [_chat_tool(tool) for tool in request.tools or () if not isinstance(tool, HostedTool)]
+    if tools:
+        body["tools"] = tools
+    elif request.tool_choice == "required":  # hosted tools alone: none to call
+        raise InvalidRequest(
+            "tool_choice 'required' needs a tool the model can call here: hosted tools "
+            f"({', '.join(sorted({t.type for t in request.tools or ()}))}) are not offered "
+            "through this gateway.",
+            param="tool_choice",
+            code="unsupported_parameter",
+        )
+    if request.tool_choice is not None and tools:  # OpenAI refuses a choice of no tools
         body["tool_choice"] = _tool_choice(request.tool_choice)
-    if request.parallel_tool_calls is not None:
+    if request.parallel_tool_calls is not None and tools:
         body["parallel_tool_calls"] = request.parallel_tool_calls
     text = request.text
     if text is not None and text.format is not None:

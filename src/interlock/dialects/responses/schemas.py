@@ -37,6 +37,7 @@ from interlock.errors import InvalidRequest
 M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
+    "HOSTED_TOOLS",
     "LOGPROBS",
     "CompactRequest",
     "CompactionItem",
@@ -51,6 +52,7 @@ __all__ = [
     "FunctionCallOutput",
     "FunctionTool",
     "GrammarInput",
+    "HostedTool",
     "InputFile",
     "InputImage",
     "InputItem",
@@ -245,10 +247,42 @@ class CustomTool(_Open):
     ) = None
 
 
-# The tools the gateway can offer a model: those the client runs itself.
+# Tools OpenAI runs on its own servers. No chat model can call them, so they
+# are left out of the call (``HostedTool``) instead of failing the request:
+# Codex offers web_search with every request by default.
+HOSTED_TOOLS = frozenset(
+    {
+        "web_search",
+        "web_search_2025_08_26",
+        "web_search_preview",
+        "web_search_preview_2025_03_11",
+        "file_search",
+        "code_interpreter",
+        "image_generation",
+        "mcp",
+        "tool_search",
+    }
+)
+
+
+class HostedTool(_Open):
+    """A tool OpenAI runs itself (``HOSTED_TOOLS``): accepted, echoed, not offered."""
+
+    type: str
+
+
+def _tool_tag(value: Any) -> str | None:
+    kind = _tag(value)
+    return "hosted" if kind in HOSTED_TOOLS else kind
+
+
+# The tools the gateway can offer a model (those the client runs itself),
+# and the hosted ones it leaves out.
 Tool = Annotated[
-    Annotated[FunctionTool, Tag("function")] | Annotated[CustomTool, Tag("custom")],
-    Discriminator(_tag),
+    Annotated[FunctionTool, Tag("function")]
+    | Annotated[CustomTool, Tag("custom")]
+    | Annotated[HostedTool, Tag("hosted")],
+    Discriminator(_tool_tag),
 ]
 
 

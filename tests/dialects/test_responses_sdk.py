@@ -194,6 +194,44 @@ def test_a_codex_request_with_hosted_web_search_is_answered(
     assert [tool.type for tool in response.tools] == ["web_search", "function", "custom"]
 
 
+@pytest.mark.parametrize("model", TOOL_LOOP)
+def test_a_codex_shaped_stream_is_answered_by_every_provider(
+    client: openai.OpenAI, model: str
+) -> None:
+    """What Codex sends with every turn: hosted web search, a shell function and
+    a freeform apply_patch, one call a turn, reasoning and verbosity, not stored."""
+    shell = {
+        "type": "function",
+        "name": "shell",
+        "description": "Run a command.",
+        "parameters": {
+            "type": "object",
+            "properties": {"command": {"type": "string"}},
+            "required": ["command"],
+        },
+        "strict": False,
+    }
+    tools: Any = [shell, PATCH, {"type": "web_search", "external_web_access": False}]
+    with client.responses.stream(
+        model=model,
+        instructions="You are a coding agent.",
+        input=[
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "ls"}]}
+        ],
+        tools=tools,
+        tool_choice="auto",
+        parallel_tool_calls=False,
+        reasoning={"effort": "medium", "summary": "auto"},
+        text={"verbosity": "medium"},
+        include=["reasoning.encrypted_content"],
+        prompt_cache_key="session-1",
+        store=False,
+    ) as stream:
+        response = stream.get_final_response()
+    calls = [item for item in response.output if item.type == "function_call"]
+    assert [call.name for call in calls] == ["shell"]
+
+
 @pytest.mark.parametrize(("model", "expected"), CUSTOM)
 def test_custom_tool_loop(client: openai.OpenAI, model: str, expected: str) -> None:
     conversation: list[Any] = [{"role": "user", "content": "Add a.py"}]

@@ -234,6 +234,29 @@ def test_a_streamed_custom_tool_call(client: openai.OpenAI, model: str, expected
     assert "".join(piece["custom"].get("input", "") for piece in pieces) == expected
 
 
+@pytest.mark.parametrize("model", EVERY)
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+def test_parallel_tool_calls_false_means_one_call_a_turn(
+    client: openai.OpenAI, model: str, stream: bool
+) -> None:
+    """Gemini and Bedrock cannot be told; the gateway keeps the first call."""
+    messages: Any = [{"role": "user", "content": "Weather and time in Paris, both in parallel"}]
+    asked: Any = {
+        "model": model,
+        "messages": messages,
+        "tools": [WEATHER, TIME],
+        "parallel_tool_calls": False,
+    }
+    if stream:
+        _, calls, finish = _streamed(client.chat.completions.create(**asked, stream=True))
+    else:
+        answer = client.chat.completions.create(**asked)
+        finish = answer.choices[0].finish_reason
+        calls = [c.model_dump() for c in answer.choices[0].message.tool_calls or []]
+    assert finish == "tool_calls"
+    assert [c["function"]["name"] for c in calls] == ["get_weather"]
+
+
 class Forecast(BaseModel):
     city: str
     days: int

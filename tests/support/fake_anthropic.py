@@ -274,7 +274,8 @@ def _answer(body: Block) -> tuple[list[Block], str]:
 
 
 def _called(tools: list[Block], choice: Block, said: str) -> list[Block]:
-    if re.search(r"\bparallel\b", said, re.IGNORECASE):
+    parallel = not choice.get("disable_parallel_tool_use")  # honoured, as Anthropic does
+    if parallel and re.search(r"\bparallel\b", said, re.IGNORECASE):
         return tools[:2]
     if choice.get("type") == "tool":
         return [t for t in tools if t["name"] == choice["name"]]

@@ -216,7 +216,8 @@ def _answer(body: dict[str, Any]) -> _Answer:
     tools = [t.get("function") or {**t["custom"], "custom": True} for t in body.get("tools") or []]
     choice = body.get("tool_choice", "auto")
     if tools and choice != "none":
-        if _PARALLEL.search(_last_user_text(messages)):
+        parallel = body.get("parallel_tool_calls") is not False  # honoured, as OpenAI does
+        if parallel and _PARALLEL.search(_last_user_text(messages)):
             chosen = tools[:2]
         elif isinstance(choice, dict):
             named = (choice.get("function") or choice.get("custom"))["name"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
@@ -28,6 +29,7 @@ from interlock.pipeline.custom_tools import (
 from interlock.pipeline.price_book import PriceBook
 from interlock.pipeline.pricing import Price, usage_cost
 from interlock.pipeline.request import JSONDict, Operation
+from interlock.pipeline.single_call import first_call_chunks, first_call_only
 from interlock.pipeline.watch import StreamWatch, observe_stream
 from interlock.providers.base import CallContext, Provider
 from interlock.routing.router import Deployment, error_kind
@@ -49,9 +51,9 @@ class Attempts:
         """A chat completion or embeddings list from ``deployment``."""
         record = call.record
         provider = deployment.provider
-        custom_tools: frozenset[str] = frozenset()
+        shape = _UpstreamShape()
         if operation is Operation.CHAT:
-            body, custom_tools = _for_upstream(provider, body)
+            body, shape = _for_upstream(provider, body)
         attempt = Attempt(self, call, deployment)
         if operation is Operation.CHAT:
             adapter = provider.chat
@@ -83,7 +85,9 @@ class Attempts:
             record.stages["upstream"] = record.stages.get("upstream", 0.0) + elapsed
             attempt.ended(elapsed, kind)
         attempt.account(result.get("usage"))
-        return as_custom_calls(result, custom_tools) if custom_tools else result
+        if shape.custom_tools:
+            as_custom_calls(result, shape.custom_tools)
+        return first_call_only(result) if shape.one_call else result
 
     def stream(
         self, call: ModelCall, body: JSONDict, pass_usage: bool, deployment: Deployment
@@ -92,7 +96,7 @@ class Attempts:
         ``pass_usage``: whether the usage-only chunk goes on to the reader."""
         record = call.record
         provider = deployment.provider
-        body, custom_tools = _for_upstream(provider, body)
+        body, shape = _for_upstream(provider, body)
         attempt = Attempt(self, call, deployment)
         watch = StreamWatch(
             record=record,
@@ -103,23 +107,44 @@ class Attempts:
             token_gap=self.telemetry.metrics.token_gap(record),
         )
         chunks = provider.stream_chat(body, attempt.context())
-        if custom_tools:
-            chunks = CustomCallChunks(custom_tools).rewrite(chunks)
+        if shape.custom_tools:
+            chunks = CustomCallChunks(shape.custom_tools).rewrite(chunks)
+        if shape.one_call:
+            chunks = first_call_chunks(chunks)
         return observe_stream(chunks, watch)
 
     def price(self, deployment_id: str) -> Price | None:
         return self.prices.get(deployment_id)
 
 
-def _for_upstream(provider: Provider, body: JSONDict) -> tuple[JSONDict, frozenset[str]]:
-    """A chat body as ``provider`` takes it: Anthropic's context edits applied
-    and custom tools as functions where the upstream does neither itself;
-    and the custom tools whose calls are to come back as custom ones."""
+@dataclass(frozen=True, slots=True)
+class _UpstreamShape:
+    """What the answer needs for the client, where the upstream could not
+    be asked for it: the custom tools whose calls come back as custom
+    ones, and whether a turn keeps its first call alone."""
+
+    custom_tools: frozenset[str] = frozenset()
+    one_call: bool = False
+
+
+def _for_upstream(provider: Provider, body: JSONDict) -> tuple[JSONDict, _UpstreamShape]:
+    """A chat body as ``provider`` takes it: Anthropic's context edits applied,
+    custom tools as functions and ``parallel_tool_calls: false`` held by the
+    gateway, where the upstream does none of it itself."""
     if body.get("context_management") is not None and not provider.takes_context_management:
         body = apply_context_edits(body)
+    one_call = body.get("parallel_tool_calls") is False and not provider.limits_parallel_calls
+    if one_call:
+        body = {k: v for k, v in body.items() if k != "parallel_tool_calls"}
+    custom_tools: frozenset[str] = frozenset()
     if not provider.takes_custom_tools and uses_custom_tools(body):
-        return as_functions(body)
-    return body, frozenset()
+        body, custom_tools = as_functions(body)
+    if not custom_tools and not one_call:
+        return body, _NOTHING
+    return body, _UpstreamShape(custom_tools, one_call)
+
+
+_NOTHING = _UpstreamShape()
 
 
 class Attempt:

@@ -78,6 +78,9 @@ class Provider(ABC):
     # True when the upstream applies Anthropic's ``context_management`` edits
     # itself; otherwise the pipeline applies them (``pipeline/context_edits.py``).
     takes_context_management: bool = False
+    # False when the upstream cannot be told ``parallel_tool_calls: false``;
+    # the pipeline then keeps each turn's first call alone (``pipeline/single_call.py``).
+    limits_parallel_calls: bool = True
 
     @abstractmethod
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:

@@ -170,6 +170,7 @@ def _default_chain() -> Any:
 
 class BedrockProvider(HttpProvider):
     provider_name = "aws.bedrock"
+    limits_parallel_calls = False
 
     def __init__(
         self,

@@ -34,10 +34,12 @@ What it translates:
 Refused with a 400 naming the parameter unless the deployment lists it in
 ``drop_params``: ``logprobs``/``top_logprobs``, ``logit_bias``,
 ``parallel_tool_calls: false`` (Gemini cannot be told to call one function
-at a time), audio output and the other OpenAI-only answer parameters
-(``openai_request.checked_params``). Always refused: content parts other than
-text and images, image URLs the operator has not allowed, and token-id
-embedding inputs. Fields that describe the caller (``user``, ...) are dropped.
+at a time; through the pipeline it never arrives here, as the gateway keeps
+a turn's first call itself: ``pipeline/single_call.py``), audio output
+and the other OpenAI-only answer parameters
+(``openai_request.checked_params``). Always refused: content parts other
+than text, images and documents, image URLs the operator has not allowed,
+and token-id embedding inputs. Fields that describe the caller (``user``, ...) are dropped.
 
 A prompt Gemini blocks (``promptFeedback.blockReason`` and no candidates) is
 answered as a completion whose ``n`` choices finish with ``content_filter``
@@ -103,6 +105,7 @@ SUPPORTED_PARAMS = frozenset(
 
 class GeminiProvider(HttpProvider):
     provider_name = "gcp.gemini"
+    limits_parallel_calls = False
 
     def __init__(self, deployment: DeploymentConfig, redactor: Redactor | None = None):
         assert deployment.model  # guaranteed by config validation

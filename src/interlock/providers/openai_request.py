@@ -44,9 +44,13 @@ __all__ = [
 ]
 
 # Parameters that describe the caller or the call, not the answer: a provider
-# without a counterpart ignores them (nothing about the output changes).
+# without a counterpart ignores them (nothing about the output changes). And
+# ``verbosity``, a preference for shorter or longer answers that binds no
+# model to anything: Codex sends it with every request, and a 400 for a hint
+# would stop it on every upstream but OpenAI's.
 METADATA_PARAMS = frozenset(
     {
+        "verbosity",
         "model",
         "messages",
         "stream",
@@ -88,7 +92,6 @@ ANSWER_PARAMS = frozenset(
         "modalities",
         "prediction",
         "web_search_options",
-        "verbosity",
     }
 )
 # Values that ask for nothing beyond the default, so no provider refuses them.

@@ -61,6 +61,7 @@ class ChaosProvider(Provider):
         self.provider_name = inner.provider_name
         self.takes_custom_tools = inner.takes_custom_tools
         self.takes_context_management = inner.takes_context_management
+        self.limits_parallel_calls = inner.limits_parallel_calls
         self._control = control
         self._rng = rng or random.Random()
         self._sleep = sleep

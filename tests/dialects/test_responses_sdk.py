@@ -141,9 +141,14 @@ def test_input_file_data_url(client: openai.OpenAI, model: str) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(
             model=model,
-            input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}],
+            input=[
+                {
+                    "role": "user",
+                    "content": [{"type": "input_file", "file_url": "https://x.example/a.pdf"}],
+                }
+            ],
         )
-    assert caught.value.body["param"] == "input[0].content[0].file_id"  # type: ignore[index]
+    assert caught.value.body["param"] == "input[0].content[0].file_url"  # type: ignore[index]
 
 
 @pytest.mark.parametrize("model", TOOL_LOOP)

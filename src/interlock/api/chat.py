@@ -9,6 +9,7 @@ from starlette.types import ASGIApp
 
 from interlock.api.batches import async_job
 from interlock.api.chat_store import StoringEvents, keeper
+from interlock.api.file_inputs import inline_file_ids, names_file_ids
 from interlock.api.services import Services
 from interlock.api.sse import EventStream, OpenAIEvents
 from interlock.api.wire import json_response, model_request, request_record
@@ -21,6 +22,8 @@ async def chat_completions(request: Request, services: Services) -> ASGIApp:
     asked = await model_request(request, services, Operation.CHAT)
     if asked.body.get("async") is True:  # a job of one request, answered 202
         return await async_job(request, services, asked.body, "/v1/chat/completions")
+    if names_file_ids(asked.body.get("messages")):  # documents uploaded to /v1/files
+        await inline_file_ids(request, services, asked.body["messages"])
     # Kept by the gateway for the key (``api/chat_store.py``).
     keep = keeper(request, services, asked.body) if asked.body.get("store") is True else None
     answer = await services.pipeline.run(asked)

@@ -3,8 +3,9 @@
 uploaded it; another key's file answers 404, as one that never existed.
 
 An upload is ``multipart/form-data`` with ``file`` and ``purpose``
-(``batch``), at most ``files.max_bytes``; a batch input file is checked
-line by line (``files/batch_input.py``) before anything is stored. The
+(``batch``, or ``user_data``: a document requests name by its id), at most
+``files.max_bytes``; a batch input file is checked line by line
+(``files/batch_input.py``) before anything is stored. The
 bytes go to the blob store (``store/blobs.py``), the record to the records
 store.
 """
@@ -34,7 +35,9 @@ from interlock.store.blobs import BlobStore
 __all__ = ["file_route", "files_root"]
 
 _PREFIX = "/v1/files/"
-_PURPOSES = ("batch",)
+# batch: a Batch API input file; user_data: a document a request names by
+# its id (``api/file_inputs.py``).
+_PURPOSES = ("batch", "user_data")
 # Room for the multipart framing and the other fields around the file.
 _FRAMING_BYTES = 64 * 1024
 _MAX_LIST = 10_000
@@ -148,12 +151,18 @@ async def _upload(request: Request, services: Services) -> ASGIApp:
         size = upload.size or 0
         if size > settings.max_bytes:
             raise PayloadTooLarge(f"The file is larger than the {settings.max_bytes:,}-byte limit.")
-        # Parsing up to max_bytes of JSON is CPU work: off the event loop.
-        lines = await asyncio.to_thread(check_batch_lines, _lines(upload.file), settings.max_lines)
+        lines = 0
+        if purpose == "batch":
+            # Parsing up to max_bytes of JSON is CPU work: off the event loop.
+            lines = await asyncio.to_thread(
+                check_batch_lines, _lines(upload.file), settings.max_lines
+            )
         record = FileRecord(
             id=new_file_id(),
             key_name=key,
-            filename=(upload.filename or "upload.jsonl")[:255],
+            filename=(upload.filename or ("upload.jsonl" if purpose == "batch" else "upload"))[
+                :255
+            ],
             purpose=str(purpose),
             bytes=size,
             lines=lines,

@@ -46,6 +46,7 @@ from interlock.api.background_responses import (
     with_job_state,
 )
 from interlock.api.conversations import conversation_full
+from interlock.api.file_inputs import inline_file_ids, names_file_ids
 from interlock.api.responses_sse import ResponsesEncoder
 from interlock.api.services import Services
 from interlock.api.sse import EventStream
@@ -114,6 +115,8 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
             history = await _context(request, services, asked)
         items: list[InputItem] = input_items(history) if history else []
         chat = chat_body(asked, items)
+        if names_file_ids(chat["messages"]):  # documents uploaded to /v1/files
+            await inline_file_ids(request, services, chat["messages"], "input")
     except InvalidRequest:
         # The pipeline answers a bad key before a bad body (ADR 0009); this
         # body failed before reaching it, so the key is checked here first.

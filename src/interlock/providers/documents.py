@@ -6,9 +6,10 @@ OpenAI's chat shape carries a document as a ``file`` part:
 "filename": "report.pdf"}}``. OpenAI-compatible upstreams get it as sent;
 Anthropic (a ``document`` block), Gemini (``inlineData``) and Bedrock (a
 ``document`` block) are sent their own form of the same bytes. The types
-are the ones all three read: PDF and plain text. A ``file_id`` names an
-upload at OpenAI, which no other upstream has, so it is refused here once
-instead of by each upstream in its own words.
+are the ones all three read: PDF and plain text. A ``file_id`` is read
+from the gateway's uploads by the chat and Responses edges
+(``api/file_inputs.py``); one that reaches an adapter (a batch line) is
+refused here once instead of by each upstream in its own words.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def document_of(part: JSONDict, param: str) -> InlineDocument:
     if not isinstance(data, str) or not data:
         if spec.get("file_id") is not None:
             raise InvalidRequest(
-                "A `file_id` names a file uploaded to OpenAI, which this deployment cannot "
-                "read: send the document inline as `file_data` (a base64 `data:` URL).",
+                "A `file_id` is read from this gateway's uploads on the chat and Responses "
+                "routes only: send the document inline as `file_data` (a base64 `data:` URL).",
                 param=f"{param}.file.file_id",
                 code="unsupported_parameter",
             )

@@ -303,13 +303,19 @@ def _image(part: InputImage, where: str) -> JSONDict:
 
 
 def _file(part: InputFile, where: str) -> JSONDict:
-    """A document as chat's ``file`` part; the adapters check its data."""
+    """A document as chat's ``file`` part; the adapters check its data. A
+    ``file_id`` names an upload to this gateway, read by the edge
+    (``api/file_inputs.py``)."""
+    if part.file_data is None and part.file_id is not None:
+        named: JSONDict = {"file_id": part.file_id}
+        if part.filename is not None:
+            named["filename"] = part.filename
+        return {"type": "file", "file": named}
     if part.file_data is None:
-        named = "file_id" if part.file_id is not None else "file_url"
         raise InvalidRequest(
-            "An input_file needs its file_data (a base64 data: URL); "
-            f"{named} names a file this gateway cannot read.",
-            param=f"{where}.{named}" if part.file_id or part.file_url else f"{where}.file_data",
+            "An input_file needs its file_data (a base64 data: URL) or the file_id of an "
+            "upload to this gateway; file_url names a file this gateway does not fetch.",
+            param=f"{where}.file_url" if part.file_url else f"{where}.file_data",
             code="unsupported_parameter",
         )
     if not part.file_data.startswith("data:"):

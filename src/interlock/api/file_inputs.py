@@ -32,8 +32,11 @@ _MEDIA_TYPES = {".pdf": "application/pdf", ".txt": "text/plain", ".md": "text/pl
 
 def names_file_ids(messages: Any) -> bool:
     """Whether any message has a ``file`` part naming a file id (the usual
-    request has none: one pass over the messages, no allocation)."""
-    for message in messages or ():
+    request has none: one pass over the messages, no allocation). Runs
+    before the body is validated: anything else is left to validation."""
+    if not isinstance(messages, list):
+        return False
+    for message in messages:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
             for part in content:

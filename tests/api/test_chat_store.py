@@ -35,12 +35,6 @@ def gateway(
         yield gateway
 
 
-@pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with openai_client(gateway) as client:
-        yield client
-
-
 def _ask(text: str) -> list[Any]:
     return [{"role": "user", "content": text}]
 

@@ -29,12 +29,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 
 
 @pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with openai_client(gateway) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def pdf_id(client: openai.OpenAI) -> str:
     return client.files.create(file=("report.pdf", PDF, "application/pdf"), purpose="user_data").id
 

@@ -372,11 +372,10 @@ CONTEXT_MANAGEMENT: Any = {
 }
 
 
-def test_context_management_reaches_anthropic_as_sent(
-    client: anthropic.Anthropic, upstream_requests: list[dict[str, Any]]
-) -> None:
+def _edited_loop(client: anthropic.Anthropic, model: str) -> None:
+    """A two-read loop with context editing asked; the answer reads the last result."""
     answer = client.beta.messages.create(
-        model="claude",
+        model=model,
         max_tokens=256,
         messages=_read_loop(["old", "new"]),
         tools=[WEATHER],
@@ -384,6 +383,12 @@ def test_context_management_reaches_anthropic_as_sent(
         betas=["context-management-2025-06-27"],
     )
     assert _text(answer.content) == "Tool said: new"
+
+
+def test_context_management_reaches_anthropic_as_sent(
+    client: anthropic.Anthropic, upstream_requests: list[dict[str, Any]]
+) -> None:
+    _edited_loop(client, "claude")
     sent = upstream_requests[-1]["body"]
     assert sent["context_management"] == CONTEXT_MANAGEMENT  # Anthropic clears it itself
     assert sent["messages"][2]["content"][0]["content"] == "old"
@@ -392,15 +397,7 @@ def test_context_management_reaches_anthropic_as_sent(
 def test_context_management_is_applied_for_other_upstreams(
     client: anthropic.Anthropic, azure_requests: list[dict[str, Any]]
 ) -> None:
-    answer = client.beta.messages.create(
-        model="azure",
-        max_tokens=256,
-        messages=_read_loop(["old", "new"]),
-        tools=[WEATHER],
-        context_management=CONTEXT_MANAGEMENT,
-        betas=["context-management-2025-06-27"],
-    )
-    assert _text(answer.content) == "Tool said: new"
+    _edited_loop(client, "azure")
     sent = azure_requests[-1]["body"]
     assert "context_management" not in sent
     results = [m["content"] for m in sent["messages"] if m["role"] == "tool"]

@@ -338,7 +338,6 @@ def test_a_document_reaches_the_model(
 @pytest.mark.parametrize(
     ("file", "param"),
     [
-        ({"file_id": "file-abc"}, "file.file_id"),
         ({"file_data": "data:image/png;base64,iVBORw=="}, "file.file_data"),
         ({"file_data": "data:application/pdf;base64,not base64!"}, "file.file_data"),
     ],

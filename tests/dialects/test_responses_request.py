@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from interlock.dialects.responses.answer import response_shell, to_response
 from interlock.dialects.responses.request import (
     chat_body,
     encode_thinking,
@@ -309,6 +310,54 @@ def test_a_string_input_is_stored_as_the_message_it_means(body: dict[str, object
     expected[0]["content"][0]["text"] = text
     assert stored == expected
     assert list(stored[0]) == list(expected[0])  # the same order of fields, as stored
+
+
+def test_namespace_tools_go_flat_and_their_calls_back() -> None:
+    crm = {
+        "type": "namespace",
+        "name": "crm",
+        "description": "Customers.",
+        "tools": [{"type": "function", "name": "lookup"}, {"type": "custom", "name": "note"}],
+    }
+    own = {"type": "function", "name": "mcp__own"}  # a client's name with the separator
+    call = {"type": "function_call", "call_id": "c", "name": "lookup", "namespace": "crm"}
+    body = _chat(
+        input=[{"role": "user", "content": "Hi"}, {**call, "arguments": "{}"}],
+        tools=[crm, own],
+    )
+    names = [tool.get("function", tool.get("custom", {})).get("name") for tool in body["tools"]]
+    assert names == ["crm__lookup", "crm__note", "mcp__own"]
+    assert body["messages"][1]["tool_calls"][0]["function"]["name"] == "crm__lookup"
+    shell = response_shell(
+        validate_request({"model": "m", "input": "x", "tools": [crm, own]}), "r", 1
+    )
+    answer = {
+        "choices": [
+            {
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "1",
+                            "type": "function",
+                            "function": {"name": "crm__lookup", "arguments": "{}"},
+                        },
+                        {
+                            "id": "2",
+                            "type": "function",
+                            "function": {"name": "mcp__own", "arguments": "{}"},
+                        },
+                    ],
+                },
+            }
+        ]
+    }
+    output = to_response(shell, answer)["output"]
+    assert [(item["name"], item.get("namespace")) for item in output] == [
+        ("lookup", "crm"),
+        ("mcp__own", None),
+    ]
 
 
 def test_hosted_tools_are_left_out_of_the_call() -> None:

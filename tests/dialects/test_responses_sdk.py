@@ -237,6 +237,47 @@ def test_a_codex_shaped_stream_is_answered_by_every_provider(
     assert [call.name for call in calls] == ["shell"]
 
 
+CRM: Any = {
+    "type": "namespace",
+    "name": "crm",
+    "description": "The customer database.",
+    "tools": [
+        {
+            "type": "function",
+            "name": "lookup",
+            "description": "Find a customer.",
+            "parameters": {"type": "object", "properties": {"email": {"type": "string"}}},
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize("model", ["sim", "claude", "azure"])
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+def test_a_namespace_tool_loop(client: openai.OpenAI, model: str, stream: bool) -> None:
+    """Codex groups an MCP server's tools in a namespace; a call names the
+    tool and its namespace, and goes back the same way."""
+    asked: Any = {"model": model, "input": [{"role": "user", "content": "Who is ada?"}]}
+    if stream:
+        with client.responses.stream(**asked, tools=[CRM]) as events:
+            added = [e.item for e in events if e.type == "response.output_item.added"]
+            first = events.get_final_response()
+        assert [(i.name, i.namespace) for i in added if i.type == "function_call"] == [
+            ("lookup", "crm")
+        ]
+    else:
+        first = client.responses.create(**asked, tools=[CRM])
+    [call] = [item for item in first.output if item.type == "function_call"]
+    assert (call.name, call.namespace) == ("lookup", "crm")
+    follow = [
+        *asked["input"],
+        call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": call.call_id, "output": "a customer"},
+    ]
+    second = client.responses.create(model=model, input=follow, tools=[CRM])
+    assert second.output_text == "Tool said: a customer"
+
+
 @pytest.mark.parametrize(("model", "expected"), CUSTOM)
 def test_custom_tool_loop(client: openai.OpenAI, model: str, expected: str) -> None:
     conversation: list[Any] = [{"role": "user", "content": "Add a.py"}]

@@ -2,7 +2,11 @@
 
 An attempt is the adapter call plus everything that watches it: the unary
 call's deadline, a client span for the trace, the deployment's health and
-latency, the attempt metrics, and the tokens and cost of its answer. Streams
+latency, the attempt metrics, and the tokens and cost of its answer. It
+also fits a chat body to the upstream it goes to, for what only some
+upstreams do themselves: Anthropic's context edits, custom tools and
+``parallel_tool_calls: false`` (``_for_upstream``), so a request can fail
+over between upstreams that do and upstreams that do not. Streams
 are watched chunk by chunk in ``watch.py``. The router decides which
 deployment and how often; adapters only translate.
 """
@@ -51,7 +55,7 @@ class Attempts:
         """A chat completion or embeddings list from ``deployment``."""
         record = call.record
         provider = deployment.provider
-        shape = _UpstreamShape()
+        shape = _NOTHING
         if operation is Operation.CHAT:
             body, shape = _for_upstream(provider, body)
         attempt = Attempt(self, call, deployment)

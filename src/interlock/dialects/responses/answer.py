@@ -20,8 +20,10 @@ same, with that reason). ``output_text`` is left to the SDKs, which add it.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
+from interlock.dialects.responses.namespaces import namespaced
 from interlock.dialects.responses.request import ITEM_ID_PREFIXES, encode_thinking
 from interlock.dialects.responses.schemas import ResponsesRequest
 from interlock.ids import random_hex
@@ -33,6 +35,7 @@ __all__ = [
     "fresh_item_id",
     "function_call_item",
     "message_item",
+    "namespace_call",
     "new_id",
     "output_items",
     "output_text",
@@ -46,6 +49,7 @@ __all__ = [
 
 JSONDict = dict[str, Any]
 
+_CALLS = frozenset({"function_call", "custom_tool_call"})
 # Chat finish reasons that cut the answer short -> incomplete_details.reason.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -117,6 +121,9 @@ def to_response(shell: JSONDict, answer: JSONDict) -> JSONDict:
     choice = choices[0]
     status, _ = status_of(choice.get("finish_reason"))
     output = output_items(choice.get("message") or {}, status, token_logprobs(choice))
+    names = namespaced(shell.get("tools") or ())
+    if names:
+        output = [namespace_call(item, names) for item in output]
     return finished(
         shell, output, choice.get("finish_reason"), answer.get("usage"), answer.get("model")
     )
@@ -208,6 +215,15 @@ def output_items(
             )
         )
     return items
+
+
+def namespace_call(item: JSONDict, names: Mapping[str, tuple[str, str]]) -> JSONDict:
+    """A call to a namespace's tool under its own name, with its namespace
+    (``names``: ``namespaces.namespaced``); any other item as it is."""
+    found = names.get(item.get("name", "")) if item.get("type") in _CALLS else None
+    if found is None:
+        return item
+    return {**item, "name": found[1], "namespace": found[0]}
 
 
 def output_text(text: str, logprobs: list[JSONDict] | None = None) -> JSONDict:

@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from interlock.dialects.responses.namespaces import flat_name
 from interlock.dialects.responses.schemas import (
     CompactionItem,
     ContentPart,
@@ -37,6 +38,7 @@ from interlock.dialects.responses.schemas import (
     CustomToolCallOutput,
     FunctionCall,
     FunctionCallOutput,
+    FunctionTool,
     GrammarInput,
     HostedTool,
     InputFile,
@@ -45,6 +47,7 @@ from interlock.dialects.responses.schemas import (
     JsonObjectFormat,
     JsonSchemaFormat,
     Message,
+    NamespaceTool,
     ReasoningItem,
     Refusal,
     ResponsesRequest,
@@ -108,7 +111,7 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
     if not messages:  # only reasoning items: the model would have nothing to answer
         raise InvalidRequest("The input has no message for the model to answer.", param="input")
     body: JSONDict = {"model": request.model, "messages": messages}
-    tools = [_chat_tool(tool) for tool in request.tools or () if not isinstance(tool, HostedTool)]
+    tools = [chat for tool in request.tools or () for chat in _chat_tools(tool)]
     if tools:
         body["tools"] = tools
     elif request.tool_choice == "required":  # hosted tools alone: none to call
@@ -205,7 +208,7 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
                 {
                     "id": item.call_id,
                     "type": "function",
-                    "function": {"name": item.name, "arguments": item.arguments},
+                    "function": {"name": _called(item), "arguments": item.arguments},
                 }
             )
         elif isinstance(item, CustomToolCall):
@@ -214,7 +217,7 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
                 {
                     "id": item.call_id,
                     "type": "custom",
-                    "custom": {"name": item.name, "input": item.input},
+                    "custom": {"name": _called(item), "input": item.input},
                 }
             )
         else:
@@ -225,6 +228,11 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
         if not messages or messages[-1] is not message:
             messages.append(message)
     return messages
+
+
+def _called(item: FunctionCall | CustomToolCall) -> str:
+    """The tool's name as the model was offered it."""
+    return item.name if item.namespace is None else flat_name(item.namespace, item.name)
 
 
 def _assistant_turn(messages: list[JSONDict]) -> JSONDict:
@@ -330,7 +338,20 @@ def _file(part: InputFile, where: str) -> JSONDict:
     return {"type": "file", "file": file}
 
 
-def _chat_tool(tool: Tool) -> JSONDict:
+def _chat_tools(tool: Tool) -> list[JSONDict]:
+    """A tool as the chat tools it offers: a namespace's each under its
+    flat name, a hosted tool none."""
+    if isinstance(tool, HostedTool):
+        return []
+    if isinstance(tool, NamespaceTool):
+        return [
+            _chat_tool(inner.model_copy(update={"name": flat_name(tool.name, inner.name)}))
+            for inner in tool.tools
+        ]
+    return [_chat_tool(tool)]
+
+
+def _chat_tool(tool: FunctionTool | CustomTool) -> JSONDict:
     if isinstance(tool, CustomTool):
         custom: JSONDict = {"name": tool.name}
         if tool.description is not None:

@@ -60,6 +60,7 @@ __all__ = [
     "JsonObjectFormat",
     "JsonSchemaFormat",
     "Message",
+    "NamespaceTool",
     "OutputText",
     "Reasoning",
     "ReasoningItem",
@@ -144,6 +145,7 @@ class FunctionCall(_Open):
     name: str = Field(min_length=1)
     arguments: str
     id: str | None = None
+    namespace: str | None = None  # the call of a namespace's tool (``namespaces.py``)
 
 
 class FunctionCallOutput(_Open):
@@ -161,6 +163,7 @@ class CustomToolCall(_Open):
     name: str = Field(min_length=1)
     input: str
     id: str | None = None
+    namespace: str | None = None
 
 
 class CustomToolCallOutput(_Open):
@@ -276,11 +279,26 @@ def _tool_tag(value: Any) -> str | None:
     return "hosted" if kind in HOSTED_TOOLS else kind
 
 
+class NamespaceTool(_Open):
+    """Function and custom tools grouped under a name (``namespaces.py``)."""
+
+    type: Literal["namespace"]
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    tools: list[
+        Annotated[
+            Annotated[FunctionTool, Tag("function")] | Annotated[CustomTool, Tag("custom")],
+            Discriminator(_tag),
+        ]
+    ] = Field(min_length=1)
+
+
 # The tools the gateway can offer a model (those the client runs itself),
 # and the hosted ones it leaves out.
 Tool = Annotated[
     Annotated[FunctionTool, Tag("function")]
     | Annotated[CustomTool, Tag("custom")]
+    | Annotated[NamespaceTool, Tag("namespace")]
     | Annotated[HostedTool, Tag("hosted")],
     Discriminator(_tool_tag),
 ]
@@ -554,6 +572,7 @@ _TAGS = frozenset(
         "compaction",
         "function",
         "custom",
+        "namespace",
         "grammar",
         "input_text",
         "input_image",

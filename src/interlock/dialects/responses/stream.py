@@ -58,6 +58,7 @@ from interlock.dialects.responses.answer import (
     status_of,
     token_logprobs,
 )
+from interlock.dialects.responses.namespaces import namespaced
 from interlock.errors import UpstreamProtocolError
 
 __all__ = ["ResponseEvents"]
@@ -121,6 +122,7 @@ class _Item:
     pieces: bytearray = field(default_factory=bytearray)
     call_id: str = ""
     name: str = ""
+    namespace: str | None = None  # a namespace's tool (``namespaces.py``)
     blocks: list[JSONDict] = field(default_factory=list)  # signed thinking
     done: JSONDict | None = None  # the finished item
     ref: bytes = b""  # its item_id and output_index, as its events' data has them
@@ -153,6 +155,8 @@ class ResponseEvents:
         self._reasoning: _Item | None = None
         self._message: _Item | None = None
         self._calls: dict[int, _Item] = {}  # by the chunk's tool-call index
+        # Namespaced tools' flat names, read from the shell at the first call.
+        self._names: dict[str, tuple[str, str]] | None = None
         self._finish_reason: str | None = None
         self._usage: JSONDict | None = None
         self._model: str | None = None
@@ -253,10 +257,14 @@ class ResponseEvents:
             parts = [output_text(item.text())] if status != "in_progress" else []
             return message_item(item.id, parts, status)
         if item.kind == "function_call":
-            return function_call_item(item.id, item.call_id, item.name, item.text(), status)
-        if item.kind == "custom_tool_call":
-            return custom_tool_call_item(item.id, item.call_id, item.name, item.text(), status)
-        return reasoning_item(item.id, item.text(), item.blocks or None)
+            called = function_call_item(item.id, item.call_id, item.name, item.text(), status)
+        elif item.kind == "custom_tool_call":
+            called = custom_tool_call_item(item.id, item.call_id, item.name, item.text(), status)
+        else:
+            return reasoning_item(item.id, item.text(), item.blocks or None)
+        if item.namespace is not None:
+            called["namespace"] = item.namespace
+        return called
 
     def _reasoning_delta(self, literal: bytes) -> bytes:
         """``literal``: the piece of reasoning, a JSON string."""
@@ -353,11 +361,16 @@ class ResponseEvents:
         if call is None:
             out = self._close_reasoning() + self._close_message()
             kind, prefix = ("custom_tool_call", "ctc") if is_custom else ("function_call", "fc")
+            name = function.get("name") or ""
+            if self._names is None:
+                self._names = namespaced(self._shell.get("tools") or ())
+            namespace, name = self._names.get(name, (None, name))
             call, opened = self._open(
                 kind,
                 prefix,
                 call_id=piece.get("id") or new_id("call"),
-                name=function.get("name") or "",
+                name=name,
+                namespace=namespace,
             )
             self._calls[position] = call
             out += opened

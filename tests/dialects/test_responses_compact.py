@@ -13,7 +13,11 @@ import httpx
 import openai
 import pytest
 
-from interlock.dialects.responses.compaction import COMPACTION_PROMPT, compact_body
+from interlock.dialects.responses.compaction import (
+    COMPACTION_PROMPT,
+    TOOL_TEXT_CHARS,
+    compact_body,
+)
 from interlock.dialects.responses.request import decode_summary
 from interlock.dialects.responses.schemas import CompactRequest
 from interlock.errors import InvalidRequest
@@ -142,3 +146,23 @@ def test_the_summary_round_trips_and_an_empty_conversation_is_refused() -> None:
     assert caught.value.param == "input"
     with pytest.raises(InvalidRequest):
         decode_summary("e30", "input[0]")  # "{}": no summary in it
+
+
+def test_long_tool_results_are_cut_to_their_head_and_tail() -> None:
+    output = "first line\n" + "x" * 50_000 + "\nlast line"
+    body = compact_body(
+        CompactRequest.model_validate(
+            {
+                "model": "m",
+                "input": [
+                    {"role": "user", "content": "Read it"},
+                    {"type": "function_call", "call_id": "c", "name": "read", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c", "output": output},
+                ],
+            }
+        )
+    )
+    transcript = body["messages"][-1]["content"]
+    assert "first line" in transcript and "last line" in transcript
+    assert f"[... {len(output) - TOOL_TEXT_CHARS:,} characters left out ...]" in transcript
+    assert len(transcript) < TOOL_TEXT_CHARS + 2_000

@@ -24,6 +24,7 @@ from interlock.errors import InvalidRequest
 
 __all__ = [
     "COMPACTION_PROMPT",
+    "TOOL_TEXT_CHARS",
     "compact_body",
     "compaction_item",
     "request_items",
@@ -41,6 +42,10 @@ COMPACTION_PROMPT = (
     "(files, commands, results, errors), what is still to do, and anything the "
     "user asked to remember. Be specific and concise; do not address the user."
 )
+
+
+# The most of one tool call's input or result the transcript keeps.
+TOOL_TEXT_CHARS = 4_000
 
 
 def compact_body(request: CompactRequest, history: Sequence[InputItem] = ()) -> JSONDict:
@@ -67,14 +72,28 @@ def _entry(turn: JSONDict) -> str:
     """One chat message as transcript text."""
     role = turn["role"]
     if role == "tool":
-        return f"[result of call {turn.get('tool_call_id')}]\n{_text(turn.get('content'))}"
+        result = _shortened(_text(turn.get("content")))
+        return f"[result of call {turn.get('tool_call_id')}]\n{result}"
     parts = [f"[{role}]\n{_text(turn.get('content'))}"] if turn.get("content") else []
     for call in turn.get("tool_calls") or ():
         custom = call.get("custom")
         called = custom if isinstance(custom, dict) else call.get("function") or {}
         said = called.get("input") if isinstance(custom, dict) else called.get("arguments")
-        parts.append(f"[{role} called {called.get('name')} (call {call.get('id')})]\n{said}")
+        heading = f"[{role} called {called.get('name')} (call {call.get('id')})]"
+        parts.append(f"{heading}\n{_shortened(str(said))}")
     return "\n\n".join(parts) or f"[{role}]"
+
+
+def _shortened(text: str) -> str:
+    """A tool's input or result cut to its head and tail: they are most of a
+    long agent session (whole files, command output), which is compacted
+    because it nears the model's context, and the summary needs what they
+    were, not every line of them."""
+    if len(text) <= TOOL_TEXT_CHARS:
+        return text
+    half = TOOL_TEXT_CHARS // 2
+    elided = len(text) - 2 * half
+    return f"{text[:half]}\n[... {elided:,} characters left out ...]\n{text[-half:]}"
 
 
 def _text(content: Any) -> str:

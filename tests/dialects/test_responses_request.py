@@ -360,6 +360,29 @@ def test_namespace_tools_go_flat_and_their_calls_back() -> None:
     ]
 
 
+def test_allowed_tools_offer_only_those() -> None:
+    crm = {"type": "namespace", "name": "crm", "tools": [{"type": "function", "name": "lookup"}]}
+    draw = {"type": "image_generation"}
+    allowed = {
+        "type": "allowed_tools",
+        "mode": "required",
+        "tools": [
+            {"type": "function", "name": "get_weather"},
+            {"type": "function", "name": "lookup", "namespace": "crm"},
+            {"type": "image_generation"},
+        ],
+    }
+    other = {"type": "function", "name": "other"}
+    body = _chat(input="Hi", tools=[WEATHER, other, crm, draw], tool_choice=allowed)
+    assert [tool["function"]["name"] for tool in body["tools"]] == ["get_weather", "crm__lookup"]
+    assert body["tool_choice"] == "required"
+    only_hosted = {**allowed, "tools": [{"type": "image_generation"}]}
+    error = _refused(input="Hi", tools=[WEATHER, draw], tool_choice=only_hosted)
+    assert error.param == "tool_choice"
+    auto = _chat(input="Hi", tools=[WEATHER, draw], tool_choice={**only_hosted, "mode": "auto"})
+    assert "tools" not in auto and "tool_choice" not in auto
+
+
 def test_hosted_tools_are_left_out_of_the_call() -> None:
     """Codex offers OpenAI's hosted web search with every request: no chat
     model can call it, so the request goes on without it."""

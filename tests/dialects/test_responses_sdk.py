@@ -278,6 +278,24 @@ def test_a_namespace_tool_loop(client: openai.OpenAI, model: str, stream: bool) 
     assert second.output_text == "Tool said: a customer"
 
 
+@pytest.mark.parametrize("model", ["claude", "gemini"])
+def test_allowed_tools_narrow_what_the_model_may_call(client: openai.OpenAI, model: str) -> None:
+    allowed: Any = {
+        "type": "allowed_tools",
+        "mode": "required",
+        "tools": [{"type": "function", "name": "lookup", "namespace": "crm"}],
+    }
+    response = client.responses.create(
+        model=model,
+        input="What is the weather in Paris?",
+        tools=[WEATHER, CRM],
+        tool_choice=allowed,
+    )
+    [call] = [item for item in response.output if item.type == "function_call"]
+    assert (call.name, call.namespace) == ("lookup", "crm")  # not the first tool, the allowed one
+    assert response.tool_choice.type == "allowed_tools"
+
+
 @pytest.mark.parametrize(("model", "expected"), CUSTOM)
 def test_custom_tool_loop(client: openai.OpenAI, model: str, expected: str) -> None:
     conversation: list[Any] = [{"role": "user", "content": "Add a.py"}]

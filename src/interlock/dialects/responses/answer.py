@@ -105,7 +105,7 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         if choice is None
         else choice
         if isinstance(choice, str)
-        else choice.model_dump(),
+        else choice.model_dump(exclude_none=True),
         "tools": [tool.model_dump(exclude_none=True) for tool in request.tools or ()],
         "top_logprobs": request.top_logprobs,
         "top_p": request.top_p,

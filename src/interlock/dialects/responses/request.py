@@ -31,6 +31,7 @@ import orjson
 
 from interlock.dialects.responses.namespaces import flat_name
 from interlock.dialects.responses.schemas import (
+    AllowedTool,
     CompactionItem,
     ContentPart,
     CustomTool,
@@ -53,6 +54,7 @@ from interlock.dialects.responses.schemas import (
     ResponsesRequest,
     TextFormat,
     Tool,
+    ToolChoiceAllowed,
     ToolChoiceCustom,
     ToolChoiceFunction,
 )
@@ -112,9 +114,15 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
         raise InvalidRequest("The input has no message for the model to answer.", param="input")
     body: JSONDict = {"model": request.model, "messages": messages}
     tools = [chat for tool in request.tools or () for chat in _chat_tools(tool)]
+    choice = request.tool_choice
+    if isinstance(choice, ToolChoiceAllowed):
+        # Chat has no such choice everywhere: the tools offered are the allowed ones.
+        allowed = {_allowed_name(tool) for tool in choice.tools}
+        tools = [tool for tool in tools if _chat_tool_name(tool) in allowed]
+        choice = choice.mode
     if tools:
         body["tools"] = tools
-    elif request.tool_choice == "required":  # hosted tools alone: none to call
+    elif choice == "required":  # hosted tools alone: none to call
         raise InvalidRequest(
             "tool_choice 'required' needs a tool the model can call here: hosted tools "
             f"({', '.join(sorted({t.type for t in request.tools or ()}))}) are not offered "
@@ -122,8 +130,8 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
             param="tool_choice",
             code="unsupported_parameter",
         )
-    if request.tool_choice is not None and tools:  # OpenAI refuses a choice of no tools
-        body["tool_choice"] = _tool_choice(request.tool_choice)
+    if choice is not None and tools:  # OpenAI refuses a choice of no tools
+        body["tool_choice"] = _tool_choice(choice)
     if request.parallel_tool_calls is not None and tools:
         body["parallel_tool_calls"] = request.parallel_tool_calls
     text = request.text
@@ -367,6 +375,19 @@ def _chat_tool(tool: FunctionTool | CustomTool) -> JSONDict:
         k: fields[k] for k in ("name", "description", "parameters", "strict") if k in fields
     }
     return {"type": "function", "function": function}
+
+
+def _allowed_name(tool: AllowedTool) -> str | None:
+    """The chat tool name an allowed tool stands for (a hosted tool: none)."""
+    if tool.name is None:
+        return None
+    return tool.name if tool.namespace is None else flat_name(tool.namespace, tool.name)
+
+
+def _chat_tool_name(tool: JSONDict) -> str | None:
+    spec = tool.get("function") or tool.get("custom") or {}
+    name = spec.get("name")
+    return name if isinstance(name, str) else None
 
 
 def _tool_choice(choice: str | ToolChoiceFunction | ToolChoiceCustom) -> str | JSONDict:

@@ -69,6 +69,7 @@ __all__ = [
     "TextConfig",
     "TextFormat",
     "Tool",
+    "ToolChoiceAllowed",
     "ToolChoiceCustom",
     "ToolChoiceFunction",
     "input_items",
@@ -314,8 +315,27 @@ class ToolChoiceCustom(_Open):
     name: str = Field(min_length=1)
 
 
+class AllowedTool(_Open):
+    """One tool of an ``allowed_tools`` choice: a function or custom tool
+    by name (and namespace), or a hosted tool by type."""
+
+    type: str = Field(min_length=1)
+    name: str | None = None
+    namespace: str | None = None
+
+
+class ToolChoiceAllowed(_Open):
+    """The model may call only these of the tools offered (``mode``: may or must)."""
+
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[AllowedTool] = Field(min_length=1)
+
+
 ToolChoiceNamed = Annotated[
-    Annotated[ToolChoiceFunction, Tag("function")] | Annotated[ToolChoiceCustom, Tag("custom")],
+    Annotated[ToolChoiceFunction, Tag("function")]
+    | Annotated[ToolChoiceCustom, Tag("custom")]
+    | Annotated[ToolChoiceAllowed, Tag("allowed_tools")],
     Discriminator(_tag),
 ]
 
@@ -573,6 +593,7 @@ _TAGS = frozenset(
         "function",
         "custom",
         "namespace",
+        "allowed_tools",
         "grammar",
         "input_text",
         "input_image",

@@ -104,3 +104,15 @@ def test_each_dialect_has_its_own_keys_and_openais_are_unchanged() -> None:
     assert body_digest(body, dialect="openai") == openai
     others = {body_digest(body, dialect=d) for d in ("anthropic", "responses", "completions")}
     assert len(others) == 3 and openai not in others
+
+
+def test_the_betas_a_client_asked_for_are_part_of_the_key() -> None:
+    """A beta header reaches an Anthropic upstream and can change its answer."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    plain = body_digest(body, dialect="anthropic")
+    assert body_digest(body, dialect="anthropic", dialect_headers={}) == plain
+    beta = {"anthropic-beta": "interleaved-thinking-2025-05-14"}
+    other = {"anthropic-beta": "context-management-2025-06-27"}
+    keys = {plain, body_digest(body, dialect="anthropic", dialect_headers=beta)}
+    keys.add(body_digest(body, dialect="anthropic", dialect_headers=other))
+    assert len(keys) == 3

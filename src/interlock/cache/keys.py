@@ -71,19 +71,27 @@ def _normalized(body: Mapping[str, Any], ignored: frozenset[str]) -> dict[str, A
 
 
 def body_digest(
-    body: Mapping[str, Any], *, embedding: bool = False, dialect: str = "openai"
+    body: Mapping[str, Any],
+    *,
+    embedding: bool = False,
+    dialect: str = "openai",
+    dialect_headers: Mapping[str, str] | None = None,
 ) -> str:
     """The digest of the answer-determining parts of ``body`` (pure, no tenant).
 
     For embeddings the input is left out: it is keyed per item by
     ``embedding_input_digest``, so a batch shares entries with its parts.
     ``dialect`` is the API the client spoke (its edge translated the body):
-    other than OpenAI's, it is part of the key.
+    other than OpenAI's, it is part of the key, and so are the dialect's
+    headers that reach upstreams (Anthropic's ``anthropic-beta``: a beta can
+    change the answer).
     """
     ignored = IGNORED_EMBEDDING_FIELDS if embedding else IGNORED_FIELDS
     kind = b"embed\0" if embedding else b"chat\0"
     if dialect != "openai":  # OpenAI's keys stay as they were
         kind += dialect.encode() + b"\0"
+    if dialect_headers:
+        kind += canonical_json(dict(dialect_headers)) + b"\0"
     data = kind + canonical_json(_normalized(body, ignored))
     return hashlib.blake2b(data, digest_size=_DIGEST_BYTES).hexdigest()
 

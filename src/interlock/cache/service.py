@@ -109,6 +109,7 @@ class ResponseCache:
         *,
         embedding: bool = False,
         dialect: str = "openai",
+        dialect_headers: Mapping[str, str] | None = None,
     ) -> CacheRequest | None:
         """The request's cache handle, or None when the cache stays out of it.
 
@@ -123,7 +124,9 @@ class ResponseCache:
         if generations is None:
             self._core.stats.skipped += 1
             return None
-        digest = body_digest(body, embedding=embedding, dialect=dialect)
+        digest = body_digest(
+            body, embedding=embedding, dialect=dialect, dialect_headers=dialect_headers
+        )
         options = body.get("stream_options")
         include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
         key = storage_key(namespace, model, generations, digest)

@@ -40,6 +40,7 @@ class CacheStage:
             call.options.cache_headers,
             embedding=embedding,
             dialect=call.options.dialect,
+            dialect_headers=call.options.dialect_headers,
         )
         record.stages["cache"] = time.perf_counter() - began
         return request

@@ -193,51 +193,60 @@ class CustomCallChunks:
 class ArgumentInput:
     """A custom call's input, decoded from its function's argument JSON
     (``{"input": "..."}``) as the pieces of that JSON arrive: ``feed`` each
-    piece, then ``finish``. Arguments of another shape are read whole at
-    the end (``finish``)."""
+    piece, then ``finish``. Only what is not decoded yet is kept (a patch of
+    a hundred kilobytes in thousands of pieces is not copied for each).
+    Arguments of another shape are read whole at the end (``finish``)."""
 
-    __slots__ = ("_at", "_closed", "_other", "_raw")
+    __slots__ = ("_closed", "_opened", "_other", "_raw")
 
     def __init__(self) -> None:
+        # Not decoded yet: the opening so far, then the string's undecoded rest.
         self._raw = ""
-        self._at = -1  # where the undecoded rest of the string starts, once it has
+        self._opened = False
         self._closed = False
-        self._other = False  # not {"input": "..."}: read whole at the end
+        self._other: list[str] | None = None  # another shape: every piece, read at the end
 
     def feed(self, piece: Any) -> str:
         """The input's text that ``piece`` (of the arguments) completed."""
         if not isinstance(piece, str) or not piece:
             return ""
-        self._raw += piece
-        if self._closed or self._other:
+        if self._other is not None:
+            self._other.append(piece)
             return ""
-        if self._at < 0:
-            opened = _OPENS.match(self._raw)
+        if self._closed:
+            return ""
+        raw = self._raw + piece
+        if not self._opened:
+            opened = _OPENS.match(raw)
             if opened is None:
-                self._other = not _OPENING.startswith("".join(self._raw.split()))
+                if _OPENING.startswith("".join(raw.split())):
+                    self._raw = raw  # may still become the opening
+                else:
+                    self._other = [raw]
                 return ""
-            self._at = opened.end()
-        return self._decode()
+            self._opened = True
+            raw = raw[opened.end() :]
+        return self._decode(raw)
 
     def finish(self) -> str:
         """What is left of the input once the arguments are whole."""
-        if self._at >= 0 or not self._raw:
-            return ""  # decoded as it came; a cut string ends where it was cut
-        self._other = True
-        return _input_of(self._raw)
+        if self._other is not None:
+            return _input_of("".join(self._other))
+        if not self._opened and self._raw:
+            return _input_of(self._raw)
+        return ""  # decoded as it came; a cut string ends where it was cut
 
-    def _decode(self) -> str:
-        raw, start = self._raw, self._at
-        body = _STRING_BODY.match(raw, start)
-        end = body.end() if body is not None else start  # it matches empty: never None
+    def _decode(self, raw: str) -> str:
+        body = _STRING_BODY.match(raw)
+        end = body.end() if body is not None else 0  # it matches empty: never None
         self._closed = end < len(raw) and raw[end] == '"'
-        if not self._closed and _HIGH_SURROGATE.search(raw, start, end):
+        if not self._closed and _HIGH_SURROGATE.search(raw, 0, end):
             end -= 6  # a pair's halves decode together
-        if end <= start:
+        self._raw = raw[end:]
+        if end <= 0:
             return ""
-        self._at = end
         try:
-            text: str = json.loads(f'"{raw[start:end]}"', strict=False)
+            text: str = json.loads(f'"{raw[:end]}"', strict=False)
         except ValueError:
             return ""
         return text

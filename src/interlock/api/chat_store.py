@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.types import ASGIApp
@@ -39,6 +40,7 @@ from interlock.api.wire import (
 )
 from interlock.cache.accumulate import merge_tool_call
 from interlock.errors import InterlockError, InvalidRequest, NotFound
+from interlock.pipeline.schemas import Metadata
 from interlock.redaction import Redactor
 from interlock.store import ChatCompletionStore, StoredChatCompletion
 from interlock.telemetry.record import RequestRecord
@@ -53,7 +55,11 @@ Keep = Callable[[JSONDict], Awaitable[None]]
 
 _PREFIX = "/v1/chat/completions/"
 _MAX_LIST = 100
-_MAX_METADATA = 16
+# The chat schema's own bounds, checked here because ``metadata`` leaves the
+# body before the pipeline validates it.
+_METADATA: TypeAdapter[dict[str, str] | None] = TypeAdapter(
+    Metadata | None, config=ConfigDict(strict=True)
+)
 
 
 def _store(services: Services) -> ChatCompletionStore:
@@ -136,7 +142,10 @@ class _Choice:
 
 
 class _ChunkSum:
-    """A streamed completion put back together from its chunks."""
+    """A streamed completion put back together from its chunks. Not the
+    cache's ``StreamAccumulator``: that one gives up on a stream with
+    logprobs or without a usage chunk, which a stored completion keeps (the
+    usage from the record)."""
 
     def __init__(self) -> None:
         self._head: JSONDict | None = None
@@ -274,19 +283,16 @@ def _metadata(body: JSONDict) -> dict[str, str]:
 
 
 def _checked_metadata(value: Any, param: str) -> dict[str, str]:
-    """Metadata as OpenAI bounds it (null: none)."""
-    metadata = value or {}
-    fits = isinstance(metadata, dict) and len(metadata) <= _MAX_METADATA
-    if not fits or not all(
-        isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
-        for k, v in metadata.items()
-    ):
+    """Metadata within the chat schema's bounds (null: none)."""
+    try:
+        checked: dict[str, str] | None = _METADATA.validate_python(value)
+    except ValidationError:
         raise InvalidRequest(
             "`metadata` must be at most 16 string pairs (keys up to 64 characters, "
             "values up to 512).",
             param=param,
-        )
-    return metadata
+        ) from None
+    return checked or {}
 
 
 def _order(value: str | None) -> str:

@@ -13,6 +13,7 @@ request to the upstream, base64-encoded.
 from __future__ import annotations
 
 import base64
+from pathlib import PurePosixPath
 from typing import Any
 
 from starlette.requests import Request
@@ -68,7 +69,7 @@ async def inline_file_ids(
                 raise NotFound(
                     f"No such File object: {file_id}", param=where, code="file_not_found"
                 )
-            media_type = _MEDIA_TYPES.get(_suffix(record.filename))
+            media_type = _MEDIA_TYPES.get(PurePosixPath(record.filename).suffix.lower())
             if record.purpose != "user_data" or media_type is None:
                 raise InvalidRequest(
                     f"File {file_id} cannot be read as a document: upload a PDF or plain-text "
@@ -93,8 +94,3 @@ def _file_id(part: JSONDict) -> str | None:
         return None
     found = spec.get("file_id")
     return found if isinstance(found, str) and found else None
-
-
-def _suffix(filename: str) -> str:
-    dot = filename.rfind(".")
-    return filename[dot:].lower() if dot >= 0 else ""

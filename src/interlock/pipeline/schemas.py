@@ -31,6 +31,7 @@ __all__ = [
     "EmbeddingRequest",
     "InferRequest",
     "InferTensor",
+    "Metadata",
     "ModerationRequest",
     "flat_data",
     "validate_body",
@@ -48,6 +49,14 @@ class ChatMessage(_Open):
 
 class StreamOptions(_Open):
     include_usage: bool | None = None
+
+
+# OpenAI's bounds on a request's metadata: 16 pairs, keys up to 64
+# characters, values up to 512.
+Metadata = Annotated[
+    dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+    Field(max_length=16),
+]
 
 
 class ChatCompletionRequest(_Open):
@@ -69,10 +78,7 @@ class ChatCompletionRequest(_Open):
     user: str | None = None
     # Kept by the gateway for the key that asked (``api/chat_store.py``).
     store: bool | None = None
-    # OpenAI's bounds: 16 pairs, keys up to 64 characters, values up to 512.
-    metadata: (
-        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
-    ) = Field(default=None, max_length=16)
+    metadata: Metadata | None = None
 
 
 # OpenAI's documented bound on inputs in one embeddings request.

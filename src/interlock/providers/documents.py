@@ -15,11 +15,11 @@ refused here once instead of by each upstream in its own words.
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
 from interlock.errors import InvalidRequest
+from interlock.providers.openai_request import base64_data_url
 
 __all__ = ["DOCUMENT_TYPES", "InlineDocument", "document_of"]
 
@@ -65,19 +65,11 @@ def document_of(part: JSONDict, param: str) -> InlineDocument:
             "`file_data` must be a base64 `data:` URL (`data:application/pdf;base64,...`).",
             param=where,
         )
-    header, sep, payload = data[5:].partition(",")
-    media_type, _, encoding = header.partition(";")
-    media_type = media_type.lower()
-    if not sep or encoding != "base64":
-        raise InvalidRequest("`file_data` must be base64-encoded.", param=where)
+    media_type, payload = base64_data_url(data, where, "data:application/pdf;base64,...")
     if media_type not in DOCUMENT_TYPES:
         raise InvalidRequest(
             f"Document type `{media_type or 'unknown'}` is not supported here; send a PDF "
             "(`application/pdf`) or plain text (`text/plain`).",
             param=where,
         )
-    try:
-        base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("`file_data` is not valid base64.", param=where) from None
     return InlineDocument(media_type, payload, filename or None)

@@ -30,6 +30,7 @@ __all__ = [
     "InlineImage",
     "ResponseFormat",
     "ToolChoice",
+    "base64_data_url",
     "checked_params",
     "function_tools",
     "image_of",
@@ -335,25 +336,28 @@ def image_of(part: JSONDict, param: str) -> InlineImage | str:
         return url
     if not url.startswith("data:"):
         raise InvalidRequest("An image URL must be a `data:` URL or an `https:` URL.", param=param)
-    header, sep, payload = url[5:].partition(",")
-    media_type, _, encoding = header.partition(";")
-    if not sep or encoding != "base64":
-        raise InvalidRequest(
-            "A `data:` image URL must be base64-encoded (`data:image/png;base64,...`).",
-            param=param,
-        )
-    media_type = media_type.lower()
+    media_type, payload = base64_data_url(url, param, "data:image/png;base64,...")
     if media_type not in IMAGE_TYPES:
         raise InvalidRequest(
             f"Image type `{media_type or 'unknown'}` is not supported; send PNG, JPEG, "
             "GIF or WebP.",
             param=param,
         )
+    return InlineImage(media_type, payload)
+
+
+def base64_data_url(url: str, param: str, example: str) -> tuple[str, str]:
+    """A ``data:`` URL's media type (lower case) and its base64 payload, or
+    a 400 naming ``param`` (``example``: the form to send instead)."""
+    header, sep, payload = url.removeprefix("data:").partition(",")
+    media_type, _, encoding = header.partition(";")
+    if not sep or encoding != "base64":
+        raise InvalidRequest(f"A `data:` URL must be base64-encoded (`{example}`).", param=param)
     try:
         base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest("The `data:` image URL is not valid base64.", param=param) from None
-    return InlineImage(media_type, payload)
+        raise InvalidRequest("The `data:` URL is not valid base64.", param=param) from None
+    return media_type.lower(), payload
 
 
 # -- structured output ---------------------------------------------------------

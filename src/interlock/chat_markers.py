@@ -10,15 +10,35 @@ the request as the client sent it.
 
 from __future__ import annotations
 
-__all__ = ["BODY_MARKERS", "NATIVE_HINTS", "TOOL_HINTS"]
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "ANTHROPIC_BLOCK",
+    "ANTHROPIC_CITATION",
+    "ANTHROPIC_TEXT",
+    "ANTHROPIC_TOOLS",
+    "BODY_MARKERS",
+    "CONTENT_BLOCKS",
+    "NATIVE_HINTS",
+    "PAUSE_TURN",
+    "SAID_BY_CHAT",
+    "TOOL_HINTS",
+    "still_said",
+]
 
 # Hints for Anthropic's own serving with no chat counterpart at all: an
 # Anthropic deployment gets them as sent, every other one never sees them
 # (``context_management``'s edits are applied to the messages for those
 # instead: ``pipeline/context_edits.py``).
 NATIVE_HINTS = ("cache_control", "speed", "inference_geo", "diagnostics", "context_management")
+# Anthropic's own tool types (server tools such as ``web_search_20250305``,
+# which Anthropic runs, and its schema-less client tools such as
+# ``bash_20250124``), as the client sent them. Only an Anthropic deployment
+# can take them: an attempt on any other is refused (``pipeline/attempt.py``).
+ANTHROPIC_TOOLS = "anthropic_tools"
 # Every top-level marker an OpenAI-compatible upstream must not receive.
-BODY_MARKERS = frozenset({"thinking", "output_config", *NATIVE_HINTS})
+BODY_MARKERS = frozenset({"thinking", "output_config", ANTHROPIC_TOOLS, *NATIVE_HINTS})
 # A tool's fields of Anthropic's alone, kept on the chat tool object (next to
 # ``type`` and ``function``, as its ``cache_control``) for Anthropic upstreams.
 # ``strict`` is also the chat function's own ``strict``.
@@ -29,3 +49,35 @@ TOOL_HINTS = (
     "eager_input_streaming",
     "allowed_callers",
 )
+
+# On an assistant message, both ways: the turn's blocks as Anthropic wrote
+# them, where they hold what chat cannot (server tool calls and results, text
+# with citations). Chat's ``content`` and ``tool_calls`` say the same turn
+# for everyone else; an Anthropic deployment is sent the blocks.
+CONTENT_BLOCKS = "content_blocks"
+# The Anthropic blocks a chat message's own fields say; any other kind (a
+# server tool's call or result), or text with citations, needs the blocks.
+SAID_BY_CHAT = frozenset(("text", "thinking", "redacted_thinking", "tool_use"))
+
+
+def still_said(blocks: Sequence[Any], text: str, calls: Sequence[tuple[Any, Any]]) -> bool:
+    """Whether a turn's ``content_blocks`` still say its chat ``text`` and
+    ``calls`` (id, input object), block for block: a guardrail that rewrote
+    either makes the blocks stale, and then the message's own fields count."""
+    written_text = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
+    written_calls = [(b.get("id"), b.get("input")) for b in blocks if b.get("type") == "tool_use"]
+    return written_text == text and written_calls == list(calls)
+
+
+# What the Anthropic adapter adds to a streamed chunk's delta for the same
+# blocks, so the Messages edge can write them as Anthropic streamed them:
+# a whole server block (written as it ends), the start of a new text block
+# (``true``; once the answer has server blocks, text blocks are kept apart:
+# each holds its own citations) and one citation for the open text block.
+ANTHROPIC_BLOCK = "anthropic_block"
+ANTHROPIC_TEXT = "anthropic_text"
+ANTHROPIC_CITATION = "anthropic_citation"
+# A choice's ``stop_reason`` (vLLM's field: the stop sequence that matched)
+# for Anthropic's paused turn: the server tools ran out of turns and the
+# client may continue by sending the answer back.
+PAUSE_TURN = "pause_turn"

@@ -184,3 +184,28 @@ def test_an_error_response_keeps_the_status_and_retry_after_and_scrubs_secrets()
     body = orjson.loads(response.body)
     assert body["error"]["type"] == "overloaded_error"
     assert "sk-secret-123" not in body["error"]["message"]
+
+
+_WRITTEN = [
+    {"type": "text", "text": "Let me look. "},
+    {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"q": "x"}},
+    {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+    {"type": "text", "text": "Paris.", "citations": [{"type": "web_search_result_location"}]},
+]
+
+
+def test_an_anthropic_upstreams_own_blocks_come_back_as_written() -> None:
+    reply = {"role": "assistant", "content": "Let me look. Paris.", "content_blocks": _WRITTEN}
+    answer = message(_completion(reply, stop_reason="pause_turn"))
+    assert answer["content"] == _WRITTEN
+    assert answer["stop_reason"] == "pause_turn"
+
+
+def test_rewritten_text_keeps_the_server_blocks_but_not_the_written_text() -> None:
+    # A guardrail rewrote the answer: the written text blocks no longer say it.
+    reply = {"role": "assistant", "content": "Let me look. [REDACTED]", "content_blocks": _WRITTEN}
+    answer = message(_completion(reply))
+    assert answer["content"] == [
+        *_WRITTEN[1:3],
+        {"type": "text", "text": "Let me look. [REDACTED]"},
+    ]

@@ -369,7 +369,12 @@ def test_count_tokens_translates_the_prompt_only() -> None:
             "messages[0].content[0].source.media_type",
         ),
         ({"thinking": {"type": "enabled"}}, "thinking"),
-        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "web_search", "name": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "web_search_20250305"}]}, "tools[0].name"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "search_result_thing"}]}]},
+            "messages[0].content[0].type",
+        ),
         ({"mcp_servers": []}, "mcp_servers"),
         ({"system": [{"type": "text", "text": "a", "cache_contol": {}}]}, "system[0].cache_contol"),
     ],
@@ -388,14 +393,49 @@ def test_a_bad_request_is_a_400_naming_the_field(fields: dict[str, Any], param: 
     assert caught.value.message.startswith(param)
 
 
-def test_a_server_tool_is_refused_by_name() -> None:
-    request: dict[str, Any] = {
-        "model": "claude",
-        "max_tokens": 10,
-        "messages": [{"role": "user", "content": "Hello"}],
-        "tools": [{"type": "web_search_20250305", "name": "web_search"}],
-    }
-    with pytest.raises(InvalidRequest) as caught:
-        validate_request(MessagesRequest, request)
-    assert "custom (client) tools" in caught.value.message
-    assert "'web_search_20250305'" in caught.value.message
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+
+
+def test_anthropic_own_tools_ride_as_a_marker_as_the_client_sent_them() -> None:
+    body = _body(
+        tools=[WEATHER, WEB_SEARCH, {"type": "bash_20250124", "name": "bash"}],
+        tool_choice={"type": "tool", "name": "web_search"},
+    )
+    assert [t["function"]["name"] for t in body["tools"]] == ["get_weather"]
+    assert body["anthropic_tools"] == [WEB_SEARCH, {"type": "bash_20250124", "name": "bash"}]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "web_search"}}
+
+
+def test_a_turn_with_server_blocks_keeps_them_next_to_its_text() -> None:
+    turn = [
+        {"type": "text", "text": "Let me look. "},
+        {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"q": "x"}},
+        {
+            "type": "web_search_tool_result",
+            "tool_use_id": "srvtoolu_1",
+            "content": [{"type": "web_search_result", "url": "https://a.example", "title": "A"}],
+        },
+        {"type": "text", "text": "Paris.", "citations": [{"type": "web_search_result_location"}]},
+    ]
+    body = _body(
+        messages=[
+            {"role": "user", "content": "Capital of France?"},
+            {"role": "assistant", "content": turn},
+            {"role": "user", "content": "Thanks"},
+        ],
+        tools=[WEB_SEARCH],
+    )
+    assistant = body["messages"][1]
+    assert assistant["content"] == "Let me look. Paris."
+    assert assistant["content_blocks"] == turn
+
+
+def test_a_turn_of_plain_blocks_has_no_written_blocks() -> None:
+    body = _body(
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Yo", "citations": None}]},
+            {"role": "user", "content": "Bye"},
+        ]
+    )
+    assert "content_blocks" not in body["messages"][1]

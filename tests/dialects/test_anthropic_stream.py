@@ -11,8 +11,15 @@ from interlock.dialects.anthropic import EventTranslator
 from interlock.errors import UpstreamProtocolError
 
 
-def _chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> bytes:
+def _chunk(
+    delta: dict[str, Any] | None = None,
+    finish: str | None = None,
+    stop_reason: str | None = None,
+    **extra: Any,
+) -> bytes:
     choice: dict[str, Any] = {"index": 0, "delta": delta or {}, "finish_reason": finish}
+    if stop_reason is not None:
+        choice["stop_reason"] = stop_reason
     return orjson.dumps({"id": "chatcmpl-1", "model": "gpt-4o", "choices": [choice], **extra})
 
 
@@ -309,3 +316,62 @@ def test_a_repeated_chunk_that_is_not_utf8_is_an_upstream_error() -> None:
     events.feed(_chunk({"content": "cd"}))
     with pytest.raises(UpstreamProtocolError):
         events.feed(_chunk({"content": "ef"}).replace(b'"ef"', b'"\xff"'))
+
+
+SEARCH_CALL = {
+    "type": "server_tool_use",
+    "id": "srvtoolu_1",
+    "name": "web_search",
+    "input": {"q": "x"},
+}
+SEARCH_RESULT = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}
+CITATION = {"type": "web_search_result_location", "url": "https://a.example", "cited_text": "A"}
+
+
+def test_an_anthropic_upstreams_server_blocks_and_citations_keep_their_blocks() -> None:
+    events = _run(
+        [
+            _chunk({"role": "assistant", "content": "Let me look."}),
+            _chunk({"anthropic_block": SEARCH_CALL}),
+            _chunk({"anthropic_block": SEARCH_RESULT}),
+            _chunk({"anthropic_text": True}),
+            _chunk({"anthropic_citation": CITATION}),
+            _chunk({"content": "A says so."}),
+            _chunk({"anthropic_text": True}),
+            _chunk({"content": " Done."}),
+            _chunk(finish="stop"),
+        ]
+    )
+    assert _shape(events)[1:-2] == [
+        "start 0 text",
+        "delta 0 text_delta",
+        "stop 0",
+        "start 1 server_tool_use",
+        "delta 1 input_json_delta",
+        "stop 1",
+        "start 2 web_search_tool_result",
+        "stop 2",
+        "start 3 text",
+        "delta 3 citations_delta",
+        "delta 3 text_delta",
+        "stop 3",
+        "start 4 text",
+        "delta 4 text_delta",
+        "stop 4",
+    ]
+    starts = [data for kind, data in events if kind == "content_block_start"]
+    assert starts[1]["content_block"] == {**SEARCH_CALL, "input": {}}
+    assert starts[2]["content_block"] == SEARCH_RESULT
+    deltas = [data["delta"] for kind, data in events if kind == "content_block_delta"]
+    assert orjson.loads(deltas[1]["partial_json"]) == {"q": "x"}
+    assert deltas[2] == {"type": "citations_delta", "citation": CITATION}
+
+
+def test_a_paused_turn_is_a_pause_turn() -> None:
+    events = _run(
+        [
+            _chunk({"anthropic_block": SEARCH_RESULT}),
+            _chunk(finish="stop", stop_reason="pause_turn"),
+        ]
+    )
+    assert events[-2][1]["delta"] == {"stop_reason": "pause_turn", "stop_sequence": None}

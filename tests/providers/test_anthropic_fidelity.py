@@ -20,6 +20,7 @@ from interlock.errors import InvalidRequest, UpstreamStatusError
 from interlock.providers.anthropic import AnthropicProvider
 from interlock.providers.anthropic_answer import completion
 from interlock.providers.anthropic_stream import StreamTranslator
+from interlock.providers.anthropic_wire import ShapeError
 from interlock.providers.base import CallContext
 from interlock.tokens import EstimatingCounter
 from tests.conftest import TEST_KEY
@@ -793,3 +794,21 @@ async def sdk_tool_loop(client: openai.AsyncOpenAI, stream: bool) -> None:
     final = await client.chat.completions.create(model="claude", messages=messages, tools=tools)
     assert final.choices[0].message.content == "Tool said: 22 C and sunny"
     assert final.choices[0].finish_reason == "stop"
+
+
+def test_a_server_tool_input_that_is_not_json_is_an_upstream_error() -> None:
+    translator = StreamTranslator("m", include_usage=False)
+    call = {"type": "server_tool_use", "id": "s1", "name": "web_search", "input": {}}
+    translator.feed({"type": "message_start", "message": message([], "")})
+    translator.feed({"type": "content_block_start", "index": 0, "content_block": call})
+    piece = {"type": "input_json_delta", "partial_json": '{"query": '}
+    translator.feed({"type": "content_block_delta", "index": 0, "delta": piece})
+    with pytest.raises(ShapeError):
+        translator.feed({"type": "content_block_stop", "index": 0})
+
+
+def test_a_stop_sequence_anthropic_names_is_the_choices_stop_reason() -> None:
+    answer = message([{"type": "text", "text": "One, two"}], "stop_sequence")
+    answer["stop_sequence"] = ", three"
+    choice = completion(answer, "m", None, None)["choices"][0]
+    assert (choice["finish_reason"], choice["stop_reason"]) == ("stop", ", three")

@@ -17,7 +17,10 @@ tool; the forced ``json_response`` tool of JSON mode gets
 ``{"answer": "Paris"}``); "Tool said: ..." after tool results; JSON of the
 schema an ``output_config.format`` names; a description of an image or a
 document (its media type and size in bytes); else
-"Hello from anthropic". With thinking on, a signed thinking
+"Hello from anthropic". Offered its ``web_search_20250305`` server tool,
+it searches (a ``server_tool_use`` call, its ``web_search_tool_result`` and
+an answer citing it; "pause" in the question stops the turn after the
+result with ``pause_turn``). With thinking on, a signed thinking
 block comes first. Any ``cache_control`` marker reports 100 cache-read and 50
 cache-write tokens.
 """
@@ -45,6 +48,29 @@ _EXAMPLES: dict[str, Any] = {
 }
 
 Block = dict[str, Any]
+
+# Anthropic's server tool the fake runs, and what its search finds.
+WEB_SEARCH_TOOL = "web_search_20250305"
+SEARCH_RESULT: Block = {
+    "type": "web_search_result",
+    "title": "Paris",
+    "url": "https://example.com/paris",
+    "encrypted_content": "ZW5jcnlwdGVkLXBhZ2U=",
+    "page_age": "2 days ago",
+}
+CITED_ANSWER: Block = {
+    "type": "text",
+    "text": "Paris is the capital of France.",
+    "citations": [
+        {
+            "type": "web_search_result_location",
+            "url": "https://example.com/paris",
+            "title": "Paris",
+            "encrypted_index": "aW5kZXg=",
+            "cited_text": "Paris is the capital and largest city of France.",
+        }
+    ],
+}
 
 
 class Invalid(Exception):
@@ -109,6 +135,9 @@ def _validate(body: Any) -> None:
         raise Invalid("messages: at least one message is required")
     tools = body.get("tools") or []
     for i, tool in enumerate(tools):
+        if tool.get("type") not in (None, "custom"):
+            _check_server_tool(tool, i)
+            continue
         schema = tool.get("input_schema")
         if not tool.get("name") or not isinstance(schema, dict) or schema.get("type") != "object":
             raise Invalid(f"tools.{i}: a tool needs a name and an object input_schema")
@@ -128,6 +157,15 @@ def _validate(body: Any) -> None:
     if _thinking_on(body):
         _check_thinking(body, messages)
     _check_output_config(body.get("output_config"))
+
+
+def _check_server_tool(tool: Block, i: int) -> None:
+    if tool["type"] != WEB_SEARCH_TOOL:
+        raise Invalid(f"tools.{i}.type: unknown tool type '{tool['type']}'")
+    if tool.get("name") != "web_search":
+        raise Invalid(f"tools.{i}.name: the web search tool must be named 'web_search'")
+    if not isinstance(tool.get("max_uses", 1), int):
+        raise Invalid(f"tools.{i}.max_uses: must be an integer")
 
 
 def _blocks(message: Any, i: int, last: bool) -> list[Block]:
@@ -246,6 +284,9 @@ def _answer(body: Block) -> tuple[list[Block], str]:
     blocks: list[Block] = []
     if _thinking_on(body):
         blocks.append({"type": "thinking", "thinking": "Let me think.", "signature": SIGNATURE})
+    searches = any(t.get("type") == WEB_SEARCH_TOOL for t in tools)
+    if searches and choice.get("type") != "none" and choice.get("name") in (None, "web_search"):
+        return _searched(body, blocks)
     if tools and choice.get("type") != "none" and not results:
         for k, tool in enumerate(_called(tools, choice, _last_user_text(messages))):
             call_id = f"toolu_{len(messages):02d}{k}fake"
@@ -271,6 +312,28 @@ def _answer(body: Block) -> tuple[list[Block], str]:
         text = "Hello from anthropic"
     blocks.append({"type": "text", "text": text})
     return blocks, "end_turn"
+
+
+def _searched(body: Block, blocks: list[Block]) -> tuple[list[Block], str]:
+    """A web search Anthropic ran: its call and result, then the cited answer;
+    asked to "pause", the turn stops after the result (``pause_turn``), and a
+    paused turn sent back is continued with the answer alone."""
+    messages = body["messages"]
+    last = messages[-1]
+    if last["role"] == "assistant" and any(
+        b.get("type") == "web_search_tool_result" for b in _content_blocks(last)
+    ):
+        return [*blocks, CITED_ANSWER], "end_turn"
+    said = _last_user_text(messages)
+    call_id = f"srvtoolu_{len(messages):02d}fake"
+    blocks += [
+        {"type": "text", "text": "Let me search. "},
+        {"type": "server_tool_use", "id": call_id, "name": "web_search", "input": {"query": said}},
+        {"type": "web_search_tool_result", "tool_use_id": call_id, "content": [SEARCH_RESULT]},
+    ]
+    if re.search(r"\bpause\b", said, re.IGNORECASE):
+        return blocks, "pause_turn"
+    return [*blocks, CITED_ANSWER], "end_turn"
 
 
 def _called(tools: list[Block], choice: Block, said: str) -> list[Block]:
@@ -395,11 +458,16 @@ def _events(message: Block) -> list[tuple[str, Block]]:
 
 
 def _opened(index: int, block: Block) -> list[tuple[str, Block]]:
-    empty = {
-        "text": {"type": "text", "text": ""},
-        "thinking": {"type": "thinking", "thinking": ""},
-        "tool_use": {**block, "input": {}},
-    }[block["type"]]
+    kind = block["type"]
+    if kind in ("tool_use", "server_tool_use"):
+        empty = {**block, "input": {}}
+    elif kind.endswith("_tool_result"):
+        empty = block  # a result comes whole in its start
+    else:
+        empty = {
+            "text": {"type": "text", "text": ""},
+            "thinking": {"type": "thinking", "thinking": ""},
+        }[kind]
     return [
         (
             "content_block_start",
@@ -409,8 +477,11 @@ def _opened(index: int, block: Block) -> list[tuple[str, Block]]:
 
 
 def _deltas(block: Block) -> list[Block]:
+    if block["type"].endswith("_tool_result"):
+        return []
     if block["type"] == "text":
-        return [{"type": "text_delta", "text": p} for p in _pieces(block["text"])]
+        cited = [{"type": "citations_delta", "citation": c} for c in block.get("citations") or ()]
+        return cited + [{"type": "text_delta", "text": p} for p in _pieces(block["text"])]
     if block["type"] == "thinking":
         pieces = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"])]
         return [*pieces, {"type": "signature_delta", "signature": block["signature"]}]

@@ -6,7 +6,8 @@ latency, the attempt metrics, and the tokens and cost of its answer. It
 also fits a chat body to the upstream it goes to, for what only some
 upstreams do themselves: Anthropic's context edits, custom tools and
 ``parallel_tool_calls: false`` (``_for_upstream``), so a request can fail
-over between upstreams that do and upstreams that do not. Streams
+over between upstreams that do and upstreams that do not; and it refuses
+Anthropic's server tools for any upstream but Anthropic's. Streams
 are watched chunk by chunk in ``watch.py``. The router decides which
 deployment and how often; adapters only translate.
 """
@@ -21,7 +22,8 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
 
-from interlock.errors import ProviderError, UpstreamTimeout
+from interlock.chat_markers import ANTHROPIC_TOOLS
+from interlock.errors import InvalidRequest, ProviderError, UpstreamTimeout
 from interlock.pipeline.call import ModelCall
 from interlock.pipeline.context_edits import apply_context_edits
 from interlock.pipeline.custom_tools import (
@@ -135,6 +137,8 @@ def _for_upstream(provider: Provider, body: JSONDict) -> tuple[JSONDict, _Upstre
     """A chat body as ``provider`` takes it: Anthropic's context edits applied,
     custom tools as functions and ``parallel_tool_calls: false`` held by the
     gateway, where the upstream does none of it itself."""
+    if body.get(ANTHROPIC_TOOLS) and not provider.takes_anthropic_tools:
+        raise _anthropic_tools_refused(provider, body[ANTHROPIC_TOOLS])
     if body.get("context_management") is not None and not provider.takes_context_management:
         body = apply_context_edits(body)
     one_call = body.get("parallel_tool_calls") is False and not provider.limits_parallel_calls
@@ -149,6 +153,21 @@ def _for_upstream(provider: Provider, body: JSONDict) -> tuple[JSONDict, _Upstre
 
 
 _NOTHING = _UpstreamShape()
+
+
+def _anthropic_tools_refused(provider: Provider, tools: Any) -> InvalidRequest:
+    """Anthropic's server tools run at Anthropic; leaving one out would let the
+    model answer a search it never made (ADR 0027)."""
+    kinds = [t.get("type") for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    named = ", ".join(f"`{kind}`" for kind in kinds if isinstance(kind, str)) or "its own"
+    return InvalidRequest(
+        f"The tools {named} are Anthropic's own: only an Anthropic deployment runs them, "
+        f"and this model's deployment `{provider.deployment_id}` is "
+        f"{provider.provider_name}. Route the request to an Anthropic model, or leave "
+        "the tools out.",
+        param="tools",
+        code="unsupported_tool",
+    )
 
 
 class Attempt:

@@ -66,6 +66,7 @@ _ERROR_STATUSES = {
 class AnthropicProvider(HttpProvider):
     provider_name = "anthropic"
     takes_context_management = True
+    takes_anthropic_tools = True
 
     def __init__(
         self,

@@ -8,12 +8,21 @@ from typing import Any
 
 import orjson
 
+from interlock.chat_markers import CONTENT_BLOCKS, PAUSE_TURN, SAID_BY_CHAT
 from interlock.providers.anthropic_wire import ShapeError
 from interlock.providers.base import JSONDict
 from interlock.providers.shapes import tool_call
 from interlock.tokens import TokenCounter
 
-__all__ = ["completion", "finish_reason", "reasoning_tokens", "tool_use_of", "usage_of"]
+__all__ = [
+    "anthropic_only",
+    "completion",
+    "finish_reason",
+    "matched_stop",
+    "reasoning_tokens",
+    "tool_use_of",
+    "usage_of",
+]
 
 _FINISH_REASONS = {
     "end_turn": "stop",
@@ -58,6 +67,8 @@ def completion(
     reply: JSONDict = {"role": "assistant", "content": content, "refusal": None}
     if calls:
         reply["tool_calls"] = calls
+    if any(anthropic_only(block) for block in message["content"]):
+        reply[CONTENT_BLOCKS] = message["content"]  # for the Messages edge, as written
     thinking = "".join(thoughts)
     if thinking:
         reply["reasoning_content"] = thinking
@@ -75,6 +86,7 @@ def completion(
                 "message": reply,
                 "logprobs": None,
                 "finish_reason": finish_reason(message.get("stop_reason"), bool(calls)),
+                **matched_stop(message.get("stop_reason"), message.get("stop_sequence")),
             }
         ],
         "usage": usage_of(usage, reasoning_tokens(usage, thinking, counter)),
@@ -100,6 +112,22 @@ def _answer_thinking(block: JSONDict) -> JSONDict:
         "thinking": block.get("thinking", ""),
         "signature": block.get("signature"),
     }
+
+
+def anthropic_only(block: JSONDict) -> bool:
+    """A block chat cannot say: a server tool's call or result, or cited text."""
+    kind = block.get("type")
+    return kind not in SAID_BY_CHAT or (kind == "text" and bool(block.get("citations")))
+
+
+def matched_stop(stop_reason: Any, stop_sequence: Any) -> JSONDict:
+    """vLLM's ``stop_reason`` for the choice: the stop sequence that matched,
+    or a paused turn (the Messages edge gives both back as Anthropic's)."""
+    if stop_reason == "stop_sequence" and isinstance(stop_sequence, str):
+        return {"stop_reason": stop_sequence}
+    if stop_reason == PAUSE_TURN:
+        return {"stop_reason": PAUSE_TURN}
+    return {}
 
 
 def tool_use_of(block: JSONDict) -> tuple[str, str, str]:

@@ -6,8 +6,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from interlock.chat_markers import ANTHROPIC_BLOCK, ANTHROPIC_CITATION, ANTHROPIC_TEXT
 from interlock.providers.anthropic_answer import (
     finish_reason,
+    matched_stop,
     reasoning_tokens,
     tool_use_of,
     usage_of,
@@ -29,11 +33,14 @@ __all__ = ["StreamTranslator"]
 class _Block:
     """One open content block of a streamed message."""
 
-    kind: str  # text, thinking, redacted_thinking, tool, json
+    kind: str  # text, thinking, redacted_thinking, tool, json, server
     tool_index: int = -1
     thinking: list[str] = field(default_factory=list)
     signature: str = ""
     data: str = ""
+    # A server block as it started, and its input's JSON pieces (a call's).
+    whole: JSONDict | None = None
+    pieces: list[str] = field(default_factory=list)
 
 
 class StreamTranslator:
@@ -59,6 +66,9 @@ class StreamTranslator:
         self._created = int(time.time())
         self._usage: JSONDict = {}
         self._stop_reason: Any = None
+        self._stop_sequence: Any = None
+        # Once a server block has come, each text block starts apart (its citations are its own).
+        self._server_blocks = False
         self._blocks: dict[Any, _Block] = {}
         self._calls = 0
         self._thinking: list[str] = []
@@ -83,6 +93,7 @@ class StreamTranslator:
             delta = event.get("delta")
             if isinstance(delta, dict) and delta.get("stop_reason"):
                 self._stop_reason = delta["stop_reason"]
+                self._stop_sequence = delta.get("stop_sequence")
             self._addusage_of(event.get("usage"))
         elif kind == "message_stop":
             return self._finish()
@@ -113,8 +124,13 @@ class StreamTranslator:
             return []
         if kind in ("text", "thinking"):
             self._blocks[index] = _Block(kind, signature=str(block.get("signature") or ""))
-            return self._delta(index, {**block, "type": f"{kind}_delta"})
-        return []  # server tools' blocks: nothing OpenAI's shape can carry
+            opened = self._delta(index, {**block, "type": f"{kind}_delta"})
+            if kind == "text" and self._server_blocks:
+                return [self._delta_chunk({ANTHROPIC_TEXT: True}), *opened]
+            return opened
+        # A server tool's call or result: sent whole as it ends, for the Messages edge.
+        self._blocks[index] = _Block("server", whole=block)
+        return []
 
     def _delta(self, index: Any, delta: Any) -> list[bytes]:
         kind = delta.get("type") if isinstance(delta, dict) else None
@@ -132,6 +148,10 @@ class StreamTranslator:
             return [self._delta_chunk({"reasoning_content": piece})]
         if kind == "signature_delta" and block is not None:
             block.signature += str(delta.get("signature") or "")
+        elif kind == "citations_delta" and isinstance(delta.get("citation"), dict):
+            return [self._delta_chunk({ANTHROPIC_CITATION: delta["citation"]})]
+        elif kind == "input_json_delta" and block is not None and block.kind == "server":
+            block.pieces.append(str(delta.get("partial_json") or ""))
         elif kind == "input_json_delta":
             if block is None or block.kind not in ("tool", "json"):
                 raise ShapeError("upstream input_json_delta for a block that is not a tool call")
@@ -145,6 +165,8 @@ class StreamTranslator:
 
     def _close(self, index: Any) -> list[bytes]:
         block = self._blocks.pop(index, None)
+        if block is not None and block.whole is not None:
+            return [self._delta_chunk({ANTHROPIC_BLOCK: self._server_block(block.whole, block)})]
         if block is None or block.kind not in ("thinking", "redacted_thinking"):
             return []
         if block.kind == "thinking":
@@ -157,6 +179,16 @@ class StreamTranslator:
             whole = {"type": "redacted_thinking", "data": block.data}
         return [self._delta_chunk({"thinking_blocks": [whole]})]
 
+    def _server_block(self, whole: JSONDict, block: _Block) -> JSONDict:
+        self._server_blocks = True
+        json = "".join(block.pieces)
+        if not json:
+            return whole
+        try:
+            return {**whole, "input": orjson.loads(json)}
+        except orjson.JSONDecodeError:
+            raise ShapeError("upstream server tool input is not JSON") from None
+
     def _addusage_of(self, usage: Any) -> None:
         # message_delta counts are cumulative, so later values replace earlier ones.
         if isinstance(usage, dict):
@@ -165,7 +197,9 @@ class StreamTranslator:
     def _finish(self) -> list[bytes]:
         self.finished = True
         finish = finish_reason(self._stop_reason, self._calls > 0)
-        chunks = [self._chunk([chunk_choice(0, {}, finish)])]
+        choice = chunk_choice(0, {}, finish)
+        choice.update(matched_stop(self._stop_reason, self._stop_sequence))
+        chunks = [self._chunk([choice])]
         if self._include_usage:
             reasoning = reasoning_tokens(self._usage, "".join(self._thinking), self._counter)
             chunks.append(self._chunk([], usage_of(self._usage, reasoning)))

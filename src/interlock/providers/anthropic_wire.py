@@ -22,7 +22,13 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from interlock.chat_markers import NATIVE_HINTS
+from interlock.chat_markers import (
+    ANTHROPIC_TOOLS,
+    CONTENT_BLOCKS,
+    NATIVE_HINTS,
+    SAID_BY_CHAT,
+    still_said,
+)
 from interlock.errors import InvalidRequest
 from interlock.providers.base import JSONDict
 from interlock.providers.documents import InlineDocument, document_of
@@ -170,12 +176,13 @@ def _add_tools(out: JSONDict, body: JSONDict, thinking_on: bool) -> str | None:
             param=param,
         )
     json_tool = _json_tool(fmt, tools) if fmt is not None else None
-    wire = _tool_choice(body, choice, json_tool, bool(tools))
+    native = body.get(ANTHROPIC_TOOLS) or []  # the Messages edge's, as the client sent them
+    wire = _tool_choice(body, choice, json_tool, bool(tools or native))
     if json_tool is not None:
         tools = [*tools, json_tool]
-    if not tools:
+    if not tools and not native:
         return None
-    out["tools"] = [_tool(t) for t in tools]
+    out["tools"] = [*(_tool(t) for t in tools), *native]
     if wire is not None:
         out["tool_choice"] = wire
     return json_tool.name if json_tool else None
@@ -322,13 +329,24 @@ def _document(document: InlineDocument) -> JSONDict:
 
 
 def _assistant_blocks(message: JSONDict, param: str) -> list[JSONDict]:
-    """Thinking first (Anthropic needs it back in tool loops), then text, then calls."""
+    """Thinking first (Anthropic needs it back in tool loops), then text, then
+    calls; or the turn's blocks as Anthropic wrote them, where the Messages
+    edge kept them (server tool calls and results, cited text)."""
     given = message.get("thinking_blocks") or []
     if not isinstance(given, list):
         raise InvalidRequest("`thinking_blocks` must be a list.", param=f"{param}.thinking_blocks")
     blocks = [_thinking_block(b, f"{param}.thinking_blocks[{k}]") for k, b in enumerate(given)]
-    blocks += _parts(message.get("content"), param, False)
-    for call_id, name, arguments in tool_calls_of(message, param):
+    texts = _parts(message.get("content"), param, False)
+    calls = tool_calls_of(message, param)
+    written = message.get(CONTENT_BLOCKS)
+    if isinstance(written, list) and all(isinstance(b, dict) for b in written):
+        said = "".join(block.get("text", "") for block in texts)
+        if still_said(written, said, [(call_id, arguments) for call_id, _, arguments in calls]):
+            return list(written)
+        # Rewritten (a guardrail): the server blocks, then what the message says.
+        blocks += [b for b in written if b.get("type") not in SAID_BY_CHAT]
+    blocks += texts
+    for call_id, name, arguments in calls:
         blocks.append({"type": "tool_use", "id": call_id, "name": name, "input": arguments})
     return blocks
 

@@ -81,6 +81,9 @@ class Provider(ABC):
     # False when the upstream cannot be told ``parallel_tool_calls: false``;
     # the pipeline then keeps each turn's first call alone (``pipeline/single_call.py``).
     limits_parallel_calls: bool = True
+    # True when the upstream runs Anthropic's own tool types (server tools
+    # such as ``web_search_20250305``); a request with one is refused elsewhere.
+    takes_anthropic_tools: bool = False
 
     @abstractmethod
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from interlock.chat_markers import BODY_MARKERS, TOOL_HINTS
+from interlock.chat_markers import BODY_MARKERS, CONTENT_BLOCKS, TOOL_HINTS
 from interlock.config import DeploymentConfig
 from interlock.errors import UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
@@ -104,13 +104,16 @@ class OpenAICompatibleProvider(HttpProvider):
 
 # On a tool, or on a message part: what only Anthropic upstreams read.
 _TOOL_MARKERS = frozenset({"cache_control", *TOOL_HINTS})
+# On a message: the same, and the turn's blocks as Anthropic wrote them.
+_MESSAGE_MARKERS = frozenset({"thinking_blocks", "cache_control", CONTENT_BLOCKS})
 
 
 def without_anthropic_markers(body: JSONDict) -> JSONDict:
     """``body`` without what the Anthropic Messages edge adds for Anthropic
     upstreams: the native ``thinking`` object (``reasoning_effort`` carries
     the same wish), ``output_config`` (``response_format`` carries its
-    format), signed ``thinking_blocks`` and ``cache_control`` markers.
+    format), signed ``thinking_blocks``, Anthropic's own ``content_blocks``
+    and ``cache_control`` markers.
     OpenAI refuses fields it does not know, and these mean nothing to it;
     everything the client itself asked for (``top_k`` ...) is forwarded as
     ever, for the upstream to honour or refuse."""
@@ -130,7 +133,7 @@ def _marked(body: JSONDict) -> bool:
         return True
     for message in body.get("messages") or ():
         if isinstance(message, dict):
-            if "thinking_blocks" in message or "cache_control" in message:
+            if not _MESSAGE_MARKERS.isdisjoint(message):
                 return True
             content = message.get("content")
             if isinstance(content, list) and any(
@@ -150,7 +153,7 @@ def _unmarked(item: Any) -> Any:
 def _unmarked_message(message: Any) -> Any:
     if not isinstance(message, dict):
         return message
-    out = {k: v for k, v in message.items() if k not in ("thinking_blocks", "cache_control")}
+    out = {k: v for k, v in message.items() if k not in _MESSAGE_MARKERS}
     if isinstance(message.get("content"), list):
         out["content"] = [_unmarked(part) for part in message["content"]]
     return out

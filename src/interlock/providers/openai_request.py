@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import orjson
 
-from interlock.chat_markers import TOOL_HINTS
+from interlock.chat_markers import ANTHROPIC_TOOLS, TOOL_HINTS
 from interlock.errors import InvalidRequest
 from interlock.ids import random_hex
 from interlock.providers.base import JSONDict
@@ -218,7 +218,7 @@ def tool_choice(body: JSONDict) -> ToolChoice:
         named = raw.get("function") if raw.get("type") == "function" else raw
         name = named.get("name") if isinstance(named, dict) else None
         if isinstance(name, str) and name:
-            if name not in {t.name for t in function_tools(body)}:
+            if name not in {t.name for t in function_tools(body)} | _anthropic_tool_names(body):
                 raise InvalidRequest(
                     f"`{param}` names the function `{name}`, which is not in `tools`.",
                     param=param,
@@ -227,6 +227,14 @@ def tool_choice(body: JSONDict) -> ToolChoice:
     raise InvalidRequest(
         f"`{param}` must be `auto`, `none`, `required` or a named function.", param=param
     )
+
+
+def _anthropic_tool_names(body: JSONDict) -> set[str]:
+    """Names of Anthropic's own tools the Messages edge kept (a choice may name one)."""
+    tools = body.get(ANTHROPIC_TOOLS)
+    if not isinstance(tools, list):
+        return set()
+    return {t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)}
 
 
 def new_tool_call_id() -> str:

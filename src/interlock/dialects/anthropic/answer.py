@@ -4,7 +4,9 @@ readings the stream translator shares: stop reason, usage, ids.
 Content comes out in Anthropic's order: thinking (signed blocks from an
 Anthropic or Bedrock upstream as they were, else the ``reasoning_content``
 of any other upstream as one unsigned block), then the text, then each tool
-call as a ``tool_use`` block.
+call as a ``tool_use`` block. An Anthropic upstream's answer that used its
+server tools comes back in its own blocks (``content_blocks``: the calls,
+their results, the cited text), unless the gateway rewrote its text.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from interlock.chat_markers import CONTENT_BLOCKS, PAUSE_TURN, SAID_BY_CHAT, still_said
 from interlock.errors import UpstreamProtocolError
 from interlock.ids import random_hex
 
@@ -43,21 +46,18 @@ def message(completion: JSONDict, stop_sequences: Sequence[str] = ()) -> JSONDic
     choice = choices[0] if isinstance(choices[0], dict) else {}
     reply = choice.get("message")
     reply = reply if isinstance(reply, dict) else {}
-    content = _thinking_blocks(reply)
-    text = reply.get("content") or reply.get("refusal")  # OpenAI's refusal is its text
-    if isinstance(text, str) and text:
-        content.append({"type": "text", "text": text})
     calls = reply.get("tool_calls") or []
-    for call in calls:
-        function = call.get("function") or {}
-        content.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id") or new_tool_id(),
-                "name": function.get("name", ""),
-                "input": tool_input(function.get("arguments")),
-            }
-        )
+    uses = [_tool_use(call) for call in calls]
+    text = reply.get("content") or reply.get("refusal")  # OpenAI's refusal is its text
+    text = text if isinstance(text, str) else ""
+    written = _written_blocks(reply.get(CONTENT_BLOCKS), text, uses)
+    if written is not None:
+        content = written
+    else:
+        content = _thinking_blocks(reply) + _server_blocks(reply.get(CONTENT_BLOCKS))
+        if text:
+            content.append({"type": "text", "text": text})
+        content += uses
     reason, sequence = stop_reason(choice, bool(calls), stop_sequences)
     return {
         "id": message_id(completion.get("id")),
@@ -69,6 +69,34 @@ def message(completion: JSONDict, stop_sequences: Sequence[str] = ()) -> JSONDic
         "stop_sequence": sequence,
         "usage": usage(completion.get("usage")),
     }
+
+
+def _tool_use(call: JSONDict) -> JSONDict:
+    function = call.get("function") or {}
+    return {
+        "type": "tool_use",
+        "id": call.get("id") or new_tool_id(),
+        "name": function.get("name", ""),
+        "input": tool_input(function.get("arguments")),
+    }
+
+
+def _written_blocks(blocks: Any, text: str, uses: list[JSONDict]) -> list[JSONDict] | None:
+    """An Anthropic upstream's blocks as it wrote them (server tool calls and
+    results, cited text), when they still say what the message says: a
+    guardrail that rewrote the text or a call leaves the message's own."""
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        return None
+    if not still_said(blocks, text, [(use["id"], use["input"]) for use in uses]):
+        return None
+    return blocks
+
+
+def _server_blocks(blocks: Any) -> list[JSONDict]:
+    """Where the written blocks no longer hold: their server tool blocks alone."""
+    if not isinstance(blocks, list):
+        return []
+    return [b for b in blocks if isinstance(b, dict) and b.get("type") not in SAID_BY_CHAT]
 
 
 def _thinking_blocks(reply: JSONDict) -> list[JSONDict]:
@@ -134,6 +162,8 @@ def stop_reason(
     matched = choice.get("stop_reason")
     if finish == "stop" and isinstance(matched, str) and matched in stop_sequences:
         return "stop_sequence", matched
+    if finish == "stop" and matched == PAUSE_TURN:  # an Anthropic upstream's server tools paused
+        return PAUSE_TURN, None
     return _STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn", None
 
 

@@ -52,8 +52,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from interlock.chat_markers import NATIVE_HINTS, TOOL_HINTS
+from interlock.chat_markers import ANTHROPIC_TOOLS, CONTENT_BLOCKS, NATIVE_HINTS, TOOL_HINTS
 from interlock.dialects.anthropic.schemas import (
+    AnthropicTool,
     CacheControl,
     CountTokensRequest,
     DocumentBlock,
@@ -63,6 +64,7 @@ from interlock.dialects.anthropic.schemas import (
     OutputConfig,
     PlainTextSource,
     RedactedThinkingBlock,
+    ServerBlock,
     TextBlock,
     Thinking,
     ThinkingBlock,
@@ -91,7 +93,12 @@ def chat_body(request: CountTokensRequest) -> JSONDict:
     has no sampling or output fields; its translation is the prompt's)."""
     body: JSONDict = {"model": request.model, "messages": _messages(request)}
     if request.tools:
-        body["tools"] = [_tool(tool) for tool in request.tools]
+        tools = [tool for tool in request.tools if isinstance(tool, Tool)]
+        if tools:
+            body["tools"] = [_tool(tool) for tool in tools]
+        native = [tool for tool in request.tools if isinstance(tool, AnthropicTool)]
+        if native:  # a marker: for Anthropic upstreams alone (ADR 0027)
+            body[ANTHROPIC_TOOLS] = [tool.model_dump(exclude_none=True) for tool in native]
     if request.tool_choice is not None:
         _add_tool_choice(body, request.tool_choice)
     thinking = request.thinking
@@ -216,10 +223,21 @@ def _assistant(message: Message) -> JSONDict:
         out["tool_calls"] = calls
     if thinking:
         out["thinking_blocks"] = thinking
+    if any(_anthropic_only(block) for block in message.content):
+        # Chat's content and calls say the turn to every upstream; an
+        # Anthropic one is sent the blocks as they were (a paused turn's
+        # server tool calls, cited text).
+        out[CONTENT_BLOCKS] = [block.model_dump(exclude_none=True) for block in message.content]
     last = message.content[-1] if message.content else None
     if isinstance(last, ToolUseBlock) and last.cache_control is not None:
         out["cache_control"] = _marker(last.cache_control)
     return out
+
+
+def _anthropic_only(block: BaseModel) -> bool:
+    if isinstance(block, TextBlock):
+        return bool(block.citations)
+    return isinstance(block, ServerBlock)
 
 
 def _tool_call(block: ToolUseBlock) -> JSONDict:

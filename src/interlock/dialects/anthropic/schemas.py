@@ -5,12 +5,14 @@ They validate; ``request.py`` translates from the validated models. Like
 Anthropic's API, an unknown field is a 400 naming it (a misspelt
 ``cache_control`` would otherwise pass silently), types are strict (``"1"``
 is not an integer), and content blocks are told apart by their ``type``.
-Features with no counterpart in OpenAI's chat shape (server tools,
-containers, MCP servers, documents by URL or with citations) are not
-modelled, so they are refused the same way, naming the field. PDF and
-plain-text documents are: they become chat's ``file`` parts. So is
-``output_config``: its ``format`` becomes chat's ``response_format``, and
-both travel natively to Anthropic upstreams.
+Features with no counterpart in OpenAI's chat shape (containers, MCP
+servers, documents by URL or with citations) are not modelled, so they are
+refused the same way, naming the field. PDF and plain-text documents are:
+they become chat's ``file`` parts. So is ``output_config``: its ``format``
+becomes chat's ``response_format``, and both travel natively to Anthropic
+upstreams. Anthropic's own tool types (server tools such as
+``web_search_20250305``) and the blocks their answers hold are kept as sent,
+for Anthropic upstreams alone (ADR 0027).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pydantic_core import PydanticCustomError
 from interlock.errors import InvalidRequest
 
 __all__ = [
+    "AnthropicTool",
     "Base64Source",
     "Block",
     "CacheControl",
@@ -47,6 +50,7 @@ __all__ = [
     "OutputFormat",
     "PlainTextSource",
     "RedactedThinkingBlock",
+    "ServerBlock",
     "TextBlock",
     "Thinking",
     "ThinkingBlock",
@@ -174,15 +178,44 @@ class RedactedThinkingBlock(_Closed):
     data: str
 
 
+# Anthropic's server-side blocks: its tool calls (``server_tool_use``,
+# ``mcp_tool_use``), every ``..._tool_result`` and a ``container_upload``.
+SERVER_BLOCK_TYPES = r"^(server_tool_use|mcp_tool_use|container_upload|[a-z_]+_tool_result)$"
+
+
+class ServerBlock(BaseModel):
+    """A block of Anthropic's server tools in an answer sent back (a
+    ``server_tool_use`` call, a ``web_search_tool_result`` ...): its content
+    is Anthropic's to read, so it is kept as it came, for Anthropic upstreams
+    (a paused turn is continued by sending it back)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: str = Field(pattern=SERVER_BLOCK_TYPES)
+
+
+_BLOCK_TAGS = frozenset(
+    ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking")
+)
+
+
+def _block_kind(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if kind in _BLOCK_TAGS:
+        return str(kind)
+    return "server" if isinstance(kind, str) else None
+
+
 Block = Annotated[
-    TextBlock
-    | ImageBlock
-    | DocumentBlock
-    | ToolUseBlock
-    | ToolResultBlock
-    | ThinkingBlock
-    | RedactedThinkingBlock,
-    Field(discriminator="type"),
+    Annotated[TextBlock, Tag("text")]
+    | Annotated[ImageBlock, Tag("image")]
+    | Annotated[DocumentBlock, Tag("document")]
+    | Annotated[ToolUseBlock, Tag("tool_use")]
+    | Annotated[ToolResultBlock, Tag("tool_result")]
+    | Annotated[ThinkingBlock, Tag("thinking")]
+    | Annotated[RedactedThinkingBlock, Tag("redacted_thinking")]
+    | Annotated[ServerBlock, Tag("server")],
+    Discriminator(_block_kind),
 ]
 
 
@@ -192,8 +225,7 @@ class Message(_Closed):
 
 
 class Tool(_Closed):
-    """A client tool; Anthropic's server tools (``web_search_...``) have no
-    counterpart in OpenAI's shape."""
+    """A client tool: the caller runs it, any upstream can call it."""
 
     type: Literal["custom"] | None = None
     name: str = Field(min_length=1, max_length=128)
@@ -207,17 +239,31 @@ class Tool(_Closed):
     eager_input_streaming: bool | None = None
     allowed_callers: list[str] | None = None
 
-    @field_validator("type", mode="before")
-    @classmethod
-    def _client_tool(cls, value: Any) -> Any:
-        if value not in (None, "custom"):
-            raise PydanticCustomError(
-                "server_tool",
-                "only custom (client) tools can be translated, not '{kind}': "
-                "Anthropic's server tools run at Anthropic",
-                {"kind": value},
-            )
-        return value
+
+class AnthropicTool(BaseModel):
+    """One of Anthropic's own tool types, versioned by date: a server tool it
+    runs itself (``web_search_20250305``, ``web_fetch_20250910``,
+    ``code_execution_...``) or one of its schema-less client tools
+    (``bash_20250124``, ``text_editor_...``). Kept as sent (their fields are
+    Anthropic's to check), for Anthropic upstreams alone: no other upstream
+    can run them or knows their schemas, so an attempt on one is refused."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]*_\d{8}$")
+    name: str = Field(min_length=1, max_length=128)
+    cache_control: CacheControl | None = None
+
+
+def _tool_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "client" if kind in (None, "custom") else "anthropic"
+
+
+AnyTool = Annotated[
+    Annotated[Tool, Tag("client")] | Annotated[AnthropicTool, Tag("anthropic")],
+    Discriminator(_tool_kind),
+]
 
 
 class ToolChoiceAuto(_Closed):
@@ -342,7 +388,7 @@ class CountTokensRequest(_Closed):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
-    tools: list[Tool] | None = None
+    tools: list[AnyTool] | None = None
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None
     output_config: OutputConfig | None = None

@@ -11,7 +11,9 @@ with ``ping`` events wherever the edge has to keep the connection alive.
 One block is open at a time, as Anthropic streams them: text
 (``text_delta``), thinking (``thinking_delta``, then ``signature_delta``
 when an Anthropic upstream signed it) and tool calls (``input_json_delta``
-argument pieces).
+argument pieces). An Anthropic upstream's server tool blocks and citations
+come as it streamed them (``chat_markers``): a server tool call's input in
+one piece, a result whole in its block's start.
 
 OpenAI streams may interleave parallel tool calls (each piece names its
 call's ``index``); Anthropic's blocks may not. The first call streams as it
@@ -35,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from interlock.chat_markers import ANTHROPIC_BLOCK, ANTHROPIC_CITATION, ANTHROPIC_TEXT
 from interlock.dialects.anthropic.answer import message_id, new_tool_id, stop_reason, usage
 from interlock.dialects.chunks import RepeatedChunks
 from interlock.errors import UpstreamProtocolError
@@ -85,7 +88,19 @@ _TEXT_START = b'{"type":"text","text":""}'
 _THINKING_START = b'{"type":"thinking","thinking":"","signature":""}'
 
 # The delta fields a chunk's events come from.
-_READ = frozenset(("reasoning_content", "thinking_blocks", "content", "refusal", "tool_calls"))
+_READ = frozenset(
+    (
+        "reasoning_content",
+        "thinking_blocks",
+        "content",
+        "refusal",
+        "tool_calls",
+        ANTHROPIC_BLOCK,
+        ANTHROPIC_TEXT,
+        ANTHROPIC_CITATION,
+    )
+)
+_CITATIONS_DELTA = _delta_head("citations_delta", "citation")
 
 
 @dataclass(slots=True)
@@ -182,6 +197,7 @@ class EventTranslator:
                 for block in blocks:
                     if isinstance(block, dict):
                         out += self._signed(block)
+            out += self._anthropic_own(delta)
             for name in ("content", "refusal"):
                 text = delta.get(name)
                 if text and isinstance(text, str):
@@ -195,6 +211,31 @@ class EventTranslator:
             self._finish = choice["finish_reason"]
             self._matched = choice.get("stop_reason")
         return out
+
+    def _anthropic_own(self, delta: JSONDict) -> bytes:
+        """An Anthropic upstream's server tool blocks and citations, as it
+        streamed them (``chat_markers``)."""
+        out = b""
+        block = delta.get(ANTHROPIC_BLOCK)
+        if isinstance(block, dict):
+            out += self._server_block(block)
+        if delta.get(ANTHROPIC_TEXT):
+            out += self._close()  # the next text opens a block of its own
+        citation = delta.get(ANTHROPIC_CITATION)
+        if isinstance(citation, dict):
+            if self._open != "text":
+                out += self._switch("text", _TEXT_START)
+            out += _delta(_CITATIONS_DELTA, self._blocks - 1, orjson.dumps(citation))
+        return out
+
+    def _server_block(self, block: JSONDict) -> bytes:
+        """A whole server block: a call streams its input as one piece, as a
+        ``tool_use`` does; a result comes whole in its start."""
+        if "input" not in block:
+            return self._switch("server", orjson.dumps(block)) + self._close()
+        opened = self._switch("server", orjson.dumps({**block, "input": {}}))
+        json = orjson.dumps(orjson.dumps(block["input"]).decode())
+        return opened + _delta(_JSON_DELTA, self._blocks - 1, json) + self._close()
 
     # -- blocks ---------------------------------------------------------------
 

@@ -80,6 +80,8 @@ def test_a_web_search_runs_at_anthropic_and_comes_back_in_its_blocks(
     assert cited.type == "text" and cited.text == CITED_ANSWER["text"]
     assert [c.model_dump() for c in cited.citations or []] == CITED_ANSWER["citations"]
     assert answer.stop_reason == "end_turn"
+    assert answer.usage.server_tool_use is not None
+    assert answer.usage.server_tool_use.web_search_requests == 1
 
 
 def test_a_streamed_web_search_ends_as_the_same_message(client: anthropic.Anthropic) -> None:
@@ -90,6 +92,8 @@ def test_a_streamed_web_search_ends_as_the_same_message(client: anthropic.Anthro
         streamed = stream.get_final_message()
     assert _blocks(streamed) == _blocks(unary)
     assert streamed.stop_reason == "end_turn"
+    assert streamed.usage.server_tool_use is not None
+    assert streamed.usage.server_tool_use.web_search_requests == 1
 
 
 def test_the_stream_writes_each_block_as_anthropic_streams_it(gateway: GatewayProcess) -> None:

@@ -299,3 +299,16 @@ def test_an_unpriced_answer_is_counted_apart_not_as_free(
         assert 'interlock_unpriced_requests_total{key="test",model="llama"} 1.0' in metrics
     finally:
         gateway.close()
+
+
+def test_web_searches_an_upstream_ran_cost_what_the_catalog_says(catalog: PriceCatalog) -> None:
+    price = catalog.lookup("anthropic", "claude-sonnet-4-5", None)
+    assert price is not None and price.base.web_search == 10.0  # US dollars per thousand
+    usage = {**_usage(1_000, 0, 0, 500), "server_tool_use": {"web_search_requests": 3}}
+    theirs = calc_price(
+        Usage(input_tokens=1_000, output_tokens=500, web_searches=3),
+        "claude-sonnet-4-5",
+        provider_id="anthropic",
+    ).total_price
+    assert Decimal(repr(usage_cost(usage, price))).quantize(Decimal("1e-12")) == theirs
+    assert price.card()["web_search_per_thousand"] == 10.0

@@ -136,3 +136,20 @@ def test_the_ledger_charges_anthropic_cache_reads_and_writes_at_their_rates(
         return float(totals["cost_usd"]) if totals["requests"] else None
 
     assert wait_for(cost, timeout_s=15, what="the request in the ledger") == 4.455
+
+
+def test_web_searches_are_billed_per_thousand_apart_from_tokens() -> None:
+    usage = {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "server_tool_use": {"web_search_requests": 4},
+    }
+    assert usage_cost(usage, PriceConfig(web_search_per_thousand=10.0)) == 0.04
+    assert usage_cost(usage, PRICE) == 0.0  # a price without a search rate charges none
+    assert (
+        usage_cost(
+            {**usage, "server_tool_use": {"web_search_requests": "4"}},
+            PriceConfig(web_search_per_thousand=10.0),
+        )
+        == 0.0
+    )

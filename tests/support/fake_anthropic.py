@@ -407,8 +407,15 @@ def _message(body: Block, blocks: list[Block], stop_reason: str) -> Block:
             "cache_creation_input_tokens": 50 if cached else 0,
             "cache_read_input_tokens": 100 if cached else 0,
             "output_tokens": max(1, len(orjson.dumps(blocks)) // 4),
+            **_server_tool_use(blocks),
         },
     }
+
+
+def _server_tool_use(blocks: list[Block]) -> Block:
+    """Searches run, reported as Anthropic does (they are billed apart)."""
+    searches = sum(1 for b in blocks if b["type"] == "server_tool_use")
+    return {"server_tool_use": {"web_search_requests": searches}} if searches else {}
 
 
 # -- streaming -----------------------------------------------------------------
@@ -451,7 +458,7 @@ def _events(message: Block) -> list[tuple[str, Block]]:
     ending = {
         "type": "message_delta",
         "delta": delta,
-        "usage": {"output_tokens": usage["output_tokens"]},
+        "usage": {"output_tokens": usage["output_tokens"], **_server_tool_use(message["content"])},
     }
     events += [("message_delta", ending), ("message_stop", {"type": "message_stop"})]
     return events

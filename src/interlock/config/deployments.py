@@ -64,6 +64,8 @@ class PriceConfig(_Strict):
     cached_input_per_million: float | None = Field(default=None, ge=0)
     # Input tokens written to a prompt cache; None: the input rate.
     cache_write_per_million: float | None = Field(default=None, ge=0)
+    # Web searches the upstream runs itself (Anthropic's web_search server tool).
+    web_search_per_thousand: float = Field(default=0.0, ge=0)
 
 
 class AwsConfig(_Strict):

@@ -90,6 +90,7 @@ def _rates(prices: Any) -> tuple[Rates | None, tuple[tuple[int, Rates], ...]]:
             # those tokens are charged as plain input.
             cache_read=plain if values["cache_read"] is None else values["cache_read"],
             cache_write=plain if values["cache_write"] is None else values["cache_write"],
+            web_search=float(getattr(prices, "web_searches_kcount", None) or 0.0),
         )
 
     return at(None), tuple((threshold, at(threshold)) for threshold in thresholds)

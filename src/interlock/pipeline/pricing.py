@@ -6,6 +6,8 @@ from a prompt cache (OpenAI, Anthropic, Gemini, DeepSeek report it) and
 ``cache_write_tokens`` how many were written to one (Anthropic's cache
 creation, dearer than plain input). Charging them all at the input rate
 overbills cache reads several times over; here each class has its rate.
+Web searches an upstream runs as a server tool (Anthropic's) are billed
+per thousand, apart from tokens: ``usage.server_tool_use``.
 
 A ``Price`` is the rates in use for one deployment and where they came
 from: the config file's ``price``, the offline catalog
@@ -22,17 +24,19 @@ from typing import Any
 
 from interlock.config import PriceConfig
 
-__all__ = ["Price", "Rates", "TokenClasses", "token_classes", "usage_cost"]
+__all__ = ["Price", "Rates", "TokenClasses", "token_classes", "usage_cost", "web_searches"]
 
 
 @dataclass(frozen=True, slots=True)
 class Rates:
-    """US dollars per million tokens of each class."""
+    """US dollars per million tokens of each class, and per thousand web
+    searches an upstream ran itself (Anthropic's server tool)."""
 
     input: float
     output: float
     cache_read: float
     cache_write: float
+    web_search: float = 0.0
 
     @classmethod
     def of(cls, config: PriceConfig) -> Rates:
@@ -43,15 +47,19 @@ class Rates:
             config.output_per_million,
             config.input_per_million if read is None else read,
             config.input_per_million if write is None else write,
+            config.web_search_per_thousand,
         )
 
     def card(self) -> dict[str, float]:
-        return {
+        card = {
             "input_per_million": self.input,
             "output_per_million": self.output,
             "cached_input_per_million": self.cache_read,
             "cache_write_per_million": self.cache_write,
         }
+        if self.web_search:
+            card["web_search_per_thousand"] = self.web_search
+        return card
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +131,16 @@ def usage_cost(usage: dict[str, Any], price: Price | PriceConfig) -> float:
         tokens.cache_read * rates.cache_read,
         tokens.cache_write * rates.cache_write,
         tokens.output * rates.output,
+        web_searches(usage) * rates.web_search * 1_000,
     )
     return math.fsum(parts) / 1_000_000
+
+
+def web_searches(usage: dict[str, Any]) -> int:
+    """Searches the upstream ran and bills apart (Anthropic's
+    ``usage.server_tool_use.web_search_requests``)."""
+    server = usage.get("server_tool_use")
+    return _count(server.get("web_search_requests")) if isinstance(server, dict) else 0
 
 
 def _count(value: Any) -> int:

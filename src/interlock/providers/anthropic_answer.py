@@ -175,6 +175,10 @@ def usage_of(usage: Any, reasoning_tokens: int | None = None) -> JSONDict:
         }
     if reasoning_tokens is not None:
         translated["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    server = usage.get("server_tool_use")
+    if isinstance(server, dict) and any(_count(v) for v in server.values()):
+        # Searches are billed apart from tokens (pipeline/pricing.py).
+        translated["server_tool_use"] = {k: _count(v) for k, v in server.items()}
     return translated
 
 

@@ -175,12 +175,16 @@ def usage(raw: Any) -> JSONDict:
     details = details if isinstance(details, dict) else {}
     read = _count(details.get("cached_tokens"))
     written = _count(details.get("cache_write_tokens"))
-    return {
+    out: JSONDict = {
         "input_tokens": max(0, _count(raw.get("prompt_tokens")) - read - written),
         "output_tokens": _count(raw.get("completion_tokens")),
         "cache_read_input_tokens": read,
         "cache_creation_input_tokens": written,
     }
+    server = raw.get("server_tool_use")
+    if isinstance(server, dict):  # an Anthropic upstream's server tools ran
+        out["server_tool_use"] = server
+    return out
 
 
 def _count(value: Any) -> int:

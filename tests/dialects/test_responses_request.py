@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from interlock.dialects.responses.answer import response_shell, to_response
@@ -19,7 +20,7 @@ from interlock.dialects.responses.request import (
     stored_items,
 )
 from interlock.dialects.responses.schemas import input_items, validate_request
-from interlock.errors import InvalidRequest
+from interlock.errors import InvalidRequest, UpstreamProtocolError
 from interlock.pipeline.schemas import ChatCompletionRequest, validate_body
 
 WEATHER = {
@@ -437,7 +438,14 @@ def test_custom_tools_and_their_items_become_chat_s_custom_tools_and_calls() -> 
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"tools": [{"type": "local_shell"}]}, "tools[0].type"),
+        ({"tools": [{"type": "computer_use_preview"}]}, "tools[0].type"),
+        ({"tools": [{**WEATHER, "name": "shell"}, {"type": "shell"}]}, "tools"),
+        (
+            {"tools": [{"type": "shell", "environment": {"type": "container_auto"}}]},
+            "tools[0].environment",
+        ),
+        ({"input": [{"type": "shell_call", "call_id": "c"}]}, "input[0].action"),
+        ({"input": [{"type": "apply_patch_call_output", "call_id": "c"}]}, "input[0].status"),
         ({"tools": [{"type": "web_search"}], "tool_choice": "required"}, "tool_choice"),
         ({"tools": [{"type": "custom"}]}, "tools[0].name"),
         (
@@ -506,3 +514,150 @@ def test_an_image_in_a_tool_output_is_refused() -> None:
     output = [{"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]
     error = _refused(input=[{"type": "function_call_output", "call_id": "c", "output": output}])
     assert error.param == "input[0].output[0]"
+
+
+SHELL_ACTION = {"commands": ["ls -la"], "timeout_ms": 5000, "max_output_length": None}
+PATCH_OPERATION = {"type": "update_file", "path": "a.py", "diff": "@@\n-x\n+y\n"}
+EXEC = {"type": "exec", "command": ["ls"], "env": {}, "working_directory": "/w"}
+
+
+def test_built_in_tools_are_functions_and_their_items_a_tool_loop() -> None:
+    body = _chat(
+        input=[
+            {"role": "user", "content": "Tidy up"},
+            {"type": "shell_call", "call_id": "s1", "action": SHELL_ACTION, "status": "completed"},
+            {
+                "type": "shell_call_output",
+                "call_id": "s1",
+                "output": [
+                    {"stdout": "a.py", "stderr": "", "outcome": {"type": "exit", "exit_code": 0}}
+                ],
+            },
+            {
+                "type": "apply_patch_call",
+                "call_id": "p1",
+                "operation": PATCH_OPERATION,
+                "status": "completed",
+            },
+            {
+                "type": "apply_patch_call_output",
+                "call_id": "p1",
+                "status": "failed",
+                "output": "no a.py",
+            },
+            {
+                "type": "local_shell_call",
+                "call_id": "l1",
+                "id": "lsh_1",
+                "action": EXEC,
+                "status": "completed",
+            },
+            {"type": "local_shell_call_output", "id": "l1", "output": '{"output": "a.py"}'},
+        ],
+        tools=[
+            {"type": "shell", "environment": {"type": "local"}},
+            {"type": "apply_patch"},
+            {"type": "local_shell"},
+        ],
+        tool_choice={"type": "apply_patch"},
+    )
+    assert [t["function"]["name"] for t in body["tools"]] == ["shell", "apply_patch", "local_shell"]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "apply_patch"}}
+    calls = [m["tool_calls"][0] for m in body["messages"] if m.get("tool_calls")]
+    assert [(c["id"], c["function"]["name"]) for c in calls] == [
+        ("s1", "shell"),
+        ("p1", "apply_patch"),
+        ("l1", "local_shell"),
+    ]
+    assert [orjson.loads(c["function"]["arguments"]) for c in calls] == [
+        {"commands": ["ls -la"], "timeout_ms": 5000},
+        PATCH_OPERATION,
+        {"command": ["ls"], "working_directory": "/w"},
+    ]
+    results = [m for m in body["messages"] if m["role"] == "tool"]
+    assert [r["tool_call_id"] for r in results] == ["s1", "p1", "l1"]
+    assert orjson.loads(results[0]["content"])[0]["stdout"] == "a.py"
+    assert results[1]["content"] == "failed: no a.py"
+    assert results[2]["content"] == '{"output": "a.py"}'
+
+
+def test_allowed_tools_name_a_built_in_tool_by_its_type() -> None:
+    body = _chat(
+        input="Go",
+        tools=[WEATHER, {"type": "shell"}],
+        tool_choice={"type": "allowed_tools", "mode": "required", "tools": [{"type": "shell"}]},
+    )
+    assert [t["function"]["name"] for t in body["tools"]] == ["shell"]
+    assert body["tool_choice"] == "required"
+
+
+@pytest.mark.parametrize(
+    ("kind", "arguments", "item"),
+    [
+        (
+            "shell",
+            '{"commands": ["ls"]}',
+            {
+                "action": {"commands": ["ls"], "timeout_ms": None, "max_output_length": None},
+                "environment": None,
+            },
+        ),
+        (
+            "apply_patch",
+            '{"type": "delete_file", "path": "a.py"}',
+            {"operation": {"type": "delete_file", "path": "a.py"}},
+        ),
+        (
+            "local_shell",
+            '{"command": ["ls"]}',
+            {
+                "action": {
+                    "type": "exec",
+                    "command": ["ls"],
+                    "timeout_ms": None,
+                    "working_directory": None,
+                    "env": {},
+                    "user": None,
+                }
+            },
+        ),
+    ],
+)
+def test_a_call_of_a_built_in_tool_is_answered_as_its_item(
+    kind: str, arguments: str, item: dict[str, Any]
+) -> None:
+    request = validate_request({"model": "m", "input": "Go", "tools": [{"type": kind}]})
+    shell = response_shell(request, "resp_1", 0)
+    call = {"id": "call_1", "type": "function", "function": {"name": kind, "arguments": arguments}}
+    answer = {
+        "choices": [
+            {
+                "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                "finish_reason": "tool_calls",
+            }
+        ]
+    }
+    [output] = to_response(shell, answer)["output"]
+    assert output["type"] == f"{kind}_call" and output["call_id"] == "call_1"
+    assert output["status"] == "completed"
+    assert {k: v for k, v in output.items() if k in item} == item
+    # Sent back, it is the model's call again, its arguments the action.
+    sent_back = _chat(input=[output], tools=[{"type": kind}])["messages"][0]["tool_calls"][0]
+    assert (sent_back["id"], sent_back["function"]["name"]) == ("call_1", kind)
+    assert orjson.loads(sent_back["function"]["arguments"]) == orjson.loads(arguments)
+
+
+def test_a_built_in_call_whose_arguments_are_not_its_action_is_an_upstream_error() -> None:
+    request = validate_request({"model": "m", "input": "Go", "tools": [{"type": "apply_patch"}]})
+    call = {
+        "id": "c",
+        "type": "function",
+        "function": {"name": "apply_patch", "arguments": '{"type": "rename"}'},
+    }
+    answer = {
+        "choices": [
+            {"message": {"role": "assistant", "tool_calls": [call]}, "finish_reason": "tool_calls"}
+        ]
+    }
+    with pytest.raises(UpstreamProtocolError, match="apply_patch"):
+        to_response(response_shell(request, "resp_1", 0), answer)

@@ -506,7 +506,7 @@ def test_input_tokens_count_what_the_model_reads(client: openai.OpenAI) -> None:
         client.responses.input_tokens.count(model="no-such-model", input="Hi")
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.input_tokens.count(
-            model="sim", input="Hi", tools=[{"type": "local_shell"}]
+            model="sim", input="Hi", tools=[{"type": "computer_use_preview"}]
         )
     assert caught.value.body["param"] == "tools[0].type"  # type: ignore[index]
 
@@ -555,14 +555,16 @@ def test_store_false_is_not_retrievable(client: openai.OpenAI) -> None:
 
 def test_errors_keep_openai_shape(client: openai.OpenAI, gateway: GatewayProcess) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="sim", input="Hi", tools=[{"type": "local_shell"}])
+        client.responses.create(model="sim", input="Hi", tools=[{"type": "computer_use_preview"}])
     assert caught.value.body["param"] == "tools[0].type"  # type: ignore[index]
     assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
     with openai_client(gateway, "sk-wrong") as stranger:
         with pytest.raises(openai.AuthenticationError):
             stranger.responses.retrieve("resp_x")
         with pytest.raises(openai.AuthenticationError):  # a bad key before a bad body
-            stranger.responses.create(model="sim", input="Hi", tools=[{"type": "local_shell"}])
+            stranger.responses.create(
+                model="sim", input="Hi", tools=[{"type": "computer_use_preview"}]
+            )
     answer = httpx.get(gateway.base_url + "/v1/responses/resp_x/nothing", headers=_auth())
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
 

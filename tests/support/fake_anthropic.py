@@ -353,6 +353,8 @@ def _arguments(tool: Block) -> Any:
 
 
 def _example(schema: Any) -> Any:
+    if isinstance(schema, dict) and schema.get("enum"):
+        return schema["enum"][0]
     kind = schema.get("type") if isinstance(schema, dict) else None
     if isinstance(kind, list):  # ["string", "null"]
         kind = next((k for k in kind if k != "null"), None)

@@ -18,8 +18,9 @@ decided from the request alone:
 1. tools, a tool choice other than ``none`` and no tool results in the last
    turn: tool calls (the first two tools if the last user text has the word
    "parallel", streamed interleaved; else the named tool, else the first),
-   arguments from each property's type (string "Paris", integer 3, number
-   1.5, boolean true, array [], object {}); finish reason ``tool_calls``.
+   arguments from each property's ``enum`` (its first value) or type (string
+   "Paris", integer 3, number 1.5, boolean true, array [], object {});
+   finish reason ``tool_calls``.
    Custom (freeform) tools are taken as OpenAI's own API takes them: a call
    to one carries ``CUSTOM_INPUT`` as its input;
 2. tool results in the last turn: "Tool said: " and their texts joined by "; ";
@@ -292,7 +293,10 @@ def _arguments(function: dict[str, Any]) -> str:
 def _from_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """The contract's rule: each property a fixed value of its type."""
     properties = schema.get("properties") or {}
-    return {name: _LEAVES.get(spec.get("type"), "Paris") for name, spec in properties.items()}
+    return {
+        name: spec["enum"][0] if spec.get("enum") else _LEAVES.get(spec.get("type"), "Paris")
+        for name, spec in properties.items()
+    }
 
 
 def _call_id() -> str:

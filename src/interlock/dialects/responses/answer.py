@@ -10,7 +10,8 @@ items, the status and the usage. One assistant message becomes, in order:
 - a ``message`` item with an ``output_text`` part (and a ``refusal`` part if
   the model refused), unless the turn is only tool calls;
 - a ``function_call`` item per tool call (``call_id`` is the chat call's id),
-  or a ``custom_tool_call`` item for a call to a custom (freeform) tool.
+  a ``custom_tool_call`` item for a call to a custom (freeform) tool, or
+  a built-in tool's item (``shell_call`` ...) for a call to its function.
 
 ``finish_reason`` ``length`` makes the response ``incomplete`` with
 ``incomplete_details.reason`` ``max_output_tokens`` (``content_filter`` the
@@ -23,6 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from interlock.dialects.responses.builtin_tools import builtin_call, id_prefix, offered
 from interlock.dialects.responses.namespaces import namespaced
 from interlock.dialects.responses.request import ITEM_ID_PREFIXES, encode_thinking
 from interlock.dialects.responses.schemas import ResponsesRequest
@@ -30,6 +32,7 @@ from interlock.ids import random_hex
 
 __all__ = [
     "JSONDict",
+    "as_builtin",
     "custom_tool_call_item",
     "finished",
     "fresh_item_id",
@@ -121,9 +124,13 @@ def to_response(shell: JSONDict, answer: JSONDict) -> JSONDict:
     choice = choices[0]
     status, _ = status_of(choice.get("finish_reason"))
     output = output_items(choice.get("message") or {}, status, token_logprobs(choice))
-    names = namespaced(shell.get("tools") or ())
+    tools = shell.get("tools") or ()
+    names = namespaced(tools)
     if names:
         output = [namespace_call(item, names) for item in output]
+    builtins = offered(tools)
+    if builtins:
+        output = [as_builtin(item, builtins) for item in output]
     return finished(
         shell, output, choice.get("finish_reason"), answer.get("usage"), answer.get("model")
     )
@@ -224,6 +231,17 @@ def namespace_call(item: JSONDict, names: Mapping[str, tuple[str, str]]) -> JSON
     if found is None:
         return item
     return {**item, "name": found[1], "namespace": found[0]}
+
+
+def as_builtin(item: JSONDict, builtins: frozenset[str]) -> JSONDict:
+    """A function call to an offered built-in tool as that tool's item
+    (``builtin_tools.py``); any other item as it is."""
+    name = item.get("name")
+    if item.get("type") != "function_call" or name not in builtins:
+        return item
+    return builtin_call(
+        name, new_id(id_prefix(name)), item["call_id"], item["arguments"], item["status"]
+    )
 
 
 def output_text(text: str, logprobs: list[JSONDict] | None = None) -> JSONDict:

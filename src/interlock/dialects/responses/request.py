@@ -5,7 +5,9 @@
 messages: consecutive ``function_call`` (and ``custom_tool_call``) items
 are one assistant turn's ``tool_calls``, each ``function_call_output`` (and
 ``custom_tool_call_output``) a ``tool`` message. Hosted tools
-(``web_search`` and the others OpenAI runs itself) are left out. Custom
+(``web_search`` and the others OpenAI runs itself) are left out; the
+built-in tools the client runs (``shell``, ``apply_patch``, ``local_shell``)
+are functions of their names (``builtin_tools.py``). Custom
 (freeform) tools become chat's own custom tools; the pipeline sends them
 as functions to an upstream that has none
 (``interlock.pipeline.custom_tools``). A
@@ -29,9 +31,13 @@ from typing import Any
 
 import orjson
 
+from interlock.dialects.responses.builtin_tools import BUILTIN_TOOLS, chat_tool
 from interlock.dialects.responses.namespaces import flat_name
 from interlock.dialects.responses.schemas import (
     AllowedTool,
+    ApplyPatchCall,
+    ApplyPatchCallOutput,
+    BuiltinTool,
     CompactionItem,
     ContentPart,
     CustomTool,
@@ -47,14 +53,19 @@ from interlock.dialects.responses.schemas import (
     InputItem,
     JsonObjectFormat,
     JsonSchemaFormat,
+    LocalShellCall,
+    LocalShellCallOutput,
     Message,
     NamespaceTool,
     ReasoningItem,
     Refusal,
     ResponsesRequest,
+    ShellCall,
+    ShellCallOutput,
     TextFormat,
     Tool,
     ToolChoiceAllowed,
+    ToolChoiceBuiltin,
     ToolChoiceCustom,
     ToolChoiceFunction,
 )
@@ -95,6 +106,12 @@ ITEM_ID_PREFIXES = {
     "function_call_output": "fco",
     "custom_tool_call": "ctc",
     "custom_tool_call_output": "ctco",
+    "shell_call": "sh",
+    "shell_call_output": "sho",
+    "apply_patch_call": "apc",
+    "apply_patch_call_output": "apco",
+    "local_shell_call": "lsh",
+    "local_shell_call_output": "lsho",
     "compaction": "cmp",
     "reasoning": "rs",
 }
@@ -114,6 +131,7 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
         raise InvalidRequest("The input has no message for the model to answer.", param="input")
     body: JSONDict = {"model": request.model, "messages": messages}
     tools = [chat for tool in request.tools or () for chat in _chat_tools(tool)]
+    _unique_names(tools)
     choice = request.tool_choice
     if isinstance(choice, ToolChoiceAllowed):
         # Chat has no such choice everywhere: the tools offered are the allowed ones.
@@ -228,6 +246,11 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
                     "custom": {"name": _called(item), "input": item.input},
                 }
             )
+        elif isinstance(item, ShellCall | ApplyPatchCall | LocalShellCall):
+            message = _assistant_turn(messages)
+            message.setdefault("tool_calls", []).append(_builtin_call(item))
+        elif isinstance(item, ShellCallOutput | ApplyPatchCallOutput | LocalShellCallOutput):
+            message = _builtin_result(item)
         else:
             message = _tool_result(item, index)
         if message["role"] == "assistant" and thinking:
@@ -241,6 +264,36 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
 def _called(item: FunctionCall | CustomToolCall) -> str:
     """The tool's name as the model was offered it."""
     return item.name if item.namespace is None else flat_name(item.namespace, item.name)
+
+
+def _builtin_call(item: ShellCall | ApplyPatchCall | LocalShellCall) -> JSONDict:
+    """A built-in tool's call as the function call the model made (``builtin_tools.py``)."""
+    if isinstance(item, ApplyPatchCall):
+        name, arguments = "apply_patch", item.operation
+    elif isinstance(item, ShellCall):
+        name, arguments = "shell", item.action
+    else:
+        name = "local_shell"
+        arguments = {k: v for k, v in item.action.items() if k != "type"}  # always "exec"
+    arguments = {k: v for k, v in arguments.items() if v is not None and v != {}}  # unsaid
+    function = {"name": name, "arguments": orjson.dumps(arguments).decode()}
+    return {"id": item.call_id, "type": "function", "function": function}
+
+
+def _builtin_result(
+    item: ShellCallOutput | ApplyPatchCallOutput | LocalShellCallOutput,
+) -> JSONDict:
+    """A built-in tool's output as the result of its function call."""
+    if isinstance(item, ShellCallOutput):  # each command's stdout, stderr and outcome
+        return {
+            "role": "tool",
+            "tool_call_id": item.call_id,
+            "content": orjson.dumps(item.output).decode(),
+        }
+    if isinstance(item, ApplyPatchCallOutput):
+        said = item.status if not item.output else f"{item.status}: {item.output}"
+        return {"role": "tool", "tool_call_id": item.call_id, "content": said}
+    return {"role": "tool", "tool_call_id": item.id, "content": item.output}
 
 
 def _assistant_turn(messages: list[JSONDict]) -> JSONDict:
@@ -351,6 +404,8 @@ def _chat_tools(tool: Tool) -> list[JSONDict]:
     flat name, a hosted tool none."""
     if isinstance(tool, HostedTool):
         return []
+    if isinstance(tool, BuiltinTool):
+        return [chat_tool(tool.type)]
     if isinstance(tool, NamespaceTool):
         return [
             _chat_tool(inner.model_copy(update={"name": flat_name(tool.name, inner.name)}))
@@ -377,8 +432,25 @@ def _chat_tool(tool: FunctionTool | CustomTool) -> JSONDict:
     return {"type": "function", "function": function}
 
 
+def _unique_names(tools: list[JSONDict]) -> None:
+    """A model is offered each tool by name: two of one name (a function
+    named ``shell`` and the ``shell`` tool, say) cannot both be offered."""
+    seen: set[str | None] = set()
+    for tool in tools:
+        name = _chat_tool_name(tool)
+        if name in seen:
+            raise InvalidRequest(
+                f"Two tools are offered to the model as `{name}`; rename one.",
+                param="tools",
+                code="invalid_value",
+            )
+        seen.add(name)
+
+
 def _allowed_name(tool: AllowedTool) -> str | None:
     """The chat tool name an allowed tool stands for (a hosted tool: none)."""
+    if tool.type in BUILTIN_TOOLS:
+        return tool.type  # offered as the function of its name
     if tool.name is None:
         return None
     return tool.name if tool.namespace is None else flat_name(tool.namespace, tool.name)
@@ -390,9 +462,13 @@ def _chat_tool_name(tool: JSONDict) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _tool_choice(choice: str | ToolChoiceFunction | ToolChoiceCustom) -> str | JSONDict:
+def _tool_choice(
+    choice: str | ToolChoiceFunction | ToolChoiceCustom | ToolChoiceBuiltin,
+) -> str | JSONDict:
     if isinstance(choice, ToolChoiceFunction):
         return {"type": "function", "function": {"name": choice.name}}
+    if isinstance(choice, ToolChoiceBuiltin):
+        return {"type": "function", "function": {"name": choice.type}}
     if isinstance(choice, ToolChoiceCustom):
         return {"type": "custom", "custom": {"name": choice.name}}
     return choice

@@ -39,6 +39,10 @@ M = TypeVar("M", bound=BaseModel)
 __all__ = [
     "HOSTED_TOOLS",
     "LOGPROBS",
+    "ApplyPatchCall",
+    "ApplyPatchCallOutput",
+    "ApplyPatchTool",
+    "BuiltinTool",
     "CompactRequest",
     "CompactionItem",
     "ContentPart",
@@ -59,6 +63,9 @@ __all__ = [
     "InputText",
     "JsonObjectFormat",
     "JsonSchemaFormat",
+    "LocalShellCall",
+    "LocalShellCallOutput",
+    "LocalShellTool",
     "Message",
     "NamespaceTool",
     "OutputText",
@@ -66,10 +73,14 @@ __all__ = [
     "ReasoningItem",
     "Refusal",
     "ResponsesRequest",
+    "ShellCall",
+    "ShellCallOutput",
+    "ShellTool",
     "TextConfig",
     "TextFormat",
     "Tool",
     "ToolChoiceAllowed",
+    "ToolChoiceBuiltin",
     "ToolChoiceCustom",
     "ToolChoiceFunction",
     "input_items",
@@ -174,6 +185,56 @@ class CustomToolCallOutput(_Open):
     id: str | None = None
 
 
+class ShellCall(_Open):
+    """A ``shell`` built-in tool's call, sent back (``builtin_tools.py``)."""
+
+    type: Literal["shell_call"]
+    call_id: str = Field(min_length=1)
+    action: dict[str, Any]
+    id: str | None = None
+
+
+class ShellCallOutput(_Open):
+    type: Literal["shell_call_output"]
+    call_id: str = Field(min_length=1)
+    output: list[dict[str, Any]]
+    id: str | None = None
+
+
+class ApplyPatchCall(_Open):
+    """An ``apply_patch`` built-in tool's call, sent back."""
+
+    type: Literal["apply_patch_call"]
+    call_id: str = Field(min_length=1)
+    operation: dict[str, Any]
+    id: str | None = None
+
+
+class ApplyPatchCallOutput(_Open):
+    type: Literal["apply_patch_call_output"]
+    call_id: str = Field(min_length=1)
+    status: Literal["completed", "failed"]
+    output: str | None = None
+    id: str | None = None
+
+
+class LocalShellCall(_Open):
+    """A ``local_shell`` built-in tool's call, sent back."""
+
+    type: Literal["local_shell_call"]
+    call_id: str = Field(min_length=1)
+    action: dict[str, Any]
+    id: str | None = None
+
+
+class LocalShellCallOutput(_Open):
+    """Its output: ``id`` is the call's id (the model's ``call_id``)."""
+
+    type: Literal["local_shell_call_output"]
+    id: str = Field(min_length=1)
+    output: str
+
+
 class SummaryText(_Open):
     type: Literal["summary_text"]
     text: str
@@ -210,6 +271,12 @@ InputItem = Annotated[
     | Annotated[FunctionCallOutput, Tag("function_call_output")]
     | Annotated[CustomToolCall, Tag("custom_tool_call")]
     | Annotated[CustomToolCallOutput, Tag("custom_tool_call_output")]
+    | Annotated[ShellCall, Tag("shell_call")]
+    | Annotated[ShellCallOutput, Tag("shell_call_output")]
+    | Annotated[ApplyPatchCall, Tag("apply_patch_call")]
+    | Annotated[ApplyPatchCallOutput, Tag("apply_patch_call_output")]
+    | Annotated[LocalShellCall, Tag("local_shell_call")]
+    | Annotated[LocalShellCallOutput, Tag("local_shell_call_output")]
     | Annotated[ReasoningItem, Tag("reasoning")]
     | Annotated[CompactionItem, Tag("compaction")],
     Discriminator(_item_tag),
@@ -269,6 +336,38 @@ HOSTED_TOOLS = frozenset(
 )
 
 
+class LocalEnvironment(_Open):
+    type: Literal["local"]
+
+
+class ShellTool(_Open):
+    """The ``shell`` built-in tool, run by the client in its own environment
+    (``builtin_tools.py``); OpenAI's hosted containers are OpenAI's alone."""
+
+    type: Literal["shell"]
+    environment: LocalEnvironment | None = None
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _local(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("type") != "local":
+            raise PydanticCustomError(
+                "hosted_container",
+                "only a local environment can be used through this gateway: "
+                "'{kind}' is a container OpenAI hosts",
+                {"kind": value.get("type")},
+            )
+        return value
+
+
+class ApplyPatchTool(_Open):
+    type: Literal["apply_patch"]
+
+
+class LocalShellTool(_Open):
+    type: Literal["local_shell"]
+
+
 class HostedTool(_Open):
     """A tool OpenAI runs itself (``HOSTED_TOOLS``): accepted, echoed, not offered."""
 
@@ -300,9 +399,13 @@ Tool = Annotated[
     Annotated[FunctionTool, Tag("function")]
     | Annotated[CustomTool, Tag("custom")]
     | Annotated[NamespaceTool, Tag("namespace")]
+    | Annotated[ShellTool, Tag("shell")]
+    | Annotated[ApplyPatchTool, Tag("apply_patch")]
+    | Annotated[LocalShellTool, Tag("local_shell")]
     | Annotated[HostedTool, Tag("hosted")],
     Discriminator(_tool_tag),
 ]
+BuiltinTool = ShellTool | ApplyPatchTool | LocalShellTool
 
 
 class ToolChoiceFunction(_Open):
@@ -332,10 +435,19 @@ class ToolChoiceAllowed(_Open):
     tools: list[AllowedTool] = Field(min_length=1)
 
 
+class ToolChoiceBuiltin(_Open):
+    """Call this built-in tool (``shell``, ``apply_patch``)."""
+
+    type: Literal["shell", "apply_patch", "local_shell"]
+
+
 ToolChoiceNamed = Annotated[
     Annotated[ToolChoiceFunction, Tag("function")]
     | Annotated[ToolChoiceCustom, Tag("custom")]
-    | Annotated[ToolChoiceAllowed, Tag("allowed_tools")],
+    | Annotated[ToolChoiceAllowed, Tag("allowed_tools")]
+    | Annotated[ToolChoiceBuiltin, Tag("shell")]
+    | Annotated[ToolChoiceBuiltin, Tag("apply_patch")]
+    | Annotated[ToolChoiceBuiltin, Tag("local_shell")],
     Discriminator(_tag),
 ]
 
@@ -588,6 +700,15 @@ _TAGS = frozenset(
         "function_call_output",
         "custom_tool_call",
         "custom_tool_call_output",
+        "shell_call",
+        "shell_call_output",
+        "apply_patch_call",
+        "apply_patch_call_output",
+        "local_shell_call",
+        "local_shell_call_output",
+        "shell",
+        "apply_patch",
+        "local_shell",
         "reasoning",
         "compaction",
         "function",

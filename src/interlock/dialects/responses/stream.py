@@ -14,6 +14,7 @@ and the next ``sequence_number``; no I/O. The stream it writes:
                  content_part.done
       function_call: function_call_arguments.delta..., function_call_arguments.done
       custom_tool_call: custom_tool_call_input.delta..., custom_tool_call_input.done
+      shell_call, apply_patch_call, local_shell_call: none (the action comes whole)
       response.output_item.done
     response.completed (or response.incomplete), with the whole Response
 
@@ -57,6 +58,13 @@ from interlock.dialects.responses.answer import (
     reasoning_item,
     status_of,
     token_logprobs,
+)
+from interlock.dialects.responses.builtin_tools import (
+    CALL_ITEMS,
+    builtin_call,
+    id_prefix,
+    offered,
+    opened_item,
 )
 from interlock.dialects.responses.namespaces import namespaced
 from interlock.errors import UpstreamProtocolError
@@ -102,9 +110,16 @@ _DELTAS = {
 }
 
 
+# The calls whose arguments stream as deltas; a built-in tool's do not.
+_CALL_DELTAS = frozenset(("function_call", "custom_tool_call"))
+
+
 def _delta_template(kind: str, ref: bytes) -> bytes:
     """An item's delta event, ``ref`` its reference: ``% (sequence number, the
-    delta as a JSON string)`` (and its logprobs, for ``message+logprobs``)."""
+    delta as a JSON string)`` (and its logprobs, for ``message+logprobs``);
+    empty for a built-in tool's call, which has none."""
+    if kind not in _DELTAS:
+        return b""
     name, rest = _DELTAS[kind]
     head = b'event: %b\ndata: {"type":"%b","sequence_number":' % (name, name)
     return head + b"%d" + ref.replace(b"%", b"%%") + rest + b"\n\n"
@@ -114,7 +129,9 @@ def _delta_template(kind: str, ref: bytes) -> bytes:
 class _Item:
     """An output item being streamed."""
 
-    kind: str  # reasoning | message | function_call | custom_tool_call
+    # reasoning | message | function_call | custom_tool_call | a built-in
+    # tool's call (shell_call ...: ``name`` is the tool)
+    kind: str
     id: str
     index: int
     # The summary, text or arguments so far: its pieces, each a JSON string
@@ -155,8 +172,10 @@ class ResponseEvents:
         self._reasoning: _Item | None = None
         self._message: _Item | None = None
         self._calls: dict[int, _Item] = {}  # by the chunk's tool-call index
-        # Namespaced tools' flat names, read from the shell at the first call.
+        # Namespaced tools' flat names and the built-in tools offered, read
+        # from the shell at the first call.
         self._names: dict[str, tuple[str, str]] | None = None
+        self._builtins: frozenset[str] = frozenset()
         self._finish_reason: str | None = None
         self._usage: JSONDict | None = None
         self._model: str | None = None
@@ -260,8 +279,12 @@ class ResponseEvents:
             called = function_call_item(item.id, item.call_id, item.name, item.text(), status)
         elif item.kind == "custom_tool_call":
             called = custom_tool_call_item(item.id, item.call_id, item.name, item.text(), status)
-        else:
+        elif item.kind == "reasoning":
             return reasoning_item(item.id, item.text(), item.blocks or None)
+        elif status == "in_progress":  # a built-in tool's call, its action not yet known
+            return opened_item(item.name, item.id, item.call_id)
+        else:
+            return builtin_call(item.name, item.id, item.call_id, item.text(), status)
         if item.namespace is not None:
             called["namespace"] = item.namespace
         return called
@@ -363,8 +386,11 @@ class ResponseEvents:
             kind, prefix = ("custom_tool_call", "ctc") if is_custom else ("function_call", "fc")
             name = function.get("name") or ""
             if self._names is None:
-                self._names = namespaced(self._shell.get("tools") or ())
+                tools = self._shell.get("tools") or ()
+                self._names, self._builtins = namespaced(tools), offered(tools)
             namespace, name = self._names.get(name, (None, name))
+            if not is_custom and name in self._builtins:
+                kind, prefix = CALL_ITEMS[name], id_prefix(name)
             call, opened = self._open(
                 kind,
                 prefix,
@@ -378,10 +404,13 @@ class ResponseEvents:
         if text:
             literal = orjson.dumps(text)
             call.pieces += literal
-            out += self._delta(call, literal)
+            if call.kind in _CALL_DELTAS:  # a built-in call's action comes whole, at its end
+                out += self._delta(call, literal)
         return out
 
     def _close_call(self, call: _Item) -> bytes:
+        if call.kind not in _CALL_DELTAS:  # a built-in tool's call
+            return self._item_done(call, "completed")
         if call.kind == "custom_tool_call":
             done = self._at(call, "response.custom_tool_call_input.done", input=call.text())
         else:

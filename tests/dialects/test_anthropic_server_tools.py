@@ -13,18 +13,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import pytest
 
 from tests.conftest import TEST_KEY
 from tests.dialects.test_anthropic_sdk import _sse
 from tests.support.fake_anthropic import CITED_ANSWER, SEARCH_RESULT
-from tests.support.provider_fleet import provider_gateway
+from tests.support.provider_fleet import PROVIDER_MODELS, provider_gateway
 from tests.support.servers import GatewayProcess
 
 WEB_SEARCH: Any = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
 ASK: Any = [{"role": "user", "content": "What is the capital of France?"}]
 SEARCHED = ["text", "server_tool_use", "web_search_tool_result", "text"]
 REDACTING_KEY = "sk-redacting-5b9c0e7d1a2f"
+FORCING_KEY = "sk-forcing-8e1d4c7b2a90"
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +45,27 @@ def gateway(
     anthropic_requests: list[dict[str, Any]],
     azure_requests: list[dict[str, Any]],
 ) -> Iterator[GatewayProcess]:
+    # Bedrock first by priority, Anthropic behind it: a server tool request
+    # goes to the deployment that can run it.
+    mixed = {
+        "routing": {"strategy": "priority", "params": {"ties": "stable"}},
+        "deployments": [
+            {**PROVIDER_MODELS["bedrock"], "id": "mixed-bedrock", "priority": 0},
+            {**PROVIDER_MODELS["claude"], "id": "mixed-anthropic", "priority": 1},
+        ],
+    }
     with provider_gateway(
         tmp_path_factory.mktemp("gw"),
+        groups={"mixed": mixed},
         anthropic_requests=anthropic_requests,
         azure_requests=azure_requests,
         keys=[
-            {"name": "redacting", "key": REDACTING_KEY, "guardrails": {"pii": {"action": "redact"}}}
+            {
+                "name": "redacting",
+                "key": REDACTING_KEY,
+                "guardrails": {"pii": {"action": "redact"}},
+            },
+            {"name": "forcing", "key": FORCING_KEY, "permissions": ["force_deployment"]},
         ],
     ) as gateway:
         yield gateway
@@ -158,7 +175,33 @@ def test_another_upstream_refuses_the_server_tool_by_name(
     assert body["type"] == "error"
     assert body["error"]["type"] == "invalid_request_error"
     assert "`web_search_20250305`" in body["error"]["message"]
-    assert "Anthropic deployment" in body["error"]["message"]
+    assert f"model `{model}` has no Anthropic deployment" in body["error"]["message"]
+
+
+def test_a_model_with_an_anthropic_deployment_among_others_routes_the_tool_to_it(
+    client: anthropic.Anthropic, anthropic_requests: list[dict[str, Any]]
+) -> None:
+    plain = client.messages.with_raw_response.create(model="mixed", max_tokens=64, messages=ASK)
+    assert plain.headers["x-interlock-deployment"] == "mixed-bedrock"  # the first by priority
+    sent = len(anthropic_requests)
+    searched = client.messages.with_raw_response.create(
+        model="mixed", max_tokens=64, messages=ASK, tools=[WEB_SEARCH]
+    )
+    assert searched.headers["x-interlock-deployment"] == "mixed-anthropic"
+    assert [b.type for b in searched.parse().content] == SEARCHED
+    assert len(anthropic_requests) == sent + 1
+
+
+def test_a_forced_deployment_that_cannot_run_the_tool_is_named(gateway: GatewayProcess) -> None:
+    headers = {
+        "x-api-key": FORCING_KEY,
+        "anthropic-version": "2023-06-01",
+        "x-interlock-force-deployment": "mixed-bedrock",
+    }
+    body = {"model": "mixed", "max_tokens": 64, "messages": ASK, "tools": [WEB_SEARCH]}
+    answer = httpx.post(gateway.base_url + "/v1/messages", json=body, headers=headers, timeout=10)
+    assert answer.status_code == 400
+    assert "deployment `mixed-bedrock` is not one" in answer.json()["error"]["message"]
 
 
 def test_a_searched_turn_in_the_history_goes_to_other_upstreams_as_its_text(

@@ -46,11 +46,14 @@ def provider_gateway(
     anthropic_requests: list[dict[str, Any]] | None = None,
     azure_requests: list[dict[str, Any]] | None = None,
     sections: Mapping[str, Any] | None = None,
+    groups: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Iterator[GatewayProcess]:
     """The gateway (``TEST_KEY`` is the key ``test``), every fake closed
     after it. ``more_models``: more models by name, each one deployment
     (``<name>-1``); ``anthropic_requests``, ``azure_requests``: the Anthropic
-    and Azure fakes record what they receive there; ``sections``: more top-level config."""
+    and Azure fakes record what they receive there; ``sections``: more top-level config;
+    ``groups``: model groups by name (``routing``, ``deployments`` each naming
+    its ``provider`` and ``id``), a deployment of a faked provider sent to its fake."""
     with ExitStack() as stack:
         fakes = {
             "anthropic": FakeUpstream(anthropic_app(anthropic_requests)),
@@ -65,6 +68,12 @@ def provider_gateway(
             fake = fakes.get(deployment["provider"])
             url = {"base_url": fake.url} if fake is not None else {}
             models.append({"name": name, "deployments": [{"id": f"{name}-1", **deployment, **url}]})
+        for name, group in (groups or {}).items():
+            deployments = [
+                {**d, **({"base_url": fakes[d["provider"]].url} if d["provider"] in fakes else {})}
+                for d in group["deployments"]
+            ]
+            models.append({**group, "name": name, "deployments": deployments})
         config = {
             "models": models,
             "keys": [{"name": "test", "key": "os.environ/TEST_KEY"}, *(keys or [])],

@@ -41,7 +41,7 @@ from interlock.providers.base import CallContext, Provider
 from interlock.routing.router import Deployment, error_kind
 from interlock.telemetry.hub import Telemetry
 
-__all__ = ["Attempt", "Attempts"]
+__all__ = ["Attempt", "Attempts", "anthropic_tools_refused"]
 
 
 class Attempts:
@@ -138,7 +138,9 @@ def _for_upstream(provider: Provider, body: JSONDict) -> tuple[JSONDict, _Upstre
     custom tools as functions and ``parallel_tool_calls: false`` held by the
     gateway, where the upstream does none of it itself."""
     if body.get(ANTHROPIC_TOOLS) and not provider.takes_anthropic_tools:
-        raise _anthropic_tools_refused(provider, body[ANTHROPIC_TOOLS])
+        # Routing left such deployments out; this one was forced (a header).
+        why = f"deployment `{provider.deployment_id}` is not one"
+        raise anthropic_tools_refused(body[ANTHROPIC_TOOLS], why)
     if body.get("context_management") is not None and not provider.takes_context_management:
         body = apply_context_edits(body)
     one_call = body.get("parallel_tool_calls") is False and not provider.limits_parallel_calls
@@ -155,16 +157,14 @@ def _for_upstream(provider: Provider, body: JSONDict) -> tuple[JSONDict, _Upstre
 _NOTHING = _UpstreamShape()
 
 
-def _anthropic_tools_refused(provider: Provider, tools: Any) -> InvalidRequest:
+def anthropic_tools_refused(tools: Any, why: str) -> InvalidRequest:
     """Anthropic's server tools run at Anthropic; leaving one out would let the
-    model answer a search it never made (ADR 0027)."""
+    model answer a search it never made (ADR 0027). ``why``: why not here."""
     kinds = [t.get("type") for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
     named = ", ".join(f"`{kind}`" for kind in kinds if isinstance(kind, str)) or "its own"
     return InvalidRequest(
         f"The tools {named} are Anthropic's own: only an Anthropic deployment runs them, "
-        f"and this model's deployment `{provider.deployment_id}` is "
-        f"{provider.provider_name}. Route the request to an Anthropic model, or leave "
-        "the tools out.",
+        f"and {why}. Route the request to an Anthropic model, or leave the tools out.",
         param="tools",
         code="unsupported_tool",
     )

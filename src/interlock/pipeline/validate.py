@@ -2,7 +2,9 @@
 
 Strict types as OpenAI's (``"1"`` is not an integer), unknown fields allowed
 and forwarded (ADR 0002). A schema violation is a 400 naming the parameter;
-an unknown model a 404.
+an unknown model a 404. A request with Anthropic's own tools (server
+tools, ADR 0027) is routed to the model's Anthropic deployments alone, and
+is a 400 for a model that has none.
 A body an edge built from a request it validated in its own dialect
 (``ModelRequest.checked``) is not checked twice: the edge's schema holds
 its fields to chat's bounds (tests/dialects check that every translated
@@ -16,7 +18,9 @@ from __future__ import annotations
 import time
 
 from interlock.admission.keys import Principal
+from interlock.chat_markers import ANTHROPIC_TOOLS
 from interlock.errors import NotFound
+from interlock.pipeline.attempt import anthropic_tools_refused
 from interlock.pipeline.call import ModelCall
 from interlock.pipeline.request import ModelRequest, Operation
 from interlock.pipeline.schemas import (
@@ -73,7 +77,15 @@ class Validation:
             record.model = model
         user = body.get("user")
         caller = user if isinstance(user, str) and user else principal.name
+        anthropic_tools = request.checked and bool(body.get(ANTHROPIC_TOOLS))
+        if anthropic_tools and not any(p.takes_anthropic_tools for p in group.providers):
+            why = f"model `{group.name}` has no Anthropic deployment"
+            raise anthropic_tools_refused(body[ANTHROPIC_TOOLS], why)
         route = RouteContext(
-            caller=caller, pin=request.options.pin, now=time.time(), version=version
+            caller=caller,
+            pin=request.options.pin,
+            now=time.time(),
+            version=version,
+            anthropic_tools=anthropic_tools,
         )
         return ModelCall(request, principal, group, route, body, include_usage)

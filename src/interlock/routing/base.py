@@ -62,6 +62,9 @@ class RouteContext:
     # The model version the request named (``/v1/infer``'s ``version``):
     # only deployments of that version serve it.
     version: str | None = None
+    # The request offers Anthropic's own tools (server tools: ADR 0027):
+    # only deployments that run them serve it.
+    anthropic_tools: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,6 +184,9 @@ class Router:
             if c.id not in exclude
             and self._eligible(group.deployments[c.id], now)
             and self._serves(c, route)
+            and (
+                not route.anthropic_tools or group.deployments[c.id].provider.takes_anthropic_tools
+            )
         ]
         decision = group.strategy.choose(candidates, route)
         record.route_reason = f"{group.strategy.name}:{decision.reason}"

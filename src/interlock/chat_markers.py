@@ -20,6 +20,7 @@ __all__ = [
     "ANTHROPIC_TOOLS",
     "BODY_MARKERS",
     "CONTENT_BLOCKS",
+    "HOSTED_WEB_SEARCH",
     "NATIVE_HINTS",
     "PAUSE_TURN",
     "SAID_BY_CHAT",
@@ -37,8 +38,14 @@ NATIVE_HINTS = ("cache_control", "speed", "inference_geo", "diagnostics", "conte
 # ``bash_20250124``), as the client sent them. Only an Anthropic deployment
 # can take them: an attempt on any other is refused (``pipeline/attempt.py``).
 ANTHROPIC_TOOLS = "anthropic_tools"
+# OpenAI's hosted web search, offered through the Responses API (its allowed
+# domains and the user's location): an Anthropic deployment runs it as its
+# own ``web_search`` server tool; every other upstream leaves it out.
+HOSTED_WEB_SEARCH = "hosted_web_search"
 # Every top-level marker an OpenAI-compatible upstream must not receive.
-BODY_MARKERS = frozenset({"thinking", "output_config", ANTHROPIC_TOOLS, *NATIVE_HINTS})
+BODY_MARKERS = frozenset(
+    {"thinking", "output_config", ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH, *NATIVE_HINTS}
+)
 # A tool's fields of Anthropic's alone, kept on the chat tool object (next to
 # ``type`` and ``function``, as its ``cache_control``) for Anthropic upstreams.
 # ``strict`` is also the chat function's own ``strict``.

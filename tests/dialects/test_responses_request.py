@@ -455,7 +455,7 @@ def test_custom_tools_and_their_items_become_chat_s_custom_tools_and_calls() -> 
         ({"tool_choice": {"type": "custom"}}, "tool_choice.name"),
         ({"input": [{"type": "custom_tool_call", "call_id": "c", "name": "p"}]}, "input[0].input"),
         ({"tools": [{"type": "function"}]}, "tools[0].name"),
-        ({"input": [{"type": "web_search_call", "id": "x"}]}, "input[0].type"),
+        ({"input": [{"type": "mystery_call", "id": "x"}]}, "input[0].type"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_file"}]}]},
             "input[0].content[0].file_data",

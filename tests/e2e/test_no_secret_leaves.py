@@ -232,8 +232,15 @@ def _group(name: str, deployments: list[dict[str, Any]]) -> dict[str, Any]:
     return {"name": name, "deployments": deployments, "routing": routing}
 
 
-def _openai_deployment(id: str, base_url: str, key_env: str, **extra: Any) -> dict[str, Any]:
-    timeouts = {"read_s": 0.3, "total_s": 1.0}
+# Wide bounds, so a busy machine's slow fake is never read as a timeout; the
+# "slow" scenario's own short ones make its 504 (its upstream sleeps 3 s).
+_TIMEOUTS = {"read_s": 10.0, "total_s": 20.0}
+_SHORT_TIMEOUTS = {"read_s": 0.3, "total_s": 1.0}
+
+
+def _openai_deployment(
+    id: str, base_url: str, key_env: str, timeouts: dict[str, float] = _TIMEOUTS, **extra: Any
+) -> dict[str, Any]:
     return {
         "id": id,
         "provider": "openai",
@@ -250,7 +257,8 @@ def _config(upstream: str, proxy_port: int, closed_port: int, keys: Keys) -> dic
     for scenario in _SCENARIOS:
         key_env = "OPENAI_KEY" if scenario == "masked" else "CORP_KEY"
         url = f"{upstream}/openai/{scenario}/v1"
-        twins = [_openai_deployment(f"{scenario}-{n}", url, key_env) for n in (1, 2)]
+        timeouts = _SHORT_TIMEOUTS if scenario == "slow" else _TIMEOUTS
+        twins = [_openai_deployment(f"{scenario}-{n}", url, key_env, timeouts) for n in (1, 2)]
         models.append(_group(scenario, twins))
     single = _openai_deployment("plain500-1", f"{upstream}/openai/plain500/v1", "CORP_KEY")
     models.append(_group("plain500", [single]))

@@ -25,6 +25,7 @@ from typing import Any
 from interlock.chat_markers import (
     ANTHROPIC_TOOLS,
     CONTENT_BLOCKS,
+    HOSTED_WEB_SEARCH,
     NATIVE_HINTS,
     SAID_BY_CHAT,
     still_said,
@@ -68,6 +69,9 @@ SUPPORTED = frozenset(
         "reasoning_effort",
     }
 )
+# Anthropic's web search server tool, for the Responses API's hosted one.
+WEB_SEARCH_TOOL = "web_search_20250305"
+WEB_SEARCH_NAME = "web_search"
 # Anthropic documents top_p from 0.95 to 1 as allowed with thinking on.
 _THINKING_TOP_P = (0.95, 1.0)
 
@@ -177,6 +181,7 @@ def _add_tools(out: JSONDict, body: JSONDict, thinking_on: bool) -> str | None:
         )
     json_tool = _json_tool(fmt, tools) if fmt is not None else None
     native = body.get(ANTHROPIC_TOOLS) or []  # the Messages edge's, as the client sent them
+    native = [*native, *_hosted_search(body.get(HOSTED_WEB_SEARCH), native, tools)]
     wire = _tool_choice(body, choice, json_tool, bool(tools or native))
     if json_tool is not None:
         tools = [*tools, json_tool]
@@ -186,6 +191,17 @@ def _add_tools(out: JSONDict, body: JSONDict, thinking_on: bool) -> str | None:
     if wire is not None:
         out["tool_choice"] = wire
     return json_tool.name if json_tool else None
+
+
+def _hosted_search(wish: Any, native: list[Any], tools: list[FunctionTool]) -> list[JSONDict]:
+    """Anthropic's web search for the Responses API's hosted one, unless the
+    request already has a search tool or a tool of its name."""
+    if not isinstance(wish, dict):
+        return []
+    named = {t.get("name") for t in native if isinstance(t, dict)} | {t.name for t in tools}
+    if WEB_SEARCH_NAME in named:
+        return []
+    return [{"type": WEB_SEARCH_TOOL, "name": WEB_SEARCH_NAME, **wish}]
 
 
 def _tool_choice(

@@ -24,10 +24,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from interlock.chat_markers import CONTENT_BLOCKS
 from interlock.dialects.responses.builtin_tools import builtin_call, id_prefix, offered
 from interlock.dialects.responses.namespaces import namespaced
 from interlock.dialects.responses.request import ITEM_ID_PREFIXES, encode_thinking
 from interlock.dialects.responses.schemas import ResponsesRequest
+from interlock.dialects.responses.web_search import searched_turn
 from interlock.ids import random_hex
 
 __all__ = [
@@ -123,7 +125,10 @@ def to_response(shell: JSONDict, answer: JSONDict) -> JSONDict:
     choices = answer.get("choices") or [{}]
     choice = choices[0]
     status, _ = status_of(choice.get("finish_reason"))
-    output = output_items(choice.get("message") or {}, status, token_logprobs(choice))
+    message = choice.get("message") or {}
+    output = output_items(message, status, token_logprobs(choice))
+    if message.get(CONTENT_BLOCKS):  # an Anthropic upstream ran a web search (``web_search.py``)
+        output = _with_searches(output, message, status)
     tools = shell.get("tools") or ()
     names = namespaced(tools)
     if names:
@@ -134,6 +139,27 @@ def to_response(shell: JSONDict, answer: JSONDict) -> JSONDict:
     return finished(
         shell, output, choice.get("finish_reason"), answer.get("usage"), answer.get("model")
     )
+
+
+def _with_searches(output: list[JSONDict], message: JSONDict, status: str) -> list[JSONDict]:
+    """The output with the answer's web searches in place: the message split
+    around them, as a stream writes it; where the message's text is not the
+    blocks' (a guardrail rewrote it), the searches come before it."""
+    turn = searched_turn(message[CONTENT_BLOCKS], new_id)
+    searches = [part for part in turn if isinstance(part, dict)]
+    if not searches:
+        return output
+    head = [item for item in output if item["type"] == "reasoning"]
+    said = [item for item in output if item["type"] == "message"]
+    calls = [item for item in output if item["type"] not in ("reasoning", "message")]
+    text = "".join(part for part in turn if isinstance(part, str))
+    if len(said) != 1 or text != (message.get("content") or ""):
+        return [*head, *searches, *said, *calls]
+    body = [
+        part if isinstance(part, dict) else message_item(new_id("msg"), [output_text(part)], status)
+        for part in turn
+    ]
+    return [*head, *body, *calls]
 
 
 def finished(

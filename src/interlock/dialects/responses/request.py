@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from interlock.chat_markers import HOSTED_WEB_SEARCH
 from interlock.dialects.responses.builtin_tools import BUILTIN_TOOLS, chat_tool
 from interlock.dialects.responses.namespaces import flat_name
 from interlock.dialects.responses.schemas import (
@@ -68,7 +69,9 @@ from interlock.dialects.responses.schemas import (
     ToolChoiceBuiltin,
     ToolChoiceCustom,
     ToolChoiceFunction,
+    WebSearchCall,
 )
+from interlock.dialects.responses.web_search import hosted_search
 from interlock.errors import InvalidRequest
 
 __all__ = [
@@ -112,6 +115,7 @@ ITEM_ID_PREFIXES = {
     "apply_patch_call_output": "apco",
     "local_shell_call": "lsh",
     "local_shell_call_output": "lsho",
+    "web_search_call": "ws",
     "compaction": "cmp",
     "reasoning": "rs",
 }
@@ -150,6 +154,11 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
         )
     if choice is not None and tools:  # OpenAI refuses a choice of no tools
         body["tool_choice"] = _tool_choice(choice)
+    search = hosted_search(
+        tool.model_dump() for tool in request.tools or () if isinstance(tool, HostedTool)
+    )
+    if search is not None:  # where an upstream can run it (``web_search.py``)
+        body[HOSTED_WEB_SEARCH] = search
     if request.parallel_tool_calls is not None and tools:
         body["parallel_tool_calls"] = request.parallel_tool_calls
     text = request.text
@@ -223,6 +232,8 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
             if item.encrypted_content:
                 thinking += decode_thinking(item.encrypted_content, f"input[{index}]")
             continue
+        if isinstance(item, WebSearchCall):
+            continue  # the search's finding is in the text that follows it
         if isinstance(item, CompactionItem):
             where = f"input[{index}]"
             message = summary_message(decode_summary(item.encrypted_content, where))

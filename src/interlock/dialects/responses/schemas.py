@@ -83,6 +83,7 @@ __all__ = [
     "ToolChoiceBuiltin",
     "ToolChoiceCustom",
     "ToolChoiceFunction",
+    "WebSearchCall",
     "input_items",
     "validate_body",
     "validate_request",
@@ -235,6 +236,15 @@ class LocalShellCallOutput(_Open):
     output: str
 
 
+class WebSearchCall(_Open):
+    """A web search a model ran (an Anthropic deployment's, or OpenAI's),
+    sent back: the text after it says what the search found, so it is read
+    and left out of the call."""
+
+    type: Literal["web_search_call"]
+    id: str | None = None
+
+
 class SummaryText(_Open):
     type: Literal["summary_text"]
     text: str
@@ -277,6 +287,7 @@ InputItem = Annotated[
     | Annotated[ApplyPatchCallOutput, Tag("apply_patch_call_output")]
     | Annotated[LocalShellCall, Tag("local_shell_call")]
     | Annotated[LocalShellCallOutput, Tag("local_shell_call_output")]
+    | Annotated[WebSearchCall, Tag("web_search_call")]
     | Annotated[ReasoningItem, Tag("reasoning")]
     | Annotated[CompactionItem, Tag("compaction")],
     Discriminator(_item_tag),
@@ -706,6 +717,7 @@ _TAGS = frozenset(
         "apply_patch_call_output",
         "local_shell_call",
         "local_shell_call_output",
+        "web_search_call",
         "shell",
         "apply_patch",
         "local_shell",

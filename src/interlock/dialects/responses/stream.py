@@ -15,6 +15,8 @@ and the next ``sequence_number``; no I/O. The stream it writes:
       function_call: function_call_arguments.delta..., function_call_arguments.done
       custom_tool_call: custom_tool_call_input.delta..., custom_tool_call_input.done
       shell_call, apply_patch_call, local_shell_call: none (the action comes whole)
+      web_search_call (an Anthropic upstream's search): web_search_call.in_progress,
+                 .searching, then .completed when its result comes
       response.output_item.done
     response.completed (or response.incomplete), with the whole Response
 
@@ -46,6 +48,7 @@ from typing import Any
 
 import orjson
 
+from interlock.chat_markers import ANTHROPIC_BLOCK
 from interlock.dialects.chunks import RepeatedChunks
 from interlock.dialects.responses.answer import (
     JSONDict,
@@ -67,6 +70,7 @@ from interlock.dialects.responses.builtin_tools import (
     opened_item,
 )
 from interlock.dialects.responses.namespaces import namespaced
+from interlock.dialects.responses.web_search import search_call, with_result
 from interlock.errors import UpstreamProtocolError
 
 __all__ = ["ResponseEvents"]
@@ -176,6 +180,8 @@ class ResponseEvents:
         # from the shell at the first call.
         self._names: dict[str, tuple[str, str]] | None = None
         self._builtins: frozenset[str] = frozenset()
+        # Web searches an Anthropic upstream is running, by its call's id.
+        self._searches: dict[str, tuple[_Item, JSONDict]] = {}
         self._finish_reason: str | None = None
         self._usage: JSONDict | None = None
         self._model: str | None = None
@@ -222,6 +228,8 @@ class ResponseEvents:
                 out += self._reasoning_delta(orjson.dumps(delta["reasoning_content"]))
             if delta.get("thinking_blocks"):
                 out += self._thinking(delta["thinking_blocks"])
+            if delta.get(ANTHROPIC_BLOCK):
+                out += self._server_block(delta[ANTHROPIC_BLOCK])
             if delta.get("content"):
                 logprobs = token_logprobs(choice) if choice.get("logprobs") else None
                 out += self._text_delta(orjson.dumps(delta["content"]), logprobs)
@@ -239,6 +247,8 @@ class ResponseEvents:
         out = self._close_reasoning() + self._close_message()
         for call in sorted(self._calls.values(), key=lambda c: c.index):
             out += self._close_call(call)
+        for search, started in self._searches.values():  # a search whose result never came
+            out += self._search_done(search, search_call(search.id, started, "incomplete"))
         if not self._items:  # an empty answer is still one (empty) message
             out = self._text_delta(b'""') + self._close_message()
         output = [item.done for item in self._items if item.done is not None]
@@ -370,6 +380,37 @@ class ResponseEvents:
             self._frame("response.output_text.done", item.ref + done)
             + self._frame("response.content_part.done", item.ref + _DONE_PART % (text, logprobs))
             + self._frame("response.output_item.done", closed)
+        )
+
+    def _server_block(self, block: Any) -> bytes:
+        """An Anthropic upstream's server tool block: its web search's call
+        and result as a ``web_search_call`` item (``web_search.py``)."""
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "server_tool_use" and block.get("name") == "web_search":
+            out = self._close_reasoning() + self._close_message()
+            item = self._new("web_search_call", "ws")
+            self._searches[str(block.get("id"))] = (item, block)
+            opened = search_call(item.id, block, "in_progress")
+            return (
+                out
+                + self._event("response.output_item.added", output_index=item.index, item=opened)
+                + self._frame("response.web_search_call.in_progress", item.ref + b"}")
+                + self._frame("response.web_search_call.searching", item.ref + b"}")
+            )
+        if kind == "web_search_tool_result":
+            found = self._searches.pop(str(block.get("tool_use_id")), None)
+            if found is None:
+                return b""
+            item, call = found
+            return self._search_done(
+                item, with_result(search_call(item.id, call, "completed"), block)
+            )
+        return b""
+
+    def _search_done(self, item: _Item, done: JSONDict) -> bytes:
+        item.done = done
+        return self._frame("response.web_search_call.completed", item.ref + b"}") + self._event(
+            "response.output_item.done", output_index=item.index, item=done
         )
 
     def _call_piece(self, piece: JSONDict) -> bytes:

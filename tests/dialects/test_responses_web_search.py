@@ -1,0 +1,120 @@
+"""OpenAI's hosted ``web_search`` tool through ``/v1/responses``: an Anthropic
+deployment runs it as its own server tool, and its searches come back as
+``web_search_call`` items between the answer's messages, answered or
+streamed (``dialects/responses/web_search.py``); every other upstream
+leaves it out, as does Anthropic for a search that must not reach the web
+(Codex's cached mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.fake_anthropic import CITED_ANSWER, SEARCH_RESULT
+from tests.support.openai_clients import openai_client
+from tests.support.provider_fleet import provider_gateway
+from tests.support.servers import GatewayProcess
+
+ASK = "What is the capital of France?"
+SEARCH: Any = {
+    "type": "web_search",
+    "filters": {"allowed_domains": ["example.com"]},
+    "user_location": {"type": "approximate", "country": "FR", "city": None},
+}
+SEARCHED = ["message", "web_search_call", "message"]
+
+
+@pytest.fixture(scope="module")
+def anthropic_requests() -> list[dict[str, Any]]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, anthropic_requests: list[dict[str, Any]]
+) -> Iterator[GatewayProcess]:
+    with provider_gateway(
+        tmp_path_factory.mktemp("gw"), anthropic_requests=anthropic_requests
+    ) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
+    with openai_client(gateway) as client:
+        yield client
+
+
+def _shape(response: Any) -> list[dict[str, Any]]:
+    """The output without the ids each answer makes afresh."""
+    items = [item.model_dump(exclude_none=True) for item in response.output]
+    return [{k: v for k, v in item.items() if k != "id"} for item in items]
+
+
+def test_an_anthropic_deployment_runs_the_search(
+    client: openai.OpenAI, anthropic_requests: list[dict[str, Any]]
+) -> None:
+    response = client.responses.create(model="claude", input=ASK, tools=[SEARCH])
+    assert anthropic_requests[-1]["body"]["tools"] == [
+        {
+            "type": "web_search_20250305",
+            "name": "web_search",
+            "allowed_domains": ["example.com"],
+            "user_location": {"type": "approximate", "country": "FR"},
+        }
+    ]
+    assert [item.type for item in response.output] == SEARCHED
+    call = response.output[1]
+    assert call.id.startswith("ws_") and call.status == "completed"
+    assert call.action.model_dump(exclude_none=True) == {
+        "type": "search",
+        "query": ASK,
+        "sources": [{"type": "url", "url": SEARCH_RESULT["url"]}],
+    }
+    assert response.output_text == "Let me search. " + CITED_ANSWER["text"]
+    assert [tool.type for tool in response.tools] == ["web_search"]
+
+
+def test_a_streamed_search_ends_as_the_same_response(client: openai.OpenAI) -> None:
+    answered = client.responses.create(model="claude", input=ASK, tools=[SEARCH])
+    with client.responses.stream(model="claude", input=ASK, tools=[SEARCH]) as stream:
+        events = list(stream)
+        streamed = stream.get_final_response()
+    assert _shape(streamed) == _shape(answered)
+    kinds = [e.type for e in events if e.type.startswith("response.web_search_call.")]
+    assert kinds == [
+        "response.web_search_call.in_progress",
+        "response.web_search_call.searching",
+        "response.web_search_call.completed",
+    ]
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    assert [item.type for item in added] == SEARCHED
+    assert added[1].status == "in_progress"
+    numbers = [e.sequence_number for e in events]
+    assert numbers == sorted(set(numbers))
+
+
+def test_the_search_continues_by_id(client: openai.OpenAI) -> None:
+    first = client.responses.create(model="claude", input=ASK, tools=[SEARCH])
+    second = client.responses.create(
+        model="claude", input="Thanks!", tools=[SEARCH], previous_response_id=first.id
+    )
+    assert second.status == "completed"
+
+
+@pytest.mark.parametrize("model", ["azure", "sim"])
+def test_other_upstreams_leave_the_search_out(client: openai.OpenAI, model: str) -> None:
+    response = client.responses.create(model=model, input=ASK, tools=[SEARCH])
+    assert [item.type for item in response.output] == ["message"]
+
+
+def test_a_search_that_must_not_reach_the_web_is_left_out_at_anthropic_too(
+    client: openai.OpenAI, anthropic_requests: list[dict[str, Any]]
+) -> None:
+    cached: Any = {"type": "web_search", "external_web_access": False}
+    response = client.responses.create(model="claude", input=ASK, tools=[cached])
+    assert "tools" not in anthropic_requests[-1]["body"]
+    assert [item.type for item in response.output] == ["message"]

@@ -13,6 +13,10 @@ from typing import Any
 import openai
 import pytest
 
+from interlock.dialects.responses.answer import response_shell, to_response
+from interlock.dialects.responses.schemas import validate_request
+from interlock.dialects.responses.web_search import hosted_search
+from interlock.providers.anthropic_wire import chat_request
 from tests.support.fake_anthropic import CITED_ANSWER, SEARCH_RESULT
 from tests.support.openai_clients import openai_client
 from tests.support.provider_fleet import provider_gateway
@@ -118,3 +122,69 @@ def test_a_search_that_must_not_reach_the_web_is_left_out_at_anthropic_too(
     response = client.responses.create(model="claude", input=ASK, tools=[cached])
     assert "tools" not in anthropic_requests[-1]["body"]
     assert [item.type for item in response.output] == ["message"]
+
+
+def test_what_a_hosted_search_asks_is_said_in_anthropics_names() -> None:
+    assert hosted_search([{"type": "function", "name": "f"}]) is None
+    assert hosted_search([{"type": "web_search", "external_web_access": False}]) is None
+    assert hosted_search([{"type": "web_search_preview"}]) == {}
+    assert hosted_search([SEARCH]) == {
+        "allowed_domains": ["example.com"],
+        "user_location": {"type": "approximate", "country": "FR"},
+    }
+
+
+CALL = {"type": "server_tool_use", "id": "s1", "name": "web_search", "input": {"query": "q"}}
+FOUND = {"type": "web_search_tool_result", "tool_use_id": "s1", "content": [SEARCH_RESULT]}
+FAILED = {
+    "type": "web_search_tool_result",
+    "tool_use_id": "s1",
+    "content": {"type": "web_search_tool_result_error", "error_code": "unavailable"},
+}
+
+
+def _completion(content: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    message = {"role": "assistant", "content": content, "content_blocks": blocks}
+    return {"choices": [{"message": message, "finish_reason": "stop"}], "usage": None}
+
+
+def _shell() -> dict[str, Any]:
+    request = validate_request({"model": "m", "input": "q", "tools": [{"type": "web_search"}]})
+    return response_shell(request, "resp_1", 0)
+
+
+def test_the_text_around_a_search_is_two_messages_and_a_failed_search_says_so() -> None:
+    blocks = [
+        {"type": "text", "text": "Looking. "},
+        CALL,
+        FAILED,
+        {"type": "text", "text": "No luck."},
+    ]
+    output = to_response(_shell(), _completion("Looking. No luck.", blocks))["output"]
+    assert [item["type"] for item in output] == SEARCHED
+    assert output[1]["status"] == "failed" and "sources" not in output[1]["action"]
+    assert [item["content"][0]["text"] for item in (output[0], output[2])] == [
+        "Looking. ",
+        "No luck.",
+    ]
+
+
+def test_rewritten_text_comes_after_the_searches_as_it_was_rewritten() -> None:
+    blocks = [
+        {"type": "text", "text": "Mail a@b.c. "},
+        CALL,
+        FOUND,
+        {"type": "text", "text": "Yes."},
+    ]
+    output = to_response(_shell(), _completion("Mail [EMAIL]. Yes.", blocks))["output"]
+    assert [item["type"] for item in output] == ["web_search_call", "message"]
+    assert output[1]["content"][0]["text"] == "Mail [EMAIL]. Yes."
+    assert output[0]["action"]["sources"] == [{"type": "url", "url": SEARCH_RESULT["url"]}]
+
+
+def test_a_client_tool_named_web_search_keeps_its_name_at_anthropic() -> None:
+    own = {"type": "function", "function": {"name": "web_search", "parameters": {"type": "object"}}}
+    body = {"messages": [{"role": "user", "content": "q"}], "tools": [own], "hosted_web_search": {}}
+    wire = chat_request(body, "claude-x", ()).body
+    assert [tool["name"] for tool in wire["tools"]] == ["web_search"]
+    assert "type" not in wire["tools"][0]

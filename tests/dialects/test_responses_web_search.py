@@ -1,9 +1,10 @@
-"""OpenAI's hosted ``web_search`` tool through ``/v1/responses``: an Anthropic
-deployment runs it as its own server tool, and its searches come back as
-``web_search_call`` items between the answer's messages, answered or
-streamed (``dialects/responses/web_search.py``); every other upstream
-leaves it out, as does Anthropic for a search that must not reach the web
-(Codex's cached mode)."""
+"""Web search in OpenAI's shapes on an Anthropic deployment, which runs it
+as its own server tool. The Responses API's hosted ``web_search``: its
+searches come back as ``web_search_call`` items between the answer's
+messages, answered or streamed (``dialects/responses/web_search.py``);
+every other upstream leaves it out, as does Anthropic for a search that must
+not reach the web (Codex's cached mode). Chat's ``web_search_options``: the
+answer's cited text carries ``url_citation`` annotations."""
 
 from __future__ import annotations
 
@@ -188,3 +189,42 @@ def test_a_client_tool_named_web_search_keeps_its_name_at_anthropic() -> None:
     wire = chat_request(body, "claude-x", ()).body
     assert [tool["name"] for tool in wire["tools"]] == ["web_search"]
     assert "type" not in wire["tools"][0]
+
+
+def test_chats_web_search_options_search_at_anthropic_with_url_citations(
+    client: openai.OpenAI, anthropic_requests: list[dict[str, Any]]
+) -> None:
+    options: Any = {"user_location": {"type": "approximate", "approximate": {"country": "FR"}}}
+    messages: Any = [{"role": "user", "content": ASK}]
+    answer = client.chat.completions.create(
+        model="claude", messages=messages, web_search_options=options
+    )
+    assert anthropic_requests[-1]["body"]["tools"] == [
+        {
+            "type": "web_search_20250305",
+            "name": "web_search",
+            "user_location": {"type": "approximate", "country": "FR"},
+        }
+    ]
+    message = answer.choices[0].message
+    assert message.content == "Let me search. " + CITED_ANSWER["text"]
+    [annotation] = message.annotations or []
+    cited = annotation.url_citation
+    assert (cited.url, cited.title) == (SEARCH_RESULT["url"], SEARCH_RESULT["title"])
+    assert message.content[cited.start_index : cited.end_index] == CITED_ANSWER["text"]
+    stream = client.chat.completions.create(
+        model="claude", messages=messages, web_search_options=options, stream=True
+    )
+    with stream:
+        deltas = [chunk.choices[0].delta for chunk in stream if chunk.choices]
+    streamed = [a for d in deltas for a in (d.model_extra or {}).get("annotations") or ()]
+    assert streamed == [annotation.model_dump()]
+    assert "".join(d.content or "" for d in deltas) == message.content
+
+
+def test_web_search_options_stay_a_400_where_nothing_can_search(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="gemini", messages=[{"role": "user", "content": ASK}], web_search_options={}
+        )
+    assert caught.value.body["param"] == "web_search_options"  # type: ignore[index]

@@ -21,6 +21,8 @@ __all__ = [
     "matched_stop",
     "reasoning_tokens",
     "tool_use_of",
+    "url_citation",
+    "url_citations",
     "usage_of",
 ]
 
@@ -69,6 +71,9 @@ def completion(
         reply["tool_calls"] = calls
     if any(anthropic_only(block) for block in message["content"]):
         reply[CONTENT_BLOCKS] = message["content"]  # for the Messages edge, as written
+        cited = url_citations(message["content"]) if json_text is None else []
+        if cited:
+            reply["annotations"] = cited
     thinking = "".join(thoughts)
     if thinking:
         reply["reasoning_content"] = thinking
@@ -118,6 +123,32 @@ def anthropic_only(block: JSONDict) -> bool:
     """A block chat cannot say: a server tool's call or result, or cited text."""
     kind = block.get("type")
     return kind not in SAID_BY_CHAT or (kind == "text" and bool(block.get("citations")))
+
+
+def url_citations(blocks: list[JSONDict]) -> list[JSONDict]:
+    """Web search citations as chat's ``url_citation`` annotations: each
+    covers its text block's span of the message's content (characters)."""
+    out: list[JSONDict] = []
+    at = 0
+    for block in blocks:
+        if block.get("type") != "text":
+            continue
+        text = str(block.get("text", ""))
+        for citation in block.get("citations") or ():
+            annotation = url_citation(citation, at, at + len(text))
+            if annotation is not None:
+                out.append(annotation)
+        at += len(text)
+    return out
+
+
+def url_citation(citation: Any, start: int, end: int) -> JSONDict | None:
+    """One citation of a web page as a ``url_citation``; None for another kind."""
+    if not isinstance(citation, dict) or not isinstance(citation.get("url"), str):
+        return None
+    found = {"start_index": start, "end_index": end, "url": citation["url"]}
+    found["title"] = str(citation.get("title") or "")
+    return {"type": "url_citation", "url_citation": found}
 
 
 def matched_stop(stop_reason: Any, stop_sequence: Any) -> JSONDict:

@@ -14,6 +14,7 @@ from interlock.providers.anthropic_answer import (
     matched_stop,
     reasoning_tokens,
     tool_use_of,
+    url_citation,
     usage_of,
 )
 from interlock.providers.anthropic_wire import ShapeError
@@ -41,6 +42,9 @@ class _Block:
     # A server block as it started, and its input's JSON pieces (a call's).
     whole: JSONDict | None = None
     pieces: list[str] = field(default_factory=list)
+    # A text block's first character in the message's content, and its citations.
+    start: int = 0
+    citations: list[JSONDict] = field(default_factory=list)
 
 
 class StreamTranslator:
@@ -70,6 +74,7 @@ class StreamTranslator:
         # Once a server block has come, each text block starts apart (its citations are its own).
         self._server_blocks = False
         self._blocks: dict[Any, _Block] = {}
+        self._chars = 0  # of content so far: where a cited text block starts
         self._calls = 0
         self._thinking: list[str] = []
         self._started = False
@@ -123,7 +128,8 @@ class StreamTranslator:
             self._blocks[index] = _Block(kind, data=str(block.get("data", "")))
             return []
         if kind in ("text", "thinking"):
-            self._blocks[index] = _Block(kind, signature=str(block.get("signature") or ""))
+            signature = str(block.get("signature") or "")
+            self._blocks[index] = _Block(kind, signature=signature, start=self._chars)
             opened = self._delta(index, {**block, "type": f"{kind}_delta"})
             if kind == "text" and self._server_blocks:
                 return [self._delta_chunk({ANTHROPIC_TEXT: True}), *opened]
@@ -139,7 +145,9 @@ class StreamTranslator:
         assert isinstance(delta, dict)
         block = self._blocks.get(index)
         if kind == "text_delta" and delta.get("text"):
-            return [self._delta_chunk({"content": str(delta["text"])})]
+            text = str(delta["text"])
+            self._chars += len(text)
+            return [self._delta_chunk({"content": text})]
         if kind == "thinking_delta" and delta.get("thinking"):
             piece = str(delta["thinking"])
             self._thinking.append(piece)
@@ -149,6 +157,8 @@ class StreamTranslator:
         if kind == "signature_delta" and block is not None:
             block.signature += str(delta.get("signature") or "")
         elif kind == "citations_delta" and isinstance(delta.get("citation"), dict):
+            if block is not None:
+                block.citations.append(delta["citation"])
             return [self._delta_chunk({ANTHROPIC_CITATION: delta["citation"]})]
         elif kind == "input_json_delta" and block is not None and block.kind == "server":
             block.pieces.append(str(delta.get("partial_json") or ""))
@@ -167,6 +177,10 @@ class StreamTranslator:
         block = self._blocks.pop(index, None)
         if block is not None and block.whole is not None:
             return [self._delta_chunk({ANTHROPIC_BLOCK: self._server_block(block.whole, block)})]
+        if block is not None and block.citations:  # chat's url_citations, as its text ends
+            cited = (url_citation(c, block.start, self._chars) for c in block.citations)
+            annotations = [annotation for annotation in cited if annotation is not None]
+            return [self._delta_chunk({"annotations": annotations})] if annotations else []
         if block is None or block.kind not in ("thinking", "redacted_thinking"):
             return []
         if block.kind == "thinking":

@@ -67,9 +67,11 @@ SUPPORTED = frozenset(
         "function_call",
         "response_format",
         "reasoning_effort",
+        "web_search_options",
     }
 )
-# Anthropic's web search server tool, for the Responses API's hosted one.
+# Anthropic's web search server tool, for the Responses API's hosted one and
+# chat's ``web_search_options``.
 WEB_SEARCH_TOOL = "web_search_20250305"
 WEB_SEARCH_NAME = "web_search"
 # Anthropic documents top_p from 0.95 to 1 as allowed with thinking on.
@@ -181,7 +183,10 @@ def _add_tools(out: JSONDict, body: JSONDict, thinking_on: bool) -> str | None:
         )
     json_tool = _json_tool(fmt, tools) if fmt is not None else None
     native = body.get(ANTHROPIC_TOOLS) or []  # the Messages edge's, as the client sent them
-    native = [*native, *_hosted_search(body.get(HOSTED_WEB_SEARCH), native, tools)]
+    wish = body.get(HOSTED_WEB_SEARCH)
+    if wish is None:
+        wish = _search_options(body.get("web_search_options"))
+    native = [*native, *_hosted_search(wish, native, tools)]
     wire = _tool_choice(body, choice, json_tool, bool(tools or native))
     if json_tool is not None:
         tools = [*tools, json_tool]
@@ -193,9 +198,25 @@ def _add_tools(out: JSONDict, body: JSONDict, thinking_on: bool) -> str | None:
     return json_tool.name if json_tool else None
 
 
+def _search_options(options: Any) -> JSONDict | None:
+    """Chat's ``web_search_options`` as Anthropic's web search asks it: the
+    user's approximate location (``search_context_size`` has no counterpart)."""
+    if not isinstance(options, dict):
+        return None
+    location = options.get("user_location")
+    place = location.get("approximate") if isinstance(location, dict) else None
+    if not isinstance(place, dict):
+        return {}
+    found = {k: v for k, v in place.items() if k in _PLACE and isinstance(v, str)}
+    return {"user_location": {"type": "approximate", **found}} if found else {}
+
+
+_PLACE = ("city", "region", "country", "timezone")
+
+
 def _hosted_search(wish: Any, native: list[Any], tools: list[FunctionTool]) -> list[JSONDict]:
-    """Anthropic's web search for the Responses API's hosted one, unless the
-    request already has a search tool or a tool of its name."""
+    """Anthropic's web search for the Responses API's hosted one or chat's
+    ``web_search_options``, unless the request has a tool of its name."""
     if not isinstance(wish, dict):
         return []
     named = {t.get("name") for t in native if isinstance(t, dict)} | {t.name for t in tools}

@@ -60,12 +60,6 @@ def upstream_requests() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def azure_requests() -> list[dict[str, Any]]:
-    """What the fake Azure upstream received, newest last."""
-    return []
-
-
-@pytest.fixture(scope="module")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory,
     upstream_requests: list[dict[str, Any]],

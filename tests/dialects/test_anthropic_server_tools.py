@@ -30,16 +30,6 @@ FORCING_KEY = "sk-forcing-8e1d4c7b2a90"
 
 
 @pytest.fixture(scope="module")
-def anthropic_requests() -> list[dict[str, Any]]:
-    return []
-
-
-@pytest.fixture(scope="module")
-def azure_requests() -> list[dict[str, Any]]:
-    return []
-
-
-@pytest.fixture(scope="module")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory,
     anthropic_requests: list[dict[str, Any]],

@@ -33,11 +33,6 @@ SEARCHED = ["message", "web_search_call", "message"]
 
 
 @pytest.fixture(scope="module")
-def anthropic_requests() -> list[dict[str, Any]]:
-    return []
-
-
-@pytest.fixture(scope="module")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory, anthropic_requests: list[dict[str, Any]]
 ) -> Iterator[GatewayProcess]:

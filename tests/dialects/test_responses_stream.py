@@ -389,3 +389,19 @@ def test_logprobs_in_a_shape_not_openai_s_are_left_out_not_a_failure() -> None:
     deltas = [e["logprobs"] for e in events if e["type"] == "response.output_text.delta"]
     assert deltas == [[], [], [entry]]
     assert final.output_text == "xxx"
+
+
+def test_a_web_search_whose_result_never_came_ends_incomplete() -> None:
+    call = {"type": "server_tool_use", "id": "s1", "name": "web_search", "input": {"query": "q"}}
+    events, final = _run(
+        [
+            _chunk({"role": "assistant", "content": ""}),
+            _chunk({"anthropic_block": call}),
+            _chunk(finish="stop"),
+        ],
+        tools=[{"type": "web_search"}],
+    )
+    kinds = _types(events)
+    assert "web_search_call.searching" in kinds and "web_search_call.completed" not in kinds
+    [search] = [item for item in final.output if item.type == "web_search_call"]
+    assert search.status == "incomplete" and search.action.query == "q"

@@ -116,11 +116,18 @@ async def test_what_is_left_at_close_is_written_at_normal_priority(engine: Async
 
 
 async def test_the_writer_threads_end_with_the_ledger(engine: AsyncEngine) -> None:
+    # An earlier test's ledger may still be ending its threads (they are not
+    # joined at close): only the ones this ledger starts are counted.
+    before = set(threading.enumerate())
     ledger = UsageLedger(engine, max_batch=5, catch_up_at=5)
     for i in range(7):  # one batch behind (catch-up thread), one not (background)
         ledger.add(usage(i))
     await ledger.flush()
-    threads = [t for t in threading.enumerate() if t.name.startswith("interlock-ledger")]
+    threads = [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith("interlock-ledger") and t not in before
+    ]
     assert len(threads) == 2
     await ledger.aclose()
     for thread in threads:

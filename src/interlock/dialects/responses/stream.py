@@ -134,7 +134,8 @@ class _Item:
     """An output item being streamed."""
 
     # reasoning | message | function_call | custom_tool_call | a built-in
-    # tool's call (shell_call ...: ``name`` is the tool)
+    # tool's call (shell_call ...: ``name`` is the tool) | web_search_call
+    # (written by ``_server_block``, never snapshotted)
     kind: str
     id: str
     index: int
@@ -409,9 +410,10 @@ class ResponseEvents:
 
     def _search_done(self, item: _Item, done: JSONDict) -> bytes:
         item.done = done
-        return self._frame("response.web_search_call.completed", item.ref + b"}") + self._event(
-            "response.output_item.done", output_index=item.index, item=done
-        )
+        out = b""
+        if done["status"] != "incomplete":  # its result came (pages or a failure)
+            out = self._frame("response.web_search_call.completed", item.ref + b"}")
+        return out + self._event("response.output_item.done", output_index=item.index, item=done)
 
     def _call_piece(self, piece: JSONDict) -> bytes:
         """A piece of a function call (its arguments) or of a custom tool's

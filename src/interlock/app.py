@@ -46,6 +46,7 @@ from interlock.pipeline import (
 from interlock.pipeline.price_book import PriceBook
 from interlock.pipeline.price_catalog import PriceCatalog
 from interlock.pipeline.pricing import Price
+from interlock.pipeline.web_search import WebSearch
 from interlock.providers.base import Provider
 from interlock.providers.registry import build_provider
 from interlock.redaction import Redactor
@@ -61,8 +62,9 @@ from interlock.routing.retry import RetryBudget, RetryPolicy
 from interlock.routing.router import Deployment, ModelGroup, Router
 from interlock.routing.strategies import build_strategy
 from interlock.search.chain import BackendChain, build_backends
-from interlock.search.service import SearchService
+from interlock.search.service import ResultSource, SearchService
 from interlock.search.tasks import TaskBoard
+from interlock.search.web_tool import WebBackends, web_backend_names
 from interlock.state import StateStore, StoreHealth, build_state_store
 from interlock.store import Store, data_dir, open_store
 from interlock.store.blobs import build_blob_store
@@ -599,9 +601,17 @@ def build_gateway(
     in_flight = InFlightLimiter(
         limits.max_in_flight, limits.max_queue, limits.queue_timeout_s, reject
     )
+    search: SearchService | None = None
+
+    async def search_source() -> ResultSource:  # the service below, at the first search
+        assert search is not None
+        return await search.source()
+
+    web_names = web_backend_names(config.search)
+    web_search = WebSearch(WebBackends(search_source, web_names)) if web_names else None
     pipeline = Pipeline(
         AdmissionStage(keys, in_flight, gate, metrics),
-        Validation(router),
+        Validation(router, web_search),
         build_guardrails(config, metrics),
         CacheStage(cache),
         RouteStage(router, Attempts(telemetry, prices)),

@@ -166,6 +166,8 @@ def test_another_upstream_refuses_the_server_tool_by_name(
     assert body["error"]["type"] == "invalid_request_error"
     assert "`web_search_20250305`" in body["error"]["message"]
     assert f"model `{model}` has no Anthropic deployment" in body["error"]["message"]
+    # This gateway has no web backend to run it with (tests/dialects/test_gateway_web_search.py).
+    assert "`search.backends`" in body["error"]["message"]
 
 
 def test_a_model_with_an_anthropic_deployment_among_others_routes_the_tool_to_it(

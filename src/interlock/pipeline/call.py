@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from interlock.admission.keys import Principal
 from interlock.pipeline.guard import Guard
 from interlock.pipeline.request import JSONDict, ModelRequest, RequestOptions
+from interlock.pipeline.web_search import SearchRun
 from interlock.routing.base import RouteContext
 from interlock.routing.router import ModelGroup
 from interlock.telemetry.record import RequestRecord
@@ -27,6 +28,8 @@ class ModelCall:
     include_usage: bool = False
     # The guardrails' decision on the input; the answer is filtered by it.
     guard: Guard | None = None
+    # A web search the gateway runs for the model (``web_search.py``).
+    web_search: SearchRun | None = None
 
     @property
     def record(self) -> RequestRecord:

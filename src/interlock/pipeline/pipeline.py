@@ -105,6 +105,11 @@ class Pipeline:
         return result
 
     async def _chat_upstream(self, call: ModelCall) -> JSONDict:
+        search = call.web_search
+        if search is not None:  # several rounds, the gateway searching between them
+            return await search.complete(
+                call.body, lambda body: self.route.unary(call, Operation.CHAT, body), call.record
+            )
         return await self.route.unary(call, Operation.CHAT, call.body)
 
     async def _embed(self, call: ModelCall) -> JSONDict:

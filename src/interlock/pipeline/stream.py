@@ -73,10 +73,18 @@ class StreamSource:
     async def _routed(self) -> StreamStart:
         call = self._call
         first, chunks = await self._route.stream(call, self._upstream_body, self._pass_usage)
+        if call.web_search is not None:  # rounds, the gateway searching between them
+            rounds = call.web_search.stream(
+                self._upstream_body, first, chunks, self._next_round, call.record
+            )
+            return None, rounds
         if not call.group.settings.mid_stream_failover or call.options.forced is not None:
             return first, chunks
         resumed = continue_on_failure(first, chunks, self._upstream_body, call.record, self._resume)
         return None, resumed
+
+    async def _next_round(self, body: JSONDict) -> StreamStart:
+        return await self._route.stream(self._call, body, self._pass_usage)
 
     async def _resume(self, continuation: JSONDict, exclude: frozenset[str]) -> StreamStart:
         return await self._route.stream(self._call, continuation, self._pass_usage, exclude)

@@ -3,8 +3,11 @@
 Strict types as OpenAI's (``"1"`` is not an integer), unknown fields allowed
 and forwarded (ADR 0002). A schema violation is a 400 naming the parameter;
 an unknown model a 404. A request with Anthropic's own tools (server
-tools, ADR 0027) is routed to the model's Anthropic deployments alone, and
-is a 400 for a model that has none.
+tools, ADR 0027) is routed to the model's Anthropic deployments alone; for
+a model with none, a web search is run by the gateway where it has a web
+search backend (``web_search.py``, ADR 0029), and any other such tool is a
+400. So is OpenAI's hosted web search, which a model with no Anthropic
+deployment otherwise goes without.
 A body an edge built from a request it validated in its own dialect
 (``ModelRequest.checked``) is not checked twice: the edge's schema holds
 its fields to chat's bounds (tests/dialects check that every translated
@@ -30,6 +33,7 @@ from interlock.pipeline.schemas import (
     ModerationRequest,
     validate_body,
 )
+from interlock.pipeline.web_search import SearchRun, WebSearch, search_tools_only
 from interlock.routing.base import RouteContext
 from interlock.routing.router import Router
 
@@ -37,8 +41,9 @@ __all__ = ["Validation"]
 
 
 class Validation:
-    def __init__(self, router: Router):
+    def __init__(self, router: Router, web_search: WebSearch | None = None):
         self.router = router
+        self.web_search = web_search
 
     def check(self, request: ModelRequest, principal: Principal) -> ModelCall:
         record = request.record
@@ -78,8 +83,20 @@ class Validation:
         user = body.get("user")
         caller = user if isinstance(user, str) and user else principal.name
         anthropic_tools = request.checked and bool(body.get(ANTHROPIC_TOOLS))
-        if anthropic_tools and not any(p.takes_anthropic_tools for p in group.providers):
+        searching: SearchRun | None = None
+        natively = any(p.takes_anthropic_tools for p in group.providers)
+        if request.checked and not natively and self.web_search is not None:
+            planned = self.web_search.plan(body)
+            if planned is not None:
+                body, searching = planned
+                anthropic_tools = False
+        if anthropic_tools and not natively:
             why = f"model `{group.name}` has no Anthropic deployment"
+            if search_tools_only(body[ANTHROPIC_TOOLS]):
+                why += (
+                    " and this gateway has no web search backend to run it with "
+                    "(searxng, brave or google under `search.backends`)"
+                )
             raise anthropic_tools_refused(body[ANTHROPIC_TOOLS], why)
         route = RouteContext(
             caller=caller,
@@ -88,4 +105,6 @@ class Validation:
             version=version,
             anthropic_tools=anthropic_tools,
         )
-        return ModelCall(request, principal, group, route, body, include_usage)
+        return ModelCall(
+            request, principal, group, route, body, include_usage, web_search=searching
+        )

@@ -1,0 +1,584 @@
+"""Web search run by the gateway, for models that cannot search themselves.
+
+A request may ask for a web search the model's server runs: Anthropic's
+``web_search_*`` server tool (Claude Code's WebSearch, through the Messages
+edge) or OpenAI's hosted ``web_search`` (the Responses edge). Only an
+Anthropic deployment runs one itself (ADR 0027). For a model with none, the
+gateway runs it (ADR 0029), with the search service's web backends
+(SearXNG, Brave, Google; never the operator's own corpora):
+
+1. the model is offered a function ``web_search(query)`` instead;
+2. each call it makes to it is searched here, and the model is asked again
+   with the results, until it answers without searching; ``max_uses``
+   (the tool's, else ``DEFAULT_MAX_USES``) bounds the searches, and the
+   round after the last one offers no search (``tool_choice: none``);
+3. the answer carries the searches as an Anthropic upstream writes them:
+   ``server_tool_use`` and ``web_search_tool_result`` blocks (the message's
+   ``content_blocks``; streamed, ``anthropic_block`` deltas between the
+   rounds' text), so the Messages and Responses edges write them unchanged.
+
+Each round is one pass through the route stage (routing, retries, failover
+per round, the attempt's telemetry); the request's record adds up the
+rounds' tokens and cost, and counts the searches in
+``usage.server_tool_use.web_search_requests``. A round whose answer calls a
+client tool ends the answer there (the client runs its tool; the model may
+search again on the next turn); its search calls, not run, are left out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from interlock.chat_markers import (
+    ANTHROPIC_BLOCK,
+    ANTHROPIC_TEXT,
+    ANTHROPIC_TOOLS,
+    CONTENT_BLOCKS,
+    HOSTED_WEB_SEARCH,
+)
+from interlock.errors import InvalidRequest
+from interlock.ids import random_hex
+from interlock.pipeline.request import JSONDict
+from interlock.search.backends.base import BackendError, SearchResult
+from interlock.telemetry.record import RequestRecord
+
+__all__ = [
+    "DEFAULT_MAX_USES",
+    "SearchRun",
+    "WebSearch",
+    "WebSearcher",
+    "search_tools_only",
+]
+
+log = logging.getLogger("interlock.web_search")
+
+# The function the model is offered, as Anthropic names its own search.
+TOOL_NAME = "web_search"
+# Searches per answer where the tool sets no max_uses, and the most it may set.
+DEFAULT_MAX_USES = 5
+MAX_USES_CAP = 10
+# Results given to the model per search.
+RESULTS_PER_SEARCH = 5
+# Results asked of the backend, so that domain filters still leave some.
+_RESULTS_ASKED = 20
+
+# The web search's results for a query (the search service's web backends),
+# best first; raises ``BackendError`` when none answered.
+WebSearcher = Callable[[str, int], Awaitable[Sequence[SearchResult]]]
+
+_FUNCTION = {
+    "type": "function",
+    "function": {
+        "name": TOOL_NAME,
+        "description": (
+            "Search the web. Returns the top results for the query, each with its "
+            "title, URL and a snippet of its text. Use it for anything recent or "
+            "that you are not sure of, and cite the URLs you use."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string", "description": "The search query."}},
+            "required": ["query"],
+        },
+    },
+}
+
+
+def search_tools_only(tools: Any) -> bool:
+    """Whether Anthropic tools a request brought are all web searches (the
+    gateway can run those; any other one only Anthropic can)."""
+    return (
+        isinstance(tools, list)
+        and bool(tools)
+        and all(
+            isinstance(t, dict) and str(t.get("type", "")).startswith("web_search_") for t in tools
+        )
+    )
+
+
+class WebSearch:
+    """The gateway's web search tool: plans a request's search and runs it."""
+
+    def __init__(self, searcher: WebSearcher):
+        self._searcher = searcher
+
+    def plan(self, body: JSONDict) -> tuple[JSONDict, SearchRun] | None:
+        """The body the model is asked with and the run, for a body that asks
+        for a web search (Anthropic's tool or the hosted one); else None."""
+        native = body.get(ANTHROPIC_TOOLS)
+        hosted = body.get(HOSTED_WEB_SEARCH)
+        if native:
+            if not search_tools_only(native):
+                return None
+            wish: Mapping[str, Any] = native[0]
+        elif isinstance(hosted, dict):
+            wish = hosted
+        else:
+            return None
+        tools = list(body.get("tools") or ())
+        if any(_tool_name(t) == TOOL_NAME for t in tools):
+            raise InvalidRequest(
+                f"A tool is named `{TOOL_NAME}`, the name of the web search this gateway "
+                "runs for the request: rename it, or leave the web search out.",
+                param="tools",
+                code="invalid_tool",
+            )
+        if isinstance(body.get("n"), int) and body["n"] > 1:
+            raise InvalidRequest(
+                "A web search the gateway runs answers with one choice: `n` must be 1.",
+                param="n",
+            )
+        asked = {k: v for k, v in body.items() if k not in (ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH)}
+        asked["tools"] = [*tools, _FUNCTION]
+        uses = wish.get("max_uses")
+        max_uses = uses if isinstance(uses, int) and uses > 0 else DEFAULT_MAX_USES
+        run = SearchRun(
+            self._searcher,
+            min(max_uses, MAX_USES_CAP),
+            _domains(wish.get("allowed_domains")),
+            _domains(wish.get("blocked_domains")),
+        )
+        return asked, run
+
+
+@dataclass(slots=True)
+class SearchRun:
+    """One request's gateway-run search: its bounds, and the searches made."""
+
+    searcher: WebSearcher
+    max_uses: int
+    allowed_domains: tuple[str, ...] = ()
+    blocked_domains: tuple[str, ...] = ()
+    searches: int = 0
+    _totals: _Totals = field(default_factory=lambda: _Totals())
+
+    # -- unary ---------------------------------------------------------------
+
+    async def complete(
+        self, body: JSONDict, ask: Callable[[JSONDict], Awaitable[JSONDict]], record: RequestRecord
+    ) -> JSONDict:
+        """The answer to ``body``, searching for the model where it asks."""
+        blocks: list[JSONDict] = []
+        texts: list[str] = []
+        while True:
+            last = self.searches >= self.max_uses
+            answer = await ask(_no_more_searches(body) if last else body)
+            self._totals.add(record)
+            choices = answer.get("choices") or [{}]
+            message = choices[0].get("message") if isinstance(choices[0], dict) else None
+            message = message if isinstance(message, dict) else {}
+            calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
+            searches = [c for c in calls if _call_name(c) == TOOL_NAME]
+            text = message.get("content") if isinstance(message.get("content"), str) else ""
+            if not searches or len(searches) != len(calls) or last:
+                return self._answer(answer, message, blocks, texts, record)
+            if text:
+                texts.append(text)
+                blocks.append({"type": "text", "text": text})
+            results = [await self._search(_query(call)) for call in searches]
+            for call, (found, error) in zip(searches, results, strict=True):
+                use_id = "srvtoolu_" + random_hex(24)
+                blocks.append(_use_block(use_id, _query(call)))
+                blocks.append(_result_block(use_id, found, error))
+            body = _continued(body, message, searches, results)
+
+    def _answer(
+        self,
+        answer: JSONDict,
+        message: JSONDict,
+        blocks: list[JSONDict],
+        texts: list[str],
+        record: RequestRecord,
+    ) -> JSONDict:
+        made = message.get("tool_calls") or ()
+        calls = [c for c in made if _call_name(c) != TOOL_NAME]
+        if len(calls) != len(made):  # searches past max_uses: not run, left out
+            message["tool_calls"] = calls
+            if not calls:
+                del message["tool_calls"]
+                choice = answer["choices"][0]
+                if choice.get("finish_reason") == "tool_calls":
+                    choice["finish_reason"] = "stop"
+        usage = self._totals.put(record, self.searches)
+        if usage is not None:
+            answer["usage"] = usage
+        if not self.searches:
+            return answer
+        content = message.get("content")
+        text = content if isinstance(content, str) else ""
+        if text:
+            blocks.append({"type": "text", "text": text})
+        for call in calls:
+            function = call.get("function") or {}
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": call.get("id"),
+                    "name": function.get("name"),
+                    "input": _arguments(function.get("arguments")),
+                }
+            )
+        message["content"] = "".join([*texts, text]) or None
+        message[CONTENT_BLOCKS] = blocks
+        return answer
+
+    # -- streamed ------------------------------------------------------------
+
+    async def stream(
+        self,
+        body: JSONDict,
+        first: bytes | None,
+        chunks: AsyncIterator[bytes],
+        again: Callable[[JSONDict], Awaitable[tuple[bytes | None, AsyncIterator[bytes]]]],
+        record: RequestRecord,
+    ) -> AsyncIterator[bytes]:
+        """The rounds' chunks as one stream: each round's text and client tool
+        calls as they come, a search's blocks between rounds."""
+        stream = _StreamState()
+        try:
+            while True:
+                last = self.searches >= self.max_uses
+                round_ = _Round()
+                async for raw in _with_first(first, chunks):
+                    for out in round_.read(raw, stream):
+                        yield out
+                await _close(chunks)
+                self._totals.add(record)
+                searches = round_.searches()
+                if not searches or round_.client_calls or last:
+                    break
+                message = {"role": "assistant", "content": round_.text or None}
+                results = []
+                for call in searches:
+                    use_id = "srvtoolu_" + random_hex(24)
+                    query = _query(call)
+                    yield stream.chunk({ANTHROPIC_BLOCK: _use_block(use_id, query)})
+                    found = await self._search(query)
+                    results.append(found)
+                    yield stream.chunk({ANTHROPIC_BLOCK: _result_block(use_id, *found)})
+                stream.searched = True
+                body = _continued(body, message, searches, results)
+                first, chunks = await again(
+                    _no_more_searches(body) if self.searches >= self.max_uses else body
+                )
+            usage = self._totals.put(record, self.searches)
+            reason = round_.finish_reason or "stop"
+            if reason == "tool_calls" and not round_.client_calls:
+                reason = "stop"  # its searches, past max_uses, were not run
+            yield stream.chunk({}, reason)
+            if round_.usage_chunk is not None and usage is not None:
+                yield stream.usage_chunk(round_.usage_chunk, usage)
+        finally:
+            await _close(chunks)
+
+    async def _search(self, query: str) -> tuple[list[SearchResult], str | None]:
+        """The results for ``query`` the model is given, or the error code."""
+        self.searches += 1
+        if not query:
+            return [], "invalid_tool_input"
+        try:
+            found = await self.searcher(query, _RESULTS_ASKED)
+        except BackendError as exc:
+            log.warning("web search failed", extra={"error": str(exc)})
+            return [], "unavailable"
+        kept = [r for r in found if self._admits(r.url)]
+        return kept[:RESULTS_PER_SEARCH], None
+
+    def _admits(self, url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        if any(_within(host, d) for d in self.blocked_domains):
+            return False
+        return not self.allowed_domains or any(_within(host, d) for d in self.allowed_domains)
+
+
+class _StreamState:
+    """What the stitched stream's own chunks take from the upstream's."""
+
+    __slots__ = ("calls", "frame", "roled", "searched")
+
+    def __init__(self) -> None:
+        self.frame: JSONDict = {}
+        self.calls = 0  # client tool calls passed on, across rounds
+        self.searched = False  # a search's blocks went out: the next text opens a block
+        self.roled = False  # the role went out: a later round's is not repeated
+
+    def follow(self, chunk: JSONDict) -> None:
+        """The answer's chunks keep the first round's id; the latest model."""
+        if not self.frame:
+            self.frame = {"id": chunk.get("id") or "chatcmpl-" + random_hex(24)}
+            self.frame["object"] = "chat.completion.chunk"
+        for key in ("created", "model", "system_fingerprint"):
+            if chunk.get(key) is not None:
+                self.frame[key] = chunk[key]
+
+    def chunk(self, delta: JSONDict, finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return orjson.dumps({**self.frame, "choices": [choice]})
+
+    def usage_chunk(self, chunk: JSONDict, usage: JSONDict) -> bytes:
+        return orjson.dumps({**chunk, **self.frame, "usage": usage})
+
+
+class _Round:
+    """One round's stream, read chunk by chunk: its text, searches and
+    client calls, and what it passes on."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.finish_reason: str | None = None
+        self.usage_chunk: JSONDict | None = None
+        self.client_calls = False
+        self._kinds: dict[int, int | None] = {}  # upstream index -> client index (None: a search)
+        self._searches: dict[int, JSONDict] = {}
+        self._spoke = False
+
+    def searches(self) -> list[JSONDict]:
+        return [self._searches[i] for i in sorted(self._searches)]
+
+    def read(self, raw: bytes, stream: _StreamState) -> list[bytes]:
+        chunk = orjson.loads(raw)
+        if not isinstance(chunk, dict):
+            return [raw]
+        stream.follow(chunk)
+        choices = chunk.get("choices")
+        if not choices:
+            if chunk.get("usage") is not None:
+                self.usage_chunk = chunk  # held: the answer's, all rounds added, goes last
+                return []
+            return [raw]
+        out: list[bytes] = []
+        for choice in choices:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            delta = dict(delta) if isinstance(delta, dict) else {}
+            if stream.roled:
+                delta.pop("role", None)
+            elif "role" in delta:
+                stream.roled = True
+            pieces = delta.pop("tool_calls", None) or ()
+            passed = [p for p in (self._piece(p, stream) for p in pieces) if p is not None]
+            if passed:
+                delta["tool_calls"] = passed
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self.text += content
+                if stream.searched and not self._spoke:
+                    out.append(stream.chunk({ANTHROPIC_TEXT: True}))
+                self._spoke = True
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]  # held: a search may follow
+            if any(v not in (None, "", [], {}) for v in delta.values()) or choice.get("logprobs"):
+                rest = {k: v for k, v in choice.items() if k != "finish_reason"}
+                out.append(_chunk_of(stream, delta, rest))
+        return out
+
+    def _piece(self, piece: Any, stream: _StreamState) -> JSONDict | None:
+        """A tool-call piece as passed on (a client call's, re-indexed), or
+        None (a search's: held)."""
+        if not isinstance(piece, dict):
+            return None
+        index = piece.get("index", 0)
+        function = piece.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        if index not in self._kinds:
+            if function.get("name") == TOOL_NAME:
+                self._kinds[index] = None
+                self._searches[index] = {
+                    "id": piece.get("id"),
+                    "function": {"name": TOOL_NAME, "arguments": ""},
+                }
+            else:
+                self._kinds[index] = stream.calls
+                stream.calls += 1
+                self.client_calls = True
+        client = self._kinds[index]
+        if client is None:
+            self._searches[index]["function"]["arguments"] += str(function.get("arguments") or "")
+            return None
+        return {**piece, "index": client}
+
+
+def _chunk_of(stream: _StreamState, delta: JSONDict, choice: JSONDict) -> bytes:
+    return orjson.dumps(
+        {**stream.frame, "choices": [{**choice, "delta": delta, "finish_reason": None}]}
+    )
+
+
+class _Totals:
+    """The rounds' tokens and cost, added up as each round ends."""
+
+    __slots__ = ("cost", "input", "output", "priced", "rounds", "usage")
+
+    def __init__(self) -> None:
+        self.input = self.output = self.rounds = 0
+        self.cost = 0.0
+        self.priced = True
+        self.usage: JSONDict | None = None
+
+    def add(self, record: RequestRecord) -> None:
+        self.rounds += 1
+        self.input += record.input_tokens or 0
+        self.output += record.output_tokens or 0
+        if record.cost_usd is None and (record.input_tokens or record.output_tokens):
+            self.priced = False
+        self.cost += record.cost_usd or 0.0
+        if record.usage is not None:
+            self.usage = _added(self.usage, record.usage)
+
+    def put(self, record: RequestRecord, searches: int) -> JSONDict | None:
+        """Set ``record`` to the totals; the answer's usage object."""
+        if self.rounds > 1:
+            record.input_tokens, record.output_tokens = self.input, self.output
+            record.cost_usd = self.cost if self.priced else None
+            record.unpriced = not self.priced
+        usage = self.usage
+        if usage is not None and searches:
+            usage = {**usage, "server_tool_use": {"web_search_requests": searches}}
+        if usage is not None:
+            record.usage = usage
+        return usage
+
+
+def _added(total: JSONDict | None, usage: Mapping[str, Any]) -> JSONDict:
+    """Two usage objects as one: counts added, nested details too."""
+    if total is None:
+        return dict(usage)
+    out = dict(total)
+    for key, value in usage.items():
+        before = out.get(key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float) and isinstance(before, int | float):
+            out[key] = before + value
+        elif isinstance(value, dict) and isinstance(before, dict):
+            out[key] = _added(before, value)
+        elif before is None:
+            out[key] = value
+    return out
+
+
+def _continued(
+    body: JSONDict,
+    message: JSONDict,
+    searches: Sequence[JSONDict],
+    results: Sequence[tuple[list[SearchResult], str | None]],
+) -> JSONDict:
+    """``body`` with the model's searching turn and the results added."""
+    turn: JSONDict = {"role": "assistant", "content": message.get("content") or None}
+    turn["tool_calls"] = [
+        {
+            "id": call.get("id") or "call_" + random_hex(24),
+            "type": "function",
+            "function": {
+                "name": TOOL_NAME,
+                "arguments": (call.get("function") or {}).get("arguments") or "{}",
+            },
+        }
+        for call in searches
+    ]
+    answers = [
+        {"role": "tool", "tool_call_id": sent["id"], "content": _for_model(*result)}
+        for sent, result in zip(turn["tool_calls"], results, strict=True)
+    ]
+    continued = {**body, "messages": [*body["messages"], turn, *answers]}
+    if _call_name(body.get("tool_choice")) == TOOL_NAME:
+        continued["tool_choice"] = "auto"  # it searched as told: now it may answer
+    return continued
+
+
+def _for_model(found: list[SearchResult], error: str | None) -> str:
+    if error is not None:
+        return f"The search failed ({error}). Answer without it, or say that it failed."
+    if not found:
+        return "No results."
+    pages = [{"title": r.title, "url": r.url, "snippet": r.snippet} for r in found]
+    return orjson.dumps(pages).decode()
+
+
+def _no_more_searches(body: JSONDict) -> JSONDict:
+    """The round after the last search allowed: the model must answer."""
+    return {**body, "tool_choice": "none"}
+
+
+def _use_block(use_id: str, query: str) -> JSONDict:
+    return {"type": "server_tool_use", "id": use_id, "name": TOOL_NAME, "input": {"query": query}}
+
+
+def _result_block(use_id: str, found: list[SearchResult], error: str | None) -> JSONDict:
+    content: Any
+    if error is not None:
+        content = {"type": "web_search_tool_result_error", "error_code": error}
+    else:
+        # Anthropic's results carry its own encrypted page text, which only it
+        # reads; the gateway's carry none (the model had the snippets).
+        content = [
+            {
+                "type": "web_search_result",
+                "url": r.url,
+                "title": r.title,
+                "encrypted_content": "",
+                "page_age": None,
+            }
+            for r in found
+        ]
+    return {"type": "web_search_tool_result", "tool_use_id": use_id, "content": content}
+
+
+def _query(call: Mapping[str, Any]) -> str:
+    function = call.get("function") or {}
+    query = _arguments(function.get("arguments")).get("query")
+    return query.strip() if isinstance(query, str) else ""
+
+
+def _arguments(text: Any) -> JSONDict:
+    try:
+        value = orjson.loads(text) if isinstance(text, str | bytes) and text else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _call_name(call: Any) -> str | None:
+    function = call.get("function") if isinstance(call, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _tool_name(tool: Any) -> str | None:
+    if not isinstance(tool, dict):
+        return None
+    function = tool.get("function")
+    name = function.get("name") if isinstance(function, dict) else tool.get("name")
+    return name if isinstance(name, str) else None
+
+
+def _domains(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(d).lower().removeprefix("www.").strip(".") for d in value if d)
+
+
+def _within(host: str, domain: str) -> bool:
+    host = host.removeprefix("www.")
+    return host == domain or host.endswith("." + domain)
+
+
+async def _with_first(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
+async def _close(chunks: AsyncIterator[bytes]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,182 @@
+"""Web search run by the gateway for models that cannot run it (ADR 0029),
+end to end: the official ``anthropic`` SDK sends Claude Code's WebSearch
+tool and the ``openai`` SDK the Responses API's hosted ``web_search`` to
+models with no Anthropic deployment (the Azure, Gemini and Bedrock fakes);
+the gateway searches a fake SearXNG on loopback between the model's rounds
+and answers with the searches in each dialect's shape, unary or streamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import orjson
+import pytest
+
+from tests.conftest import TEST_KEY
+from tests.search.fakes import Doc, FakeSearchService
+from tests.support.openai_clients import openai_client
+from tests.support.provider_fleet import provider_gateway
+from tests.support.servers import FakeUpstream, GatewayProcess
+
+WEB_SEARCH: Any = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+ASK: Any = [{"role": "user", "content": "Perform a web search for the query: capital of France"}]
+DOCS = [
+    Doc("Paris - Wikipedia", "https://en.wikipedia.example/Paris", "Paris is the <b>capital</b>"),
+    Doc("Paris ads", "https://ads.example/paris", "Cheap flights"),
+]
+SEARCHED = ["server_tool_use", "web_search_tool_result", "text"]
+MODELS = ["azure", "gemini", "bedrock"]
+
+
+@pytest.fixture(scope="module")
+def searxng() -> Iterator[FakeSearchService]:
+    fake = FakeSearchService(kind="searxng", docs=DOCS)
+    with FakeUpstream(fake.app()) as upstream:
+        fake.url = upstream.url  # type: ignore[attr-defined]
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+    searxng: FakeSearchService,
+    azure_requests: list[dict[str, Any]],
+) -> Iterator[GatewayProcess]:
+    backend = {"type": "searxng", "url": searxng.url, "retries": 0}  # type: ignore[attr-defined]
+    with provider_gateway(
+        tmp_path_factory.mktemp("gw"),
+        azure_requests=azure_requests,
+        sections={"search": {"backends": [{"type": "local"}, backend]}},
+    ) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def messages(gateway: GatewayProcess) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
+    with openai_client(gateway) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def search_works(searxng: FakeSearchService) -> Iterator[None]:
+    searxng.mode = "ok"
+    yield
+    searxng.mode = "ok"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_claude_codes_web_search_is_run_by_the_gateway(
+    messages: anthropic.Anthropic, searxng: FakeSearchService, model: str
+) -> None:
+    before = len(searxng.requests)
+    answer = messages.messages.create(model=model, max_tokens=256, messages=ASK, tools=[WEB_SEARCH])
+
+    assert [block.type for block in answer.content] == SEARCHED
+    call, result, text = answer.content
+    assert call.type == "server_tool_use" and call.name == "web_search"
+    assert result.type == "web_search_tool_result" and result.tool_use_id == call.id
+    found = result.model_dump()["content"]
+    assert [(r["title"], r["url"]) for r in found] == [(d.title, d.url) for d in DOCS]
+    # The fake models answer a tool result with its text: the model read the pages.
+    assert text.type == "text" and "https://en.wikipedia.example/Paris" in text.text
+    assert "Paris is the capital" in text.text  # the snippet, as plain text
+    assert answer.stop_reason == "end_turn"
+    assert answer.usage.server_tool_use is not None
+    assert answer.usage.server_tool_use.web_search_requests == 1
+    # The search went to the web backend only, with the model's query.
+    asked = searxng.requests[before:]
+    assert len(asked) == 1 and asked[0].query["q"] == call.input["query"]  # type: ignore[index]
+
+
+def test_the_model_is_offered_a_function_and_given_the_results(
+    messages: anthropic.Anthropic, azure_requests: list[dict[str, Any]]
+) -> None:
+    sent = len(azure_requests)
+    messages.messages.create(model="azure", max_tokens=256, messages=ASK, tools=[WEB_SEARCH])
+
+    first, second = (request["body"] for request in azure_requests[sent:])
+    assert [t["function"]["name"] for t in first["tools"]] == ["web_search"]
+    assert "web_search_20250305" not in orjson.dumps(first).decode()
+    searched, results = second["messages"][-2:]
+    assert searched["tool_calls"][0]["function"]["name"] == "web_search"
+    assert results["role"] == "tool" and results["tool_call_id"] == searched["tool_calls"][0]["id"]
+    assert orjson.loads(results["content"])[0]["url"] == DOCS[0].url
+
+
+@pytest.mark.parametrize("model", ["azure", "gemini"])
+def test_a_streamed_search_ends_as_the_same_message(
+    messages: anthropic.Anthropic, model: str
+) -> None:
+    unary = messages.messages.create(model=model, max_tokens=256, messages=ASK, tools=[WEB_SEARCH])
+    with messages.messages.stream(
+        model=model, max_tokens=256, messages=ASK, tools=[WEB_SEARCH]
+    ) as stream:
+        events = [event.type for event in stream]
+        streamed = stream.get_final_message()
+
+    assert [block.type for block in streamed.content] == SEARCHED
+    assert streamed.content[2].text == unary.content[2].text  # type: ignore[union-attr]
+    assert streamed.content[1].model_dump()["content"] == unary.content[1].model_dump()["content"]
+    assert streamed.stop_reason == "end_turn"
+    assert streamed.usage.server_tool_use is not None
+    assert streamed.usage.server_tool_use.web_search_requests == 1
+    assert events[0] == "message_start" and events[-1] == "message_stop"
+
+
+def test_blocked_domains_are_left_out_of_what_the_model_reads(
+    messages: anthropic.Anthropic, azure_requests: list[dict[str, Any]]
+) -> None:
+    tool = {**WEB_SEARCH, "blocked_domains": ["ads.example"]}
+    answer = messages.messages.create(model="azure", max_tokens=256, messages=ASK, tools=[tool])
+    found = answer.content[1].model_dump()["content"]
+    assert [r["url"] for r in found] == [DOCS[0].url]
+    assert "ads.example" not in azure_requests[-1]["body"]["messages"][-1]["content"]
+
+
+def test_a_failed_search_is_an_error_block_and_still_an_answer(
+    messages: anthropic.Anthropic, searxng: FakeSearchService
+) -> None:
+    searxng.mode = "500"
+    answer = messages.messages.create(
+        model="azure", max_tokens=256, messages=ASK, tools=[WEB_SEARCH]
+    )
+    result = answer.content[1].model_dump()
+    assert result["content"] == {
+        "type": "web_search_tool_result_error",
+        "error_code": "unavailable",
+    }
+    assert "The search failed" in answer.content[2].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_responses_hosted_search_is_a_web_search_call(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    ask = "What is the capital of France?"
+    tools: Any = [{"type": "web_search"}]
+    if stream:
+        with client.responses.stream(model="gemini", input=ask, tools=tools) as events:
+            kinds = [event.type for event in events]
+            response = events.get_final_response()
+        assert kinds.index("response.web_search_call.completed") < kinds.index(
+            "response.output_text.delta"
+        )
+    else:
+        response = client.responses.create(model="gemini", input=ask, tools=tools)
+
+    assert [item.type for item in response.output] == ["web_search_call", "message"]
+    search = response.output[0]
+    assert search.type == "web_search_call" and search.status == "completed"
+    action: Any = search.action
+    assert action.query and [s.url for s in action.sources] == [d.url for d in DOCS]
+    assert DOCS[0].url in response.output_text

@@ -180,3 +180,30 @@ def test_the_responses_hosted_search_is_a_web_search_call(
     action: Any = search.action
     assert action.query and [s.url for s in action.sources] == [d.url for d in DOCS]
     assert DOCS[0].url in response.output_text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chats_web_search_options_on_a_model_that_cannot_take_them(
+    client: openai.OpenAI, searxng: FakeSearchService, stream: bool
+) -> None:
+    # Gemini's and Bedrock's APIs have no such option (without a web backend: a 400).
+    before = len(searxng.requests)
+    ask: Any = [{"role": "user", "content": "What is the capital of France?"}]
+    if stream:
+        chunks = list(
+            client.chat.completions.create(
+                model="bedrock", messages=ask, web_search_options={}, stream=True
+            )
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert chunks[-1].choices[0].finish_reason == "stop"
+    else:
+        answer = client.chat.completions.create(
+            model="bedrock", messages=ask, web_search_options={}
+        )
+        text = answer.choices[0].message.content or ""
+        assert answer.choices[0].finish_reason == "stop"
+        assert answer.usage is not None
+        assert (answer.usage.model_extra or {})["server_tool_use"] == {"web_search_requests": 1}
+    assert DOCS[0].url in text
+    assert len(searxng.requests) == before + 1

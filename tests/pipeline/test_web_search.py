@@ -404,3 +404,14 @@ async def test_a_streamed_client_call_ends_the_answer_with_its_own_index() -> No
     assert pieces[0]["function"]["name"] == "weather"
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     assert rounds.bodies == []
+
+
+def test_chats_own_option_is_planned_and_markers_only_where_an_edge_set_them() -> None:
+    body, run = _plan(Searcher(), web_search_options={"search_context_size": "low"})
+    assert "web_search_options" not in body
+    assert body["tools"][-1]["function"]["name"] == "web_search"
+    assert run.max_uses > 0
+
+    # A chat body cannot bring the edges' markers in.
+    sent = _body(**{ANTHROPIC_TOOLS: [SEARCH_TOOL], HOSTED_WEB_SEARCH: {}})
+    assert WebSearch(Searcher()).plan(sent, markers=False) is None

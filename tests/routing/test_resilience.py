@@ -158,10 +158,15 @@ def test_every_deployment_down_fails_fast_with_503(
     gateway = gateway_for(_config(urls))
     statuses, _ = asyncio.run(_load(gateway.base_url, 200, 10))
     assert set(statuses) == {503}
+    calls = sum(u.calls for u in down)
     began = time.monotonic()
     statuses, _ = asyncio.run(_load(gateway.base_url, 50, 10))
     assert set(statuses) == {503}
-    assert time.monotonic() - began < 1.0  # breakers open: no upstream waits at all
+    # Breakers open: the upstreams are not called at all (at most a probe
+    # each, should a cooldown end), so no request waits on one or on a
+    # backoff. Counted, not timed: a busy CI machine stretches any time bound.
+    assert sum(u.calls for u in down) - calls <= len(down)
+    assert time.monotonic() - began < 15.0  # and nothing hangs
 
 
 def test_load_shedding_at_five_times_the_cap(

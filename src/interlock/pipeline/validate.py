@@ -6,8 +6,9 @@ an unknown model a 404. A request with Anthropic's own tools (server
 tools, ADR 0027) is routed to the model's Anthropic deployments alone; for
 a model with none, a web search is run by the gateway where it has a web
 search backend (``web_search.py``, ADR 0029), and any other such tool is a
-400. So is OpenAI's hosted web search, which a model with no Anthropic
-deployment otherwise goes without.
+400. OpenAI's hosted web search (which a model with no Anthropic deployment
+otherwise goes without) and chat's ``web_search_options`` (where no
+deployment of the model takes them) are run by the gateway the same way.
 A body an edge built from a request it validated in its own dialect
 (``ModelRequest.checked``) is not checked twice: the edge's schema holds
 its fields to chat's bounds (tests/dialects check that every translated
@@ -21,11 +22,11 @@ from __future__ import annotations
 import time
 
 from interlock.admission.keys import Principal
-from interlock.chat_markers import ANTHROPIC_TOOLS
+from interlock.chat_markers import ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH
 from interlock.errors import NotFound
 from interlock.pipeline.attempt import anthropic_tools_refused
 from interlock.pipeline.call import ModelCall
-from interlock.pipeline.request import ModelRequest, Operation
+from interlock.pipeline.request import JSONDict, ModelRequest, Operation
 from interlock.pipeline.schemas import (
     ChatCompletionRequest,
     EmbeddingRequest,
@@ -35,7 +36,7 @@ from interlock.pipeline.schemas import (
 )
 from interlock.pipeline.web_search import SearchRun, WebSearch, search_tools_only
 from interlock.routing.base import RouteContext
-from interlock.routing.router import Router
+from interlock.routing.router import ModelGroup, Router
 
 __all__ = ["Validation"]
 
@@ -84,13 +85,10 @@ class Validation:
         caller = user if isinstance(user, str) and user else principal.name
         anthropic_tools = request.checked and bool(body.get(ANTHROPIC_TOOLS))
         searching: SearchRun | None = None
-        natively = any(p.takes_anthropic_tools for p in group.providers)
-        if request.checked and not natively and self.web_search is not None:
-            planned = self.web_search.plan(body)
-            if planned is not None:
-                body, searching = planned
-                anthropic_tools = False
-        if anthropic_tools and not natively:
+        if self.web_search is not None:
+            body, searching = self._searched(self.web_search, request, group, body)
+            anthropic_tools = anthropic_tools and searching is None
+        if anthropic_tools and not any(p.takes_anthropic_tools for p in group.providers):
             why = f"model `{group.name}` has no Anthropic deployment"
             if search_tools_only(body[ANTHROPIC_TOOLS]):
                 why += (
@@ -108,3 +106,20 @@ class Validation:
         return ModelCall(
             request, principal, group, route, body, include_usage, web_search=searching
         )
+
+    @staticmethod
+    def _searched(
+        web_search: WebSearch, request: ModelRequest, group: ModelGroup, body: JSONDict
+    ) -> tuple[JSONDict, SearchRun | None]:
+        """The body, and the search the gateway runs for it where it asks for
+        a web search that none of the group's deployments can run."""
+        markers = (
+            request.checked
+            and (ANTHROPIC_TOOLS in body or HOSTED_WEB_SEARCH in body)
+            and not any(p.takes_anthropic_tools for p in group.providers)
+        )
+        options = body.get("web_search_options") is not None and not any(
+            p.takes_web_search_options for p in group.providers
+        )
+        planned = web_search.plan(body, markers=markers) if markers or options else None
+        return planned if planned is not None else (body, None)

@@ -2,10 +2,12 @@
 
 A request may ask for a web search the model's server runs: Anthropic's
 ``web_search_*`` server tool (Claude Code's WebSearch, through the Messages
-edge) or OpenAI's hosted ``web_search`` (the Responses edge). Only an
-Anthropic deployment runs one itself (ADR 0027). For a model with none, the
-gateway runs it (ADR 0029), with the search service's web backends
-(SearXNG, Brave, Google; never the operator's own corpora):
+edge), OpenAI's hosted ``web_search`` (the Responses edge) or chat's
+``web_search_options``. Only an Anthropic deployment runs the first two
+itself (ADR 0027), and only Anthropic's and OpenAI's wire take the third.
+For a model with no deployment that does, the gateway runs the search
+(ADR 0029), with the search service's web backends (SearXNG, Brave, Google;
+never the operator's own corpora):
 
 1. the model is offered a function ``web_search(query)`` instead;
 2. each call it makes to it is searched here, and the model is asked again
@@ -90,6 +92,10 @@ _FUNCTION = {
 }
 
 
+# Where a body asks for a web search; none of them goes on to the model.
+_WISHES = frozenset((ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH, "web_search_options"))
+
+
 def search_tools_only(tools: Any) -> bool:
     """Whether Anthropic tools a request brought are all web searches (the
     gateway can run those; any other one only Anthropic can)."""
@@ -108,17 +114,21 @@ class WebSearch:
     def __init__(self, searcher: WebSearcher):
         self._searcher = searcher
 
-    def plan(self, body: JSONDict) -> tuple[JSONDict, SearchRun] | None:
+    def plan(self, body: JSONDict, markers: bool = True) -> tuple[JSONDict, SearchRun] | None:
         """The body the model is asked with and the run, for a body that asks
-        for a web search (Anthropic's tool or the hosted one); else None."""
-        native = body.get(ANTHROPIC_TOOLS)
-        hosted = body.get(HOSTED_WEB_SEARCH)
+        for a web search (Anthropic's tool, the hosted one: an edge's
+        ``markers``; or chat's ``web_search_options``); else None."""
+        native = body.get(ANTHROPIC_TOOLS) if markers else None
+        hosted = body.get(HOSTED_WEB_SEARCH) if markers else None
+        options = body.get("web_search_options")
         if native:
             if not search_tools_only(native):
                 return None
             wish: Mapping[str, Any] = native[0]
         elif isinstance(hosted, dict):
             wish = hosted
+        elif isinstance(options, dict):
+            wish = {}  # its user_location and context size: no web backend takes them
         else:
             return None
         tools = list(body.get("tools") or ())
@@ -134,7 +144,7 @@ class WebSearch:
                 "A web search the gateway runs answers with one choice: `n` must be 1.",
                 param="n",
             )
-        asked = {k: v for k, v in body.items() if k not in (ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH)}
+        asked = {k: v for k, v in body.items() if k not in _WISHES}
         asked["tools"] = [*tools, _FUNCTION]
         uses = wish.get("max_uses")
         max_uses = uses if isinstance(uses, int) and uses > 0 else DEFAULT_MAX_USES

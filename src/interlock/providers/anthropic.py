@@ -67,6 +67,7 @@ class AnthropicProvider(HttpProvider):
     provider_name = "anthropic"
     takes_context_management = True
     takes_anthropic_tools = True
+    takes_web_search_options = True
 
     def __init__(
         self,

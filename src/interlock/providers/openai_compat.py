@@ -25,6 +25,7 @@ _DONE = b"[DONE]"
 
 class OpenAICompatibleProvider(HttpProvider):
     provider_name = "openai"
+    takes_web_search_options = True
 
     def __init__(self, deployment: DeploymentConfig, redactor: Redactor | None = None):
         assert deployment.base_url and deployment.model  # guaranteed by config validation

@@ -63,6 +63,7 @@ class ChaosProvider(Provider):
         self.takes_context_management = inner.takes_context_management
         self.limits_parallel_calls = inner.limits_parallel_calls
         self.takes_anthropic_tools = inner.takes_anthropic_tools
+        self.takes_web_search_options = inner.takes_web_search_options
         self._control = control
         self._rng = rng or random.Random()
         self._sleep = sleep

@@ -608,7 +608,11 @@ def build_gateway(
         return await search.source()
 
     web_names = web_backend_names(config.search)
-    web_search = WebSearch(WebBackends(search_source, web_names)) if web_names else None
+    web_search = (
+        WebSearch(WebBackends(search_source, web_names), metrics.observe_web_search)
+        if web_names
+        else None
+    )
     pipeline = Pipeline(
         AdmissionStage(keys, in_flight, gate, metrics),
         Validation(router, web_search),

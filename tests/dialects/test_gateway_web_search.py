@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import orjson
 import pytest
@@ -207,3 +208,19 @@ def test_chats_web_search_options_on_a_model_that_cannot_take_them(
         assert (answer.usage.model_extra or {})["server_tool_use"] == {"web_search_requests": 1}
     assert DOCS[0].url in text
     assert len(searxng.requests) == before + 1
+
+
+def test_each_search_is_counted_by_outcome(
+    messages: anthropic.Anthropic, gateway: GatewayProcess, searxng: FakeSearchService
+) -> None:
+    def counted(outcome: str) -> float:
+        text = httpx.get(gateway.base_url + "/metrics", timeout=10).text
+        name = f'interlock_web_searches_total{{model="azure",outcome="{outcome}"}} '
+        lines = [line for line in text.splitlines() if line.startswith(name)]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    ok, failed = counted("ok"), counted("failed")
+    messages.messages.create(model="azure", max_tokens=64, messages=ASK, tools=[WEB_SEARCH])
+    searxng.mode = "500"
+    messages.messages.create(model="azure", max_tokens=64, messages=ASK, tools=[WEB_SEARCH])
+    assert (counted("ok"), counted("failed")) == (ok + 1, failed + 1)

@@ -121,5 +121,7 @@ class Validation:
         options = body.get("web_search_options") is not None and not any(
             p.takes_web_search_options for p in group.providers
         )
-        planned = web_search.plan(body, markers=markers) if markers or options else None
+        if not (markers or options):
+            return body, None
+        planned = web_search.plan(body, markers=markers, model=group.name)
         return planned if planned is not None else (body, None)

@@ -30,6 +30,7 @@ search again on the next turn); its search calls, not run, are left out.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,9 @@ _RESULTS_ASKED = 20
 # The web search's results for a query (the search service's web backends),
 # best first; raises ``BackendError`` when none answered.
 WebSearcher = Callable[[str, int], Awaitable[Sequence[SearchResult]]]
+# Told of each search: the model group, its outcome (ok, empty, failed) and
+# how long it took in seconds (the gateway's metrics).
+SearchObserver = Callable[[str, str, float], None]
 
 _FUNCTION = {
     "type": "function",
@@ -111,10 +115,13 @@ def search_tools_only(tools: Any) -> bool:
 class WebSearch:
     """The gateway's web search tool: plans a request's search and runs it."""
 
-    def __init__(self, searcher: WebSearcher):
+    def __init__(self, searcher: WebSearcher, observe: SearchObserver | None = None):
         self._searcher = searcher
+        self._observe = observe
 
-    def plan(self, body: JSONDict, markers: bool = True) -> tuple[JSONDict, SearchRun] | None:
+    def plan(
+        self, body: JSONDict, markers: bool = True, model: str = ""
+    ) -> tuple[JSONDict, SearchRun] | None:
         """The body the model is asked with and the run, for a body that asks
         for a web search (Anthropic's tool, the hosted one: an edge's
         ``markers``; or chat's ``web_search_options``); else None."""
@@ -153,6 +160,8 @@ class WebSearch:
             min(max_uses, MAX_USES_CAP),
             _domains(wish.get("allowed_domains")),
             _domains(wish.get("blocked_domains")),
+            model=model,
+            observe=self._observe,
         )
         return asked, run
 
@@ -165,6 +174,8 @@ class SearchRun:
     max_uses: int
     allowed_domains: tuple[str, ...] = ()
     blocked_domains: tuple[str, ...] = ()
+    model: str = ""  # the model group, for ``observe``
+    observe: SearchObserver | None = None
     searches: int = 0
     _totals: _Totals = field(default_factory=lambda: _Totals())
 
@@ -292,13 +303,20 @@ class SearchRun:
         self.searches += 1
         if not query:
             return [], "invalid_tool_input"
+        began = time.perf_counter()
         try:
             found = await self.searcher(query, _RESULTS_ASKED)
         except BackendError as exc:
             log.warning("web search failed", extra={"error": str(exc)})
+            self._observed("failed", began)
             return [], "unavailable"
-        kept = [r for r in found if self._admits(r.url)]
-        return kept[:RESULTS_PER_SEARCH], None
+        kept = [r for r in found if self._admits(r.url)][:RESULTS_PER_SEARCH]
+        self._observed("ok" if kept else "empty", began)
+        return kept, None
+
+    def _observed(self, outcome: str, began: float) -> None:
+        if self.observe is not None:
+            self.observe(self.model, outcome, time.perf_counter() - began)
 
     def _admits(self, url: str) -> bool:
         host = (urlsplit(url).hostname or "").lower()

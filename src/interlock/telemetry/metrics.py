@@ -197,6 +197,19 @@ class Metrics:
             "Times this gateway read the model registry again after a change.",
             registry=r,
         )
+        self.web_searches = Counter(
+            "interlock_web_searches",
+            "Web searches the gateway ran for models that cannot search, by outcome "
+            "(ok, empty, failed).",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.web_search_duration = Histogram(
+            "interlock_web_search_duration_seconds",
+            "Time a web search the gateway ran took, its backends' retries included.",
+            ["outcome"],
+            registry=r,
+        )
         self.guardrail_actions = Counter(
             "interlock_guardrail_actions",
             "Guardrail decisions by rule and action.",
@@ -285,6 +298,10 @@ class Metrics:
             record.model or "",
             record.deployment or "",
         )
+
+    def observe_web_search(self, model: str, outcome: str, seconds: float) -> None:
+        self.web_searches.labels(model, outcome).inc()
+        self.web_search_duration.labels(outcome).observe(seconds)
 
     def observe_attempt(
         self, record: RequestRecord, deployment: str, seconds: float, error_kind: str | None

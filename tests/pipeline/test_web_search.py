@@ -226,6 +226,22 @@ async def test_a_forced_search_is_forced_once() -> None:
     assert model.bodies[1]["tool_choice"] == "auto"
 
 
+async def test_a_required_tool_with_only_the_search_is_required_once() -> None:
+    body, run = _plan(Searcher(), tool_choice="required", **{ANTHROPIC_TOOLS: [SEARCH_TOOL]})
+    record = _record()
+    model = Model(record, _answer(None, [_search_call("q")]), _answer("Answer."))
+    await run.complete(body, model, record)
+    assert [b["tool_choice"] for b in model.bodies] == ["required", "auto"]
+
+    # With a client tool of its own, a tool is still required of it.
+    body, run = _plan(
+        Searcher(), tools=[WEATHER], tool_choice="required", **{ANTHROPIC_TOOLS: [SEARCH_TOOL]}
+    )
+    model = Model(record, _answer(None, [_search_call("q")]), _answer("Answer."))
+    await run.complete(body, model, record)
+    assert [b["tool_choice"] for b in model.bodies] == ["required", "required"]
+
+
 async def test_a_client_tool_call_ends_the_answer() -> None:
     body, run = _plan(Searcher(), tools=[WEATHER], **{ANTHROPIC_TOOLS: [SEARCH_TOOL]})
     record = _record()

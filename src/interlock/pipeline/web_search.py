@@ -517,7 +517,11 @@ def _continued(
         for sent, result in zip(turn["tool_calls"], results, strict=True)
     ]
     continued = {**body, "messages": [*body["messages"], turn, *answers]}
-    if _call_name(body.get("tool_choice")) == TOOL_NAME:
+    choice = body.get("tool_choice")
+    searched_only = choice == "required" and all(
+        _tool_name(t) == TOOL_NAME for t in body.get("tools") or ()
+    )
+    if _call_name(choice) == TOOL_NAME or searched_only:
         continued["tool_choice"] = "auto"  # it searched as told: now it may answer
     return continued
 

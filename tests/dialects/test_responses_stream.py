@@ -405,3 +405,35 @@ def test_a_web_search_whose_result_never_came_ends_incomplete() -> None:
     assert "web_search_call.searching" in kinds and "web_search_call.completed" not in kinds
     [search] = [item for item in final.output if item.type == "web_search_call"]
     assert search.status == "incomplete" and search.action.query == "q"
+
+
+def test_chats_annotations_are_the_cited_messages_own() -> None:
+    call = {"type": "server_tool_use", "id": "s1", "name": "web_search", "input": {"query": "q"}}
+    result = {"type": "web_search_tool_result", "tool_use_id": "s1", "content": []}
+
+    def cite(start: int, end: int) -> dict[str, Any]:
+        found = {"start_index": start, "end_index": end, "url": "https://a.example", "title": "A"}
+        return {"type": "url_citation", "url_citation": found}
+
+    events, final = _run(
+        [
+            _chunk({"role": "assistant", "content": "Héllo. "}),  # 7 characters, 8 bytes
+            _chunk({"anthropic_block": call}),
+            _chunk({"anthropic_block": result}),
+            _chunk({"anthropic_text": True}),
+            _chunk({"content": "Paris."}),
+            # Spans of the chat answer's whole content; one outside the open message.
+            _chunk({"annotations": [cite(7, 13), cite(0, 6)]}),
+            _chunk({"content": " Yes."}),
+            _chunk(finish="stop"),
+        ],
+        tools=[{"type": "web_search"}],
+    )
+    [added] = [e for e in events if e["type"] == "response.output_text.annotation.added"]
+    flat = {"type": "url_citation", "start_index": 0, "end_index": 6}
+    expected = {**flat, "url": "https://a.example", "title": "A"}
+    assert (added["annotation_index"], added["annotation"]) == (0, expected)
+    first, _, second = final.output
+    assert first.content[0].annotations == []
+    assert [a.model_dump() for a in second.content[0].annotations] == [expected]
+    assert second.content[0].text[0:6] == "Paris."

@@ -76,6 +76,18 @@ def test_an_anthropic_deployment_runs_the_search(
     }
     assert response.output_text == "Let me search. " + CITED_ANSWER["text"]
     assert [tool.type for tool in response.tools] == ["web_search"]
+    # The cited block's citation, over its text in the message after the search.
+    [part] = response.output[-1].content
+    [citation] = CITED_ANSWER["citations"]
+    assert [a.model_dump() for a in part.annotations] == [
+        {
+            "type": "url_citation",
+            "start_index": 0,
+            "end_index": len(CITED_ANSWER["text"]),
+            "url": citation["url"],
+            "title": citation["title"],
+        }
+    ]
 
 
 def test_a_streamed_search_ends_as_the_same_response(client: openai.OpenAI) -> None:
@@ -95,6 +107,11 @@ def test_a_streamed_search_ends_as_the_same_response(client: openai.OpenAI) -> N
     assert added[1].status == "in_progress"
     numbers = [e.sequence_number for e in events]
     assert numbers == sorted(set(numbers))
+    added_notes = [e for e in events if e.type == "response.output_text.annotation.added"]
+    [note] = added_notes
+    message = streamed.output[-1]
+    assert (note.item_id, note.output_index, note.annotation_index) == (message.id, 2, 0)
+    assert note.annotation.model_dump() == message.content[0].annotations[0].model_dump()
 
 
 def test_the_search_continues_by_id(client: openai.OpenAI) -> None:
@@ -162,6 +179,25 @@ def test_the_text_around_a_search_is_two_messages_and_a_failed_search_says_so() 
     assert [item["content"][0]["text"] for item in (output[0], output[2])] == [
         "Looking. ",
         "No luck.",
+    ]
+
+
+def test_each_message_gets_the_citations_of_its_own_text() -> None:
+    blocks = [
+        {"type": "text", "text": "Looking. "},
+        CALL,
+        FOUND,
+        {"type": "text", "text": "Paris."},
+    ]
+    completion = _completion("Looking. Paris.", blocks)
+    where = {"start_index": 9, "end_index": 15, "url": "https://a.example", "title": "A"}
+    completion["choices"][0]["message"]["annotations"] = [
+        {"type": "url_citation", "url_citation": where}
+    ]
+    output = to_response(_shell(), completion)["output"]
+    assert output[0]["content"][0]["annotations"] == []
+    assert output[2]["content"][0]["annotations"] == [
+        {**where, "type": "url_citation", "start_index": 0, "end_index": 6}
     ]
 
 

@@ -155,10 +155,15 @@ def _with_searches(output: list[JSONDict], message: JSONDict, status: str) -> li
     text = "".join(part for part in turn if isinstance(part, str))
     if len(said) != 1 or text != (message.get("content") or ""):
         return [*head, *searches, *said, *calls]
-    body = [
-        part if isinstance(part, dict) else message_item(new_id("msg"), [output_text(part)], status)
-        for part in turn
-    ]
+    body: list[JSONDict] = []
+    at = 0  # where each run of text starts in the message's content
+    for part in turn:
+        if isinstance(part, dict):
+            body.append(part)
+            continue
+        annotations = cited(message.get("annotations"), at, at + len(part))
+        body.append(message_item(new_id("msg"), [output_text(part, None, annotations)], status))
+        at += len(part)
     return [*head, *body, *calls]
 
 
@@ -218,7 +223,8 @@ def output_items(
     if isinstance(content, list):  # text parts, from some servers
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     if content:
-        parts.append(output_text(content, logprobs or []))
+        annotations = cited(message.get("annotations"), 0, len(content))
+        parts.append(output_text(content, logprobs or [], annotations))
     if message.get("refusal"):
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     calls = message.get("tool_calls") or []
@@ -270,8 +276,40 @@ def as_builtin(item: JSONDict, builtins: frozenset[str]) -> JSONDict:
     )
 
 
-def output_text(text: str, logprobs: list[JSONDict] | None = None) -> JSONDict:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
+def output_text(
+    text: str, logprobs: list[JSONDict] | None = None, annotations: list[JSONDict] | None = None
+) -> JSONDict:
+    return {
+        "type": "output_text",
+        "text": text,
+        "annotations": annotations or [],
+        "logprobs": logprobs or [],
+    }
+
+
+def cited(annotations: Any, start: int, end: int) -> list[JSONDict]:
+    """Chat's ``url_citation`` annotations (``message.annotations``, spans of
+    the whole content) of the text from ``start`` to ``end``, as a Responses
+    output text has them: flat, their spans counted from ``start``."""
+    out: list[JSONDict] = []
+    for annotation in annotations if isinstance(annotations, list) else ():
+        found = annotation.get("url_citation") if isinstance(annotation, dict) else None
+        if not isinstance(found, dict):
+            continue
+        first, last = found.get("start_index"), found.get("end_index")
+        if not isinstance(first, int) or not isinstance(last, int):
+            continue
+        if start <= first and last <= end:
+            out.append(
+                {
+                    "type": "url_citation",
+                    "start_index": first - start,
+                    "end_index": last - start,
+                    "url": str(found.get("url") or ""),
+                    "title": str(found.get("title") or ""),
+                }
+            )
+    return out
 
 
 def message_item(item_id: str, content: list[JSONDict], status: str) -> JSONDict:

@@ -10,8 +10,9 @@ and the next ``sequence_number``; no I/O. The stream it writes:
       response.output_item.added
       reasoning: reasoning_summary_part.added, reasoning_summary_text.delta...,
                  reasoning_summary_text.done, reasoning_summary_part.done
-      message:   content_part.added, output_text.delta..., output_text.done,
-                 content_part.done
+      message:   content_part.added, output_text.delta... (and
+                 output_text.annotation.added as a cited block ends),
+                 output_text.done, content_part.done
       function_call: function_call_arguments.delta..., function_call_arguments.done
       custom_tool_call: custom_tool_call_input.delta..., custom_tool_call_input.done
       shell_call, apply_patch_call, local_shell_call: none (the action comes whole)
@@ -52,6 +53,7 @@ from interlock.chat_markers import ANTHROPIC_BLOCK
 from interlock.dialects.chunks import RepeatedChunks
 from interlock.dialects.responses.answer import (
     JSONDict,
+    cited,
     custom_tool_call_item,
     finished,
     function_call_item,
@@ -85,8 +87,13 @@ def _template(value: JSONDict) -> bytes:
 
 
 _EMPTY_PART = orjson.dumps(output_text(""))
-# A message's text part: % (the text as a JSON string, its logprobs as a JSON array).
-_PART = _template(output_text("%b")).replace(b'"logprobs":[]', b'"logprobs":%b')
+# A message's text part: % (the text as a JSON string, its annotations and logprobs
+# as JSON arrays).
+_PART = (
+    _template(output_text("%b"))
+    .replace(b'"annotations":[]', b'"annotations":%b')
+    .replace(b'"logprobs":[]', b'"logprobs":%b')
+)
 # content_part.done's data after the item's reference: % as ``_PART``.
 _DONE_PART = b',"content_index":0,"part":' + _PART + b"}"
 # A message item as output_item.added/done have it: % (its index, its id and
@@ -150,6 +157,8 @@ class _Item:
     ref: bytes = b""  # its item_id and output_index, as its events' data has them
     delta: bytes = b""  # its delta event's template (``_delta_template``)
     logprobs: list[JSONDict] | None = None  # a message's, where asked for
+    annotations: list[JSONDict] = field(default_factory=list)  # a message's citations
+    start: int = 0  # where a message's text starts in the chat answer's content
     delta_logprobs: bytes = b""  # its delta template with logprobs, once one came
 
     def literal(self) -> bytes:
@@ -190,6 +199,9 @@ class ResponseEvents:
         # The open message while nothing else is: a repeated text chunk's
         # delta needs nothing but its template.
         self._steady: _Item | None = None
+        # The chat content's characters in the messages closed so far: a
+        # chat annotation's span counts from the start of the whole content.
+        self._said = 0
         self.response: JSONDict | None = None
         self.response_json = b""  # ``response`` as the last event has it
 
@@ -234,6 +246,8 @@ class ResponseEvents:
             if delta.get("content"):
                 logprobs = token_logprobs(choice) if choice.get("logprobs") else None
                 out += self._text_delta(orjson.dumps(delta["content"]), logprobs)
+            if delta.get("annotations"):
+                out += self._annotated(delta["annotations"])
             for piece in delta.get("tool_calls") or ():
                 out += self._call_piece(piece)
             if choice.get("finish_reason"):
@@ -342,6 +356,7 @@ class ResponseEvents:
         out = self._close_reasoning()
         if item is None:
             item = self._message = self._new("message", "msg")
+            item.start = self._said
             added = _MESSAGE_EVENT % (item.index, orjson.dumps(item.id), b'"in_progress"', b"[]")
             part = b',"content_index":0,"part":' + _EMPTY_PART + b"}"
             out += self._frame("response.output_item.added", added) + self._frame(
@@ -372,16 +387,48 @@ class ResponseEvents:
             return b""
         status, _ = status_of(self._finish_reason)
         text = item.literal()
+        said = orjson.loads(text)
+        self._said = item.start + len(said)
         logprobs = orjson.dumps(item.logprobs) if item.logprobs else b"[]"
+        annotations = orjson.dumps(item.annotations) if item.annotations else b"[]"
         done = b',"content_index":0,"text":' + text + b',"logprobs":' + logprobs + b"}"
-        item.done = message_item(item.id, [output_text(orjson.loads(text), item.logprobs)], status)
-        content = b"[" + _PART % (text, logprobs) + b"]"
-        closed = _MESSAGE_EVENT % (item.index, orjson.dumps(item.id), orjson.dumps(status), content)
+        part = output_text(said, item.logprobs, item.annotations)
+        item.done = message_item(item.id, [part], status)
+        written = _PART % (text, annotations, logprobs)
+        closed = _MESSAGE_EVENT % (
+            item.index,
+            orjson.dumps(item.id),
+            orjson.dumps(status),
+            b"[" + written + b"]",
+        )
         return (
             self._frame("response.output_text.done", item.ref + done)
-            + self._frame("response.content_part.done", item.ref + _DONE_PART % (text, logprobs))
+            + self._frame(
+                "response.content_part.done",
+                item.ref + _DONE_PART % (text, annotations, logprobs),
+            )
             + self._frame("response.output_item.done", closed)
         )
+
+    def _annotated(self, annotations: Any) -> bytes:
+        """Chat's ``url_citation`` annotations (an Anthropic upstream's, as a
+        cited block ends) on the open message's text."""
+        item = self._message
+        if item is None:
+            return b""
+        said = item.start + len(item.text())
+        out = b""
+        for annotation in cited(annotations, item.start, said):
+            index = len(item.annotations)
+            item.annotations.append(annotation)
+            out += self._at(
+                item,
+                "response.output_text.annotation.added",
+                content_index=0,
+                annotation_index=index,
+                annotation=annotation,
+            )
+        return out
 
     def _server_block(self, block: Any) -> bytes:
         """An Anthropic upstream's server tool block: its web search's call

@@ -13,8 +13,9 @@ The searches come back as Anthropic's blocks (``content_blocks``, or the
 stream's ``anthropic_block`` deltas): each ``server_tool_use`` call is a
 ``web_search_call`` item (its ``action`` the query, and the result's pages
 as ``sources``), between the message items of the text before and after
-it, in the order they came, answered or streamed. Citations are not turned
-into ``url_citation`` annotations.
+it, in the order they came, answered or streamed. A cited text block's
+citations are ``url_citation`` annotations over its text (from chat's
+annotations, which the Anthropic adapter writes as the block ends).
 """
 
 from __future__ import annotations

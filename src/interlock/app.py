@@ -609,7 +609,7 @@ def build_gateway(
 
     web_names = web_backend_names(config.search)
     web_search = (
-        WebSearch(WebBackends(search_source, web_names), metrics.observe_web_search)
+        WebSearch(WebBackends(search_source, web_names), telemetry.web_search)
         if web_names
         else None
     )

@@ -4,7 +4,7 @@ network: the end-to-end runs are ``tests/dialects/test_gateway_web_search.py``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -431,3 +431,19 @@ def test_chats_own_option_is_planned_and_markers_only_where_an_edge_set_them() -
     # A chat body cannot bring the edges' markers in.
     sent = _body(**{ANTHROPIC_TOOLS: [SEARCH_TOOL], HOSTED_WEB_SEARCH: {}})
     assert WebSearch(Searcher()).plan(sent, markers=False) is None
+
+
+async def test_each_search_is_watched_to_its_outcome() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def watch(record: RequestRecord) -> Callable[[str], None]:
+        return lambda outcome: seen.append((record.request_id, outcome))
+
+    for searcher in (Searcher(), Searcher(pages=[]), Searcher(fail=True)):
+        planned = WebSearch(searcher, watch).plan(_body(**{ANTHROPIC_TOOLS: [SEARCH_TOOL]}))
+        assert planned is not None
+        body, run = planned
+        record = _record()
+        model = Model(record, _answer(None, [_search_call("q")]), _answer("x"))
+        await run.complete(body, model, record)
+    assert seen == [("req_1", "ok"), ("req_1", "empty"), ("req_1", "failed")]

@@ -123,5 +123,5 @@ class Validation:
         )
         if not (markers or options):
             return body, None
-        planned = web_search.plan(body, markers=markers, model=group.name)
+        planned = web_search.plan(body, markers=markers)
         return planned if planned is not None else (body, None)

@@ -30,7 +30,6 @@ search again on the next turn); its search calls, not run, are left out.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,9 +73,10 @@ _RESULTS_ASKED = 20
 # The web search's results for a query (the search service's web backends),
 # best first; raises ``BackendError`` when none answered.
 WebSearcher = Callable[[str, int], Awaitable[Sequence[SearchResult]]]
-# Told of each search: the model group, its outcome (ok, empty, failed) and
-# how long it took in seconds (the gateway's metrics).
-SearchObserver = Callable[[str, str, float], None]
+# Told as each search starts, for the request's record; what it returns is
+# told the search's outcome (ok, empty, failed, cancelled) as it ends: the search's span
+# and metrics (``Telemetry.web_search``).
+SearchWatch = Callable[[RequestRecord], Callable[[str], None]]
 
 _FUNCTION = {
     "type": "function",
@@ -115,13 +115,11 @@ def search_tools_only(tools: Any) -> bool:
 class WebSearch:
     """The gateway's web search tool: plans a request's search and runs it."""
 
-    def __init__(self, searcher: WebSearcher, observe: SearchObserver | None = None):
+    def __init__(self, searcher: WebSearcher, watch: SearchWatch | None = None):
         self._searcher = searcher
-        self._observe = observe
+        self._watch = watch
 
-    def plan(
-        self, body: JSONDict, markers: bool = True, model: str = ""
-    ) -> tuple[JSONDict, SearchRun] | None:
+    def plan(self, body: JSONDict, markers: bool = True) -> tuple[JSONDict, SearchRun] | None:
         """The body the model is asked with and the run, for a body that asks
         for a web search (Anthropic's tool, the hosted one: an edge's
         ``markers``; or chat's ``web_search_options``); else None."""
@@ -160,8 +158,7 @@ class WebSearch:
             min(max_uses, MAX_USES_CAP),
             _domains(wish.get("allowed_domains")),
             _domains(wish.get("blocked_domains")),
-            model=model,
-            observe=self._observe,
+            watch=self._watch,
         )
         return asked, run
 
@@ -174,8 +171,7 @@ class SearchRun:
     max_uses: int
     allowed_domains: tuple[str, ...] = ()
     blocked_domains: tuple[str, ...] = ()
-    model: str = ""  # the model group, for ``observe``
-    observe: SearchObserver | None = None
+    watch: SearchWatch | None = None
     searches: int = 0
     _totals: _Totals = field(default_factory=lambda: _Totals())
 
@@ -202,7 +198,7 @@ class SearchRun:
             if text:
                 texts.append(text)
                 blocks.append({"type": "text", "text": text})
-            results = [await self._search(_query(call)) for call in searches]
+            results = [await self._search(_query(call), record) for call in searches]
             for call, (found, error) in zip(searches, results, strict=True):
                 use_id = "srvtoolu_" + random_hex(24)
                 blocks.append(_use_block(use_id, _query(call)))
@@ -280,7 +276,7 @@ class SearchRun:
                     use_id = "srvtoolu_" + random_hex(24)
                     query = _query(call)
                     yield stream.chunk({ANTHROPIC_BLOCK: _use_block(use_id, query)})
-                    found = await self._search(query)
+                    found = await self._search(query, record)
                     results.append(found)
                     yield stream.chunk({ANTHROPIC_BLOCK: _result_block(use_id, *found)})
                 stream.searched = True
@@ -298,25 +294,27 @@ class SearchRun:
         finally:
             await _close(chunks)
 
-    async def _search(self, query: str) -> tuple[list[SearchResult], str | None]:
+    async def _search(
+        self, query: str, record: RequestRecord
+    ) -> tuple[list[SearchResult], str | None]:
         """The results for ``query`` the model is given, or the error code."""
         self.searches += 1
         if not query:
             return [], "invalid_tool_input"
-        began = time.perf_counter()
+        ended = self.watch(record) if self.watch is not None else None
+        outcome = "cancelled"  # unless it ends: the client left, or the stream was closed
         try:
             found = await self.searcher(query, _RESULTS_ASKED)
+            kept = [r for r in found if self._admits(r.url)][:RESULTS_PER_SEARCH]
+            outcome = "ok" if kept else "empty"
         except BackendError as exc:
+            outcome = "failed"
             log.warning("web search failed", extra={"error": str(exc)})
-            self._observed("failed", began)
             return [], "unavailable"
-        kept = [r for r in found if self._admits(r.url)][:RESULTS_PER_SEARCH]
-        self._observed("ok" if kept else "empty", began)
+        finally:
+            if ended is not None:
+                ended(outcome)
         return kept, None
-
-    def _observed(self, outcome: str, began: float) -> None:
-        if self.observe is not None:
-            self.observe(self.model, outcome, time.perf_counter() - began)
 
     def _admits(self, url: str) -> bool:
         host = (urlsplit(url).hostname or "").lower()

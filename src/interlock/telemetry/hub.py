@@ -9,7 +9,8 @@ kept request up by its id in both.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Span, SpanKind
@@ -71,6 +72,22 @@ class Telemetry:
         if parent is None or self.tracing is None:
             return None
         return self.tracing.start_child(parent, name, kind)
+
+    def web_search(self, record: RequestRecord) -> Callable[[str], None]:
+        """A web search the gateway runs for ``record``'s model starts (its
+        span, a child of the request's); call what this returns with the
+        search's outcome (ok, empty, failed, cancelled) as it ends."""
+        span = self.child(record, "web_search", SpanKind.CLIENT)
+        began = time.perf_counter()
+
+        def ended(outcome: str) -> None:
+            seconds = time.perf_counter() - began
+            self.metrics.observe_web_search(record.model or "", outcome, seconds)
+            if span is not None and self.tracing is not None:
+                span.set_attribute("interlock.web_search.outcome", outcome)
+                self.tracing.end(span, "web search failed" if outcome == "failed" else None)
+
+        return ended
 
     # -- the end of a request --------------------------------------------
 

@@ -200,7 +200,7 @@ class Metrics:
         self.web_searches = Counter(
             "interlock_web_searches",
             "Web searches the gateway ran for models that cannot search, by outcome "
-            "(ok, empty, failed).",
+            "(ok, empty, failed, cancelled).",
             ["model", "outcome"],
             registry=r,
         )

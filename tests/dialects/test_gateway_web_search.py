@@ -8,7 +8,7 @@ and answers with the searches in each dialect's shape, unary or streamed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
@@ -16,12 +16,15 @@ import httpx
 import openai
 import orjson
 import pytest
+from aiohttp import web
 
+from interlock.app import create_app
+from interlock.config import parse_config
 from tests.conftest import TEST_KEY
 from tests.search.fakes import Doc, FakeSearchService
 from tests.support.openai_clients import openai_client
 from tests.support.provider_fleet import provider_gateway
-from tests.support.servers import FakeUpstream, GatewayProcess
+from tests.support.servers import FakeUpstream, GatewayProcess, InProcessGateway
 
 WEB_SEARCH: Any = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
 ASK: Any = [{"role": "user", "content": "Perform a web search for the query: capital of France"}]
@@ -224,3 +227,87 @@ def test_each_search_is_counted_by_outcome(
     searxng.mode = "500"
     messages.messages.create(model="azure", max_tokens=64, messages=ASK, tools=[WEB_SEARCH])
     assert (counted("ok"), counted("failed")) == (ok + 1, failed + 1)
+
+
+def _searching_upstream(asked: list[dict[str, Any]]) -> web.Application:
+    """An OpenAI-compatible model that calls ``web_search`` whenever it may
+    (every round until one asked with ``tool_choice: none``)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        asked.append(body)
+        if body.get("tool_choice") == "none":
+            delta: dict[str, Any] = {"role": "assistant", "content": "Done."}
+            reason = "stop"
+        else:
+            arguments = orjson.dumps({"query": f"q{len(asked)}"}).decode()
+            call = {"id": f"call_{len(asked)}", "type": "function"}
+            call["function"] = {"name": "web_search", "arguments": arguments}
+            delta, reason = (
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                "tool_calls",
+            )
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        if not body.get("stream"):
+            choice = {"index": 0, "message": delta, "finish_reason": reason}
+            return web.json_response({"id": "c", "model": "m", "choices": [choice], "usage": usage})
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        if "tool_calls" in delta:
+            delta["tool_calls"] = [{**delta["tool_calls"][0], "index": 0}]
+        chunks = [
+            {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]},
+            {"choices": [], "usage": usage},
+        ]
+        for chunk in chunks:
+            await response.write(
+                b"data: " + orjson.dumps({"id": "c", "model": "m", **chunk}) + b"\n\n"
+            )
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    return app
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_model_that_keeps_searching_is_stopped_at_max_uses(
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+    searxng: FakeSearchService,
+    stream: bool,
+) -> None:
+    # Four rounds, each with its own routing attempts (max_attempts, 2 by
+    # default, counts one call's), the last asked with tool_choice none.
+    asked: list[dict[str, Any]] = []
+    upstream = fake_upstream(_searching_upstream(asked))
+    deployment = {"provider": "openai", "model": "m", "base_url": upstream.url + "/v1"}
+    raw: dict[str, Any] = {
+        "models": [{"name": "eager", "deployments": [{"id": "eager-1", **deployment}]}],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "search": {"backends": [{"type": "searxng", "url": searxng.url, "retries": 0}]},  # type: ignore[attr-defined]
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+    }
+    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
+    try:
+        with anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c:
+            ask: Any = {"model": "eager", "max_tokens": 64, "messages": ASK, "tools": [WEB_SEARCH]}
+            if stream:
+                with c.messages.stream(**ask) as events:
+                    answer = events.get_final_message()
+            else:
+                answer = c.messages.create(**ask)
+    finally:
+        gateway.close()
+    kinds = [block.type for block in answer.content]
+    assert kinds == [*SEARCHED[:2] * 3, "text"]
+    assert [block.input for block in answer.content if block.type == "server_tool_use"] == [
+        {"query": f"q{n}"} for n in (1, 2, 3)
+    ]
+    assert [body.get("tool_choice") for body in asked] == [None, None, None, "none"]
+    assert answer.stop_reason == "end_turn"
+    assert answer.usage.server_tool_use is not None
+    assert answer.usage.server_tool_use.web_search_requests == 3
+    assert (answer.usage.input_tokens, answer.usage.output_tokens) == (40, 20)

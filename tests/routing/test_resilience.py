@@ -21,6 +21,7 @@ from aiohttp import web
 from interlock.app import create_app
 from interlock.config import parse_config
 from tests.conftest import TEST_KEY
+from tests.search.fakes import FakeSearchService
 from tests.support.servers import FakeUpstream, InProcessGateway
 
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
@@ -276,10 +277,11 @@ def test_routing_headers_say_how_it_was_routed(
     assert response.headers["x-interlock-route"].startswith("priority:")
 
 
-async def _raw_stream(url: str) -> tuple[int, list[bytes]]:
+async def _raw_stream(url: str, **extra: Any) -> tuple[int, list[bytes]]:
+    body = {**CHAT, "stream": True, **extra}
     async with (
         aiohttp.ClientSession(headers=AUTH) as session,
-        session.post(url + "/v1/chat/completions", json={**CHAT, "stream": True}) as response,
+        session.post(url + "/v1/chat/completions", json=body) as response,
     ):
         return response.status, (await response.read()).split(b"\n\n")
 
@@ -378,10 +380,18 @@ def test_forcing_a_deployment_needs_the_permission(
     assert asyncio.run(post("sk-oncall", "zzz")).status == 400
 
 
+@pytest.mark.parametrize("searched", [False, True])
 def test_mid_stream_failover_continues_the_same_answer(
     gateway_for: Callable[[dict[str, Any]], InProcessGateway],
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+    searched: bool,
 ) -> None:
+    # Searched: a web search the gateway runs (ADR 0029) for a model that has
+    # none; each of its rounds fails over as a plain stream does.
+    searxng = fake_upstream(FakeSearchService(kind="searxng").app())
+    search = {"backends": [{"type": "searxng", "url": searxng.url}]}
     raw = {
+        "search": search,
         "models": [
             {
                 "name": "chat",
@@ -405,7 +415,8 @@ def test_mid_stream_failover_continues_the_same_answer(
         "keys": [{"name": "k", "key": TEST_KEY}],
         "server": {"access_log": False},
     }
-    status, events = asyncio.run(_raw_stream(gateway_for(raw).base_url))
+    extra = {"web_search_options": {}} if searched else {}
+    status, events = asyncio.run(_raw_stream(gateway_for(raw).base_url, **extra))
     assert status == 200
     chunks = [orjson.loads(e[len(b"data: ") :]) for e in events if e.startswith(b"data: {")]
     assert not any("error" in c for c in chunks)

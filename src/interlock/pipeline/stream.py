@@ -72,19 +72,23 @@ class StreamSource:
 
     async def _routed(self) -> StreamStart:
         call = self._call
-        first, chunks = await self._route.stream(call, self._upstream_body, self._pass_usage)
-        if call.web_search is not None:  # rounds, the gateway searching between them
-            rounds = call.web_search.stream(
-                self._upstream_body, first, chunks, self._next_round, call.record
-            )
-            return None, rounds
+        if call.web_search is None:
+            return await self._round(self._upstream_body)
+        # Rounds, the gateway searching between them (``web_search.py``).
+        first, chunks = await self._round(self._upstream_body)
+        return None, call.web_search.stream(
+            self._upstream_body, first, chunks, self._round, call.record
+        )
+
+    async def _round(self, body: JSONDict) -> StreamStart:
+        """One upstream stream for ``body``, continued on another deployment
+        mid-stream where the model group allows."""
+        call = self._call
+        first, chunks = await self._route.stream(call, body, self._pass_usage)
         if not call.group.settings.mid_stream_failover or call.options.forced is not None:
             return first, chunks
-        resumed = continue_on_failure(first, chunks, self._upstream_body, call.record, self._resume)
+        resumed = continue_on_failure(first, chunks, body, call.record, self._resume)
         return None, resumed
-
-    async def _next_round(self, body: JSONDict) -> StreamStart:
-        return await self._route.stream(self._call, body, self._pass_usage)
 
     async def _resume(self, continuation: JSONDict, exclude: frozenset[str]) -> StreamStart:
         return await self._route.stream(self._call, continuation, self._pass_usage, exclude)

@@ -181,6 +181,14 @@ class SearchRun:
         self, body: JSONDict, ask: Callable[[JSONDict], Awaitable[JSONDict]], record: RequestRecord
     ) -> JSONDict:
         """The answer to ``body``, searching for the model where it asks."""
+        try:
+            return await self._complete(body, ask, record)
+        finally:
+            self._totals.settle(record)
+
+    async def _complete(
+        self, body: JSONDict, ask: Callable[[JSONDict], Awaitable[JSONDict]], record: RequestRecord
+    ) -> JSONDict:
         blocks: list[JSONDict] = []
         texts: list[str] = []
         while True:
@@ -292,6 +300,7 @@ class SearchRun:
             if round_.usage_chunk is not None and usage is not None:
                 yield stream.usage_chunk(round_.usage_chunk, usage)
         finally:
+            self._totals.settle(record)
             await _close(chunks)
 
     async def _search(
@@ -439,18 +448,23 @@ def _chunk_of(stream: _StreamState, delta: JSONDict, choice: JSONDict) -> bytes:
 
 
 class _Totals:
-    """The rounds' tokens and cost, added up as each round ends."""
+    """The rounds' tokens and cost, added up as each round ends, and their
+    attempts: routing counts a call's attempts on the record (``max_attempts``,
+    the retry budget), so each round starts the count afresh and the record
+    gets the sum back when the answer ends (``settle``)."""
 
-    __slots__ = ("cost", "input", "output", "priced", "rounds", "usage")
+    __slots__ = ("attempts", "cost", "input", "output", "priced", "rounds", "usage")
 
     def __init__(self) -> None:
-        self.input = self.output = self.rounds = 0
+        self.input = self.output = self.rounds = self.attempts = 0
         self.cost = 0.0
         self.priced = True
         self.usage: JSONDict | None = None
 
     def add(self, record: RequestRecord) -> None:
         self.rounds += 1
+        self.attempts += record.attempts
+        record.attempts = 0
         self.input += record.input_tokens or 0
         self.output += record.output_tokens or 0
         if record.cost_usd is None and (record.input_tokens or record.output_tokens):
@@ -458,6 +472,11 @@ class _Totals:
         self.cost += record.cost_usd or 0.0
         if record.usage is not None:
             self.usage = _added(self.usage, record.usage)
+
+    def settle(self, record: RequestRecord) -> None:
+        """The record's attempts: every round's, however the answer ended."""
+        record.attempts += self.attempts
+        self.attempts = 0
 
     def put(self, record: RequestRecord, searches: int) -> JSONDict | None:
         """Set ``record`` to the totals; the answer's usage object."""

@@ -311,3 +311,25 @@ def test_a_model_that_keeps_searching_is_stopped_at_max_uses(
     assert answer.usage.server_tool_use is not None
     assert answer.usage.server_tool_use.web_search_requests == 3
     assert (answer.usage.input_tokens, answer.usage.output_tokens) == (40, 20)
+
+
+def test_the_operator_can_keep_the_web_backends_from_models(
+    tmp_path_factory: pytest.TempPathFactory, searxng: FakeSearchService
+) -> None:
+    backend = {"type": "searxng", "url": searxng.url}  # type: ignore[attr-defined]
+    search = {"backends": [backend], "web_search_tool": False}
+    raw: dict[str, Any] = {
+        "models": [{"name": "sim", "deployments": [{"id": "sim-1", "provider": "simulator"}]}],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "search": search,
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+    }
+    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
+    try:
+        with anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c:
+            with pytest.raises(anthropic.BadRequestError) as caught:
+                c.messages.create(model="sim", max_tokens=64, messages=ASK, tools=[WEB_SEARCH])
+    finally:
+        gateway.close()
+    assert "`search.backends`" in str(caught.value)

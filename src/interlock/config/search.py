@@ -158,6 +158,10 @@ class SearchConfig(_Strict):
     anonymous: AnonymousSearchConfig = Field(default_factory=AnonymousSearchConfig)
     # Re-orders results by embedding similarity to the query; None: the backend's order.
     rerank: RerankConfig | None = None
+    # The web searches models ask for (Claude Code's WebSearch, the Responses API's
+    # web_search, chat's web_search_options), run on the web backends (searxng, brave,
+    # google) for models that cannot search themselves (ADR 0029); false: not run.
+    web_search_tool: bool = True
 
     @model_validator(mode="after")
     def _unique_backend_names(self) -> SearchConfig:

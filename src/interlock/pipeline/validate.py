@@ -92,8 +92,9 @@ class Validation:
             why = f"model `{group.name}` has no Anthropic deployment"
             if search_tools_only(body[ANTHROPIC_TOOLS]):
                 why += (
-                    " and this gateway has no web search backend to run it with "
-                    "(searxng, brave or google under `search.backends`)"
+                    " and this gateway runs no web search for models (it would with a "
+                    "searxng, brave or google backend under `search.backends` and "
+                    "`search.web_search_tool` on)"
                 )
             raise anthropic_tools_refused(body[ANTHROPIC_TOOLS], why)
         route = RouteContext(

@@ -21,7 +21,7 @@ WEB_BACKENDS = frozenset(("searxng", "brave", "google"))
 
 def web_backend_names(settings: SearchConfig) -> list[str]:
     """The configured web backends' names, in order (empty: none)."""
-    if not settings.enabled:
+    if not settings.enabled or not settings.web_search_tool:
         return []
     return [b.name or b.type for b in settings.backends if b.type in WEB_BACKENDS]
 

@@ -36,7 +36,9 @@ NATIVE_HINTS = ("cache_control", "speed", "inference_geo", "diagnostics", "conte
 # Anthropic's own tool types (server tools such as ``web_search_20250305``,
 # which Anthropic runs, and its schema-less client tools such as
 # ``bash_20250124``), as the client sent them. Only an Anthropic deployment
-# can take them: an attempt on any other is refused (``pipeline/attempt.py``).
+# takes them as they are: for a model with none, the validate stage makes the
+# client tools it knows functions and the web search the gateway's (ADR 0029,
+# 0030); an attempt on another deployment is refused (``pipeline/attempt.py``).
 ANTHROPIC_TOOLS = "anthropic_tools"
 # OpenAI's hosted web search, offered through the Responses API (its allowed
 # domains and the user's location): an Anthropic deployment runs it as its

@@ -20,7 +20,9 @@ document (its media type and size in bytes); else
 "Hello from anthropic". Offered its ``web_search_20250305`` server tool,
 it searches (a ``server_tool_use`` call, its ``web_search_tool_result`` and
 an answer citing it; "pause" in the question stops the turn after the
-result with ``pause_turn``). With thinking on, a signed thinking
+result with ``pause_turn``). Its schema-less client tools (``bash_20250124``,
+``text_editor_...``, each under the name its version must have) are called
+with ``{"command": "ls"}`` and a ``view`` of ``/``. With thinking on, a signed thinking
 block comes first. Any ``cache_control`` marker reports 100 cache-read and 50
 cache-write tokens.
 """
@@ -159,7 +161,19 @@ def _validate(body: Any) -> None:
     _check_output_config(body.get("output_config"))
 
 
+# Anthropic's schema-less client tools and the name each version must have.
+CLIENT_TOOLS = {
+    "bash_20250124": "bash",
+    "text_editor_20250728": "str_replace_based_edit_tool",
+    "text_editor_20250124": "str_replace_editor",
+}
+
+
 def _check_server_tool(tool: Block, i: int) -> None:
+    if tool["type"] in CLIENT_TOOLS:
+        if tool.get("name") != CLIENT_TOOLS[tool["type"]]:
+            raise Invalid(f"tools.{i}.name: must be '{CLIENT_TOOLS[tool['type']]}'")
+        return
     if tool["type"] != WEB_SEARCH_TOOL:
         raise Invalid(f"tools.{i}.type: unknown tool type '{tool['type']}'")
     if tool.get("name") != "web_search":
@@ -346,6 +360,8 @@ def _called(tools: list[Block], choice: Block, said: str) -> list[Block]:
 
 
 def _arguments(tool: Block) -> Any:
+    if tool.get("type") in CLIENT_TOOLS:  # schema-less: Anthropic knows the input's shape
+        return {"command": "ls"} if tool["name"] == "bash" else {"command": "view", "path": "/"}
     schema = tool["input_schema"]
     if tool["name"] == JSON_OBJECT_TOOL and not schema.get("properties"):
         return {"answer": "Paris"}

@@ -23,7 +23,8 @@ import time
 
 from interlock.admission.keys import Principal
 from interlock.chat_markers import ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH
-from interlock.errors import NotFound
+from interlock.errors import InvalidRequest, NotFound
+from interlock.pipeline.anthropic_client_tools import as_functions
 from interlock.pipeline.attempt import anthropic_tools_refused
 from interlock.pipeline.call import ModelCall
 from interlock.pipeline.request import JSONDict, ModelRequest, Operation
@@ -84,11 +85,15 @@ class Validation:
         user = body.get("user")
         caller = user if isinstance(user, str) and user else principal.name
         anthropic_tools = request.checked and bool(body.get(ANTHROPIC_TOOLS))
+        natively = anthropic_tools and any(p.takes_anthropic_tools for p in group.providers)
+        if anthropic_tools and not natively:
+            body = _client_tools_as_functions(body)
+            anthropic_tools = bool(body.get(ANTHROPIC_TOOLS))
         searching: SearchRun | None = None
         if self.web_search is not None:
             body, searching = self._searched(self.web_search, request, group, body)
             anthropic_tools = anthropic_tools and searching is None
-        if anthropic_tools and not any(p.takes_anthropic_tools for p in group.providers):
+        if anthropic_tools and not natively:
             why = f"model `{group.name}` has no Anthropic deployment"
             if search_tools_only(body[ANTHROPIC_TOOLS]):
                 why += (
@@ -126,3 +131,27 @@ class Validation:
             return body, None
         planned = web_search.plan(body, markers=markers)
         return planned if planned is not None else (body, None)
+
+
+def _client_tools_as_functions(body: JSONDict) -> JSONDict:
+    """``body`` with Anthropic's client tools offered as functions, for a
+    model with no Anthropic deployment (``anthropic_client_tools.py``)."""
+    functions, left = as_functions(body[ANTHROPIC_TOOLS])
+    if not functions:
+        return body
+    tools = list(body.get("tools") or ())
+    named = {(t.get("function") or {}).get("name") for t in tools if isinstance(t, dict)}
+    for function in functions:
+        name = function["function"]["name"]
+        if name in named:
+            raise InvalidRequest(
+                f"Two tools are named `{name}`: name each tool once.",
+                param="tools",
+                code="invalid_tool",
+            )
+        named.add(name)
+    changed = {k: v for k, v in body.items() if k != ANTHROPIC_TOOLS}
+    changed["tools"] = [*tools, *functions]
+    if left:
+        changed[ANTHROPIC_TOOLS] = left
+    return changed

@@ -245,8 +245,9 @@ class AnthropicTool(BaseModel):
     runs itself (``web_search_20250305``, ``web_fetch_20250910``,
     ``code_execution_...``) or one of its schema-less client tools
     (``bash_20250124``, ``text_editor_...``). Kept as sent (their fields are
-    Anthropic's to check), for Anthropic upstreams alone: no other upstream
-    can run them or knows their schemas, so an attempt on one is refused."""
+    Anthropic's to check) for Anthropic upstreams; for a model with none, the
+    pipeline offers the client tools it knows the schemas of as functions and
+    runs a web search itself (ADR 0029, 0030), and refuses the rest."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 

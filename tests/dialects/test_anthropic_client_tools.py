@@ -1,4 +1,5 @@
-"""Anthropic's schema-less client tools (``bash_*``, ``text_editor_*``) on
+"""Anthropic's schema-less client tools (``bash_*``, ``text_editor_*``,
+``memory_*``) on
 models that are not Anthropic's (ADR 0030), with the official ``anthropic``
 SDK: each is offered as a function of its name with the input schema
 Anthropic documents, the model's call comes back as that tool's
@@ -98,6 +99,18 @@ def test_the_text_editors_schema_is_its_versions(
     older = azure_requests[-1]["body"]["tools"][0]["function"]
     assert older["name"] == "str_replace_editor"
     assert "undo_edit" in older["parameters"]["properties"]["command"]["enum"]
+
+
+def test_the_memory_tool_says_what_anthropic_would_have_told_the_model(
+    client: anthropic.Anthropic, azure_requests: list[dict[str, Any]]
+) -> None:
+    memory: Any = {"type": "memory_20250818", "name": "memory"}
+    answer = client.messages.create(model="azure", max_tokens=128, messages=ASK, tools=[memory])
+    function = azure_requests[-1]["body"]["tools"][0]["function"]
+    assert function["name"] == "memory" and "/memories" in function["description"]
+    commands = function["parameters"]["properties"]["command"]["enum"]
+    assert commands == ["view", "create", "str_replace", "insert", "delete", "rename"]
+    assert [block.name for block in answer.content if block.type == "tool_use"] == ["memory"]
 
 
 def test_an_anthropic_model_gets_them_as_sent(

@@ -1,16 +1,16 @@
 """Anthropic's schema-less client tools as functions, for models that are not
 Anthropic's (ADR 0030).
 
-``bash_*`` and ``text_editor_*`` are tools the client runs; Anthropic's API
+``bash_*``, ``text_editor_*`` and ``memory_*`` are tools the client runs; Anthropic's API
 knows their input schemas, so a request names them by type alone. Another
 model can call them once it is given the schema: each becomes a function of
 the client's name for it (``bash``, ``str_replace_based_edit_tool``,
-``str_replace_editor``) whose parameters are the input Anthropic documents
+``str_replace_editor``, ``memory``) whose parameters are the input Anthropic documents
 for that version. A call comes back as a ``tool_use`` of that name with that
 input, which the client runs as it would Claude's.
 
 Anthropic's server tools and the client tools whose schemas are not written
-here (``computer_*``, ``memory_*``) are left in the marker: the web search is
+here (``computer_*``) are left in the marker: the web search is
 the gateway's to run (``web_search.py``), the rest still need an Anthropic
 deployment.
 """
@@ -64,6 +64,38 @@ def _editor(commands: list[str]) -> JSONDict:
     }
 
 
+# Anthropic adds its own instructions to a request with the memory tool; the
+# description says as much to other models.
+_MEMORY: JSONDict = {
+    "description": (
+        "Your memory: files under /memories that outlast this conversation. View the "
+        "directory before you start a task and keep what you learn there as you go. "
+        "view: a file's lines (view_range [first, last]) or a directory's entries. create: "
+        "a file of file_text. str_replace: replace old_str, which must occur exactly once, "
+        "with new_str. insert: insert_text after line insert_line. delete: a file or "
+        "directory. rename: old_path to new_path."
+    ),
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "command": {
+                "type": "string",
+                "enum": ["view", "create", "str_replace", "insert", "delete", "rename"],
+            },
+            "path": {"type": "string"},
+            "view_range": {"type": "array", "items": {"type": "integer"}},
+            "file_text": {"type": "string"},
+            "old_str": {"type": "string"},
+            "new_str": {"type": "string"},
+            "insert_line": {"type": "integer"},
+            "insert_text": {"type": "string"},
+            "old_path": {"type": "string"},
+            "new_path": {"type": "string"},
+        },
+        "required": ["command"],
+    },
+}
+
 _EDITS = ["view", "create", "str_replace", "insert"]
 # Each version's schema; the client names the tool (Anthropic fixes the name
 # per version, and refuses another).
@@ -74,6 +106,7 @@ _SCHEMAS: dict[str, JSONDict] = {
     "text_editor_20250124": _editor([*_EDITS, "undo_edit"]),
     "text_editor_20250429": _editor(_EDITS),
     "text_editor_20250728": _editor(_EDITS),
+    "memory_20250818": _MEMORY,
 }
 
 

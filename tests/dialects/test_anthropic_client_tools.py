@@ -1,7 +1,6 @@
 """Anthropic's schema-less client tools (``bash_*``, ``text_editor_*``,
-``memory_*``) on
-models that are not Anthropic's (ADR 0030), with the official ``anthropic``
-SDK: each is offered as a function of its name with the input schema
+``memory_*``) on models that are not Anthropic's (ADR 0030), with the
+official ``anthropic`` SDK: each is offered as a function of its name with the input schema
 Anthropic documents, the model's call comes back as that tool's
 ``tool_use``, and its result goes on as any tool's. An Anthropic model gets
 them as sent (``test_anthropic_server_tools.py``)."""

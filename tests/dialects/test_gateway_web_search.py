@@ -333,3 +333,43 @@ def test_the_operator_can_keep_the_web_backends_from_models(
     finally:
         gateway.close()
     assert "`search.backends`" in str(caught.value)
+
+
+@pytest.mark.parametrize("setting", [None, "native"])
+def test_web_search_options_on_openais_wire_follow_the_deployments_setting(
+    fake_upstream: Callable[[web.Application], FakeUpstream],
+    searxng: FakeSearchService,
+    setting: str | None,
+) -> None:
+    # A vLLM or Ollama server speaks OpenAI's wire and cannot search: by default
+    # (away from api.openai.com) the gateway searches for it; `web_search:
+    # native` passes the option on, for OpenAI's own search models.
+    asked: list[dict[str, Any]] = []
+    upstream = fake_upstream(_searching_upstream(asked))
+    url = upstream.url + "/v1"
+    deployment: dict[str, Any] = {"provider": "openai", "model": "m", "base_url": url}
+    if setting is not None:
+        deployment["web_search"] = setting
+    raw: dict[str, Any] = {
+        "models": [{"name": "local", "deployments": [{"id": "local-1", **deployment}]}],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "search": {"backends": [{"type": "searxng", "url": searxng.url, "retries": 0}]},  # type: ignore[attr-defined]
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+    }
+    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
+    try:
+        with openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0) as c:
+            ask: Any = [{"role": "user", "content": "Who won?"}]
+            answer = c.chat.completions.create(model="local", messages=ask, web_search_options={})
+    finally:
+        gateway.close()
+    first = asked[0]
+    if setting == "native":
+        assert first["web_search_options"] == {} and "tools" not in first
+        assert len(asked) == 1
+    else:
+        assert "web_search_options" not in first
+        assert [t["function"]["name"] for t in first["tools"]] == ["web_search"]
+        assert answer.usage is not None
+        assert (answer.usage.model_extra or {})["server_tool_use"]["web_search_requests"] >= 1

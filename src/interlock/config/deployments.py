@@ -138,6 +138,10 @@ class DeploymentConfig(_Strict):
     # function of one string argument, `input`, and turns the calls back into
     # custom ones. Unset: native for provider openai at api.openai.com, else function.
     custom_tools: Literal["native", "function"] | None = None
+    # OpenAI's wire (openai, azure): who runs chat's web_search_options. native: the
+    # upstream (OpenAI's search models); gateway: the gateway, where it has a web backend
+    # (ADR 0029). Default: native at api.openai.com, gateway elsewhere.
+    web_search: Literal["native", "gateway"] | None = None
     # Azure OpenAI: the ``api-version`` query parameter.
     api_version: str | None = None
     # AWS Bedrock: region and credentials.
@@ -158,6 +162,15 @@ class DeploymentConfig(_Strict):
         """Whether this upstream is sent custom tools as they are (``custom_tools``)."""
         if self.custom_tools is not None:
             return self.custom_tools == "native"
+        if self.provider != "openai" or self.base_url is None:
+            return False
+        return urlsplit(self.base_url).hostname == "api.openai.com"
+
+    @property
+    def native_web_search(self) -> bool:
+        """Whether this upstream is sent chat's ``web_search_options`` (``web_search``)."""
+        if self.web_search is not None:
+            return self.web_search == "native"
         if self.provider != "openai" or self.base_url is None:
             return False
         return urlsplit(self.base_url).hostname == "api.openai.com"

@@ -84,9 +84,10 @@ class Provider(ABC):
     # True when the upstream runs Anthropic's own tool types (server tools
     # such as ``web_search_20250305``); a request with one is refused elsewhere.
     takes_anthropic_tools: bool = False
-    # True when the upstream takes chat's ``web_search_options`` (OpenAI's
-    # wire passes it on; Anthropic searches); elsewhere the gateway searches
-    # for the model where it can (``pipeline/web_search.py``), else a 400.
+    # True when the upstream runs chat's ``web_search_options`` itself
+    # (Anthropic; OpenAI's search models, ``web_search: native``); elsewhere
+    # the gateway searches for the model where it has a web backend
+    # (``pipeline/web_search.py``), else the adapter forwards or refuses it.
     takes_web_search_options: bool = False
 
     @abstractmethod

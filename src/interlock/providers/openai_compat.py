@@ -25,13 +25,13 @@ _DONE = b"[DONE]"
 
 class OpenAICompatibleProvider(HttpProvider):
     provider_name = "openai"
-    takes_web_search_options = True
 
     def __init__(self, deployment: DeploymentConfig, redactor: Redactor | None = None):
         assert deployment.base_url and deployment.model  # guaranteed by config validation
         super().__init__(deployment, self._auth_headers(deployment), redactor)
         self._model = deployment.model
         self.takes_custom_tools = deployment.native_custom_tools
+        self.takes_web_search_options = deployment.native_web_search
         self._chat_url = self._endpoint(deployment, "chat/completions")
         self._embeddings_url = self._endpoint(deployment, "embeddings")
         self._moderations_url = self._endpoint(deployment, "moderations")

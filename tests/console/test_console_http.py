@@ -18,21 +18,28 @@ import pytest
 from interlock.app import create_app
 from interlock.config import parse_config
 from tests.conftest import TEST_KEY, simulator_config
+from tests.support.redis_scratch import scratch_prefix
 from tests.support.servers import InProcessGateway
 from tests.support.waiting import wait_for
 
 ADMIN_KEY = "sk-admin-console"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+REDIS_URL = "redis://127.0.0.1:6379/13"
 PAGES = ("", "/keys", "/usage", "/deployments", "/requests", "/models", "/batches")
 
 
-def _start(tmp_path: Path, admin: bool = True) -> InProcessGateway:
+def _start(
+    tmp_path: Path, admin: bool = True, state: dict[str, Any] | None = None
+) -> InProcessGateway:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     raw: dict[str, Any] = {
         **simulator_config(),
         "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
         "server": {"access_log": False},
         "batch": {"enabled": False},
     }
+    if state is not None:
+        raw["state"] = state
     if admin:
         raw["server"]["admin_key"] = "os.environ/ADMIN_KEY"
     env = {"TEST_KEY": TEST_KEY, "ADMIN_KEY": ADMIN_KEY}
@@ -328,6 +335,34 @@ def test_logout_ends_the_session_in_this_browser(browser: httpx.Client) -> None:
     assert browser.get("/console/keys").status_code == 200
     browser.post("/console/logout", data={"csrf": _csrf(browser)})
     assert browser.get("/console/keys").status_code == 303
+
+
+def test_logout_ends_the_session_for_every_copy_of_its_cookie(browser: httpx.Client) -> None:
+    _login(browser)
+    copied = dict(browser.cookies)  # a stolen cookie, or another tab's
+    browser.post("/console/logout", data={"csrf": _csrf(browser)})
+    with httpx.Client(base_url=str(browser.base_url), cookies=copied, timeout=30) as other:
+        assert other.get("/console/keys").status_code == 303
+
+
+def test_logout_on_one_instance_ends_the_session_on_the_others(tmp_path: Path) -> None:
+    # Both share the admin key and Redis, as instances behind a load balancer do.
+    with scratch_prefix(REDIS_URL, "console") as prefix:
+        state = {"backend": "redis", "url": REDIS_URL, "prefix": prefix, "timeout_s": 10.0}
+        first, second = _start(tmp_path, state=state), _start(tmp_path / "b", state=state)
+        try:
+            with (
+                httpx.Client(base_url=first.base_url, timeout=30) as one,
+                httpx.Client(base_url=second.base_url, timeout=30) as two,
+            ):
+                _login(one)
+                two.cookies.update(one.cookies)
+                assert two.get("/console/keys").status_code == 200  # the same session
+                one.post("/console/logout", data={"csrf": _csrf(one)})
+                assert two.get("/console/keys").status_code == 303
+        finally:
+            first.close()
+            second.close()
 
 
 def test_make_run_prints_a_development_admin_key_for_the_console(

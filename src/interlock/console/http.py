@@ -27,6 +27,7 @@ from interlock.api.services import Services
 from interlock.api.wire import json_response
 from interlock.console.assets import asset
 from interlock.console.context import ConsoleRequest, read_form, redirect
+from interlock.console.ended import EndedSessions
 from interlock.console.pages import (
     batches,
     deployments,
@@ -36,8 +37,9 @@ from interlock.console.pages import (
     usage,
 )
 from interlock.console.pages import requests as requests_page
-from interlock.console.session import SessionSigner
+from interlock.console.session import ConsoleSession, SessionSigner
 from interlock.errors import InterlockError, MethodNotAllowed, NotFound
+from interlock.state.base import StateStoreUnavailable
 
 __all__ = ["console"]
 
@@ -78,6 +80,9 @@ async def console(request: Request, services: Services) -> ASGIApp:
     if rest == "login":
         return await _login(request, services, signer)
     session = signer.verify(request.cookies.get(COOKIE))
+    ended = EndedSessions(services.state, services.state_outage_fatal)
+    if session is not None and await ended.ended(session):
+        session = None
     context = ConsoleRequest(request, services, session)
     if session is None:
         if rest == "api/overview":
@@ -94,7 +99,7 @@ async def console(request: Request, services: Services) -> ASGIApp:
             log.warning("console form without its CSRF token", extra={"path": path})
             return context.page("error.html", "Refused", 403, message=_CSRF)
         if rest == "logout":
-            return _logout()
+            return await _logout(context, ended, session)
     handler = _route(method, rest)
     try:
         return await handler(context)
@@ -194,7 +199,15 @@ def _login_form(
     return response
 
 
-def _logout() -> Response:
+async def _logout(
+    context: ConsoleRequest, ended: EndedSessions, session: ConsoleSession
+) -> Response:
+    try:
+        await ended.end(session)
+    except StateStoreUnavailable:
+        # The cookie would live on elsewhere: say so rather than seem logged out.
+        message = "The session could not be ended (the state store is unreachable): try again."
+        return context.page("error.html", "Not logged out", 503, message=message)
     response = redirect("/console/login")
     response.delete_cookie(COOKIE, path="/console")
     return response

@@ -5,8 +5,8 @@ nonce, who logged in (for the audit log), and an HMAC-SHA256 of the rest
 under a secret derived from the admin key's digest. Nothing is stored on the
 server, so every instance behind a load balancer that has the same admin key
 accepts the session, and changing the admin key ends every session at once.
-(A stored session table would allow revoking one session; the console has
-one credential, the admin key, so ending them all is the revocation.)
+A logout ends its own session on every instance too (``ended.py``: its nonce
+is kept in the state store until it would have expired).
 
 The CSRF token is an HMAC of the session's nonce: a page can only be posted
 with the token the server rendered into it for that session, and the cookie

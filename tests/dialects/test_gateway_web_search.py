@@ -9,6 +9,7 @@ and answers with the searches in each dialect's shape, unary or streamed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anthropic
@@ -272,6 +273,28 @@ def _searching_upstream(asked: list[dict[str, Any]]) -> web.Application:
     return app
 
 
+@contextmanager
+def _gateway_before(
+    upstream: FakeUpstream, searxng: FakeSearchService, **deployment: Any
+) -> Iterator[InProcessGateway]:
+    """A gateway of one model, ``m``, on ``upstream`` (OpenAI's wire), with
+    the SearXNG fake as its web backend."""
+    at = {"provider": "openai", "model": "m", "base_url": upstream.url + "/v1", **deployment}
+    backend = {"type": "searxng", "url": searxng.url, "retries": 0}  # type: ignore[attr-defined]
+    raw: dict[str, Any] = {
+        "models": [{"name": "m", "deployments": [{"id": "m-1", **at}]}],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "search": {"backends": [backend]},
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+    }
+    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
+    try:
+        yield gateway
+    finally:
+        gateway.close()
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_model_that_keeps_searching_is_stopped_at_max_uses(
     fake_upstream: Callable[[web.Application], FakeUpstream],
@@ -282,25 +305,16 @@ def test_a_model_that_keeps_searching_is_stopped_at_max_uses(
     # default, counts one call's), the last asked with tool_choice none.
     asked: list[dict[str, Any]] = []
     upstream = fake_upstream(_searching_upstream(asked))
-    deployment = {"provider": "openai", "model": "m", "base_url": upstream.url + "/v1"}
-    raw: dict[str, Any] = {
-        "models": [{"name": "eager", "deployments": [{"id": "eager-1", **deployment}]}],
-        "keys": [{"name": "k", "key": TEST_KEY}],
-        "search": {"backends": [{"type": "searxng", "url": searxng.url, "retries": 0}]},  # type: ignore[attr-defined]
-        "batch": {"enabled": False},
-        "registry": {"enabled": False},
-    }
-    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
-    try:
-        with anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c:
-            ask: Any = {"model": "eager", "max_tokens": 64, "messages": ASK, "tools": [WEB_SEARCH]}
-            if stream:
-                with c.messages.stream(**ask) as events:
-                    answer = events.get_final_message()
-            else:
-                answer = c.messages.create(**ask)
-    finally:
-        gateway.close()
+    with (
+        _gateway_before(upstream, searxng) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c,
+    ):
+        ask: Any = {"model": "m", "max_tokens": 64, "messages": ASK, "tools": [WEB_SEARCH]}
+        if stream:
+            with c.messages.stream(**ask) as events:
+                answer = events.get_final_message()
+        else:
+            answer = c.messages.create(**ask)
     kinds = [block.type for block in answer.content]
     assert kinds == [*SEARCHED[:2] * 3, "text"]
     assert [block.input for block in answer.content if block.type == "server_tool_use"] == [
@@ -346,24 +360,13 @@ def test_web_search_options_on_openais_wire_follow_the_deployments_setting(
     # native` passes the option on, for OpenAI's own search models.
     asked: list[dict[str, Any]] = []
     upstream = fake_upstream(_searching_upstream(asked))
-    url = upstream.url + "/v1"
-    deployment: dict[str, Any] = {"provider": "openai", "model": "m", "base_url": url}
-    if setting is not None:
-        deployment["web_search"] = setting
-    raw: dict[str, Any] = {
-        "models": [{"name": "local", "deployments": [{"id": "local-1", **deployment}]}],
-        "keys": [{"name": "k", "key": TEST_KEY}],
-        "search": {"backends": [{"type": "searxng", "url": searxng.url, "retries": 0}]},  # type: ignore[attr-defined]
-        "batch": {"enabled": False},
-        "registry": {"enabled": False},
-    }
-    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
-    try:
-        with openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0) as c:
-            ask: Any = [{"role": "user", "content": "Who won?"}]
-            answer = c.chat.completions.create(model="local", messages=ask, web_search_options={})
-    finally:
-        gateway.close()
+    setting_given = {"web_search": setting} if setting is not None else {}
+    with (
+        _gateway_before(upstream, searxng, **setting_given) as gateway,
+        openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0) as c,
+    ):
+        ask: Any = [{"role": "user", "content": "Who won?"}]
+        answer = c.chat.completions.create(model="m", messages=ask, web_search_options={})
     first = asked[0]
     if setting == "native":
         assert first["web_search_options"] == {} and "tools" not in first

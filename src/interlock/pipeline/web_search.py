@@ -356,6 +356,12 @@ class _StreamState:
         choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
         return orjson.dumps({**self.frame, "choices": [choice]})
 
+    def passed(self, delta: JSONDict, choice: JSONDict) -> bytes:
+        """An upstream chunk's ``choice`` with what goes on of its ``delta``;
+        its finish reason is held (a search may follow)."""
+        passed = {**choice, "delta": delta, "finish_reason": None}
+        return orjson.dumps({**self.frame, "choices": [passed]})
+
     def usage_chunk(self, chunk: JSONDict, usage: JSONDict) -> bytes:
         return orjson.dumps({**chunk, **self.frame, "usage": usage})
 
@@ -411,7 +417,7 @@ class _Round:
                 self.finish_reason = choice["finish_reason"]  # held: a search may follow
             if any(v not in (None, "", [], {}) for v in delta.values()) or choice.get("logprobs"):
                 rest = {k: v for k, v in choice.items() if k != "finish_reason"}
-                out.append(_chunk_of(stream, delta, rest))
+                out.append(stream.passed(delta, rest))
         return out
 
     def _piece(self, piece: Any, stream: _StreamState) -> JSONDict | None:
@@ -439,12 +445,6 @@ class _Round:
             self._searches[index]["function"]["arguments"] += str(function.get("arguments") or "")
             return None
         return {**piece, "index": client}
-
-
-def _chunk_of(stream: _StreamState, delta: JSONDict, choice: JSONDict) -> bytes:
-    return orjson.dumps(
-        {**stream.frame, "choices": [{**choice, "delta": delta, "finish_reason": None}]}
-    )
 
 
 class _Totals:

@@ -376,3 +376,52 @@ def test_web_search_options_on_openais_wire_follow_the_deployments_setting(
         assert [t["function"]["name"] for t in first["tools"]] == ["web_search"]
         assert answer.usage is not None
         assert (answer.usage.model_extra or {})["server_tool_use"]["web_search_requests"] >= 1
+
+
+def test_with_anthropic_down_the_gateway_searches_on_the_groups_other_deployments(
+    fake_upstream: Callable[[web.Application], FakeUpstream], searxng: FakeSearchService
+) -> None:
+    # Anthropic first by priority, unreachable; an OpenAI-wire model behind it.
+    # Once Anthropic's breaker is open, Claude Code's WebSearch is served by
+    # the gateway's search on the other deployment instead of a 503.
+    asked: list[dict[str, Any]] = []
+    upstream = fake_upstream(_searching_upstream(asked))
+    closed_port = "http://127.0.0.1:9"  # discard: nothing listens
+    anthropic_one = {"id": "claude-1", "provider": "anthropic", "model": "claude-sonnet-4-5"}
+    other = {"id": "other-1", "provider": "openai", "model": "m", "priority": 1}
+    backend = {"type": "searxng", "url": searxng.url, "retries": 0}  # type: ignore[attr-defined]
+    raw: dict[str, Any] = {
+        "models": [
+            {
+                "name": "mixed",
+                "routing": {
+                    "strategy": "priority",
+                    "breaker": {"consecutive_failures": 1, "open_s": 60},
+                },
+                "deployments": [
+                    {**anthropic_one, "api_key": "k", "base_url": closed_port, "priority": 0},
+                    {**other, "base_url": upstream.url + "/v1"},
+                ],
+            }
+        ],
+        "keys": [{"name": "k", "key": TEST_KEY}],
+        "search": {"backends": [backend]},
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+    }
+    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
+    try:
+        with anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c:
+            plain = c.messages.with_raw_response.create(model="mixed", max_tokens=32, messages=ASK)
+            assert plain.headers["x-interlock-deployment"] == "other-1"  # Anthropic failed over
+            tool = {**WEB_SEARCH, "max_uses": 1}
+            answer = c.messages.create(model="mixed", max_tokens=64, messages=ASK, tools=[tool])
+            # A tool only Anthropic runs waits for Anthropic: a 503, not a 400.
+            computer: Any = {"type": "computer_20250124", "name": "computer"}
+            with pytest.raises(anthropic.APIStatusError) as caught:
+                c.messages.create(model="mixed", max_tokens=64, messages=ASK, tools=[computer])
+            assert caught.value.status_code == 503
+    finally:
+        gateway.close()
+    assert [block.type for block in answer.content] == SEARCHED
+    assert asked[-1]["tool_choice"] == "none"

@@ -85,7 +85,10 @@ class Validation:
         user = body.get("user")
         caller = user if isinstance(user, str) and user else principal.name
         anthropic_tools = request.checked and bool(body.get(ANTHROPIC_TOOLS))
-        natively = anthropic_tools and any(p.takes_anthropic_tools for p in group.providers)
+        # Anthropic's tools go to an Anthropic deployment while one is up;
+        # with none, or none up, the gateway serves what it can elsewhere.
+        natively = anthropic_tools and self.router.anthropic_up(group)
+        as_sent = body
         if anthropic_tools and not natively:
             body = _client_tools_as_functions(body)
             anthropic_tools = bool(body.get(ANTHROPIC_TOOLS))
@@ -93,7 +96,13 @@ class Validation:
         if self.web_search is not None:
             body, searching = self._searched(self.web_search, request, group, body)
             anthropic_tools = anthropic_tools and searching is None
-        if anthropic_tools and not natively:
+        if (
+            anthropic_tools
+            and not natively
+            and any(p.takes_anthropic_tools for p in group.providers)
+        ):
+            body = as_sent  # only Anthropic runs them, and it is down: the router says so (503)
+        elif anthropic_tools and not natively:
             why = f"model `{group.name}` has no Anthropic deployment"
             if search_tools_only(body[ANTHROPIC_TOOLS]):
                 why += (
@@ -113,16 +122,15 @@ class Validation:
             request, principal, group, route, body, include_usage, web_search=searching
         )
 
-    @staticmethod
     def _searched(
-        web_search: WebSearch, request: ModelRequest, group: ModelGroup, body: JSONDict
+        self, web_search: WebSearch, request: ModelRequest, group: ModelGroup, body: JSONDict
     ) -> tuple[JSONDict, SearchRun | None]:
         """The body, and the search the gateway runs for it where it asks for
         a web search that none of the group's deployments can run."""
         markers = (
             request.checked
             and (ANTHROPIC_TOOLS in body or HOSTED_WEB_SEARCH in body)
-            and not any(p.takes_anthropic_tools for p in group.providers)
+            and not self.router.anthropic_up(group)
         )
         options = body.get("web_search_options") is not None and not any(
             p.takes_web_search_options for p in group.providers

@@ -215,6 +215,15 @@ class Router:
             raise last_error  # attempts or retry budget ran out with deployments left
         raise self._unavailable(group, last_error, now)
 
+    def anthropic_up(self, group: ModelGroup) -> bool:
+        """Whether a deployment of ``group`` that runs Anthropic's own tools
+        may take work now (not behind an open breaker, not resting)."""
+        now = self._clock()
+        return any(
+            d.provider.takes_anthropic_tools and self._eligible(d, now)
+            for d in group.deployments.values()
+        )
+
     @staticmethod
     def _serves(candidate: Candidate, route: RouteContext) -> bool:
         """A named version is served by its deployments only; a staging one

@@ -9,7 +9,7 @@ and answers with the searches in each dialect's shape, unary or streamed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import anthropic
@@ -274,17 +274,16 @@ def _searching_upstream(asked: list[dict[str, Any]]) -> web.Application:
 
 
 @contextmanager
-def _gateway_before(
-    upstream: FakeUpstream, searxng: FakeSearchService, **deployment: Any
+def _gateway_of(
+    searxng: FakeSearchService, models: list[dict[str, Any]], **search: Any
 ) -> Iterator[InProcessGateway]:
-    """A gateway of one model, ``m``, on ``upstream`` (OpenAI's wire), with
-    the SearXNG fake as its web backend."""
-    at = {"provider": "openai", "model": "m", "base_url": upstream.url + "/v1", **deployment}
+    """An in-process gateway of ``models`` with the SearXNG fake as its web
+    backend (``search``: more of the section)."""
     backend = {"type": "searxng", "url": searxng.url, "retries": 0}  # type: ignore[attr-defined]
     raw: dict[str, Any] = {
-        "models": [{"name": "m", "deployments": [{"id": "m-1", **at}]}],
+        "models": models,
         "keys": [{"name": "k", "key": TEST_KEY}],
-        "search": {"backends": [backend]},
+        "search": {"backends": [backend], **search},
         "batch": {"enabled": False},
         "registry": {"enabled": False},
     }
@@ -293,6 +292,14 @@ def _gateway_before(
         yield gateway
     finally:
         gateway.close()
+
+
+def _gateway_before(
+    upstream: FakeUpstream, searxng: FakeSearchService, **deployment: Any
+) -> AbstractContextManager[InProcessGateway]:
+    """A gateway of one model, ``m``, on ``upstream`` (OpenAI's wire)."""
+    at = {"provider": "openai", "model": "m", "base_url": upstream.url + "/v1", **deployment}
+    return _gateway_of(searxng, [{"name": "m", "deployments": [{"id": "m-1", **at}]}])
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -328,24 +335,15 @@ def test_a_model_that_keeps_searching_is_stopped_at_max_uses(
 
 
 def test_the_operator_can_keep_the_web_backends_from_models(
-    tmp_path_factory: pytest.TempPathFactory, searxng: FakeSearchService
+    searxng: FakeSearchService,
 ) -> None:
-    backend = {"type": "searxng", "url": searxng.url}  # type: ignore[attr-defined]
-    search = {"backends": [backend], "web_search_tool": False}
-    raw: dict[str, Any] = {
-        "models": [{"name": "sim", "deployments": [{"id": "sim-1", "provider": "simulator"}]}],
-        "keys": [{"name": "k", "key": TEST_KEY}],
-        "search": search,
-        "batch": {"enabled": False},
-        "registry": {"enabled": False},
-    }
-    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
-    try:
-        with anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c:
-            with pytest.raises(anthropic.BadRequestError) as caught:
-                c.messages.create(model="sim", max_tokens=64, messages=ASK, tools=[WEB_SEARCH])
-    finally:
-        gateway.close()
+    sim = {"name": "sim", "deployments": [{"id": "sim-1", "provider": "simulator"}]}
+    with (
+        _gateway_of(searxng, [sim], web_search_tool=False) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c,
+        pytest.raises(anthropic.BadRequestError) as caught,
+    ):
+        c.messages.create(model="sim", max_tokens=64, messages=ASK, tools=[WEB_SEARCH])
     assert "`search.backends`" in str(caught.value)
 
 
@@ -389,39 +387,26 @@ def test_with_anthropic_down_the_gateway_searches_on_the_groups_other_deployment
     closed_port = "http://127.0.0.1:9"  # discard: nothing listens
     anthropic_one = {"id": "claude-1", "provider": "anthropic", "model": "claude-sonnet-4-5"}
     other = {"id": "other-1", "provider": "openai", "model": "m", "priority": 1}
-    backend = {"type": "searxng", "url": searxng.url, "retries": 0}  # type: ignore[attr-defined]
-    raw: dict[str, Any] = {
-        "models": [
-            {
-                "name": "mixed",
-                "routing": {
-                    "strategy": "priority",
-                    "breaker": {"consecutive_failures": 1, "open_s": 60},
-                },
-                "deployments": [
-                    {**anthropic_one, "api_key": "k", "base_url": closed_port, "priority": 0},
-                    {**other, "base_url": upstream.url + "/v1"},
-                ],
-            }
+    mixed = {
+        "name": "mixed",
+        "routing": {"strategy": "priority", "breaker": {"consecutive_failures": 1, "open_s": 60}},
+        "deployments": [
+            {**anthropic_one, "api_key": "k", "base_url": closed_port, "priority": 0},
+            {**other, "base_url": upstream.url + "/v1"},
         ],
-        "keys": [{"name": "k", "key": TEST_KEY}],
-        "search": {"backends": [backend]},
-        "batch": {"enabled": False},
-        "registry": {"enabled": False},
     }
-    gateway = InProcessGateway(create_app(parse_config(raw, env={})))
-    try:
-        with anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c:
-            plain = c.messages.with_raw_response.create(model="mixed", max_tokens=32, messages=ASK)
-            assert plain.headers["x-interlock-deployment"] == "other-1"  # Anthropic failed over
-            tool = {**WEB_SEARCH, "max_uses": 1}
-            answer = c.messages.create(model="mixed", max_tokens=64, messages=ASK, tools=[tool])
-            # A tool only Anthropic runs waits for Anthropic: a 503, not a 400.
-            computer: Any = {"type": "computer_20250124", "name": "computer"}
-            with pytest.raises(anthropic.APIStatusError) as caught:
-                c.messages.create(model="mixed", max_tokens=64, messages=ASK, tools=[computer])
-            assert caught.value.status_code == 503
-    finally:
-        gateway.close()
+    with (
+        _gateway_of(searxng, [mixed]) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c,
+    ):
+        plain = c.messages.with_raw_response.create(model="mixed", max_tokens=32, messages=ASK)
+        assert plain.headers["x-interlock-deployment"] == "other-1"  # Anthropic failed over
+        tool = {**WEB_SEARCH, "max_uses": 1}
+        answer = c.messages.create(model="mixed", max_tokens=64, messages=ASK, tools=[tool])
+        # A tool only Anthropic runs waits for Anthropic: a 503, not a 400.
+        computer: Any = {"type": "computer_20250124", "name": "computer"}
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            c.messages.create(model="mixed", max_tokens=64, messages=ASK, tools=[computer])
+        assert caught.value.status_code == 503
     assert [block.type for block in answer.content] == SEARCHED
     assert asked[-1]["tool_choice"] == "none"

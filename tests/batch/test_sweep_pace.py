@@ -61,3 +61,16 @@ def test_an_idle_pace_shorter_than_the_short_one_is_the_short_one() -> None:
 def test_a_pace_must_be_positive() -> None:
     with pytest.raises(ValueError, match="every_s"):
         SweepPace(0.0, 30.0, Clock())
+
+
+def test_a_wake_while_a_sweep_runs_is_not_lost() -> None:
+    # The sweep read the store before the batch was opened: the wake that
+    # came meanwhile still makes the next tick sweep.
+    clock = Clock()
+    pace = SweepPace(1.0, 3600.0, clock)
+    assert pace.due()  # a sweep starts
+    pace.wake()  # a batch is opened through the API while it runs
+    pace.swept(anything_open=False)  # it found nothing
+    assert pace.due()
+    pace.swept(anything_open=True)
+    assert not pace.due()

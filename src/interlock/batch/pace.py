@@ -26,18 +26,25 @@ class SweepPace:
         self._idle_s = max(idle_s, every_s)
         self._clock = clock
         self._next_at = -math.inf  # the first sweep is due at once
-        self._woken = False
+        # Wakes are counted, not flagged: one that comes while a sweep runs
+        # (a batch opened after that sweep read the store) must outlive it,
+        # or the sweeper rests at the idle pace with the batch unseen.
+        self._wakes = 0
+        self._answered = 0  # the wakes the sweep under way (or the last) answers
 
     def due(self) -> bool:
-        """Whether the sweeper reads the store now."""
-        return self._woken or self._clock() >= self._next_at
+        """Whether the sweeper reads the store now; if so, the wakes so far
+        are the ones that sweep answers."""
+        if self._wakes != self._answered or self._clock() >= self._next_at:
+            self._answered = self._wakes
+            return True
+        return False
 
     def swept(self, anything_open: bool) -> None:
         """A sweep ended; ``anything_open``: it found a batch to watch (or
         could not tell, after a failure)."""
-        self._woken = False
         self._next_at = self._clock() + (self.every_s if anything_open else self._idle_s)
 
     def wake(self) -> None:
         """Work was taken: sweep at the next tick."""
-        self._woken = True
+        self._wakes += 1

@@ -21,6 +21,7 @@ __all__ = [
     "BODY_MARKERS",
     "CONTENT_BLOCKS",
     "HOSTED_WEB_SEARCH",
+    "LEGACY_COMPLETION",
     "NATIVE_HINTS",
     "PAUSE_TURN",
     "SAID_BY_CHAT",
@@ -44,6 +45,14 @@ ANTHROPIC_TOOLS = "anthropic_tools"
 # domains and the user's location): an Anthropic deployment runs it as its
 # own ``web_search`` server tool; every other upstream leaves it out.
 HOSTED_WEB_SEARCH = "hosted_web_search"
+# A legacy completion (``/v1/completions``), for upstreams that serve that API
+# themselves (``Provider.serves_completions``): ``echo``, ``logprobs`` (a
+# count) and ``best_of`` as the client sent them, and ``needs``, the first
+# parameter only such an upstream can honour (None when a chat model can
+# answer). The prompts are the chat body's user messages, one each, and a
+# ``suffix`` is the body's own field, so guardrails and the cache see them as
+# any text. The attempt stage takes the marker out for every other upstream.
+LEGACY_COMPLETION = "legacy_completion"
 # Every top-level marker an OpenAI-compatible upstream must not receive.
 BODY_MARKERS = frozenset(
     {"thinking", "output_config", ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH, *NATIVE_HINTS}

@@ -13,6 +13,7 @@ import openai
 import orjson
 import pytest
 
+from interlock.chat_markers import LEGACY_COMPLETION
 from interlock.dialects.completions import check, chunk_from_chat, from_chat, to_chat
 from interlock.errors import InvalidRequest
 from tests.conftest import TEST_KEY
@@ -30,6 +31,8 @@ def test_the_prompt_becomes_one_user_message_and_max_tokens_defaults_to_16() -> 
         "temperature": 0.5,
         "top_k": 3,  # unknown fields go on, as on the chat edge
         "max_tokens": 16,
+        # What only this API has, for upstreams that serve it (a chat model needs none).
+        LEGACY_COMPLETION: {"echo": False, "logprobs": None, "best_of": None, "needs": None},
     }
 
 
@@ -46,30 +49,32 @@ def test_a_list_of_one_prompt_and_the_legacy_only_parameters() -> None:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    check(body)  # the no-op values of the unsupported parameters pass
+    check(body)
     assert to_chat(body) == {
         "model": "m",
         "messages": [{"role": "user", "content": "Once upon"}],
         "n": 2,
         "stream": True,
         "stream_options": {"include_usage": True},
+        # The no-op values: any chat model answers it.
+        LEGACY_COMPLETION: {"echo": False, "logprobs": None, "best_of": 1, "needs": None},
     }  # max_tokens null: the model's own limit
 
 
 @pytest.mark.parametrize(
     ("change", "param", "code"),
     [
-        ({"prompt": ["one", "two"]}, "prompt", "invalid_value"),
         ({"prompt": []}, "prompt", "invalid_value"),
         ({"prompt": [1, 2, 3]}, "prompt", "invalid_value"),
         ({"prompt": 7}, "prompt", "invalid_value"),
         ({"prompt": None}, "prompt", "invalid_value"),
         ({"max_tokens": 0}, "max_tokens", "invalid_value"),
         ({"temperature": "hot"}, "temperature", "invalid_value"),
-        ({"suffix": "The end."}, "suffix", "unsupported_parameter"),
-        ({"echo": True, "logprobs": 0}, "echo", "unsupported_parameter"),
+        ({"suffix": 3}, "suffix", "invalid_value"),
         ({"logprobs": 6}, "logprobs", "invalid_value"),
-        ({"best_of": 3}, "best_of", "unsupported_parameter"),
+        ({"best_of": 21}, "best_of", "invalid_value"),
+        ({"best_of": 2, "n": 3}, "best_of", "invalid_value"),
+        ({"best_of": 2, "stream": True}, "best_of", "invalid_value"),
         ({"echo": "yes"}, "echo", "invalid_value"),
     ],
 )
@@ -87,9 +92,8 @@ def test_a_missing_prompt_is_named() -> None:
     assert (raised.value.param, raised.value.code) == ("prompt", "missing_required_parameter")
 
 
-def test_a_list_of_prompts_says_why() -> None:
-    with pytest.raises(InvalidRequest, match="one prompt"):
-        check({"model": "m", "prompt": ["one", "two"]})
+def test_token_arrays_say_why() -> None:
+    check({"model": "m", "prompt": ["one", "two"]})  # several prompts: the routing's to judge
     with pytest.raises(InvalidRequest, match="token arrays are not supported"):
         check({"model": "m", "prompt": [[1, 2], [3]]})
 
@@ -323,14 +327,26 @@ def test_n_gives_indexed_choices_within_the_default_limit(client: openai.OpenAI)
     assert completion.usage is not None and completion.usage.completion_tokens <= 2 * 16
 
 
-def test_refusals_name_the_parameter(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as raised:
-        client.completions.create(model="sim", prompt=["one", "two"])
-    assert raised.value.body["param"] == "prompt"  # type: ignore[index]
-    with pytest.raises(openai.BadRequestError) as raised:
-        client.completions.create(model="sim", prompt="hi", suffix="The end.")
-    assert raised.value.body["param"] == "suffix"  # type: ignore[index]
-    assert raised.value.code == "unsupported_parameter"
+@pytest.mark.parametrize(
+    ("asked", "param"),
+    [
+        ({"prompt": ["one", "two"]}, "prompt"),
+        ({"prompt": "hi", "suffix": "The end."}, "suffix"),
+        ({"prompt": "hi", "echo": True, "logprobs": 1}, "echo"),
+        ({"prompt": "hi", "best_of": 2}, "best_of"),
+    ],
+)
+def test_what_a_chat_model_cannot_do_is_a_400_naming_it(
+    client: openai.OpenAI, asked: dict[str, Any], param: str
+) -> None:
+    # Neither model has a deployment serving /v1/completions itself (Azure's
+    # default is chat; the simulator is one), so nothing can honour these.
+    for model in ("sim", "azure"):
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.completions.create(model=model, **asked)
+        assert raised.value.body["param"] == param  # type: ignore[index]
+        assert raised.value.code == "unsupported_parameter"
+        assert "serves /v1/completions itself" in raised.value.message
 
 
 def test_a_bad_key_is_a_401_before_a_bad_body(gateway: GatewayProcess) -> None:

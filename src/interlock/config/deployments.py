@@ -142,6 +142,12 @@ class DeploymentConfig(_Strict):
     # upstream (OpenAI's search models); gateway: the gateway, where it has a web backend
     # (ADR 0029). Default: native at api.openai.com, gateway elsewhere.
     web_search: Literal["native", "gateway"] | None = None
+    # OpenAI's wire (openai, azure): how /v1/completions reaches this upstream. native:
+    # its own /completions, the prompt as sent (base models, suffix, echo with logprobs,
+    # several prompts); chat: the prompt as a user message on /chat/completions.
+    # Default: native for provider openai off api.openai.com (vLLM, Ollama, llama.cpp),
+    # chat elsewhere (OpenAI's and Azure's chat models serve no legacy completions).
+    completions: Literal["native", "chat"] | None = None
     # Azure OpenAI: the ``api-version`` query parameter.
     api_version: str | None = None
     # AWS Bedrock: region and credentials.
@@ -162,15 +168,25 @@ class DeploymentConfig(_Strict):
         """Whether this upstream is sent custom tools as they are (``custom_tools``)."""
         if self.custom_tools is not None:
             return self.custom_tools == "native"
-        if self.provider != "openai" or self.base_url is None:
-            return False
-        return urlsplit(self.base_url).hostname == "api.openai.com"
+        return self._at_openai
 
     @property
     def native_web_search(self) -> bool:
         """Whether this upstream is sent chat's ``web_search_options`` (``web_search``)."""
         if self.web_search is not None:
             return self.web_search == "native"
+        return self._at_openai
+
+    @property
+    def native_completions(self) -> bool:
+        """Whether /v1/completions calls this upstream's own completions (``completions``)."""
+        if self.completions is not None:
+            return self.completions == "native"
+        return self.provider == "openai" and not self._at_openai
+
+    @property
+    def _at_openai(self) -> bool:
+        """Provider ``openai`` at OpenAI's own API (not a compatible server)."""
         if self.provider != "openai" or self.base_url is None:
             return False
         return urlsplit(self.base_url).hostname == "api.openai.com"
@@ -203,6 +219,11 @@ class DeploymentConfig(_Strict):
             raise ValueError("provider 'bedrock' needs `aws` (at least `region`)")
         if self.provider == "openai" and not self.base_url:
             raise ValueError("provider 'openai' needs `base_url` (e.g. http://127.0.0.1:8000/v1)")
+        if self.completions == "native" and self.provider not in ("openai", "azure"):
+            raise ValueError(
+                f"`completions: native` needs OpenAI's wire (provider openai or azure), "
+                f"not provider {self.provider!r}"
+            )
         if self.provider == "sentence-transformers" and self.model not in _LOCAL_MODELS:
             raise ValueError(
                 f"provider 'sentence-transformers' serves only the packaged model "

@@ -1,24 +1,30 @@
 """OpenAI's legacy Completions (``POST /v1/completions``) as one chat request.
 
-The prompt becomes one user message; the answer's message text (or each
-streamed chunk's delta text) becomes the choice's ``text``. What cannot be
-translated is refused with a 400 naming the parameter:
+Each prompt becomes a user message of the chat body; the answer's message
+text (or each streamed chunk's delta text) becomes the choice's ``text``.
+An upstream that serves this API itself (vLLM, Ollama, ``completions:
+native``) gets the prompts as they were written, on its own /completions
+(``providers/openai_completions.py``, reading the ``LEGACY_COMPLETION``
+marker); every other model answers them as chat. What only the former can
+do routes the request to such deployments alone, and is a 400 naming the
+parameter for a model with none (``needs``):
 
-- ``prompt`` must be one string (or a list of one): a list of prompts would
-  be one chat request each, and token arrays mean nothing to another model's
-  tokenizer;
-- ``suffix`` and ``best_of`` have no chat counterpart; their no-op values
-  (``""``, 1) are accepted;
-- ``echo`` puts the prompt before each choice's text (in a stream, before
-  its first chunk's), but not with ``logprobs``: those would need the
-  prompt's own tokens scored, which a chat model does not report.
+- several prompts (``n`` choices each, indexed prompt by prompt);
+- a ``suffix`` (text after the completion: fill-in-the-middle);
+- ``echo`` with ``logprobs`` (the prompt's own tokens scored);
+- ``best_of`` above ``n``.
 
-``logprobs`` (0-5) asks the chat model for its tokens' log probabilities
-(``top_logprobs``: that many alternatives) and writes them back in this
-API's shape: ``tokens``, ``token_logprobs``, ``top_logprobs`` (a dict per
-token, the sampled token always in it, so up to ``logprobs`` + 1 entries)
-and ``text_offset`` (each token's start in the completion's text, counted
-across a stream's chunks).
+Token arrays as prompts are refused everywhere: guardrails could not read
+them, and they mean nothing to another model's tokenizer.
+
+``echo`` without ``logprobs`` puts the prompt before each choice's text (in
+a stream, before its first chunk's) here at the edge, whichever model
+answers. ``logprobs`` (0-5) asks the chat model for its tokens' log
+probabilities (``top_logprobs``: that many alternatives) and writes them
+back in this API's shape: ``tokens``, ``token_logprobs``, ``top_logprobs``
+(a dict per token, the sampled token always in it, so up to ``logprobs`` +
+1 entries) and ``text_offset`` (each token's start in the choice's text,
+counted across a stream's chunks).
 
 ``max_tokens`` defaults to 16, as OpenAI's; an explicit null leaves the
 limit to the model. Everything else (sampling, ``n``, ``stop``,
@@ -30,19 +36,22 @@ caller without a key gets the 401, as on every edge (ADR 0009).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from interlock.chat_markers import LEGACY_COMPLETION
 from interlock.errors import InvalidRequest
 from interlock.pipeline.schemas import StreamOptions, validate_body
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "MAX_PROMPTS",
     "CompletionRequest",
+    "Echo",
     "check",
     "chunk_from_chat",
     "echoed_prompt",
@@ -51,6 +60,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
+MAX_PROMPTS = 2048  # as many as an embeddings request's inputs
+MAX_BEST_OF = 20  # OpenAI's bound
 # Parameters of this API alone: not forwarded to the chat request.
 _LEGACY_ONLY = ("prompt", "suffix", "echo", "logprobs", "best_of")
 _CHAT_ID_PREFIX = "chatcmpl-"
@@ -62,8 +73,9 @@ class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1)
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)] = Field(
-        description="One prompt: a string, or a list of one string."
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)] = Field(
+        description="A prompt, or a list of them (several need a deployment that serves "
+        "/v1/completions itself); text, not token arrays."
     )
     max_tokens: int | None = Field(
         default=DEFAULT_MAX_TOKENS, ge=1, description="16 when absent; null: the model's limit."
@@ -79,103 +91,139 @@ class CompletionRequest(BaseModel):
     seed: int | None = None
     user: str | None = None
     logit_bias: dict[str, int] | None = None
-    suffix: str | None = Field(default=None, description='Not supported: only "" or null.')
+    suffix: str | None = Field(
+        default=None,
+        description="Text after the completion (fill-in-the-middle); needs a deployment "
+        "that serves /v1/completions itself.",
+    )
     echo: bool | None = Field(
-        default=None, description="The prompt before the completion (not with `logprobs`)."
+        default=None,
+        description="The prompt before the completion; with `logprobs`, scored too (needs "
+        "a deployment that serves /v1/completions itself).",
     )
     logprobs: int | None = Field(
         default=None, ge=0, le=5, description="Log probabilities of this many alternatives."
     )
-    best_of: int | None = Field(default=None, description="Not supported: only 1 or null.")
+    best_of: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_BEST_OF,
+        description="Candidates to pick the `n` best of; above `n` it needs a deployment "
+        "that serves /v1/completions itself.",
+    )
 
     @field_validator("prompt", mode="before")
     @classmethod
-    def _one_text_prompt(cls, value: Any) -> Any:
+    def _text_prompts(cls, value: Any) -> Any:
         # Before the union, so the error says why rather than which member failed.
-        if isinstance(value, list):
-            if value and not all(isinstance(item, str) for item in value):
-                raise PydanticCustomError(
-                    "token_prompt",
-                    "token arrays are not supported: send the prompt as text",
-                    {},
-                )
-            if len(value) != 1:
-                raise PydanticCustomError(
-                    "one_prompt",
-                    "send one prompt (a string, or a list of one string), not {count}",
-                    {"count": len(value)},
-                )
+        if isinstance(value, list) and value and not all(isinstance(item, str) for item in value):
+            raise PydanticCustomError(
+                "token_prompt", "token arrays are not supported: send the prompt as text", {}
+            )
         return value
-
-
-# Each unsupported parameter and whether its value asks for nothing.
-_NO_OPS: dict[str, Callable[[Any], bool]] = {
-    "suffix": lambda value: value is None or value == "",
-    "best_of": lambda value: value is None or value == 1,
-}
 
 
 def check(body: dict[str, Any]) -> CompletionRequest:
     """Validate a legacy completion request; a 400 naming the first
-    offending parameter, ``unsupported_parameter`` for one that cannot be
-    translated."""
+    offending parameter. What only some deployments can do is the routing's
+    to judge (``needs``)."""
     request = validate_body(CompletionRequest, body)
-    for name, no_op in _NO_OPS.items():
-        if not no_op(body.get(name)):
-            raise InvalidRequest(
-                f"Unsupported parameter: '{name}' is not supported by this gateway's "
-                "/v1/completions, which answers through a chat model.",
-                param=name,
-                code="unsupported_parameter",
-            )
-    if request.echo and request.logprobs is not None:
+    # 1 is every client library's default whatever ``n`` is (LangChain sends it): a no-op.
+    if request.best_of is not None and 1 < request.best_of < (request.n or 1):
         raise InvalidRequest(
-            "Unsupported parameter: 'echo' with 'logprobs' needs the prompt's tokens scored, "
-            "which the chat model answering this gateway's /v1/completions does not report.",
-            param="echo",
-            code="unsupported_parameter",
+            f"'best_of' ({request.best_of}) must be at least 'n' ({request.n}).",
+            param="best_of",
+            code="invalid_value",
+        )
+    if request.best_of is not None and request.best_of > 1 and request.stream:
+        raise InvalidRequest(
+            "'best_of' above 1 cannot be streamed: the best candidates are known at the end.",
+            param="best_of",
+            code="invalid_value",
         )
     return request
 
 
-def echoed_prompt(body: dict[str, Any]) -> str | None:
-    """The prompt each choice's text starts with, when ``echo`` asks for it."""
-    if body.get("echo") is not True:
-        return None
+def needs(body: dict[str, Any]) -> str | None:
+    """The first parameter of ``body`` only an upstream serving this API
+    itself can honour; None when a chat model can answer it all."""
     prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1:
-        prompt = prompt[0]
-    return prompt if isinstance(prompt, str) else None
+    if isinstance(prompt, list) and len(prompt) > 1:
+        return "prompt"
+    if body.get("suffix") not in (None, ""):
+        return "suffix"
+    if body.get("echo") is True and body.get("logprobs") is not None:
+        return "echo"
+    best_of, n = body.get("best_of"), body.get("n")
+    if isinstance(best_of, int) and best_of > (n if isinstance(n, int) else 1):
+        return "best_of"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    """The prompts put before the choices' texts: choice ``i`` answers
+    prompt ``i // n``, as OpenAI indexes them."""
+
+    prompts: tuple[str, ...]
+    n: int = 1
+
+    def before(self, index: int) -> str:
+        at = index // self.n
+        return self.prompts[at] if 0 <= at < len(self.prompts) else ""
+
+
+def echoed_prompt(body: dict[str, Any]) -> Echo | None:
+    """What the edge puts before each choice's text: the prompts, when
+    ``echo`` asks for them without ``logprobs`` (with them, the upstream
+    scores and writes the prompt itself)."""
+    if body.get("echo") is not True or body.get("logprobs") is not None:
+        return None
+    prompts = _prompts(body.get("prompt"))
+    n = body.get("n")
+    return Echo(tuple(prompts), n if isinstance(n, int) and n > 0 else 1)
 
 
 def to_chat(body: dict[str, Any]) -> dict[str, Any]:
     """The chat request for a legacy completion request, without validating
     it (``check`` does, once the request is admitted)."""
     chat = {name: value for name, value in body.items() if name not in _LEGACY_ONLY}
-    prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1:
-        prompt = prompt[0]
-    chat["messages"] = [{"role": "user", "content": prompt}]
+    chat["messages"] = [{"role": "user", "content": p} for p in _prompts(body.get("prompt"))]
     if "max_tokens" not in body:
         chat["max_tokens"] = DEFAULT_MAX_TOKENS
     elif body["max_tokens"] is None:
         del chat["max_tokens"]
     logprobs = body.get("logprobs")
-    if isinstance(logprobs, int) and not isinstance(logprobs, bool):
+    if not isinstance(logprobs, int) or isinstance(logprobs, bool):
+        logprobs = None
+    if logprobs is not None:
         chat["logprobs"] = True
         if logprobs > 0:
             chat["top_logprobs"] = logprobs
+    suffix = body.get("suffix")
+    if isinstance(suffix, str) and suffix:
+        chat["suffix"] = suffix  # the body's own text field: guardrails read it
+    chat[LEGACY_COMPLETION] = {
+        "echo": body.get("echo") is True,
+        "logprobs": logprobs,
+        "best_of": body.get("best_of"),
+        "needs": needs(body),
+    }
     return chat
 
 
-def from_chat(answer: dict[str, Any], echo: str | None = None) -> dict[str, Any]:
+def _prompts(prompt: Any) -> list[Any]:
+    return list(prompt) if isinstance(prompt, list) else [prompt]
+
+
+def from_chat(answer: dict[str, Any], echo: Echo | None = None) -> dict[str, Any]:
     """A ``text_completion`` from a ``chat.completion``; ``echo``: the
-    prompt each choice's text starts with (``echoed_prompt``)."""
+    prompts the choices' texts start with (``echoed_prompt``)."""
     return _translated(answer, "message", {}, echo)
 
 
 def chunk_from_chat(
-    chunk: bytes, offsets: dict[int, int] | None = None, echo: str | None = None
+    chunk: bytes, offsets: dict[int, int] | None = None, echo: Echo | None = None
 ) -> bytes:
     """A streamed ``text_completion`` chunk from a ``chat.completion.chunk``.
     One for one, empty ones included (a role-only first chunk, a tool call's
@@ -189,13 +237,13 @@ def chunk_from_chat(
 
 
 def _translated(
-    chat: dict[str, Any], part: str, offsets: dict[int, int], echo: str | None
+    chat: dict[str, Any], part: str, offsets: dict[int, int], echo: Echo | None
 ) -> dict[str, Any]:
     choices = []
     for choice in chat.get("choices") or ():
         index, text = choice.get("index", 0), _text(choice.get(part))
         if echo is not None and index not in offsets:
-            text = echo + text  # the choice's first text: never with logprobs (``check``)
+            text = echo.before(index) + text  # the choice's first text
         start = offsets.get(index, 0)
         offsets[index] = start + len(text)
         choices.append(

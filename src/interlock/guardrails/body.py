@@ -5,7 +5,8 @@ the string values inside an assistant message's tool-call ``arguments``
 (JSON text: each string in it is a field of its own, its path going on past
 ``arguments`` into the parsed JSON, so a replacement never cuts an escape
 in half), a custom tool call's ``input`` (plain text), and the string or
-list-of-strings ``input`` (embeddings) and ``prompt`` (completions).
+list-of-strings ``input`` (embeddings) and ``prompt`` (completions), and a
+legacy completion's ``suffix`` (the text after the one to write).
 Rewriting copies only the containers on the changed paths; arguments with
 a changed value are serialised again.
 """
@@ -75,7 +76,7 @@ def text_fields(body: Mapping[str, Any]) -> list[TextField]:
             calls = message.get("tool_calls")
             if isinstance(calls, list):
                 fields += _argument_fields(calls, ("messages", i, "tool_calls"), role)
-    for key in ("input", "prompt"):
+    for key in ("input", "prompt", "suffix"):
         value = body.get(key)
         if isinstance(value, str):
             fields.append(TextField((key,), None, value))

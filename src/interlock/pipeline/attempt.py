@@ -7,7 +7,9 @@ also fits a chat body to the upstream it goes to, for what only some
 upstreams do themselves: Anthropic's context edits, custom tools and
 ``parallel_tool_calls: false`` (``_for_upstream``), so a request can fail
 over between upstreams that do and upstreams that do not; and it refuses
-Anthropic's server tools for any upstream but Anthropic's. Streams
+Anthropic's server tools for any upstream but Anthropic's; a legacy
+completion goes as one to upstreams that serve /v1/completions and as chat
+to the rest. Streams
 are watched chunk by chunk in ``watch.py``. The router decides which
 deployment and how often; adapters only translate.
 """
@@ -22,7 +24,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
 
-from interlock.chat_markers import ANTHROPIC_TOOLS
+from interlock.chat_markers import ANTHROPIC_TOOLS, LEGACY_COMPLETION
 from interlock.errors import InvalidRequest, ProviderError, UpstreamTimeout
 from interlock.pipeline.call import ModelCall
 from interlock.pipeline.context_edits import apply_context_edits
@@ -41,7 +43,7 @@ from interlock.providers.base import CallContext, Provider
 from interlock.routing.router import Deployment, error_kind
 from interlock.telemetry.hub import Telemetry
 
-__all__ = ["Attempt", "Attempts", "anthropic_tools_refused"]
+__all__ = ["Attempt", "Attempts", "anthropic_tools_refused", "native_completion_refused"]
 
 
 class Attempts:
@@ -141,6 +143,13 @@ def _for_upstream(provider: Provider, body: JSONDict) -> tuple[JSONDict, _Upstre
         # Routing left such deployments out; this one was forced (a header).
         why = f"deployment `{provider.deployment_id}` is not one"
         raise anthropic_tools_refused(body[ANTHROPIC_TOOLS], why)
+    completion = body.get(LEGACY_COMPLETION)
+    if completion is not None and not provider.serves_completions:
+        if completion.get("needs") is not None:  # routing left it out; it was forced
+            raise native_completion_refused(
+                completion["needs"], f"deployment `{provider.deployment_id}` is not one"
+            )
+        body = {k: v for k, v in body.items() if k != LEGACY_COMPLETION}  # asked through chat
     if body.get("context_management") is not None and not provider.takes_context_management:
         body = apply_context_edits(body)
     one_call = body.get("parallel_tool_calls") is False and not provider.limits_parallel_calls
@@ -167,6 +176,18 @@ def anthropic_tools_refused(tools: Any, why: str) -> InvalidRequest:
         f"and {why}. Route the request to an Anthropic model, or leave the tools out.",
         param="tools",
         code="unsupported_tool",
+    )
+
+
+def native_completion_refused(param: str, why: str) -> InvalidRequest:
+    """A legacy completion's ``param`` asks what only an upstream serving
+    /v1/completions itself can do; a chat model would silently drop it."""
+    return InvalidRequest(
+        f"Unsupported parameter: '{param}' needs a deployment that serves /v1/completions "
+        f"itself (an OpenAI-compatible server such as vLLM or Ollama, `completions: native`), "
+        f"and {why}; the others answer completions through a chat model.",
+        param=param,
+        code="unsupported_parameter",
     )
 
 

@@ -9,6 +9,8 @@ search backend (``web_search.py``, ADR 0029), and any other such tool is a
 400. OpenAI's hosted web search (which a model with no Anthropic deployment
 otherwise goes without) and chat's ``web_search_options`` (where no
 deployment of the model takes them) are run by the gateway the same way.
+A legacy completion that asks what only an upstream serving /v1/completions
+can do (a ``suffix``, several prompts) is routed to such deployments alone.
 A body an edge built from a request it validated in its own dialect
 (``ModelRequest.checked``) is not checked twice: the edge's schema holds
 its fields to chat's bounds (tests/dialects check that every translated
@@ -22,10 +24,10 @@ from __future__ import annotations
 import time
 
 from interlock.admission.keys import Principal
-from interlock.chat_markers import ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH
+from interlock.chat_markers import ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH, LEGACY_COMPLETION
 from interlock.errors import InvalidRequest, NotFound
 from interlock.pipeline.anthropic_client_tools import as_functions
-from interlock.pipeline.attempt import anthropic_tools_refused
+from interlock.pipeline.attempt import anthropic_tools_refused, native_completion_refused
 from interlock.pipeline.call import ModelCall
 from interlock.pipeline.request import JSONDict, ModelRequest, Operation
 from interlock.pipeline.schemas import (
@@ -111,12 +113,17 @@ class Validation:
                     "`search.web_search_tool` on)"
                 )
             raise anthropic_tools_refused(body[ANTHROPIC_TOOLS], why)
+        completion = body.get(LEGACY_COMPLETION)
+        needed = completion.get("needs") if completion is not None else None
+        if needed is not None and not any(p.serves_completions for p in group.providers):
+            raise native_completion_refused(needed, f"model `{group.name}` has no such deployment")
         route = RouteContext(
             caller=caller,
             pin=request.options.pin,
             now=time.time(),
             version=version,
             anthropic_tools=anthropic_tools,
+            native_completion=needed is not None,
         )
         return ModelCall(
             request, principal, group, route, body, include_usage, web_search=searching

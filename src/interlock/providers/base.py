@@ -89,6 +89,11 @@ class Provider(ABC):
     # the gateway searches for the model where it has a web backend
     # (``pipeline/web_search.py``), else the adapter forwards or refuses it.
     takes_web_search_options: bool = False
+    # True when the upstream serves OpenAI's legacy completions itself: a chat
+    # body with the ``LEGACY_COMPLETION`` marker goes to its /completions as a
+    # prompt (``providers/openai_completions.py``); every other upstream is
+    # asked through chat, the marker taken out (``pipeline/attempt.py``).
+    serves_completions: bool = False
 
     @abstractmethod
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:

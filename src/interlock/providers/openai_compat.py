@@ -2,7 +2,9 @@
 llama.cpp server, Together, LM Studio ...
 
 The wire shape is already ours, so this adapter only swaps the model name,
-adds credentials and forwards streamed chunks as the bytes it received.
+adds credentials and forwards streamed chunks as the bytes it received. A
+legacy completion goes to the upstream's own ``/completions`` where it
+serves them (``openai_completions.py``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from interlock.chat_markers import BODY_MARKERS, CONTENT_BLOCKS, TOOL_HINTS
+from interlock.chat_markers import BODY_MARKERS, CONTENT_BLOCKS, LEGACY_COMPLETION, TOOL_HINTS
 from interlock.config import DeploymentConfig
 from interlock.errors import UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
 from interlock.providers.http import HttpProvider
+from interlock.providers.openai_completions import chat_chunk, chat_completion, completions_body
 from interlock.redaction import Redactor
 
 __all__ = ["OpenAICompatibleProvider", "without_anthropic_markers"]
@@ -32,7 +35,9 @@ class OpenAICompatibleProvider(HttpProvider):
         self._model = deployment.model
         self.takes_custom_tools = deployment.native_custom_tools
         self.takes_web_search_options = deployment.native_web_search
+        self.serves_completions = deployment.native_completions
         self._chat_url = self._endpoint(deployment, "chat/completions")
+        self._completions_url = self._endpoint(deployment, "completions")
         self._embeddings_url = self._endpoint(deployment, "embeddings")
         self._moderations_url = self._endpoint(deployment, "moderations")
 
@@ -55,18 +60,27 @@ class OpenAICompatibleProvider(HttpProvider):
         return {**body, "model": self._model}
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
-        upstream = self._upstream_body(body, ctx)
+        # The marker reaches only an upstream that serves completions (the attempt stage).
+        legacy = LEGACY_COMPLETION in body
+        if legacy:
+            url, upstream = self._completions_url, completions_body(body, self._model)
+        else:
+            url, upstream = self._chat_url, self._upstream_body(body, ctx)
         upstream.pop("stream", None)
         upstream.pop("stream_options", None)
-        result = await self._client.request_json(
-            "POST", self._chat_url, upstream, self._headers(ctx)
+        result = self._expect_object(
+            await self._client.request_json("POST", url, upstream, self._headers(ctx)), "choices"
         )
-        return self._expect_object(result, "choices")
+        return chat_completion(result) if legacy else result
 
     async def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
-        upstream = self._upstream_body(body, ctx)
+        legacy = LEGACY_COMPLETION in body
+        if legacy:
+            url, upstream = self._completions_url, completions_body(body, self._model)
+        else:
+            url, upstream = self._chat_url, self._upstream_body(body, ctx)
         upstream["stream"] = True
-        events = self._client.stream_sse(self._chat_url, upstream, self._headers(ctx))
+        events = self._client.stream_sse(url, upstream, self._headers(ctx))
         async with aclosing(events):  # closing at [DONE] keeps the connection pooled
             async for event in events:
                 data = event.data
@@ -79,7 +93,7 @@ class OpenAICompatibleProvider(HttpProvider):
                     )
                 if data.startswith(b'{"error"'):
                     raise self._upstream_error(502, data, mid_stream=True)
-                yield data
+                yield chat_chunk(data) if legacy else data
 
     async def embed(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         # Always ask for floats: the HTTP edge applies the client's encoding.

@@ -65,6 +65,9 @@ class RouteContext:
     # The request offers Anthropic's own tools (server tools: ADR 0027):
     # only deployments that run them serve it.
     anthropic_tools: bool = False
+    # A legacy completion only an upstream serving /completions itself can
+    # answer (``suffix``, several prompts ...): only such deployments serve it.
+    native_completion: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,6 +187,7 @@ class Router:
             and (
                 not route.anthropic_tools or group.deployments[c.id].provider.takes_anthropic_tools
             )
+            and (not route.native_completion or group.deployments[c.id].provider.serves_completions)
         ]
         decision = group.strategy.choose(candidates, route)
         record.route_reason = f"{group.strategy.name}:{decision.reason}"

@@ -1,0 +1,397 @@
+"""``/v1/completions`` on an upstream that serves the API itself: the
+prompt as written (a base model with no chat template), several prompts, a
+suffix, echo with logprobs and best_of, through the whole pipeline (routing
+to deployments that can, guardrails on the prompt and suffix), with the
+official ``openai`` SDK against a vLLM/Ollama-like fake on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from interlock.chat_markers import LEGACY_COMPLETION
+from interlock.config import DeploymentConfig
+from interlock.dialects.completions import Echo, echoed_prompt, from_chat, to_chat
+from interlock.providers.openai_completions import chat_chunk, chat_completion, completions_body
+from tests.conftest import TEST_KEY
+from tests.support.fake_completions import BASE_MODEL, completions_app
+from tests.support.servers import FakeUpstream, GatewayProcess
+
+REDACTING_KEY = "sk-native-completions-redacting"
+FORCING_KEY = "sk-native-completions-forcing"
+EMAIL = "jane.doe@example.com"
+
+# -- the translation, both ways ------------------------------------------------
+
+
+def test_what_only_this_api_has_is_named_in_the_marker() -> None:
+    def needed(**asked: Any) -> Any:
+        return to_chat({"model": "m", "prompt": "hi", **asked})[LEGACY_COMPLETION]["needs"]
+
+    assert needed() is None
+    assert needed(prompt=["one", "two"]) == "prompt"
+    assert needed(prompt=["one"]) is None
+    assert needed(suffix="after") == "suffix"
+    assert needed(suffix="") is None
+    assert needed(echo=True) is None  # the edge writes the prompt itself
+    assert needed(echo=True, logprobs=0) == "echo"
+    assert needed(best_of=1, n=3) is None
+    assert needed(best_of=3, n=3) is None
+    assert needed(best_of=3) == "best_of"
+    chat = to_chat({"model": "m", "prompt": ["a", "b"], "suffix": "z", "logprobs": 2})
+    assert chat["messages"] == [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    assert chat["suffix"] == "z"  # a text field of the body: guardrails read it
+
+
+def test_the_upstream_gets_the_prompts_and_this_api_s_own_parameters() -> None:
+    chat = to_chat(
+        {
+            "model": "public",
+            "prompt": ["one", "two"],
+            "suffix": "tail",
+            "echo": True,
+            "logprobs": 2,
+            "best_of": 3,
+            "temperature": 0.2,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    assert completions_body(chat, "served-name") == {
+        "model": "served-name",
+        "prompt": ["one", "two"],
+        "suffix": "tail",
+        "echo": True,
+        "logprobs": 2,
+        "best_of": 3,
+        "temperature": 0.2,
+        "max_tokens": 16,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    one = completions_body(to_chat({"model": "m", "prompt": ["one"], "echo": True}), "x")
+    assert one["prompt"] == "one"
+    assert "echo" not in one and "logprobs" not in one  # echo without logprobs is the edge's
+
+
+def test_a_text_completion_reads_back_as_itself() -> None:
+    legacy = {
+        "id": "cmpl-abc",
+        "object": "text_completion",
+        "created": 7,
+        "model": "base",
+        "choices": [
+            {
+                "index": 0,
+                "text": "Hi there",
+                "logprobs": {
+                    "tokens": ["Hi", " there"],
+                    "token_logprobs": [None, -0.5],
+                    "top_logprobs": [None, {" there": -0.5, " here": -1.5}],
+                    "text_offset": [0, 2],
+                },
+                "finish_reason": "length",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    }
+    chat = chat_completion(legacy)
+    assert chat["id"] == "chatcmpl-abc" and chat["object"] == "chat.completion"
+    assert chat["choices"][0]["message"] == {"role": "assistant", "content": "Hi there"}
+    back = from_chat(chat)
+    assert back["id"] == "cmpl-abc" and back["usage"] == legacy["usage"]
+    [choice] = back["choices"]
+    assert (choice["text"], choice["finish_reason"]) == ("Hi there", "length")
+    assert choice["logprobs"]["tokens"] == ["Hi", " there"]
+    assert choice["logprobs"]["token_logprobs"] == [None, -0.5]
+    assert choice["logprobs"]["top_logprobs"][1] == {" there": -0.5, " here": -1.5}
+    assert choice["logprobs"]["text_offset"] == [0, 2]
+    chunk = chat_chunk(b'{"id":"cmpl-abc","choices":[{"index":2,"text":"x","finish_reason":null}]}')
+    assert b'"delta":{"content":"x"}' in chunk and b'"index":2' in chunk
+
+
+def test_echo_puts_each_prompt_before_its_own_choices() -> None:
+    echo = echoed_prompt({"prompt": ["A", "B"], "echo": True, "n": 2})
+    assert echo == Echo(("A", "B"), 2)
+    assert [echo.before(i) for i in range(4)] == ["A", "A", "B", "B"]
+    assert echoed_prompt({"prompt": "A", "echo": True, "logprobs": 0}) is None  # the upstream's
+
+
+@pytest.mark.parametrize(
+    ("deployment", "native"),
+    [
+        ({"provider": "openai", "base_url": "http://127.0.0.1:8000/v1"}, True),
+        ({"provider": "openai", "base_url": "https://api.openai.com/v1"}, False),
+        (
+            {
+                "provider": "openai",
+                "base_url": "https://api.openai.com/v1",
+                "completions": "native",
+            },
+            True,
+        ),
+        ({"provider": "openai", "base_url": "http://vllm:8000/v1", "completions": "chat"}, False),
+        ({"provider": "azure", "base_url": "https://r.openai.azure.com"}, False),
+        (
+            {
+                "provider": "azure",
+                "base_url": "https://r.openai.azure.com",
+                "completions": "native",
+            },
+            True,
+        ),
+        ({"provider": "simulator"}, False),
+    ],
+)
+def test_which_deployments_serve_completions_themselves(
+    deployment: dict[str, Any], native: bool
+) -> None:
+    config = DeploymentConfig.model_validate({"id": "d", "model": "m", **deployment})
+    assert config.native_completions is native
+
+
+def test_only_openai_s_wire_can_serve_completions_itself() -> None:
+    with pytest.raises(ValueError, match="needs OpenAI's wire"):
+        DeploymentConfig.model_validate(
+            {"id": "d", "provider": "gemini", "model": "m", "completions": "native"}
+        )
+
+
+# -- through a live gateway, with the official SDK -------------------------------
+
+
+@pytest.fixture(scope="module")
+def upstream() -> list[dict[str, Any]]:
+    return []  # what the fake was asked, in order
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream: list[dict[str, Any]]
+) -> Iterator[GatewayProcess]:
+    fake = FakeUpstream(completions_app(upstream))
+    served = {"provider": "openai", "model": BASE_MODEL, "base_url": fake.url + "/v1"}
+    config = {
+        "models": [
+            {"name": "base", "deployments": [{"id": "base-1", **served}]},
+            {
+                "name": "base-as-chat",
+                "deployments": [{"id": "chat-1", **served, "completions": "chat"}],
+            },
+            {
+                "name": "mixed",
+                "routing": {"strategy": "priority", "params": {"ties": "stable"}},
+                "deployments": [
+                    {"id": "mixed-sim", "provider": "simulator", "priority": 0},
+                    {"id": "mixed-native", **served, "priority": 1},
+                ],
+            },
+        ],
+        "keys": [
+            {"name": "test", "key": "os.environ/TEST_KEY"},
+            {
+                "name": "redacting",
+                "key": REDACTING_KEY,
+                "guardrails": {"pii": {"action": "redact"}},
+            },
+            {"name": "forcing", "key": FORCING_KEY, "permissions": ["force_deployment"]},
+        ],
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+    }
+    gateway = GatewayProcess(config, tmp_path_factory.mktemp("gw"), env={"TEST_KEY": TEST_KEY})
+    yield gateway
+    gateway.close()
+    fake.close()
+
+
+def _client(gateway: GatewayProcess, key: str = TEST_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
+    with _client(gateway) as client:
+        yield client
+
+
+def test_a_base_model_continues_the_prompt_as_written(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    completion = client.completions.create(model="base", prompt="Apple pie is")
+    assert completion.id == "cmpl-fake0123456789" and completion.model == BASE_MODEL
+    [choice] = completion.choices
+    assert (choice.text, choice.index, choice.finish_reason) == (" apple goes on.", 0, "stop")
+    assert completion.usage is not None and completion.usage.completion_tokens == 4
+    [asked] = upstream
+    assert asked["path"] == "/v1/completions"
+    assert asked["body"]["prompt"] == "Apple pie is" and asked["body"]["model"] == BASE_MODEL
+    assert asked["body"]["max_tokens"] == 16
+    assert "messages" not in asked["body"] and LEGACY_COMPLETION not in asked["body"]
+
+
+def test_through_chat_the_same_base_model_has_no_template(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    with pytest.raises(openai.APIStatusError):
+        client.completions.create(model="base-as-chat", prompt="Apple pie is")
+    assert [asked["path"] for asked in upstream] == ["/v1/chat/completions"]
+
+
+def test_several_prompts_answer_n_choices_each_in_prompt_order(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    completion = client.completions.create(
+        model="base", prompt=["Apple pie", "Banana split"], n=2, max_tokens=2
+    )
+    assert [(c.index, c.text, c.finish_reason) for c in completion.choices] == [
+        (0, " apple goes", "length"),
+        (1, " apple#1 goes", "length"),
+        (2, " banana goes", "length"),
+        (3, " banana#1 goes", "length"),
+    ]
+    assert upstream[-1]["body"]["prompt"] == ["Apple pie", "Banana split"]
+    assert upstream[-1]["body"]["n"] == 2
+
+
+def test_several_prompts_streamed(client: openai.OpenAI) -> None:
+    texts: dict[int, str] = {}
+    finishes: dict[int, str] = {}
+    usage = None
+    stream = client.completions.create(
+        model="base",
+        prompt=["Apple pie", "Banana split"],
+        n=2,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    for chunk in stream:
+        assert chunk.object == "text_completion" and chunk.id == "cmpl-fake0123456789"
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+            if choice.finish_reason:
+                finishes[choice.index] = choice.finish_reason
+        usage = chunk.usage or usage
+    assert texts == {
+        0: " apple goes on.",
+        1: " apple#1 goes on.",
+        2: " banana goes on.",
+        3: " banana#1 goes on.",
+    }
+    assert set(finishes.values()) == {"stop"} and len(finishes) == 4
+    assert usage is not None and usage.completion_tokens == 16
+
+
+def test_a_suffix_fills_in_the_middle(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    completion = client.completions.create(
+        model="base", prompt="def add(a, b):\n    total = a + b\n", suffix="return total"
+    )
+    assert completion.choices[0].text == " def then return"
+    assert upstream[-1]["body"]["suffix"] == "return total"
+
+
+def test_echo_with_logprobs_scores_the_prompt_upstream(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    plain = client.completions.create(
+        model="base", prompt="Cherry tart", echo=True, logprobs=2, max_tokens=3
+    )
+    [choice] = plain.choices
+    assert choice.text == "Cherry tart cherry goes on"
+    logprobs = choice.logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.token_logprobs
+    assert "".join(logprobs.tokens) == choice.text
+    assert logprobs.tokens[:2] == ["Cherry", " tart"]
+    assert logprobs.token_logprobs[0] is None and logprobs.token_logprobs[1] == -1.0
+    assert logprobs.token_logprobs[2:] == [-0.1, -0.2, -0.3]
+    assert logprobs.top_logprobs is not None
+    assert logprobs.top_logprobs[2] == {" cherry": -0.1, " alt1": -1.1, " alt2": -2.1}
+    assert logprobs.text_offset == [0, 6, 11, 18, 23]
+    assert upstream[-1]["body"]["echo"] is True and upstream[-1]["body"]["logprobs"] == 2
+    assert "top_logprobs" not in upstream[-1]["body"]  # chat's switch, not this API's
+
+    streamed = client.completions.create(
+        model="base", prompt="Cherry tart", echo=True, logprobs=2, max_tokens=3, stream=True
+    )
+    text, tokens, offsets = "", [], []
+    for chunk in streamed:
+        for piece in chunk.choices:
+            text += piece.text
+            if piece.logprobs is not None:
+                tokens += piece.logprobs.tokens or []
+                offsets += piece.logprobs.text_offset or []
+    assert (text, tokens, offsets) == (choice.text, logprobs.tokens, logprobs.text_offset)
+
+
+def test_echo_alone_is_written_by_the_gateway(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    completion = client.completions.create(
+        model="base", prompt=["Apple", "Banana"], echo=True, max_tokens=1
+    )
+    assert [c.text for c in completion.choices] == ["Apple apple", "Banana banana"]
+    assert "echo" not in upstream[-1]["body"]
+
+
+def test_best_of_goes_upstream(client: openai.OpenAI, upstream: list[dict[str, Any]]) -> None:
+    upstream.clear()
+    completion = client.completions.create(model="base", prompt="Apple", best_of=3)
+    assert len(completion.choices) == 1
+    assert upstream[-1]["body"]["best_of"] == 3
+
+
+def test_only_what_needs_the_api_is_routed_to_it(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    for _ in range(3):  # the simulator comes first, and answers as chat
+        plain = client.completions.with_raw_response.create(model="mixed", prompt="Apple")
+        assert plain.headers["x-interlock-deployment"] == "mixed-sim"
+    assert upstream == []
+    for _ in range(3):  # a suffix: only the deployment serving the API can honour it
+        filled = client.completions.with_raw_response.create(
+            model="mixed", prompt="Apple", suffix="pie"
+        )
+        assert filled.headers["x-interlock-deployment"] == "mixed-native"
+    assert len(upstream) == 3
+
+
+def test_a_deployment_forced_that_cannot_is_a_400(
+    gateway: GatewayProcess, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    with _client(gateway, FORCING_KEY) as forcing:
+        with pytest.raises(openai.BadRequestError) as raised:
+            forcing.completions.create(
+                model="mixed",
+                prompt="Apple",
+                suffix="pie",
+                extra_headers={"x-interlock-force-deployment": "mixed-sim"},
+            )
+    assert raised.value.body["param"] == "suffix"  # type: ignore[index]
+    assert "deployment `mixed-sim` is not one" in raised.value.message
+    assert upstream == []
+
+
+def test_guardrails_redact_the_prompts_and_the_suffix(
+    gateway: GatewayProcess, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    with _client(gateway, REDACTING_KEY) as redacting:
+        redacting.completions.create(
+            model="base", prompt=["Mail me", f"at {EMAIL}"], suffix=f"or {EMAIL}"
+        )
+    [asked] = upstream
+    assert EMAIL not in str(asked["body"])
+    assert "[EMAIL]" in asked["body"]["prompt"][1] and "[EMAIL]" in asked["body"]["suffix"]

@@ -15,6 +15,7 @@ import pytest
 from interlock.chat_markers import LEGACY_COMPLETION
 from interlock.config import DeploymentConfig
 from interlock.dialects.completions import Echo, echoed_prompt, from_chat, to_chat
+from interlock.pipeline.failover import _continuation_body
 from interlock.providers.openai_completions import chat_chunk, chat_completion, completions_body
 from tests.conftest import TEST_KEY
 from tests.support.fake_completions import BASE_MODEL, completions_app
@@ -75,6 +76,14 @@ def test_the_upstream_gets_the_prompts_and_this_api_s_own_parameters() -> None:
     one = completions_body(to_chat({"model": "m", "prompt": ["one"], "echo": True}), "x")
     assert one["prompt"] == "one"
     assert "echo" not in one and "logprobs" not in one  # echo without logprobs is the edge's
+
+
+def test_a_failover_continues_the_prompt_with_the_partial_answer() -> None:
+    chat = to_chat({"model": "m", "prompt": "Once upon", "echo": True, "logprobs": 1})
+    again = _continuation_body(chat, " a time")
+    body = completions_body(again, "x")
+    assert body["prompt"] == "Once upon a time"  # no chat turns, no instruction to go on
+    assert "echo" not in body  # the client has the prompt and the partial answer already
 
 
 def test_a_text_completion_reads_back_as_itself() -> None:
@@ -180,6 +189,18 @@ def gateway(
             {
                 "name": "base-as-chat",
                 "deployments": [{"id": "chat-1", **served, "completions": "chat"}],
+            },
+            {
+                "name": "failing-over",
+                "routing": {
+                    "strategy": "priority",
+                    "params": {"ties": "stable"},
+                    "mid_stream_failover": True,
+                },
+                "deployments": [
+                    {"id": "first", **served, "priority": 0},
+                    {"id": "second", **served, "priority": 1},
+                ],
             },
             {
                 "name": "mixed",
@@ -395,3 +416,19 @@ def test_guardrails_redact_the_prompts_and_the_suffix(
     [asked] = upstream
     assert EMAIL not in str(asked["body"])
     assert "[EMAIL]" in asked["body"]["prompt"][1] and "[EMAIL]" in asked["body"]["suffix"]
+
+
+def test_a_stream_cut_mid_answer_is_continued_from_the_prompt_and_its_text(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    stream = client.completions.create(model="failing-over", prompt="Please cut me", stream=True)
+    chunks = list(stream)
+    assert len({chunk.id for chunk in chunks}) == 1  # one stream, as far as the client sees
+    text = "".join(choice.text for chunk in chunks for choice in chunk.choices)
+    assert text == " please goes" + " please goes on."
+    assert [asked["body"]["prompt"] for asked in upstream] == [
+        "Please cut me",
+        "Please cut me please goes",
+    ]
+    assert all(asked["path"] == "/v1/completions" for asked in upstream)

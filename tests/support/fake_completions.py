@@ -27,7 +27,8 @@ Tokens are whitespace-led words and punctuation. Log probabilities: token
 and ``logprobs`` alternatives `` altI`` at one less each; with ``echo`` the
 prompt's tokens come first, the first unscored (``null``), the rest at
 ``-1.0``. In a stream, a choice's echoed prompt is its first chunk, then
-one chunk per token, the last with the finish reason.
+one chunk per token, the last with the finish reason; a prompt ending in
+"cut me" has the connection closed after the second token.
 """
 
 from __future__ import annotations
@@ -228,6 +229,7 @@ async def _stream(
         chunk = {**head, "choices": chunk_choices, "usage": usage}
         await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
 
+    cut = any(prompt.endswith("cut me") for prompt in _prompts(body))
     for choice in choices:
         at = 0
         if choice.echoed:
@@ -240,6 +242,10 @@ async def _stream(
             last = k == len(choice.tokens) - 1
             await send([_choice_object(body, choice, "", [], [token], k, at, last)])
             at += len(token)
+            if cut and k == 1:  # the server dies mid-answer: no finish, no [DONE]
+                assert request.transport is not None
+                request.transport.close()
+                return response
     if (body.get("stream_options") or {}).get("include_usage"):
         await send([], _usage(body, choices))
     await response.write(b"data: [DONE]\n\n")

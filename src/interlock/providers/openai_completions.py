@@ -42,17 +42,37 @@ def completions_body(chat: JSONDict, model: str) -> JSONDict:
     legacy = chat[LEGACY_COMPLETION]
     body = {name: value for name, value in chat.items() if name not in _CHAT_ONLY}
     body["model"] = model
-    # The prompts as guardrails left them (a redaction rewrites the message).
-    prompts = [message.get("content") for message in chat.get("messages") or ()]
+    prompts, continuing = _prompts(chat.get("messages") or ())
     body["prompt"] = prompts[0] if len(prompts) == 1 else prompts
     logprobs = legacy.get("logprobs")
     if logprobs is not None:
         body["logprobs"] = logprobs
-        if legacy.get("echo") is True:
+        if legacy.get("echo") is True and not continuing:  # the client has the prompt
             body["echo"] = True
     if legacy.get("best_of") is not None:
         body["best_of"] = legacy["best_of"]
     return body
+
+
+def _prompts(messages: Any) -> tuple[list[Any], bool]:
+    """The prompts as guardrails left them (a redaction rewrites the
+    messages), and whether this is a continuation. The edge writes one user
+    message per prompt; a mid-stream failover (``pipeline/failover.py``)
+    adds the partial answer as an assistant message and a request to go on,
+    which a model with no chat template takes as the prompt followed by that
+    text, continued."""
+    prompts: list[Any] = []
+    continuing = False
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if message.get("role") == "assistant" and prompts and isinstance(content, str):
+            prompts[-1] = f"{prompts[-1]}{content}"
+            continuing = True
+        elif not continuing:
+            prompts.append(content)
+    return prompts, continuing
 
 
 def chat_completion(answer: JSONDict) -> JSONDict:

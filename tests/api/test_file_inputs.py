@@ -1,7 +1,8 @@
 """Documents uploaded once (``/v1/files``, purpose ``user_data``) and named
-by id in chat and Responses requests, with the official ``openai`` SDK: the
-upstream gets the bytes inline, whichever provider it is; another key's
-file, a batch file, and a file that is no document are refused by name."""
+by id in chat and Responses requests, online and in a batch's lines, with
+the official ``openai`` SDK: the upstream gets the bytes inline, whichever
+provider it is; another key's file, a batch file, and a file that is no
+document are refused by name."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
 from tests.support.openai_clients import openai_client
 from tests.support.provider_fleet import provider_gateway
 from tests.support.servers import GatewayProcess
+from tests.support.waiting import wait_for
 
 OTHER_KEY = "sk-other-file-inputs"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -23,7 +26,9 @@ READ = f"I read a application/pdf document of {len(PDF)} bytes"
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     with provider_gateway(
-        tmp_path_factory.mktemp("gw"), keys=[{"name": "other", "key": OTHER_KEY}]
+        tmp_path_factory.mktemp("gw"),
+        keys=[{"name": "other", "key": OTHER_KEY}],
+        sections={"batch": {"worker": {"sweep_s": 0.1}}},  # batches on, for their lines
     ) as gateway:
         yield gateway
 
@@ -89,3 +94,49 @@ def test_files_that_cannot_be_named_are_refused(
             input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file-none"}]}],
         )
     assert in_responses.value.body["param"] == "input"  # type: ignore[index]
+
+
+def test_batch_lines_name_uploaded_files_too(client: openai.OpenAI, pdf_id: str) -> None:
+    responses_input = [
+        {"role": "user", "content": [{"type": "input_file", "file_id": pdf_id}]},
+    ]
+    lines = [
+        (
+            "chat",
+            "/v1/chat/completions",
+            {"model": "gemini", "messages": _asking({"file_id": pdf_id})},
+        ),
+        ("responses", "/v1/responses", {"model": "claude", "input": responses_input}),
+        (
+            "missing",
+            "/v1/chat/completions",
+            {"model": "azure", "messages": _asking({"file_id": "file-none"})},
+        ),
+    ]
+    found = {}
+    for custom_id, url, body in lines:  # a batch names one endpoint
+        jsonl = orjson.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": body})
+        uploaded = client.files.create(file=("in.jsonl", jsonl + b"\n"), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint=url,  # type: ignore[arg-type]
+            completion_window="24h",
+        )
+
+        def ended(batch_id: str = batch.id) -> Any:
+            now = client.batches.retrieve(batch_id)
+            return now if now.status in ("completed", "failed", "expired", "cancelled") else None
+
+        done = wait_for(ended, what=f"the {custom_id} batch")
+        assert done.status == "completed"
+        for file_id in (done.output_file_id, done.error_file_id):
+            if file_id is not None:
+                for text in client.files.content(file_id).text.splitlines():
+                    line = orjson.loads(text)
+                    found[line["custom_id"]] = line["response"]
+    assert found["chat"]["body"]["choices"][0]["message"]["content"] == READ
+    [message] = found["responses"]["body"]["output"]
+    assert message["content"][0]["text"] == READ
+    missing = found["missing"]
+    assert missing["status_code"] == 404
+    assert missing["body"]["error"]["param"] == "messages[0].content[0].file.file_id"

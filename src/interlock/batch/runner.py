@@ -39,6 +39,7 @@ from interlock.errors import (
     NoHealthyDeployment,
     Overloaded,
 )
+from interlock.files.documents import Documents, names_file_ids
 from interlock.pipeline import ModelRequest, Pipeline
 from interlock.telemetry.hub import Telemetry
 from interlock.telemetry.record import RequestRecord
@@ -72,6 +73,7 @@ class ItemRunner:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         busy_poll_s: float = 0.05,
+        documents: Documents | None = None,
     ):
         self._pipeline = pipeline
         self._telemetry = telemetry
@@ -84,6 +86,8 @@ class ItemRunner:
         self._clock = clock
         self._rng = rng or random.Random()
         self._busy_poll_s = busy_poll_s
+        # The key's uploads a line's messages name by file id; None: not read.
+        self._documents = documents
 
     @staticmethod
     def as_batch(principal: Principal) -> Principal:
@@ -120,6 +124,11 @@ class ItemRunner:
                         param="stream",
                     )
                 prepared = how.prepare(body)
+                messages = prepared.body.get("messages")
+                if self._documents is not None and names_file_ids(messages):
+                    # As online: the Responses API's files are in its `input`.
+                    param = "input" if how.dialect == "responses" else None
+                    await self._documents.inline(principal().name, messages, param)
                 request = ModelRequest(
                     how.operation, prepared.body, record, None, how.options, prepared.checked
                 )

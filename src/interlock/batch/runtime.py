@@ -21,6 +21,7 @@ from interlock.batch.service import BatchService
 from interlock.batch.store import BatchStore
 from interlock.batch.worker import BatchWorker
 from interlock.config import GatewayConfig
+from interlock.files.documents import Documents
 from interlock.pipeline import Pipeline
 from interlock.state import StateStore
 from interlock.store import Store
@@ -154,6 +155,7 @@ def open_batch(
             max_attempts=settings.worker.max_item_attempts,
             max_delay_s=settings.worker.max_delay_s,
             on_retry=lambda reason: metrics.retries.labels(reason).inc(),
+            documents=Documents(store.files, blobs),
         )
         worker = BatchWorker(
             settings,

@@ -7,9 +7,9 @@ OpenAI's chat shape carries a document as a ``file`` part:
 Anthropic (a ``document`` block), Gemini (``inlineData``) and Bedrock (a
 ``document`` block) are sent their own form of the same bytes. The types
 are the ones all three read: PDF and plain text. A ``file_id`` is read
-from the gateway's uploads by the chat and Responses edges
-(``api/file_inputs.py``); one that reaches an adapter (a batch line) is
-refused here once instead of by each upstream in its own words.
+from the gateway's uploads for the chat and Responses edges and their batch
+lines (``files/documents.py``); one that reaches an adapter (another
+dialect's) is refused here once instead of by each upstream in its own words.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def document_of(part: JSONDict, param: str) -> InlineDocument:
         if spec.get("file_id") is not None:
             raise InvalidRequest(
                 "A `file_id` is read from this gateway's uploads on the chat and Responses "
-                "routes only: send the document inline as `file_data` (a base64 `data:` URL).",
+                "routes and their batch lines only: send the document inline as `file_data` "
+                "(a base64 `data:` URL).",
                 param=f"{param}.file.file_id",
                 code="unsupported_parameter",
             )

@@ -259,8 +259,9 @@ def test_through_chat_the_same_base_model_has_no_template(
     client: openai.OpenAI, upstream: list[dict[str, Any]]
 ) -> None:
     upstream.clear()
-    with pytest.raises(openai.APIStatusError):
+    with pytest.raises(openai.BadRequestError) as raised:
         client.completions.create(model="base-as-chat", prompt="Apple pie is")
+    assert "chat template" in raised.value.message  # the upstream's own words
     assert [asked["path"] for asked in upstream] == ["/v1/chat/completions"]
 
 

@@ -2,23 +2,15 @@
 serve any task: memory by default, Redis when shared. Everything expires
 ``ttl_s`` after it was last written.
 
-Keys (under the store's own prefix)::
-
-    search:task:<id>        the task's JSON (status, results, summary, ...)
-    search:seq:<id>         the number of events appended so far
-    search:ev:<id>:<n>      event n (1, 2, ...): {"event": name, "data": {...}}
-    search:subs:<id>        how many clients are reading the stream
-    search:cancel:<id>      set when the last reader left (the runner stops)
-
-An event is appended in two writes, the counter first: a reader that sees
-the counter ahead of an event not yet written stops there and reads it on
-its next look, so events are read in order, without gaps or duplicates,
-from any instance. The one instance running a task is its only writer.
+Keys (under the store's own prefix): ``search:task:<id>``, the task's JSON
+(status, results, summary, ...), and the task's event log of kind
+``search`` (``state/event_log.py``), each event ``{"event": name, "data":
+{...}}``; its cancel flag is set when the last reader left (the runner
+stops). The one instance running a task is its log's only writer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -27,6 +19,7 @@ from typing import Any
 import orjson
 
 from interlock.state import StateStore
+from interlock.state.event_log import EventLog
 
 __all__ = ["SearchEvent", "SearchTask", "TaskBoard", "TaskStatus", "new_task_id"]
 
@@ -91,12 +84,12 @@ class SearchEvent:
 
 
 class TaskBoard:
+    """Tasks by id, and each task's event log (``state/event_log.py``)."""
+
     def __init__(self, state: StateStore, ttl_s: float):
         self._state = state
         self.ttl_s = ttl_s
-        # Readers on this instance, woken when a task here appends an event;
-        # readers of a task run elsewhere poll instead.
-        self._wakeups: dict[str, asyncio.Event] = {}
+        self._log = EventLog(state, "search", ttl_s)
 
     async def save(self, task: SearchTask) -> None:
         await self._state.set(
@@ -108,51 +101,33 @@ class TaskBoard:
         return SearchTask.from_json(raw) if raw is not None else None
 
     async def append(self, task_id: str, event: str, data: dict[str, Any]) -> int:
-        n = await self._state.incr(f"search:seq:{task_id}", 1, self.ttl_s)
-        payload = orjson.dumps({"event": event, "data": data})
-        await self._state.set(f"search:ev:{task_id}:{n}", payload, self.ttl_s)
-        wakeup = self._wakeups.get(task_id)
-        if wakeup is not None:
-            wakeup.set()
-        return n
+        return await self._log.append(task_id, orjson.dumps({"event": event, "data": data}))
 
     async def read(self, task_id: str, after: int) -> list[SearchEvent]:
         """The events after event ``after`` that are written, in order."""
-        raw_seq = await self._state.get(f"search:seq:{task_id}")
-        last = int(raw_seq) if raw_seq is not None else 0
         events = []
-        for n in range(after + 1, last + 1):
-            raw = await self._state.get(f"search:ev:{task_id}:{n}")
-            if raw is None:  # counted, not yet written: read it next time
-                break
-            stored = orjson.loads(raw)
+        for n, payload in await self._log.read(task_id, after):
+            stored = orjson.loads(payload)
             events.append(SearchEvent(n, stored["event"], stored["data"]))
         return events
 
     async def wait(self, task_id: str, timeout_s: float) -> None:
         """Until this instance appends to ``task_id``, or ``timeout_s``."""
-        wakeup = self._wakeups.get(task_id)
-        if wakeup is None:
-            wakeup = self._wakeups[task_id] = asyncio.Event()
-        try:
-            await asyncio.wait_for(wakeup.wait(), timeout_s)
-        except TimeoutError:
-            pass
-        wakeup.clear()
+        await self._log.wait(task_id, timeout_s)
 
     def forget(self, task_id: str) -> None:
         """No reader on this instance waits on ``task_id`` any more."""
-        self._wakeups.pop(task_id, None)
+        self._log.forget(task_id)
 
     async def subscribe(self, task_id: str, delta: int) -> int:
         """Count a reader in (+1) or out (-1); the readers now."""
-        return await self._state.incr(f"search:subs:{task_id}", delta, self.ttl_s)
+        return await self._log.subscribe(task_id, delta)
 
     async def cancel(self, task_id: str) -> None:
-        await self._state.set(f"search:cancel:{task_id}", b"1", self.ttl_s)
+        await self._log.cancel(task_id)
 
     async def cancelled(self, task_id: str) -> bool:
-        return await self._state.get(f"search:cancel:{task_id}") is not None
+        return await self._log.cancelled(task_id)
 
 
 def _stored(task: SearchTask) -> dict[str, Any]:

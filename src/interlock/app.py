@@ -26,6 +26,7 @@ from interlock.admission.jwt_auth import JwtAuthenticator
 from interlock.admission.keys import KeyRing
 from interlock.admission.limits import FailoverLimiter, MemoryLimiter, RateLimiter, RedisLimiter
 from interlock.api.asgi import GatewayApp
+from interlock.api.background_streams import BackgroundStreams
 from interlock.api.middleware import DrainState, RequestContextMiddleware
 from interlock.api.services import RecordsRef, Services
 from interlock.batch.metrics import BatchMetrics
@@ -562,6 +563,8 @@ def build_gateway(
                 services.batches.service, services.batches.runtime = batch.service, batch
             yield
         finally:
+            if services.background_streams is not None:  # each stored as it stopped
+                await services.background_streams.aclose()
             if batch is not None:  # items in flight finish or go back to the queue
                 services.batches.service = services.batches.runtime = None
                 await batch.aclose()
@@ -644,6 +647,14 @@ def build_gateway(
         responses=config.responses,
         chat_completions=config.chat_completions,
         counter=counter,
+        background_streams=BackgroundStreams(
+            pipeline,
+            telemetry,
+            accounting,
+            state,
+            config.responses.background_events_s,
+            redactor,
+        ),
         console=ConsoleRuntime.for_admin_key(admin_digest),
     )
     gateway = Gateway(services, accounting, lifespan, keys, batch_metrics)

@@ -177,7 +177,9 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
         "inference",
     ),
     ("/v1/responses/{response_id}", "GET"): RouteDoc(
-        "Retrieve a stored response (the key that created it only)", "inference"
+        "Retrieve a stored response (the key that created it only); a streamed background "
+        "one's events again with `stream=true` and `starting_after`",
+        "inference",
     ),
     ("/v1/responses/{response_id}", "DELETE"): RouteDoc(
         "Delete a stored response (the key that created it only)", "inference"

@@ -21,8 +21,12 @@ stored (and added) before its last event goes out, so a client that saw
 
 ``background: true`` runs the response on the batch workers and answers it
 ``queued`` (``api/background_responses.py``); it can be polled and
-cancelled. Any other response has finished when it is created: cancelling
-it answers 400 saying so, and no response is retrieved as a stream.
+cancelled. With ``stream: true`` too, it runs at once on this instance and
+its events are logged, to be read again from any point
+(``GET /v1/responses/{id}?stream=true&starting_after=N``,
+``api/background_streams.py``). Any other response has finished when it is
+created: cancelling it answers 400 saying so, and retrieving it as a stream
+too.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from interlock.api.background_responses import (
     cancel_background,
     is_running,
     start_background,
+    start_streamed,
+    streamed_again,
     with_job_state,
 )
 from interlock.api.conversations import conversation_full
@@ -122,6 +128,8 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         # body failed before reaching it, so the key is checked here first.
         caller_name(request, services)
         raise
+    if asked.background and asked.stream:
+        return await start_streamed(request, services, _store(services), asked, chat, history)
     if asked.background:
         return await start_background(request, services, _store(services), asked, chat, history)
     shell = response_shell(asked, new_id("resp"), int(time.time()))
@@ -304,11 +312,9 @@ async def response_route(request: Request, services: Services) -> ASGIApp:
     if tail:
         return _input_items(request, found.input_items)
     if request.query_params.get("stream") in ("true", "1"):
-        raise InvalidRequest(
-            "Retrieving a response as a stream is not offered by this gateway: "
-            "retrieve it without `stream` (a background response: poll it).",
-            param="stream",
-        )
+        after = request.query_params.get("starting_after")
+        starting_after = None if after is None else int_param(after, "starting_after", 0, 0, 10**9)
+        return await streamed_again(services, store, key, response, starting_after)
     if is_running(response):
         response = await with_job_state(services, store, key, response)
     return json_response(response)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from interlock.api.background_streams import BackgroundStreams
 from interlock.api.middleware import DrainState
 from interlock.batch.runtime import BatchRuntime
 from interlock.batch.service import BatchService
@@ -103,5 +104,7 @@ class Services:
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     # Chat Completions: how long stored completions are kept.
     chat_completions: ChatCompletionsConfig = field(default_factory=ChatCompletionsConfig)
+    # Background responses created with ``stream: true`` (``api/background_streams.py``).
+    background_streams: BackgroundStreams | None = None
     # The web console's sessions and live figures (``/console``).
     console: ConsoleRuntime = field(default_factory=ConsoleRuntime)

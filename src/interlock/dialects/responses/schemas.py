@@ -613,19 +613,13 @@ def validate_request(body: dict[str, Any]) -> ResponsesRequest:
     except ValidationError as exc:
         raise _invalid(exc) from None
     if request.background:
-        for name, wrong in (("store", request.store is False), ("stream", bool(request.stream))):
-            if wrong:
-                raise InvalidRequest(
-                    f"A background response cannot be created with '{name}': "
-                    + (
-                        "it is stored, so that it can be retrieved."
-                        if name == "store"
-                        else "this gateway does not stream one; poll it with GET "
-                        "/v1/responses/{id}."
-                    ),
-                    param=name,
-                    code="unsupported_parameter",
-                )
+        if request.store is False:
+            raise InvalidRequest(
+                "A background response cannot be created with 'store': "
+                "it is stored, so that it can be retrieved.",
+                param="store",
+                code="unsupported_parameter",
+            )
         if request.conversation is not None:
             raise InvalidRequest(
                 "A background response cannot run in a conversation on this gateway: "

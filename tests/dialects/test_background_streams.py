@@ -1,0 +1,217 @@
+"""Background responses created with ``stream: true``, with the official
+``openai`` SDK unchanged: the events as they come, read again from any
+``sequence_number`` (``retrieve(id, stream=True, starting_after=N)``), a
+client that leaves does not stop the response, cancel, a failure after the
+start; and, on two gateway processes sharing Redis and PostgreSQL, read
+again and cancelled from the other instance, and failed when the instance
+running it dies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import TEST_KEY
+from tests.support.openai_clients import openai_client
+from tests.support.pg_scratch import scratch_database
+from tests.support.redis_scratch import scratch_prefix
+from tests.support.servers import GatewayProcess
+from tests.support.waiting import wait_for
+
+OTHER_KEY = "sk-other-background-streams"
+REDIS_URL = "redis://127.0.0.1:6379/13"
+MODELS = [
+    {"name": "sim", "deployments": [{"id": "sim-1", "provider": "simulator"}]},
+    # 40 tokens at 40 a second: a second to write, time enough to leave early.
+    {
+        "name": "paced",
+        "deployments": [
+            {
+                "id": "paced-1",
+                "provider": "simulator",
+                "params": {"tokens_per_s": 40, "max_tokens": 40},
+            }
+        ],
+    },
+    # Ten seconds to its first token: a response to cancel.
+    {
+        "name": "slow",
+        "deployments": [{"id": "slow-1", "provider": "simulator", "params": {"ttft_ms": 10_000}}],
+    },
+    {
+        "name": "cut",
+        "deployments": [
+            {"id": "cut-1", "provider": "simulator", "params": {"cut_after_tokens": 3}}
+        ],
+    },
+]
+
+
+def _config(**sections: Any) -> dict[str, Any]:
+    return {
+        "models": MODELS,
+        "keys": [
+            {"name": "test", "key": "os.environ/TEST_KEY"},
+            {"name": "other", "key": OTHER_KEY},
+        ],
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+        **sections,
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(_config(), tmp_path_factory.mktemp("gw"), env={"TEST_KEY": TEST_KEY})
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture(scope="module")
+def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
+    with openai_client(gateway, TEST_KEY) as client:
+        yield client
+
+
+def _text(events: list[Any]) -> str:
+    return "".join(e.delta for e in events if e.type == "response.output_text.delta")
+
+
+def test_the_events_come_as_a_stream_and_the_response_is_stored(client: openai.OpenAI) -> None:
+    events = list(client.responses.create(model="sim", input="Hi", background=True, stream=True))
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    first, last = events[0], events[-1]
+    assert first.type == "response.created"
+    assert first.response.background is True and first.response.status == "in_progress"
+    assert last.type == "response.completed" and last.response.output_text == _text(events)
+    stored = client.responses.retrieve(last.response.id)
+    assert stored.model_dump() == last.response.model_dump()
+
+
+def test_a_client_that_left_reads_on_from_the_event_it_saw_last(client: openai.OpenAI) -> None:
+    stream = client.responses.create(model="paced", input="Go on", background=True, stream=True)
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if len(seen) == 5:
+            break
+    stream.close()  # gone: the response runs on
+    response_id = seen[0].response.id
+    rest = list(client.responses.retrieve(response_id, stream=True, starting_after=4))
+    assert [e.sequence_number for e in rest] == list(range(5, 5 + len(rest)))
+    assert rest[-1].type == "response.completed"
+    done = rest[-1].response
+    assert _text(seen + rest) == done.output_text and done.usage is not None
+    # All of it again, the same events.
+    again = list(client.responses.retrieve(response_id, stream=True))
+    assert [e.model_dump() for e in again] == [e.model_dump() for e in seen + rest]
+    assert client.responses.retrieve(response_id).status == "completed"
+
+
+def test_leaving_at_once_does_not_stop_the_response(client: openai.OpenAI) -> None:
+    stream = client.responses.create(model="paced", input="Go on", background=True, stream=True)
+    created = next(iter(stream))
+    stream.close()
+
+    def finished() -> Any:
+        found = client.responses.retrieve(created.response.id)
+        return found if found.status == "completed" else None
+
+    done = wait_for(finished, what="the abandoned background stream to finish")
+    assert done.output_text and done.usage is not None and done.usage.output_tokens > 0
+
+
+def test_a_cancelled_stream_ends_and_is_stored_cancelled(client: openai.OpenAI) -> None:
+    stream = client.responses.create(model="slow", input="Wait", background=True, stream=True)
+    events = iter(stream)
+    created = next(events)
+    cancelled = client.responses.cancel(created.response.id)
+    assert cancelled.status == "cancelled"
+    rest = list(events)  # the stream ends: no answer is coming
+    assert all(e.type != "response.completed" for e in rest)
+    assert client.responses.retrieve(created.response.id).status == "cancelled"
+    stream.close()
+
+
+def test_a_failure_after_the_start_is_an_error_event_and_a_failed_response(
+    client: openai.OpenAI,
+) -> None:
+    events = list(client.responses.create(model="cut", input="Hi", background=True, stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "error"
+    stored = client.responses.retrieve(events[0].response.id)
+    assert stored.status == "failed" and stored.error is not None
+
+
+def test_only_streamed_background_responses_are_read_as_streams(
+    client: openai.OpenAI, gateway: GatewayProcess
+) -> None:
+    plain = client.responses.create(model="sim", input="Hi")
+    with pytest.raises(openai.BadRequestError) as refused:
+        list(client.responses.retrieve(plain.id, stream=True))
+    assert refused.value.param == "stream"
+    events = list(client.responses.create(model="sim", input="Hi", background=True, stream=True))
+    with openai_client(gateway, OTHER_KEY) as other, pytest.raises(openai.NotFoundError):
+        list(other.responses.retrieve(events[0].response.id, stream=True))
+
+
+def test_a_model_that_refuses_at_once_is_an_http_error_and_nothing_is_stored(
+    client: openai.OpenAI,
+) -> None:
+    with pytest.raises(openai.NotFoundError):
+        list(client.responses.create(model="no-such", input="Hi", background=True, stream=True))
+
+
+# -- two instances sharing Redis and PostgreSQL ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[GatewayProcess]]:
+    with scratch_prefix(REDIS_URL, "bgstreams") as prefix, scratch_database("bgstreams") as db:
+        config = _config(
+            state={"backend": "redis", "url": REDIS_URL, "prefix": prefix, "timeout_s": 10.0},
+            store={"url": db},
+        )
+        gateways = [
+            GatewayProcess(config, tmp_path_factory.mktemp(f"gw{n}"), env={"TEST_KEY": TEST_KEY})
+            for n in range(2)
+        ]
+        yield gateways
+        for gateway in gateways:
+            gateway.close()
+
+
+def test_another_instance_reads_on_and_cancels(pair: list[GatewayProcess]) -> None:
+    running, other = pair
+    with openai_client(running, TEST_KEY) as here, openai_client(other, TEST_KEY) as there:
+        stream = here.responses.create(model="paced", input="Go", background=True, stream=True)
+        reading = iter(stream)
+        seen = [next(reading) for _ in range(3)]
+        stream.close()
+        rest = list(there.responses.retrieve(seen[0].response.id, stream=True, starting_after=2))
+        assert rest[0].sequence_number == 3 and rest[-1].type == "response.completed"
+        assert _text(seen + rest) == rest[-1].response.output_text
+
+        slow = here.responses.create(model="slow", input="Wait", background=True, stream=True)
+        slow_events = iter(slow)
+        slow_id = next(slow_events).response.id
+        assert there.responses.cancel(slow_id).status == "cancelled"
+        ended = list(slow_events)  # its instance saw the flag and stopped it
+        assert all(e.type != "response.completed" for e in ended)
+        assert here.responses.retrieve(slow_id).status == "cancelled"
+        slow.close()
+
+
+def test_a_reader_learns_that_the_instance_running_it_died(pair: list[GatewayProcess]) -> None:
+    running, other = pair
+    with openai_client(running, TEST_KEY) as here, openai_client(other, TEST_KEY) as there:
+        stream = here.responses.create(model="slow", input="Wait", background=True, stream=True)
+        response_id = next(iter(stream)).response.id
+        stream.close()
+        running.proc.kill()
+        running.proc.wait(10)
+        events = list(there.responses.retrieve(response_id, stream=True, starting_after=1))
+        assert [e.type for e in events] == ["error"] and events[0].sequence_number == 2
+        assert there.responses.retrieve(response_id).status == "failed"

@@ -9,11 +9,15 @@ running it dies."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import openai
 import pytest
 
+from interlock.api.background_streams import BackgroundStreams
+from interlock.redaction import Redactor
+from interlock.state.event_log import EventLog
+from interlock.state.memory import MemoryStateStore
 from tests.conftest import TEST_KEY
 from tests.support.openai_clients import openai_client
 from tests.support.pg_scratch import scratch_database
@@ -215,3 +219,36 @@ def test_a_reader_learns_that_the_instance_running_it_died(pair: list[GatewayPro
         events = list(there.responses.retrieve(response_id, stream=True, starting_after=1))
         assert [e.type for e in events] == ["error"] and events[0].sequence_number == 2
         assert there.responses.retrieve(response_id).status == "failed"
+
+
+# -- the reader, on its own ---------------------------------------------------------
+
+
+async def test_a_reader_that_finds_the_log_broken_and_nobody_writing_ends_with_an_error() -> None:
+    # An entry gone (evicted from a full in-memory store) with no instance
+    # writing: the reader must end, not wait for it for ever.
+    state = MemoryStateStore()
+    streams = BackgroundStreams(
+        cast(Any, None),  # no pipeline, telemetry or accounting: nothing runs here
+        cast(Any, None),
+        cast(Any, None),
+        state,
+        60,
+        Redactor(),
+        poll_s=0.01,
+        lost_after_s=0.05,
+    )
+    log = EventLog(state, "responses", 60)
+    for n in range(3):
+        await log.append("resp_x", b'event: e\ndata: {"sequence_number":%d}\n\n' % n)
+    await state.delete("responses:ev:resp_x:2")
+    lost: list[Any] = []
+
+    async def on_lost(response: Any) -> None:
+        lost.append(response)
+
+    shell = {"id": "resp_x", "status": "in_progress"}
+    read = [event async for event in streams.events("resp_x", None, on_lost, shell)]
+    assert read[0].startswith(b"event: e") and len(read) == 2
+    assert read[1].startswith(b"event: error") and b'"sequence_number":1' in read[1]
+    assert [response["status"] for response in lost] == ["failed"]

@@ -473,7 +473,6 @@ def test_custom_tools_and_their_items_become_chat_s_custom_tools_and_calls() -> 
         ({"max_output_tokens": 0}, "max_output_tokens"),
         ({"metadata": {"a": 1}}, "metadata.a"),
         ({"background": True, "store": False}, "store"),
-        ({"background": True, "stream": True}, "stream"),
         ({"background": True, "conversation": "conv_1"}, "conversation"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt"),
         ({"conversation": "conv_1", "previous_response_id": "resp_1"}, "conversation"),

@@ -139,7 +139,7 @@ async def start_streamed(
         await store.delete(key_name, shell["id"])
         exc.param = CLIENT_PARAMS.get(exc.param or "", exc.param)
         raise
-    return LoggedStream(streams.events(shell["id"], None, on_end, shell))
+    return LoggedStream(streams.events(shell["id"], None, _FailIfRunning(store, key_name), shell))
 
 
 async def streamed_again(
@@ -155,7 +155,7 @@ async def streamed_again(
             "this one without `stream`.",
             param="stream",
         )
-    on_lost = _Replace(store, key_name)
+    on_lost = _FailIfRunning(store, key_name)
     return LoggedStream(streams.events(response["id"], after, on_lost, response))
 
 
@@ -179,6 +179,23 @@ class _Replace:
             await self._store.replace(self._key_name, response)
         except (SQLAlchemyError, sqlite3.Error) as exc:  # the stream goes on; the log says so
             log.error("could not store response %s", response.get("id"), exc_info=exc)
+
+
+class _FailIfRunning:
+    """Stores a streamed background response ``failed`` when its instance
+    was found gone, unless it had ended (a reader can find a finished log's
+    entries evicted, not only a dead instance)."""
+
+    __slots__ = ("_key_name", "_store")
+
+    def __init__(self, store: ResponseStore, key_name: str):
+        self._store = store
+        self._key_name = key_name
+
+    async def __call__(self, response: JSONDict) -> None:
+        found = await self._store.get(self._key_name, response["id"])
+        if found is not None and is_running(found.response):
+            await _Replace(self._store, self._key_name)(response)
 
 
 async def with_job_state(

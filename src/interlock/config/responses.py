@@ -23,8 +23,9 @@ class ResponsesConfig(_Strict):
     max_conversation_items: int = Field(default=10_000, ge=1, le=1_000_000)
     # A background response created with ``stream: true`` keeps its events in the
     # state store for this many seconds after its last one, to be read again
-    # (GET /v1/responses/{id}?stream=true&starting_after=N) from any instance.
-    background_events_s: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
+    # (GET /v1/responses/{id}?stream=true&starting_after=N) from any instance; one
+    # key per event, so the in-memory store's key bound limits how many it holds.
+    background_events_s: int = Field(default=600, ge=10, le=7 * 24 * 3600)
 
     @property
     def retention_s(self) -> int:

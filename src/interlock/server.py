@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TextIO
@@ -60,6 +61,8 @@ class GatewayServer(uvicorn.Server):
         # Unlike uvicorn's, this does not re-raise the signal after shutdown:
         # a drained gateway exits 0.
         self._drain.draining = True
+        if self._drain.began_at is None:
+            self._drain.began_at = time.monotonic()
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
         else:

@@ -8,6 +8,7 @@ running it dies."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -166,6 +167,55 @@ def test_a_model_that_refuses_at_once_is_an_http_error_and_nothing_is_stored(
 ) -> None:
     with pytest.raises(openai.NotFoundError):
         list(client.responses.create(model="no-such", input="Hi", background=True, stream=True))
+
+
+def test_a_draining_gateway_lets_runs_finish_within_its_drain_time(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # Nobody reads either stream when SIGTERM comes: the steady one (two to
+    # three seconds) finishes within the drain time and is stored completed;
+    # the stuck one (a minute to its first token) is stopped, stored failed.
+    where = tmp_path_factory.mktemp("drain")
+    steady = {"tokens_per_s": 20, "max_tokens": 60}
+    models = [
+        {
+            "name": "steady",
+            "deployments": [{"id": "s-1", "provider": "simulator", "params": steady}],
+        },
+        {
+            "name": "stuck",
+            "deployments": [{"id": "t-1", "provider": "simulator", "params": {"ttft_ms": 60_000}}],
+        },
+    ]
+    config = {
+        **_config(server={"drain_timeout_s": 8}),
+        "models": models,
+        "store": {"url": f"sqlite+aiosqlite:///{where / 'records.db'}"},
+    }
+    first = GatewayProcess(config, where, env={"TEST_KEY": TEST_KEY})
+    try:
+        with openai_client(first, TEST_KEY) as client:
+            ids = {}
+            for model in ("stuck", "steady"):  # the stuck one opens after a heartbeat wait
+                stream = client.responses.create(
+                    model=model, input="Go", background=True, stream=True
+                )
+                ids[model] = next(iter(stream)).response.id
+                stream.close()
+            assert client.responses.retrieve(ids["steady"]).status == "in_progress"
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(30) == 0
+    finally:
+        first.close()
+    second = GatewayProcess(config, where, env={"TEST_KEY": TEST_KEY})
+    try:
+        with openai_client(second, TEST_KEY) as client:
+            done = client.responses.retrieve(ids["steady"])
+            assert done.status == "completed" and done.output_text
+            stopped = client.responses.retrieve(ids["stuck"])
+            assert stopped.status == "failed" and stopped.error is not None
+    finally:
+        second.close()
 
 
 # -- two instances sharing Redis and PostgreSQL ----------------------------------

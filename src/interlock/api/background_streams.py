@@ -19,6 +19,8 @@ runs to its end (or a cancel), and is stored as it finished.
 - The instance running it keeps a liveness mark fresh; a reader that finds
   the log quiet and the mark gone (that instance died) ends the stream with
   an ``error`` event, and the response is stored ``failed``.
+- A draining gateway (SIGTERM) lets its runs finish within what is left of
+  ``server.drain_timeout_s``, then stores the rest ``failed``.
 - The run has its own request record (the create call's request id): its
   access-log line, usage-ledger row and in-flight slot last as long as the
   response runs, not as long as a client reads.
@@ -163,9 +165,12 @@ class BackgroundStreams:
         finally:
             event_log.forget(response_id)
 
-    async def aclose(self) -> None:
-        """Stop every run here (at shutdown): each is stored ``failed``."""
+    async def aclose(self, grace_s: float = 0.0) -> None:
+        """At shutdown: the runs here get ``grace_s`` to finish (what is left
+        of the drain), then the rest are stopped, each stored ``failed``."""
         runs = list(self._running.values())
+        if runs and grace_s > 0:
+            await asyncio.wait(runs, timeout=grace_s)
         for run in runs:
             run.cancel()
         await asyncio.gather(*runs, return_exceptions=True)

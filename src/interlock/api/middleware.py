@@ -42,6 +42,8 @@ class DrainState:
 
     def __init__(self) -> None:
         self.draining = False
+        # When the drain began (``time.monotonic``); None while serving.
+        self.began_at: float | None = None
 
 
 def _new_request_id() -> str:

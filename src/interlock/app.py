@@ -167,7 +167,8 @@ def build_router(
             RetryBudget(settings.retry_budget_ratio),
             created,
         )
-    return Router(groups, metrics, clock=clock)
+    aliases = {alias: model.name for model in config.models for alias in model.aliases}
+    return Router(groups, metrics, clock=clock, aliases=aliases)
 
 
 def _deployment_info(deployment: DeploymentConfig, price: Price | None) -> DeploymentInfo:

@@ -30,6 +30,7 @@ async def completions(request: Request, services: Services) -> ASGIApp:
     pipeline = services.pipeline
     # Admitted before this dialect's checks, so a caller without a key gets
     # the 401 whatever its body, as on the chat edge (ADR 0009).
+    pipeline.unalias(asked)  # before admission, which checks the key's models
     admitted = await pipeline.admission.admit(asked)
     try:
         check(body)

@@ -33,7 +33,7 @@ async def model_version(request: Request, services: Services, name: str, version
     record = request_record(request)
     record.route = VERSION_ROUTE
     principal = services.pipeline.admission.identify(request.headers.get("authorization"), record)
-    if not principal.may_use(name):
+    if not principal.may_use(services.pipeline.canonical(name)):
         raise ModelNotFound(name)
     group = services.pipeline.model_group(name)
     return json_response(await version_metadata(group, version, record.request_id))

@@ -65,6 +65,7 @@ async def messages(request: Request, services: Services) -> ASGIApp:
         request, raw, DIALECT, authorization=anthropic_authorization(request)
     )
     pipeline = services.pipeline
+    pipeline.unalias(asked)  # before admission, which checks the key's models
     admitted = await pipeline.admission.admit(asked)
     try:
         parsed = validate_request(MessagesRequest, raw)

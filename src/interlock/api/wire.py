@@ -75,7 +75,7 @@ def caller_name(request: Request, services: Services) -> str:
 def check_model_use(services: Services, principal: Principal, model: str) -> None:
     """For routes that name a model but call none (token counts): the
     caller may use ``model`` (403) and the gateway serves it (404)."""
-    if not principal.may_use(model):
+    if not principal.may_use(services.pipeline.canonical(model)):
         raise PermissionDenied(
             f"This key may not use the model `{model}`.", code="model_not_allowed"
         )

@@ -132,6 +132,7 @@ class ItemRunner:
                 request = ModelRequest(
                     how.operation, prepared.body, record, None, how.options, prepared.checked
                 )
+                self._pipeline.unalias(request)
                 admitted = await self._pipeline.admission.admit_as(principal(), request)
                 answer = await self._pipeline.run(request, admitted)
                 assert isinstance(answer, dict)  # a stream was refused above

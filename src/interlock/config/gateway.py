@@ -58,7 +58,9 @@ class GatewayConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:
-        _require_unique("model name", [m.name for m in self.models])
+        _require_unique(
+            "model name or alias", [n for m in self.models for n in (m.name, *m.aliases)]
+        )
         _require_unique("deployment id", [d.id for m in self.models for d in m.deployments])
         _require_unique("key name", [k.name for k in self.keys])
         for key in self.keys:

@@ -3,7 +3,7 @@ strategy, retries, circuit breakers, heartbeats."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
@@ -92,6 +92,11 @@ class ModelConfig(_Strict):
 
     # The name clients send as `model`; unique, and not reusable by registry models.
     name: str = Field(min_length=1)
+    # Other names clients may send for this model, such as one an agent hard-codes
+    # (Claude Code's claude-haiku-4-5). A request by an alias is this model's in
+    # every way: keys' allowed models, limits, cache, routing, metrics and the
+    # ledger all use `name`. Not listed by /v1/models; unique across every name.
+    aliases: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     # The upstreams serving this name, tried in the routing strategy's order.
     deployments: list[DeploymentConfig] = Field(min_length=1)
     # Strategy, retries, breakers and stream heartbeats for this group.

@@ -52,6 +52,7 @@ class Pipeline:
         reading it. ``admitted``: the request was admitted already (a service
         that admits at its own door and calls the model later, such as
         search); this call then owns its release."""
+        self.unalias(request)
         if admitted is None:
             admitted = await self.admission.admit(request)
         try:
@@ -82,14 +83,27 @@ class Pipeline:
         admitted.release()
         return answer
 
+    def unalias(self, request: ModelRequest) -> None:
+        """A model named by an alias is that model from admission on: its
+        name in the body (``run`` does it; a caller that admits first, too)."""
+        aliases = self.route.router.aliases
+        if aliases:
+            named = request.body.get("model")
+            if isinstance(named, str) and named in aliases:
+                request.body["model"] = aliases[named]
+
     @property
     def model_groups(self) -> Sequence[ModelGroup]:
         """The public model names this gateway serves, as the router knows them."""
         return self.route.router.groups
 
     def model_group(self, name: str) -> ModelGroup:
-        """One of ``model_groups``; raises ``ModelNotFound``."""
+        """One of ``model_groups``, by its name or an alias; raises ``ModelNotFound``."""
         return self.route.router.group(name)
+
+    def canonical(self, name: str) -> str:
+        """``name``, or the model's own name where it is an alias."""
+        return self.route.router.canonical(name)
 
     def price(self, deployment_id: str) -> Price | None:
         """The price a deployment's answers are charged at; None: unknown."""

@@ -124,18 +124,28 @@ class Router:
         *,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        aliases: Mapping[str, str] | None = None,
     ):
         self._configured = dict(groups)
         self._groups = dict(groups)
+        # Other names of configured groups: alias -> the group's name.
+        self.aliases: Mapping[str, str] = dict(aliases or {})
         self._metrics = metrics
         self._sleep = sleep
         self._clock = clock
 
     def group(self, model: str) -> ModelGroup:
+        """The group named ``model``, or one of whose aliases it is."""
         group = self._groups.get(model)
         if group is None:
-            raise ModelNotFound(model)
+            group = self._groups.get(self.aliases.get(model, ""))
+            if group is None:
+                raise ModelNotFound(model)
         return group
+
+    def canonical(self, model: str) -> str:
+        """``model``, or the name of the group it is an alias of."""
+        return self.aliases.get(model, model)
 
     @property
     def groups(self) -> Sequence[ModelGroup]:
@@ -143,14 +153,14 @@ class Router:
 
     @property
     def configured_names(self) -> frozenset[str]:
-        """The config file's model names (the registry may not reuse them)."""
-        return frozenset(self._configured)
+        """The config file's model names and aliases (the registry may not reuse them)."""
+        return frozenset(self._configured) | frozenset(self.aliases)
 
     def install(self, registered: Mapping[str, ModelGroup]) -> None:
         """Serve the registry's models next to the config file's, in place of
         the registry's previous set. One assignment: a request looks its
         group up once, so it sees the old set or the new one, never a mix."""
-        clash = set(registered) & set(self._configured)
+        clash = set(registered) & self.configured_names
         if clash:
             raise ValueError(f"registered models clash with configured ones: {sorted(clash)}")
         self._groups = {**self._configured, **registered}

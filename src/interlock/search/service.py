@@ -156,6 +156,7 @@ class SearchService:
         model = _optional_str(body, "model") or self._default_model
         if model is None:
             raise ServiceUnavailable("No chat model is configured for search summaries.")
+        model = self._pipeline.canonical(model)  # an alias is the model it names
         self._pipeline.model_group(model)  # 404 for an unknown model
         if len(self._running) >= self._max_running:
             raise Overloaded("Too many searches are running; retry shortly.", retry_after_s=1)

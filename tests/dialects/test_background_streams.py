@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import openai
 import pytest
 
 from interlock.api.background_streams import BackgroundStreams
+from interlock.app import create_app
+from interlock.config import parse_config
 from interlock.redaction import Redactor
+from interlock.state import StateStoreUnavailable
 from interlock.state.event_log import EventLog
 from interlock.state.memory import MemoryStateStore
 from tests.conftest import TEST_KEY
 from tests.support.openai_clients import openai_client
 from tests.support.pg_scratch import scratch_database
+from tests.support.redis_proxy import RedisProxy
 from tests.support.redis_scratch import scratch_prefix
-from tests.support.servers import GatewayProcess
+from tests.support.servers import GatewayProcess, InProcessGateway
 from tests.support.waiting import wait_for
 
 OTHER_KEY = "sk-other-background-streams"
@@ -302,3 +307,60 @@ async def test_a_reader_that_finds_the_log_broken_and_nobody_writing_ends_with_a
     assert read[0].startswith(b"event: e") and len(read) == 2
     assert read[1].startswith(b"event: error") and b'"sequence_number":1' in read[1]
     assert [response["status"] for response in lost] == ["failed"]
+
+
+def test_with_the_state_store_out_creation_is_a_503_and_a_run_stops(tmp_path: Path) -> None:
+    # Redis behind a proxy the test kills: a background stream cannot keep
+    # its events, so creating one is refused and nothing is stored; a
+    # running one stops, stored failed, once its writes fail.
+    proxy = RedisProxy()
+    try:
+        with scratch_prefix(REDIS_URL, "bgstreams-out") as prefix:
+            config = _config(
+                state={"backend": "redis", "url": proxy.url(13), "prefix": prefix},
+                store={"url": f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"},
+            )
+            gateway = InProcessGateway(create_app(parse_config(config, env={"TEST_KEY": TEST_KEY})))
+            try:
+                url = gateway.base_url + "/v1"
+                with openai.OpenAI(base_url=url, api_key=TEST_KEY, max_retries=0) as client:
+                    stream = client.responses.create(
+                        model="paced", input="Go", background=True, stream=True
+                    )
+                    response_id = next(iter(stream)).response.id
+                    stream.close()
+                    proxy.kill()
+
+                    def stopped() -> Any:
+                        found = client.responses.retrieve(response_id)
+                        return found if found.status == "failed" else None
+
+                    assert wait_for(stopped, what="the run to stop").error is not None
+                    with pytest.raises(openai.InternalServerError) as refused:
+                        list(
+                            client.responses.create(
+                                model="sim", input="Go", background=True, stream=True
+                            )
+                        )
+                    assert refused.value.status_code == 503
+            finally:
+                gateway.close()
+    finally:
+        proxy.close()
+
+
+async def test_a_reader_ends_with_an_error_event_while_the_store_is_out() -> None:
+    class Out(MemoryStateStore):
+        async def get(self, key: str) -> bytes | None:
+            raise StateStoreUnavailable("out")
+
+    streams = BackgroundStreams(
+        cast(Any, None), cast(Any, None), cast(Any, None), Out(), 60, Redactor()
+    )
+
+    async def on_lost(response: Any) -> None:
+        raise AssertionError("an outage is not a lost instance")
+
+    read = [e async for e in streams.events("resp_y", 3, on_lost, {"id": "resp_y"})]
+    assert len(read) == 1 and read[0].startswith(b"event: error")
+    assert b'"sequence_number":4' in read[0]

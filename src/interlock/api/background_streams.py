@@ -21,6 +21,8 @@ runs to its end (or a cancel), and is stored as it finished.
   an ``error`` event, and the response is stored ``failed``.
 - A draining gateway (SIGTERM) lets its runs finish within what is left of
   ``server.drain_timeout_s``, then stores the rest ``failed``.
+- The state store out: creating one is a 503, a run stops (stored
+  ``failed``), a reader ends with an ``error`` event (and may read on later).
 - The run has its own request record (the create call's request id): its
   access-log line, usage-ledger row and in-flight slot last as long as the
   response runs, not as long as a client reads.
@@ -41,10 +43,10 @@ from interlock.admission.accounting import Accounting
 from interlock.api.errors import safe_message
 from interlock.api.sse import watch_disconnect
 from interlock.dialects.responses.stream import ResponseEvents
-from interlock.errors import InterlockError
+from interlock.errors import InterlockError, ServiceUnavailable
 from interlock.pipeline import ChatStream, ModelRequest, Pipeline
 from interlock.redaction import Redactor
-from interlock.state import StateStore
+from interlock.state import StateStore, StateStoreUnavailable
 from interlock.state.event_log import EventLog
 from interlock.telemetry.hub import Telemetry
 
@@ -106,7 +108,16 @@ class BackgroundStreams:
             raise
         assert isinstance(answer, ChatStream)  # the body asks for a stream
         response_id = shell["id"]
-        await self._state.set(_alive(response_id), b"1", self._lost_after_s)
+        try:
+            await self._state.set(_alive(response_id), b"1", self._lost_after_s)
+        except StateStoreUnavailable:
+            await answer.aclose()  # nothing may read its events: no run
+            self._telemetry.finish(record)
+            await self._accounting.finish(record)
+            raise ServiceUnavailable(
+                "The state store that keeps a streamed background response's events is "
+                "unreachable; retry, or create the response without `stream`."
+            ) from None
         run = asyncio.create_task(
             self._run(response_id, answer, ResponseEvents(shell), request, shell, on_end),
             name=f"background-stream-{response_id}",
@@ -142,7 +153,11 @@ class BackgroundStreams:
         event_log = self._log
         try:
             while True:
-                found = await event_log.read(response_id, after)
+                try:
+                    found = await event_log.read(response_id, after)
+                except StateStoreUnavailable:
+                    yield _error_event(after, _UNREADABLE)  # the client may read on later
+                    return
                 for n, payload in found:
                     if payload == _END:
                         return
@@ -158,7 +173,7 @@ class BackgroundStreams:
                 local = response_id in self._running
                 if not local and now - quiet_since >= self._lost_after_s:
                     if await self._state.get(_alive(response_id)) is None:
-                        yield _lost_event(after)
+                        yield _error_event(after, _LOST)
                         await on_lost(_failed(shell, "server_error", _LOST))
                         return
                 await event_log.wait(response_id, self._heartbeat_s if local else self._poll_s)
@@ -216,6 +231,10 @@ class BackgroundStreams:
                 await on_end(_failed(shell, "server_error", _STOPPED))
                 await self._append(response_id, events.error("server_error", _STOPPED))
             raise
+        except StateStoreUnavailable:  # its events cannot be kept: it stops, stored failed
+            record.status = 503
+            log.warning("background stream stopped: state store out", extra={"id": response_id})
+            await on_end(_failed(shell, "server_error", _UNREADABLE))
         except Exception as exc:  # our bug: logged, the response failed, the gateway goes on
             log.error("background stream failed", exc_info=exc, extra={"id": response_id})
             record.status = 500
@@ -226,6 +245,8 @@ class BackgroundStreams:
             self._cancelled.discard(response_id)
             try:
                 await self._log.append(response_id, _END)
+            except StateStoreUnavailable:
+                pass  # readers find the instance's liveness mark gone, and end
             finally:
                 await stream.aclose()
                 self._telemetry.finish(record)
@@ -242,8 +263,12 @@ class BackgroundStreams:
         instance asks (the cancel flag)."""
         while True:
             await asyncio.sleep(self._poll_s)
-            await self._state.set(_alive(response_id), b"1", self._lost_after_s)
-            if await self._log.cancelled(response_id) and run is not None:
+            try:
+                await self._state.set(_alive(response_id), b"1", self._lost_after_s)
+                cancelled = await self._log.cancelled(response_id)
+            except StateStoreUnavailable:
+                continue  # the run's own writes fail too, and stop it
+            if cancelled and run is not None:
                 self._cancelled.add(response_id)
                 run.cancel()
                 return
@@ -281,6 +306,7 @@ class LoggedStream:
 
 _STOPPED = "The gateway stopped before the response finished."
 _LOST = "The gateway instance running the response stopped before it finished."
+_UNREADABLE = "The state store keeping the response's events is unreachable."
 
 
 def _alive(response_id: str) -> str:
@@ -291,13 +317,13 @@ def _failed(shell: JSONDict, code: str, message: str) -> JSONDict:
     return {**shell, "status": "failed", "error": {"code": code, "message": message}}
 
 
-def _lost_event(after: int) -> bytes:
+def _error_event(after: int, message: str) -> bytes:
     # Entry ``after`` is event ``after - 1``: this one comes next.
     data = {
         "type": "error",
         "sequence_number": after,
         "code": "server_error",
-        "message": _LOST,
+        "message": message,
         "param": None,
     }
     return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import openai
 import pytest
 
@@ -121,10 +122,13 @@ def test_a_client_that_left_reads_on_from_the_event_it_saw_last(client: openai.O
     assert client.responses.retrieve(response_id).status == "completed"
 
 
-def test_leaving_at_once_does_not_stop_the_response(client: openai.OpenAI) -> None:
+def test_leaving_at_once_does_not_stop_the_response(
+    client: openai.OpenAI, gateway: GatewayProcess
+) -> None:
     stream = client.responses.create(model="paced", input="Go on", background=True, stream=True)
     created = next(iter(stream))
     stream.close()
+    assert "interlock_background_streams 1.0" in httpx.get(gateway.base_url + "/metrics").text
 
     def finished() -> Any:
         found = client.responses.retrieve(created.response.id)
@@ -132,6 +136,11 @@ def test_leaving_at_once_does_not_stop_the_response(client: openai.OpenAI) -> No
 
     done = wait_for(finished, what="the abandoned background stream to finish")
     assert done.output_text and done.usage is not None and done.usage.output_tokens > 0
+
+    def none_running() -> bool:  # the run ends just after it stores its answer
+        return "interlock_background_streams 0.0" in httpx.get(gateway.base_url + "/metrics").text
+
+    wait_for(none_running, what="the gauge to come back to 0")
 
 
 def test_a_cancelled_stream_ends_and_is_stored_cancelled(client: openai.OpenAI) -> None:

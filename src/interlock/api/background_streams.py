@@ -123,6 +123,7 @@ class BackgroundStreams:
             name=f"background-stream-{response_id}",
         )
         self._running[response_id] = run
+        self._telemetry.metrics.background_streams.inc()
 
     async def kept(self, response_id: str) -> bool:
         """Whether ``response_id`` has an event log (a streamed background
@@ -242,6 +243,7 @@ class BackgroundStreams:
         finally:
             watch.cancel()
             self._running.pop(response_id, None)
+            self._telemetry.metrics.background_streams.dec()
             self._cancelled.discard(response_id)
             try:
                 await self._log.append(response_id, _END)

@@ -88,6 +88,12 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=r,
         )
+        self.background_streams = Gauge(
+            "interlock_background_streams",
+            "Streamed background responses running (background and stream: true).",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.stage_duration = Histogram(
             "interlock_stage_duration_seconds",
             "Time spent in each pipeline stage.",

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -41,7 +41,7 @@ from starlette.types import Receive, Scope, Send
 
 from interlock.admission.accounting import Accounting
 from interlock.api.errors import safe_message
-from interlock.api.sse import watch_disconnect
+from interlock.api.sse import SSE_HEADERS, watch_disconnect
 from interlock.dialects.responses.stream import ResponseEvents
 from interlock.errors import InterlockError, ServiceUnavailable
 from interlock.pipeline import ChatStream, ModelRequest, Pipeline
@@ -60,11 +60,6 @@ OnEnd = Callable[[JSONDict], Awaitable[None]]
 
 _END = b""  # the log's last entry: nothing follows
 _HEARTBEAT = b": keep-alive\n\n"
-_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 
 
 class BackgroundStreams:
@@ -143,7 +138,7 @@ class BackgroundStreams:
 
     async def events(
         self, response_id: str, starting_after: int | None, on_lost: OnEnd, shell: JSONDict
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The response's events after ``sequence_number`` ``starting_after``
         (all of them for None), as they are logged, heartbeats between;
         ends after the last. ``on_lost`` stores ``shell`` failed when the
@@ -280,7 +275,7 @@ class LoggedStream:
     """The ASGI response writing a streamed background response's events;
     a client that leaves stops its reading, not the response."""
 
-    def __init__(self, events: AsyncIterator[bytes]):
+    def __init__(self, events: AsyncGenerator[bytes, None]):
         self._events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -291,7 +286,7 @@ class LoggedStream:
             watch_disconnect(receive, task, client_gone)
         )
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             async for data in self._events:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -301,9 +296,7 @@ class LoggedStream:
             task.uncancel()  # the client left: stop quietly
         finally:
             watcher.cancel()
-            aclose = getattr(self._events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self._events.aclose()
 
 
 _STOPPED = "The gateway stopped before the response finished."

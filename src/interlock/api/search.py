@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from interlock.api.services import Services
-from interlock.api.sse import watch_disconnect
+from interlock.api.sse import SSE_HEADERS, watch_disconnect
 from interlock.api.wire import json_response, read_json_object, request_record
 from interlock.errors import InvalidRequest, NotFound
 from interlock.search.service import SearchService
@@ -36,11 +36,6 @@ log = logging.getLogger("interlock.search")
 
 _STATUS_PREFIX = "/api/v1/search/status/"
 _STREAM_PREFIX = "/api/v1/search/stream/"
-_SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 _PING = b": ping\n\n"
 
 
@@ -105,7 +100,7 @@ class _EventStream:
         gone = asyncio.Event()
         watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, task, gone))
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             await send(_chunk(_frame(self._first)))
             async for event in events:
                 await send(_chunk(_frame(event)))

@@ -31,13 +31,14 @@ from interlock.errors import InterlockError
 from interlock.pipeline import ChatStream
 from interlock.redaction import Redactor
 
-__all__ = ["Encoder", "EventStream", "OpenAIEvents", "watch_disconnect"]
+__all__ = ["SSE_HEADERS", "Encoder", "EventStream", "OpenAIEvents", "watch_disconnect"]
 
 log = logging.getLogger("interlock.stream")
 
 _DONE = b"data: [DONE]\n\n"
 _HEARTBEAT = b": heartbeat\n\n"
-_HEADERS = [
+# Every server-sent event stream's response head; no proxy may buffer it.
+SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
@@ -114,7 +115,7 @@ class EventStream:
         )
         stream, encoder = self._stream, self._encoder
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             # The opening goes at once while the first chunk is awaited, else
             # in one write with the first chunk's events.
             pending = encoder.opening()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -317,7 +318,7 @@ async def test_streams_reuse_the_pooled_connection(
 
 def test_the_messages_edges_own_objects_do_not_reach_an_openai_upstream() -> None:
     from interlock.providers.anthropic_wire import chat_request
-    from interlock.providers.openai_compat import without_anthropic_markers
+    from interlock.providers.openai_compat import without_edge_markers
 
     format_ = {"type": "json_schema", "schema": {"type": "object"}}
     body: dict[str, Any] = {
@@ -337,7 +338,7 @@ def test_the_messages_edges_own_objects_do_not_reach_an_openai_upstream() -> Non
             }
         ],
     }
-    plain = without_anthropic_markers(body)
+    plain = without_edge_markers(body)
     assert "output_config" not in plain and "thinking" not in plain and "speed" not in plain
     assert plain["tools"] == [{"type": "function", "function": body["tools"][0]["function"]}]
     assert plain["response_format"] == body["response_format"]  # what carries the format here
@@ -347,3 +348,34 @@ def test_the_messages_edges_own_objects_do_not_reach_an_openai_upstream() -> Non
     assert wire.body["speed"] == "fast" and "tool_choice" not in wire.body
     [tool] = wire.body["tools"]  # the client's own, with its Anthropic fields; no forced tool
     assert (tool["name"], tool["strict"], tool["input_examples"]) == ("f", True, [{}])
+
+
+def test_the_responses_edges_own_markers_do_not_reach_an_openai_upstream() -> None:
+    from interlock.dialects.responses.request import chat_body
+    from interlock.dialects.responses.schemas import ResponsesRequest
+
+    request = ResponsesRequest.model_validate(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "Weather?"},
+                {"type": "reasoning", "summary": [], "encrypted_content": "W10="},  # []: no blocks
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "rain"},
+            ],
+            "tools": [{"type": "web_search"}],  # may reach the web: a marker for Anthropic
+        }
+    )
+    body = chat_body(request)
+    body["messages"][1]["thinking_blocks"] = [{"type": "reasoning", "encrypted_content": "x"}]
+    assert "hosted_web_search" in body
+    deployment = DeploymentConfig.model_validate(
+        {"id": "d", "provider": "openai", "model": "x", "base_url": "http://127.0.0.1:1/v1"}
+    )
+    sent = OpenAICompatibleProvider(deployment)._upstream_body(
+        body, replace(CTX, dialect="responses")
+    )
+    assert "hosted_web_search" not in sent
+    assert all("thinking_blocks" not in message for message in sent["messages"])
+    # A chat client's own body goes as it was sent.
+    assert OpenAICompatibleProvider(deployment)._upstream_body(body, CTX)["hosted_web_search"] == {}

@@ -21,7 +21,7 @@ from interlock.providers.http import HttpProvider
 from interlock.providers.openai_completions import chat_chunk, chat_completion, completions_body
 from interlock.redaction import Redactor
 
-__all__ = ["OpenAICompatibleProvider", "without_anthropic_markers"]
+__all__ = ["OpenAICompatibleProvider", "without_edge_markers"]
 
 _DONE = b"[DONE]"
 
@@ -55,8 +55,8 @@ class OpenAICompatibleProvider(HttpProvider):
         return f"{deployment.base_url}/{operation}"
 
     def _upstream_body(self, body: JSONDict, ctx: CallContext | None = None) -> JSONDict:
-        if ctx is not None and ctx.dialect == "anthropic":
-            body = without_anthropic_markers(body)
+        if ctx is not None and ctx.dialect != "openai":  # an edge wrote the body
+            body = without_edge_markers(body)
         return {**body, "model": self._model}
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
@@ -123,12 +123,13 @@ _TOOL_MARKERS = frozenset({"cache_control", *TOOL_HINTS})
 _MESSAGE_MARKERS = frozenset({"thinking_blocks", "cache_control", CONTENT_BLOCKS})
 
 
-def without_anthropic_markers(body: JSONDict) -> JSONDict:
-    """``body`` without what the Anthropic Messages edge adds for Anthropic
-    upstreams: the native ``thinking`` object (``reasoning_effort`` carries
-    the same wish), ``output_config`` (``response_format`` carries its
-    format), signed ``thinking_blocks``, Anthropic's own ``content_blocks``
-    and ``cache_control`` markers.
+def without_edge_markers(body: JSONDict) -> JSONDict:
+    """``body`` without what the other dialects' edges add for upstreams of
+    their own kind: the Messages edge's native ``thinking`` object
+    (``reasoning_effort`` carries the same wish), ``output_config``
+    (``response_format`` carries its format), signed ``thinking_blocks``,
+    Anthropic's own ``content_blocks`` and ``cache_control`` markers; the
+    Responses edge's hosted web search and reasoning carried between turns.
     OpenAI refuses fields it does not know, and these mean nothing to it;
     everything the client itself asked for (``top_k`` ...) is forwarded as
     ever, for the upstream to honour or refuse."""

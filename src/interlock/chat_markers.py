@@ -23,9 +23,11 @@ __all__ = [
     "HOSTED_WEB_SEARCH",
     "LEGACY_COMPLETION",
     "NATIVE_HINTS",
+    "OPENAI_REASONING",
     "PAUSE_TURN",
     "SAID_BY_CHAT",
     "TOOL_HINTS",
+    "is_openai_reasoning",
     "still_said",
 ]
 
@@ -45,6 +47,13 @@ ANTHROPIC_TOOLS = "anthropic_tools"
 # domains and the user's location): an Anthropic deployment runs it as its
 # own ``web_search`` server tool; every other upstream leaves it out.
 HOSTED_WEB_SEARCH = "hosted_web_search"
+# On an assistant message or answer, a ``thinking_blocks`` entry of this type
+# is a reasoning item of OpenAI's Responses API (``api: responses``):
+# ``encrypted_content`` and ``summary`` as that upstream wrote them, which a
+# reasoning model needs back in its next turns. Only such a deployment reads
+# it; the other adapters leave it out, as that upstream leaves out theirs
+# (another vendor's signed reasoning cannot be verified).
+OPENAI_REASONING = "reasoning"
 # A legacy completion (``/v1/completions``), for upstreams that serve that API
 # themselves (``Provider.serves_completions``): ``echo``, ``logprobs`` (a
 # count) and ``best_of`` as the client sent them, and ``needs``, the first
@@ -99,3 +108,8 @@ ANTHROPIC_CITATION = "anthropic_citation"
 # for Anthropic's paused turn: the server tools ran out of turns and the
 # client may continue by sending the answer back.
 PAUSE_TURN = "pause_turn"
+
+
+def is_openai_reasoning(block: Any) -> bool:
+    """Whether a ``thinking_blocks`` entry is OpenAI's (``OPENAI_REASONING``)."""
+    return isinstance(block, dict) and block.get("type") == OPENAI_REASONING

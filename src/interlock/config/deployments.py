@@ -136,7 +136,8 @@ class DeploymentConfig(_Strict):
     # Chat's custom (freeform) tools, such as Codex's apply_patch: "native" sends
     # them as they are (OpenAI's API, GPT-5 models); "function" sends each as a
     # function of one string argument, `input`, and turns the calls back into
-    # custom ones. Unset: native for provider openai at api.openai.com, else function.
+    # custom ones. Unset: native for provider openai at api.openai.com or with
+    # `api: responses`, else function.
     custom_tools: Literal["native", "function"] | None = None
     # OpenAI's wire (openai, azure): who runs chat's web_search_options. native: the
     # upstream (OpenAI's search models); gateway: the gateway, where it has a web backend
@@ -148,6 +149,10 @@ class DeploymentConfig(_Strict):
     # Default: native for provider openai off api.openai.com (vLLM, Ollama, llama.cpp),
     # chat elsewhere (OpenAI's and Azure's chat models serve no legacy completions).
     completions: Literal["native", "chat"] | None = None
+    # Provider openai: the API chat requests reach this upstream through. chat: its
+    # /chat/completions; responses: its /responses, the request and answer translated
+    # (the models OpenAI serves there alone: gpt-5-codex, o3-pro, codex-mini ...).
+    api: Literal["chat", "responses"] = "chat"
     # Azure OpenAI: the ``api-version`` query parameter.
     api_version: str | None = None
     # AWS Bedrock: region and credentials.
@@ -168,7 +173,7 @@ class DeploymentConfig(_Strict):
         """Whether this upstream is sent custom tools as they are (``custom_tools``)."""
         if self.custom_tools is not None:
             return self.custom_tools == "native"
-        return self._at_openai
+        return self._at_openai or self.api == "responses"  # the Responses API has them
 
     @property
     def native_web_search(self) -> bool:
@@ -223,6 +228,10 @@ class DeploymentConfig(_Strict):
             raise ValueError(
                 f"`completions: native` needs OpenAI's wire (provider openai or azure), "
                 f"not provider {self.provider!r}"
+            )
+        if self.api == "responses" and self.provider != "openai":
+            raise ValueError(
+                f"`api: responses` needs provider openai, not provider {self.provider!r}"
             )
         if self.provider == "sentence-transformers" and self.model not in _LOCAL_MODELS:
             raise ValueError(

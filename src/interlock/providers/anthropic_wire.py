@@ -28,6 +28,7 @@ from interlock.chat_markers import (
     HOSTED_WEB_SEARCH,
     NATIVE_HINTS,
     SAID_BY_CHAT,
+    is_openai_reasoning,
     still_said,
 )
 from interlock.errors import InvalidRequest
@@ -372,7 +373,11 @@ def _assistant_blocks(message: JSONDict, param: str) -> list[JSONDict]:
     given = message.get("thinking_blocks") or []
     if not isinstance(given, list):
         raise InvalidRequest("`thinking_blocks` must be a list.", param=f"{param}.thinking_blocks")
-    blocks = [_thinking_block(b, f"{param}.thinking_blocks[{k}]") for k, b in enumerate(given)]
+    blocks = [
+        _thinking_block(b, f"{param}.thinking_blocks[{k}]")
+        for k, b in enumerate(given)
+        if not is_openai_reasoning(b)  # another vendor's: it cannot be verified here
+    ]
     texts = _parts(message.get("content"), param, False)
     calls = tool_calls_of(message, param)
     written = message.get(CONTENT_BLOCKS)

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from interlock.chat_markers import is_openai_reasoning
 from interlock.errors import InvalidRequest
 from interlock.providers.base import JSONDict
 from interlock.providers.documents import DOCUMENT_TYPES, InlineDocument, document_of
@@ -145,7 +146,11 @@ def _assistant_blocks(message: JSONDict, param: str) -> list[JSONDict]:
     given = message.get("thinking_blocks") or []
     if not isinstance(given, list):
         raise InvalidRequest("`thinking_blocks` must be a list.", param=f"{param}.thinking_blocks")
-    blocks = [_reasoning(b, f"{param}.thinking_blocks[{k}]") for k, b in enumerate(given)]
+    blocks = [
+        _reasoning(b, f"{param}.thinking_blocks[{k}]")
+        for k, b in enumerate(given)
+        if not is_openai_reasoning(b)  # another vendor's: it cannot be verified here
+    ]
     blocks += _parts(message.get("content"), param, images=False)
     blocks += [
         {"toolUse": {"toolUseId": call_id, "name": name, "input": arguments}}

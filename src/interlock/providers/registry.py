@@ -18,6 +18,10 @@ def build_provider(
         from interlock.providers.simulator import SimulatorProvider
 
         return SimulatorProvider(deployment, counter)
+    if deployment.provider == "openai" and deployment.api == "responses":
+        from interlock.providers.openai_responses import OpenAIResponsesProvider
+
+        return OpenAIResponsesProvider(deployment, redactor)
     if deployment.provider == "openai":
         from interlock.providers.openai_compat import OpenAICompatibleProvider
 

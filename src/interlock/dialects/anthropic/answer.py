@@ -16,7 +16,13 @@ from typing import Any
 
 import orjson
 
-from interlock.chat_markers import CONTENT_BLOCKS, PAUSE_TURN, SAID_BY_CHAT, still_said
+from interlock.chat_markers import (
+    CONTENT_BLOCKS,
+    PAUSE_TURN,
+    SAID_BY_CHAT,
+    is_openai_reasoning,
+    still_said,
+)
 from interlock.errors import UpstreamProtocolError
 from interlock.ids import random_hex
 
@@ -101,8 +107,11 @@ def _server_blocks(blocks: Any) -> list[JSONDict]:
 
 def _thinking_blocks(reply: JSONDict) -> list[JSONDict]:
     blocks = reply.get("thinking_blocks")
-    if isinstance(blocks, list) and blocks:
-        return [_thinking_block(block) for block in blocks if isinstance(block, dict)]
+    if isinstance(blocks, list):
+        # OpenAI's sealed reasoning means nothing to this API's clients: its summary is the text.
+        blocks = [b for b in blocks if isinstance(b, dict) and not is_openai_reasoning(b)]
+    if blocks:
+        return [_thinking_block(block) for block in blocks]
     reasoning = reply.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
         # Unsigned: it came from an upstream that signs nothing.

@@ -37,7 +37,12 @@ from typing import Any
 
 import orjson
 
-from interlock.chat_markers import ANTHROPIC_BLOCK, ANTHROPIC_CITATION, ANTHROPIC_TEXT
+from interlock.chat_markers import (
+    ANTHROPIC_BLOCK,
+    ANTHROPIC_CITATION,
+    ANTHROPIC_TEXT,
+    is_openai_reasoning,
+)
 from interlock.dialects.anthropic.answer import message_id, new_tool_id, stop_reason, usage
 from interlock.dialects.chunks import RepeatedChunks
 from interlock.errors import UpstreamProtocolError
@@ -252,7 +257,10 @@ class EventTranslator:
     def _signed(self, block: JSONDict) -> bytes:
         """A whole thinking block (the Anthropic adapter sends it as its
         block ends): its signature for the open thinking block, or the
-        block itself when its text was not streamed."""
+        block itself when its text was not streamed. OpenAI's sealed
+        reasoning has no place here: its summary streamed as the text."""
+        if is_openai_reasoning(block):
+            return b""
         if block.get("type") == "redacted_thinking":
             start = {"type": "redacted_thinking", "data": str(block.get("data") or "")}
             return self._switch("redacted_thinking", orjson.dumps(start)) + self._close()

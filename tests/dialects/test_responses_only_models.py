@@ -1,0 +1,350 @@
+"""A model OpenAI serves on the Responses API alone (gpt-5-codex), behind a
+deployment with ``api: responses``, through every edge: chat, Responses
+and Anthropic Messages, with each one's official SDK, against a fake of
+OpenAI's Responses API on loopback that refuses chat completions and any
+parameter it does not know. The pipeline's stages apply as to any model:
+guardrails, failover, the usage in each dialect."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.conftest import TEST_KEY
+from tests.support.fake_responses import RESPONSES_MODEL, responses_app
+from tests.support.servers import FakeUpstream, GatewayProcess
+
+REDACTING_KEY = "sk-responses-only-redacting"
+EMAIL = "jane.doe@example.com"
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+            "required": ["query"],
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def upstream() -> list[dict[str, Any]]:
+    return []  # what the fake was asked, in order
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream: list[dict[str, Any]]
+) -> Iterator[GatewayProcess]:
+    fake = FakeUpstream(responses_app(upstream))
+    served = {
+        "provider": "openai",
+        "model": RESPONSES_MODEL,
+        "base_url": fake.url + "/v1",
+        "api_key": "sk-upstream",
+        "api": "responses",
+    }
+    config = {
+        "models": [
+            {"name": "codex", "deployments": [{"id": "codex-1", **served}]},
+            {
+                "name": "codex-as-chat",
+                "deployments": [{"id": "chat-1", **{**served, "api": "chat"}}],
+            },
+            {
+                "name": "failing-over",
+                "routing": {
+                    "strategy": "priority",
+                    "params": {"ties": "stable"},
+                    "mid_stream_failover": True,
+                },
+                "deployments": [
+                    {"id": "first", **served, "priority": 0},
+                    {"id": "second", **served, "priority": 1},
+                ],
+            },
+        ],
+        "keys": [
+            {"name": "test", "key": "os.environ/TEST_KEY"},
+            {
+                "name": "redacting",
+                "key": REDACTING_KEY,
+                "guardrails": {"pii": {"action": "redact"}},
+            },
+        ],
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+    }
+    gateway = GatewayProcess(config, tmp_path_factory.mktemp("gw"), env={"TEST_KEY": TEST_KEY})
+    yield gateway
+    gateway.close()
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=TEST_KEY, max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def claude_client(gateway: GatewayProcess) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0) as c:
+        yield c
+
+
+def _asked(upstream: list[dict[str, Any]]) -> dict[str, Any]:
+    """The body of the one request the fake was sent."""
+    [asked] = upstream
+    assert asked["path"] == "/v1/responses"
+    body: dict[str, Any] = asked["body"]
+    return body
+
+
+# -- chat completions -------------------------------------------------------------
+
+
+def test_through_chat_completions_the_model_would_be_a_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.chat.completions.create(
+            model="codex-as-chat", messages=[{"role": "user", "content": "Hello"}]
+        )
+    assert "v1/responses" in refused.value.message
+
+
+def test_a_chat_completion_is_asked_on_the_responses_api(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    completion = client.chat.completions.create(
+        model="codex",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hello there"},
+        ],
+        max_completion_tokens=200,
+    )
+    assert completion.choices[0].message.content == "You said: Hello there."
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    body = _asked(upstream)
+    assert upstream[0]["authorization"] == "Bearer sk-upstream"
+    assert body["model"] == RESPONSES_MODEL and body["max_output_tokens"] == 200
+    assert body["input"][0] == {"type": "message", "role": "system", "content": "Be brief."}
+    assert body["store"] is False and "messages" not in body
+
+
+def test_a_streamed_tool_loop_through_chat(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    messages: Any = [{"role": "user", "content": "Weather in Oslo"}]
+    calls: dict[int, dict[str, str]] = {}
+    finish = None
+    stream = client.chat.completions.create(
+        model="codex", messages=messages, tools=[WEATHER], stream=True
+    )
+    for chunk in stream:
+        for choice in chunk.choices:
+            for piece in choice.delta.tool_calls or ():
+                call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+                call["id"] = piece.id or call["id"]
+                if piece.function is not None:
+                    call["name"] = piece.function.name or call["name"]
+                    call["arguments"] += piece.function.arguments or ""
+            finish = choice.finish_reason or finish
+    [call] = calls.values()
+    assert finish == "tool_calls" and call["name"] == "weather"
+    assert json.loads(call["arguments"]) == {"query": "Weather in Oslo"}
+    messages += [
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": call["arguments"]},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call["id"], "content": "rain"},
+    ]
+    upstream.clear()
+    text = ""
+    usage = None
+    stream = client.chat.completions.create(
+        model="codex",
+        messages=messages,
+        tools=[WEATHER],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    for chunk in stream:
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+        usage = chunk.usage or usage
+    assert text == "The tool said: rain."
+    assert usage is not None and usage.prompt_tokens > 0
+    assert [item["type"] for item in _asked(upstream)["input"]] == [
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
+
+
+def test_what_the_responses_api_has_no_word_for_is_a_400_before_any_call(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="codex", messages=[{"role": "user", "content": "Hi"}], stop=["\n"]
+        )
+    assert refused.value.param == "stop" and upstream == []
+
+
+def test_an_upstream_failure_is_the_gateway_s_5xx(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(
+            model="codex", messages=[{"role": "user", "content": "please fail me"}]
+        )
+    assert failed.value.status_code >= 500
+
+
+def test_guardrails_redact_what_goes_upstream(
+    gateway: GatewayProcess, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    with openai.OpenAI(
+        base_url=gateway.base_url + "/v1", api_key=REDACTING_KEY, max_retries=0
+    ) as redacting:
+        redacting.chat.completions.create(
+            model="codex", messages=[{"role": "user", "content": f"Mail {EMAIL}"}]
+        )
+    sent = json.dumps(_asked(upstream)["input"])
+    assert EMAIL not in sent and "[EMAIL]" in sent
+
+
+def test_a_cut_stream_fails_over_and_goes_on(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    text = ""
+    stream = client.chat.completions.create(
+        model="failing-over",
+        messages=[{"role": "user", "content": "cut me off"}],
+        stream=True,
+    )
+    for chunk in stream:
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+    first, second = (asked["body"]["input"] for asked in upstream)
+    assert text.startswith("You said:")  # the first deployment's two pieces
+    assert len(first) == 1 and second[:2] == [
+        first[0],
+        {"type": "message", "role": "assistant", "content": "You said:"},
+    ]  # the second one continues them
+    assert text.endswith(".")
+
+
+# -- the Responses API, with reasoning carried between turns ----------------------
+
+
+def test_a_codex_turn_carries_its_sealed_reasoning_into_the_next(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    tools: Any = [
+        {
+            "type": "function",
+            "name": "weather",
+            "parameters": WEATHER["function"]["parameters"],
+            "strict": False,
+        }
+    ]
+    upstream.clear()
+    with client.responses.stream(
+        model="codex",
+        input="Weather in Oslo",
+        tools=tools,
+        reasoning={"effort": "medium"},
+        include=["reasoning.encrypted_content"],
+        store=False,
+    ) as stream:
+        first = stream.get_final_response()
+    assert [item.type for item in first.output] == ["reasoning", "function_call"]
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content
+    [call] = [item for item in first.output if item.type == "function_call"]
+    assert json.loads(call.arguments) == {"query": "Weather in Oslo"}
+    sealed = _asked(upstream)
+    assert sealed["reasoning"] == {"effort": "medium"}
+    upstream.clear()
+    conversation: Any = [{"role": "user", "content": "Weather in Oslo"}]
+    conversation += [item.model_dump(exclude_none=True) for item in first.output]
+    conversation += [{"type": "function_call_output", "call_id": call.call_id, "output": "rain"}]
+    with client.responses.stream(
+        model="codex", input=conversation, tools=tools, store=False
+    ) as stream:
+        second = stream.get_final_response()
+    assert second.output_text == "The tool said: rain."
+    # The upstream's own sealed reasoning went back (the fake verifies it: a 400 otherwise).
+    sent = _asked(upstream)["input"]
+    assert [item["type"] for item in sent] == [
+        "message",
+        "reasoning",
+        "function_call",
+        "function_call_output",
+    ]
+    assert sent[1]["encrypted_content"] != reasoning.encrypted_content  # the gateway's wrapping
+
+
+def test_previous_response_id_works_as_with_any_model(client: openai.OpenAI) -> None:
+    first = client.responses.create(model="codex", input="Remember plums")
+    assert first.output_text == "You said: Remember plums."
+    second = client.responses.create(model="codex", input="And now?", previous_response_id=first.id)
+    assert second.output_text == "You said: And now?."
+    assert second.usage is not None and second.usage.input_tokens > first.usage.input_tokens  # type: ignore[union-attr]
+
+
+# -- Anthropic Messages ----------------------------------------------------------
+
+
+def test_claude_code_s_dialect_runs_a_streamed_tool_loop(
+    claude_client: anthropic.Anthropic,
+) -> None:
+    tools: Any = [
+        {
+            "name": "weather",
+            "description": "The weather in a city.",
+            "input_schema": WEATHER["function"]["parameters"],
+        }
+    ]
+    messages: Any = [{"role": "user", "content": "Weather in Oslo"}]
+    with claude_client.messages.stream(
+        model="codex", max_tokens=500, messages=messages, tools=tools
+    ) as stream:
+        first = stream.get_final_message()
+    assert first.stop_reason == "tool_use"
+    [use] = [block for block in first.content if block.type == "tool_use"]
+    assert use.input == {"query": "Weather in Oslo"}
+    messages += [
+        {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "rain"}],
+        },
+    ]
+    with claude_client.messages.stream(
+        model="codex", max_tokens=500, messages=messages, tools=tools
+    ) as stream:
+        second = stream.get_final_message()
+    assert [block.type for block in second.content] == ["text"]
+    assert second.content[0].text == "The tool said: rain."  # type: ignore[union-attr]
+    assert second.usage.output_tokens > 0

@@ -25,6 +25,7 @@ __all__ = [
     "NATIVE_HINTS",
     "OPENAI_REASONING",
     "PAUSE_TURN",
+    "REASONING_SUMMARY",
     "SAID_BY_CHAT",
     "TOOL_HINTS",
     "is_openai_reasoning",
@@ -54,6 +55,10 @@ HOSTED_WEB_SEARCH = "hosted_web_search"
 # it; the other adapters leave it out, as that upstream leaves out theirs
 # (another vendor's signed reasoning cannot be verified).
 OPENAI_REASONING = "reasoning"
+# The Responses edge's ``reasoning.summary`` wish (auto, concise, detailed):
+# a deployment with ``api: responses`` asks its upstream for summaries with
+# it; chat has no such field, so every other upstream goes without.
+REASONING_SUMMARY = "reasoning_summary"
 # A legacy completion (``/v1/completions``), for upstreams that serve that API
 # themselves (``Provider.serves_completions``): ``echo``, ``logprobs`` (a
 # count) and ``best_of`` as the client sent them, and ``needs``, the first
@@ -64,7 +69,14 @@ OPENAI_REASONING = "reasoning"
 LEGACY_COMPLETION = "legacy_completion"
 # Every top-level marker an OpenAI-compatible upstream must not receive.
 BODY_MARKERS = frozenset(
-    {"thinking", "output_config", ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH, *NATIVE_HINTS}
+    {
+        "thinking",
+        "output_config",
+        ANTHROPIC_TOOLS,
+        HOSTED_WEB_SEARCH,
+        REASONING_SUMMARY,
+        *NATIVE_HINTS,
+    }
 )
 # A tool's fields of Anthropic's alone, kept on the chat tool object (next to
 # ``type`` and ``function``, as its ``cache_control``) for Anthropic upstreams.

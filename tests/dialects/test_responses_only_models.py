@@ -305,6 +305,27 @@ def test_a_codex_turn_carries_its_sealed_reasoning_into_the_next(
     assert sent[1]["encrypted_content"] != reasoning.encrypted_content  # the gateway's wrapping
 
 
+def test_codex_s_summary_wish_reaches_the_upstream_and_its_summary_streams(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    summary = ""
+    with client.responses.stream(
+        model="codex",
+        input="Plums please",
+        reasoning={"effort": "high", "summary": "auto"},
+        store=False,
+    ) as stream:
+        for event in stream:
+            if event.type == "response.reasoning_summary_text.delta":
+                summary += event.delta
+        answer = stream.get_final_response()
+    assert _asked(upstream)["reasoning"] == {"effort": "high", "summary": "auto"}
+    assert summary == "Thinking about Plums."
+    assert [item.type for item in answer.output] == ["reasoning", "message"]
+    assert answer.output_text == "You said: Plums please."
+
+
 def test_previous_response_id_works_as_with_any_model(client: openai.OpenAI) -> None:
     first = client.responses.create(model="codex", input="Remember plums")
     assert first.output_text == "You said: Remember plums."

@@ -228,6 +228,7 @@ def test_parameters_are_renamed_to_chat_completions_names() -> None:
         "top_p": 0.9,
         "user": "u1",
         "reasoning_effort": "low",
+        "reasoning_summary": "auto",  # a marker, for a Responses upstream alone
         "stream": True,
     }
 

@@ -364,6 +364,7 @@ def test_the_responses_edges_own_markers_do_not_reach_an_openai_upstream() -> No
                 {"type": "function_call_output", "call_id": "c1", "output": "rain"},
             ],
             "tools": [{"type": "web_search"}],  # may reach the web: a marker for Anthropic
+            "reasoning": {"effort": "low", "summary": "auto"},
         }
     )
     body = chat_body(request)
@@ -375,7 +376,8 @@ def test_the_responses_edges_own_markers_do_not_reach_an_openai_upstream() -> No
     sent = OpenAICompatibleProvider(deployment)._upstream_body(
         body, replace(CTX, dialect="responses")
     )
-    assert "hosted_web_search" not in sent
+    assert "hosted_web_search" not in sent and "reasoning_summary" not in sent
+    assert sent["reasoning_effort"] == "low"
     assert all("thinking_blocks" not in message for message in sent["messages"])
     # A chat client's own body goes as it was sent.
     assert OpenAICompatibleProvider(deployment)._upstream_body(body, CTX)["hosted_web_search"] == {}

@@ -11,7 +11,8 @@ The two APIs say nearly the same things: messages become input items
 (assistant tool calls ``function_call`` / ``custom_tool_call`` items, tool
 messages their outputs), tools and ``tool_choice`` lose chat's nesting,
 ``response_format`` and ``verbosity`` are ``text``, ``reasoning_effort`` is
-``reasoning.effort``, ``max_(completion_)tokens`` is ``max_output_tokens``,
+``reasoning.effort`` (and the Responses edge's summary wish, a marker,
+``reasoning.summary``), ``max_(completion_)tokens`` is ``max_output_tokens``,
 ``logprobs`` an ``include``, ``web_search_options`` a ``web_search`` tool.
 What the Responses API has no word for (``n`` above 1, ``stop``, ``seed``,
 penalties, ``logit_bias``, audio, predictions) is a 400 naming it, unless
@@ -24,7 +25,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from interlock.chat_markers import BODY_MARKERS, LEGACY_COMPLETION, is_openai_reasoning
+from interlock.chat_markers import (
+    BODY_MARKERS,
+    LEGACY_COMPLETION,
+    REASONING_SUMMARY,
+    is_openai_reasoning,
+)
 from interlock.errors import InvalidRequest
 from interlock.providers.base import JSONDict
 from interlock.providers.openai_request import checked_params, tool_result_text
@@ -89,8 +95,9 @@ def responses_body(chat: JSONDict, model: str, drop: Collection[str]) -> JSONDic
         body["include"].append(_LOGPROBS)
         if chat.get("top_logprobs"):
             body["top_logprobs"] = chat["top_logprobs"]
-    if chat.get("reasoning_effort") is not None:
-        body["reasoning"] = {"effort": chat["reasoning_effort"]}
+    reasoning = {"effort": chat.get("reasoning_effort"), "summary": chat.get(REASONING_SUMMARY)}
+    if any(reasoning.values()):
+        body["reasoning"] = {k: v for k, v in reasoning.items() if v is not None}
     text = _text(chat)
     if text:
         body["text"] = text

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from interlock.chat_markers import HOSTED_WEB_SEARCH
+from interlock.chat_markers import HOSTED_WEB_SEARCH, REASONING_SUMMARY
 from interlock.dialects.responses.builtin_tools import BUILTIN_TOOLS, chat_tool
 from interlock.dialects.responses.namespaces import flat_name
 from interlock.dialects.responses.schemas import (
@@ -176,6 +176,8 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
             body[name] = value
     if request.reasoning is not None and request.reasoning.effort is not None:
         body["reasoning_effort"] = request.reasoning.effort
+    if request.reasoning is not None and request.reasoning.summary is not None:
+        body[REASONING_SUMMARY] = request.reasoning.summary  # for a Responses upstream
     if request.wants_logprobs:
         body["logprobs"] = True
         if request.top_logprobs:

@@ -56,6 +56,19 @@ def gateway(
         "models": [
             {"name": "codex", "deployments": [{"id": "codex-1", **served}]},
             {
+                "name": "azure-codex",
+                "deployments": [
+                    {
+                        "id": "azure-1",
+                        "provider": "azure",
+                        "base_url": fake.url,  # the resource
+                        "model": "my-codex",  # the Azure deployment's name
+                        "api_key": "azure-key",
+                        "api": "responses",
+                    }
+                ],
+            },
+            {
                 "name": "codex-as-chat",
                 "deployments": [{"id": "chat-1", **{**served, "api": "chat"}}],
             },
@@ -140,6 +153,24 @@ def test_a_chat_completion_is_asked_on_the_responses_api(
     assert body["model"] == RESPONSES_MODEL and body["max_output_tokens"] == 200
     assert body["input"][0] == {"type": "message", "role": "system", "content": "Be brief."}
     assert body["store"] is False and "messages" not in body
+
+
+def test_azure_serves_it_on_its_v1_surface(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    text = ""
+    stream = client.chat.completions.create(
+        model="azure-codex", messages=[{"role": "user", "content": "Hello Azure"}], stream=True
+    )
+    for chunk in stream:
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+    assert text == "You said: Hello Azure."
+    [asked] = upstream
+    assert asked["path"] == "/openai/v1/responses"  # no deployment in the path, no api-version
+    assert asked["body"]["model"] == "my-codex"
+    assert (asked["api_key"], asked["authorization"]) == ("azure-key", None)
 
 
 def test_a_streamed_tool_loop_through_chat(

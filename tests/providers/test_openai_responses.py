@@ -422,7 +422,7 @@ def test_a_failed_stream_raises_and_a_stray_event_is_a_shape_error() -> None:
         )
 
 
-@pytest.mark.parametrize("provider", ["azure", "anthropic", "gemini"])
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "simulator"])
 def test_only_provider_openai_takes_api_responses(provider: str) -> None:
     with pytest.raises(ValueError, match="api: responses"):
         DeploymentConfig.model_validate(

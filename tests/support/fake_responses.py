@@ -9,7 +9,9 @@ to the Responses API.
 
 The chat route refuses every request with OpenAI's 404 for a Responses-only
 model. Each request to either route is appended to ``requests`` as
-``{"path", "body", "authorization"}`` (``body`` None when it is not JSON).
+``{"path", "body", "authorization", "api_key"}`` (``body`` None when it
+is not JSON; ``api_key``: Azure's header). ``/openai/v1/responses`` is the
+same route, as Azure OpenAI's v1 surface serves it.
 
 It is strict, in OpenAI's error shape ``{"error": {"message", "type":
 "invalid_request_error", "param", "code"}}`` (400): a top-level parameter
@@ -193,6 +195,7 @@ def responses_app(requests: list[dict[str, Any]] | None = None) -> web.Applicati
 
     app = web.Application()
     app.router.add_post("/v1/responses", create)
+    app.router.add_post("/openai/v1/responses", create)  # Azure OpenAI's v1 surface
     app.router.add_post("/v1/chat/completions", chat)
     return app
 
@@ -203,8 +206,14 @@ async def _body(request: web.Request, requests: list[dict[str, Any]] | None) -> 
     except ValueError:
         body = None
     if requests is not None:
-        authorization = request.headers.get("Authorization")
-        requests.append({"path": request.path, "body": body, "authorization": authorization})
+        requests.append(
+            {
+                "path": request.path,
+                "body": body,
+                "authorization": request.headers.get("Authorization"),
+                "api_key": request.headers.get("api-key"),  # Azure's header
+            }
+        )
     return body
 
 

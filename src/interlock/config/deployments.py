@@ -149,9 +149,10 @@ class DeploymentConfig(_Strict):
     # Default: native for provider openai off api.openai.com (vLLM, Ollama, llama.cpp),
     # chat elsewhere (OpenAI's and Azure's chat models serve no legacy completions).
     completions: Literal["native", "chat"] | None = None
-    # Provider openai: the API chat requests reach this upstream through. chat: its
-    # /chat/completions; responses: its /responses, the request and answer translated
-    # (the models OpenAI serves there alone: gpt-5-codex, o3-pro, codex-mini ...).
+    # OpenAI's wire (openai, azure): the API chat requests reach this upstream through.
+    # chat: its /chat/completions; responses: its /responses (Azure: the resource's
+    # /openai/v1/responses), the request and answer translated (the models served there
+    # alone: gpt-5-codex, o3-pro, codex-mini ...).
     api: Literal["chat", "responses"] = "chat"
     # Azure OpenAI: the ``api-version`` query parameter.
     api_version: str | None = None
@@ -229,9 +230,10 @@ class DeploymentConfig(_Strict):
                 f"`completions: native` needs OpenAI's wire (provider openai or azure), "
                 f"not provider {self.provider!r}"
             )
-        if self.api == "responses" and self.provider != "openai":
+        if self.api == "responses" and self.provider not in ("openai", "azure"):
             raise ValueError(
-                f"`api: responses` needs provider openai, not provider {self.provider!r}"
+                f"`api: responses` needs OpenAI's wire (provider openai or azure), "
+                f"not provider {self.provider!r}"
             )
         if self.provider == "sentence-transformers" and self.model not in _LOCAL_MODELS:
             raise ValueError(

@@ -8,6 +8,10 @@ version (``api_version``; ``DEFAULT_AZURE_API_VERSION`` when unset)::
     POST {base_url}/openai/deployments/{model}/chat/completions?api-version=...
     POST {base_url}/openai/deployments/{model}/embeddings?api-version=...
 
+With ``api: responses`` (models served on the Responses API alone) chat
+requests go to ``{base_url}/openai/v1/responses``, translated, ``model``
+in the body (``AzureOpenAIResponsesProvider``).
+
 The key travels in an ``api-key`` header, never as ``Authorization``.
 
 Everything else is the OpenAI-compatible adapter's: bodies forwarded (tools,
@@ -27,8 +31,9 @@ from interlock.config import DeploymentConfig
 from interlock.config.deployments import DEFAULT_AZURE_API_VERSION
 from interlock.providers.base import CallContext, JSONDict, Provider
 from interlock.providers.openai_compat import OpenAICompatibleProvider
+from interlock.providers.openai_responses import OpenAIResponsesProvider
 
-__all__ = ["AzureOpenAIProvider"]
+__all__ = ["AzureOpenAIProvider", "AzureOpenAIResponsesProvider"]
 
 
 class AzureOpenAIProvider(OpenAICompatibleProvider):
@@ -50,6 +55,14 @@ class AzureOpenAIProvider(OpenAICompatibleProvider):
     def _endpoint(deployment: DeploymentConfig, operation: str) -> str:
         assert deployment.base_url and deployment.model  # guaranteed by config validation
         resource = deployment.base_url.removesuffix("/openai")  # either form is accepted
+        if operation == "responses":  # only on the v1 surface: the deployment is the body's model
+            return f"{resource}/openai/v1/responses"
         name = quote(deployment.model, safe="")
         version = quote(deployment.api_version or DEFAULT_AZURE_API_VERSION, safe="")
         return f"{resource}/openai/deployments/{name}/{operation}?api-version={version}"
+
+
+class AzureOpenAIResponsesProvider(OpenAIResponsesProvider, AzureOpenAIProvider):
+    """An Azure deployment with ``api: responses``: chat requests go to the
+    resource's ``/openai/v1/responses``, the deployment's name as the model
+    (``openai_responses.py``); Azure's key, endpoints and moderation otherwise."""

@@ -34,6 +34,10 @@ def build_provider(
         from interlock.providers.gemini import GeminiProvider
 
         return GeminiProvider(deployment, redactor)
+    if deployment.provider == "azure" and deployment.api == "responses":
+        from interlock.providers.azure import AzureOpenAIResponsesProvider
+
+        return AzureOpenAIResponsesProvider(deployment, redactor)
     if deployment.provider == "azure":
         from interlock.providers.azure import AzureOpenAIProvider
 

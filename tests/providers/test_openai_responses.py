@@ -533,3 +533,37 @@ def test_other_vendors_leave_openai_s_sealed_reasoning_out() -> None:
     reasoning = converse["messages"][1]["content"][0]["reasoningContent"]["reasoningText"]
     assert reasoning == {"text": "x", "signature": "sig"}
     assert len(converse["messages"][1]["content"]) == 2
+
+
+def test_an_error_event_is_the_status_its_code_stands_for() -> None:
+    writer = ChunkWriter("m", include_usage=False)
+    writer.feed({"type": "response.created", "response": _response([], status="in_progress")})
+    with pytest.raises(UpstreamFailed) as limited:
+        writer.feed(
+            {"type": "error", "code": "rate_limit_exceeded", "message": "slow", "param": None}
+        )
+    assert limited.value.status == 429
+    with pytest.raises(UpstreamFailed) as unknown:
+        ChunkWriter("m", include_usage=False).feed({"type": "error", "message": "?"})
+    assert unknown.value.status == 500
+
+
+def test_a_refusal_and_a_content_filter_read_as_chat_s() -> None:
+    refused = chat_completion(
+        _response(
+            [
+                {
+                    "type": "message",
+                    "id": "msg_1",
+                    "role": "assistant",
+                    "content": [{"type": "refusal", "refusal": "I can't help with that."}],
+                }
+            ],
+            status="incomplete",
+            incomplete_details={"reason": "content_filter"},
+        )
+    )
+    [choice] = refused["choices"]
+    assert choice["message"]["refusal"] == "I can't help with that."
+    assert choice["message"]["content"] is None
+    assert choice["finish_reason"] == "content_filter"

@@ -46,7 +46,8 @@ NATIVE_HINTS = ("cache_control", "speed", "inference_geo", "diagnostics", "conte
 ANTHROPIC_TOOLS = "anthropic_tools"
 # OpenAI's hosted web search, offered through the Responses API (its allowed
 # domains and the user's location): an Anthropic deployment runs it as its
-# own ``web_search`` server tool; every other upstream leaves it out.
+# own ``web_search`` server tool, a Responses API one (``api: responses``) as
+# the hosted tool again; every other upstream leaves it out.
 HOSTED_WEB_SEARCH = "hosted_web_search"
 # On an assistant message or answer, a ``thinking_blocks`` entry of this type
 # is a reasoning item of OpenAI's Responses API (``api: responses``):

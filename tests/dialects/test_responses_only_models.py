@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from tests.conftest import TEST_KEY
+from tests.search.fakes import Doc, FakeSearchService
 from tests.support.fake_responses import RESPONSES_MODEL, responses_app
 from tests.support.servers import FakeUpstream, GatewayProcess
 
@@ -41,8 +42,19 @@ def upstream() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
+def searxng() -> Iterator[FakeSearchService]:
+    """The gateway's own web backend, for models whose upstream cannot search."""
+    fake = FakeSearchService(kind="searxng", docs=[Doc("Pears", "https://pears.example/", "Ripe")])
+    with FakeUpstream(fake.app()) as upstream:
+        fake.url = upstream.url  # type: ignore[attr-defined]
+        yield fake
+
+
+@pytest.fixture(scope="module")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream: list[dict[str, Any]]
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: list[dict[str, Any]],
+    searxng: FakeSearchService,
 ) -> Iterator[GatewayProcess]:
     fake = FakeUpstream(responses_app(upstream))
     served = {
@@ -54,7 +66,11 @@ def gateway(
     }
     config = {
         "models": [
-            {"name": "codex", "deployments": [{"id": "codex-1", **served}]},
+            {
+                "name": "codex",
+                # As at api.openai.com, where it is the default: OpenAI runs searches.
+                "deployments": [{"id": "codex-1", **served, "web_search": "native"}],
+            },
             {
                 "name": "azure-codex",
                 "deployments": [
@@ -95,6 +111,12 @@ def gateway(
         ],
         "batch": {"enabled": False},
         "registry": {"enabled": False},
+        "search": {
+            "backends": [
+                {"type": "local"},
+                {"type": "searxng", "url": searxng.url, "retries": 0},  # type: ignore[attr-defined]
+            ]
+        },
     }
     gateway = GatewayProcess(config, tmp_path_factory.mktemp("gw"), env={"TEST_KEY": TEST_KEY})
     yield gateway
@@ -363,6 +385,84 @@ def test_previous_response_id_works_as_with_any_model(client: openai.OpenAI) -> 
     second = client.responses.create(model="codex", input="And now?", previous_response_id=first.id)
     assert second.output_text == "You said: And now?."
     assert second.usage is not None and second.usage.input_tokens > first.usage.input_tokens  # type: ignore[union-attr]
+
+
+def test_a_hosted_web_search_runs_upstream_and_comes_back_as_its_items(
+    client: openai.OpenAI, upstream: list[dict[str, Any]], searxng: FakeSearchService
+) -> None:
+    upstream.clear()
+    searched_here = len(searxng.requests)
+    search: Any = {
+        "type": "web_search",
+        "filters": {"allowed_domains": ["example.com"]},
+        "user_location": {"type": "approximate", "country": "NO"},
+    }
+    kinds: list[str] = []
+    with client.responses.stream(model="codex", input="search plums", tools=[search]) as stream:
+        for event in stream:
+            kinds.append(event.type)
+        answer = stream.get_final_response()
+    sent = _asked(upstream)
+    assert sent["tools"] == [
+        {
+            "type": "web_search",
+            "filters": {"allowed_domains": ["example.com"]},
+            "user_location": {"type": "approximate", "country": "NO"},
+        }
+    ]
+    assert "web_search_call.action.sources" in sent["include"]
+    searched, said = answer.output
+    assert searched.type == "web_search_call" and searched.status == "completed"
+    assert searched.action.query == "search plums"  # type: ignore[union-attr]
+    assert [s.url for s in searched.action.sources or ()] == [  # type: ignore[union-attr]
+        "https://example.com/search"
+    ]
+    assert said.type == "message" and answer.output_text == "Found it: search plums."
+    [cited] = said.content[0].annotations  # type: ignore[union-attr]
+    assert (cited.type, cited.url, cited.start_index, cited.end_index) == (  # type: ignore[union-attr]
+        "url_citation",
+        "https://example.com/search",
+        0,
+        5,
+    )
+    assert "response.web_search_call.completed" in kinds
+    assert "response.output_text.annotation.added" in kinds
+    unary = client.responses.create(model="codex", input="search plums", tools=[search])
+    assert [item.type for item in unary.output] == ["web_search_call", "message"]
+    assert len(searxng.requests) == searched_here  # the upstream searched, not the gateway
+
+
+def test_where_the_upstream_cannot_search_the_gateway_does(
+    client: openai.OpenAI, upstream: list[dict[str, Any]], searxng: FakeSearchService
+) -> None:
+    searched_here = len(searxng.requests)
+    upstream.clear()
+    answer = client.responses.create(
+        model="failing-over", input="search plums", tools=[{"type": "web_search"}]
+    )
+    assert len(searxng.requests) == searched_here + 1
+    first = upstream[0]["body"]
+    assert [tool["type"] for tool in first["tools"]] == ["function"]  # the gateway's search
+    assert answer.output[0].type == "web_search_call"
+
+
+def test_chat_s_web_search_options_search_upstream_with_citations(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    answer = client.chat.completions.create(
+        model="codex",
+        messages=[{"role": "user", "content": "search pears"}],
+        web_search_options={},
+    )
+    message = answer.choices[0].message
+    assert message.content == "Found it: search pears."
+    [cited] = message.annotations or []
+    assert cited.url_citation.url == "https://example.com/search"
+    assert (cited.url_citation.start_index, cited.url_citation.end_index) == (0, 5)
+    assert _asked(upstream)["tools"] == [{"type": "web_search"}]
+    assert answer.usage is not None  # searches are counted as Anthropic's are, and priced
+    assert answer.usage.model_dump()["server_tool_use"] == {"web_search_requests": 1}
 
 
 # -- Anthropic Messages ----------------------------------------------------------

@@ -179,7 +179,11 @@ def test_logprobs_web_search_and_allowed_tools_say_the_same_here() -> None:
         "store": True,
     }
     body = responses_body(chat, "x", ())
-    assert body["include"] == ["reasoning.encrypted_content", "message.output_text.logprobs"]
+    assert body["include"] == [
+        "reasoning.encrypted_content",
+        "message.output_text.logprobs",
+        "web_search_call.action.sources",  # the pages the answer cites
+    ]
     assert body["top_logprobs"] == 2
     assert body["tools"][-1] == {
         "type": "web_search",
@@ -567,3 +571,57 @@ def test_a_refusal_and_a_content_filter_read_as_chat_s() -> None:
     assert choice["message"]["refusal"] == "I can't help with that."
     assert choice["message"]["content"] is None
     assert choice["finish_reason"] == "content_filter"
+
+
+def test_a_hosted_search_is_sent_where_the_upstream_runs_it_and_read_back_as_blocks() -> None:
+    chat = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "search"}],
+        "hosted_web_search": {
+            "allowed_domains": ["a.example"],
+            "user_location": {"type": "approximate", "city": "Oslo"},
+        },
+    }
+    assert "tools" not in responses_body(chat, "x", ())  # left out, as everywhere but Anthropic
+    [tool] = responses_body(chat, "x", (), searches=True)["tools"]
+    assert tool == {
+        "type": "web_search",
+        "filters": {"allowed_domains": ["a.example"]},
+        "user_location": {"type": "approximate", "city": "Oslo"},
+    }
+    searched = {
+        "type": "web_search_call",
+        "id": "ws_1",
+        "status": "completed",
+        "action": {
+            "type": "search",
+            "query": "q",
+            "sources": [{"type": "url", "url": "https://a"}],
+        },
+    }
+    failed = {**searched, "id": "ws_2", "status": "failed"}
+    said = {
+        "type": "message",
+        "id": "msg_1",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "Done.", "annotations": []}],
+    }
+    answer = chat_completion(_response([searched, failed, said]))
+    message = answer["choices"][0]["message"]
+    assert [b["type"] for b in message["content_blocks"]] == [
+        "server_tool_use",
+        "web_search_tool_result",
+        "server_tool_use",
+        "web_search_tool_result",
+        "text",
+    ]
+    use, found = message["content_blocks"][:2]
+    assert use == {
+        "type": "server_tool_use",
+        "id": "ws_1",
+        "name": "web_search",
+        "input": {"query": "q"},
+    }
+    assert [page["url"] for page in found["content"]] == ["https://a"]
+    assert message["content_blocks"][3]["content"]["type"] == "web_search_tool_result_error"
+    assert answer["usage"]["server_tool_use"] == {"web_search_requests": 2}

@@ -78,6 +78,16 @@ custom input in two deltas, then done), ``response.output_item.done``, and
 ``response.completed`` (``response.incomplete`` when cut short). No
 ``data: [DONE]``: the Responses API writes none.
 
+Web search: with a ``web_search`` tool offered, no function or custom call
+made and "search" in the user's text, the model searches first: a
+``web_search_call`` item (``action``: the user's text as the ``query``,
+and, where ``include`` asks for ``web_search_call.action.sources``, one
+source, ``https://example.com/<first word>``), then the message "Found
+it: <user's text>." whose "Found" cites that page (a ``url_citation``).
+Streamed, the call's item comes with ``response.web_search_call.in_progress``,
+``.searching`` and ``.completed``; the citation with
+``response.output_text.annotation.added`` after the text's deltas.
+
 Trigger phrases in the user's text: "fail me" is a 500 ``server_error``
 (streamed: ``response.failed`` after ``response.in_progress``); "cut me",
 streamed, closes the connection after the second text delta.
@@ -116,7 +126,18 @@ _ISSUER = "fake_responses"
 _ROLES = ("user", "assistant", "system", "developer")
 _INPUT_PARTS = ("input_text", "input_image", "input_file")
 _ASSISTANT_PARTS = ("output_text", "refusal")
-_INCLUDABLE = ("reasoning.encrypted_content", "message.output_text.logprobs")
+_INCLUDABLE = (
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+    "web_search_call.action.sources",
+)
+_SEARCH_TOOL = (
+    "type",
+    "filters",
+    "user_location",
+    "search_context_size",
+    "external_web_access",
+)
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _SUMMARIES = ("auto", "concise", "detailed")
 _CALL_TYPES = ("function", "custom")
@@ -535,7 +556,11 @@ def _check_tools(tools: list[Any]) -> list[Json]:
             _only(tool, ("type", "name", "description", "format"), at)
             _get(tool, "description", at, _STRING)
             _get(tool, "format", at, _OBJECT)
-        elif kind != "web_search":
+        elif kind == "web_search":
+            _only(tool, _SEARCH_TOOL, at)
+            _get(tool, "filters", at, _OBJECT)
+            _get(tool, "user_location", at, _OBJECT)
+        else:
             raise _bad_value(f"{at}.type", kind, ("function", "custom", "web_search"))
         checked.append(tool)
     return checked
@@ -706,14 +731,19 @@ def _answer(body: Json, items: list[Json]) -> _Answer:
     calls = _calls(body, items)
     for kind, name in calls:
         output.append(_call(kind, name, f"{digest}{len(output)}", user_text))
+    searched = not calls and _searches(body, items, user_text)
+    if searched:
+        output.append(_search(body, f"ws_{digest}{len(output)}", user_text))
     if calls:
         visible = sum(len(_TOKEN.findall(_payload(item))) for item in output[-len(calls) :])
     else:
-        tokens = _TOKEN.findall(_text(body, items, user_text))
+        said = f"Found it: {user_text}." if searched else _text(body, items, user_text)
+        tokens = _TOKEN.findall(said)
         limit = body.get("max_output_tokens")
         if limit is not None and len(tokens) + reasoning_tokens > limit:
             tokens, status = tokens[: max(0, limit - reasoning_tokens)], "incomplete"
-        output.append(_message(body, f"msg_{digest}{len(output)}", tokens, status))
+        cited = [_citation(user_text)] if searched else []
+        output.append(_message(body, f"msg_{digest}{len(output)}", tokens, status, cited))
         visible = len(tokens)
     return _Answer(f"resp_{digest}", output, status, _usage(body, items, visible, reasoning_tokens))
 
@@ -746,6 +776,35 @@ def _calls(body: Json, items: list[Json]) -> list[tuple[str, str]]:
     if body.get("parallel_tool_calls") is not False and len(functions) >= 2:
         return [("function", functions[0]["name"]), ("function", functions[1]["name"])]
     return [(tools[0]["type"], tools[0]["name"])]
+
+
+def _searches(body: Json, items: list[Json], user_text: str) -> bool:
+    last = items[-1] if items else None
+    offered = any(t["type"] == "web_search" for t in body.get("tools") or [])
+    asked = last is not None and last["type"] == "message" and last["role"] == "user"
+    return offered and asked and "search" in user_text.lower()
+
+
+def _page(user_text: str) -> str:
+    word = _WORD.search(user_text)
+    return f"https://example.com/{word.group().lower() if word else 'nothing'}"
+
+
+def _search(body: Json, item_id: str, user_text: str) -> Json:
+    action: Json = {"type": "search", "query": user_text}
+    if _included(body, "web_search_call.action.sources"):
+        action["sources"] = [{"type": "url", "url": _page(user_text)}]
+    return {"type": "web_search_call", "id": item_id, "status": "completed", "action": action}
+
+
+def _citation(user_text: str) -> Json:
+    return {
+        "type": "url_citation",
+        "start_index": 0,
+        "end_index": len("Found"),
+        "url": _page(user_text),
+        "title": "Example page",
+    }
 
 
 def _call(kind: str, name: str, n: str, user_text: str) -> Json:
@@ -782,11 +841,13 @@ def _text(body: Json, items: list[Json], user_text: str) -> str:
     return json.dumps({"answer": sentence}) if form in ("json_object", "json_schema") else sentence
 
 
-def _message(body: Json, item_id: str, tokens: list[str], status: str) -> Json:
+def _message(
+    body: Json, item_id: str, tokens: list[str], status: str, annotations: list[Json]
+) -> Json:
     text = {
         "type": "output_text",
         "text": "".join(tokens),
-        "annotations": [],
+        "annotations": annotations,
         "logprobs": _logprobs(body, tokens),
     }
     return {
@@ -947,6 +1008,8 @@ def _started(item: Json) -> Json:
         return {**item, "status": "in_progress", "content": []}
     if kind == "function_call":
         return {**item, "status": "in_progress", "arguments": ""}
+    if kind == "web_search_call":
+        return {"type": kind, "id": item["id"], "status": "in_progress"}
     return {**item, "input": ""}
 
 
@@ -972,7 +1035,7 @@ async def _stream_reasoning(events: _Events, item: Json, index: int) -> None:
 async def _stream_message(events: _Events, item: Json, index: int) -> None:
     part = item["content"][0]
     where = {"item_id": item["id"], "output_index": index, "content_index": 0}
-    empty = {**part, "text": "", "logprobs": []}
+    empty = {**part, "text": "", "annotations": [], "logprobs": []}
     await events.send("response.content_part.added", **where, part=empty)
     scored = [_delta_logprob(entry) for entry in part["logprobs"]]
     for k, token in enumerate(_TOKEN.findall(part["text"])):
@@ -980,6 +1043,13 @@ async def _stream_message(events: _Events, item: Json, index: int) -> None:
         await events.send("response.output_text.delta", **where, delta=token, logprobs=logprobs)
         if events.cut and k == 1:
             raise _Cut
+    for a, annotation in enumerate(part["annotations"]):
+        await events.send(
+            "response.output_text.annotation.added",
+            **where,
+            annotation_index=a,
+            annotation=annotation,
+        )
     await events.send("response.output_text.done", **where, text=part["text"], logprobs=scored)
     await events.send("response.content_part.done", **where, part=part)
 
@@ -1004,9 +1074,16 @@ async def _stream_call(events: _Events, item: Json, index: int) -> None:
     await events.send(f"{event}.done", **where, **{field: payload})
 
 
+async def _stream_search(events: _Events, item: Json, index: int) -> None:
+    where = {"item_id": item["id"], "output_index": index}
+    for stage in ("in_progress", "searching", "completed"):
+        await events.send(f"response.web_search_call.{stage}", **where)
+
+
 _ITEM_STREAMS: dict[str, Callable[[_Events, Json, int], Awaitable[None]]] = {
     "reasoning": _stream_reasoning,
     "message": _stream_message,
     "function_call": _stream_call,
     "custom_tool_call": _stream_call,
+    "web_search_call": _stream_search,
 }

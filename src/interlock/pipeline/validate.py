@@ -6,9 +6,10 @@ an unknown model a 404. A request with Anthropic's own tools (server
 tools, ADR 0027) is routed to the model's Anthropic deployments alone; for
 a model with none, a web search is run by the gateway where it has a web
 search backend (``web_search.py``, ADR 0029), and any other such tool is a
-400. OpenAI's hosted web search (which a model with no Anthropic deployment
-otherwise goes without) and chat's ``web_search_options`` (where no
-deployment of the model takes them) are run by the gateway the same way.
+400. OpenAI's hosted web search (which a model with no deployment that runs
+it, an Anthropic one or a Responses API one, otherwise goes without) and
+chat's ``web_search_options`` (where no deployment of the model takes them)
+are run by the gateway the same way.
 A legacy completion that asks what only an upstream serving /v1/completions
 can do (a ``suffix``, several prompts) is routed to such deployments alone.
 A body an edge built from a request it validated in its own dialect
@@ -134,10 +135,9 @@ class Validation:
     ) -> tuple[JSONDict, SearchRun | None]:
         """The body, and the search the gateway runs for it where it asks for
         a web search that none of the group's deployments can run."""
-        markers = (
-            request.checked
-            and (ANTHROPIC_TOOLS in body or HOSTED_WEB_SEARCH in body)
-            and not self.router.anthropic_up(group)
+        markers = request.checked and (
+            (ANTHROPIC_TOOLS in body and not self.router.anthropic_up(group))
+            or (HOSTED_WEB_SEARCH in body and not self.router.hosted_search_up(group))
         )
         options = body.get("web_search_options") is not None and not any(
             p.takes_web_search_options for p in group.providers

@@ -3,8 +3,9 @@
 A request may ask for a web search the model's server runs: Anthropic's
 ``web_search_*`` server tool (Claude Code's WebSearch, through the Messages
 edge), OpenAI's hosted ``web_search`` (the Responses edge) or chat's
-``web_search_options``. Only an Anthropic deployment runs the first two
-itself (ADR 0027), and only Anthropic's and OpenAI's wire take the third.
+``web_search_options``. Only an Anthropic deployment runs the first itself
+(ADR 0027), an Anthropic or a Responses API one the second (ADR 0033), and
+only Anthropic's and OpenAI's wire take the third.
 For a model with no deployment that does, the gateway runs the search
 (ADR 0029), with the search service's web backends (SearXNG, Brave, Google;
 never the operator's own corpora):

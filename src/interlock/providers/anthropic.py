@@ -68,6 +68,7 @@ class AnthropicProvider(HttpProvider):
     takes_context_management = True
     takes_anthropic_tools = True
     takes_web_search_options = True
+    runs_hosted_web_search = True
 
     def __init__(
         self,

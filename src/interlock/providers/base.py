@@ -89,6 +89,11 @@ class Provider(ABC):
     # the gateway searches for the model where it has a web backend
     # (``pipeline/web_search.py``), else the adapter forwards or refuses it.
     takes_web_search_options: bool = False
+    # True when the upstream runs the Responses API's hosted web search itself
+    # (the edge's ``HOSTED_WEB_SEARCH`` marker): Anthropic, as its own server
+    # tool; OpenAI's Responses API (``api: responses``, ``web_search: native``).
+    # For a model with none up, the gateway searches where it has a web backend.
+    runs_hosted_web_search: bool = False
     # True when the upstream serves OpenAI's legacy completions itself: a chat
     # body with the ``LEGACY_COMPLETION`` marker goes to its /completions as a
     # prompt (``providers/openai_completions.py``); every other upstream is

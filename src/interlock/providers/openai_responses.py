@@ -30,12 +30,14 @@ class OpenAIResponsesProvider(OpenAICompatibleProvider):
     def __init__(self, deployment: DeploymentConfig, redactor: Redactor | None = None):
         super().__init__(deployment, redactor)
         self._drop = frozenset(deployment.drop_params)
+        # OpenAI's Responses API runs the hosted web search where its models can.
+        self.runs_hosted_web_search = self._searches = deployment.native_web_search
         self._responses_url = self._endpoint(deployment, "responses")
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         if LEGACY_COMPLETION in body:  # sent to this upstream's /completions
             return await super().chat(body, ctx)
-        upstream = responses_body(body, self._model, self._drop)
+        upstream = responses_body(body, self._model, self._drop, searches=self._searches)
         result = await self._client.request_json(
             "POST", self._responses_url, upstream, self._headers(ctx)
         )
@@ -48,7 +50,7 @@ class OpenAIResponsesProvider(OpenAICompatibleProvider):
         return self._stream_response(body, ctx)
 
     async def _stream_response(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
-        upstream = responses_body(body, self._model, self._drop)
+        upstream = responses_body(body, self._model, self._drop, searches=self._searches)
         # Each delta's ``obfuscation`` padding is for browsers; a server needs none.
         upstream.update(stream=True, stream_options={"include_obfuscation": False})
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

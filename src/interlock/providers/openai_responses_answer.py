@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from interlock.chat_markers import OPENAI_REASONING
+from interlock.chat_markers import CONTENT_BLOCKS, OPENAI_REASONING
 from interlock.providers.base import JSONDict
 from interlock.providers.upstream_errors import ShapeError
 
@@ -26,6 +26,7 @@ __all__ = [
     "chat_logprobs",
     "finish_reason",
     "sealed_reasoning",
+    "search_blocks",
     "url_citation",
     "usage_of",
 ]
@@ -71,6 +72,8 @@ def chat_completion(response: Any) -> JSONDict:
     annotations: list[JSONDict] = []
     logprobs: list[JSONDict] = []
     calls: list[JSONDict] = []
+    blocks: list[JSONDict] = []  # the turn as Anthropic writes it, where it searched
+    searches = 0
     for item in response["output"]:
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "message":
@@ -82,6 +85,7 @@ def chat_completion(response: Any) -> JSONDict:
                     ]
                     logprobs += chat_logprobs(part.get("logprobs"))
                     text.append(part.get("text") or "")
+                    blocks.append({"type": "text", "text": text[-1]})
                 elif part.get("type") == "refusal":
                     refusal.append(part.get("refusal") or "")
         elif kind == "reasoning":
@@ -89,6 +93,9 @@ def chat_completion(response: Any) -> JSONDict:
             sealed += sealed_reasoning(item)
         elif kind in ("function_call", "custom_tool_call"):
             calls.append(tool_call(item))
+        elif kind == "web_search_call":
+            blocks += search_blocks(item)
+            searches += 1
     message: JSONDict = {
         "role": "assistant",
         "content": "".join(text) if text or not (calls or refusal) else None,
@@ -102,6 +109,8 @@ def chat_completion(response: Any) -> JSONDict:
         message["thinking_blocks"] = sealed
     if annotations:
         message["annotations"] = annotations
+    if searches:
+        message[CONTENT_BLOCKS] = blocks
     choice = {
         "index": 0,
         "message": message,
@@ -114,7 +123,7 @@ def chat_completion(response: Any) -> JSONDict:
         "created": response.get("created_at"),
         "model": response.get("model"),
         "choices": [choice],
-        "usage": usage_of(response.get("usage")),
+        "usage": usage_of(response.get("usage"), searches),
     }
     if response.get("service_tier") is not None:
         completion["service_tier"] = response["service_tier"]
@@ -138,6 +147,35 @@ def sealed_reasoning(item: JSONDict) -> list[JSONDict]:
     ]
 
 
+def search_blocks(item: JSONDict) -> list[JSONDict]:
+    """A ``web_search_call`` item as the pipeline carries a search a server
+    ran (``pipeline/web_search.py``): Anthropic's ``server_tool_use`` and
+    ``web_search_tool_result`` blocks, so every edge writes it as it writes
+    Anthropic's own and the gateway's."""
+    action = item.get("action")
+    action = action if isinstance(action, dict) else {}
+    asked = action.get("query") or action.get("url") or ""
+    use = {"type": "server_tool_use", "id": item.get("id"), "name": "web_search"}
+    use["input"] = {"query": asked}
+    found: Any
+    if item.get("status") == "failed":
+        found = {"type": "web_search_tool_result_error", "error_code": "unavailable"}
+    else:
+        found = [
+            {
+                "type": "web_search_result",
+                "url": source["url"],
+                "title": source.get("title") or "",
+                "encrypted_content": "",  # Anthropic's own page text: none here
+                "page_age": None,
+            }
+            for source in action.get("sources") or ()
+            if isinstance(source, dict) and isinstance(source.get("url"), str)
+        ]
+    result = {"type": "web_search_tool_result", "tool_use_id": item.get("id"), "content": found}
+    return [use, result]
+
+
 def tool_call(item: JSONDict) -> JSONDict:
     if item["type"] == "custom_tool_call":
         custom = {"name": item.get("name"), "input": item.get("input") or ""}
@@ -153,21 +191,25 @@ def finish_reason(response: JSONDict, called: bool) -> str:
     return "tool_calls" if called else "stop"
 
 
-def usage_of(usage: Any) -> JSONDict | None:
-    """The Responses usage in chat's names."""
+def usage_of(usage: Any, searches: int = 0) -> JSONDict | None:
+    """The Responses usage in chat's names, and the web searches the upstream
+    ran as Anthropic counts its own (which pricing reads)."""
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("input_tokens") or 0
     completion = usage.get("output_tokens") or 0
     cached = (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
     reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
-    return {
+    out: JSONDict = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": usage.get("total_tokens") or prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
         "completion_tokens_details": {"reasoning_tokens": reasoning},
     }
+    if searches:
+        out["server_tool_use"] = {"web_search_requests": searches}
+    return out
 
 
 def chat_logprobs(entries: Any) -> list[JSONDict]:

@@ -6,8 +6,10 @@ a content chunk, a reasoning summary's (or, from servers that stream it,
 the reasoning text's) a ``reasoning_content`` chunk, a function call's or
 custom tool call's item opens chat's tool call (its own index, in the order
 the calls opened) and its argument or input deltas follow it. A call
-whose pieces never streamed gets its whole text from its item's end, and a
-reasoning item's end brings its sealed reasoning (``thinking_blocks``).
+whose pieces never streamed gets its whole text from its item's end, a
+reasoning item's end brings its sealed reasoning (``thinking_blocks``), and
+a web search's end the search as Anthropic's server blocks
+(``ANTHROPIC_BLOCK``, as the gateway's own searches stream).
 ``response.failed`` and ``error`` raise ``UpstreamFailed``; the rest of the
 events (the item and part bookkeeping, the ``.done`` copies) say nothing
 chat would.
@@ -19,12 +21,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from interlock.chat_markers import ANTHROPIC_BLOCK
 from interlock.providers.base import JSONDict
 from interlock.providers.openai_responses_answer import (
     chat_logprobs,
     failure,
     finish_reason,
     sealed_reasoning,
+    search_blocks,
     url_citation,
     usage_of,
 )
@@ -51,6 +55,7 @@ class ChunkWriter:
         self._said = 0  # content characters so far: where a citation's part starts
         self._part_start = 0
         self._summaries: set[tuple[Any, Any]] = set()  # (item, summary index) begun
+        self._searches = 0
         self._started = False
         self.finished = False
 
@@ -150,6 +155,9 @@ class ChunkWriter:
         if item.get("type") == "reasoning":
             sealed = sealed_reasoning(item)
             return [self._chunk({"thinking_blocks": sealed})] if sealed else []
+        if item.get("type") == "web_search_call":
+            self._searches += 1
+            return [self._chunk({ANTHROPIC_BLOCK: block}) for block in search_blocks(item)]
         call = self._calls.get(item.get("id"))
         if call is None or call.streamed:
             return []
@@ -171,7 +179,7 @@ class ChunkWriter:
         reason = finish_reason(response, bool(self._calls))
         chunks = [self._chunk_of(chunk_choice(0, {}, reason))]
         if self._include_usage:
-            chunks.append(self._chunk_bytes([], usage_of(response.get("usage"))))
+            chunks.append(self._chunk_bytes([], usage_of(response.get("usage"), self._searches)))
         return chunks
 
     def _chunk(self, delta: JSONDict) -> bytes:

@@ -27,6 +27,7 @@ from typing import Any
 
 from interlock.chat_markers import (
     BODY_MARKERS,
+    HOSTED_WEB_SEARCH,
     LEGACY_COMPLETION,
     REASONING_SUMMARY,
     is_openai_reasoning,
@@ -75,10 +76,17 @@ _LOGPROBS = "message.output_text.logprobs"
 # A reasoning model's reasoning, sealed, in each reasoning item: nothing is
 # stored upstream (``store``), so the next turn must carry it back.
 _REASONING = "reasoning.encrypted_content"
+# The pages a search read, which the answer cites (``web_search_call`` items).
+_SOURCES = "web_search_call.action.sources"
 
 
-def responses_body(chat: JSONDict, model: str, drop: Collection[str]) -> JSONDict:
-    """The ``/responses`` request saying what ``chat`` says."""
+def responses_body(
+    chat: JSONDict, model: str, drop: Collection[str], *, searches: bool = False
+) -> JSONDict:
+    """The ``/responses`` request saying what ``chat`` says. ``searches``:
+    whether the upstream runs the Responses edge's hosted web search (the
+    ``HOSTED_WEB_SEARCH`` marker); otherwise the search is left out, as
+    every upstream but Anthropic's leaves it."""
     chat = checked_params(chat, "responses-API", SUPPORTED, drop)
     body: JSONDict = {k: v for k, v in chat.items() if k not in _TRANSLATED}
     body["model"] = model
@@ -102,8 +110,13 @@ def responses_body(chat: JSONDict, model: str, drop: Collection[str]) -> JSONDic
     if text:
         body["text"] = text
     tools = _tools(chat)
+    wish = chat.get(HOSTED_WEB_SEARCH)
+    if searches and isinstance(wish, dict):
+        tools.append(_hosted_search(wish))
     if tools:
         body["tools"] = tools
+    if any(tool["type"] == "web_search" for tool in tools):
+        body["include"].append(_SOURCES)
     choice = _tool_choice(chat)
     if choice is not None:
         body["tool_choice"] = choice
@@ -303,6 +316,17 @@ def _web_search(options: JSONDict) -> JSONDict:
     location = options.get("user_location")
     if isinstance(location, dict) and isinstance(location.get("approximate"), dict):
         tool["user_location"] = {"type": "approximate", **location["approximate"]}
+    return tool
+
+
+def _hosted_search(wish: JSONDict) -> JSONDict:
+    """The hosted ``web_search`` tool again, from the marker's wish (as
+    Anthropic names its parts: ``allowed_domains``, ``user_location``)."""
+    tool: JSONDict = {"type": "web_search"}
+    if wish.get("allowed_domains"):
+        tool["filters"] = {"allowed_domains": list(wish["allowed_domains"])}
+    if isinstance(wish.get("user_location"), dict):
+        tool["user_location"] = wish["user_location"]
     return tool
 
 

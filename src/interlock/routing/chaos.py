@@ -64,6 +64,7 @@ class ChaosProvider(Provider):
         self.limits_parallel_calls = inner.limits_parallel_calls
         self.takes_anthropic_tools = inner.takes_anthropic_tools
         self.takes_web_search_options = inner.takes_web_search_options
+        self.runs_hosted_web_search = inner.runs_hosted_web_search
         self.serves_completions = inner.serves_completions
         self._control = control
         self._rng = rng or random.Random()

@@ -235,6 +235,15 @@ class Router:
             for d in group.deployments.values()
         )
 
+    def hosted_search_up(self, group: ModelGroup) -> bool:
+        """Whether a deployment of ``group`` that runs the Responses API's
+        hosted web search itself may take work now."""
+        now = self._clock()
+        return any(
+            d.provider.runs_hosted_web_search and self._eligible(d, now)
+            for d in group.deployments.values()
+        )
+
     @staticmethod
     def _serves(candidate: Candidate, route: RouteContext) -> bool:
         """A named version is served by its deployments only; a staging one

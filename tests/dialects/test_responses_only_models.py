@@ -379,12 +379,22 @@ def test_codex_s_summary_wish_reaches_the_upstream_and_its_summary_streams(
     assert answer.output_text == "You said: Plums please."
 
 
-def test_previous_response_id_works_as_with_any_model(client: openai.OpenAI) -> None:
-    first = client.responses.create(model="codex", input="Remember plums")
+def test_previous_response_id_carries_the_stored_turn_s_sealed_reasoning(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    first = client.responses.create(
+        model="codex", input="Remember plums", reasoning={"effort": "low"}
+    )
     assert first.output_text == "You said: Remember plums."
+    assert [item.type for item in first.output] == ["reasoning", "message"]
+    upstream.clear()
     second = client.responses.create(model="codex", input="And now?", previous_response_id=first.id)
     assert second.output_text == "You said: And now?."
     assert second.usage is not None and second.usage.input_tokens > first.usage.input_tokens  # type: ignore[union-attr]
+    # The stored turn's reasoning went back as the upstream wrote it (the fake verifies it).
+    sent = _asked(upstream)["input"]
+    assert [item["type"] for item in sent] == ["message", "reasoning", "message", "message"]
+    assert sent[1]["encrypted_content"].startswith("enc-")
 
 
 def test_a_hosted_web_search_runs_upstream_and_comes_back_as_its_items(

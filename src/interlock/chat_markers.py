@@ -23,11 +23,13 @@ __all__ = [
     "HOSTED_WEB_SEARCH",
     "LEGACY_COMPLETION",
     "NATIVE_HINTS",
+    "OFFLINE",
     "OPENAI_REASONING",
     "PAUSE_TURN",
     "REASONING_SUMMARY",
     "SAID_BY_CHAT",
     "TOOL_HINTS",
+    "cached_search",
     "is_openai_reasoning",
     "still_said",
 ]
@@ -49,6 +51,11 @@ ANTHROPIC_TOOLS = "anthropic_tools"
 # own ``web_search`` server tool, a Responses API one (``api: responses``) as
 # the hosted tool again; every other upstream leaves it out.
 HOSTED_WEB_SEARCH = "hosted_web_search"
+# In that marker's wish, false where the search must not reach the web
+# (``external_web_access: false``, Codex's default cached mode): only a
+# Responses API deployment runs it (OpenAI answers from its cache); the
+# others' searches, and the gateway's, are live, so they leave it out.
+OFFLINE = "external_web_access"
 # On an assistant message or answer, a ``thinking_blocks`` entry of this type
 # is a reasoning item of OpenAI's Responses API (``api: responses``):
 # ``encrypted_content`` and ``summary`` as that upstream wrote them, which a
@@ -126,3 +133,8 @@ PAUSE_TURN = "pause_turn"
 def is_openai_reasoning(block: Any) -> bool:
     """Whether a ``thinking_blocks`` entry is OpenAI's (``OPENAI_REASONING``)."""
     return isinstance(block, dict) and block.get("type") == OPENAI_REASONING
+
+
+def cached_search(wish: Any) -> bool:
+    """Whether a hosted web search's wish must not reach the web (``OFFLINE``)."""
+    return isinstance(wish, dict) and wish.get(OFFLINE) is False

@@ -442,6 +442,22 @@ def test_a_hosted_web_search_runs_upstream_and_comes_back_as_its_items(
     assert len(searxng.requests) == searched_here  # the upstream searched, not the gateway
 
 
+def test_codex_s_cached_search_is_run_by_openai_alone(
+    client: openai.OpenAI, upstream: list[dict[str, Any]], searxng: FakeSearchService
+) -> None:
+    cached: Any = {"type": "web_search", "external_web_access": False}  # Codex's default
+    searched_here = len(searxng.requests)
+    upstream.clear()
+    answer = client.responses.create(model="codex", input="search plums", tools=[cached])
+    assert _asked(upstream)["tools"] == [cached]
+    assert [item.type for item in answer.output] == ["web_search_call", "message"]
+    upstream.clear()
+    # Elsewhere it is left out: the gateway's searches, as Anthropic's, are live.
+    client.responses.create(model="failing-over", input="search plums", tools=[cached])
+    assert "tools" not in upstream[0]["body"]
+    assert len(searxng.requests) == searched_here
+
+
 def test_where_the_upstream_cannot_search_the_gateway_does(
     client: openai.OpenAI, upstream: list[dict[str, Any]], searxng: FakeSearchService
 ) -> None:

@@ -139,7 +139,8 @@ def test_a_search_that_must_not_reach_the_web_is_left_out_at_anthropic_too(
 
 def test_what_a_hosted_search_asks_is_said_in_anthropics_names() -> None:
     assert hosted_search([{"type": "function", "name": "f"}]) is None
-    assert hosted_search([{"type": "web_search", "external_web_access": False}]) is None
+    cached = hosted_search([{"type": "web_search", "external_web_access": False}])
+    assert cached == {"external_web_access": False}  # for a Responses upstream alone
     assert hosted_search([{"type": "web_search_preview"}]) == {}
     assert hosted_search([SEARCH]) == {
         "allowed_domains": ["example.com"],

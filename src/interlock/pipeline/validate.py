@@ -25,7 +25,12 @@ from __future__ import annotations
 import time
 
 from interlock.admission.keys import Principal
-from interlock.chat_markers import ANTHROPIC_TOOLS, HOSTED_WEB_SEARCH, LEGACY_COMPLETION
+from interlock.chat_markers import (
+    ANTHROPIC_TOOLS,
+    HOSTED_WEB_SEARCH,
+    LEGACY_COMPLETION,
+    cached_search,
+)
 from interlock.errors import InvalidRequest, NotFound
 from interlock.pipeline.anthropic_client_tools import as_functions
 from interlock.pipeline.attempt import anthropic_tools_refused, native_completion_refused
@@ -137,7 +142,11 @@ class Validation:
         a web search that none of the group's deployments can run."""
         markers = request.checked and (
             (ANTHROPIC_TOOLS in body and not self.router.anthropic_up(group))
-            or (HOSTED_WEB_SEARCH in body and not self.router.hosted_search_up(group))
+            or (
+                HOSTED_WEB_SEARCH in body
+                and not cached_search(body[HOSTED_WEB_SEARCH])  # the gateway's are live
+                and not self.router.hosted_search_up(group)
+            )
         )
         options = body.get("web_search_options") is not None and not any(
             p.takes_web_search_options for p in group.providers

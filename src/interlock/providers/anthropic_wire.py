@@ -28,6 +28,7 @@ from interlock.chat_markers import (
     HOSTED_WEB_SEARCH,
     NATIVE_HINTS,
     SAID_BY_CHAT,
+    cached_search,
     is_openai_reasoning,
     still_said,
 )
@@ -218,7 +219,7 @@ _PLACE = ("city", "region", "country", "timezone")
 def _hosted_search(wish: Any, native: list[Any], tools: list[FunctionTool]) -> list[JSONDict]:
     """Anthropic's web search for the Responses API's hosted one or chat's
     ``web_search_options``, unless the request has a tool of its name."""
-    if not isinstance(wish, dict):
+    if not isinstance(wish, dict) or cached_search(wish):  # Anthropic's searches are live
         return []
     named = {t.get("name") for t in native if isinstance(t, dict)} | {t.name for t in tools}
     if WEB_SEARCH_NAME in named:

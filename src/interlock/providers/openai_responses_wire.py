@@ -29,7 +29,9 @@ from interlock.chat_markers import (
     BODY_MARKERS,
     HOSTED_WEB_SEARCH,
     LEGACY_COMPLETION,
+    OFFLINE,
     REASONING_SUMMARY,
+    cached_search,
     is_openai_reasoning,
 )
 from interlock.errors import InvalidRequest
@@ -323,6 +325,8 @@ def _hosted_search(wish: JSONDict) -> JSONDict:
     """The hosted ``web_search`` tool again, from the marker's wish (as
     Anthropic names its parts: ``allowed_domains``, ``user_location``)."""
     tool: JSONDict = {"type": "web_search"}
+    if cached_search(wish):
+        tool[OFFLINE] = False  # OpenAI answers from its cache
     if wish.get("allowed_domains"):
         tool["filters"] = {"allowed_domains": list(wish["allowed_domains"])}
     if isinstance(wish.get("user_location"), dict):

@@ -1,13 +1,17 @@
 """OpenAI's hosted ``web_search`` tool, run where a deployment can run a search
-itself: an Anthropic deployment, as its own ``web_search`` server tool.
+itself: an Anthropic deployment, as its own ``web_search`` server tool; a
+Responses API one (``api: responses``), as the hosted tool again.
 
 The Responses edge leaves hosted tools out of the call (no chat model can
 run them; ADR 0018). A web search is the exception where the upstream
 can: the request carries it as a marker (``chat_markers.HOSTED_WEB_SEARCH``,
 its allowed domains and the user's location); the Anthropic adapter offers
-its own tool for it and every other upstream leaves it out, as before. One
-that must not reach the web (``external_web_access: false``, Codex's
-default cached mode) is left out everywhere: Anthropic's searches are live.
+its own tool for it, a Responses API upstream the hosted tool, and every
+other upstream leaves it out, as before (or the gateway searches: ADR 0029).
+One that must not reach the web (``external_web_access: false``, Codex's
+default cached mode) says so in the marker: only a Responses API upstream
+runs it (OpenAI answers from its cache); Anthropic's searches and the
+gateway's are live, so they leave it out.
 
 The searches come back as Anthropic's blocks (``content_blocks``, or the
 stream's ``anthropic_block`` deltas): each ``server_tool_use`` call is a
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from interlock.chat_markers import OFFLINE
 
 __all__ = [
     "WEB_SEARCH_TOOLS",
@@ -40,12 +46,14 @@ WEB_SEARCH_TOOLS = frozenset(
 
 def hosted_search(tools: Iterable[Mapping[str, Any]]) -> JSONDict | None:
     """What a request's hosted web search asks (allowed domains, the user's
-    location, as Anthropic names them), or None where it offers none that may
-    reach the web."""
+    location, as Anthropic names them; ``external_web_access: false`` for
+    one that must not reach the web), or None where it offers none."""
     for tool in tools:
-        if tool.get("type") not in WEB_SEARCH_TOOLS or tool.get("external_web_access") is False:
+        if tool.get("type") not in WEB_SEARCH_TOOLS:
             continue
         wish: JSONDict = {}
+        if tool.get("external_web_access") is False:
+            wish[OFFLINE] = False
         filters = tool.get("filters")
         if isinstance(filters, dict) and filters.get("allowed_domains"):
             wish["allowed_domains"] = list(filters["allowed_domains"])

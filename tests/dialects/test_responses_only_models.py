@@ -358,6 +358,25 @@ def test_a_codex_turn_carries_its_sealed_reasoning_into_the_next(
     assert sent[1]["encrypted_content"] != reasoning.encrypted_content  # the gateway's wrapping
 
 
+def test_codex_s_prompt_cache_key_and_service_tier_reach_the_upstream(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    client.responses.create(
+        model="codex",
+        input="Hello",
+        prompt_cache_key="conversation-7",
+        service_tier="flex",
+        safety_identifier="user-7",
+    )
+    sent = _asked(upstream)
+    assert (sent["prompt_cache_key"], sent["service_tier"], sent["safety_identifier"]) == (
+        "conversation-7",
+        "flex",
+        "user-7",
+    )
+
+
 def test_codex_s_summary_wish_reaches_the_upstream_and_its_summary_streams(
     client: openai.OpenAI, upstream: list[dict[str, Any]]
 ) -> None:

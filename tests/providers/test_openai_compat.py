@@ -381,3 +381,36 @@ def test_the_responses_edges_own_markers_do_not_reach_an_openai_upstream() -> No
     assert all("thinking_blocks" not in message for message in sent["messages"])
     # A chat client's own body goes as it was sent.
     assert OpenAICompatibleProvider(deployment)._upstream_body(body, CTX)["hosted_web_search"] == {}
+
+
+def test_openai_s_serving_hints_from_an_edge_reach_openai_s_api_alone() -> None:
+    from interlock.dialects.responses.request import chat_body
+    from interlock.dialects.responses.schemas import ResponsesRequest
+
+    request = ResponsesRequest.model_validate(
+        {
+            "model": "m",
+            "input": "hi",
+            "prompt_cache_key": "conversation-1",  # what Codex sends with every turn
+            "service_tier": "flex",
+            "safety_identifier": "user-1",
+        }
+    )
+    body = chat_body(request)
+    hints = {
+        "prompt_cache_key": "conversation-1",
+        "service_tier": "flex",
+        "safety_identifier": "user-1",
+    }
+    assert hints.items() <= body.items()
+    responses = replace(CTX, dialect="responses")
+
+    def sent(base_url: str, ctx: CallContext) -> dict[str, Any]:
+        deployment = DeploymentConfig.model_validate(
+            {"id": "d", "provider": "openai", "model": "x", "base_url": base_url}
+        )
+        return OpenAICompatibleProvider(deployment)._upstream_body(body, ctx)
+
+    assert hints.items() <= sent("https://api.openai.com/v1", responses).items()
+    assert hints.keys().isdisjoint(sent("http://127.0.0.1:1/v1", responses))  # may refuse them
+    assert hints.items() <= sent("http://127.0.0.1:1/v1", CTX).items()  # a chat client's own

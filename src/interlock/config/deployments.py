@@ -174,24 +174,24 @@ class DeploymentConfig(_Strict):
         """Whether this upstream is sent custom tools as they are (``custom_tools``)."""
         if self.custom_tools is not None:
             return self.custom_tools == "native"
-        return self._at_openai or self.api == "responses"  # the Responses API has them
+        return self.at_openai or self.api == "responses"  # the Responses API has them
 
     @property
     def native_web_search(self) -> bool:
         """Whether this upstream is sent chat's ``web_search_options`` (``web_search``)."""
         if self.web_search is not None:
             return self.web_search == "native"
-        return self._at_openai
+        return self.at_openai
 
     @property
     def native_completions(self) -> bool:
         """Whether /v1/completions calls this upstream's own completions (``completions``)."""
         if self.completions is not None:
             return self.completions == "native"
-        return self.provider == "openai" and not self._at_openai
+        return self.provider == "openai" and not self.at_openai
 
     @property
-    def _at_openai(self) -> bool:
+    def at_openai(self) -> bool:
         """Provider ``openai`` at OpenAI's own API (not a compatible server)."""
         if self.provider != "openai" or self.base_url is None:
             return False

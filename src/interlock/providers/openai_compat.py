@@ -24,6 +24,13 @@ from interlock.redaction import Redactor
 __all__ = ["OpenAICompatibleProvider", "without_edge_markers"]
 
 _DONE = b"[DONE]"
+# OpenAI's own serving hints, which the Responses edge passes on from every
+# request (Codex sends its conversation's prompt_cache_key with each): kept
+# for OpenAI's API, left out of an edge's body for a compatible server,
+# which may refuse what it does not know. A chat client's own are its to send.
+_OPENAI_SERVING = frozenset(
+    {"prompt_cache_key", "prompt_cache_retention", "service_tier", "safety_identifier"}
+)
 
 
 class OpenAICompatibleProvider(HttpProvider):
@@ -36,6 +43,7 @@ class OpenAICompatibleProvider(HttpProvider):
         self.takes_custom_tools = deployment.native_custom_tools
         self.takes_web_search_options = deployment.native_web_search
         self.serves_completions = deployment.native_completions
+        self._serving_hints = deployment.at_openai
         self._chat_url = self._endpoint(deployment, "chat/completions")
         self._completions_url = self._endpoint(deployment, "completions")
         self._embeddings_url = self._endpoint(deployment, "embeddings")
@@ -57,6 +65,8 @@ class OpenAICompatibleProvider(HttpProvider):
     def _upstream_body(self, body: JSONDict, ctx: CallContext | None = None) -> JSONDict:
         if ctx is not None and ctx.dialect != "openai":  # an edge wrote the body
             body = without_edge_markers(body)
+            if not self._serving_hints and not _OPENAI_SERVING.isdisjoint(body):
+                body = {k: v for k, v in body.items() if k not in _OPENAI_SERVING}
         return {**body, "model": self._model}
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:

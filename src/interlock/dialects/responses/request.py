@@ -121,6 +121,18 @@ ITEM_ID_PREFIXES = {
 }
 
 
+# Parameters chat names and means alike, passed as they are.
+_SAID_ALIKE = (
+    "temperature",
+    "top_p",
+    "user",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "service_tier",
+    "safety_identifier",
+)
+
+
 def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> JSONDict:
     """The chat body for ``request``, after the ``history`` items."""
     messages: list[JSONDict] = []
@@ -170,7 +182,7 @@ def chat_body(request: ResponsesRequest, history: Sequence[InputItem] = ()) -> J
         body["verbosity"] = text.verbosity
     if request.max_output_tokens is not None:
         body["max_completion_tokens"] = request.max_output_tokens
-    for name in ("temperature", "top_p", "user"):
+    for name in _SAID_ALIKE:
         value = getattr(request, name)
         if value is not None:
             body[name] = value

@@ -2,8 +2,9 @@
 
 They validate the client's body (a 400 naming the field, as the pipeline's
 own schemas do) and give the translation typed access. Only what the
-gateway can honour is declared; fields that only describe the caller
-(``include``, ``service_tier``, ``truncation``, ``prompt_cache_key``, ...)
+gateway can honour is declared (``prompt_cache_key``, ``service_tier`` and
+``safety_identifier`` too, which chat names alike and an OpenAI upstream
+reads); other fields that only describe the caller (``truncation``, ...)
 are accepted and ignored, and ``prompt`` (a stored prompt template), which
 would change the answer in a way no chat model can, is refused by name.
 The Conversations API's bodies (``ConversationCreate``, ...) are here too:
@@ -556,6 +557,13 @@ class ResponsesRequest(_Open):
     # LOGPROBS (the others name outputs of tools it does not run).
     include: list[str] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    # For the upstream's own serving, chat's fields of the same names: where
+    # OpenAI routes for its prompt cache (Codex sends its conversation's id),
+    # the processing tier (and its price), the end user for abuse checks.
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in-memory", "24h"] | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    safety_identifier: str | None = None
 
     @property
     def wants_logprobs(self) -> bool:

@@ -24,6 +24,7 @@ __all__ = [
     "UpstreamFailed",
     "chat_completion",
     "chat_logprobs",
+    "failure",
     "finish_reason",
     "sealed_reasoning",
     "search_blocks",

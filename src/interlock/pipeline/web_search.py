@@ -48,6 +48,7 @@ from interlock.errors import InvalidRequest
 from interlock.ids import random_hex
 from interlock.pipeline.request import JSONDict
 from interlock.pipeline.web_search_rounds import RoundReader, RoundTotals, StitchedStream
+from interlock.providers.shapes import search_result_block, search_use_block
 from interlock.search.backends.base import BackendError, SearchResult
 from interlock.telemetry.record import RequestRecord
 
@@ -210,7 +211,7 @@ class SearchRun:
             results = [await self._search(_query(call), record) for call in searches]
             for call, (found, error) in zip(searches, results, strict=True):
                 use_id = "srvtoolu_" + random_hex(24)
-                blocks.append(_use_block(use_id, _query(call)))
+                blocks.append(search_use_block(use_id, _query(call)))
                 blocks.append(_result_block(use_id, found, error))
             body = _continued(body, message, searches, results)
 
@@ -284,7 +285,7 @@ class SearchRun:
                 for call in searches:
                     use_id = "srvtoolu_" + random_hex(24)
                     query = _query(call)
-                    yield stream.chunk({ANTHROPIC_BLOCK: _use_block(use_id, query)})
+                    yield stream.chunk({ANTHROPIC_BLOCK: search_use_block(use_id, query)})
                     found = await self._search(query, record)
                     results.append(found)
                     yield stream.chunk({ANTHROPIC_BLOCK: _result_block(use_id, *found)})
@@ -380,28 +381,8 @@ def _no_more_searches(body: JSONDict) -> JSONDict:
     return {**body, "tool_choice": "none"}
 
 
-def _use_block(use_id: str, query: str) -> JSONDict:
-    return {"type": "server_tool_use", "id": use_id, "name": TOOL_NAME, "input": {"query": query}}
-
-
 def _result_block(use_id: str, found: list[SearchResult], error: str | None) -> JSONDict:
-    content: Any
-    if error is not None:
-        content = {"type": "web_search_tool_result_error", "error_code": error}
-    else:
-        # Anthropic's results carry its own encrypted page text, which only it
-        # reads; the gateway's carry none (the model had the snippets).
-        content = [
-            {
-                "type": "web_search_result",
-                "url": r.url,
-                "title": r.title,
-                "encrypted_content": "",
-                "page_age": None,
-            }
-            for r in found
-        ]
-    return {"type": "web_search_tool_result", "tool_use_id": use_id, "content": content}
+    return search_result_block(use_id, [(r.url, r.title) for r in found], error)
 
 
 def _query(call: Mapping[str, Any]) -> str:

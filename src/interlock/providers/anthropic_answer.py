@@ -12,6 +12,7 @@ from interlock.chat_markers import CONTENT_BLOCKS, PAUSE_TURN, SAID_BY_CHAT
 from interlock.providers.anthropic_wire import ShapeError
 from interlock.providers.base import JSONDict
 from interlock.providers.shapes import tool_call
+from interlock.providers.shapes import url_citation as chat_url_citation
 from interlock.tokens import TokenCounter
 
 __all__ = [
@@ -146,9 +147,7 @@ def url_citation(citation: Any, start: int, end: int) -> JSONDict | None:
     """One citation of a web page as a ``url_citation``; None for another kind."""
     if not isinstance(citation, dict) or not isinstance(citation.get("url"), str):
         return None
-    found = {"start_index": start, "end_index": end, "url": citation["url"]}
-    found["title"] = str(citation.get("title") or "")
-    return {"type": "url_citation", "url_citation": found}
+    return chat_url_citation(citation["url"], str(citation.get("title") or ""), start, end)
 
 
 def matched_stop(stop_reason: Any, stop_sequence: Any) -> JSONDict:

@@ -18,6 +18,8 @@ from typing import Any
 
 from interlock.chat_markers import CONTENT_BLOCKS, OPENAI_REASONING
 from interlock.providers.base import JSONDict
+from interlock.providers.shapes import search_result_block, search_use_block
+from interlock.providers.shapes import url_citation as chat_url_citation
 from interlock.providers.upstream_errors import ShapeError
 
 __all__ = [
@@ -156,25 +158,14 @@ def search_blocks(item: JSONDict) -> list[JSONDict]:
     action = item.get("action")
     action = action if isinstance(action, dict) else {}
     asked = action.get("query") or action.get("url") or ""
-    use = {"type": "server_tool_use", "id": item.get("id"), "name": "web_search"}
-    use["input"] = {"query": asked}
-    found: Any
-    if item.get("status") == "failed":
-        found = {"type": "web_search_tool_result_error", "error_code": "unavailable"}
-    else:
-        found = [
-            {
-                "type": "web_search_result",
-                "url": source["url"],
-                "title": source.get("title") or "",
-                "encrypted_content": "",  # Anthropic's own page text: none here
-                "page_age": None,
-            }
-            for source in action.get("sources") or ()
-            if isinstance(source, dict) and isinstance(source.get("url"), str)
-        ]
-    result = {"type": "web_search_tool_result", "tool_use_id": item.get("id"), "content": found}
-    return [use, result]
+    failed = "unavailable" if item.get("status") == "failed" else None
+    pages = [
+        (source["url"], source.get("title") or "")
+        for source in action.get("sources") or ()
+        if isinstance(source, dict) and isinstance(source.get("url"), str)
+    ]
+    use_id = str(item.get("id"))
+    return [search_use_block(use_id, asked), search_result_block(use_id, pages, failed)]
 
 
 def tool_call(item: JSONDict) -> JSONDict:
@@ -236,12 +227,9 @@ def _cited(annotation: Any) -> bool:
 def url_citation(annotation: JSONDict, start: int) -> JSONDict:
     """A ``url_citation`` as chat writes it; ``start``: where its text part
     starts in the message's content (this API counts within the part)."""
-    return {
-        "type": "url_citation",
-        "url_citation": {
-            "url": annotation.get("url"),
-            "title": annotation.get("title"),
-            "start_index": (annotation.get("start_index") or 0) + start,
-            "end_index": (annotation.get("end_index") or 0) + start,
-        },
-    }
+    return chat_url_citation(
+        str(annotation.get("url")),
+        str(annotation.get("title") or ""),
+        (annotation.get("start_index") or 0) + start,
+        (annotation.get("end_index") or 0) + start,
+    )

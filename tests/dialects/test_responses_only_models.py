@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import TEST_KEY
 from tests.search.fakes import Doc, FakeSearchService
-from tests.support.fake_responses import RESPONSES_MODEL, responses_app
+from tests.support.fake_responses import REFUSAL, RESPONSES_MODEL, responses_app
 from tests.support.servers import FakeUpstream, GatewayProcess
 
 REDACTING_KEY = "sk-responses-only-redacting"
@@ -545,3 +545,51 @@ def test_claude_code_s_dialect_runs_a_streamed_tool_loop(
     assert [block.type for block in second.content] == ["text"]
     assert second.content[0].text == "The tool said: rain."  # type: ignore[union-attr]
     assert second.usage.output_tokens > 0
+
+
+# -- a refusal, in every dialect ----------------------------------------------
+
+
+def test_a_refusal_is_a_refusal_in_chat_unary_and_streamed(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "Please refuse me"}]
+    )
+    message = answer.choices[0].message
+    assert (message.refusal, message.content) == (REFUSAL, None)
+    pieces = []
+    for chunk in client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "Please refuse me"}], stream=True
+    ):
+        if chunk.choices and chunk.choices[0].delta.refusal:
+            pieces.append(chunk.choices[0].delta.refusal)
+    assert len(pieces) > 1 and "".join(pieces) == REFUSAL
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_refusal_is_the_message_s_refusal_part_in_the_responses_dialect(
+    client: openai.OpenAI, streamed: bool
+) -> None:
+    deltas = []
+    if streamed:
+        with client.responses.stream(model="codex", input="Refuse me", store=False) as stream:
+            deltas = [e.delta for e in stream if e.type == "response.refusal.delta"]
+            answer = stream.get_final_response()
+    else:
+        answer = client.responses.create(model="codex", input="Refuse me", store=False)
+    [message] = answer.output
+    assert message.type == "message"
+    assert [part.model_dump() for part in message.content] == [
+        {"type": "refusal", "refusal": REFUSAL}
+    ]
+    assert "".join(deltas) == (REFUSAL if streamed else "")
+
+
+def test_a_refusal_is_what_the_model_said_in_the_messages_dialect(
+    claude_client: anthropic.Anthropic,
+) -> None:
+    with claude_client.messages.stream(
+        model="codex", max_tokens=100, messages=[{"role": "user", "content": "Refuse me"}]
+    ) as stream:
+        answer = stream.get_final_message()
+    assert [block.type for block in answer.content] == ["text"]
+    assert answer.content[0].text == REFUSAL  # type: ignore[union-attr]

@@ -14,7 +14,7 @@ from openai.lib.streaming.responses import ResponseStreamState
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from interlock.dialects.responses.answer import response_shell
+from interlock.dialects.responses.answer import output_items, response_shell
 from interlock.dialects.responses.request import decode_thinking
 from interlock.dialects.responses.schemas import validate_request
 from interlock.dialects.responses.stream import ResponseEvents
@@ -247,6 +247,59 @@ def test_an_empty_stream_is_one_empty_message() -> None:
     events, final = _run([_chunk(finish="stop")])
     assert final.output_text == "" and len(final.output) == 1
     assert _types(events)[-1] == "completed"
+
+
+def test_a_refusal_is_the_message_s_refusal_part_as_in_the_unary_answer() -> None:
+    said = ["I can", "'t help ", 'with "that".']
+    chunks = [_chunk({"role": "assistant", "content": None, "refusal": ""})]
+    events, final = _run([*chunks, *(_chunk({"refusal": s}) for s in said), _chunk(finish="stop")])
+    assert _types(events) == [
+        "created",
+        "in_progress",
+        "output_item.added",
+        "content_part.added",
+        "refusal.delta",
+        "refusal.delta",
+        "refusal.delta",
+        "refusal.done",
+        "content_part.done",
+        "output_item.done",
+        "completed",
+    ]
+    assert events[3]["part"] == {"type": "refusal", "refusal": ""}
+    deltas = [e for e in events if e["type"] == "response.refusal.delta"]
+    assert {(e["content_index"], e["output_index"]) for e in deltas} == {(0, 0)}
+    assert [e["delta"] for e in deltas] == said
+    refusal = {"type": "refusal", "refusal": "".join(said)}
+    assert events[7]["refusal"] == refusal["refusal"] and events[8]["part"] == refusal
+    [message] = final.output
+    assert [part.model_dump() for part in message.content] == [refusal]
+    unary = output_items({"role": "assistant", "content": None, "refusal": "".join(said)}, "x")
+    assert unary[0]["content"] == [refusal]
+
+
+def test_a_refusal_after_text_is_the_message_s_second_part() -> None:
+    events, final = _run(
+        [_chunk({"content": "Well."}), _chunk({"refusal": "No."}), _chunk(finish="stop")]
+    )
+    added = [e["part"]["type"] for e in events if e["type"] == "response.content_part.added"]
+    assert added == ["output_text", "refusal"]
+    [delta] = [e for e in events if e["type"] == "response.refusal.delta"]
+    assert delta["content_index"] == 1
+    [message] = final.output
+    assert [part.type for part in message.content] == ["output_text", "refusal"]
+    assert final.output_text == "Well." and message.content[1].refusal == "No."
+
+
+def test_text_after_a_refusal_is_a_message_of_its_own() -> None:
+    chunks = [_chunk({"refusal": "No."}), _chunk({"content": "But"}), _chunk({"content": " yes"})]
+    events, final = _run([*chunks, _chunk(finish="stop")])
+    first, second = final.output
+    assert [part.type for part in first.content] == ["refusal"]
+    assert [part.type for part in second.content] == ["output_text"]
+    assert final.output_text == "But yes"
+    texts = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert {(e["output_index"], e["content_index"]) for e in texts} == {(1, 0)}
 
 
 def test_error_event_continues_the_sequence() -> None:

@@ -90,7 +90,10 @@ Streamed, the call's item comes with ``response.web_search_call.in_progress``,
 
 Trigger phrases in the user's text: "fail me" is a 500 ``server_error``
 (streamed: ``response.failed`` after ``response.in_progress``); "cut me",
-streamed, closes the connection after the second text delta.
+streamed, closes the connection after the second text delta; "refuse me"
+makes the message a ``refusal`` part, "I can't help with that." (as a model
+refuses a structured output; streamed: ``response.refusal.delta`` per token,
+then ``response.refusal.done``).
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ ONLY_RESPONSES = "This model is only supported in v1/responses and not in v1/cha
 SERVER_ERROR = "The server had an error while processing your request."
 NOT_JSON = "We could not parse the JSON body of your request."
 REASONING_TOKENS = 8
+REFUSAL = "I can't help with that."  # the model's words where "refuse me" is asked
 
 Json = dict[str, Any]
 
@@ -743,7 +747,11 @@ def _answer(body: Json, items: list[Json]) -> _Answer:
         if limit is not None and len(tokens) + reasoning_tokens > limit:
             tokens, status = tokens[: max(0, limit - reasoning_tokens)], "incomplete"
         cited = [_citation(user_text)] if searched else []
-        output.append(_message(body, f"msg_{digest}{len(output)}", tokens, status, cited))
+        message = _message(body, f"msg_{digest}{len(output)}", tokens, status, cited)
+        if "refuse me" in user_text.lower() and not searched:
+            tokens = _TOKEN.findall(REFUSAL)
+            message["content"] = [{"type": "refusal", "refusal": REFUSAL}]
+        output.append(message)
         visible = len(tokens)
     return _Answer(f"resp_{digest}", output, status, _usage(body, items, visible, reasoning_tokens))
 
@@ -1035,6 +1043,13 @@ async def _stream_reasoning(events: _Events, item: Json, index: int) -> None:
 async def _stream_message(events: _Events, item: Json, index: int) -> None:
     part = item["content"][0]
     where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+    if part["type"] == "refusal":
+        await events.send("response.content_part.added", **where, part={**part, "refusal": ""})
+        for token in _TOKEN.findall(part["refusal"]):
+            await events.send("response.refusal.delta", **where, delta=token)
+        await events.send("response.refusal.done", **where, refusal=part["refusal"])
+        await events.send("response.content_part.done", **where, part=part)
+        return
     empty = {**part, "text": "", "annotations": [], "logprobs": []}
     await events.send("response.content_part.added", **where, part=empty)
     scored = [_delta_logprob(entry) for entry in part["logprobs"]]

@@ -12,7 +12,10 @@ and the next ``sequence_number``; no I/O. The stream it writes:
                  reasoning_summary_text.done, reasoning_summary_part.done
       message:   content_part.added, output_text.delta... (and
                  output_text.annotation.added as a cited block ends),
-                 output_text.done, content_part.done
+                 output_text.done, content_part.done; a refusal (chat's
+                 ``delta.refusal``) is the message's own part, after its
+                 text if any: content_part.added, refusal.delta...,
+                 refusal.done, content_part.done
       function_call: function_call_arguments.delta..., function_call_arguments.done
       custom_tool_call: custom_tool_call_input.delta..., custom_tool_call_input.done
       shell_call, apply_patch_call, local_shell_call: none (the action comes whole)
@@ -159,6 +162,11 @@ class _Item:
     logprobs: list[JSONDict] | None = None  # a message's, where asked for
     annotations: list[JSONDict] = field(default_factory=list)  # a message's citations
     start: int = 0  # where a message's text starts in the chat answer's content
+    # A message opened by a refusal has no text part; its refusal's pieces
+    # (JSON strings, as ``pieces``) and that part's index, once one came.
+    texted: bool = True
+    refusal: bytearray | None = None
+    refusal_index: int = 0
     delta_logprobs: bytes = b""  # its delta template with logprobs, once one came
 
     def literal(self) -> bytes:
@@ -169,13 +177,18 @@ class _Item:
         and the closing quote after it; removing the latter leaves its
         backslash escaping the next opening quote instead. Either way what
         is left, with that last quote, is the texts joined, quoted once."""
-        if not self.pieces:
-            return b'""'
-        return bytes(self.pieces[:-1]).replace(b'""', b"") + b'"'
+        return _joined(self.pieces)
 
     def text(self) -> str:
         text: str = orjson.loads(self.literal())
         return text
+
+
+def _joined(pieces: bytearray) -> bytes:
+    """JSON strings written one after the other (``_Item.literal``) as one."""
+    if not pieces:
+        return b'""'
+    return bytes(pieces[:-1]).replace(b'""', b"") + b'"'
 
 
 class ResponseEvents:
@@ -246,6 +259,8 @@ class ResponseEvents:
             if delta.get("content"):
                 logprobs = token_logprobs(choice) if choice.get("logprobs") else None
                 out += self._text_delta(orjson.dumps(delta["content"]), logprobs)
+            if delta.get("refusal"):
+                out += self._refusal_delta(orjson.dumps(delta["refusal"]))
             if delta.get("annotations"):
                 out += self._annotated(delta["annotations"])
             for piece in delta.get("tool_calls") or ():
@@ -354,6 +369,9 @@ class ResponseEvents:
         tokens' entries, where the request asked for them."""
         item = self._message
         out = self._close_reasoning()
+        if item is not None and not item.texted:  # text after a refusal: a message of its own
+            out += self._close_message()
+            item = None
         if item is None:
             item = self._message = self._new("message", "msg")
             item.start = self._said
@@ -386,28 +404,67 @@ class ResponseEvents:
         if item is None:
             return b""
         status, _ = status_of(self._finish_reason)
-        text = item.literal()
-        said = orjson.loads(text)
-        self._said = item.start + len(said)
-        logprobs = orjson.dumps(item.logprobs) if item.logprobs else b"[]"
-        annotations = orjson.dumps(item.annotations) if item.annotations else b"[]"
-        done = b',"content_index":0,"text":' + text + b',"logprobs":' + logprobs + b"}"
-        part = output_text(said, item.logprobs, item.annotations)
-        item.done = message_item(item.id, [part], status)
-        written = _PART % (text, annotations, logprobs)
+        out = b""
+        parts: list[JSONDict] = []
+        written = b""  # the parts as output_item.done has them
+        if item.texted:
+            text = item.literal()
+            said = orjson.loads(text)
+            self._said = item.start + len(said)
+            logprobs = orjson.dumps(item.logprobs) if item.logprobs else b"[]"
+            annotations = orjson.dumps(item.annotations) if item.annotations else b"[]"
+            done = b',"content_index":0,"text":' + text + b',"logprobs":' + logprobs + b"}"
+            parts.append(output_text(said, item.logprobs, item.annotations))
+            written = _PART % (text, annotations, logprobs)
+            out = self._frame("response.output_text.done", item.ref + done) + self._frame(
+                "response.content_part.done",
+                item.ref + _DONE_PART % (text, annotations, logprobs),
+            )
+        if item.refusal is not None:
+            refused = _joined(item.refusal)
+            index = b',"content_index":%d' % item.refusal_index
+            part = b'{"type":"refusal","refusal":' + refused + b"}"
+            parts.append({"type": "refusal", "refusal": orjson.loads(refused)})
+            written += (b"," if written else b"") + part
+            out += self._frame(
+                "response.refusal.done", item.ref + index + b',"refusal":' + refused + b"}"
+            ) + self._frame(
+                "response.content_part.done", item.ref + index + b',"part":' + part + b"}"
+            )
+        item.done = message_item(item.id, parts, status)
         closed = _MESSAGE_EVENT % (
             item.index,
             orjson.dumps(item.id),
             orjson.dumps(status),
             b"[" + written + b"]",
         )
-        return (
-            self._frame("response.output_text.done", item.ref + done)
-            + self._frame(
-                "response.content_part.done",
-                item.ref + _DONE_PART % (text, annotations, logprobs),
+        return out + self._frame("response.output_item.done", closed)
+
+    def _refusal_delta(self, literal: bytes) -> bytes:
+        """``literal``: a piece of the model's refusal (chat's ``delta.refusal``),
+        a JSON string: a part of the open message after its text, or a
+        message of its own."""
+        out = self._close_reasoning()
+        item = self._message
+        if item is None:
+            item = self._message = self._new("message", "msg")
+            item.start, item.texted = self._said, False
+            added = _MESSAGE_EVENT % (item.index, orjson.dumps(item.id), b'"in_progress"', b"[]")
+            out += self._frame("response.output_item.added", added)
+        self._steady = None  # a repeated text chunk is no longer only the next piece of text
+        if item.refusal is None:
+            item.refusal = bytearray()
+            item.refusal_index = 1 if item.texted else 0
+            out += self._frame(
+                "response.content_part.added",
+                item.ref
+                + b',"content_index":%d,"part":{"type":"refusal","refusal":""}}'
+                % item.refusal_index,
             )
-            + self._frame("response.output_item.done", closed)
+        item.refusal += literal
+        return out + self._frame(
+            "response.refusal.delta",
+            item.ref + b',"content_index":%d,"delta":%b}' % (item.refusal_index, literal),
         )
 
     def _annotated(self, annotations: Any) -> bytes:

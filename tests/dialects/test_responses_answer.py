@@ -31,10 +31,16 @@ def _completion(message: dict[str, Any], finish_reason: str = "stop") -> dict[st
     }
 
 
-def _response(message: dict[str, Any], finish_reason: str = "stop", **asked: Any) -> dict[str, Any]:
+def _response(
+    message: dict[str, Any],
+    finish_reason: str = "stop",
+    reported: dict[str, Any] | None = None,
+    **asked: Any,
+) -> dict[str, Any]:
+    """``reported``: more of the chat completion's fields."""
     request = validate_request({"model": "m", "input": "Hi", **asked})
     shell = response_shell(request, "resp_1", 1_700_000_000)
-    response = to_response(shell, _completion(message, finish_reason))
+    response = to_response(shell, {**_completion(message, finish_reason), **(reported or {})})
     Response.model_validate(response)  # the SDK parses every field
     return response
 
@@ -130,6 +136,22 @@ def test_reasoning_is_a_summary_and_signed_thinking_encrypted_content() -> None:
 def test_refusal_is_a_refusal_part() -> None:
     response = _response({"role": "assistant", "content": None, "refusal": "I can't."})
     assert response["output"][0]["content"] == [{"type": "refusal", "refusal": "I can't."}]
+
+
+def test_prompt_cache_and_safety_settings_are_echoed_with_the_tier_that_served() -> None:
+    asked = {
+        "prompt_cache_key": "conversation-7",
+        "prompt_cache_retention": "24h",
+        "safety_identifier": "user-7",
+        "service_tier": "auto",
+    }
+    message = {"role": "assistant", "content": "Hi"}
+    response = _response(message, reported={"service_tier": "default"}, **asked)
+    assert {name: response[name] for name in asked} == {**asked, "service_tier": "default"}
+    unreported = _response(message, **asked)
+    assert unreported["service_tier"] == "auto"  # what was asked, where no tier was reported
+    unasked = _response(message)
+    assert [unasked[name] for name in asked] == [None] * 4
 
 
 def test_an_empty_answer_is_one_empty_message() -> None:

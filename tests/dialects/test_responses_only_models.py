@@ -362,7 +362,7 @@ def test_codex_s_prompt_cache_key_and_service_tier_reach_the_upstream(
     client: openai.OpenAI, upstream: list[dict[str, Any]]
 ) -> None:
     upstream.clear()
-    client.responses.create(
+    answer = client.responses.create(
         model="codex",
         input="Hello",
         prompt_cache_key="conversation-7",
@@ -371,6 +371,12 @@ def test_codex_s_prompt_cache_key_and_service_tier_reach_the_upstream(
     )
     sent = _asked(upstream)
     assert (sent["prompt_cache_key"], sent["service_tier"], sent["safety_identifier"]) == (
+        "conversation-7",
+        "flex",
+        "user-7",
+    )
+    # ... and the Response names them, as OpenAI's does (the tier: the one that served it).
+    assert (answer.prompt_cache_key, answer.service_tier, answer.safety_identifier) == (
         "conversation-7",
         "flex",
         "user-7",

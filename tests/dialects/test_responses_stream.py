@@ -302,6 +302,14 @@ def test_text_after_a_refusal_is_a_message_of_its_own() -> None:
     assert {(e["output_index"], e["content_index"]) for e in texts} == {(1, 0)}
 
 
+def test_the_tier_an_upstream_reports_is_the_response_s() -> None:
+    served = orjson.loads(_chunk({"role": "assistant", "content": "Hi"}))
+    _, final = _run([orjson.dumps({**served, "service_tier": "default"})], service_tier="auto")
+    assert final.service_tier == "default"
+    _, asked = _run([_chunk({"content": "Hi"})], service_tier="flex")
+    assert asked.service_tier == "flex"
+
+
 def test_error_event_continues_the_sequence() -> None:
     request = validate_request({"model": "m", "input": "Hi", "stream": True})
     events = ResponseEvents(response_shell(request, "resp_1", 1))

@@ -99,10 +99,14 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         "output": [],
         "parallel_tool_calls": request.parallel_tool_calls is not False,
         "previous_response_id": request.previous_response_id,
+        "prompt_cache_key": request.prompt_cache_key,
+        "prompt_cache_retention": request.prompt_cache_retention,
         "reasoning": {
             "effort": reasoning.effort if reasoning else None,
             "summary": reasoning.summary if reasoning else None,
         },
+        "safety_identifier": request.safety_identifier,
+        "service_tier": request.service_tier,  # the tier that served it, once known
         "store": request.store is not False,
         "temperature": request.temperature,
         "text": text,
@@ -137,7 +141,12 @@ def to_response(shell: JSONDict, answer: JSONDict) -> JSONDict:
     if builtins:
         output = [as_builtin(item, builtins) for item in output]
     return finished(
-        shell, output, choice.get("finish_reason"), answer.get("usage"), answer.get("model")
+        shell,
+        output,
+        choice.get("finish_reason"),
+        answer.get("usage"),
+        answer.get("model"),
+        answer.get("service_tier"),
     )
 
 
@@ -173,13 +182,19 @@ def finished(
     finish_reason: str | None,
     usage: JSONDict | None,
     model: str | None = None,
+    service_tier: Any = None,
 ) -> JSONDict:
+    """The Response once answered; ``model`` and ``service_tier``: those the
+    upstream reported (OpenAI names the tier that served the request, such as
+    ``default`` for ``auto``), where it did."""
     status, details = status_of(finish_reason)
     response = {**shell, "status": status, "output": output, "usage": usage_of(usage)}
     if details is not None:
         response["incomplete_details"] = details
     if model:
         response["model"] = model
+    if isinstance(service_tier, str) and service_tier:
+        response["service_tier"] = service_tier
     return response
 
 

@@ -208,6 +208,7 @@ class ResponseEvents:
         self._finish_reason: str | None = None
         self._usage: JSONDict | None = None
         self._model: str | None = None
+        self._tier: Any = None  # the service tier the upstream reported
         self._repeats = RepeatedChunks(_READ)
         # The open message while nothing else is: a repeated text chunk's
         # delta needs nothing but its template.
@@ -245,6 +246,8 @@ class ResponseEvents:
             self._usage = chunk["usage"]
         if chunk.get("model"):
             self._model = chunk["model"]
+        if chunk.get("service_tier"):
+            self._tier = chunk["service_tier"]
         out = b""
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
@@ -283,7 +286,9 @@ class ResponseEvents:
             out = self._text_delta(b'""') + self._close_message()
         output = [item.done for item in self._items if item.done is not None]
         counted = self._usage if self._usage is not None else reported
-        self.response = finished(self._shell, output, self._finish_reason, counted, self._model)
+        self.response = finished(
+            self._shell, output, self._finish_reason, counted, self._model, self._tier
+        )
         kind = (
             "response.completed"
             if self.response["status"] == "completed"

@@ -31,6 +31,7 @@ __all__ = [
     "TOOL_HINTS",
     "cached_search",
     "is_openai_reasoning",
+    "prompt_token_ids",
     "still_said",
 ]
 
@@ -74,6 +75,8 @@ REASONING_SUMMARY = "reasoning_summary"
 # answer). The prompts are the chat body's user messages, one each, and a
 # ``suffix`` is the body's own field, so guardrails and the cache see them as
 # any text. The attempt stage takes the marker out for every other upstream.
+# Prompts of token ids are the marker's ``tokens`` (a list of id lists), their
+# user messages left empty (``prompt_token_ids``).
 LEGACY_COMPLETION = "legacy_completion"
 # Every top-level marker an OpenAI-compatible upstream must not receive.
 BODY_MARKERS = frozenset(
@@ -138,3 +141,13 @@ def is_openai_reasoning(block: Any) -> bool:
 def cached_search(wish: Any) -> bool:
     """Whether a hosted web search's wish must not reach the web (``OFFLINE``)."""
     return isinstance(wish, dict) and wish.get(OFFLINE) is False
+
+
+def prompt_token_ids(body: dict[str, Any]) -> list[list[int]] | None:
+    """A legacy completion's prompts as token ids, where it was written so;
+    None for any other body (text prompts included)."""
+    legacy = body.get(LEGACY_COMPLETION)
+    if not isinstance(legacy, dict):
+        return None
+    tokens = legacy.get("tokens")
+    return tokens if isinstance(tokens, list) and tokens else None

@@ -65,7 +65,9 @@ def test_a_list_of_one_prompt_and_the_legacy_only_parameters() -> None:
     ("change", "param", "code"),
     [
         ({"prompt": []}, "prompt", "invalid_value"),
-        ({"prompt": [1, 2, 3]}, "prompt", "invalid_value"),
+        ({"prompt": [1, -2, 3]}, "prompt", "invalid_value"),
+        ({"prompt": [[1], []]}, "prompt", "invalid_value"),
+        ({"prompt": ["a"] * 2049}, "prompt", "invalid_value"),
         ({"prompt": 7}, "prompt", "invalid_value"),
         ({"prompt": None}, "prompt", "invalid_value"),
         ({"max_tokens": 0}, "max_tokens", "invalid_value"),
@@ -92,10 +94,12 @@ def test_a_missing_prompt_is_named() -> None:
     assert (raised.value.param, raised.value.code) == ("prompt", "missing_required_parameter")
 
 
-def test_token_arrays_say_why() -> None:
+def test_prompts_of_token_ids_are_valid_and_a_mix_says_why() -> None:
     check({"model": "m", "prompt": ["one", "two"]})  # several prompts: the routing's to judge
-    with pytest.raises(InvalidRequest, match="token arrays are not supported"):
-        check({"model": "m", "prompt": [[1, 2], [3]]})
+    check({"model": "m", "prompt": [[1, 2], [3]]})  # so are token ids
+    check({"model": "m", "prompt": [0, 1, 2]})
+    with pytest.raises(InvalidRequest, match="one kind, not a mix"):
+        check({"model": "m", "prompt": [[1, 2], "three"]})
 
 
 def test_logprobs_ask_the_chat_model_and_come_back_in_this_api_s_shape() -> None:

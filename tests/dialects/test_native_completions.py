@@ -12,13 +12,15 @@ from typing import Any
 import openai
 import pytest
 
-from interlock.chat_markers import LEGACY_COMPLETION
+from interlock.admission.gate import estimate_tokens
+from interlock.cache.keys import body_digest
+from interlock.chat_markers import LEGACY_COMPLETION, prompt_token_ids
 from interlock.config import DeploymentConfig
 from interlock.dialects.completions import Echo, echoed_prompt, from_chat, to_chat
 from interlock.pipeline.failover import _continuation_body
 from interlock.providers.openai_completions import chat_chunk, chat_completion, completions_body
 from tests.conftest import TEST_KEY
-from tests.support.fake_completions import BASE_MODEL, completions_app
+from tests.support.fake_completions import BASE_MODEL, CUT, ME, completions_app, detokenized
 from tests.support.servers import FakeUpstream, GatewayProcess
 
 REDACTING_KEY = "sk-native-completions-redacting"
@@ -84,6 +86,27 @@ def test_a_failover_continues_the_prompt_with_the_partial_answer() -> None:
     body = completions_body(again, "x")
     assert body["prompt"] == "Once upon a time"  # no chat turns, no instruction to go on
     assert "echo" not in body  # the client has the prompt and the partial answer already
+
+
+def test_token_ids_ride_in_the_marker_and_go_upstream_as_sent() -> None:
+    one = to_chat({"model": "m", "prompt": [5, 6, 7], "echo": True})
+    assert one["messages"] == [{"role": "user", "content": ""}]  # nothing to read as text
+    assert one[LEGACY_COMPLETION]["tokens"] == [[5, 6, 7]]
+    assert one[LEGACY_COMPLETION]["needs"] == "prompt"  # only the model's tokenizer reads them
+    assert prompt_token_ids(one) == [[5, 6, 7]]
+    assert echoed_prompt({"prompt": [5, 6, 7], "echo": True}) is None  # the upstream writes it
+    sent = completions_body(one, "served")
+    assert (sent["prompt"], sent["echo"]) == ([5, 6, 7], True)
+    assert "messages" not in sent and LEGACY_COMPLETION not in sent
+    batch = to_chat({"model": "m", "prompt": [[1, 2], [3]], "logprobs": 1})
+    assert completions_body(batch, "served")["prompt"] == [[1, 2], [3]]
+    assert "echo" not in completions_body(batch, "served")
+    assert prompt_token_ids(to_chat({"model": "m", "prompt": ["text"]})) is None
+    # Cached apart: the key is the body's, the marker's ids in it.
+    other = to_chat({"model": "m", "prompt": [[1, 2], [4]], "logprobs": 1})
+    assert body_digest(batch, dialect="completions") != body_digest(other, dialect="completions")
+    # Admission counts the ids themselves, where text is estimated from its length.
+    assert estimate_tokens(batch) == estimate_tokens(to_chat({"model": "m", "prompt": ""})) + 3
 
 
 def test_a_text_completion_reads_back_as_itself() -> None:
@@ -433,3 +456,90 @@ def test_a_stream_cut_mid_answer_is_continued_from_the_prompt_and_its_text(
         "Please cut me please goes",
     ]
     assert all(asked["path"] == "/v1/completions" for asked in upstream)
+
+
+# -- prompts of token ids (lm-eval's default) ---------------------------------------
+
+
+def test_lm_eval_s_loglikelihood_request_scores_each_prompt_of_ids(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    prompts = [[11, 12, 13], [21, 22]]
+    # What lm-eval's local-completions model sends to score a continuation.
+    scored = client.completions.create(
+        model="base", prompt=prompts, echo=True, logprobs=1, max_tokens=1, temperature=0, seed=1
+    )
+    assert [choice.index for choice in scored.choices] == [0, 1]
+    for ids, choice in zip(prompts, scored.choices, strict=True):
+        assert choice.text == detokenized(ids) + f" t{ids[0]}"  # the prompt, then one token
+        logprobs = choice.logprobs
+        assert logprobs is not None and logprobs.tokens is not None
+        assert len(logprobs.tokens) == len(ids) + 1
+        assert logprobs.token_logprobs is not None and logprobs.token_logprobs[0] is None
+    assert scored.usage is not None and scored.usage.prompt_tokens == 5
+    [asked] = upstream
+    assert asked["body"]["prompt"] == prompts and asked["body"]["echo"] is True
+    assert "messages" not in asked["body"]
+
+
+def test_prompts_of_ids_generate_unary_and_streamed(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    made = client.completions.create(model="base", prompt=[42, 7], max_tokens=3)
+    assert made.choices[0].text == " t42 goes on"
+    streamed = client.completions.create(model="base", prompt=[[42, 7]], max_tokens=3, stream=True)
+    assert "".join(c.text for chunk in streamed for c in chunk.choices) == " t42 goes on"
+    assert [asked["body"]["prompt"] for asked in upstream] == [[42, 7], [42, 7]]
+    echoed = client.completions.create(model="base", prompt=[42], echo=True, max_tokens=1)
+    assert echoed.choices[0].text == " t42 t42"  # echoed by the upstream, which can read ids
+    assert upstream[-1]["body"]["echo"] is True
+
+
+def test_ids_go_only_to_deployments_that_read_them(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    for _ in range(3):  # the simulator comes first, and could only read text
+        routed = client.completions.with_raw_response.create(model="mixed", prompt=[1, 2])
+        assert routed.headers["x-interlock-deployment"] == "mixed-native"
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.completions.create(model="base-as-chat", prompt=[1, 2])
+    assert raised.value.body["param"] == "prompt"  # type: ignore[index]
+    assert len(upstream) == 3
+
+
+@pytest.mark.parametrize("prompt", [[1, "two"], [[1], [2, -3]], [[]], [True, 1], [[1.5]]], ids=str)
+def test_a_prompt_that_is_not_one_kind_of_list_is_a_400(
+    client: openai.OpenAI, prompt: list[Any]
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.completions.create(model="base", prompt=prompt)
+    assert raised.value.body["param"] == "prompt"  # type: ignore[index]
+    assert "one kind, not a mix" in raised.value.message
+
+
+def test_guardrails_that_read_prompts_refuse_ids(
+    gateway: GatewayProcess, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    with _client(gateway, REDACTING_KEY) as redacting:
+        with pytest.raises(openai.BadRequestError) as raised:
+            redacting.completions.create(model="base", prompt=[1, 2, 3])
+    assert raised.value.body["param"] == "prompt"  # type: ignore[index]
+    assert raised.value.code == "unsupported_parameter"
+    assert "send the prompt as text" in raised.value.message
+    assert upstream == []
+
+
+def test_a_stream_of_ids_cut_mid_answer_is_not_continued(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    # No continuation can follow ids with the text so far: the cut reaches the client.
+    stream = client.completions.create(model="failing-over", prompt=[5, CUT, ME], stream=True)
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+    assert len(upstream) == 1

@@ -13,9 +13,12 @@ reaches such a model. Each request is appended to ``requests`` as
 
 ``/v1/completions`` takes what both servers document: ``prompt`` as a
 string or a list of strings (each answered by ``n`` choices, indexed prompt
-by prompt), ``max_tokens`` (16 by default), ``n``, ``best_of`` (at least
-``n``), ``echo``, ``logprobs`` (a count), ``suffix`` (Ollama's
-fill-in-the-middle), ``stream`` and ``stream_options.include_usage``.
+by prompt), or as token ids (a list of ints or a list of such lists; the
+fake's tokenizer reads id ``n`` as the word `` t<n>``: ``detokenized``;
+vLLM's answer to such a prompt echoes it as text), ``max_tokens`` (16 by
+default), ``n``, ``best_of`` (at least ``n``), ``echo``, ``logprobs`` (a
+count), ``suffix`` (Ollama's fill-in-the-middle), ``stream`` and
+``stream_options.include_usage``.
 
 What it writes is decided from the request alone. A prompt's first word,
 lower-cased (``word``), is continued as `` word goes on.`` (four tokens,
@@ -41,7 +44,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["BASE_MODEL", "completions_app"]
+__all__ = ["BASE_MODEL", "CUT", "ME", "completions_app", "detokenized"]
 
 BASE_MODEL = "meta-llama/Llama-3.1-8B"
 _TOKEN = re.compile(r"\s*[\w#]+|\s*[^\w\s]")
@@ -103,7 +106,8 @@ def _refused(body: dict[str, Any]) -> str | None:
     if not isinstance(prompt, str) and not (
         isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt)
     ):
-        return "prompt must be a string or a list of strings"
+        if _token_prompts(prompt) is None:
+            return "prompt must be a string, a list of strings, or token ids"
     best_of, n = body.get("best_of"), body.get("n") or 1
     if best_of is not None and best_of < n:
         return f"best_of must be greater than or equal to n, got n={n} and best_of={best_of}"
@@ -117,7 +121,36 @@ def _error(message: str) -> web.Response:
 
 def _prompts(body: dict[str, Any]) -> list[str]:
     prompt = body["prompt"]
+    tokens = _token_prompts(prompt)
+    if tokens is not None:
+        return [detokenized(ids) for ids in tokens]
     return [prompt] if isinstance(prompt, str) else list(prompt)
+
+
+# Two words of the fake's vocabulary besides `` t<n>``, so a prompt of ids can
+# end in "cut me".
+CUT, ME = 1001, 1002
+_VOCABULARY = {CUT: " cut", ME: " me"}
+
+
+def detokenized(ids: list[int]) -> str:
+    """The fake model's tokenizer, backwards: token id ``n`` is the word
+    `` t<n>`` (``CUT`` and ``ME`` are " cut" and " me")."""
+    return "".join(_VOCABULARY.get(i, f" t{i}") for i in ids)
+
+
+def _token_prompts(prompt: Any) -> list[list[int]] | None:
+    """Prompts of token ids (a list of ints, or a list of such lists), as vLLM
+    takes them; None for anything else."""
+
+    def ids(value: Any) -> bool:
+        return isinstance(value, list) and bool(value) and all(type(i) is int for i in value)
+
+    if ids(prompt):
+        return [prompt]
+    if isinstance(prompt, list) and prompt and all(ids(p) for p in prompt):
+        return list(prompt)
+    return None
 
 
 def _choices(body: dict[str, Any]) -> list[_Choice]:

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from interlock.admission.keys import Principal
 from interlock.admission.limits import Decision, RateLimiter
 from interlock.admission.spend import SpendTracker
+from interlock.chat_markers import prompt_token_ids
 from interlock.errors import ServiceUnavailable, TooManyRequests
 from interlock.store.ledger import UsageLedger
 from interlock.telemetry.record import RequestRecord
@@ -45,7 +46,9 @@ def estimate_tokens(body: dict[str, Any]) -> int:
                 chars += len(content) if isinstance(content, str) else len(message_text(content))
         completion = body.get("max_completion_tokens") or body.get("max_tokens")
         completion = completion if isinstance(completion, int) else DEFAULT_COMPLETION_ESTIMATE
-        return chars // 4 + 8 + completion
+        ids = prompt_token_ids(body)  # a legacy completion's prompts as token ids: exact
+        counted = sum(len(prompt) for prompt in ids) if ids is not None else 0
+        return chars // 4 + 8 + counted + completion
     raw = body.get("input")
     items = raw if isinstance(raw, list) else [raw]
     return sum(len(x) // 4 + 1 if isinstance(x, str) else 8 for x in items)

@@ -10,12 +10,15 @@ do routes the request to such deployments alone, and is a 400 naming the
 parameter for a model with none (``needs``):
 
 - several prompts (``n`` choices each, indexed prompt by prompt);
+- prompts of token ids (a list of ints, or several: evaluation harnesses
+  such as lm-eval send them by default), which mean something only to the
+  model's own tokenizer. The chat body carries them in the marker
+  (``tokens``), each prompt's user message left empty; a request whose
+  guardrails read prompts refuses them (``pipeline/guard.py``), admission
+  counts the ids, and the upstream echoes such a prompt itself;
 - a ``suffix`` (text after the completion: fill-in-the-middle);
 - ``echo`` with ``logprobs`` (the prompt's own tokens scored);
 - ``best_of`` above ``n``.
-
-Token arrays as prompts are refused everywhere: guardrails could not read
-them, and they mean nothing to another model's tokenizer.
 
 ``echo`` without ``logprobs`` puts the prompt before each choice's text (in
 a stream, before its first chunk's) here at the edge, whichever model
@@ -57,9 +60,12 @@ __all__ = [
     "echoed_prompt",
     "from_chat",
     "to_chat",
+    "token_prompts",
 ]
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
+# A token id: strict, so neither a bool nor a float passes for one.
+TokenId = Annotated[int, Field(ge=0)]
 MAX_PROMPTS = 2048  # as many as an embeddings request's inputs
 MAX_BEST_OF = 20  # OpenAI's bound
 # Parameters of this API alone: not forwarded to the chat request.
@@ -73,9 +79,18 @@ class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1)
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)] = Field(
-        description="A prompt, or a list of them (several need a deployment that serves "
-        "/v1/completions itself); text, not token arrays."
+    prompt: (
+        str
+        | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]
+        | Annotated[list[TokenId], Field(min_length=1)]
+        | Annotated[
+            list[Annotated[list[TokenId], Field(min_length=1)]],
+            Field(min_length=1, max_length=MAX_PROMPTS),
+        ]
+    ) = Field(
+        description="A prompt, or a list of them; as text, or as token ids (a list of "
+        "ints, or a list of such lists). Several prompts, and token ids, need a deployment "
+        "that serves /v1/completions itself."
     )
     max_tokens: int | None = Field(
         default=DEFAULT_MAX_TOKENS, ge=1, description="16 when absent; null: the model's limit."
@@ -114,12 +129,21 @@ class CompletionRequest(BaseModel):
 
     @field_validator("prompt", mode="before")
     @classmethod
-    def _text_prompts(cls, value: Any) -> Any:
+    def _one_kind_of_prompt(cls, value: Any) -> Any:
         # Before the union, so the error says why rather than which member failed.
-        if isinstance(value, list) and value and not all(isinstance(item, str) for item in value):
-            raise PydanticCustomError(
-                "token_prompt", "token arrays are not supported: send the prompt as text", {}
-            )
+        if isinstance(value, list) and value:
+            if len(value) > MAX_PROMPTS and not _is_token_id(value[0]):
+                raise PydanticCustomError(
+                    "too_many_prompts", "at most {most} prompts per request", {"most": MAX_PROMPTS}
+                )
+            kinds = {_prompt_kind(item) for item in value}
+            if len(kinds) != 1 or None in kinds:
+                raise PydanticCustomError(
+                    "prompt_kinds",
+                    "a list of prompts holds strings, or token ids (non-negative ints), "
+                    "or non-empty lists of token ids: one kind, not a mix",
+                    {},
+                )
         return value
 
 
@@ -144,11 +168,36 @@ def check(body: dict[str, Any]) -> CompletionRequest:
     return request
 
 
+def _prompt_kind(item: Any) -> str | None:
+    """What one entry of a list of prompts is; None where it is none of them."""
+    if isinstance(item, str):
+        return "text"
+    if _is_token_id(item):
+        return "id"
+    if isinstance(item, list) and item and all(_is_token_id(i) for i in item):
+        return "ids"
+    return None
+
+
+def _is_token_id(item: Any) -> bool:
+    return isinstance(item, int) and not isinstance(item, bool) and item >= 0
+
+
+def token_prompts(prompt: Any) -> list[list[int]] | None:
+    """The prompts as token ids, one list each, where ``prompt`` is written
+    so (not validated: ``check`` is); None for text."""
+    if not isinstance(prompt, list) or not prompt or isinstance(prompt[0], str):
+        return None
+    if isinstance(prompt[0], list):
+        return prompt
+    return [prompt]
+
+
 def needs(body: dict[str, Any]) -> str | None:
     """The first parameter of ``body`` only an upstream serving this API
     itself can honour; None when a chat model can answer it all."""
     prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) > 1:
+    if isinstance(prompt, list) and (len(prompt) > 1 or token_prompts(prompt) is not None):
         return "prompt"
     if body.get("suffix") not in (None, ""):
         return "suffix"
@@ -179,6 +228,8 @@ def echoed_prompt(body: dict[str, Any]) -> Echo | None:
     scores and writes the prompt itself)."""
     if body.get("echo") is not True or body.get("logprobs") is not None:
         return None
+    if token_prompts(body.get("prompt")) is not None:
+        return None  # ids: only the upstream's tokenizer can write them out, and does
     prompts = _prompts(body.get("prompt"))
     n = body.get("n")
     return Echo(tuple(prompts), n if isinstance(n, int) and n > 0 else 1)
@@ -188,7 +239,11 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
     """The chat request for a legacy completion request, without validating
     it (``check`` does, once the request is admitted)."""
     chat = {name: value for name, value in body.items() if name not in _LEGACY_ONLY}
-    chat["messages"] = [{"role": "user", "content": p} for p in _prompts(body.get("prompt"))]
+    tokens = token_prompts(body.get("prompt"))
+    if tokens is None:
+        chat["messages"] = [{"role": "user", "content": p} for p in _prompts(body.get("prompt"))]
+    else:  # the marker carries them; no stage reads a message's ids as text
+        chat["messages"] = [{"role": "user", "content": ""} for _ in tokens]
     if "max_tokens" not in body:
         chat["max_tokens"] = DEFAULT_MAX_TOKENS
     elif body["max_tokens"] is None:
@@ -209,6 +264,8 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
         "best_of": body.get("best_of"),
         "needs": needs(body),
     }
+    if tokens is not None:
+        chat[LEGACY_COMPLETION]["tokens"] = tokens
     return chat
 
 

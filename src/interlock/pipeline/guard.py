@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from interlock.errors import InterlockError
+from interlock.chat_markers import prompt_token_ids
+from interlock.errors import InterlockError, InvalidRequest
 from interlock.guardrails import Guardrails, GuardrailsBook
 from interlock.guardrails.body import called_function, custom_input
 from interlock.guardrails.decision import InputDecision
@@ -58,6 +59,13 @@ class GuardrailsStage:
             policy = self.policy_for(call.group.name, call.principal.guardrails)
         if not policy.enabled:
             return
+        if prompt_token_ids(call.body) is not None:
+            raise InvalidRequest(
+                "This request's guardrails read prompts, and a prompt of token ids cannot be "
+                "read: send the prompt as text.",
+                param="prompt",
+                code="unsupported_parameter",
+            )
         record = call.record
         began = time.perf_counter()
         try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+from interlock.chat_markers import prompt_token_ids
 from interlock.pipeline.cache import CacheStage
 from interlock.pipeline.call import ModelCall
 from interlock.pipeline.failover import continue_on_failure
@@ -85,7 +86,11 @@ class StreamSource:
         mid-stream where the model group allows."""
         call = self._call
         first, chunks = await self._route.stream(call, body, self._pass_usage)
-        if not call.group.settings.mid_stream_failover or call.options.forced is not None:
+        if (
+            not call.group.settings.mid_stream_failover
+            or call.options.forced is not None
+            or prompt_token_ids(body) is not None  # ids cannot be followed by the text so far
+        ):
             return first, chunks
         resumed = continue_on_failure(first, chunks, body, call.record, self._resume)
         return None, resumed

@@ -13,8 +13,10 @@ accounting read it as any answer; the edge writes it back in this API's
 shape.
 
 ``echo`` goes upstream only with ``logprobs``, where the prompt's own
-tokens are scored there; without them the edge puts the prompt before the
-text itself, as it does for a chat model.
+tokens are scored there, or for a prompt of token ids (the marker's
+``tokens``, sent as they came), which only the upstream can write out;
+otherwise the edge puts the prompt before the text itself, as it does for a
+chat model.
 """
 
 from __future__ import annotations
@@ -42,13 +44,19 @@ def completions_body(chat: JSONDict, model: str) -> JSONDict:
     legacy = chat[LEGACY_COMPLETION]
     body = {name: value for name, value in chat.items() if name not in _CHAT_ONLY}
     body["model"] = model
-    prompts, continuing = _prompts(chat.get("messages") or ())
+    tokens = legacy.get("tokens")
+    if tokens:  # token ids: a stream of them is never continued (``pipeline/stream.py``)
+        prompts, continuing = tokens, False
+    else:
+        prompts, continuing = _prompts(chat.get("messages") or ())
     body["prompt"] = prompts[0] if len(prompts) == 1 else prompts
     logprobs = legacy.get("logprobs")
     if logprobs is not None:
         body["logprobs"] = logprobs
-        if legacy.get("echo") is True and not continuing:  # the client has the prompt
-            body["echo"] = True
+    # The edge echoes a text prompt unless it is scored here; ids only the
+    # upstream can write out.
+    if legacy.get("echo") is True and not continuing and (logprobs is not None or tokens):
+        body["echo"] = True
     if legacy.get("best_of") is not None:
         body["best_of"] = legacy["best_of"]
     return body

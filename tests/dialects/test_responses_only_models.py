@@ -383,6 +383,17 @@ def test_codex_s_prompt_cache_key_and_service_tier_reach_the_upstream(
     )
 
 
+def test_the_tier_that_served_is_named_in_every_dialect_s_answer(client: openai.OpenAI) -> None:
+    asked: Any = {"model": "codex", "input": "Hello", "service_tier": "auto", "store": False}
+    assert client.responses.create(**asked).service_tier == "default"
+    with client.responses.stream(**asked) as stream:
+        assert stream.get_final_response().service_tier == "default"
+    chunks = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    assert [c.service_tier for c in chunks if c.service_tier] == ["default"]  # with the finish
+
+
 def test_codex_s_summary_wish_reaches_the_upstream_and_its_summary_streams(
     client: openai.OpenAI, upstream: list[dict[str, Any]]
 ) -> None:

@@ -927,7 +927,10 @@ def _response(
         "prompt_cache_key": body.get("prompt_cache_key"),
         "reasoning": {"effort": _effort(body), "summary": reasoning.get("summary")},
         "safety_identifier": body.get("safety_identifier"),
-        "service_tier": body.get("service_tier") or "default",
+        # The tier that served it: "auto" (and no tier) is served at "default".
+        "service_tier": {None: "default", "auto": "default"}.get(
+            body.get("service_tier"), body.get("service_tier")
+        ),
         "store": body.get("store") is not False,
         "temperature": _or(body.get("temperature"), 1.0),
         "text": {"format": {"type": "text"}, **(body.get("text") or {})},

@@ -177,7 +177,9 @@ class ChunkWriter:
             raise ShapeError("upstream's last event has no response")
         self.finished = True
         reason = finish_reason(response, bool(self._calls))
-        chunks = [self._chunk_of(chunk_choice(0, {}, reason))]
+        tier = response.get("service_tier")  # the one that served it, known at the end
+        finish = chunk_choice(0, {}, reason)
+        chunks = [self._chunk_bytes([finish], None, tier if isinstance(tier, str) else None)]
         if self._include_usage:
             chunks.append(self._chunk_bytes([], usage_of(response.get("usage"), self._searches)))
         return chunks
@@ -188,7 +190,9 @@ class ChunkWriter:
     def _chunk_of(self, choice: JSONDict) -> bytes:
         return self._chunk_bytes([choice], None)
 
-    def _chunk_bytes(self, choices: list[JSONDict], usage: JSONDict | None) -> bytes:
+    def _chunk_bytes(
+        self, choices: list[JSONDict], usage: JSONDict | None, service_tier: str | None = None
+    ) -> bytes:
         return chunk_bytes(
             self._id,
             self._created,
@@ -196,4 +200,5 @@ class ChunkWriter:
             choices,
             include_usage=self._include_usage,
             usage=usage,
+            service_tier=service_tier,
         )

@@ -35,10 +35,11 @@ def chunk_bytes(
     include_usage: bool,
     usage: dict[str, Any] | None = None,
     fingerprint: str | None = None,
+    service_tier: str | None = None,
 ) -> bytes:
     """One ``chat.completion.chunk``. With ``stream_options.include_usage``
     every chunk carries ``usage`` (null until the final usage-only chunk),
-    as OpenAI's do."""
+    as OpenAI's do; ``service_tier``: the tier that served it, where known."""
     chunk: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -47,6 +48,8 @@ def chunk_bytes(
         "system_fingerprint": fingerprint,
         "choices": choices,
     }
+    if service_tier is not None:
+        chunk["service_tier"] = service_tier
     if include_usage:
         chunk["usage"] = usage
     return orjson.dumps(chunk)

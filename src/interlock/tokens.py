@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from interlock.chat_markers import ANTHROPIC_TOOLS
+
 __all__ = [
     "EstimatingCounter",
     "TiktokenCounter",
@@ -104,12 +106,15 @@ async def count_chat_prompt(counter: TokenCounter, messages: Iterable[dict[str, 
 
 async def count_chat_request(counter: TokenCounter, body: dict[str, Any]) -> int:
     """What the model reads of a chat request: its messages by OpenAI's
-    framing, plus the tool definitions and the calls in the history. Images
+    framing, plus the tool definitions (Anthropic's own tool types too: the
+    Messages edge carries them apart) and the calls in the history. Images
     count nothing: what one costs depends on the model that reads it. The
     dialects' count endpoints answer this for their translated requests."""
     total = await count_chat_prompt(counter, body["messages"])
     if body.get("tools"):
         total += await count_text(counter, orjson.dumps(body["tools"]).decode())
+    if body.get(ANTHROPIC_TOOLS):  # Anthropic's own (server and client) tools, as sent
+        total += await count_text(counter, orjson.dumps(body[ANTHROPIC_TOOLS]).decode())
     for entry in body["messages"]:
         for call in entry.get("tool_calls") or []:
             if call.get("type") == "custom":  # a freeform tool's call: its input is text

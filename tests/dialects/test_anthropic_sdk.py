@@ -561,6 +561,11 @@ def test_count_tokens(client: anthropic.Anthropic) -> None:
         model="claude", system="Be brief.", messages=ASK_WEATHER, tools=[WEATHER]
     )
     assert with_tools.input_tokens > plain.input_tokens
+    server_tool: Any = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+    with_search = client.messages.count_tokens(
+        model="claude", system="Be brief.", messages=ASK_WEATHER, tools=[WEATHER, server_tool]
+    )
+    assert with_search.input_tokens > with_tools.input_tokens  # Anthropic's own tools count
     with pytest.raises(anthropic.NotFoundError) as caught:
         client.messages.count_tokens(model="no-such-model", messages=ASK_WEATHER)
     assert _error(caught.value)["type"] == "not_found_error"

@@ -76,7 +76,8 @@ REASONING_SUMMARY = "reasoning_summary"
 # ``suffix`` is the body's own field, so guardrails and the cache see them as
 # any text. The attempt stage takes the marker out for every other upstream.
 # Prompts of token ids are the marker's ``tokens`` (a list of id lists), their
-# user messages left empty (``prompt_token_ids``).
+# user messages left empty (``prompt_token_ids``); ``score_only``: the client's
+# ``max_tokens: 0`` with ``echo`` (the chat body asks for one token).
 LEGACY_COMPLETION = "legacy_completion"
 # Every top-level marker an OpenAI-compatible upstream must not receive.
 BODY_MARKERS = frozenset(

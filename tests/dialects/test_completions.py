@@ -70,7 +70,8 @@ def test_a_list_of_one_prompt_and_the_legacy_only_parameters() -> None:
         ({"prompt": ["a"] * 2049}, "prompt", "invalid_value"),
         ({"prompt": 7}, "prompt", "invalid_value"),
         ({"prompt": None}, "prompt", "invalid_value"),
-        ({"max_tokens": 0}, "max_tokens", "invalid_value"),
+        ({"max_tokens": -1}, "max_tokens", "invalid_value"),
+        ({"max_tokens": 0}, "max_tokens", "invalid_value"),  # without echo: nothing to say
         ({"temperature": "hot"}, "temperature", "invalid_value"),
         ({"suffix": 3}, "suffix", "invalid_value"),
         ({"logprobs": 6}, "logprobs", "invalid_value"),

@@ -16,7 +16,8 @@ from interlock.admission.gate import estimate_tokens
 from interlock.cache.keys import body_digest
 from interlock.chat_markers import LEGACY_COMPLETION, prompt_token_ids
 from interlock.config import DeploymentConfig
-from interlock.dialects.completions import Echo, echoed_prompt, from_chat, to_chat
+from interlock.dialects.completions import Echo, check, echoed_prompt, from_chat, to_chat
+from interlock.errors import InvalidRequest
 from interlock.pipeline.failover import _continuation_body
 from interlock.providers.openai_completions import chat_chunk, chat_completion, completions_body
 from tests.conftest import TEST_KEY
@@ -107,6 +108,22 @@ def test_token_ids_ride_in_the_marker_and_go_upstream_as_sent() -> None:
     assert body_digest(batch, dialect="completions") != body_digest(other, dialect="completions")
     # Admission counts the ids themselves, where text is estimated from its length.
     assert estimate_tokens(batch) == estimate_tokens(to_chat({"model": "m", "prompt": ""})) + 3
+
+
+def test_max_tokens_0_with_echo_asks_the_upstream_for_the_prompt_alone() -> None:
+    body = {"model": "m", "prompt": "Once upon", "max_tokens": 0, "echo": True, "logprobs": 1}
+    check(body)
+    chat = to_chat(body)
+    assert chat["max_tokens"] == 1  # chat's least: a chat body cannot ask for none
+    assert chat[LEGACY_COMPLETION]["needs"] == "max_tokens"
+    assert echoed_prompt(body) is None  # the prompt is the upstream's answer
+    sent = completions_body(chat, "served")
+    assert (sent["max_tokens"], sent["echo"], sent["logprobs"]) == (0, True, 1)
+    unscored = completions_body(to_chat({**body, "logprobs": None}), "served")
+    assert (unscored["max_tokens"], unscored["echo"]) == (0, True)
+    with pytest.raises(InvalidRequest) as raised:
+        check({"model": "m", "prompt": "Once upon", "max_tokens": 0})
+    assert raised.value.param == "max_tokens"
 
 
 def test_a_text_completion_reads_back_as_itself() -> None:
@@ -543,3 +560,23 @@ def test_a_stream_of_ids_cut_mid_answer_is_not_continued(
         for _ in stream:
             pass
     assert len(upstream) == 1
+
+
+def test_max_tokens_0_scores_the_prompt_alone(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    # What older evaluation harnesses send to score a text (vLLM honours it, as OpenAI did).
+    scored = client.completions.create(
+        model="base", prompt="Cherry tart", echo=True, logprobs=1, max_tokens=0
+    )
+    [choice] = scored.choices
+    assert choice.text == "Cherry tart"
+    assert choice.logprobs is not None and choice.logprobs.tokens == ["Cherry", " tart"]
+    assert choice.logprobs.token_logprobs == [None, -1.0]
+    ids = client.completions.create(model="base", prompt=[[3, 4]], echo=True, max_tokens=0)
+    assert ids.choices[0].text == detokenized([3, 4])
+    assert [(a["body"]["max_tokens"], a["body"]["echo"]) for a in upstream] == [(0, True)] * 2
+    with pytest.raises(openai.BadRequestError) as raised:  # chat cannot ask for no tokens
+        client.completions.create(model="base-as-chat", prompt="Hi", echo=True, max_tokens=0)
+    assert raised.value.body["param"] == "max_tokens"  # type: ignore[index]

@@ -18,6 +18,9 @@ parameter for a model with none (``needs``):
   counts the ids, and the upstream echoes such a prompt itself;
 - a ``suffix`` (text after the completion: fill-in-the-middle);
 - ``echo`` with ``logprobs`` (the prompt's own tokens scored);
+- ``max_tokens: 0`` with ``echo`` (the prompt alone, scored with
+  ``logprobs``: nothing generated), which chat cannot ask for: the marker
+  says so (``score_only``) and the chat body asks for one token;
 - ``best_of`` above ``n``.
 
 ``echo`` without ``logprobs`` puts the prompt before each choice's text (in
@@ -93,7 +96,10 @@ class CompletionRequest(BaseModel):
         "that serves /v1/completions itself."
     )
     max_tokens: int | None = Field(
-        default=DEFAULT_MAX_TOKENS, ge=1, description="16 when absent; null: the model's limit."
+        default=DEFAULT_MAX_TOKENS,
+        ge=0,
+        description="16 when absent; null: the model's limit; 0 with `echo`: the prompt "
+        "alone (needs a deployment that serves /v1/completions itself).",
     )
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -152,6 +158,13 @@ def check(body: dict[str, Any]) -> CompletionRequest:
     offending parameter. What only some deployments can do is the routing's
     to judge (``needs``)."""
     request = validate_body(CompletionRequest, body)
+    if request.max_tokens == 0 and request.echo is not True:
+        raise InvalidRequest(
+            "'max_tokens' 0 asks for nothing but the prompt: set 'echo' to true with it "
+            "(and 'logprobs' to score the prompt), or ask for at least one token.",
+            param="max_tokens",
+            code="invalid_value",
+        )
     # 1 is every client library's default whatever ``n`` is (LangChain sends it): a no-op.
     if request.best_of is not None and 1 < request.best_of < (request.n or 1):
         raise InvalidRequest(
@@ -193,12 +206,19 @@ def token_prompts(prompt: Any) -> list[list[int]] | None:
     return [prompt]
 
 
+def _score_only(body: dict[str, Any]) -> bool:
+    """``max_tokens: 0`` with ``echo``: the prompt, scored, and nothing generated."""
+    return body.get("max_tokens") == 0 and body.get("echo") is True
+
+
 def needs(body: dict[str, Any]) -> str | None:
     """The first parameter of ``body`` only an upstream serving this API
     itself can honour; None when a chat model can answer it all."""
     prompt = body.get("prompt")
     if isinstance(prompt, list) and (len(prompt) > 1 or token_prompts(prompt) is not None):
         return "prompt"
+    if _score_only(body):
+        return "max_tokens"
     if body.get("suffix") not in (None, ""):
         return "suffix"
     if body.get("echo") is True and body.get("logprobs") is not None:
@@ -228,8 +248,9 @@ def echoed_prompt(body: dict[str, Any]) -> Echo | None:
     scores and writes the prompt itself)."""
     if body.get("echo") is not True or body.get("logprobs") is not None:
         return None
-    if token_prompts(body.get("prompt")) is not None:
-        return None  # ids: only the upstream's tokenizer can write them out, and does
+    if token_prompts(body.get("prompt")) is not None or _score_only(body):
+        # Ids only the upstream's tokenizer can write out; a prompt alone is its answer.
+        return None
     prompts = _prompts(body.get("prompt"))
     n = body.get("n")
     return Echo(tuple(prompts), n if isinstance(n, int) and n > 0 else 1)
@@ -248,6 +269,8 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
         chat["max_tokens"] = DEFAULT_MAX_TOKENS
     elif body["max_tokens"] is None:
         del chat["max_tokens"]
+    elif _score_only(body):
+        chat["max_tokens"] = 1  # chat's least; the marker asks the upstream for none
     logprobs = body.get("logprobs")
     if not isinstance(logprobs, int) or isinstance(logprobs, bool):
         logprobs = None
@@ -266,6 +289,8 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
     }
     if tokens is not None:
         chat[LEGACY_COMPLETION]["tokens"] = tokens
+    if _score_only(body):
+        chat[LEGACY_COMPLETION]["score_only"] = True
     return chat
 
 

@@ -53,9 +53,14 @@ def completions_body(chat: JSONDict, model: str) -> JSONDict:
     logprobs = legacy.get("logprobs")
     if logprobs is not None:
         body["logprobs"] = logprobs
-    # The edge echoes a text prompt unless it is scored here; ids only the
-    # upstream can write out.
+    # The edge echoes a text prompt unless it is scored here or is the whole
+    # answer (``score_only``: nothing generated); ids only the upstream can write out.
+    score_only = legacy.get("score_only") is True and not continuing
+    if score_only:
+        body["max_tokens"] = 0
     if legacy.get("echo") is True and not continuing and (logprobs is not None or tokens):
+        body["echo"] = True
+    if score_only:
         body["echo"] = True
     if legacy.get("best_of") is not None:
         body["best_of"] = legacy["best_of"]

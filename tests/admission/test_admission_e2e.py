@@ -342,6 +342,10 @@ async def test_redis_outage_mid_load_serves_on_local_limits_then_recovers(
 
 LEDGER_REQUESTS = 1000
 SIGNAL_AFTER = 300
+# The signal waits for a ledger write no longer than this many completions: the
+# ledger's writer thread runs at a low priority, and on a starved machine its
+# write may come after the last request started, leaving none to be refused.
+SIGNAL_BY = 600
 
 
 async def _usage_of(
@@ -419,7 +423,7 @@ async def test_usage_ledger_equals_responses_across_sigterm(
         nonlocal in_flight_at_signal
         await warmed_up.wait()
         seen = await asyncio.to_thread(_ledger_rows, db)
-        while not finished.is_set():
+        while not finished.is_set() and len(completed) < SIGNAL_BY:
             if await asyncio.to_thread(_ledger_rows, db) != seen:
                 break
             await asyncio.sleep(0.005)

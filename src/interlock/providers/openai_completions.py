@@ -58,9 +58,8 @@ def completions_body(chat: JSONDict, model: str) -> JSONDict:
     score_only = legacy.get("score_only") is True and not continuing
     if score_only:
         body["max_tokens"] = 0
-    if legacy.get("echo") is True and not continuing and (logprobs is not None or tokens):
-        body["echo"] = True
-    if score_only:
+    upstream_echo = logprobs is not None or tokens or score_only
+    if legacy.get("echo") is True and not continuing and upstream_echo:
         body["echo"] = True
     if legacy.get("best_of") is not None:
         body["best_of"] = legacy["best_of"]

@@ -378,13 +378,9 @@ class ResponseEvents:
             out += self._close_message()
             item = None
         if item is None:
-            item = self._message = self._new("message", "msg")
-            item.start = self._said
-            added = _MESSAGE_EVENT % (item.index, orjson.dumps(item.id), b'"in_progress"', b"[]")
+            item, opened = self._open_message(texted=True)
             part = b',"content_index":0,"part":' + _EMPTY_PART + b"}"
-            out += self._frame("response.output_item.added", added) + self._frame(
-                "response.content_part.added", item.ref + part
-            )
+            out += opened + self._frame("response.content_part.added", item.ref + part)
         self._steady = item  # nothing else is open now
         if literal == b'""':
             return out
@@ -392,6 +388,14 @@ class ResponseEvents:
         if logprobs:
             return out + self._delta_with_logprobs(item, literal, logprobs)
         return out + self._delta(item, literal)
+
+    def _open_message(self, texted: bool) -> tuple[_Item, bytes]:
+        """A new message item, and its output_item.added event; ``texted``:
+        whether its first part is text (else a refusal)."""
+        item = self._message = self._new("message", "msg")
+        item.start, item.texted = self._said, texted
+        added = _MESSAGE_EVENT % (item.index, orjson.dumps(item.id), b'"in_progress"', b"[]")
+        return item, self._frame("response.output_item.added", added)
 
     def _delta_with_logprobs(self, item: _Item, literal: bytes, logprobs: list[JSONDict]) -> bytes:
         if item.logprobs is None:
@@ -452,10 +456,8 @@ class ResponseEvents:
         out = self._close_reasoning()
         item = self._message
         if item is None:
-            item = self._message = self._new("message", "msg")
-            item.start, item.texted = self._said, False
-            added = _MESSAGE_EVENT % (item.index, orjson.dumps(item.id), b'"in_progress"', b"[]")
-            out += self._frame("response.output_item.added", added)
+            item, opened = self._open_message(texted=False)
+            out += opened
         self._steady = None  # a repeated text chunk is no longer only the next piece of text
         if item.refusal is None:
             item.refusal = bytearray()

@@ -278,10 +278,15 @@ def test_thinking_blocks_go_back_as_thinking_blocks() -> None:
             "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}],
         },
     ]
-    assert _body(messages=messages)["messages"][1]["thinking_blocks"] == [
+    assistant = _body(messages=messages)["messages"][1]
+    assert assistant["thinking_blocks"] == [
         {"type": "thinking", "thinking": "Hmm.", "signature": "c2ln"},
         {"type": "redacted_thinking", "data": "b3BhcXVl"},
     ]
+    # The text, for an upstream that takes a turn's reasoning back as text (DeepSeek).
+    assert assistant["reasoning_content"] == "Hmm."
+    only_redacted = [messages[0], {**messages[1], "content": messages[1]["content"][1:]}]
+    assert "reasoning_content" not in _body(messages=[*only_redacted, messages[2]])["messages"][1]
 
 
 @pytest.mark.parametrize(

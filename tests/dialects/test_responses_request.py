@@ -164,19 +164,39 @@ def test_signed_thinking_goes_back_on_the_assistant_turn_after_its_reasoning_ite
     )
     assert body["messages"][1]["thinking_blocks"] == blocks
     assert body["messages"][1]["tool_calls"][0]["id"] == "c1"
+    assert body["messages"][1]["reasoning_content"] == "Hmm."
 
 
-def test_reasoning_without_encrypted_content_is_dropped() -> None:
+def test_a_reasoning_item_s_text_goes_on_the_turn_after_it() -> None:
+    def summary(*texts: str) -> dict[str, Any]:
+        return {
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": t} for t in texts],
+        }
+
     body = _chat(
         input=[
             {"role": "user", "content": "Hi"},
             {"type": "reasoning", "summary": []},
             {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Weather?"},
+            summary("First,", "then"),
+            {"role": "assistant", "content": "Let me look."},
+            summary("look it up."),
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+            summary("Never answered."),  # no turn after it: left out
         ]
     )
-    assert body["messages"] == [
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello"},
+    assert body["messages"][1] == {"role": "assistant", "content": "Hello"}
+    assert body["messages"][3]["reasoning_content"] == "First,\n\nthen\n\nlook it up."
+    assert body["messages"][3]["tool_calls"][0]["id"] == "c1"
+    assert [m["role"] for m in body["messages"]] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "tool",
     ]
 
 

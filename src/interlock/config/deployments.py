@@ -149,6 +149,20 @@ class DeploymentConfig(_Strict):
     # Default: native for provider openai off api.openai.com (vLLM, Ollama, llama.cpp),
     # chat elsewhere (OpenAI's and Azure's chat models serve no legacy completions).
     completions: Literal["native", "chat"] | None = None
+    # OpenAI's wire (openai, azure; its /chat/completions): the reasoning of earlier
+    # assistant turns, as chat's `reasoning_content` on their messages, which the
+    # Messages and Responses edges fill from thinking blocks and reasoning items.
+    # send: it goes where the conversation has it; always: so does "" on every other
+    # assistant message (DeepSeek's thinking mode refuses a tool loop without it);
+    # drop: it never goes. Unset: always at api.deepseek.com; elsewhere a chat client's
+    # own goes as sent and the other edges' does not (a server may refuse a field it
+    # does not know).
+    reasoning_history: Literal["send", "always", "drop"] | None = None
+    # OpenAI's wire (openai, azure): the `developer` role. native: as it is; system: as
+    # `system`, which OpenAI made it the successor of (DeepSeek refuses `developer`, and
+    # many servers' chat templates skip or refuse it). Default: native at api.openai.com
+    # and on Azure, system elsewhere.
+    developer_role: Literal["native", "system"] | None = None
     # OpenAI's wire (openai, azure): the API chat requests reach this upstream through.
     # chat: its /chat/completions; responses: its /responses (Azure: the resource's
     # /openai/v1/responses), the request and answer translated (the models served there
@@ -191,11 +205,30 @@ class DeploymentConfig(_Strict):
         return self.provider == "openai" and not self.at_openai
 
     @property
+    def reasoning_policy(self) -> Literal["send", "always", "drop"] | None:
+        """What an earlier turn's reasoning does on the way to this upstream
+        (``reasoning_history``); None: a chat client's own goes, an edge's does not."""
+        if self.reasoning_history is not None:
+            return self.reasoning_history
+        if self.provider == "openai" and self._host == "api.deepseek.com":
+            return "always"
+        return None
+
+    @property
+    def developer_as_system(self) -> bool:
+        """Whether a ``developer`` message goes as ``system`` (``developer_role``)."""
+        if self.developer_role is not None:
+            return self.developer_role == "system"
+        return self.provider == "openai" and not self.at_openai
+
+    @property
     def at_openai(self) -> bool:
         """Provider ``openai`` at OpenAI's own API (not a compatible server)."""
-        if self.provider != "openai" or self.base_url is None:
-            return False
-        return urlsplit(self.base_url).hostname == "api.openai.com"
+        return self.provider == "openai" and self._host == "api.openai.com"
+
+    @property
+    def _host(self) -> str | None:
+        return urlsplit(self.base_url).hostname if self.base_url else None
 
     @field_validator("base_url")
     @classmethod
@@ -230,6 +263,12 @@ class DeploymentConfig(_Strict):
                 f"`completions: native` needs OpenAI's wire (provider openai or azure), "
                 f"not provider {self.provider!r}"
             )
+        for name in ("reasoning_history", "developer_role"):
+            if getattr(self, name) is not None and self.provider not in ("openai", "azure"):
+                raise ValueError(
+                    f"`{name}` is for OpenAI's wire (provider openai or azure), "
+                    f"not provider {self.provider!r}"
+                )
         if self.api == "responses" and self.provider not in ("openai", "azure"):
             raise ValueError(
                 f"`api: responses` needs OpenAI's wire (provider openai or azure), "

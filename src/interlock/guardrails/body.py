@@ -1,6 +1,7 @@
 """Where the text is in a request body, and how to put rewritten text back.
 
-Covers chat ``messages`` (string content, or text parts of list content),
+Covers chat ``messages`` (string content, or text parts of list content,
+and an assistant turn's ``reasoning_content`` sent back),
 the string values inside an assistant message's tool-call ``arguments``
 (JSON text: each string in it is a field of its own, its path going on past
 ``arguments`` into the parsed JSON, so a replacement never cuts an escape
@@ -73,6 +74,9 @@ def text_fields(body: Mapping[str, Any]) -> list[TextField]:
                         fields.append(
                             TextField(("messages", i, "content", j, "text"), role, part["text"])
                         )
+            reasoning = message.get("reasoning_content")
+            if isinstance(reasoning, str) and reasoning:  # an earlier turn's, sent back
+                fields.append(TextField(("messages", i, "reasoning_content"), role, reasoning))
             calls = message.get("tool_calls")
             if isinstance(calls, list):
                 fields += _argument_fields(calls, ("messages", i, "tool_calls"), role)

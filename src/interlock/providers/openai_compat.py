@@ -19,6 +19,7 @@ from interlock.errors import UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
 from interlock.providers.http import HttpProvider
 from interlock.providers.openai_completions import chat_chunk, chat_completion, completions_body
+from interlock.providers.openai_messages import fitted_messages
 from interlock.redaction import Redactor
 
 __all__ = ["OpenAICompatibleProvider", "without_edge_markers"]
@@ -44,6 +45,8 @@ class OpenAICompatibleProvider(HttpProvider):
         self.takes_web_search_options = deployment.native_web_search
         self.serves_completions = deployment.native_completions
         self._serving_hints = deployment.at_openai
+        self._developer_as_system = deployment.developer_as_system
+        self._reasoning = deployment.reasoning_policy
         self._chat_url = self._endpoint(deployment, "chat/completions")
         self._completions_url = self._endpoint(deployment, "completions")
         self._embeddings_url = self._endpoint(deployment, "embeddings")
@@ -63,11 +66,23 @@ class OpenAICompatibleProvider(HttpProvider):
         return f"{deployment.base_url}/{operation}"
 
     def _upstream_body(self, body: JSONDict, ctx: CallContext | None = None) -> JSONDict:
-        if ctx is not None and ctx.dialect != "openai":  # an edge wrote the body
+        from_edge = ctx is not None and ctx.dialect != "openai"
+        if from_edge:  # an edge wrote the body
             body = without_edge_markers(body)
             if not self._serving_hints and not _OPENAI_SERVING.isdisjoint(body):
                 body = {k: v for k, v in body.items() if k not in _OPENAI_SERVING}
-        return {**body, "model": self._model}
+        out = {**body, "model": self._model}
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            fitted = fitted_messages(
+                messages,
+                developer_as_system=self._developer_as_system,
+                reasoning=self._reasoning,
+                from_edge=from_edge,
+            )
+            if fitted is not None:
+                out["messages"] = fitted
+        return out
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         # The marker reaches only an upstream that serves completions (the attempt stage).

@@ -13,7 +13,9 @@ What goes where:
   holds only text);
 - assistant blocks: text, ``tool_use`` -> ``tool_calls`` (input as JSON
   arguments), ``thinking`` / ``redacted_thinking`` -> ``thinking_blocks``,
-  the convention the Anthropic and Bedrock adapters send back upstream;
+  the convention the Anthropic and Bedrock adapters send back upstream, and
+  the thinking's text -> ``reasoning_content``, which an OpenAI-wire
+  upstream that needs it back gets (DeepSeek; ``providers/openai_messages.py``);
 - a ``cache_control`` on a ``tool_use`` or ``tool_result`` block -> on its
   message (the adapters mark a marked message's last block: the same one);
 - ``tools`` -> function tools (``cache_control`` kept on the tool),
@@ -223,6 +225,9 @@ def _assistant(message: Message) -> JSONDict:
         out["tool_calls"] = calls
     if thinking:
         out["thinking_blocks"] = thinking
+        said = [block["thinking"] for block in thinking if block.get("type") == "thinking"]
+        if any(said):  # for the upstreams that take a turn's reasoning back as text
+            out["reasoning_content"] = "\n\n".join(text for text in said if text)
     if any(_anthropic_only(block) for block in message.content):
         # Chat's content and calls say the turn to every upstream; an
         # Anthropic one is sent the blocks as they were (a paused turn's

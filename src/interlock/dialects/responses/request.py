@@ -13,7 +13,9 @@ as functions to an upstream that has none
 (``interlock.pipeline.custom_tools``). A
 reasoning item's ``encrypted_content`` carries a provider's signed thinking
 blocks (Anthropic's), which go back on the assistant turn that follows it,
-as the adapters expect them in a tool loop.
+as the adapters expect them in a tool loop; its summary's text goes on that
+turn as ``reasoning_content``, which an upstream on OpenAI's wire that needs
+it back gets (DeepSeek; ``providers/openai_messages.py``).
 
 Parameters are renamed where Chat Completions names them differently
 (``max_output_tokens`` -> ``max_completion_tokens``, ``text.format`` ->
@@ -240,11 +242,16 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
     """The conversation as chat messages (``start``: the first item's index
     in the request, for errors)."""
     messages: list[JSONDict] = []
-    thinking: list[JSONDict] = []  # from reasoning items, for the next assistant turn
+    # From reasoning items, for the next assistant turn: signed thinking, and
+    # the reasoning's text (``reasoning_content``, for the upstreams that take
+    # it back: DeepSeek's thinking mode needs it in a tool loop).
+    thinking: list[JSONDict] = []
+    reasoned: list[str] = []
     for index, item in enumerate(items, start):
         if isinstance(item, ReasoningItem):
             if item.encrypted_content:
                 thinking += decode_thinking(item.encrypted_content, f"input[{index}]")
+            reasoned += [part.text for part in item.summary if part.text]
             continue
         if isinstance(item, WebSearchCall):
             continue  # the search's finding is in the text that follows it
@@ -278,9 +285,13 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
             message = _builtin_result(item)
         else:
             message = _tool_result(item, index)
-        if message["role"] == "assistant" and thinking:
-            message["thinking_blocks"] = [*message.get("thinking_blocks", ()), *thinking]
-            thinking = []
+        if message["role"] == "assistant" and (thinking or reasoned):
+            if thinking:
+                message["thinking_blocks"] = [*message.get("thinking_blocks", ()), *thinking]
+            if reasoned:
+                said = [message["reasoning_content"]] if "reasoning_content" in message else []
+                message["reasoning_content"] = "\n\n".join([*said, *reasoned])
+            thinking, reasoned = [], []
         if not messages or messages[-1] is not message:
             messages.append(message)
     return messages

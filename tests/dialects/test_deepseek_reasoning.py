@@ -1,0 +1,244 @@
+"""Coding agents' tool loops on DeepSeek's thinking mode, through the
+gateway: Claude Code's Messages, Codex's Responses and a chat client, each
+with its official SDK, against a fake DeepSeek as strict as the real one
+(``tests/support/fake_deepseek.py``): it refuses the ``developer`` role and,
+once a tool was called, any assistant message without its
+``reasoning_content``. The edges carry a turn's reasoning as
+``reasoning_content`` (from thinking blocks, reasoning items), and the
+deployment's ``reasoning_history`` decides what reaches the upstream
+(``providers/openai_messages.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.conftest import TEST_KEY
+from tests.support.fake_deepseek import MODEL, REASONED, deepseek_app
+from tests.support.openai_clients import openai_client
+from tests.support.servers import FakeUpstream, GatewayProcess
+
+REDACTING_KEY = "sk-deepseek-redacting"
+EMAIL = "jane.doe@example.com"
+WEATHER: Any = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+FUNCTION: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "strict": False,
+}
+ASK: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> list[dict[str, Any]]:
+    return []  # the bodies the fake DeepSeek was sent, in order
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream: list[dict[str, Any]]
+) -> Iterator[GatewayProcess]:
+    fake = FakeUpstream(deepseek_app(upstream))
+    # The fake is on loopback: at api.deepseek.com ``always`` is the default.
+    served = {"provider": "openai", "model": MODEL, "base_url": fake.url}
+    config = {
+        "models": [
+            {
+                "name": "deepseek",
+                "deployments": [{"id": "ds", **served, "reasoning_history": "always"}],
+            },
+            # A compatible server's default: an edge's reasoning is not sent.
+            {"name": "deepseek-unset", "deployments": [{"id": "ds-unset", **served}]},
+        ],
+        "keys": [
+            {"name": "test", "key": "os.environ/TEST_KEY"},
+            {
+                "name": "redacting",
+                "key": REDACTING_KEY,
+                "guardrails": {"pii": {"action": "redact"}},
+            },
+        ],
+        "batch": {"enabled": False},
+        "registry": {"enabled": False},
+    }
+    gateway = GatewayProcess(config, tmp_path_factory.mktemp("gw"), env={"TEST_KEY": TEST_KEY})
+    yield gateway
+    gateway.close()
+    fake.close()
+
+
+def _anthropic(gateway: GatewayProcess, key: str = TEST_KEY) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def claude(gateway: GatewayProcess) -> Iterator[anthropic.Anthropic]:
+    with _anthropic(gateway) as client:
+        yield client
+
+
+def _claude_turn(client: anthropic.Anthropic, model: str, messages: list[Any]) -> Any:
+    with client.messages.stream(
+        model=model,
+        max_tokens=4096,
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        tools=[WEATHER],
+        messages=messages,
+    ) as stream:
+        return stream.get_final_message()
+
+
+def _results(first: Any, said: str) -> dict[str, Any]:
+    [call] = [block for block in first.content if block.type == "tool_use"]
+    return {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": call.id, "content": said}],
+    }
+
+
+def test_claude_code_s_streamed_tool_loop_gives_deepseek_its_reasoning_back(
+    claude: anthropic.Anthropic, upstream: list[dict[str, Any]]
+) -> None:
+    upstream.clear()
+    first = _claude_turn(claude, "deepseek", ASK)
+    assert [block.type for block in first.content] == ["thinking", "tool_use"]
+    assert first.content[0].thinking == f"{REASONED} 1."
+    turns = [*ASK, {"role": "assistant", "content": first.content}, _results(first, "sunny")]
+    second = _claude_turn(claude, "deepseek", turns)
+    assert second.stop_reason == "end_turn"
+    assert [block.type for block in second.content] == ["thinking", "text"]
+    assert second.content[1].text == "Tool said: sunny."
+    assistant = upstream[-1]["messages"][1]
+    assert assistant["reasoning_content"] == f"{REASONED} 1."
+    assert assistant["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert "thinking_blocks" not in assistant and "thinking" not in upstream[-1]
+
+
+def test_without_the_setting_a_compatible_server_is_not_sent_an_edge_s_reasoning(
+    claude: anthropic.Anthropic, upstream: list[dict[str, Any]]
+) -> None:
+    first = _claude_turn(claude, "deepseek-unset", ASK)
+    turns = [*ASK, {"role": "assistant", "content": first.content}, _results(first, "sunny")]
+    upstream.clear()
+    with pytest.raises(anthropic.BadRequestError, match="reasoning_content"):
+        _claude_turn(claude, "deepseek-unset", turns)
+    assert "reasoning_content" not in upstream[-1]["messages"][1]
+
+
+def test_codex_s_streamed_tool_loop_reaches_deepseek(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    """Codex's shape: instructions, a developer message, store false with
+    the encrypted reasoning asked for, the output items as the next input."""
+    conversation: list[Any] = [
+        {"type": "message", "role": "developer", "content": "Work in /repo."},
+        {"type": "message", "role": "user", "content": "What is the weather in Paris?"},
+    ]
+    asked: Any = {
+        "model": "deepseek",
+        "instructions": "You are a coding agent.",
+        "tools": [FUNCTION],
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "reasoning": {"effort": "high", "summary": "auto"},
+    }
+    upstream.clear()
+    with client.responses.stream(input=conversation, **asked) as stream:
+        first = stream.get_final_response()
+    assert [item.type for item in first.output] == ["reasoning", "function_call"]
+    [call] = [item for item in first.output if item.type == "function_call"]
+    conversation += [item.model_dump(exclude_none=True) for item in first.output]
+    conversation += [{"type": "function_call_output", "call_id": call.call_id, "output": "rain"}]
+    with client.responses.stream(input=conversation, **asked) as stream:
+        second = stream.get_final_response()
+    assert second.output_text == "Tool said: rain."
+    sent = upstream[-1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "system", "user", "assistant", "tool"]
+    assert sent[1]["content"] == "Work in /repo."  # the developer message, as system
+    assert sent[3]["reasoning_content"] == f"{REASONED} 1."
+
+
+def test_a_stored_response_continued_gives_deepseek_its_reasoning_back(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    first = client.responses.create(
+        model="deepseek", input="What is the weather in Paris?", tools=[FUNCTION]
+    )
+    [call] = [item for item in first.output if item.type == "function_call"]
+    upstream.clear()
+    second = client.responses.create(
+        model="deepseek",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "fog"}],
+        tools=[FUNCTION],
+    )
+    assert second.output_text == "Tool said: fog."
+    assert upstream[-1]["messages"][1]["reasoning_content"] == f"{REASONED} 1."
+
+
+def test_a_chat_client_that_keeps_no_reasoning_still_runs_its_tool_loop(
+    client: openai.OpenAI, upstream: list[dict[str, Any]]
+) -> None:
+    """Many agent frameworks keep only an answer's content and calls; DeepSeek
+    takes "" where the reasoning was not kept."""
+    tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    messages: list[Any] = [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": "What is the weather in Paris?"},
+    ]
+    first = client.chat.completions.create(model="deepseek", messages=messages, tools=tools)
+    answer = first.choices[0].message
+    assert answer.tool_calls is not None
+    assert answer.model_extra is not None and answer.model_extra["reasoning_content"]
+    [call] = answer.tool_calls
+    messages.append({"role": "assistant", "content": None, "tool_calls": [call.model_dump()]})
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "snow"})
+    upstream.clear()
+    stream = client.chat.completions.create(
+        model="deepseek", messages=messages, tools=tools, stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == "Tool said: snow."
+    sent = upstream[-1]["messages"]
+    assert sent[0]["role"] == "system" and sent[2]["reasoning_content"] == ""
+
+
+def test_the_reasoning_sent_back_is_redacted_like_the_rest(
+    gateway: GatewayProcess, upstream: list[dict[str, Any]]
+) -> None:
+    turns: Any = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": f"Mail {EMAIL} later.", "signature": ""},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "hail"}],
+        },
+    ]
+    upstream.clear()
+    with _anthropic(gateway, REDACTING_KEY) as redacting:
+        answer = _claude_turn(redacting, "deepseek", turns)
+    assert answer.content[-1].text == "Tool said: hail."
+    reasoning = upstream[-1]["messages"][1]["reasoning_content"]
+    assert EMAIL not in reasoning and reasoning.startswith("Mail ")
+
+
+@pytest.fixture(scope="module")
+def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
+    with openai_client(gateway) as client:
+        yield client

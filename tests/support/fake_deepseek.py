@@ -1,0 +1,168 @@
+"""A fake DeepSeek chat API on loopback, strict where the real one is
+(its thinking-mode guide, ``api-docs.deepseek.com/guides/thinking_mode``,
+and the 400s its users meet)::
+
+    POST /chat/completions
+
+``deepseek_app(requests)`` appends each request body to ``requests``.
+
+- Roles are ``system``, ``user``, ``assistant`` and ``tool``: any other
+  (``developer``) is DeepSeek's 400 for a body it cannot read.
+- Thinking mode is on unless ``thinking: {"type": "disabled"}``. In it, once
+  the conversation holds a tool call, every assistant message must carry
+  its ``reasoning_content`` back (a string, "" will do): else the 400
+  "Missing `reasoning_content` field in the assistant message at message
+  index N".
+- The answer: in thinking mode its ``reasoning_content`` is ``REASONED``
+  followed by the round (``REASONED + " 1"`` first: one per assistant
+  message so far, plus one), so a test can tell which turn's reasoning came
+  back. With ``tools`` and a user message last, it calls the first tool
+  (``arguments`` ``{}``, call id ``call_<round>``, finish ``tool_calls``);
+  after a tool's result it answers ``Tool said: <result>.``; else
+  ``Hello from DeepSeek.``. Streamed (``stream``) as DeepSeek does: a role
+  chunk, the reasoning in two pieces, the text in words or the call in
+  one chunk, a finish chunk, the usage chunk (``stream_options.include_usage``),
+  then ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+__all__ = ["MODEL", "REASONED", "deepseek_app"]
+
+MODEL = "deepseek-v4-flash"
+REASONED = "Let me think about round"
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+def deepseek_app(requests: list[dict[str, Any]] | None = None) -> web.Application:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if requests is not None:
+            requests.append(body)
+        refused = _refused(body)
+        if refused is not None:
+            error = {"message": refused, "type": "invalid_request_error", "param": None}
+            return web.json_response(
+                {"error": {**error, "code": "invalid_request_error"}}, status=400
+            )
+        answer = _answer(body)
+        if body.get("stream"):
+            return await _stream(request, body, answer)
+        return web.json_response(
+            {
+                **_head(body, "chat.completion"),
+                "choices": [{"index": 0, "message": answer, "finish_reason": _finish(answer)}],
+                "usage": _usage(answer),
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/chat/completions", chat)
+    return app
+
+
+def _refused(body: dict[str, Any]) -> str | None:
+    messages = body.get("messages") or []
+    for index, message in enumerate(messages):
+        if message.get("role") not in _ROLES:
+            return (
+                "Failed to deserialize the JSON body into the target type: "
+                f"messages[{index}].role: unknown variant `{message.get('role')}`, "
+                "expected one of `system`, `user`, `assistant`, `tool`"
+            )
+    if not _thinking(body) or not any(m.get("tool_calls") for m in messages):
+        return None
+    for index, message in enumerate(messages):
+        if message.get("role") == "assistant" and not isinstance(
+            message.get("reasoning_content"), str
+        ):
+            return (
+                "Missing `reasoning_content` field in the assistant message at message "
+                f"index {index}. For more information, please refer to "
+                "https://api-docs.deepseek.com/guides/thinking_mode#tool-calls"
+            )
+    return None
+
+
+def _thinking(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return not (isinstance(thinking, dict) and thinking.get("type") == "disabled")
+
+
+def _answer(body: dict[str, Any]) -> dict[str, Any]:
+    messages = body["messages"]
+    rounds = sum(1 for m in messages if m.get("role") == "assistant") + 1
+    answer: dict[str, Any] = {"role": "assistant", "content": None}
+    if _thinking(body):
+        answer["reasoning_content"] = f"{REASONED} {rounds}."
+    last = messages[-1]
+    tools = body.get("tools") or []
+    if last.get("role") == "user" and tools:
+        name = tools[0]["function"]["name"]
+        answer["tool_calls"] = [
+            {
+                "id": f"call_{rounds}",
+                "type": "function",
+                "function": {"name": name, "arguments": "{}"},
+            }
+        ]
+    elif last.get("role") == "tool":
+        answer["content"] = f"Tool said: {last.get('content')}."
+    else:
+        answer["content"] = "Hello from DeepSeek."
+    return answer
+
+
+def _finish(answer: dict[str, Any]) -> str:
+    return "tool_calls" if answer.get("tool_calls") else "stop"
+
+
+def _head(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {"id": "ds-fake-1", "object": kind, "created": 1, "model": body.get("model", MODEL)}
+
+
+def _usage(answer: dict[str, Any]) -> dict[str, Any]:
+    reasoning = len((answer.get("reasoning_content") or "").split())
+    said = len((answer.get("content") or "").split()) + len(answer.get("tool_calls") or ())
+    return {
+        "prompt_tokens": 10,
+        "completion_tokens": reasoning + said,
+        "total_tokens": 10 + reasoning + said,
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+
+
+async def _stream(
+    request: web.Request, body: dict[str, Any], answer: dict[str, Any]
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    head = _head(body, "chat.completion.chunk")
+
+    async def write(delta: dict[str, Any], finish: str | None = None) -> None:
+        chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+
+    await write({"role": "assistant", "content": ""})
+    reasoning = answer.get("reasoning_content")
+    if reasoning:
+        middle = len(reasoning) // 2
+        await write({"reasoning_content": reasoning[:middle]})
+        await write({"reasoning_content": reasoning[middle:]})
+    for index, call in enumerate(answer.get("tool_calls") or ()):
+        await write({"tool_calls": [{"index": index, **call}]})
+    words = (answer.get("content") or "").split(" ")
+    for at, word in enumerate(words if answer.get("content") else ()):
+        await write({"content": word if at == 0 else " " + word})
+    await write({}, _finish(answer))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {**head, "choices": [], "usage": _usage(answer)}
+        await response.write(b"data: " + orjson.dumps(usage) + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response

@@ -26,12 +26,14 @@ __all__ = [
     "OFFLINE",
     "OPENAI_REASONING",
     "PAUSE_TURN",
+    "REASONING_FIELDS",
     "REASONING_SUMMARY",
     "SAID_BY_CHAT",
     "TOOL_HINTS",
     "cached_search",
     "is_openai_reasoning",
     "prompt_token_ids",
+    "reasoning_text",
     "still_said",
 ]
 
@@ -132,6 +134,22 @@ ANTHROPIC_CITATION = "anthropic_citation"
 # for Anthropic's paused turn: the server tools ran out of turns and the
 # client may continue by sending the answer back.
 PAUSE_TURN = "pause_turn"
+
+
+# Not a marker: the two names a turn's reasoning as text goes by on a chat
+# message or delta. ``reasoning_content`` is DeepSeek's, which our adapters
+# write; ``reasoning`` is what vLLM (since 0.16), Ollama, OpenRouter and Groq
+# answer with. The edges read either.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def reasoning_text(message: Any) -> str | None:
+    """A chat message's or delta's reasoning as text, by either name; None where it has none."""
+    for name in REASONING_FIELDS:
+        value = message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def is_openai_reasoning(block: Any) -> bool:

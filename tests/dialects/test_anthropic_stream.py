@@ -300,8 +300,9 @@ def test_repeated_text_chunks_make_the_same_events_as_parsed_ones() -> None:
     assert deltas == [text for text in TEXTS if text]
 
 
-def test_repeated_thinking_chunks_make_the_same_events_as_parsed_ones() -> None:
-    chunks = [_chunk({"reasoning_content": text}) for text in TEXTS]
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])  # reasoning: vLLM's name
+def test_repeated_thinking_chunks_make_the_same_events_as_parsed_ones(field: str) -> None:
+    chunks = [_chunk({field: text}) for text in TEXTS]
     events = _run([*chunks, _chunk({"content": "Done."})])
     deltas = [d["delta"] for k, d in events if k == "content_block_delta"]
     assert deltas == [

@@ -3,10 +3,12 @@ gateway: Claude Code's Messages, Codex's Responses and a chat client, each
 with its official SDK, against a fake DeepSeek as strict as the real one
 (``tests/support/fake_deepseek.py``): it refuses the ``developer`` role and,
 once a tool was called, any assistant message without its
-``reasoning_content``. The edges carry a turn's reasoning as
-``reasoning_content`` (from thinking blocks, reasoning items), and the
-deployment's ``reasoning_history`` decides what reaches the upstream
-(``providers/openai_messages.py``)."""
+``reasoning_content``; and, the same fake answering and reading
+``reasoning`` as vLLM does since 0.16, a vLLM-like server. The edges carry
+a turn's reasoning as ``reasoning_content`` (from thinking blocks, reasoning
+items) and read an answer's by either name; the deployment's
+``reasoning_history`` and ``reasoning_field`` decide what reaches the
+upstream (``providers/openai_messages.py``)."""
 
 from __future__ import annotations
 
@@ -45,10 +47,30 @@ def upstream() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
+def vllm_upstream() -> list[dict[str, Any]]:
+    return []  # the bodies the vLLM-like fake was sent, in order
+
+
+# Each reasoning model: the list its fake records in, and the name it reads
+# a turn's reasoning by.
+MODELS = [("deepseek", "reasoning_content"), ("vllm", "reasoning")]
+
+
+@pytest.fixture(scope="module")
+def sent(
+    upstream: list[dict[str, Any]], vllm_upstream: list[dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    return {"deepseek": upstream, "vllm": vllm_upstream}
+
+
+@pytest.fixture(scope="module")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream: list[dict[str, Any]]
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: list[dict[str, Any]],
+    vllm_upstream: list[dict[str, Any]],
 ) -> Iterator[GatewayProcess]:
     fake = FakeUpstream(deepseek_app(upstream))
+    vllm = FakeUpstream(deepseek_app(vllm_upstream, field="reasoning"))
     # The fake is on loopback: at api.deepseek.com ``always`` is the default.
     served = {"provider": "openai", "model": MODEL, "base_url": fake.url}
     config = {
@@ -59,6 +81,19 @@ def gateway(
             },
             # A compatible server's default: an edge's reasoning is not sent.
             {"name": "deepseek-unset", "deployments": [{"id": "ds-unset", **served}]},
+            {
+                "name": "vllm",
+                "deployments": [
+                    {
+                        "id": "vllm",
+                        "provider": "openai",
+                        "model": "moonshotai/Kimi-K2.5",
+                        "base_url": vllm.url,
+                        "reasoning_history": "send",
+                        "reasoning_field": "reasoning",
+                    }
+                ],
+            },
         ],
         "keys": [
             {"name": "test", "key": "os.environ/TEST_KEY"},
@@ -75,6 +110,7 @@ def gateway(
     yield gateway
     gateway.close()
     fake.close()
+    vllm.close()
 
 
 def _anthropic(gateway: GatewayProcess, key: str = TEST_KEY) -> anthropic.Anthropic:
@@ -106,22 +142,24 @@ def _results(first: Any, said: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize(("model", "field"), MODELS)
 def test_claude_code_s_streamed_tool_loop_gives_deepseek_its_reasoning_back(
-    claude: anthropic.Anthropic, upstream: list[dict[str, Any]]
+    claude: anthropic.Anthropic, sent: dict[str, list[dict[str, Any]]], model: str, field: str
 ) -> None:
-    upstream.clear()
-    first = _claude_turn(claude, "deepseek", ASK)
+    first = _claude_turn(claude, model, ASK)
     assert [block.type for block in first.content] == ["thinking", "tool_use"]
     assert first.content[0].thinking == f"{REASONED} 1."
     turns = [*ASK, {"role": "assistant", "content": first.content}, _results(first, "sunny")]
-    second = _claude_turn(claude, "deepseek", turns)
+    second = _claude_turn(claude, model, turns)
     assert second.stop_reason == "end_turn"
     assert [block.type for block in second.content] == ["thinking", "text"]
     assert second.content[1].text == "Tool said: sunny."
-    assistant = upstream[-1]["messages"][1]
-    assert assistant["reasoning_content"] == f"{REASONED} 1."
+    request = sent[model][-1]
+    assistant = request["messages"][1]
+    assert assistant[field] == f"{REASONED} 1."
+    assert [name for name in ("reasoning", "reasoning_content") if name in assistant] == [field]
     assert assistant["tool_calls"][0]["function"]["name"] == "get_weather"
-    assert "thinking_blocks" not in assistant and "thinking" not in upstream[-1]
+    assert "thinking_blocks" not in assistant and "thinking" not in request
 
 
 def test_without_the_setting_a_compatible_server_is_not_sent_an_edge_s_reasoning(
@@ -135,8 +173,9 @@ def test_without_the_setting_a_compatible_server_is_not_sent_an_edge_s_reasoning
     assert "reasoning_content" not in upstream[-1]["messages"][1]
 
 
+@pytest.mark.parametrize(("model", "field"), MODELS)
 def test_codex_s_streamed_tool_loop_reaches_deepseek(
-    client: openai.OpenAI, upstream: list[dict[str, Any]]
+    client: openai.OpenAI, sent: dict[str, list[dict[str, Any]]], model: str, field: str
 ) -> None:
     """Codex's shape: instructions, a developer message, store false with
     the encrypted reasoning asked for, the output items as the next input."""
@@ -145,45 +184,46 @@ def test_codex_s_streamed_tool_loop_reaches_deepseek(
         {"type": "message", "role": "user", "content": "What is the weather in Paris?"},
     ]
     asked: Any = {
-        "model": "deepseek",
+        "model": model,
         "instructions": "You are a coding agent.",
         "tools": [FUNCTION],
         "store": False,
         "include": ["reasoning.encrypted_content"],
         "reasoning": {"effort": "high", "summary": "auto"},
     }
-    upstream.clear()
     with client.responses.stream(input=conversation, **asked) as stream:
         first = stream.get_final_response()
     assert [item.type for item in first.output] == ["reasoning", "function_call"]
+    assert first.output[0].summary[0].text == f"{REASONED} 1."
     [call] = [item for item in first.output if item.type == "function_call"]
     conversation += [item.model_dump(exclude_none=True) for item in first.output]
     conversation += [{"type": "function_call_output", "call_id": call.call_id, "output": "rain"}]
     with client.responses.stream(input=conversation, **asked) as stream:
         second = stream.get_final_response()
     assert second.output_text == "Tool said: rain."
-    sent = upstream[-1]["messages"]
-    assert [m["role"] for m in sent] == ["system", "system", "user", "assistant", "tool"]
-    assert sent[1]["content"] == "Work in /repo."  # the developer message, as system
-    assert sent[3]["reasoning_content"] == f"{REASONED} 1."
+    messages = sent[model][-1]["messages"]
+    assert [m["role"] for m in messages] == ["system", "system", "user", "assistant", "tool"]
+    assert messages[1]["content"] == "Work in /repo."  # the developer message, as system
+    assert messages[3][field] == f"{REASONED} 1."
 
 
+@pytest.mark.parametrize(("model", "field"), MODELS)
 def test_a_stored_response_continued_gives_deepseek_its_reasoning_back(
-    client: openai.OpenAI, upstream: list[dict[str, Any]]
+    client: openai.OpenAI, sent: dict[str, list[dict[str, Any]]], model: str, field: str
 ) -> None:
     first = client.responses.create(
-        model="deepseek", input="What is the weather in Paris?", tools=[FUNCTION]
+        model=model, input="What is the weather in Paris?", tools=[FUNCTION]
     )
+    assert [item.type for item in first.output] == ["reasoning", "function_call"]
     [call] = [item for item in first.output if item.type == "function_call"]
-    upstream.clear()
     second = client.responses.create(
-        model="deepseek",
+        model=model,
         previous_response_id=first.id,
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "fog"}],
         tools=[FUNCTION],
     )
     assert second.output_text == "Tool said: fog."
-    assert upstream[-1]["messages"][1]["reasoning_content"] == f"{REASONED} 1."
+    assert sent[model][-1]["messages"][1][field] == f"{REASONED} 1."
 
 
 def test_a_chat_client_that_keeps_no_reasoning_still_runs_its_tool_loop(

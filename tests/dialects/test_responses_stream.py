@@ -14,6 +14,7 @@ from openai.lib.streaming.responses import ResponseStreamState
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from interlock.dialects.chunks import RepeatedChunks
 from interlock.dialects.responses.answer import output_items, response_shell
 from interlock.dialects.responses.request import decode_thinking
 from interlock.dialects.responses.schemas import validate_request
@@ -348,13 +349,22 @@ def test_repeated_text_chunks_make_the_same_events_as_parsed_ones() -> None:
     assert final.output_text == "".join(TEXTS)
 
 
-def test_repeated_reasoning_chunks_make_the_same_events_as_parsed_ones() -> None:
-    chunks = [_chunk({"reasoning_content": text}) for text in TEXTS]
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])  # reasoning: vLLM's name
+def test_repeated_reasoning_chunks_make_the_same_events_as_parsed_ones(field: str) -> None:
+    chunks = [_chunk({field: text}) for text in TEXTS]
     events, final = _run([*chunks, _chunk({"content": "Done."}), _chunk(finish="stop")])
     deltas = [e["delta"] for e in events if e["type"] == "response.reasoning_summary_text.delta"]
     assert deltas == [text for text in TEXTS if text]
     assert final.output[0].summary[0].text == "".join(TEXTS)
     assert final.output_text == "Done."
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_a_reasoning_chunk_is_learned_by_either_name(field: str) -> None:
+    repeats = RepeatedChunks(frozenset({field, "content"}))
+    learned = _chunk({field: "a"})
+    assert repeats.learn(learned, orjson.loads(learned))
+    assert repeats.match(_chunk({field: "b"})) == b'"b"' and repeats.field == field
 
 
 def test_the_model_is_the_last_chunk_s_even_between_repeated_chunks() -> None:

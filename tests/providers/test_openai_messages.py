@@ -64,6 +64,19 @@ def test_always_fills_every_assistant_message_that_has_none() -> None:
     assert edge[1]["reasoning_content"] == "I should call f."  # kept, not emptied
 
 
+def test_the_reasoning_goes_by_the_name_the_upstream_reads() -> None:
+    as_vllm_writes = {**CALLED, "reasoning": "I should call f."}  # vLLM since 0.16
+    to_vllm = _fitted([USER, REASONED], reasoning="send", field="reasoning", from_edge=True)
+    assert to_vllm[1] == as_vllm_writes
+    assert _fitted([USER, as_vllm_writes], reasoning="always")[1] == REASONED  # to DeepSeek
+    assert _fitted([USER, as_vllm_writes], reasoning="drop")[1] == CALLED
+    assert _fitted([USER, as_vllm_writes]) == [USER, as_vllm_writes]  # unset: as sent
+    filled = _fitted([USER, CALLED], reasoning="always", field="reasoning")
+    assert filled[1] == {**CALLED, "reasoning": ""}
+    both = {**REASONED, "reasoning": "I should call f."}  # vLLM 0.11 to 0.15 wrote both
+    assert _fitted([USER, both], reasoning="send")[1] == REASONED
+
+
 def test_developer_becomes_system_where_the_upstream_knows_only_that() -> None:
     developer = {"role": "developer", "content": "Be brief."}
     assert _fitted([developer, USER], developer_as_system=True) == [
@@ -120,9 +133,11 @@ def test_each_deployment_s_defaults(
     assert config.developer_as_system is developer_as_system
 
 
-@pytest.mark.parametrize("setting", ["reasoning_history", "developer_role"])
-def test_only_openai_s_wire_takes_the_settings(setting: str) -> None:
-    value = "send" if setting == "reasoning_history" else "system"
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("reasoning_history", "send"), ("reasoning_field", "reasoning"), ("developer_role", "system")],
+)
+def test_only_openai_s_wire_takes_the_settings(setting: str, value: str) -> None:
     with pytest.raises(ValueError, match="for OpenAI's wire"):
         DeploymentConfig.model_validate(
             {"id": "d", "provider": "anthropic", "model": "m", setting: value}

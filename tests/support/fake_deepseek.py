@@ -5,15 +5,20 @@ and the 400s its users meet)::
     POST /chat/completions
 
 ``deepseek_app(requests)`` appends each request body to ``requests``.
+``field``: the name it writes and reads a turn's reasoning by,
+``reasoning_content`` (DeepSeek) or ``reasoning`` (as vLLM since 0.16,
+Ollama and OpenRouter write it; vLLM reads no other, though it refuses
+nothing: the fake is as strict under either name, so a test shows the
+reasoning came back under the name the server reads).
 
 - Roles are ``system``, ``user``, ``assistant`` and ``tool``: any other
   (``developer``) is DeepSeek's 400 for a body it cannot read.
 - Thinking mode is on unless ``thinking: {"type": "disabled"}``. In it, once
   the conversation holds a tool call, every assistant message must carry
-  its ``reasoning_content`` back (a string, "" will do): else the 400
+  its reasoning back (``field``, a string: "" will do): else the 400
   "Missing `reasoning_content` field in the assistant message at message
   index N".
-- The answer: in thinking mode its ``reasoning_content`` is ``REASONED``
+- The answer: in thinking mode its reasoning (``field``) is ``REASONED``
   followed by the round (``REASONED + " 1"`` first: one per assistant
   message so far, plus one), so a test can tell which turn's reasoning came
   back. With ``tools`` and a user message last, it calls the first tool
@@ -39,25 +44,27 @@ REASONED = "Let me think about round"
 _ROLES = ("system", "user", "assistant", "tool")
 
 
-def deepseek_app(requests: list[dict[str, Any]] | None = None) -> web.Application:
+def deepseek_app(
+    requests: list[dict[str, Any]] | None = None, field: str = "reasoning_content"
+) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         if requests is not None:
             requests.append(body)
-        refused = _refused(body)
+        refused = _refused(body, field)
         if refused is not None:
             error = {"message": refused, "type": "invalid_request_error", "param": None}
             return web.json_response(
                 {"error": {**error, "code": "invalid_request_error"}}, status=400
             )
-        answer = _answer(body)
+        answer = _answer(body, field)
         if body.get("stream"):
-            return await _stream(request, body, answer)
+            return await _stream(request, body, answer, field)
         return web.json_response(
             {
                 **_head(body, "chat.completion"),
                 "choices": [{"index": 0, "message": answer, "finish_reason": _finish(answer)}],
-                "usage": _usage(answer),
+                "usage": _usage(answer, field),
             }
         )
 
@@ -66,7 +73,7 @@ def deepseek_app(requests: list[dict[str, Any]] | None = None) -> web.Applicatio
     return app
 
 
-def _refused(body: dict[str, Any]) -> str | None:
+def _refused(body: dict[str, Any], field: str) -> str | None:
     messages = body.get("messages") or []
     for index, message in enumerate(messages):
         if message.get("role") not in _ROLES:
@@ -78,11 +85,9 @@ def _refused(body: dict[str, Any]) -> str | None:
     if not _thinking(body) or not any(m.get("tool_calls") for m in messages):
         return None
     for index, message in enumerate(messages):
-        if message.get("role") == "assistant" and not isinstance(
-            message.get("reasoning_content"), str
-        ):
+        if message.get("role") == "assistant" and not isinstance(message.get(field), str):
             return (
-                "Missing `reasoning_content` field in the assistant message at message "
+                f"Missing `{field}` field in the assistant message at message "
                 f"index {index}. For more information, please refer to "
                 "https://api-docs.deepseek.com/guides/thinking_mode#tool-calls"
             )
@@ -94,12 +99,12 @@ def _thinking(body: dict[str, Any]) -> bool:
     return not (isinstance(thinking, dict) and thinking.get("type") == "disabled")
 
 
-def _answer(body: dict[str, Any]) -> dict[str, Any]:
+def _answer(body: dict[str, Any], field: str) -> dict[str, Any]:
     messages = body["messages"]
     rounds = sum(1 for m in messages if m.get("role") == "assistant") + 1
     answer: dict[str, Any] = {"role": "assistant", "content": None}
     if _thinking(body):
-        answer["reasoning_content"] = f"{REASONED} {rounds}."
+        answer[field] = f"{REASONED} {rounds}."
     last = messages[-1]
     tools = body.get("tools") or []
     if last.get("role") == "user" and tools:
@@ -126,8 +131,8 @@ def _head(body: dict[str, Any], kind: str) -> dict[str, Any]:
     return {"id": "ds-fake-1", "object": kind, "created": 1, "model": body.get("model", MODEL)}
 
 
-def _usage(answer: dict[str, Any]) -> dict[str, Any]:
-    reasoning = len((answer.get("reasoning_content") or "").split())
+def _usage(answer: dict[str, Any], field: str) -> dict[str, Any]:
+    reasoning = len((answer.get(field) or "").split())
     said = len((answer.get("content") or "").split()) + len(answer.get("tool_calls") or ())
     return {
         "prompt_tokens": 10,
@@ -138,7 +143,7 @@ def _usage(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _stream(
-    request: web.Request, body: dict[str, Any], answer: dict[str, Any]
+    request: web.Request, body: dict[str, Any], answer: dict[str, Any], field: str
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
@@ -149,11 +154,11 @@ async def _stream(
         await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
 
     await write({"role": "assistant", "content": ""})
-    reasoning = answer.get("reasoning_content")
+    reasoning = answer.get(field)
     if reasoning:
         middle = len(reasoning) // 2
-        await write({"reasoning_content": reasoning[:middle]})
-        await write({"reasoning_content": reasoning[middle:]})
+        await write({field: reasoning[:middle]})
+        await write({field: reasoning[middle:]})
     for index, call in enumerate(answer.get("tool_calls") or ()):
         await write({"tool_calls": [{"index": index, **call}]})
     words = (answer.get("content") or "").split(" ")
@@ -161,7 +166,7 @@ async def _stream(
         await write({"content": word if at == 0 else " " + word})
     await write({}, _finish(answer))
     if (body.get("stream_options") or {}).get("include_usage"):
-        usage = {**head, "choices": [], "usage": _usage(answer)}
+        usage = {**head, "choices": [], "usage": _usage(answer, field)}
         await response.write(b"data: " + orjson.dumps(usage) + b"\n\n")
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()

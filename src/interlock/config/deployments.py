@@ -158,6 +158,9 @@ class DeploymentConfig(_Strict):
     # own goes as sent and the other edges' does not (a server may refuse a field it
     # does not know).
     reasoning_history: Literal["send", "always", "drop"] | None = None
+    # The name that reasoning goes by with send and always: reasoning_content (the
+    # default: DeepSeek, SGLang, llama.cpp) or reasoning (vLLM since 0.16 reads no other).
+    reasoning_field: Literal["reasoning_content", "reasoning"] | None = None
     # OpenAI's wire (openai, azure): the `developer` role. native: as it is; system: as
     # `system`, which OpenAI made it the successor of (DeepSeek refuses `developer`, and
     # many servers' chat templates skip or refuse it). Default: native at api.openai.com
@@ -263,7 +266,7 @@ class DeploymentConfig(_Strict):
                 f"`completions: native` needs OpenAI's wire (provider openai or azure), "
                 f"not provider {self.provider!r}"
             )
-        for name in ("reasoning_history", "developer_role"):
+        for name in ("reasoning_history", "reasoning_field", "developer_role"):
             if getattr(self, name) is not None and self.provider not in ("openai", "azure"):
                 raise ValueError(
                     f"`{name}` is for OpenAI's wire (provider openai or azure), "

@@ -20,10 +20,12 @@ from typing import Any
 
 import orjson
 
+from interlock.chat_markers import REASONING_FIELDS
+
 __all__ = ["RepeatedChunks"]
 
 # The delta fields whose text a repeated chunk may carry.
-_TEXT_FIELDS = ("content", "reasoning_content")
+_TEXT_FIELDS = ("content", *REASONING_FIELDS)
 
 # A JSON string with no escapes (no quote, backslash or control character
 # inside) and not empty: an empty text makes no event, so it is parsed.

@@ -1,7 +1,7 @@
 """Where the text is in a request body, and how to put rewritten text back.
 
 Covers chat ``messages`` (string content, or text parts of list content,
-and an assistant turn's ``reasoning_content`` sent back),
+and an assistant turn's reasoning sent back, by either of its names),
 the string values inside an assistant message's tool-call ``arguments``
 (JSON text: each string in it is a field of its own, its path going on past
 ``arguments`` into the parsed JSON, so a replacement never cuts an escape
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from interlock.chat_markers import REASONING_FIELDS
 
 __all__ = [
     "TextField",
@@ -74,9 +76,10 @@ def text_fields(body: Mapping[str, Any]) -> list[TextField]:
                         fields.append(
                             TextField(("messages", i, "content", j, "text"), role, part["text"])
                         )
-            reasoning = message.get("reasoning_content")
-            if isinstance(reasoning, str) and reasoning:  # an earlier turn's, sent back
-                fields.append(TextField(("messages", i, "reasoning_content"), role, reasoning))
+            for name in REASONING_FIELDS:  # an earlier turn's reasoning, sent back
+                reasoning = message.get(name)
+                if isinstance(reasoning, str) and reasoning:
+                    fields.append(TextField(("messages", i, name), role, reasoning))
             calls = message.get("tool_calls")
             if isinstance(calls, list):
                 fields += _argument_fields(calls, ("messages", i, "tool_calls"), role)

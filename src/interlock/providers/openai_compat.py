@@ -47,6 +47,7 @@ class OpenAICompatibleProvider(HttpProvider):
         self._serving_hints = deployment.at_openai
         self._developer_as_system = deployment.developer_as_system
         self._reasoning = deployment.reasoning_policy
+        self._reasoning_field = deployment.reasoning_field or "reasoning_content"
         self._chat_url = self._endpoint(deployment, "chat/completions")
         self._completions_url = self._endpoint(deployment, "completions")
         self._embeddings_url = self._endpoint(deployment, "embeddings")
@@ -78,6 +79,7 @@ class OpenAICompatibleProvider(HttpProvider):
                 messages,
                 developer_as_system=self._developer_as_system,
                 reasoning=self._reasoning,
+                field=self._reasoning_field,
                 from_edge=from_edge,
             )
             if fitted is not None:

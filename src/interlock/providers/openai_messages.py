@@ -4,15 +4,18 @@ developer instructions and the reasoning of earlier assistant turns.
 - ``developer`` is OpenAI's successor of ``system``; a server that knows only
   the older role (DeepSeek refuses the request; many chat templates skip the
   message or fail) is sent ``system`` instead (``developer_role``).
-- An assistant turn's reasoning travels as chat's ``reasoning_content`` on
-  its message: a chat client writes it itself, and the Messages and
-  Responses edges fill it from thinking blocks and reasoning items. DeepSeek's
+- An assistant turn's reasoning travels as text on its message: a chat
+  client writes it itself (as ``reasoning_content``, or ``reasoning`` as
+  vLLM answers it), and the Messages and Responses edges write
+  ``reasoning_content`` from thinking blocks and reasoning items. DeepSeek's
   thinking mode needs it back in a tool loop (a 400 otherwise), on every
-  assistant message once a tool was called ("" will do where none was kept);
-  OpenAI's API knows no such field. So each deployment says what goes
+  assistant message once a tool was called ("" will do where none was
+  kept); vLLM's templates use it for interleaved thinking; OpenAI's API
+  knows no such field. So each deployment says what goes
   (``reasoning_history``): ``send``, ``always`` (and "" where a message has
-  none), ``drop``; unset, a chat client's own goes as it sent it and an
-  edge's does not, as before the edges wrote it.
+  none), ``drop``; under the name it reads (``reasoning_field``). Unset, a
+  chat client's own goes as it sent it and an edge's does not, as before
+  the edges wrote it.
 
 No I/O. The usual request (no developer message, no policy to apply) is
 returned as it came, nothing copied.
@@ -22,11 +25,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from interlock.chat_markers import REASONING_FIELDS, reasoning_text
+
 __all__ = ["ReasoningPolicy", "fitted_messages"]
 
 ReasoningPolicy = Literal["send", "always", "drop"] | None
-
-_REASONING = "reasoning_content"
 
 
 def fitted_messages(
@@ -34,14 +37,14 @@ def fitted_messages(
     *,
     developer_as_system: bool,
     reasoning: ReasoningPolicy,
+    field: str = "reasoning_content",
     from_edge: bool,
 ) -> list[Any] | None:
     """``messages`` as this upstream takes them, or None where they need no
-    change. ``from_edge``: another dialect's edge wrote them (its reasoning
-    goes only where the policy sends it)."""
-    keep = _kept(reasoning, from_edge)
-    fill = reasoning == "always"
-    if keep and not fill and not developer_as_system:
+    change. ``field``: the name the upstream reads a turn's reasoning by
+    (with ``send`` and ``always``); ``from_edge``: another dialect's edge
+    wrote them (its reasoning goes only where the policy sends it)."""
+    if reasoning is None and not from_edge and not developer_as_system:
         return None  # a chat client's conversation, as it sent it: the usual request
     fitted: list[Any] | None = None
     for index, message in enumerate(messages):
@@ -49,14 +52,12 @@ def fitted_messages(
             continue
         role = message.get("role")
         if role == "developer" and developer_as_system:
-            changed: dict[str, Any] = {**message, "role": "system"}
-        elif role != "assistant":
-            continue
-        elif not keep and _REASONING in message:
-            changed = {k: v for k, v in message.items() if k != _REASONING}
-        elif fill and not isinstance(message.get(_REASONING), str):
-            changed = {**message, _REASONING: ""}
+            changed: dict[str, Any] | None = {**message, "role": "system"}
+        elif role == "assistant":
+            changed = _reasoned(message, reasoning, field, from_edge)
         else:
+            continue
+        if changed is None:
             continue
         if fitted is None:
             fitted = list(messages)
@@ -64,8 +65,24 @@ def fitted_messages(
     return fitted
 
 
-def _kept(reasoning: ReasoningPolicy, from_edge: bool) -> bool:
-    """Whether a message's own ``reasoning_content`` goes on."""
-    if reasoning is None:
-        return not from_edge
-    return reasoning != "drop"
+def _reasoned(
+    message: dict[str, Any], reasoning: ReasoningPolicy, field: str, from_edge: bool
+) -> dict[str, Any] | None:
+    """An assistant message with its reasoning as the upstream takes it; None
+    where it goes as it is."""
+    if reasoning is None and not from_edge:
+        return None  # a chat client's own, as it sent it
+    text = reasoning_text(message)
+    if text is None and reasoning == "always":
+        text = ""  # DeepSeek takes "" where the reasoning was not kept
+    if reasoning not in ("send", "always"):
+        text = None  # dropped
+    if text is not None and message.get(field) == text:
+        if all(name == field or name not in message for name in REASONING_FIELDS):
+            return None  # already as the upstream reads it
+    elif text is None and REASONING_FIELDS[0] not in message and REASONING_FIELDS[1] not in message:
+        return None  # nothing to send, nothing to take out
+    changed = {k: v for k, v in message.items() if k not in REASONING_FIELDS}
+    if text is not None:
+        changed[field] = text
+    return changed

@@ -21,6 +21,7 @@ from interlock.chat_markers import (
     PAUSE_TURN,
     SAID_BY_CHAT,
     is_openai_reasoning,
+    reasoning_text,
     still_said,
 )
 from interlock.errors import UpstreamProtocolError
@@ -112,8 +113,8 @@ def _thinking_blocks(reply: JSONDict) -> list[JSONDict]:
         blocks = [b for b in blocks if isinstance(b, dict) and not is_openai_reasoning(b)]
     if blocks:
         return [_thinking_block(block) for block in blocks]
-    reasoning = reply.get("reasoning_content")
-    if isinstance(reasoning, str) and reasoning:
+    reasoning = reasoning_text(reply)
+    if reasoning is not None:
         # Unsigned: it came from an upstream that signs nothing.
         return [{"type": "thinking", "thinking": reasoning, "signature": ""}]
     return []

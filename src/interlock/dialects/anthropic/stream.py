@@ -41,7 +41,9 @@ from interlock.chat_markers import (
     ANTHROPIC_BLOCK,
     ANTHROPIC_CITATION,
     ANTHROPIC_TEXT,
+    REASONING_FIELDS,
     is_openai_reasoning,
+    reasoning_text,
 )
 from interlock.dialects.anthropic.answer import message_id, new_tool_id, stop_reason, usage
 from interlock.dialects.chunks import RepeatedChunks
@@ -95,7 +97,7 @@ _THINKING_START = b'{"type":"thinking","thinking":"","signature":""}'
 # The delta fields a chunk's events come from.
 _READ = frozenset(
     (
-        "reasoning_content",
+        *REASONING_FIELDS,
         "thinking_blocks",
         "content",
         "refusal",
@@ -194,8 +196,8 @@ class EventTranslator:
         out = b""
         delta = choice.get("delta")
         if isinstance(delta, dict):
-            reasoning = delta.get("reasoning_content")
-            if reasoning and isinstance(reasoning, str):
+            reasoning = reasoning_text(delta)
+            if reasoning is not None:
                 out += self._thinking(orjson.dumps(reasoning))
             blocks = delta.get("thinking_blocks")
             if blocks:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from interlock.chat_markers import CONTENT_BLOCKS
+from interlock.chat_markers import CONTENT_BLOCKS, reasoning_text
 from interlock.dialects.responses.builtin_tools import builtin_call, id_prefix, offered
 from interlock.dialects.responses.namespaces import namespaced
 from interlock.dialects.responses.request import ITEM_ID_PREFIXES, encode_thinking
@@ -230,7 +230,7 @@ def output_items(
     """One assistant message as output items; ``logprobs``: the chat
     choice's token entries, the same shape in a Responses output text."""
     items: list[JSONDict] = []
-    reasoning, blocks = message.get("reasoning_content"), message.get("thinking_blocks")
+    reasoning, blocks = reasoning_text(message), message.get("thinking_blocks")
     if reasoning or blocks:
         items.append(reasoning_item(new_id("rs"), reasoning or "", blocks))
     parts: list[JSONDict] = []

@@ -52,7 +52,7 @@ from typing import Any
 
 import orjson
 
-from interlock.chat_markers import ANTHROPIC_BLOCK
+from interlock.chat_markers import ANTHROPIC_BLOCK, REASONING_FIELDS, reasoning_text
 from interlock.dialects.chunks import RepeatedChunks
 from interlock.dialects.responses.answer import (
     JSONDict,
@@ -81,7 +81,7 @@ from interlock.errors import UpstreamProtocolError
 __all__ = ["ResponseEvents"]
 
 # The delta fields a chunk's events come from.
-_READ = frozenset(("reasoning_content", "thinking_blocks", "content", "tool_calls"))
+_READ = frozenset((*REASONING_FIELDS, "thinking_blocks", "content", "tool_calls"))
 
 
 def _template(value: JSONDict) -> bytes:
@@ -253,8 +253,9 @@ class ResponseEvents:
             if choice.get("index", 0) != 0:
                 continue  # Responses has one answer; n is not a Responses parameter
             delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                out += self._reasoning_delta(orjson.dumps(delta["reasoning_content"]))
+            reasoning = reasoning_text(delta)
+            if reasoning is not None:
+                out += self._reasoning_delta(orjson.dumps(reasoning))
             if delta.get("thinking_blocks"):
                 out += self._thinking(delta["thinking_blocks"])
             if delta.get(ANTHROPIC_BLOCK):

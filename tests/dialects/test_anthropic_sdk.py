@@ -247,6 +247,29 @@ def test_system_with_cache_control_reports_cache_usage(
     assert sent[-1] == {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}
 
 
+@pytest.mark.parametrize("model", ["claude", "azure", "gemini", "bedrock"])
+def test_claude_code_s_global_cache_scope_is_taken_everywhere(
+    client: anthropic.Anthropic, upstream_requests: list[dict[str, Any]], model: str
+) -> None:
+    """Claude Code marks its system prompt with the prompt-caching-scope beta's
+    ``scope``; Anthropic gets it as sent, the others' caches ignore it."""
+    marker = {"type": "ephemeral", "scope": "global"}
+    system: Any = [{"type": "text", "text": "You are Claude Code.", "cache_control": marker}]
+    upstream_requests.clear()
+    answer = client.messages.create(
+        model=model,
+        max_tokens=256,
+        system=system,
+        messages=[{"role": "user", "content": "Hi"}],
+        extra_headers={"anthropic-beta": "prompt-caching-scope-2026-01-05"},
+    )
+    assert _text(answer.content)
+    if model == "claude":
+        sent = upstream_requests[-1]
+        assert sent["body"]["system"][-1]["cache_control"] == marker
+        assert sent["headers"]["anthropic-beta"] == "prompt-caching-scope-2026-01-05"
+
+
 @pytest.mark.parametrize("model", ["claude", "azure", "gemini"])
 def test_an_image_block_reaches_the_model(client: anthropic.Anthropic, model: str) -> None:
     image = _png(4, 4)

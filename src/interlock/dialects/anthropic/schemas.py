@@ -74,6 +74,9 @@ class _Closed(BaseModel):
 class CacheControl(_Closed):
     type: Literal["ephemeral"]
     ttl: Literal["5m", "1h"] | None = None
+    # Anthropic's prompt-caching-scope beta (Claude Code sends "global" with it):
+    # Anthropic's to check, sent on as it came; the other providers' caches ignore it.
+    scope: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class TextBlock(_Closed):

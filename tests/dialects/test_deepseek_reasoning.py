@@ -51,6 +51,11 @@ def vllm_upstream() -> list[dict[str, Any]]:
     return []  # the bodies the vLLM-like fake was sent, in order
 
 
+@pytest.fixture(scope="module")
+def kimi_upstream() -> list[dict[str, Any]]:
+    return []  # the bodies the Kimi-like fake was sent, in order
+
+
 # Each reasoning model: the list its fake records in, and the name it reads
 # a turn's reasoning by.
 MODELS = [("deepseek", "reasoning_content"), ("vllm", "reasoning")]
@@ -58,9 +63,11 @@ MODELS = [("deepseek", "reasoning_content"), ("vllm", "reasoning")]
 
 @pytest.fixture(scope="module")
 def sent(
-    upstream: list[dict[str, Any]], vllm_upstream: list[dict[str, Any]]
+    upstream: list[dict[str, Any]],
+    vllm_upstream: list[dict[str, Any]],
+    kimi_upstream: list[dict[str, Any]],
 ) -> dict[str, list[dict[str, Any]]]:
-    return {"deepseek": upstream, "vllm": vllm_upstream}
+    return {"deepseek": upstream, "vllm": vllm_upstream, "kimi": kimi_upstream}
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +75,11 @@ def gateway(
     tmp_path_factory: pytest.TempPathFactory,
     upstream: list[dict[str, Any]],
     vllm_upstream: list[dict[str, Any]],
+    kimi_upstream: list[dict[str, Any]],
 ) -> Iterator[GatewayProcess]:
     fake = FakeUpstream(deepseek_app(upstream))
     vllm = FakeUpstream(deepseek_app(vllm_upstream, field="reasoning"))
+    kimi = FakeUpstream(deepseek_app(kimi_upstream, empty_is_missing=True))
     # The fake is on loopback: at api.deepseek.com ``always`` is the default.
     served = {"provider": "openai", "model": MODEL, "base_url": fake.url}
     config = {
@@ -78,6 +87,19 @@ def gateway(
             {
                 "name": "deepseek",
                 "deployments": [{"id": "ds", **served, "reasoning_history": "always"}],
+            },
+            # Moonshot's Kimi, which refuses "" (at api.moonshot.ai, ``always`` is the default).
+            {
+                "name": "kimi",
+                "deployments": [
+                    {
+                        "id": "kimi",
+                        "provider": "openai",
+                        "model": "kimi-k2.6",
+                        "base_url": kimi.url,
+                        "reasoning_history": "always",
+                    }
+                ],
             },
             # A compatible server's default: an edge's reasoning is not sent.
             {"name": "deepseek-unset", "deployments": [{"id": "ds-unset", **served}]},
@@ -111,6 +133,7 @@ def gateway(
     gateway.close()
     fake.close()
     vllm.close()
+    kimi.close()
 
 
 def _anthropic(gateway: GatewayProcess, key: str = TEST_KEY) -> anthropic.Anthropic:
@@ -226,31 +249,32 @@ def test_a_stored_response_continued_gives_deepseek_its_reasoning_back(
     assert sent[model][-1]["messages"][1][field] == f"{REASONED} 1."
 
 
+@pytest.mark.parametrize("model", ["deepseek", "kimi"])
 def test_a_chat_client_that_keeps_no_reasoning_still_runs_its_tool_loop(
-    client: openai.OpenAI, upstream: list[dict[str, Any]]
+    client: openai.OpenAI, sent: dict[str, list[dict[str, Any]]], model: str
 ) -> None:
-    """Many agent frameworks keep only an answer's content and calls; DeepSeek
-    takes "" where the reasoning was not kept."""
+    """Many agent frameworks keep only an answer's content and calls; a
+    placeholder where the reasoning was not kept passes both APIs (Kimi
+    refuses an empty one)."""
     tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
     messages: list[Any] = [
         {"role": "developer", "content": "Be brief."},
         {"role": "user", "content": "What is the weather in Paris?"},
     ]
-    first = client.chat.completions.create(model="deepseek", messages=messages, tools=tools)
+    first = client.chat.completions.create(model=model, messages=messages, tools=tools)
     answer = first.choices[0].message
     assert answer.tool_calls is not None
     assert answer.model_extra is not None and answer.model_extra["reasoning_content"]
     [call] = answer.tool_calls
     messages.append({"role": "assistant", "content": None, "tool_calls": [call.model_dump()]})
     messages.append({"role": "tool", "tool_call_id": call.id, "content": "snow"})
-    upstream.clear()
     stream = client.chat.completions.create(
-        model="deepseek", messages=messages, tools=tools, stream=True
+        model=model, messages=messages, tools=tools, stream=True
     )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == "Tool said: snow."
-    sent = upstream[-1]["messages"]
-    assert sent[0]["role"] == "system" and sent[2]["reasoning_content"] == ""
+    request = sent[model][-1]["messages"]
+    assert request[0]["role"] == "system" and request[2]["reasoning_content"] == " "
 
 
 def test_the_reasoning_sent_back_is_redacted_like_the_rest(

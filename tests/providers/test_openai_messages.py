@@ -51,13 +51,16 @@ def test_an_edge_s_reasoning_goes_only_where_the_deployment_sends_it() -> None:
 
 def test_always_fills_every_assistant_message_that_has_none() -> None:
     said = {"role": "assistant", "content": "Done."}
-    fitted = _fitted([USER, CALLED, RESULT, said, USER, REASONED], reasoning="always")
+    emptied = {**CALLED, "reasoning_content": ""}
+    fitted = _fitted([USER, CALLED, RESULT, said, USER, emptied, REASONED], reasoning="always")
+    # Kimi refuses "" as missing; a space passes it and DeepSeek alike.
     assert [m.get("reasoning_content") for m in fitted] == [
         None,
-        "",
+        " ",
         None,
-        "",
+        " ",
         None,
+        " ",
         "I should call f.",
     ]
     edge = _fitted([USER, REASONED], reasoning="always", from_edge=True)
@@ -72,7 +75,7 @@ def test_the_reasoning_goes_by_the_name_the_upstream_reads() -> None:
     assert _fitted([USER, as_vllm_writes], reasoning="drop")[1] == CALLED
     assert _fitted([USER, as_vllm_writes]) == [USER, as_vllm_writes]  # unset: as sent
     filled = _fitted([USER, CALLED], reasoning="always", field="reasoning")
-    assert filled[1] == {**CALLED, "reasoning": ""}
+    assert filled[1] == {**CALLED, "reasoning": " "}
     both = {**REASONED, "reasoning": "I should call f."}  # vLLM 0.11 to 0.15 wrote both
     assert _fitted([USER, both], reasoning="send")[1] == REASONED
 
@@ -91,6 +94,8 @@ def test_developer_becomes_system_where_the_upstream_knows_only_that() -> None:
     [
         ({"provider": "openai", "base_url": "https://api.deepseek.com"}, "always", True),
         ({"provider": "openai", "base_url": "https://api.deepseek.com/v1"}, "always", True),
+        ({"provider": "openai", "base_url": "https://api.moonshot.ai/v1"}, "always", True),
+        ({"provider": "openai", "base_url": "https://api.moonshot.cn/v1"}, "always", True),
         ({"provider": "openai", "base_url": "https://api.openai.com/v1"}, None, False),
         ({"provider": "openai", "base_url": "http://127.0.0.1:8000/v1"}, None, True),
         ({"provider": "azure", "base_url": "https://r.openai.azure.com"}, None, False),

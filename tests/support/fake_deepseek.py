@@ -5,7 +5,8 @@ and the 400s its users meet)::
     POST /chat/completions
 
 ``deepseek_app(requests)`` appends each request body to ``requests``.
-``field``: the name it writes and reads a turn's reasoning by,
+``empty_is_missing``: refuse "" as Moonshot's Kimi (K2.5, K2.6) does, where
+DeepSeek takes it. ``field``: the name it writes and reads a turn's reasoning by,
 ``reasoning_content`` (DeepSeek) or ``reasoning`` (as vLLM since 0.16,
 Ollama and OpenRouter write it; vLLM reads no other, though it refuses
 nothing: the fake is as strict under either name, so a test shows the
@@ -45,13 +46,16 @@ _ROLES = ("system", "user", "assistant", "tool")
 
 
 def deepseek_app(
-    requests: list[dict[str, Any]] | None = None, field: str = "reasoning_content"
+    requests: list[dict[str, Any]] | None = None,
+    field: str = "reasoning_content",
+    *,
+    empty_is_missing: bool = False,
 ) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         if requests is not None:
             requests.append(body)
-        refused = _refused(body, field)
+        refused = _refused(body, field, empty_is_missing)
         if refused is not None:
             error = {"message": refused, "type": "invalid_request_error", "param": None}
             return web.json_response(
@@ -73,7 +77,7 @@ def deepseek_app(
     return app
 
 
-def _refused(body: dict[str, Any], field: str) -> str | None:
+def _refused(body: dict[str, Any], field: str, empty_is_missing: bool) -> str | None:
     messages = body.get("messages") or []
     for index, message in enumerate(messages):
         if message.get("role") not in _ROLES:
@@ -85,7 +89,10 @@ def _refused(body: dict[str, Any], field: str) -> str | None:
     if not _thinking(body) or not any(m.get("tool_calls") for m in messages):
         return None
     for index, message in enumerate(messages):
-        if message.get("role") == "assistant" and not isinstance(message.get(field), str):
+        kept = message.get(field)
+        if message.get("role") == "assistant" and (
+            not isinstance(kept, str) or (empty_is_missing and not kept)
+        ):
             return (
                 f"Missing `{field}` field in the assistant message at message "
                 f"index {index}. For more information, please refer to "

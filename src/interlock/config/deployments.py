@@ -89,6 +89,11 @@ class AwsConfig(_Strict):
         return self
 
 
+# The APIs whose thinking models refuse a tool loop without each assistant
+# turn's reasoning: DeepSeek's, and Moonshot's (Kimi) on both its hosts.
+_REASONING_ALWAYS = frozenset({"api.deepseek.com", "api.moonshot.ai", "api.moonshot.cn"})
+
+
 class DeploymentConfig(_Strict):
     """One upstream serving a model group: which adapter calls it, where, with
     what credentials, limits and price, and the facts routing strategies use."""
@@ -152,11 +157,11 @@ class DeploymentConfig(_Strict):
     # OpenAI's wire (openai, azure; its /chat/completions): the reasoning of earlier
     # assistant turns, as chat's `reasoning_content` on their messages, which the
     # Messages and Responses edges fill from thinking blocks and reasoning items.
-    # send: it goes where the conversation has it; always: so does "" on every other
-    # assistant message (DeepSeek's thinking mode refuses a tool loop without it);
-    # drop: it never goes. Unset: always at api.deepseek.com; elsewhere a chat client's
-    # own goes as sent and the other edges' does not (a server may refuse a field it
-    # does not know).
+    # send: it goes where the conversation has it; always: so does " " on every other
+    # assistant message (DeepSeek's and Kimi's thinking modes refuse a tool loop without
+    # it, Kimi an empty one too); drop: it never goes. Unset: always at api.deepseek.com
+    # and api.moonshot.ai/.cn; elsewhere a chat client's own goes as sent and the other
+    # edges' does not (a server may refuse a field it does not know).
     reasoning_history: Literal["send", "always", "drop"] | None = None
     # The name that reasoning goes by with send and always: reasoning_content (the
     # default: DeepSeek, SGLang, llama.cpp) or reasoning (vLLM since 0.16 reads no other).
@@ -213,7 +218,7 @@ class DeploymentConfig(_Strict):
         (``reasoning_history``); None: a chat client's own goes, an edge's does not."""
         if self.reasoning_history is not None:
             return self.reasoning_history
-        if self.provider == "openai" and self._host == "api.deepseek.com":
+        if self.provider == "openai" and self._host in _REASONING_ALWAYS:
             return "always"
         return None
 

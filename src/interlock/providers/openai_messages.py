@@ -8,12 +8,14 @@ developer instructions and the reasoning of earlier assistant turns.
   client writes it itself (as ``reasoning_content``, or ``reasoning`` as
   vLLM answers it), and the Messages and Responses edges write
   ``reasoning_content`` from thinking blocks and reasoning items. DeepSeek's
-  thinking mode needs it back in a tool loop (a 400 otherwise), on every
-  assistant message once a tool was called ("" will do where none was
-  kept); vLLM's templates use it for interleaved thinking; OpenAI's API
-  knows no such field. So each deployment says what goes
-  (``reasoning_history``): ``send``, ``always`` (and "" where a message has
-  none), ``drop``; under the name it reads (``reasoning_field``). Unset, a
+  and Moonshot's (Kimi) thinking modes need it back in a tool loop (a 400
+  otherwise): on each assistant message with tool calls, and DeepSeek on
+  every one once a tool was called. Where none was kept a placeholder will
+  do, though not an empty one for Kimi: a single space. vLLM's templates
+  use it for interleaved thinking; OpenAI's API knows no such field. So
+  each deployment says what goes (``reasoning_history``): ``send``,
+  ``always`` (and the placeholder where a message has none), ``drop``;
+  under the name it reads (``reasoning_field``). Unset, a
   chat client's own goes as it sent it and an edge's does not, as before
   the edges wrote it.
 
@@ -27,9 +29,13 @@ from typing import Any, Literal
 
 from interlock.chat_markers import REASONING_FIELDS, reasoning_text
 
-__all__ = ["ReasoningPolicy", "fitted_messages"]
+__all__ = ["PLACEHOLDER", "ReasoningPolicy", "fitted_messages"]
 
 ReasoningPolicy = Literal["send", "always", "drop"] | None
+
+# What ``always`` sends where a turn's reasoning was not kept: DeepSeek takes
+# "" too, Kimi (K2.5, K2.6) refuses that as missing and takes a space.
+PLACEHOLDER = " "
 
 
 def fitted_messages(
@@ -74,7 +80,7 @@ def _reasoned(
         return None  # a chat client's own, as it sent it
     text = reasoning_text(message)
     if text is None and reasoning == "always":
-        text = ""  # DeepSeek takes "" where the reasoning was not kept
+        text = PLACEHOLDER
     if reasoning not in ("send", "always"):
         text = None  # dropped
     if text is not None and message.get(field) == text:

@@ -56,6 +56,11 @@ def kimi_upstream() -> list[dict[str, Any]]:
     return []  # the bodies the Kimi-like fake was sent, in order
 
 
+@pytest.fixture(scope="module")
+def gpt_upstream() -> list[dict[str, Any]]:
+    return []  # the bodies the fake OpenAI reasoning model was sent, in order
+
+
 # Each reasoning model: the list its fake records in, and the name it reads
 # a turn's reasoning by.
 MODELS = [("deepseek", "reasoning_content"), ("vllm", "reasoning")]
@@ -76,10 +81,12 @@ def gateway(
     upstream: list[dict[str, Any]],
     vllm_upstream: list[dict[str, Any]],
     kimi_upstream: list[dict[str, Any]],
+    gpt_upstream: list[dict[str, Any]],
 ) -> Iterator[GatewayProcess]:
     fake = FakeUpstream(deepseek_app(upstream))
     vllm = FakeUpstream(deepseek_app(vllm_upstream, field="reasoning"))
     kimi = FakeUpstream(deepseek_app(kimi_upstream, empty_is_missing=True))
+    gpt = FakeUpstream(deepseek_app(gpt_upstream, refuses_max_tokens=True))
     # The fake is on loopback: at api.deepseek.com ``always`` is the default.
     served = {"provider": "openai", "model": MODEL, "base_url": fake.url}
     config = {
@@ -98,6 +105,19 @@ def gateway(
                         "model": "kimi-k2.6",
                         "base_url": kimi.url,
                         "reasoning_history": "always",
+                    }
+                ],
+            },
+            # An OpenAI reasoning model (at api.openai.com, max_completion_tokens is the default).
+            {
+                "name": "gpt-5",
+                "deployments": [
+                    {
+                        "id": "gpt-5",
+                        "provider": "openai",
+                        "model": "gpt-5",
+                        "base_url": gpt.url,
+                        "max_tokens_field": "max_completion_tokens",
                     }
                 ],
             },
@@ -134,6 +154,7 @@ def gateway(
     fake.close()
     vllm.close()
     kimi.close()
+    gpt.close()
 
 
 def _anthropic(gateway: GatewayProcess, key: str = TEST_KEY) -> anthropic.Anthropic:
@@ -306,3 +327,14 @@ def test_the_reasoning_sent_back_is_redacted_like_the_rest(
 def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
     with openai_client(gateway) as client:
         yield client
+
+
+def test_claude_code_reaches_an_openai_reasoning_model_without_thinking(
+    claude: anthropic.Anthropic, gpt_upstream: list[dict[str, Any]]
+) -> None:
+    """Claude Code's ``max_tokens`` (its small model's calls have no thinking)
+    reaches gpt-5 as ``max_completion_tokens``, the only name it takes."""
+    answer = claude.messages.create(model="gpt-5", max_tokens=512, messages=ASK)
+    assert [block.type for block in answer.content] == ["thinking", "text"]
+    sent = gpt_upstream[-1]
+    assert sent["max_completion_tokens"] == 512 and "max_tokens" not in sent

@@ -414,3 +414,43 @@ def test_openai_s_serving_hints_from_an_edge_reach_openai_s_api_alone() -> None:
     assert hints.items() <= sent("https://api.openai.com/v1", responses).items()
     assert hints.keys().isdisjoint(sent("http://127.0.0.1:1/v1", responses))  # may refuse them
     assert hints.items() <= sent("http://127.0.0.1:1/v1", CTX).items()  # a chat client's own
+
+
+@pytest.mark.parametrize(
+    ("deployment", "name"),
+    [
+        ({"base_url": "https://api.openai.com/v1"}, "max_completion_tokens"),
+        ({"base_url": "http://127.0.0.1:1/v1"}, None),
+        (
+            {"base_url": "http://127.0.0.1:1/v1", "max_tokens_field": "max_completion_tokens"},
+            "max_completion_tokens",
+        ),
+        ({"base_url": "https://api.openai.com/v1", "max_tokens_field": "max_tokens"}, "max_tokens"),
+        ({"provider": "azure", "base_url": "https://r.openai.azure.com"}, None),
+    ],
+)
+def test_the_token_limit_goes_by_the_name_the_upstream_takes(
+    deployment: dict[str, Any], name: str | None
+) -> None:
+    """OpenAI's reasoning models (gpt-5, o-series) refuse ``max_tokens``,
+    which Claude Code and many chat clients send."""
+    config = DeploymentConfig.model_validate(
+        {"id": "d", "provider": "openai", "model": "gpt-5", **deployment}
+    )
+    assert config.token_limit_name == name
+    adapter = OpenAICompatibleProvider(config)
+    for given in ("max_tokens", "max_completion_tokens"):
+        sent = adapter._upstream_body({"model": "m", "messages": [], given: 64}, CTX)
+        limits = {k: v for k, v in sent.items() if k.startswith("max_")}
+        assert limits == {(name or given): 64}
+    both = {"model": "m", "messages": [], "max_tokens": 64, "max_completion_tokens": 32}
+    if name is not None:  # the name asked for wins
+        assert adapter._upstream_body(both, CTX)[name] == both[name]
+        assert len([k for k in adapter._upstream_body(both, CTX) if k.startswith("max_")]) == 1
+
+
+def test_only_openai_s_wire_names_the_token_limit() -> None:
+    with pytest.raises(ValueError, match="for OpenAI's wire"):
+        DeploymentConfig.model_validate(
+            {"id": "d", "provider": "gemini", "model": "m", "max_tokens_field": "max_tokens"}
+        )

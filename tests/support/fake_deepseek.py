@@ -5,6 +5,8 @@ and the 400s its users meet)::
     POST /chat/completions
 
 ``deepseek_app(requests)`` appends each request body to ``requests``.
+``refuses_max_tokens``: refuse ``max_tokens`` as OpenAI's reasoning models
+(gpt-5, o-series) do, asking for ``max_completion_tokens``.
 ``empty_is_missing``: refuse "" as Moonshot's Kimi (K2.5, K2.6) does, where
 DeepSeek takes it. ``field``: the name it writes and reads a turn's reasoning by,
 ``reasoning_content`` (DeepSeek) or ``reasoning`` (as vLLM since 0.16,
@@ -50,12 +52,18 @@ def deepseek_app(
     field: str = "reasoning_content",
     *,
     empty_is_missing: bool = False,
+    refuses_max_tokens: bool = False,
 ) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         if requests is not None:
             requests.append(body)
         refused = _refused(body, field, empty_is_missing)
+        if refuses_max_tokens and "max_tokens" in body:
+            refused = (
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead."
+            )
         if refused is not None:
             error = {"message": refused, "type": "invalid_request_error", "param": None}
             return web.json_response(

@@ -166,6 +166,12 @@ class DeploymentConfig(_Strict):
     # The name that reasoning goes by with send and always: reasoning_content (the
     # default: DeepSeek, SGLang, llama.cpp) or reasoning (vLLM since 0.16 reads no other).
     reasoning_field: Literal["reasoning_content", "reasoning"] | None = None
+    # OpenAI's wire (openai, azure): the name a request's token limit goes by, whichever
+    # the client used. max_completion_tokens: OpenAI's reasoning models (gpt-5, o-series)
+    # refuse max_tokens, which OpenAI deprecated for every model; max_tokens: for a server
+    # that reads no other. Unset: max_completion_tokens at api.openai.com, as sent elsewhere
+    # (set it on an Azure deployment of a reasoning model).
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     # OpenAI's wire (openai, azure): the `developer` role. native: as it is; system: as
     # `system`, which OpenAI made it the successor of (DeepSeek refuses `developer`, and
     # many servers' chat templates skip or refuse it). Default: native at api.openai.com
@@ -223,6 +229,13 @@ class DeploymentConfig(_Strict):
         return None
 
     @property
+    def token_limit_name(self) -> str | None:
+        """The name the token limit is sent by (``max_tokens_field``); None: as sent."""
+        if self.max_tokens_field is not None:
+            return self.max_tokens_field
+        return "max_completion_tokens" if self.at_openai else None
+
+    @property
     def developer_as_system(self) -> bool:
         """Whether a ``developer`` message goes as ``system`` (``developer_role``)."""
         if self.developer_role is not None:
@@ -271,7 +284,7 @@ class DeploymentConfig(_Strict):
                 f"`completions: native` needs OpenAI's wire (provider openai or azure), "
                 f"not provider {self.provider!r}"
             )
-        for name in ("reasoning_history", "reasoning_field", "developer_role"):
+        for name in ("reasoning_history", "reasoning_field", "max_tokens_field", "developer_role"):
             if getattr(self, name) is not None and self.provider not in ("openai", "azure"):
                 raise ValueError(
                     f"`{name}` is for OpenAI's wire (provider openai or azure), "

@@ -48,6 +48,7 @@ class OpenAICompatibleProvider(HttpProvider):
         self._developer_as_system = deployment.developer_as_system
         self._reasoning = deployment.reasoning_policy
         self._reasoning_field = deployment.reasoning_field or "reasoning_content"
+        self._limit_name = deployment.token_limit_name
         self._chat_url = self._endpoint(deployment, "chat/completions")
         self._completions_url = self._endpoint(deployment, "completions")
         self._embeddings_url = self._endpoint(deployment, "embeddings")
@@ -73,6 +74,8 @@ class OpenAICompatibleProvider(HttpProvider):
             if not self._serving_hints and not _OPENAI_SERVING.isdisjoint(body):
                 body = {k: v for k, v in body.items() if k not in _OPENAI_SERVING}
         out = {**body, "model": self._model}
+        if self._limit_name is not None:
+            _rename_limit(out, self._limit_name)
         messages = body.get("messages")
         if isinstance(messages, list):
             fitted = fitted_messages(
@@ -142,6 +145,18 @@ class OpenAICompatibleProvider(HttpProvider):
                 f"upstream response has no `{required}`", deployment=self.deployment_id
             )
         return result
+
+
+_LIMITS = ("max_tokens", "max_completion_tokens")
+
+
+def _rename_limit(body: JSONDict, name: str) -> None:
+    """The token limit under ``name``, whichever name it came by (the one
+    asked for wins where both came)."""
+    other = _LIMITS[0] if name == _LIMITS[1] else _LIMITS[1]
+    if other in body:
+        value = body.pop(other)
+        body.setdefault(name, value)
 
 
 # On a tool, or on a message part: what only Anthropic upstreams read.

@@ -43,7 +43,8 @@ sends nothing.
 ``max_tokens`` stays ``max_tokens`` (every OpenAI-compatible server reads
 it), except with thinking on: then ``max_completion_tokens``, which OpenAI's
 reasoning models require and which, like Anthropic's ``max_tokens``,
-includes the reasoning.
+includes the reasoning. (The OpenAI-wire adapter sends either by the name
+its upstream takes: ``max_tokens_field``, ADR 0034.)
 """
 
 from __future__ import annotations

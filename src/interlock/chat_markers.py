@@ -6,6 +6,10 @@ The chat body carries the meaning of each in its own fields where chat has
 one (``thinking`` as ``reasoning_effort``, ``output_config``'s format as
 ``response_format``); the marker is what lets an Anthropic deployment get
 the request as the client sent it.
+
+It also reads the few chat fields that servers name differently (a turn's
+reasoning, the prompt tokens a cache served), for the edges and the
+pipeline alike.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = [
     "REASONING_SUMMARY",
     "SAID_BY_CHAT",
     "TOOL_HINTS",
+    "cached_prompt_tokens",
     "cached_search",
     "is_openai_reasoning",
     "prompt_token_ids",
@@ -136,9 +141,11 @@ ANTHROPIC_CITATION = "anthropic_citation"
 PAUSE_TURN = "pause_turn"
 
 
-# Not a marker: the two names a turn's reasoning as text goes by on a chat
-# message or delta. ``reasoning_content`` is DeepSeek's, which our adapters
-# write; ``reasoning`` is what vLLM (since 0.16), Ollama, OpenRouter and Groq
+# -- not markers: chat fields that go by more than one name across servers --
+
+# The two names a turn's reasoning as text goes by on a chat message or
+# delta. ``reasoning_content`` is DeepSeek's, which our adapters write;
+# ``reasoning`` is what vLLM (since 0.16), Ollama, OpenRouter and Groq
 # answer with. The edges read either.
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
@@ -150,6 +157,18 @@ def reasoning_text(message: Any) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def cached_prompt_tokens(usage: Any) -> int:
+    """The prompt tokens read from a cache, by OpenAI's name
+    (``prompt_tokens_details.cached_tokens``, which the adapters write) or,
+    where that is absent, DeepSeek's (``prompt_cache_hit_tokens``)."""
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and details.get("cached_tokens") is not None:
+        found = details["cached_tokens"]
+    else:
+        found = usage.get("prompt_cache_hit_tokens")
+    return found if isinstance(found, int) and not isinstance(found, bool) and found > 0 else 0
 
 
 def is_openai_reasoning(block: Any) -> bool:

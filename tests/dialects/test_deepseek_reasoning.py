@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from tests.conftest import TEST_KEY
-from tests.support.fake_deepseek import MODEL, REASONED, deepseek_app
+from tests.support.fake_deepseek import CACHE_HITS, MODEL, REASONED, deepseek_app
 from tests.support.openai_clients import openai_client
 from tests.support.servers import FakeUpstream, GatewayProcess
 
@@ -198,6 +198,8 @@ def test_claude_code_s_streamed_tool_loop_gives_deepseek_its_reasoning_back(
     assert second.stop_reason == "end_turn"
     assert [block.type for block in second.content] == ["thinking", "text"]
     assert second.content[1].text == "Tool said: sunny."
+    # DeepSeek's cache hits (prompt_cache_hit_tokens) are Anthropic's cache reads.
+    assert (second.usage.cache_read_input_tokens, second.usage.input_tokens) == (CACHE_HITS, 4)
     request = sent[model][-1]
     assistant = request["messages"][1]
     assert assistant[field] == f"{REASONED} 1."
@@ -267,6 +269,8 @@ def test_a_stored_response_continued_gives_deepseek_its_reasoning_back(
         tools=[FUNCTION],
     )
     assert second.output_text == "Tool said: fog."
+    assert second.usage is not None
+    assert second.usage.input_tokens_details.cached_tokens == CACHE_HITS
     assert sent[model][-1]["messages"][1][field] == f"{REASONED} 1."
 
 

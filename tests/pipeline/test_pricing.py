@@ -58,6 +58,20 @@ def test_odd_details_never_count_a_token_twice(
     assert token_classes(usage) == classes
 
 
+@pytest.mark.parametrize(
+    ("extra", "read"),
+    [
+        ({"prompt_cache_hit_tokens": 70, "prompt_cache_miss_tokens": 30}, 70),  # DeepSeek's
+        # OpenAI's name wins where both are (newer DeepSeek answers carry both, equal).
+        ({"prompt_cache_hit_tokens": 70, "prompt_tokens_details": {"cached_tokens": 50}}, 50),
+        ({"prompt_cache_hit_tokens": "70"}, 0),
+    ],
+)
+def test_deepseek_s_cache_hits_are_cache_reads(extra: dict[str, Any], read: int) -> None:
+    usage = {"prompt_tokens": 100, "completion_tokens": 10, **extra}
+    assert token_classes(usage) == TokenClasses(100 - read, read, 0, 10)
+
+
 @pytest.fixture
 def gateway(
     fake_upstream: Callable[[web.Application], FakeUpstream], tmp_path: Path

@@ -30,7 +30,8 @@ reasoning came back under the name the server reads).
   ``Hello from DeepSeek.``. Streamed (``stream``) as DeepSeek does: a role
   chunk, the reasoning in two pieces, the text in words or the call in
   one chunk, a finish chunk, the usage chunk (``stream_options.include_usage``),
-  then ``[DONE]``.
+  then ``[DONE]``. Usage: 10 prompt tokens, ``CACHE_HITS`` of them from the
+  context cache, in DeepSeek's own fields (``prompt_cache_hit_tokens``).
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["MODEL", "REASONED", "deepseek_app"]
+__all__ = ["CACHE_HITS", "MODEL", "REASONED", "deepseek_app"]
 
 MODEL = "deepseek-v4-flash"
 REASONED = "Let me think about round"
+CACHE_HITS = 6  # of every prompt's 10 tokens, read from DeepSeek's context cache
 _ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -153,6 +155,9 @@ def _usage(answer: dict[str, Any], field: str) -> dict[str, Any]:
         "prompt_tokens": 10,
         "completion_tokens": reasoning + said,
         "total_tokens": 10 + reasoning + said,
+        # DeepSeek's own names for its context cache's share of the prompt.
+        "prompt_cache_hit_tokens": CACHE_HITS,
+        "prompt_cache_miss_tokens": 10 - CACHE_HITS,
         "completion_tokens_details": {"reasoning_tokens": reasoning},
     }
 

@@ -2,7 +2,8 @@
 
 OpenAI-shaped usage counts every input token in ``prompt_tokens``;
 ``prompt_tokens_details.cached_tokens`` says how many of them were read
-from a prompt cache (OpenAI, Anthropic, Gemini, DeepSeek report it) and
+from a prompt cache (OpenAI, Anthropic, Gemini report it; DeepSeek as
+``prompt_cache_hit_tokens``, read where the other is absent) and
 ``cache_write_tokens`` how many were written to one (Anthropic's cache
 creation, dearer than plain input). Charging them all at the input rate
 overbills cache reads several times over; here each class has its rate.
@@ -22,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from interlock.chat_markers import cached_prompt_tokens
 from interlock.config import PriceConfig
 
 __all__ = ["Price", "Rates", "TokenClasses", "token_classes", "usage_cost", "web_searches"]
@@ -112,7 +114,7 @@ def token_classes(usage: dict[str, Any]) -> TokenClasses:
     details = usage.get("prompt_tokens_details")
     details = details if isinstance(details, dict) else {}
     # Never more cached than the prompt holds, whatever an upstream reports.
-    read = min(_count(details.get("cached_tokens")), prompt)
+    read = min(cached_prompt_tokens(usage), prompt)
     written = min(_count(details.get("cache_write_tokens")), prompt - read)
     return TokenClasses(
         prompt - read - written, read, written, _count(usage.get("completion_tokens"))

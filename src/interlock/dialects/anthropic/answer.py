@@ -20,6 +20,7 @@ from interlock.chat_markers import (
     CONTENT_BLOCKS,
     PAUSE_TURN,
     SAID_BY_CHAT,
+    cached_prompt_tokens,
     is_openai_reasoning,
     reasoning_text,
     still_said,
@@ -183,7 +184,7 @@ def usage(raw: Any) -> JSONDict:
     raw = raw if isinstance(raw, dict) else {}
     details = raw.get("prompt_tokens_details")
     details = details if isinstance(details, dict) else {}
-    read = _count(details.get("cached_tokens"))
+    read = cached_prompt_tokens(raw)
     written = _count(details.get("cache_write_tokens"))
     out: JSONDict = {
         "input_tokens": max(0, _count(raw.get("prompt_tokens")) - read - written),

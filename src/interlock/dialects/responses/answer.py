@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from interlock.chat_markers import CONTENT_BLOCKS, reasoning_text
+from interlock.chat_markers import CONTENT_BLOCKS, cached_prompt_tokens, reasoning_text
 from interlock.dialects.responses.builtin_tools import builtin_call, id_prefix, offered
 from interlock.dialects.responses.namespaces import namespaced
 from interlock.dialects.responses.request import ITEM_ID_PREFIXES, encode_thinking
@@ -385,7 +385,7 @@ def usage_of(usage: JSONDict | None) -> JSONDict | None:
     return {
         "input_tokens": prompt,
         "input_tokens_details": {
-            "cached_tokens": prompt_details.get("cached_tokens") or 0,
+            "cached_tokens": cached_prompt_tokens(usage),
             "cache_write_tokens": prompt_details.get("cache_write_tokens") or 0,
         },
         "output_tokens": completion,

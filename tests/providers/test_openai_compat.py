@@ -454,3 +454,35 @@ def test_only_openai_s_wire_names_the_token_limit() -> None:
         DeploymentConfig.model_validate(
             {"id": "d", "provider": "gemini", "model": "m", "max_tokens_field": "max_tokens"}
         )
+
+
+@pytest.mark.parametrize(
+    ("deployment", "unsent", "limit"),
+    [
+        ({"base_url": "https://api.mistral.ai/v1"}, {"stream_options"}, "max_tokens"),
+        (
+            {"base_url": "https://api.mistral.ai/v1", "drop_params": ["seed"]},
+            {"stream_options", "seed"},
+            "max_tokens",
+        ),
+        ({"base_url": "http://127.0.0.1:1/v1", "drop_params": ["seed"]}, {"seed"}, None),
+        ({"base_url": "http://127.0.0.1:1/v1"}, set(), None),
+    ],
+)
+def test_what_a_strict_server_refuses_is_not_sent(
+    deployment: dict[str, Any], unsent: set[str], limit: str | None
+) -> None:
+    """Mistral refuses fields it does not know (``stream_options`` among
+    them: it reports usage unasked); ``drop_params`` takes any out."""
+    config = DeploymentConfig.model_validate(
+        {"id": "d", "provider": "openai", "model": "m", **deployment}
+    )
+    assert config.unsent_params == unsent and config.token_limit_name == limit
+    body = {
+        "model": "public",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream_options": {"include_usage": True},
+        "seed": 7,
+    }
+    sent = OpenAICompatibleProvider(config)._upstream_body(body, CTX)
+    assert unsent.isdisjoint(sent) and {"stream_options", "seed"} - unsent <= sent.keys()

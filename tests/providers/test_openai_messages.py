@@ -2,7 +2,7 @@
 as ``system`` off OpenAI's API, and an earlier turn's ``reasoning_content``
 sent, filled or dropped by the deployment's ``reasoning_history``
 (``providers/openai_messages.py``). Through a gateway, with each dialect's
-SDK against a strict fake DeepSeek: ``tests/dialects/test_deepseek_reasoning.py``."""
+SDK against a strict fake DeepSeek: ``tests/dialects/test_openai_wire_servers.py``."""
 
 from __future__ import annotations
 

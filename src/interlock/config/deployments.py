@@ -133,7 +133,11 @@ class DeploymentConfig(_Strict):
     # (interlock.pipeline.price_catalog); set, they override it.
     price: PriceConfig | None = None
     # OpenAI request parameters this upstream cannot honour that are dropped
-    # instead of refused with a 400 (e.g. ["logprobs", "seed"]).
+    # instead of refused with a 400 (e.g. ["logprobs", "seed"]). On OpenAI's wire,
+    # where nothing is refused by the gateway, they are taken out of what the upstream
+    # is sent (a server that refuses fields it does not know); there stream_options may
+    # be one, for a server that reports usage unasked. At api.mistral.ai,
+    # stream_options always is: Mistral refuses it and sends usage on its last chunk.
     drop_params: list[str] = Field(default_factory=list)
     # Hosts (``host`` or ``host:port``) whose image URLs the gateway may fetch
     # and inline for a provider that takes no image URLs. Empty: never fetch.
@@ -169,8 +173,8 @@ class DeploymentConfig(_Strict):
     # OpenAI's wire (openai, azure): the name a request's token limit goes by, whichever
     # the client used. max_completion_tokens: OpenAI's reasoning models (gpt-5, o-series)
     # refuse max_tokens, which OpenAI deprecated for every model; max_tokens: for a server
-    # that reads no other. Unset: max_completion_tokens at api.openai.com, as sent elsewhere
-    # (set it on an Azure deployment of a reasoning model).
+    # that reads no other. Unset: max_completion_tokens at api.openai.com, max_tokens at
+    # api.mistral.ai, as sent elsewhere (set it on an Azure deployment of a reasoning model).
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     # OpenAI's wire (openai, azure): the `developer` role. native: as it is; system: as
     # `system`, which OpenAI made it the successor of (DeepSeek refuses `developer`, and
@@ -233,7 +237,21 @@ class DeploymentConfig(_Strict):
         """The name the token limit is sent by (``max_tokens_field``); None: as sent."""
         if self.max_tokens_field is not None:
             return self.max_tokens_field
-        return "max_completion_tokens" if self.at_openai else None
+        if self.at_openai:
+            return "max_completion_tokens"
+        return "max_tokens" if self._at_mistral else None
+
+    @property
+    def unsent_params(self) -> frozenset[str]:
+        """What an upstream on OpenAI's wire is never sent: ``drop_params``, and
+        ``stream_options`` at Mistral's API."""
+        if self._at_mistral:
+            return frozenset((*self.drop_params, "stream_options"))
+        return frozenset(self.drop_params)
+
+    @property
+    def _at_mistral(self) -> bool:
+        return self.provider == "openai" and self._host == "api.mistral.ai"
 
     @property
     def developer_as_system(self) -> bool:

@@ -49,6 +49,7 @@ class OpenAICompatibleProvider(HttpProvider):
         self._reasoning = deployment.reasoning_policy
         self._reasoning_field = deployment.reasoning_field or "reasoning_content"
         self._limit_name = deployment.token_limit_name
+        self._unsent = deployment.unsent_params
         self._chat_url = self._endpoint(deployment, "chat/completions")
         self._completions_url = self._endpoint(deployment, "completions")
         self._embeddings_url = self._endpoint(deployment, "embeddings")
@@ -76,6 +77,8 @@ class OpenAICompatibleProvider(HttpProvider):
         out = {**body, "model": self._model}
         if self._limit_name is not None:
             _rename_limit(out, self._limit_name)
+        for name in self._unsent:  # drop_params: what this server refuses
+            out.pop(name, None)
         messages = body.get("messages")
         if isinstance(messages, list):
             fitted = fitted_messages(

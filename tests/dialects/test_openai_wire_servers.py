@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import TEST_KEY
 from tests.support.fake_deepseek import CACHE_HITS, MODEL, REASONED, deepseek_app
+from tests.support.fake_mistral import ANSWER, mistral_app
 from tests.support.openai_clients import openai_client
 from tests.support.servers import FakeUpstream, GatewayProcess
 
@@ -61,6 +62,11 @@ def gpt_upstream() -> list[dict[str, Any]]:
     return []  # the bodies the fake OpenAI reasoning model was sent, in order
 
 
+@pytest.fixture(scope="module")
+def mistral_upstream() -> list[dict[str, Any]]:
+    return []  # the bodies the fake Mistral was sent, in order
+
+
 # Each reasoning model: the list its fake records in, and the name it reads
 # a turn's reasoning by.
 MODELS = [("deepseek", "reasoning_content"), ("vllm", "reasoning")]
@@ -82,11 +88,13 @@ def gateway(
     vllm_upstream: list[dict[str, Any]],
     kimi_upstream: list[dict[str, Any]],
     gpt_upstream: list[dict[str, Any]],
+    mistral_upstream: list[dict[str, Any]],
 ) -> Iterator[GatewayProcess]:
     fake = FakeUpstream(deepseek_app(upstream))
     vllm = FakeUpstream(deepseek_app(vllm_upstream, field="reasoning"))
     kimi = FakeUpstream(deepseek_app(kimi_upstream, empty_is_missing=True))
     gpt = FakeUpstream(deepseek_app(gpt_upstream, refuses_max_tokens=True))
+    mistral = FakeUpstream(mistral_app(mistral_upstream))
     # The fake is on loopback: at api.deepseek.com ``always`` is the default.
     served = {"provider": "openai", "model": MODEL, "base_url": fake.url}
     config = {
@@ -118,6 +126,22 @@ def gateway(
                         "model": "gpt-5",
                         "base_url": gpt.url,
                         "max_tokens_field": "max_completion_tokens",
+                    }
+                ],
+            },
+            # Mistral, which refuses fields it does not know (at api.mistral.ai
+            # both settings are the defaults).
+            {
+                "name": "mistral",
+                "deployments": [
+                    {
+                        "id": "mistral",
+                        "provider": "openai",
+                        "model": "devstral-medium-latest",
+                        "base_url": mistral.url + "/v1",
+                        # reasoning_effort: what the Messages edge writes for thinking.
+                        "drop_params": ["stream_options", "reasoning_effort"],
+                        "max_tokens_field": "max_tokens",
                     }
                 ],
             },
@@ -155,6 +179,7 @@ def gateway(
     vllm.close()
     kimi.close()
     gpt.close()
+    mistral.close()
 
 
 def _anthropic(gateway: GatewayProcess, key: str = TEST_KEY) -> anthropic.Anthropic:
@@ -342,3 +367,40 @@ def test_claude_code_reaches_an_openai_reasoning_model_without_thinking(
     assert [block.type for block in answer.content] == ["thinking", "text"]
     sent = gpt_upstream[-1]
     assert sent["max_completion_tokens"] == 512 and "max_tokens" not in sent
+
+
+def test_a_streamed_chat_reaches_mistral_and_is_accounted(
+    client: openai.OpenAI, mistral_upstream: list[dict[str, Any]]
+) -> None:
+    """Mistral refuses ``stream_options``, which the gateway asks every
+    upstream for (its accounting), and reports usage on its last chunk
+    unasked; ``drop_params`` takes it out, and the usage still counts."""
+    stream = client.chat.completions.create(
+        model="mistral",
+        messages=[{"role": "user", "content": "Salut"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        max_completion_tokens=64,
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
+    assert [c.usage.total_tokens for c in chunks if c.usage] == [10]
+    sent = mistral_upstream[-1]
+    assert "stream_options" not in sent and sent["max_tokens"] == 64
+
+
+def test_claude_code_streams_from_mistral_with_its_usage(
+    claude: anthropic.Anthropic, mistral_upstream: list[dict[str, Any]]
+) -> None:
+    with claude.messages.stream(
+        model="mistral",
+        max_tokens=256,
+        thinking={"type": "enabled", "budget_tokens": 1024},  # max_completion_tokens
+        messages=[{"role": "user", "content": "Salut"}],
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == ANSWER
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (7, 3)
+    sent = mistral_upstream[-1]
+    assert sent["max_tokens"] == 256 and "reasoning_effort" not in sent

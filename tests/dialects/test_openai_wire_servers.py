@@ -22,7 +22,6 @@ import pytest
 from tests.conftest import TEST_KEY
 from tests.support.fake_deepseek import CACHE_HITS, MODEL, REASONED, deepseek_app
 from tests.support.fake_mistral import ANSWER, mistral_app
-from tests.support.openai_clients import openai_client
 from tests.support.servers import FakeUpstream, GatewayProcess
 
 REDACTING_KEY = "sk-deepseek-redacting"
@@ -350,12 +349,6 @@ def test_the_reasoning_sent_back_is_redacted_like_the_rest(
     assert answer.content[-1].text == "Tool said: hail."
     reasoning = upstream[-1]["messages"][1]["reasoning_content"]
     assert EMAIL not in reasoning and reasoning.startswith("Mail ")
-
-
-@pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with openai_client(gateway) as client:
-        yield client
 
 
 def test_claude_code_reaches_an_openai_reasoning_model_without_thinking(

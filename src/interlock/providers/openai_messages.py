@@ -78,16 +78,16 @@ def _reasoned(
     where it goes as it is."""
     if reasoning is None and not from_edge:
         return None  # a chat client's own, as it sent it
-    text = reasoning_text(message)
-    if text is None and reasoning == "always":
-        text = PLACEHOLDER
-    if reasoning not in ("send", "always"):
-        text = None  # dropped
-    if text is not None and message.get(field) == text:
-        if all(name == field or name not in message for name in REASONING_FIELDS):
-            return None  # already as the upstream reads it
-    elif text is None and REASONING_FIELDS[0] not in message and REASONING_FIELDS[1] not in message:
+    text: str | None = None  # unset (an edge's) or drop: none goes
+    if reasoning in ("send", "always"):
+        text = reasoning_text(message)
+        if text is None and reasoning == "always":
+            text = PLACEHOLDER
+    present = [name for name in REASONING_FIELDS if name in message]
+    if text is None and not present:
         return None  # nothing to send, nothing to take out
+    if text is not None and present == [field] and message[field] == text:
+        return None  # already as the upstream takes it
     changed = {k: v for k, v in message.items() if k not in REASONING_FIELDS}
     if text is not None:
         changed[field] = text

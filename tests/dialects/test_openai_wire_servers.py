@@ -129,7 +129,7 @@ def gateway(
                 ],
             },
             # Mistral, which refuses fields it does not know (at api.mistral.ai
-            # both settings are the defaults).
+            # strict_fields and max_tokens are the defaults).
             {
                 "name": "mistral",
                 "deployments": [
@@ -138,8 +138,9 @@ def gateway(
                         "provider": "openai",
                         "model": "devstral-medium-latest",
                         "base_url": mistral.url + "/v1",
+                        "strict_fields": True,
                         # reasoning_effort: what the Messages edge writes for thinking.
-                        "drop_params": ["stream_options", "reasoning_effort"],
+                        "drop_params": ["reasoning_effort"],
                         "max_tokens_field": "max_tokens",
                     }
                 ],
@@ -366,20 +367,21 @@ def test_a_streamed_chat_reaches_mistral_and_is_accounted(
     client: openai.OpenAI, mistral_upstream: list[dict[str, Any]]
 ) -> None:
     """Mistral refuses ``stream_options``, which the gateway asks every
-    upstream for (its accounting), and reports usage on its last chunk
-    unasked; ``drop_params`` takes it out, and the usage still counts."""
+    upstream for (its accounting), and ``user``; it reports usage on its last
+    chunk unasked, and the usage still counts."""
     stream = client.chat.completions.create(
         model="mistral",
         messages=[{"role": "user", "content": "Salut"}],
         stream=True,
         stream_options={"include_usage": True},
         max_completion_tokens=64,
+        user="u-1",
     )
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
     assert [c.usage.total_tokens for c in chunks if c.usage] == [10]
     sent = mistral_upstream[-1]
-    assert "stream_options" not in sent and sent["max_tokens"] == 64
+    assert "stream_options" not in sent and "user" not in sent and sent["max_tokens"] == 64
 
 
 def test_claude_code_streams_from_mistral_with_its_usage(
@@ -389,6 +391,7 @@ def test_claude_code_streams_from_mistral_with_its_usage(
         model="mistral",
         max_tokens=256,
         thinking={"type": "enabled", "budget_tokens": 1024},  # max_completion_tokens
+        metadata={"user_id": "claude-code-user"},  # as Claude Code sends it: chat's user
         messages=[{"role": "user", "content": "Salut"}],
     ) as stream:
         text = "".join(stream.text_stream)

@@ -456,15 +456,20 @@ def test_only_openai_s_wire_names_the_token_limit() -> None:
         )
 
 
+CALLER = {"user", "metadata", "stream_options", "prompt_cache_key", "verbosity"}
+
+
 @pytest.mark.parametrize(
     ("deployment", "unsent", "limit"),
     [
-        ({"base_url": "https://api.mistral.ai/v1"}, {"stream_options"}, "max_tokens"),
+        ({"base_url": "https://api.mistral.ai/v1"}, CALLER, "max_tokens"),
         (
             {"base_url": "https://api.mistral.ai/v1", "drop_params": ["seed"]},
-            {"stream_options", "seed"},
+            {*CALLER, "seed"},
             "max_tokens",
         ),
+        ({"base_url": "http://127.0.0.1:1/v1", "strict_fields": True}, CALLER, None),
+        ({"base_url": "https://api.mistral.ai/v1", "strict_fields": False}, set(), "max_tokens"),
         ({"base_url": "http://127.0.0.1:1/v1", "drop_params": ["seed"]}, {"seed"}, None),
         ({"base_url": "http://127.0.0.1:1/v1"}, set(), None),
     ],
@@ -472,17 +477,24 @@ def test_only_openai_s_wire_names_the_token_limit() -> None:
 def test_what_a_strict_server_refuses_is_not_sent(
     deployment: dict[str, Any], unsent: set[str], limit: str | None
 ) -> None:
-    """Mistral refuses fields it does not know (``stream_options`` among
-    them: it reports usage unasked); ``drop_params`` takes any out."""
+    """Mistral refuses fields it does not know: what only describes the
+    caller is left out (the gateway's own ``stream_options`` among them:
+    Mistral reports usage unasked); ``drop_params`` takes out any other."""
     config = DeploymentConfig.model_validate(
         {"id": "d", "provider": "openai", "model": "m", **deployment}
     )
-    assert config.unsent_params == unsent and config.token_limit_name == limit
+    assert config.token_limit_name == limit
     body = {
         "model": "public",
         "messages": [{"role": "user", "content": "hi"}],
         "stream_options": {"include_usage": True},
         "seed": 7,
+        "user": "u-1",
+        "metadata": {"a": "b"},
+        "prompt_cache_key": "k",
+        "verbosity": "low",
+        "temperature": 0.2,
     }
     sent = OpenAICompatibleProvider(config)._upstream_body(body, CTX)
-    assert unsent.isdisjoint(sent) and {"stream_options", "seed"} - unsent <= sent.keys()
+    assert set(body) - set(sent) == unsent
+    assert sent["temperature"] == 0.2 and sent["messages"] == body["messages"]

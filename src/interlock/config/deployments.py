@@ -135,10 +135,15 @@ class DeploymentConfig(_Strict):
     # OpenAI request parameters this upstream cannot honour that are dropped
     # instead of refused with a 400 (e.g. ["logprobs", "seed"]). On OpenAI's wire,
     # where nothing is refused by the gateway, they are taken out of what the upstream
-    # is sent (a server that refuses fields it does not know); there stream_options may
-    # be one, for a server that reports usage unasked. At api.mistral.ai,
-    # stream_options always is: Mistral refuses it and sends usage on its last chunk.
+    # is sent (a server that refuses fields it does not know).
     drop_params: list[str] = Field(default_factory=list)
+    # OpenAI's wire: whether the server refuses request fields it does not know (Mistral's
+    # 422 extra_forbidden). If so, the fields that only describe the caller (user,
+    # metadata, stream_options, prompt_cache_key ...) are left out, as the translating
+    # adapters leave them out; what changes the answer is for drop_params. The gateway
+    # asks every stream for usage, so the server must report it unasked. Unset: true at
+    # api.mistral.ai, false elsewhere.
+    strict_fields: bool | None = None
     # Hosts (``host`` or ``host:port``) whose image URLs the gateway may fetch
     # and inline for a provider that takes no image URLs. Empty: never fetch.
     fetch_images_from: list[str] = Field(default_factory=list)
@@ -242,12 +247,11 @@ class DeploymentConfig(_Strict):
         return "max_tokens" if self._at_mistral else None
 
     @property
-    def unsent_params(self) -> frozenset[str]:
-        """What an upstream on OpenAI's wire is never sent: ``drop_params``, and
-        ``stream_options`` at Mistral's API."""
-        if self._at_mistral:
-            return frozenset((*self.drop_params, "stream_options"))
-        return frozenset(self.drop_params)
+    def refuses_unknown_fields(self) -> bool:
+        """Whether the server refuses request fields it does not know (``strict_fields``)."""
+        if self.strict_fields is not None:
+            return self.strict_fields
+        return self._at_mistral
 
     @property
     def _at_mistral(self) -> bool:
@@ -302,7 +306,14 @@ class DeploymentConfig(_Strict):
                 f"`completions: native` needs OpenAI's wire (provider openai or azure), "
                 f"not provider {self.provider!r}"
             )
-        for name in ("reasoning_history", "reasoning_field", "max_tokens_field", "developer_role"):
+        wire_only = (
+            "reasoning_history",
+            "reasoning_field",
+            "max_tokens_field",
+            "developer_role",
+            "strict_fields",
+        )
+        for name in wire_only:
             if getattr(self, name) is not None and self.provider not in ("openai", "azure"):
                 raise ValueError(
                     f"`{name}` is for OpenAI's wire (provider openai or azure), "

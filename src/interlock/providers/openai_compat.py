@@ -20,6 +20,7 @@ from interlock.providers.base import CallContext, JSONDict
 from interlock.providers.http import HttpProvider
 from interlock.providers.openai_completions import chat_chunk, chat_completion, completions_body
 from interlock.providers.openai_messages import fitted_messages
+from interlock.providers.openai_request import METADATA_PARAMS
 from interlock.redaction import Redactor
 
 __all__ = ["OpenAICompatibleProvider", "without_edge_markers"]
@@ -49,7 +50,9 @@ class OpenAICompatibleProvider(HttpProvider):
         self._reasoning = deployment.reasoning_policy
         self._reasoning_field = deployment.reasoning_field or "reasoning_content"
         self._limit_name = deployment.token_limit_name
-        self._unsent = deployment.unsent_params
+        self._unsent = frozenset(deployment.drop_params)
+        if deployment.refuses_unknown_fields:  # what describes the caller goes unsaid
+            self._unsent |= CALLER_PARAMS
         self._chat_url = self._endpoint(deployment, "chat/completions")
         self._completions_url = self._endpoint(deployment, "completions")
         self._embeddings_url = self._endpoint(deployment, "embeddings")
@@ -151,6 +154,10 @@ class OpenAICompatibleProvider(HttpProvider):
 
 
 _LIMITS = ("max_tokens", "max_completion_tokens")
+# What a server that refuses unknown fields is not sent: the parameters that
+# only describe the caller or the call (``openai_request.METADATA_PARAMS``),
+# which the translating adapters leave out for their upstreams too.
+CALLER_PARAMS = METADATA_PARAMS - {"model", "messages", "stream"}
 
 
 def _rename_limit(body: JSONDict, name: str) -> None:

@@ -80,7 +80,7 @@ class OpenAICompatibleProvider(HttpProvider):
         out = {**body, "model": self._model}
         if self._limit_name is not None:
             _rename_limit(out, self._limit_name)
-        for name in self._unsent:  # drop_params: what this server refuses
+        for name in self._unsent:  # what this server refuses (drop_params, strict_fields)
             out.pop(name, None)
         messages = body.get("messages")
         if isinstance(messages, list):

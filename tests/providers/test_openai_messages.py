@@ -96,9 +96,9 @@ def test_developer_becomes_system_where_the_upstream_knows_only_that() -> None:
         ({"provider": "openai", "base_url": "https://api.deepseek.com/v1"}, "always", True),
         ({"provider": "openai", "base_url": "https://api.moonshot.ai/v1"}, "always", True),
         ({"provider": "openai", "base_url": "https://api.moonshot.cn/v1"}, "always", True),
-        ({"provider": "openai", "base_url": "https://api.openai.com/v1"}, None, False),
+        ({"provider": "openai", "base_url": "https://api.openai.com/v1"}, "drop", False),
         ({"provider": "openai", "base_url": "http://127.0.0.1:8000/v1"}, None, True),
-        ({"provider": "azure", "base_url": "https://r.openai.azure.com"}, None, False),
+        ({"provider": "azure", "base_url": "https://r.openai.azure.com"}, "drop", False),
         (
             {
                 "provider": "openai",
@@ -149,7 +149,10 @@ def test_only_openai_s_wire_takes_the_settings(setting: str, value: str) -> None
         )
 
 
-def test_openai_s_api_gets_neither_an_edge_s_reasoning_nor_a_changed_role() -> None:
+def test_openai_s_api_gets_no_earlier_reasoning_and_its_own_roles() -> None:
+    """Not an edge's reasoning, nor a chat client's: a conversation failing
+    over from DeepSeek carries its ``reasoning_content``, which OpenAI's
+    models do not read."""
     config = DeploymentConfig.model_validate(
         {"id": "d", "provider": "openai", "model": "gpt-5", "base_url": "https://api.openai.com/v1"}
     )
@@ -160,3 +163,5 @@ def test_openai_s_api_gets_neither_an_edge_s_reasoning_nor_a_changed_role() -> N
     assert sent["messages"] == [developer, USER, CALLED, RESULT]
     assert sent["model"] == "gpt-5"
     assert body["messages"][2] is REASONED  # the pipeline's body is left as it was
+    from_chat = adapter._upstream_body(body, CallContext("r", "public"))
+    assert from_chat["messages"] == [developer, USER, CALLED, RESULT]

@@ -169,8 +169,9 @@ class DeploymentConfig(_Strict):
     # send: it goes where the conversation has it; always: so does " " on every other
     # assistant message (DeepSeek's and Kimi's thinking modes refuse a tool loop without
     # it, Kimi an empty one too); drop: it never goes. Unset: always at api.deepseek.com
-    # and api.moonshot.ai/.cn; elsewhere a chat client's own goes as sent and the other
-    # edges' does not (a server may refuse a field it does not know).
+    # and api.moonshot.ai/.cn, drop at api.openai.com and on Azure (a conversation
+    # failing over from DeepSeek carries it); elsewhere a chat client's own goes as sent
+    # and the other edges' does not (a server may refuse a field it does not know).
     reasoning_history: Literal["send", "always", "drop"] | None = None
     # The name that reasoning goes by with send and always: reasoning_content (the
     # default: DeepSeek, SGLang, llama.cpp) or reasoning (vLLM since 0.16 reads no other).
@@ -235,6 +236,8 @@ class DeploymentConfig(_Strict):
             return self.reasoning_history
         if self.provider == "openai" and self._host in _REASONING_ALWAYS:
             return "always"
+        if self.at_openai or self.provider == "azure":
+            return "drop"  # OpenAI's chat models read no other model's reasoning
         return None
 
     @property

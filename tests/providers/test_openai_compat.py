@@ -427,6 +427,7 @@ def test_openai_s_serving_hints_from_an_edge_reach_openai_s_api_alone() -> None:
         ),
         ({"base_url": "https://api.openai.com/v1", "max_tokens_field": "max_tokens"}, "max_tokens"),
         ({"provider": "azure", "base_url": "https://r.openai.azure.com"}, None),
+        ({"base_url": "https://api.deepseek.com"}, "max_tokens"),  # the only one it documents
     ],
 )
 def test_the_token_limit_goes_by_the_name_the_upstream_takes(

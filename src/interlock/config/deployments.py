@@ -92,6 +92,9 @@ class AwsConfig(_Strict):
 # The APIs whose thinking models refuse a tool loop without each assistant
 # turn's reasoning: DeepSeek's, and Moonshot's (Kimi) on both its hosts.
 _REASONING_ALWAYS = frozenset({"api.deepseek.com", "api.moonshot.ai", "api.moonshot.cn"})
+# The APIs whose token limit is max_tokens alone: Mistral refuses
+# max_completion_tokens, DeepSeek documents no other (and ignores what it does not know).
+_MAX_TOKENS_ONLY = frozenset({"api.mistral.ai", "api.deepseek.com"})
 
 
 class DeploymentConfig(_Strict):
@@ -180,7 +183,8 @@ class DeploymentConfig(_Strict):
     # the client used. max_completion_tokens: OpenAI's reasoning models (gpt-5, o-series)
     # refuse max_tokens, which OpenAI deprecated for every model; max_tokens: for a server
     # that reads no other. Unset: max_completion_tokens at api.openai.com, max_tokens at
-    # api.mistral.ai, as sent elsewhere (set it on an Azure deployment of a reasoning model).
+    # api.mistral.ai and api.deepseek.com, as sent elsewhere (set it on an Azure deployment
+    # of a reasoning model).
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     # OpenAI's wire (openai, azure): the `developer` role. native: as it is; system: as
     # `system`, which OpenAI made it the successor of (DeepSeek refuses `developer`, and
@@ -247,7 +251,9 @@ class DeploymentConfig(_Strict):
             return self.max_tokens_field
         if self.at_openai:
             return "max_completion_tokens"
-        return "max_tokens" if self._at_mistral else None
+        if self.provider == "openai" and self._host in _MAX_TOKENS_ONLY:
+            return "max_tokens"
+        return None
 
     @property
     def refuses_unknown_fields(self) -> bool:

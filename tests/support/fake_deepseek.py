@@ -8,7 +8,10 @@ and the 400s its users meet)::
 ``refuses_max_tokens``: refuse ``max_tokens`` as OpenAI's reasoning models
 (gpt-5, o-series) do, asking for ``max_completion_tokens``.
 ``empty_is_missing``: refuse "" as Moonshot's Kimi (K2.5, K2.6) does, where
-DeepSeek takes it. ``field``: the name it writes and reads a turn's reasoning by,
+DeepSeek takes it. ``fixed_temperature``: refuse any ``temperature`` but the
+one Kimi K2.5 and K2.6 fix, 1 in thinking mode and 0.6 out of it ("invalid
+temperature: only 1 is allowed for this model", the 400 their users meet).
+``field``: the name it writes and reads a turn's reasoning by,
 ``reasoning_content`` (DeepSeek) or ``reasoning`` (as vLLM since 0.16,
 Ollama and OpenRouter write it; vLLM reads no other, though it refuses
 nothing: the fake is as strict under either name, so a test shows the
@@ -55,6 +58,7 @@ def deepseek_app(
     *,
     empty_is_missing: bool = False,
     refuses_max_tokens: bool = False,
+    fixed_temperature: bool = False,
 ) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -66,6 +70,10 @@ def deepseek_app(
                 "Unsupported parameter: 'max_tokens' is not supported with this model. "
                 "Use 'max_completion_tokens' instead."
             )
+        if fixed_temperature and "temperature" in body:
+            fixed = 1 if _thinking(body) else 0.6
+            if body["temperature"] != fixed:
+                refused = f"invalid temperature: only {fixed} is allowed for this model"
         if refused is not None:
             error = {"message": refused, "type": "invalid_request_error", "param": None}
             return web.json_response(

@@ -140,6 +140,13 @@ class DeploymentConfig(_Strict):
     # where nothing is refused by the gateway, they are taken out of what the upstream
     # is sent (a server that refuses fields it does not know).
     drop_params: list[str] = Field(default_factory=list)
+    # Changes to every chat request this deployment sends, as a JSON merge patch
+    # (RFC 7396) over the body in the upstream's own API shape, after the gateway's
+    # translation: objects merge key by key, null takes a key out, anything else
+    # replaces what the client sent (e.g. {temperature: 1} where the model takes no
+    # other, {thinking: {type: disabled}} for DeepSeek's fast mode). Not the model, the
+    # stream, nor the conversation; not embeddings or moderations.
+    body_patch: dict[str, Any] = Field(default_factory=dict)
     # OpenAI's wire: whether the server refuses request fields it does not know (Mistral's
     # 422 extra_forbidden). If so, the fields that only describe the caller (user,
     # metadata, stream_options, prompt_cache_key ...) are left out, as the translating
@@ -328,6 +335,8 @@ class DeploymentConfig(_Strict):
                     f"`{name}` is for OpenAI's wire (provider openai or azure), "
                     f"not provider {self.provider!r}"
                 )
+        if self.body_patch:
+            _check_patch(self.provider, self.body_patch)
         if self.api == "responses" and self.provider not in ("openai", "azure"):
             raise ValueError(
                 f"`api: responses` needs OpenAI's wire (provider openai or azure), "
@@ -339,3 +348,31 @@ class DeploymentConfig(_Strict):
                 f"`{MODEL_NAME}`, not {self.model!r}"
             )
         return self
+
+
+# The providers that send a chat request body of their own.
+_CHAT_WIRES = frozenset({"openai", "azure", "anthropic", "gemini", "bedrock"})
+# What a patch may not set: the model (``model`` names it), the stream (the client
+# asks for one or not) and the conversation, in each API's name for it.
+_UNPATCHED = (
+    "model",
+    "stream",
+    "messages",
+    "input",
+    "contents",
+    "prompt",
+    "system",
+    "systemInstruction",
+    "instructions",
+)
+
+
+def _check_patch(provider: str, patch: dict[str, Any]) -> None:
+    if provider not in _CHAT_WIRES:
+        raise ValueError(f"`body_patch` is for chat upstreams, not provider {provider!r}")
+    for key in _UNPATCHED:
+        if key in patch:
+            raise ValueError(
+                f"`body_patch` cannot set `{key}`: the model, the stream and the "
+                "conversation are the deployment's and the request's own"
+            )

@@ -97,7 +97,7 @@ class AnthropicProvider(HttpProvider):
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         request = chat_request(body, self._model, self._drop)
         result = await self._client.request_json(
-            "POST", self._url, request.body, self._headers(ctx)
+            "POST", self._url, self._patched(request.body), self._headers(ctx)
         )
         with self._shape_checked():
             return completion(result, self._model, request.json_tool, self._counter)
@@ -106,7 +106,7 @@ class AnthropicProvider(HttpProvider):
         request = chat_request(body, self._model, self._drop)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         translator = StreamTranslator(self._model, include_usage, request.json_tool, self._counter)
-        upstream = {**request.body, "stream": True}
+        upstream = {**self._patched(request.body), "stream": True}
         events = self._client.stream_sse(self._url, upstream, self._headers(ctx))
         async with aclosing(events):  # closing at message_stop keeps the connection pooled
             async for event in events:

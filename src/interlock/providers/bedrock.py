@@ -205,7 +205,7 @@ class BedrockProvider(HttpProvider):
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         request = await self._request(body)
-        data = orjson.dumps(request.body)
+        data = orjson.dumps(self._patched(request.body))
         headers = await self._headers_for(self._converse_url, data, ctx)
         response = await self._client.request_json("POST", self._converse_url, data, headers)
         with self._shape_checked():
@@ -215,7 +215,7 @@ class BedrockProvider(HttpProvider):
         request = await self._request(body)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         chunks = ChunkStream(self._model, request.json_tool, include_usage, self._counter)
-        data = orjson.dumps(request.body)
+        data = orjson.dumps(self._patched(request.body))
         headers = await self._headers_for(self._stream_url, data, ctx)
         frames = _Frames(self.deployment_id)
         received = self._client.stream_bytes(self._stream_url, data, headers)

@@ -131,7 +131,7 @@ class GeminiProvider(HttpProvider):
 
     async def _request(self, body: JSONDict) -> JSONDict:
         body = checked_params(body, "gemini", SUPPORTED_PARAMS, self._drop)
-        return chat_request(await self._images.inline(body))
+        return self._patched(chat_request(await self._images.inline(body)))
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         request = await self._request(body)

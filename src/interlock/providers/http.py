@@ -38,7 +38,8 @@ from interlock.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from interlock.providers.base import CallContext, Provider
+from interlock.providers.base import CallContext, JSONDict, Provider
+from interlock.providers.body_patch import merge_patch
 from interlock.providers.h1 import (
     ConnectionPool,
     H1Broken,
@@ -419,6 +420,7 @@ class HttpProvider(Provider):
         """Reads the proxy variables from the environment now, once (at start).
         ``redactor``: the gateway's; by default, one for this deployment's secrets."""
         self.deployment_id = deployment.id
+        self._patch = deployment.body_patch
         try:
             proxies = ProxyRules.for_deployment(deployment, os.environ)
         except ValueError as exc:
@@ -444,6 +446,11 @@ class HttpProvider(Provider):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def _patched(self, body: JSONDict) -> JSONDict:
+        """A chat request's body as it goes, with the operator's ``body_patch``
+        (``body_patch.py``) applied last: the operator's word is final."""
+        return merge_patch(body, self._patch) if self._patch else body
 
     @staticmethod
     def _headers(ctx: CallContext) -> dict[str, str]:

@@ -104,6 +104,7 @@ class OpenAICompatibleProvider(HttpProvider):
             url, upstream = self._chat_url, self._upstream_body(body, ctx)
         upstream.pop("stream", None)
         upstream.pop("stream_options", None)
+        upstream = self._patched(upstream)
         result = self._expect_object(
             await self._client.request_json("POST", url, upstream, self._headers(ctx)), "choices"
         )
@@ -115,6 +116,7 @@ class OpenAICompatibleProvider(HttpProvider):
             url, upstream = self._completions_url, completions_body(body, self._model)
         else:
             url, upstream = self._chat_url, self._upstream_body(body, ctx)
+        upstream = self._patched(upstream)
         upstream["stream"] = True
         events = self._client.stream_sse(url, upstream, self._headers(ctx))
         async with aclosing(events):  # closing at [DONE] keeps the connection pooled

@@ -37,7 +37,9 @@ class OpenAIResponsesProvider(OpenAICompatibleProvider):
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
         if LEGACY_COMPLETION in body:  # sent to this upstream's /completions
             return await super().chat(body, ctx)
-        upstream = responses_body(body, self._model, self._drop, searches=self._searches)
+        upstream = self._patched(
+            responses_body(body, self._model, self._drop, searches=self._searches)
+        )
         result = await self._client.request_json(
             "POST", self._responses_url, upstream, self._headers(ctx)
         )
@@ -50,7 +52,9 @@ class OpenAIResponsesProvider(OpenAICompatibleProvider):
         return self._stream_response(body, ctx)
 
     async def _stream_response(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
-        upstream = responses_body(body, self._model, self._drop, searches=self._searches)
+        upstream = self._patched(
+            responses_body(body, self._model, self._drop, searches=self._searches)
+        )
         # Each delta's ``obfuscation`` padding is for browsers; a server needs none.
         upstream.update(stream=True, stream_options={"include_obfuscation": False})
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

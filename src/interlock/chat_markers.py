@@ -24,6 +24,7 @@ __all__ = [
     "ANTHROPIC_TOOLS",
     "BODY_MARKERS",
     "CONTENT_BLOCKS",
+    "DEFERRED_TOOLS",
     "HOSTED_WEB_SEARCH",
     "LEGACY_COMPLETION",
     "NATIVE_HINTS",
@@ -34,6 +35,7 @@ __all__ = [
     "REASONING_SUMMARY",
     "SAID_BY_CHAT",
     "TOOL_HINTS",
+    "TOOL_REFERENCES",
     "cached_prompt_tokens",
     "cached_search",
     "is_openai_reasoning",
@@ -86,6 +88,15 @@ REASONING_SUMMARY = "reasoning_summary"
 # user messages left empty (``prompt_token_ids``); ``score_only``: the client's
 # ``max_tokens: 0`` with ``echo`` (the chat body asks for one token).
 LEGACY_COMPLETION = "legacy_completion"
+# Anthropic's tool search (Claude Code's ToolSearch over deferred MCP tools): a
+# tool with ``defer_loading`` is loaded for the model only once a tool result
+# names it in a ``tool_reference`` block. On a ``tool`` message, the tools its
+# result referenced, by name, in order (an Anthropic deployment is sent the
+# blocks again); on the body, true where a tool is deferred or a result
+# references one. Every other upstream is sent the tools the conversation
+# loaded so far, the references as text (``pipeline/deferred_tools.py``).
+TOOL_REFERENCES = "tool_references"
+DEFERRED_TOOLS = "deferred_tools"
 # Every top-level marker an OpenAI-compatible upstream must not receive.
 BODY_MARKERS = frozenset(
     {
@@ -94,6 +105,7 @@ BODY_MARKERS = frozenset(
         ANTHROPIC_TOOLS,
         HOSTED_WEB_SEARCH,
         REASONING_SUMMARY,
+        DEFERRED_TOOLS,
         *NATIVE_HINTS,
     }
 )

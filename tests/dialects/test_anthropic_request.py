@@ -444,3 +444,48 @@ def test_a_turn_of_plain_blocks_has_no_written_blocks() -> None:
         ]
     )
     assert "content_blocks" not in body["messages"][1]
+
+
+def test_a_tool_search_s_references_ride_on_its_tool_message() -> None:
+    search = {**WEATHER, "name": "ToolSearch"}
+    deferred = {**WEATHER, "defer_loading": True}
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "t1",
+                    "content": [
+                        {"type": "text", "text": "Found one."},
+                        {"type": "tool_reference", "tool_name": "get_weather"},
+                    ],
+                }
+            ],
+        },
+    ]
+    body = _body(messages=messages, tools=[search, deferred])
+    assert body["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": "t1",
+        "content": "Found one.",
+        "tool_references": ["get_weather"],
+    }
+    assert body["deferred_tools"] is True
+    assert body["tools"][1]["defer_loading"] is True  # for Anthropic upstreams
+
+
+def test_no_tool_search_no_marker() -> None:
+    assert "deferred_tools" not in _body(tools=[WEATHER])
+
+
+def test_a_reference_outside_a_tool_result_is_refused() -> None:
+    reference = {"type": "tool_reference", "tool_name": "get_weather"}
+    with pytest.raises(InvalidRequest) as refused:
+        _body(messages=[{"role": "user", "content": [reference]}])
+    assert refused.value.param == "messages[0].content[0].type"

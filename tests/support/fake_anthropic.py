@@ -24,7 +24,11 @@ result with ``pause_turn``). Its schema-less client tools (``bash_20250124``,
 ``text_editor_...``, each under the name its version must have) are called
 with ``{"command": "ls"}`` and a ``view`` of ``/``. With thinking on, a signed thinking
 block comes first. Any ``cache_control`` marker reports 100 cache-read and 50
-cache-write tokens.
+cache-write tokens. Tool search as Anthropic runs it: a tool with
+``defer_loading`` is not called until a tool result's ``tool_reference``
+block loads it (a reference to a tool not in ``tools`` is the 400 "Tool
+reference 'X' not found in available tools"; every tool deferred, a 400); a
+result's references read as "loaded <name>".
 """
 
 from __future__ import annotations
@@ -146,6 +150,11 @@ def _validate(body: Any) -> None:
     choice = body.get("tool_choice") or {"type": "auto"}
     if choice.get("type") == "tool" and choice.get("name") not in {t["name"] for t in tools}:
         raise Invalid("tool_choice: names a tool that is not in tools")
+    if tools and all(tool.get("defer_loading") for tool in tools):
+        raise Invalid("tools: at least one tool must not be deferred (defer_loading)")
+    for name in _referenced(messages):
+        if name not in {t.get("name") for t in tools}:
+            raise Invalid(f"Tool reference '{name}' not found in available tools")
     previous: list[Block] = []
     for i, message in enumerate(messages):
         blocks = _blocks(message, i, last=i == len(messages) - 1)
@@ -200,7 +209,23 @@ def _blocks(message: Any, i: int, last: bool) -> list[Block]:
             _check_image(block.get("source") or {}, f"messages.{i}.content.{j}")
         if block.get("type") == "document":
             _check_document(block.get("source") or {}, f"messages.{i}.content.{j}")
+        if block.get("type") == "tool_reference":
+            raise Invalid(
+                f"messages.{i}.content.{j}: tool_reference blocks belong in a tool_result"
+            )
     return content
+
+
+def _referenced(messages: list[Any]) -> list[str]:
+    """The tools the conversation's tool results loaded (tool search)."""
+    names = []
+    for message in messages:
+        for block in _content_blocks(message):
+            content = block.get("content") if block.get("type") == "tool_result" else None
+            for part in content if isinstance(content, list) else ():
+                if part.get("type") == "tool_reference":
+                    names.append(part.get("tool_name"))
+    return names
 
 
 def _check_document(source: Block, where: str) -> None:
@@ -293,7 +318,10 @@ def _answer(body: Block) -> tuple[list[Block], str]:
     messages = body["messages"]
     last = _content_blocks(messages[-1]) if messages[-1]["role"] == "user" else []
     results = [b for b in last if b.get("type") == "tool_result"]
-    tools = body.get("tools") or []
+    loaded = set(_referenced(messages))
+    tools = [
+        t for t in body.get("tools") or [] if not t.get("defer_loading") or t["name"] in loaded
+    ]
     choice = body.get("tool_choice") or {"type": "auto"}
     blocks: list[Block] = []
     if _thinking_on(body):
@@ -380,7 +408,9 @@ def _example(schema: Any) -> Any:
 def _result_text(result: Block) -> str:
     content = result.get("content", "")
     if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content if b.get("type") == "text")
+        said = [b.get("text", "") for b in content if b.get("type") == "text"]
+        loaded = [f"loaded {b['tool_name']}" for b in content if b.get("type") == "tool_reference"]
+        return "".join(said) + ", ".join(loaded)
     return str(content)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
 
-from interlock.chat_markers import ANTHROPIC_TOOLS, LEGACY_COMPLETION
+from interlock.chat_markers import ANTHROPIC_TOOLS, DEFERRED_TOOLS, LEGACY_COMPLETION
 from interlock.errors import InvalidRequest, ProviderError, UpstreamTimeout
 from interlock.pipeline.call import ModelCall
 from interlock.pipeline.context_edits import apply_context_edits
@@ -34,6 +34,7 @@ from interlock.pipeline.custom_tools import (
     as_functions,
     uses_custom_tools,
 )
+from interlock.pipeline.deferred_tools import loaded_tools
 from interlock.pipeline.price_book import PriceBook
 from interlock.pipeline.pricing import Price, usage_cost
 from interlock.pipeline.request import JSONDict, Operation
@@ -152,6 +153,8 @@ def _for_upstream(provider: Provider, body: JSONDict) -> tuple[JSONDict, _Upstre
         body = {k: v for k, v in body.items() if k != LEGACY_COMPLETION}  # asked through chat
     if body.get("context_management") is not None and not provider.takes_context_management:
         body = apply_context_edits(body)
+    if body.get(DEFERRED_TOOLS) and not provider.takes_deferred_tools:
+        body = loaded_tools(body)
     one_call = body.get("parallel_tool_calls") is False and not provider.limits_parallel_calls
     if one_call:
         body = {k: v for k, v in body.items() if k != "parallel_tool_calls"}

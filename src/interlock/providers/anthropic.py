@@ -66,6 +66,7 @@ _ERROR_STATUSES = {
 class AnthropicProvider(HttpProvider):
     provider_name = "anthropic"
     takes_context_management = True
+    takes_deferred_tools = True
     takes_anthropic_tools = True
     takes_web_search_options = True
     runs_hosted_web_search = True

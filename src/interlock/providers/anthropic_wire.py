@@ -28,6 +28,7 @@ from interlock.chat_markers import (
     HOSTED_WEB_SEARCH,
     NATIVE_HINTS,
     SAID_BY_CHAT,
+    TOOL_REFERENCES,
     cached_search,
     is_openai_reasoning,
     still_said,
@@ -425,6 +426,12 @@ def _tool_result(message: JSONDict, param: str) -> JSONDict:
         blocks = _parts(content, param, False)  # text parts, cache markers kept
         if blocks:
             result["content"] = blocks
+    references = message.get(TOOL_REFERENCES)
+    if references:  # the deferred tools a tool search loaded (the Messages edge's)
+        said = result.get("content")
+        blocks = [{"type": "text", "text": said}] if isinstance(said, str) else said or []
+        loaded = [{"type": "tool_reference", "tool_name": name} for name in references]
+        result["content"] = [*blocks, *loaded]
     return result
 
 

@@ -78,6 +78,10 @@ class Provider(ABC):
     # True when the upstream applies Anthropic's ``context_management`` edits
     # itself; otherwise the pipeline applies them (``pipeline/context_edits.py``).
     takes_context_management: bool = False
+    # True when the upstream loads deferred tools itself (Anthropic's tool search:
+    # ``defer_loading``, ``tool_reference`` blocks); otherwise the pipeline offers the
+    # tools loaded so far (``pipeline/deferred_tools.py``).
+    takes_deferred_tools: bool = False
     # False when the upstream cannot be told ``parallel_tool_calls: false``;
     # the pipeline then keeps each turn's first call alone (``pipeline/single_call.py``).
     limits_parallel_calls: bool = True

@@ -13,7 +13,13 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from interlock.chat_markers import BODY_MARKERS, CONTENT_BLOCKS, LEGACY_COMPLETION, TOOL_HINTS
+from interlock.chat_markers import (
+    BODY_MARKERS,
+    CONTENT_BLOCKS,
+    LEGACY_COMPLETION,
+    TOOL_HINTS,
+    TOOL_REFERENCES,
+)
 from interlock.config import DeploymentConfig
 from interlock.errors import UpstreamProtocolError
 from interlock.providers.base import CallContext, JSONDict
@@ -174,7 +180,7 @@ def _rename_limit(body: JSONDict, name: str) -> None:
 # On a tool, or on a message part: what only Anthropic upstreams read.
 _TOOL_MARKERS = frozenset({"cache_control", *TOOL_HINTS})
 # On a message: the same, and the turn's blocks as Anthropic wrote them.
-_MESSAGE_MARKERS = frozenset({"thinking_blocks", "cache_control", CONTENT_BLOCKS})
+_MESSAGE_MARKERS = frozenset({"thinking_blocks", "cache_control", CONTENT_BLOCKS, TOOL_REFERENCES})
 
 
 def without_edge_markers(body: JSONDict) -> JSONDict:

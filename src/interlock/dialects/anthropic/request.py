@@ -55,7 +55,14 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from interlock.chat_markers import ANTHROPIC_TOOLS, CONTENT_BLOCKS, NATIVE_HINTS, TOOL_HINTS
+from interlock.chat_markers import (
+    ANTHROPIC_TOOLS,
+    CONTENT_BLOCKS,
+    DEFERRED_TOOLS,
+    NATIVE_HINTS,
+    TOOL_HINTS,
+    TOOL_REFERENCES,
+)
 from interlock.dialects.anthropic.schemas import (
     AnthropicTool,
     CacheControl,
@@ -75,6 +82,7 @@ from interlock.dialects.anthropic.schemas import (
     ToolChoice,
     ToolChoiceNone,
     ToolChoiceTool,
+    ToolReferenceBlock,
     ToolResultBlock,
     ToolUseBlock,
 )
@@ -104,6 +112,8 @@ def chat_body(request: CountTokensRequest) -> JSONDict:
             body[ANTHROPIC_TOOLS] = [tool.model_dump(exclude_none=True) for tool in native]
     if request.tool_choice is not None:
         _add_tool_choice(body, request.tool_choice)
+    if _searches_tools(request, body["messages"]):
+        body[DEFERRED_TOOLS] = True
     thinking = request.thinking
     if thinking is not None and thinking.type != "disabled":
         body["thinking"] = thinking.model_dump(exclude_none=True)
@@ -115,6 +125,14 @@ def chat_body(request: CountTokensRequest) -> JSONDict:
     if isinstance(request, MessagesRequest):
         _add_sampling(body, request)
     return body
+
+
+def _searches_tools(request: CountTokensRequest, messages: list[JSONDict]) -> bool:
+    """Whether a tool is deferred or a result references one (tool search)."""
+    tools = request.tools or ()
+    if any(isinstance(tool, Tool) and tool.defer_loading for tool in tools):
+        return True
+    return any(TOOL_REFERENCES in message for message in messages)
 
 
 def _add_output_config(body: JSONDict, config: OutputConfig) -> None:
@@ -259,12 +277,15 @@ def _tool_result(block: ToolResultBlock) -> tuple[JSONDict, list[JSONDict]]:
     content = block.content
     texts: list[TextBlock] = []
     images: list[JSONDict] = []
+    references: list[str] = []
     if isinstance(content, str):
         texts.append(TextBlock(type="text", text=content))
     elif content:
         for part in content:
             if isinstance(part, TextBlock):
                 texts.append(part)
+            elif isinstance(part, ToolReferenceBlock):
+                references.append(part.tool_name)
             elif isinstance(part, DocumentBlock):
                 images += _document_parts(part)
             else:
@@ -273,6 +294,8 @@ def _tool_result(block: ToolResultBlock) -> tuple[JSONDict, list[JSONDict]]:
         texts.insert(0, TextBlock(type="text", text=ERROR_PREFIX))
     message: JSONDict = {"role": "tool", "tool_call_id": block.tool_use_id}
     message["content"] = _text_content(texts) if texts else ""
+    if references:
+        message[TOOL_REFERENCES] = references
     if block.cache_control is not None:
         message["cache_control"] = _marker(block.cache_control)
     return message, images

@@ -60,6 +60,7 @@ __all__ = [
     "ToolChoiceAuto",
     "ToolChoiceNone",
     "ToolChoiceTool",
+    "ToolReferenceBlock",
     "ToolResultBlock",
     "ToolUseBlock",
     "URLSource",
@@ -158,7 +159,18 @@ class ToolUseBlock(_Closed):
     toolset_name: str | None = None
 
 
-_ResultPart = Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="type")]
+class ToolReferenceBlock(_Closed):
+    """In a tool's result: a deferred tool (``defer_loading``) it loads for the
+    model, by name (Anthropic's tool search; Claude Code's ToolSearch)."""
+
+    type: Literal["tool_reference"]
+    tool_name: str = Field(min_length=1, max_length=128)
+    cache_control: CacheControl | None = None
+
+
+_ResultPart = Annotated[
+    TextBlock | ImageBlock | DocumentBlock | ToolReferenceBlock, Field(discriminator="type")
+]
 
 
 class ToolResultBlock(_Closed):

@@ -489,3 +489,48 @@ def test_a_reference_outside_a_tool_result_is_refused() -> None:
     with pytest.raises(InvalidRequest) as refused:
         _body(messages=[{"role": "user", "content": [reference]}])
     assert refused.value.param == "messages[0].content[0].type"
+
+
+SEARCHED = {
+    "type": "search_result",
+    "source": "https://docs.example.com/rain",
+    "title": "Rain",
+    "content": [{"type": "text", "text": "It rains."}, {"type": "text", "text": "Often."}],
+}
+
+
+def test_search_results_are_read_as_text_in_a_turn_and_in_a_tool_result() -> None:
+    said = "Search result: Rain\nSource: https://docs.example.com/rain\nIt rains.\nOften."
+    turn = [{"role": "user", "content": [{"type": "text", "text": "Rain?"}, SEARCHED]}]
+    assert _body(messages=turn)["messages"] == [{"role": "user", "content": f"Rain?\n\n{said}"}]
+    messages = [
+        {"role": "user", "content": "Search."},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "search", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "t1",
+                    "content": [SEARCHED, {**SEARCHED, "cache_control": EPHEMERAL}],
+                }
+            ],
+        },
+    ]
+    [result] = _body(messages=messages)["messages"][2:]
+    assert result["content"] == [
+        {"type": "text", "text": said},
+        {"type": "text", "text": f"\n\n{said}", "cache_control": EPHEMERAL},
+    ]
+
+
+def test_a_search_result_s_citations_turn_off_only() -> None:
+    cited = {**SEARCHED, "citations": {"enabled": True}}
+    with pytest.raises(InvalidRequest) as refused:
+        _body(messages=[{"role": "user", "content": [cited]}])
+    assert "only Anthropic answers cite search results" in str(refused.value)
+    plain = {**SEARCHED, "citations": {"enabled": False}}
+    assert _body(messages=[{"role": "user", "content": [plain]}])["messages"][0]["content"]

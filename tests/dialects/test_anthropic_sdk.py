@@ -348,6 +348,31 @@ def test_a_document_in_a_tool_result_and_a_text_document(
     assert result["type"] == "tool_result" and document == text_document
 
 
+@pytest.mark.parametrize("model", EVERY)
+def test_search_results_in_a_tool_result_reach_every_model(
+    client: anthropic.Anthropic, model: str
+) -> None:
+    """A retrieval tool answers with search results (Anthropic's RAG blocks)."""
+    found: Any = {
+        "type": "search_result",
+        "source": "https://docs.example.com/rain",
+        "title": "Rain in Paris",
+        "content": [{"type": "text", "text": "It rains in Paris."}],
+    }
+    first = client.messages.create(
+        model=model, max_tokens=256, messages=ASK_WEATHER, tools=[WEATHER]
+    )
+    [call] = [block for block in first.content if block.type == "tool_use"]
+    result: Any = {"type": "tool_result", "tool_use_id": call.id, "content": [found]}
+    messages: Any = [
+        *ASK_WEATHER,
+        {"role": "assistant", "content": first.content},
+        {"role": "user", "content": [result]},
+    ]
+    answer = client.messages.create(model=model, max_tokens=256, messages=messages, tools=[WEATHER])
+    assert "It rains in Paris." in answer.content[-1].text
+
+
 def test_documents_the_gateway_cannot_translate_are_named(client: anthropic.Anthropic) -> None:
     source = {"type": "base64", "media_type": "application/pdf", "data": "JVBERg=="}
     cited: Any = {"type": "document", "source": source, "citations": {"enabled": True}}

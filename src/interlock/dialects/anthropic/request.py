@@ -74,6 +74,7 @@ from interlock.dialects.anthropic.schemas import (
     OutputConfig,
     PlainTextSource,
     RedactedThinkingBlock,
+    SearchResultBlock,
     ServerBlock,
     TextBlock,
     Thinking,
@@ -216,6 +217,8 @@ def _user(message: Message) -> list[JSONDict]:
             parts.append(_image_part(block))
         elif isinstance(block, DocumentBlock):
             parts += _document_parts(block)
+        elif isinstance(block, SearchResultBlock):
+            parts.append(_text_part(_search_result(block, after=bool(parts))))
         # thinking and tool_use blocks belong to assistant turns; Anthropic
         # ignores them in a user turn, and so does the translation
     if parts:
@@ -286,6 +289,8 @@ def _tool_result(block: ToolResultBlock) -> tuple[JSONDict, list[JSONDict]]:
                 texts.append(part)
             elif isinstance(part, ToolReferenceBlock):
                 references.append(part.tool_name)
+            elif isinstance(part, SearchResultBlock):
+                texts.append(_search_result(part, after=bool(texts)))
             elif isinstance(part, DocumentBlock):
                 images += _document_parts(part)
             else:
@@ -299,6 +304,17 @@ def _tool_result(block: ToolResultBlock) -> tuple[JSONDict, list[JSONDict]]:
     if block.cache_control is not None:
         message["cache_control"] = _marker(block.cache_control)
     return message, images
+
+
+def _search_result(block: SearchResultBlock, after: bool) -> TextBlock:
+    """A search result as the text a model reads: its title, where it came
+    from, then its text (its cache marker kept); ``after`` other content, a
+    blank line first (text blocks are joined as they are)."""
+    said = "\n".join(part.text for part in block.content)
+    text = f"Search result: {block.title}\nSource: {block.source}\n{said}"
+    if after:
+        text = "\n\n" + text
+    return TextBlock(type="text", text=text, cache_control=block.cache_control)
 
 
 def _text_content(blocks: list[TextBlock]) -> str | list[JSONDict]:

@@ -50,6 +50,7 @@ __all__ = [
     "OutputFormat",
     "PlainTextSource",
     "RedactedThinkingBlock",
+    "SearchResultBlock",
     "ServerBlock",
     "TextBlock",
     "Thinking",
@@ -136,14 +137,37 @@ class DocumentBlock(_Closed):
     @field_validator("citations")
     @classmethod
     def _no_citations(cls, value: Citations | None) -> Citations | None:
-        if value is not None and value.enabled:
-            raise PydanticCustomError(
-                "unsupported_citations",
-                "citations cannot be turned on through this gateway: only Anthropic "
-                "answers cite a document's passages",
-                {},
-            )
-        return value
+        return _citations_off(value, "a document's passages")
+
+
+class SearchResultBlock(_Closed):
+    """A search result (answers grounded in a retrieval's results), in a user
+    turn or a tool's result: its text, where it came from, its title. Every
+    upstream reads it as text; ``citations`` (an answer citing it) is turned
+    off only, as a document's."""
+
+    type: Literal["search_result"]
+    source: str = Field(min_length=1)
+    title: str
+    content: list[TextBlock] = Field(min_length=1)
+    citations: Citations | None = None
+    cache_control: CacheControl | None = None
+
+    @field_validator("citations")
+    @classmethod
+    def _no_citations(cls, value: Citations | None) -> Citations | None:
+        return _citations_off(value, "search results")
+
+
+def _citations_off(value: Citations | None, cited: str) -> Citations | None:
+    if value is not None and value.enabled:
+        raise PydanticCustomError(
+            "unsupported_citations",
+            f"citations cannot be turned on through this gateway: only Anthropic "
+            f"answers cite {cited}",
+            {},
+        )
+    return value
 
 
 class ToolUseBlock(_Closed):
@@ -169,7 +193,8 @@ class ToolReferenceBlock(_Closed):
 
 
 _ResultPart = Annotated[
-    TextBlock | ImageBlock | DocumentBlock | ToolReferenceBlock, Field(discriminator="type")
+    TextBlock | ImageBlock | DocumentBlock | SearchResultBlock | ToolReferenceBlock,
+    Field(discriminator="type"),
 ]
 
 
@@ -210,7 +235,16 @@ class ServerBlock(BaseModel):
 
 
 _BLOCK_TAGS = frozenset(
-    ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking")
+    (
+        "text",
+        "image",
+        "document",
+        "search_result",
+        "tool_use",
+        "tool_result",
+        "thinking",
+        "redacted_thinking",
+    )
 )
 
 
@@ -225,6 +259,7 @@ Block = Annotated[
     Annotated[TextBlock, Tag("text")]
     | Annotated[ImageBlock, Tag("image")]
     | Annotated[DocumentBlock, Tag("document")]
+    | Annotated[SearchResultBlock, Tag("search_result")]
     | Annotated[ToolUseBlock, Tag("tool_use")]
     | Annotated[ToolResultBlock, Tag("tool_result")]
     | Annotated[ThinkingBlock, Tag("thinking")]

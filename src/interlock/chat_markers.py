@@ -26,6 +26,7 @@ __all__ = [
     "CONTENT_BLOCKS",
     "DEFERRED_TOOLS",
     "HOSTED_WEB_SEARCH",
+    "IMAGE_TRANSFORMATIONS",
     "LEGACY_COMPLETION",
     "NATIVE_HINTS",
     "OFFLINE",
@@ -96,6 +97,9 @@ LEGACY_COMPLETION = "legacy_completion"
 # references one. Every other upstream is sent the tools the conversation
 # loaded so far, the references as text (``pipeline/deferred_tools.py``).
 TOOL_REFERENCES = "tool_references"
+# On an image part: what Anthropic does to the image before its model sees it
+# (``oversized_image``: downsize or error), for Anthropic upstreams alone.
+IMAGE_TRANSFORMATIONS = "transformations"
 DEFERRED_TOOLS = "deferred_tools"
 # Every top-level marker an OpenAI-compatible upstream must not receive.
 BODY_MARKERS = frozenset(

@@ -290,6 +290,30 @@ def test_an_image_block_reaches_the_model(client: anthropic.Anthropic, model: st
     assert _text(answer.content) == f"I see a image/png image of {len(image)} bytes"
 
 
+def test_an_image_s_transformations_reach_anthropic_upstreams_alone(
+    client: anthropic.Anthropic,
+    upstream_requests: list[dict[str, Any]],
+    azure_requests: list[dict[str, Any]],
+) -> None:
+    source = {
+        "type": "base64",
+        "media_type": "image/png",
+        "data": base64.b64encode(_png(4, 4)).decode(),
+    }
+    image: Any = {
+        "type": "image",
+        "source": source,
+        "transformations": {"oversized_image": "error"},
+    }
+    messages: Any = [{"role": "user", "content": [image, {"type": "text", "text": "What?"}]}]
+    for model in ("claude", "azure"):
+        client.messages.create(model=model, max_tokens=256, messages=messages)
+    [sent, _] = upstream_requests[-1]["body"]["messages"][0]["content"]
+    assert sent == image
+    [part, _] = azure_requests[-1]["body"]["messages"][0]["content"]
+    assert part["type"] == "image_url" and "transformations" not in part
+
+
 # A minimal PDF: what the upstreams are sent is these bytes, whatever they hold.
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 

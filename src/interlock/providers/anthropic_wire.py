@@ -26,6 +26,7 @@ from interlock.chat_markers import (
     ANTHROPIC_TOOLS,
     CONTENT_BLOCKS,
     HOSTED_WEB_SEARCH,
+    IMAGE_TRANSFORMATIONS,
     NATIVE_HINTS,
     SAID_BY_CHAT,
     TOOL_REFERENCES,
@@ -344,6 +345,8 @@ def _parts(content: Any, param: str, images: bool) -> list[JSONDict]:
             )
         if isinstance(part.get("cache_control"), dict):
             block["cache_control"] = part["cache_control"]
+        if kind == "image_url" and isinstance(part.get(IMAGE_TRANSFORMATIONS), dict):
+            block["transformations"] = part[IMAGE_TRANSFORMATIONS]
         blocks.append(block)
     return blocks
 

@@ -16,6 +16,7 @@ from typing import Any
 from interlock.chat_markers import (
     BODY_MARKERS,
     CONTENT_BLOCKS,
+    IMAGE_TRANSFORMATIONS,
     LEGACY_COMPLETION,
     TOOL_HINTS,
     TOOL_REFERENCES,
@@ -178,7 +179,7 @@ def _rename_limit(body: JSONDict, name: str) -> None:
 
 
 # On a tool, or on a message part: what only Anthropic upstreams read.
-_TOOL_MARKERS = frozenset({"cache_control", *TOOL_HINTS})
+_TOOL_MARKERS = frozenset({"cache_control", IMAGE_TRANSFORMATIONS, *TOOL_HINTS})
 # On a message: the same, and the turn's blocks as Anthropic wrote them.
 _MESSAGE_MARKERS = frozenset({"thinking_blocks", "cache_control", CONTENT_BLOCKS, TOOL_REFERENCES})
 
@@ -213,7 +214,7 @@ def _marked(body: JSONDict) -> bool:
                 return True
             content = message.get("content")
             if isinstance(content, list) and any(
-                isinstance(part, dict) and "cache_control" in part for part in content
+                isinstance(part, dict) and not _TOOL_MARKERS.isdisjoint(part) for part in content
             ):
                 return True
     tools = body.get("tools") or ()

@@ -59,6 +59,7 @@ from interlock.chat_markers import (
     ANTHROPIC_TOOLS,
     CONTENT_BLOCKS,
     DEFERRED_TOOLS,
+    IMAGE_TRANSFORMATIONS,
     NATIVE_HINTS,
     TOOL_HINTS,
     TOOL_REFERENCES,
@@ -341,7 +342,10 @@ def _image_part(block: ImageBlock) -> JSONDict:
         url = f"data:{source.media_type};base64,{source.data}"
     else:
         url = source.url
-    return _marked({"type": "image_url", "image_url": {"url": url}}, block.cache_control)
+    part: JSONDict = {"type": "image_url", "image_url": {"url": url}}
+    if block.transformations is not None:  # a hint, for Anthropic upstreams
+        part[IMAGE_TRANSFORMATIONS] = block.transformations.model_dump(exclude_none=True)
+    return _marked(part, block.cache_control)
 
 
 def _document_parts(block: DocumentBlock) -> list[JSONDict]:

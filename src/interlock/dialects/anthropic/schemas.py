@@ -100,10 +100,19 @@ class URLSource(_Closed):
     url: str = Field(pattern=r"^https?://")
 
 
+class ImageTransformations(_Closed):
+    # Past the model's largest image size: Anthropic scales it down (the default),
+    # or refuses it naming the sizes.
+    oversized_image: Literal["downsize", "error"] | None = None
+
+
 class ImageBlock(_Closed):
     type: Literal["image"]
     source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
     cache_control: CacheControl | None = None
+    # What Anthropic does to the image before the model sees it: an Anthropic
+    # deployment is sent it, other upstreams size images their own way.
+    transformations: ImageTransformations | None = None
 
 
 class PDFSource(_Closed):

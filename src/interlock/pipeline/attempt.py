@@ -138,8 +138,9 @@ class _UpstreamShape:
 
 def _for_upstream(provider: Provider, body: JSONDict) -> tuple[JSONDict, _UpstreamShape]:
     """A chat body as ``provider`` takes it: Anthropic's context edits applied,
-    custom tools as functions and ``parallel_tool_calls: false`` held by the
-    gateway, where the upstream does none of it itself."""
+    its deferred tools loaded as a tool search would have, custom tools as
+    functions and ``parallel_tool_calls: false`` held by the gateway, where
+    the upstream does none of it itself."""
     if body.get(ANTHROPIC_TOOLS) and not provider.takes_anthropic_tools:
         # Routing left such deployments out; this one was forced (a header).
         why = f"deployment `{provider.deployment_id}` is not one"

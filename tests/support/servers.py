@@ -217,6 +217,15 @@ class InProcessGateway:
         # Signals can only be handled on the main thread; uvicorn knows.
         asyncio.run(self.server.serve())
 
+    # Longer than the gateway's own shutdown bounds add up to: the usage ledger's
+    # last flush alone may retry for 10 s (a SQLite file whose write lock others
+    # hold on a starved machine), after the batch worker's stop (5 s and more).
+    # Joined for less, a test went on while the shutdown was still within its
+    # bounds, and its connections read as leaked (a flake under CPU load).
+    _SHUTDOWN_S = 60.0
+
     def close(self) -> None:
         self.server.should_exit = True
-        self._thread.join(10)
+        self._thread.join(self._SHUTDOWN_S)
+        if self._thread.is_alive():
+            raise RuntimeError(f"in-process gateway did not stop within {self._SHUTDOWN_S} s")

@@ -21,6 +21,7 @@ from tests.conftest import TEST_KEY
 from tests.support.fake_anthropic import anthropic_app
 from tests.support.fake_azure import azure_app
 from tests.support.fake_bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, bedrock_app
+from tests.support.fake_completions import BASE_MODEL, completions_app
 from tests.support.fake_deepseek import MODEL, deepseek_app
 from tests.support.fake_gemini import gemini_app
 from tests.support.fake_responses import responses_app
@@ -29,7 +30,7 @@ from tests.support.servers import FakeUpstream, GatewayProcess
 ASK: Any = [{"role": "user", "content": "Say hello."}]
 FAST = {"thinking": {"type": "disabled"}}
 # What every fake was sent, by its name.
-FAKES = ("deepseek", "kimi", "anthropic", "gemini", "bedrock", "responses", "azure")
+FAKES = ("deepseek", "kimi", "anthropic", "gemini", "bedrock", "responses", "azure", "base")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,7 @@ def gateway(
             "bedrock": bedrock_app(sent["bedrock"]),
             "responses": responses_app(sent["responses"]),
             "azure": azure_app(sent["azure"]),
+            "base": completions_app(sent["base"]),
         }
         url = {}
         for name, app in apps.items():
@@ -112,6 +114,14 @@ def gateway(
                 api_key="test",
                 base_url=url["azure"],
                 body_patch={"temperature": 0.25},
+            ),
+            # A base model on vLLM: a legacy completion goes to its own /completions.
+            _deployment(
+                "base",
+                provider="openai",
+                model=BASE_MODEL,
+                base_url=url["base"] + "/v1",
+                body_patch={"temperature": 0, "repetition_penalty": 1.1},
             ),
         ]
         config = {
@@ -235,3 +245,21 @@ def test_embeddings_are_not_patched(
     client.embeddings.create(model="azure", input="hello")
     embedded = sent["azure"][-1]
     assert embedded["path"].endswith("/embeddings") and "temperature" not in embedded["body"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_legacy_completion_sent_to_the_server_s_own_completions_is_patched(
+    client: openai.OpenAI, sent: dict[str, list[dict[str, Any]]], stream: bool
+) -> None:
+    if stream:
+        chunks = client.completions.create(
+            model="base", prompt="Rain falls", temperature=0.9, stream=True
+        )
+        said = "".join(chunk.choices[0].text for chunk in chunks if chunk.choices)
+    else:
+        answer = client.completions.create(model="base", prompt="Rain falls", temperature=0.9)
+        said = answer.choices[0].text
+    assert said
+    body = sent["base"][-1]["body"]
+    assert sent["base"][-1]["path"] == "/v1/completions" and body["prompt"] == "Rain falls"
+    assert (body["temperature"], body["repetition_penalty"]) == (0, 1.1)

@@ -29,6 +29,7 @@ from interlock.api.asgi import GatewayApp
 from interlock.api.background_streams import BackgroundStreams
 from interlock.api.middleware import DrainState, RequestContextMiddleware
 from interlock.api.services import RecordsRef, Services
+from interlock.api.side_calls import SideCalls
 from interlock.batch.metrics import BatchMetrics
 from interlock.batch.runtime import BatchRuntime, open_batch
 from interlock.cache import CacheSettings, ResponseCache
@@ -638,6 +639,7 @@ def build_gateway(
         records=records,
         tiers=frozenset(config.tiers),
         state=state,
+        side_calls=SideCalls(pipeline, telemetry, accounting),
         state_outage_fatal=config.admission.on_state_failure == "fail_closed",
         admin_key_digest=admin_digest,
         public_deployment_health=config.server.public_deployment_health,

@@ -165,6 +165,7 @@ def test_responses_batches_answer_response_objects(gateway: InProcessGateway) ->
             {"model": "sim", "input": "Hi", "include": ["message.output_text.logprobs"]},
             {"model": "sim", "input": "Hi", "previous_response_id": "resp_1"},
             {"model": "sim", "input": []},
+            {"model": "sim", "input": "Hi", "context_management": [{"type": "compaction"}]},
         ],
     )
     for custom_id in ("r0", "r1"):
@@ -175,7 +176,8 @@ def test_responses_batches_answer_response_objects(gateway: InProcessGateway) ->
     assert found["r0"]["body"]["instructions"] == "Be brief."
     [part] = [c for item in found["r1"]["body"]["output"] for c in item["content"]]
     assert part["logprobs"]
-    for custom_id, param in (("r2", "previous_response_id"), ("r3", "input")):
+    refused = (("r2", "previous_response_id"), ("r3", "input"), ("r4", "context_management"))
+    for custom_id, param in refused:
         assert found[custom_id]["status_code"] == 400
         assert found[custom_id]["body"]["error"]["param"] == param
 

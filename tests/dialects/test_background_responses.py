@@ -110,3 +110,25 @@ def test_deleting_a_running_background_response_stops_it(client: openai.OpenAI) 
     client.responses.delete(created.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(created.id)
+
+
+# A tool loop's end, for compaction to shorten: the call and its result.
+TOOL_LOOP: list[Any] = [
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+    {"type": "function_call_output", "call_id": "call_1", "output": "rain"},
+]
+
+
+def test_a_background_response_is_compacted_before_it_is_queued(client: openai.OpenAI) -> None:
+    created = client.responses.create(
+        model="sim",
+        input=TOOL_LOOP,
+        background=True,
+        context_management=[{"type": "compaction", "compact_threshold": 1}],
+    )
+    # The summary came first, while the request waited: the queued Response has it.
+    assert created.status == "queued" and [item.type for item in created.output] == ["compaction"]
+    done = _settled(client, created.id)
+    assert [item.type for item in done.output] == ["compaction", "message"]
+    assert done.output[0].id == created.output[0].id

@@ -373,3 +373,26 @@ async def test_a_reader_ends_with_an_error_event_while_the_store_is_out() -> Non
     read = [e async for e in streams.events("resp_y", 3, on_lost, {"id": "resp_y"})]
     assert len(read) == 1 and read[0].startswith(b"event: error")
     assert b'"sequence_number":4' in read[0]
+
+
+def test_a_compacted_stream_logs_its_compaction_item_first(client: openai.OpenAI) -> None:
+    loop: list[Any] = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "rain"},
+    ]
+    events = list(
+        client.responses.create(
+            model="sim",
+            input=loop,
+            background=True,
+            stream=True,
+            context_management=[{"type": "compaction", "compact_threshold": 1}],
+        )
+    )
+    added = [e for e in events if e.type == "response.output_item.added"]
+    assert [(e.output_index, e.item.type) for e in added] == [(0, "compaction"), (1, "message")]
+    last = events[-1]
+    assert [item.type for item in last.response.output] == ["compaction", "message"]
+    again = list(client.responses.retrieve(last.response.id, stream=True))
+    assert [e.model_dump() for e in again] == [e.model_dump() for e in events]

@@ -12,8 +12,10 @@ import orjson
 import pytest
 
 from interlock.dialects.responses.answer import response_shell, to_response
+from interlock.dialects.responses.compaction import compactable, compacted, compaction_item
 from interlock.dialects.responses.request import (
     chat_body,
+    encode_summary,
     encode_thinking,
     request_items,
     stored_input,
@@ -681,3 +683,47 @@ def test_a_built_in_call_whose_arguments_are_not_its_action_is_an_upstream_error
     }
     with pytest.raises(UpstreamProtocolError, match="apply_patch"):
         to_response(response_shell(request, "resp_1", 0), answer)
+
+
+def test_before_the_latest_compaction_only_the_messages_it_keeps_are_read() -> None:
+    summary = {"type": "compaction", "encrypted_content": encode_summary("It rains.")}
+    loop = [
+        {"role": "developer", "content": "Answer in French."},
+        {"role": "user", "content": "Weather?"},
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "rain"},
+        {"role": "assistant", "content": "It rains."},
+    ]
+    sent = _chat(input=[*loop, summary, {"role": "user", "content": "Umbrella?"}])["messages"]
+    assert [(m["role"], m["content"][:9]) for m in sent] == [
+        ("developer", "Answer in"),
+        ("user", "Weather?"),
+        ("user", "The earli"),  # the summary
+        ("user", "Umbrella?"),
+    ]
+    # A second compaction replaces the first: only the latest summary is read.
+    again = {"type": "compaction", "encrypted_content": encode_summary("Bring one.")}
+    sent = _chat(input=[*loop, summary, *loop[2:], again])["messages"]
+    assert [m["role"] for m in sent] == ["developer", "user", "user"]
+    assert sent[-1]["content"].endswith("Bring one.")
+
+
+def test_only_a_conversation_with_more_than_kept_messages_is_compactable() -> None:
+    asked = validate_request(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "Weather?"},
+                {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "rain"},
+            ],
+        }
+    )
+    items = request_items(asked)
+    assert compactable(items)
+    shortened = compacted(items, compaction_item("cmp_1", "It rains."))
+    assert [item.type for item in shortened] == ["message", "compaction"]
+    assert not compactable(shortened)
+    assert not compactable(
+        [*shortened, *request_items(validate_request({"model": "m", "input": "Hi"}))]
+    )

@@ -70,10 +70,12 @@ async def start_background(
     asked: ResponsesRequest,
     chat: JSONDict,
     history: list[JSONDict],
+    done: list[JSONDict],
 ) -> ASGIApp:
-    """Store the Response ``queued``, enqueue its job, answer it."""
+    """Store the Response ``queued``, enqueue its job, answer it. ``done``:
+    output items made before the model answers (``response_shell``)."""
     service = batch_service(services)
-    key_name, shell = await _stored(request, services, store, asked, history, "queued")
+    key_name, shell = await _stored(request, services, store, asked, history, done, "queued")
     await service.create_background(key_name, shell["id"], {"chat": chat, "shell": shell})
     return json_response(shell)
 
@@ -84,6 +86,7 @@ async def _stored(
     store: ResponseStore,
     asked: ResponsesRequest,
     history: list[JSONDict],
+    done: list[JSONDict],
     status: str,
 ) -> tuple[str, JSONDict]:
     """The caller's key name and the Response's shell, stored with ``status``.
@@ -94,7 +97,7 @@ async def _stored(
     check_model_use(services, principal, asked.model)
     services.pipeline.model_group(asked.model)
     created = int(time.time())
-    shell = {**response_shell(asked, new_id("resp"), created), "status": status}
+    shell = {**response_shell(asked, new_id("resp"), created, done), "status": status}
     await store.save(
         StoredResponse(
             id=shell["id"],
@@ -116,11 +119,12 @@ async def start_streamed(
     asked: ResponsesRequest,
     chat: JSONDict,
     history: list[JSONDict],
+    done: list[JSONDict],
 ) -> ASGIApp:
     """Store the Response ``in_progress``, start it on this instance, and
     answer its events as they are logged (``api/background_streams.py``)."""
     streams = _streams(services)
-    key_name, shell = await _stored(request, services, store, asked, history, "in_progress")
+    key_name, shell = await _stored(request, services, store, asked, history, done, "in_progress")
     # The run's own record: it lasts as long as the response runs.
     record = RequestRecord(request_record(request).request_id, "POST", "/v1/responses")
     record.dialect = "responses"

@@ -53,6 +53,7 @@ from interlock.api.background_responses import (
 )
 from interlock.api.conversations import conversation_full
 from interlock.api.file_inputs import inline_file_ids, names_file_ids
+from interlock.api.responses_compaction import compact_if_due
 from interlock.api.responses_sse import ResponsesEncoder
 from interlock.api.services import Services
 from interlock.api.sse import EventStream
@@ -121,6 +122,10 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
             history = await _context(request, services, asked)
         items: list[InputItem] = input_items(history) if history else []
         chat = chat_body(asked, items)
+        compaction = await compact_if_due(request, services, asked, items, chat, DIALECT)
+        done = [] if compaction is None else [compaction.item]  # output before the answer
+        if compaction is not None:
+            chat = compaction.chat
         if names_file_ids(chat["messages"]):  # documents uploaded to /v1/files
             await inline_file_ids(request, services, chat["messages"], "input")
     except InvalidRequest:
@@ -129,10 +134,12 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         caller_name(request, services)
         raise
     if asked.background and asked.stream:
-        return await start_streamed(request, services, _store(services), asked, chat, history)
+        return await start_streamed(request, services, _store(services), asked, chat, history, done)
     if asked.background:
-        return await start_background(request, services, _store(services), asked, chat, history)
-    shell = response_shell(asked, new_id("resp"), int(time.time()))
+        return await start_background(
+            request, services, _store(services), asked, chat, history, done
+        )
+    shell = response_shell(asked, new_id("resp"), int(time.time()), done)
     try:
         answer = await services.pipeline.run(
             translated_request(request, chat, DIALECT, checked=True)

@@ -22,11 +22,12 @@ from interlock.dialects.responses.compaction import (
     compact_body,
     compaction_item,
     request_items,
+    summary_of,
     user_messages,
 )
 from interlock.dialects.responses.request import stored_items
 from interlock.dialects.responses.schemas import CompactRequest, input_items, validate_body
-from interlock.errors import InvalidRequest, UpstreamProtocolError
+from interlock.errors import InvalidRequest
 
 __all__ = ["compact_response"]
 
@@ -50,10 +51,7 @@ async def compact_response(request: Request, services: Services) -> ASGIApp:
         raise
     answer = await services.pipeline.run(translated_request(request, chat, DIALECT, checked=True))
     assert isinstance(answer, dict)  # the body asks for no stream
-    choices = answer.get("choices") or [{}]
-    summary = (choices[0].get("message") or {}).get("content")
-    if not isinstance(summary, str) or not summary.strip():
-        raise UpstreamProtocolError("the model answered the compaction with no summary")
+    summary = summary_of(answer)
     kept = user_messages([*history, *stored_items(request_items(asked), new_id)])
     return json_response(
         {

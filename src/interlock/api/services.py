@@ -7,6 +7,7 @@ from typing import Protocol
 
 from interlock.api.background_streams import BackgroundStreams
 from interlock.api.middleware import DrainState
+from interlock.api.side_calls import SideCalls
 from interlock.batch.runtime import BatchRuntime
 from interlock.batch.service import BatchService
 from interlock.config import ChaosConfig
@@ -82,6 +83,8 @@ class Services:
     records: RecordsRef
     tiers: frozenset[str]
     state: StateStore
+    # An edge's model calls besides the request's own (``side_calls.py``).
+    side_calls: SideCalls
     # admission.on_state_failure == fail_closed: a state-store outage stops service.
     state_outage_fatal: bool = False
     # SHA-256 of the admin key; None turns the admin API off.

@@ -79,12 +79,21 @@ def _anthropic_message(body: JSONDict) -> PreparedItem:
     return PreparedItem(chat_body(parsed), True, lambda answer: message(answer, stops))
 
 
+# A Responses request's fields a batch item cannot take, and what to do instead.
+_NOT_IN_A_BATCH = {
+    "previous_response_id": "send the whole input",
+    "conversation": "send the whole input",
+    # Compaction is a model call of its own, which a batch item does not make.
+    "context_management": "compact the input with /v1/responses/compact first",
+}
+
+
 def _response(body: JSONDict) -> PreparedItem:
     asked = validate_responses(body)
-    for name in ("previous_response_id", "conversation"):
+    for name, instead in _NOT_IN_A_BATCH.items():
         if body.get(name) is not None:
             raise InvalidRequest(
-                f"'{name}' is not available in a batch: send the whole input.",
+                f"'{name}' is not available in a batch: {instead}.",
                 param=name,
                 code="unsupported_parameter",
             )

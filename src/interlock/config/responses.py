@@ -26,6 +26,11 @@ class ResponsesConfig(_Strict):
     # (GET /v1/responses/{id}?stream=true&starting_after=N) from any instance; one
     # key per event, so the in-memory store's key bound limits how many it holds.
     background_events_s: int = Field(default=600, ge=10, le=7 * 24 * 3600)
+    # Server-side compaction (``context_management``) past this many tokens of
+    # context, where a request's compaction entry gives no ``compact_threshold``:
+    # the gateway does not know each model's context window, and most models
+    # served today read at least 128k.
+    compact_threshold: int = Field(default=100_000, ge=1)
 
     @property
     def retention_s(self) -> int:

@@ -72,9 +72,15 @@ def fresh_item_id(item: JSONDict) -> str:
     return new_id(ITEM_ID_PREFIXES.get(item.get("type", ""), "item"))
 
 
-def response_shell(request: ResponsesRequest, response_id: str, created_at: int) -> JSONDict:
-    """The Response before any output: status ``in_progress``, the request's
-    settings echoed."""
+def response_shell(
+    request: ResponsesRequest,
+    response_id: str,
+    created_at: int,
+    done: list[JSONDict] | None = None,
+) -> JSONDict:
+    """The Response before the model's output: status ``in_progress``, the
+    request's settings echoed; ``done``: output items the gateway made
+    before the model answers (a compaction), which the answer's follow."""
     text: JSONDict = {"format": {"type": "text"}}
     if request.text is not None:
         if request.text.format is not None:
@@ -96,7 +102,7 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         "max_output_tokens": request.max_output_tokens,
         "metadata": request.metadata or {},
         "model": request.model,
-        "output": [],
+        "output": done or [],
         "parallel_tool_calls": request.parallel_tool_calls is not False,
         "previous_response_id": request.previous_response_id,
         "prompt_cache_key": request.prompt_cache_key,
@@ -188,6 +194,8 @@ def finished(
     upstream reported (OpenAI names the tier that served the request, such as
     ``default`` for ``auto``), where it did."""
     status, details = status_of(finish_reason)
+    if shell["output"]:  # items made before the model answered (a compaction)
+        output = [*shell["output"], *output]
     response = {**shell, "status": status, "output": output, "usage": usage_of(usage)}
     if details is not None:
         response["incomplete_details"] = details

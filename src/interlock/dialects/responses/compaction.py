@@ -18,16 +18,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from interlock.dialects.responses.request import chat_messages, encode_summary
-from interlock.dialects.responses.schemas import CompactRequest, InputItem, Message
-from interlock.errors import InvalidRequest
+from interlock.dialects.responses.request import (
+    chat_messages,
+    encode_summary,
+    kept_by_compaction,
+    latest_compaction,
+)
+from interlock.dialects.responses.schemas import (
+    CompactionItem,
+    CompactRequest,
+    InputItem,
+    Message,
+)
+from interlock.errors import InvalidRequest, UpstreamProtocolError
 
 __all__ = [
     "COMPACTION_PROMPT",
     "TOOL_TEXT_CHARS",
     "compact_body",
+    "compactable",
+    "compacted",
     "compaction_item",
     "request_items",
+    "summary_body",
+    "summary_of",
     "user_messages",
 ]
 
@@ -49,23 +63,55 @@ TOOL_TEXT_CHARS = 4_000
 
 
 def compact_body(request: CompactRequest, history: Sequence[InputItem] = ()) -> JSONDict:
-    """The chat body asking the model to summarise ``history`` and the input.
+    """The chat body asking the model to summarise ``history`` and the input."""
+    items = [*history, *request_items(request)]
+    return summary_body(request.model, request.instructions, items, start=-len(history))
+
+
+def summary_body(
+    model: str, instructions: str | None, items: Sequence[InputItem], start: int = 0
+) -> JSONDict:
+    """The chat body asking ``model`` to summarise the conversation ``items``
+    (``start``: the first one's index in the request, for errors).
 
     The conversation goes to the model as one transcript, not as turns: a
     provider's rules for turns (tool calls answered in the next turn, tools
     declared when calls are present) would refuse a history cut mid-loop,
     and the summary needs the text, not the structure."""
-    items = [*history, *request_items(request)]
-    turns = chat_messages(items, start=-len(history))
+    turns = chat_messages(items, start=start)
     if not turns:
         raise InvalidRequest("There is no conversation to compact.", param="input")
     messages: list[JSONDict] = []
-    if request.instructions:
-        messages.append({"role": "system", "content": request.instructions})
+    if instructions:
+        messages.append({"role": "system", "content": instructions})
     transcript = "\n\n".join(_entry(turn) for turn in turns)
     prompt = f"<conversation>\n{transcript}\n</conversation>\n\n{COMPACTION_PROMPT}"
     messages.append({"role": "user", "content": prompt})
-    return {"model": request.model, "messages": messages}
+    return {"model": model, "messages": messages}
+
+
+def summary_of(answer: JSONDict) -> str:
+    """The summary a compaction's chat completion carries."""
+    choices = answer.get("choices") or [{}]
+    summary = (choices[0].get("message") or {}).get("content")
+    if not isinstance(summary, str) or not summary.strip():
+        raise UpstreamProtocolError("the model answered the compaction with no summary")
+    return summary
+
+
+def compactable(items: Sequence[InputItem]) -> bool:
+    """Whether compacting would shorten the conversation ``items``: after
+    its latest compaction it holds more than the messages compaction
+    keeps as they are (``kept_by_compaction``)."""
+    since = latest_compaction(items)
+    return any(not kept_by_compaction(item) for item in items[since:] if item.type != "compaction")
+
+
+def compacted(items: Sequence[InputItem], item: JSONDict) -> list[InputItem]:
+    """The conversation ``items`` once compacted into ``item``: the messages
+    compaction keeps, then the compaction."""
+    kept: list[InputItem] = [each for each in items if kept_by_compaction(each)]
+    return [*kept, CompactionItem.model_validate(item)]
 
 
 def _entry(turn: JSONDict) -> str:

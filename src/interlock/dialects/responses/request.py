@@ -86,6 +86,8 @@ __all__ = [
     "decode_thinking",
     "encode_summary",
     "encode_thinking",
+    "kept_by_compaction",
+    "latest_compaction",
     "request_items",
     "stored_input",
     "stored_items",
@@ -247,7 +249,11 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
     # it back: DeepSeek's thinking mode needs it in a tool loop).
     thinking: list[JSONDict] = []
     reasoned: list[str] = []
+    items = list(items)
+    compacted = latest_compaction(items)
     for index, item in enumerate(items, start):
+        if index - start < compacted and not kept_by_compaction(item):
+            continue  # in the summary, which replaces all but these messages
         if isinstance(item, ReasoningItem):
             if item.encrypted_content:
                 thinking += decode_thinking(item.encrypted_content, f"input[{index}]")
@@ -295,6 +301,26 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
         if not messages or messages[-1] is not message:
             messages.append(message)
     return messages
+
+
+def latest_compaction(items: Sequence[InputItem]) -> int:
+    """The position of the last ``compaction`` item (0 where there is none).
+
+    Before it the conversation is the summary's: only the messages
+    compaction keeps (``kept_by_compaction``) are read again, whether
+    the client dropped the rest (OpenAI's advice) or chained its responses
+    (``previous_response_id``, where the gateway holds the whole of it)."""
+    for position in range(len(items) - 1, -1, -1):
+        if isinstance(items[position], CompactionItem):
+            return position
+    return 0
+
+
+def kept_by_compaction(item: InputItem) -> bool:
+    """A message compaction keeps as it was: the user's words, and the
+    system's and the developer's instructions (an agent's rules and
+    environment, which a summary must not paraphrase away)."""
+    return isinstance(item, Message) and item.role != "assistant"
 
 
 def _called(item: FunctionCall | CustomToolCall) -> str:

@@ -47,6 +47,7 @@ __all__ = [
     "CompactRequest",
     "CompactionItem",
     "ContentPart",
+    "ContextManagement",
     "ConversationCreate",
     "ConversationItemsCreate",
     "ConversationUpdate",
@@ -531,6 +532,15 @@ class ConversationItemsCreate(_Open):
 LOGPROBS = "message.output_text.logprobs"
 
 
+class ContextManagement(_Open):
+    """``context_management``'s entry: server-side compaction, run before the
+    model reads a context of at least ``compact_threshold`` tokens
+    (``api/responses_compaction.py``)."""
+
+    type: Literal["compaction"]
+    compact_threshold: int | None = Field(default=None, ge=1)
+
+
 class ResponsesRequest(_Open):
     model: str = Field(min_length=1)
     input: str | list[InputItem]
@@ -564,6 +574,12 @@ class ResponsesRequest(_Open):
     prompt_cache_retention: Literal["in-memory", "24h"] | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     safety_identifier: str | None = None
+    context_management: list[ContextManagement] | None = Field(default=None, max_length=1)
+
+    @property
+    def compaction(self) -> ContextManagement | None:
+        """The server-side compaction asked for, if any."""
+        return self.context_management[0] if self.context_management else None
 
     @property
     def wants_logprobs(self) -> bool:

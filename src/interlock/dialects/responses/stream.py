@@ -220,8 +220,18 @@ class ResponseEvents:
         self.response_json = b""  # ``response`` as the last event has it
 
     def start(self) -> bytes:
-        shell = b',"response":' + orjson.dumps(self._shell) + b"}"
-        return self._frame("response.created", shell) + self._frame("response.in_progress", shell)
+        done = self._shell["output"]  # items made before the model answers (a compaction)
+        if not done:
+            shell = b',"response":' + orjson.dumps(self._shell) + b"}"
+            return self._frame("response.created", shell) + self._frame(
+                "response.in_progress", shell
+            )
+        shell = b',"response":' + orjson.dumps({**self._shell, "output": []}) + b"}"
+        out = self._frame("response.created", shell) + self._frame("response.in_progress", shell)
+        for index, item in enumerate(done):
+            out += self._event("response.output_item.added", output_index=index, item=item)
+            out += self._event("response.output_item.done", output_index=index, item=item)
+        return out
 
     def feed(self, raw: bytes) -> bytes:
         """The events for one chat chunk (often one, sometimes none)."""
@@ -311,7 +321,8 @@ class ResponseEvents:
         return item, added
 
     def _new(self, kind: str, prefix: str, **fields: Any) -> _Item:
-        item = _Item(kind, new_id(prefix), len(self._items), **fields)
+        index = len(self._shell["output"]) + len(self._items)
+        item = _Item(kind, new_id(prefix), index, **fields)
         item.ref = b',"item_id":%b,"output_index":%d' % (orjson.dumps(item.id), item.index)
         item.delta = _delta_template(kind, item.ref)
         self._items.append(item)

@@ -26,6 +26,7 @@ from tests.support.servers import InProcessGateway
 from tests.support.waiting import wait_for
 
 OTHER_KEY = "sk-other-batches"
+TRIGGER = {"type": "compaction_trigger"}  # Codex's "compact now", the input's last item
 
 
 def _line(n: int, model: str = "sim", url: str = "/v1/chat/completions") -> dict[str, Any]:
@@ -166,6 +167,7 @@ def test_responses_batches_answer_response_objects(gateway: InProcessGateway) ->
             {"model": "sim", "input": "Hi", "previous_response_id": "resp_1"},
             {"model": "sim", "input": []},
             {"model": "sim", "input": "Hi", "context_management": [{"type": "compaction"}]},
+            {"model": "sim", "input": [{"role": "user", "content": "Hi"}, TRIGGER]},
         ],
     )
     for custom_id in ("r0", "r1"):
@@ -176,7 +178,12 @@ def test_responses_batches_answer_response_objects(gateway: InProcessGateway) ->
     assert found["r0"]["body"]["instructions"] == "Be brief."
     [part] = [c for item in found["r1"]["body"]["output"] for c in item["content"]]
     assert part["logprobs"]
-    refused = (("r2", "previous_response_id"), ("r3", "input"), ("r4", "context_management"))
+    refused = (
+        ("r2", "previous_response_id"),
+        ("r3", "input"),
+        ("r4", "context_management"),
+        ("r5", "input[1]"),
+    )
     for custom_id, param in refused:
         assert found[custom_id]["status_code"] == 400
         assert found[custom_id]["body"]["error"]["param"] == param

@@ -245,3 +245,77 @@ def test_bad_context_management_is_refused_naming_the_field(
             context_management=management,  # type: ignore[arg-type]
         )
     assert caught.value.body["param"] == param  # type: ignore[index]
+
+
+TRIGGER = {"type": "compaction_trigger"}
+
+
+def test_a_trigger_compacts_now_and_answers_the_compaction_alone(
+    client: openai.OpenAI, anthropic_requests: list[dict[str, Any]]
+) -> None:
+    # Codex's remote compaction: a stored conversation, then only the trigger.
+    first = client.responses.create(
+        model="claude", input=_tool_loop(client, "claude"), tools=[WEATHER]
+    )
+    before = len(anthropic_requests)
+    compacted = client.responses.create(
+        model="claude",
+        previous_response_id=first.id,
+        input=[TRIGGER],  # type: ignore[list-item]
+    )
+    [summary_call] = [entry["body"] for entry in anthropic_requests[before:]]
+    transcript = _text(summary_call["messages"][-1])
+    assert transcript.endswith(COMPACTION_PROMPT) and "rain" in transcript
+    [compaction] = _items(compacted.output)  # exactly one compaction item, and no answer
+    assert compaction["type"] == "compaction" and compacted.status == "completed"
+    assert compacted.usage is not None and compacted.usage.output_tokens > 0
+    # The trigger is a signal: the stored response holds no input of its own.
+    assert client.responses.input_items.list(compacted.id, order="asc").data[-1].type != (
+        "compaction_trigger"
+    )
+    following = client.responses.create(
+        model="claude", previous_response_id=compacted.id, input="Go on"
+    )
+    assert following.output_text == "Hello from anthropic"
+    sent = json.dumps(anthropic_requests[-1]["body"]["messages"])
+    assert "was compacted" in sent and "rain" not in sent
+
+
+def test_a_streamed_trigger_writes_the_compaction_and_completes(client: openai.OpenAI) -> None:
+    loop = _tool_loop(client, "azure")
+    with client.responses.stream(model="azure", input=[*loop, TRIGGER]) as stream:  # type: ignore[list-item]
+        events = list(stream)
+        final = stream.get_final_response()
+    assert [event.type for event in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(5))
+    assert [item.type for item in final.output] == ["compaction"]
+    stored = client.responses.retrieve(final.id)
+    assert stored.model_dump() == final.model_dump()
+
+
+def test_a_trigger_anywhere_but_last_or_in_the_background_is_refused(
+    client: openai.OpenAI, gateway: GatewayProcess
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="azure", input=[TRIGGER, {"role": "user", "content": "Hi"}])  # type: ignore[list-item]
+    assert caught.value.body["param"] == "input[0]"  # type: ignore[index]
+    assert "must be the final input item" in caught.value.body["message"]  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="azure",
+            input=[{"role": "user", "content": "Hi"}, TRIGGER],  # type: ignore[list-item]
+            background=True,
+        )
+    assert caught.value.body["param"] == "background"  # type: ignore[index]
+    # /v1/responses/compact and the token count read the conversation before it.
+    conversation: list[Any] = [{"role": "user", "content": "Hi"}, TRIGGER]
+    short = client.responses.compact(model="azure", input=conversation)
+    assert [item.type for item in short.output] == ["message", "compaction"]
+    counted = client.responses.input_tokens.count(model="azure", input=conversation)
+    assert counted.input_tokens > 0

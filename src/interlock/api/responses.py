@@ -53,7 +53,7 @@ from interlock.api.background_responses import (
 )
 from interlock.api.conversations import conversation_full
 from interlock.api.file_inputs import inline_file_ids, names_file_ids
-from interlock.api.responses_compaction import compact_if_due
+from interlock.api.responses_compaction import compact_if_due, summarised, summary_request
 from interlock.api.responses_sse import ResponsesEncoder
 from interlock.api.services import Services
 from interlock.api.sse import EventStream
@@ -104,6 +104,8 @@ log = logging.getLogger("interlock.responses")
 JSONDict = dict[str, Any]
 
 _PREFIX = "/v1/responses/"
+# A stream written whole (``_compact_now``): as ``EventStream``'s, unbuffered.
+_SSE = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _MAX_LIST = 100
 DIALECT = "responses"  # in the cache key: a chat answer is cached apart
 
@@ -121,11 +123,14 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         if asked.previous_response_id is not None or asked.conversation is not None:
             history = await _context(request, services, asked)
         items: list[InputItem] = input_items(history) if history else []
-        chat = chat_body(asked, items)
-        compaction = await compact_if_due(request, services, asked, items, chat, DIALECT)
-        done = [] if compaction is None else [compaction.item]  # output before the answer
-        if compaction is not None:
-            chat = compaction.chat
+        done: list[JSONDict] = []  # output items made before the answer
+        if asked.compaction_triggered:  # the summary is all that is asked for
+            chat = summary_request(asked, items)
+        else:
+            chat = chat_body(asked, items)
+            compaction = await compact_if_due(request, services, asked, items, chat, DIALECT)
+            if compaction is not None:
+                chat, done = compaction.chat, [compaction.item]
         if names_file_ids(chat["messages"]):  # documents uploaded to /v1/files
             await inline_file_ids(request, services, chat["messages"], "input")
     except InvalidRequest:
@@ -133,6 +138,8 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         # body failed before reaching it, so the key is checked here first.
         caller_name(request, services)
         raise
+    if asked.compaction_triggered:
+        return await _compact_now(request, services, asked, chat, history, store)
     if asked.background and asked.stream:
         return await start_streamed(request, services, _store(services), asked, chat, history, done)
     if asked.background:
@@ -140,26 +147,14 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
             request, services, _store(services), asked, chat, history, done
         )
     shell = response_shell(asked, new_id("resp"), int(time.time()), done)
-    try:
+    try:  # not in a function of its own: a coroutine more on every request
         answer = await services.pipeline.run(
             translated_request(request, chat, DIALECT, checked=True)
         )
     except InterlockError as exc:
         exc.param = CLIENT_PARAMS.get(exc.param or "", exc.param)
         raise
-    keep = None
-    conversation_id = asked.conversation_id
-    if store is not None or conversation_id is not None:
-        key_name = request_record(request).key_name or caller_name(request, services)
-        keep = _Keeper(
-            key_name,
-            history,
-            stored_input(asked, new_id),
-            store,
-            services.responses.retention_s,
-            _conversations(services) if conversation_id is not None else None,
-            conversation_id,
-        )
+    keep = _keeper(request, services, asked, history, store)
     if isinstance(answer, ChatStream):
         encoder = ResponsesEncoder(ResponseEvents(shell), request_record(request), keep)
         return EventStream(answer, encoder, services.redactor)
@@ -168,6 +163,57 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
     if keep is not None:
         await keep(response, written)
     return Response(written, media_type="application/json")
+
+
+async def _compact_now(
+    request: Request,
+    services: Services,
+    asked: ResponsesRequest,
+    chat: JSONDict,
+    history: list[JSONDict],
+    store: ResponseStore | None,
+) -> ASGIApp:
+    """A ``compaction_trigger``'s Response: the summary (``chat`` asks for
+    it) is the request's own model call, its output the compaction alone,
+    streamed whole or answered as JSON. The trigger is a signal, not an
+    item of the conversation: what is kept is the input before it."""
+    answer = await services.pipeline.run(translated_request(request, chat, DIALECT, checked=True))
+    assert isinstance(answer, dict)  # the body asks for no stream
+    made = summarised(answer)
+    asked = asked.model_copy(update={"input": asked.input[:-1]})
+    shell = response_shell(asked, new_id("resp"), int(time.time()), [made.item])
+    keep = _keeper(request, services, asked, history, store)
+    events = ResponseEvents(shell)
+    opening = events.start() if asked.stream else b""
+    closing = events.finish_unanswered(made.usage)
+    assert events.response is not None
+    if keep is not None:
+        await keep(events.response, events.response_json)
+    if not asked.stream:
+        return Response(events.response_json, media_type="application/json")
+    return Response(opening + closing, headers=_SSE, media_type="text/event-stream")
+
+
+def _keeper(
+    request: Request,
+    services: Services,
+    asked: ResponsesRequest,
+    history: list[JSONDict],
+    store: ResponseStore | None,
+) -> _Keeper | None:
+    """What keeps the finished Response, where it is to be kept."""
+    conversation_id = asked.conversation_id
+    if store is None and conversation_id is None:
+        return None
+    return _Keeper(
+        request_record(request).key_name or caller_name(request, services),
+        history,
+        stored_input(asked, new_id),
+        store,
+        services.responses.retention_s,
+        _conversations(services) if conversation_id is not None else None,
+        conversation_id,
+    )
 
 
 async def count_input_tokens(request: Request, services: Services) -> ASGIApp:

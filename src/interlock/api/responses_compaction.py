@@ -42,7 +42,14 @@ from interlock.dialects.responses.request import chat_body, request_items
 from interlock.dialects.responses.schemas import InputItem, ResponsesRequest
 from interlock.tokens import count_chat_request
 
-__all__ = ["COMPACTION_ROUTE", "Compacted", "compact_if_due"]
+__all__ = [
+    "COMPACTION_ROUTE",
+    "Compacted",
+    "Summary",
+    "compact_if_due",
+    "summarised",
+    "summary_request",
+]
 
 JSONDict = dict[str, Any]
 
@@ -54,6 +61,24 @@ COMPACTION_ROUTE = "/v1/responses/compact"
 class Compacted:
     chat: JSONDict  # the request's chat body, from the compacted conversation
     item: JSONDict  # the ``compaction`` output item
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    item: JSONDict  # the ``compaction`` output item
+    usage: JSONDict | None  # the summary call's, as chat reports it
+
+
+def summary_request(asked: ResponsesRequest, history: Sequence[InputItem]) -> JSONDict:
+    """The chat body asking for the summary of the conversation: the stored
+    ``history``, then the request's input."""
+    items = [*history, *request_items(asked)]
+    return summary_body(asked.model, asked.instructions, items, start=-len(history))
+
+
+def summarised(answer: JSONDict) -> Summary:
+    """The compaction a summary call's chat completion makes."""
+    return Summary(compaction_item(new_id("cmp"), summary_of(answer)), answer.get("usage"))
 
 
 async def compact_if_due(
@@ -78,10 +103,10 @@ async def compact_if_due(
     answer = await services.side_calls.chat(
         request_record(request),
         COMPACTION_ROUTE,
-        summary_body(asked.model, asked.instructions, items, start=-len(history)),
+        summary_request(asked, history),
         request.headers.get("authorization"),
         request_options(request, dialect),
     )
-    item = compaction_item(new_id("cmp"), summary_of(answer))
+    item = summarised(answer).item
     rest = asked.model_copy(update={"input": compacted(items, item)})
     return Compacted(chat_body(rest), item)

@@ -97,6 +97,13 @@ def _response(body: JSONDict) -> PreparedItem:
                 param=name,
                 code="unsupported_parameter",
             )
+    if asked.compaction_triggered:
+        raise InvalidRequest(
+            "A 'compaction_trigger' is not available in a batch: compact with "
+            "/v1/responses/compact.",
+            param=f"input[{len(asked.input) - 1}]",
+            code="unsupported_parameter",
+        )
     asked = asked.model_copy(update={"store": False})  # a batch item is not stored
     shell = response_shell(asked, new_id("resp"), int(time.time()))
     return PreparedItem(responses_chat_body(asked), True, lambda answer: to_response(shell, answer))

@@ -26,6 +26,7 @@ from interlock.dialects.responses.request import (
 )
 from interlock.dialects.responses.schemas import (
     CompactionItem,
+    CompactionTrigger,
     CompactRequest,
     InputItem,
     Message,
@@ -153,11 +154,13 @@ def _text(content: Any) -> str:
 
 
 def request_items(request: CompactRequest) -> list[InputItem]:
+    """The input as items; a ``compaction_trigger`` (Codex's, which asks for
+    what this endpoint does anyway) is no item of the conversation."""
     if request.input is None:
         return []
     if isinstance(request.input, str):
         return [Message(role="user", content=request.input)]
-    return list(request.input)
+    return [item for item in request.input if not isinstance(item, CompactionTrigger)]
 
 
 def user_messages(stored: Iterable[JSONDict]) -> list[JSONDict]:

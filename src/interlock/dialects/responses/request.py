@@ -42,6 +42,7 @@ from interlock.dialects.responses.schemas import (
     ApplyPatchCallOutput,
     BuiltinTool,
     CompactionItem,
+    CompactionTrigger,
     ContentPart,
     CustomTool,
     CustomToolCall,
@@ -259,8 +260,8 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
                 thinking += decode_thinking(item.encrypted_content, f"input[{index}]")
             reasoned += [part.text for part in item.summary if part.text]
             continue
-        if isinstance(item, WebSearchCall):
-            continue  # the search's finding is in the text that follows it
+        if isinstance(item, WebSearchCall | CompactionTrigger):
+            continue  # the search's finding is in the text that follows it; a trigger is no turn
         if isinstance(item, CompactionItem):
             where = f"input[{index}]"
             message = summary_message(decode_summary(item.encrypted_content, where))

@@ -46,6 +46,7 @@ __all__ = [
     "BuiltinTool",
     "CompactRequest",
     "CompactionItem",
+    "CompactionTrigger",
     "ContentPart",
     "ContextManagement",
     "ConversationCreate",
@@ -271,6 +272,14 @@ class CompactionItem(_Open):
     id: str | None = None
 
 
+class CompactionTrigger(_Open):
+    """Asks for the conversation before it to be compacted now, and for
+    nothing else (Codex's remote compaction); the input's last item."""
+
+    type: Literal["compaction_trigger"]
+    id: str | None = None
+
+
 def _item_tag(value: Any) -> str | None:
     if isinstance(value, dict) and "type" not in value:
         return "message"  # the easy form: {"role": ..., "content": ...}
@@ -291,7 +300,8 @@ InputItem = Annotated[
     | Annotated[LocalShellCallOutput, Tag("local_shell_call_output")]
     | Annotated[WebSearchCall, Tag("web_search_call")]
     | Annotated[ReasoningItem, Tag("reasoning")]
-    | Annotated[CompactionItem, Tag("compaction")],
+    | Annotated[CompactionItem, Tag("compaction")]
+    | Annotated[CompactionTrigger, Tag("compaction_trigger")],
     Discriminator(_item_tag),
 ]
 
@@ -582,6 +592,12 @@ class ResponsesRequest(_Open):
         return self.context_management[0] if self.context_management else None
 
     @property
+    def compaction_triggered(self) -> bool:
+        """The input ends with a ``compaction_trigger``: compact, answer nothing."""
+        found = self.input
+        return isinstance(found, list) and isinstance(found[-1], CompactionTrigger)
+
+    @property
     def wants_logprobs(self) -> bool:
         return LOGPROBS in (self.include or ())
 
@@ -651,6 +667,7 @@ def validate_request(body: dict[str, Any]) -> ResponsesRequest:
                 param="conversation",
                 code="unsupported_parameter",
             )
+    _check_triggers(request)
     if request.conversation is not None and request.previous_response_id is not None:
         raise InvalidRequest(
             "Mutually exclusive parameters: give 'previous_response_id' or 'conversation', "
@@ -659,6 +676,28 @@ def validate_request(body: dict[str, Any]) -> ResponsesRequest:
             code="mutually_exclusive_parameters",
         )
     return request
+
+
+def _check_triggers(request: ResponsesRequest) -> None:
+    """A ``compaction_trigger`` is the input's last item, its only one, and
+    asks for nothing but the compaction."""
+    if isinstance(request.input, str):
+        return
+    last = len(request.input) - 1
+    for index, item in enumerate(request.input):
+        if isinstance(item, CompactionTrigger) and index != last:
+            raise InvalidRequest(
+                "The 'compaction_trigger' item must be the final input item.",
+                param=f"input[{index}]",
+                code="invalid_value",
+            )
+    if request.compaction_triggered and request.background:
+        raise InvalidRequest(
+            "A 'compaction_trigger' cannot run in the background: it is answered "
+            "once the conversation is compacted.",
+            param="background",
+            code="unsupported_parameter",
+        )
 
 
 def validate_body(model: type[M], body: dict[str, Any]) -> M:
@@ -741,6 +780,7 @@ _TAGS = frozenset(
         "local_shell",
         "reasoning",
         "compaction",
+        "compaction_trigger",
         "function",
         "custom",
         "namespace",

@@ -308,6 +308,14 @@ class ResponseEvents:
         self.response_json = orjson.dumps(self.response)
         return out + self._frame(kind, b',"response":' + self.response_json + b"}")
 
+    def finish_unanswered(self, usage: JSONDict | None) -> bytes:
+        """The last event of a Response whose output was all made before the
+        model would answer (a ``compaction_trigger``'s compaction): no
+        message of its own; ``usage``: what making it cost."""
+        self.response = finished(self._shell, [], "stop", usage)
+        self.response_json = orjson.dumps(self.response)
+        return self._frame("response.completed", b',"response":' + self.response_json + b"}")
+
     def error(self, code: str | None, message: str, param: str | None = None) -> bytes:
         return self._event("error", code=code, message=message, param=param)
 

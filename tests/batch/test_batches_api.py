@@ -168,6 +168,7 @@ def test_responses_batches_answer_response_objects(gateway: InProcessGateway) ->
             {"model": "sim", "input": []},
             {"model": "sim", "input": "Hi", "context_management": [{"type": "compaction"}]},
             {"model": "sim", "input": [{"role": "user", "content": "Hi"}, TRIGGER]},
+            {"model": "sim", "input": [{"type": "item_reference", "id": "msg_1"}]},
         ],
     )
     for custom_id in ("r0", "r1"):
@@ -183,6 +184,7 @@ def test_responses_batches_answer_response_objects(gateway: InProcessGateway) ->
         ("r3", "input"),
         ("r4", "context_management"),
         ("r5", "input[1]"),
+        ("r6", "input[0]"),  # an item_reference: a batch item sends the items
     )
     for custom_id, param in refused:
         assert found[custom_id]["status_code"] == 400

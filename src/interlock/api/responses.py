@@ -53,6 +53,7 @@ from interlock.api.background_responses import (
 )
 from interlock.api.conversations import conversation_full
 from interlock.api.file_inputs import inline_file_ids, names_file_ids
+from interlock.api.item_references import with_referenced
 from interlock.api.responses_compaction import compact_if_due, summarised, summary_request
 from interlock.api.responses_sse import ResponsesEncoder
 from interlock.api.services import Services
@@ -118,6 +119,8 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
     body = await read_json_object(request, services.max_body_bytes)
     try:
         asked = validate_request(body)
+        if asked.references:  # earlier output, by id: the items themselves
+            asked = await with_referenced(request, services, asked)
         store = _store(services) if asked.store is not False else None
         history: list[JSONDict] = []
         if asked.previous_response_id is not None or asked.conversation is not None:
@@ -227,6 +230,8 @@ async def count_input_tokens(request: Request, services: Services) -> ASGIApp:
     )
     asked = validate_request(body)
     check_model_use(services, principal, asked.model)
+    if asked.references:
+        asked = await with_referenced(request, services, asked)
     history = await _context(request, services, asked)
     chat = chat_body(asked, input_items(history) if history else [])
     tokens = await count_chat_request(services.counter, chat)

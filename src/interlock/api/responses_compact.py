@@ -14,6 +14,7 @@ import time
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
+from interlock.api.item_references import resolved
 from interlock.api.responses import DIALECT, previous_items
 from interlock.api.services import Services
 from interlock.api.wire import caller_name, json_response, read_json_object, translated_request
@@ -26,7 +27,12 @@ from interlock.dialects.responses.compaction import (
     user_messages,
 )
 from interlock.dialects.responses.request import stored_items
-from interlock.dialects.responses.schemas import CompactRequest, input_items, validate_body
+from interlock.dialects.responses.schemas import (
+    CompactRequest,
+    ItemReference,
+    input_items,
+    validate_body,
+)
 from interlock.errors import InvalidRequest
 
 __all__ = ["compact_response"]
@@ -41,6 +47,12 @@ async def compact_response(request: Request, services: Services) -> ASGIApp:
                 "Give the conversation to compact: 'input', 'previous_response_id' or both.",
                 param="input",
                 code="missing_required_parameter",
+            )
+        if isinstance(asked.input, list) and any(
+            isinstance(item, ItemReference) for item in asked.input
+        ):
+            asked = asked.model_copy(
+                update={"input": await resolved(request, services, asked.input)}
             )
         history = []
         if asked.previous_response_id is not None:

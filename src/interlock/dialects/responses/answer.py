@@ -20,6 +20,7 @@ same, with that reason). ``output_text`` is left to the SDKs, which add it.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,8 @@ __all__ = [
     "finished",
     "fresh_item_id",
     "function_call_item",
+    "item_id",
+    "item_source",
     "message_item",
     "namespace_call",
     "new_id",
@@ -55,6 +58,7 @@ __all__ = [
 JSONDict = dict[str, Any]
 
 _CALLS = frozenset({"function_call", "custom_tool_call"})
+_HEX = re.compile(r"[0-9a-f]+")
 # Chat finish reasons that cut the answer short -> incomplete_details.reason.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -65,6 +69,25 @@ def new_id(prefix: str) -> str:
     near the end of the id index; the rest random, not secret, as a stored
     response is found by its id and the key that made it."""
     return f"{prefix}_{int(time.time()):08x}{random_hex(40)}"
+
+
+def item_id(prefix: str, response_id: str, index: int) -> str:
+    """The id of the output item at ``index`` of Response ``response_id``:
+    that Response's digits and the index, so an ``item_reference`` to it is
+    one lookup of the stored Response (``item_source``). 50 hex digits, as
+    OpenAI's item ids have; past 256 items, an id of its own."""
+    if index > 0xFF:
+        return new_id(prefix)
+    return f"{prefix}_{response_id[5:]}{index:02x}"
+
+
+def item_source(found_id: str) -> tuple[str, int] | None:
+    """The Response (its id) and the output index an item id names, where it
+    is one ``item_id`` makes."""
+    _, _, digits = found_id.partition("_")
+    if len(digits) != 50 or not _HEX.fullmatch(digits):
+        return None
+    return f"resp_{digits[:48]}", int(digits[48:], 16)
 
 
 def fresh_item_id(item: JSONDict) -> str:
@@ -80,7 +103,8 @@ def response_shell(
 ) -> JSONDict:
     """The Response before the model's output: status ``in_progress``, the
     request's settings echoed; ``done``: output items the gateway made
-    before the model answers (a compaction), which the answer's follow."""
+    before the model answers (a compaction), which the answer's follow,
+    each given its id in this Response (``item_id``)."""
     text: JSONDict = {"format": {"type": "text"}}
     if request.text is not None:
         if request.text.format is not None:
@@ -102,7 +126,12 @@ def response_shell(
         "max_output_tokens": request.max_output_tokens,
         "metadata": request.metadata or {},
         "model": request.model,
-        "output": done or [],
+        "output": [
+            {**item, "id": item_id(item["id"].partition("_")[0], response_id, index)}
+            for index, item in enumerate(done)
+        ]
+        if done
+        else [],
         "parallel_tool_calls": request.parallel_tool_calls is not False,
         "previous_response_id": request.previous_response_id,
         "prompt_cache_key": request.prompt_cache_key,
@@ -146,6 +175,9 @@ def to_response(shell: JSONDict, answer: JSONDict) -> JSONDict:
     builtins = offered(tools)
     if builtins:
         output = [as_builtin(item, builtins) for item in output]
+    response_id = shell["id"]
+    for index, item in enumerate(output, len(shell["output"])):
+        item["id"] = item_id(item["id"].partition("_")[0], response_id, index)
     return finished(
         shell,
         output,

@@ -55,6 +55,7 @@ from interlock.dialects.responses.schemas import (
     InputFile,
     InputImage,
     InputItem,
+    ItemReference,
     JsonObjectFormat,
     JsonSchemaFormat,
     LocalShellCall,
@@ -230,7 +231,7 @@ def stored_items(items: Iterable[InputItem], new_id: Callable[[str], str]) -> li
         if isinstance(item, Message) and isinstance(item.content, str):
             kind = "output_text" if item.role == "assistant" else "input_text"
             record["content"] = [{"type": kind, "text": item.content}]
-        record.setdefault("id", new_id(ITEM_ID_PREFIXES[item.type]))
+        record.setdefault("id", new_id(ITEM_ID_PREFIXES.get(item.type or "", "item")))
         stored.append(record)
     return stored
 
@@ -290,6 +291,12 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
             message.setdefault("tool_calls", []).append(_builtin_call(item))
         elif isinstance(item, ShellCallOutput | ApplyPatchCallOutput | LocalShellCallOutput):
             message = _builtin_result(item)
+        elif isinstance(item, ItemReference):  # the edge resolves them where it can
+            raise InvalidRequest(
+                "An item_reference is not available here: send the item itself.",
+                param=f"input[{index}]",
+                code="unsupported_parameter",
+            )
         else:
             message = _tool_result(item, index)
         if message["role"] == "assistant" and (thinking or reasoned):

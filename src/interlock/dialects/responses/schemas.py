@@ -64,6 +64,7 @@ __all__ = [
     "InputImage",
     "InputItem",
     "InputText",
+    "ItemReference",
     "JsonObjectFormat",
     "JsonSchemaFormat",
     "LocalShellCall",
@@ -280,9 +281,20 @@ class CompactionTrigger(_Open):
     id: str | None = None
 
 
+class ItemReference(_Open):
+    """An item of a stored Response, by its id (what the AI SDK sends for the
+    earlier turns' output with ``store`` on); the edge puts the item itself
+    in its place (``api/item_references.py``)."""
+
+    type: Literal["item_reference"] | None = "item_reference"
+    id: str = Field(min_length=1)
+
+
 def _item_tag(value: Any) -> str | None:
-    if isinstance(value, dict) and "type" not in value:
-        return "message"  # the easy form: {"role": ..., "content": ...}
+    if isinstance(value, dict) and value.get("type") is None:
+        # The easy form of a message ({"role": ..., "content": ...}), or a
+        # reference, whose type may be left out or null.
+        return "message" if "role" in value or "id" not in value else "item_reference"
     return _tag(value)
 
 
@@ -301,7 +313,8 @@ InputItem = Annotated[
     | Annotated[WebSearchCall, Tag("web_search_call")]
     | Annotated[ReasoningItem, Tag("reasoning")]
     | Annotated[CompactionItem, Tag("compaction")]
-    | Annotated[CompactionTrigger, Tag("compaction_trigger")],
+    | Annotated[CompactionTrigger, Tag("compaction_trigger")]
+    | Annotated[ItemReference, Tag("item_reference")],
     Discriminator(_item_tag),
 ]
 
@@ -598,6 +611,12 @@ class ResponsesRequest(_Open):
         return isinstance(found, list) and isinstance(found[-1], CompactionTrigger)
 
     @property
+    def references(self) -> bool:
+        """The input names stored items by id (``item_reference``)."""
+        found = self.input
+        return isinstance(found, list) and any(isinstance(i, ItemReference) for i in found)
+
+    @property
     def wants_logprobs(self) -> bool:
         return LOGPROBS in (self.include or ())
 
@@ -781,6 +800,7 @@ _TAGS = frozenset(
         "reasoning",
         "compaction",
         "compaction_trigger",
+        "item_reference",
         "function",
         "custom",
         "namespace",

@@ -60,6 +60,7 @@ from interlock.dialects.responses.answer import (
     custom_tool_call_item,
     finished,
     function_call_item,
+    item_id,
     message_item,
     new_id,
     output_text,
@@ -330,7 +331,7 @@ class ResponseEvents:
 
     def _new(self, kind: str, prefix: str, **fields: Any) -> _Item:
         index = len(self._shell["output"]) + len(self._items)
-        item = _Item(kind, new_id(prefix), index, **fields)
+        item = _Item(kind, item_id(prefix, self._shell["id"], index), index, **fields)
         item.ref = b',"item_id":%b,"output_index":%d' % (orjson.dumps(item.id), item.index)
         item.delta = _delta_template(kind, item.ref)
         self._items.append(item)

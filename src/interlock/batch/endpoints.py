@@ -23,6 +23,7 @@ from interlock.dialects.anthropic import MessagesRequest, chat_body, message, va
 from interlock.dialects.anthropic import error_body as anthropic_error_body
 from interlock.dialects.completions import check as check_completion
 from interlock.dialects.completions import echoed_prompt, from_chat, to_chat
+from interlock.dialects.responses.added_tools import with_added_tools
 from interlock.dialects.responses.answer import new_id, response_shell, to_response
 from interlock.dialects.responses.request import CLIENT_PARAMS
 from interlock.dialects.responses.request import chat_body as responses_chat_body
@@ -104,7 +105,7 @@ def _response(body: JSONDict) -> PreparedItem:
             param=f"input[{len(asked.input) - 1}]",
             code="unsupported_parameter",
         )
-    asked = asked.model_copy(update={"store": False})  # a batch item is not stored
+    asked = with_added_tools(asked.model_copy(update={"store": False}), ())  # not stored
     shell = response_shell(asked, new_id("resp"), int(time.time()))
     return PreparedItem(responses_chat_body(asked), True, lambda answer: to_response(shell, answer))
 

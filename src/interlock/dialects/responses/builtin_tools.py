@@ -1,7 +1,9 @@
 """The Responses API's built-in tools that the client runs itself: ``shell``
 (``shell_call`` items: commands to run), ``apply_patch`` (``apply_patch_call``:
-a file to create, update or delete with a diff) and ``local_shell``
-(``local_shell_call``: one command, Codex's for ``codex-mini``).
+a file to create, update or delete with a diff), ``local_shell``
+(``local_shell_call``: one command, Codex's for ``codex-mini``) and
+``tool_search`` with ``execution: "client"`` (``tool_search_call``: a search
+of the client's deferred tools, with the parameters the client gave it).
 
 OpenAI's models are trained on them; no chat upstream knows them. Each is
 offered to the model as a function tool of the same name whose parameters
@@ -32,6 +34,7 @@ __all__ = [
     "id_prefix",
     "offered",
     "opened_item",
+    "search_tool",
 ]
 
 JSONDict = dict[str, Any]
@@ -121,14 +124,32 @@ _FUNCTIONS: dict[str, JSONDict] = {
         },
     },
 }
-BUILTIN_TOOLS = frozenset(_FUNCTIONS)
+# Tool search run by the client: its parameters are the client's (Codex's
+# ``query`` and ``limit``); these are what a tool that gives none is offered with.
+_SEARCH_FUNCTION: JSONDict = {
+    "name": "tool_search",
+    "description": (
+        "Search the tools that are not loaded yet; the tools found are loaded and "
+        "can be called from then on."
+    ),
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "description": "What the tool should do."},
+            "limit": {"type": "integer", "description": "Most tools to load."},
+        },
+        "required": ["query"],
+    },
+}
+BUILTIN_TOOLS = frozenset((*_FUNCTIONS, "tool_search"))
 # Each tool's call item, and the prefix of its id.
 CALL_ITEMS = {
     "shell": "shell_call",
     "apply_patch": "apply_patch_call",
     "local_shell": "local_shell_call",
+    "tool_search": "tool_search_call",
 }
-_ID_PREFIXES = {"shell": "sh", "apply_patch": "apc", "local_shell": "lsh"}
+_ID_PREFIXES = {"shell": "sh", "apply_patch": "apc", "local_shell": "lsh", "tool_search": "tsc"}
 _ACTIONS: dict[str, type[_Action]] = {
     "shell": ShellAction,
     "apply_patch": PatchOperation,
@@ -141,9 +162,25 @@ def chat_tool(kind: str) -> JSONDict:
     return {"type": "function", "function": _FUNCTIONS[kind]}
 
 
+def search_tool(description: str | None, parameters: JSONDict | None) -> JSONDict:
+    """The function tool a client's tool search is offered to a model as."""
+    function = {
+        "name": "tool_search",
+        "description": description or _SEARCH_FUNCTION["description"],
+        "parameters": parameters or _SEARCH_FUNCTION["parameters"],
+    }
+    return {"type": "function", "function": function}
+
+
 def offered(tools: Iterable[Mapping[str, Any]]) -> frozenset[str]:
-    """The built-in tools among a Response's ``tools`` (as its shell echoes them)."""
-    return frozenset(t["type"] for t in tools if t.get("type") in BUILTIN_TOOLS)
+    """The built-in tools among a Response's ``tools`` (as its shell echoes
+    them); tool search only where the client runs it (OpenAI's is hosted)."""
+    return frozenset(
+        t["type"]
+        for t in tools
+        if t.get("type") in BUILTIN_TOOLS
+        and (t["type"] != "tool_search" or t.get("execution") == "client")
+    )
 
 
 def id_prefix(kind: str) -> str:
@@ -153,7 +190,9 @@ def id_prefix(kind: str) -> str:
 def opened_item(kind: str, item_id: str, call_id: str) -> JSONDict:
     """The call as it opens in a stream, before its action is known."""
     item: JSONDict = {"id": item_id, "type": CALL_ITEMS[kind], "call_id": call_id}
-    if kind == "apply_patch":
+    if kind == "tool_search":
+        item.update(arguments={}, execution="client")
+    elif kind == "apply_patch":
         item["operation"] = None
     else:
         item["action"] = {"commands": []} if kind == "shell" else {"type": "exec", "command": []}
@@ -163,6 +202,8 @@ def opened_item(kind: str, item_id: str, call_id: str) -> JSONDict:
 def builtin_call(kind: str, item_id: str, call_id: str, arguments: str, status: str) -> JSONDict:
     """The built-in item for the model's call of its function; a 502 where
     the arguments are not the action."""
+    if kind == "tool_search":
+        return _search_call(item_id, call_id, arguments, status)
     try:
         action = _ACTIONS[kind].model_validate(orjson.loads(arguments or "{}"))
     except (orjson.JSONDecodeError, ValidationError):
@@ -182,3 +223,25 @@ def builtin_call(kind: str, item_id: str, call_id: str, arguments: str, status: 
     # apply_patch_call's status is in_progress or completed; the others add incomplete.
     item["status"] = "completed" if kind == "apply_patch" and status != "in_progress" else status
     return item
+
+
+def _search_call(item_id: str, call_id: str, arguments: str, status: str) -> JSONDict:
+    """A tool search's call: its arguments an object of the tool's parameters,
+    which the client defined (so any object)."""
+    try:
+        said = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        said = None
+    if not isinstance(said, dict):
+        raise UpstreamProtocolError(
+            f"the model called `tool_search` with arguments that are not an object: "
+            f"{arguments[:200]!r}"
+        )
+    return {
+        "id": item_id,
+        "type": "tool_search_call",
+        "call_id": call_id,
+        "arguments": said,
+        "execution": "client",
+        "status": status,
+    }

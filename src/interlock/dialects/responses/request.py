@@ -34,9 +34,11 @@ from typing import Any
 import orjson
 
 from interlock.chat_markers import HOSTED_WEB_SEARCH, REASONING_SUMMARY
-from interlock.dialects.responses.builtin_tools import BUILTIN_TOOLS, chat_tool
+from interlock.dialects.responses.added_tools import search_call, search_call_id, search_result
+from interlock.dialects.responses.builtin_tools import BUILTIN_TOOLS, chat_tool, search_tool
 from interlock.dialects.responses.namespaces import flat_name
 from interlock.dialects.responses.schemas import (
+    AdditionalTools,
     AllowedTool,
     ApplyPatchCall,
     ApplyPatchCallOutput,
@@ -73,6 +75,9 @@ from interlock.dialects.responses.schemas import (
     ToolChoiceBuiltin,
     ToolChoiceCustom,
     ToolChoiceFunction,
+    ToolSearchCall,
+    ToolSearchOutput,
+    ToolSearchTool,
     WebSearchCall,
 )
 from interlock.dialects.responses.web_search import hosted_search
@@ -124,6 +129,9 @@ ITEM_ID_PREFIXES = {
     "web_search_call": "ws",
     "compaction": "cmp",
     "reasoning": "rs",
+    "additional_tools": "at",
+    "tool_search_call": "tsc",
+    "tool_search_output": "tso",
 }
 
 
@@ -253,6 +261,7 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
     reasoned: list[str] = []
     items = list(items)
     compacted = latest_compaction(items)
+    searched = ""  # the last tool search's call id, for a result that names none
     for index, item in enumerate(items, start):
         if index - start < compacted and not kept_by_compaction(item):
             continue  # in the summary, which replaces all but these messages
@@ -261,8 +270,10 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
                 thinking += decode_thinking(item.encrypted_content, f"input[{index}]")
             reasoned += [part.text for part in item.summary if part.text]
             continue
-        if isinstance(item, WebSearchCall | CompactionTrigger):
-            continue  # the search's finding is in the text that follows it; a trigger is no turn
+        if isinstance(item, WebSearchCall | CompactionTrigger | AdditionalTools):
+            # A search's finding is in the text that follows it; a trigger is
+            # no turn; added tools are offered with the request's (``added_tools.py``).
+            continue
         if isinstance(item, CompactionItem):
             where = f"input[{index}]"
             message = summary_message(decode_summary(item.encrypted_content, where))
@@ -291,6 +302,12 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
             message.setdefault("tool_calls", []).append(_builtin_call(item))
         elif isinstance(item, ShellCallOutput | ApplyPatchCallOutput | LocalShellCallOutput):
             message = _builtin_result(item)
+        elif isinstance(item, ToolSearchCall):
+            message = _assistant_turn(messages)
+            searched = search_call_id(item, index)
+            message.setdefault("tool_calls", []).append(search_call(item, searched))
+        elif isinstance(item, ToolSearchOutput):
+            message = search_result(item, searched)
         elif isinstance(item, ItemReference):  # the edge resolves them where it can
             raise InvalidRequest(
                 "An item_reference is not available here: send the item itself.",
@@ -325,10 +342,12 @@ def latest_compaction(items: Sequence[InputItem]) -> int:
 
 
 def kept_by_compaction(item: InputItem) -> bool:
-    """A message compaction keeps as it was: the user's words, and the
-    system's and the developer's instructions (an agent's rules and
-    environment, which a summary must not paraphrase away)."""
-    return isinstance(item, Message) and item.role != "assistant"
+    """An item compaction keeps as it was: the user's words, the system's
+    and the developer's instructions (an agent's rules and environment,
+    which a summary must not paraphrase away) and the tools they added."""
+    if isinstance(item, Message):
+        return item.role != "assistant"
+    return isinstance(item, AdditionalTools)
 
 
 def _called(item: FunctionCall | CustomToolCall) -> str:
@@ -474,6 +493,8 @@ def _chat_tools(tool: Tool) -> list[JSONDict]:
     flat name, a hosted tool none."""
     if isinstance(tool, HostedTool):
         return []
+    if isinstance(tool, ToolSearchTool):
+        return [search_tool(tool.description, tool.parameters)]
     if isinstance(tool, BuiltinTool):
         return [chat_tool(tool.type)]
     if isinstance(tool, NamespaceTool):

@@ -40,6 +40,7 @@ M = TypeVar("M", bound=BaseModel)
 __all__ = [
     "HOSTED_TOOLS",
     "LOGPROBS",
+    "AdditionalTools",
     "ApplyPatchCall",
     "ApplyPatchCallOutput",
     "ApplyPatchTool",
@@ -87,6 +88,9 @@ __all__ = [
     "ToolChoiceBuiltin",
     "ToolChoiceCustom",
     "ToolChoiceFunction",
+    "ToolSearchCall",
+    "ToolSearchOutput",
+    "ToolSearchTool",
     "WebSearchCall",
     "input_items",
     "validate_body",
@@ -298,27 +302,6 @@ def _item_tag(value: Any) -> str | None:
     return _tag(value)
 
 
-InputItem = Annotated[
-    Annotated[Message, Tag("message")]
-    | Annotated[FunctionCall, Tag("function_call")]
-    | Annotated[FunctionCallOutput, Tag("function_call_output")]
-    | Annotated[CustomToolCall, Tag("custom_tool_call")]
-    | Annotated[CustomToolCallOutput, Tag("custom_tool_call_output")]
-    | Annotated[ShellCall, Tag("shell_call")]
-    | Annotated[ShellCallOutput, Tag("shell_call_output")]
-    | Annotated[ApplyPatchCall, Tag("apply_patch_call")]
-    | Annotated[ApplyPatchCallOutput, Tag("apply_patch_call_output")]
-    | Annotated[LocalShellCall, Tag("local_shell_call")]
-    | Annotated[LocalShellCallOutput, Tag("local_shell_call_output")]
-    | Annotated[WebSearchCall, Tag("web_search_call")]
-    | Annotated[ReasoningItem, Tag("reasoning")]
-    | Annotated[CompactionItem, Tag("compaction")]
-    | Annotated[CompactionTrigger, Tag("compaction_trigger")]
-    | Annotated[ItemReference, Tag("item_reference")],
-    Discriminator(_item_tag),
-]
-
-
 class FunctionTool(_Open):
     type: Literal["function"]
     name: str = Field(min_length=1, max_length=128)
@@ -410,8 +393,23 @@ class HostedTool(_Open):
     type: str
 
 
+class ToolSearchTool(_Open):
+    """Tool search run by the client (Codex's, for its deferred MCP tools):
+    offered to the model as a function of the tool's own parameters, its
+    calls answered as ``tool_search_call`` items (``builtin_tools.py``).
+    Run by OpenAI's servers (``execution: "server"``), it is a hosted tool."""
+
+    type: Literal["tool_search"]
+    execution: Literal["client"]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
 def _tool_tag(value: Any) -> str | None:
     kind = _tag(value)
+    if kind == "tool_search":
+        execution = value.get("execution") if isinstance(value, dict) else None
+        return "tool_search" if execution == "client" else "hosted"
     return "hosted" if kind in HOSTED_TOOLS else kind
 
 
@@ -438,10 +436,67 @@ Tool = Annotated[
     | Annotated[ShellTool, Tag("shell")]
     | Annotated[ApplyPatchTool, Tag("apply_patch")]
     | Annotated[LocalShellTool, Tag("local_shell")]
+    | Annotated[ToolSearchTool, Tag("tool_search")]
     | Annotated[HostedTool, Tag("hosted")],
     Discriminator(_tool_tag),
 ]
 BuiltinTool = ShellTool | ApplyPatchTool | LocalShellTool
+
+
+class AdditionalTools(_Open):
+    """Tools made available from this point of the conversation (Codex
+    sends its ``exec`` tool so); offered with the request's
+    (``added_tools.py``)."""
+
+    type: Literal["additional_tools"]
+    role: Literal["developer"] = "developer"
+    tools: list[Tool]
+    id: str | None = None
+
+
+class ToolSearchCall(_Open):
+    """The model's call of the tool search (its arguments: the tool's own
+    parameters, an object), run by the client or by OpenAI's servers."""
+
+    type: Literal["tool_search_call"]
+    arguments: Any = None
+    call_id: str | None = None
+    execution: Literal["server", "client"] | None = None
+    id: str | None = None
+
+
+class ToolSearchOutput(_Open):
+    """What a tool search found: the tools it loaded, callable from then on."""
+
+    type: Literal["tool_search_output"]
+    tools: list[Tool]
+    call_id: str | None = None
+    execution: Literal["server", "client"] | None = None
+    id: str | None = None
+
+
+InputItem = Annotated[
+    Annotated[Message, Tag("message")]
+    | Annotated[FunctionCall, Tag("function_call")]
+    | Annotated[FunctionCallOutput, Tag("function_call_output")]
+    | Annotated[CustomToolCall, Tag("custom_tool_call")]
+    | Annotated[CustomToolCallOutput, Tag("custom_tool_call_output")]
+    | Annotated[ShellCall, Tag("shell_call")]
+    | Annotated[ShellCallOutput, Tag("shell_call_output")]
+    | Annotated[ApplyPatchCall, Tag("apply_patch_call")]
+    | Annotated[ApplyPatchCallOutput, Tag("apply_patch_call_output")]
+    | Annotated[LocalShellCall, Tag("local_shell_call")]
+    | Annotated[LocalShellCallOutput, Tag("local_shell_call_output")]
+    | Annotated[WebSearchCall, Tag("web_search_call")]
+    | Annotated[ReasoningItem, Tag("reasoning")]
+    | Annotated[CompactionItem, Tag("compaction")]
+    | Annotated[CompactionTrigger, Tag("compaction_trigger")]
+    | Annotated[ItemReference, Tag("item_reference")]
+    | Annotated[AdditionalTools, Tag("additional_tools")]
+    | Annotated[ToolSearchCall, Tag("tool_search_call")]
+    | Annotated[ToolSearchOutput, Tag("tool_search_output")],
+    Discriminator(_item_tag),
+]
 
 
 class ToolChoiceFunction(_Open):
@@ -801,6 +856,10 @@ _TAGS = frozenset(
         "compaction",
         "compaction_trigger",
         "item_reference",
+        "additional_tools",
+        "tool_search_call",
+        "tool_search_output",
+        "tool_search",
         "function",
         "custom",
         "namespace",

@@ -68,13 +68,13 @@ from interlock.api.wire import (
     request_record,
     translated_request,
 )
-from interlock.dialects.responses.added_tools import with_added_tools
 from interlock.dialects.responses.answer import (
     fresh_item_id,
     new_id,
     response_shell,
     to_response,
 )
+from interlock.dialects.responses.conversation_state import in_effect
 from interlock.dialects.responses.request import (
     CLIENT_PARAMS,
     chat_body,
@@ -127,7 +127,7 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
         if asked.previous_response_id is not None or asked.conversation is not None:
             history = await _context(request, services, asked)
         items: list[InputItem] = input_items(history) if history else []
-        asked = with_added_tools(asked, items)
+        asked = in_effect(asked, items)
         done: list[JSONDict] = []  # output items made before the answer
         if asked.compaction_triggered:  # the summary is all that is asked for
             chat = summary_request(asked, items)
@@ -236,7 +236,7 @@ async def count_input_tokens(request: Request, services: Services) -> ASGIApp:
         asked = await with_referenced(request, services, asked)
     history = await _context(request, services, asked)
     items = input_items(history) if history else []
-    chat = chat_body(with_added_tools(asked, items), items)
+    chat = chat_body(in_effect(asked, items), items)
     tokens = await count_chat_request(services.counter, chat)
     return json_response({"object": "response.input_tokens", "input_tokens": tokens})
 

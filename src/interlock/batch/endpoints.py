@@ -23,8 +23,8 @@ from interlock.dialects.anthropic import MessagesRequest, chat_body, message, va
 from interlock.dialects.anthropic import error_body as anthropic_error_body
 from interlock.dialects.completions import check as check_completion
 from interlock.dialects.completions import echoed_prompt, from_chat, to_chat
-from interlock.dialects.responses.added_tools import with_added_tools
 from interlock.dialects.responses.answer import new_id, response_shell, to_response
+from interlock.dialects.responses.conversation_state import in_effect
 from interlock.dialects.responses.request import CLIENT_PARAMS
 from interlock.dialects.responses.request import chat_body as responses_chat_body
 from interlock.dialects.responses.schemas import validate_request as validate_responses
@@ -105,7 +105,7 @@ def _response(body: JSONDict) -> PreparedItem:
             param=f"input[{len(asked.input) - 1}]",
             code="unsupported_parameter",
         )
-    asked = with_added_tools(asked.model_copy(update={"store": False}), ())  # not stored
+    asked = in_effect(asked.model_copy(update={"store": False}), ())  # not stored
     shell = response_shell(asked, new_id("resp"), int(time.time()))
     return PreparedItem(responses_chat_body(asked), True, lambda answer: to_response(shell, answer))
 

@@ -420,6 +420,9 @@ REASONING_BUDGETS: Mapping[str, int] = {
     "low": 1024,
     "medium": 2048,
     "high": 4096,
+    # Past high: Codex's and OpenAI's newer efforts, and Anthropic's own top one.
+    "xhigh": 8192,
+    "max": 16384,
 }
 
 
@@ -433,7 +436,8 @@ def reasoning_budget(body: JSONDict) -> int | None:
         return 0
     if effort not in REASONING_BUDGETS:
         raise InvalidRequest(
-            "`reasoning_effort` must be `none`, `minimal`, `low`, `medium` or `high`.",
+            "`reasoning_effort` must be `none`, `minimal`, `low`, `medium`, `high`, `xhigh` "
+            "or `max`.",
             param="reasoning_effort",
         )
     return REASONING_BUDGETS[effort]

@@ -43,8 +43,6 @@ JSONDict = dict[str, Any]
 def with_added_tools(request: ResponsesRequest, history: Sequence[InputItem]) -> ResponsesRequest:
     """``request`` offering, after its own tools, those its conversation
     (the stored ``history``, then its input) added; as it is where none."""
-    if isinstance(request.input, str) and not history:
-        return request  # the usual request: nothing to look through
     added = added_tools([*history, *([] if isinstance(request.input, str) else request.input)])
     if not added:
         return request

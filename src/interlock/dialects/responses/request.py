@@ -45,6 +45,7 @@ from interlock.dialects.responses.schemas import (
     BuiltinTool,
     CompactionItem,
     CompactionTrigger,
+    ConfigurationUpdate,
     ContentPart,
     CustomTool,
     CustomToolCall,
@@ -132,6 +133,7 @@ ITEM_ID_PREFIXES = {
     "additional_tools": "at",
     "tool_search_call": "tsc",
     "tool_search_output": "tso",
+    "configuration_update": "cfg",
 }
 
 
@@ -270,9 +272,12 @@ def chat_messages(items: Iterable[InputItem], start: int = 0) -> list[JSONDict]:
                 thinking += decode_thinking(item.encrypted_content, f"input[{index}]")
             reasoned += [part.text for part in item.summary if part.text]
             continue
-        if isinstance(item, WebSearchCall | CompactionTrigger | AdditionalTools):
+        if isinstance(
+            item, WebSearchCall | CompactionTrigger | AdditionalTools | ConfigurationUpdate
+        ):
             # A search's finding is in the text that follows it; a trigger is
-            # no turn; added tools are offered with the request's (``added_tools.py``).
+            # no turn; added tools and updated settings are the request's
+            # (``conversation_state.py``).
             continue
         if isinstance(item, CompactionItem):
             where = f"input[{index}]"
@@ -347,7 +352,7 @@ def kept_by_compaction(item: InputItem) -> bool:
     which a summary must not paraphrase away) and the tools they added."""
     if isinstance(item, Message):
         return item.role != "assistant"
-    return isinstance(item, AdditionalTools)
+    return isinstance(item, AdditionalTools | ConfigurationUpdate)
 
 
 def _called(item: FunctionCall | CustomToolCall) -> str:

@@ -48,6 +48,7 @@ __all__ = [
     "CompactRequest",
     "CompactionItem",
     "CompactionTrigger",
+    "ConfigurationUpdate",
     "ContentPart",
     "ContextManagement",
     "ConversationCreate",
@@ -494,7 +495,8 @@ InputItem = Annotated[
     | Annotated[ItemReference, Tag("item_reference")]
     | Annotated[AdditionalTools, Tag("additional_tools")]
     | Annotated[ToolSearchCall, Tag("tool_search_call")]
-    | Annotated[ToolSearchOutput, Tag("tool_search_output")],
+    | Annotated[ToolSearchOutput, Tag("tool_search_output")]
+    | Annotated["ConfigurationUpdate", Tag("configuration_update")],
     Discriminator(_item_tag),
 ]
 
@@ -573,9 +575,32 @@ class TextConfig(_Open):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+
+
 class Reasoning(_Open):
-    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    effort: Effort | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class EffortUpdate(_Open):
+    effort: Effort | None = None
+
+
+class FormatUpdate(_Open):
+    format: TextFormat
+
+
+class ConfigurationUpdate(_Open):
+    """Settings for this response and the later ones, until a later update
+    replaces them: a reasoning effort, a text format (``conversation_state.py``).
+    Clients keep the request's own settings as they were, for the prompt
+    cache, and change them so mid-conversation."""
+
+    type: Literal["configuration_update"]
+    reasoning: EffortUpdate | None = None
+    text: FormatUpdate | None = None
+    id: str | None = None
 
 
 # Fields that change the answer in ways a chat model cannot honour.
@@ -860,6 +885,7 @@ _TAGS = frozenset(
         "tool_search_call",
         "tool_search_output",
         "tool_search",
+        "configuration_update",
         "function",
         "custom",
         "namespace",

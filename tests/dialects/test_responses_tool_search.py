@@ -39,7 +39,8 @@ EXEC: dict[str, Any] = {
             "name": "functions",
             "description": "Code mode.",
             "tools": [{"type": "custom", "name": "exec", "description": "Run JavaScript."}],
-        }
+        },
+        {"type": "namespace", "name": "collaboration", "tools": []},  # nothing in it yet
     ],
 }
 GITHUB: dict[str, Any] = {
@@ -104,7 +105,8 @@ def test_the_search_is_offered_and_called_as_the_client_s_tool(
     assert call["type"] == "tool_search_call" and call["execution"] == "client"
     assert call["arguments"] == {"query": "Paris", "limit": 3}  # the fake's values, an object
     assert call["status"] == "completed" and call["call_id"]
-    assert [tool["type"] for tool in first.model_dump()["tools"]] == ["tool_search", "namespace"]
+    echoed = [tool.get("name", tool["type"]) for tool in first.model_dump()["tools"]]
+    assert echoed == ["tool_search", "functions", "collaboration"]
 
 
 def test_the_tools_a_search_loaded_are_offered_and_called_under_their_namespace(

@@ -425,7 +425,7 @@ class NamespaceTool(_Open):
             Annotated[FunctionTool, Tag("function")] | Annotated[CustomTool, Tag("custom")],
             Discriminator(_tag),
         ]
-    ] = Field(min_length=1)
+    ]  # Codex sends empty ones (a server with nothing to offer yet)
 
 
 # The tools the gateway can offer a model (those the client runs itself),

@@ -143,3 +143,25 @@ def test_an_output_item_s_id_names_its_response_and_place() -> None:
     assert len(item_id("rs", response_id, 0)) == len("rs_") + 50
     assert item_source(item_id("msg", response_id, 256)) is None  # an id of its own
     assert item_source(new_id("msg")) is None  # an input item's, or an older one
+
+
+def test_a_conversation_keeps_the_referenced_item_and_refuses_a_trigger(
+    client: openai.OpenAI,
+) -> None:
+    first = client.responses.create(model="azure", input=[QUESTION], tools=[WEATHER])
+    [call] = first.output
+    conversation = client.conversations.create(items=[QUESTION])  # type: ignore[list-item]
+    added = client.conversations.items.create(
+        conversation.id,
+        items=[_reference(call.id), _answered(call)],  # type: ignore[list-item]
+    )
+    assert [item.type for item in added.data] == ["function_call", "function_call_output"]
+    assert added.data[0].call_id == call.call_id  # type: ignore[union-attr]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.conversations.items.create(
+            conversation.id,
+            items=[{"type": "compaction_trigger"}],  # type: ignore[list-item]
+        )
+    assert caught.value.body["param"] == "items[0]"  # type: ignore[index]
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.create(items=[_reference("msg_unknown")])  # type: ignore[list-item]

@@ -21,6 +21,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
+from interlock.api.item_references import resolved
 from interlock.api.services import Services
 from interlock.api.wire import (
     caller_name,
@@ -32,10 +33,12 @@ from interlock.api.wire import (
 from interlock.dialects.responses.answer import fresh_item_id, new_id
 from interlock.dialects.responses.request import conversation_items, stored_items
 from interlock.dialects.responses.schemas import (
+    CompactionTrigger,
     ConversationCreate,
     ConversationItemsCreate,
     ConversationUpdate,
     InputItem,
+    ItemReference,
     validate_body,
 )
 from interlock.errors import InvalidRequest, NotFound
@@ -51,8 +54,24 @@ def _store(services: Services) -> ConversationStore:
     return services.records.get().conversations  # 503 while the store is not open
 
 
-def _items(items: list[InputItem] | None) -> list[dict[str, Any]]:
-    return conversation_items(stored_items(items or (), new_id))
+async def _items(
+    request: Request, services: Services, items: list[InputItem] | None
+) -> list[dict[str, Any]]:
+    """Items to add, as the conversation keeps them: a reference replaced by
+    the item it names (``item_references.py``); a compaction trigger, which
+    asks a response for something, is no item to keep."""
+    items = list(items or ())
+    for index, item in enumerate(items):
+        if isinstance(item, CompactionTrigger):
+            raise InvalidRequest(
+                "A 'compaction_trigger' asks a response to compact; it is not an item of "
+                "a conversation.",
+                param=f"items[{index}]",
+                code="invalid_value",
+            )
+    if any(isinstance(item, ItemReference) for item in items):
+        items = await resolved(request, services, items, param="items")
+    return conversation_items(stored_items(items, new_id))
 
 
 async def create_conversation(request: Request, services: Services) -> ASGIApp:
@@ -60,7 +79,7 @@ async def create_conversation(request: Request, services: Services) -> ASGIApp:
     asked = validate_body(
         ConversationCreate, await read_json_object(request, services.max_body_bytes)
     )
-    items, conversation_id = _items(asked.items), new_id("conv")
+    items, conversation_id = await _items(request, services, asked.items), new_id("conv")
     limit = services.responses.max_conversation_items
     if len(items) > limit:
         raise conversation_full(conversation_id, 0, limit)
@@ -108,7 +127,8 @@ async def _item_list(
         asked = validate_body(ConversationItemsCreate, body).items
         limit = services.responses.max_conversation_items
         try:
-            added = await store.append(key, found_id, _items(asked), fresh_item_id, limit)
+            items = await _items(request, services, asked)
+            added = await store.append(key, found_id, items, fresh_item_id, limit)
         except ConversationFull as full:
             raise conversation_full(found_id, full.held, full.limit) from None
         if added is None:

@@ -24,7 +24,8 @@ result with ``pause_turn``). Its schema-less client tools (``bash_20250124``,
 ``text_editor_...``, each under the name its version must have) are called
 with ``{"command": "ls"}`` and a ``view`` of ``/``. With thinking on, a signed thinking
 block comes first. Any ``cache_control`` marker reports 100 cache-read and 50
-cache-write tokens. Tool search as Anthropic runs it: a tool with
+cache-write tokens; more than four (a top-level one counted) is Anthropic's
+400. Tool search as Anthropic runs it: a tool with
 ``defer_loading`` is not called until a tool result's ``tool_reference``
 block loads it (a reference to a tool not in ``tools`` is the 400 "Tool
 reference 'X' not found in available tools"; every tool deferred, a 400); a
@@ -168,6 +169,29 @@ def _validate(body: Any) -> None:
     if _thinking_on(body):
         _check_thinking(body, messages)
     _check_output_config(body.get("output_config"))
+    _check_cache_markers(body)
+
+
+def _check_cache_markers(body: Block) -> None:
+    """Anthropic's limit: four blocks marked ``cache_control`` in a request
+    (the request's own top-level marker apart); a marker is ephemeral, its
+    ttl 5m or 1h."""
+    blocks = [*(body.get("tools") or [])]
+    if isinstance(body.get("system"), list):
+        blocks += body["system"]
+    for message in body["messages"]:
+        if isinstance(message.get("content"), list):
+            blocks += message["content"]
+    markers = [b["cache_control"] for b in blocks if isinstance(b, dict) and "cache_control" in b]
+    if isinstance(body.get("cache_control"), dict):
+        markers.append(body["cache_control"])
+    if len(markers) > 4:
+        raise Invalid(
+            f"A maximum of 4 blocks with cache_control may be provided. Found {len(markers)}."
+        )
+    for marker in markers:
+        if marker.get("type") != "ephemeral" or marker.get("ttl", "5m") not in ("5m", "1h"):
+            raise Invalid(f"cache_control: invalid marker {marker}")
 
 
 # Anthropic's schema-less client tools and the name each version must have.

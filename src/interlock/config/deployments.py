@@ -147,6 +147,12 @@ class DeploymentConfig(_Strict):
     # other, {thinking: {type: disabled}} for DeepSeek's fast mode). Not the model, the
     # stream, nor the conversation; not embeddings or moderations.
     body_patch: dict[str, Any] = Field(default_factory=dict)
+    # Anthropic caches a prompt only where a request marks it. "client": where the
+    # client asks (its cache_control markers, OpenAI's prompt_cache_breakpoint parts,
+    # or a prompt_cache_key naming its conversation's cache); "auto": every request
+    # with no marker of its own is cached up to its last block (a cache write costs
+    # 1.25 times the input price, a read a tenth). Anthropic deployments only.
+    prompt_caching: Literal["client", "auto"] = "client"
     # OpenAI's wire: whether the server refuses request fields it does not know (Mistral's
     # 422 extra_forbidden). If so, the fields that only describe the caller (user,
     # metadata, stream_options, prompt_cache_key ...) are left out, as the translating
@@ -337,6 +343,11 @@ class DeploymentConfig(_Strict):
                 )
         if self.body_patch:
             _check_patch(self.provider, self.body_patch)
+        if self.prompt_caching == "auto" and self.provider != "anthropic":
+            raise ValueError(
+                f"`prompt_caching: auto` is for Anthropic deployments (the others cache "
+                f"by themselves or by the client's markers), not provider {self.provider!r}"
+            )
         if self.api == "responses" and self.provider not in ("openai", "azure"):
             raise ValueError(
                 f"`api: responses` needs OpenAI's wire (provider openai or azure), "

@@ -85,6 +85,7 @@ class AnthropicProvider(HttpProvider):
         super().__init__(deployment, headers, redactor)
         self._model = deployment.model
         self._drop = frozenset(deployment.drop_params)
+        self._cache_every_request = deployment.prompt_caching == "auto"
         self._counter = counter
         self._url = f"{deployment.base_url or DEFAULT_BASE_URL}/v1/messages"
 
@@ -96,7 +97,7 @@ class AnthropicProvider(HttpProvider):
         return headers
 
     async def chat(self, body: JSONDict, ctx: CallContext) -> JSONDict:
-        request = chat_request(body, self._model, self._drop)
+        request = chat_request(body, self._model, self._drop, self._cache_every_request)
         result = await self._client.request_json(
             "POST", self._url, self._patched(request.body), self._headers(ctx)
         )
@@ -104,7 +105,7 @@ class AnthropicProvider(HttpProvider):
             return completion(result, self._model, request.json_tool, self._counter)
 
     async def stream_chat(self, body: JSONDict, ctx: CallContext) -> AsyncIterator[bytes]:
-        request = chat_request(body, self._model, self._drop)
+        request = chat_request(body, self._model, self._drop, self._cache_every_request)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         translator = StreamTranslator(self._model, include_usage, request.json_tool, self._counter)
         upstream = {**self._patched(request.body), "stream": True}

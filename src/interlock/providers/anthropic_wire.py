@@ -18,7 +18,7 @@ natively, its format answered as Anthropic's structured output, no tool.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ from interlock.providers.openai_request import (
     tool_calls_of,
     tool_choice,
 )
+from interlock.providers.prompt_cache import automatic_marker, kept_latest, part_marker
 from interlock.providers.upstream_errors import ShapeError
 
 __all__ = ["JSON_OBJECT_TOOL", "SUPPORTED", "ShapeError", "WireRequest", "chat_request"]
@@ -93,8 +94,11 @@ class WireRequest:
 # -- requests ----------------------------------------------------------------
 
 
-def chat_request(body: JSONDict, model: str, drop: Collection[str]) -> WireRequest:
-    """The Messages body for an OpenAI chat body; a 400 for what cannot be sent."""
+def chat_request(
+    body: JSONDict, model: str, drop: Collection[str], cache_every_request: bool = False
+) -> WireRequest:
+    """The Messages body for an OpenAI chat body; a 400 for what cannot be
+    sent. ``cache_every_request``: the deployment's ``prompt_caching: auto``."""
     body = checked_params(body, "anthropic", SUPPORTED, drop)
     thinking = _thinking(body)
     thinking_on = thinking is not None and thinking.get("type") != "disabled"
@@ -122,7 +126,22 @@ def chat_request(body: JSONDict, model: str, drop: Collection[str]) -> WireReque
         if "format" in native:
             body = {k: v for k, v in body.items() if k != "response_format"}
     json_tool = _add_tools(out, body, thinking_on)
+    if not kept_latest(_blocks(out)) and "cache_control" not in out:
+        marker = automatic_marker(body, cache_every_request)
+        if marker is not None:
+            out["cache_control"] = marker
     return WireRequest(out, json_tool)
+
+
+def _blocks(out: JSONDict) -> Iterator[JSONDict]:
+    """The request's tools and blocks, in the prompt's order (tools, system, messages)."""
+    yield from out.get("tools") or ()
+    system = out.get("system")
+    if isinstance(system, list):
+        yield from system
+    for turn in out["messages"]:
+        if isinstance(turn["content"], list):
+            yield from turn["content"]
 
 
 def _thinking(body: JSONDict) -> JSONDict | None:
@@ -343,8 +362,9 @@ def _parts(content: Any, param: str, images: bool) -> list[JSONDict]:
                 f"here; {allowed}.",
                 param=f"{where}.type",
             )
-        if isinstance(part.get("cache_control"), dict):
-            block["cache_control"] = part["cache_control"]
+        marker = part_marker(part)
+        if marker is not None:
+            block["cache_control"] = marker
         if kind == "image_url" and isinstance(part.get(IMAGE_TRANSFORMATIONS), dict):
             block["transformations"] = part[IMAGE_TRANSFORMATIONS]
         blocks.append(block)
@@ -440,8 +460,8 @@ def _tool_result(message: JSONDict, param: str) -> JSONDict:
 
 def _cached(blocks: list[JSONDict], message: JSONDict) -> list[JSONDict]:
     """A message-level ``cache_control`` marks the message's last block."""
-    marker = message.get("cache_control")
-    if isinstance(marker, dict) and blocks:
+    marker = part_marker(message)
+    if marker is not None and blocks:
         blocks[-1] = {**blocks[-1], "cache_control": marker}
     return blocks
 

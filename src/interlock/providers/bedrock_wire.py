@@ -30,6 +30,7 @@ from interlock.providers.openai_request import (
     tool_choice,
     tool_result_text,
 )
+from interlock.providers.prompt_cache import MAX_MARKERS, part_marker
 from interlock.providers.upstream_errors import ShapeError
 
 __all__ = ["SUPPORTED", "Converse", "ShapeError", "converse_request"]
@@ -94,7 +95,18 @@ def converse_request(body: JSONDict) -> Converse:
         # Claude's extended thinking; Converse passes the field to the model as is.
         thinking = {"type": "enabled", "budget_tokens": budget}
         out["additionalModelRequestFields"] = {"thinking": thinking}
+    _latest_cache_points(out)
     return Converse(out, json_tool)
+
+
+def _latest_cache_points(out: JSONDict) -> None:
+    """All but the latest ``MAX_MARKERS`` cache points taken out, as OpenAI
+    writes the latest four breakpoints (Converse refuses more)."""
+    lists = [out.get("toolConfig", {}).get("tools") or [], out.get("system") or []]
+    lists += [turn["content"] for turn in out["messages"]]
+    points = [(blocks, block) for blocks in lists for block in blocks if "cachePoint" in block]
+    for blocks, block in points[:-MAX_MARKERS]:
+        blocks.remove(block)
 
 
 def _turns(messages: Any) -> tuple[list[JSONDict], list[JSONDict]]:
@@ -273,9 +285,10 @@ def _result_content(text: str) -> JSONDict:
 
 def _marked(blocks: list[JSONDict], source: JSONDict) -> list[JSONDict]:
     """``blocks`` with a cache point after them when ``source`` (a message,
-    a part or a tool) carries a ``cache_control`` marker."""
-    marker = source.get("cache_control")
-    if not isinstance(marker, dict) or not blocks:
+    a part or a tool) carries a ``cache_control`` marker (or an OpenAI
+    breakpoint: ``prompt_cache.py``)."""
+    marker = part_marker(source)
+    if marker is None or not blocks:
         return blocks
     point: JSONDict = {"type": "default"}
     if marker.get("ttl") in _CACHE_TTLS:

@@ -28,6 +28,7 @@ from interlock.providers.http import HttpProvider
 from interlock.providers.openai_completions import chat_chunk, chat_completion, completions_body
 from interlock.providers.openai_messages import fitted_messages
 from interlock.providers.openai_request import METADATA_PARAMS
+from interlock.providers.prompt_cache import BREAKPOINT
 from interlock.redaction import Redactor
 
 __all__ = ["OpenAICompatibleProvider", "without_edge_markers"]
@@ -38,7 +39,13 @@ _DONE = b"[DONE]"
 # for OpenAI's API, left out of an edge's body for a compatible server,
 # which may refuse what it does not know. A chat client's own are its to send.
 _OPENAI_SERVING = frozenset(
-    {"prompt_cache_key", "prompt_cache_retention", "service_tier", "safety_identifier"}
+    {
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "prompt_cache_options",
+        "service_tier",
+        "safety_identifier",
+    }
 )
 
 
@@ -81,7 +88,7 @@ class OpenAICompatibleProvider(HttpProvider):
     def _upstream_body(self, body: JSONDict, ctx: CallContext | None = None) -> JSONDict:
         from_edge = ctx is not None and ctx.dialect != "openai"
         if from_edge:  # an edge wrote the body
-            body = without_edge_markers(body)
+            body = without_edge_markers(body, keep_breakpoints=self._serving_hints)
             if not self._serving_hints and not _OPENAI_SERVING.isdisjoint(body):
                 body = {k: v for k, v in body.items() if k not in _OPENAI_SERVING}
         out = {**body, "model": self._model}
@@ -180,11 +187,14 @@ def _rename_limit(body: JSONDict, name: str) -> None:
 
 # On a tool, or on a message part: what only Anthropic upstreams read.
 _TOOL_MARKERS = frozenset({"cache_control", IMAGE_TRANSFORMATIONS, *TOOL_HINTS})
+# On a message part, also OpenAI's explicit cache breakpoint, which the
+# Responses edge carries: OpenAI's API reads it, a compatible server need not.
+_PART_MARKERS = _TOOL_MARKERS | {BREAKPOINT}
 # On a message: the same, and the turn's blocks as Anthropic wrote them.
 _MESSAGE_MARKERS = frozenset({"thinking_blocks", "cache_control", CONTENT_BLOCKS, TOOL_REFERENCES})
 
 
-def without_edge_markers(body: JSONDict) -> JSONDict:
+def without_edge_markers(body: JSONDict, *, keep_breakpoints: bool = False) -> JSONDict:
     """``body`` without what the other dialects' edges add for upstreams of
     their own kind: the Messages edge's native ``thinking`` object
     (``reasoning_effort`` carries the same wish), ``output_config``
@@ -193,12 +203,14 @@ def without_edge_markers(body: JSONDict) -> JSONDict:
     Responses edge's hosted web search and reasoning carried between turns.
     OpenAI refuses fields it does not know, and these mean nothing to it;
     everything the client itself asked for (``top_k`` ...) is forwarded as
-    ever, for the upstream to honour or refuse."""
+    ever, for the upstream to honour or refuse. ``keep_breakpoints``: the
+    parts' ``prompt_cache_breakpoint`` stay (for OpenAI's own API)."""
     if not _marked(body):
         return body  # the usual request: nothing to take out, nothing copied
     out = {k: v for k, v in body.items() if k not in BODY_MARKERS}
+    markers = _TOOL_MARKERS if keep_breakpoints else _PART_MARKERS
     if isinstance(body.get("messages"), list):
-        out["messages"] = [_unmarked_message(m) for m in body["messages"]]
+        out["messages"] = [_unmarked_message(m, markers) for m in body["messages"]]
     if isinstance(body.get("tools"), list):
         out["tools"] = [_unmarked(t) for t in body["tools"]]
     return out
@@ -214,23 +226,23 @@ def _marked(body: JSONDict) -> bool:
                 return True
             content = message.get("content")
             if isinstance(content, list) and any(
-                isinstance(part, dict) and not _TOOL_MARKERS.isdisjoint(part) for part in content
+                isinstance(part, dict) and not _PART_MARKERS.isdisjoint(part) for part in content
             ):
                 return True
     tools = body.get("tools") or ()
     return any(isinstance(tool, dict) and not _TOOL_MARKERS.isdisjoint(tool) for tool in tools)
 
 
-def _unmarked(item: Any) -> Any:
-    if isinstance(item, dict) and not _TOOL_MARKERS.isdisjoint(item):
-        return {k: v for k, v in item.items() if k not in _TOOL_MARKERS}
+def _unmarked(item: Any, markers: frozenset[str] = _TOOL_MARKERS) -> Any:
+    if isinstance(item, dict) and not markers.isdisjoint(item):
+        return {k: v for k, v in item.items() if k not in markers}
     return item
 
 
-def _unmarked_message(message: Any) -> Any:
+def _unmarked_message(message: Any, markers: frozenset[str]) -> Any:
     if not isinstance(message, dict):
         return message
     out = {k: v for k, v in message.items() if k not in _MESSAGE_MARKERS}
     if isinstance(message.get("content"), list):
-        out["content"] = [_unmarked(part) for part in message["content"]]
+        out["content"] = [_unmarked(part, markers) for part in message["content"]]
     return out

@@ -63,6 +63,7 @@ METADATA_PARAMS = frozenset(
         "safety_identifier",
         "prompt_cache_key",
         "prompt_cache_retention",
+        "prompt_cache_options",
     }
 )
 # Every other chat-completions parameter OpenAI documents. Each changes the

@@ -37,6 +37,7 @@ from interlock.chat_markers import (
 from interlock.errors import InvalidRequest
 from interlock.providers.base import JSONDict
 from interlock.providers.openai_request import checked_params, tool_result_text
+from interlock.providers.prompt_cache import BREAKPOINT
 
 __all__ = ["responses_body"]
 
@@ -190,6 +191,8 @@ def _content(content: Any, param: str) -> str | list[JSONDict]:
                 f"`{kind}` content parts are not supported by responses-API deployments.",
                 param=f"{where}.type",
             )
+        if isinstance(part.get(BREAKPOINT), dict):  # the Responses API reads it alike
+            parts[-1][BREAKPOINT] = part[BREAKPOINT]
     return parts
 
 

@@ -137,6 +137,7 @@ ITEM_ID_PREFIXES = {
 }
 
 
+_BREAKPOINT = "prompt_cache_breakpoint"
 # Parameters chat names and means alike, passed as they are.
 _SAID_ALIKE = (
     "temperature",
@@ -144,6 +145,7 @@ _SAID_ALIKE = (
     "user",
     "prompt_cache_key",
     "prompt_cache_retention",
+    "prompt_cache_options",
     "service_tier",
     "safety_identifier",
 )
@@ -437,12 +439,19 @@ def _text(content: str | list[ContentPart], where: str) -> str:
 
 def _part(part: ContentPart, where: str) -> JSONDict:
     if isinstance(part, InputImage):
-        return _image(part, where)
-    if isinstance(part, InputFile):
-        return _file(part, where)
-    if isinstance(part, Refusal):
-        return {"type": "text", "text": part.refusal}
-    return {"type": "text", "text": part.text}
+        out = _image(part, where)
+    elif isinstance(part, InputFile):
+        out = _file(part, where)
+    elif isinstance(part, Refusal):
+        out = {"type": "text", "text": part.refusal}
+    else:
+        out = {"type": "text", "text": part.text}
+    extra = part.model_extra
+    if extra and isinstance(extra.get(_BREAKPOINT), dict):
+        # OpenAI's explicit cache breakpoint: chat names it alike, and an
+        # upstream that caches only where marked reads it (prompt_cache.py).
+        out[_BREAKPOINT] = extra[_BREAKPOINT]
+    return out
 
 
 def _image(part: InputImage, where: str) -> JSONDict:

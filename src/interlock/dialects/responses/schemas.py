@@ -675,6 +675,7 @@ class ResponsesRequest(_Open):
     # the processing tier (and its price), the end user for abuse checks.
     prompt_cache_key: str | None = None
     prompt_cache_retention: Literal["in-memory", "24h"] | None = None
+    prompt_cache_options: dict[str, Any] | None = None  # OpenAI's explicit caching
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     safety_identifier: str | None = None
     context_management: list[ContextManagement] | None = Field(default=None, max_length=1)

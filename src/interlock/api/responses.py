@@ -133,9 +133,10 @@ async def create_response(request: Request, services: Services) -> ASGIApp:
             chat = summary_request(asked, items)
         else:
             chat = chat_body(asked, items)
-            compaction = await compact_if_due(request, services, asked, items, chat, DIALECT)
-            if compaction is not None:
-                chat, done = compaction.chat, [compaction.item]
+            if asked.compaction is not None:  # the usual request awaits nothing here
+                compaction = await compact_if_due(request, services, asked, items, chat, DIALECT)
+                if compaction is not None:
+                    chat, done = compaction.chat, [compaction.item]
         if names_file_ids(chat["messages"]):  # documents uploaded to /v1/files
             await inline_file_ids(request, services, chat["messages"], "input")
     except InvalidRequest:
